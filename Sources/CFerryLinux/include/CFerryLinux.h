@@ -1,0 +1,31 @@
+#ifndef C_FERRY_LINUX_H
+#define C_FERRY_LINUX_H
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stddef.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+/// accept4(2) with SOCK_NONBLOCK | SOCK_CLOEXEC (Glibc hides accept4 from Swift without _GNU_SOURCE).
+int ferry_accept_nonblocking(int fd);
+
+/// Opens `path` relative to `dirfd` so that resolution can never leave `dirfd`: `..` past the top,
+/// absolute paths and symlinks that point outside all fail (openat2 with RESOLVE_BENEATH).
+/// Returns the descriptor, or -1 with errno set (EXDEV for an escape attempt).
+int ferry_open_beneath(int dirfd, const char *path, int flags);
+
+/// Reads like pread, but fails with EAGAIN instead of waiting when the data is not in the page
+/// cache (preadv2 with RWF_NOWAIT), and starts readahead for it in that case.
+ssize_t ferry_pread_nowait(int fd, void *buf, size_t len, off_t offset);
+
+/// Receives one byte of TCP urgent data, without blocking. Returns 1, 0 or -1 with errno.
+int ferry_recv_urgent(int fd, unsigned char *byte);
+
+/// Sends `byte` as TCP urgent data (MSG_OOB).
+int ferry_send_urgent(int fd, unsigned char byte);
+
+#endif

@@ -1,0 +1,40 @@
+#define _GNU_SOURCE
+#include "CFerryLinux.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+int ferry_open_beneath(int dirfd, const char *path, int flags) {
+    struct open_how how = {0};
+    how.flags = (unsigned long long)(flags | O_CLOEXEC);
+    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
+    return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
+}
+
+ssize_t ferry_pread_nowait(int fd, void *buf, size_t len, off_t offset) {
+    struct iovec iov = {.iov_base = buf, .iov_len = len};
+    ssize_t n = preadv2(fd, &iov, 1, offset, RWF_NOWAIT);
+    if (n < 0 && errno == EAGAIN) {
+        // Ask the kernel to start reading without waiting for it; the caller retries later.
+        posix_fadvise(fd, offset, (off_t)len, POSIX_FADV_WILLNEED);
+        errno = EAGAIN;
+    }
+    return n;
+}
+
+int ferry_recv_urgent(int fd, unsigned char *byte) {
+    return (int)recv(fd, byte, 1, MSG_OOB | MSG_DONTWAIT);
+}
+
+int ferry_send_urgent(int fd, unsigned char byte) {
+    return (int)send(fd, &byte, 1, MSG_OOB | MSG_NOSIGNAL);
+}
+
+int ferry_accept_nonblocking(int fd) {
+    return accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+}

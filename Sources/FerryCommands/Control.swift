@@ -1,0 +1,66 @@
+import ArgumentParser
+import FerryServer
+import FerryWire
+
+/// `ferry control`: talk to a server's control endpoint.
+struct Control: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Send out-of-band requests to a server's control endpoint.",
+        subcommands: [Cancel.self, Stats.self]
+    )
+
+    struct Address: ParsableArguments {
+        @Option(help: "The control endpoint, HOST:PORT.")
+        var addr = "127.0.0.1:8081"
+
+        func client() throws -> ControlClient {
+            guard let colon = self.addr.lastIndex(of: ":"), let port = Int(self.addr[self.addr.index(after: colon)...])
+            else {
+                throw ValidationError("--addr must be HOST:PORT, got '\(self.addr)'")
+            }
+            return ControlClient(host: String(self.addr[..<colon]), port: port)
+        }
+    }
+
+    struct Cancel: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Cancel a request in progress; exits 1 when it was not running."
+        )
+
+        @OptionGroup var address: Address
+
+        @Argument(help: "The connection id (the response's Ferry-Connection-Id header).")
+        var connection: UInt64
+
+        @Argument(help: "The request id (the response's Ferry-Request-Id header).")
+        var request: UInt64
+
+        func run() async throws {
+            switch try await self.address.client().cancel(connectionID: self.connection, requestID: self.request) {
+            case .cancelled:
+                printLine("cancelled request \(self.request) of connection \(self.connection)")
+            case .notRunning:
+                printLine("request \(self.request) of connection \(self.connection) is not running")
+                throw ExitCode(1)
+            }
+        }
+    }
+
+    struct Stats: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print the server's counters.")
+
+        @OptionGroup var address: Address
+
+        @Flag(help: "Print JSON.")
+        var json = false
+
+        func run() async throws {
+            let stats = try await self.address.client().stats()
+            if self.json {
+                printLine("{" + stats.entries.map { "\"\($0.name)\": \($0.value)" }.joined(separator: ", ") + "}")
+            } else {
+                for entry in stats.entries { printLine("\(entry.name) \(entry.value)") }
+            }
+        }
+    }
+}

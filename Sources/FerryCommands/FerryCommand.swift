@@ -1,0 +1,35 @@
+import ArgumentParser
+import Logging
+
+/// `ferry`: the command-line interface. Commands live in this library so tests can parse and
+/// run them without spawning a process.
+public struct FerryCommand: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "ferry",
+        abstract: "A runtime for distributed processes: servers, nodes and the parts between them.",
+        subcommands: [Up.self, Serve.self, Control.self]
+    )
+
+    public init() {}
+
+    /// Sets up logging to standard error, at the level in `FERRY_LOG_LEVEL` (default `info`).
+    /// Called once, by the executable.
+    public static func bootstrapLogging() {
+        let level = ProcessEnvironment.value("FERRY_LOG_LEVEL").flatMap(Logger.Level.init(rawValue:)) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+    }
+}
+
+enum ProcessEnvironment {
+    static func value(_ name: String) -> String? {
+        getenv(name).map { String(cString: $0) }
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

@@ -1,0 +1,85 @@
+import ArgumentParser
+import FerryServer
+import Logging
+import ServiceLifecycle
+
+/// `ferry serve ...`: run one kind of server in the foreground.
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a server in the foreground.",
+        subcommands: [Files.self]
+    )
+
+    /// `ferry serve files`: the seed's file server.
+    struct Files: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Serve a directory over HTTP/1.1 under one of four execution models.",
+            discussion: """
+                Prints 'listening on HOST:PORT' as its first line. GET and HEAD, keep-alive, single \
+                Range requests, ETag and Last-Modified validators. A request sent with 'TE: trailers' \
+                gets a chunked body that a cancel (control endpoint or TCP urgent data) ends early \
+                while the connection stays open.
+                """
+        )
+
+        @Option(help: "The directory to serve.")
+        var root: String
+
+        @Option(help: "The address to listen on.")
+        var host = "127.0.0.1"
+
+        @Option(help: "The port to listen on; 0 picks a free port.")
+        var port = 0
+
+        @Option(help: "iterative, thread-per-request, dispatcher or event-driven.")
+        var model: ExecutionModel = .eventDriven
+
+        @Option(help: "Worker threads (dispatcher) or event loops (event-driven); default: the core count.")
+        var workers: Int?
+
+        @Option(help: "Requests the dispatcher queues before it answers 503.")
+        var queue = 256
+
+        @Option(
+            help: "Port of the FerryWire control endpoint for out-of-band cancels; 0 picks one. None when left out."
+        )
+        var controlPort: Int?
+
+        func validate() throws {
+            if let workers, workers < 1 { throw ValidationError("--workers must be at least 1, got \(workers)") }
+            if self.queue < 1 { throw ValidationError("--queue must be at least 1, got \(self.queue)") }
+        }
+
+        func run() async throws {
+            let logger = Logger(label: "ferry.files")
+            let server = try await FileServer.bind(
+                .init(
+                    root: self.root,
+                    host: self.host,
+                    port: self.port,
+                    model: self.model,
+                    workers: self.workers,
+                    queueCapacity: self.queue,
+                    controlPort: self.controlPort
+                ),
+                logger: logger
+            )
+            printLine("listening on \(server.host):\(server.port)")
+            if let control = server.controlAddress { printLine("control on \(control.host):\(control.port)") }
+            try await ServiceGroup(services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+                .run()
+        }
+    }
+}
+
+extension ExecutionModel: ExpressibleByArgument {}
+
+/// Prints and flushes at once, so a script reading our stdout through a pipe sees the line now.
+func printLine(_ line: String) {
+    print(line)
+    fflush(nil)
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

@@ -1,0 +1,35 @@
+import Synchronization
+
+/// Set once when a request is to stop; the code sending the response checks it between chunks
+/// and while it waits for the client, and may register a handler to be woken at once.
+public final class CancellationFlag: Sendable {
+    private let state = Mutex<(cancelled: Bool, handler: (@Sendable () -> Void)?)>((false, nil))
+
+    public init() {}
+
+    public var isCancelled: Bool { self.state.withLock { $0.cancelled } }
+
+    /// Sets the flag. Returns `false` when it was already set.
+    @discardableResult
+    public func cancel() -> Bool {
+        let handler: (@Sendable () -> Void)?? = self.state.withLock { state in
+            guard !state.cancelled else { return .none }
+            state.cancelled = true
+            defer { state.handler = nil }
+            return .some(state.handler)
+        }
+        guard case .some(let body) = handler else { return false }
+        body?()
+        return true
+    }
+
+    /// Runs `body` when the flag is set (at once if it already is).
+    public func onCancel(_ body: @escaping @Sendable () -> Void) {
+        let runNow = self.state.withLock { state in
+            if state.cancelled { return true }
+            state.handler = body
+            return false
+        }
+        if runNow { body() }
+    }
+}

@@ -1,0 +1,95 @@
+import Synchronization
+
+/// Every open client connection of one server, and the request each has in progress — the table
+/// that out-of-band cancels (control endpoint or TCP urgent data) look requests up in.
+///
+/// Connection ids count up from 1 per server; request ids count up from 1 per connection. Both
+/// are reported to the client in the `Ferry-Connection-Id` and `Ferry-Request-Id` headers.
+public final class ConnectionRegistry: Sendable {
+    private struct Entry {
+        var descriptor: Int32
+        var lastRequestID: UInt64 = 0
+        var current: (id: UInt64, flag: CancellationFlag)?
+    }
+
+    private struct State {
+        var nextConnectionID: UInt64 = 1
+        var entries: [UInt64: Entry] = [:]
+        var byDescriptor: [Int32: UInt64] = [:]
+    }
+
+    private let state = Mutex(State())
+
+    public init() {}
+
+    /// Registers a new connection on socket `descriptor` and returns its id.
+    public func open(descriptor: Int32) -> UInt64 {
+        self.state.withLock { state in
+            let id = state.nextConnectionID
+            state.nextConnectionID += 1
+            state.entries[id] = Entry(descriptor: descriptor)
+            state.byDescriptor[descriptor] = id
+            return id
+        }
+    }
+
+    /// Forgets a connection; a request still in progress on it is cancelled.
+    public func close(connection: UInt64) {
+        let flag = self.state.withLock { state -> CancellationFlag? in
+            guard let entry = state.entries.removeValue(forKey: connection) else { return nil }
+            if state.byDescriptor[entry.descriptor] == connection {
+                state.byDescriptor[entry.descriptor] = nil
+            }
+            return entry.current?.flag
+        }
+        flag?.cancel()
+    }
+
+    /// Starts the next request on `connection`.
+    /// - Returns: the request's id and the flag that cancels it.
+    public func begin(connection: UInt64) -> (requestID: UInt64, flag: CancellationFlag) {
+        let flag = CancellationFlag()
+        let id = self.state.withLock { state -> UInt64 in
+            guard var entry = state.entries[connection] else { return 0 }
+            entry.lastRequestID += 1
+            entry.current = (entry.lastRequestID, flag)
+            state.entries[connection] = entry
+            return entry.lastRequestID
+        }
+        return (id, flag)
+    }
+
+    /// Marks request `requestID` of `connection` finished.
+    public func end(connection: UInt64, requestID: UInt64) {
+        self.state.withLock { state in
+            if state.entries[connection]?.current?.id == requestID {
+                state.entries[connection]?.current = nil
+            }
+        }
+    }
+
+    /// Cancels request `requestID` of `connection` if it is in progress.
+    /// - Returns: whether a running request was cancelled.
+    public func cancel(connection: UInt64, requestID: UInt64) -> Bool {
+        let flag = self.state.withLock { state in
+            state.entries[connection]?.current.flatMap { $0.id == requestID ? $0.flag : nil }
+        }
+        return flag?.cancel() ?? false
+    }
+
+    /// Cancels whatever request is in progress on the connection using socket `descriptor`.
+    /// - Returns: the connection and request ids cancelled, if any.
+    public func cancelCurrent(descriptor: Int32) -> (connection: UInt64, requestID: UInt64)? {
+        let found = self.state.withLock { state -> (UInt64, UInt64, CancellationFlag)? in
+            guard let connection = state.byDescriptor[descriptor],
+                let current = state.entries[connection]?.current
+            else { return nil }
+            return (connection, current.id, current.flag)
+        }
+        guard let (connection, request, flag) = found, flag.cancel() else { return nil }
+        return (connection, request)
+    }
+
+    /// The number of open connections.
+    public var count: Int { self.state.withLock { $0.entries.count } }
+}

@@ -1,0 +1,281 @@
+import CFerryLinux
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The event-driven model: one NIO event loop per core, non-blocking throughout, no workers.
+///
+/// An acceptor thread takes connections off the listening socket (so their descriptors can be
+/// watched for urgent data) and gives each to an event loop, where ``EventDrivenHTTPHandler``
+/// serves it as a finite-state machine.
+final class EventDrivenFrontEnd: @unchecked Sendable {
+    private let listener: Listener
+    private let group: MultiThreadedEventLoopGroup
+    private let responder: BlockingResponder
+    private let watcher: UrgentDataWatcher
+    private let wakeFD: Int32
+    private let stopping = Atomic<Bool>(false)
+    private var thread: pthread_t?
+
+    init(listener: Listener, loops: Int, responder: BlockingResponder, watcher: UrgentDataWatcher) throws {
+        self.listener = listener
+        self.group = MultiThreadedEventLoopGroup(numberOfThreads: loops)
+        self.responder = responder
+        self.watcher = watcher
+        self.wakeFD = eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
+        guard self.wakeFD >= 0 else { throw SocketError.system("eventfd") }
+    }
+
+    deinit { close(self.wakeFD) }
+
+    func start() {
+        self.thread = startThread(name: "ferry-accept") { self.acceptLoop() }
+    }
+
+    func stop() async {
+        self.stopping.store(true, ordering: .sequentiallyConsistent)
+        var one: UInt64 = 1
+        _ = write(self.wakeFD, &one, 8)
+        if let thread { pthread_join(thread, nil) }
+        self.thread = nil
+        try? await self.group.shutdownGracefully()
+    }
+
+    private func acceptLoop() {
+        var pollSet = [
+            pollfd(fd: self.wakeFD, events: Int16(POLLIN), revents: 0),
+            pollfd(fd: self.listener.descriptor, events: Int16(POLLIN), revents: 0),
+        ]
+        while !self.stopping.load(ordering: .relaxed) {
+            guard poll(&pollSet, 2, -1) >= 0 || errno == EINTR else { return }
+            guard pollSet[1].revents != 0 else { continue }
+            while let descriptor = self.listener.accept() {
+                let connectionID = self.responder.registry.open(descriptor: descriptor)
+                self.watcher.watch(descriptor)
+                let responder = self.responder
+                ClientBootstrap(group: self.group)
+                    .channelInitializer { channel in
+                        channel.eventLoop.makeCompletedFuture {
+                            try channel.pipeline.syncOperations.addHandler(
+                                EventDrivenHTTPHandler(connectionID: connectionID, responder: responder)
+                            )
+                        }
+                    }
+                    .withConnectedSocket(descriptor)
+                    .whenFailure { error in
+                        responder.logger.warning("could not take connection \(connectionID): \(error)")
+                        responder.registry.close(connection: connectionID)
+                    }
+            }
+        }
+    }
+}
+
+/// Serves one connection without ever blocking its event loop: a request runs through the states
+/// idle → sending → idle, and a file read that would wait for the disk (RWF_NOWAIT says so) is
+/// parked, readahead started, and retried a moment later while the loop serves others.
+final class EventDrivenHTTPHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private struct Transfer {
+        let file: OpenFile
+        var position: Int
+        let end: Int
+        let framing: ResponseFraming
+        let requestID: UInt64
+        let flag: CancellationFlag
+    }
+
+    private let connectionID: UInt64
+    private let responder: BlockingResponder
+    private var buffer = ByteBuffer()
+    private var parser = HTTPRequestParser()
+    private var transfer: Transfer?
+    private var retryScheduled = false
+    private var closed = false
+
+    init(connectionID: UInt64, responder: BlockingResponder) {
+        self.connectionID = connectionID
+        self.responder = responder
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var bytes = Self.unwrapInboundIn(data)
+        self.buffer.writeBuffer(&bytes)
+        self.serveNext(context: context)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { self.pump(context: context) }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.closed = true
+        self.transfer = nil
+        self.responder.registry.close(connection: self.connectionID)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        self.responder.logger.debug("connection \(self.connectionID): \(error)")
+        context.close(promise: nil)
+    }
+
+    /// Starts the next buffered request if none is running.
+    private func serveNext(context: ChannelHandlerContext) {
+        guard self.transfer == nil, !self.closed else { return }
+        let request: HTTPRequest
+        do {
+            guard let parsed = try self.parser.parse(&self.buffer) else { return }
+            request = parsed
+        } catch {
+            self.respond(context: context, .text(.badRequest, error.description), request: nil)
+            return
+        }
+        self.buffer.discardReadBytes()
+        self.respond(context: context, self.responder.files.respond(to: request), request: request)
+    }
+
+    private func respond(context: ChannelHandlerContext, _ response: FileResponse, request: HTTPRequest?) {
+        let (requestID, flag) = self.responder.registry.begin(connection: self.connectionID)
+        var head = response.head
+        let framing = ResponseFraming(
+            head: &head,
+            body: response.body,
+            request: request,
+            connectionID: self.connectionID,
+            requestID: requestID,
+            keepAlive: request?.keepAlive ?? false
+        )
+        var out = context.channel.allocator.buffer(capacity: 512)
+        head.write(to: &out)
+        guard framing.sendsBody, case .file(let file, let offset, let length) = response.body else {
+            if framing.sendsBody, case .bytes(var bytes) = response.body { out.writeBuffer(&bytes) }
+            context.writeAndFlush(Self.wrapOutboundOut(out), promise: nil)
+            self.finish(context: context, requestID: requestID, status: head.status.code, keepAlive: framing.keepAlive)
+            return
+        }
+        context.write(Self.wrapOutboundOut(out), promise: nil)
+        self.transfer = Transfer(
+            file: file,
+            position: offset,
+            end: offset + length,
+            framing: framing,
+            requestID: requestID,
+            flag: flag
+        )
+        let loop = context.eventLoop
+        let bound = NIOLoopBound((self, context), eventLoop: loop)
+        flag.onCancel {
+            loop.execute { bound.value.0.cancelTransfer(context: bound.value.1) }
+        }
+        self.pump(context: context)
+    }
+
+    /// Sends file chunks while the client keeps up; returns when it does not, or the disk would block.
+    private func pump(context: ChannelHandlerContext) {
+        while var transfer = self.transfer, !self.retryScheduled, context.channel.isWritable {
+            guard transfer.position < transfer.end else {
+                if transfer.framing.chunked {
+                    context.write(Self.wrapOutboundOut(ResponseFraming.lastChunk(complete: true)), promise: nil)
+                }
+                context.flush()
+                self.transfer = nil
+                self.finish(
+                    context: context,
+                    requestID: transfer.requestID,
+                    status: 200,
+                    keepAlive: transfer.framing.keepAlive
+                )
+                return
+            }
+            let length = min(ResponseFraming.chunkSize, transfer.end - transfer.position)
+            var data = context.channel.allocator.buffer(capacity: length)
+            var read = 0
+            data.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { bytes in
+                read = ferry_pread_nowait(
+                    transfer.file.descriptor,
+                    bytes.baseAddress!,
+                    length,
+                    off_t(transfer.position)
+                )
+                return max(read, 0)
+            }
+            if read < 0 {
+                if errno == EAGAIN {
+                    self.parkUntilDiskIsReady(context: context)
+                } else {
+                    self.responder.logger.warning(
+                        "connection \(self.connectionID): reading the file failed: \(String(cString: strerror(errno)))"
+                    )
+                    context.close(promise: nil)
+                }
+                return
+            }
+            if read == 0 {
+                context.close(promise: nil)
+                return
+            }
+            if transfer.framing.chunked {
+                context.write(Self.wrapOutboundOut(ResponseFraming.chunkHeader(read)), promise: nil)
+                context.write(Self.wrapOutboundOut(data), promise: nil)
+                context.write(Self.wrapOutboundOut(ResponseFraming.chunkEnd), promise: nil)
+            } else {
+                context.write(Self.wrapOutboundOut(data), promise: nil)
+            }
+            transfer.position += read
+            self.transfer = transfer
+        }
+        context.flush()
+    }
+
+    /// The page cache does not have the next chunk: readahead is under way, so come back shortly.
+    private func parkUntilDiskIsReady(context: ChannelHandlerContext) {
+        self.retryScheduled = true
+        context.flush()
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        context.eventLoop.scheduleTask(in: .microseconds(500)) {
+            let (handler, context) = bound.value
+            handler.retryScheduled = false
+            handler.pump(context: context)
+        }
+    }
+
+    private func cancelTransfer(context: ChannelHandlerContext) {
+        guard let transfer = self.transfer, !self.closed else { return }
+        self.transfer = nil
+        self.responder.metrics.cancelled()
+        guard transfer.framing.chunked else {
+            self.responder.logger.debug(
+                "request \(transfer.requestID) of connection \(self.connectionID) cancelled mid-body; closing the connection, since its framing cannot end early"
+            )
+            self.responder.registry.end(connection: self.connectionID, requestID: transfer.requestID)
+            context.close(promise: nil)
+            return
+        }
+        context.writeAndFlush(Self.wrapOutboundOut(ResponseFraming.lastChunk(complete: false)), promise: nil)
+        self.finish(context: context, requestID: transfer.requestID, status: 200, keepAlive: transfer.framing.keepAlive)
+    }
+
+    private func finish(context: ChannelHandlerContext, requestID: UInt64, status: Int, keepAlive: Bool) {
+        self.responder.registry.end(connection: self.connectionID, requestID: requestID)
+        self.responder.metrics.served(status: status)
+        guard keepAlive else {
+            self.closed = true
+            let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+            context.writeAndFlush(Self.wrapOutboundOut(context.channel.allocator.buffer(capacity: 0))).whenComplete {
+                _ in
+                bound.value.close(promise: nil)
+            }
+            return
+        }
+        self.serveNext(context: context)
+    }
+}

@@ -1,0 +1,63 @@
+import Metrics
+import Synchronization
+
+/// The counters every execution model keeps, reported through swift-metrics (labelled with the
+/// model) and readable in-process for the control endpoint's `stats`.
+public final class ServerMetrics: Sendable {
+    private let servedCounter: Counter
+    private let rejectedCounter: Counter
+    private let cancelledCounter: Counter
+    private let queueDepthGauge: Gauge
+    private let busyWorkersGauge: Gauge
+
+    private let servedCount = Atomic<Int>(0)
+    private let rejectedCount = Atomic<Int>(0)
+    private let cancelledCount = Atomic<Int>(0)
+    private let queueDepthCount = Atomic<Int>(0)
+    private let busyWorkersCount = Atomic<Int>(0)
+
+    public init(model: ExecutionModel) {
+        let dimensions = [("model", model.rawValue)]
+        self.servedCounter = Counter(label: "ferry_http_requests_served_total", dimensions: dimensions)
+        self.rejectedCounter = Counter(label: "ferry_http_requests_rejected_total", dimensions: dimensions)
+        self.cancelledCounter = Counter(label: "ferry_http_requests_cancelled_total", dimensions: dimensions)
+        self.queueDepthGauge = Gauge(label: "ferry_http_queue_depth", dimensions: dimensions)
+        self.busyWorkersGauge = Gauge(label: "ferry_http_busy_workers", dimensions: dimensions)
+    }
+
+    func served(status: Int) {
+        self.servedCount.add(1, ordering: .relaxed)
+        self.servedCounter.increment()
+    }
+
+    func rejected() {
+        self.rejectedCount.add(1, ordering: .relaxed)
+        self.rejectedCounter.increment()
+    }
+
+    func cancelled() {
+        self.cancelledCount.add(1, ordering: .relaxed)
+        self.cancelledCounter.increment()
+    }
+
+    func queueDepth(changedBy delta: Int) {
+        let depth = self.queueDepthCount.add(delta, ordering: .relaxed).newValue
+        self.queueDepthGauge.record(depth)
+    }
+
+    func busyWorkers(changedBy delta: Int) {
+        let busy = self.busyWorkersCount.add(delta, ordering: .relaxed).newValue
+        self.busyWorkersGauge.record(busy)
+    }
+
+    /// The current values, in a stable order.
+    public var snapshot: [(name: String, value: Int64)] {
+        [
+            ("requests_served", Int64(self.servedCount.load(ordering: .relaxed))),
+            ("requests_rejected", Int64(self.rejectedCount.load(ordering: .relaxed))),
+            ("requests_cancelled", Int64(self.cancelledCount.load(ordering: .relaxed))),
+            ("queue_depth", Int64(self.queueDepthCount.load(ordering: .relaxed))),
+            ("busy_workers", Int64(self.busyWorkersCount.load(ordering: .relaxed))),
+        ]
+    }
+}

@@ -1,0 +1,167 @@
+import Logging
+import NIOCore
+import ServiceLifecycle
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The seed's file server: serves a directory over HTTP/1.1 under one of the four execution
+/// models, with an optional control endpoint for out-of-band cancels.
+///
+/// ```swift
+/// let server = try await FileServer.bind(.init(root: "/srv/www", model: .dispatcher), logger: logger)
+/// print("listening on \(server.host):\(server.port)")
+/// try await ServiceGroup(services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger).run()
+/// ```
+public final class FileServer: Service, Sendable {
+    public struct Configuration: Sendable {
+        public var root: String
+        public var host: String
+        /// 0 picks a free port.
+        public var port: Int
+        public var model: ExecutionModel
+        /// Worker threads for `dispatcher`, event loops for `event-driven`; the core count when nil.
+        public var workers: Int?
+        /// Requests the dispatcher queues for its workers before it answers 503.
+        public var queueCapacity: Int
+        /// The control endpoint's port; none when nil, 0 picks a free port.
+        public var controlPort: Int?
+
+        public init(
+            root: String,
+            host: String = "127.0.0.1",
+            port: Int = 0,
+            model: ExecutionModel = .eventDriven,
+            workers: Int? = nil,
+            queueCapacity: Int = 256,
+            controlPort: Int? = nil
+        ) {
+            self.root = root
+            self.host = host
+            self.port = port
+            self.model = model
+            self.workers = workers
+            self.queueCapacity = queueCapacity
+            self.controlPort = controlPort
+        }
+    }
+
+    public let configuration: Configuration
+    /// The bound data address.
+    public let host: String
+    public let port: Int
+    /// The bound control address, when there is a control endpoint.
+    public let controlAddress: (host: String, port: Int)?
+    public let metrics: ServerMetrics
+    public let registry: ConnectionRegistry
+
+    private let frontEnd: FrontEnd
+    private let watcher: UrgentDataWatcher
+    private let control: ControlEndpoint?
+    private let logger: Logger
+
+    private enum FrontEnd {
+        case blocking(BlockingFrontEnd)
+        case eventDriven(EventDrivenFrontEnd)
+    }
+
+    private init(
+        configuration: Configuration,
+        listener: Listener,
+        frontEnd: FrontEnd,
+        watcher: UrgentDataWatcher,
+        control: ControlEndpoint?,
+        metrics: ServerMetrics,
+        registry: ConnectionRegistry,
+        logger: Logger
+    ) {
+        self.configuration = configuration
+        self.host = listener.host
+        self.port = listener.port
+        self.controlAddress = control?.address
+        self.frontEnd = frontEnd
+        self.watcher = watcher
+        self.control = control
+        self.metrics = metrics
+        self.registry = registry
+        self.logger = logger
+    }
+
+    /// Opens the root and binds the ports, so the addresses are known before ``run()``.
+    /// - Throws: when the root cannot be served or a port cannot be bound; the error names which.
+    public static func bind(_ configuration: Configuration, logger: Logger) async throws -> FileServer {
+        let files = try FileService(root: configuration.root)
+        let listener = try Listener(host: configuration.host, port: configuration.port)
+        let registry = ConnectionRegistry()
+        let metrics = ServerMetrics(model: configuration.model)
+        let responder = BlockingResponder(files: files, registry: registry, metrics: metrics, logger: logger)
+        let watcher = try UrgentDataWatcher(registry: registry, logger: logger)
+        let workers = max(1, configuration.workers ?? System.coreCount)
+        let frontEnd: FrontEnd
+        switch configuration.model {
+        case .iterative:
+            frontEnd = .blocking(
+                try BlockingFrontEnd(listener: listener, executor: .inline, responder: responder, watcher: watcher)
+            )
+        case .threadPerRequest:
+            frontEnd = .blocking(
+                try BlockingFrontEnd(
+                    listener: listener,
+                    executor: .threadPerRequest,
+                    responder: responder,
+                    watcher: watcher
+                )
+            )
+        case .dispatcher:
+            let pool = WorkerPool(workers: workers, capacity: max(1, configuration.queueCapacity), metrics: metrics)
+            frontEnd = .blocking(
+                try BlockingFrontEnd(listener: listener, executor: .pool(pool), responder: responder, watcher: watcher)
+            )
+        case .eventDriven:
+            frontEnd = .eventDriven(
+                try EventDrivenFrontEnd(listener: listener, loops: workers, responder: responder, watcher: watcher)
+            )
+        }
+        var control: ControlEndpoint?
+        if let controlPort = configuration.controlPort {
+            control = try await ControlEndpoint.bind(
+                host: configuration.host,
+                port: controlPort,
+                registry: registry,
+                metrics: metrics,
+                logger: logger
+            )
+        }
+        return FileServer(
+            configuration: configuration,
+            listener: listener,
+            frontEnd: frontEnd,
+            watcher: watcher,
+            control: control,
+            metrics: metrics,
+            registry: registry,
+            logger: logger
+        )
+    }
+
+    /// Serves until graceful shutdown, then stops accepting and lets requests in progress end.
+    public func run() async throws {
+        self.watcher.start()
+        switch self.frontEnd {
+        case .blocking(let frontEnd): frontEnd.start()
+        case .eventDriven(let frontEnd): frontEnd.start()
+        }
+        self.logger.info(
+            "serving \(self.configuration.root) on \(self.host):\(self.port) (\(self.configuration.model.rawValue))"
+        )
+        try? await gracefulShutdown()
+        self.logger.info("file server on \(self.host):\(self.port) shutting down")
+        switch self.frontEnd {
+        case .blocking(let frontEnd): frontEnd.stop()
+        case .eventDriven(let frontEnd): await frontEnd.stop()
+        }
+        await self.control?.close()
+        self.watcher.stop()
+    }
+}

@@ -1,0 +1,219 @@
+import CFerryLinux
+import NIOCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The seed's file server, as logic: maps a request to a response for files under one root.
+///
+/// Every path is opened relative to the root's descriptor with `openat2(RESOLVE_BENEATH)`, so the
+/// kernel itself refuses `..` past the root, absolute paths and symlinks that lead out; the
+/// checks on the decoded path before that give each refusal its own clear message.
+public final class FileService: Sendable {
+    public struct Error: Swift.Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// The served directory as given.
+    public let root: String
+    private let rootFD: Int32
+
+    /// - Throws: ``Error`` when `root` is not a readable directory.
+    public init(root: String) throws {
+        let fd = Glibc.open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw Error(
+                description:
+                    "cannot serve '\(root)': \(String(cString: strerror(errno))); pass --root a readable directory"
+            )
+        }
+        self.root = root
+        self.rootFD = fd
+    }
+
+    deinit { close(self.rootFD) }
+
+    /// Answers `request`. The returned file body, if any, owns an open descriptor.
+    public func respond(to request: HTTPRequest) -> FileResponse {
+        guard request.method == "GET" || request.method == "HEAD" else {
+            var response = FileResponse.text(
+                .methodNotAllowed,
+                "\(request.method) is not supported; this server answers GET and HEAD"
+            )
+            response.head.headers.add("Allow", "GET, HEAD")
+            return response
+        }
+        if request.hasBody {
+            return .text(.badRequest, "a \(request.method) request must not carry a body")
+        }
+        let path: String
+        switch RequestPath.resolve(request.target) {
+        case .success(let resolved): path = resolved
+        case .failure(let refusal): return .text(refusal.status, refusal.message)
+        }
+        let file: OpenFile
+        switch self.open(path) {
+        case .success(let opened): file = opened
+        case .failure(let refusal): return .text(refusal.status, refusal.message)
+        }
+        return self.respond(to: request, with: file, path: path)
+    }
+
+    private func open(_ path: String) -> Result<OpenFile, RequestPath.Refusal> {
+        let display = "/" + (path == "." ? "" : path)
+        var fd = ferry_open_beneath(self.rootFD, path, O_RDONLY | O_NONBLOCK)
+        guard fd >= 0 else { return .failure(Self.refusal(errno: errno, display: display)) }
+        var info = stat()
+        fstat(fd, &info)
+        if info.st_mode & S_IFMT == S_IFDIR {
+            let index = ferry_open_beneath(fd, "index.html", O_RDONLY | O_NONBLOCK)
+            let error = errno
+            close(fd)
+            guard index >= 0 else {
+                if error == ENOENT {
+                    return .failure(
+                        .init(
+                            status: .forbidden,
+                            message: "\(display) is a directory without index.html; directory listings are not served"
+                        )
+                    )
+                }
+                return .failure(Self.refusal(errno: error, display: display + "/index.html"))
+            }
+            fd = index
+            fstat(fd, &info)
+        }
+        guard info.st_mode & S_IFMT == S_IFREG else {
+            close(fd)
+            return .failure(.init(status: .forbidden, message: "\(display) is not a regular file"))
+        }
+        return .success(OpenFile(descriptor: fd, info: info))
+    }
+
+    private static func refusal(errno error: Int32, display: String) -> RequestPath.Refusal {
+        switch error {
+        case ENOENT, ENOTDIR:
+            .init(status: .notFound, message: "\(display) does not exist under the served root")
+        case EXDEV, ELOOP:
+            .init(
+                status: .forbidden,
+                message: "\(display) leads outside the served root (through a symlink or an absolute path)"
+            )
+        case EACCES, EPERM:
+            .init(status: .forbidden, message: "\(display) is not readable by the server")
+        default:
+            .init(status: .internalServerError, message: "\(display): \(String(cString: strerror(error)))")
+        }
+    }
+
+    private func respond(to request: HTTPRequest, with file: OpenFile, path: String) -> FileResponse {
+        let size = Int(file.info.st_size)
+        let modified = Int(file.info.st_mtim.tv_sec)
+        let etag =
+            "\"\(String(UInt64(file.info.st_ino), radix: 16))-\(String(size, radix: 16))-"
+            + "\(String(modified &* 1_000_000_000 &+ Int(file.info.st_mtim.tv_nsec), radix: 16))\""
+        var headers: HTTPHeaders = [
+            ("Last-Modified", HTTPDate.format(modified)),
+            ("ETag", etag),
+            ("Accept-Ranges", "bytes"),
+        ]
+        if Self.notModified(request, etag: etag, modified: modified) {
+            return FileResponse(head: .init(status: .notModified, headers: headers), body: .none)
+        }
+        headers.add("Content-Type", MIMEType.forPath(path))
+        switch ByteRange.parse(request.headers["range"], size: size) {
+        case .none:
+            return FileResponse(head: .init(status: .ok, headers: headers), body: .file(file, offset: 0, length: size))
+        case .unsatisfiable:
+            var response = FileResponse.text(
+                .rangeNotSatisfiable,
+                "range \(request.headers["range"] ?? "") is outside the file's \(size) bytes"
+            )
+            response.head.headers.add("Content-Range", "bytes */\(size)")
+            return response
+        case .range(let range):
+            headers.add("Content-Range", "bytes \(range.lowerBound)-\(range.upperBound - 1)/\(size)")
+            return FileResponse(
+                head: .init(status: .partialContent, headers: headers),
+                body: .file(file, offset: range.lowerBound, length: range.count)
+            )
+        }
+    }
+
+    /// RFC 9110 §13.2.2: If-None-Match wins over If-Modified-Since.
+    private static func notModified(_ request: HTTPRequest, etag: String, modified: Int) -> Bool {
+        if let match = request.headers["if-none-match"] {
+            return match == "*"
+                || match.split(separator: ",").contains { tag in
+                    let trimmed = tag.trimmingPrefix(" ").trimmingPrefix("W/")
+                    return trimmed.trimmingSuffix(" ") == etag
+                }
+        }
+        if let since = request.headers["if-modified-since"].flatMap(HTTPDate.parse) {
+            return modified <= since
+        }
+        return false
+    }
+}
+
+/// An open file that closes itself when the last response using it is done.
+public final class OpenFile: @unchecked Sendable {
+    public let descriptor: Int32
+    let info: stat
+
+    init(descriptor: Int32, info: stat) {
+        self.descriptor = descriptor
+        self.info = info
+    }
+
+    deinit { close(self.descriptor) }
+}
+
+/// What the file server sends back: a head and what follows it.
+public struct FileResponse: Sendable {
+    public enum Body: Sendable {
+        case none
+        case bytes(ByteBuffer)
+        case file(OpenFile, offset: Int, length: Int)
+
+        /// The number of bytes the body has (what Content-Length announces, even for HEAD).
+        public var length: Int {
+            switch self {
+            case .none: 0
+            case .bytes(let buffer): buffer.readableBytes
+            case .file(_, _, let length): length
+            }
+        }
+    }
+
+    public var head: HTTPResponseHead
+    public var body: Body
+
+    public init(head: HTTPResponseHead, body: Body) {
+        self.head = head
+        self.body = body
+    }
+
+    /// A short plain-text answer, the kind every error gets.
+    public static func text(_ status: HTTPStatus, _ message: String) -> FileResponse {
+        FileResponse(
+            head: .init(status: status, headers: [("Content-Type", "text/plain; charset=utf-8")]),
+            body: .bytes(ByteBuffer(string: "\(status.code) \(status.reason): \(message)\n"))
+        )
+    }
+}
+
+extension Substring {
+    fileprivate func trimmingPrefix(_ prefix: String) -> Substring {
+        var result = self
+        while result.hasPrefix(prefix) { result = result.dropFirst(prefix.count) }
+        return result
+    }
+
+    fileprivate func trimmingSuffix(_ suffix: String) -> Substring {
+        var result = self
+        while result.hasSuffix(suffix) { result = result.dropLast(suffix.count) }
+        return result
+    }
+}

@@ -1,0 +1,84 @@
+/// Turns a request target into a path relative to the served root, refusing every way out.
+enum RequestPath {
+    struct Refusal: Error, Equatable {
+        var status: HTTPStatus
+        var message: String
+    }
+
+    /// Returns the root-relative path (`"."` for the root itself).
+    static func resolve(_ target: String) -> Result<String, Refusal> {
+        var path = Substring(target)
+        // absolute-form (`GET http://host/a HTTP/1.1`): keep only the path.
+        for scheme in ["http://", "https://"] where path.lowercased().hasPrefix(scheme) {
+            path = path.dropFirst(scheme.count)
+            path = path.firstIndex(of: "/").map { path[$0...] } ?? "/"
+        }
+        guard path.first == "/" else {
+            return .failure(
+                .init(status: .badRequest, message: "request target '\(target.prefix(200))' must start with '/'")
+            )
+        }
+        if let end = path.firstIndex(where: { $0 == "?" || $0 == "#" }) { path = path[..<end] }
+        guard let decoded = percentDecode(path) else {
+            return .failure(
+                .init(status: .badRequest, message: "request target '\(target.prefix(200))' has a bad percent-escape")
+            )
+        }
+        guard !decoded.contains(0) else {
+            return .failure(
+                .init(status: .badRequest, message: "request target '\(target.prefix(200))' contains a NUL byte")
+            )
+        }
+        var segments: [Substring] = []
+        for segment in String(decoding: decoded, as: UTF8.self).split(separator: "/", omittingEmptySubsequences: true) {
+            switch segment {
+            case ".": continue
+            case "..":
+                return .failure(
+                    .init(
+                        status: .forbidden,
+                        message: "request target '\(target.prefix(200))' climbs out of the served root with '..'"
+                    )
+                )
+            default:
+                if segment.contains("\\") {
+                    return .failure(
+                        .init(
+                            status: .forbidden,
+                            message: "request target '\(target.prefix(200))' contains a backslash"
+                        )
+                    )
+                }
+                segments.append(segment)
+            }
+        }
+        return .success(segments.isEmpty ? "." : segments.joined(separator: "/"))
+    }
+
+    /// Decodes `%XX` escapes; `nil` for a malformed one.
+    static func percentDecode(_ string: Substring) -> [UInt8]? {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(string.utf8.count)
+        var iterator = string.utf8.makeIterator()
+        while let byte = iterator.next() {
+            guard byte == UInt8(ascii: "%") else {
+                bytes.append(byte)
+                continue
+            }
+            guard let high = iterator.next().flatMap(hexValue), let low = iterator.next().flatMap(hexValue) else {
+                return nil
+            }
+            bytes.append(high << 4 | low)
+        }
+        return bytes
+    }
+
+    private static func hexValue(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
+        default: nil
+        }
+    }
+}

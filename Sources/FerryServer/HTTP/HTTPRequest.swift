@@ -1,0 +1,71 @@
+/// One parsed HTTP/1.x request head. Ferry's servers take no request bodies.
+public struct HTTPRequest: Sendable, Equatable {
+    public var method: String
+    /// The request target exactly as sent (origin-form `/a/b?q` or absolute-form `http://h/a`).
+    public var target: String
+    /// `0` for HTTP/1.0, `1` for HTTP/1.1.
+    public var minorVersion: Int
+    public var headers: HTTPHeaders
+    /// Whether the request announced a body (Content-Length > 0 or Transfer-Encoding).
+    public var hasBody: Bool
+
+    public init(method: String, target: String, minorVersion: Int = 1, headers: HTTPHeaders = [], hasBody: Bool = false)
+    {
+        self.method = method
+        self.target = target
+        self.minorVersion = minorVersion
+        self.headers = headers
+        self.hasBody = hasBody
+    }
+
+    /// Whether the client wants the connection kept open after the response.
+    public var keepAlive: Bool {
+        let connection = self.headers["connection"]?.lowercased() ?? ""
+        if self.minorVersion == 0 { return connection.contains("keep-alive") }
+        return !connection.contains("close")
+    }
+
+    /// Whether the client accepts trailers, and so may get a chunked body that can end early
+    /// with `Ferry-Transfer: cancelled` while the connection stays usable.
+    public var acceptsTrailers: Bool {
+        self.minorVersion >= 1 && (self.headers["te"]?.lowercased().contains("trailers") ?? false)
+    }
+}
+
+/// An ordered list of header fields, looked up without regard to case.
+public struct HTTPHeaders: Sendable, Equatable, ExpressibleByArrayLiteral, Sequence {
+    public private(set) var fields: [(name: String, value: String)]
+
+    public init(arrayLiteral elements: (String, String)...) {
+        self.fields = elements.map { (name: $0.0, value: $0.1) }
+    }
+
+    public mutating func add(_ name: String, _ value: String) {
+        self.fields.append((name, value))
+    }
+
+    /// The first value of `name`.
+    public subscript(name: String) -> String? {
+        self.fields.first { $0.name.caseInsensitiveEquals(name) }?.value
+    }
+
+    /// Every value of `name`, in order.
+    public func values(_ name: String) -> [String] {
+        self.fields.filter { $0.name.caseInsensitiveEquals(name) }.map(\.value)
+    }
+
+    public func makeIterator() -> IndexingIterator<[(name: String, value: String)]> {
+        self.fields.makeIterator()
+    }
+
+    public static func == (lhs: HTTPHeaders, rhs: HTTPHeaders) -> Bool {
+        lhs.fields.elementsEqual(rhs.fields) { $0.name == $1.name && $0.value == $1.value }
+    }
+}
+
+extension String {
+    func caseInsensitiveEquals(_ other: String) -> Bool {
+        self.utf8.count == other.utf8.count
+            && zip(self.utf8, other.utf8).allSatisfy { $0 | 0x20 == $1 | 0x20 }
+    }
+}

@@ -1,0 +1,46 @@
+import NIOCore
+
+/// The status line and header fields of a response.
+public struct HTTPResponseHead: Sendable, Equatable {
+    public var status: HTTPStatus
+    public var headers: HTTPHeaders
+
+    public init(status: HTTPStatus, headers: HTTPHeaders = []) {
+        self.status = status
+        self.headers = headers
+    }
+
+    /// Writes `HTTP/1.1 <code> <reason>`, the fields and the blank line.
+    public func write(to buffer: inout ByteBuffer) {
+        buffer.writeString("HTTP/1.1 \(self.status.code) \(self.status.reason)\r\n")
+        for field in self.headers {
+            buffer.writeString(field.name)
+            buffer.writeStaticString(": ")
+            buffer.writeString(field.value)
+            buffer.writeStaticString("\r\n")
+        }
+        buffer.writeStaticString("\r\n")
+    }
+}
+
+/// An HTTP status code and its reason phrase.
+public struct HTTPStatus: Sendable, Hashable {
+    public var code: Int
+    public var reason: String
+
+    public init(code: Int, reason: String) {
+        self.code = code
+        self.reason = reason
+    }
+
+    public static let ok = HTTPStatus(code: 200, reason: "OK")
+    public static let partialContent = HTTPStatus(code: 206, reason: "Partial Content")
+    public static let notModified = HTTPStatus(code: 304, reason: "Not Modified")
+    public static let badRequest = HTTPStatus(code: 400, reason: "Bad Request")
+    public static let forbidden = HTTPStatus(code: 403, reason: "Forbidden")
+    public static let notFound = HTTPStatus(code: 404, reason: "Not Found")
+    public static let methodNotAllowed = HTTPStatus(code: 405, reason: "Method Not Allowed")
+    public static let rangeNotSatisfiable = HTTPStatus(code: 416, reason: "Range Not Satisfiable")
+    public static let internalServerError = HTTPStatus(code: 500, reason: "Internal Server Error")
+    public static let serviceUnavailable = HTTPStatus(code: 503, reason: "Service Unavailable")
+}

@@ -1,0 +1,62 @@
+import CFerryLinux
+import NIOCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Writes a response to a non-blocking socket from a thread that may block: waits for the client
+/// to drain, but wakes every few milliseconds to notice a cancel.
+struct SocketWriter {
+    let descriptor: Int32
+    let flag: CancellationFlag
+    /// Whether a cancel stops a write in the middle; chunked bodies finish the chunk they are in.
+    var stopsMidWrite = true
+    /// A client that takes no bytes for this long is given up on.
+    var stallTimeoutMilliseconds: Int32 = 60_000
+
+    /// Writes all of `buffer`.
+    /// - Throws: ``SocketError/cancelled`` or the failed call's error.
+    func write(_ buffer: ByteBuffer) throws {
+        var offset = 0
+        try buffer.withUnsafeReadableBytes { bytes in
+            while offset < bytes.count {
+                let sent = send(self.descriptor, bytes.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL))
+                if sent >= 0 {
+                    offset += sent
+                } else {
+                    try self.waitAfterFailure("send")
+                }
+            }
+        }
+    }
+
+    /// Writes `length` bytes of `file` from `offset` with sendfile, checking for a cancel between calls.
+    func writeFile(_ file: OpenFile, offset: Int, length: Int) throws {
+        var position = off_t(offset)
+        let end = off_t(offset + length)
+        while position < end {
+            if self.stopsMidWrite, self.flag.isCancelled { throw SocketError.cancelled }
+            let sent = sendfile(self.descriptor, file.descriptor, &position, min(Int(end - position), 1 << 20))
+            if sent == 0 { throw SocketError(description: "file shrank while it was being sent") }
+            if sent < 0 { try self.waitAfterFailure("sendfile") }
+        }
+    }
+
+    /// Waits for room when the socket is full; throws for any other failure or a cancel.
+    private func waitAfterFailure(_ operation: String) throws {
+        let code = errno
+        guard code == EAGAIN || code == EINTR else { throw SocketError.system(operation, errno: code) }
+        var waited: Int32 = 0
+        while waited < self.stallTimeoutMilliseconds {
+            if self.stopsMidWrite, self.flag.isCancelled { throw SocketError.cancelled }
+            var pollFD = pollfd(fd: self.descriptor, events: Int16(POLLOUT), revents: 0)
+            if poll(&pollFD, 1, 20) > 0 {
+                if pollFD.revents & Int16(POLLERR | POLLHUP) != 0 { throw SocketError(description: "client went away") }
+                return
+            }
+            waited += 20
+        }
+        throw SocketError(description: "client took no data for \(self.stallTimeoutMilliseconds / 1000) s")
+    }
+}

@@ -1,0 +1,54 @@
+import NIOCore
+
+/// One FerryWire frame: a header and its payload.
+public struct Frame: Sendable, Equatable {
+    public var header: FrameHeader
+    public var payload: ByteBuffer
+
+    /// Creates a frame; the header's payload length is taken from `payload`.
+    public init(kind: MessageKind, flags: FrameFlags = [], requestID: UInt64, payload: ByteBuffer) {
+        self.header = FrameHeader(
+            kind: kind,
+            flags: flags,
+            requestID: requestID,
+            payloadLength: UInt32(payload.readableBytes)
+        )
+        self.payload = payload
+    }
+
+    /// Creates a frame carrying `message`.
+    public init<Message: WireMessage>(_ message: Message, flags: FrameFlags = [], requestID: UInt64) {
+        var payload = ByteBuffer()
+        message.encode(into: &payload)
+        self.init(kind: Message.kind, flags: flags, requestID: requestID, payload: payload)
+    }
+
+    /// Decodes the payload as `Message`.
+    ///
+    /// - Throws: ``FerryWireError/unexpectedKind(expected:got:)`` when the frame carries another kind
+    ///   (an ``ErrorMessage`` answer is thrown as itself), or ``FerryWireError/malformedPayload(kind:reason:)``.
+    public func decode<Message: WireMessage>(as type: Message.Type = Message.self) throws -> Message {
+        if self.header.kind == .error, Message.kind != .error {
+            throw try self.decode(as: ErrorMessage.self)
+        }
+        guard self.header.kind == Message.kind else {
+            throw FerryWireError.unexpectedKind(expected: Message.kind, got: self.header.kind)
+        }
+        var payload = self.payload
+        let message: Message
+        do {
+            message = try Message(from: &payload)
+        } catch let error as FerryWireError {
+            throw error
+        } catch {
+            throw FerryWireError.malformedPayload(kind: Message.kind, reason: "\(error)")
+        }
+        guard payload.readableBytes == 0 else {
+            throw FerryWireError.malformedPayload(
+                kind: Message.kind,
+                reason: "\(payload.readableBytes) unexpected bytes after the message"
+            )
+        }
+        return message
+    }
+}

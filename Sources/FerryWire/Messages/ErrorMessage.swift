@@ -1,0 +1,38 @@
+import NIOCore
+
+/// The answer a peer sends instead of a result: a code a program can branch on, and a sentence a
+/// person can act on.
+public struct ErrorMessage: WireMessage, Error, Hashable, CustomStringConvertible {
+    public static let kind = MessageKind.error
+
+    /// What went wrong, as a number stable across versions.
+    public struct Code: RawRepresentable, Hashable, Sendable {
+        public var rawValue: UInt16
+        public init(rawValue: UInt16) { self.rawValue = rawValue }
+
+        public static let unknownKind = Code(rawValue: 1)
+        public static let malformed = Code(rawValue: 2)
+        public static let notFound = Code(rawValue: 3)
+        public static let internalError = Code(rawValue: 4)
+    }
+
+    public var code: Code
+    public var message: String
+
+    public init(code: Code, message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public init(from payload: inout ByteBuffer) throws {
+        self.code = Code(rawValue: try payload.readWireInteger(for: Self.kind, field: "code"))
+        self.message = try payload.readWireString(for: Self.kind, field: "message")
+    }
+
+    public func encode(into payload: inout ByteBuffer) {
+        payload.writeInteger(self.code.rawValue)
+        payload.writeWireString(self.message)
+    }
+
+    public var description: String { self.message }
+}
