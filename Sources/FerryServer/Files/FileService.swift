@@ -52,21 +52,20 @@ public final class FileService: Sendable {
         case .success(let resolved): path = resolved
         case .failure(let refusal): return .text(refusal.status, refusal.message)
         }
-        let file: OpenFile
         switch self.open(path) {
-        case .success(let opened): file = opened
+        case .success(let opened): return self.respond(to: request, with: opened.file, path: opened.name)
         case .failure(let refusal): return .text(refusal.status, refusal.message)
         }
-        return self.respond(to: request, with: file, path: path)
     }
 
-    private func open(_ path: String) -> Result<OpenFile, RequestPath.Refusal> {
+    private func open(_ path: String) -> Result<(file: OpenFile, name: String), RequestPath.Refusal> {
         let display = "/" + (path == "." ? "" : path)
         var fd = ferry_open_beneath(self.rootFD, path, O_RDONLY | O_NONBLOCK)
         guard fd >= 0 else { return .failure(Self.refusal(errno: errno, display: display)) }
         var info = stat()
         fstat(fd, &info)
-        if info.st_mode & S_IFMT == S_IFDIR {
+        let isIndex = info.st_mode & S_IFMT == S_IFDIR
+        if isIndex {
             let index = ferry_open_beneath(fd, "index.html", O_RDONLY | O_NONBLOCK)
             let error = errno
             close(fd)
@@ -88,7 +87,7 @@ public final class FileService: Sendable {
             close(fd)
             return .failure(.init(status: .forbidden, message: "\(display) is not a regular file"))
         }
-        return .success(OpenFile(descriptor: fd, info: info))
+        return .success((OpenFile(descriptor: fd, info: info), isIndex ? "index.html" : path))
     }
 
     private static func refusal(errno error: Int32, display: String) -> RequestPath.Refusal {

@@ -1,0 +1,178 @@
+import FerryServer
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The file server's HTTP behaviour, the same under every execution model.
+@Suite(.serialized) struct FileServerTests {
+    let directory: TestDirectory
+    let content = TestDirectory.pattern(10_000)
+
+    init() throws {
+        self.directory = try TestDirectory()
+        self.directory.write("data.bin", self.content)
+        self.directory.write("index.html", "<h1>hi</h1>")
+        self.directory.write("style.css", "a{}")
+        mkdir(self.directory.path + "/sub", 0o755)
+        mkdir(self.directory.path + "/empty", 0o755)
+        self.directory.write("sub/inner.txt", "inner")
+        symlink("sub/inner.txt", self.directory.path + "/inside-link")
+        symlink(self.directory.path + "/sub/inner.txt", self.directory.path + "/absolute-inside-link")
+        symlink("/etc/passwd", self.directory.path + "/absolute-link")
+        symlink("../../../../../../etc/passwd", self.directory.path + "/sub/relative-link")
+        symlink("/etc", self.directory.path + "/dir-link")
+    }
+
+    private func configuration(_ model: ExecutionModel) -> FileServer.Configuration {
+        .init(root: self.directory.path, model: model, workers: 2)
+    }
+
+    @Test(arguments: ExecutionModel.allCases)
+    func servesFilesWithKeepAliveAndValidators(model: ExecutionModel) async throws {
+        try await withFileServer(self.configuration(model)) { server in
+            let connection = try TestHTTPConnection(port: server.port)
+            try connection.get("/data.bin")
+            let full = try connection.readResponse()
+            #expect(full.status == 200)
+            #expect(full.body == self.content)
+            #expect(full.header("content-type") == "application/octet-stream")
+            #expect(full.header("accept-ranges") == "bytes")
+            #expect(full.header("ferry-connection-id") != nil)
+            #expect(full.header("ferry-request-id") == "1")
+            let etag = try #require(full.header("etag"))
+            let modified = try #require(full.header("last-modified"))
+
+            // Same connection: HEAD, a conditional GET by ETag and by date, the index, a MIME type.
+            try connection.get("/data.bin", method: "HEAD")
+            let head = try connection.readResponse(head: true)
+            #expect(head.status == 200)
+            #expect(head.header("content-length") == "10000")
+            #expect(head.header("ferry-request-id") == "2")
+
+            try connection.get("/data.bin", ["If-None-Match: W/\"nope\", \(etag)"])
+            #expect(try connection.readResponse().status == 304)
+            try connection.get("/data.bin", ["If-Modified-Since: \(modified)"])
+            #expect(try connection.readResponse().status == 304)
+            try connection.get("/data.bin", ["If-None-Match: \"other\"", "If-Modified-Since: \(modified)"])
+            #expect(try connection.readResponse().status == 200, "If-None-Match decides when both are sent")
+            try connection.get("/data.bin", ["If-Modified-Since: Thu, 01 Jan 1970 00:00:00 GMT"])
+            #expect(try connection.readResponse().status == 200)
+
+            try connection.get("/")
+            let index = try connection.readResponse()
+            #expect(index.text == "<h1>hi</h1>")
+            #expect(index.header("content-type") == "text/html; charset=utf-8")
+            try connection.get("/style.css")
+            #expect(try connection.readResponse().header("content-type") == "text/css; charset=utf-8")
+            try connection.get("/inside-link")
+            #expect(try connection.readResponse().text == "inner", "a symlink that stays inside the root is served")
+        }
+    }
+
+    @Test(arguments: ExecutionModel.allCases)
+    func servesSingleRanges(model: ExecutionModel) async throws {
+        try await withFileServer(self.configuration(model)) { server in
+            let connection = try TestHTTPConnection(port: server.port)
+            try connection.get("/data.bin", ["Range: bytes=100-199"])
+            let part = try connection.readResponse()
+            #expect(part.status == 206)
+            #expect(part.header("content-range") == "bytes 100-199/10000")
+            #expect(part.body == Array(self.content[100..<200]))
+
+            try connection.get("/data.bin", ["Range: bytes=-16"])
+            #expect(try connection.readResponse().body == Array(self.content.suffix(16)))
+
+            try connection.get("/data.bin", ["Range: bytes=20000-"])
+            let unsatisfiable = try connection.readResponse()
+            #expect(unsatisfiable.status == 416)
+            #expect(unsatisfiable.header("content-range") == "bytes */10000")
+
+            try connection.get("/data.bin", ["Range: bytes=0-0,5-5"])
+            #expect(try connection.readResponse().status == 200, "multiple ranges are answered with the whole file")
+        }
+    }
+
+    @Test(arguments: ExecutionModel.allCases)
+    func refusesEveryTraversalAttempt(model: ExecutionModel) async throws {
+        let attempts: [(String, Int)] = [
+            ("/../../../../etc/passwd", 403),
+            ("/sub/../../etc/passwd", 403),
+            ("/%2e%2e/%2e%2e/etc/passwd", 403),
+            ("/..%2F..%2Fetc%2Fpasswd", 403),
+            ("/%2E%2E%5C%2E%2E%5Cetc", 403),
+            ("http://localhost/../etc/passwd", 403),
+            ("/etc/passwd", 404),  // an absolute path is looked up under the root, not at /
+            ("//etc/passwd", 404),
+            ("/absolute-link", 403),
+            ("/absolute-inside-link", 403),  // absolute symlinks are refused even when they point inside
+            ("/sub/relative-link", 403),
+            ("/dir-link/passwd", 403),
+            ("/nul%00.txt", 400),
+            ("/missing.txt", 404),
+            ("/empty", 403),
+        ]
+        try await withFileServer(self.configuration(model)) { server in
+            for (target, status) in attempts {
+                let connection = try TestHTTPConnection(port: server.port)
+                try connection.get(target)
+                let response = try connection.readResponse()
+                #expect(response.status == status, "\(target)")
+                #expect(!response.text.contains("root:"), "\(target) leaked /etc/passwd")
+                #expect(response.text.hasPrefix("\(status) "), "error bodies say what went wrong")
+            }
+        }
+    }
+
+    @Test(arguments: ExecutionModel.allCases)
+    func answersBadRequestsClearlyAndStaysUp(model: ExecutionModel) async throws {
+        try await withFileServer(self.configuration(model)) { server in
+            let post = try TestHTTPConnection(port: server.port)
+            try post.get("/data.bin", method: "DELETE")
+            let refused = try post.readResponse()
+            #expect(refused.status == 405)
+            #expect(refused.header("allow") == "GET, HEAD")
+            try post.get("/index.html")
+            #expect(try post.readResponse().status == 200, "a 405 keeps the connection")
+
+            let garbage = try TestHTTPConnection(port: server.port)
+            try garbage.send("HELLO THERE\r\n\r\n")
+            let bad = try garbage.readResponse()
+            #expect(bad.status == 400)
+            #expect(bad.text.contains("malformed request line"))
+            #expect(try garbage.drainUntilClosed() == 0, "a malformed request closes its connection")
+
+            let smuggler = try TestHTTPConnection(port: server.port)
+            try smuggler.send("GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n")
+            #expect(try smuggler.readResponse().status == 400)
+
+            let huge = try TestHTTPConnection(port: server.port)
+            try huge.send("GET / HTTP/1.1\r\nHost: h\r\nX: " + String(repeating: "a", count: 20_000) + "\r\n\r\n")
+            #expect(try huge.readResponse().status == 400)
+
+            let fine = try TestHTTPConnection(port: server.port)
+            try fine.get("/index.html")
+            #expect(try fine.readResponse().status == 200, "other clients are untouched")
+        }
+    }
+
+    @Test(arguments: ExecutionModel.allCases)
+    func closesWhenAskedAndCountsRequests(model: ExecutionModel) async throws {
+        try await withFileServer(self.configuration(model)) { server in
+            let connection = try TestHTTPConnection(port: server.port)
+            try connection.get("/index.html", ["Connection: close"])
+            let response = try connection.readResponse()
+            #expect(response.header("connection") == "close")
+            #expect(try connection.drainUntilClosed() == 0)
+
+            let old = try TestHTTPConnection(port: server.port)
+            try old.send("GET /index.html HTTP/1.0\r\n\r\n")
+            #expect(try old.readResponse().status == 200)
+            #expect(try old.drainUntilClosed() == 0, "HTTP/1.0 without keep-alive closes")
+
+            let served = server.metrics.snapshot.first { $0.name == "requests_served" }?.value
+            #expect(served == 2)
+        }
+    }
+}

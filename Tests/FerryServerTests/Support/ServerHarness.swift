@@ -1,0 +1,60 @@
+import FerryServer
+import Logging
+import ServiceLifecycle
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A directory of test files, removed when the test ends.
+final class TestDirectory {
+    let path: String
+
+    init() throws {
+        var template = Array("/tmp/ferry-test-XXXXXX".utf8CString)
+        guard let made = mkdtemp(&template) else { throw TestHTTPConnection.Failure(description: "mkdtemp failed") }
+        self.path = String(cString: made)
+    }
+
+    deinit { _ = system("rm -rf '\(self.path)'") }
+
+    @discardableResult
+    func write(_ name: String, _ bytes: [UInt8]) -> String {
+        let path = self.path + "/" + name
+        let file = fopen(path, "wb")!
+        fwrite(bytes, 1, bytes.count, file)
+        fclose(file)
+        return path
+    }
+
+    func write(_ name: String, _ text: String) { self.write(name, Array(text.utf8)) }
+
+    /// A file of `count` bytes whose content depends on the offset, so a wrong range shows.
+    static func pattern(_ count: Int) -> [UInt8] {
+        (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 8) }
+    }
+}
+
+/// Runs a file server for the duration of `body`, then shuts it down gracefully.
+func withFileServer<T>(
+    _ configuration: FileServer.Configuration,
+    _ body: (FileServer) async throws -> T
+) async throws -> T {
+    var logger = Logger(label: "test")
+    logger.logLevel = .warning
+    let server = try await FileServer.bind(configuration, logger: logger)
+    let group = ServiceGroup(services: [server], logger: logger)
+    return try await withThrowingTaskGroup(of: Void.self) { tasks in
+        tasks.addTask { try await group.run() }
+        do {
+            let result = try await body(server)
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+            return result
+        } catch {
+            await group.triggerGracefulShutdown()
+            try? await tasks.waitForAll()
+            throw error
+        }
+    }
+}

@@ -1,0 +1,157 @@
+import CFerryLinux
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A deliberately plain blocking HTTP client for tests: it sends exactly the bytes a test writes
+/// (so traversal attempts reach the server unnormalised), reads as slowly as a test wants, and can
+/// send TCP urgent data. Every read gives up after ten seconds, so a broken server fails a test
+/// instead of hanging it.
+final class TestHTTPConnection {
+    struct Failure: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    struct Response {
+        var status: Int
+        var headers: [(String, String)]
+        var body: [UInt8]
+        var trailers: [(String, String)] = []
+
+        func header(_ name: String) -> String? {
+            self.headers.first { $0.0.lowercased() == name.lowercased() }?.1
+        }
+
+        var text: String { String(decoding: self.body, as: UTF8.self) }
+    }
+
+    let descriptor: Int32
+    private var pending: [UInt8] = []
+
+    init(port: Int, receiveBuffer: Int32? = nil) throws {
+        self.descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        if var size = receiveBuffer {
+            setsockopt(self.descriptor, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        }
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(self.descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(self.descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard result == 0 else { throw Failure(description: "connect: \(String(cString: strerror(errno)))") }
+    }
+
+    deinit { close(self.descriptor) }
+
+    func send(_ text: String) throws {
+        let bytes = Array(text.utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let sent = bytes[offset...].withUnsafeBytes { Glibc.send(self.descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            guard sent > 0 else { throw Failure(description: "send: \(String(cString: strerror(errno)))") }
+            offset += sent
+        }
+    }
+
+    /// `GET path` with the given extra header lines.
+    func get(_ path: String, _ headers: [String] = [], method: String = "GET") throws {
+        try self.send("\(method) \(path) HTTP/1.1\r\nHost: test\r\n" + headers.map { $0 + "\r\n" }.joined() + "\r\n")
+    }
+
+    func sendUrgent(_ byte: UInt8 = 0x21) throws {
+        guard ferry_send_urgent(self.descriptor, byte) == 1 else {
+            throw Failure(description: "send MSG_OOB: \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// Reads at most `count` bytes; empty at end of stream.
+    func read(upTo count: Int) throws -> [UInt8] {
+        if !self.pending.isEmpty {
+            let taken = Array(self.pending.prefix(count))
+            self.pending.removeFirst(taken.count)
+            return taken
+        }
+        var buffer = [UInt8](repeating: 0, count: count)
+        let received = recv(self.descriptor, &buffer, count, 0)
+        guard received >= 0 else { throw Failure(description: "recv: \(String(cString: strerror(errno)))") }
+        return Array(buffer.prefix(received))
+    }
+
+    private func readLine() throws -> String {
+        var line: [UInt8] = []
+        while true {
+            let byte = try self.read(upTo: 1)
+            guard let first = byte.first else { throw Failure(description: "connection closed inside a line") }
+            if first == 10 { break }
+            line.append(first)
+        }
+        if line.last == 13 { line.removeLast() }
+        return String(decoding: line, as: UTF8.self)
+    }
+
+    private func readExactly(_ count: Int) throws -> [UInt8] {
+        var bytes: [UInt8] = []
+        while bytes.count < count {
+            let chunk = try self.read(upTo: min(65536, count - bytes.count))
+            guard !chunk.isEmpty else { throw Failure(description: "connection closed after \(bytes.count) of \(count) bytes") }
+            bytes += chunk
+        }
+        return bytes
+    }
+
+    /// Reads a status line and headers.
+    func readHead() throws -> Response {
+        let statusLine = try self.readLine()
+        let parts = statusLine.split(separator: " ", maxSplits: 2)
+        guard parts.count >= 2, let status = Int(parts[1]) else { throw Failure(description: "bad status line '\(statusLine)'") }
+        var headers: [(String, String)] = []
+        while true {
+            let line = try self.readLine()
+            if line.isEmpty { break }
+            let field = line.split(separator: ":", maxSplits: 1)
+            headers.append((String(field[0]), field.count > 1 ? String(field[1].drop { $0 == " " }) : ""))
+        }
+        return Response(status: status, headers: headers, body: [])
+    }
+
+    /// Reads a whole response; `head` says whether it answers a HEAD request (no body follows).
+    func readResponse(head: Bool = false) throws -> Response {
+        var response = try self.readHead()
+        if head || response.status == 304 { return response }
+        if response.header("transfer-encoding") == "chunked" {
+            while true {
+                let size = Int(try self.readLine(), radix: 16) ?? -1
+                guard size >= 0 else { throw Failure(description: "bad chunk size") }
+                if size == 0 { break }
+                response.body += try self.readExactly(size)
+                _ = try self.readLine()
+            }
+            while true {
+                let line = try self.readLine()
+                if line.isEmpty { break }
+                let field = line.split(separator: ":", maxSplits: 1)
+                response.trailers.append((String(field[0]), String(field[1].drop { $0 == " " })))
+            }
+        } else if let length = response.header("content-length").flatMap({ Int($0) }) {
+            response.body = try self.readExactly(length)
+        }
+        return response
+    }
+
+    /// Reads until the server closes the connection; returns how many bytes came.
+    func drainUntilClosed() throws -> Int {
+        var total = 0
+        while true {
+            let chunk = try self.read(upTo: 65536)
+            if chunk.isEmpty { return total }
+            total += chunk.count
+        }
+    }
+}
