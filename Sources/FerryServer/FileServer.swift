@@ -96,7 +96,7 @@ public final class FileServer: Service, Sendable {
         let registry = ConnectionRegistry()
         let metrics = ServerMetrics(model: configuration.model)
         let responder = BlockingResponder(files: files, registry: registry, metrics: metrics, logger: logger)
-        let watcher = try UrgentDataWatcher(registry: registry, logger: logger)
+        let watcher = try UrgentDataWatcher(registry: registry, metrics: metrics, logger: logger)
         let workers = max(1, configuration.workers ?? System.coreCount)
         let frontEnd: FrontEnd
         switch configuration.model {

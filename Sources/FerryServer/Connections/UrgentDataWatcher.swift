@@ -14,14 +14,16 @@ final class UrgentDataWatcher: @unchecked Sendable {
     private let epollFD: Int32
     private let wakeFD: Int32
     private let registry: ConnectionRegistry
+    private let metrics: ServerMetrics
     private let logger: Logger
     private var thread: pthread_t?
 
-    init(registry: ConnectionRegistry, logger: Logger) throws {
+    init(registry: ConnectionRegistry, metrics: ServerMetrics, logger: Logger) throws {
         self.epollFD = epoll_create1(Int32(EPOLL_CLOEXEC))
         self.wakeFD = eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
         guard self.epollFD >= 0, self.wakeFD >= 0 else { throw SocketError.system("epoll_create1/eventfd") }
         self.registry = registry
+        self.metrics = metrics
         self.logger = logger
         var event = epoll_event()
         event.events = EPOLLIN.rawValue
@@ -80,6 +82,7 @@ final class UrgentDataWatcher: @unchecked Sendable {
                     }
                     continue
                 }
+                self.metrics.urgentData()
                 if let (connection, request) = self.registry.cancelCurrent(descriptor: descriptor) {
                     self.logger.info("urgent data on connection \(connection): cancelled request \(request)")
                 } else {

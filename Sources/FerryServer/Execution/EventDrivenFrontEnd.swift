@@ -98,6 +98,9 @@ final class EventDrivenHTTPHandler: ChannelInboundHandler {
     private var parser = HTTPRequestParser()
     private var transfer: Transfer?
     private var retryScheduled = false
+    private var pumping = false
+    /// Chunks sent per turn of the event loop before other work gets its go.
+    private static let chunksPerTurn = 16
     private var closed = false
 
     init(connectionID: UInt64, responder: BlockingResponder) {
@@ -180,14 +183,25 @@ final class EventDrivenHTTPHandler: ChannelInboundHandler {
     }
 
     /// Sends file chunks while the client keeps up; returns when it does not, or the disk would block.
+    ///
+    /// Never re-entered: a flush can make the channel writable again at once, and answering that
+    /// by recursing would keep the loop inside one callback for the whole file, starving its other
+    /// connections and the cancel queued for this one. Instead each turn sends a bounded number of
+    /// chunks and, if the client is still keeping up, queues the next turn behind the loop's other work.
     private func pump(context: ChannelHandlerContext) {
-        while var transfer = self.transfer, !self.retryScheduled, context.channel.isWritable {
+        guard !self.pumping else { return }
+        self.pumping = true
+        defer { self.pumping = false }
+        var budget = Self.chunksPerTurn
+        while var transfer = self.transfer, !self.retryScheduled, context.channel.isWritable, budget > 0 {
+            budget -= 1
             guard transfer.position < transfer.end else {
                 if transfer.framing.chunked {
                     context.write(Self.wrapOutboundOut(ResponseFraming.lastChunk(complete: true)), promise: nil)
                 }
                 context.flush()
                 self.transfer = nil
+                self.pumping = false  // finishing may start the next pipelined request, which pumps
                 self.finish(
                     context: context,
                     requestID: transfer.requestID,
@@ -234,6 +248,10 @@ final class EventDrivenHTTPHandler: ChannelInboundHandler {
             self.transfer = transfer
         }
         context.flush()
+        if self.transfer != nil, !self.retryScheduled, context.channel.isWritable {
+            let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            context.eventLoop.execute { bound.value.0.pump(context: bound.value.1) }
+        }
     }
 
     /// The page cache does not have the next chunk: readahead is under way, so come back shortly.

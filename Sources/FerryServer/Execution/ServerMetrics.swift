@@ -7,12 +7,14 @@ public final class ServerMetrics: Sendable {
     private let servedCounter: Counter
     private let rejectedCounter: Counter
     private let cancelledCounter: Counter
+    private let urgentCounter: Counter
     private let queueDepthGauge: Gauge
     private let busyWorkersGauge: Gauge
 
     private let servedCount = Atomic<Int>(0)
     private let rejectedCount = Atomic<Int>(0)
     private let cancelledCount = Atomic<Int>(0)
+    private let urgentCount = Atomic<Int>(0)
     private let queueDepthCount = Atomic<Int>(0)
     private let busyWorkersCount = Atomic<Int>(0)
 
@@ -21,6 +23,7 @@ public final class ServerMetrics: Sendable {
         self.servedCounter = Counter(label: "ferry_http_requests_served_total", dimensions: dimensions)
         self.rejectedCounter = Counter(label: "ferry_http_requests_rejected_total", dimensions: dimensions)
         self.cancelledCounter = Counter(label: "ferry_http_requests_cancelled_total", dimensions: dimensions)
+        self.urgentCounter = Counter(label: "ferry_http_urgent_data_total", dimensions: dimensions)
         self.queueDepthGauge = Gauge(label: "ferry_http_queue_depth", dimensions: dimensions)
         self.busyWorkersGauge = Gauge(label: "ferry_http_busy_workers", dimensions: dimensions)
     }
@@ -40,6 +43,12 @@ public final class ServerMetrics: Sendable {
         self.cancelledCounter.increment()
     }
 
+    /// TCP urgent data arrived on a client connection.
+    func urgentData() {
+        self.urgentCount.add(1, ordering: .relaxed)
+        self.urgentCounter.increment()
+    }
+
     func queueDepth(changedBy delta: Int) {
         let depth = self.queueDepthCount.add(delta, ordering: .relaxed).newValue
         self.queueDepthGauge.record(depth)
@@ -56,6 +65,7 @@ public final class ServerMetrics: Sendable {
             ("requests_served", Int64(self.servedCount.load(ordering: .relaxed))),
             ("requests_rejected", Int64(self.rejectedCount.load(ordering: .relaxed))),
             ("requests_cancelled", Int64(self.cancelledCount.load(ordering: .relaxed))),
+            ("urgent_data", Int64(self.urgentCount.load(ordering: .relaxed))),
             ("queue_depth", Int64(self.queueDepthCount.load(ordering: .relaxed))),
             ("busy_workers", Int64(self.busyWorkersCount.load(ordering: .relaxed))),
         ]

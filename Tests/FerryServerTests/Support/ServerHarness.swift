@@ -31,7 +31,23 @@ final class TestDirectory {
 
     /// A file of `count` bytes whose content depends on the offset, so a wrong range shows.
     static func pattern(_ count: Int) -> [UInt8] {
-        (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 8) }
+        // A plain loop over raw memory: debug builds make `map` over a range slow enough to matter.
+        [UInt8](unsafeUninitializedCapacity: count) { bytes, initialized in
+            var index = 0
+            while index < count {
+                bytes[index] = UInt8(truncatingIfNeeded: index &* 31 &+ index >> 8)
+                index += 1
+            }
+            initialized = count
+        }
+    }
+
+    /// Writes a large file quickly: `megabytes` copies of one patterned MiB.
+    func writeLarge(_ name: String, megabytes: Int) {
+        let block = Self.pattern(1 << 20)
+        let file = fopen(self.path + "/" + name, "wb")!
+        for _ in 0..<megabytes { fwrite(block, 1, block.count, file) }
+        fclose(file)
     }
 }
 
@@ -41,7 +57,7 @@ func withFileServer<T>(
     _ body: (FileServer) async throws -> T
 ) async throws -> T {
     var logger = Logger(label: "test")
-    logger.logLevel = .warning
+    logger.logLevel = ProcessEnvironment.testLogLevel
     let server = try await FileServer.bind(configuration, logger: logger)
     let group = ServiceGroup(services: [server], logger: logger)
     return try await withThrowingTaskGroup(of: Void.self) { tasks in
@@ -56,5 +72,12 @@ func withFileServer<T>(
             try? await tasks.waitForAll()
             throw error
         }
+    }
+}
+
+enum ProcessEnvironment {
+    /// `FERRY_TEST_LOG=debug swift test` shows the servers' logs.
+    static var testLogLevel: Logger.Level {
+        getenv("FERRY_TEST_LOG").flatMap { Logger.Level(rawValue: String(cString: $0)) } ?? .warning
     }
 }

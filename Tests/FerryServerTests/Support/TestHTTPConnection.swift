@@ -80,6 +80,7 @@ final class TestHTTPConnection {
         }
         var buffer = [UInt8](repeating: 0, count: count)
         let received = recv(self.descriptor, &buffer, count, 0)
+        if received < 0, errno == ECONNRESET { return [] }  // a server closing with our bytes unread resets
         guard received >= 0 else { throw Failure(description: "recv: \(String(cString: strerror(errno)))") }
         return Array(buffer.prefix(received))
     }
