@@ -88,7 +88,8 @@ public final class FileServer: Service, Sendable {
         self.logger = logger
     }
 
-    /// Opens the root and binds the ports, so the addresses are known before ``run()``.
+    /// Opens the root, binds the ports and starts serving, so the addresses are known and the
+    /// server answers before ``run()`` is called.
     /// - Throws: when the root cannot be served or a port cannot be bound; the error names which.
     public static func bind(_ configuration: Configuration, logger: Logger) async throws -> FileServer {
         let files = try FileService(root: configuration.root)
@@ -133,7 +134,7 @@ public final class FileServer: Service, Sendable {
                 logger: logger
             )
         }
-        return FileServer(
+        let server = FileServer(
             configuration: configuration,
             listener: listener,
             frontEnd: frontEnd,
@@ -143,18 +144,15 @@ public final class FileServer: Service, Sendable {
             registry: registry,
             logger: logger
         )
+        server.start()
+        return server
     }
 
     /// Serves until graceful shutdown, then stops accepting and lets requests in progress end.
+    ///
+    /// Serving itself starts in ``bind(_:logger:)``, on the server's own threads, so the server
+    /// answers even while the caller's tasks are busy; `run` ties its end to the service lifecycle.
     public func run() async throws {
-        self.watcher.start()
-        switch self.frontEnd {
-        case .blocking(let frontEnd): frontEnd.start()
-        case .eventDriven(let frontEnd): frontEnd.start()
-        }
-        self.logger.info(
-            "serving \(self.configuration.root) on \(self.host):\(self.port) (\(self.configuration.model.rawValue))"
-        )
         try? await gracefulShutdown()
         self.logger.info("file server on \(self.host):\(self.port) shutting down")
         switch self.frontEnd {
@@ -163,5 +161,14 @@ public final class FileServer: Service, Sendable {
         }
         await self.control?.close()
         self.watcher.stop()
+    }
+
+    private func start() {
+        self.watcher.start()
+        switch self.frontEnd {
+        case .blocking(let frontEnd): frontEnd.start()
+        case .eventDriven(let frontEnd): frontEnd.start()
+        }
+        self.logger.info("serving \(self.configuration.root) on \(self.host):\(self.port) (\(self.configuration.model.rawValue))")
     }
 }
