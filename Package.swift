@@ -79,10 +79,26 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
             ]
         ),
-        .testTarget(name: "FerryNodeTests", dependencies: ["FerryNode"]),
-        .testTarget(name: "FerryCommandsTests", dependencies: ["FerryCommands"]),
+        .testTarget(
+            name: "FerryNodeTests",
+            dependencies: [
+                "FerryNode",
+                "FerryServer",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .testTarget(
+            name: "FerryCommandsTests",
+            dependencies: [
+                "FerryCommands",
+                "FerryServer",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
     ]
 )

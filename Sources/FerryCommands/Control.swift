@@ -3,23 +3,27 @@ import FerryServer
 import FerryWire
 
 /// `ferry control`: talk to a server's control endpoint.
-struct Control: AsyncParsableCommand {
+struct ControlCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "control",
         abstract: "Send out-of-band requests to a server's control endpoint.",
         subcommands: [Cancel.self, Stats.self]
     )
 
-    struct Address: ParsableArguments {
-        @Option(help: "The control endpoint, HOST:PORT.")
-        var addr = "127.0.0.1:8081"
+    @Option(help: "The control endpoint, HOST:PORT (ferry up puts it on 127.0.0.1:8081).")
+    var addr = "127.0.0.1:8081"
 
-        func client() throws -> ControlClient {
-            guard let colon = self.addr.lastIndex(of: ":"), let port = Int(self.addr[self.addr.index(after: colon)...])
-            else {
-                throw ValidationError("--addr must be HOST:PORT, got '\(self.addr)'")
-            }
-            return ControlClient(host: String(self.addr[..<colon]), port: port)
+    func validate() throws {
+        _ = try self.client()
+    }
+
+    func client() throws -> ControlClient {
+        guard let colon = self.addr.lastIndex(of: ":"), colon > self.addr.startIndex,
+            let port = Int(self.addr[self.addr.index(after: colon)...]), (1...65535).contains(port)
+        else {
+            throw ValidationError("--addr must be HOST:PORT, got '\(self.addr)'")
         }
+        return ControlClient(host: String(self.addr[..<colon]), port: port)
     }
 
     struct Cancel: AsyncParsableCommand {
@@ -27,7 +31,7 @@ struct Control: AsyncParsableCommand {
             abstract: "Cancel a request in progress; exits 1 when it was not running."
         )
 
-        @OptionGroup var address: Address
+        @ParentCommand var control: ControlCommand
 
         @Argument(help: "The connection id (the response's Ferry-Connection-Id header).")
         var connection: UInt64
@@ -36,7 +40,7 @@ struct Control: AsyncParsableCommand {
         var request: UInt64
 
         func run() async throws {
-            switch try await self.address.client().cancel(connectionID: self.connection, requestID: self.request) {
+            switch try await self.control.client().cancel(connectionID: self.connection, requestID: self.request) {
             case .cancelled:
                 printLine("cancelled request \(self.request) of connection \(self.connection)")
             case .notRunning:
@@ -49,13 +53,13 @@ struct Control: AsyncParsableCommand {
     struct Stats: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Print the server's counters.")
 
-        @OptionGroup var address: Address
+        @ParentCommand var control: ControlCommand
 
         @Flag(help: "Print JSON.")
         var json = false
 
         func run() async throws {
-            let stats = try await self.address.client().stats()
+            let stats = try await self.control.client().stats()
             if self.json {
                 printLine("{" + stats.entries.map { "\"\($0.name)\": \($0.value)" }.joined(separator: ", ") + "}")
             } else {

@@ -7,7 +7,7 @@ public struct FerryCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "ferry",
         abstract: "A runtime for distributed processes: servers, nodes and the parts between them.",
-        subcommands: [Up.self, Serve.self, Control.self]
+        subcommands: [Up.self, Serve.self, ControlCommand.self]
     )
 
     public init() {}

@@ -1,4 +1,5 @@
 import Logging
+import Metrics
 import NIOCore
 import ServiceLifecycle
 
@@ -91,11 +92,15 @@ public final class FileServer: Service, Sendable {
     /// Opens the root, binds the ports and starts serving, so the addresses are known and the
     /// server answers before ``run()`` is called.
     /// - Throws: when the root cannot be served or a port cannot be bound; the error names which.
-    public static func bind(_ configuration: Configuration, logger: Logger) async throws -> FileServer {
+    public static func bind(
+        _ configuration: Configuration,
+        logger: Logger,
+        metricsFactory: any MetricsFactory = MetricsSystem.factory
+    ) async throws -> FileServer {
         let files = try FileService(root: configuration.root)
         let listener = try Listener(host: configuration.host, port: configuration.port)
         let registry = ConnectionRegistry()
-        let metrics = ServerMetrics(model: configuration.model)
+        let metrics = ServerMetrics(model: configuration.model, factory: metricsFactory)
         let responder = BlockingResponder(files: files, registry: registry, metrics: metrics, logger: logger)
         let watcher = try UrgentDataWatcher(registry: registry, metrics: metrics, logger: logger)
         let workers = max(1, configuration.workers ?? System.coreCount)
@@ -169,6 +174,8 @@ public final class FileServer: Service, Sendable {
         case .blocking(let frontEnd): frontEnd.start()
         case .eventDriven(let frontEnd): frontEnd.start()
         }
-        self.logger.info("serving \(self.configuration.root) on \(self.host):\(self.port) (\(self.configuration.model.rawValue))")
+        self.logger.info(
+            "serving \(self.configuration.root) on \(self.host):\(self.port) (\(self.configuration.model.rawValue))"
+        )
     }
 }

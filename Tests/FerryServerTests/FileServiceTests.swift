@@ -1,5 +1,6 @@
-@testable import FerryServer
 import Testing
+
+@testable import FerryServer
 
 @Suite struct RequestPathTests {
     @Test(arguments: [

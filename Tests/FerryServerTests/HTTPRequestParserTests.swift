@@ -10,7 +10,9 @@ import Testing
     }
 
     @Test func parsesARequestHead() throws {
-        let request = try #require(try self.parse("GET /a/b?x=1 HTTP/1.1\r\nHost: h\r\nX-Thing:  spaced value \r\n\r\n"))
+        let request = try #require(
+            try self.parse("GET /a/b?x=1 HTTP/1.1\r\nHost: h\r\nX-Thing:  spaced value \r\n\r\n")
+        )
         #expect(request.method == "GET")
         #expect(request.target == "/a/b?x=1")
         #expect(request.headers["x-thing"] == "spaced value")
@@ -39,7 +41,10 @@ import Testing
         ("GET / HTTP/1.1\r\nHost: h\r\n folded\r\n\r\n", .malformedHeader(" folded")),
         ("GET / HTTP/1.1\r\nHost: h\r\nBad Name: x\r\n\r\n", .malformedHeader("Bad Name: x")),
         // Request smuggling: both framings, or two different lengths.
-        ("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", .conflictingBodyLength),
+        (
+            "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+            .conflictingBodyLength
+        ),
         ("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", .conflictingBodyLength),
         ("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: -1\r\n\r\n", .malformedHeader("Content-Length: -1")),
     ])

@@ -28,7 +28,12 @@ import Glibc
     /// ends early with a `cancelled` trailer and the same connection serves the next request.
     @Test(arguments: ExecutionModel.allCases, Path.allCases)
     func cancelsATransferAndKeepsTheConnection(model: ExecutionModel, path: Path) async throws {
-        let configuration = FileServer.Configuration(root: self.directory.path, model: model, workers: 2, controlPort: 0)
+        let configuration = FileServer.Configuration(
+            root: self.directory.path,
+            model: model,
+            workers: 2,
+            controlPort: 0
+        )
         try await withFileServer(configuration) { server in
             let connection = try TestHTTPConnection(port: server.port, receiveBuffer: 16 * 1024)
             try connection.get("/big.bin", ["TE: trailers"])
@@ -64,7 +69,10 @@ import Glibc
                 afterCancel += bytes.count
                 window = Array((window + bytes).suffix(end.count + 8))
             }
-            #expect(afterCancel < Self.bigSize / 4, "the transfer stopped early (\(afterCancel) bytes after the cancel)")
+            #expect(
+                afterCancel < Self.bigSize / 4,
+                "the transfer stopped early (\(afterCancel) bytes after the cancel)"
+            )
 
             try connection.get("/small.txt")
             let next = try connection.readResponse()
@@ -139,13 +147,6 @@ extension FileServer {
     /// Waits until the server has seen the urgent byte: the signal that the cancel is under way,
     /// so the test's reads after it measure what the server sends after a cancel.
     func waitForUrgentData() async throws {
-        let deadline = ContinuousClock.now + .seconds(10)
-        while self.metrics.snapshot.first(where: { $0.name == "urgent_data" })?.value == 0 {
-            guard ContinuousClock.now < deadline else {
-                Issue.record("the server did not notice the urgent byte within 10 s")
-                return
-            }
-            try await Task.sleep(for: .milliseconds(2))
-        }
+        try await self.waitFor("urgent_data", toBe: 1)
     }
 }

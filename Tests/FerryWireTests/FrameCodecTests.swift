@@ -19,7 +19,12 @@ import Testing
     }
 
     @Test func encodesTheDocumentedHeaderLayout() {
-        let frame = Frame(kind: .ping, flags: .response, requestID: 0x0102_0304_0506_0708, payload: ByteBuffer(bytes: [9, 9]))
+        let frame = Frame(
+            kind: .ping,
+            flags: .response,
+            requestID: 0x0102_0304_0506_0708,
+            payload: ByteBuffer(bytes: [9, 9])
+        )
         let bytes = Array(self.frameBytes(frame).readableBytesView)
         #expect(
             bytes == [
@@ -107,7 +112,11 @@ import Testing
     }
 
     @Test func anErrorFrameIsThrownAsTheErrorItCarries() throws {
-        let frame = Frame(ErrorMessage(code: .notFound, message: "no such request"), flags: [.response, .error], requestID: 5)
+        let frame = Frame(
+            ErrorMessage(code: .notFound, message: "no such request"),
+            flags: [.response, .error],
+            requestID: 5
+        )
         #expect(throws: ErrorMessage(code: .notFound, message: "no such request")) {
             try frame.decode(as: CancelResult.self)
         }

@@ -60,8 +60,14 @@ import Testing
         for _ in 0..<2500 {
             var stream = ByteBuffer()
             for id in 0..<UInt64.random(in: 1...4, using: &generator) {
-                let payload = (0..<Int.random(in: 0...64, using: &generator)).map { _ in UInt8.random(in: 0...255, using: &generator) }
-                let frame = Frame(kind: MessageKind(rawValue: .random(in: 0...255, using: &generator)), requestID: id, payload: ByteBuffer(bytes: payload))
+                let payload = (0..<Int.random(in: 0...64, using: &generator)).map { _ in
+                    UInt8.random(in: 0...255, using: &generator)
+                }
+                let frame = Frame(
+                    kind: MessageKind(rawValue: .random(in: 0...255, using: &generator)),
+                    requestID: id,
+                    payload: ByteBuffer(bytes: payload)
+                )
                 try! FrameEncoder().encode(data: frame, out: &stream)
             }
             var bytes = Array(stream.readableBytesView)
@@ -79,7 +85,9 @@ import Testing
             for frame in frames {
                 #expect(frame.payload.readableBytes <= Self.limit)
                 // Whatever arrived, decoding a typed message from it fails cleanly or succeeds.
-                do { _ = try frame.decode(as: ServerStats.self) } catch { #expect(error is FerryWireError || error is ErrorMessage) }
+                do { _ = try frame.decode(as: ServerStats.self) } catch {
+                    #expect(error is FerryWireError || error is ErrorMessage)
+                }
             }
         }
     }

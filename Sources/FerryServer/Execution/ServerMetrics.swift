@@ -18,14 +18,29 @@ public final class ServerMetrics: Sendable {
     private let queueDepthCount = Atomic<Int>(0)
     private let busyWorkersCount = Atomic<Int>(0)
 
-    public init(model: ExecutionModel) {
+    /// - Parameters:
+    ///   - model: labels every metric (`model="dispatcher"`).
+    ///   - factory: where the metrics go; the process-wide `MetricsSystem` unless a test injects one.
+    public init(model: ExecutionModel, factory: any MetricsFactory = MetricsSystem.factory) {
         let dimensions = [("model", model.rawValue)]
-        self.servedCounter = Counter(label: "ferry_http_requests_served_total", dimensions: dimensions)
-        self.rejectedCounter = Counter(label: "ferry_http_requests_rejected_total", dimensions: dimensions)
-        self.cancelledCounter = Counter(label: "ferry_http_requests_cancelled_total", dimensions: dimensions)
-        self.urgentCounter = Counter(label: "ferry_http_urgent_data_total", dimensions: dimensions)
-        self.queueDepthGauge = Gauge(label: "ferry_http_queue_depth", dimensions: dimensions)
-        self.busyWorkersGauge = Gauge(label: "ferry_http_busy_workers", dimensions: dimensions)
+        self.servedCounter = Counter(
+            label: "ferry_http_requests_served_total",
+            dimensions: dimensions,
+            factory: factory
+        )
+        self.rejectedCounter = Counter(
+            label: "ferry_http_requests_rejected_total",
+            dimensions: dimensions,
+            factory: factory
+        )
+        self.cancelledCounter = Counter(
+            label: "ferry_http_requests_cancelled_total",
+            dimensions: dimensions,
+            factory: factory
+        )
+        self.urgentCounter = Counter(label: "ferry_http_urgent_data_total", dimensions: dimensions, factory: factory)
+        self.queueDepthGauge = Gauge(label: "ferry_http_queue_depth", dimensions: dimensions, factory: factory)
+        self.busyWorkersGauge = Gauge(label: "ferry_http_busy_workers", dimensions: dimensions, factory: factory)
     }
 
     func served(status: Int) {

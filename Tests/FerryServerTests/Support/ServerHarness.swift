@@ -1,5 +1,6 @@
 import FerryServer
 import Logging
+import Metrics
 import ServiceLifecycle
 
 #if canImport(Glibc)
@@ -54,11 +55,12 @@ final class TestDirectory {
 /// Runs a file server for the duration of `body`, then shuts it down gracefully.
 func withFileServer<T>(
     _ configuration: FileServer.Configuration,
+    metrics: any MetricsFactory = MetricsSystem.factory,
     _ body: (FileServer) async throws -> T
 ) async throws -> T {
     var logger = Logger(label: "test")
     logger.logLevel = ProcessEnvironment.testLogLevel
-    let server = try await FileServer.bind(configuration, logger: logger)
+    let server = try await FileServer.bind(configuration, logger: logger, metricsFactory: metrics)
     let group = ServiceGroup(services: [server], logger: logger)
     return try await withThrowingTaskGroup(of: Void.self) { tasks in
         tasks.addTask { try await group.run() }

@@ -54,7 +54,9 @@ final class TestHTTPConnection {
         let bytes = Array(text.utf8)
         var offset = 0
         while offset < bytes.count {
-            let sent = bytes[offset...].withUnsafeBytes { Glibc.send(self.descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            let sent = bytes[offset...].withUnsafeBytes {
+                Glibc.send(self.descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL))
+            }
             guard sent > 0 else { throw Failure(description: "send: \(String(cString: strerror(errno)))") }
             offset += sent
         }
@@ -101,7 +103,9 @@ final class TestHTTPConnection {
         var bytes: [UInt8] = []
         while bytes.count < count {
             let chunk = try self.read(upTo: min(65536, count - bytes.count))
-            guard !chunk.isEmpty else { throw Failure(description: "connection closed after \(bytes.count) of \(count) bytes") }
+            guard !chunk.isEmpty else {
+                throw Failure(description: "connection closed after \(bytes.count) of \(count) bytes")
+            }
             bytes += chunk
         }
         return bytes
@@ -111,7 +115,9 @@ final class TestHTTPConnection {
     func readHead() throws -> Response {
         let statusLine = try self.readLine()
         let parts = statusLine.split(separator: " ", maxSplits: 2)
-        guard parts.count >= 2, let status = Int(parts[1]) else { throw Failure(description: "bad status line '\(statusLine)'") }
+        guard parts.count >= 2, let status = Int(parts[1]) else {
+            throw Failure(description: "bad status line '\(statusLine)'")
+        }
         var headers: [(String, String)] = []
         while true {
             let line = try self.readLine()

@@ -1,0 +1,59 @@
+import ArgumentParser
+import FerryServer
+import Testing
+
+@testable import FerryCommands
+
+@Suite struct CommandParsingTests {
+    @Test func parsesServeFiles() throws {
+        let command = try FerryCommand.parseAsRoot([
+            "serve", "files", "--root", "/srv", "--model", "dispatcher", "--workers", "3", "--queue", "9",
+            "--control-port", "0",
+        ])
+        let files = try #require(command as? Serve.Files)
+        #expect(files.root == "/srv")
+        #expect(files.model == .dispatcher)
+        #expect(files.workers == 3)
+        #expect(files.queue == 9)
+        #expect(files.controlPort == 0)
+        #expect(files.port == 0, "serve picks a free port unless told")
+        #expect(files.host == "127.0.0.1")
+    }
+
+    @Test(arguments: ExecutionModel.allCases)
+    func acceptsEveryModelByName(model: ExecutionModel) throws {
+        let command = try FerryCommand.parseAsRoot(["serve", "files", "--root", "/srv", "--model", model.rawValue])
+        #expect((command as? Serve.Files)?.model == model)
+    }
+
+    @Test(arguments: [
+        (["serve", "files", "--root", "/srv", "--model", "fibers"], "fibers"),
+        (["serve", "files", "--root", "/srv", "--workers", "0"], "--workers must be at least 1"),
+        (["serve", "files"], "--root"),
+        (["control", "--addr", "nonsense", "stats"], "--addr must be HOST:PORT"),
+        (["control", "--addr", "h:99999", "stats"], "--addr must be HOST:PORT"),
+    ])
+    func refusesBadArgumentsWithAMessageNamingThem(arguments: [String], message: String) {
+        do {
+            _ = try FerryCommand.parseAsRoot(arguments)
+            Issue.record("\(arguments) parsed")
+        } catch {
+            #expect(FerryCommand.message(for: error).contains(message), "\(FerryCommand.message(for: error))")
+        }
+    }
+
+    @Test func parsesControlWithItsAddressBeforeTheSubcommand() throws {
+        let command = try FerryCommand.parseAsRoot(["control", "--addr", "127.0.0.1:9000", "cancel", "4", "2"])
+        let cancel = try #require(command as? ControlCommand.Cancel)
+        #expect(cancel.connection == 4)
+        #expect(cancel.request == 2)
+        #expect(cancel.control.addr == "127.0.0.1:9000")
+    }
+
+    @Test func upDefaultsToTheDocumentedPorts() throws {
+        let up = try #require(try FerryCommand.parseAsRoot(["up"]) as? Up)
+        #expect(up.port == 8080)
+        #expect(up.controlPort == 8081)
+        #expect(up.model == .eventDriven)
+    }
+}
