@@ -18,8 +18,10 @@ public struct HTTPRequest: Sendable, Equatable {
         self.hasBody = hasBody
     }
 
-    /// Whether the client wants the connection kept open after the response.
+    /// Whether the connection can stay open after the response: the client wants it, and it sent
+    /// no body (which Ferry's servers do not read, so what follows could not be framed).
     public var keepAlive: Bool {
+        guard !self.hasBody else { return false }
         let connection = self.headers["connection"]?.lowercased() ?? ""
         if self.minorVersion == 0 { return connection.contains("keep-alive") }
         return !connection.contains("close")

@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# Ferry's file server under its four execution models, side by side with nginx, in one run.
+#
+#   (a) cold disk: every request reads a different 64 KiB file whose pages were evicted from the
+#       page cache just before the run (vmtouch -e, i.e. posix_fadvise DONTNEED), so reads block
+#       on the disk. Ratios are to the iterative server.
+#   (b) hot: 1 KiB and 64 KiB files from the page cache, keep-alive, wrk -t2 -c64. Ratios are to
+#       nginx with as many worker processes as Ferry has threads serving (the core count).
+#
+# Usage: Benchmarks/fileserver.sh            (DURATION=10 COLD_FILES=40000 COLD_CONNECTIONS=32 to change)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+DURATION=${DURATION:-10}
+COLD_FILES=${COLD_FILES:-40000}
+COLD_CONNECTIONS=${COLD_CONNECTIONS:-32}
+CORES=$(nproc)
+COLD_WORKERS=${COLD_WORKERS:-32}
+
+need() { command -v "$1" >/dev/null || MISSING="${MISSING:-} $2"; }
+need nginx nginx; need wrk wrk; need vmtouch vmtouch
+if [ -n "${MISSING:-}" ]; then
+    echo "installing:$MISSING" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $MISSING >/dev/null
+fi
+
+echo "building ferry (release)..." >&2
+(cd "$ROOT" && swift build -c release --product ferry >/dev/null)
+FERRY="$ROOT/.build/release/ferry"
+
+WORK=$(mktemp -d /var/tmp/ferry-bench-XXXXXX)
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]:-}"; do [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+echo "writing $COLD_FILES cold files of 64 KiB and the hot files..." >&2
+mkdir -p "$WORK/www/cold"
+head -c 1024 /dev/urandom >"$WORK/www/1k.bin"
+head -c 65536 /dev/urandom >"$WORK/www/64k.bin"
+python3 - "$WORK/www/cold" "$COLD_FILES" <<'PY'
+import os, sys
+folder, count = sys.argv[1], int(sys.argv[2])
+block = os.urandom(65536)
+for i in range(count):
+    with open(f"{folder}/f{i}.bin", "wb") as f:
+        f.write(block[i % 251:] + block[:i % 251])
+PY
+sync
+
+cat >"$WORK/cold.lua" <<'LUA'
+-- Each request asks for a file no request asked for before in this run (until they run out).
+local threads = 0
+function setup(thread) thread:set("tid", threads); threads = threads + 1 end
+function init(args) counter = 0; files = tonumber(args[1]); nthreads = tonumber(args[2]) end
+function request()
+    counter = counter + 1
+    return wrk.format("GET", "/cold/f" .. ((counter * nthreads + tid) % files) .. ".bin")
+end
+LUA
+
+# start_ferry MODEL WORKERS -> sets URL
+start_ferry() {
+    local out="$WORK/ferry-$1.out"
+    "$FERRY" serve files --root "$WORK/www" --port 0 --model "$1" --workers "$2" --queue 4096 >"$out" 2>/dev/null &
+    PIDS+=($!)
+    for _ in $(seq 100); do grep -q '^listening on' "$out" 2>/dev/null && break; sleep 0.05; done
+    URL="http://$(head -1 "$out" | sed 's/^listening on //')"
+}
+
+start_nginx() {
+    local port
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    mkdir -p "$WORK/nginx"
+    cat >"$WORK/nginx/nginx.conf" <<CONF
+worker_processes $CORES;
+user root;
+daemon off;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 1000000;
+    default_type application/octet-stream;
+    client_body_temp_path $WORK/nginx; proxy_temp_path $WORK/nginx; fastcgi_temp_path $WORK/nginx;
+    uwsgi_temp_path $WORK/nginx; scgi_temp_path $WORK/nginx;
+    server { listen 127.0.0.1:$port; root $WORK/www; }
+}
+CONF
+    nginx -c "$WORK/nginx/nginx.conf" &
+    PIDS+=($!)
+    for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$port/1k.bin" && break; sleep 0.05; done
+    URL="http://127.0.0.1:$port"
+}
+
+stop_last() {
+    local pid=${PIDS[-1]}
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    unset 'PIDS[-1]'
+}
+
+# wrk_rate ARGS... -> prints requests/s (non-2xx answers are reported, not counted as success)
+wrk_rate() {
+    local out
+    out=$(wrk "$@" 2>&1)
+    if grep -q 'Non-2xx' <<<"$out"; then echo "warning: $(grep 'Non-2xx' <<<"$out") for wrk $*" >&2; fi
+    awk '/Requests\/sec/ {print $2}' <<<"$out"
+}
+
+ratio() { python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(f'{a/b:.2f}x' if b else '-')" "$1" "$2"; }
+
+declare -A COLD HOT1 HOT64
+SERVERS=(iterative thread-per-request dispatcher event-driven nginx)
+
+for server in "${SERVERS[@]}"; do
+    if [ "$server" = nginx ]; then start_nginx; else
+        workers=$CORES
+        # Blocking models hide disk waits only with more workers than cores: that is the point.
+        [ "$server" = dispatcher ] && workers=$COLD_WORKERS
+        start_ferry "$server" "$workers"
+    fi
+    vmtouch -e "$WORK/www/cold" >/dev/null
+    echo "cold: $server" >&2
+    COLD[$server]=$(wrk_rate -t2 -c"$COLD_CONNECTIONS" -d"${DURATION}s" -s "$WORK/cold.lua" "$URL" -- "$COLD_FILES" 2)
+    stop_last
+done
+
+for server in "${SERVERS[@]}"; do
+    if [ "$server" = nginx ]; then start_nginx; else start_ferry "$server" "$CORES"; fi
+    echo "hot: $server" >&2
+    curl -sf -o /dev/null "$URL/1k.bin"
+    HOT1[$server]=$(wrk_rate -t2 -c64 -d"${DURATION}s" "$URL/1k.bin")
+    HOT64[$server]=$(wrk_rate -t2 -c64 -d"${DURATION}s" "$URL/64k.bin")
+    stop_last
+done
+
+echo
+echo "Ferry file server vs nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), $CORES cores, wrk on the same machine, ${DURATION}s per run"
+echo "(a) cold disk: $COLD_FILES distinct 64 KiB files evicted before each run, wrk -t2 -c$COLD_CONNECTIONS; dispatcher with $COLD_WORKERS workers"
+echo "(b) hot: keep-alive, wrk -t2 -c64; Ferry with $CORES threads serving, nginx with $CORES worker processes"
+echo
+printf '%-20s %12s %10s | %12s %10s | %12s %10s\n' server "cold req/s" "vs iter" "1KiB req/s" "vs nginx" "64KiB req/s" "vs nginx"
+printf '%-20s %12s %10s | %12s %10s | %12s %10s\n' -------------------- ------------ ---------- ------------ ---------- ------------ ----------
+for server in "${SERVERS[@]}"; do
+    printf '%-20s %12s %10s | %12s %10s | %12s %10s\n' "$server" \
+        "${COLD[$server]}" "$(ratio "${COLD[$server]}" "${COLD[iterative]}")" \
+        "${HOT1[$server]}" "$(ratio "${HOT1[$server]}" "${HOT1[nginx]}")" \
+        "${HOT64[$server]}" "$(ratio "${HOT64[$server]}" "${HOT64[nginx]}")"
+done
