@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <string.h>
 #include <unistd.h>
 
 int ferry_open_beneath(int dirfd, const char *path, int flags) {
@@ -37,4 +38,9 @@ int ferry_send_urgent(int fd, unsigned char byte) {
 
 int ferry_accept_nonblocking(int fd) {
     return accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+}
+
+long ferry_find_crlfcrlf(const void *bytes, size_t count) {
+    const char *found = memmem(bytes, count, "\r\n\r\n", 4);
+    return found ? (long)(found - (const char *)bytes) : -1;
 }

@@ -3,7 +3,13 @@ import Synchronization
 /// Set once when a request is to stop; the code sending the response checks it between chunks
 /// and while it waits for the client, and may register a handler to be woken at once.
 public final class CancellationFlag: Sendable {
-    private let state = Mutex<(cancelled: Bool, handler: (@Sendable () -> Void)?)>((false, nil))
+    // A struct, not a tuple: a Mutex over a tuple looks up tuple metadata at run time on every use.
+    private struct State {
+        var cancelled = false
+        var handler: (@Sendable () -> Void)?
+    }
+
+    private let state = Mutex(State())
 
     public init() {}
 

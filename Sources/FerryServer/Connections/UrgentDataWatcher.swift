@@ -46,6 +46,10 @@ final class UrgentDataWatcher: @unchecked Sendable {
         }
     }
 
+    private func unwatch(_ descriptor: Int32) {
+        _ = epoll_ctl(self.epollFD, EPOLL_CTL_DEL, descriptor, nil as UnsafeMutablePointer<epoll_event>?)
+    }
+
     func start() {
         self.thread = startThread(name: "ferry-oob") { self.run() }
     }
@@ -69,17 +73,15 @@ final class UrgentDataWatcher: @unchecked Sendable {
             for event in events[0..<Int(count)] {
                 let descriptor = event.data.fd
                 if descriptor == self.wakeFD { return }
+                // epoll reports hang-ups and errors even unasked, and keeps reporting them until the
+                // socket is closed: a client that went away is no longer ours to watch.
+                guard event.events & EPOLLPRI.rawValue != 0 else {
+                    self.unwatch(descriptor)
+                    continue
+                }
                 var byte: UInt8 = 0
                 guard ferry_recv_urgent(descriptor, &byte) == 1 else {
-                    // The mark was consumed or the socket went away; stop watching it.
-                    if errno != EAGAIN, errno != EINVAL {
-                        _ = epoll_ctl(
-                            self.epollFD,
-                            EPOLL_CTL_DEL,
-                            descriptor,
-                            nil as UnsafeMutablePointer<epoll_event>?
-                        )
-                    }
+                    if errno != EAGAIN, errno != EINVAL { self.unwatch(descriptor) }
                     continue
                 }
                 self.metrics.urgentData()

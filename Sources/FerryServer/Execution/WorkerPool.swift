@@ -12,7 +12,12 @@ final class WorkerPool: Sendable {
     typealias Job = @Sendable () -> Void
 
     let capacity: Int
-    private let queue: Mutex<(jobs: CircularBuffer<Job>, stopping: Bool)>
+    private struct Queue {
+        var jobs: CircularBuffer<Job>
+        var stopping = false
+    }
+
+    private let queue: Mutex<Queue>
     private let available = DispatchSemaphore(value: 0)
     private let threads = Mutex<[pthread_t]>([])
     private let metrics: ServerMetrics
@@ -20,7 +25,7 @@ final class WorkerPool: Sendable {
     init(workers: Int, capacity: Int, metrics: ServerMetrics) {
         self.capacity = capacity
         self.metrics = metrics
-        self.queue = Mutex((CircularBuffer(initialCapacity: capacity), false))
+        self.queue = Mutex(Queue(jobs: CircularBuffer(initialCapacity: capacity)))
         let started = (0..<workers).map { index in
             startThread(name: "ferry-worker-\(index)") { [self] in self.work() }
         }

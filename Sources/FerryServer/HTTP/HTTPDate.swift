@@ -47,10 +47,15 @@ public enum HTTPDate {
     public static func now() -> String {
         let seconds = time(nil)
         return cache.withLockedValue { cached in
-            if cached.seconds != seconds { cached = (seconds, format(Int(seconds))) }
+            if cached.seconds != seconds { cached = Cached(seconds: seconds, text: format(Int(seconds))) }
             return cached.text
         }
     }
 
-    private static let cache = NIOLockedValueBox<(seconds: time_t, text: String)>((0, ""))
+    private struct Cached {
+        var seconds: time_t
+        var text: String
+    }
+
+    private static let cache = NIOLockedValueBox(Cached(seconds: 0, text: ""))
 }

@@ -1,3 +1,4 @@
+import CFerryLinux
 import NIOCore
 
 /// Reads HTTP/1.x request heads from a byte stream, one at a time, strictly: anything ambiguous —
@@ -41,40 +42,59 @@ public struct HTTPRequestParser: Sendable {
     /// Consumes and returns one request head from `buffer`, or returns `nil` and consumes nothing
     /// when the head is not complete yet.
     public mutating func parse(_ buffer: inout ByteBuffer) throws(Error) -> HTTPRequest? {
-        let view = buffer.readableBytesView
-        guard let end = Self.endOfHead(in: view, from: max(0, self.scanned - 3)) else {
-            self.scanned = view.count
-            if view.count > self.maxHeadLength { throw .headTooLarge(limit: self.maxHeadLength) }
+        let from = max(0, self.scanned - 3)
+        let end = buffer.withUnsafeReadableBytes { bytes -> Int? in
+            guard bytes.count - from >= 4 else { return nil }
+            let found = ferry_find_crlfcrlf(bytes.baseAddress! + from, bytes.count - from)
+            return found < 0 ? nil : from + found
+        }
+        guard let headLength = end else {
+            self.scanned = buffer.readableBytes
+            if buffer.readableBytes > self.maxHeadLength { throw .headTooLarge(limit: self.maxHeadLength) }
             return nil
         }
-        let headLength = end - view.startIndex
         if headLength > self.maxHeadLength { throw .headTooLarge(limit: self.maxHeadLength) }
         self.scanned = 0
-        let head = buffer.readSlice(length: headLength + 4)!
-        return try self.parseHead(head.readableBytesView.dropLast(4))
-    }
-
-    private static func endOfHead(in view: ByteBufferView, from offset: Int) -> Int? {
-        var index = view.startIndex + offset
-        let last = view.endIndex - 3
-        while index < last {
-            if view[index] == 13, view[index + 1] == 10, view[index + 2] == 13, view[index + 3] == 10 {
-                return index
-            }
-            index += 1
+        let result = buffer.withUnsafeReadableBytes { bytes in
+            Result { () throws(Error) in try self.parseHead(UnsafeRawBufferPointer(rebasing: bytes[..<headLength])) }
         }
-        return nil
+        buffer.moveReaderIndex(forwardBy: headLength + 4)
+        return try result.get()
     }
 
-    private func parseHead(_ head: ByteBufferView.SubSequence) throws(Error) -> HTTPRequest {
-        var lines = head.split(separator: [13, 10], omittingEmptySubsequences: false).makeIterator()
-        guard let requestLine = lines.next() else { throw .malformedRequestLine }
-        let parts = requestLine.split(separator: 32, omittingEmptySubsequences: false)
-        guard parts.count == 3, !parts[0].isEmpty, !parts[1].isEmpty,
-            parts[0].allSatisfy(Self.isTokenByte),
-            parts[1].allSatisfy({ $0 > 32 && $0 < 127 })
+    /// Parses the head without its final CRLF CRLF, over raw bytes: this runs once per request.
+    private func parseHead(_ head: UnsafeRawBufferPointer) throws(Error) -> HTTPRequest {
+        var lineStart = 0
+        /// The end of the line starting at `lineStart` (the index of its CR); bare CR or LF throw.
+        func lineEnd() throws(Error) -> Int {
+            var index = lineStart
+            while index < head.count {
+                switch head[index] {
+                case 13:
+                    guard index + 1 < head.count, head[index + 1] == 10 else {
+                        throw .malformedHeader(Self.text(head, lineStart..<min(index + 1, head.count)))
+                    }
+                    return index
+                case 10:
+                    throw lineStart == 0 ? .malformedRequestLine : .malformedHeader(Self.text(head, lineStart..<index))
+                default:
+                    index += 1
+                }
+            }
+            return head.count
+        }
+
+        // Request line: METHOD SP target SP version.
+        let requestLineEnd = try lineEnd()
+        var firstSpace = lineStart
+        while firstSpace < requestLineEnd, head[firstSpace] != 32 { firstSpace += 1 }
+        var secondSpace = firstSpace + 1
+        while secondSpace < requestLineEnd, head[secondSpace] != 32 { secondSpace += 1 }
+        guard firstSpace > 0, secondSpace < requestLineEnd, secondSpace > firstSpace + 1,
+            (0..<firstSpace).allSatisfy({ Self.isTokenByte(head[$0]) }),
+            (firstSpace + 1..<secondSpace).allSatisfy({ head[$0] > 32 && head[$0] < 127 })
         else { throw .malformedRequestLine }
-        let version = String(decoding: parts[2], as: UTF8.self)
+        let version = Self.text(head, secondSpace + 1..<requestLineEnd)
         let minorVersion: Int
         switch version {
         case "HTTP/1.1": minorVersion = 1
@@ -83,34 +103,44 @@ public struct HTTPRequestParser: Sendable {
         }
 
         var headers = HTTPHeaders()
-        while let line = lines.next() {
-            guard let colon = line.firstIndex(of: UInt8(ascii: ":")), colon > line.startIndex,
-                line[line.startIndex..<colon].allSatisfy(Self.isTokenByte),
-                line.allSatisfy({ $0 >= 32 || $0 == 9 }) && !line.contains(127)
-            else { throw .malformedHeader(String(decoding: line, as: UTF8.self)) }
+        lineStart = requestLineEnd + 2
+        while lineStart < head.count {
+            let end = try lineEnd()
+            var colon = lineStart
+            while colon < end, head[colon] != UInt8(ascii: ":") { colon += 1 }
+            guard colon > lineStart, colon < end,
+                (lineStart..<colon).allSatisfy({ Self.isTokenByte(head[$0]) }),
+                (colon + 1..<end).allSatisfy({ (head[$0] >= 32 && head[$0] != 127) || head[$0] == 9 })
+            else { throw .malformedHeader(Self.text(head, lineStart..<end)) }
             if headers.fields.count == self.maxHeaderCount { throw .tooManyHeaders(limit: self.maxHeaderCount) }
-            let name = String(decoding: line[line.startIndex..<colon], as: UTF8.self)
-            let value = String(decoding: line[(colon + 1)...], as: UTF8.self)
-                .trimmingCharacters(in: " \t")
-            headers.add(name, value)
+            var valueStart = colon + 1
+            var valueEnd = end
+            while valueStart < valueEnd, head[valueStart] == 32 || head[valueStart] == 9 { valueStart += 1 }
+            while valueEnd > valueStart, head[valueEnd - 1] == 32 || head[valueEnd - 1] == 9 { valueEnd -= 1 }
+            headers.add(Self.text(head, lineStart..<colon), Self.text(head, valueStart..<valueEnd))
+            lineStart = end + 2
         }
         if minorVersion == 1, headers["host"] == nil { throw .missingHost }
 
-        let lengths = Set(headers.values("content-length"))
+        let lengths = headers.values("content-length")
         let transferEncoding = headers["transfer-encoding"]
-        if lengths.count > 1 || (!lengths.isEmpty && transferEncoding != nil) { throw .conflictingBodyLength }
+        if Set(lengths).count > 1 || (!lengths.isEmpty && transferEncoding != nil) { throw .conflictingBodyLength }
         var hasBody = transferEncoding != nil
         if let length = lengths.first {
             guard let count = UInt64(length) else { throw .malformedHeader("Content-Length: \(length)") }
             hasBody = count > 0
         }
         return HTTPRequest(
-            method: String(decoding: parts[0], as: UTF8.self),
-            target: String(decoding: parts[1], as: UTF8.self),
+            method: Self.text(head, 0..<firstSpace),
+            target: Self.text(head, firstSpace + 1..<secondSpace),
             minorVersion: minorVersion,
             headers: headers,
             hasBody: hasBody
         )
+    }
+
+    private static func text(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> String {
+        String(decoding: UnsafeRawBufferPointer(rebasing: bytes[range]), as: UTF8.self)
     }
 
     /// RFC 9110 `tchar`.
