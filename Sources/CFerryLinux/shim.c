@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -43,4 +44,8 @@ int ferry_accept_nonblocking(int fd) {
 long ferry_find_crlfcrlf(const void *bytes, size_t count) {
     const char *found = memmem(bytes, count, "\r\n\r\n", 4);
     return found ? (long)(found - (const char *)bytes) : -1;
+}
+
+void ferry_set_thread_name(const char *name) {
+    prctl(PR_SET_NAME, name, 0, 0, 0);
 }

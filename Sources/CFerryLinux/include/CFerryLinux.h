@@ -31,4 +31,7 @@ int ferry_send_urgent(int fd, unsigned char byte);
 /// The offset of the first CR LF CR LF in `bytes`, or -1 (memmem, which Glibc hides from Swift).
 long ferry_find_crlfcrlf(const void *bytes, size_t count);
 
+/// Names the calling thread (at most 15 bytes show), so `top -H` and debuggers say what it is.
+void ferry_set_thread_name(const char *name);
+
 #endif

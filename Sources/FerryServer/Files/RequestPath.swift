@@ -7,6 +7,7 @@ enum RequestPath {
 
     /// Returns the root-relative path (`"."` for the root itself).
     static func resolve(_ target: String) -> Result<String, Refusal> {
+        if let plain = self.plainPath(target) { return .success(plain) }
         var path = Substring(target)
         // absolute-form (`GET http://host/a HTTP/1.1`): keep only the path.
         for scheme in ["http://", "https://"] where path.lowercased().hasPrefix(scheme) {
@@ -53,6 +54,28 @@ enum RequestPath {
             }
         }
         return .success(segments.isEmpty ? "." : segments.joined(separator: "/"))
+    }
+
+    /// The common case without decoding: `/a/b.txt` made only of letters, digits, `-`, `_`, `.`
+    /// and single slashes, with no segment starting with a dot.
+    private static func plainPath(_ target: String) -> String? {
+        let utf8 = target.utf8
+        guard utf8.first == UInt8(ascii: "/"), utf8.count > 1 else { return nil }
+        var previous = UInt8(ascii: "/")
+        for byte in utf8.dropFirst() {
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "_"):
+                break
+            case UInt8(ascii: "."), UInt8(ascii: "/"):
+                if previous == UInt8(ascii: "/") { return nil }
+            default:
+                return nil
+            }
+            previous = byte
+        }
+        guard previous != UInt8(ascii: "/") else { return nil }
+        return String(target.dropFirst())
     }
 
     /// Decodes `%XX` escapes; `nil` for a malformed one.

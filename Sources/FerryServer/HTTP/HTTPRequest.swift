@@ -22,9 +22,12 @@ public struct HTTPRequest: Sendable, Equatable {
     /// no body (which Ferry's servers do not read, so what follows could not be framed).
     public var keepAlive: Bool {
         guard !self.hasBody else { return false }
-        let connection = self.headers["connection"]?.lowercased() ?? ""
-        if self.minorVersion == 0 { return connection.contains("keep-alive") }
-        return !connection.contains("close")
+        guard let connection = self.headers["connection"] else { return self.minorVersion == 1 }
+        let tokens = connection.utf8.split(separator: UInt8(ascii: ",")).map {
+            String(decoding: $0, as: UTF8.self).trimmingCharacters(in: " \t").lowercased()
+        }
+        if self.minorVersion == 0 { return tokens.contains("keep-alive") }
+        return !tokens.contains("close")
     }
 
     /// Whether the client accepts trailers, and so may get a chunked body that can end early

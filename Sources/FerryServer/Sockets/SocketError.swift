@@ -1,3 +1,5 @@
+import CFerryLinux
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -21,7 +23,7 @@ func startThread(name: String, _ body: @escaping @Sendable () -> Void) -> pthrea
         let body: @Sendable () -> Void
         init(_ body: @escaping @Sendable () -> Void) { self.body = body }
     }
-    let box = Unmanaged.passRetained(Box(body)).toOpaque()
+    let box = Unmanaged.passRetained(Box({ ferry_set_thread_name(name); body() })).toOpaque()
     var thread = pthread_t()
     let result = pthread_create(
         &thread,
@@ -34,7 +36,5 @@ func startThread(name: String, _ body: @escaping @Sendable () -> Void) -> pthrea
         box
     )
     precondition(result == 0, "pthread_create failed: \(String(cString: strerror(result)))")
-    _ = name  // Glibc does not export pthread_setname_np to Swift; the name documents intent.
-    _ = thread
     return thread
 }
