@@ -4,7 +4,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/prctl.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -48,4 +51,29 @@ long ferry_find_crlfcrlf(const void *bytes, size_t count) {
 
 void ferry_set_thread_name(const char *name) {
     prctl(PR_SET_NAME, name, 0, 0, 0);
+}
+
+int ferry_current_thread_id(void) {
+    return (int)syscall(SYS_gettid);
+}
+
+int ferry_route_urgent_signal(int fd, int thread_id) {
+    struct f_owner_ex owner = {.type = F_OWNER_TID, .pid = thread_id};
+    return fcntl(fd, F_SETOWN_EX, &owner);
+}
+
+int ferry_urgent_signalfd(void) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGURG);
+    // Blocked in this thread only: SIGURG is routed here, and read from the signalfd instead.
+    if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0) return -1;
+    return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+}
+
+int ferry_drain_signalfd(int fd) {
+    struct signalfd_siginfo info;
+    int count = 0;
+    while (read(fd, &info, sizeof(info)) == (ssize_t)sizeof(info)) count++;
+    return count;
 }

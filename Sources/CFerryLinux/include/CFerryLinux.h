@@ -34,4 +34,16 @@ long ferry_find_crlfcrlf(const void *bytes, size_t count);
 /// Names the calling thread (at most 15 bytes show), so `top -H` and debuggers say what it is.
 void ferry_set_thread_name(const char *name);
 
+/// The kernel id of the calling thread (gettid).
+int ferry_current_thread_id(void);
+
+/// Asks the kernel to send SIGURG for socket `fd` to thread `thread_id` (F_SETOWN_EX, F_OWNER_TID).
+int ferry_route_urgent_signal(int fd, int thread_id);
+
+/// Blocks SIGURG in the calling thread and returns a non-blocking signalfd that reads it.
+int ferry_urgent_signalfd(void);
+
+/// Reads every pending signal from a signalfd; returns how many there were.
+int ferry_drain_signalfd(int fd);
+
 #endif

@@ -90,6 +90,9 @@ public final class ConnectionRegistry: Sendable {
         return (connection, request)
     }
 
+    /// The sockets of every open connection.
+    public var descriptors: [Int32] { self.state.withLock { Array($0.byDescriptor.keys) } }
+
     /// The number of open connections.
     public var count: Int { self.state.withLock { $0.entries.count } }
 }

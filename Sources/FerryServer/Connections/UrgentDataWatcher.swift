@@ -1,5 +1,7 @@
 import CFerryLinux
+import Dispatch
 import Logging
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -8,50 +10,42 @@ import Glibc
 /// Notices TCP urgent data (MSG_OOB) on client connections and cancels the request in progress
 /// on that connection — the seed's out-of-band interrupt on the same connection.
 ///
-/// It runs its own epoll set, watching only `EPOLLPRI`, on one thread, so it sees the urgent byte
-/// whatever the request-serving threads are doing, and no matter which execution model runs.
+/// The kernel does the noticing: every client socket is told (F_SETOWN_EX) to send SIGURG to this
+/// watcher's own thread, which reads the signal from a signalfd and then looks for the urgent
+/// byte on the server's open connections. So the cost is paid only when urgent data arrives —
+/// watching the sockets for EPOLLPRI instead woke the thread on every segment they carried — and
+/// it works the same whatever the request-serving threads are doing, under every execution model.
 final class UrgentDataWatcher: @unchecked Sendable {
-    private let epollFD: Int32
-    private let wakeFD: Int32
     private let registry: ConnectionRegistry
     private let metrics: ServerMetrics
     private let logger: Logger
+    private let wakeFD: Int32
+    /// The watcher thread's kernel id, once it runs: where SIGURG is routed.
+    private let threadID = Atomic<Int32>(0)
+    private let started = DispatchSemaphore(value: 0)
     private var thread: pthread_t?
 
     init(registry: ConnectionRegistry, metrics: ServerMetrics, logger: Logger) throws {
-        self.epollFD = epoll_create1(Int32(EPOLL_CLOEXEC))
         self.wakeFD = eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
-        guard self.epollFD >= 0, self.wakeFD >= 0 else { throw SocketError.system("epoll_create1/eventfd") }
+        guard self.wakeFD >= 0 else { throw SocketError.system("eventfd") }
         self.registry = registry
         self.metrics = metrics
         self.logger = logger
-        var event = epoll_event()
-        event.events = EPOLLIN.rawValue
-        event.data.fd = self.wakeFD
-        epoll_ctl(self.epollFD, EPOLL_CTL_ADD, self.wakeFD, &event)
     }
 
-    deinit {
-        close(self.epollFD)
-        close(self.wakeFD)
-    }
+    deinit { close(self.wakeFD) }
 
-    /// Starts watching `descriptor` for urgent data. The kernel drops it from the set when it closes.
+    /// Routes `descriptor`'s urgent-data signal to the watcher.
     func watch(_ descriptor: Int32) {
-        var event = epoll_event()
-        event.events = EPOLLPRI.rawValue
-        event.data.fd = descriptor
-        if epoll_ctl(self.epollFD, EPOLL_CTL_ADD, descriptor, &event) != 0, errno == EEXIST {
-            epoll_ctl(self.epollFD, EPOLL_CTL_MOD, descriptor, &event)
+        if ferry_route_urgent_signal(descriptor, self.threadID.load(ordering: .acquiring)) != 0 {
+            self.logger.warning("cannot watch socket \(descriptor) for urgent data: \(String(cString: strerror(errno)))")
         }
     }
 
-    private func unwatch(_ descriptor: Int32) {
-        _ = epoll_ctl(self.epollFD, EPOLL_CTL_DEL, descriptor, nil as UnsafeMutablePointer<epoll_event>?)
-    }
-
+    /// Starts the watcher thread; returns once it can take signals.
     func start() {
         self.thread = startThread(name: "ferry-oob") { self.run() }
+        self.started.wait()
     }
 
     func stop() {
@@ -62,28 +56,26 @@ final class UrgentDataWatcher: @unchecked Sendable {
     }
 
     private func run() {
-        var events = [epoll_event](repeating: epoll_event(), count: 64)
+        let signals = ferry_urgent_signalfd()
+        self.threadID.store(ferry_current_thread_id(), ordering: .releasing)
+        self.started.signal()
+        guard signals >= 0 else {
+            self.logger.error("urgent data will not be noticed: signalfd failed: \(String(cString: strerror(errno)))")
+            return
+        }
+        defer { close(signals) }
+        var pollSet = [
+            pollfd(fd: self.wakeFD, events: Int16(POLLIN), revents: 0),
+            pollfd(fd: signals, events: Int16(POLLIN), revents: 0),
+        ]
         while true {
-            let count = epoll_wait(self.epollFD, &events, Int32(events.count), -1)
-            if count < 0 {
-                if errno == EINTR { continue }
-                self.logger.error("urgent-data watcher stopped: epoll_wait failed: \(String(cString: strerror(errno)))")
-                return
-            }
-            for event in events[0..<Int(count)] {
-                let descriptor = event.data.fd
-                if descriptor == self.wakeFD { return }
-                // epoll reports hang-ups and errors even unasked, and keeps reporting them until the
-                // socket is closed: a client that went away is no longer ours to watch.
-                guard event.events & EPOLLPRI.rawValue != 0 else {
-                    self.unwatch(descriptor)
-                    continue
-                }
+            guard poll(&pollSet, 2, -1) >= 0 || errno == EINTR else { return }
+            if pollSet[0].revents != 0 { return }
+            guard pollSet[1].revents != 0, ferry_drain_signalfd(signals) > 0 else { continue }
+            // SIGURG does not say which socket: ask each open connection for its urgent byte.
+            for descriptor in self.registry.descriptors {
                 var byte: UInt8 = 0
-                guard ferry_recv_urgent(descriptor, &byte) == 1 else {
-                    if errno != EAGAIN, errno != EINVAL { self.unwatch(descriptor) }
-                    continue
-                }
+                guard ferry_recv_urgent(descriptor, &byte) == 1 else { continue }
                 self.metrics.urgentData()
                 if let (connection, request) = self.registry.cancelCurrent(descriptor: descriptor) {
                     self.logger.info("urgent data on connection \(connection): cancelled request \(request)")
