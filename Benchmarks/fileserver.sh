@@ -3,19 +3,20 @@
 #
 #   (a) cold disk: every request reads a different 64 KiB file whose pages were evicted from the
 #       page cache just before the run (vmtouch -e, i.e. posix_fadvise DONTNEED), so reads block
-#       on the disk. Ratios are to the iterative server.
+#       on the disk; the run ends when each file has been read once. Ratios are to the iterative
+#       server.
 #   (b) hot: 1 KiB and 64 KiB files from the page cache, keep-alive, wrk -t2 -c64. Ratios are to
 #       nginx with as many worker processes as Ferry has threads serving (the core count).
 #
-# Usage: Benchmarks/fileserver.sh            (DURATION=10 COLD_FILES=40000 COLD_CONNECTIONS=32 to change)
+# Usage: Benchmarks/fileserver.sh   (DURATION=10 COLD_FILES=20000 COLD_CONNECTIONS=32 COLD_WORKERS=16 to change)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DURATION=${DURATION:-10}
-COLD_FILES=${COLD_FILES:-40000}
+COLD_FILES=${COLD_FILES:-20000}
 COLD_CONNECTIONS=${COLD_CONNECTIONS:-32}
 CORES=$(nproc)
-COLD_WORKERS=${COLD_WORKERS:-32}
+COLD_WORKERS=${COLD_WORKERS:-16}
 
 need() { command -v "$1" >/dev/null || MISSING="${MISSING:-} $2"; }
 need nginx nginx; need wrk wrk; need vmtouch vmtouch
@@ -52,13 +53,20 @@ PY
 sync
 
 cat >"$WORK/cold.lua" <<'LUA'
--- Each request asks for a file no request asked for before in this run (until they run out).
+-- Each request asks for a file no request asked for before in this run; a thread stops when its
+-- share of the files is done, so every request of the run reads from the disk.
 local threads = 0
 function setup(thread) thread:set("tid", threads); threads = threads + 1 end
-function init(args) counter = 0; files = tonumber(args[1]); nthreads = tonumber(args[2]) end
+function init(args) counter = 0; done = 0; files = tonumber(args[1]); nthreads = tonumber(args[2]) end
 function request()
+    local index = counter * nthreads + tid
     counter = counter + 1
-    return wrk.format("GET", "/cold/f" .. ((counter * nthreads + tid) % files) .. ".bin")
+    if index >= files then index = tid end
+    return wrk.format("GET", "/cold/f" .. index .. ".bin")
+end
+function response(status, headers, body)
+    done = done + 1
+    if done >= files / nthreads then wrk.thread:stop() end
 end
 LUA
 
@@ -108,10 +116,17 @@ stop_last() {
 
 # wrk_rate ARGS... -> prints requests/s (non-2xx answers are reported, not counted as success)
 wrk_rate() {
-    local out
+    local out rate
     out=$(wrk "$@" 2>&1)
+    echo "wrk $*" >>"$WORK/../ferry-bench-wrk.log"
+    echo "$out" >>"$WORK/../ferry-bench-wrk.log"
     if grep -q 'Non-2xx' <<<"$out"; then echo "warning: $(grep 'Non-2xx' <<<"$out") for wrk $*" >&2; fi
-    awk '/Requests\/sec/ {print $2}' <<<"$out"
+    rate=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+    if [ -z "$rate" ]; then
+        echo "warning: wrk $* printed no rate: $(tail -3 <<<"$out" | tr '\n' ' ')" >&2
+        rate=0
+    fi
+    echo "$rate"
 }
 
 ratio() { python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(f'{a/b:.2f}x' if b else '-')" "$1" "$2"; }
@@ -128,7 +143,7 @@ for server in "${SERVERS[@]}"; do
     fi
     vmtouch -e "$WORK/www/cold" >/dev/null
     echo "cold: $server" >&2
-    COLD[$server]=$(wrk_rate -t2 -c"$COLD_CONNECTIONS" -d"${DURATION}s" -s "$WORK/cold.lua" "$URL" -- "$COLD_FILES" 2)
+    COLD[$server]=$(wrk_rate -t2 -c"$COLD_CONNECTIONS" -d120s -s "$WORK/cold.lua" "$URL" -- "$COLD_FILES" 2)
     stop_last
 done
 

@@ -97,6 +97,9 @@ public final class FileServer: Service, Sendable {
         logger: Logger,
         metricsFactory: any MetricsFactory = MetricsSystem.factory
     ) async throws -> FileServer {
+        // sendfile(2) has no MSG_NOSIGNAL: a client that hangs up mid-body would otherwise kill the
+        // process with SIGPIPE. Like nginx, a server process ignores it and handles EPIPE.
+        signal(SIGPIPE, SIG_IGN)
         let files = try FileService(root: configuration.root)
         let listener = try Listener(host: configuration.host, port: configuration.port)
         let registry = ConnectionRegistry()

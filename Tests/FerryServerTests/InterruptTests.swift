@@ -99,6 +99,22 @@ import Glibc
         }
     }
 
+    /// sendfile(2) raises SIGPIPE when the client has gone; the server must shrug it off.
+    @Test(arguments: ExecutionModel.allCases)
+    func aClientThatHangsUpMidBodyLeavesTheServerServing(model: ExecutionModel) async throws {
+        let configuration = FileServer.Configuration(root: self.directory.path, model: model, workers: 2)
+        try await withFileServer(configuration) { server in
+            for _ in 0..<3 {
+                let quitter = try TestHTTPConnection(port: server.port, receiveBuffer: 4096)
+                try quitter.get("/big.bin")
+                _ = try quitter.readHead()
+            }  // each closes here with most of the body unread
+            let next = try TestHTTPConnection(port: server.port)
+            try next.get("/small.txt")
+            #expect(try next.readResponse().text == "small")
+        }
+    }
+
     @Test func theControlEndpointReportsWhatItCouldNotCancelAndRefusesUnknownKinds() async throws {
         let configuration = FileServer.Configuration(root: self.directory.path, model: .dispatcher, controlPort: 0)
         try await withFileServer(configuration) { server in

@@ -38,7 +38,9 @@ final class UrgentDataWatcher: @unchecked Sendable {
     /// Routes `descriptor`'s urgent-data signal to the watcher.
     func watch(_ descriptor: Int32) {
         if ferry_route_urgent_signal(descriptor, self.threadID.load(ordering: .acquiring)) != 0 {
-            self.logger.warning("cannot watch socket \(descriptor) for urgent data: \(String(cString: strerror(errno)))")
+            self.logger.warning(
+                "cannot watch socket \(descriptor) for urgent data: \(String(cString: strerror(errno)))"
+            )
         }
     }
 

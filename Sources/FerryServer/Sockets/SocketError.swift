@@ -23,7 +23,12 @@ func startThread(name: String, _ body: @escaping @Sendable () -> Void) -> pthrea
         let body: @Sendable () -> Void
         init(_ body: @escaping @Sendable () -> Void) { self.body = body }
     }
-    let box = Unmanaged.passRetained(Box({ ferry_set_thread_name(name); body() })).toOpaque()
+    let box = Unmanaged.passRetained(
+        Box({
+            ferry_set_thread_name(name)
+            body()
+        })
+    ).toOpaque()
     var thread = pthread_t()
     let result = pthread_create(
         &thread,
