@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
 # Ferry's file server under its four execution models, side by side with nginx, in one run.
 #
-#   (a) cold disk: every request reads a different 64 KiB file whose pages were evicted from the
+#   (a) cold disk: every request reads a different 16 KiB file whose pages were evicted from the
 #       page cache just before the run (vmtouch -e, i.e. posix_fadvise DONTNEED), so reads block
-#       on the disk; the run ends when each file has been read once. Ratios are to the iterative
-#       server.
+#       on the disk. Ratios are to the iterative server.
 #   (b) hot: 1 KiB and 64 KiB files from the page cache, keep-alive, wrk -t2 -c64. Ratios are to
 #       nginx with as many worker processes as Ferry has threads serving (the core count).
 #
-# Usage: Benchmarks/fileserver.sh   (DURATION=10 COLD_FILES=20000 COLD_CONNECTIONS=32 COLD_WORKERS=16 to change)
+# Usage: Benchmarks/fileserver.sh
+#   (DURATION=10 COLD_DURATION=3 COLD_FILES=80000 COLD_SIZE=16384 COLD_CONNECTIONS=32 COLD_WORKERS=16)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DURATION=${DURATION:-10}
-COLD_FILES=${COLD_FILES:-20000}
+COLD_FILES=${COLD_FILES:-80000}
+COLD_DURATION=${COLD_DURATION:-3}
+COLD_SIZE=${COLD_SIZE:-16384}
 COLD_CONNECTIONS=${COLD_CONNECTIONS:-32}
 CORES=$(nproc)
 COLD_WORKERS=${COLD_WORKERS:-16}
@@ -38,14 +40,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "writing $COLD_FILES cold files of 64 KiB and the hot files..." >&2
+echo "writing $COLD_FILES cold files of $COLD_SIZE bytes and the hot files..." >&2
 mkdir -p "$WORK/www/cold"
 head -c 1024 /dev/urandom >"$WORK/www/1k.bin"
 head -c 65536 /dev/urandom >"$WORK/www/64k.bin"
-python3 - "$WORK/www/cold" "$COLD_FILES" <<'PY'
+python3 - "$WORK/www/cold" "$COLD_FILES" "$COLD_SIZE" <<'PY'
 import os, sys
-folder, count = sys.argv[1], int(sys.argv[2])
-block = os.urandom(65536)
+folder, count, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+block = os.urandom(size)
 for i in range(count):
     with open(f"{folder}/f{i}.bin", "wb") as f:
         f.write(block[i % 251:] + block[:i % 251])
@@ -53,20 +55,14 @@ PY
 sync
 
 cat >"$WORK/cold.lua" <<'LUA'
--- Each request asks for a file no request asked for before in this run; a thread stops when its
--- share of the files is done, so every request of the run reads from the disk.
+-- Each request asks for a file no request asked for before in this run (the table shows how many
+-- requests a run made against how many files there are: past 1.0 the reads were no longer cold).
 local threads = 0
 function setup(thread) thread:set("tid", threads); threads = threads + 1 end
-function init(args) counter = 0; done = 0; files = tonumber(args[1]); nthreads = tonumber(args[2]) end
+function init(args) counter = 0; files = tonumber(args[1]); nthreads = tonumber(args[2]) end
 function request()
-    local index = counter * nthreads + tid
     counter = counter + 1
-    if index >= files then index = tid end
-    return wrk.format("GET", "/cold/f" .. index .. ".bin")
-end
-function response(status, headers, body)
-    done = done + 1
-    if done >= files / nthreads then wrk.thread:stop() end
+    return wrk.format("GET", "/cold/f" .. ((counter * nthreads + tid) % files) .. ".bin")
 end
 LUA
 
@@ -131,7 +127,7 @@ wrk_rate() {
 
 ratio() { python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(f'{a/b:.2f}x' if b else '-')" "$1" "$2"; }
 
-declare -A COLD HOT1 HOT64
+declare -A COLD HOT1 HOT64 PASSES
 SERVERS=(iterative thread-per-request dispatcher event-driven nginx)
 
 for server in "${SERVERS[@]}"; do
@@ -143,7 +139,8 @@ for server in "${SERVERS[@]}"; do
     fi
     vmtouch -e "$WORK/www/cold" >/dev/null
     echo "cold: $server" >&2
-    COLD[$server]=$(wrk_rate -t2 -c"$COLD_CONNECTIONS" -d120s -s "$WORK/cold.lua" "$URL" -- "$COLD_FILES" 2)
+    COLD[$server]=$(wrk_rate -t2 -c"$COLD_CONNECTIONS" -d"${COLD_DURATION}s" -s "$WORK/cold.lua" "$URL" -- "$COLD_FILES" 2)
+    PASSES[$server]=$(python3 -c "import sys; print(f'{float(sys.argv[1])*float(sys.argv[2])/float(sys.argv[3]):.2f}')" "${COLD[$server]}" "$COLD_DURATION" "$COLD_FILES")
     stop_last
 done
 
@@ -158,14 +155,15 @@ done
 
 echo
 echo "Ferry file server vs nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), $CORES cores, wrk on the same machine, ${DURATION}s per run"
-echo "(a) cold disk: $COLD_FILES distinct 64 KiB files evicted before each run, wrk -t2 -c$COLD_CONNECTIONS; dispatcher with $COLD_WORKERS workers"
+echo "(a) cold disk: $COLD_FILES distinct files of $COLD_SIZE bytes evicted before each run, wrk -t2 -c$COLD_CONNECTIONS -d${COLD_DURATION}s;"
+echo "    dispatcher with $COLD_WORKERS workers; 'passes' = requests / files (below 1.00 every read was cold)"
 echo "(b) hot: keep-alive, wrk -t2 -c64; Ferry with $CORES threads serving, nginx with $CORES worker processes"
 echo
-printf '%-20s %12s %10s | %12s %10s | %12s %10s\n' server "cold req/s" "vs iter" "1KiB req/s" "vs nginx" "64KiB req/s" "vs nginx"
-printf '%-20s %12s %10s | %12s %10s | %12s %10s\n' -------------------- ------------ ---------- ------------ ---------- ------------ ----------
+printf '%-20s %12s %8s %10s | %12s %10s | %12s %10s\n' server "cold req/s" passes "vs iter" "1KiB req/s" "vs nginx" "64KiB req/s" "vs nginx"
+printf '%-20s %12s %8s %10s | %12s %10s | %12s %10s\n' -------------------- ------------ -------- ---------- ------------ ---------- ------------ ----------
 for server in "${SERVERS[@]}"; do
-    printf '%-20s %12s %10s | %12s %10s | %12s %10s\n' "$server" \
-        "${COLD[$server]}" "$(ratio "${COLD[$server]}" "${COLD[iterative]}")" \
+    printf '%-20s %12s %8s %10s | %12s %10s | %12s %10s\n' "$server" \
+        "${COLD[$server]}" "${PASSES[$server]}" "$(ratio "${COLD[$server]}" "${COLD[iterative]}")" \
         "${HOT1[$server]}" "$(ratio "${HOT1[$server]}" "${HOT1[nginx]}")" \
         "${HOT64[$server]}" "$(ratio "${HOT64[$server]}" "${HOT64[nginx]}")"
 done

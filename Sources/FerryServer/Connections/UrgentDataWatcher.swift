@@ -46,7 +46,7 @@ final class UrgentDataWatcher: @unchecked Sendable {
 
     /// Starts the watcher thread; returns once it can take signals.
     func start() {
-        self.thread = startThread(name: "ferry-oob") { self.run() }
+        self.thread = try! startThread(name: "ferry-oob") { self.run() }
         self.started.wait()
     }
 

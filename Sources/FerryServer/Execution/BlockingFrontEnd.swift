@@ -62,7 +62,7 @@ final class BlockingFrontEnd: @unchecked Sendable {
     deinit { close(self.wakeFD) }
 
     func start() {
-        self.thread = startThread(name: "ferry-dispatch") { self.run() }
+        self.thread = try! startThread(name: "ferry-dispatch") { self.run() }
     }
 
     /// Stops accepting, lets requests in progress finish, and closes every connection.
@@ -163,12 +163,24 @@ final class BlockingFrontEnd: @unchecked Sendable {
             self.takeBack(connection, keepAlive: keepAlive)
         case .threadPerRequest:
             self.running.add(1, ordering: .sequentiallyConsistent)
-            _ = startThread(name: "ferry-request") { [self] in
-                self.responder.metrics.busyWorkers(changedBy: 1)
-                let keepAlive = self.responder.serve(request, on: connection)
-                self.responder.metrics.busyWorkers(changedBy: -1)
-                self.finish(connection, keepAlive: keepAlive)
+            do {
+                try startThread(name: "ferry-request", detached: true) { [self] in
+                    self.responder.metrics.busyWorkers(changedBy: 1)
+                    let keepAlive = self.responder.serve(request, on: connection)
+                    self.responder.metrics.busyWorkers(changedBy: -1)
+                    self.finish(connection, keepAlive: keepAlive)
+                    self.running.add(-1, ordering: .sequentiallyConsistent)
+                }
+            } catch {
                 self.running.add(-1, ordering: .sequentiallyConsistent)
+                self.responder.metrics.rejected()
+                self.responder.logger.warning("answering 503: \(error)")
+                var response = FileResponse.text(
+                    .serviceUnavailable,
+                    "the server cannot start another thread; retry shortly"
+                )
+                response.head.headers.add("Retry-After", "1")
+                self.takeBack(connection, keepAlive: self.refuse(connection, response, request: request))
             }
         case .pool(let pool):
             let accepted = pool.submit { [self] in

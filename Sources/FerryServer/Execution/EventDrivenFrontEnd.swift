@@ -34,7 +34,7 @@ final class EventDrivenFrontEnd: @unchecked Sendable {
     deinit { close(self.wakeFD) }
 
     func start() {
-        self.thread = startThread(name: "ferry-accept") { self.acceptLoop() }
+        self.thread = try! startThread(name: "ferry-accept") { self.acceptLoop() }
     }
 
     func stop() async {

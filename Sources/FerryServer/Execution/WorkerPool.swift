@@ -27,7 +27,7 @@ final class WorkerPool: Sendable {
         self.metrics = metrics
         self.queue = Mutex(Queue(jobs: CircularBuffer(initialCapacity: capacity)))
         let started = (0..<workers).map { index in
-            startThread(name: "ferry-worker-\(index)") { [self] in self.work() }
+            try! startThread(name: "ferry-worker-\(index)") { [self] in self.work() }!
         }
         self.threads.withLock { $0 = started }
     }

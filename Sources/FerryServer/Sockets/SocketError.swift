@@ -17,8 +17,12 @@ public struct SocketError: Error, CustomStringConvertible {
     static let cancelled = SocketError(description: "cancelled")
 }
 
-/// Starts a detached-from-Swift-concurrency kernel thread running `body`.
-func startThread(name: String, _ body: @escaping @Sendable () -> Void) -> pthread_t {
+/// Starts a kernel thread, outside Swift concurrency's pool, running `body`.
+///
+/// - Returns: the thread, to be joined; `nil` for a detached thread.
+/// - Throws: ``SocketError`` when the system refuses another thread.
+@discardableResult
+func startThread(name: String, detached: Bool = false, _ body: @escaping @Sendable () -> Void) throws -> pthread_t? {
     final class Box: @unchecked Sendable {
         let body: @Sendable () -> Void
         init(_ body: @escaping @Sendable () -> Void) { self.body = body }
@@ -40,6 +44,14 @@ func startThread(name: String, _ body: @escaping @Sendable () -> Void) -> pthrea
         },
         box
     )
-    precondition(result == 0, "pthread_create failed: \(String(cString: strerror(result)))")
+    guard result == 0 else {
+        Unmanaged<AnyObject>.fromOpaque(box).release()
+        throw SocketError.system("cannot start thread \(name)", errno: result)
+    }
+    // A detached thread frees its stack when it ends; an undetached one waits to be joined.
+    if detached {
+        pthread_detach(thread)
+        return nil
+    }
     return thread
 }
