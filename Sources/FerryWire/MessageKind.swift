@@ -19,6 +19,38 @@ public struct MessageKind: RawRepresentable, Hashable, Sendable, CustomStringCon
     /// The answer to ``stats``; the payload is a ``ServerStats``.
     public static let statsResult = MessageKind(rawValue: 0x13)
 
+    // The endpoint daemon (FerryEndpoints).
+    /// Register a service under a lease.
+    public static let endpointRegister = MessageKind(rawValue: 0x20)
+    /// The lease granted to a registration.
+    public static let endpointLease = MessageKind(rawValue: 0x21)
+    /// Renew a lease.
+    public static let endpointRenew = MessageKind(rawValue: 0x22)
+    /// Give a lease up before it runs out.
+    public static let endpointDeregister = MessageKind(rawValue: 0x23)
+    /// Look one name up.
+    public static let endpointLookup = MessageKind(rawValue: 0x24)
+    /// List every name.
+    public static let endpointList = MessageKind(rawValue: 0x25)
+    /// Watch one name: the answer is a stream of entries, one frame per change.
+    public static let endpointWatch = MessageKind(rawValue: 0x26)
+    /// Registrations: the answer to lookup, list and watch.
+    public static let endpointEntries = MessageKind(rawValue: 0x27)
+
+    // The key-value service (FerryServer).
+    /// Read one key.
+    public static let kvGet = MessageKind(rawValue: 0x30)
+    /// A key's value, or its absence.
+    public static let kvValue = MessageKind(rawValue: 0x31)
+    /// Write, delete or compare-and-set one key.
+    public static let kvWrite = MessageKind(rawValue: 0x32)
+    /// Whether a write was applied; sent only once it is durable.
+    public static let kvWritten = MessageKind(rawValue: 0x33)
+    /// List keys by prefix.
+    public static let kvList = MessageKind(rawValue: 0x34)
+    /// Keys and values: the answer to a list.
+    public static let kvEntries = MessageKind(rawValue: 0x35)
+
     public var description: String {
         switch self {
         case .error: "error"
@@ -28,6 +60,20 @@ public struct MessageKind: RawRepresentable, Hashable, Sendable, CustomStringCon
         case .cancelResult: "cancel-result"
         case .stats: "stats"
         case .statsResult: "stats-result"
+        case .endpointRegister: "endpoint-register"
+        case .endpointLease: "endpoint-lease"
+        case .endpointRenew: "endpoint-renew"
+        case .endpointDeregister: "endpoint-deregister"
+        case .endpointLookup: "endpoint-lookup"
+        case .endpointList: "endpoint-list"
+        case .endpointWatch: "endpoint-watch"
+        case .endpointEntries: "endpoint-entries"
+        case .kvGet: "kv-get"
+        case .kvValue: "kv-value"
+        case .kvWrite: "kv-write"
+        case .kvWritten: "kv-written"
+        case .kvList: "kv-list"
+        case .kvEntries: "kv-entries"
         default: "kind 0x" + String(self.rawValue, radix: 16)
         }
     }

@@ -52,3 +52,33 @@ extension ByteBuffer {
         }
     }
 }
+
+extension ByteBuffer {
+    /// Writes bytes as a 32-bit byte count and the bytes.
+    public mutating func writeWireBytes(_ bytes: some Collection<UInt8>) {
+        self.writeInteger(UInt32(bytes.count))
+        self.writeBytes(bytes)
+    }
+
+    /// Reads bytes written by ``writeWireBytes(_:)``.
+    public mutating func readWireBytes(for kind: MessageKind, field: StaticString) throws -> [UInt8] {
+        let length = try self.readWireInteger(UInt32.self, for: kind, field: field)
+        guard Int(length) <= self.readableBytes else {
+            throw FerryWireError.malformedPayload(
+                kind: kind,
+                reason: "field \(field) claims \(length) bytes but only \(self.readableBytes) remain"
+            )
+        }
+        return self.readBytes(length: Int(length))!
+    }
+
+    /// Reads a 16-bit element count and refuses one above `limit`, so a hostile count cannot make
+    /// the reader loop or reserve for long.
+    public mutating func readWireCount(for kind: MessageKind, field: StaticString, limit: Int) throws -> Int {
+        let count = Int(try self.readWireInteger(UInt16.self, for: kind, field: field))
+        guard count <= limit else {
+            throw FerryWireError.malformedPayload(kind: kind, reason: "\(count) \(field), limit \(limit)")
+        }
+        return count
+    }
+}

@@ -1,7 +1,4 @@
 import FerryWire
-import Logging
-import NIOCore
-import NIOPosix
 
 /// A client for a server's control endpoint: one FerryWire request, one answer.
 public struct ControlClient: Sendable {
@@ -25,25 +22,16 @@ public struct ControlClient: Sendable {
         try await self.call(StatsRequest()).decode(as: ServerStats.self)
     }
 
-    /// Sends one message and returns the answering frame.
+    /// Sends one message over a new connection and returns the answering frame.
     public func call<Message: WireMessage>(_ message: Message) async throws -> Frame {
-        let logger = Logger(label: "ferry.control-client")
-        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .connect(host: self.host, port: self.port) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addFrameCodec(logger: logger)
-                    return try NIOAsyncChannel<Frame, Frame>(wrappingChannelSynchronously: channel)
-                }
-            }
-        return try await channel.executeThenClose { inbound, outbound in
-            try await outbound.write(Frame(message, requestID: 1))
-            for try await frame in inbound where frame.header.requestID == 1 {
-                return frame
-            }
-            throw ErrorMessage(
-                code: .internalError,
-                message: "the control endpoint at \(self.host):\(self.port) closed the connection without answering"
-            )
+        let client = try await WireClient.connect(host: self.host, port: self.port)
+        do {
+            let answer = try await client.call(message)
+            await client.close()
+            return answer
+        } catch {
+            await client.close()
+            throw error
         }
     }
 }

@@ -8,14 +8,29 @@ public final class FrameErrorHandler: ChannelInboundHandler {
     public typealias InboundOut = Frame
 
     private let logger: Logger
+    /// Kept from when the connection opened: after a reset the channel no longer knows it.
+    private var peer = "unknown peer"
 
     public init(logger: Logger) {
         self.logger = logger
     }
 
+    public func channelActive(context: ChannelHandlerContext) {
+        if let remote = context.remoteAddress { self.peer = "\(remote)" }
+        context.fireChannelActive()
+    }
+
+    public func handlerAdded(context: ChannelHandlerContext) {
+        if let remote = context.remoteAddress { self.peer = "\(remote)" }
+    }
+
     public func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        let peer = context.remoteAddress.map { "\($0)" } ?? "unknown peer"
-        self.logger.warning("closing FerryWire connection from \(peer): \(error)")
+        if error is FerryWireError || error is ByteToMessageDecoderError {
+            self.logger.warning("closing FerryWire connection from \(self.peer): \(error)")
+        } else {
+            // A reset or a broken pipe: the peer went away, which is not worth a warning.
+            self.logger.debug("FerryWire connection from \(self.peer) failed: \(error)")
+        }
         context.close(promise: nil)
     }
 

@@ -14,6 +14,12 @@ public struct ErrorMessage: WireMessage, Error, Hashable, CustomStringConvertibl
         public static let malformed = Code(rawValue: 2)
         public static let notFound = Code(rawValue: 3)
         public static let internalError = Code(rawValue: 4)
+        /// A lease the caller names is not held: it ran out, or was never granted.
+        public static let notHeld = Code(rawValue: 5)
+        /// A field is longer than the peer accepts.
+        public static let tooLarge = Code(rawValue: 6)
+        /// The peer cannot serve the request now (shutting down, storage failed); try again later.
+        public static let unavailable = Code(rawValue: 7)
     }
 
     public var code: Code
