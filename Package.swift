@@ -8,6 +8,7 @@ let package = Package(
         .executable(name: "ferry", targets: ["ferry"]),
         .library(name: "FerryWire", targets: ["FerryWire"]),
         .library(name: "FerryServer", targets: ["FerryServer"]),
+        .library(name: "FerryEndpoints", targets: ["FerryEndpoints"]),
         .library(name: "FerryNode", targets: ["FerryNode"]),
     ],
     dependencies: [
@@ -16,6 +17,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
     ],
     targets: [
         .target(name: "CFerryLinux"),
@@ -23,6 +25,8 @@ let package = Package(
             name: "FerryWire",
             dependencies: [
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -37,11 +41,24 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ]
+        ),
+        .target(
+            name: "FerryEndpoints",
+            dependencies: [
+                "FerryWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .target(
             name: "FerryNode",
             dependencies: [
+                "FerryEndpoints",
                 "FerryServer",
                 "FerryWire",
                 .product(name: "Logging", package: "swift-log"),
@@ -51,6 +68,7 @@ let package = Package(
         .target(
             name: "FerryCommands",
             dependencies: [
+                "FerryEndpoints",
                 "FerryNode",
                 "FerryServer",
                 "FerryWire",
@@ -84,6 +102,17 @@ let package = Package(
             ]
         ),
         .testTarget(
+            name: "FerryEndpointsTests",
+            dependencies: [
+                "FerryEndpoints",
+                "FerryWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .testTarget(
             name: "FerryNodeTests",
             dependencies: [
                 "FerryNode",
@@ -96,6 +125,7 @@ let package = Package(
             name: "FerryCommandsTests",
             dependencies: [
                 "FerryCommands",
+                "FerryEndpoints",
                 "FerryServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]

@@ -1,4 +1,5 @@
 import ArgumentParser
+import FerryEndpoints
 import FerryServer
 import FerryWire
 
@@ -10,20 +11,11 @@ struct ControlCommand: AsyncParsableCommand {
         subcommands: [Cancel.self, Stats.self]
     )
 
-    @Option(help: "The control endpoint, HOST:PORT (ferry up puts it on 127.0.0.1:8081).")
-    var addr = "127.0.0.1:8081"
+    @Option(help: "The control endpoint, HOST:PORT (ferry up puts it on 127.0.0.1:8081).", transform: parseAddress)
+    var addr = ServiceEndpoint(host: "127.0.0.1", port: 8081)
 
-    func validate() throws {
-        _ = try self.client()
-    }
-
-    func client() throws -> ControlClient {
-        guard let colon = self.addr.lastIndex(of: ":"), colon > self.addr.startIndex,
-            let port = Int(self.addr[self.addr.index(after: colon)...]), (1...65535).contains(port)
-        else {
-            throw ValidationError("--addr must be HOST:PORT, got '\(self.addr)'")
-        }
-        return ControlClient(host: String(self.addr[..<colon]), port: port)
+    func client() -> ControlClient {
+        ControlClient(host: self.addr.host, port: self.addr.port)
     }
 
     struct Cancel: AsyncParsableCommand {

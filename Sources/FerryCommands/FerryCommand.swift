@@ -7,7 +7,9 @@ public struct FerryCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "ferry",
         abstract: "A runtime for distributed processes: servers, nodes and the parts between them.",
-        subcommands: [Up.self, Serve.self, ControlCommand.self]
+        subcommands: [
+            Up.self, Serve.self, ControlCommand.self, EndpointDaemonCommand.self, EndpointsCommand.self, KVCommand.self,
+        ]
     )
 
     public init() {}

@@ -7,8 +7,37 @@ import ServiceLifecycle
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run a server in the foreground.",
-        subcommands: [Files.self]
+        subcommands: [Files.self, KV.self]
     )
+
+    /// `ferry serve kv`: the stateful key-value service.
+    struct KV: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "kv",
+            abstract: "Serve a durable key-value store (SQLite, WAL) over FerryWire.",
+            discussion: """
+                Prints 'listening on HOST:PORT' as its first line. A write is acknowledged only once \
+                it is on disk, so it survives kill -9 and power loss.
+                """
+        )
+
+        @Option(help: "The SQLite file; created when missing.")
+        var db: String
+
+        @Option(help: "The address to listen on.")
+        var host = "127.0.0.1"
+
+        @Option(help: "The port to listen on; 0 picks a free port.")
+        var port = 0
+
+        func run() async throws {
+            let logger = Logger(label: "ferry.kv")
+            let server = try await KVServer.bind(path: self.db, host: self.host, port: self.port, logger: logger)
+            printLine("listening on \(server.host):\(server.port)")
+            try await ServiceGroup(services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+                .run()
+        }
+    }
 
     /// `ferry serve files`: the seed's file server.
     struct Files: AsyncParsableCommand {
@@ -78,6 +107,12 @@ extension ExecutionModel: ExpressibleByArgument {}
 func printLine(_ line: String) {
     print(line)
     fflush(nil)
+}
+
+/// Prints a line for a person to standard error.
+func printError(_ line: String) {
+    let bytes = Array((line + "\n").utf8)
+    _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
 }
 
 #if canImport(Glibc)

@@ -1,4 +1,5 @@
 import ArgumentParser
+import FerryEndpoints
 import FerryNode
 import FerryServer
 import Logging
@@ -26,6 +27,15 @@ struct Up: AsyncParsableCommand {
     @Option(help: "The file server's execution model.")
     var model: ExecutionModel = .eventDriven
 
+    @Option(help: "The endpoint daemon's port; 0 picks a free one.")
+    var endpointsPort = EndpointDaemon.defaultPort
+
+    @Option(help: "The key-value service's port; 0 picks a free one.")
+    var kvPort = 7412
+
+    @Option(help: "Where the node keeps permanent state (default ~/.ferry).")
+    var dataDir: String?
+
     func run() async throws {
         let logger = Logger(label: "ferry.node")
         let node = try await Node.start(
@@ -34,7 +44,10 @@ struct Up: AsyncParsableCommand {
                 httpPort: self.port,
                 controlPort: self.controlPort,
                 root: self.root,
-                model: self.model
+                model: self.model,
+                endpointsPort: self.endpointsPort,
+                kvPort: self.kvPort,
+                dataDirectory: self.dataDir ?? Node.defaultDataDirectory
             ),
             logger: logger
         )

@@ -1,4 +1,5 @@
 import ArgumentParser
+import FerryEndpoints
 import FerryServer
 import Testing
 
@@ -32,6 +33,10 @@ import Testing
         (["serve", "files"], "--root"),
         (["control", "--addr", "nonsense", "stats"], "--addr must be HOST:PORT"),
         (["control", "--addr", "h:99999", "stats"], "--addr must be HOST:PORT"),
+        (["endpoints", "--addr", "h", "ls"], "--addr must be HOST:PORT"),
+        (["endpoints", "register", "web", "nowhere"], "nowhere"),
+        (["endpoints", "register", "web", "h:1", "--meta", "novalue"], "--meta takes KEY=VALUE"),
+        (["endpoints", "register", "web", "h:1", "--ttl", "0"], "--ttl must be positive"),
     ])
     func refusesBadArgumentsWithAMessageNamingThem(arguments: [String], message: String) {
         do {
@@ -47,7 +52,30 @@ import Testing
         let cancel = try #require(command as? ControlCommand.Cancel)
         #expect(cancel.connection == 4)
         #expect(cancel.request == 2)
-        #expect(cancel.control.addr == "127.0.0.1:9000")
+        #expect(cancel.control.addr == ServiceEndpoint(host: "127.0.0.1", port: 9000))
+    }
+
+    @Test func parsesEndpointsCommands() throws {
+        let register = try #require(
+            try FerryCommand.parseAsRoot([
+                "endpoints", "--addr", "127.0.0.1:7000", "register", "web", "127.0.0.1:80", "[::1]:80", "--ttl", "5",
+                "--meta", "zone=a",
+            ]) as? EndpointsCommand.Register
+        )
+        #expect(register.endpoints.addr.port == 7000)
+        #expect(register.endpoint == [.init(host: "127.0.0.1", port: 80), .init(host: "::1", port: 80)])
+        #expect(try register.parsedMetadata() == ["zone": "a"])
+        let lookup = try #require(
+            try FerryCommand.parseAsRoot(["endpoints", "lookup", "web"]) as? EndpointsCommand.Lookup
+        )
+        #expect(
+            lookup.endpoints.addr == ServiceEndpoint(host: "127.0.0.1", port: 7411),
+            "the well-known port by default"
+        )
+        #expect(try FerryCommand.parseAsRoot(["endpoints", "ls", "--json"]) is EndpointsCommand.List)
+        #expect(try FerryCommand.parseAsRoot(["endpoints", "watch", "web"]) is EndpointsCommand.Watch)
+        let daemon = try #require(try FerryCommand.parseAsRoot(["endpointd", "--port", "0"]) as? EndpointDaemonCommand)
+        #expect(daemon.port == 0)
     }
 
     @Test func upDefaultsToTheDocumentedPorts() throws {

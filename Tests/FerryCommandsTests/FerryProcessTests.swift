@@ -1,3 +1,4 @@
+import FerryServer
 import Foundation
 import Testing
 
@@ -113,5 +114,146 @@ import FoundationNetworking
 
         #expect(node.stop(SIGINT) == 0, "Ctrl-C stops the node cleanly")
         #expect(node.nextLine() == "node stopped")
+    }
+
+    /// Runs a client command to completion; returns its exit status and standard output.
+    private func command(_ arguments: [String]) throws -> (Int32, String) {
+        let running = try Running(arguments)
+        var lines: [String] = []
+        while let line = running.nextLine() { lines.append(line) }
+        running.process.waitUntilExit()
+        return (running.process.terminationStatus, lines.joined(separator: "\n"))
+    }
+
+    @Test func upRunsAnEndpointDaemonThatNamesTheKVServiceForTheCLI() throws {
+        let data = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-up-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: data) }
+        let node = try Running([
+            "up", "--port", "0", "--control-port", "0", "--endpoints-port", "0", "--kv-port", "0", "--data-dir",
+            data.path,
+        ])
+        _ = try #require(node.nextLine())
+        let endpointsLine = try #require(node.nextLine())
+        #expect(endpointsLine.hasPrefix("endpoints on 127.0.0.1:"))
+        let endpoints = String(endpointsLine.dropFirst("endpoints on ".count))
+        while let line = node.nextLine(), line != "Ctrl-C stops the node." {}
+
+        // The node's services register in the background: watch until kv is there.
+        let watch = try Running(["endpoints", "--addr", endpoints, "watch", "kv", "--json"])
+        while let line = watch.nextLine(), !line.contains("\"port\"") {}
+        _ = watch.stop(SIGTERM)
+
+        let (lookupStatus, lookup) = try self.command(["endpoints", "--addr", endpoints, "lookup", "kv", "--json"])
+        #expect(lookupStatus == 0)
+        #expect(lookup.contains("\"name\":\"kv\""))
+        #expect(try self.command(["endpoints", "--addr", endpoints, "lookup", "nobody"]).0 != 0)
+
+        // ferry kv finds the service by name; put exits 0 once the write is acknowledged.
+        let kv = ["kv", "--endpoints", endpoints]
+        #expect(try self.command(kv + ["put", "greeting", "hello"]).0 == 0)
+        #expect(try self.command(kv + ["get", "greeting"]) == (0, "hello"))
+        #expect(try self.command(kv + ["get", "missing"]).0 == 1)
+        #expect(try self.command(kv + ["cas", "greeting", "nope", "x"]).0 == 1)
+        #expect(try self.command(kv + ["cas", "greeting", "hello", "hi"]).0 == 0)
+        #expect(try self.command(kv + ["ls", "greet", "--json"]) == (0, "{\"greeting\":\"hi\"}"))
+        #expect(try self.command(kv + ["del", "greeting"]).0 == 0)
+        #expect(try self.command(kv + ["del", "greeting"]).0 == 1)
+
+        #expect(node.stop(SIGINT) == 0)
+    }
+
+    /// The bytes a key is written with: its length and content follow from the key alone, so a
+    /// torn or mixed-up value cannot pass for the real one.
+    static func value(for key: String) -> [UInt8] {
+        var hash: UInt32 = 2_166_136_261
+        for byte in key.utf8 { hash = (hash ^ UInt32(byte)) &* 16_777_619 }
+        let length = Int(hash % 4096) + 1
+        let pattern = Array(key.utf8)
+        return (0..<length).map { pattern[$0 % pattern.count] &+ UInt8(truncatingIfNeeded: $0 / pattern.count) }
+    }
+
+    actor Ledger {
+        var acknowledged: [String] = []
+        /// Records an acknowledged write; true for the one that reaches `threshold`.
+        func acknowledge(_ key: String, threshold: Int) -> Bool {
+            self.acknowledged.append(key)
+            return self.acknowledged.count == threshold
+        }
+    }
+
+    @Test func everyAcknowledgedWriteSurvivesKillNineAtRandomMoments() async throws {
+        let data = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-crash-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: data) }
+        let db = data.appendingPathComponent("kv.sqlite").path
+        let ledger = Ledger()
+        var acknowledgedBefore = 0
+
+        for round in 0..<20 {
+            let server = try Running(["serve", "kv", "--db", db, "--port", "0"])
+            let first = try #require(server.nextLine())
+            let address = try #require(ServiceAddress(first))
+            let client = try await KVClient.connect(host: address.host, port: address.port)
+            // Kill after a random number of acknowledgements, with eight writers in flight, so the
+            // kill lands in the middle of group commits.
+            let threshold = acknowledgedBefore + Int.random(in: 1...60)
+            let pid = server.process.processIdentifier
+            await withTaskGroup(of: Void.self) { writers in
+                for writer in 0..<8 {
+                    writers.addTask {
+                        for index in 0... {
+                            let key = "round\(round)/writer\(writer)/\(index)"
+                            do {
+                                try await client.put(key, Self.value(for: key))
+                            } catch {
+                                return  // the server is gone; this write was never acknowledged
+                            }
+                            if await ledger.acknowledge(key, threshold: threshold) { kill(pid, SIGKILL) }
+                        }
+                    }
+                }
+            }
+            server.process.waitUntilExit()
+            #expect(server.process.terminationReason == .uncaughtSignal, "round \(round): killed by SIGKILL")
+            await client.close()
+            acknowledgedBefore = await ledger.acknowledged.count
+        }
+
+        let server = try Running(["serve", "kv", "--db", db, "--port", "0"])
+        let line = try #require(server.nextLine())
+        let address = try #require(ServiceAddress(line))
+        let client = try await KVClient.connect(host: address.host, port: address.port)
+        let acknowledged = await ledger.acknowledged
+        #expect(acknowledged.count >= 20)
+        for key in acknowledged {
+            let stored = try await client.get(key)
+            #expect(stored == Self.value(for: key), "acknowledged write \(key) lost or torn")
+        }
+        // Writes in flight at a kill may be there or not, but never half there.
+        var present = 0
+        for round in 0..<20 {
+            let entries = try await client.list(prefix: "round\(round)/", limit: 10_000)
+            for entry in entries.entries {
+                #expect(entry.value == Self.value(for: entry.key), "\(entry.key) is torn")
+                present += 1
+            }
+        }
+        #expect(present >= acknowledged.count)
+        await client.close()
+        #expect(server.stop(SIGTERM) == 0)
+    }
+}
+
+/// `listening on HOST:PORT`, parsed.
+struct ServiceAddress {
+    let host: String
+    let port: Int
+
+    init?(_ line: String) {
+        guard line.hasPrefix("listening on "), let colon = line.lastIndex(of: ":"),
+            let port = Int(line[line.index(after: colon)...])
+        else { return nil }
+        self.host = String(line.dropFirst("listening on ".count)[..<colon])
+        self.port = port
     }
 }

@@ -1,0 +1,232 @@
+import ArgumentParser
+import FerryEndpoints
+import FerryWire
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// `ferry endpointd`: the endpoint daemon in the foreground.
+struct EndpointDaemonCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "endpointd",
+        abstract: "Run the endpoint daemon: services register under leases, clients look them up and watch them.",
+        discussion: "Prints 'listening on HOST:PORT' as its first line. The well-known port is 7411."
+    )
+
+    @Option(help: "The address to listen on.")
+    var host = "127.0.0.1"
+
+    @Option(help: "The port to listen on; 0 picks a free port.")
+    var port = EndpointDaemon.defaultPort
+
+    func run() async throws {
+        let logger = Logger(label: "ferry.endpointd")
+        let daemon = try await EndpointDaemon.bind(host: self.host, port: self.port, logger: logger)
+        printLine("listening on \(daemon.host):\(daemon.port)")
+        try await ServiceGroup(services: [daemon], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger).run()
+    }
+}
+
+/// `ferry endpoints`: talk to an endpoint daemon.
+struct EndpointsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "endpoints",
+        abstract: "Register, look up, list and watch services at an endpoint daemon.",
+        subcommands: [Register.self, Lookup.self, List.self, Watch.self]
+    )
+
+    @Option(help: "The endpoint daemon, HOST:PORT.", transform: parseAddress)
+    var addr = ServiceEndpoint(host: "127.0.0.1", port: EndpointDaemon.defaultPort)
+
+    func client() async throws -> EndpointClient {
+        try await EndpointClient.connect(host: self.addr.host, port: self.addr.port)
+    }
+
+    /// Runs `body` with a connection to the daemon and closes it after.
+    func withClient<Result>(_ body: (EndpointClient) async throws -> Result) async throws -> Result {
+        let client = try await self.client()
+        do {
+            let result = try await body(client)
+            await client.close()
+            return result
+        } catch {
+            await client.close()
+            throw error
+        }
+    }
+
+    struct Register: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Register a service and keep its lease renewed until interrupted (or once, with --once).",
+            discussion: "Without --once the entry disappears one ttl after this command stops."
+        )
+
+        @ParentCommand var endpoints: EndpointsCommand
+
+        @Argument(help: "The service's name.")
+        var name: String
+
+        @Argument(help: "Where it is served, HOST:PORT (one or more).")
+        var endpoint: [ServiceEndpoint]
+
+        @Option(help: "The lease's length in seconds.")
+        var ttl: Double = 30
+
+        @Option(name: .customLong("meta"), help: "Metadata as KEY=VALUE (repeatable).")
+        var metadata: [String] = []
+
+        @Flag(help: "Register one lease and exit; the entry lives for one ttl.")
+        var once = false
+
+        @Flag(help: "Print the lease as JSON.")
+        var json = false
+
+        func validate() throws {
+            guard self.ttl > 0 else { throw ValidationError("--ttl must be positive, got \(self.ttl)") }
+            _ = try self.parsedMetadata()
+        }
+
+        func parsedMetadata() throws -> [String: String] {
+            var metadata: [String: String] = [:]
+            for pair in self.metadata {
+                guard let equals = pair.firstIndex(of: "="), equals > pair.startIndex else {
+                    throw ValidationError("--meta takes KEY=VALUE, got '\(pair)'")
+                }
+                metadata[String(pair[..<equals])] = String(pair[pair.index(after: equals)...])
+            }
+            return metadata
+        }
+
+        func run() async throws {
+            let ttl = Duration.milliseconds(Int64(self.ttl * 1000))
+            let metadata = try self.parsedMetadata()
+            let address = self.endpoints.addr
+            if self.once {
+                let lease = try await self.endpoints.withClient {
+                    try await $0.register(self.name, endpoints: self.endpoint, metadata: metadata, ttl: ttl)
+                }
+                printLine(
+                    self.json
+                        ? try jsonLine(lease)
+                        : "registered \(self.name), lease \(lease.leaseID), ttl \(lease.ttlMilliseconds) ms"
+                )
+                return
+            }
+            let logger = Logger(label: "ferry.endpoints")
+            let registration = LeasedRegistration(
+                name: self.name,
+                endpoints: self.endpoint,
+                metadata: metadata,
+                ttl: ttl,
+                daemonHost: address.host,
+                daemonPort: address.port,
+                logger: logger
+            )
+            printLine(
+                "registering \(self.name) at \(address), renewing every \(registration.renewalInterval); Ctrl-C deregisters"
+            )
+            try await ServiceGroup(
+                services: [registration],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            )
+            .run()
+        }
+    }
+
+    struct Lookup: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print where a service is; exits non-zero when nothing is registered under the name."
+        )
+
+        @ParentCommand var endpoints: EndpointsCommand
+
+        @Argument(help: "The service's name.")
+        var name: String
+
+        @Flag(help: "Print JSON.")
+        var json = false
+
+        func run() async throws {
+            let entries = try await self.endpoints.withClient { try await $0.lookup(self.name) }
+            printEntries(entries, json: self.json)
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "ls", abstract: "List registered services.")
+
+        @ParentCommand var endpoints: EndpointsCommand
+
+        @Argument(help: "Only names that start with this.")
+        var prefix = ""
+
+        @Flag(help: "Print JSON.")
+        var json = false
+
+        func run() async throws {
+            let entries = try await self.endpoints.withClient { try await $0.list(prefix: self.prefix) }
+            printEntries(entries, json: self.json)
+        }
+    }
+
+    struct Watch: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print a service's entries now and again at every change, until interrupted.",
+            discussion:
+                "Each change prints one line per entry and then a line '--', or one JSON object per line with --json."
+        )
+
+        @ParentCommand var endpoints: EndpointsCommand
+
+        @Argument(help: "The service's name.")
+        var name: String
+
+        @Flag(help: "Print one JSON object per change.")
+        var json = false
+
+        func run() async throws {
+            let client = try await self.endpoints.client()
+            for try await change in client.watch(self.name) {
+                if self.json {
+                    printLine(try jsonLine(change))
+                } else {
+                    printEntries(change.entries, json: false)
+                    printLine("-- revision \(change.revision): \(change.entries.count) entries")
+                }
+            }
+            throw ValidationError("the endpoint daemon at \(self.endpoints.addr) closed the watch")
+        }
+    }
+}
+
+private func printEntries(_ entries: [EndpointEntry], json: Bool) {
+    if json {
+        printLine((try? jsonLine(entries)) ?? "[]")
+        return
+    }
+    for entry in entries {
+        let endpoints = entry.endpoints.map(\.description).joined(separator: ",")
+        let metadata = entry.metadata.sorted { $0.key < $1.key }.map { " \($0.key)=\($0.value)" }.joined()
+        let remaining = String(format: "%.1f", Double(entry.remainingMilliseconds) / 1000)
+        printLine("\(entry.name) \(endpoints) lease=\(entry.leaseID) expires-in=\(remaining)s\(metadata)")
+    }
+}
+
+func jsonLine(_ value: some Encodable) throws -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    return String(decoding: try encoder.encode(value), as: UTF8.self)
+}
+
+extension ServiceEndpoint: ExpressibleByArgument {
+    public init?(argument: String) { self.init(argument) }
+}
+
+/// Parses an `--addr` option with an error that says what it takes.
+func parseAddress(_ text: String) throws -> ServiceEndpoint {
+    guard let address = ServiceEndpoint(text) else {
+        throw ValidationError("--addr must be HOST:PORT, got '\(text)'")
+    }
+    return address
+}

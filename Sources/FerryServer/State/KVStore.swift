@@ -1,0 +1,186 @@
+import Dispatch
+import FerryWire
+import Foundation
+import GRDB
+import NIOConcurrencyHelpers
+
+/// Permanent state: keys and values in SQLite (through GRDB, WAL mode, `synchronous = FULL`).
+///
+/// A write is reported done only after its transaction has committed and SQLite has fsynced the
+/// write-ahead log, so a write that was acknowledged survives kill -9 and a power cut, and one
+/// that was not is either wholly there or wholly absent.
+///
+/// Writes are group-committed: one writer thread takes every write waiting when it is free and
+/// commits them in one transaction — one fsync for the batch — so many clients together pay for
+/// far fewer fsyncs than writes. Reads run concurrently on WAL snapshots.
+public final class KVStore: Sendable {
+    private struct Waiting: Sendable {
+        let write: KVWrite
+        let continuation: CheckedContinuation<KVWritten, any Error>
+    }
+
+    private struct WriterState: Sendable {
+        var waiting: [Waiting] = []
+        var draining = false
+    }
+
+    public let path: String
+    private let pool: DatabasePool
+    private let writer = NIOLockedValueBox(WriterState())
+    private let writerQueue = DispatchQueue(label: "ferry.kv.writer")
+
+    /// Opens (or creates) the store at `path`.
+    public init(path: String) throws {
+        var configuration = Configuration()
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+        }
+        configuration.label = "ferry.kv"
+        // Another process (or a store still closing) may hold the lock for a moment.
+        configuration.busyMode = .timeout(5)
+        do {
+            self.pool = try DatabasePool(path: path, configuration: configuration)
+            var migrator = DatabaseMigrator()
+            migrator.registerMigration("v1") { db in
+                try db.execute(
+                    sql: """
+                        CREATE TABLE kv (
+                            key TEXT PRIMARY KEY NOT NULL,
+                            value BLOB NOT NULL,
+                            version INTEGER NOT NULL
+                        ) WITHOUT ROWID
+                        """
+                )
+            }
+            try migrator.migrate(self.pool)
+        } catch {
+            throw KVStoreError.cannotOpen(path: path, reason: "\(error)")
+        }
+        self.path = path
+    }
+
+    /// Closes the database; later calls fail with an error instead of touching the file.
+    public func close() throws {
+        try self.pool.close()
+    }
+
+    /// The value of `key`, as of the last committed write.
+    public func get(_ key: String) async throws -> KVValue {
+        try KVLimits.validate(key: key)
+        return try await self.pool.read { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT value, version FROM kv WHERE key = ?", arguments: [key])
+            else {
+                return KVValue(value: nil, version: 0)
+            }
+            let value: Data = row["value"]
+            return KVValue(value: [UInt8](value), version: row["version"])
+        }
+    }
+
+    /// Keys starting with `prefix`, in key order, at most `limit`, and no more than fits in one frame.
+    public func list(prefix: String, limit: Int) async throws -> KVEntries {
+        let limit = min(max(limit, 0), KVLimits.maxListEntries)
+        return try await self.pool.read { db in
+            // Keys in [prefix, prefix + U+10FFFF) start with prefix; the range keeps the primary key's order.
+            let rows = try Row.fetchCursor(
+                db,
+                sql: "SELECT key, value, version FROM kv WHERE key >= ? AND key < ? ORDER BY key LIMIT ?",
+                arguments: [prefix, prefix + "\u{10FFFF}", limit + 1]
+            )
+            var entries: [KVEntry] = []
+            var bytes = 0
+            var truncated = false
+            while let row = try rows.next() {
+                let key: String = row["key"]
+                let value: Data = row["value"]
+                bytes += key.utf8.count + value.count + 24
+                if entries.count == limit || bytes > KVLimits.maxPayloadLength - 4096 {
+                    truncated = true
+                    break
+                }
+                entries.append(KVEntry(key: key, value: [UInt8](value), version: row["version"]))
+            }
+            return KVEntries(entries: entries, truncated: truncated)
+        }
+    }
+
+    /// Applies `write` and returns once it is durable.
+    public func write(_ write: KVWrite) async throws -> KVWritten {
+        switch write.operation {
+        case .put(let value), .compareAndSet(_, let value): try KVLimits.validate(key: write.key, value: value)
+        case .delete: try KVLimits.validate(key: write.key)
+        }
+        return try await withCheckedThrowingContinuation { continuation in
+            let startDraining = self.writer.withLockedValue { state in
+                state.waiting.append(Waiting(write: write, continuation: continuation))
+                defer { state.draining = true }
+                return !state.draining
+            }
+            if startDraining { self.writerQueue.async { self.drain() } }
+        }
+    }
+
+    /// Commits batches until nobody waits.
+    private func drain() {
+        while true {
+            let batch = self.writer.withLockedValue { state in
+                if state.waiting.isEmpty { state.draining = false }
+                defer { state.waiting = [] }
+                return state.waiting
+            }
+            if batch.isEmpty { return }
+            do {
+                let results = try self.pool.write { db in
+                    try batch.map { try Self.apply($0.write, db) }
+                }
+                for (waiting, result) in zip(batch, results) { waiting.continuation.resume(returning: result) }
+            } catch {
+                let failure = ErrorMessage(
+                    code: .unavailable,
+                    message: "the write was not stored: \(error) (store \(self.path)); nothing of it is visible"
+                )
+                for waiting in batch { waiting.continuation.resume(throwing: failure) }
+            }
+        }
+    }
+
+    private static func apply(_ write: KVWrite, _ db: Database) throws -> KVWritten {
+        let current = try Row.fetchOne(db, sql: "SELECT value, version FROM kv WHERE key = ?", arguments: [write.key])
+        let currentVersion: UInt64 = current?["version"] ?? 0
+        switch write.operation {
+        case .put(let value):
+            return try Self.store(write.key, value, version: currentVersion + 1, db)
+        case .delete:
+            guard current != nil else { return KVWritten(applied: false, version: 0) }
+            try db.execute(sql: "DELETE FROM kv WHERE key = ?", arguments: [write.key])
+            return KVWritten(applied: true, version: 0)
+        case .compareAndSet(let expected, let value):
+            let currentValue: Data? = current?["value"]
+            guard currentValue.map({ [UInt8]($0) }) == expected else {
+                return KVWritten(applied: false, version: currentVersion)
+            }
+            return try Self.store(write.key, value, version: currentVersion + 1, db)
+        }
+    }
+
+    private static func store(_ key: String, _ value: [UInt8], version: UInt64, _ db: Database) throws -> KVWritten {
+        try db.execute(
+            sql:
+                "INSERT INTO kv (key, value, version) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value, version = excluded.version",
+            arguments: [key, Data(value), Int64(version)]
+        )
+        return KVWritten(applied: true, version: version)
+    }
+}
+
+/// Why a store could not open.
+public enum KVStoreError: Error, CustomStringConvertible {
+    case cannotOpen(path: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case .cannotOpen(let path, let reason):
+            "cannot open the key-value store at \(path): \(reason); check the path is a writable SQLite file or a new name in a writable directory"
+        }
+    }
+}

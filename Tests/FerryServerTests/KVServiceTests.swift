@@ -1,0 +1,166 @@
+import FerryServer
+import FerryWire
+import Logging
+import NIOCore
+import NIOPosix
+import Testing
+
+/// The key-value service over real sockets, on a real SQLite file.
+@Suite struct KVServiceTests {
+    static let logger: Logger = {
+        var logger = Logger(label: "test.kv")
+        logger.logLevel = .warning
+        return logger
+    }()
+
+    func withService(
+        _ directory: TestDirectory? = nil,
+        _ body: (KVClient, KVServer) async throws -> Void
+    ) async throws {
+        let directory = try directory ?? TestDirectory()
+        let server = try await KVServer.bind(path: directory.path + "/kv.sqlite", logger: Self.logger)
+        let client = try await KVClient.connect(host: "127.0.0.1", port: server.port)
+        do {
+            try await body(client, server)
+        } catch {
+            await client.close()
+            await server.close()
+            throw error
+        }
+        await client.close()
+        await server.close()
+    }
+
+    @Test func putGetDeleteAndVersions() async throws {
+        try await self.withService { kv, _ async throws in
+            #expect(try await kv.get("greeting") == nil)
+            #expect(try await kv.put("greeting", Array("hello".utf8)).version == 1)
+            #expect(try await kv.put("greeting", Array("hi".utf8)).version == 2)
+            #expect(try await kv.get("greeting") == Array("hi".utf8))
+            #expect(try await kv.delete("greeting").applied)
+            #expect(try await kv.get("greeting") == nil)
+            #expect(try await kv.delete("greeting").applied == false, "deleting a missing key applies nothing")
+        }
+    }
+
+    @Test func compareAndSetAppliesOnlyOverTheExpectedValue() async throws {
+        try await self.withService { kv, _ async throws in
+            #expect(try await kv.compareAndSet("lock", expected: nil, value: [1]).applied, "absent → created")
+            #expect(try await kv.compareAndSet("lock", expected: nil, value: [2]).applied == false)
+            #expect(try await kv.compareAndSet("lock", expected: [9], value: [2]).applied == false)
+            let swapped = try await kv.compareAndSet("lock", expected: [1], value: [2])
+            #expect(swapped.applied && swapped.version == 2)
+            #expect(try await kv.get("lock") == [2])
+        }
+    }
+
+    @Test func concurrentCompareAndSetsLetExactlyOneWin() async throws {
+        try await self.withService { kv, _ async throws in
+            try await kv.put("counter", [0])
+            // 16 clients race to move 0 → their own id; the group commit batches them into one
+            // transaction, which must still apply them one after the other.
+            let winners = try await withThrowingTaskGroup(of: Bool.self) { group in
+                for id in 1...16 {
+                    group.addTask { try await kv.compareAndSet("counter", expected: [0], value: [UInt8(id)]).applied }
+                }
+                return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+            }
+            #expect(winners == 1)
+        }
+    }
+
+    @Test func listReturnsKeysByPrefixInOrderWithinTheLimit() async throws {
+        try await self.withService { kv, _ async throws in
+            for key in ["user/2", "user/1", "users", "team/1", "user/3"] { try await kv.put(key, Array(key.utf8)) }
+            let users = try await kv.list(prefix: "user/")
+            #expect(users.entries.map(\.key) == ["user/1", "user/2", "user/3"])
+            #expect(users.truncated == false)
+            let two = try await kv.list(prefix: "user", limit: 2)
+            #expect(two.entries.map(\.key) == ["user/1", "user/2"])
+            #expect(two.truncated)
+        }
+    }
+
+    @Test func acknowledgedWritesSurviveAReopen() async throws {
+        let directory = try TestDirectory()
+        try await self.withService(directory) { kv, _ async throws in
+            for index in 0..<100 { try await kv.put("key\(index)", Array("value\(index)".utf8)) }
+        }
+        try await self.withService(directory) { kv, _ async throws in
+            #expect(try await kv.list(prefix: "key", limit: 1000).entries.count == 100)
+            #expect(try await kv.get("key42") == Array("value42".utf8))
+        }
+    }
+
+    @Test func oversizedKeysAndValuesAreRefusedAndTheConnectionCarriesOn() async throws {
+        try await self.withService { kv, _ async throws in
+            let longKey = String(repeating: "k", count: KVLimits.maxKeyBytes + 1)
+            for attempt in [
+                { _ = try await kv.put(longKey, [1]) },
+                { _ = try await kv.get(longKey) },
+                { _ = try await kv.put("big", [UInt8](repeating: 0, count: KVLimits.maxValueBytes + 1)) },
+            ] as [() async throws -> Void] {
+                do {
+                    try await attempt()
+                    Issue.record("an oversized request was accepted")
+                } catch let error as ErrorMessage {
+                    #expect(error.code == .tooLarge, "\(error)")
+                }
+            }
+            await #expect(throws: ErrorMessage.self) { try await kv.put("", [1]) }
+            #expect(try await kv.get("big") == nil, "nothing of a refused write is stored")
+            try await kv.put("after", [1])
+            #expect(try await kv.get("after") == [1])
+        }
+    }
+
+    struct UnknownMessage: WireMessage {
+        static let kind = MessageKind(rawValue: 0x7D)
+        init() {}
+        init(from payload: inout ByteBuffer) throws {}
+        func encode(into payload: inout ByteBuffer) {}
+    }
+
+    /// A put whose value claims more bytes than the frame holds.
+    struct TruncatedPut: WireMessage {
+        static let kind = MessageKind.kvWrite
+        init() {}
+        init(from payload: inout ByteBuffer) throws {}
+        func encode(into payload: inout ByteBuffer) {
+            payload.writeWireString("key")
+            payload.writeInteger(UInt8(1))
+            payload.writeInteger(UInt32(1000))
+            payload.writeBytes([1, 2, 3])
+        }
+    }
+
+    @Test func truncatedAndUnknownFramesGetErrorsAndGarbageClosesOnlyItsConnection() async throws {
+        try await self.withService { kv, server async throws in
+            let wire = try await WireClient.connect(host: "127.0.0.1", port: server.port)
+            #expect(try await wire.call(UnknownMessage()).decode(as: ErrorMessage.self).code == .unknownKind)
+            let truncated = try await wire.call(TruncatedPut()).decode(as: ErrorMessage.self)
+            #expect(truncated.code == .malformed)
+            #expect(truncated.message.contains("value"))
+            #expect(try await kv.get("key") == nil)
+
+            let garbage = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connect(host: "127.0.0.1", port: server.port).get()
+            try await garbage.writeAndFlush(ByteBuffer(bytes: [UInt8](repeating: 0xFF, count: 64)))
+            try await garbage.closeFuture.get()
+
+            // Other connections, and the first one, are served as before.
+            try await kv.put("key", [7])
+            #expect(try await wire.call(KVGet(key: "key")).decode(as: KVValue.self).value == [7])
+            await wire.close()
+        }
+    }
+
+    @Test func aStoreThatCannotOpenSaysWhere() async throws {
+        do {
+            _ = try KVStore(path: "/nonexistent-dir/ferry/kv.sqlite")
+            Issue.record("opened a store in a missing directory")
+        } catch {
+            #expect("\(error)".contains("/nonexistent-dir/ferry/kv.sqlite"))
+        }
+    }
+}
