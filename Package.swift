@@ -79,6 +79,16 @@ let package = Package(
             ]
         ),
         .executableTarget(name: "ferry", dependencies: ["FerryCommands"]),
+        // The load generator the benchmarks drive Ferry and its anchors with.
+        .executableTarget(
+            name: "ferry-bench",
+            dependencies: [
+                "FerryServer",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            path: "Benchmarks/Sources/ferry-bench"
+        ),
         .testTarget(
             name: "FerryWireTests",
             dependencies: [

@@ -155,6 +155,13 @@ import Testing
         }
     }
 
+    @Test func everyCommitIsSyncedBeforeItIsAcknowledged() async throws {
+        let directory = try TestDirectory()
+        let store = try KVStore(path: directory.path + "/kv.sqlite")
+        #expect(try store.synchronousSetting == 2, "PRAGMA synchronous must be FULL on the writer")
+        try store.close()
+    }
+
     @Test func aStoreThatCannotOpenSaysWhere() async throws {
         do {
             _ = try KVStore(path: "/nonexistent-dir/ferry/kv.sqlite")

@@ -72,54 +72,63 @@ final class KVHandler: ChannelInboundHandler, Sendable {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = Self.unwrapInboundIn(data)
         let requestID = frame.header.requestID
-        let channel = context.channel
-        let store = self.store
-        if frame.header.kind == .ping {
-            context.writeAndFlush(
-                Self.wrapOutboundOut(
-                    Frame(kind: .pong, flags: .response, requestID: requestID, payload: frame.payload)
-                ),
-                promise: nil
-            )
-            return
-        }
-        Task {
-            let answer: Frame
-            do {
-                answer = try await Self.answer(frame, store: store)
-            } catch let error as ErrorMessage {
-                answer = Frame(error, flags: [.response, .error], requestID: requestID)
-            } catch {
-                answer = Frame(
-                    ErrorMessage(code: .malformed, message: "\(error)"),
-                    flags: [.response, .error],
-                    requestID: requestID
+        do {
+            switch frame.header.kind {
+            case .kvGet:
+                // Point reads run inline: a WAL snapshot read never waits for the writer.
+                let value = try self.store.getNow(try frame.decode(as: KVGet.self).key)
+                self.answer(Frame(value, flags: .response, requestID: requestID), context: context)
+            case .kvList:
+                let list = try frame.decode(as: KVList.self)
+                let entries = try self.store.listNow(prefix: list.prefix, limit: Int(list.limit))
+                self.answer(Frame(entries, flags: .response, requestID: requestID), context: context)
+            case .kvWrite:
+                // Writes wait for the group commit's fsync on the writer thread; the answer goes
+                // back through the connection's event loop.
+                let channel = context.channel
+                self.store.enqueue(try frame.decode(as: KVWrite.self)) { result in
+                    let answer: Frame
+                    switch result {
+                    case .success(let written): answer = Frame(written, flags: .response, requestID: requestID)
+                    case .failure(let error): answer = Self.errorFrame(error, requestID: requestID)
+                    }
+                    channel.writeAndFlush(answer, promise: nil)
+                }
+            case .ping:
+                self.answer(
+                    Frame(kind: .pong, flags: .response, requestID: requestID, payload: frame.payload),
+                    context: context
+                )
+            default:
+                throw ErrorMessage(
+                    code: .unknownKind,
+                    message:
+                        "the key-value service does not handle \(frame.header.kind) messages; it takes kv-get, kv-write, kv-list and ping"
                 )
             }
-            channel.writeAndFlush(answer, promise: nil)
+        } catch {
+            self.answer(Self.errorFrame(error, requestID: requestID), context: context)
         }
     }
 
-    private static func answer(_ frame: Frame, store: KVStore) async throws -> Frame {
-        let requestID = frame.header.requestID
-        switch frame.header.kind {
-        case .kvGet:
-            let value = try await store.get(try frame.decode(as: KVGet.self).key)
-            return Frame(value, flags: .response, requestID: requestID)
-        case .kvWrite:
-            let written = try await store.write(try frame.decode(as: KVWrite.self))
-            return Frame(written, flags: .response, requestID: requestID)
-        case .kvList:
-            let list = try frame.decode(as: KVList.self)
-            let entries = try await store.list(prefix: list.prefix, limit: Int(list.limit))
-            return Frame(entries, flags: .response, requestID: requestID)
-        default:
-            throw ErrorMessage(
-                code: .unknownKind,
-                message:
-                    "the key-value service does not handle \(frame.header.kind) messages; it takes kv-get, kv-write, kv-list and ping"
-            )
+    /// Answers are flushed once per read burst, so a pipelining client costs one write syscall.
+    private func answer(_ frame: Frame, context: ChannelHandlerContext) {
+        context.write(Self.wrapOutboundOut(frame), promise: nil)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        context.flush()
+        context.fireChannelReadComplete()
+    }
+
+    private static func errorFrame(_ error: any Error, requestID: UInt64) -> Frame {
+        let message: ErrorMessage
+        switch error {
+        case let error as ErrorMessage: message = error
+        case let error as FerryWireError: message = ErrorMessage(code: .malformed, message: "\(error)")
+        default: message = ErrorMessage(code: .unavailable, message: "the store failed: \(error)")
         }
+        return Frame(message, flags: [.response, .error], requestID: requestID)
     }
 }
 

@@ -16,7 +16,7 @@ import NIOConcurrencyHelpers
 public final class KVStore: Sendable {
     private struct Waiting: Sendable {
         let write: KVWrite
-        let continuation: CheckedContinuation<KVWritten, any Error>
+        let completion: @Sendable (Result<KVWritten, any Error>) -> Void
     }
 
     private struct WriterState: Sendable {
@@ -32,9 +32,6 @@ public final class KVStore: Sendable {
     /// Opens (or creates) the store at `path`.
     public init(path: String) throws {
         var configuration = Configuration()
-        configuration.prepareDatabase { db in
-            try db.execute(sql: "PRAGMA synchronous = FULL")
-        }
         configuration.label = "ferry.kv"
         // Another process (or a store still closing) may hold the lock for a moment.
         configuration.busyMode = .timeout(5)
@@ -53,10 +50,22 @@ public final class KVStore: Sendable {
                 )
             }
             try migrator.migrate(self.pool)
+            // GRDB turns WAL mode on with synchronous = NORMAL, which syncs the log only at
+            // checkpoints: a commit could be lost in a power cut. FULL syncs it at every commit.
+            // Only the writer connection commits, so that is where it must hold.
+            try self.pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
         } catch {
             throw KVStoreError.cannotOpen(path: path, reason: "\(error)")
         }
         self.path = path
+    }
+
+    /// SQLite's `synchronous` setting on the connection that commits: 2 (FULL) means every commit
+    /// is fsynced before it is acknowledged.
+    public var synchronousSetting: Int {
+        get throws {
+            try self.pool.writeWithoutTransaction { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? -1 }
+        }
     }
 
     /// Closes the database; later calls fail with an error instead of touching the file.
@@ -67,57 +76,86 @@ public final class KVStore: Sendable {
     /// The value of `key`, as of the last committed write.
     public func get(_ key: String) async throws -> KVValue {
         try KVLimits.validate(key: key)
-        return try await self.pool.read { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT value, version FROM kv WHERE key = ?", arguments: [key])
-            else {
-                return KVValue(value: nil, version: 0)
-            }
-            let value: Data = row["value"]
-            return KVValue(value: [UInt8](value), version: row["version"])
+        return try await self.pool.read { db in try Self.get(key, db) }
+    }
+
+    /// The value of `key`, read on the calling thread: a point read of a WAL snapshot that does
+    /// not wait for writers, cheaper inline on an event loop than two thread hops.
+    public func getNow(_ key: String) throws -> KVValue {
+        try KVLimits.validate(key: key)
+        // One SELECT is atomic on its own: no surrounding transaction needed.
+        return try self.pool.unsafeRead { db in try Self.get(key, db) }
+    }
+
+    private static func get(_ key: String, _ db: Database) throws -> KVValue {
+        let statement = try db.cachedStatement(sql: "SELECT value, version FROM kv WHERE key = ?")
+        guard let row = try Row.fetchOne(statement, arguments: [key]) else {
+            return KVValue(value: nil, version: 0)
         }
+        let value: Data = row[0]
+        let version: Int64 = row[1]
+        return KVValue(value: [UInt8](value), version: UInt64(version))
     }
 
     /// Keys starting with `prefix`, in key order, at most `limit`, and no more than fits in one frame.
     public func list(prefix: String, limit: Int) async throws -> KVEntries {
+        try await self.pool.read { db in try Self.list(prefix: prefix, limit: limit, db) }
+    }
+
+    /// ``list(prefix:limit:)`` on the calling thread.
+    public func listNow(prefix: String, limit: Int) throws -> KVEntries {
+        try self.pool.read { db in try Self.list(prefix: prefix, limit: limit, db) }
+    }
+
+    private static func list(prefix: String, limit: Int, _ db: Database) throws -> KVEntries {
         let limit = min(max(limit, 0), KVLimits.maxListEntries)
-        return try await self.pool.read { db in
-            // Keys in [prefix, prefix + U+10FFFF) start with prefix; the range keeps the primary key's order.
-            let rows = try Row.fetchCursor(
-                db,
-                sql: "SELECT key, value, version FROM kv WHERE key >= ? AND key < ? ORDER BY key LIMIT ?",
-                arguments: [prefix, prefix + "\u{10FFFF}", limit + 1]
-            )
-            var entries: [KVEntry] = []
-            var bytes = 0
-            var truncated = false
-            while let row = try rows.next() {
-                let key: String = row["key"]
-                let value: Data = row["value"]
-                bytes += key.utf8.count + value.count + 24
-                if entries.count == limit || bytes > KVLimits.maxPayloadLength - 4096 {
-                    truncated = true
-                    break
-                }
-                entries.append(KVEntry(key: key, value: [UInt8](value), version: row["version"]))
+        // Keys in [prefix, prefix + U+10FFFF) start with prefix; the range keeps the primary key's order.
+        let rows = try Row.fetchCursor(
+            db,
+            sql: "SELECT key, value, version FROM kv WHERE key >= ? AND key < ? ORDER BY key LIMIT ?",
+            arguments: [prefix, prefix + "\u{10FFFF}", limit + 1]
+        )
+        var entries: [KVEntry] = []
+        var bytes = 0
+        var truncated = false
+        while let row = try rows.next() {
+            let key: String = row["key"]
+            let value: Data = row["value"]
+            bytes += key.utf8.count + value.count + 24
+            if entries.count == limit || bytes > KVLimits.maxPayloadLength - 4096 {
+                truncated = true
+                break
             }
-            return KVEntries(entries: entries, truncated: truncated)
+            entries.append(KVEntry(key: key, value: [UInt8](value), version: row["version"]))
         }
+        return KVEntries(entries: entries, truncated: truncated)
     }
 
     /// Applies `write` and returns once it is durable.
     public func write(_ write: KVWrite) async throws -> KVWritten {
-        switch write.operation {
-        case .put(let value), .compareAndSet(_, let value): try KVLimits.validate(key: write.key, value: value)
-        case .delete: try KVLimits.validate(key: write.key)
+        try await withCheckedThrowingContinuation { continuation in
+            self.enqueue(write) { continuation.resume(with: $0) }
         }
-        return try await withCheckedThrowingContinuation { continuation in
-            let startDraining = self.writer.withLockedValue { state in
-                state.waiting.append(Waiting(write: write, continuation: continuation))
-                defer { state.draining = true }
-                return !state.draining
+    }
+
+    /// Queues `write` for the next group commit; `completion` runs on the writer thread once the
+    /// write is durable, or with the error that kept it from being stored.
+    public func enqueue(_ write: KVWrite, completion: @escaping @Sendable (Result<KVWritten, any Error>) -> Void) {
+        do {
+            switch write.operation {
+            case .put(let value), .compareAndSet(_, let value): try KVLimits.validate(key: write.key, value: value)
+            case .delete: try KVLimits.validate(key: write.key)
             }
-            if startDraining { self.writerQueue.async { self.drain() } }
+        } catch {
+            completion(.failure(error))
+            return
         }
+        let startDraining = self.writer.withLockedValue { state in
+            state.waiting.append(Waiting(write: write, completion: completion))
+            defer { state.draining = true }
+            return !state.draining
+        }
+        if startDraining { self.writerQueue.async { self.drain() } }
     }
 
     /// Commits batches until nobody waits.
@@ -133,29 +171,30 @@ public final class KVStore: Sendable {
                 let results = try self.pool.write { db in
                     try batch.map { try Self.apply($0.write, db) }
                 }
-                for (waiting, result) in zip(batch, results) { waiting.continuation.resume(returning: result) }
+                for (waiting, result) in zip(batch, results) { waiting.completion(.success(result)) }
             } catch {
                 let failure = ErrorMessage(
                     code: .unavailable,
                     message: "the write was not stored: \(error) (store \(self.path)); nothing of it is visible"
                 )
-                for waiting in batch { waiting.continuation.resume(throwing: failure) }
+                for waiting in batch { waiting.completion(.failure(failure)) }
             }
         }
     }
 
     private static func apply(_ write: KVWrite, _ db: Database) throws -> KVWritten {
-        let current = try Row.fetchOne(db, sql: "SELECT value, version FROM kv WHERE key = ?", arguments: [write.key])
-        let currentVersion: UInt64 = current?["version"] ?? 0
+        let select = try db.cachedStatement(sql: "SELECT value, version FROM kv WHERE key = ?")
+        let current = try Row.fetchOne(select, arguments: [write.key])
+        let currentVersion = UInt64(current.map { $0[1] as Int64 } ?? 0)
         switch write.operation {
         case .put(let value):
             return try Self.store(write.key, value, version: currentVersion + 1, db)
         case .delete:
             guard current != nil else { return KVWritten(applied: false, version: 0) }
-            try db.execute(sql: "DELETE FROM kv WHERE key = ?", arguments: [write.key])
+            try db.cachedStatement(sql: "DELETE FROM kv WHERE key = ?").execute(arguments: [write.key])
             return KVWritten(applied: true, version: 0)
         case .compareAndSet(let expected, let value):
-            let currentValue: Data? = current?["value"]
+            let currentValue: Data? = current?[0]
             guard currentValue.map({ [UInt8]($0) }) == expected else {
                 return KVWritten(applied: false, version: currentVersion)
             }
@@ -164,11 +203,12 @@ public final class KVStore: Sendable {
     }
 
     private static func store(_ key: String, _ value: [UInt8], version: UInt64, _ db: Database) throws -> KVWritten {
-        try db.execute(
-            sql:
-                "INSERT INTO kv (key, value, version) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value, version = excluded.version",
-            arguments: [key, Data(value), Int64(version)]
-        )
+        try db.cachedStatement(
+            sql: """
+                INSERT INTO kv (key, value, version) VALUES (?, ?, ?)
+                ON CONFLICT(key) DO UPDATE SET value = excluded.value, version = excluded.version
+                """
+        ).execute(arguments: [key, Data(value), Int64(version)])
         return KVWritten(applied: true, version: version)
     }
 }
