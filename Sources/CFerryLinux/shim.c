@@ -13,6 +13,10 @@
 #include <sys/uio.h>
 #include <string.h>
 #include <unistd.h>
+#include <grp.h>
+#include <arpa/inet.h>
+#include <linux/close_range.h>
+#include <sys/wait.h>
 
 int ferry_open_beneath(int dirfd, const char *path, int flags) {
     struct open_how how = {0};
@@ -76,4 +80,95 @@ int ferry_drain_signalfd(int fd) {
     int count = 0;
     while (read(fd, &info, sizeof(info)) == (ssize_t)sizeof(info)) count++;
     return count;
+}
+
+int ferry_spawn(const char *path, char *const argv[], char *const envp[], int fd, int uid, int gid, int *pid) {
+    // The child reports a failed exec through this pipe; a successful exec closes it (O_CLOEXEC).
+    int report[2];
+    if (pipe2(report, O_CLOEXEC) != 0) return -1;
+    pid_t child = fork();
+    if (child < 0) {
+        int saved = errno;
+        close(report[0]);
+        close(report[1]);
+        errno = saved;
+        return -1;
+    }
+    if (child == 0) {
+        // Only async-signal-safe calls from here on: the parent has other threads.
+        sigset_t all;
+        sigemptyset(&all);
+        sigprocmask(SIG_SETMASK, &all, NULL);
+        struct sigaction dfl;
+        memset(&dfl, 0, sizeof dfl);
+        dfl.sa_handler = SIG_DFL;
+        for (int sig = 1; sig < NSIG; sig++) sigaction(sig, &dfl, NULL);
+        if (dup2(fd, 0) < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0) goto failed;
+        if (fd > 2) close(fd);
+        // Whatever else this process has open (a library's descriptor opened without O_CLOEXEC,
+        // another client's socket) must not leak into the program: mark it all close-on-exec.
+        syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
+        if (uid != -1) {
+            gid_t group = (gid_t)gid;
+            if (setgroups(1, &group) != 0 || setgid((gid_t)gid) != 0 || setuid((uid_t)uid) != 0) goto failed;
+        }
+        execve(path, argv, envp);
+    failed: {
+        int error = errno;
+        ssize_t ignored = write(report[1], &error, sizeof error);
+        (void)ignored;
+        _exit(127);
+    }
+    }
+    close(report[1]);
+    int childError = 0;
+    ssize_t got;
+    do {
+        got = read(report[0], &childError, sizeof childError);
+    } while (got < 0 && errno == EINTR);
+    close(report[0]);
+    if (got == (ssize_t)sizeof childError) {
+        waitpid(child, NULL, 0);
+        errno = childError;
+        return -1;
+    }
+    int pidfd = (int)syscall(SYS_pidfd_open, child, 0);
+    if (pidfd < 0) {
+        int saved = errno;
+        kill(child, SIGKILL);
+        waitpid(child, NULL, 0);
+        errno = saved;
+        return -1;
+    }
+    fcntl(pidfd, F_SETFD, FD_CLOEXEC);
+    *pid = (int)child;
+    return pidfd;
+}
+
+int ferry_reap(int pid) {
+    int status = 0;
+    pid_t got;
+    do {
+        got = waitpid(pid, &status, WNOHANG);
+    } while (got < 0 && errno == EINTR);
+    return got == pid ? status : -1;
+}
+
+int ferry_accept_blocking(int fd, struct sockaddr_storage *address) {
+    socklen_t length = sizeof *address;
+    return accept4(fd, (struct sockaddr *)address, &length, SOCK_CLOEXEC);
+}
+
+int ferry_describe_address(const struct sockaddr_storage *address, char *host, size_t size) {
+    if (address->ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)address;
+        if (!inet_ntop(AF_INET, &in->sin_addr, host, (socklen_t)size)) return -1;
+        return ntohs(in->sin_port);
+    }
+    if (address->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)address;
+        if (!inet_ntop(AF_INET6, &in6->sin6_addr, host, (socklen_t)size)) return -1;
+        return ntohs(in6->sin6_port);
+    }
+    return -1;
 }

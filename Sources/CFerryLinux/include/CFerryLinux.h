@@ -46,4 +46,23 @@ int ferry_urgent_signalfd(void);
 /// Reads every pending signal from a signalfd; returns how many there were.
 int ferry_drain_signalfd(int fd);
 
+/// accept4(2) with SOCK_CLOEXEC only: the connection stays blocking, as a program started on it
+/// (inetd style) expects; the peer's address goes to `address`.
+int ferry_accept_blocking(int fd, struct sockaddr_storage *address);
+
+/// Writes the numeric host of `address` into `host` (at least 64 bytes) and returns its port, or -1.
+int ferry_describe_address(const struct sockaddr_storage *address, char *host, size_t size);
+
+/// Starts `path` with `argv` and `envp`, its standard input, output and error all `fd` (the
+/// inetd convention), every signal back to its default disposition and unblocked, and, when `uid`
+/// is not -1, running as `uid`/`gid` with no supplementary groups. Every other descriptor of ours
+/// is closed on exec, whether or not it was opened with O_CLOEXEC.
+///
+/// Returns a pidfd for the child (poll it: readable once the child exits) and stores its pid in
+/// `pid`; or -1 with errno set, including the child's own errno when exec failed.
+int ferry_spawn(const char *path, char *const argv[], char *const envp[], int fd, int uid, int gid, int *pid);
+
+/// Reaps the exited child `pid`; returns its wait status, or -1.
+int ferry_reap(int pid);
+
 #endif

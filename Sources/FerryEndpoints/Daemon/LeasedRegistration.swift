@@ -45,6 +45,7 @@ public final class LeasedRegistration: Service, Sendable {
 
     public func run() async throws {
         var client: EndpointClient?
+        var failing = false
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             do {
                 if client?.isActive != true {
@@ -56,10 +57,17 @@ public final class LeasedRegistration: Service, Sendable {
                     )
                 }
                 try await self.keepLease(client!)
+                if failing {
+                    self.logger.info("'\(self.name)' is registered at \(self.daemonHost):\(self.daemonPort) again")
+                    failing = false
+                }
             } catch {
-                self.logger.warning(
+                // Warn once per outage, not at every retry.
+                self.logger.log(
+                    level: failing ? .debug : .warning,
                     "cannot keep '\(self.name)' registered at the endpoint daemon \(self.daemonHost):\(self.daemonPort): \(error); retrying in \(self.renewalInterval)"
                 )
+                failing = true
                 await client?.close()
                 client = nil
             }

@@ -1,0 +1,32 @@
+import ArgumentParser
+import FerryEndpoints
+import Logging
+import ServiceLifecycle
+
+/// `ferry superserver`: inetd, with leases at the endpoint daemon.
+struct SuperserverCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "superserver",
+        abstract: "Listen on every endpoint of a configuration and start each service when a client arrives.",
+        discussion: """
+            Prints 'listening on HOST:PORT NAME' for every endpoint, then serves until SIGINT or \
+            SIGTERM. SIGHUP reloads the file; established connections stay, and a bad file is \
+            refused with its line and field while the running configuration stays. \
+            See Examples/superserver.yaml for the format.
+            """
+    )
+
+    @Option(help: "The configuration file (YAML).")
+    var config: String
+
+    func run() async throws {
+        let logger = Logger(label: "ferry.superserver")
+        let configuration = try SuperserverConfiguration.load(path: self.config)
+        let superserver = try Superserver(configuration: configuration, configurationPath: self.config, logger: logger)
+        for bound in superserver.bound {
+            printLine("listening on \(bound.address) \(bound.name)")
+        }
+        try await ServiceGroup(services: [superserver], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            .run()
+    }
+}

@@ -1,0 +1,534 @@
+import CFerryLinux
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import ServiceLifecycle
+import UnixSignals
+
+/// The superserver (the seed's inetd): one process listens on every configured endpoint and
+/// starts the service behind it only when a client arrives.
+///
+/// One activator thread polls every listening socket and every running child (through its pidfd).
+/// A `nowait` service gets a new process per connection with the connection as its standard
+/// input, output and error; a `wait` service's process gets the listening socket itself and the
+/// superserver stops watching it until that process exits; `builtin` services (echo, discard,
+/// daytime, chargen) are served in process. Each service is registered at the endpoint daemon.
+/// A reload (SIGHUP) keeps the socket of every service whose protocol and address did not change,
+/// so no established connection is dropped; a bad configuration is refused and the running one
+/// stays.
+public final class Superserver: Service, Sendable {
+    /// A bound service, as the superserver announces it.
+    public struct Bound: Sendable, Equatable {
+        public let name: String
+        public let transport: SuperserverConfiguration.TransportProtocol
+        public let address: ServiceEndpoint
+    }
+
+    final class Listener: @unchecked Sendable {
+        // Guarded by the superserver's lock.
+        var service: SuperserverConfiguration.Service
+        let fd: Int32
+        let address: ServiceEndpoint
+        var instances = 0
+        /// The pid of the `wait` process that holds the socket now.
+        var lentTo: Int32?
+        var buckets: [String: (tokens: Double, last: ContinuousClock.Instant)] = [:]
+
+        init(service: SuperserverConfiguration.Service, fd: Int32, address: ServiceEndpoint) {
+            self.service = service
+            self.fd = fd
+            self.address = address
+        }
+    }
+
+    struct Child {
+        let pid: Int32
+        let listener: Listener
+    }
+
+    struct State {
+        var configuration: SuperserverConfiguration
+        var listeners: [String: Listener] = [:]
+        var children: [Int32: Child] = [:]  // by pidfd
+        var retired: [Int32] = []  // listening sockets to close on the activator thread
+        var running = true
+        var registrations: [String: Task<Void, Never>] = [:]
+    }
+
+    private let state: NIOLockedValueBox<State>
+    private let wake: Int32
+    private let logger: Logger
+    private let configurationPath: String?
+
+    /// Every bound service, in configuration order.
+    public var bound: [Bound] {
+        self.state.withLockedValue { state in
+            state.configuration.services.compactMap { service in
+                state.listeners[service.socketKey].map {
+                    Bound(name: $0.service.name, transport: $0.service.transport, address: $0.address)
+                }
+            }
+        }
+    }
+
+    /// Binds every service's socket and starts serving them.
+    ///
+    /// - Parameter configurationPath: the file a SIGHUP reloads, if any.
+    public init(
+        configuration: SuperserverConfiguration,
+        configurationPath: String? = nil,
+        logger: Logger = Logger(label: "ferry.superserver")
+    ) throws {
+        self.logger = logger
+        self.configurationPath = configurationPath
+        self.wake = eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
+        var listeners: [String: Listener] = [:]
+        do {
+            for service in configuration.services {
+                listeners[service.socketKey] = try Self.bind(service)
+            }
+        } catch {
+            for listener in listeners.values { close(listener.fd) }
+            close(self.wake)
+            throw error
+        }
+        self.state = NIOLockedValueBox(State(configuration: configuration, listeners: listeners))
+        self.updateRegistrations()
+        let thread = Thread { [self] in self.activate() }
+        thread.name = "ferry-superserver"
+        thread.start()
+    }
+
+    /// Serves until graceful shutdown; reloads the configuration file on SIGHUP.
+    public func run() async throws {
+        await withTaskGroup(of: Void.self) { group in
+            if let path = self.configurationPath {
+                group.addTask {
+                    for await _ in await UnixSignalsSequence(trapping: .sighup) {
+                        do {
+                            try self.reload(try SuperserverConfiguration.load(path: path))
+                        } catch {
+                            self.logger.error("reload refused, the running configuration stays: \(error)")
+                        }
+                    }
+                }
+            }
+            try? await gracefulShutdown()
+            group.cancelAll()
+        }
+        self.stop()
+    }
+
+    /// Stops listening. Processes already started run on; their connections are theirs.
+    public func stop() {
+        let registrations = self.state.withLockedValue { state in
+            state.running = false
+            defer { state.registrations = [:] }
+            return Array(state.registrations.values)
+        }
+        for task in registrations { task.cancel() }
+        self.poke()
+    }
+
+    /// Replaces the configuration. Services whose protocol and address are unchanged keep their
+    /// socket (and every connection on it); new ones are bound before anything changes, so a
+    /// socket that cannot be bound leaves the running configuration as it was.
+    public func reload(_ configuration: SuperserverConfiguration) throws {
+        let existing = self.state.withLockedValue { $0.listeners }
+        var added: [String: Listener] = [:]
+        do {
+            for service in configuration.services where Self.kept(for: service, in: existing) == nil {
+                added[service.socketKey] = try Self.bind(service)
+            }
+        } catch {
+            for listener in added.values { close(listener.fd) }
+            throw error
+        }
+        self.state.withLockedValue { state in
+            var listeners: [String: Listener] = [:]
+            for service in configuration.services {
+                if let kept = Self.kept(for: service, in: state.listeners) {
+                    kept.service = service
+                    listeners[service.socketKey] = kept
+                } else {
+                    listeners[service.socketKey] = added[service.socketKey]
+                }
+            }
+            let keptSockets = Set(listeners.values.map(\.fd))
+            for listener in state.listeners.values where !keptSockets.contains(listener.fd) {
+                state.retired.append(listener.fd)
+            }
+            state.listeners = listeners
+            state.configuration = configuration
+        }
+        self.updateRegistrations()
+        self.poke()
+        self.logger.info(
+            "reloaded: \(configuration.services.count) services, \(added.count) newly bound; established connections kept"
+        )
+    }
+
+    /// The socket a reloaded service keeps: the one with its key, or the one already bound to the
+    /// address it names (a service first given port 0 and then its bound port keeps its socket).
+    private static func kept(
+        for service: SuperserverConfiguration.Service,
+        in listeners: [String: Listener]
+    ) -> Listener? {
+        listeners[service.socketKey]
+            ?? listeners.values.first {
+                service.listen.port != 0 && $0.service.transport == service.transport && $0.address == service.listen
+            }
+    }
+
+    // MARK: - Sockets
+
+    private static func bind(_ service: SuperserverConfiguration.Service) throws -> Listener {
+        let address: SocketAddress
+        do {
+            address = try SocketAddress.makeAddressResolvingHost(service.listen.host, port: service.listen.port)
+        } catch {
+            throw SuperserverError.cannotBind(service: service.name, address: "\(service.listen)", reason: "\(error)")
+        }
+        let family = address.protocol.rawValue
+        let type = service.transport == .tcp ? SOCK_STREAM : SOCK_DGRAM
+        let fd = socket(family, Int32(type.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else {
+            throw SuperserverError.cannotBind(
+                service: service.name,
+                address: "\(service.listen)",
+                reason: String(cString: strerror(errno))
+            )
+        }
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        let bound = address.withSockAddr { pointer, size in Glibc.bind(fd, pointer, socklen_t(size)) }
+        guard bound == 0, service.transport == .udp || listen(fd, 128) == 0 else {
+            let reason = String(cString: strerror(errno))
+            close(fd)
+            throw SuperserverError.cannotBind(service: service.name, address: "\(service.listen)", reason: reason)
+        }
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        _ = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        let port = Self.describe(storage)?.port ?? service.listen.port
+        return Listener(service: service, fd: fd, address: ServiceEndpoint(host: service.listen.host, port: port))
+    }
+
+    static func describe(_ storage: sockaddr_storage) -> (host: String, port: Int)? {
+        var storage = storage
+        var host = [CChar](repeating: 0, count: 64)
+        let port = ferry_describe_address(&storage, &host, host.count)
+        guard port >= 0 else { return nil }
+        return (String(cString: host), Int(port))
+    }
+
+    private func poke() {
+        var one: UInt64 = 1
+        _ = write(self.wake, &one, 8)
+    }
+
+    // MARK: - The activator thread
+
+    private func activate() {
+        while true {
+            var descriptors: [pollfd] = [pollfd(fd: self.wake, events: Int16(POLLIN), revents: 0)]
+            var listeners: [Listener] = []
+            var children: [Int32] = []
+            let running = self.state.withLockedValue { state -> Bool in
+                for fd in state.retired { close(fd) }
+                state.retired = []
+                guard state.running else {
+                    for listener in state.listeners.values { close(listener.fd) }
+                    state.listeners = [:]
+                    return false
+                }
+                for listener in state.listeners.values where listener.lentTo == nil {
+                    listeners.append(listener)
+                    descriptors.append(pollfd(fd: listener.fd, events: Int16(POLLIN), revents: 0))
+                }
+                for pidfd in state.children.keys {
+                    children.append(pidfd)
+                    descriptors.append(pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0))
+                }
+                return true
+            }
+            guard running else { break }
+            let ready = poll(&descriptors, nfds_t(descriptors.count), -1)
+            if ready < 0 { continue }  // EINTR
+            if descriptors[0].revents != 0 {
+                var count: UInt64 = 0
+                _ = read(self.wake, &count, 8)
+            }
+            for (index, listener) in listeners.enumerated() where descriptors[1 + index].revents != 0 {
+                self.serve(listener)
+            }
+            for (index, pidfd) in children.enumerated() where descriptors[1 + listeners.count + index].revents != 0 {
+                self.reap(pidfd)
+            }
+        }
+        close(self.wake)
+    }
+
+    private func serve(_ listener: Listener) {
+        let service = self.state.withLockedValue { _ in listener.service }
+        switch (service.transport, service.mode) {
+        case (_, .wait):
+            self.start(service, listener: listener, socket: listener.fd, remote: nil)
+        case (.tcp, _):
+            var storage = sockaddr_storage()
+            let connection = ferry_accept_blocking(listener.fd, &storage)
+            guard connection >= 0 else { return }
+            let remote = Self.describe(storage)?.host ?? "unknown"
+            guard self.admit(listener, from: remote) else {
+                close(connection)
+                return
+            }
+            if service.mode == .builtin {
+                self.serveBuiltin(service, connection: connection, listener: listener)
+            } else {
+                self.start(service, listener: listener, socket: connection, remote: remote)
+                close(connection)
+            }
+        case (.udp, _):
+            self.answerDatagram(service, listener: listener)
+        }
+    }
+
+    /// Applies the per-source rate and the instance limit; counts an instance when admitted.
+    private func admit(_ listener: Listener, from remote: String) -> Bool {
+        let refusal: String? = self.state.withLockedValue { _ in
+            let service = listener.service
+            if service.perSourceRate > 0 {
+                let now = ContinuousClock.now
+                let rate = Double(service.perSourceRate)
+                var bucket = listener.buckets[remote] ?? (tokens: rate, last: now)
+                let elapsed = now - bucket.last
+                let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+                bucket = (tokens: min(rate, bucket.tokens + seconds * rate), last: now)
+                if listener.buckets.count > 10_000 { listener.buckets = [:] }
+                guard bucket.tokens >= 1 else {
+                    listener.buckets[remote] = bucket
+                    return "more than \(service.perSourceRate) connections per second from \(remote) (per_source_rate)"
+                }
+                bucket.tokens -= 1
+                listener.buckets[remote] = bucket
+            }
+            guard listener.instances < service.maxInstances else {
+                return "\(service.maxInstances) instances already running (max_instances)"
+            }
+            listener.instances += 1
+            return nil
+        }
+        if let refusal {
+            self.logger.warning("refused a connection to \(listener.service.name) from \(remote): \(refusal)")
+            return false
+        }
+        return true
+    }
+
+    private func release(_ listener: Listener) {
+        self.state.withLockedValue { _ in listener.instances -= 1 }
+    }
+
+    /// Starts the service's program on `socket`.
+    private func start(_ service: SuperserverConfiguration.Service, listener: Listener, socket: Int32, remote: String?)
+    {
+        guard let program = service.program else { return }
+        var uid: Int32 = -1
+        var gid: Int32 = -1
+        if let user = service.user, let entry = getpwnam(user) {
+            uid = Int32(bitPattern: entry.pointee.pw_uid)
+            gid = Int32(bitPattern: entry.pointee.pw_gid)
+        }
+        var environment = ["PATH": "/usr/local/bin:/usr/bin:/bin", "FERRY_SERVICE": service.name]
+        if let remote { environment["REMOTE_ADDR"] = remote }
+        environment.merge(service.environment) { _, configured in configured }
+        let argv = [URL(fileURLWithPath: program).lastPathComponent] + service.args
+        let envp = environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+        var pid: Int32 = 0
+        let pidfd = withCStrings(argv) { argv in
+            withCStrings(envp) { envp in ferry_spawn(program, argv, envp, socket, uid, gid, &pid) }
+        }
+        guard pidfd >= 0 else {
+            let reason = String(cString: strerror(errno))
+            self.logger.error("cannot start \(program) for \(service.name): \(reason)")
+            if service.mode != .wait { self.release(listener) }
+            return
+        }
+        self.state.withLockedValue { state in
+            state.children[pidfd] = Child(pid: pid, listener: listener)
+            if service.mode == .wait {
+                listener.lentTo = pid
+                listener.instances += 1
+            }
+        }
+        self.logger.debug("started \(program) (pid \(pid)) for \(service.name)\(remote.map { " from \($0)" } ?? "")")
+    }
+
+    private func reap(_ pidfd: Int32) {
+        guard let child = self.state.withLockedValue({ $0.children.removeValue(forKey: pidfd) }) else { return }
+        let status = ferry_reap(child.pid)
+        close(pidfd)
+        self.state.withLockedValue { _ in
+            child.listener.instances -= 1
+            if child.listener.lentTo == child.pid { child.listener.lentTo = nil }
+        }
+        if status != 0 {
+            self.logger.info("\(child.listener.service.name): pid \(child.pid) exited with status \(status >> 8)")
+        }
+    }
+
+    // MARK: - Builtins
+
+    private func serveBuiltin(_ service: SuperserverConfiguration.Service, connection: Int32, listener: Listener) {
+        let builtin = service.builtin ?? .echo
+        let thread = Thread { [self] in
+            Self.runBuiltin(builtin, connection: connection)
+            close(connection)
+            self.release(listener)
+        }
+        thread.name = "ferry-\(builtin.rawValue)"
+        thread.start()
+    }
+
+    /// One TCP connection of a builtin service, on its own thread (RFC 862, 863, 867, 864).
+    static func runBuiltin(_ builtin: SuperserverConfiguration.Builtin, connection: Int32) {
+        var buffer = [UInt8](repeating: 0, count: 16 * 1024)
+        switch builtin {
+        case .echo:
+            while true {
+                let count = read(connection, &buffer, buffer.count)
+                guard count > 0, sendAll(connection, buffer[0..<count]) else { return }
+            }
+        case .discard:
+            while read(connection, &buffer, buffer.count) > 0 {}
+        case .daytime:
+            _ = sendAll(connection, Array(Self.daytime().utf8)[...])
+        case .chargen:
+            var offset = 0
+            while true {
+                var block: [UInt8] = []
+                for _ in 0..<100 {
+                    block += Self.chargenLine(offset)
+                    offset += 1
+                }
+                guard sendAll(connection, block[...]) else { return }
+            }
+        }
+    }
+
+    private func answerDatagram(_ service: SuperserverConfiguration.Service, listener: Listener) {
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let count = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                recvfrom(listener.fd, &buffer, buffer.count, Int32(MSG_DONTWAIT), $0, &length)
+            }
+        }
+        guard count >= 0 else { return }
+        let remote = Self.describe(storage)?.host ?? "unknown"
+        // The rate limit matters most here: a forged source turns chargen and echo into amplifiers.
+        guard self.admit(listener, from: remote) else { return }
+        defer { self.release(listener) }
+        let reply: [UInt8]
+        switch service.builtin ?? .echo {
+        case .echo: reply = Array(buffer[0..<count])
+        case .discard: return
+        case .daytime: reply = Array(Self.daytime().utf8)
+        case .chargen: reply = Array(Self.chargenLine(Int.random(in: 0..<95)).prefix(Int.random(in: 1...74)))
+        }
+        _ = withUnsafePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { address in
+                reply.withUnsafeBytes {
+                    sendto(listener.fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT), address, length)
+                }
+            }
+        }
+    }
+
+    static func daytime() -> String {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.dateFormat = "EEEE, MMMM d, yyyy HH:mm:ss-zzz"
+        return formatter.string(from: Date()) + "\r\n"
+    }
+
+    /// Line `n` of chargen: 72 printable characters rotating by one each line, then CR LF.
+    static func chargenLine(_ n: Int) -> [UInt8] {
+        (0..<72).map { UInt8(32 + (n + $0) % 95) } + [13, 10]
+    }
+
+    // MARK: - Registration
+
+    private func updateRegistrations() {
+        self.state.withLockedValue { state in
+            guard state.running, let daemon = state.configuration.endpoints else { return }
+            var wanted: [String: LeasedRegistration] = [:]
+            for listener in state.listeners.values {
+                let service = listener.service
+                let key = "\(service.name) \(listener.address)"
+                guard state.registrations[key] == nil else { continue }
+                wanted[key] = LeasedRegistration(
+                    name: service.name,
+                    endpoints: [listener.address],
+                    metadata: [
+                        "protocol": service.transport.rawValue, "mode": service.mode.rawValue, "via": "superserver",
+                    ],
+                    daemonHost: daemon.host,
+                    daemonPort: daemon.port,
+                    logger: self.logger
+                )
+            }
+            let current = Set(state.listeners.values.map { "\($0.service.name) \($0.address)" })
+            for (key, task) in state.registrations where !current.contains(key) {
+                task.cancel()
+                state.registrations[key] = nil
+            }
+            for (key, registration) in wanted {
+                state.registrations[key] = Task { try? await registration.run() }
+            }
+        }
+    }
+}
+
+/// Why the superserver could not start a service.
+public enum SuperserverError: Error, CustomStringConvertible {
+    case cannotBind(service: String, address: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case .cannotBind(let service, let address, let reason):
+            "cannot listen on \(address) for service '\(service)': \(reason); is something else using that port?"
+        }
+    }
+}
+
+private func sendAll(_ fd: Int32, _ bytes: ArraySlice<UInt8>) -> Bool {
+    var rest = bytes
+    while !rest.isEmpty {
+        let sent = rest.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        if sent < 0 && errno == EINTR { continue }
+        guard sent > 0 else { return false }
+        rest = rest.dropFirst(sent)
+    }
+    return true
+}
+
+/// Calls `body` with a NULL-terminated C array of `strings`.
+private func withCStrings<Result>(
+    _ strings: [String],
+    _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> Result
+) -> Result {
+    var pointers: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) }
+    pointers.append(nil)
+    defer { for pointer in pointers { free(pointer) } }
+    return pointers.withUnsafeBufferPointer { body($0.baseAddress!) }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

@@ -1,0 +1,327 @@
+import FerryEndpoints
+import Foundation
+import Logging
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A blocking TCP or UDP client with a receive timeout, so a test that fails does not hang.
+struct TestSocket: Equatable {
+    let fd: Int32
+
+    init?(port: Int, udp: Bool = false) {
+        self.fd = socket(AF_INET, Int32((udp ? SOCK_DGRAM : SOCK_STREAM).rawValue), 0)
+        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(self.fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(self.fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard connected == 0 else {
+            Glibc.close(self.fd)
+            return nil
+        }
+    }
+
+    func send(_ text: String) {
+        _ = Array(text.utf8).withUnsafeBytes { Glibc.send(self.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    }
+
+    /// Reads until `count` bytes arrived or the peer closed; nil when nothing came in 5 s.
+    func receive(atLeast count: Int = 1) -> String? {
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while bytes.count < count {
+            let got = recv(self.fd, &buffer, buffer.count, 0)
+            if got < 0 { return bytes.isEmpty ? nil : String(decoding: bytes, as: UTF8.self) }
+            if got == 0 { break }
+            bytes += buffer[0..<got]
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// True when the peer closed the connection without sending anything.
+    var isClosedByPeer: Bool {
+        var byte: UInt8 = 0
+        return recv(self.fd, &byte, 1, 0) == 0
+    }
+
+    func close() { Glibc.close(self.fd) }
+}
+
+@Suite struct SuperserverTests {
+    static let logger: Logger = {
+        var logger = Logger(label: "test.superserver")
+        logger.logLevel = .critical
+        return logger
+    }()
+
+    static func start(_ yaml: String) throws -> Superserver {
+        try Superserver(configuration: try SuperserverConfiguration.parse(yaml), logger: Self.logger)
+    }
+
+    static func port(_ superserver: Superserver, _ name: String) throws -> Int {
+        try #require(superserver.bound.first { $0.name == name }).address.port
+    }
+
+    @Test func theShippedExampleParses() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        let configuration = try SuperserverConfiguration.load(path: root.path + "/Examples/superserver.yaml")
+        #expect(configuration.services.map(\.name) == ["echo", "daytime", "cat"])
+        let cat = try #require(configuration.services.last)
+        #expect(cat.mode == .nowait && cat.program == "/bin/cat" && cat.maxInstances == 16)
+        #expect(configuration.endpoints == ServiceEndpoint(host: "127.0.0.1", port: 7411))
+    }
+
+    @Test(
+        arguments: [
+            (
+                "services:\n  - name: echo\n    listen: 127.0.0.1:0\n    mode: builtin\n    builtin: echo\n    colour: red\n",
+                6, "colour"
+            ),
+            (
+                "services:\n  - name: a\n    listen: 127.0.0.1:7\n    mode: builtin\n    builtin: echo\n  - name: b\n    listen: 127.0.0.1:7\n    mode: builtin\n    builtin: echo\n",
+                6, "listen"
+            ),
+            ("services:\n  - name: c\n    listen: 127.0.0.1:0\n    mode: nowait\n", 2, "program"),
+            (
+                "services:\n  - name: c\n    listen: 127.0.0.1:0\n    mode: nowait\n    program: /etc/passwd\n", 5,
+                "program"
+            ),
+            (
+                "services:\n  - name: c\n    listen: 127.0.0.1:0\n    protocol: udp\n    mode: nowait\n    program: /bin/cat\n",
+                5, "mode"
+            ),
+            ("services:\n  - name: c\n    listen: 127.0.0.1:0\n    mode: sometimes\n", 4, "mode"),
+            ("services:\n  - name: c\n    listen: nowhere\n    mode: builtin\n    builtin: echo\n", 3, "listen"),
+            (
+                "services:\n  - name: c\n    listen: 127.0.0.1:0\n    mode: builtin\n    builtin: echo\n    max_instances: 0\n",
+                6, "max_instances"
+            ),
+            (
+                "services:\n  - name: c\n    listen: 127.0.0.1:0\n    mode: builtin\n    builtin: echo\n    user: no-such-user-here\n",
+                6, "user"
+            ),
+            ("services:\n  - name: [unclosed\n", 3, nil),
+            ("daemon: 1\nservices: []\n", 1, "daemon"),
+        ] as [(String, Int, String?)]
+    )
+    func aBadConfigurationNamesItsLineAndField(yaml: String, line: Int, field: String?) {
+        do {
+            _ = try SuperserverConfiguration.parse(yaml, file: "test.yaml")
+            Issue.record("accepted:\n\(yaml)")
+        } catch let error as SuperserverConfigurationError {
+            #expect(error.line == line, "\(error)")
+            #expect(error.field == field, "\(error)")
+            #expect("\(error)".hasPrefix("test.yaml:\(line)"))
+        } catch {
+            Issue.record("unexpected \(error)")
+        }
+    }
+
+    @Test func builtinsAnswerOverTCPAndUDP() throws {
+        let superserver = try Self.start(
+            """
+            endpoints: off
+            services:
+              - {name: echo, listen: "127.0.0.1:0", mode: builtin, builtin: echo}
+              - {name: echo-udp, listen: "127.0.0.1:0", protocol: udp, mode: builtin, builtin: echo}
+              - {name: daytime, listen: "127.0.0.1:0", mode: builtin, builtin: daytime}
+              - {name: chargen, listen: "127.0.0.1:0", mode: builtin, builtin: chargen}
+            """
+        )
+        defer { superserver.stop() }
+        let echo = try #require(TestSocket(port: try Self.port(superserver, "echo")))
+        echo.send("ping\n")
+        #expect(echo.receive(atLeast: 5) == "ping\n")
+        echo.close()
+
+        let udp = try #require(TestSocket(port: try Self.port(superserver, "echo-udp"), udp: true))
+        udp.send("datagram")
+        #expect(udp.receive() == "datagram")
+        udp.close()
+
+        let daytime = try #require(TestSocket(port: try Self.port(superserver, "daytime")))
+        let time = try #require(daytime.receive(atLeast: 1000))
+        #expect(time.hasSuffix("\r\n") && time.contains(String(Calendar.current.component(.year, from: Date()))))
+        daytime.close()
+
+        let chargen = try #require(TestSocket(port: try Self.port(superserver, "chargen")))
+        let lines = try #require(chargen.receive(atLeast: 148)).components(separatedBy: "\r\n")
+        #expect(lines[0].hasPrefix(" !\"#$%&'()*+,-./0123456789") && lines[0].count == 72)
+        #expect(lines[1].hasPrefix("!\"#$%&'()*+,-./0123456789:"), "each line rotates by one")
+        chargen.close()
+    }
+
+    @Test func nowaitStartsAProcessPerConnectionOnTheSocket() throws {
+        let superserver = try Self.start(
+            """
+            endpoints: off
+            services:
+              - {name: cat, listen: "127.0.0.1:0", mode: nowait, program: /bin/cat}
+              - {name: env, listen: "127.0.0.1:0", mode: nowait, program: /usr/bin/env, env: {GREETING: hello}}
+            """
+        )
+        defer { superserver.stop() }
+        let port = try Self.port(superserver, "cat")
+        let first = try #require(TestSocket(port: port))
+        let second = try #require(TestSocket(port: port))
+        first.send("one\n")
+        second.send("two\n")
+        #expect(second.receive(atLeast: 4) == "two\n")
+        #expect(first.receive(atLeast: 4) == "one\n")
+        first.close()
+        second.close()
+
+        let env = try #require(TestSocket(port: try Self.port(superserver, "env")))
+        let environment = try #require(env.receive(atLeast: 10_000))
+        #expect(environment.contains("FERRY_SERVICE=env\n"))
+        #expect(environment.contains("REMOTE_ADDR=127.0.0.1\n"))
+        #expect(environment.contains("GREETING=hello\n"))
+        env.close()
+    }
+
+    @Test func waitHandsTheListeningSocketToOneProcessAndTakesItBack() throws {
+        // The program accepts one connection itself, answers with its pid, and exits.
+        let superserver = try Self.start(
+            """
+            endpoints: off
+            services:
+              - name: once
+                listen: "127.0.0.1:0"
+                mode: wait
+                program: /usr/bin/python3
+                args: ["-c", "import os, socket; s = socket.socket(fileno=0); c, _ = s.accept(); c.sendall(str(os.getpid()).encode()); c.close()"]
+            """
+        )
+        defer { superserver.stop() }
+        let port = try Self.port(superserver, "once")
+        let first = try #require(TestSocket(port: port))
+        let firstPID = try #require(first.receive(atLeast: 100))
+        first.close()
+        // After that process exits the superserver watches the socket again and starts another.
+        let second = try #require(TestSocket(port: port))
+        let secondPID = try #require(second.receive(atLeast: 100))
+        second.close()
+        #expect(!firstPID.isEmpty && !secondPID.isEmpty && firstPID != secondPID)
+    }
+
+    @Test func instanceAndRateLimitsRefuseTheExcessAndServeTheRest() throws {
+        let superserver = try Self.start(
+            """
+            endpoints: off
+            services:
+              - {name: one-at-a-time, listen: "127.0.0.1:0", mode: nowait, program: /bin/cat, max_instances: 1}
+              - {name: slow, listen: "127.0.0.1:0", mode: builtin, builtin: echo, per_source_rate: 1}
+            """
+        )
+        defer { superserver.stop() }
+        let port = try Self.port(superserver, "one-at-a-time")
+        let holder = try #require(TestSocket(port: port))
+        holder.send("mine\n")
+        #expect(holder.receive(atLeast: 5) == "mine\n")
+        let refused = try #require(TestSocket(port: port))
+        #expect(refused.isClosedByPeer, "a second instance is refused while the first runs")
+        refused.close()
+        holder.close()
+        // Once the first process has exited, a client is served again.
+        var served = false
+        let deadline = ContinuousClock.now + .seconds(10)
+        while !served && ContinuousClock.now < deadline {
+            guard let retry = TestSocket(port: port) else { continue }
+            retry.send("again\n")
+            served = retry.receive(atLeast: 6) == "again\n"
+            retry.close()
+        }
+        #expect(served)
+
+        let slow = try Self.port(superserver, "slow")
+        let allowed = try #require(TestSocket(port: slow))
+        allowed.send("x")
+        #expect(allowed.receive() == "x")
+        let throttled = try #require(TestSocket(port: slow))
+        #expect(throttled.isClosedByPeer, "a second connection within the second is refused")
+        throttled.close()
+        allowed.close()
+    }
+
+    @Test func aReloadKeepsEstablishedConnectionsAndABadOneChangesNothing() throws {
+        let superserver = try Self.start(
+            """
+            endpoints: off
+            services:
+              - {name: cat, listen: "127.0.0.1:0", mode: nowait, program: /bin/cat}
+              - {name: echo, listen: "127.0.0.1:0", mode: builtin, builtin: echo}
+            """
+        )
+        defer { superserver.stop() }
+        let catPort = try Self.port(superserver, "cat")
+        let echoPort = try Self.port(superserver, "echo")
+        let established = try #require(TestSocket(port: catPort))
+        established.send("before\n")
+        #expect(established.receive(atLeast: 7) == "before\n")
+        let echoing = try #require(TestSocket(port: echoPort))
+
+        #expect(throws: SuperserverConfigurationError.self) {
+            try superserver.reload(try SuperserverConfiguration.parse("services:\n  - name: broken\n"))
+        }
+        #expect(superserver.bound.map(\.name) == ["cat", "echo"], "a refused reload changes nothing")
+
+        // cat is gone, echo stays on its socket, daytime is new.
+        try superserver.reload(
+            try SuperserverConfiguration.parse(
+                """
+                endpoints: off
+                services:
+                  - {name: echo, listen: "127.0.0.1:\(echoPort)", mode: builtin, builtin: echo}
+                  - {name: daytime, listen: "127.0.0.1:0", mode: builtin, builtin: daytime}
+                """
+            )
+        )
+        #expect(superserver.bound.map(\.name) == ["echo", "daytime"])
+        established.send("after\n")
+        #expect(established.receive(atLeast: 6) == "after\n", "the cat process keeps its connection")
+        echoing.send("still\n")
+        #expect(echoing.receive(atLeast: 6) == "still\n", "the builtin keeps its connection")
+        established.close()
+        echoing.close()
+        let newcomer = try #require(TestSocket(port: echoPort))
+        newcomer.send("new\n")
+        #expect(newcomer.receive(atLeast: 4) == "new\n", "the kept socket takes new clients")
+        newcomer.close()
+        #expect(TestSocket(port: catPort) == nil, "the removed service's port is closed")
+        let daytime = try #require(TestSocket(port: try Self.port(superserver, "daytime")))
+        #expect(daytime.receive(atLeast: 1000)?.hasSuffix("\r\n") == true)
+        daytime.close()
+    }
+
+    @Test func servicesAreRegisteredAtTheEndpointDaemon() async throws {
+        let daemon = try await EndpointDaemon.bind(port: 0, logger: Self.logger)
+        let superserver = try Self.start(
+            """
+            endpoints: 127.0.0.1:\(daemon.port)
+            services:
+              - {name: echo, listen: "127.0.0.1:0", mode: builtin, builtin: echo}
+            """
+        )
+        let client = try await EndpointClient.connect(port: daemon.port)
+        var registered: [EndpointEntry] = []
+        for try await change in client.watch("echo") where !change.entries.isEmpty {
+            registered = change.entries
+            break
+        }
+        #expect(registered.first?.endpoints.first?.port == (try Self.port(superserver, "echo")))
+        #expect(registered.first?.metadata["mode"] == "builtin")
+        superserver.stop()
+        await client.close()
+        await daemon.close()
+    }
+}
