@@ -22,7 +22,8 @@ struct SuperserverCommand: AsyncParsableCommand {
     func run() async throws {
         let logger = Logger(label: "ferry.superserver")
         let configuration = try SuperserverConfiguration.load(path: self.config)
-        let superserver = try Superserver(configuration: configuration, configurationPath: self.config, logger: logger)
+        let superserver = try Superserver(configuration: configuration, logger: logger)
+        await superserver.reloadOnHangup(from: self.config)
         for bound in superserver.bound {
             printLine("listening on \(bound.address) \(bound.name)")
         }

@@ -24,7 +24,8 @@ import FoundationNetworking
         private var lines: [String] = []
         private var pending = Data()
 
-        init(_ arguments: [String]) throws {
+        /// - Parameter mergingStandardError: read the process's log lines with its output.
+        init(_ arguments: [String], mergingStandardError: Bool = false) throws {
             guard let ferry = FerryProcessTests.ferry else {
                 throw CocoaError(
                     .fileNoSuchFile,
@@ -34,7 +35,7 @@ import FoundationNetworking
             self.process.executableURL = ferry
             self.process.arguments = arguments
             self.process.standardOutput = self.output
-            self.process.standardError = FileHandle.nullDevice
+            self.process.standardError = mergingStandardError ? self.output : FileHandle.nullDevice
             try self.process.run()
         }
 
@@ -241,6 +242,65 @@ import FoundationNetworking
         #expect(present >= acknowledged.count)
         await client.close()
         #expect(server.stop(SIGTERM) == 0)
+    }
+}
+
+extension FerryProcessTests {
+    @Test func superserverPrintsEachEndpointAndReloadsOnSIGHUPKeepingItsConfigWhenTheNewOneIsBad() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-ss-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let config = folder.appendingPathComponent("superserver.yaml")
+        try """
+        endpoints: off
+        services:
+          - {name: echo, listen: "127.0.0.1:0", mode: builtin, builtin: echo}
+          - {name: cat, listen: "127.0.0.1:0", mode: nowait, program: /bin/cat}
+        """.write(to: config, atomically: true, encoding: .utf8)
+
+        let superserver = try Running(["superserver", "--config", config.path], mergingStandardError: true)
+        let echoLine = try #require(superserver.nextLine())
+        let catLine = try #require(superserver.nextLine())
+        #expect(echoLine.hasPrefix("listening on 127.0.0.1:") && echoLine.hasSuffix(" echo"))
+        #expect(catLine.hasPrefix("listening on 127.0.0.1:") && catLine.hasSuffix(" cat"))
+        let catPort = try #require(Int(catLine.split(separator: " ")[2].split(separator: ":")[1]))
+
+        // A broken file and SIGHUP: refused, the superserver keeps serving the old configuration.
+        try "services:\n  - name: cat\n    colour: red\n".write(to: config, atomically: true, encoding: .utf8)
+        kill(superserver.process.processIdentifier, SIGHUP)
+        var refusal: String?
+        while refusal == nil, let line = superserver.nextLine() {
+            if line.contains("reload refused") { refusal = line }
+        }
+        #expect(refusal?.contains("superserver.yaml:3: colour: unknown field") == true, "\(refusal ?? "no log line")")
+        let client = try #require(Self.connect(port: catPort))
+        #expect(Self.roundTrip(client, "still here\n") == "still here\n")
+        close(client)
+        #expect(superserver.process.isRunning)
+        #expect(superserver.stop(SIGTERM) == 0)
+    }
+
+    static func connect(port: Int) -> Int32? {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        return connected == 0 ? fd : nil
+    }
+
+    static func roundTrip(_ fd: Int32, _ text: String) -> String {
+        _ = Array(text.utf8).withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        var buffer = [UInt8](repeating: 0, count: 256)
+        let got = recv(fd, &buffer, buffer.count, 0)
+        return got > 0 ? String(decoding: buffer[0..<got], as: UTF8.self) : ""
     }
 }
 

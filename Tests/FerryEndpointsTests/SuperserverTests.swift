@@ -189,6 +189,27 @@ struct TestSocket: Equatable {
         env.close()
     }
 
+    @Test func aServiceRunsAsItsConfiguredUser() throws {
+        guard getuid() == 0 else {
+            print("skipped: running a service as another user needs root (uid \(getuid()))")
+            return
+        }
+        let superserver = try Self.start(
+            """
+            endpoints: off
+            services:
+              - {name: id, listen: "127.0.0.1:0", mode: nowait, program: /usr/bin/id, user: nobody}
+            """
+        )
+        defer { superserver.stop() }
+        let id = try #require(TestSocket(port: try Self.port(superserver, "id")))
+        let output = try #require(id.receive(atLeast: 1000))
+        let nobody = try #require(getpwnam("nobody")).pointee.pw_uid
+        #expect(output.hasPrefix("uid=\(nobody)("), "\(output)")
+        #expect(!output.contains("groups=0("), "no supplementary groups of root")
+        id.close()
+    }
+
     @Test func waitHandsTheListeningSocketToOneProcessAndTakesItBack() throws {
         // The program accepts one connection itself, answers with its pid, and exits.
         let superserver = try Self.start(

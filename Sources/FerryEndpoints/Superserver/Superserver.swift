@@ -59,7 +59,7 @@ public final class Superserver: Service, Sendable {
     private let state: NIOLockedValueBox<State>
     private let wake: Int32
     private let logger: Logger
-    private let configurationPath: String?
+    private let hangups = NIOLockedValueBox<(signals: UnixSignalsSequence, path: String)?>(nil)
 
     /// Every bound service, in configuration order.
     public var bound: [Bound] {
@@ -73,15 +73,11 @@ public final class Superserver: Service, Sendable {
     }
 
     /// Binds every service's socket and starts serving them.
-    ///
-    /// - Parameter configurationPath: the file a SIGHUP reloads, if any.
     public init(
         configuration: SuperserverConfiguration,
-        configurationPath: String? = nil,
         logger: Logger = Logger(label: "ferry.superserver")
     ) throws {
         self.logger = logger
-        self.configurationPath = configurationPath
         self.wake = eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
         var listeners: [String: Listener] = [:]
         do {
@@ -100,12 +96,19 @@ public final class Superserver: Service, Sendable {
         thread.start()
     }
 
-    /// Serves until graceful shutdown; reloads the configuration file on SIGHUP.
+    /// Makes SIGHUP reload `path` from now on (a SIGHUP before ``run()`` is handled once it runs).
+    /// Call it before telling anyone the superserver is up: until then SIGHUP would end the process.
+    public func reloadOnHangup(from path: String) async {
+        let signals = await UnixSignalsSequence(trapping: .sighup)
+        self.hangups.withLockedValue { $0 = (signals, path) }
+    }
+
+    /// Serves until graceful shutdown, reloading on SIGHUP if asked to.
     public func run() async throws {
         await withTaskGroup(of: Void.self) { group in
-            if let path = self.configurationPath {
+            if let (signals, path) = self.hangups.withLockedValue({ $0 }) {
                 group.addTask {
-                    for await _ in await UnixSignalsSequence(trapping: .sighup) {
+                    for await _ in signals {
                         do {
                             try self.reload(try SuperserverConfiguration.load(path: path))
                         } catch {
