@@ -74,7 +74,13 @@ struct Serve: AsyncParsableCommand {
         )
         var controlPort: Int?
 
+        @Option(help: "Keep a session per client (a ferry-session cookie) this many seconds after its last request.")
+        var sessions: Int?
+
         func validate() throws {
+            if let sessions, sessions < 1 {
+                throw ValidationError("--sessions must be at least 1 second, got \(sessions)")
+            }
             if let workers, workers < 1 { throw ValidationError("--workers must be at least 1, got \(workers)") }
             if self.queue < 1 { throw ValidationError("--queue must be at least 1, got \(self.queue)") }
         }
@@ -89,7 +95,8 @@ struct Serve: AsyncParsableCommand {
                     model: self.model,
                     workers: self.workers,
                     queueCapacity: self.queue,
-                    controlPort: self.controlPort
+                    controlPort: self.controlPort,
+                    sessionTTL: self.sessions.map { .seconds($0) }
                 ),
                 logger: logger
             )

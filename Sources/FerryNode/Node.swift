@@ -84,7 +84,8 @@ public struct Node: Sendable {
                 host: configuration.host,
                 port: configuration.httpPort,
                 model: configuration.model,
-                controlPort: configuration.controlPort
+                controlPort: configuration.controlPort,
+                sessionTTL: .seconds(600)
             ),
             logger: logger
         )

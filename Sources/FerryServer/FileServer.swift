@@ -28,6 +28,8 @@ public final class FileServer: Service, Sendable {
         public var queueCapacity: Int
         /// The control endpoint's port; none when nil, 0 picks a free port.
         public var controlPort: Int?
+        /// How long a client's session lives after its last request; no sessions when nil.
+        public var sessionTTL: Duration?
 
         public init(
             root: String,
@@ -36,7 +38,8 @@ public final class FileServer: Service, Sendable {
             model: ExecutionModel = .eventDriven,
             workers: Int? = nil,
             queueCapacity: Int = 256,
-            controlPort: Int? = nil
+            controlPort: Int? = nil,
+            sessionTTL: Duration? = nil
         ) {
             self.root = root
             self.host = host
@@ -45,6 +48,7 @@ public final class FileServer: Service, Sendable {
             self.workers = workers
             self.queueCapacity = queueCapacity
             self.controlPort = controlPort
+            self.sessionTTL = sessionTTL
         }
     }
 
@@ -56,6 +60,8 @@ public final class FileServer: Service, Sendable {
     public let controlAddress: (host: String, port: Int)?
     public let metrics: ServerMetrics
     public let registry: ConnectionRegistry
+    /// The clients' sessions (soft state), when the configuration asks for them.
+    public let sessions: SessionStore<FileSession>?
 
     private let frontEnd: FrontEnd
     private let watcher: UrgentDataWatcher
@@ -75,8 +81,10 @@ public final class FileServer: Service, Sendable {
         control: ControlEndpoint?,
         metrics: ServerMetrics,
         registry: ConnectionRegistry,
+        sessions: SessionStore<FileSession>?,
         logger: Logger
     ) {
+        self.sessions = sessions
         self.configuration = configuration
         self.host = listener.host
         self.port = listener.port
@@ -100,7 +108,7 @@ public final class FileServer: Service, Sendable {
         // sendfile(2) has no MSG_NOSIGNAL: a client that hangs up mid-body would otherwise kill the
         // process with SIGPIPE. Like nginx, a server process ignores it and handles EPIPE.
         signal(SIGPIPE, SIG_IGN)
-        let files = try FileService(root: configuration.root)
+        let files = try FileService(root: configuration.root, sessionTTL: configuration.sessionTTL)
         let listener = try Listener(host: configuration.host, port: configuration.port)
         let registry = ConnectionRegistry()
         let metrics = ServerMetrics(model: configuration.model, factory: metricsFactory)
@@ -150,6 +158,7 @@ public final class FileServer: Service, Sendable {
             control: control,
             metrics: metrics,
             registry: registry,
+            sessions: files.sessions,
             logger: logger
         )
         server.start()

@@ -18,9 +18,14 @@ public final class FileService: Sendable {
     /// The served directory as given.
     public let root: String
     private let rootFD: Int32
+    /// Optional per-client soft state; nil serves without sessions.
+    public let sessions: SessionStore<FileSession>?
 
+    /// - Parameter sessionTTL: keep a session per client (a `ferry-session` cookie) for this long
+    ///   after its last request; nil keeps none.
     /// - Throws: ``Error`` when `root` is not a readable directory.
-    public init(root: String) throws {
+    public init(root: String, sessionTTL: Duration? = nil) throws {
+        self.sessions = sessionTTL.map { SessionStore(ttl: $0) }
         let fd = Glibc.open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else {
             throw Error(
@@ -36,6 +41,34 @@ public final class FileService: Sendable {
 
     /// Answers `request`. The returned file body, if any, owns an open descriptor.
     public func respond(to request: HTTPRequest) -> FileResponse {
+        var response = self.respondFromFiles(to: request)
+        if let sessions = self.sessions { Self.attachSession(from: sessions, for: request, to: &response.head) }
+        return response
+    }
+
+    /// Counts the client's requests in its session and says so in `Ferry-Session-Requests`. The
+    /// file answer never depends on the session: a lost session (expired, server restarted) only
+    /// starts a new count under a new cookie.
+    private static func attachSession(
+        from sessions: SessionStore<FileSession>,
+        for request: HTTPRequest,
+        to head: inout HTTPResponseHead
+    ) {
+        let session = sessions.update(FileSession.id(inCookies: request.headers["cookie"]), creating: FileSession()) {
+            $0.requests += 1
+            $0.lastTarget = request.target
+        }
+        head.headers.add("Ferry-Session-Requests", String(session.value.requests))
+        if session.isNew {
+            let seconds = sessions.ttl.components.seconds
+            head.headers.add(
+                "Set-Cookie",
+                "\(FileSession.cookieName)=\(session.id); Path=/; Max-Age=\(seconds); HttpOnly; SameSite=Lax"
+            )
+        }
+    }
+
+    private func respondFromFiles(to request: HTTPRequest) -> FileResponse {
         guard request.method == "GET" || request.method == "HEAD" else {
             var response = FileResponse.text(
                 .methodNotAllowed,
@@ -214,5 +247,29 @@ extension Substring {
         var result = self
         while result.hasSuffix(suffix) { result = result.dropLast(suffix.count) }
         return result
+    }
+}
+
+/// What the file server keeps per client: soft state, lost without harm.
+public struct FileSession: Sendable, Equatable {
+    public static let cookieName = "ferry-session"
+
+    /// Requests this client made in this session, this one included.
+    public var requests = 0
+    /// The last target it asked for.
+    public var lastTarget = ""
+
+    public init() {}
+
+    /// The session id in a `Cookie` header, if there is one.
+    static func id(inCookies header: String?) -> String? {
+        guard let header else { return nil }
+        for pair in header.split(separator: ";") {
+            let trimmed = pair.drop { $0 == " " }
+            if trimmed.hasPrefix(Self.cookieName + "=") {
+                return String(trimmed.dropFirst(Self.cookieName.count + 1))
+            }
+        }
+        return nil
     }
 }
