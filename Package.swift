@@ -87,6 +87,7 @@ let package = Package(
         .executableTarget(
             name: "ferry-bench",
             dependencies: [
+                "FerryEndpoints",
                 "FerryServer",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -83,28 +83,26 @@ int ferry_drain_signalfd(int fd) {
 }
 
 int ferry_spawn(const char *path, char *const argv[], char *const envp[], int fd, int uid, int gid, int *pid) {
-    // The child reports a failed exec through this pipe; a successful exec closes it (O_CLOEXEC).
-    int report[2];
-    if (pipe2(report, O_CLOEXEC) != 0) return -1;
-    pid_t child = fork();
-    if (child < 0) {
-        int saved = errno;
-        close(report[0]);
-        close(report[1]);
-        errno = saved;
-        return -1;
-    }
+    // vfork, as posix_spawn does: the child borrows our memory until it execs, so starting a
+    // program does not copy the page tables of a large multithreaded server (fork's cost grows
+    // with them). Signals stay blocked until the child has reset every handler to its default,
+    // so none of ours can run in the child.
+    sigset_t all, saved;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &saved);
+    volatile int childError = 0;
+    pid_t child = vfork();
     if (child == 0) {
-        // Only async-signal-safe calls from here on: the parent has other threads.
-        sigset_t all;
-        sigemptyset(&all);
-        sigprocmask(SIG_SETMASK, &all, NULL);
         struct sigaction dfl;
         memset(&dfl, 0, sizeof dfl);
         dfl.sa_handler = SIG_DFL;
-        for (int sig = 1; sig < NSIG; sig++) sigaction(sig, &dfl, NULL);
+        for (int sig = 1; sig < NSIG; sig++) {
+            if (sig != SIGKILL && sig != SIGSTOP) sigaction(sig, &dfl, NULL);
+        }
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
         if (dup2(fd, 0) < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0) goto failed;
-        if (fd > 2) close(fd);
         // Whatever else this process has open (a library's descriptor opened without O_CLOEXEC,
         // another client's socket) must not leak into the program: mark it all close-on-exec.
         syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
@@ -113,31 +111,27 @@ int ferry_spawn(const char *path, char *const argv[], char *const envp[], int fd
             if (setgroups(1, &group) != 0 || setgid((gid_t)gid) != 0 || setuid((uid_t)uid) != 0) goto failed;
         }
         execve(path, argv, envp);
-    failed: {
-        int error = errno;
-        ssize_t ignored = write(report[1], &error, sizeof error);
-        (void)ignored;
+    failed:
+        childError = errno;
         _exit(127);
     }
+    int forkError = errno;
+    pthread_sigmask(SIG_SETMASK, &saved, NULL);
+    if (child < 0) {
+        errno = forkError;
+        return -1;
     }
-    close(report[1]);
-    int childError = 0;
-    ssize_t got;
-    do {
-        got = read(report[0], &childError, sizeof childError);
-    } while (got < 0 && errno == EINTR);
-    close(report[0]);
-    if (got == (ssize_t)sizeof childError) {
+    if (childError != 0) {
         waitpid(child, NULL, 0);
         errno = childError;
         return -1;
     }
     int pidfd = (int)syscall(SYS_pidfd_open, child, 0);
     if (pidfd < 0) {
-        int saved = errno;
+        int error = errno;
         kill(child, SIGKILL);
         waitpid(child, NULL, 0);
-        errno = saved;
+        errno = error;
         return -1;
     }
     fcntl(pidfd, F_SETFD, FD_CLOEXEC);

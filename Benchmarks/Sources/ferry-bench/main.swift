@@ -1,17 +1,21 @@
-// ferry-bench: one closed-loop load generator for Ferry's key-value service and its anchor,
-// Redis, so both sides of a ratio are driven by the same code.
+// ferry-bench: one closed-loop load generator for Ferry's services and their anchors, so both
+// sides of a ratio are driven by the same code.
 //
 //   ferry-bench kv --target ferry|redis --addr HOST:PORT --op put|get --clients N --seconds S
 //                  [--value-size BYTES] [--keys N]
+//   ferry-bench endpoints --addr HOST:PORT --name NAME --clients N --seconds S   (lookups)
 //
 // Each client has its own connection and one request outstanding. Prints one line:
 //   ops=<count> seconds=<s> ops_per_s=<r> p50_us=<µs> p99_us=<µs> errors=<n>
+import FerryEndpoints
 import FerryServer
 import Foundation
 import NIOCore
 import NIOPosix
 
 struct Options {
+    var command = "kv"
+    var name = "bench"
     var target = "ferry"
     var host = "127.0.0.1"
     var port = 0
@@ -23,9 +27,10 @@ struct Options {
 
     init(_ arguments: [String]) throws {
         var rest = arguments.dropFirst()
-        guard rest.first == "kv" else {
-            throw Failure("usage: ferry-bench kv --target ferry|redis --addr HOST:PORT ...")
+        guard let command = rest.first, ["kv", "endpoints"].contains(command) else {
+            throw Failure("usage: ferry-bench kv|endpoints --addr HOST:PORT ...")
         }
+        self.command = command
         rest = rest.dropFirst()
         while let flag = rest.popFirst() {
             guard let value = rest.popFirst() else { throw Failure("\(flag) needs a value") }
@@ -42,6 +47,7 @@ struct Options {
             case "--seconds": self.seconds = Double(value) ?? 5
             case "--value-size": self.valueSize = Int(value) ?? 100
             case "--keys": self.keys = Int(value) ?? 10_000
+            case "--name": self.name = value
             default: throw Failure("unknown option \(flag)")
             }
         }
@@ -61,6 +67,16 @@ protocol KVConnection {
     func put(_ key: String, _ value: [UInt8]) async throws
     func get(_ key: String) async throws
     func close() async
+}
+
+/// Endpoint lookups through the same loop: every operation looks one name up.
+struct LookupConnection: KVConnection {
+    let client: EndpointClient
+    let name: String
+
+    func put(_ key: String, _ value: [UInt8]) async throws { _ = try await self.client.lookup(self.name) }
+    func get(_ key: String) async throws { _ = try await self.client.lookup(self.name) }
+    func close() async { await self.client.close() }
 }
 
 extension KVClient: KVConnection {
@@ -155,10 +171,17 @@ struct ClientResult: Sendable {
 let results = try await withThrowingTaskGroup(of: ClientResult.self) { group in
     for client in 0..<options.clients {
         group.addTask {
-            let connection: any KVConnection =
-                options.target == "ferry"
-                ? try await KVClient.connect(host: options.host, port: options.port)
-                : try await RedisConnection(host: options.host, port: options.port)
+            let connection: any KVConnection
+            if options.command == "endpoints" {
+                connection = LookupConnection(
+                    client: try await EndpointClient.connect(host: options.host, port: options.port),
+                    name: options.name
+                )
+            } else if options.target == "ferry" {
+                connection = try await KVClient.connect(host: options.host, port: options.port)
+            } else {
+                connection = try await RedisConnection(host: options.host, port: options.port)
+            }
             var result = ClientResult()
             var index = client
             while ContinuousClock.now < deadline {
