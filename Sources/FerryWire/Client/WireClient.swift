@@ -64,22 +64,27 @@ public final class WireClient: Sendable {
         let frame = Frame(message, requestID: requestID)
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Frame, any Error>) in
-                let timer = self.channel.eventLoop.scheduleTask(in: timeout) {
-                    self.fail(requestID, WireClientError.timedOut(peer: self.peer, kind: Message.kind, after: timeout))
-                }
-                let failure: (any Error)? = self.pending.withLockedValue { state in
-                    if let closed = state.closed { return closed }
-                    state.calls[requestID] = PendingCall(continuation: continuation, timer: timer)
-                    return nil
-                }
-                if let failure {
-                    timer.cancel()
-                    continuation.resume(throwing: failure)
-                    return
-                }
-                self.channel.writeAndFlush(frame).whenComplete { result in
-                    if case .failure(let error) = result {
-                        self.fail(requestID, WireClientError.connectionClosed(peer: self.peer, reason: "\(error)"))
+                // Timer, registration and write in one trip to the connection's event loop: a
+                // timer scheduled from another thread would wake the loop once more per call.
+                let loop = self.channel.eventLoop
+                loop.execute {
+                    let timer = loop.scheduleTask(in: timeout) {
+                        self.fail(requestID, WireClientError.timedOut(peer: self.peer, kind: Message.kind, after: timeout))
+                    }
+                    let failure: (any Error)? = self.pending.withLockedValue { state in
+                        if let closed = state.closed { return closed }
+                        state.calls[requestID] = PendingCall(continuation: continuation, timer: timer)
+                        return nil
+                    }
+                    if let failure {
+                        timer.cancel()
+                        continuation.resume(throwing: failure)
+                        return
+                    }
+                    self.channel.writeAndFlush(frame).whenComplete { result in
+                        if case .failure(let error) = result {
+                            self.fail(requestID, WireClientError.connectionClosed(peer: self.peer, reason: "\(error)"))
+                        }
                     }
                 }
             }
