@@ -69,7 +69,10 @@ public final class WireClient: Sendable {
                 let loop = self.channel.eventLoop
                 loop.execute {
                     let timer = loop.scheduleTask(in: timeout) {
-                        self.fail(requestID, WireClientError.timedOut(peer: self.peer, kind: Message.kind, after: timeout))
+                        self.fail(
+                            requestID,
+                            WireClientError.timedOut(peer: self.peer, kind: Message.kind, after: timeout)
+                        )
                     }
                     let failure: (any Error)? = self.pending.withLockedValue { state in
                         if let closed = state.closed { return closed }
