@@ -235,6 +235,29 @@ struct TestSocket: Equatable {
         #expect(!firstPID.isEmpty && !secondPID.isEmpty && firstPID != secondPID)
     }
 
+    @Test func waitOverUDPHandsTheDatagramSocketToTheProcess() throws {
+        let superserver = try Self.start(
+            """
+            endpoints: off
+            services:
+              - name: shout
+                listen: "127.0.0.1:0"
+                protocol: udp
+                mode: wait
+                program: /usr/bin/python3
+                args: ["-c", "import socket; s = socket.socket(fileno=0); d, a = s.recvfrom(100); s.sendto(d.upper(), a)"]
+            """
+        )
+        defer { superserver.stop() }
+        let port = try Self.port(superserver, "shout")
+        for word in ["first", "second"] {
+            let client = try #require(TestSocket(port: port, udp: true))
+            client.send(word)
+            #expect(client.receive() == word.uppercased(), "a new process for each datagram burst")
+            client.close()
+        }
+    }
+
     @Test func instanceAndRateLimitsRefuseTheExcessAndServeTheRest() throws {
         let superserver = try Self.start(
             """
