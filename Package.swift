@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "FerryWire", targets: ["FerryWire"]),
         .library(name: "FerryServer", targets: ["FerryServer"]),
         .library(name: "FerryEndpoints", targets: ["FerryEndpoints"]),
+        .library(name: "FerryGuest", targets: ["FerryGuest"]),
         .library(name: "FerryNode", targets: ["FerryNode"]),
     ],
     dependencies: [
@@ -19,6 +20,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/swiftwasm/WasmKit.git", from: "0.4.2"),
     ],
     targets: [
         .target(name: "CFerryLinux"),
@@ -60,6 +62,19 @@ let package = Package(
             ]
         ),
         .target(
+            name: "FerryGuest",
+            dependencies: [
+                "FerryWire",
+                .product(name: "WasmKit", package: "WasmKit"),
+                .product(name: "WasmKitWASI", package: "WasmKit"),
+                .product(name: "WASI", package: "WasmKit"),
+                .product(name: "WAT", package: "WasmKit"),
+                .product(name: "WasmParser", package: "WasmKit"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
             name: "FerryNode",
             dependencies: [
                 "FerryEndpoints",
@@ -73,6 +88,7 @@ let package = Package(
             name: "FerryCommands",
             dependencies: [
                 "FerryEndpoints",
+                "FerryGuest",
                 "FerryNode",
                 "FerryServer",
                 "FerryWire",
@@ -125,6 +141,13 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .testTarget(
+            name: "FerryGuestTests",
+            dependencies: [
+                "FerryGuest",
+                .product(name: "WasmKit", package: "WasmKit"),
             ]
         ),
         .testTarget(

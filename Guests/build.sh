@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Rebuilds every example guest from its C source with the Swift toolchain's clang and wasm-ld:
+#   Guests/build.sh
+# The built .wasm files are committed, so tests and users need no rebuild.
+set -euo pipefail
+cd "$(dirname "$0")"
+CLANG=${CLANG:-clang}
+# No libc: the guests use only Ferry's host API and raw WASI calls. The stack pointer is exported
+# so that a guest's execution state can be captured and restored (FerryGuest checkpoints).
+FLAGS=(--target=wasm32 -O2 -nostdlib -fno-builtin -Wall -Werror -Wl,--export=__stack_pointer -Wl,-z,stack-size=65536)
+for source in counter spin membomb recursion messages; do
+    "$CLANG" "${FLAGS[@]}" -Wl,--no-entry -Wl,--allow-undefined -o "$source.wasm" "$source.c"
+    echo "built Guests/$source.wasm"
+done
+"$CLANG" "${FLAGS[@]}" -Wl,--allow-undefined -o hello.wasm hello.c
+echo "built Guests/hello.wasm"
