@@ -89,6 +89,7 @@ let package = Package(
             dependencies: [
                 "FerryEndpoints",
                 "FerryGuest",
+                .product(name: "WasmKit", package: "WasmKit"),
                 "FerryNode",
                 "FerryServer",
                 "FerryWire",

@@ -304,6 +304,33 @@ extension FerryProcessTests {
     }
 }
 
+extension FerryProcessTests {
+    static let guests = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("Guests")
+
+    @Test func guestRunCallsAnExportAndStopsARunawayWithItsReason() throws {
+        let counter = Self.guests.appendingPathComponent("counter.wasm").path
+        let (status, output) = try self.command(["guest", "run", counter, "--invoke", "increment", "2"])
+        #expect(status == 0 && output == "2")
+
+        let spin = Self.guests.appendingPathComponent("spin.wasm").path
+        let runaway = try Running(
+            ["guest", "run", spin, "--invoke", "spin", "--fuel", "5000000"],
+            mergingStandardError: true
+        )
+        var lines: [String] = []
+        while let line = runaway.nextLine() { lines.append(line) }
+        runaway.process.waitUntilExit()
+        #expect(runaway.process.terminationStatus == 3)
+        #expect(lines.contains("guest stopped: out of fuel after 5000000 units"))
+
+        let hello = Self.guests.appendingPathComponent("hello.wasm").path
+        #expect(try self.command(["guest", "run", hello, "x", "y"]) == (0, "hello from a guest: x y"))
+        let (inspectStatus, inspect) = try self.command(["guest", "inspect", counter])
+        #expect(inspectStatus == 0 && inspect.contains("export  increment (i32) -> (i32)"))
+    }
+}
+
 /// `listening on HOST:PORT`, parsed.
 struct ServiceAddress {
     let host: String

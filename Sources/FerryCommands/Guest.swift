@@ -1,0 +1,165 @@
+import ArgumentParser
+import FerryGuest
+import Foundation
+import Logging
+import WasmKit
+
+/// `ferry guest`: run and inspect WebAssembly guests.
+struct GuestCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "guest",
+        abstract: "Run and inspect WebAssembly guests (Ferry's process virtual machine).",
+        subcommands: [Run.self, Inspect.self]
+    )
+
+    struct Run: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run a guest: call one export, or run a WASI command's _start.",
+            discussion: """
+                With --invoke the export's result is printed, one value per line; arguments are \
+                read as the export's parameter types. Without it the module runs as a WASI \
+                command and its exit code becomes ferry's. A guest over a limit is stopped with \
+                the reason, and ferry exits 3.
+                """
+        )
+
+        @Argument(help: "The module, .wasm or .wat.")
+        var file: String
+
+        @Option(help: "The export to call.")
+        var invoke: String?
+
+        @Argument(parsing: .allUnrecognized, help: "Arguments for the export, or for the WASI command.")
+        var arguments: [String] = []
+
+        @Option(help: "Fuel budget (about one unit per instruction).")
+        var fuel: UInt64?
+
+        @Option(help: "Linear memory limit, e.g. 16MiB, 64KiB or bytes.", transform: parseSize)
+        var maxMemory: Int = 64 << 20
+
+        @Option(help: "Wall-clock limit in seconds.")
+        var deadline: Double?
+
+        @Option(help: "Interpreter stack, which bounds call depth, e.g. 512KiB.", transform: parseSize)
+        var stack: Int = 512 << 10
+
+        func validate() throws {
+            if let deadline, deadline <= 0 { throw ValidationError("--deadline must be positive, got \(deadline)") }
+            if self.maxMemory < 65536 { throw ValidationError("--max-memory must be at least one 64 KiB page") }
+        }
+
+        func run() async throws {
+            let logger = Logger(label: "ferry.guest")
+            let module = try GuestModule(path: self.file)
+            let limits = GuestLimits(
+                fuel: self.fuel,
+                maxMemoryBytes: self.maxMemory,
+                deadline: self.deadline.map { .milliseconds(Int64($0 * 1000)) },
+                stackBytes: self.stack
+            )
+            let arguments = self.arguments.first == "--" ? Array(self.arguments.dropFirst()) : self.arguments
+            let environment = GuestEnvironment(
+                arguments: self.invoke == nil ? arguments : [],
+                log: { line in logger.info("\(line)") }
+            )
+            do {
+                let instance = try GuestInstance(module: module, limits: limits, environment: environment)
+                if let name = self.invoke {
+                    let values = try Self.values(arguments, for: try instance.parameters(of: name), export: name)
+                    for value in try instance.invoke(name, values) { printLine(Self.describe(value)) }
+                } else {
+                    let code = try instance.runCommand()
+                    if code != 0 { throw ExitCode(Int32(bitPattern: code)) }
+                }
+            } catch let stop as GuestStop {
+                printError("guest stopped: \(stop)")
+                throw ExitCode(3)
+            }
+        }
+
+        static func values(_ texts: [String], for types: [ValueType], export: String) throws -> [Value] {
+            guard texts.count == types.count else {
+                throw GuestError.badArguments(
+                    export: export,
+                    reason:
+                        "it takes \(types.count) argument(s) (\(types.map { "\($0)" }.joined(separator: ", "))), got \(texts.count)"
+                )
+            }
+            return try zip(texts, types).map { text, type in
+                let value: Value?
+                switch type {
+                case .i32: value = Int32(text).map { .i32(UInt32(bitPattern: $0)) } ?? UInt32(text).map { .i32($0) }
+                case .i64: value = Int64(text).map { .i64(UInt64(bitPattern: $0)) } ?? UInt64(text).map { .i64($0) }
+                case .f32: value = Float(text).map { .f32($0.bitPattern) }
+                case .f64: value = Double(text).map { .f64($0.bitPattern) }
+                default: value = nil
+                }
+                guard let value else {
+                    throw GuestError.badArguments(export: export, reason: "'\(text)' is not a \(type)")
+                }
+                return value
+            }
+        }
+
+        static func describe(_ value: Value) -> String {
+            switch value {
+            case .i32(let bits): String(Int32(bitPattern: bits))
+            case .i64(let bits): String(Int64(bitPattern: bits))
+            case .f32(let bits): String(Float(bitPattern: bits))
+            case .f64(let bits): String(Double(bitPattern: bits))
+            default: "\(value)"
+            }
+        }
+    }
+
+    struct Inspect: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show a module's imports, exports and memory, and whether it can be checkpointed."
+        )
+
+        @Argument(help: "The module, .wasm or .wat.")
+        var file: String
+
+        @Flag(help: "Print JSON.")
+        var json = false
+
+        func run() async throws {
+            let info = try GuestModule(path: self.file).info
+            if self.json {
+                printLine(try jsonLine(info))
+                return
+            }
+            printLine("module \(self.file)")
+            for entry in info.imports { printLine("import  \(entry.module).\(entry.name) (\(entry.kind))") }
+            for entry in info.exports { printLine("export  \(entry.name) \(entry.signature ?? "(\(entry.kind))")") }
+            if let pages = info.memoryPages {
+                let maximum = info.memoryMaximumPages.map { "\($0) pages" } ?? "no maximum"
+                printLine("memory  \(pages) pages (\(pages * 64) KiB) initially, \(maximum)")
+            }
+            let missing = [
+                info.exportsStackPointer ? nil : "export __stack_pointer (link with -Wl,--export=__stack_pointer)",
+                info.hasAsyncify ? nil : "the Asyncify transform (wasm-opt --asyncify)",
+            ].compactMap { $0 }
+            printLine(
+                info.canBeCheckpointed
+                    ? "checkpoint: yes"
+                    : "checkpoint: no (needs \(missing.joined(separator: " and ")))"
+            )
+        }
+    }
+}
+
+/// Parses `16MiB`, `64KiB`, `1GiB` or a plain byte count.
+func parseSize(_ text: String) throws -> Int {
+    let units: [(String, Int)] = [
+        ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10),
+    ]
+    for (suffix, scale) in units where text.hasSuffix(suffix) {
+        if let number = Int(text.dropLast(suffix.count)) { return number * scale }
+    }
+    guard let bytes = Int(text) else {
+        throw ValidationError("'\(text)' is not a size; write e.g. 16MiB, 512KiB or 65536")
+    }
+    return bytes
+}
