@@ -14,3 +14,12 @@ for source in counter spin membomb recursion messages; do
 done
 "$CLANG" "${FLAGS[@]}" -Wl,--allow-undefined -o hello.wasm hello.c
 echo "built Guests/hello.wasm"
+
+# Guests whose execution state can be captured: Binaryen's Asyncify (Debian's binaryen, 108)
+# lets the host unwind the call stack into linear memory at ferry.checkpoint and rewind it later.
+WASM_OPT=${WASM_OPT:-wasm-opt}
+for source in sha256; do
+    "$CLANG" "${FLAGS[@]}" -Wl,--no-entry -Wl,--allow-undefined -o "$source.plain.wasm" "$source.c"
+    "$WASM_OPT" "$source.plain.wasm" --asyncify --pass-arg=asyncify-imports@ferry.checkpoint -O2 -o "$source.wasm"
+    echo "built Guests/$source.wasm (plain: Guests/$source.plain.wasm)"
+done

@@ -19,6 +19,21 @@ FERRY_IMPORT("send") int ferry_send(const void *message, int length);
 /// when it does not fit (it stays queued).
 FERRY_IMPORT("receive") int ferry_receive(void *buffer, int capacity);
 
+/// A point where the host may capture the guest's whole execution state (memory, globals, call
+/// stack) and later resume it, here or in another process. Only in guests built with Asyncify
+/// (see build.sh); the call returns normally whether or not a checkpoint was taken.
+FERRY_IMPORT("checkpoint") void ferry_checkpoint(void);
+
+/// Reserves the buffer Asyncify saves the call stack into, and tells the host where it is.
+#define FERRY_CHECKPOINT_BUFFER(bytes)                                                     \
+    static int ferry_asyncify_data[(bytes) / 4];                                           \
+    FERRY_EXPORT("ferry_asyncify_buffer") int ferry_asyncify_buffer(void) {                \
+        return (int)(unsigned long)ferry_asyncify_data;                                    \
+    }                                                                                      \
+    FERRY_EXPORT("ferry_asyncify_buffer_size") int ferry_asyncify_buffer_size(void) {      \
+        return (int)sizeof ferry_asyncify_data;                                            \
+    }
+
 static inline int ferry_strlen(const char *text) {
     int n = 0;
     while (text[n]) n++;

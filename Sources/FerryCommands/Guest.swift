@@ -9,7 +9,7 @@ struct GuestCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "guest",
         abstract: "Run and inspect WebAssembly guests (Ferry's process virtual machine).",
-        subcommands: [Run.self, Inspect.self]
+        subcommands: [Run.self, Inspect.self, Checkpoint.self, Restore.self]
     )
 
     struct Run: AsyncParsableCommand {
@@ -32,32 +32,16 @@ struct GuestCommand: AsyncParsableCommand {
         @Argument(parsing: .allUnrecognized, help: "Arguments for the export, or for the WASI command.")
         var arguments: [String] = []
 
-        @Option(help: "Fuel budget (about one unit per instruction).")
-        var fuel: UInt64?
-
-        @Option(help: "Linear memory limit, e.g. 16MiB, 64KiB or bytes.", transform: parseSize)
-        var maxMemory: Int = 64 << 20
-
-        @Option(help: "Wall-clock limit in seconds.")
-        var deadline: Double?
+        @OptionGroup var limitOptions: LimitOptions
 
         @Option(help: "Interpreter stack, which bounds call depth, e.g. 512KiB.", transform: parseSize)
         var stack: Int = 512 << 10
 
-        func validate() throws {
-            if let deadline, deadline <= 0 { throw ValidationError("--deadline must be positive, got \(deadline)") }
-            if self.maxMemory < 65536 { throw ValidationError("--max-memory must be at least one 64 KiB page") }
-        }
-
         func run() async throws {
             let logger = Logger(label: "ferry.guest")
             let module = try GuestModule(path: self.file)
-            let limits = GuestLimits(
-                fuel: self.fuel,
-                maxMemoryBytes: self.maxMemory,
-                deadline: self.deadline.map { .milliseconds(Int64($0 * 1000)) },
-                stackBytes: self.stack
-            )
+            var limits = self.limitOptions.limits
+            limits.stackBytes = self.stack
             let arguments = self.arguments.first == "--" ? Array(self.arguments.dropFirst()) : self.arguments
             let environment = GuestEnvironment(
                 arguments: self.invoke == nil ? arguments : [],
@@ -110,6 +94,154 @@ struct GuestCommand: AsyncParsableCommand {
             case .f64(let bits): String(Double(bitPattern: bits))
             default: "\(value)"
             }
+        }
+    }
+
+    /// The limit options every command that runs a guest takes.
+    struct LimitOptions: ParsableArguments {
+        @Option(help: "Fuel budget (about one unit per instruction).")
+        var fuel: UInt64?
+
+        @Option(help: "Linear memory limit, e.g. 16MiB, 64KiB or bytes.", transform: parseSize)
+        var maxMemory: Int = 64 << 20
+
+        @Option(help: "Wall-clock limit in seconds.")
+        var deadline: Double?
+
+        func validate() throws {
+            if let deadline, deadline <= 0 { throw ValidationError("--deadline must be positive, got \(deadline)") }
+            if self.maxMemory < 65536 { throw ValidationError("--max-memory must be at least one 64 KiB page") }
+        }
+
+        var limits: GuestLimits {
+            GuestLimits(
+                fuel: self.fuel,
+                maxMemoryBytes: self.maxMemory,
+                deadline: self.deadline.map { .milliseconds(Int64($0 * 1000)) }
+            )
+        }
+    }
+
+    /// Prints a finished call's results, or writes its snapshot; exits 3 when the guest was stopped.
+    static func report(
+        _ outcome: () throws -> GuestCallOutcome,
+        instance: () -> GuestInstance?,
+        resultBytes: Int?,
+        out: String?
+    ) throws {
+        do {
+            switch try outcome() {
+            case .finished(let values):
+                if let resultBytes, let instance = instance(), let address = values.first {
+                    let bytes = try instance.readMemory(offset: Int(address.i32), count: resultBytes)
+                    printLine(bytes.map { String(format: "%02x", $0) }.joined())
+                } else {
+                    for value in values { printLine(Run.describe(value)) }
+                }
+            case .checkpointed(let snapshot):
+                guard let out else { throw ValidationError("a checkpoint was taken but no --out file was given") }
+                let bytes = snapshot.serialized()
+                try Data(bytes).write(to: URL(fileURLWithPath: out))
+                printLine("checkpointed into \(out) (\(bytes.count) bytes)")
+            }
+        } catch let stop as GuestStop {
+            printError("guest stopped: \(stop)")
+            throw ExitCode(3)
+        }
+    }
+
+    struct Checkpoint: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run a guest's export until its Nth checkpoint and save its execution state.",
+            discussion: """
+                The guest must be built with Asyncify and call ferry.checkpoint (see Guests/sha256.c). \
+                The snapshot holds linear memory, mutable globals and the unwound call stack; \
+                'ferry guest restore' continues it in a fresh instance, in this process or another.
+                """
+        )
+
+        @Argument(help: "The module, .wasm or .wat.")
+        var file: String
+
+        @Option(help: "The export to call.")
+        var invoke: String
+
+        @Argument(parsing: .allUnrecognized, help: "Arguments for the export.")
+        var arguments: [String] = []
+
+        @Option(help: "Take the checkpoint at the guest's Nth checkpoint call.")
+        var at = 1
+
+        @Option(help: "Where to write the snapshot.")
+        var out: String
+
+        @Option(help: "When the call finishes first: print this many bytes at the address it returns, as hex.")
+        var resultBytes: Int?
+
+        @OptionGroup var limits: LimitOptions
+
+        func run() async throws {
+            let module = try GuestModule(path: self.file)
+            let instance = try GuestInstance(module: module, limits: self.limits.limits)
+            let values = try Run.values(
+                self.arguments,
+                for: try instance.parameters(of: self.invoke),
+                export: self.invoke
+            )
+            let at = self.at
+            try GuestCommand.report(
+                { try instance.call(self.invoke, values) { $0 == at } },
+                instance: { instance },
+                resultBytes: self.resultBytes,
+                out: self.out
+            )
+        }
+    }
+
+    struct Restore: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Continue a guest from a snapshot in a fresh instance, and print what its call returns."
+        )
+
+        @Argument(help: "The snapshot written by 'ferry guest checkpoint'.")
+        var snapshot: String
+
+        @Option(help: "The module the snapshot was taken from.")
+        var module: String
+
+        @Option(help: "Checkpoint again at the Nth checkpoint after the restore (needs --out).")
+        var at: Int?
+
+        @Option(help: "Where to write the next snapshot.")
+        var out: String?
+
+        @Option(help: "Print this many bytes at the address the call returns, as hex.")
+        var resultBytes: Int?
+
+        @OptionGroup var limits: LimitOptions
+
+        func run() async throws {
+            guard let data = FileManager.default.contents(atPath: self.snapshot) else {
+                throw GuestError.cannotRead(path: self.snapshot)
+            }
+            let snapshot = try GuestSnapshot(serialized: [UInt8](data))
+            let module = try GuestModule(path: self.module)
+            let at = self.at
+            var restored: GuestInstance?
+            try GuestCommand.report(
+                {
+                    let (instance, outcome) = try GuestInstance.resume(
+                        snapshot,
+                        module: module,
+                        limits: self.limits.limits
+                    ) { at == $0 }
+                    restored = instance
+                    return outcome
+                },
+                instance: { restored },
+                resultBytes: self.resultBytes,
+                out: self.out
+            )
         }
     }
 

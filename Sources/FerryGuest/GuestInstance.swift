@@ -18,6 +18,7 @@ public final class GuestInstance {
     private let wasi: WASIBridgeToHost
     private let watchdog: DeadlineWatchdog?
     private let memoryLimiter: MemoryLimiter
+    let checkpoints = CheckpointState()
 
     /// Instantiates `module`. Its start function, if any, runs now, under the same limits.
     public init(
@@ -56,6 +57,11 @@ public final class GuestInstance {
         FerryHostAPI.define(in: &imports, store: store, environment: environment) {
             if let watchdog, watchdog.hasPassed { throw GuestStop.deadline(watchdog.deadline) }
         }
+        imports.define(
+            module: FerryHostAPI.module,
+            name: "checkpoint",
+            Self.checkpointImport(store: store, state: self.checkpoints)
+        )
         do {
             self.instance = try self.watchdog.guarded {
                 try module.module.instantiate(store: store, imports: imports)
@@ -116,6 +122,20 @@ public final class GuestInstance {
             )
         }
         return function.type.parameters
+    }
+
+    /// Copies `count` bytes of the guest's memory from `offset`.
+    public func readMemory(offset: Int, count: Int) throws -> [UInt8] {
+        guard let memory = self.instance.exports[memory: "memory"] else {
+            throw GuestError.badArguments(export: "memory", reason: "the guest exports no memory named 'memory'")
+        }
+        guard offset >= 0, count >= 0, offset + count <= memory.byteCount else {
+            throw GuestError.badArguments(
+                export: "memory",
+                reason: "\(count) bytes at \(offset) lie outside its \(memory.byteCount) bytes"
+            )
+        }
+        return memory.withUnsafeBufferPointer(offset: UInt(offset), count: count) { [UInt8]($0) }
     }
 
     /// Fuel left, when metered.

@@ -327,7 +327,47 @@ extension FerryProcessTests {
         let hello = Self.guests.appendingPathComponent("hello.wasm").path
         #expect(try self.command(["guest", "run", hello, "x", "y"]) == (0, "hello from a guest: x y"))
         let (inspectStatus, inspect) = try self.command(["guest", "inspect", counter])
+        #expect(inspect.contains("checkpoint: no"))
         #expect(inspectStatus == 0 && inspect.contains("export  increment (i32) -> (i32)"))
+    }
+}
+
+extension FerryProcessTests {
+    @Test func aGuestCheckpointedInOneProcessFinishesInAnother() throws {
+        let sha256 = Self.guests.appendingPathComponent("sha256.wasm").path
+        let snapshot = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-\(UUID().uuidString).snap")
+        defer { try? FileManager.default.removeItem(at: snapshot) }
+        let size = 64 << 10
+        let (saved, line) = try self.command([
+            "guest", "checkpoint", sha256, "--invoke", "sha256_generated", String(size), "256", "--at", "2", "--out",
+            snapshot.path,
+        ])
+        #expect(saved == 0 && line.hasPrefix("checkpointed into \(snapshot.path)"))
+        let (restored, digest) = try self.command([
+            "guest", "restore", snapshot.path, "--module", sha256, "--result-bytes", "32",
+        ])
+        #expect(restored == 0)
+        let data = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ ($0 >> 11)) }
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-\(UUID().uuidString).bin")
+        defer { try? FileManager.default.removeItem(at: file) }
+        try Data(data).write(to: file)
+        let sum = Process()
+        sum.executableURL = URL(fileURLWithPath: "/usr/bin/sha256sum")
+        sum.arguments = [file.path]
+        let output = Pipe()
+        sum.standardOutput = output
+        try sum.run()
+        sum.waitUntilExit()
+        let expected = String(
+            String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).prefix(64)
+        )
+        #expect(digest == expected)
+
+        // A damaged snapshot is refused, and nothing runs.
+        var bytes = try [UInt8](Data(contentsOf: snapshot))
+        bytes[bytes.count / 3] ^= 1
+        try Data(bytes).write(to: snapshot)
+        #expect(try self.command(["guest", "restore", snapshot.path, "--module", sha256]).0 != 0)
     }
 }
 

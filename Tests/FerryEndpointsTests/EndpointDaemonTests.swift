@@ -105,13 +105,14 @@ import Testing
             // Same well-known port, empty table: the service's next renewal finds its lease gone
             // and registers again.
             let second = try await Self.daemon(port: port)
-            let restarted = ContinuousClock.now
+            let roundsBefore = registration.renewalRounds
             let after = try await Self.client(second)
             let refilled = try await Self.first(after.watch("web")) { !$0.entries.isEmpty }
-            let waited = ContinuousClock.now - restarted
             #expect(refilled?.entries.first?.endpoints == self.web)
-            // One renewal interval (300 ms), plus room for a loaded machine to schedule it.
-            #expect(waited < registration.renewalInterval + .seconds(1), "refilled after \(waited)")
+            // Within one renewal interval: the first renewal round after the restart registers
+            // again (counted in rounds, not seconds, so a loaded machine cannot fail the test).
+            let rounds = registration.renewalRounds - roundsBefore
+            #expect(rounds <= 1, "refilled after \(rounds) renewal rounds")
 
             group.cancelAll()
             await after.close()

@@ -18,12 +18,16 @@ public final class LeasedRegistration: Service, Sendable {
     private let daemonPort: Int
     private let logger: Logger
     private let current = NIOLockedValueBox<EndpointLease?>(nil)
+    private let rounds = NIOLockedValueBox(0)
 
     /// How often the lease is renewed.
     public var renewalInterval: Duration { self.ttl / 3 }
 
     /// The lease held now, if any.
     public var lease: EndpointLease? { self.current.withLockedValue { $0 } }
+
+    /// How many renewal rounds (one every ``renewalInterval``) have started.
+    public var renewalRounds: Int { self.rounds.withLockedValue { $0 } }
 
     public init(
         name: String,
@@ -47,6 +51,7 @@ public final class LeasedRegistration: Service, Sendable {
         var client: EndpointClient?
         var failing = false
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            self.rounds.withLockedValue { $0 += 1 }
             do {
                 if client?.isActive != true {
                     await client?.close()

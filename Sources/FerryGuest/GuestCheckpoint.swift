@@ -1,0 +1,188 @@
+import WasmKit
+
+/// What a call into a guest came to.
+public enum GuestCallOutcome: Sendable, Equatable {
+    /// The call returned these values.
+    case finished([Value])
+    /// The host took a checkpoint: the call stack was unwound into the snapshot, and the call
+    /// continues wherever the snapshot is resumed.
+    case checkpointed(GuestSnapshot)
+}
+
+/// The checkpoint protocol's state, confined to the guest's thread like its store.
+final class CheckpointState {
+    enum Mode { case normal, unwinding, rewinding }
+    var mode = Mode.normal
+    /// Asked at each `ferry.checkpoint` call (counting from 1 per call): take one now?
+    var decide: ((Int) -> Bool)?
+    var count = 0
+    var buffer: UInt32 = 0
+}
+
+extension GuestInstance {
+    /// Calls `name`, asking `checkpoint` at each checkpoint the guest reaches whether to capture
+    /// it there. A captured call ends at once with ``GuestCallOutcome/checkpointed(_:)``; resume
+    /// it with ``resume(_:module:limits:environment:checkpoint:)``.
+    ///
+    /// The guest must be built with Asyncify and export `ferry_asyncify_buffer` (see
+    /// `Guests/ferry.h`); each checkpoint unwinds the guest's stack into that buffer (Binaryen's
+    /// Asyncify), then memory and mutable globals are copied.
+    public func call(
+        _ name: String,
+        _ arguments: [Value] = [],
+        checkpoint: @escaping (Int) -> Bool
+    ) throws
+        -> GuestCallOutcome
+    {
+        if self.checkpoints.mode != .rewinding { self.checkpoints.mode = .normal }
+        self.checkpoints.decide = checkpoint
+        self.checkpoints.count = 0
+        defer { self.checkpoints.decide = nil }
+        let results = try self.invoke(name, arguments)
+        guard self.checkpoints.mode == .unwinding else { return .finished(results) }
+        try self.export("asyncify_stop_unwind").invoke([])
+        self.checkpoints.mode = .normal
+        return .checkpointed(try self.capture(export: name, arguments: arguments))
+    }
+
+    /// Continues a checkpointed call in a fresh instance of `module`: restores memory and
+    /// globals, rewinds the call stack, and goes on from the checkpoint as if never interrupted.
+    public static func resume(
+        _ snapshot: GuestSnapshot,
+        module: GuestModule,
+        limits: GuestLimits = GuestLimits(),
+        environment: GuestEnvironment = GuestEnvironment(),
+        checkpoint: @escaping (Int) -> Bool = { _ in false }
+    ) throws -> (GuestInstance, GuestCallOutcome) {
+        guard snapshot.matches(module) else { throw GuestSnapshotError.wrongModule }
+        let instance = try GuestInstance(module: module, limits: limits, environment: environment)
+        try instance.restore(snapshot)
+        instance.checkpoints.mode = .rewinding
+        try instance.export("asyncify_start_rewind").invoke([.i32(snapshot.asyncifyBuffer)])
+        return (instance, try instance.call(snapshot.export, snapshot.arguments, checkpoint: checkpoint))
+    }
+
+    /// The `ferry.checkpoint` import.
+    static func checkpointImport(store: Store, state: CheckpointState) -> Function {
+        Function(store: store, parameters: []) { caller, _ in
+            guard let instance = caller.instance else { return [] }
+            switch state.mode {
+            case .rewinding:
+                // Back at the point of capture: the stack is rebuilt, carry on from here.
+                try Self.export(instance, "asyncify_stop_rewind").invoke([])
+                state.mode = .normal
+            case .normal:
+                state.count += 1
+                guard let decide = state.decide, decide(state.count) else { return [] }
+                let buffer = UInt32(try Self.export(instance, "ferry_asyncify_buffer").invoke([])[0].i32)
+                let size = UInt32(try Self.export(instance, "ferry_asyncify_buffer_size").invoke([])[0].i32)
+                guard let memory = instance.exports[memory: "memory"], Int(buffer) + Int(size) <= memory.byteCount,
+                    size > 8
+                else {
+                    throw GuestSnapshotError.notCheckpointable("its Asyncify buffer lies outside its memory")
+                }
+                // Asyncify's buffer header: where the saved stack goes next, and where it must end.
+                memory.withUnsafeMutableBufferPointer(offset: UInt(buffer), count: 8) { header in
+                    header.storeBytes(of: (buffer + 8).littleEndian, toByteOffset: 0, as: UInt32.self)
+                    header.storeBytes(of: (buffer + size).littleEndian, toByteOffset: 4, as: UInt32.self)
+                }
+                state.buffer = buffer
+                try Self.export(instance, "asyncify_start_unwind").invoke([.i32(buffer)])
+                state.mode = .unwinding
+            case .unwinding:
+                break
+            }
+            return []
+        }
+    }
+
+    private func capture(export: String, arguments: [Value]) throws -> GuestSnapshot {
+        guard let memory = self.instance.exports[memory: "memory"] else {
+            throw GuestSnapshotError.notCheckpointable("it exports no memory named 'memory'")
+        }
+        var globals: [String: Value] = [:]
+        for (name, value) in self.instance.exports {
+            switch value {
+            case .global(let global):
+                // Only mutable globals change; assigning the value a global has fails for constants.
+                if (try? global.assign(global.value)) != nil { globals[name] = global.value }
+            case .table:
+                throw GuestSnapshotError.notCheckpointable(
+                    "it exports table '\(name)', which a snapshot does not carry"
+                )
+            default:
+                break
+            }
+        }
+        let bytes = memory.withUnsafeBufferPointer(offset: 0, count: memory.byteCount) { [UInt8]($0) }
+        return GuestSnapshot(
+            module: self.module,
+            export: export,
+            arguments: arguments,
+            asyncifyBuffer: self.checkpoints.buffer,
+            globals: globals,
+            memory: bytes
+        )
+    }
+
+    private func restore(_ snapshot: GuestSnapshot) throws {
+        guard let memory = self.instance.exports[memory: "memory"] else {
+            throw GuestSnapshotError.notCheckpointable("it exports no memory named 'memory'")
+        }
+        guard snapshot.memory.count % 65536 == 0, snapshot.memory.count >= memory.byteCount else {
+            throw GuestSnapshotError.malformed("memory of \(snapshot.memory.count) bytes does not fit this module")
+        }
+        let missingPages = (snapshot.memory.count - memory.byteCount) / 65536
+        if missingPages > 0 { try self.grow(memory, pages: missingPages) }
+        memory.withUnsafeMutableBufferPointer(offset: 0, count: snapshot.memory.count) { target in
+            target.copyBytes(from: snapshot.memory)
+        }
+        for (name, value) in snapshot.globals {
+            guard let global = self.instance.exports[global: name] else {
+                throw GuestSnapshotError.malformed("global '\(name)' is not exported by this module")
+            }
+            try global.assign(value)
+        }
+        self.checkpoints.buffer = snapshot.asyncifyBuffer
+    }
+
+    /// WasmKit has no host-side memory.grow: a two-line module that imports the guest's memory
+    /// grows it from the inside (under the same memory limit).
+    private func grow(_ memory: WasmKit.Memory, pages: Int) throws {
+        let grower = try parseWasm(bytes: Self.growerModule)
+        var imports = Imports()
+        imports.define(module: "guest", name: "memory", memory)
+        let instance = try grower.instantiate(store: self.store, imports: imports)
+        let previous = try Self.export(instance, "grow").invoke([.i32(UInt32(pages))])[0].i32
+        guard previous != UInt32.max else {
+            throw GuestStop.memoryLimit(
+                limitBytes: self.limits.maxMemoryBytes,
+                requestedBytes: memory.byteCount + pages * 65536
+            )
+        }
+    }
+
+    /// `(module (import "guest" "memory" (memory 0)) (func (export "grow") (param i32) (result i32) local.get 0 memory.grow))`
+    static let growerModule: [UInt8] = [
+        0x00, 0x61, 0x73, 0x6D, 0x01, 0x00, 0x00, 0x00,  // magic, version
+        0x01, 0x06, 0x01, 0x60, 0x01, 0x7F, 0x01, 0x7F,  // type: (i32) -> i32
+        0x02, 0x10, 0x01, 0x05, 0x67, 0x75, 0x65, 0x73, 0x74, 0x06, 0x6D, 0x65, 0x6D, 0x6F, 0x72, 0x79, 0x02, 0x00,
+        0x00,  // import guest.memory
+        0x03, 0x02, 0x01, 0x00,  // function 0 has type 0
+        0x07, 0x08, 0x01, 0x04, 0x67, 0x72, 0x6F, 0x77, 0x00, 0x00,  // export "grow"
+        0x0A, 0x08, 0x01, 0x06, 0x00, 0x20, 0x00, 0x40, 0x00, 0x0B,  // local.get 0; memory.grow 0; end
+    ]
+
+    func export(_ name: String) throws -> Function {
+        try Self.export(self.instance, name)
+    }
+
+    static func export(_ instance: Instance, _ name: String) throws -> Function {
+        guard let function = instance.exports[function: name] else {
+            throw GuestSnapshotError.notCheckpointable(
+                "it does not export \(name) (build it with Asyncify; see Guests/build.sh)"
+            )
+        }
+        return function
+    }
+}

@@ -1,0 +1,87 @@
+import FerryGuest
+import Foundation
+import Testing
+import WasmKit
+
+/// The execution segment: capture a running guest at a checkpoint and continue it elsewhere.
+@Suite struct CheckpointTests {
+    /// 8 MiB in CI's optimized pass; `swift test`'s debug build runs WasmKit's interpreter about
+    /// 150 times slower, so by default the same test hashes 256 KiB.
+    static let size = ProcessInfo.processInfo.environment["FERRY_CHECKPOINT_TEST_BYTES"].flatMap(Int.init) ?? 256 << 10
+
+    /// The bytes the sha256 guest hashes: byte i is (i * 31 + (i >> 11)) & 255.
+    static func data() -> [UInt8] {
+        (0..<Self.size).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ ($0 >> 11)) }
+    }
+
+    static func digest(_ instance: GuestInstance, _ results: [Value]) throws -> String {
+        let bytes = try instance.readMemory(offset: Int(results[0].i32), count: 32)
+        return bytes.map { String(format: "%02x", $0) }.joined()
+    }
+
+    static func sha256sum(_ bytes: [UInt8]) throws -> String {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-sha-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: file) }
+        try Data(bytes).write(to: file)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/sha256sum")
+        process.arguments = [file.path]
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        process.waitUntilExit()
+        return String(String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).prefix(64))
+    }
+
+    @Test func aGuestCheckpointedAtEveryChanceAndRestoredEachTimeFinishesWithTheSameDigest() throws {
+        let module = try Guests.load("sha256")
+        let every = max(Self.size / 64 / 128, 1)  // about 128 checkpoints, whatever the size
+        let arguments: [Value] = [.i32(UInt32(Self.size)), .i32(UInt32(every))]
+
+        let plain = try GuestInstance(module: module)
+        let expected = try Self.digest(plain, try plain.invoke("sha256_generated", arguments))
+        #expect(expected == (try Self.sha256sum(Self.data())))
+
+        var instance = try GuestInstance(module: module)
+        var outcome = try instance.call("sha256_generated", arguments) { _ in true }
+        var restores = 0
+        while case .checkpointed(let snapshot) = outcome {
+            // Through bytes, as it would travel, into a fresh instance each time.
+            let copy = try GuestSnapshot(serialized: snapshot.serialized())
+            #expect(copy == snapshot)
+            (instance, outcome) = try GuestInstance.resume(copy, module: module) { _ in true }
+            restores += 1
+        }
+        guard case .finished(let results) = outcome else { return }
+        #expect(restores == Self.size / 64 / every)
+        #expect(try Self.digest(instance, results) == expected)
+    }
+
+    @Test func aDamagedSnapshotIsRefused() throws {
+        let module = try Guests.load("sha256")
+        let outcome = try GuestInstance(module: module).call("sha256_generated", [.i32(64 << 10), .i32(100)]) {
+            $0 == 3
+        }
+        guard case .checkpointed(let snapshot) = outcome else {
+            Issue.record("no checkpoint was taken")
+            return
+        }
+        let bytes = snapshot.serialized()
+        var flipped = bytes
+        flipped[bytes.count / 2] ^= 0x40
+        #expect(throws: GuestSnapshotError.checksumMismatch) { try GuestSnapshot(serialized: flipped) }
+        #expect(throws: GuestSnapshotError.truncated(have: bytes.count - 100)) {
+            try GuestSnapshot(serialized: Array(bytes.dropLast(100)))
+        }
+        #expect(throws: GuestSnapshotError.notASnapshot) { try GuestSnapshot(serialized: Array("hello".utf8)) }
+        #expect(throws: GuestSnapshotError.wrongModule) {
+            try GuestInstance.resume(snapshot, module: try Guests.load("counter"))
+        }
+    }
+
+    @Test func aGuestWithoutAsyncifyCannotBeCheckpointed() throws {
+        let plain = try Guests.load("sha256.plain")
+        #expect(plain.info.canBeCheckpointed == false)
+        #expect(try Guests.load("sha256").info.canBeCheckpointed)
+    }
+}
