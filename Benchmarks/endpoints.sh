@@ -10,7 +10,7 @@
 # Usage: Benchmarks/endpoints.sh     (SECONDS_PER_RUN=5 CONNECTIONS=2000 PROCESSES=300)
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+source "$(dirname "$0")/lib.sh"
 RUN=${SECONDS_PER_RUN:-5}
 CONNECTIONS=${CONNECTIONS:-2000}
 PROCESSES=${PROCESSES:-300}
@@ -24,25 +24,15 @@ if [ -n "$MISSING" ] || ! dpkg -s libevent-2.1-7 >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $MISSING libevent-2.1-7 libbsd0 libwrap0 >/dev/null
 fi
 
-echo "building ferry and ferry-bench (release)..." >&2
-(cd "$ROOT" && swift build -c release --product ferry >/dev/null && swift build -c release --product ferry-bench >/dev/null)
+build_release ferry ferry-bench
 FERRY="$ROOT/.build/release/ferry"
 BENCH="$ROOT/.build/release/ferry-bench"
-
-WORK=$(mktemp -d /var/tmp/ferry-endpoints-bench-XXXXXX)
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]:-}"; do [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+make_workdir endpoints-bench
 
 # openbsd-inetd conflicts with xinetd as a Debian package, so its binary is unpacked, not installed.
 (cd "$WORK" && apt-get download -qq openbsd-inetd 2>/dev/null && dpkg-deb -x openbsd-inetd_*.deb oi)
 OPENBSD_INETD="$WORK/oi/usr/sbin/inetd"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; return 1; }
 
 cat >"$WORK/first_byte.py" <<'PY'
@@ -64,8 +54,7 @@ PY
 # --- (a) lookups -------------------------------------------------------------------------------
 "$FERRY" endpointd --port 0 >"$WORK/endpointd.out" 2>/dev/null &
 PIDS+=($!)
-for _ in $(seq 100); do grep -q '^listening on' "$WORK/endpointd.out" 2>/dev/null && break; sleep 0.05; done
-DAEMON=$(head -1 "$WORK/endpointd.out" | sed 's/^listening on //')
+DAEMON=$(listening_address "$WORK/endpointd.out")
 "$FERRY" endpoints --addr "$DAEMON" register bench 127.0.0.1:9 --ttl 3600 --once >/dev/null
 
 lookups() {

@@ -11,7 +11,7 @@
 #   (DURATION=10 COLD_DURATION=3 COLD_FILES=80000 COLD_SIZE=16384 COLD_CONNECTIONS=32 COLD_WORKERS=16)
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+source "$(dirname "$0")/lib.sh"
 DURATION=${DURATION:-10}
 COLD_FILES=${COLD_FILES:-80000}
 COLD_DURATION=${COLD_DURATION:-3}
@@ -27,18 +27,9 @@ if [ -n "${MISSING:-}" ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $MISSING >/dev/null
 fi
 
-echo "building ferry (release)..." >&2
-(cd "$ROOT" && swift build -c release --product ferry >/dev/null)
+build_release ferry
 FERRY="$ROOT/.build/release/ferry"
-
-WORK=$(mktemp -d /var/tmp/ferry-bench-XXXXXX)
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]:-}"; do [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+make_workdir bench
 
 echo "writing $COLD_FILES cold files of $COLD_SIZE bytes and the hot files..." >&2
 mkdir -p "$WORK/www/cold"
@@ -71,13 +62,12 @@ start_ferry() {
     local out="$WORK/ferry-$1.out"
     "$FERRY" serve files --root "$WORK/www" --port 0 --model "$1" --workers "$2" --queue 4096 >"$out" 2>/dev/null &
     PIDS+=($!)
-    for _ in $(seq 100); do grep -q '^listening on' "$out" 2>/dev/null && break; sleep 0.05; done
-    URL="http://$(head -1 "$out" | sed 's/^listening on //')"
+    URL="http://$(listening_address "$out")"
 }
 
 start_nginx() {
     local port
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    port=$(free_port)
     mkdir -p "$WORK/nginx"
     cat >"$WORK/nginx/nginx.conf" <<CONF
 worker_processes $CORES;

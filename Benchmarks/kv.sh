@@ -6,7 +6,7 @@
 # Usage: Benchmarks/kv.sh      (SECONDS_PER_RUN=5 VALUE_SIZE=100 KEYS=10000)
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+source "$(dirname "$0")/lib.sh"
 RUN=${SECONDS_PER_RUN:-5}
 VALUE_SIZE=${VALUE_SIZE:-100}
 KEYS=${KEYS:-10000}
@@ -16,26 +16,14 @@ if ! command -v redis-server >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
 fi
 
-echo "building ferry and ferry-bench (release)..." >&2
-(cd "$ROOT" && swift build -c release --product ferry >/dev/null && swift build -c release --product ferry-bench >/dev/null)
+build_release ferry ferry-bench
 FERRY="$ROOT/.build/release/ferry"
 BENCH="$ROOT/.build/release/ferry-bench"
-
-WORK=$(mktemp -d /var/tmp/ferry-kv-bench-XXXXXX)
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]:-}"; do [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+make_workdir kv-bench
 
 "$FERRY" serve kv --db "$WORK/kv.sqlite" --port 0 >"$WORK/ferry.out" 2>"$WORK/ferry.err" &
 PIDS+=($!)
-for _ in $(seq 100); do grep -q '^listening on' "$WORK/ferry.out" 2>/dev/null && break; sleep 0.05; done
-FERRY_ADDR=$(head -1 "$WORK/ferry.out" | sed 's/^listening on //')
+FERRY_ADDR=$(listening_address "$WORK/ferry.out")
 
 REDIS_PORT=$(free_port)
 mkdir -p "$WORK/redis"

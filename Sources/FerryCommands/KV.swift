@@ -31,19 +31,10 @@ struct KVCommand: AsyncParsableCommand {
             address = addr
         } else {
             let directory = try await EndpointClient.connect(host: self.endpoints.host, port: self.endpoints.port)
-            let entries = try await directory.lookup(self.service)
-            await directory.close()
+            let entries = try await using(directory) { try await $0.lookup(self.service) }
             address = entries[0].endpoints[0]
         }
-        let client = try await KVClient.connect(host: address.host, port: address.port)
-        do {
-            let result = try await body(client)
-            await client.close()
-            return result
-        } catch {
-            await client.close()
-            throw error
-        }
+        return try await using(try await KVClient.connect(host: address.host, port: address.port), body)
     }
 
     struct Get: AsyncParsableCommand {

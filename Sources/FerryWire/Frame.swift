@@ -52,3 +52,17 @@ public struct Frame: Sendable, Equatable {
         return message
     }
 }
+
+extension Frame {
+    /// The error answer to request `requestID`: an ``ErrorMessage`` as itself, a payload that did
+    /// not decode as `malformed`, anything else as `unavailable` (the peer's own failure).
+    public init(answering error: any Error, requestID: UInt64) {
+        let message: ErrorMessage
+        switch error {
+        case let error as ErrorMessage: message = error
+        case let error as FerryWireError: message = ErrorMessage(code: .malformed, message: "\(error)")
+        default: message = ErrorMessage(code: .unavailable, message: "\(error)")
+        }
+        self.init(message, flags: [.response, .error], requestID: requestID)
+    }
+}

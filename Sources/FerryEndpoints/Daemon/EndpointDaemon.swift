@@ -285,17 +285,11 @@ final class EndpointHandler: ChannelInboundHandler, Sendable {
         do {
             guard let message = try self.directory.answer(frame, from: context.channel) else { return }
             answer = Frame(message, flags: .response, requestID: requestID)
-        } catch let error as ErrorMessage {
+        } catch {
             self.logger.debug(
                 "refused \(frame.header.kind) from \(context.remoteAddress.map { "\($0)" } ?? "?"): \(error)"
             )
-            answer = Frame(error, flags: [.response, .error], requestID: requestID)
-        } catch {
-            answer = Frame(
-                ErrorMessage(code: .malformed, message: "\(error)"),
-                flags: [.response, .error],
-                requestID: requestID
-            )
+            answer = Frame(answering: error, requestID: requestID)
         }
         context.writeAndFlush(Self.wrapOutboundOut(answer), promise: nil)
     }

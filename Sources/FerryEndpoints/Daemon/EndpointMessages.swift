@@ -139,22 +139,19 @@ public struct EndpointLease: WireMessage, Hashable, Codable {
     }
 }
 
-/// Renews the lease `leaseID` on `name` for its full ttl again. A lease the daemon does not hold
-/// (it ran out, the daemon restarted, or it was never granted) is answered with `notHeld`; the
-/// service then registers again.
-public struct RenewRequest: WireMessage, Hashable {
-    public static let kind = MessageKind.endpointRenew
-    public var name: String
-    public var leaseID: UInt64
+/// A request about one lease: renew it or give it up. Both carry the same two fields.
+public protocol LeaseRequest: WireMessage, Hashable {
+    var name: String { get }
+    var leaseID: UInt64 { get }
+    init(name: String, leaseID: UInt64)
+}
 
-    public init(name: String, leaseID: UInt64) {
-        self.name = name
-        self.leaseID = leaseID
-    }
-
+extension LeaseRequest {
     public init(from payload: inout ByteBuffer) throws {
-        self.name = try payload.readWireString(for: Self.kind, field: "name")
-        self.leaseID = try payload.readWireInteger(for: Self.kind, field: "leaseID")
+        self.init(
+            name: try payload.readWireString(for: Self.kind, field: "name"),
+            leaseID: try payload.readWireInteger(for: Self.kind, field: "leaseID")
+        )
     }
 
     public func encode(into payload: inout ByteBuffer) {
@@ -163,9 +160,11 @@ public struct RenewRequest: WireMessage, Hashable {
     }
 }
 
-/// Gives the lease `leaseID` on `name` up; its entry disappears at once.
-public struct DeregisterRequest: WireMessage, Hashable {
-    public static let kind = MessageKind.endpointDeregister
+/// Renews the lease `leaseID` on `name` for its full ttl again. A lease the daemon does not hold
+/// (it ran out, the daemon restarted, or it was never granted) is answered with `notHeld`; the
+/// service then registers again.
+public struct RenewRequest: LeaseRequest {
+    public static let kind = MessageKind.endpointRenew
     public var name: String
     public var leaseID: UInt64
 
@@ -173,15 +172,17 @@ public struct DeregisterRequest: WireMessage, Hashable {
         self.name = name
         self.leaseID = leaseID
     }
+}
 
-    public init(from payload: inout ByteBuffer) throws {
-        self.name = try payload.readWireString(for: Self.kind, field: "name")
-        self.leaseID = try payload.readWireInteger(for: Self.kind, field: "leaseID")
-    }
+/// Gives the lease `leaseID` on `name` up; its entry disappears at once.
+public struct DeregisterRequest: LeaseRequest {
+    public static let kind = MessageKind.endpointDeregister
+    public var name: String
+    public var leaseID: UInt64
 
-    public func encode(into payload: inout ByteBuffer) {
-        payload.writeWireString(self.name)
-        payload.writeInteger(self.leaseID)
+    public init(name: String, leaseID: UInt64) {
+        self.name = name
+        self.leaseID = leaseID
     }
 }
 

@@ -66,14 +66,8 @@ final class ControlHandler: ChannelInboundHandler {
         let answer: Frame
         do {
             answer = try self.answer(frame)
-        } catch let error as ErrorMessage {
-            answer = Frame(error, flags: [.response, .error], requestID: requestID)
         } catch {
-            answer = Frame(
-                ErrorMessage(code: .malformed, message: "\(error)"),
-                flags: [.response, .error],
-                requestID: requestID
-            )
+            answer = Frame(answering: error, requestID: requestID)
         }
         context.writeAndFlush(Self.wrapOutboundOut(answer), promise: nil)
     }

@@ -90,7 +90,7 @@ final class KVHandler: ChannelInboundHandler, Sendable {
                     let answer: Frame
                     switch result {
                     case .success(let written): answer = Frame(written, flags: .response, requestID: requestID)
-                    case .failure(let error): answer = Self.errorFrame(error, requestID: requestID)
+                    case .failure(let error): answer = Frame(answering: error, requestID: requestID)
                     }
                     channel.writeAndFlush(answer, promise: nil)
                 }
@@ -107,7 +107,7 @@ final class KVHandler: ChannelInboundHandler, Sendable {
                 )
             }
         } catch {
-            self.answer(Self.errorFrame(error, requestID: requestID), context: context)
+            self.answer(Frame(answering: error, requestID: requestID), context: context)
         }
     }
 
@@ -119,16 +119,6 @@ final class KVHandler: ChannelInboundHandler, Sendable {
     func channelReadComplete(context: ChannelHandlerContext) {
         context.flush()
         context.fireChannelReadComplete()
-    }
-
-    private static func errorFrame(_ error: any Error, requestID: UInt64) -> Frame {
-        let message: ErrorMessage
-        switch error {
-        case let error as ErrorMessage: message = error
-        case let error as FerryWireError: message = ErrorMessage(code: .malformed, message: "\(error)")
-        default: message = ErrorMessage(code: .unavailable, message: "the store failed: \(error)")
-        }
-        return Frame(message, flags: [.response, .error], requestID: requestID)
     }
 }
 
