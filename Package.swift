@@ -106,6 +106,7 @@ let package = Package(
             dependencies: [
                 "FerryEndpoints",
                 "FerryServer",
+                "FerryWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],

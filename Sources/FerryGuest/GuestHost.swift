@@ -1,3 +1,4 @@
+import FerryWire
 import Foundation
 import NIOConcurrencyHelpers
 import WasmKit
@@ -104,10 +105,7 @@ enum FerryHostAPI {
             module: Self.module,
             name: "clock_ms",
             Function(store: store, parameters: [], results: [.i64]) { _, _ in
-                let elapsed = ContinuousClock.now - started
-                let milliseconds =
-                    elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000
-                return [.i64(UInt64(milliseconds))]
+                [.i64(UInt64((ContinuousClock.now - started).wholeMilliseconds))]
             }
         )
         imports.define(

@@ -1,3 +1,4 @@
+import FerryWire
 import Foundation
 import NIOConcurrencyHelpers
 import WASI
@@ -259,9 +260,7 @@ final class DeadlineWatchdog: @unchecked Sendable {
                 self.state.withLockedValue { $0.passed = true }
                 break
             }
-            let remaining = end - now
-            let seconds = Double(remaining.components.seconds) + Double(remaining.components.attoseconds) / 1e18
-            _ = self.condition.wait(until: Date(timeIntervalSinceNow: seconds))
+            _ = self.condition.wait(until: Date(timeIntervalSinceNow: (end - now).inSeconds))
         }
         self.condition.unlock()
         while self.state.withLockedValue({ $0.running && $0.generation == generation }) {

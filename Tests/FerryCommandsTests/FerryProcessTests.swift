@@ -1,3 +1,4 @@
+import FerryEndpoints
 import FerryServer
 import Foundation
 import Testing
@@ -193,7 +194,7 @@ import FoundationNetworking
         for round in 0..<20 {
             let server = try Running(["serve", "kv", "--db", db, "--port", "0"])
             let first = try #require(server.nextLine())
-            let address = try #require(ServiceAddress(first))
+            let address = try #require(listeningAddress(first))
             let client = try await KVClient.connect(host: address.host, port: address.port)
             // Kill after a random number of acknowledgements, with eight writers in flight, so the
             // kill lands in the middle of group commits.
@@ -222,7 +223,7 @@ import FoundationNetworking
 
         let server = try Running(["serve", "kv", "--db", db, "--port", "0"])
         let line = try #require(server.nextLine())
-        let address = try #require(ServiceAddress(line))
+        let address = try #require(listeningAddress(line))
         let client = try await KVClient.connect(host: address.host, port: address.port)
         let acknowledged = await ledger.acknowledged
         #expect(acknowledged.count >= 20)
@@ -371,16 +372,8 @@ extension FerryProcessTests {
     }
 }
 
-/// `listening on HOST:PORT`, parsed.
-struct ServiceAddress {
-    let host: String
-    let port: Int
-
-    init?(_ line: String) {
-        guard line.hasPrefix("listening on "), let colon = line.lastIndex(of: ":"),
-            let port = Int(line[line.index(after: colon)...])
-        else { return nil }
-        self.host = String(line.dropFirst("listening on ".count)[..<colon])
-        self.port = port
-    }
+/// The address in a server's first line, `listening on HOST:PORT`.
+func listeningAddress(_ line: String) -> ServiceEndpoint? {
+    guard line.hasPrefix("listening on ") else { return nil }
+    return ServiceEndpoint(String(line.dropFirst("listening on ".count)))
 }

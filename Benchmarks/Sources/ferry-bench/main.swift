@@ -9,6 +9,7 @@
 //   ops=<count> seconds=<s> ops_per_s=<r> p50_us=<µs> p99_us=<µs> errors=<n>
 import FerryEndpoints
 import FerryServer
+import FerryWire
 import Foundation
 import NIOCore
 import NIOPosix
@@ -209,12 +210,12 @@ let results = try await withThrowingTaskGroup(of: ClientResult.self) { group in
     return all
 }
 let elapsed = ContinuousClock.now - started
-let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+let seconds = elapsed.inSeconds
 let latencies = results.flatMap(\.latencies).sorted()
 func percentile(_ p: Double) -> Int {
     guard !latencies.isEmpty else { return 0 }
     let sample = latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))]
-    return Int(sample.components.seconds * 1_000_000 + sample.components.attoseconds / 1_000_000_000_000)
+    return Int(sample.wholeMicroseconds)
 }
 print(
     "ops=\(latencies.count) seconds=\(String(format: "%.2f", seconds)) ops_per_s=\(String(format: "%.0f", Double(latencies.count) / seconds)) p50_us=\(percentile(0.5)) p99_us=\(percentile(0.99)) errors=\(results.map(\.errors).reduce(0, +))"

@@ -34,7 +34,7 @@ public struct EndpointClient: Sendable {
             name: name,
             endpoints: endpoints,
             metadata: metadata,
-            ttlMilliseconds: UInt32(clamping: ttl.milliseconds)
+            ttlMilliseconds: UInt32(clamping: ttl.wholeMilliseconds)
         )
         return try await self.wire.call(request).decode(as: EndpointLease.self)
     }
@@ -83,11 +83,4 @@ public struct EndpointClient: Sendable {
     public var isActive: Bool { self.wire.isActive }
 
     public func close() async { await self.wire.close() }
-}
-
-extension Duration {
-    var milliseconds: Int64 {
-        let (seconds, attoseconds) = self.components
-        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
-    }
 }

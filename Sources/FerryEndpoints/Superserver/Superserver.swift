@@ -1,4 +1,5 @@
 import CFerryLinux
+import FerryWire
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
@@ -308,8 +309,7 @@ public final class Superserver: Service, Sendable {
                 let now = ContinuousClock.now
                 let rate = Double(service.perSourceRate)
                 var bucket = listener.buckets[remote] ?? (tokens: rate, last: now)
-                let elapsed = now - bucket.last
-                let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+                let seconds = (now - bucket.last).inSeconds
                 bucket = (tokens: min(rate, bucket.tokens + seconds * rate), last: now)
                 if listener.buckets.count > 10_000 { listener.buckets = [:] }
                 guard bucket.tokens >= 1 else {

@@ -1,3 +1,4 @@
+import FerryWire
 import NIOConcurrencyHelpers
 import NIOCore
 
@@ -30,11 +31,6 @@ public final class SessionStore<Value: Sendable>: Sendable {
         self.clock = clock
     }
 
-    private var ttlNanoseconds: UInt64 {
-        let (seconds, attoseconds) = self.ttl.components
-        return UInt64(max(seconds, 0)) * 1_000_000_000 + UInt64(max(attoseconds, 0) / 1_000_000_000)
-    }
-
     /// Applies `update` to the live session `id`, or to a new session when `id` is nil, unknown or
     /// expired; renews its lease. Returns the session's id (new when it had to be created), the
     /// updated value, and whether it is new.
@@ -44,7 +40,7 @@ public final class SessionStore<Value: Sendable>: Sendable {
         _ update: (inout Value) -> Void
     ) -> (id: String, value: Value, isNew: Bool) {
         let now = self.clock()
-        let expiresAt = now + self.ttlNanoseconds
+        let expiresAt = now + self.ttl.wholeNanoseconds
         return self.entries.withLockedValue { entries in
             if let id, var entry = entries[id], entry.expiresAt > now {
                 update(&entry.value)
