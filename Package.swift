@@ -64,6 +64,7 @@ let package = Package(
         .target(
             name: "FerryGuest",
             dependencies: [
+                "CFerryLinux",
                 "FerryWire",
                 .product(name: "WasmKit", package: "WasmKit"),
                 .product(name: "WasmKitWASI", package: "WasmKit"),

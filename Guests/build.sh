@@ -12,8 +12,11 @@ for source in counter spin membomb recursion messages; do
     "$CLANG" "${FLAGS[@]}" -Wl,--no-entry -Wl,--allow-undefined -o "$source.wasm" "$source.c"
     echo "built Guests/$source.wasm"
 done
-"$CLANG" "${FLAGS[@]}" -Wl,--allow-undefined -o hello.wasm hello.c
-echo "built Guests/hello.wasm"
+# WASI commands (they have a _start).
+for source in hello files; do
+    "$CLANG" "${FLAGS[@]}" -Wl,--allow-undefined -o "$source.wasm" "$source.c"
+    echo "built Guests/$source.wasm"
+done
 
 # Guests whose execution state can be captured: Binaryen's Asyncify (Debian's binaryen, 108)
 # lets the host unwind the call stack into linear memory at ferry.checkpoint and rewind it later.

@@ -25,6 +25,14 @@ int ferry_open_beneath(int dirfd, const char *path, int flags) {
     return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
 }
 
+int ferry_open_in_layer(int dirfd, const char *path, int flags, unsigned int mode) {
+    struct open_how how = {0};
+    how.flags = (unsigned long long)(flags | O_CLOEXEC | O_NOFOLLOW);
+    how.mode = (flags & O_CREAT) ? mode : 0;
+    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+    return (int)syscall(SYS_openat2, dirfd, path[0] ? path : ".", &how, sizeof(how));
+}
+
 ssize_t ferry_pread_nowait(int fd, void *buf, size_t len, off_t offset) {
     struct iovec iov = {.iov_base = buf, .iov_len = len};
     ssize_t n = preadv2(fd, &iov, 1, offset, RWF_NOWAIT);

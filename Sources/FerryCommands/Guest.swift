@@ -37,6 +37,42 @@ struct GuestCommand: AsyncParsableCommand {
         @Option(help: "Interpreter stack, which bounds call depth, e.g. 512KiB.", transform: parseSize)
         var stack: Int = 512 << 10
 
+        @Option(
+            name: .customLong("dir"),
+            help: ArgumentHelp(
+                "Give the guest a host directory: writable, or read-only with :ro; seen at GUEST (HOST's own path when left out).",
+                valueName: "HOST[:GUEST][:ro]"
+            )
+        )
+        var directories: [String] = []
+
+        @Option(
+            name: .customLong("lower"),
+            help: ArgumentHelp(
+                "Add a read-only lower layer under the --dir seen at GUEST: the guest sees the union, and its writes go to the --dir (copied up on first write). Repeat for more layers, topmost first.",
+                valueName: "GUEST=HOST"
+            )
+        )
+        var lowers: [String] = []
+
+        /// The --dir views, with their --lower layers.
+        func guestDirectories() throws -> [GuestDirectory] {
+            var directories = try self.directories.map(GuestDirectory.init(parsing:))
+            for lower in self.lowers {
+                let parts = lower.split(separator: "=", maxSplits: 1).map(String.init)
+                guard parts.count == 2, !parts[1].isEmpty else {
+                    throw ValidationError("--lower takes GUEST=HOST, got '\(lower)'")
+                }
+                guard let index = directories.firstIndex(where: { $0.guestPath == parts[0] }) else {
+                    throw ValidationError(
+                        "--lower \(lower): no --dir is seen at \(parts[0]); give one, e.g. --dir ./scratch:\(parts[0])"
+                    )
+                }
+                directories[index].lowers.append(parts[1])
+            }
+            return directories
+        }
+
         func run() async throws {
             let logger = Logger(label: "ferry.guest")
             let module = try GuestModule(path: self.file)
@@ -45,6 +81,7 @@ struct GuestCommand: AsyncParsableCommand {
             let arguments = self.arguments.first == "--" ? Array(self.arguments.dropFirst()) : self.arguments
             let environment = GuestEnvironment(
                 arguments: self.invoke == nil ? arguments : [],
+                directories: try self.guestDirectories(),
                 log: { line in logger.info("\(line)") }
             )
             do {

@@ -49,6 +49,8 @@ public struct GuestEnvironment: Sendable {
     public var standardOutput: Int32
     public var standardError: Int32
     public var mailbox: GuestMailbox
+    /// The only host directories the guest can reach, each a layered view (WASI preopens).
+    public var directories: [GuestDirectory]
     /// Where `ferry.log` lines go.
     public var log: @Sendable (String) -> Void
 
@@ -59,6 +61,7 @@ public struct GuestEnvironment: Sendable {
         standardOutput: Int32 = 1,
         standardError: Int32 = 2,
         mailbox: GuestMailbox = GuestMailbox(),
+        directories: [GuestDirectory] = [],
         log: @escaping @Sendable (String) -> Void = { _ in }
     ) {
         self.arguments = arguments
@@ -67,6 +70,7 @@ public struct GuestEnvironment: Sendable {
         self.standardOutput = standardOutput
         self.standardError = standardError
         self.mailbox = mailbox
+        self.directories = directories
         self.log = log
     }
 }

@@ -1,7 +1,7 @@
 import FerryWire
 import Foundation
 import NIOConcurrencyHelpers
-import WASI
+@_spi(WASIPlatform) import WASI
 @_spi(Fuzzing) import WasmKit
 import WasmKitWASI
 
@@ -40,14 +40,21 @@ public final class GuestInstance {
         store.resourceLimiter = self.memoryLimiter
         if limits.needsMetering { store.fuel = Fuel(remaining: limits.fuel ?? .max) }
         self.watchdog = limits.deadline.map { DeadlineWatchdog(deadline: $0, store: store) }
+        // Built first so that a bad directory is reported as such, not as a WASI failure.
+        let fileSystem = try LayeredFileSystem(environment.directories)
         do {
             self.wasi = try WASIBridgeToHost(
                 args: ["guest"] + environment.arguments,
                 environment: environment.environment,
-                preopens: [],
-                stdin: environment.standardInput,
-                stdout: environment.standardOutput,
-                stderr: environment.standardError
+                fileSystem: .custom { fileSystem }
+                    .withStdio(
+                        stdin: environment.standardInput,
+                        stdout: environment.standardOutput,
+                        stderr: environment.standardError
+                    )
+                    .withPreopens(
+                        environment.directories.map { .init(guestPath: $0.guestPath, hostPath: $0.layers[0]) }
+                    )
             )
         } catch {
             throw GuestError.cannotInstantiate(reason: "WASI: \(error)")

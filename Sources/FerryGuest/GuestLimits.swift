@@ -64,6 +64,7 @@ public enum GuestError: Error, Equatable, Sendable, CustomStringConvertible {
     case noSuchExport(name: String, available: [String])
     case badArguments(export: String, reason: String)
     case cannotInstantiate(reason: String)
+    case badDirectory(spec: String, reason: String)
 
     public var description: String {
         switch self {
@@ -74,6 +75,7 @@ public enum GuestError: Error, Equatable, Sendable, CustomStringConvertible {
             "the module exports no function '\(name)'; it exports: \(available.joined(separator: ", "))"
         case .badArguments(let export, let reason): "cannot call \(export): \(reason)"
         case .cannotInstantiate(let reason): "cannot start the guest: \(reason)"
+        case .badDirectory(let spec, let reason): "cannot give the guest directory \(spec): \(reason)"
         }
     }
 }

@@ -18,6 +18,16 @@ int ferry_accept_nonblocking(int fd);
 /// Returns the descriptor, or -1 with errno set (EXDEV for an escape attempt).
 int ferry_open_beneath(int dirfd, const char *path, int flags);
 
+/// Linux values Glibc shows Swift only under _GNU_SOURCE.
+static const int FERRY_O_PATH = 010000000;
+static const long FERRY_UTIME_NOW = (1l << 30) - 1l;
+static const long FERRY_UTIME_OMIT = (1l << 30) - 2l;
+
+/// Opens `path` in one layer of a guest's layered directory, whose symlinks Ferry has already
+/// resolved itself: any symlink met on the way fails (ELOOP), as does leaving `dirfd` (EXDEV).
+/// An empty path opens `dirfd`'s directory. Returns the descriptor, or -1 with errno set.
+int ferry_open_in_layer(int dirfd, const char *path, int flags, unsigned int mode);
+
 /// Reads like pread, but fails with EAGAIN instead of waiting when the data is not in the page
 /// cache (preadv2 with RWF_NOWAIT), and starts readahead for it in that case.
 ssize_t ferry_pread_nowait(int fd, void *buf, size_t len, off_t offset);
