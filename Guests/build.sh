@@ -26,3 +26,11 @@ for source in sha256; do
     "$WASM_OPT" "$source.plain.wasm" --asyncify --pass-arg=asyncify-imports@ferry.checkpoint -O2 -o "$source.wasm"
     echo "built Guests/$source.wasm (plain: Guests/$source.plain.wasm)"
 done
+# User-level threads for the scheduler: their stacks unwind at ferry.yield and ferry.receive_wait too.
+for source in worker; do
+    "$CLANG" "${FLAGS[@]}" -Wl,--no-entry -Wl,--allow-undefined -o "$source.plain.wasm" "$source.c"
+    "$WASM_OPT" "$source.plain.wasm" --asyncify \
+        --pass-arg=asyncify-imports@ferry.yield,ferry.receive_wait,ferry.checkpoint -O2 -o "$source.wasm"
+    rm "$source.plain.wasm"
+    echo "built Guests/$source.wasm"
+done

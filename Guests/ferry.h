@@ -19,6 +19,11 @@ FERRY_IMPORT("send") int ferry_send(const void *message, int length);
 /// when it does not fit (it stays queued).
 FERRY_IMPORT("receive") int ferry_receive(void *buffer, int capacity);
 
+/// Waits for the host's next message and takes it into `buffer`: its length, or -2 when it does
+/// not fit (it stays queued). Under a scheduler the guest is parked meanwhile and other guests run
+/// on its kernel thread (guests built with FERRY_SCHEDULABLE); otherwise the thread waits.
+FERRY_IMPORT("receive_wait") int ferry_receive_wait(void *buffer, int capacity);
+
 /// A point where the host may capture the guest's whole execution state (memory, globals, call
 /// stack) and later resume it, here or in another process. Only in guests built with Asyncify
 /// (see build.sh); the call returns normally whether or not a checkpoint was taken.
@@ -33,6 +38,13 @@ FERRY_IMPORT("checkpoint") void ferry_checkpoint(void);
     FERRY_EXPORT("ferry_asyncify_buffer_size") int ferry_asyncify_buffer_size(void) {      \
         return (int)sizeof ferry_asyncify_data;                                            \
     }
+
+/// Makes a guest a user-level thread for Ferry's scheduler: its time slice can end at any
+/// ferry_yield and ferry_receive_wait can park it, by unwinding its stack with Asyncify (build it
+/// with --pass-arg=asyncify-imports@ferry.yield,ferry.receive_wait,ferry.checkpoint; see build.sh).
+#define FERRY_SCHEDULABLE(bytes)                                                           \
+    FERRY_CHECKPOINT_BUFFER(bytes)                                                         \
+    FERRY_EXPORT("ferry_schedulable") void ferry_schedulable(void) {}
 
 static inline int ferry_strlen(const char *text) {
     int n = 0;

@@ -9,14 +9,20 @@ public enum GuestCallOutcome: Sendable, Equatable {
     case checkpointed(GuestSnapshot)
 }
 
-/// The checkpoint protocol's state, confined to the guest's thread like its store.
-final class CheckpointState {
+/// Where a guest's Asyncify'd stack is, confined to the thread running the guest like its
+/// store: the same unwind and rewind serve checkpoints and the scheduler's suspensions.
+final class SuspendState {
     enum Mode { case normal, unwinding, rewinding }
+    /// Why the stack is being unwound.
+    enum Reason { case checkpoint, endOfSlice, waitingForMessage }
     var mode = Mode.normal
+    var reason = Reason.checkpoint
     /// Asked at each `ferry.checkpoint` call (counting from 1 per call): take one now?
     var decide: ((Int) -> Bool)?
     var count = 0
     var buffer: UInt32 = 0
+    /// Set while a ``GuestScheduler`` runs the guest: when its time slice ends.
+    var sliceEnd: ContinuousClock.Instant?
 }
 
 extension GuestInstance {
@@ -34,14 +40,14 @@ extension GuestInstance {
     ) throws
         -> GuestCallOutcome
     {
-        if self.checkpoints.mode != .rewinding { self.checkpoints.mode = .normal }
-        self.checkpoints.decide = checkpoint
-        self.checkpoints.count = 0
-        defer { self.checkpoints.decide = nil }
+        if self.suspension.mode != .rewinding { self.suspension.mode = .normal }
+        self.suspension.decide = checkpoint
+        self.suspension.count = 0
+        defer { self.suspension.decide = nil }
         let results = try self.invoke(name, arguments)
-        guard self.checkpoints.mode == .unwinding else { return .finished(results) }
+        guard self.suspension.mode == .unwinding else { return .finished(results) }
         try self.export("asyncify_stop_unwind").invoke([])
-        self.checkpoints.mode = .normal
+        self.suspension.mode = .normal
         return .checkpointed(try self.capture(export: name, arguments: arguments))
     }
 
@@ -57,43 +63,52 @@ extension GuestInstance {
         guard snapshot.matches(module) else { throw GuestSnapshotError.wrongModule }
         let instance = try GuestInstance(module: module, limits: limits, environment: environment)
         try instance.restore(snapshot)
-        instance.checkpoints.mode = .rewinding
+        instance.suspension.mode = .rewinding
         try instance.export("asyncify_start_rewind").invoke([.i32(snapshot.asyncifyBuffer)])
         return (instance, try instance.call(snapshot.export, snapshot.arguments, checkpoint: checkpoint))
     }
 
     /// The `ferry.checkpoint` import.
-    static func checkpointImport(store: Store, state: CheckpointState) -> Function {
+    static func checkpointImport(store: Store, state: SuspendState) -> Function {
         Function(store: store, parameters: []) { caller, _ in
             guard let instance = caller.instance else { return [] }
-            switch state.mode {
-            case .rewinding:
-                // Back at the point of capture: the stack is rebuilt, carry on from here.
-                try Self.export(instance, "asyncify_stop_rewind").invoke([])
-                state.mode = .normal
-            case .normal:
-                state.count += 1
-                guard let decide = state.decide, decide(state.count) else { return [] }
-                let buffer = UInt32(try Self.export(instance, "ferry_asyncify_buffer").invoke([])[0].i32)
-                let size = UInt32(try Self.export(instance, "ferry_asyncify_buffer_size").invoke([])[0].i32)
-                guard let memory = instance.exports[memory: "memory"], Int(buffer) + Int(size) <= memory.byteCount,
-                    size > 8
-                else {
-                    throw GuestSnapshotError.notCheckpointable("its Asyncify buffer lies outside its memory")
-                }
-                // Asyncify's buffer header: where the saved stack goes next, and where it must end.
-                memory.withUnsafeMutableBufferPointer(offset: UInt(buffer), count: 8) { header in
-                    header.storeBytes(of: (buffer + 8).littleEndian, toByteOffset: 0, as: UInt32.self)
-                    header.storeBytes(of: (buffer + size).littleEndian, toByteOffset: 4, as: UInt32.self)
-                }
-                state.buffer = buffer
-                try Self.export(instance, "asyncify_start_unwind").invoke([.i32(buffer)])
-                state.mode = .unwinding
-            case .unwinding:
-                break
-            }
+            // Back at the point of capture: the stack is rebuilt, carry on from here.
+            if try Self.finishRewind(instance, state) { return [] }
+            guard state.mode == .normal else { return [] }
+            state.count += 1
+            guard let decide = state.decide, decide(state.count) else { return [] }
+            try Self.startUnwind(instance, state, reason: .checkpoint)
             return []
         }
+    }
+
+    /// Unwinds the guest's call stack into its Asyncify buffer; the call into the guest then
+    /// returns at once, and a rewind later brings it back to this host call.
+    static func startUnwind(_ instance: Instance, _ state: SuspendState, reason: SuspendState.Reason) throws {
+        let buffer = UInt32(try Self.export(instance, "ferry_asyncify_buffer").invoke([])[0].i32)
+        let size = UInt32(try Self.export(instance, "ferry_asyncify_buffer_size").invoke([])[0].i32)
+        guard let memory = instance.exports[memory: "memory"], Int(buffer) + Int(size) <= memory.byteCount,
+            size > 8
+        else {
+            throw GuestSnapshotError.notCheckpointable("its Asyncify buffer lies outside its memory")
+        }
+        // Asyncify's buffer header: where the saved stack goes next, and where it must end.
+        memory.withUnsafeMutableBufferPointer(offset: UInt(buffer), count: 8) { header in
+            header.storeBytes(of: (buffer + 8).littleEndian, toByteOffset: 0, as: UInt32.self)
+            header.storeBytes(of: (buffer + size).littleEndian, toByteOffset: 4, as: UInt32.self)
+        }
+        state.buffer = buffer
+        try Self.export(instance, "asyncify_start_unwind").invoke([.i32(buffer)])
+        state.mode = .unwinding
+        state.reason = reason
+    }
+
+    /// In the host call a rewind was aiming for: ends the rewind and says so.
+    static func finishRewind(_ instance: Instance, _ state: SuspendState) throws -> Bool {
+        guard state.mode == .rewinding else { return false }
+        try Self.export(instance, "asyncify_stop_rewind").invoke([])
+        state.mode = .normal
+        return true
     }
 
     private func capture(export: String, arguments: [Value]) throws -> GuestSnapshot {
@@ -119,7 +134,7 @@ extension GuestInstance {
             module: self.module,
             export: export,
             arguments: arguments,
-            asyncifyBuffer: self.checkpoints.buffer,
+            asyncifyBuffer: self.suspension.buffer,
             globals: globals,
             memory: bytes
         )
@@ -143,7 +158,7 @@ extension GuestInstance {
             }
             try global.assign(value)
         }
-        self.checkpoints.buffer = snapshot.asyncifyBuffer
+        self.suspension.buffer = snapshot.asyncifyBuffer
     }
 
     /// WasmKit has no host-side memory.grow: a two-line module that imports the guest's memory

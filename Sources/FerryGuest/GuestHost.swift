@@ -4,19 +4,28 @@ import NIOConcurrencyHelpers
 import WasmKit
 
 /// Messages between the host and one guest: the host posts to the inbox, the guest sends to the
-/// outbox (the `ferry.send` and `ferry.receive` imports).
-public final class GuestMailbox: Sendable {
+/// outbox (the `ferry.send`, `ferry.receive` and `ferry.receive_wait` imports).
+public final class GuestMailbox: @unchecked Sendable {
+    // Sendable: the inbox and the arrival handler are guarded by `condition`.
     /// The largest message either side may pass.
     public static let maxMessageBytes = 1 << 20
 
-    private let inbox = NIOLockedValueBox<[[UInt8]]>([])
+    private let condition = NSCondition()
+    private var inbox: [[UInt8]] = []
+    /// Called after each post: a ``GuestScheduler`` wakes the guest if it is parked waiting.
+    private var onArrival: (@Sendable () -> Void)?
     private let outbox = NIOLockedValueBox<[[UInt8]]>([])
 
     public init() {}
 
     /// Queues a message for the guest.
     public func post(_ message: [UInt8]) {
-        self.inbox.withLockedValue { $0.append(message) }
+        self.condition.lock()
+        self.inbox.append(message)
+        let onArrival = self.onArrival
+        self.condition.broadcast()
+        self.condition.unlock()
+        onArrival?()
     }
 
     /// Takes every message the guest has sent so far.
@@ -27,13 +36,32 @@ public final class GuestMailbox: Sendable {
         }
     }
 
-    func nextForGuest(capacity: Int) -> (message: [UInt8]?, waiting: Bool, tooLarge: Bool) {
-        self.inbox.withLockedValue { inbox in
-            guard let first = inbox.first else { return (nil, false, false) }
-            guard first.count <= capacity else { return (nil, true, true) }
-            inbox.removeFirst()
-            return (first, true, false)
-        }
+    var hasMessages: Bool {
+        self.condition.lock()
+        defer { self.condition.unlock() }
+        return !self.inbox.isEmpty
+    }
+
+    func setArrivalHandler(_ handler: (@Sendable () -> Void)?) {
+        self.condition.lock()
+        self.onArrival = handler
+        self.condition.unlock()
+    }
+
+    /// Blocks the calling thread until a message is queued or `timeout` passes.
+    func waitForMessage(timeout: Duration) {
+        self.condition.lock()
+        if self.inbox.isEmpty { _ = self.condition.wait(until: Date(timeIntervalSinceNow: timeout.inSeconds)) }
+        self.condition.unlock()
+    }
+
+    func nextForGuest(capacity: Int) -> (message: [UInt8]?, tooLarge: Bool) {
+        self.condition.lock()
+        defer { self.condition.unlock() }
+        guard let first = self.inbox.first else { return (nil, false) }
+        guard first.count <= capacity else { return (nil, true) }
+        self.inbox.removeFirst()
+        return (first, false)
     }
 
     func sentByGuest(_ message: [UInt8]) {
@@ -85,6 +113,12 @@ public struct GuestEnvironment: Sendable {
 /// | `yield` | `()` | a point where the host may end the guest's slice or stop it |
 /// | `send` | `(ptr: i32, len: i32) -> i32` | passes a message to the host: 0, or -1 when too large |
 /// | `receive` | `(ptr: i32, cap: i32) -> i32` | takes the next message: its length, -1 when none, -2 when it does not fit |
+/// | `receive_wait` | `(ptr: i32, cap: i32) -> i32` | waits for the next message: its length, or -2 when it does not fit |
+/// | `checkpoint` | `()` | where the host may capture the guest's execution state (see ``GuestInstance/call(_:_:checkpoint:)``) |
+///
+/// Under a ``GuestScheduler``, a guest built with `FERRY_SCHEDULABLE` is suspended at `yield`
+/// when its time slice is over and parked in `receive_wait` while it has no message: its stack is
+/// unwound (Asyncify) and the kernel thread runs other guests.
 enum FerryHostAPI {
     static let module = "ferry"
 
@@ -92,6 +126,7 @@ enum FerryHostAPI {
         in imports: inout Imports,
         store: Store,
         environment: GuestEnvironment,
+        suspension: SuspendState,
         checkDeadline: @escaping () throws -> Void
     ) {
         let started = ContinuousClock.now
@@ -133,8 +168,13 @@ enum FerryHostAPI {
         imports.define(
             module: Self.module,
             name: "yield",
-            Function(store: store, parameters: []) { _, _ in
+            Function(store: store, parameters: []) { caller, _ in
+                guard let instance = caller.instance else { return [] }
+                if try GuestInstance.finishRewind(instance, suspension) { return [] }
                 try checkDeadline()
+                if let end = suspension.sliceEnd, ContinuousClock.now >= end {
+                    try GuestInstance.startUnwind(instance, suspension, reason: .endOfSlice)
+                }
                 return []
             }
         )
@@ -162,24 +202,56 @@ enum FerryHostAPI {
             name: "receive",
             Function(store: store, parameters: [.i32, .i32], results: [.i32]) { caller, arguments in
                 try checkDeadline()
-                let capacity = Int(Int32(bitPattern: arguments[1].i32))
-                guard capacity >= 0 else { throw GuestStop.badHostCall("receive with a negative capacity \(capacity)") }
-                let next = environment.mailbox.nextForGuest(capacity: capacity)
-                if next.tooLarge { return [.i32(UInt32(bitPattern: -2))] }
-                guard let message = next.message else { return [.i32(UInt32(bitPattern: -1))] }
-                let (memory, offset, _) = try Self.region(
-                    caller,
-                    arguments[0],
-                    .i32(UInt32(message.count)),
-                    limit: GuestMailbox.maxMessageBytes,
-                    call: "receive"
-                )
-                memory.withUnsafeMutableBufferPointer(offset: UInt(offset), count: message.count) { buffer in
-                    buffer.copyBytes(from: message)
-                }
-                return [.i32(UInt32(message.count))]
+                return try Self.receive(caller, arguments, from: environment.mailbox) ?? [.i32(UInt32(bitPattern: -1))]
             }
         )
+        imports.define(
+            module: Self.module,
+            name: "receive_wait",
+            Function(store: store, parameters: [.i32, .i32], results: [.i32]) { caller, arguments in
+                guard let instance = caller.instance else { return [.i32(UInt32(bitPattern: -1))] }
+                _ = try GuestInstance.finishRewind(instance, suspension)
+                while true {
+                    try checkDeadline()
+                    if let answer = try Self.receive(caller, arguments, from: environment.mailbox) { return answer }
+                    if suspension.sliceEnd != nil {
+                        // Parked: the scheduler runs others and rewinds to here when a message comes.
+                        try GuestInstance.startUnwind(instance, suspension, reason: .waitingForMessage)
+                        return [.i32(0)]
+                    }
+                    // Not scheduled: this thread is the guest's own, and it waits (a little at a
+                    // time, so that a deadline still stops it).
+                    environment.mailbox.waitForMessage(timeout: .milliseconds(50))
+                }
+            }
+        )
+    }
+
+    /// Takes the next message into the guest's memory: `[length]`, `[-2]` when it does not fit,
+    /// nil when none is waiting.
+    private static func receive(
+        _ caller: borrowing Caller,
+        _ arguments: [Value],
+        from mailbox: GuestMailbox
+    ) throws
+        -> [Value]?
+    {
+        let capacity = Int(Int32(bitPattern: arguments[1].i32))
+        guard capacity >= 0 else { throw GuestStop.badHostCall("receive with a negative capacity \(capacity)") }
+        let next = mailbox.nextForGuest(capacity: capacity)
+        if next.tooLarge { return [.i32(UInt32(bitPattern: -2))] }
+        guard let message = next.message else { return nil }
+        let (memory, offset, _) = try Self.region(
+            caller,
+            arguments[0],
+            .i32(UInt32(message.count)),
+            limit: GuestMailbox.maxMessageBytes,
+            call: "receive"
+        )
+        memory.withUnsafeMutableBufferPointer(offset: UInt(offset), count: message.count) { buffer in
+            buffer.copyBytes(from: message)
+        }
+        return [.i32(UInt32(message.count))]
     }
 
     /// The caller's memory and a checked region of it: a guest that passes a bad pointer or

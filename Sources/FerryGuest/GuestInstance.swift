@@ -19,7 +19,7 @@ public final class GuestInstance {
     private let wasi: WASIBridgeToHost
     private let watchdog: DeadlineWatchdog?
     private let memoryLimiter: MemoryLimiter
-    let checkpoints = CheckpointState()
+    let suspension = SuspendState()
 
     /// Instantiates `module`. Its start function, if any, runs now, under the same limits.
     public init(
@@ -62,13 +62,13 @@ public final class GuestInstance {
         var imports = Imports()
         self.wasi.link(to: &imports, store: store)
         let watchdog = self.watchdog
-        FerryHostAPI.define(in: &imports, store: store, environment: environment) {
+        FerryHostAPI.define(in: &imports, store: store, environment: environment, suspension: self.suspension) {
             if let watchdog, watchdog.hasPassed { throw GuestStop.deadline(watchdog.deadline) }
         }
         imports.define(
             module: FerryHostAPI.module,
             name: "checkpoint",
-            Self.checkpointImport(store: store, state: self.checkpoints)
+            Self.checkpointImport(store: store, state: self.suspension)
         )
         do {
             self.instance = try self.watchdog.guarded {

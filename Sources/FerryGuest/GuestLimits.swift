@@ -65,6 +65,7 @@ public enum GuestError: Error, Equatable, Sendable, CustomStringConvertible {
     case badArguments(export: String, reason: String)
     case cannotInstantiate(reason: String)
     case badDirectory(spec: String, reason: String)
+    case schedulerStopped
 
     public var description: String {
         switch self {
@@ -76,6 +77,7 @@ public enum GuestError: Error, Equatable, Sendable, CustomStringConvertible {
         case .badArguments(let export, let reason): "cannot call \(export): \(reason)"
         case .cannotInstantiate(let reason): "cannot start the guest: \(reason)"
         case .badDirectory(let spec, let reason): "cannot give the guest directory \(spec): \(reason)"
+        case .schedulerStopped: "the scheduler was shut down before the guest finished"
         }
     }
 }
