@@ -106,10 +106,12 @@ let package = Package(
             name: "ferry-bench",
             dependencies: [
                 "FerryEndpoints",
+                "FerryGuest",
                 "FerryServer",
                 "FerryWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "WasmKit", package: "WasmKit"),
             ],
             path: "Benchmarks/Sources/ferry-bench"
         ),

@@ -83,3 +83,16 @@ FERRY_EXPORT("sha256_generated") int sha256_generated(int total, int every) {
     }
     return (int)(unsigned long)digest;
 }
+
+#ifdef __wasm__
+/// Grows linear memory to at least `mib` MiB and writes a byte into each 4 KiB page, so that a
+/// checkpoint has that much live memory to carry (the benchmark of checkpoint time against size).
+FERRY_EXPORT("reserve") int reserve(int mib) {
+    unsigned long want = (unsigned long)mib << 4;  // in 64 KiB pages
+    unsigned long have = __builtin_wasm_memory_size(0);
+    if (want > have && __builtin_wasm_memory_grow(0, want - have) == (unsigned long)-1) return -1;
+    for (unsigned long page = have; page < want; page++)
+        for (unsigned long at = 0; at < 65536; at += 4096) *(volatile unsigned char *)(page * 65536 + at) = (unsigned char)page;
+    return (int)__builtin_wasm_memory_size(0);
+}
+#endif

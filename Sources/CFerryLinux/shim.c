@@ -2,6 +2,7 @@
 #include "CFerryLinux.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <pthread.h>
@@ -173,4 +174,38 @@ int ferry_describe_address(const struct sockaddr_storage *address, char *host, s
         return ntohs(in6->sin6_port);
     }
     return -1;
+}
+
+/// CRC-32 tables for slicing by 8: table[k][b] is the CRC of byte b followed by k zero bytes.
+static uint32_t crc32_tables[8][256];
+static pthread_once_t crc32_once = PTHREAD_ONCE_INIT;
+
+static void crc32_make_tables(void) {
+    for (uint32_t b = 0; b < 256; b++) {
+        uint32_t value = b;
+        for (int i = 0; i < 8; i++) value = (value & 1) ? 0xEDB88320u ^ (value >> 1) : value >> 1;
+        crc32_tables[0][b] = value;
+    }
+    for (uint32_t b = 0; b < 256; b++)
+        for (int k = 1; k < 8; k++)
+            crc32_tables[k][b] = crc32_tables[0][crc32_tables[k - 1][b] & 0xFF] ^ (crc32_tables[k - 1][b] >> 8);
+}
+
+uint32_t ferry_crc32(uint32_t crc, const void *data, size_t length) {
+    pthread_once(&crc32_once, crc32_make_tables);
+    const unsigned char *bytes = data;
+    crc = ~crc;
+    while (length >= 8) {
+        uint32_t low, high;
+        memcpy(&low, bytes, 4);
+        memcpy(&high, bytes + 4, 4);
+        low ^= crc;  // little-endian hosts only, as every Linux Ferry runs on
+        crc = crc32_tables[7][low & 0xFF] ^ crc32_tables[6][(low >> 8) & 0xFF] ^ crc32_tables[5][(low >> 16) & 0xFF] ^
+              crc32_tables[4][low >> 24] ^ crc32_tables[3][high & 0xFF] ^ crc32_tables[2][(high >> 8) & 0xFF] ^
+              crc32_tables[1][(high >> 16) & 0xFF] ^ crc32_tables[0][high >> 24];
+        bytes += 8;
+        length -= 8;
+    }
+    while (length--) crc = crc32_tables[0][(crc ^ *bytes++) & 0xFF] ^ (crc >> 8);
+    return ~crc;
 }

@@ -1,3 +1,4 @@
+import CFerryLinux
 import FerryWire
 import NIOCore
 import WasmKit
@@ -32,26 +33,29 @@ public struct GuestSnapshot: Sendable, Equatable {
 
     /// The bytes to store or send.
     public func serialized() -> [UInt8] {
-        var payload = ByteBuffer()
-        payload.writeInteger(self.moduleSize)
-        payload.writeInteger(self.moduleHash)
-        payload.writeWireString(self.export)
-        payload.writeInteger(UInt16(self.arguments.count))
-        for value in self.arguments { Self.write(value, to: &payload) }
-        payload.writeInteger(self.asyncifyBuffer)
-        payload.writeInteger(UInt16(self.globals.count))
-        for (name, value) in self.globals.sorted(by: { $0.key < $1.key }) {
-            payload.writeWireString(name)
-            Self.write(value, to: &payload)
-        }
-        payload.writeWireBytes(self.memory)
-        let body = payload.readableBytesView
+        // One buffer, the checksum over its payload in place: snapshots are megabytes.
         var out = ByteBuffer()
+        out.reserveCapacity(self.memory.count + 1024)
         out.writeInteger(Self.magic)
         out.writeInteger(Self.version)
-        out.writeInteger(UInt64(body.count))
-        out.writeBytes(body)
-        out.writeInteger(CRC32.checksum(body))
+        let lengthIndex = out.writerIndex
+        out.writeInteger(UInt64(0))
+        let payloadIndex = out.writerIndex
+        out.writeInteger(self.moduleSize)
+        out.writeInteger(self.moduleHash)
+        out.writeWireString(self.export)
+        out.writeInteger(UInt16(self.arguments.count))
+        for value in self.arguments { Self.write(value, to: &out) }
+        out.writeInteger(self.asyncifyBuffer)
+        out.writeInteger(UInt16(self.globals.count))
+        for (name, value) in self.globals.sorted(by: { $0.key < $1.key }) {
+            out.writeWireString(name)
+            Self.write(value, to: &out)
+        }
+        out.writeWireBytes(self.memory)
+        let length = out.writerIndex - payloadIndex
+        out.setInteger(UInt64(length), at: lengthIndex)
+        out.writeInteger(CRC32.checksum(out.readableBytesView.dropFirst(payloadIndex - out.readerIndex)))
         return Array(out.readableBytesView)
     }
 
@@ -181,20 +185,7 @@ public enum GuestSnapshotError: Error, Equatable, Sendable, CustomStringConverti
 
 /// CRC-32 (IEEE 802.3), for snapshot integrity.
 enum CRC32 {
-    static let table: [UInt32] = (0..<256).map { index in
-        var value = UInt32(index)
-        for _ in 0..<8 { value = value & 1 == 1 ? 0xEDB8_8320 ^ (value >> 1) : value >> 1 }
-        return value
-    }
-
     static func checksum(_ bytes: ByteBufferView) -> UInt32 {
-        // Through raw pointers: snapshots are megabytes, and a debug build checks every index.
-        bytes.withUnsafeBytes { data in
-            Self.table.withUnsafeBufferPointer { table in
-                var crc: UInt32 = 0xFFFF_FFFF
-                for byte in data { crc = table[Int((crc ^ UInt32(byte)) & 0xFF)] ^ (crc >> 8) }
-                return crc ^ 0xFFFF_FFFF
-            }
-        }
+        bytes.withUnsafeBytes { ferry_crc32(0, $0.baseAddress, $0.count) }
     }
 }

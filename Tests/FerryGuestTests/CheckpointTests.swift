@@ -57,6 +57,30 @@ import WasmKit
         #expect(try Self.digest(instance, results) == expected)
     }
 
+    @Test func aGuestThatGrewItsMemoryIsRestoredWithAllOfIt() throws {
+        let module = try Guests.load("sha256")
+        let instance = try GuestInstance(module: module)
+        let pages = try instance.invoke("reserve", [.i32(3)])[0].i32
+        #expect(pages == 48, "3 MiB in 64 KiB pages")
+        let arguments: [Value] = [.i32(4096), .i32(8)]
+        guard
+            case .checkpointed(let snapshot) = try instance.call("sha256_generated", arguments, checkpoint: { $0 == 4 })
+        else {
+            Issue.record("no checkpoint was taken")
+            return
+        }
+        #expect(snapshot.memory.count == 3 << 20)
+        // A fresh instance starts smaller; the restore grows it to the snapshot's size.
+        let (restored, outcome) = try GuestInstance.resume(snapshot, module: module)
+        guard case .finished(let results) = outcome else { return }
+        #expect(try restored.readMemory(offset: 2 << 20, count: 1) == [32], "a byte reserve wrote in page 32")
+        let plain = try GuestInstance(module: module)
+        #expect(
+            try Self.digest(restored, results)
+                == (try Self.digest(plain, try plain.invoke("sha256_generated", arguments)))
+        )
+    }
+
     @Test func aDamagedSnapshotIsRefused() throws {
         let module = try Guests.load("sha256")
         let outcome = try GuestInstance(module: module).call("sha256_generated", [.i32(64 << 10), .i32(100)]) {

@@ -4,6 +4,7 @@
 //   ferry-bench kv --target ferry|redis --addr HOST:PORT --op put|get --clients N --seconds S
 //                  [--value-size BYTES] [--keys N]
 //   ferry-bench endpoints --addr HOST:PORT --name NAME --clients N --seconds S   (lookups)
+//   ferry-bench guest [--guests DIR] [--mib N] [--repeats N]   (FerryGuest costs; see GuestBenchmark)
 //
 // Each client has its own connection and one request outstanding. Prints one line:
 //   ops=<count> seconds=<s> ops_per_s=<r> p50_us=<µs> p99_us=<µs> errors=<n>
@@ -29,7 +30,7 @@ struct Options {
     init(_ arguments: [String]) throws {
         var rest = arguments.dropFirst()
         guard let command = rest.first, ["kv", "endpoints"].contains(command) else {
-            throw Failure("usage: ferry-bench kv|endpoints --addr HOST:PORT ...")
+            throw Failure("usage: ferry-bench kv|endpoints --addr HOST:PORT ... | ferry-bench guest ...")
         }
         self.command = command
         rest = rest.dropFirst()
@@ -149,6 +150,16 @@ final class RedisConnection: KVConnection {
     func close() async {
         self.channel.outbound.finish()
         try? await self.channel.channel.close()
+    }
+}
+
+if CommandLine.arguments.dropFirst().first == "guest" {
+    do {
+        try GuestBenchmark.run(Array(CommandLine.arguments.dropFirst(2)))
+        exit(0)
+    } catch {
+        FileHandle.standardError.write(Data("ferry-bench: \(error)\n".utf8))
+        exit(2)
     }
 }
 
