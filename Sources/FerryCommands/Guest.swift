@@ -37,6 +37,17 @@ struct GuestCommand: AsyncParsableCommand {
         @Option(help: "Interpreter stack, which bounds call depth, e.g. 512KiB.", transform: parseSize)
         var stack: Int = 512 << 10
 
+        @Option(help: "Print this many bytes at the address the call returns, as hex, instead of the values.")
+        var resultBytes: Int?
+
+        @Option(
+            help: ArgumentHelp(
+                "Listen on this Unix socket for 'ferry guest checkpoint --control', which captures the running guest at its next checkpoint (needs --invoke and a guest built with Asyncify).",
+                valueName: "SOCKET"
+            )
+        )
+        var control: String?
+
         @Option(
             name: .customLong("dir"),
             help: ArgumentHelp(
@@ -86,9 +97,26 @@ struct GuestCommand: AsyncParsableCommand {
             )
             do {
                 let instance = try GuestInstance(module: module, limits: limits, environment: environment)
-                if let name = self.invoke {
+                if let control = self.control {
+                    guard let name = self.invoke else {
+                        throw ValidationError("--control checkpoints an export's call: give --invoke NAME")
+                    }
                     let values = try Self.values(arguments, for: try instance.parameters(of: name), export: name)
-                    for value in try instance.invoke(name, values) { printLine(Self.describe(value)) }
+                    try await self.runUnderControl(
+                        instance,
+                        name,
+                        values,
+                        socket: control,
+                        limits: limits,
+                        environment: environment
+                    )
+                } else if let name = self.invoke {
+                    let values = try Self.values(arguments, for: try instance.parameters(of: name), export: name)
+                    try GuestCommand.printResults(
+                        try instance.invoke(name, values),
+                        of: instance,
+                        bytes: self.resultBytes
+                    )
                 } else {
                     let code = try instance.runCommand()
                     if code != 0 { throw ExitCode(Int32(bitPattern: code)) }
@@ -96,6 +124,60 @@ struct GuestCommand: AsyncParsableCommand {
             } catch let stop as GuestStop {
                 printError("guest stopped: \(stop)")
                 throw ExitCode(3)
+            }
+        }
+
+        /// Runs the call while answering checkpoint requests on the control socket: each one is
+        /// taken at the guest's next checkpoint; the guest then stops there, or goes on from the
+        /// snapshot in a fresh instance.
+        private func runUnderControl(
+            _ first: GuestInstance,
+            _ name: String,
+            _ values: [Value],
+            socket: String,
+            limits: GuestLimits,
+            environment: GuestEnvironment
+        ) async throws {
+            guard first.module.info.canBeCheckpointed else {
+                throw ValidationError(
+                    "\(self.file) cannot be checkpointed (see 'ferry guest inspect'); run it without --control"
+                )
+            }
+            let control = try await GuestControl.listen(at: socket)
+            printLine("control on \(socket)")
+            var instance = first
+            var outcome: GuestCallOutcome
+            do {
+                outcome = try instance.call(name, values) { _ in control.isRequested }
+                while case .checkpointed(let snapshot) = outcome, let request = control.take() {
+                    let bytes = snapshot.serialized()
+                    do {
+                        try Data(bytes).write(to: URL(fileURLWithPath: request.path))
+                        request.answer.succeed("ok checkpointed into \(request.path) (\(bytes.count) bytes)")
+                    } catch {
+                        request.answer.succeed("error: cannot write \(request.path): \(error.localizedDescription)")
+                    }
+                    if !request.leaveRunning {
+                        control.close("the guest stopped at a checkpoint")
+                        printLine(
+                            "checkpointed into \(request.path); the guest stopped there (ferry guest restore continues it)"
+                        )
+                        return
+                    }
+                    (instance, outcome) = try GuestInstance.resume(
+                        snapshot,
+                        module: instance.module,
+                        limits: limits,
+                        environment: environment
+                    ) { _ in control.isRequested }
+                }
+            } catch {
+                control.close("the guest stopped: \(error)")
+                throw error
+            }
+            control.close("the guest finished before its next checkpoint")
+            if case .finished(let results) = outcome {
+                try GuestCommand.printResults(results, of: instance, bytes: self.resultBytes)
             }
         }
 
@@ -159,6 +241,16 @@ struct GuestCommand: AsyncParsableCommand {
         }
     }
 
+    /// Prints a call's results: each value, or `bytes` bytes of memory at the address it returned, as hex.
+    static func printResults(_ values: [Value], of instance: GuestInstance?, bytes: Int?) throws {
+        if let bytes, let instance, let address = values.first {
+            let memory = try instance.readMemory(offset: Int(address.i32), count: bytes)
+            printLine(memory.map { String(format: "%02x", $0) }.joined())
+        } else {
+            for value in values { printLine(Run.describe(value)) }
+        }
+    }
+
     /// Prints a finished call's results, or writes its snapshot; exits 3 when the guest was stopped.
     static func report(
         _ outcome: () throws -> GuestCallOutcome,
@@ -169,12 +261,7 @@ struct GuestCommand: AsyncParsableCommand {
         do {
             switch try outcome() {
             case .finished(let values):
-                if let resultBytes, let instance = instance(), let address = values.first {
-                    let bytes = try instance.readMemory(offset: Int(address.i32), count: resultBytes)
-                    printLine(bytes.map { String(format: "%02x", $0) }.joined())
-                } else {
-                    for value in values { printLine(Run.describe(value)) }
-                }
+                try Self.printResults(values, of: instance(), bytes: resultBytes)
             case .checkpointed(let snapshot):
                 guard let out else { throw ValidationError("a checkpoint was taken but no --out file was given") }
                 let bytes = snapshot.serialized()
@@ -189,24 +276,35 @@ struct GuestCommand: AsyncParsableCommand {
 
     struct Checkpoint: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Run a guest's export until its Nth checkpoint and save its execution state.",
+            abstract:
+                "Save a guest's execution state: of a running guest (--control), or of a call run here until its Nth checkpoint.",
             discussion: """
                 The guest must be built with Asyncify and call ferry.checkpoint (see Guests/sha256.c). \
                 The snapshot holds linear memory, mutable globals and the unwound call stack; \
                 'ferry guest restore' continues it in a fresh instance, in this process or another.
+
+                A running guest is one started with 'ferry guest run --control SOCKET': it is \
+                captured at its next checkpoint and then stops there, ready to be restored \
+                elsewhere, or carries on with --leave-running.
                 """
         )
 
-        @Argument(help: "The module, .wasm or .wat.")
-        var file: String
+        @Argument(help: "The module, .wasm or .wat (not with --control).")
+        var file: String?
 
-        @Option(help: "The export to call.")
-        var invoke: String
+        @Option(help: "The export to call (not with --control).")
+        var invoke: String?
 
         @Argument(parsing: .allUnrecognized, help: "Arguments for the export.")
         var arguments: [String] = []
 
-        @Option(help: "Take the checkpoint at the guest's Nth checkpoint call.")
+        @Option(help: ArgumentHelp("The control socket of a running guest.", valueName: "SOCKET"))
+        var control: String?
+
+        @Flag(help: "With --control: the guest carries on after the checkpoint instead of stopping.")
+        var leaveRunning = false
+
+        @Option(help: "Take the checkpoint at the guest's Nth checkpoint call (not with --control).")
         var at = 1
 
         @Option(help: "Where to write the snapshot.")
@@ -217,17 +315,42 @@ struct GuestCommand: AsyncParsableCommand {
 
         @OptionGroup var limits: LimitOptions
 
+        func validate() throws {
+            if self.control != nil {
+                guard self.file == nil, self.invoke == nil, self.arguments.isEmpty else {
+                    throw ValidationError(
+                        "--control checkpoints a guest that is already running: give no FILE or --invoke"
+                    )
+                }
+            } else {
+                guard self.file != nil, self.invoke != nil else {
+                    throw ValidationError(
+                        "give --control SOCKET for a running guest, or FILE --invoke NAME to run one here"
+                    )
+                }
+                guard !self.leaveRunning else { throw ValidationError("--leave-running goes with --control") }
+            }
+        }
+
         func run() async throws {
-            let module = try GuestModule(path: self.file)
+            if let control = self.control {
+                let out = URL(fileURLWithPath: self.out).standardizedFileURL.path
+                let mode = self.leaveRunning ? "leave-running" : "stop"
+                let answer = try await GuestControl.request("checkpoint \(mode) \(out)", at: control)
+                guard answer.hasPrefix("ok ") else {
+                    printError(answer.isEmpty ? "error: the guest closed its control socket without answering" : answer)
+                    throw ExitCode(1)
+                }
+                printLine(String(answer.dropFirst(3)))
+                return
+            }
+            guard let file = self.file, let invoke = self.invoke else { return }
+            let module = try GuestModule(path: file)
             let instance = try GuestInstance(module: module, limits: self.limits.limits)
-            let values = try Run.values(
-                self.arguments,
-                for: try instance.parameters(of: self.invoke),
-                export: self.invoke
-            )
+            let values = try Run.values(self.arguments, for: try instance.parameters(of: invoke), export: invoke)
             let at = self.at
             try GuestCommand.report(
-                { try instance.call(self.invoke, values) { $0 == at } },
+                { try instance.call(invoke, values) { $0 == at } },
                 instance: { instance },
                 resultBytes: self.resultBytes,
                 out: self.out

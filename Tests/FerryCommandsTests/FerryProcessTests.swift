@@ -370,6 +370,43 @@ extension FerryProcessTests {
         try Data(bytes).write(to: snapshot)
         #expect(try self.command(["guest", "restore", snapshot.path, "--module", sha256]).0 != 0)
     }
+
+    @Test func aRunningGuestIsCheckpointedThroughItsControlSocketAndGoesOnOrStops() throws {
+        let sha256 = Self.guests.appendingPathComponent("sha256.wasm").path
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let socket = folder.appendingPathComponent("guest.sock").path
+        let (first, second) = (
+            folder.appendingPathComponent("a.snap").path, folder.appendingPathComponent("b.snap").path
+        )
+        let call = ["--invoke", "sha256_generated", String(64 << 10), "1", "--result-bytes", "32"]
+        let (_, expected) = try self.command(["guest", "run", sha256] + call)
+
+        let guest = try Running(["guest", "run", sha256] + call + ["--control", socket])
+        #expect(guest.nextLine() == "control on \(socket)")
+        let (leftStatus, left) = try self.command([
+            "guest", "checkpoint", "--control", socket, "--out", first, "--leave-running",
+        ])
+        #expect(leftStatus == 0 && left.hasPrefix("checkpointed into \(first) ("))
+        let (stoppedStatus, _) = try self.command(["guest", "checkpoint", "--control", socket, "--out", second])
+        #expect(stoppedStatus == 0)
+        #expect(guest.nextLine()?.hasPrefix("checkpointed into \(second); the guest stopped there") == true)
+        guest.process.waitUntilExit()
+        #expect(guest.process.terminationStatus == 0)
+
+        // Each snapshot finishes the call elsewhere with the digest of an uninterrupted run.
+        for snapshot in [first, second] {
+            #expect(
+                try self.command(["guest", "restore", snapshot, "--module", sha256, "--result-bytes", "32"]) == (
+                    0, expected
+                )
+            )
+        }
+        // The guest is gone, and so is its socket: the request fails with a reason.
+        let (gone, _) = try self.command(["guest", "checkpoint", "--control", socket, "--out", first])
+        #expect(gone == 1)
+    }
 }
 
 /// The address in a server's first line, `listening on HOST:PORT`.
