@@ -124,15 +124,20 @@ enum FerryHostAPI {
 
     static func define(
         in imports: inout Imports,
+        imported: Set<String>,
         store: Store,
         environment: GuestEnvironment,
         suspension: SuspendState,
         checkDeadline: @escaping () throws -> Void
     ) {
         let started = ContinuousClock.now
-        imports.define(
-            module: Self.module,
-            name: "log",
+        /// Defines `name` when the guest imports it: each host function is an allocation in the store.
+        func define(_ name: String, _ function: @autoclosure () -> Function) {
+            guard imported.contains("\(Self.module).\(name)") else { return }
+            imports.define(module: Self.module, name: name, function())
+        }
+        define(
+            "log",
             Function(store: store, parameters: [.i32, .i32]) { caller, arguments in
                 try checkDeadline()
                 let bytes = try Self.read(caller, arguments[0], arguments[1], limit: 64 << 10, call: "log")
@@ -140,16 +145,14 @@ enum FerryHostAPI {
                 return []
             }
         )
-        imports.define(
-            module: Self.module,
-            name: "clock_ms",
+        define(
+            "clock_ms",
             Function(store: store, parameters: [], results: [.i64]) { _, _ in
                 [.i64(UInt64((ContinuousClock.now - started).wholeMilliseconds))]
             }
         )
-        imports.define(
-            module: Self.module,
-            name: "random",
+        define(
+            "random",
             Function(store: store, parameters: [.i32, .i32]) { caller, arguments in
                 let (memory, offset, count) = try Self.region(
                     caller,
@@ -165,9 +168,8 @@ enum FerryHostAPI {
                 return []
             }
         )
-        imports.define(
-            module: Self.module,
-            name: "yield",
+        define(
+            "yield",
             Function(store: store, parameters: []) { caller, _ in
                 guard let instance = caller.instance else { return [] }
                 if try GuestInstance.finishRewind(instance, suspension) { return [] }
@@ -178,9 +180,8 @@ enum FerryHostAPI {
                 return []
             }
         )
-        imports.define(
-            module: Self.module,
-            name: "send",
+        define(
+            "send",
             Function(store: store, parameters: [.i32, .i32], results: [.i32]) { caller, arguments in
                 try checkDeadline()
                 guard Int(arguments[1].i32) <= GuestMailbox.maxMessageBytes else {
@@ -197,17 +198,15 @@ enum FerryHostAPI {
                 return [.i32(0)]
             }
         )
-        imports.define(
-            module: Self.module,
-            name: "receive",
+        define(
+            "receive",
             Function(store: store, parameters: [.i32, .i32], results: [.i32]) { caller, arguments in
                 try checkDeadline()
                 return try Self.receive(caller, arguments, from: environment.mailbox) ?? [.i32(UInt32(bitPattern: -1))]
             }
         )
-        imports.define(
-            module: Self.module,
-            name: "receive_wait",
+        define(
+            "receive_wait",
             Function(store: store, parameters: [.i32, .i32], results: [.i32]) { caller, arguments in
                 guard let instance = caller.instance else { return [.i32(UInt32(bitPattern: -1))] }
                 _ = try GuestInstance.finishRewind(instance, suspension)

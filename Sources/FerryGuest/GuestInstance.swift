@@ -60,16 +60,41 @@ public final class GuestInstance {
             throw GuestError.cannotInstantiate(reason: "WASI: \(error)")
         }
         var imports = Imports()
-        self.wasi.link(to: &imports, store: store)
+        // Only what the module imports: each host function is an allocation in the new store.
+        let imported = Set(module.info.imports.map { "\($0.module).\($0.name)" })
+        // WasmKit builds WASI's whole function table per call: a guest that imports none skips it.
+        let wasiFunctions =
+            imported.contains { $0.hasPrefix("wasi_snapshot_preview1.") }
+            ? self.wasi.hostFunctions(capabilities: WASICapability.all) : [:]
+        for (name, function) in wasiFunctions where imported.contains("wasi_snapshot_preview1.\(name)") {
+            imports.define(
+                module: "wasi_snapshot_preview1",
+                name: name,
+                Function(store: store, type: function.type) { caller, values in
+                    guard let memory = caller.instance?.exports[memory: "memory"] else {
+                        throw GuestStop.badHostCall("\(name): the guest exports no memory named 'memory'")
+                    }
+                    return try function.implementation(memory, values)
+                }
+            )
+        }
         let watchdog = self.watchdog
-        FerryHostAPI.define(in: &imports, store: store, environment: environment, suspension: self.suspension) {
+        FerryHostAPI.define(
+            in: &imports,
+            imported: imported,
+            store: store,
+            environment: environment,
+            suspension: self.suspension
+        ) {
             if let watchdog, watchdog.hasPassed { throw GuestStop.deadline(watchdog.deadline) }
         }
-        imports.define(
-            module: FerryHostAPI.module,
-            name: "checkpoint",
-            Self.checkpointImport(store: store, state: self.suspension)
-        )
+        if imported.contains("\(FerryHostAPI.module).checkpoint") {
+            imports.define(
+                module: FerryHostAPI.module,
+                name: "checkpoint",
+                Self.checkpointImport(store: store, state: self.suspension)
+            )
+        }
         do {
             self.instance = try self.watchdog.guarded {
                 try module.module.instantiate(store: store, imports: imports)

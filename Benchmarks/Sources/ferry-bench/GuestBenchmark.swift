@@ -3,7 +3,7 @@ import FerryWire
 import Foundation
 import WasmKit
 
-/// `ferry-bench guest --guests DIR [--mib N] [--repeats N]`: FerryGuest's costs, one `key=value`
+/// `ferry-bench guest --guests DIR [--mib N] [--repeats N] [--instantiations N] [--only instantiate]`: FerryGuest's costs, one `key=value`
 /// per line, for Benchmarks/guest.sh to set beside its anchors.
 ///
 /// - `instantiate_us`: a fresh instance of an already validated module (median);
@@ -17,6 +17,8 @@ enum GuestBenchmark {
         var folder = "Guests"
         var mib = 16
         var repeats = 3
+        var instantiations = 500
+        var only: String?
         var rest = arguments[...]
         while let flag = rest.popFirst() {
             guard let value = rest.popFirst() else { throw Failure("\(flag) needs a value") }
@@ -24,6 +26,8 @@ enum GuestBenchmark {
             case "--guests": folder = value
             case "--mib": mib = Int(value) ?? mib
             case "--repeats": repeats = Int(value) ?? repeats
+            case "--instantiations": instantiations = Int(value) ?? instantiations
+            case "--only": only = value
             default: throw Failure("unknown option \(flag)")
             }
         }
@@ -31,12 +35,13 @@ enum GuestBenchmark {
         let asyncify = try GuestModule(path: "\(folder)/sha256.wasm")
 
         var samples: [Duration] = []
-        for _ in 0..<500 {
+        for _ in 0..<instantiations {
             let start = ContinuousClock.now
             _ = try GuestInstance(module: plain)
             samples.append(ContinuousClock.now - start)
         }
         print("instantiate_us=\(format(median(samples).inSeconds * 1e6))")
+        if only == "instantiate" { return }
 
         let metered = GuestLimits(fuel: 1 << 62)
         var digests = Set<String>()
