@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "FerryServer", targets: ["FerryServer"]),
         .library(name: "FerryEndpoints", targets: ["FerryEndpoints"]),
         .library(name: "FerryGuest", targets: ["FerryGuest"]),
+        .library(name: "FerrySwitch", targets: ["FerrySwitch"]),
         .library(name: "FerryNode", targets: ["FerryNode"]),
     ],
     dependencies: [
@@ -62,6 +63,16 @@ let package = Package(
             ]
         ),
         .target(
+            name: "FerrySwitch",
+            dependencies: [
+                "CFerryLinux",
+                "FerryEndpoints",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
             name: "FerryGuest",
             dependencies: [
                 "CFerryLinux",
@@ -93,6 +104,7 @@ let package = Package(
                 .product(name: "WasmKit", package: "WasmKit"),
                 "FerryNode",
                 "FerryServer",
+                "FerrySwitch",
                 "FerryWire",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -146,6 +158,15 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .testTarget(
+            name: "FerrySwitchTests",
+            dependencies: [
+                "FerrySwitch",
+                "FerryEndpoints",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
         .testTarget(

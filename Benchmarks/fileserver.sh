@@ -65,58 +65,6 @@ start_ferry() {
     URL="http://$(listening_address "$out")"
 }
 
-start_nginx() {
-    local port
-    port=$(free_port)
-    mkdir -p "$WORK/nginx"
-    cat >"$WORK/nginx/nginx.conf" <<CONF
-worker_processes $CORES;
-user root;
-daemon off;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    sendfile on;
-    tcp_nopush on;
-    keepalive_requests 1000000;
-    default_type application/octet-stream;
-    client_body_temp_path $WORK/nginx; proxy_temp_path $WORK/nginx; fastcgi_temp_path $WORK/nginx;
-    uwsgi_temp_path $WORK/nginx; scgi_temp_path $WORK/nginx;
-    server { listen 127.0.0.1:$port; root $WORK/www; }
-}
-CONF
-    nginx -c "$WORK/nginx/nginx.conf" &
-    PIDS+=($!)
-    for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$port/1k.bin" && break; sleep 0.05; done
-    URL="http://127.0.0.1:$port"
-}
-
-stop_last() {
-    local pid=${PIDS[-1]}
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    unset 'PIDS[-1]'
-}
-
-# wrk_rate ARGS... -> prints requests/s (non-2xx answers are reported, not counted as success)
-wrk_rate() {
-    local out rate
-    out=$(wrk "$@" 2>&1)
-    echo "wrk $*" >>"$WORK/../ferry-bench-wrk.log"
-    echo "$out" >>"$WORK/../ferry-bench-wrk.log"
-    if grep -q 'Non-2xx' <<<"$out"; then echo "warning: $(grep 'Non-2xx' <<<"$out") for wrk $*" >&2; fi
-    rate=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-    if [ -z "$rate" ]; then
-        echo "warning: wrk $* printed no rate: $(tail -3 <<<"$out" | tr '\n' ' ')" >&2
-        rate=0
-    fi
-    echo "$rate"
-}
-
-ratio() { python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(f'{a/b:.2f}x' if b else '-')" "$1" "$2"; }
-
 declare -A COLD HOT1 HOT64 PASSES
 SERVERS=(iterative thread-per-request dispatcher event-driven nginx)
 

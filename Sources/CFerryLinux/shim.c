@@ -2,6 +2,7 @@
 #include "CFerryLinux.h"
 
 #include <errno.h>
+#include <netinet/tcp.h>
 #include <stdint.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
@@ -208,4 +209,33 @@ uint32_t ferry_crc32(uint32_t crc, const void *data, size_t length) {
     }
     while (length--) crc = crc32_tables[0][(crc ^ *bytes++) & 0xFF] ^ (crc >> 8);
     return ~crc;
+}
+
+ssize_t ferry_splice(int from, int to, size_t length) {
+    return splice(from, NULL, to, NULL, length, SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
+}
+
+int ferry_pipe_nonblocking(int fds[2]) {
+    return pipe2(fds, O_NONBLOCK | O_CLOEXEC);
+}
+
+int ferry_connect_nonblocking(const struct sockaddr *address, socklen_t length) {
+    int fd = socket(address->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (connect(fd, address, length) < 0 && errno != EINPROGRESS) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
+}
+
+int ferry_socket_error(int fd) {
+    int error = 0;
+    socklen_t length = sizeof error;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) < 0) return errno;
+    return error;
 }

@@ -33,6 +33,20 @@ int ferry_open_in_layer(int dirfd, const char *path, int flags, unsigned int mod
 /// sliced by 8 bytes, some 8 times faster than a byte at a time.
 uint32_t ferry_crc32(uint32_t crc, const void *data, size_t length);
 
+/// Moves up to `length` bytes between a socket and a pipe inside the kernel, without blocking
+/// (splice with SPLICE_F_NONBLOCK | SPLICE_F_MOVE). Returns the count, 0 at end of input, or -1.
+ssize_t ferry_splice(int from, int to, size_t length);
+
+/// pipe2 with O_NONBLOCK | O_CLOEXEC.
+int ferry_pipe_nonblocking(int fds[2]);
+
+/// Starts a TCP connection without blocking (TCP_NODELAY set): the descriptor, writable once the
+/// connection is made or failed (then see ferry_socket_error); -1 with errno when it cannot start.
+int ferry_connect_nonblocking(const struct sockaddr *address, socklen_t length);
+
+/// The pending error of a socket (SO_ERROR): 0 when a connection was made.
+int ferry_socket_error(int fd);
+
 /// Reads like pread, but fails with EAGAIN instead of waiting when the data is not in the page
 /// cache (preadv2 with RWF_NOWAIT), and starts readahead for it in that case.
 ssize_t ferry_pread_nowait(int fd, void *buf, size_t len, off_t offset);

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Ferry's switch in front of nginx, side by side with HAProxy (tcp and http mode) and nginx's own
+# proxy_pass, in one run: wrk -t2 -c64 on 1 KiB and 64 KiB files, as ratios to nginx served
+# directly. Only the transport-layer switch (l4) is built so far.
+#
+# Usage: Benchmarks/switch.sh      (DURATION=8)
+set -euo pipefail
+
+source "$(dirname "$0")/lib.sh"
+DURATION=${DURATION:-8}
+
+MISSING=""
+for tool in nginx wrk haproxy; do command -v "$tool" >/dev/null || MISSING="$MISSING $tool"; done
+if [ -n "$MISSING" ]; then
+    echo "installing:$MISSING" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $MISSING >/dev/null
+fi
+
+build_release ferry
+FERRY="$ROOT/.build/release/ferry"
+make_workdir switch-bench
+mkdir -p "$WORK/www"
+head -c 1024 /dev/urandom >"$WORK/www/1k.bin"
+head -c 65536 /dev/urandom >"$WORK/www/64k.bin"
+
+# nginx serves the files, and proxies to itself on a second port (its proxy_pass anchor).
+PROXY_PORT=$(free_port)
+BACKEND_PORT=$(free_port)
+EXTRA_NGINX_SERVERS="upstream files { server 127.0.0.1:$BACKEND_PORT; keepalive 64; }
+    server { listen 127.0.0.1:$PROXY_PORT; location / { proxy_pass http://files; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }
+    server { listen 127.0.0.1:$BACKEND_PORT; root $WORK/www; }"
+start_nginx
+DIRECT="127.0.0.1:$BACKEND_PORT"
+
+"$FERRY" switch --mode l4 --listen 127.0.0.1:0 --backend "$DIRECT" >"$WORK/switch.out" 2>"$WORK/switch.err" &
+PIDS+=($!)
+FERRY_L4=$(listening_address "$WORK/switch.out")
+
+# haproxy_config MODE PORT : HAProxy with as many threads as cores, in front of nginx.
+haproxy_config() {
+    cat <<CONF
+global
+    nbthread $(nproc)
+    maxconn 10000
+defaults
+    mode $1
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+frontend front
+    bind 127.0.0.1:$2
+    default_backend files
+backend files
+    $([ "$1" = http ] && echo "http-reuse always")
+    server nginx $DIRECT
+CONF
+}
+HAPROXY_TCP_PORT=$(free_port)
+HAPROXY_HTTP_PORT=$(free_port)
+haproxy_config tcp "$HAPROXY_TCP_PORT" >"$WORK/haproxy-tcp.cfg"
+haproxy_config http "$HAPROXY_HTTP_PORT" >"$WORK/haproxy-http.cfg"
+haproxy -f "$WORK/haproxy-tcp.cfg" -db >"$WORK/haproxy-tcp.log" 2>&1 &
+PIDS+=($!)
+haproxy -f "$WORK/haproxy-http.cfg" -db >"$WORK/haproxy-http.log" 2>&1 &
+PIDS+=($!)
+
+declare -A TARGETS=(
+    [direct]="$DIRECT" [ferry-l4]="$FERRY_L4" [haproxy-tcp]="127.0.0.1:$HAPROXY_TCP_PORT"
+    [haproxy-http]="127.0.0.1:$HAPROXY_HTTP_PORT" [nginx-proxy_pass]="127.0.0.1:$PROXY_PORT"
+)
+ORDER=(direct ferry-l4 haproxy-tcp haproxy-http nginx-proxy_pass)
+for name in "${ORDER[@]}"; do
+    for _ in $(seq 100); do curl -sf -o /dev/null "http://${TARGETS[$name]}/1k.bin" && break; sleep 0.05; done
+done
+
+declare -A RATE
+for size in 1k 64k; do
+    for name in "${ORDER[@]}"; do
+        echo "$name, $size..." >&2
+        RATE[$name.$size]=$(wrk_rate -t2 -c64 -d"${DURATION}s" "http://${TARGETS[$name]}/$size.bin")
+    done
+done
+
+printf '%-18s | %12s %9s | %12s %9s\n' "configuration" "1KiB req/s" "vs direct" "64KiB req/s" "vs direct"
+printf -- '------------------ | ------------ --------- | ------------ ---------\n'
+for name in "${ORDER[@]}"; do
+    printf '%-18s | %12s %9s | %12s %9s\n' "$name" "${RATE[$name.1k]}" "$(ratio "${RATE[$name.1k]}" "${RATE[direct.1k]}")" \
+        "${RATE[$name.64k]}" "$(ratio "${RATE[$name.64k]}" "${RATE[direct.64k]}")"
+done
+echo
+echo "ferry l4 / haproxy tcp: 1KiB $(ratio "${RATE[ferry-l4.1k]}" "${RATE[haproxy-tcp.1k]}"), 64KiB $(ratio "${RATE[ferry-l4.64k]}" "${RATE[haproxy-tcp.64k]}") (goal: at least 1.0x)"
+echo "nginx $(nginx -v 2>&1 | sed 's/.*\///'), $(haproxy -v | head -1 | awk '{print "HAProxy " $3}'), $(nproc) cores, wrk on the same machine"

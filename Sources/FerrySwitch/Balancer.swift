@@ -1,0 +1,159 @@
+import FerryEndpoints
+import NIOConcurrencyHelpers
+
+/// How a switch chooses a backend for a new connection.
+public enum BalancePolicy: String, Sendable, CaseIterable {
+    /// Each backend in turn.
+    case roundRobin = "roundrobin"
+    /// The backend with the fewest open connections.
+    case leastConnections = "leastconn"
+    /// In proportion to each backend's weight (smooth weighted round robin, as nginx does it).
+    case weighted
+    /// A consistent hash of the client's address: the same client reaches the same backend, and
+    /// a backend going away moves only its own clients.
+    case source
+}
+
+/// One backend as the switch is told of it.
+public struct BackendSpec: Sendable, Equatable, CustomStringConvertible {
+    public var endpoint: ServiceEndpoint
+    public var weight: Int
+
+    public init(endpoint: ServiceEndpoint, weight: Int = 1) {
+        self.endpoint = endpoint
+        self.weight = weight
+    }
+
+    /// Parses `HOST:PORT` or `HOST:PORT@WEIGHT`.
+    public init?(_ text: String) {
+        let parts = text.split(separator: "@", maxSplits: 1).map(String.init)
+        guard let endpoint = ServiceEndpoint(parts[0]) else { return nil }
+        let weight = parts.count == 2 ? Int(parts[1]) : 1
+        guard let weight, weight >= 1 else { return nil }
+        self.init(endpoint: endpoint, weight: weight)
+    }
+
+    public var description: String { self.weight == 1 ? "\(self.endpoint)" : "\(self.endpoint)@\(self.weight)" }
+}
+
+/// The backends' state, and the choice of one for each connection; shared by the switch's threads.
+public final class Balancer: Sendable {
+    public struct BackendState: Sendable, Equatable {
+        public var spec: BackendSpec
+        /// In rotation: not marked down by a failed connect or health check.
+        public var up = true
+        /// Connections open through it now.
+        public var active = 0
+        /// Connections made through it in all.
+        public var total = 0
+        /// Connects that failed.
+        public var failures = 0
+        /// Smooth weighted round robin's running weight.
+        var current = 0
+    }
+
+    private struct State {
+        var backends: [BackendState]
+        var next = 0
+    }
+
+    public let policy: BalancePolicy
+    /// At most this many open connections per backend; nil for no limit.
+    public let maxConnections: Int?
+    private let state: NIOLockedValueBox<State>
+    /// The consistent-hash ring: points sorted by hash, each naming a backend.
+    private let ring: [(point: UInt64, backend: Int)]
+
+    public init(backends: [BackendSpec], policy: BalancePolicy, maxConnections: Int? = nil) {
+        self.policy = policy
+        self.maxConnections = maxConnections
+        self.state = NIOLockedValueBox(State(backends: backends.map { BackendState(spec: $0) }))
+        var ring: [(UInt64, Int)] = []
+        for (index, backend) in backends.enumerated() {
+            // 100 points per unit of weight smooth out the share each backend gets.
+            for replica in 0..<(100 * backend.weight) {
+                ring.append((Self.hash(Array("\(backend.endpoint)#\(replica)".utf8)), index))
+            }
+        }
+        self.ring = ring.sorted { $0.0 < $1.0 }
+    }
+
+    /// A snapshot of every backend's state.
+    public var backends: [BackendState] { self.state.withLockedValue { $0.backends } }
+
+    /// Chooses a backend for a connection from `client` (its address bytes) and counts it as
+    /// open; nil when none is up and below its limit. Backends in `excluding` were tried already.
+    public func pick(client: [UInt8], excluding: Set<Int> = []) -> Int? {
+        self.state.withLockedValue { state in
+            let eligible = state.backends.indices.filter { index in
+                let backend = state.backends[index]
+                return backend.up && !excluding.contains(index) && backend.active < (self.maxConnections ?? .max)
+            }
+            guard !eligible.isEmpty else { return nil }
+            let chosen: Int
+            switch self.policy {
+            case .roundRobin:
+                let count = state.backends.count
+                let start = state.next
+                chosen = (0..<count).lazy.map { (start + $0) % count }.first(where: eligible.contains)!
+                state.next = (chosen + 1) % count
+            case .leastConnections:
+                let count = state.backends.count
+                // Ties go round robin, so equal backends share the load.
+                let start = state.next
+                let active = state.backends.map(\.active)
+                let order = (0..<count).map { (start + $0) % count }.filter(eligible.contains)
+                chosen = order.min { active[$0] < active[$1] }!
+                state.next = (chosen + 1) % count
+            case .weighted:
+                let total = eligible.reduce(0) { $0 + state.backends[$1].spec.weight }
+                for index in eligible { state.backends[index].current += state.backends[index].spec.weight }
+                let current = state.backends.map(\.current)
+                chosen = eligible.max { current[$0] < current[$1] }!
+                state.backends[chosen].current -= total
+            case .source:
+                let point = Self.hash(client)
+                let start = self.ring.firstIndex { $0.point >= point } ?? 0
+                chosen =
+                    (0..<self.ring.count).lazy.map { self.ring[(start + $0) % self.ring.count].backend }
+                    .first(where: eligible.contains)!
+            }
+            state.backends[chosen].active += 1
+            state.backends[chosen].total += 1
+            return chosen
+        }
+    }
+
+    /// A connection through `backend` closed (or its connect failed).
+    public func release(_ backend: Int) {
+        self.state.withLockedValue { $0.backends[backend].active -= 1 }
+    }
+
+    /// A connect to `backend` failed: it leaves rotation until a health check finds it again.
+    public func connectFailed(_ backend: Int) {
+        self.state.withLockedValue { state in
+            state.backends[backend].failures += 1
+            state.backends[backend].up = false
+        }
+    }
+
+    /// A health check's verdict; returns whether it changed.
+    @discardableResult
+    public func mark(_ backend: Int, up: Bool) -> Bool {
+        self.state.withLockedValue { state in
+            defer { state.backends[backend].up = up }
+            return state.backends[backend].up != up
+        }
+    }
+
+    /// FNV-1a, 64 bits.
+    static func hash(_ bytes: [UInt8]) -> UInt64 {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in bytes { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        // Mix the bits so that nearby inputs land far apart on the ring.
+        hash ^= hash >> 33
+        hash = hash &* 0xff51_afd7_ed55_8ccd
+        hash ^= hash >> 33
+        return hash
+    }
+}

@@ -1,0 +1,407 @@
+import CFerryLinux
+import FerryEndpoints
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// The transport-layer switch (`ferry switch --mode l4`): accepts TCP connections, picks a
+/// backend with its ``Balancer``, and relays bytes both ways until both sides are done.
+///
+/// The bytes never enter user space: each direction moves socket → pipe → socket with
+/// `splice(2)`. Each of the switch's threads runs its own epoll loop (edge-triggered) over
+/// the shared listening socket (`EPOLLEXCLUSIVE`, so one thread wakes per connection) and the
+/// connections it accepted. A connect that fails is retried on the next backend, and the
+/// failed backend leaves rotation until a health check finds it again.
+public final class TransportSwitch: Sendable {
+    public let balancer: Balancer
+    /// Where it listens, once started.
+    public let address: ServiceEndpoint
+    private let listener: CInt
+    private let loops: [RelayLoop]
+    private let healthChecker: HealthChecker
+    private let logger: Logger
+
+    /// Binds `listen` (port 0 for any) and starts `threads` relay threads.
+    public init(
+        listen: ServiceEndpoint,
+        backends: [BackendSpec],
+        policy: BalancePolicy = .roundRobin,
+        maxConnectionsPerBackend: Int? = nil,
+        healthCheckInterval: Duration? = .seconds(2),  // nil: only checkHealthNow()
+        threads: Int = 2,
+        logger: Logger = Logger(label: "ferry.switch")
+    ) throws {
+        guard !backends.isEmpty else { throw SwitchError.noBackends }
+        self.logger = logger
+        let balancer = Balancer(backends: backends, policy: policy, maxConnections: maxConnectionsPerBackend)
+        self.balancer = balancer
+        let addresses = try backends.map { try Self.resolve($0.endpoint) }
+        let (listener, bound) = try Self.listen(on: listen)
+        self.listener = listener
+        self.address = bound
+        self.loops = try (0..<max(1, threads)).map { index in
+            try RelayLoop(
+                index: index,
+                listener: listener,
+                balancer: balancer,
+                addresses: addresses,
+                logger: logger
+            )
+        }
+        self.healthChecker = HealthChecker(
+            balancer: balancer,
+            addresses: addresses,
+            interval: healthCheckInterval ?? .seconds(2),
+            logger: logger
+        )
+        for loop in self.loops { loop.start() }
+        // Without an interval, checks run only when asked (checkHealthNow).
+        if healthCheckInterval != nil { self.healthChecker.start() }
+    }
+
+    /// Runs every backend's health check now, instead of at the next interval.
+    public func checkHealthNow() {
+        self.healthChecker.checkAll()
+    }
+
+    /// Stops accepting, closes every relayed connection and the listening socket.
+    public func stop() {
+        self.healthChecker.stop()
+        for loop in self.loops { loop.stop() }
+        close(self.listener)
+    }
+
+    static func resolve(_ endpoint: ServiceEndpoint) throws -> SocketAddress {
+        do {
+            return try SocketAddress.makeAddressResolvingHost(endpoint.host, port: endpoint.port)
+        } catch {
+            throw SwitchError.cannotResolve(endpoint.description, "\(error)")
+        }
+    }
+
+    private static func listen(on endpoint: ServiceEndpoint) throws -> (CInt, ServiceEndpoint) {
+        let address = try Self.resolve(endpoint)
+        let fd = socket(
+            CInt(address.protocol.rawValue),
+            CInt(SOCK_STREAM.rawValue) | CInt(SOCK_NONBLOCK.rawValue) | CInt(SOCK_CLOEXEC.rawValue),
+            0
+        )
+        guard fd >= 0 else { throw SwitchError.cannotListen(endpoint.description, String(cString: strerror(errno))) }
+        var one: CInt = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<CInt>.size))
+        let bound = address.withSockAddr { pointer, length in Glibc.bind(fd, pointer, socklen_t(length)) }
+        guard bound == 0, Glibc.listen(fd, 4096) == 0 else {
+            let reason = String(cString: strerror(errno))
+            close(fd)
+            throw SwitchError.cannotListen(endpoint.description, reason)
+        }
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        _ = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        let port = Int(
+            storage.ss_family == sa_family_t(AF_INET6)
+                ? withUnsafePointer(to: &storage) {
+                    $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin6_port) }
+                }
+                : withUnsafePointer(to: &storage) {
+                    $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin_port) }
+                }
+        )
+        return (fd, ServiceEndpoint(host: endpoint.host, port: port))
+    }
+}
+
+public enum SwitchError: Error, Equatable, CustomStringConvertible {
+    case noBackends
+    case cannotResolve(String, String)
+    case cannotListen(String, String)
+    case system(String)
+
+    public var description: String {
+        switch self {
+        case .noBackends: "a switch needs at least one backend (--backend HOST:PORT)"
+        case .cannotResolve(let endpoint, let reason): "cannot resolve \(endpoint): \(reason)"
+        case .cannotListen(let endpoint, let reason): "cannot listen on \(endpoint): \(reason)"
+        case .system(let reason): reason
+        }
+    }
+}
+
+/// One relay thread: an epoll loop over the listening socket and its own connections.
+final class RelayLoop: @unchecked Sendable {
+    // Sendable: everything mutable is touched only by this loop's thread, after `start`.
+    private let index: Int
+    private let listener: CInt
+    private let epoll: CInt
+    private let wake: CInt
+    private let balancer: Balancer
+    private let addresses: [SocketAddress]
+    private let logger: Logger
+    private var relays: [CInt: Relay] = [:]
+    private let finished = NIOLockedValueBox(false)
+    private let done = DispatchSemaphore(value: 0)
+
+    init(index: Int, listener: CInt, balancer: Balancer, addresses: [SocketAddress], logger: Logger) throws {
+        self.index = index
+        self.listener = listener
+        self.balancer = balancer
+        self.addresses = addresses
+        self.logger = logger
+        self.epoll = epoll_create1(CInt(EPOLL_CLOEXEC))
+        self.wake = eventfd(0, CInt(EFD_NONBLOCK | EFD_CLOEXEC))
+        guard self.epoll >= 0, self.wake >= 0 else {
+            throw SwitchError.system("epoll: \(String(cString: strerror(errno)))")
+        }
+        try self.watch(listener, EPOLLIN.rawValue | EPOLLEXCLUSIVE.rawValue)
+        try self.watch(self.wake, EPOLLIN.rawValue)
+    }
+
+    func start() {
+        let thread = Thread { [self] in
+            self.run()
+            self.done.signal()
+        }
+        thread.name = "ferry-switch-\(self.index)"
+        thread.start()
+    }
+
+    func stop() {
+        self.finished.withLockedValue { $0 = true }
+        var one: UInt64 = 1
+        _ = write(self.wake, &one, 8)
+        self.done.wait()
+        close(self.epoll)
+        close(self.wake)
+    }
+
+    private func run() {
+        var events = [epoll_event](repeating: epoll_event(), count: 256)
+        while !self.finished.withLockedValue({ $0 }) {
+            let count = epoll_wait(self.epoll, &events, CInt(events.count), -1)
+            if count < 0 {
+                if errno == EINTR { continue }
+                self.logger.error("switch thread \(self.index) stops: epoll_wait: \(String(cString: strerror(errno)))")
+                break
+            }
+            for event in events[0..<Int(count)] {
+                let fd = event.data.fd
+                if fd == self.listener {
+                    self.acceptAll()
+                } else if fd != self.wake, let relay = self.relays[fd] {
+                    self.step(relay, readyFD: fd)
+                }
+            }
+        }
+        // Each relay is listed under both its descriptors: finish each once.
+        var finished = Set<ObjectIdentifier>()
+        for relay in Array(self.relays.values) where finished.insert(ObjectIdentifier(relay)).inserted {
+            self.finish(relay)
+        }
+    }
+
+    private func acceptAll() {
+        while true {
+            let client = ferry_accept_nonblocking(self.listener)
+            guard client >= 0 else {
+                if errno == EAGAIN || errno == EWOULDBLOCK { return }
+                if errno == EINTR || errno == ECONNABORTED { continue }
+                // Out of descriptors, most likely: keep the loop alive and say why.
+                self.logger.warning("switch: accept failed: \(String(cString: strerror(errno)))")
+                return
+            }
+            var one: CInt = 1
+            setsockopt(client, CInt(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<CInt>.size))
+            let relay = Relay(client: client, clientAddress: Self.peerAddress(client))
+            self.connect(relay)
+        }
+    }
+
+    /// Starts a connect to the next backend the balancer picks, or gives the client up.
+    private func connect(_ relay: Relay) {
+        while let backend = self.balancer.pick(client: relay.clientAddress, excluding: relay.tried) {
+            relay.tried.insert(backend)
+            let fd = self.addresses[backend].withSockAddr { pointer, length in
+                ferry_connect_nonblocking(pointer, socklen_t(length))
+            }
+            guard fd >= 0 else {
+                self.backendFailed(backend, reason: String(cString: strerror(errno)))
+                continue
+            }
+            relay.backend = backend
+            relay.backendFD = fd
+            self.relays[fd] = relay
+            do {
+                try self.watch(fd, EPOLLOUT.rawValue | EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLET.rawValue)
+            } catch {
+                self.finish(relay)
+            }
+            return
+        }
+        self.logger.warning("switch: no backend could take a connection; closing it")
+        self.finish(relay)
+    }
+
+    private func backendFailed(_ backend: Int, reason: String) {
+        self.balancer.release(backend)
+        self.balancer.connectFailed(backend)
+        self.logger.warning(
+            "switch: connect to backend \(self.balancer.backends[backend].spec.endpoint) failed (\(reason)); out of rotation until a health check passes"
+        )
+    }
+
+    private func step(_ relay: Relay, readyFD: CInt) {
+        if !relay.connected {
+            guard readyFD == relay.backendFD, let backend = relay.backend else { return }
+            let error = ferry_socket_error(relay.backendFD)
+            if error == EINPROGRESS || error == EALREADY { return }
+            if error != 0 {
+                // Try the next backend with the same client.
+                self.relays[relay.backendFD] = nil
+                close(relay.backendFD)
+                relay.backendFD = -1
+                relay.backend = nil
+                self.backendFailed(backend, reason: String(cString: strerror(error)))
+                self.connect(relay)
+                return
+            }
+            do {
+                try relay.openPipes()
+                relay.connected = true
+                self.relays[relay.client] = relay
+                try self.watch(
+                    relay.client,
+                    EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLRDHUP.rawValue | EPOLLET.rawValue
+                )
+            } catch {
+                self.finish(relay)
+                return
+            }
+        }
+        // Edge-triggered: move everything that can move now, both ways.
+        let upstream = relay.pump(&relay.toBackend, from: relay.client, to: relay.backendFD)
+        let downstream = relay.pump(&relay.toClient, from: relay.backendFD, to: relay.client)
+        if !upstream || !downstream || (relay.toBackend.closed && relay.toClient.closed) {
+            self.finish(relay)
+        }
+    }
+
+    private func finish(_ relay: Relay) {
+        self.relays[relay.client] = nil
+        if relay.backendFD >= 0 { self.relays[relay.backendFD] = nil }
+        if let backend = relay.backend { self.balancer.release(backend) }
+        relay.close()
+    }
+
+    private func watch(_ fd: CInt, _ events: UInt32) throws {
+        var event = epoll_event()
+        event.events = events
+        event.data.fd = fd
+        guard epoll_ctl(self.epoll, EPOLL_CTL_ADD, fd, &event) == 0 else {
+            throw SwitchError.system("epoll_ctl: \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// The client's IP address bytes, for the source-hash policy.
+    private static func peerAddress(_ fd: CInt) -> [UInt8] {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let result = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &length) }
+        }
+        guard result == 0 else { return [] }
+        if storage.ss_family == sa_family_t(AF_INET6) {
+            return withUnsafePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { address in
+                    withUnsafeBytes(of: address.pointee.sin6_addr) { Array($0) }
+                }
+            }
+        }
+        return withUnsafePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { address in
+                withUnsafeBytes(of: address.pointee.sin_addr) { Array($0) }
+            }
+        }
+    }
+}
+
+/// One client connection and its backend connection.
+final class Relay {
+    /// One direction: socket → pipe → socket.
+    struct Direction {
+        var pipeRead: CInt = -1
+        var pipeWrite: CInt = -1
+        /// Bytes in the pipe, read from the source and not yet written on.
+        var buffered = 0
+        /// The source has ended.
+        var ended = false
+        /// Its end was passed on (shutdown of the destination's writing side).
+        var closed = false
+    }
+
+    let client: CInt
+    let clientAddress: [UInt8]
+    var backendFD: CInt = -1
+    var backend: Int?
+    var tried: Set<Int> = []
+    var connected = false
+    var toBackend = Direction()
+    var toClient = Direction()
+
+    init(client: CInt, clientAddress: [UInt8]) {
+        self.client = client
+        self.clientAddress = clientAddress
+    }
+
+    func openPipes() throws {
+        for keyPath in [\Relay.toBackend, \Relay.toClient] {
+            var fds: [CInt] = [-1, -1]
+            guard ferry_pipe_nonblocking(&fds) == 0 else {
+                throw SwitchError.system("pipe: \(String(cString: strerror(errno)))")
+            }
+            self[keyPath: keyPath].pipeRead = fds[0]
+            self[keyPath: keyPath].pipeWrite = fds[1]
+        }
+    }
+
+    /// Moves what it can from `source` to `destination`; false on an error that ends the relay.
+    func pump(_ direction: inout Direction, from source: CInt, to destination: CInt) -> Bool {
+        while true {
+            if direction.buffered > 0 {
+                let moved = ferry_splice(direction.pipeRead, destination, direction.buffered)
+                if moved > 0 {
+                    direction.buffered -= moved
+                    continue
+                }
+                return moved < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)
+            }
+            if direction.ended {
+                if !direction.closed {
+                    shutdown(destination, CInt(SHUT_WR))
+                    direction.closed = true
+                }
+                return true
+            }
+            let moved = ferry_splice(source, direction.pipeWrite, 1 << 16)
+            if moved > 0 {
+                direction.buffered += moved
+            } else if moved == 0 {
+                direction.ended = true
+            } else {
+                return errno == EAGAIN || errno == EWOULDBLOCK
+            }
+        }
+    }
+
+    func close() {
+        for fd in [
+            self.client, self.backendFD, self.toBackend.pipeRead, self.toBackend.pipeWrite, self.toClient.pipeRead,
+            self.toClient.pipeWrite,
+        ]
+        where fd >= 0 {
+            Glibc.close(fd)
+        }
+    }
+}

@@ -1,0 +1,236 @@
+import FerryEndpoints
+import FerrySwitch
+import Foundation
+import NIOCore
+import NIOPosix
+import Testing
+
+/// A backend that greets each connection with its name, echoes what it reads, and says `bye`
+/// when the client has finished sending.
+final class EchoBackend: Sendable {
+    let name: String
+    let channel: Channel
+    var port: Int { self.channel.localAddress!.port! }
+
+    init(name: String, port: Int = 0) async throws {
+        self.name = name
+        self.channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(Handler(name: name))
+                }
+            }
+            .bind(host: "127.0.0.1", port: port).get()
+    }
+
+    func stop() async throws { try await self.channel.close() }
+
+    final class Handler: ChannelInboundHandler {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+        let name: String
+        init(name: String) { self.name = name }
+
+        func channelActive(context: ChannelHandlerContext) {
+            context.writeAndFlush(Self.wrapOutboundOut(ByteBuffer(string: "\(self.name)\n")), promise: nil)
+        }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            context.writeAndFlush(data, promise: nil)
+        }
+
+        func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+            guard case .some(.inputClosed) = event as? ChannelEvent else { return }
+            let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+            context.writeAndFlush(Self.wrapOutboundOut(ByteBuffer(string: "bye\n"))).whenComplete { _ in
+                loopBound.value.close(promise: nil)
+            }
+        }
+    }
+}
+
+/// A blocking client socket, as a user's program would hold one.
+struct Client {
+    let fd: Int32
+
+    init(port: Int) throws {
+        self.fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(self.fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard result == 0 else { throw POSIXError(.ECONNREFUSED) }
+    }
+
+    func send(_ bytes: [UInt8]) {
+        var sent = 0
+        while sent < bytes.count {
+            let count = bytes.withUnsafeBytes { write(self.fd, $0.baseAddress! + sent, bytes.count - sent) }
+            guard count > 0 else { return }
+            sent += count
+        }
+    }
+
+    /// Reads until `count` bytes came or the connection ended.
+    func receive(_ count: Int) -> [UInt8] {
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while bytes.count < count {
+            let n = read(self.fd, &buffer, min(buffer.count, count - bytes.count))
+            guard n > 0 else { break }
+            bytes += buffer[..<n]
+        }
+        return bytes
+    }
+
+    func line() -> String {
+        var bytes: [UInt8] = []
+        var byte: UInt8 = 0
+        while read(self.fd, &byte, 1) == 1, byte != 10 { bytes.append(byte) }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    func finishSending() { shutdown(self.fd, Int32(SHUT_WR)) }
+    func close() { Glibc.close(self.fd) }
+}
+
+@Suite struct TransportSwitchTests {
+    func makeSwitch(_ backends: [Int], policy: BalancePolicy = .roundRobin) throws -> TransportSwitch {
+        try TransportSwitch(
+            listen: ServiceEndpoint(host: "127.0.0.1", port: 0),
+            backends: backends.map { BackendSpec(endpoint: ServiceEndpoint(host: "127.0.0.1", port: $0)) },
+            policy: policy,
+            healthCheckInterval: nil
+        )
+    }
+
+    @Test func connectionsGoRoundTheBackendsAndBytesFlowBothWays() async throws {
+        var backends: [EchoBackend] = []
+        for name in ["a", "b", "c"] { backends.append(try await EchoBackend(name: name)) }
+        let relay = try self.makeSwitch(backends.map(\.port))
+        defer { relay.stop() }
+        var names: [String] = []
+        for index in 0..<6 {
+            let client = try Client(port: relay.address.port)
+            names.append(client.line())
+            client.send(Array("hello \(index)\n".utf8))
+            #expect(client.line() == "hello \(index)")
+            client.close()
+        }
+        #expect(names == ["a", "b", "c", "a", "b", "c"])
+        for backend in backends { try await backend.stop() }
+    }
+
+    @Test func aFailedConnectIsRetriedOnAnotherBackendWhichLeavesRotation() async throws {
+        let dead = try await EchoBackend(name: "dead")
+        let deadPort = dead.port
+        try await dead.stop()
+        let live = try await EchoBackend(name: "live")
+        let relay = try self.makeSwitch([deadPort, live.port])
+        defer { relay.stop() }
+        for _ in 0..<4 {
+            let client = try Client(port: relay.address.port)
+            #expect(client.line() == "live", "no client sees the dead backend")
+            client.close()
+        }
+        let state = relay.balancer.backends
+        #expect(state[0].up == false && state[0].failures == 1, "tried once, then out of rotation")
+
+        // A health check brings it back once it answers again.
+        let revived = try await EchoBackend(name: "revived", port: deadPort)
+        relay.checkHealthNow()
+        #expect(relay.balancer.backends[0].up)
+        try await revived.stop()
+        try await live.stop()
+    }
+
+    @Test func eightMebibytesCrossIntactAndAHalfCloseIsPassedOn() async throws {
+        let backend = try await EchoBackend(name: "echo")
+        let relay = try self.makeSwitch([backend.port])
+        defer { relay.stop() }
+        let client = try Client(port: relay.address.port)
+        #expect(client.line() == "echo")
+        let payload = (0..<(8 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ ($0 >> 13)) }
+        let writer = Thread {
+            client.send(payload)
+            client.finishSending()
+        }
+        writer.start()
+        let echoed = client.receive(payload.count + 4)
+        #expect(echoed.count == payload.count + 4)
+        #expect(Array(echoed.prefix(payload.count)) == payload)
+        #expect(String(decoding: echoed.suffix(4), as: UTF8.self) == "bye\n", "the backend saw the client finish")
+        client.close()
+        try await backend.stop()
+    }
+
+    @Test func aSwitchWithNoBackendOrABadAddressIsRefusedClearly() throws {
+        #expect(throws: SwitchError.noBackends) { try self.makeSwitch([]) }
+        #expect(BackendSpec("host:80@0") == nil)
+        #expect(BackendSpec("nohostport") == nil)
+        #expect(
+            BackendSpec("10.0.0.1:80@3")
+                == BackendSpec(endpoint: ServiceEndpoint(host: "10.0.0.1", port: 80), weight: 3)
+        )
+    }
+}
+
+@Suite struct BalancerTests {
+    static func backends(_ weights: [Int]) -> [BackendSpec] {
+        weights.enumerated().map {
+            BackendSpec(endpoint: ServiceEndpoint(host: "10.0.0.\($0.offset + 1)", port: 80), weight: $0.element)
+        }
+    }
+
+    @Test func weightsSetTheShares() {
+        let balancer = Balancer(backends: Self.backends([3, 1]), policy: .weighted)
+        var counts = [0, 0]
+        for _ in 0..<400 {
+            let chosen = balancer.pick(client: [])!
+            counts[chosen] += 1
+            balancer.release(chosen)
+        }
+        #expect(counts == [300, 100])
+    }
+
+    @Test func leastConnectionsPicksTheIdlestBackend() {
+        let balancer = Balancer(backends: Self.backends([1, 1, 1]), policy: .leastConnections)
+        let first = balancer.pick(client: [])!
+        let second = balancer.pick(client: [])!
+        #expect(Set([first, second]).count == 2)
+        let third = balancer.pick(client: [])!
+        #expect(Set([first, second, third]) == [0, 1, 2])
+        balancer.release(second)
+        #expect(balancer.pick(client: []) == second)
+    }
+
+    @Test func aSourceHashKeepsClientsAndMovesOnlyALostBackendsOnes() {
+        let balancer = Balancer(backends: Self.backends([1, 1, 1, 1]), policy: .source)
+        let clients = (0..<200).map { [UInt8(10), 1, UInt8($0 / 256), UInt8($0 % 256)] }
+        let before = clients.map { balancer.pick(client: $0)! }
+        #expect(clients.map { balancer.pick(client: $0)! } == before, "the same client, the same backend")
+        #expect(Set(before).count == 4, "every backend gets clients")
+        balancer.mark(2, up: false)
+        let after = clients.map { balancer.pick(client: $0)! }
+        for (old, new) in zip(before, after) {
+            if old == 2 { #expect(new != 2) } else { #expect(new == old, "clients of the backends still up stay put") }
+        }
+    }
+
+    @Test func aFullBackendIsSkippedAndNoneUpMeansNoPick() {
+        let balancer = Balancer(backends: Self.backends([1, 1]), policy: .roundRobin, maxConnections: 1)
+        #expect(balancer.pick(client: []) == 0)
+        #expect(balancer.pick(client: []) == 1)
+        #expect(balancer.pick(client: []) == nil, "both are at their limit")
+        balancer.release(0)
+        balancer.mark(0, up: false)
+        #expect(balancer.pick(client: []) == nil)
+    }
+}
