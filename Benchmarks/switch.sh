@@ -41,7 +41,7 @@ haproxy_config() {
     cat <<CONF
 global
     nbthread $(nproc)
-    maxconn 10000
+    maxconn 4096
 defaults
     mode $1
     timeout connect 5s

@@ -191,7 +191,7 @@ final class RelayLoop: @unchecked Sendable {
                 if fd == self.listener {
                     self.acceptAll()
                 } else if fd != self.wake, let relay = self.relays[fd] {
-                    self.step(relay, readyFD: fd)
+                    self.step(relay, readyFD: fd, events: event.events)
                 }
             }
         }
@@ -252,7 +252,7 @@ final class RelayLoop: @unchecked Sendable {
         )
     }
 
-    private func step(_ relay: Relay, readyFD: CInt) {
+    private func step(_ relay: Relay, readyFD: CInt, events: UInt32) {
         if !relay.connected {
             guard readyFD == relay.backendFD, let backend = relay.backend else { return }
             let error = ferry_socket_error(relay.backendFD)
@@ -279,11 +279,30 @@ final class RelayLoop: @unchecked Sendable {
                 self.finish(relay)
                 return
             }
+            self.pump(relay, upstream: true, downstream: true)
+            return
         }
-        // Edge-triggered: move everything that can move now, both ways.
-        let upstream = relay.pump(&relay.toBackend, from: relay.client, to: relay.backendFD)
-        let downstream = relay.pump(&relay.toClient, from: relay.backendFD, to: relay.client)
-        if !upstream || !downstream || (relay.toBackend.closed && relay.toClient.closed) {
+        // Only the directions this event can move: readable feeds the direction it is the
+        // source of, writable drains the one it is the destination of.
+        let readable = events & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0
+        let writable = events & (EPOLLOUT.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0
+        let isClient = readyFD == relay.client
+        // Writable matters only to a direction with bytes waiting in its pipe.
+        self.pump(
+            relay,
+            upstream: isClient ? readable : writable && relay.toBackend.buffered > 0,
+            downstream: isClient ? writable && relay.toClient.buffered > 0 : readable
+        )
+    }
+
+    private func pump(_ relay: Relay, upstream: Bool, downstream: Bool) {
+        let upstreamOK =
+            !upstream
+            || relay.pump(&relay.toBackend, from: relay.client, to: relay.backendFD)
+        let downstreamOK =
+            !downstream
+            || relay.pump(&relay.toClient, from: relay.backendFD, to: relay.client)
+        if !upstreamOK || !downstreamOK || (relay.toBackend.closed && relay.toClient.closed) {
             self.finish(relay)
         }
     }
@@ -341,6 +360,9 @@ final class Relay {
         var closed = false
     }
 
+    /// Bytes asked of a source at a time: a pipe's default capacity.
+    static let chunk = 1 << 16
+
     let client: CInt
     let clientAddress: [UInt8]
     var backendFD: CInt = -1
@@ -367,6 +389,10 @@ final class Relay {
     }
 
     /// Moves what it can from `source` to `destination`; false on an error that ends the relay.
+    ///
+    /// Reads until EAGAIN even after a short read: splice fills a pipe buffer per socket
+    /// fragment, so a short count does not mean the socket is empty, and edge-triggered epoll
+    /// would not say so again.
     func pump(_ direction: inout Direction, from source: CInt, to destination: CInt) -> Bool {
         while true {
             if direction.buffered > 0 {
@@ -384,7 +410,7 @@ final class Relay {
                 }
                 return true
             }
-            let moved = ferry_splice(source, direction.pipeWrite, 1 << 16)
+            let moved = ferry_splice(source, direction.pipeWrite, Self.chunk)
             if moved > 0 {
                 direction.buffered += moved
             } else if moved == 0 {

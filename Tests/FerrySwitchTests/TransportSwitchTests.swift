@@ -171,6 +171,23 @@ struct Client {
         try await backend.stop()
     }
 
+    @Test func exchangesOfWholeMessagesDoNotStall() async throws {
+        // Request and answer, turn by turn, as keep-alive HTTP goes: every byte of each message
+        // must cross before the other side says anything more, so none may wait for a later edge.
+        let backend = try await EchoBackend(name: "echo")
+        let relay = try self.makeSwitch([backend.port])
+        defer { relay.stop() }
+        let client = try Client(port: relay.address.port)
+        #expect(client.line() == "echo")
+        for turn in 0..<40 {
+            let message = [UInt8](repeating: UInt8(turn), count: 65536 + turn * 997)
+            client.send(message)
+            #expect(client.receive(message.count) == message, "turn \(turn)")
+        }
+        client.close()
+        try await backend.stop()
+    }
+
     @Test func aSwitchWithNoBackendOrABadAddressIsRefusedClearly() throws {
         #expect(throws: SwitchError.noBackends) { try self.makeSwitch([]) }
         #expect(BackendSpec("host:80@0") == nil)
