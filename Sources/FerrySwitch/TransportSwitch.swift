@@ -141,6 +141,8 @@ final class RelayLoop: @unchecked Sendable {
     private let addresses: [SocketAddress]
     private let logger: Logger
     private var relays: [CInt: Relay] = [:]
+    /// Where small messages pass through on their way, one for the loop's thread.
+    private let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: Relay.smallRead, alignment: 16)
     private let finished = NIOLockedValueBox(false)
     private let done = DispatchSemaphore(value: 0)
 
@@ -176,6 +178,8 @@ final class RelayLoop: @unchecked Sendable {
         close(self.epoll)
         close(self.wake)
     }
+
+    deinit { self.scratch.deallocate() }
 
     private func run() {
         var events = [epoll_event](repeating: epoll_event(), count: 256)
@@ -298,10 +302,10 @@ final class RelayLoop: @unchecked Sendable {
     private func pump(_ relay: Relay, upstream: Bool, downstream: Bool) {
         let upstreamOK =
             !upstream
-            || relay.pump(&relay.toBackend, from: relay.client, to: relay.backendFD)
+            || relay.pump(&relay.toBackend, from: relay.client, to: relay.backendFD, scratch: self.scratch)
         let downstreamOK =
             !downstream
-            || relay.pump(&relay.toClient, from: relay.backendFD, to: relay.client)
+            || relay.pump(&relay.toClient, from: relay.backendFD, to: relay.client, scratch: self.scratch)
         if !upstreamOK || !downstreamOK || (relay.toBackend.closed && relay.toClient.closed) {
             self.finish(relay)
         }
@@ -358,7 +362,17 @@ final class Relay {
         var ended = false
         /// Its end was passed on (shutdown of the destination's writing side).
         var closed = false
+        /// Read into user space and not yet written on (small messages go that way).
+        var pending: [UInt8] = []
+        /// This direction carries bulk data: it moves by splice from now on.
+        var bulk = false
+
+        var hasWaiting: Bool { self.buffered > 0 || !self.pending.isEmpty }
     }
+
+    /// A read of this size or less goes through user space: one read and one write cost less
+    /// than four splices (in, out, and an EAGAIN each way). A full read marks the direction bulk.
+    static let smallRead = 16 << 10
 
     /// Bytes asked of a source at a time: a pipe's default capacity.
     static let chunk = 1 << 16
@@ -390,11 +404,25 @@ final class Relay {
 
     /// Moves what it can from `source` to `destination`; false on an error that ends the relay.
     ///
-    /// Reads until EAGAIN even after a short read: splice fills a pipe buffer per socket
-    /// fragment, so a short count does not mean the socket is empty, and edge-triggered epoll
-    /// would not say so again.
-    func pump(_ direction: inout Direction, from source: CInt, to destination: CInt) -> Bool {
+    /// Small messages go through `scratch` (read, then write); once a read fills it, the
+    /// direction is bulk and moves by splice. Reads go on until EAGAIN even after a short one:
+    /// splice fills a pipe buffer per socket fragment, so a short count does not mean the socket
+    /// is empty, and edge-triggered epoll would not say so again.
+    func pump(
+        _ direction: inout Direction,
+        from source: CInt,
+        to destination: CInt,
+        scratch: UnsafeMutableRawBufferPointer
+    ) -> Bool {
         while true {
+            if !direction.pending.isEmpty {
+                let written = direction.pending.withUnsafeBytes { write(destination, $0.baseAddress, $0.count) }
+                if written > 0 {
+                    direction.pending.removeFirst(written)
+                    continue
+                }
+                return written < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)
+            }
             if direction.buffered > 0 {
                 let moved = ferry_splice(direction.pipeRead, destination, direction.buffered)
                 if moved > 0 {
@@ -410,9 +438,22 @@ final class Relay {
                 }
                 return true
             }
-            let moved = ferry_splice(source, direction.pipeWrite, Self.chunk)
+            let moved =
+                direction.bulk
+                ? ferry_splice(source, direction.pipeWrite, Self.chunk)
+                : read(source, scratch.baseAddress, min(scratch.count, Self.smallRead))
             if moved > 0 {
-                direction.buffered += moved
+                if direction.bulk {
+                    direction.buffered += moved
+                    continue
+                }
+                if moved == min(scratch.count, Self.smallRead) { direction.bulk = true }
+                let written = write(destination, scratch.baseAddress, moved)
+                if written < 0, errno != EAGAIN, errno != EWOULDBLOCK { return false }
+                let done = max(written, 0)
+                if done < moved {
+                    direction.pending = Array(UnsafeRawBufferPointer(rebasing: scratch[done..<moved]))
+                }
             } else if moved == 0 {
                 direction.ended = true
             } else {
