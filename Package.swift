@@ -67,6 +67,7 @@ let package = Package(
             dependencies: [
                 "CFerryLinux",
                 "FerryEndpoints",
+                "FerryWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -15,14 +15,9 @@ RUN=${SECONDS_PER_RUN:-5}
 CONNECTIONS=${CONNECTIONS:-2000}
 PROCESSES=${PROCESSES:-300}
 
-MISSING=""
-command -v xinetd >/dev/null || MISSING="$MISSING xinetd"
-command -v rpcbind >/dev/null || MISSING="$MISSING rpcbind"
-if [ -n "$MISSING" ] || ! dpkg -s libevent-2.1-7 >/dev/null 2>&1; then
-    echo "installing:$MISSING libevent-2.1-7 libbsd0 libwrap0" >&2
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $MISSING libevent-2.1-7 libbsd0 libwrap0 >/dev/null
-fi
+require xinetd rpcbind
+# The libraries of openbsd-inetd, whose binary is unpacked below rather than installed.
+dpkg -s libevent-2.1-7 >/dev/null 2>&1 || apt_install libevent-2.1-7 libbsd0 libwrap0
 
 build_release ferry ferry-bench
 FERRY="$ROOT/.build/release/ferry"

@@ -20,12 +20,7 @@ COLD_CONNECTIONS=${COLD_CONNECTIONS:-32}
 CORES=$(nproc)
 COLD_WORKERS=${COLD_WORKERS:-16}
 
-need() { command -v "$1" >/dev/null || MISSING="${MISSING:-} $2"; }
-need nginx nginx; need wrk wrk; need vmtouch vmtouch
-if [ -n "${MISSING:-}" ]; then
-    echo "installing:$MISSING" >&2
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $MISSING >/dev/null
-fi
+require nginx wrk vmtouch
 
 build_release ferry
 FERRY="$ROOT/.build/release/ferry"

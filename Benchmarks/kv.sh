@@ -11,10 +11,7 @@ RUN=${SECONDS_PER_RUN:-5}
 VALUE_SIZE=${VALUE_SIZE:-100}
 KEYS=${KEYS:-10000}
 
-if ! command -v redis-server >/dev/null; then
-    echo "installing: redis-server" >&2
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
-fi
+require redis-server
 
 build_release ferry ferry-bench
 FERRY="$ROOT/.build/release/ferry"

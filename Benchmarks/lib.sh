@@ -3,6 +3,20 @@
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PIDS=()
 
+# apt_install PACKAGE... : installs Debian packages, saying so on stderr.
+apt_install() {
+    echo "installing: $*" >&2
+    apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# require COMMAND[:PACKAGE]... : installs the package of each command that is missing (the
+# package is named like the command unless given).
+require() {
+    local missing=() spec
+    for spec in "$@"; do command -v "${spec%%:*}" >/dev/null || missing+=("${spec#*:}"); done
+    if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
+}
+
 # build_release PRODUCT... : builds each product in release mode.
 build_release() {
     echo "building $* (release)..." >&2

@@ -9,12 +9,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 DURATION=${DURATION:-8}
 
-MISSING=""
-for tool in nginx wrk haproxy; do command -v "$tool" >/dev/null || MISSING="$MISSING $tool"; done
-if [ -n "$MISSING" ]; then
-    echo "installing:$MISSING" >&2
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $MISSING >/dev/null
-fi
+require nginx wrk haproxy
 
 build_release ferry
 FERRY="$ROOT/.build/release/ferry"

@@ -3,15 +3,9 @@
 ANCHORS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 FERRY_BENCH_VENV=${FERRY_BENCH_VENV:-/var/tmp/ferry-bench-venv}
 
-# apt_install PACKAGE... : installs Debian packages (used only when something is missing).
-apt_install() {
-    echo "installing $*..." >&2
-    apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
-}
-
 # build_native_anchor : compiles sha256_native.c into $WORK and prints the binary's path.
 build_native_anchor() {
-    command -v cc >/dev/null || apt_install gcc
+    require cc:gcc
     cc -O2 -o "$WORK/sha256_native" "$ANCHORS_DIR/sha256_native.c" >&2 || return 1
     echo "$WORK/sha256_native"
 }

@@ -13,7 +13,7 @@ import NIOPosix
 /// guest then stops there (to be restored elsewhere: migration) or carries on. The answer is
 /// `ok checkpointed into PATH (N bytes)` or `error: ...`.
 final class GuestControl: @unchecked Sendable {
-    // Sendable: `pending` and `closed` are guarded by `lock`.
+    // Sendable: `pending`, `closed` and `channel` are guarded by `lock`.
     struct Request {
         var path: String
         var leaveRunning: Bool
@@ -21,15 +21,12 @@ final class GuestControl: @unchecked Sendable {
     }
 
     let path: String
-    private let channel: Channel
     private let lock = NIOLock()
+    private var channel: Channel?
     private var pending: Request?
     private var closed = false
 
-    private init(path: String, channel: Channel) {
-        self.path = path
-        self.channel = channel
-    }
+    private init(path: String) { self.path = path }
 
     /// Listens at `path`, replacing a stale socket there but nothing else.
     static func listen(at path: String) async throws -> GuestControl {
@@ -40,25 +37,16 @@ final class GuestControl: @unchecked Sendable {
             }
             unlink(path)
         }
-        let box = NIOLockedValueBox<GuestControl?>(nil)
+        let control = GuestControl(path: path)
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(
-                        RequestHandler(submit: { line, answer in
-                            guard let control = box.withLockedValue({ $0 }) else {
-                                answer.succeed("error: not ready")
-                                return
-                            }
-                            control.submit(line, answer: answer)
-                        })
-                    )
+                    try channel.pipeline.syncOperations.addHandler(RequestHandler(submit: control.submit))
                 }
             }
             .bind(unixDomainSocketPath: path)
             .get()
-        let control = GuestControl(path: path, channel: channel)
-        box.withLockedValue { $0 = control }
+        control.lock.withLock { control.channel = channel }
         return control
     }
 
@@ -81,7 +69,7 @@ final class GuestControl: @unchecked Sendable {
             return self.pending
         }
         waiting?.answer.succeed("error: \(reason)")
-        try? self.channel.close().wait()
+        try? self.lock.withLock({ self.channel })?.close().wait()
         unlink(self.path)
     }
 

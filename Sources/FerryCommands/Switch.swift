@@ -51,7 +51,7 @@ struct SwitchCommand: AsyncParsableCommand {
                 "--balance \(self.balance) is unknown; use one of \(BalancePolicy.allCases.map(\.rawValue).joined(separator: ", "))"
             )
         }
-        guard ServiceEndpoint(self.listen) != nil || self.listen.hasSuffix(":0") else {
+        guard ServiceEndpoint(self.listen, allowingAnyPort: true) != nil else {
             throw ValidationError("--listen takes HOST:PORT, got '\(self.listen)'")
         }
         guard !self.backends.isEmpty else { throw ValidationError("give at least one --backend HOST:PORT") }
@@ -65,14 +65,8 @@ struct SwitchCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = Logger(label: "ferry.switch")
-        let listen: ServiceEndpoint
-        if let endpoint = ServiceEndpoint(self.listen) {
-            listen = endpoint
-        } else {
-            listen = ServiceEndpoint(host: String(self.listen.dropLast(2)), port: 0)
-        }
         let relay = try TransportSwitch(
-            listen: listen,
+            listen: ServiceEndpoint(self.listen, allowingAnyPort: true)!,
             backends: self.backends.compactMap(BackendSpec.init),
             policy: BalancePolicy(rawValue: self.balance)!,
             maxConnectionsPerBackend: self.maxConnections,

@@ -168,6 +168,7 @@ enum FerryHostAPI {
                 return []
             }
         )
+        define("checkpoint", GuestInstance.checkpointImport(store: store, state: suspension))
         define(
             "yield",
             Function(store: store, parameters: []) { caller, _ in

@@ -88,13 +88,6 @@ public final class GuestInstance {
         ) {
             if let watchdog, watchdog.hasPassed { throw GuestStop.deadline(watchdog.deadline) }
         }
-        if imported.contains("\(FerryHostAPI.module).checkpoint") {
-            imports.define(
-                module: FerryHostAPI.module,
-                name: "checkpoint",
-                Self.checkpointImport(store: store, state: self.suspension)
-            )
-        }
         do {
             self.instance = try self.watchdog.guarded {
                 try module.module.instantiate(store: store, imports: imports)

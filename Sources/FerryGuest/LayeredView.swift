@@ -129,14 +129,17 @@ final class LayeredView: @unchecked Sendable {
         return node
     }
 
-    /// Looks up `name` in a merged directory.
+    /// Looks up `name` in a merged directory: in each of its layers, top first, one open of the
+    /// directory and a stat each of the name and its whiteout.
     func child(_ name: String, of directory: Node) throws -> Node? {
         guard !name.hasPrefix(Self.whiteoutPrefix) else { return nil }
         let path = directory.path + [name]
         var found: Node?
         for layer in directory.layers {
-            if try Self.exists(self.layerFDs[layer], directory.path + [Self.whiteoutPrefix + name]) { break }
-            guard let stat = try self.lstat(layer, path) else { continue }
+            let parent = try self.open(layer, directory.path, FERRY_O_PATH | O_DIRECTORY)
+            defer { close(parent) }
+            if try Self.lstat(in: parent, Self.whiteoutPrefix + name) != nil { break }
+            guard let stat = try Self.lstat(in: parent, name) else { continue }
             let isDirectory = stat.st_mode & S_IFMT == S_IFDIR
             if found == nil {
                 found = Node(path: path, top: layer, stat: stat, layers: isDirectory ? [layer] : [])
@@ -146,7 +149,7 @@ final class LayeredView: @unchecked Sendable {
                 guard isDirectory else { break }
                 found?.layers.append(layer)
             }
-            if try Self.exists(self.layerFDs[layer], path + [Self.opaqueMarker]) { break }
+            if try Self.exists(parent, [name, Self.opaqueMarker]) { break }
         }
         return found
     }
@@ -221,23 +224,13 @@ final class LayeredView: @unchecked Sendable {
         var merged: [(name: String, type: WASIAbi.FileType, inode: UInt64)] = []
         for layer in directory.layers {
             var whiteouts: [String] = []
-            let fd = try self.open(layer, directory.path, O_RDONLY | O_DIRECTORY)
-            guard let stream = fdopendir(fd) else {
-                close(fd)
-                throw Self.errno()
-            }
-            defer { closedir(stream) }
-            while let entry = readdir(stream) {
-                let name = withUnsafePointer(to: &entry.pointee.d_name) {
-                    $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
-                }
-                if name == "." || name == ".." || name == Self.opaqueMarker { continue }
-                if name.hasPrefix(Self.whiteoutPrefix) {
-                    whiteouts.append(String(name.dropFirst(Self.whiteoutPrefix.count)))
+            for entry in try self.list(layer, directory.path) where entry.name != Self.opaqueMarker {
+                if entry.name.hasPrefix(Self.whiteoutPrefix) {
+                    whiteouts.append(String(entry.name.dropFirst(Self.whiteoutPrefix.count)))
                     continue
                 }
-                guard !hidden.contains(name), seen.insert(name).inserted else { continue }
-                merged.append((name, Self.fileType(direntType: entry.pointee.d_type), UInt64(entry.pointee.d_ino)))
+                guard !hidden.contains(entry.name), seen.insert(entry.name).inserted else { continue }
+                merged.append((entry.name, Self.fileType(direntType: entry.type), entry.inode))
             }
             // A layer's whiteouts hide the layers below it, not itself.
             hidden.formUnion(whiteouts)
@@ -438,20 +431,9 @@ final class LayeredView: @unchecked Sendable {
 
     /// Removes the markers a merged-empty directory may still hold in the upper layer.
     private func emptyUpperDirectory(_ path: [String]) throws {
-        let fd = try self.open(0, path, O_RDONLY | O_DIRECTORY)
-        guard let stream = fdopendir(fd) else {
-            close(fd)
-            throw Self.errno()
+        for entry in try self.list(0, path) where entry.name.hasPrefix(Self.whiteoutPrefix) {
+            try self.removeMarker(0, path + [entry.name])
         }
-        defer { closedir(stream) }
-        var markers: [String] = []
-        while let entry = readdir(stream) {
-            let name = withUnsafePointer(to: &entry.pointee.d_name) {
-                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
-            }
-            if name.hasPrefix(Self.whiteoutPrefix) { markers.append(name) }
-        }
-        for marker in markers { _ = unlinkat(dirfd(stream), marker, 0) }
     }
 
     // MARK: Host calls, each confined to one layer
@@ -478,31 +460,31 @@ final class LayeredView: @unchecked Sendable {
 
     /// The entry itself (a symlink is not followed), or nil when the layer lacks it.
     private func lstat(_ layer: Int, _ path: [String]) throws -> stat? {
-        var result = Glibc.stat()
-        if path.isEmpty {
+        guard !path.isEmpty else {
+            var result = Glibc.stat()
             guard fstat(self.layerFDs[layer], &result) == 0 else { throw Self.errno() }
             return result
         }
-        let parent = ferry_open_in_layer(
-            self.layerFDs[layer],
-            path.dropLast().joined(separator: "/"),
-            FERRY_O_PATH | O_DIRECTORY,
-            0
-        )
-        guard parent >= 0 else {
-            if Glibc.errno == ENOENT || Glibc.errno == ENOTDIR || Glibc.errno == ELOOP { return nil }
-            throw Self.errno()
+        do {
+            return try self.inParent(layer, path) { try Self.lstat(in: $0, $1) }
+        } catch WASIAbi.Errno.ENOENT, WASIAbi.Errno.ENOTDIR, WASIAbi.Errno.ELOOP {
+            // A parent that is missing, not a directory, or a symlink: the layer has no such entry.
+            return nil
         }
-        defer { close(parent) }
-        guard fstatat(parent, path[path.count - 1], &result, AT_SYMLINK_NOFOLLOW) == 0 else {
+    }
+
+    /// `name` in an open directory, not following a symlink; nil when there is none.
+    private static func lstat(in directory: CInt, _ name: String) throws -> stat? {
+        var result = Glibc.stat()
+        guard fstatat(directory, name, &result, AT_SYMLINK_NOFOLLOW) == 0 else {
             if Glibc.errno == ENOENT || Glibc.errno == ENOTDIR { return nil }
             throw Self.errno()
         }
         return result
     }
 
-    private static func exists(_ layerFD: CInt, _ path: [String]) throws -> Bool {
-        let fd = ferry_open_in_layer(layerFD, path.joined(separator: "/"), FERRY_O_PATH, 0)
+    private static func exists(_ directory: CInt, _ path: [String]) throws -> Bool {
+        let fd = ferry_open_in_layer(directory, path.joined(separator: "/"), FERRY_O_PATH, 0)
         if fd >= 0 {
             close(fd)
             return true
@@ -511,6 +493,24 @@ final class LayeredView: @unchecked Sendable {
         // ELOOP: the name is a symlink, which exists.
         if Glibc.errno == ELOOP { return true }
         throw Self.errno()
+    }
+
+    /// The entries of one layer's copy of a directory, without `.` and `..`.
+    private func list(_ layer: Int, _ path: [String]) throws -> [(name: String, type: UInt8, inode: UInt64)] {
+        let fd = try self.open(layer, path, O_RDONLY | O_DIRECTORY)
+        guard let stream = fdopendir(fd) else {
+            close(fd)
+            throw Self.errno()
+        }
+        defer { closedir(stream) }
+        var entries: [(name: String, type: UInt8, inode: UInt64)] = []
+        while let entry = readdir(stream) {
+            let name = withUnsafeBytes(of: &entry.pointee.d_name) { bytes in
+                String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if name != ".", name != ".." { entries.append((name, entry.pointee.d_type, UInt64(entry.pointee.d_ino))) }
+        }
+        return entries
     }
 
     private static func copy(from source: CInt, to target: CInt) throws {

@@ -1,4 +1,5 @@
 import CFerryLinux
+import FerryWire
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
@@ -27,13 +28,7 @@ final class HealthChecker: Sendable {
                 self.checkAll()
                 self.wakeUp.lock()
                 if !self.stopping.withLockedValue({ $0 }) {
-                    _ = self.wakeUp.wait(
-                        until: Date(
-                            timeIntervalSinceNow: Double(self.interval.components.seconds) + Double(
-                                self.interval.components.attoseconds
-                            ) / 1e18
-                        )
-                    )
+                    _ = self.wakeUp.wait(until: Date(timeIntervalSinceNow: self.interval.inSeconds))
                 }
                 self.wakeUp.unlock()
             }

@@ -81,36 +81,11 @@ public final class TransportSwitch: Sendable {
     }
 
     private static func listen(on endpoint: ServiceEndpoint) throws -> (CInt, ServiceEndpoint) {
-        let address = try Self.resolve(endpoint)
-        let fd = socket(
-            CInt(address.protocol.rawValue),
-            CInt(SOCK_STREAM.rawValue) | CInt(SOCK_NONBLOCK.rawValue) | CInt(SOCK_CLOEXEC.rawValue),
-            0
-        )
-        guard fd >= 0 else { throw SwitchError.cannotListen(endpoint.description, String(cString: strerror(errno))) }
-        var one: CInt = 1
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<CInt>.size))
-        let bound = address.withSockAddr { pointer, length in Glibc.bind(fd, pointer, socklen_t(length)) }
-        guard bound == 0, Glibc.listen(fd, 4096) == 0 else {
-            let reason = String(cString: strerror(errno))
-            close(fd)
-            throw SwitchError.cannotListen(endpoint.description, reason)
+        do {
+            return try BoundSocket.open(endpoint, nonblocking: true, backlog: 4096)
+        } catch {
+            throw SwitchError.cannotListen(endpoint.description, error.reason)
         }
-        var storage = sockaddr_storage()
-        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        _ = withUnsafeMutablePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        let port = Int(
-            storage.ss_family == sa_family_t(AF_INET6)
-                ? withUnsafePointer(to: &storage) {
-                    $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin6_port) }
-                }
-                : withUnsafePointer(to: &storage) {
-                    $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin_port) }
-                }
-        )
-        return (fd, ServiceEndpoint(host: endpoint.host, port: port))
     }
 }
 

@@ -11,10 +11,11 @@ public struct ServiceEndpoint: Hashable, Sendable, Codable, CustomStringConverti
         self.port = port
     }
 
-    /// Parses `HOST:PORT` (`[V6]:PORT` for IPv6 literals).
-    public init?(_ text: String) {
+    /// Parses `HOST:PORT` (`[V6]:PORT` for IPv6 literals); port 0 (any free port, for a
+    /// listening address) only when `allowingAnyPort`.
+    public init?(_ text: String, allowingAnyPort: Bool = false) {
         guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
-            (1...65535).contains(port)
+            ((allowingAnyPort ? 0 : 1)...65535).contains(port)
         else { return nil }
         var host = String(text[..<colon])
         if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }

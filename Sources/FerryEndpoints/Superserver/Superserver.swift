@@ -188,45 +188,12 @@ public final class Superserver: Service, Sendable {
     // MARK: - Sockets
 
     private static func bind(_ service: SuperserverConfiguration.Service) throws -> Listener {
-        let address: SocketAddress
         do {
-            address = try SocketAddress.makeAddressResolvingHost(service.listen.host, port: service.listen.port)
+            let (fd, bound) = try BoundSocket.open(service.listen, datagram: service.transport == .udp)
+            return Listener(service: service, fd: fd, address: bound)
         } catch {
-            throw SuperserverError.cannotBind(service: service.name, address: "\(service.listen)", reason: "\(error)")
+            throw SuperserverError.cannotBind(service: service.name, address: "\(service.listen)", reason: error.reason)
         }
-        let family = address.protocol.rawValue
-        let type = service.transport == .tcp ? SOCK_STREAM : SOCK_DGRAM
-        let fd = socket(family, Int32(type.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else {
-            throw SuperserverError.cannotBind(
-                service: service.name,
-                address: "\(service.listen)",
-                reason: String(cString: strerror(errno))
-            )
-        }
-        var one: Int32 = 1
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        let bound = address.withSockAddr { pointer, size in Glibc.bind(fd, pointer, socklen_t(size)) }
-        guard bound == 0, service.transport == .udp || listen(fd, 128) == 0 else {
-            let reason = String(cString: strerror(errno))
-            close(fd)
-            throw SuperserverError.cannotBind(service: service.name, address: "\(service.listen)", reason: reason)
-        }
-        var storage = sockaddr_storage()
-        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        _ = withUnsafeMutablePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        let port = Self.describe(storage)?.port ?? service.listen.port
-        return Listener(service: service, fd: fd, address: ServiceEndpoint(host: service.listen.host, port: port))
-    }
-
-    static func describe(_ storage: sockaddr_storage) -> (host: String, port: Int)? {
-        var storage = storage
-        var host = [CChar](repeating: 0, count: 64)
-        let port = ferry_describe_address(&storage, &host, host.count)
-        guard port >= 0 else { return nil }
-        return (String(cString: host), Int(port))
     }
 
     private func poke() {
@@ -285,7 +252,7 @@ public final class Superserver: Service, Sendable {
             var storage = sockaddr_storage()
             let connection = ferry_accept_blocking(listener.fd, &storage)
             guard connection >= 0 else { return }
-            let remote = Self.describe(storage)?.host ?? "unknown"
+            let remote = BoundSocket.describe(storage)?.host ?? "unknown"
             guard self.admit(listener, from: remote) else {
                 close(connection)
                 return
@@ -433,7 +400,7 @@ public final class Superserver: Service, Sendable {
             }
         }
         guard count >= 0 else { return }
-        let remote = Self.describe(storage)?.host ?? "unknown"
+        let remote = BoundSocket.describe(storage)?.host ?? "unknown"
         // The rate limit matters most here: a forged source turns chargen and echo into amplifiers.
         guard self.admit(listener, from: remote) else { return }
         defer { self.release(listener) }
