@@ -67,6 +67,7 @@ let package = Package(
             dependencies: [
                 "CFerryLinux",
                 "FerryEndpoints",
+                "FerryServer",
                 "FerryWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -166,6 +167,9 @@ let package = Package(
             dependencies: [
                 "FerrySwitch",
                 "FerryEndpoints",
+                "FerryServer",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
@@ -183,6 +187,7 @@ let package = Package(
                 "FerryNode",
                 "FerryServer",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),

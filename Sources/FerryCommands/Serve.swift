@@ -77,6 +77,14 @@ struct Serve: AsyncParsableCommand {
         @Option(help: "Keep a session per client (a ferry-session cookie) this many seconds after its last request.")
         var sessions: Int?
 
+        @Option(
+            help: ArgumentHelp(
+                "Also serve connections a switch hands over on this Unix socket (ferry switch --mode handoff).",
+                valueName: "PATH"
+            )
+        )
+        var handoffSocket: String?
+
         func validate() throws {
             if let sessions, sessions < 1 {
                 throw ValidationError("--sessions must be at least 1 second, got \(sessions)")
@@ -96,12 +104,14 @@ struct Serve: AsyncParsableCommand {
                     workers: self.workers,
                     queueCapacity: self.queue,
                     controlPort: self.controlPort,
-                    sessionTTL: self.sessions.map { .seconds($0) }
+                    sessionTTL: self.sessions.map { .seconds($0) },
+                    handoffSocket: self.handoffSocket
                 ),
                 logger: logger
             )
             printLine("listening on \(server.host):\(server.port)")
             if let control = server.controlAddress { printLine("control on \(control.host):\(control.port)") }
+            if let handoff = self.handoffSocket { printLine("taking handoffs on \(handoff)") }
             try await ServiceGroup(services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
                 .run()
         }

@@ -8,17 +8,18 @@ import ServiceLifecycle
 struct SwitchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "switch",
-        abstract: "Front many backends as one server: a transport-layer (TCP) switch.",
+        abstract: "Front many backends as one server: a transport-layer (TCP) switch or TCP handoff.",
         discussion: """
-            Prints 'listening on HOST:PORT' first, then relays each accepted connection to a \\
-            backend chosen by --balance, zero-copy (splice). A connect that fails is retried on \\
-            the next backend, which leaves rotation until a TCP health check finds it again. \\
-            Serves until SIGINT or SIGTERM. Only --mode l4 is built so far: handoff and l7 are \\
-            refused.
+            Prints 'listening on HOST:PORT' first and serves until SIGINT or SIGTERM. \\
+            --mode l4 relays each accepted connection to a backend chosen by --balance, zero-copy \\
+            (splice). --mode handoff passes the accepted socket itself to a backend process on this \\
+            host (backends given as unix:PATH, a Ferry server's --handoff-socket), which then talks \\
+            to the client directly. A backend that cannot be reached is skipped for the next one \\
+            and leaves rotation until a health check finds it again.
             """
     )
 
-    @Option(help: "l4 (TCP relay); handoff and l7 are not built yet.")
+    @Option(help: "l4 (TCP relay) or handoff (pass the accepted socket to a backend on this host).")
     var mode = "l4"
 
     @Option(help: "Where to listen, HOST:PORT (port 0 for any free port).")
@@ -26,7 +27,7 @@ struct SwitchCommand: AsyncParsableCommand {
 
     @Option(
         name: .customLong("backend"),
-        help: ArgumentHelp("A backend; repeat for each.", valueName: "HOST:PORT[@WEIGHT]")
+        help: ArgumentHelp("A backend; repeat for each.", valueName: "HOST:PORT|unix:PATH[@WEIGHT]")
     )
     var backends: [String] = []
 
@@ -43,8 +44,8 @@ struct SwitchCommand: AsyncParsableCommand {
     var threads = 2
 
     func validate() throws {
-        guard self.mode == "l4" else {
-            throw ValidationError("--mode \(self.mode) is not built yet; only l4 is (see the README)")
+        guard ["l4", "handoff"].contains(self.mode) else {
+            throw ValidationError("--mode takes l4 or handoff, got '\(self.mode)'")
         }
         guard BalancePolicy(rawValue: self.balance) != nil else {
             throw ValidationError(
@@ -56,7 +57,7 @@ struct SwitchCommand: AsyncParsableCommand {
         }
         guard !self.backends.isEmpty else { throw ValidationError("give at least one --backend HOST:PORT") }
         for backend in self.backends where BackendSpec(backend) == nil {
-            throw ValidationError("--backend takes HOST:PORT or HOST:PORT@WEIGHT, got '\(backend)'")
+            throw ValidationError("--backend takes HOST:PORT or unix:PATH, then @WEIGHT if wanted; got '\(backend)'")
         }
         guard self.healthInterval > 0, self.threads > 0 else {
             throw ValidationError("--health-interval and --threads must be positive")
@@ -65,30 +66,45 @@ struct SwitchCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = Logger(label: "ferry.switch")
-        let relay = try TransportSwitch(
-            listen: ServiceEndpoint(self.listen, allowingAnyPort: true)!,
-            backends: self.backends.compactMap(BackendSpec.init),
-            policy: BalancePolicy(rawValue: self.balance)!,
-            maxConnectionsPerBackend: self.maxConnections,
-            healthCheckInterval: .milliseconds(Int64(self.healthInterval * 1000)),
-            threads: self.threads,
-            logger: logger
-        )
-        printLine("listening on \(relay.address)")
-        try await ServiceGroup(
-            services: [SwitchService(relay: relay)],
-            gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: logger
-        ).run()
+        let listen = ServiceEndpoint(self.listen, allowingAnyPort: true)!
+        let backends = self.backends.compactMap(BackendSpec.init)
+        let policy = BalancePolicy(rawValue: self.balance)!
+        let interval = Duration.milliseconds(Int64(self.healthInterval * 1000))
+        let running: SwitchService
+        switch self.mode {
+        case "handoff":
+            let handoff = try HandoffSwitch(
+                listen: listen,
+                backends: backends,
+                policy: policy,
+                healthCheckInterval: interval,
+                logger: logger
+            )
+            running = SwitchService(address: handoff.address, stop: handoff.stop)
+        default:
+            let relay = try TransportSwitch(
+                listen: listen,
+                backends: backends,
+                policy: policy,
+                maxConnectionsPerBackend: self.maxConnections,
+                healthCheckInterval: interval,
+                threads: self.threads,
+                logger: logger
+            )
+            running = SwitchService(address: relay.address, stop: relay.stop)
+        }
+        printLine("listening on \(running.address)")
+        try await ServiceGroup(services: [running], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger).run()
     }
 
     /// Runs until a graceful shutdown, then stops the switch.
     struct SwitchService: Service {
-        let relay: TransportSwitch
+        let address: ServiceEndpoint
+        let stop: @Sendable () -> Void
 
         func run() async throws {
             try? await gracefulShutdown()
-            self.relay.stop()
+            self.stop()
         }
     }
 }

@@ -36,6 +36,9 @@ struct Up: AsyncParsableCommand {
     @Option(help: "Where the node keeps permanent state (default ~/.ferry).")
     var dataDir: String?
 
+    @Option(help: ArgumentHelp("Also take connections handed over by a switch on this Unix socket.", valueName: "PATH"))
+    var handoffSocket: String?
+
     func run() async throws {
         let logger = Logger(label: "ferry.node")
         let node = try await Node.start(
@@ -47,7 +50,8 @@ struct Up: AsyncParsableCommand {
                 model: self.model,
                 endpointsPort: self.endpointsPort,
                 kvPort: self.kvPort,
-                dataDirectory: self.dataDir ?? Node.defaultDataDirectory
+                dataDirectory: self.dataDir ?? Node.defaultDataDirectory,
+                handoffSocket: self.handoffSocket
             ),
             logger: logger
         )

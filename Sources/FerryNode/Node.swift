@@ -25,6 +25,8 @@ public struct Node: Sendable {
         public var dataDirectory: String
         /// The lease the node's services hold at the endpoint daemon.
         public var registrationTTL: Duration
+        /// A Unix socket on which the file server also takes connections handed over by a switch.
+        public var handoffSocket: String?
 
         public init(
             host: String = "127.0.0.1",
@@ -35,7 +37,8 @@ public struct Node: Sendable {
             endpointsPort: Int = EndpointDaemon.defaultPort,
             kvPort: Int = 7412,
             dataDirectory: String = Node.defaultDataDirectory,
-            registrationTTL: Duration = .seconds(15)
+            registrationTTL: Duration = .seconds(15),
+            handoffSocket: String? = nil
         ) {
             self.host = host
             self.httpPort = httpPort
@@ -46,6 +49,7 @@ public struct Node: Sendable {
             self.kvPort = kvPort
             self.dataDirectory = dataDirectory
             self.registrationTTL = registrationTTL
+            self.handoffSocket = handoffSocket
         }
     }
 
@@ -85,7 +89,8 @@ public struct Node: Sendable {
                 port: configuration.httpPort,
                 model: configuration.model,
                 controlPort: configuration.controlPort,
-                sessionTTL: .seconds(600)
+                sessionTTL: .seconds(600),
+                handoffSocket: configuration.handoffSocket
             ),
             logger: logger
         )

@@ -30,6 +30,8 @@ public final class FileServer: Service, Sendable {
         public var controlPort: Int?
         /// How long a client's session lives after its last request; no sessions when nil.
         public var sessionTTL: Duration?
+        /// A Unix socket on which a switch hands over accepted connections (TCP handoff); none when nil.
+        public var handoffSocket: String?
 
         public init(
             root: String,
@@ -39,7 +41,8 @@ public final class FileServer: Service, Sendable {
             workers: Int? = nil,
             queueCapacity: Int = 256,
             controlPort: Int? = nil,
-            sessionTTL: Duration? = nil
+            sessionTTL: Duration? = nil,
+            handoffSocket: String? = nil
         ) {
             self.root = root
             self.host = host
@@ -49,6 +52,7 @@ public final class FileServer: Service, Sendable {
             self.queueCapacity = queueCapacity
             self.controlPort = controlPort
             self.sessionTTL = sessionTTL
+            self.handoffSocket = handoffSocket
         }
     }
 
@@ -66,6 +70,7 @@ public final class FileServer: Service, Sendable {
     private let frontEnd: FrontEnd
     private let watcher: UrgentDataWatcher
     private let control: ControlEndpoint?
+    private let handoff: HandoffReceiver?
     private let logger: Logger
 
     private enum FrontEnd {
@@ -79,6 +84,7 @@ public final class FileServer: Service, Sendable {
         frontEnd: FrontEnd,
         watcher: UrgentDataWatcher,
         control: ControlEndpoint?,
+        handoff: HandoffReceiver?,
         metrics: ServerMetrics,
         registry: ConnectionRegistry,
         sessions: SessionStore<FileSession>?,
@@ -92,6 +98,7 @@ public final class FileServer: Service, Sendable {
         self.frontEnd = frontEnd
         self.watcher = watcher
         self.control = control
+        self.handoff = handoff
         self.metrics = metrics
         self.registry = registry
         self.logger = logger
@@ -150,12 +157,22 @@ public final class FileServer: Service, Sendable {
                 logger: logger
             )
         }
+        var handoff: HandoffReceiver?
+        if let path = configuration.handoffSocket {
+            handoff = try HandoffReceiver(path: path, logger: logger) { descriptor in
+                switch frontEnd {
+                case .blocking(let frontEnd): frontEnd.adopt(descriptor)
+                case .eventDriven(let frontEnd): frontEnd.adopt(descriptor)
+                }
+            }
+        }
         let server = FileServer(
             configuration: configuration,
             listener: listener,
             frontEnd: frontEnd,
             watcher: watcher,
             control: control,
+            handoff: handoff,
             metrics: metrics,
             registry: registry,
             sessions: files.sessions,
@@ -172,6 +189,7 @@ public final class FileServer: Service, Sendable {
     public func run() async throws {
         try? await gracefulShutdown()
         self.logger.info("file server on \(self.host):\(self.port) shutting down")
+        self.handoff?.stop()
         switch self.frontEnd {
         case .blocking(let frontEnd): frontEnd.stop()
         case .eventDriven(let frontEnd): await frontEnd.stop()

@@ -14,26 +14,60 @@ public enum BalancePolicy: String, Sendable, CaseIterable {
     case source
 }
 
+/// Where a backend is reached: a TCP endpoint, or a Unix socket on this host (`unix:PATH`, which
+/// is where a handoff switch passes connections to).
+public enum BackendAddress: Sendable, Hashable, CustomStringConvertible {
+    case tcp(ServiceEndpoint)
+    case unix(String)
+
+    /// Parses `HOST:PORT` or `unix:PATH`.
+    public init?(_ text: String) {
+        if text.hasPrefix("unix:") {
+            let path = String(text.dropFirst(5))
+            guard path.hasPrefix("/") || path.hasPrefix(".") else { return nil }
+            self = .unix(path)
+        } else {
+            guard let endpoint = ServiceEndpoint(text) else { return nil }
+            self = .tcp(endpoint)
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .tcp(let endpoint): "\(endpoint)"
+        case .unix(let path): "unix:\(path)"
+        }
+    }
+}
+
 /// One backend as the switch is told of it.
 public struct BackendSpec: Sendable, Equatable, CustomStringConvertible {
-    public var endpoint: ServiceEndpoint
+    public var address: BackendAddress
     public var weight: Int
 
-    public init(endpoint: ServiceEndpoint, weight: Int = 1) {
-        self.endpoint = endpoint
+    public init(address: BackendAddress, weight: Int = 1) {
+        self.address = address
         self.weight = weight
     }
 
-    /// Parses `HOST:PORT` or `HOST:PORT@WEIGHT`.
-    public init?(_ text: String) {
-        let parts = text.split(separator: "@", maxSplits: 1).map(String.init)
-        guard let endpoint = ServiceEndpoint(parts[0]) else { return nil }
-        let weight = parts.count == 2 ? Int(parts[1]) : 1
-        guard let weight, weight >= 1 else { return nil }
-        self.init(endpoint: endpoint, weight: weight)
+    public init(endpoint: ServiceEndpoint, weight: Int = 1) {
+        self.init(address: .tcp(endpoint), weight: weight)
     }
 
-    public var description: String { self.weight == 1 ? "\(self.endpoint)" : "\(self.endpoint)@\(self.weight)" }
+    /// Parses `HOST:PORT`, `unix:PATH`, either followed by `@WEIGHT`.
+    public init?(_ text: String) {
+        var address = Substring(text)
+        var weight = 1
+        if let at = text.lastIndex(of: "@") {
+            guard let parsed = Int(text[text.index(after: at)...]), parsed >= 1 else { return nil }
+            weight = parsed
+            address = text[..<at]
+        }
+        guard let parsed = BackendAddress(String(address)) else { return nil }
+        self.init(address: parsed, weight: weight)
+    }
+
+    public var description: String { self.weight == 1 ? "\(self.address)" : "\(self.address)@\(self.weight)" }
 }
 
 /// The backends' state, and the choice of one for each connection; shared by the switch's threads.
@@ -72,7 +106,7 @@ public final class Balancer: Sendable {
         for (index, backend) in backends.enumerated() {
             // 100 points per unit of weight smooth out the share each backend gets.
             for replica in 0..<(100 * backend.weight) {
-                ring.append((Self.hash(Array("\(backend.endpoint)#\(replica)".utf8)), index))
+                ring.append((Self.hash(Array("\(backend.address)#\(replica)".utf8)), index))
             }
         }
         self.ring = ring.sorted { $0.0 < $1.0 }

@@ -48,7 +48,7 @@ final class HealthChecker: Sendable {
         for (index, address) in self.addresses.enumerated() {
             let healthy = Self.answers(address, timeoutMilliseconds: 1000)
             if self.balancer.mark(index, up: healthy) {
-                let endpoint = self.balancer.backends[index].spec.endpoint
+                let endpoint = self.balancer.backends[index].spec.address
                 if healthy {
                     self.logger.info("switch: backend \(endpoint) passed its health check; back in rotation")
                 } else {

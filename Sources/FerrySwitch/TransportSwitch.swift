@@ -36,7 +36,7 @@ public final class TransportSwitch: Sendable {
         self.logger = logger
         let balancer = Balancer(backends: backends, policy: policy, maxConnections: maxConnectionsPerBackend)
         self.balancer = balancer
-        let addresses = try backends.map { try Self.resolve($0.endpoint) }
+        let addresses = try backends.map { try Self.resolve($0.address) }
         let (listener, bound) = try Self.listen(on: listen)
         self.listener = listener
         self.address = bound
@@ -72,15 +72,19 @@ public final class TransportSwitch: Sendable {
         close(self.listener)
     }
 
-    static func resolve(_ endpoint: ServiceEndpoint) throws -> SocketAddress {
+    static func resolve(_ address: BackendAddress) throws -> SocketAddress {
         do {
-            return try SocketAddress.makeAddressResolvingHost(endpoint.host, port: endpoint.port)
+            switch address {
+            case .tcp(let endpoint):
+                return try SocketAddress.makeAddressResolvingHost(endpoint.host, port: endpoint.port)
+            case .unix(let path): return try SocketAddress(unixDomainSocketPath: path)
+            }
         } catch {
-            throw SwitchError.cannotResolve(endpoint.description, "\(error)")
+            throw SwitchError.cannotResolve(address.description, "\(error)")
         }
     }
 
-    private static func listen(on endpoint: ServiceEndpoint) throws -> (CInt, ServiceEndpoint) {
+    static func listen(on endpoint: ServiceEndpoint) throws -> (CInt, ServiceEndpoint) {
         do {
             return try BoundSocket.open(endpoint, nonblocking: true, backlog: 4096)
         } catch {
@@ -93,6 +97,7 @@ public enum SwitchError: Error, Equatable, CustomStringConvertible {
     case noBackends
     case cannotResolve(String, String)
     case cannotListen(String, String)
+    case handoffNeedsUnixBackend(String)
     case system(String)
 
     public var description: String {
@@ -100,6 +105,8 @@ public enum SwitchError: Error, Equatable, CustomStringConvertible {
         case .noBackends: "a switch needs at least one backend (--backend HOST:PORT)"
         case .cannotResolve(let endpoint, let reason): "cannot resolve \(endpoint): \(reason)"
         case .cannotListen(let endpoint, let reason): "cannot listen on \(endpoint): \(reason)"
+        case .handoffNeedsUnixBackend(let backend):
+            "handoff passes connections to backends on this host: give each as unix:PATH (the server's --handoff-socket), not \(backend)"
         case .system(let reason): reason
         }
     }
@@ -227,7 +234,7 @@ final class RelayLoop: @unchecked Sendable {
         self.balancer.release(backend)
         self.balancer.connectFailed(backend)
         self.logger.warning(
-            "switch: connect to backend \(self.balancer.backends[backend].spec.endpoint) failed (\(reason)); out of rotation until a health check passes"
+            "switch: connect to backend \(self.balancer.backends[backend].spec.address) failed (\(reason)); out of rotation until a health check passes"
         )
     }
 

@@ -47,6 +47,21 @@ int ferry_connect_nonblocking(const struct sockaddr *address, socklen_t length);
 /// The pending error of a socket (SO_ERROR): 0 when a connection was made.
 int ferry_socket_error(int fd);
 
+/// A Unix stream socket listening at `path` (created 0600; a stale socket file there is replaced):
+/// the descriptor, or -1 with errno (EEXIST when `path` is something other than a socket).
+int ferry_unix_listen(const char *path, int backlog);
+
+/// A blocking Unix stream socket connected to `path`, or -1 with errno.
+int ferry_unix_connect(const char *path);
+
+/// Sends the descriptor `fd` over the Unix socket `channel` (SCM_RIGHTS, with one byte of data):
+/// 0, or -1 with errno. The sender still holds its copy and closes it itself.
+int ferry_send_descriptor(int channel, int fd);
+
+/// Receives one descriptor sent by ferry_send_descriptor (close-on-exec): the descriptor, -2 when
+/// the sender hung up, or -1 with errno.
+int ferry_receive_descriptor(int channel);
+
 /// Reads like pread, but fails with EAGAIN instead of waiting when the data is not in the page
 /// cache (preadv2 with RWF_NOWAIT), and starts readahead for it in that case.
 ssize_t ferry_pread_nowait(int fd, void *buf, size_t len, off_t offset);

@@ -41,6 +41,8 @@ final class BlockingFrontEnd: @unchecked Sendable {
     private let watcher: UrgentDataWatcher
     private let wakeFD: Int32
     private let returned = Mutex<[(BlockingConnection, keepAlive: Bool)]>([])
+    /// Connections accepted elsewhere and handed to this server (TCP handoff), not yet taken in.
+    private let adopted = Mutex<[Int32]>([])
     private let stopping = Atomic<Bool>(false)
     private let running = Atomic<Int>(0)
     private var thread: pthread_t?
@@ -76,6 +78,12 @@ final class BlockingFrontEnd: @unchecked Sendable {
         for (connection, _) in self.returned.withLock({ $0 }) { self.closeConnection(connection) }
     }
 
+    /// Serves a connection accepted elsewhere (a switch's TCP handoff); callable from any thread.
+    func adopt(_ descriptor: Int32) {
+        self.adopted.withLock { $0.append(descriptor) }
+        self.wake()
+    }
+
     private func wake() {
         var one: UInt64 = 1
         _ = write(self.wakeFD, &one, 8)
@@ -103,16 +111,10 @@ final class BlockingFrontEnd: @unchecked Sendable {
                 for (connection, keepAlive) in self.returned.withLock({ $0.drain() }) {
                     self.takeBack(connection, keepAlive: keepAlive)
                 }
+                for descriptor in self.adopted.withLock({ $0.drain() }) { self.takeIn(descriptor) }
             }
             if pollSet[1].revents != 0 {
-                while let descriptor = self.listener.accept() {
-                    let connection = BlockingConnection(
-                        descriptor: descriptor,
-                        id: self.responder.registry.open(descriptor: descriptor)
-                    )
-                    self.watcher.watch(descriptor)
-                    self.idle[descriptor] = connection
-                }
+                while let descriptor = self.listener.accept() { self.takeIn(descriptor) }
             }
             for entry in pollSet.dropFirst(2) where entry.revents != 0 {
                 guard let connection = self.idle[entry.fd] else { continue }
@@ -125,7 +127,18 @@ final class BlockingFrontEnd: @unchecked Sendable {
             }
         }
         for connection in self.idle.values { self.closeConnection(connection) }
+        for descriptor in self.adopted.withLock({ $0.drain() }) { close(descriptor) }
         self.idle = [:]
+    }
+
+    /// Starts waiting for a new connection's first request.
+    private func takeIn(_ descriptor: Int32) {
+        let connection = BlockingConnection(
+            descriptor: descriptor,
+            id: self.responder.registry.open(descriptor: descriptor)
+        )
+        self.watcher.watch(descriptor)
+        self.idle[descriptor] = connection
     }
 
     /// Reads what the client sent. Returns `false` when the client closed or the socket failed.

@@ -54,25 +54,33 @@ final class EventDrivenFrontEnd: @unchecked Sendable {
         while !self.stopping.load(ordering: .relaxed) {
             guard poll(&pollSet, 2, -1) >= 0 || errno == EINTR else { return }
             guard pollSet[1].revents != 0 else { continue }
-            while let descriptor = self.listener.accept() {
-                let connectionID = self.responder.registry.open(descriptor: descriptor)
-                self.watcher.watch(descriptor)
-                let responder = self.responder
-                ClientBootstrap(group: self.group)
-                    .channelInitializer { channel in
-                        channel.eventLoop.makeCompletedFuture {
-                            try channel.pipeline.syncOperations.addHandler(
-                                EventDrivenHTTPHandler(connectionID: connectionID, responder: responder)
-                            )
-                        }
-                    }
-                    .withConnectedSocket(descriptor)
-                    .whenFailure { error in
-                        responder.logger.warning("could not take connection \(connectionID): \(error)")
-                        responder.registry.close(connection: connectionID)
-                    }
-            }
+            while let descriptor = self.listener.accept() { self.adopt(descriptor) }
         }
+    }
+
+    /// Serves a connected socket on one of the event loops: one this front end accepted, or one
+    /// accepted elsewhere and handed over (TCP handoff). Callable from any thread.
+    func adopt(_ descriptor: Int32) {
+        guard !self.stopping.load(ordering: .relaxed) else {
+            close(descriptor)
+            return
+        }
+        let connectionID = self.responder.registry.open(descriptor: descriptor)
+        self.watcher.watch(descriptor)
+        let responder = self.responder
+        ClientBootstrap(group: self.group)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        EventDrivenHTTPHandler(connectionID: connectionID, responder: responder)
+                    )
+                }
+            }
+            .withConnectedSocket(descriptor)
+            .whenFailure { error in
+                responder.logger.warning("could not take connection \(connectionID): \(error)")
+                responder.registry.close(connection: connectionID)
+            }
     }
 }
 

@@ -1,0 +1,102 @@
+import CFerryLinux
+import Logging
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The backend's side of TCP handoff: a Unix socket on which a switch passes accepted client
+/// connections (SCM_RIGHTS). Each descriptor that arrives is given to `adopt`, and from then on
+/// the server talks to the client directly; the switch carries none of the connection's bytes.
+///
+/// Each switch connected to the socket gets its own receiving thread: a handoff is one
+/// `recvmsg`, and a switch sends them as fast as it accepts.
+public final class HandoffReceiver: Sendable {
+    public let path: String
+    private let listener: Int32
+    private let wakeFD: Int32
+    private let adopt: @Sendable (Int32) -> Void
+    private let logger: Logger
+    private let stopping = Atomic<Bool>(false)
+    /// The switches' channels, closed at stop so their threads end.
+    private let channels = Mutex<Set<Int32>>([])
+
+    /// Listens at `path` (a stale socket there is replaced; any other file is refused).
+    /// - Throws: ``SocketError`` naming the path when it cannot listen there.
+    public init(path: String, logger: Logger, adopt: @escaping @Sendable (Int32) -> Void) throws {
+        let listener = ferry_unix_listen(path, 64)
+        guard listener >= 0 else {
+            let code = errno
+            throw SocketError(
+                description: code == EEXIST
+                    ? "cannot take handoffs at \(path): a file that is not a socket is in the way; remove it or pick another path"
+                    : "cannot take handoffs at \(path): \(String(cString: strerror(code)))"
+            )
+        }
+        self.path = path
+        self.listener = listener
+        self.wakeFD = eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
+        self.adopt = adopt
+        self.logger = logger
+        try startThread(name: "ferry-handoff", detached: true) { [self] in self.acceptSwitches() }
+    }
+
+    /// Stops taking handoffs and removes the socket file. Connections already handed over stay.
+    public func stop() {
+        guard !self.stopping.exchange(true, ordering: .sequentiallyConsistent) else { return }
+        var one: UInt64 = 1
+        _ = write(self.wakeFD, &one, 8)
+        for channel in self.channels.withLock({ $0 }) { shutdown(channel, Int32(SHUT_RDWR)) }
+        unlink(self.path)
+    }
+
+    private func acceptSwitches() {
+        var pollSet = [
+            pollfd(fd: self.wakeFD, events: Int16(POLLIN), revents: 0),
+            pollfd(fd: self.listener, events: Int16(POLLIN), revents: 0),
+        ]
+        defer {
+            close(self.listener)
+            close(self.wakeFD)
+        }
+        while !self.stopping.load(ordering: .relaxed) {
+            guard poll(&pollSet, 2, -1) >= 0 || errno == EINTR else { return }
+            guard pollSet[1].revents != 0, !self.stopping.load(ordering: .relaxed) else { continue }
+            var peer = sockaddr_storage()
+            let channel = ferry_accept_blocking(self.listener, &peer)
+            guard channel >= 0 else { continue }
+            self.channels.withLock { _ = $0.insert(channel) }
+            do {
+                try startThread(name: "ferry-handoff-in", detached: true) { [self] in self.receive(on: channel) }
+            } catch {
+                self.logger.warning("cannot take handoffs from another switch: \(error)")
+                self.channels.withLock { _ = $0.remove(channel) }
+                close(channel)
+            }
+        }
+    }
+
+    private func receive(on channel: Int32) {
+        defer {
+            self.channels.withLock { _ = $0.remove(channel) }
+            close(channel)
+        }
+        while true {
+            let descriptor = ferry_receive_descriptor(channel)
+            if descriptor == -2 || self.stopping.load(ordering: .relaxed) {
+                if descriptor >= 0 { close(descriptor) }
+                return
+            }
+            guard descriptor >= 0 else {
+                self.logger.warning("handoff channel at \(self.path) failed: \(String(cString: strerror(errno)))")
+                return
+            }
+            // The switch may have accepted it blocking; the servers expect non-blocking sockets.
+            _ = fcntl(descriptor, F_SETFL, fcntl(descriptor, F_GETFL) | O_NONBLOCK)
+            var one: Int32 = 1
+            setsockopt(descriptor, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+            self.adopt(descriptor)
+        }
+    }
+}

@@ -1,0 +1,162 @@
+import CFerryLinux
+import FerryEndpoints
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// The TCP-handoff switch (`ferry switch --mode handoff`): it accepts a client's connection and
+/// passes the accepted socket itself to a backend process on this host over a Unix socket
+/// (SCM_RIGHTS). The backend answers the client directly, so the switch carries no bytes: its
+/// work per connection is one accept and one sendmsg, whatever the connection then moves.
+///
+/// Backends are `unix:PATH` sockets on which a Ferry server takes handoffs
+/// (`ferry serve files --handoff-socket PATH`). Since a handed-off connection is no longer the
+/// switch's to see, the balancer counts it open only for the moment of the handoff: least
+/// connections and per-backend limits have nothing to count here, and act as round robin.
+public final class HandoffSwitch: Sendable {
+    public let balancer: Balancer
+    public let address: ServiceEndpoint
+    private let listener: CInt
+    private let wake: CInt
+    private let channels: [HandoffChannel]
+    private let healthChecker: HealthChecker
+    private let logger: Logger
+    private let done = DispatchSemaphore(value: 0)
+    private let stopping = NIOLockedValueBox(false)
+
+    public init(
+        listen: ServiceEndpoint,
+        backends: [BackendSpec],
+        policy: BalancePolicy = .roundRobin,
+        healthCheckInterval: Duration? = .seconds(2),
+        logger: Logger = Logger(label: "ferry.switch")
+    ) throws {
+        guard !backends.isEmpty else { throw SwitchError.noBackends }
+        let paths = try backends.map { backend in
+            guard case .unix(let path) = backend.address else {
+                throw SwitchError.handoffNeedsUnixBackend(backend.address.description)
+            }
+            return path
+        }
+        self.logger = logger
+        self.balancer = Balancer(backends: backends, policy: policy)
+        self.channels = paths.map(HandoffChannel.init)
+        let (listener, bound) = try TransportSwitch.listen(on: listen)
+        self.listener = listener
+        self.address = bound
+        self.wake = eventfd(0, CInt(EFD_NONBLOCK | EFD_CLOEXEC))
+        self.healthChecker = HealthChecker(
+            balancer: self.balancer,
+            addresses: try backends.map { try TransportSwitch.resolve($0.address) },
+            interval: healthCheckInterval ?? .seconds(2),
+            logger: logger
+        )
+        let thread = Thread { [self] in
+            self.acceptLoop()
+            self.done.signal()
+        }
+        thread.name = "ferry-switch-handoff"
+        thread.start()
+        if healthCheckInterval != nil { self.healthChecker.start() }
+    }
+
+    public func checkHealthNow() {
+        self.healthChecker.checkAll()
+    }
+
+    /// Stops accepting. Connections already handed over belong to their backends and stay.
+    public func stop() {
+        self.healthChecker.stop()
+        self.stopping.withLockedValue { $0 = true }
+        var one: UInt64 = 1
+        _ = write(self.wake, &one, 8)
+        self.done.wait()
+        close(self.listener)
+        close(self.wake)
+        for channel in self.channels { channel.close() }
+    }
+
+    private func acceptLoop() {
+        var pollSet = [
+            pollfd(fd: self.wake, events: Int16(POLLIN), revents: 0),
+            pollfd(fd: self.listener, events: Int16(POLLIN), revents: 0),
+        ]
+        while !self.stopping.withLockedValue({ $0 }) {
+            guard poll(&pollSet, 2, -1) >= 0 || errno == EINTR else { return }
+            guard pollSet[1].revents != 0 else { continue }
+            while true {
+                let client = ferry_accept_nonblocking(self.listener)
+                guard client >= 0 else {
+                    if errno == EINTR || errno == ECONNABORTED { continue }
+                    if errno != EAGAIN, errno != EWOULDBLOCK {
+                        self.logger.warning("switch: accept failed: \(String(cString: strerror(errno)))")
+                    }
+                    break
+                }
+                self.handOff(client)
+            }
+        }
+    }
+
+    /// Passes `client` to the next backend that takes it; the switch's copy is closed either way.
+    private func handOff(_ client: CInt) {
+        defer { close(client) }
+        var tried = Set<Int>()
+        while let backend = self.balancer.pick(client: [], excluding: tried) {
+            tried.insert(backend)
+            self.balancer.release(backend)
+            do {
+                try self.channels[backend].send(client)
+                return
+            } catch {
+                self.balancer.connectFailed(backend)
+                self.logger.warning(
+                    "switch: handoff to backend \(self.balancer.backends[backend].spec.address) failed (\(error.reason)); out of rotation until a health check passes"
+                )
+            }
+        }
+        self.logger.warning("switch: no backend could take a connection; closing it")
+    }
+}
+
+/// The Unix socket to one backend, over which accepted connections are passed; connected on
+/// first use and again after a failure.
+final class HandoffChannel: Sendable {
+    struct Failure: Error {
+        let reason: String
+    }
+
+    let path: String
+    private let socket = NIOLockedValueBox<CInt>(-1)
+
+    init(path: String) {
+        self.path = path
+    }
+
+    func send(_ descriptor: CInt) throws(Failure) {
+        let failure: String? = self.socket.withLockedValue { socket in
+            for attempt in 0..<2 {
+                if socket < 0 {
+                    socket = ferry_unix_connect(self.path)
+                    if socket < 0 { return String(cString: strerror(errno)) }
+                }
+                if ferry_send_descriptor(socket, descriptor) == 0 { return nil }
+                let reason = String(cString: strerror(errno))
+                Glibc.close(socket)
+                socket = -1
+                // A backend that restarted left a dead channel behind: reconnect once.
+                if attempt == 1 { return reason }
+            }
+            return nil
+        }
+        if let failure { throw Failure(reason: failure) }
+    }
+
+    func close() {
+        self.socket.withLockedValue { socket in
+            if socket >= 0 { Glibc.close(socket) }
+            socket = -1
+        }
+    }
+}

@@ -1,0 +1,62 @@
+import FerryServer
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// Ferry file servers as a switch's backends, each serving its own directory in which
+/// `name.txt` holds its name; stopped when the test's body ends.
+struct FileBackends {
+    let servers: [FileServer]
+    let directory: String
+    var ports: [Int] { self.servers.map(\.port) }
+    /// The handoff socket of backend `index`.
+    func handoffPath(_ index: Int) -> String { "\(self.directory)/handoff-\(index).sock" }
+
+    static func with<T>(
+        names: [String],
+        handoff: Bool = false,
+        model: ExecutionModel = .eventDriven,
+        _ body: (FileBackends) async throws -> T
+    ) async throws -> T {
+        let directory = NSTemporaryDirectory() + "ferry-switch-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var logger = Logger(label: "test.backend")
+        logger.logLevel = .critical
+        var servers: [FileServer] = []
+        for (index, name) in names.enumerated() {
+            let root = "\(directory)/\(name)"
+            try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+            try Data(name.utf8).write(to: URL(fileURLWithPath: "\(root)/name.txt"))
+            try Data(repeating: UInt8(ascii: "x"), count: 1000).write(
+                to: URL(fileURLWithPath: "\(root)/page-\(name).html")
+            )
+            servers.append(
+                try await FileServer.bind(
+                    .init(
+                        root: root,
+                        model: model,
+                        workers: 1,
+                        handoffSocket: handoff ? "\(directory)/handoff-\(index).sock" : nil
+                    ),
+                    logger: logger
+                )
+            )
+        }
+        let backends = FileBackends(servers: servers, directory: directory)
+        let group = ServiceGroup(services: servers, logger: logger)
+        return try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            defer { tasks.cancelAll() }
+            do {
+                let result = try await body(backends)
+                await group.triggerGracefulShutdown()
+                try await tasks.waitForAll()
+                return result
+            } catch {
+                await group.triggerGracefulShutdown()
+                try? await tasks.waitForAll()
+                throw error
+            }
+        }
+    }
+}
