@@ -12,6 +12,10 @@ public enum BalancePolicy: String, Sendable, CaseIterable {
     /// A consistent hash of the client's address: the same client reaches the same backend, and
     /// a backend going away moves only its own clients.
     case source
+    /// Locality-aware request distribution (LARD, for the l7 switch): the same content goes to
+    /// the same backend, so its cache stays hot, until that backend is overloaded; new content
+    /// goes to the least loaded. Without content to go by (l4), least connections.
+    case locality = "lard"
 }
 
 /// Where a backend is reached: a TCP endpoint, or a Unix socket on this host (`unix:PATH`, which
@@ -44,19 +48,30 @@ public enum BackendAddress: Sendable, Hashable, CustomStringConvertible {
 public struct BackendSpec: Sendable, Equatable, CustomStringConvertible {
     public var address: BackendAddress
     public var weight: Int
+    /// The group that l7 routing rules send requests to; nil for the default group.
+    public var group: String?
 
-    public init(address: BackendAddress, weight: Int = 1) {
+    public init(address: BackendAddress, weight: Int = 1, group: String? = nil) {
         self.address = address
         self.weight = weight
+        self.group = group
     }
 
-    public init(endpoint: ServiceEndpoint, weight: Int = 1) {
-        self.init(address: .tcp(endpoint), weight: weight)
+    public init(endpoint: ServiceEndpoint, weight: Int = 1, group: String? = nil) {
+        self.init(address: .tcp(endpoint), weight: weight, group: group)
     }
 
-    /// Parses `HOST:PORT`, `unix:PATH`, either followed by `@WEIGHT`.
+    /// Parses `[GROUP=]ADDRESS[@WEIGHT]`, ADDRESS being `HOST:PORT` or `unix:PATH`.
     public init?(_ text: String) {
-        var address = Substring(text)
+        var text = Substring(text)
+        var group: String?
+        if let equals = text.firstIndex(of: "="), !text[..<equals].isEmpty,
+            text[..<equals].allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" })
+        {
+            group = String(text[..<equals])
+            text = text[text.index(after: equals)...]
+        }
+        var address = text
         var weight = 1
         if let at = text.lastIndex(of: "@") {
             guard let parsed = Int(text[text.index(after: at)...]), parsed >= 1 else { return nil }
@@ -64,10 +79,12 @@ public struct BackendSpec: Sendable, Equatable, CustomStringConvertible {
             address = text[..<at]
         }
         guard let parsed = BackendAddress(String(address)) else { return nil }
-        self.init(address: parsed, weight: weight)
+        self.init(address: parsed, weight: weight, group: group)
     }
 
-    public var description: String { self.weight == 1 ? "\(self.address)" : "\(self.address)@\(self.weight)" }
+    public var description: String {
+        (self.group.map { "\($0)=" } ?? "") + "\(self.address)" + (self.weight == 1 ? "" : "@\(self.weight)")
+    }
 }
 
 /// The backends' state, and the choice of one for each connection; shared by the switch's threads.
@@ -89,17 +106,42 @@ public final class Balancer: Sendable {
     private struct State {
         var backends: [BackendState]
         var next = 0
+        /// LARD's assignment of content to backends.
+        var assigned: [String: Int] = [:]
     }
+
+    /// LARD's load bounds, in requests in flight: below `low` a backend is idle enough to take
+    /// content off an overloaded one, above `high` it is overloaded, and at twice `high` its
+    /// content moves to the least loaded whatever the others' load.
+    public struct LocalityBounds: Sendable {
+        public var low: Int
+        public var high: Int
+
+        public init(low: Int = 25, high: Int = 65) {
+            self.low = low
+            self.high = high
+        }
+    }
+
+    /// Content names LARD remembers; past this the table starts afresh.
+    static let maxAssignments = 1 << 16
 
     public let policy: BalancePolicy
     /// At most this many open connections per backend; nil for no limit.
     public let maxConnections: Int?
+    public let locality: LocalityBounds
     private let state: NIOLockedValueBox<State>
     /// The consistent-hash ring: points sorted by hash, each naming a backend.
     private let ring: [(point: UInt64, backend: Int)]
 
-    public init(backends: [BackendSpec], policy: BalancePolicy, maxConnections: Int? = nil) {
+    public init(
+        backends: [BackendSpec],
+        policy: BalancePolicy,
+        maxConnections: Int? = nil,
+        locality: LocalityBounds = LocalityBounds()
+    ) {
         self.policy = policy
+        self.locality = locality
         self.maxConnections = maxConnections
         self.state = NIOLockedValueBox(State(backends: backends.map { BackendState(spec: $0) }))
         var ring: [(UInt64, Int)] = []
@@ -115,9 +157,10 @@ public final class Balancer: Sendable {
     /// A snapshot of every backend's state.
     public var backends: [BackendState] { self.state.withLockedValue { $0.backends } }
 
-    /// Chooses a backend for a connection from `client` (its address bytes) and counts it as
-    /// open; nil when none is up and below its limit. Backends in `excluding` were tried already.
-    public func pick(client: [UInt8], excluding: Set<Int> = []) -> Int? {
+    /// Chooses a backend for a connection from `client` (its address bytes), or for a request
+    /// for `content`, and counts it as open; nil when none is up and below its limit. Backends
+    /// in `excluding` were tried already (or are outside the request's group).
+    public func pick(client: [UInt8], content: String? = nil, excluding: Set<Int> = []) -> Int? {
         self.state.withLockedValue { state in
             let eligible = state.backends.indices.filter { index in
                 let backend = state.backends[index]
@@ -131,7 +174,24 @@ public final class Balancer: Sendable {
                 let start = state.next
                 chosen = (0..<count).lazy.map { (start + $0) % count }.first(where: eligible.contains)!
                 state.next = (chosen + 1) % count
-            case .leastConnections:
+            case .locality where content != nil:
+                let active = state.backends.map(\.active)
+                // Ties go round robin, so new content spreads over equally idle backends.
+                let count = state.backends.count
+                let order = (0..<count).map { (state.next + $0) % count }.filter(eligible.contains)
+                let least = order.min { active[$0] < active[$1] }!
+                if let current = state.assigned[content!], eligible.contains(current),
+                    !(active[current] > self.locality.high && active[least] < self.locality.low),
+                    active[current] < 2 * self.locality.high
+                {
+                    chosen = current
+                } else {
+                    if state.assigned.count >= Self.maxAssignments { state.assigned.removeAll(keepingCapacity: true) }
+                    state.assigned[content!] = least
+                    state.next = (least + 1) % count
+                    chosen = least
+                }
+            case .leastConnections, .locality:
                 let count = state.backends.count
                 // Ties go round robin, so equal backends share the load.
                 let start = state.next

@@ -98,6 +98,7 @@ public enum SwitchError: Error, Equatable, CustomStringConvertible {
     case cannotResolve(String, String)
     case cannotListen(String, String)
     case handoffNeedsUnixBackend(String)
+    case unknownGroup(String)
     case system(String)
 
     public var description: String {
@@ -107,90 +108,54 @@ public enum SwitchError: Error, Equatable, CustomStringConvertible {
         case .cannotListen(let endpoint, let reason): "cannot listen on \(endpoint): \(reason)"
         case .handoffNeedsUnixBackend(let backend):
             "handoff passes connections to backends on this host: give each as unix:PATH (the server's --handoff-socket), not \(backend)"
+        case .unknownGroup(let route):
+            "the route '\(route)' names a group no backend is in; give backends as GROUP=HOST:PORT"
         case .system(let reason): reason
         }
     }
 }
 
-/// One relay thread: an epoll loop over the listening socket and its own connections.
+/// One relay thread: its connections, on an epoll loop of their own.
 final class RelayLoop: @unchecked Sendable {
     // Sendable: everything mutable is touched only by this loop's thread, after `start`.
-    private let index: Int
-    private let listener: CInt
-    private let epoll: CInt
-    private let wake: CInt
+    private let thread: EpollThread
     private let balancer: Balancer
     private let addresses: [SocketAddress]
     private let logger: Logger
     private var relays: [CInt: Relay] = [:]
     /// Where small messages pass through on their way, one for the loop's thread.
     private let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: Relay.smallRead, alignment: 16)
-    private let finished = NIOLockedValueBox(false)
-    private let done = DispatchSemaphore(value: 0)
 
     init(index: Int, listener: CInt, balancer: Balancer, addresses: [SocketAddress], logger: Logger) throws {
-        self.index = index
-        self.listener = listener
+        self.thread = try EpollThread(name: "ferry-switch-\(index)", listener: listener, logger: logger)
         self.balancer = balancer
         self.addresses = addresses
         self.logger = logger
-        self.epoll = epoll_create1(CInt(EPOLL_CLOEXEC))
-        self.wake = eventfd(0, CInt(EFD_NONBLOCK | EFD_CLOEXEC))
-        guard self.epoll >= 0, self.wake >= 0 else {
-            throw SwitchError.system("epoll: \(String(cString: strerror(errno)))")
-        }
-        try self.watch(listener, EPOLLIN.rawValue | EPOLLEXCLUSIVE.rawValue)
-        try self.watch(self.wake, EPOLLIN.rawValue)
     }
 
     func start() {
-        let thread = Thread { [self] in
-            self.run()
-            self.done.signal()
-        }
-        thread.name = "ferry-switch-\(self.index)"
-        thread.start()
+        self.thread.start(
+            onListener: { self.acceptAll() },
+            onEvent: { fd, events in
+                if let relay = self.relays[fd] { self.step(relay, readyFD: fd, events: events) }
+            },
+            onStop: {
+                // Each relay is listed under both its descriptors: finish each once.
+                var finished = Set<ObjectIdentifier>()
+                for relay in Array(self.relays.values) where finished.insert(ObjectIdentifier(relay)).inserted {
+                    self.finish(relay)
+                }
+            }
+        )
     }
 
-    func stop() {
-        self.finished.withLockedValue { $0 = true }
-        var one: UInt64 = 1
-        _ = write(self.wake, &one, 8)
-        self.done.wait()
-        close(self.epoll)
-        close(self.wake)
-    }
+    func stop() { self.thread.stop() }
 
     deinit { self.scratch.deallocate() }
 
-    private func run() {
-        var events = [epoll_event](repeating: epoll_event(), count: 256)
-        while !self.finished.withLockedValue({ $0 }) {
-            let count = epoll_wait(self.epoll, &events, CInt(events.count), -1)
-            if count < 0 {
-                if errno == EINTR { continue }
-                self.logger.error("switch thread \(self.index) stops: epoll_wait: \(String(cString: strerror(errno)))")
-                break
-            }
-            for event in events[0..<Int(count)] {
-                let fd = event.data.fd
-                if fd == self.listener {
-                    self.acceptAll()
-                } else if fd != self.wake, let relay = self.relays[fd] {
-                    self.step(relay, readyFD: fd, events: event.events)
-                }
-            }
-        }
-        // Each relay is listed under both its descriptors: finish each once.
-        var finished = Set<ObjectIdentifier>()
-        for relay in Array(self.relays.values) where finished.insert(ObjectIdentifier(relay)).inserted {
-            self.finish(relay)
-        }
-    }
-
     private func acceptAll() {
         while true {
-            let client = ferry_accept_nonblocking(self.listener)
+            let client = ferry_accept_nonblocking(self.thread.listener)
             guard client >= 0 else {
                 if errno == EAGAIN || errno == EWOULDBLOCK { return }
                 if errno == EINTR || errno == ECONNABORTED { continue }
@@ -200,7 +165,7 @@ final class RelayLoop: @unchecked Sendable {
             }
             var one: CInt = 1
             setsockopt(client, CInt(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<CInt>.size))
-            let relay = Relay(client: client, clientAddress: Self.peerAddress(client))
+            let relay = Relay(client: client, clientAddress: EpollThread.peerAddress(client))
             self.connect(relay)
         }
     }
@@ -301,34 +266,7 @@ final class RelayLoop: @unchecked Sendable {
     }
 
     private func watch(_ fd: CInt, _ events: UInt32) throws {
-        var event = epoll_event()
-        event.events = events
-        event.data.fd = fd
-        guard epoll_ctl(self.epoll, EPOLL_CTL_ADD, fd, &event) == 0 else {
-            throw SwitchError.system("epoll_ctl: \(String(cString: strerror(errno)))")
-        }
-    }
-
-    /// The client's IP address bytes, for the source-hash policy.
-    private static func peerAddress(_ fd: CInt) -> [UInt8] {
-        var storage = sockaddr_storage()
-        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let result = withUnsafeMutablePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &length) }
-        }
-        guard result == 0 else { return [] }
-        if storage.ss_family == sa_family_t(AF_INET6) {
-            return withUnsafePointer(to: &storage) {
-                $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { address in
-                    withUnsafeBytes(of: address.pointee.sin6_addr) { Array($0) }
-                }
-            }
-        }
-        return withUnsafePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { address in
-                withUnsafeBytes(of: address.pointee.sin_addr) { Array($0) }
-            }
-        }
+        try self.thread.watch(fd, events)
     }
 }
 

@@ -4,7 +4,7 @@ import Logging
 import ServiceLifecycle
 
 /// Ferry file servers as a switch's backends, each serving its own directory in which
-/// `name.txt` holds its name; stopped when the test's body ends.
+/// `name.txt` and `c0.txt`...`c5.txt` hold its name and `page-NAME.html` is its own; stopped when the test's body ends.
 struct FileBackends {
     let servers: [FileServer]
     let directory: String
@@ -30,6 +30,8 @@ struct FileBackends {
             try Data(repeating: UInt8(ascii: "x"), count: 1000).write(
                 to: URL(fileURLWithPath: "\(root)/page-\(name).html")
             )
+            // Content every backend has, as a cluster's replicated site would.
+            for item in 0..<6 { try Data(name.utf8).write(to: URL(fileURLWithPath: "\(root)/c\(item).txt")) }
             servers.append(
                 try await FileServer.bind(
                     .init(

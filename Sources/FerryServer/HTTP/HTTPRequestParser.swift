@@ -42,6 +42,15 @@ public struct HTTPRequestParser: Sendable {
     /// Consumes and returns one request head from `buffer`, or returns `nil` and consumes nothing
     /// when the head is not complete yet.
     public mutating func parse(_ buffer: inout ByteBuffer) throws(Error) -> HTTPRequest? {
+        try self.parseHead(&buffer, Self.parseRequestHead)
+    }
+
+    /// Finds the next complete head in `buffer` (remembering how far it looked, so a head that
+    /// arrives in pieces is searched once) and consumes it through `parse`.
+    mutating func parseHead<Head>(
+        _ buffer: inout ByteBuffer,
+        _ parse: (Self, UnsafeRawBufferPointer) throws(Error) -> Head
+    ) throws(Error) -> Head? {
         let from = max(0, self.scanned - 3)
         let end = buffer.withUnsafeReadableBytes { bytes -> Int? in
             guard bytes.count - from >= 4 else { return nil }
@@ -56,37 +65,17 @@ public struct HTTPRequestParser: Sendable {
         if headLength > self.maxHeadLength { throw .headTooLarge(limit: self.maxHeadLength) }
         self.scanned = 0
         let result = buffer.withUnsafeReadableBytes { bytes in
-            Result { () throws(Error) in try self.parseHead(UnsafeRawBufferPointer(rebasing: bytes[..<headLength])) }
+            Result { () throws(Error) in try parse(self, UnsafeRawBufferPointer(rebasing: bytes[..<headLength])) }
         }
         buffer.moveReaderIndex(forwardBy: headLength + 4)
         return try result.get()
     }
 
     /// Parses the head without its final CRLF CRLF, over raw bytes: this runs once per request.
-    private func parseHead(_ head: UnsafeRawBufferPointer) throws(Error) -> HTTPRequest {
-        var lineStart = 0
-        /// The end of the line starting at `lineStart` (the index of its CR); bare CR or LF throw.
-        func lineEnd() throws(Error) -> Int {
-            var index = lineStart
-            while index < head.count {
-                switch head[index] {
-                case 13:
-                    guard index + 1 < head.count, head[index + 1] == 10 else {
-                        throw .malformedHeader(Self.text(head, lineStart..<min(index + 1, head.count)))
-                    }
-                    return index
-                case 10:
-                    throw lineStart == 0 ? .malformedRequestLine : .malformedHeader(Self.text(head, lineStart..<index))
-                default:
-                    index += 1
-                }
-            }
-            return head.count
-        }
-
+    private static func parseRequestHead(_ parser: Self, _ head: UnsafeRawBufferPointer) throws(Error) -> HTTPRequest {
         // Request line: METHOD SP target SP version.
-        let requestLineEnd = try lineEnd()
-        var firstSpace = lineStart
+        let requestLineEnd = try Self.lineEnd(head, from: 0)
+        var firstSpace = 0
         while firstSpace < requestLineEnd, head[firstSpace] != 32 { firstSpace += 1 }
         var secondSpace = firstSpace + 1
         while secondSpace < requestLineEnd, head[secondSpace] != 32 { secondSpace += 1 }
@@ -102,10 +91,56 @@ public struct HTTPRequestParser: Sendable {
         default: throw .unsupportedVersion(String(version.prefix(16)))
         }
 
+        let headers = try parser.parseFields(head, from: requestLineEnd + 2)
+        if minorVersion == 1, headers["host"] == nil { throw .missingHost }
+        return HTTPRequest(
+            method: Self.text(head, 0..<firstSpace),
+            target: Self.text(head, firstSpace + 1..<secondSpace),
+            minorVersion: minorVersion,
+            headers: headers,
+            hasBody: try Self.announcesBody(headers)
+        )
+    }
+
+    /// Whether the fields announce a body; throws when Content-Length and Transfer-Encoding
+    /// disagree or a length is not a number.
+    static func announcesBody(_ headers: HTTPHeaders) throws(Error) -> Bool {
+        let lengths = headers.values("content-length")
+        let transferEncoding = headers["transfer-encoding"]
+        if Set(lengths).count > 1 || (!lengths.isEmpty && transferEncoding != nil) { throw .conflictingBodyLength }
+        if let length = lengths.first {
+            guard let count = UInt64(length) else { throw .malformedHeader("Content-Length: \(length)") }
+            return count > 0
+        }
+        return transferEncoding != nil
+    }
+
+    /// The end of the line starting at `start` (the index of its CR); a bare CR or LF throws.
+    static func lineEnd(_ head: UnsafeRawBufferPointer, from start: Int) throws(Error) -> Int {
+        var index = start
+        while index < head.count {
+            switch head[index] {
+            case 13:
+                guard index + 1 < head.count, head[index + 1] == 10 else {
+                    throw .malformedHeader(Self.text(head, start..<min(index + 1, head.count)))
+                }
+                return index
+            case 10:
+                throw start == 0 ? .malformedRequestLine : .malformedHeader(Self.text(head, start..<index))
+            default:
+                index += 1
+            }
+        }
+        return head.count
+    }
+
+    /// The header fields from `start` to the end of the head, strictly: a name is a token, a
+    /// value has no control characters, and there are at most `maxHeaderCount`.
+    func parseFields(_ head: UnsafeRawBufferPointer, from start: Int) throws(Error) -> HTTPHeaders {
         var headers = HTTPHeaders()
-        lineStart = requestLineEnd + 2
+        var lineStart = start
         while lineStart < head.count {
-            let end = try lineEnd()
+            let end = try Self.lineEnd(head, from: lineStart)
             var colon = lineStart
             while colon < end, head[colon] != UInt8(ascii: ":") { colon += 1 }
             guard colon > lineStart, colon < end,
@@ -120,31 +155,15 @@ public struct HTTPRequestParser: Sendable {
             headers.add(Self.text(head, lineStart..<colon), Self.text(head, valueStart..<valueEnd))
             lineStart = end + 2
         }
-        if minorVersion == 1, headers["host"] == nil { throw .missingHost }
-
-        let lengths = headers.values("content-length")
-        let transferEncoding = headers["transfer-encoding"]
-        if Set(lengths).count > 1 || (!lengths.isEmpty && transferEncoding != nil) { throw .conflictingBodyLength }
-        var hasBody = transferEncoding != nil
-        if let length = lengths.first {
-            guard let count = UInt64(length) else { throw .malformedHeader("Content-Length: \(length)") }
-            hasBody = count > 0
-        }
-        return HTTPRequest(
-            method: Self.text(head, 0..<firstSpace),
-            target: Self.text(head, firstSpace + 1..<secondSpace),
-            minorVersion: minorVersion,
-            headers: headers,
-            hasBody: hasBody
-        )
+        return headers
     }
 
-    private static func text(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> String {
+    static func text(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> String {
         String(decoding: UnsafeRawBufferPointer(rebasing: bytes[range]), as: UTF8.self)
     }
 
     /// RFC 9110 `tchar`.
-    private static func isTokenByte(_ byte: UInt8) -> Bool {
+    static func isTokenByte(_ byte: UInt8) -> Bool {
         switch byte {
         case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
             UInt8(ascii: "0")...UInt8(ascii: "9"):

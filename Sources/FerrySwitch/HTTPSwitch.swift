@@ -1,0 +1,908 @@
+import CFerryLinux
+import FerryEndpoints
+import FerryServer
+import FerryWire
+import Foundation
+import Logging
+import NIOCore
+
+/// The application-layer switch (`ferry switch --mode l7`): it reads each HTTP/1.1 request,
+/// chooses a backend by the request's content, and forwards the request and its answer.
+///
+/// - Routing: rules on the Host, the path prefix and header values pick a group of backends
+///   (``HTTPRoute``); the balancer picks within it, by LARD (``BalancePolicy/locality``) when
+///   asked, so the same content reaches the same backend and its cache stays hot.
+/// - A sticky cookie, when configured, keeps a client on the backend that served it first.
+/// - `X-Forwarded-For` carries the client's address; connections to backends are kept alive and
+///   reused, per switch thread.
+/// - A request that is safe to repeat (GET, HEAD, OPTIONS, PUT, DELETE, TRACE, without a body)
+///   whose backend fails before answering is sent again to another backend.
+/// - Requests are parsed strictly (``HTTPRequestParser``): anything a smuggler could use —
+///   Content-Length with Transfer-Encoding, two Content-Lengths, a malformed chunked body — is
+///   answered 400 and that connection alone is closed. A backend that answers garbage gives 502.
+public final class HTTPSwitch: Sendable {
+    public struct Options: Sendable {
+        public var routes: [HTTPRoute]
+        /// The cookie that keeps a client on one backend; no stickiness when nil.
+        public var stickyCookie: String?
+        /// How long a client may take to send a request head, and stay idle between requests.
+        public var clientTimeout: Duration
+        /// How long a backend may take to start answering, and stay silent while it answers.
+        public var backendTimeout: Duration
+        /// Idle keep-alive connections kept per backend and switch thread.
+        public var idlePerBackend: Int
+        public var maxHeadLength: Int
+
+        public init(
+            routes: [HTTPRoute] = [],
+            stickyCookie: String? = nil,
+            clientTimeout: Duration = .seconds(10),
+            backendTimeout: Duration = .seconds(30),
+            idlePerBackend: Int = 64,
+            maxHeadLength: Int = 16 * 1024
+        ) {
+            self.routes = routes
+            self.stickyCookie = stickyCookie
+            self.clientTimeout = clientTimeout
+            self.backendTimeout = backendTimeout
+            self.idlePerBackend = idlePerBackend
+            self.maxHeadLength = maxHeadLength
+        }
+    }
+
+    public let balancer: Balancer
+    public let address: ServiceEndpoint
+    private let listener: CInt
+    private let loops: [HTTPLoop]
+    private let healthChecker: HealthChecker
+
+    public init(
+        listen: ServiceEndpoint,
+        backends: [BackendSpec],
+        policy: BalancePolicy = .roundRobin,
+        maxConnectionsPerBackend: Int? = nil,
+        healthCheckInterval: Duration? = .seconds(2),
+        options: Options = Options(),
+        threads: Int = 2,
+        logger: Logger = Logger(label: "ferry.switch")
+    ) throws {
+        guard !backends.isEmpty else { throw SwitchError.noBackends }
+        for route in options.routes where !backends.contains(where: { $0.group == route.group }) {
+            throw SwitchError.unknownGroup(route.description)
+        }
+        let balancer = Balancer(backends: backends, policy: policy, maxConnections: maxConnectionsPerBackend)
+        self.balancer = balancer
+        let addresses = try backends.map { try TransportSwitch.resolve($0.address) }
+        let (listener, bound) = try TransportSwitch.listen(on: listen)
+        self.listener = listener
+        self.address = bound
+        let plan = RoutingPlan(backends: backends, options: options)
+        self.loops = try (0..<max(1, threads)).map { index in
+            try HTTPLoop(
+                thread: EpollThread(name: "ferry-switch-\(index)", listener: listener, logger: logger),
+                balancer: balancer,
+                addresses: addresses,
+                plan: plan,
+                logger: logger
+            )
+        }
+        self.healthChecker = HealthChecker(
+            balancer: balancer,
+            addresses: addresses,
+            interval: healthCheckInterval ?? .seconds(2),
+            logger: logger
+        )
+        for loop in self.loops { loop.start() }
+        if healthCheckInterval != nil { self.healthChecker.start() }
+    }
+
+    public func checkHealthNow() {
+        self.healthChecker.checkAll()
+    }
+
+    /// Stops accepting and closes every connection.
+    public func stop() {
+        self.healthChecker.stop()
+        for loop in self.loops { loop.stop() }
+        close(self.listener)
+    }
+}
+
+/// What routing needs, worked out once: each route's backends, the default group, the backends'
+/// cookie tokens.
+struct RoutingPlan: Sendable {
+    let options: Options
+    let routes: [(route: HTTPRoute, outside: Set<Int>)]
+    /// Backends a request no route matches may not go to.
+    let outsideDefault: Set<Int>
+    let tokens: [String]
+    let tokenIndex: [String: Int]
+    let backendCount: Int
+
+    typealias Options = HTTPSwitch.Options
+
+    init(backends: [BackendSpec], options: Options) {
+        self.options = options
+        let all = Set(backends.indices)
+        self.routes = options.routes.map { route in
+            (route, all.subtracting(backends.indices.filter { backends[$0].group == route.group }))
+        }
+        let ungrouped = backends.indices.filter { backends[$0].group == nil }
+        self.outsideDefault = ungrouped.isEmpty ? [] : all.subtracting(ungrouped)
+        self.tokens = backends.map { String(Balancer.hash(Array($0.address.description.utf8)), radix: 16) }
+        self.tokenIndex = Dictionary(self.tokens.enumerated().map { ($1, $0) }, uniquingKeysWith: { first, _ in first })
+        self.backendCount = backends.count
+    }
+
+    /// The backends a request may not go to, by the first route it matches.
+    func outside(host: String, path: Substring, headers: HTTPHeaders) -> Set<Int> {
+        for entry in self.routes where entry.route.matches(host: host, path: path, headers: headers) {
+            return entry.outside
+        }
+        return self.outsideDefault
+    }
+
+    /// The backend a request's sticky cookie names, if it names one.
+    func stickyBackend(_ headers: HTTPHeaders) -> Int? {
+        guard let name = self.options.stickyCookie else { return nil }
+        for field in headers.values("cookie") {
+            for pair in field.split(separator: ";") {
+                let trimmed = pair.drop { $0 == " " }
+                guard trimmed.hasPrefix(name + "=") else { continue }
+                return self.tokenIndex[String(trimmed.dropFirst(name.count + 1))]
+            }
+        }
+        return nil
+    }
+}
+
+/// A connection to a backend, carrying one exchange's request at a time.
+final class Upstream {
+    let fd: CInt
+    let backend: Int
+    var connected: Bool
+    /// Taken from the idle pool: a failure before any answer may only mean it timed out there.
+    let reused: Bool
+    var input = ByteBuffer()
+    var output = ByteBuffer()
+    var parser: HTTPResponseParser
+    var response: HTTPResponseStatusHead?
+    var body = BodyFraming(.complete)
+    var keepAlive = true
+
+    init(fd: CInt, backend: Int, connected: Bool, maxHeadLength: Int) {
+        self.fd = fd
+        self.backend = backend
+        self.connected = connected
+        self.reused = connected
+        self.parser = HTTPResponseParser(maxHeadLength: maxHeadLength)
+    }
+}
+
+/// One client connection and the request it has in progress.
+final class HTTPExchange {
+    enum Phase {
+        /// Between requests: reading a request head.
+        case awaitingRequest
+        /// A request is on its way to a backend, or its answer on its way back.
+        case forwarding
+        /// An answer of the switch's own (an error) is being written; then the connection closes.
+        case closing
+    }
+
+    let client: CInt
+    let clientAddress: [UInt8]
+    var phase = Phase.awaitingRequest
+    var input = ByteBuffer()
+    var output = ByteBuffer()
+    var parser: HTTPRequestParser
+    /// When the current wait (for a request, or for a backend) gives up, in monotonic nanoseconds.
+    var deadline: UInt64 = 0
+    var clientEnded = false
+    /// The last answer is out and the writing side shut: waiting for the client to close.
+    var lingering = false
+
+    // The request in progress.
+    var requestHead: [UInt8] = []
+    var requestBody = BodyFraming(.complete)
+    var method = ""
+    var content = ""
+    var outside: Set<Int> = []
+    var tried: Set<Int> = []
+    var repeatable = false
+    var clientKeepAlive = true
+    var minorVersion = 1
+    var setCookie: String?
+    var responseStarted = false
+    var upstream: Upstream?
+
+    init(client: CInt, clientAddress: [UInt8], maxHeadLength: Int) {
+        self.client = client
+        self.clientAddress = clientAddress
+        self.parser = HTTPRequestParser(maxHeadLength: maxHeadLength)
+    }
+}
+
+/// One l7 switch thread: its clients, their backend connections and its idle pool.
+final class HTTPLoop: @unchecked Sendable {
+    // Sendable: everything mutable is touched only by this loop's thread, after `start`.
+    private enum Owner {
+        case client(HTTPExchange)
+        case upstream(HTTPExchange)
+        case idle(backend: Int)
+    }
+
+    private let thread: EpollThread
+    private let balancer: Balancer
+    private let addresses: [SocketAddress]
+    private let plan: RoutingPlan
+    private let logger: Logger
+    private var owners: [CInt: Owner] = [:]
+    private var idle: [[CInt]]
+    private var clients: [CInt: HTTPExchange] = [:]
+    private let clientTimeout: UInt64
+    private let backendTimeout: UInt64
+    /// Bytes a connection may have waiting to be written before its source stops being read.
+    private static let outputLimit = 256 << 10
+    private static let readSize = 64 << 10
+    private static let repeatableMethods: Set<String> = ["GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"]
+    /// Hop-by-hop fields: they describe one connection and are not passed on.
+    private static let hopByHop: Set<String> = [
+        "connection", "keep-alive", "proxy-connection", "te", "upgrade", "trailer",
+    ]
+
+    init(thread: EpollThread, balancer: Balancer, addresses: [SocketAddress], plan: RoutingPlan, logger: Logger) {
+        self.thread = thread
+        self.balancer = balancer
+        self.addresses = addresses
+        self.plan = plan
+        self.logger = logger
+        self.idle = Array(repeating: [], count: addresses.count)
+        self.clientTimeout = plan.options.clientTimeout.wholeNanoseconds
+        self.backendTimeout = plan.options.backendTimeout.wholeNanoseconds
+    }
+
+    func start() {
+        self.thread.start(
+            onListener: { self.acceptAll() },
+            onEvent: { fd, events in self.handle(fd, events) },
+            tick: 100,
+            onTick: { self.expire() },
+            onStop: {
+                for exchange in Array(self.clients.values) { self.close(exchange) }
+                for pool in self.idle { for fd in pool { Glibc.close(fd) } }
+            }
+        )
+    }
+
+    func stop() { self.thread.stop() }
+
+    // MARK: Events
+
+    private func acceptAll() {
+        while true {
+            let client = ferry_accept_nonblocking(self.thread.listener)
+            guard client >= 0 else {
+                if errno == EINTR || errno == ECONNABORTED { continue }
+                if errno != EAGAIN, errno != EWOULDBLOCK {
+                    self.logger.warning("switch: accept failed: \(String(cString: strerror(errno)))")
+                }
+                return
+            }
+            var one: CInt = 1
+            setsockopt(client, CInt(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<CInt>.size))
+            let exchange = HTTPExchange(
+                client: client,
+                clientAddress: EpollThread.peerAddress(client),
+                maxHeadLength: self.plan.options.maxHeadLength
+            )
+            exchange.deadline = Self.now() + self.clientTimeout
+            do {
+                try self.thread.watch(
+                    client,
+                    EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLRDHUP.rawValue | EPOLLET.rawValue
+                )
+            } catch {
+                Glibc.close(client)
+                continue
+            }
+            self.owners[client] = .client(exchange)
+            self.clients[client] = exchange
+            self.drive(exchange)
+        }
+    }
+
+    private func handle(_ fd: CInt, _ events: UInt32) {
+        switch self.owners[fd] {
+        case .client(let exchange), .upstream(let exchange):
+            self.drive(exchange)
+        case .idle(let backend):
+            // An idle connection has nothing to say: anything readable is its backend closing it.
+            guard events & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 else {
+                return
+            }
+            self.idle[backend].removeAll { $0 == fd }
+            self.owners[fd] = nil
+            Glibc.close(fd)
+        case nil:
+            break
+        }
+    }
+
+    /// Gives up on waits that ran past their deadline: a client slow to send its request, a
+    /// backend slow to answer.
+    private func expire() {
+        let now = Self.now()
+        for exchange in Array(self.clients.values) where exchange.deadline != 0 && exchange.deadline < now {
+            switch exchange.phase {
+            case .awaitingRequest:
+                if exchange.input.readableBytes == 0 {
+                    self.close(exchange)  // idle between requests, or never spoke: just close
+                } else {
+                    self.refuse(
+                        exchange,
+                        status: 408,
+                        reason: "Request Timeout",
+                        "the request head did not arrive in time"
+                    )
+                }
+            case .forwarding:
+                self.logger.warning("switch: backend took too long to answer \(exchange.method) \(exchange.content)")
+                self.failUpstream(
+                    exchange,
+                    status: 504,
+                    reason: "Gateway Timeout",
+                    "the backend did not answer in time"
+                )
+            case .closing:
+                self.close(exchange)
+            }
+            if self.clients[exchange.client] === exchange { self.drive(exchange) }
+        }
+    }
+
+    // MARK: Driving an exchange
+
+    /// Makes every step the exchange's sockets allow, until none can be made: with
+    /// edge-triggered events, a step not taken now might not be signalled again.
+    private func drive(_ exchange: HTTPExchange) {
+        var progress = true
+        while progress, self.clients[exchange.client] === exchange {
+            progress = false
+            // Answers first: they free buffers and end requests.
+            switch self.flush(&exchange.output, to: exchange.client) {
+            case .moved: progress = true
+            case .failed:
+                self.close(exchange)
+                return
+            case .idle: break
+            }
+            if exchange.phase == .closing {
+                if exchange.output.readableBytes == 0 { self.linger(exchange) }
+                return
+            }
+            if let upstream = exchange.upstream {
+                if !upstream.connected {
+                    guard self.finishConnect(exchange, upstream) else { continue }
+                    progress = true
+                }
+                switch self.flush(&upstream.output, to: upstream.fd) {
+                case .moved: progress = true
+                case .failed:
+                    self.upstreamFailed(exchange, reason: "write failed: \(String(cString: strerror(errno)))")
+                    progress = true
+                    continue
+                case .idle: break
+                }
+                if upstream.response == nil || !upstream.body.isComplete,
+                    exchange.output.readableBytes < Self.outputLimit
+                {
+                    switch self.read(upstream.fd, into: &upstream.input) {
+                    case .data:
+                        progress = true
+                        if upstream.response != nil { exchange.deadline = Self.now() + self.backendTimeout }
+                    case .end:
+                        self.upstreamEnded(exchange, upstream)
+                        progress = true
+                        continue
+                    case .failed:
+                        self.upstreamFailed(exchange, reason: String(cString: strerror(errno)))
+                        progress = true
+                        continue
+                    case .wouldBlock: break
+                    }
+                }
+                if self.advanceResponse(exchange, upstream) { progress = true }
+            }
+            let wantsRequestBytes =
+                exchange.phase == .awaitingRequest
+                || (exchange.phase == .forwarding && !exchange.requestBody.isComplete)
+            if wantsRequestBytes, !exchange.clientEnded, exchange.input.readableBytes < Self.outputLimit {
+                switch self.read(exchange.client, into: &exchange.input) {
+                case .data: progress = true
+                case .end:
+                    exchange.clientEnded = true
+                    progress = true
+                case .failed:
+                    self.close(exchange)
+                    return
+                case .wouldBlock: break
+                }
+            }
+            if self.advanceRequest(exchange) { progress = true }
+        }
+    }
+
+    /// Starts the next request, or passes on more of the current one's body. Returns whether it
+    /// did anything.
+    private func advanceRequest(_ exchange: HTTPExchange) -> Bool {
+        switch exchange.phase {
+        case .closing:
+            return false
+        case .awaitingRequest:
+            let request: HTTPRequest
+            do {
+                guard let parsed = try exchange.parser.parse(&exchange.input) else {
+                    if exchange.clientEnded {
+                        if exchange.input.readableBytes == 0 {
+                            self.close(exchange)
+                        } else {
+                            self.refuse(
+                                exchange,
+                                status: 400,
+                                reason: "Bad Request",
+                                "the request ended inside its head"
+                            )
+                        }
+                        return true
+                    }
+                    return false
+                }
+                request = parsed
+            } catch {
+                self.refuse(exchange, status: 400, reason: "Bad Request", error.description)
+                return true
+            }
+            self.begin(request, on: exchange)
+            return true
+        case .forwarding:
+            guard let upstream = exchange.upstream, upstream.connected, !exchange.requestBody.isComplete,
+                upstream.output.readableBytes < Self.outputLimit
+            else {
+                if exchange.clientEnded, !exchange.requestBody.isComplete, exchange.input.readableBytes == 0 {
+                    self.close(exchange)  // the client gave up in the middle of its body
+                    return true
+                }
+                return false
+            }
+            guard exchange.input.readableBytes > 0 else { return false }
+            do {
+                let taken = try exchange.input.withUnsafeReadableBytes { bytes throws(BodyFraming.Failure) in
+                    try exchange.requestBody.consume(bytes)
+                }
+                var slice = exchange.input.readSlice(length: taken)!
+                upstream.output.writeBuffer(&slice)
+                exchange.input.discardReadBytes()
+            } catch {
+                self.refuse(exchange, status: 400, reason: "Bad Request", error.description)
+            }
+            return true
+        }
+    }
+
+    /// Routes a parsed request, picks its backend and queues its head for it.
+    private func begin(_ request: HTTPRequest, on exchange: HTTPExchange) {
+        let headers = request.headers
+        let lengths = headers.values("content-length")
+        let codings = headers.values("transfer-encoding")
+        if lengths.count > 1 {
+            return self.refuse(exchange, status: 400, reason: "Bad Request", "more than one Content-Length header")
+        }
+        if !codings.isEmpty {
+            let last = codings.last!.split(separator: ",").last?.trimmingCharacters(in: .whitespaces).lowercased()
+            guard last == "chunked", request.minorVersion == 1 else {
+                return self.refuse(
+                    exchange,
+                    status: 400,
+                    reason: "Bad Request",
+                    "Transfer-Encoding must end in chunked (HTTP/1.1), got '\(codings.joined(separator: ", "))'"
+                )
+            }
+            exchange.requestBody = .chunked()
+        } else if let length = lengths.first.flatMap(UInt64.init), length > 0 {
+            exchange.requestBody = BodyFraming(.length(remaining: length))
+        } else {
+            exchange.requestBody = BodyFraming(.complete)
+        }
+        let connection = headers.values("connection").flatMap { $0.split(separator: ",") }.map {
+            $0.trimmingCharacters(in: .whitespaces).lowercased()
+        }
+        exchange.minorVersion = request.minorVersion
+        exchange.clientKeepAlive =
+            request.minorVersion == 1 ? !connection.contains("close") : connection.contains("keep-alive")
+        exchange.method = request.method
+        let target = request.target
+        let path = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+        exchange.content = String(path)
+        let host = (headers["host"] ?? "").split(separator: ":").first.map { $0.lowercased() } ?? ""
+        exchange.outside = self.plan.outside(host: host, path: path, headers: headers)
+        exchange.tried = []
+        exchange.repeatable = exchange.requestBody.isComplete && Self.repeatableMethods.contains(request.method)
+        exchange.responseStarted = false
+        exchange.setCookie = nil
+
+        // The head as the backend gets it: hop-by-hop fields dropped, the client's address added.
+        var head = "\(request.method) \(target) HTTP/1.1\r\n"
+        var forwardedFor: String?
+        let named = Set(connection)
+        for field in headers {
+            let name = field.name.lowercased()
+            if Self.hopByHop.contains(name) || named.contains(name) { continue }
+            if name == "x-forwarded-for" {
+                forwardedFor = forwardedFor.map { "\($0), \(field.value)" } ?? field.value
+                continue
+            }
+            head += "\(field.name): \(field.value)\r\n"
+        }
+        let client = EpollThread.describe(exchange.clientAddress)
+        head += "X-Forwarded-For: \(forwardedFor.map { "\($0), \(client)" } ?? client)\r\n\r\n"
+        exchange.requestHead = Array(head.utf8)
+        exchange.phase = .forwarding
+        exchange.deadline = Self.now() + self.backendTimeout
+        self.connectUpstream(exchange, sticky: self.plan.stickyBackend(headers))
+    }
+
+    /// Gives the exchange a backend connection (a pooled one when the request may be repeated,
+    /// else a fresh one) with the request head queued on it; answers 502/503 when none is left.
+    private func connectUpstream(_ exchange: HTTPExchange, sticky: Int? = nil) {
+        let excluded = exchange.outside.union(exchange.tried)
+        var chosen: Int?
+        if let sticky, !excluded.contains(sticky) {
+            chosen = self.balancer.pick(
+                client: exchange.clientAddress,
+                excluding: Set(0..<self.plan.backendCount).subtracting([sticky])
+            )
+        }
+        if chosen == nil {
+            chosen = self.balancer.pick(client: exchange.clientAddress, content: exchange.content, excluding: excluded)
+        }
+        guard let backend = chosen else {
+            if exchange.tried.isEmpty {
+                self.refuse(
+                    exchange,
+                    status: 503,
+                    reason: "Service Unavailable",
+                    "no backend is available for this request"
+                )
+            } else {
+                self.refuse(exchange, status: 502, reason: "Bad Gateway", "no backend could answer this request")
+            }
+            return
+        }
+        exchange.tried.insert(backend)
+        if self.plan.options.stickyCookie != nil, sticky != backend {
+            exchange.setCookie = self.plan.tokens[backend]
+        }
+        let upstream: Upstream
+        // Only a request that may be repeated rides a pooled connection, which its backend may
+        // have closed a moment ago; others get a fresh one, as HAProxy's "http-reuse safe" does.
+        if exchange.repeatable, let fd = self.idle[backend].popLast() {
+            upstream = Upstream(
+                fd: fd,
+                backend: backend,
+                connected: true,
+                maxHeadLength: self.plan.options.maxHeadLength
+            )
+        } else {
+            let fd = self.addresses[backend].withSockAddr { ferry_connect_nonblocking($0, socklen_t($1)) }
+            guard fd >= 0 else {
+                self.backendUnreachable(backend, reason: String(cString: strerror(errno)))
+                return self.connectUpstream(exchange)
+            }
+            do {
+                try self.thread.watch(fd, EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLRDHUP.rawValue | EPOLLET.rawValue)
+            } catch {
+                Glibc.close(fd)
+                self.balancer.release(backend)
+                return self.refuse(exchange, status: 502, reason: "Bad Gateway", "\(error)")
+            }
+            upstream = Upstream(
+                fd: fd,
+                backend: backend,
+                connected: false,
+                maxHeadLength: self.plan.options.maxHeadLength
+            )
+        }
+        upstream.output.writeBytes(exchange.requestHead)
+        self.owners[upstream.fd] = .upstream(exchange)
+        exchange.upstream = upstream
+    }
+
+    /// Whether a connect in progress has finished; a failed one moves the request on.
+    private func finishConnect(_ exchange: HTTPExchange, _ upstream: Upstream) -> Bool {
+        let error = ferry_socket_error(upstream.fd)
+        if error == EINPROGRESS || error == EALREADY { return false }
+        if error != 0 {
+            self.dropUpstream(exchange, reusable: false)
+            self.backendUnreachable(upstream.backend, reason: String(cString: strerror(error)))
+            self.connectUpstream(exchange)
+            return true
+        }
+        upstream.connected = true
+        return true
+    }
+
+    /// Parses the answer's head and passes on what of its body has come. Returns whether it did anything.
+    private func advanceResponse(_ exchange: HTTPExchange, _ upstream: Upstream) -> Bool {
+        guard upstream.input.readableBytes > 0 else { return false }
+        if upstream.response == nil {
+            let head: HTTPResponseStatusHead
+            do {
+                guard let parsed = try upstream.parser.parse(&upstream.input) else { return false }
+                head = parsed
+            } catch {
+                self.logger.warning(
+                    "switch: backend \(self.balancer.backends[upstream.backend].spec.address) answered \(exchange.method) \(exchange.content) with something that is not HTTP: \(error)"
+                )
+                self.failUpstream(
+                    exchange,
+                    status: 502,
+                    reason: "Bad Gateway",
+                    "the backend's answer was not valid HTTP"
+                )
+                return true
+            }
+            self.startResponse(exchange, upstream, head)
+            guard exchange.upstream === upstream else { return true }
+        }
+        guard upstream.input.readableBytes > 0, !upstream.body.isComplete else {
+            if upstream.body.isComplete, upstream.response != nil { self.finishResponse(exchange, upstream) }
+            return true
+        }
+        do {
+            let taken = try upstream.input.withUnsafeReadableBytes { bytes throws(BodyFraming.Failure) in
+                try upstream.body.consume(bytes)
+            }
+            var slice = upstream.input.readSlice(length: taken)!
+            exchange.output.writeBuffer(&slice)
+            upstream.input.discardReadBytes()
+        } catch {
+            self.logger.warning("switch: backend \(self.balancer.backends[upstream.backend].spec.address): \(error)")
+            self.close(exchange)
+            return true
+        }
+        if upstream.body.isComplete { self.finishResponse(exchange, upstream) }
+        return true
+    }
+
+    /// Queues the answer's head for the client, rewritten for this hop.
+    private func startResponse(_ exchange: HTTPExchange, _ upstream: Upstream, _ head: HTTPResponseStatusHead) {
+        let headers = head.headers
+        let connection = headers.values("connection").flatMap { $0.split(separator: ",") }.map {
+            $0.trimmingCharacters(in: .whitespaces).lowercased()
+        }
+        if head.status == 101 {
+            // The switch passes no Upgrade on, so a switch of protocols is the backend's mistake.
+            return self.failUpstream(
+                exchange,
+                status: 502,
+                reason: "Bad Gateway",
+                "the backend switched protocols unasked"
+            )
+        }
+        if head.status < 200 {
+            // 100 Continue and the like go straight on; the real answer follows.
+            exchange.output.writeString("HTTP/1.1 \(head.status) \(head.reason)\r\n\r\n")
+            return
+        }
+        let noBody = exchange.method == "HEAD" || head.status == 204 || head.status == 304
+        if noBody {
+            upstream.body = BodyFraming(.complete)
+        } else if headers["transfer-encoding"] != nil {
+            upstream.body = .chunked()
+        } else if let length = headers["content-length"].flatMap(UInt64.init) {
+            upstream.body = BodyFraming(length == 0 ? .complete : .length(remaining: length))
+        } else {
+            upstream.body = BodyFraming(.untilClose)
+        }
+        upstream.keepAlive =
+            (head.minorVersion == 1 ? !connection.contains("close") : connection.contains("keep-alive"))
+            && upstream.body.kind != .untilClose
+        // The client connection outlives this answer only if the answer has a length it can see.
+        if upstream.body.kind == .untilClose || !exchange.requestBody.isComplete { exchange.clientKeepAlive = false }
+        upstream.response = head
+        exchange.responseStarted = true
+        var out = "HTTP/1.1 \(head.status) \(head.reason)\r\n"
+        let named = Set(connection)
+        for field in headers {
+            let name = field.name.lowercased()
+            if Self.hopByHop.contains(name) || named.contains(name) { continue }
+            out += "\(field.name): \(field.value)\r\n"
+        }
+        if let token = exchange.setCookie, let name = self.plan.options.stickyCookie {
+            out += "Set-Cookie: \(name)=\(token); Path=/; HttpOnly\r\n"
+        }
+        if !exchange.clientKeepAlive {
+            out += "Connection: close\r\n"
+        } else if exchange.minorVersion == 0 {
+            out += "Connection: keep-alive\r\n"
+        }
+        out += "\r\n"
+        exchange.output.writeString(out)
+        exchange.deadline = Self.now() + self.backendTimeout
+    }
+
+    /// The answer is complete: the backend connection goes back to the pool (if it can be
+    /// reused) and the client's next request may start.
+    private func finishResponse(_ exchange: HTTPExchange, _ upstream: Upstream) {
+        self.dropUpstream(exchange, reusable: upstream.keepAlive && exchange.requestBody.isComplete)
+        guard exchange.clientKeepAlive, !exchange.clientEnded else {
+            exchange.phase = .closing
+            exchange.deadline = Self.now() + self.clientTimeout
+            return
+        }
+        exchange.phase = .awaitingRequest
+        exchange.deadline = Self.now() + self.clientTimeout
+    }
+
+    /// The backend closed its side.
+    private func upstreamEnded(_ exchange: HTTPExchange, _ upstream: Upstream) {
+        if upstream.response != nil, upstream.body.kind == .untilClose {
+            // The answer ran until close, as it said it would: whatever came is all of it.
+            _ = self.advanceResponse(exchange, upstream)
+            upstream.body = BodyFraming(.complete)
+            upstream.keepAlive = false
+            self.finishResponse(exchange, upstream)
+            return
+        }
+        if upstream.response != nil, upstream.input.readableBytes > 0 {
+            _ = self.advanceResponse(exchange, upstream)
+            if exchange.upstream !== upstream { return }
+        }
+        self.upstreamFailed(exchange, reason: "it closed the connection before answering in full")
+    }
+
+    /// The backend connection broke: the request goes to another backend if nothing of the
+    /// answer was sent and it may be repeated; else the client gets 502 (or, mid-answer, a close).
+    private func upstreamFailed(_ exchange: HTTPExchange, reason: String) {
+        guard let upstream = exchange.upstream else { return }
+        let address = self.balancer.backends[upstream.backend].spec.address
+        if exchange.responseStarted {
+            self.logger.warning(
+                "switch: backend \(address) broke off its answer to \(exchange.method) \(exchange.content): \(reason)"
+            )
+            self.dropUpstream(exchange, reusable: false)
+            self.close(exchange)
+            return
+        }
+        self.dropUpstream(exchange, reusable: false)
+        if exchange.repeatable {
+            if upstream.reused {
+                // A pooled connection its backend had closed says nothing of the backend: the
+                // same one may take the request again (each retry uses up a pooled connection,
+                // then comes a fresh one).
+                exchange.tried.remove(upstream.backend)
+            } else {
+                self.logger.warning(
+                    "switch: backend \(address) failed \(exchange.method) \(exchange.content) (\(reason)); trying another backend"
+                )
+            }
+            self.connectUpstream(exchange)
+            return
+        }
+        self.logger.warning(
+            "switch: backend \(address) failed \(exchange.method) \(exchange.content) (\(reason)); it may not be repeated"
+        )
+        self.refuse(exchange, status: 502, reason: "Bad Gateway", "the backend failed before answering")
+    }
+
+    /// Answers `status` for a backend that failed, unless part of the real answer is already out.
+    private func failUpstream(_ exchange: HTTPExchange, status: Int, reason: String, _ message: String) {
+        self.dropUpstream(exchange, reusable: false)
+        if exchange.responseStarted {
+            self.close(exchange)
+        } else {
+            self.refuse(exchange, status: status, reason: reason, message)
+        }
+    }
+
+    private func backendUnreachable(_ backend: Int, reason: String) {
+        self.balancer.connectFailed(backend)
+        self.logger.warning(
+            "switch: connect to backend \(self.balancer.backends[backend].spec.address) failed (\(reason)); out of rotation until a health check passes"
+        )
+    }
+
+    /// Detaches the exchange's backend connection: into the idle pool, or closed.
+    private func dropUpstream(_ exchange: HTTPExchange, reusable: Bool) {
+        guard let upstream = exchange.upstream else { return }
+        exchange.upstream = nil
+        self.balancer.release(upstream.backend)
+        if reusable, upstream.input.readableBytes == 0,
+            self.idle[upstream.backend].count < self.plan.options.idlePerBackend
+        {
+            self.idle[upstream.backend].append(upstream.fd)
+            self.owners[upstream.fd] = .idle(backend: upstream.backend)
+        } else {
+            self.owners[upstream.fd] = nil
+            Glibc.close(upstream.fd)
+        }
+    }
+
+    /// Answers with an error of the switch's own and closes the connection once it is written.
+    private func refuse(_ exchange: HTTPExchange, status: Int, reason: String, _ message: String) {
+        self.dropUpstream(exchange, reusable: false)
+        let body = "ferry switch: \(message)\n"
+        exchange.output.writeString(
+            "HTTP/1.1 \(status) \(reason)\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
+        )
+        exchange.phase = .closing
+        exchange.deadline = Self.now() + self.clientTimeout
+        self.logger.debug("switch: answered \(status) to \(EpollThread.describe(exchange.clientAddress)): \(message)")
+    }
+
+    /// After the last answer: the switch stops writing, and reads and drops what the client still
+    /// sends until it closes (or the deadline passes). Closing with unread bytes would reset the
+    /// connection, and a reset can destroy the answer before the client has read it.
+    private func linger(_ exchange: HTTPExchange) {
+        if !exchange.lingering {
+            exchange.lingering = true
+            shutdown(exchange.client, CInt(SHUT_WR))
+        }
+        while true {
+            exchange.input.clear()
+            switch self.read(exchange.client, into: &exchange.input) {
+            case .data: continue
+            case .wouldBlock: return
+            case .end, .failed:
+                self.close(exchange)
+                return
+            }
+        }
+    }
+
+    private func close(_ exchange: HTTPExchange) {
+        guard self.clients[exchange.client] === exchange else { return }
+        self.dropUpstream(exchange, reusable: false)
+        self.clients[exchange.client] = nil
+        self.owners[exchange.client] = nil
+        Glibc.close(exchange.client)
+    }
+
+    // MARK: Sockets
+
+    private enum ReadResult { case data, end, wouldBlock, failed }
+    private enum FlushResult { case moved, idle, failed }
+
+    private func read(_ fd: CInt, into buffer: inout ByteBuffer) -> ReadResult {
+        buffer.reserveCapacity(minimumWritableBytes: Self.readSize)
+        let count = buffer.withUnsafeMutableWritableBytes { bytes in
+            Glibc.read(fd, bytes.baseAddress, min(bytes.count, Self.readSize))
+        }
+        if count > 0 {
+            buffer.moveWriterIndex(forwardBy: count)
+            return .data
+        }
+        if count == 0 { return .end }
+        return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? .wouldBlock : .failed
+    }
+
+    private func flush(_ buffer: inout ByteBuffer, to fd: CInt) -> FlushResult {
+        guard buffer.readableBytes > 0 else { return .idle }
+        let sent = buffer.withUnsafeReadableBytes { bytes in
+            send(fd, bytes.baseAddress, bytes.count, CInt(MSG_NOSIGNAL))
+        }
+        if sent > 0 {
+            buffer.moveReaderIndex(forwardBy: sent)
+            if buffer.readableBytes == 0 { buffer.clear() }
+            return .moved
+        }
+        return sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR ? .failed : .idle
+    }
+
+    private static func now() -> UInt64 {
+        var time = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &time)
+        return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
+    }
+}

@@ -1,0 +1,238 @@
+import FerryEndpoints
+import FerryServer
+import FerrySwitch
+import Foundation
+import Testing
+
+@Suite struct HTTPSwitchTests {
+    func makeSwitch(
+        _ backends: [BackendSpec],
+        policy: BalancePolicy = .roundRobin,
+        options: HTTPSwitch.Options = .init()
+    ) throws -> HTTPSwitch {
+        try HTTPSwitch(
+            listen: ServiceEndpoint(host: "127.0.0.1", port: 0),
+            backends: backends,
+            policy: policy,
+            healthCheckInterval: nil,
+            options: options,
+            threads: 1
+        )
+    }
+
+    func local(_ port: Int, group: String? = nil) -> BackendSpec {
+        BackendSpec(endpoint: ServiceEndpoint(host: "127.0.0.1", port: port), group: group)
+    }
+
+    @Test func eachRequestOfAKeepAliveConnectionIsBalanced() async throws {
+        try await FileBackends.with(names: ["a", "b"]) { backends in
+            let http = try self.makeSwitch(backends.ports.map { self.local($0) })
+            defer { http.stop() }
+            let client = try Client(port: http.address.port)
+            defer { client.close() }
+            var names: [String] = []
+            for _ in 0..<4 { names.append(client.get("/name.txt")?.body ?? "no answer") }
+            #expect(names == ["a", "b", "a", "b"])
+            let head = client.exchange("HEAD /name.txt HTTP/1.1\r\nHost: x\r\n\r\n", headRequest: true)
+            #expect(head?.status == 200 && head?.header("content-length") == "1")
+            #expect(client.get("/missing")?.status == 404, "the connection still works after a HEAD")
+        }
+    }
+
+    @Test func routesPickTheGroupByHostPathAndHeader() async throws {
+        try await FileBackends.with(names: ["web", "api", "canary", "img"]) { backends in
+            let ports = backends.ports
+            let http = try self.makeSwitch(
+                [
+                    self.local(ports[0]), self.local(ports[1], group: "api"), self.local(ports[2], group: "canary"),
+                    self.local(ports[3], group: "img"),
+                ],
+                options: .init(routes: [
+                    HTTPRoute("header=X-Canary:1 group=canary")!,
+                    HTTPRoute("host=img.test group=img")!,
+                    HTTPRoute("path=/page-api group=api")!,
+                ])
+            )
+            defer { http.stop() }
+            let client = try Client(port: http.address.port)
+            defer { client.close() }
+            #expect(client.get("/name.txt")?.body == "web", "no route matches: the default group")
+            #expect(client.get("/page-api.html")?.status == 200, "path prefix")
+            #expect(client.get("/name.txt", host: "IMG.test:8080")?.body == "img", "host, without port or case")
+            #expect(client.get("/name.txt", headers: "X-Canary: 1\r\n")?.body == "canary", "header")
+        }
+        #expect(throws: SwitchError.self) {
+            try self.makeSwitch([self.local(1)], options: .init(routes: [HTTPRoute("path=/x group=nobody")!]))
+        }
+        #expect(HTTPRoute("group=x") == nil, "a route needs a condition")
+        #expect(HTTPRoute("path=nope group=x") == nil)
+    }
+
+    @Test func theBackendSeesTheClientAddressAndNoHopByHopFields() async throws {
+        let backend = try await ScriptedBackend.echo()
+        let http = try self.makeSwitch([self.local(backend.port)])
+        defer { http.stop() }
+        for _ in 0..<3 {
+            let client = try Client(port: http.address.port)
+            let answer = client.get(
+                "/x",
+                headers:
+                    "X-Forwarded-For: 10.1.2.3\r\nConnection: keep-alive, X-Secret\r\nX-Secret: s\r\nKeep-Alive: timeout=5\r\n"
+            )
+            client.close()
+            let seen = answer?.body ?? ""
+            #expect(seen.contains("X-Forwarded-For: 10.1.2.3, 127.0.0.1\r\n"))
+            #expect(!seen.contains("X-Secret") && !seen.contains("Keep-Alive") && !seen.contains("Connection"))
+        }
+        #expect(backend.connections.withLockedValue { $0 } == 1, "three clients' requests rode one pooled connection")
+        try await backend.stop()
+    }
+
+    @Test func aStickyCookieKeepsAClientOnItsBackend() async throws {
+        try await FileBackends.with(names: ["a", "b", "c"]) { backends in
+            let http = try self.makeSwitch(
+                backends.ports.map { self.local($0) },
+                options: .init(stickyCookie: "ferry")
+            )
+            defer { http.stop() }
+            let first = try Client(port: http.address.port)
+            let answer = first.get("/name.txt")
+            first.close()
+            let cookie = try #require(answer?.header("set-cookie")?.split(separator: ";").first.map(String.init))
+            for _ in 0..<4 {
+                let client = try Client(port: http.address.port)
+                let again = client.get("/name.txt", headers: "Cookie: other=1; \(cookie)\r\n")
+                #expect(again?.body == answer?.body)
+                #expect(again?.header("set-cookie") == nil, "no new cookie while the backend holds")
+                client.close()
+            }
+        }
+    }
+
+    @Test func lardKeepsEachContentOnOneBackend() async throws {
+        try await FileBackends.with(names: ["a", "b", "c"]) { backends in
+            let http = try self.makeSwitch(backends.ports.map { self.local($0) }, policy: .locality)
+            defer { http.stop() }
+            let client = try Client(port: http.address.port)
+            defer { client.close() }
+            var servedBy: [String: Set<String>] = [:]
+            for round in 0..<3 {
+                for item in 0..<6 {
+                    let answer = client.get("/c\(item).txt?round=\(round)")
+                    servedBy["c\(item)", default: []].insert(answer?.body ?? "none")
+                }
+            }
+            #expect(servedBy.values.allSatisfy { $0.count == 1 }, "each content stays where it went first: \(servedBy)")
+            #expect(Set(servedBy.values.flatMap { $0 }).count == 3, "new content went to idle backends in turn")
+        }
+    }
+
+    @Test func aRequestThatMayBeRepeatedSurvivesABackendThatDies() async throws {
+        let dying = try await ScriptedBackend { _ in .hangUp }
+        let healthy = try await ScriptedBackend { request in
+            let line = request.components(separatedBy: "\r\n")[0]
+            return .reply("HTTP/1.1 200 OK\r\nContent-Length: \(line.utf8.count)\r\n\r\n\(line)")
+        }
+        let http = try self.makeSwitch([self.local(dying.port), self.local(healthy.port)])
+        defer { http.stop() }
+        let client = try Client(port: http.address.port)
+        #expect(client.get("/safe")?.body == "GET /safe HTTP/1.1", "retried on the other backend")
+        client.close()
+        // A POST is not repeated: the dying backend may have acted on it.
+        let poster = try Client(port: http.address.port)
+        _ = poster.get("/advance")  // the next pick is the dying backend again
+        let answer = poster.exchange("POST /order HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi")
+        #expect(answer?.status == 502)
+        poster.close()
+        try await dying.stop()
+        try await healthy.stop()
+    }
+
+    @Test func badRequestsGet400AndCloseOnlyTheirConnection() async throws {
+        let backend = try await ScriptedBackend.echo()
+        let http = try self.makeSwitch([self.local(backend.port)])
+        defer { http.stop() }
+        let bystander = try Client(port: http.address.port)
+        defer { bystander.close() }
+        let attempts = [
+            (
+                "an oversized head",
+                "GET / HTTP/1.1\r\nHost: x\r\nX-Big: \(String(repeating: "a", count: 20_000))\r\n\r\n"
+            ),
+            (
+                "Content-Length with Transfer-Encoding",
+                "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+            ),
+            ("two Content-Lengths", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nhi"),
+            (
+                "a malformed chunk size",
+                "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n"
+            ),
+            ("a chunk without its CRLF", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhiXX"),
+            ("an unknown transfer coding", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n"),
+            ("a bare LF", "GET / HTTP/1.1\nHost: x\r\n\r\n"),
+        ]
+        for (what, request) in attempts {
+            let client = try Client(port: http.address.port)
+            let answer = client.exchange(request)
+            #expect(answer?.status == 400, "\(what)")
+            #expect(answer?.header("connection") == "close", "\(what)")
+            #expect(client.receive(1).isEmpty, "\(what): the connection is closed")
+            client.close()
+            #expect(bystander.get("/still")?.status == 200, "after \(what), others are served")
+        }
+        // A good chunked body passes through whole.
+        let chunked = try Client(port: http.address.port)
+        let echoed = chunked.exchange(
+            "POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n0\r\nX-Trailer: t\r\n\r\n"
+        )
+        #expect(echoed?.body.hasSuffix("5;ext=1\r\nhello\r\n0\r\nX-Trailer: t\r\n\r\n") == true)
+        chunked.close()
+        try await backend.stop()
+    }
+
+    @Test func aBackendThatAnswersGarbageGives502() async throws {
+        let garbage = try await ScriptedBackend { _ in .reply("SSH-2.0-OpenSSH_9.2\r\n\r\n") }
+        let http = try self.makeSwitch([self.local(garbage.port)])
+        defer { http.stop() }
+        let client = try Client(port: http.address.port)
+        #expect(client.get("/")?.status == 502)
+        client.close()
+        try await garbage.stop()
+    }
+
+    @Test func silentClientsAndSilentBackendsAreGivenUpOn() async throws {
+        let silent = try await ScriptedBackend { _ in .silence }
+        let http = try self.makeSwitch(
+            [self.local(silent.port)],
+            options: .init(clientTimeout: .milliseconds(300), backendTimeout: .milliseconds(300))
+        )
+        defer { http.stop() }
+        let mute = try Client(port: http.address.port)
+        #expect(mute.receive(1).isEmpty, "a client that says nothing is closed without an answer")
+        mute.close()
+        let slow = try Client(port: http.address.port)
+        slow.send(Array("GET / HTTP/1.1\r\nHo".utf8))
+        #expect(slow.readResponse()?.status == 408, "a head that stops halfway")
+        slow.close()
+        let waiting = try Client(port: http.address.port)
+        #expect(waiting.get("/")?.status == 504, "a backend that never answers")
+        waiting.close()
+        try await silent.stop()
+    }
+
+    @Test func noBackendUpGives503() async throws {
+        let gone = try await ScriptedBackend.echo()
+        let port = gone.port
+        try await gone.stop()
+        let http = try self.makeSwitch([self.local(port)])
+        defer { http.stop() }
+        let client = try Client(port: http.address.port)
+        let first = client.get("/")
+        #expect(first?.status == 502, "its connect failed: the request found no other backend")
+        client.close()
+        let next = try Client(port: http.address.port)
+        #expect(next.get("/")?.status == 503, "out of rotation now")
+        next.close()
+    }
+}
