@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Ferry's switch in front of nginx, side by side with HAProxy (tcp and http mode) and nginx's own
 # proxy_pass, in one run: wrk -t2 -c64 on 1 KiB and 64 KiB files, as ratios to nginx served
-# directly. Only the transport-layer switch (l4) is built so far.
+# directly. TCP handoff needs a Ferry backend (the file server, taking handoffs): it is compared
+# with that backend served directly.
 #
 # Usage: Benchmarks/switch.sh      (DURATION=8)
 set -euo pipefail
@@ -30,6 +31,19 @@ DIRECT="127.0.0.1:$BACKEND_PORT"
 "$FERRY" switch --mode l4 --listen 127.0.0.1:0 --backend "$DIRECT" >"$WORK/switch.out" 2>"$WORK/switch.err" &
 PIDS+=($!)
 FERRY_L4=$(listening_address "$WORK/switch.out")
+"$FERRY" switch --mode l7 --listen 127.0.0.1:0 --backend "$DIRECT" >"$WORK/switch-l7.out" 2>"$WORK/switch-l7.err" &
+PIDS+=($!)
+FERRY_L7=$(listening_address "$WORK/switch-l7.out")
+
+# Ferry's own file server (event-driven, one loop per core), served directly and by handoff.
+"$FERRY" serve files --root "$WORK/www" --port 0 --handoff-socket "$WORK/handoff.sock" \
+    >"$WORK/files.out" 2>"$WORK/files.err" &
+PIDS+=($!)
+FERRY_FILES=$(listening_address "$WORK/files.out")
+"$FERRY" switch --mode handoff --listen 127.0.0.1:0 --backend "unix:$WORK/handoff.sock" \
+    >"$WORK/switch-handoff.out" 2>"$WORK/switch-handoff.err" &
+PIDS+=($!)
+FERRY_HANDOFF=$(listening_address "$WORK/switch-handoff.out")
 
 # haproxy_config MODE PORT : HAProxy with as many threads as cores, in front of nginx.
 haproxy_config() {
@@ -60,10 +74,11 @@ haproxy -f "$WORK/haproxy-http.cfg" -db >"$WORK/haproxy-http.log" 2>&1 &
 PIDS+=($!)
 
 declare -A TARGETS=(
-    [direct]="$DIRECT" [ferry-l4]="$FERRY_L4" [haproxy-tcp]="127.0.0.1:$HAPROXY_TCP_PORT"
+    [direct]="$DIRECT" [ferry-l4]="$FERRY_L4" [ferry-l7]="$FERRY_L7" [haproxy-tcp]="127.0.0.1:$HAPROXY_TCP_PORT"
     [haproxy-http]="127.0.0.1:$HAPROXY_HTTP_PORT" [nginx-proxy_pass]="127.0.0.1:$PROXY_PORT"
+    [ferry-files]="$FERRY_FILES" [ferry-handoff]="$FERRY_HANDOFF"
 )
-ORDER=(direct ferry-l4 haproxy-tcp haproxy-http nginx-proxy_pass)
+ORDER=(direct ferry-l4 ferry-l7 haproxy-tcp haproxy-http nginx-proxy_pass ferry-files ferry-handoff)
 for name in "${ORDER[@]}"; do
     for _ in $(seq 100); do curl -sf -o /dev/null "http://${TARGETS[$name]}/1k.bin" && break; sleep 0.05; done
 done
@@ -84,4 +99,6 @@ for name in "${ORDER[@]}"; do
 done
 echo
 echo "ferry l4 / haproxy tcp: 1KiB $(ratio "${RATE[ferry-l4.1k]}" "${RATE[haproxy-tcp.1k]}"), 64KiB $(ratio "${RATE[ferry-l4.64k]}" "${RATE[haproxy-tcp.64k]}") (goal: at least 1.0x)"
+echo "ferry l7 / haproxy http: 1KiB $(ratio "${RATE[ferry-l7.1k]}" "${RATE[haproxy-http.1k]}"), 64KiB $(ratio "${RATE[ferry-l7.64k]}" "${RATE[haproxy-http.64k]}") (goal: at least 1.0x)"
+echo "ferry handoff / ferry-files direct: 1KiB $(ratio "${RATE[ferry-handoff.1k]}" "${RATE[ferry-files.1k]}"), 64KiB $(ratio "${RATE[ferry-handoff.64k]}" "${RATE[ferry-files.64k]}") (goal: at least 0.95x)"
 echo "nginx $(nginx -v 2>&1 | sed 's/.*\///'), $(haproxy -v | head -1 | awk '{print "HAProxy " $3}'), $(nproc) cores, wrk on the same machine"

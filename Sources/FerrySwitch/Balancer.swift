@@ -162,27 +162,51 @@ public final class Balancer: Sendable {
     /// in `excluding` were tried already (or are outside the request's group).
     public func pick(client: [UInt8], content: String? = nil, excluding: Set<Int> = []) -> Int? {
         self.state.withLockedValue { state in
-            let eligible = state.backends.indices.filter { index in
+            let count = state.backends.count
+            let limit = self.maxConnections ?? .max
+            func eligible(_ index: Int) -> Bool {
                 let backend = state.backends[index]
-                return backend.up && !excluding.contains(index) && backend.active < (self.maxConnections ?? .max)
+                return backend.up && backend.active < limit && !excluding.contains(index)
             }
-            guard !eligible.isEmpty else { return nil }
-            let chosen: Int
+            /// The eligible backend with the fewest open, ties going round robin from `next`.
+            func leastLoaded() -> Int? {
+                var best: Int?
+                for step in 0..<count {
+                    let index = (state.next + step) % count
+                    if eligible(index), best == nil || state.backends[index].active < state.backends[best!].active {
+                        best = index
+                    }
+                }
+                return best
+            }
+            var chosen: Int?
             switch self.policy {
             case .roundRobin:
-                let count = state.backends.count
                 let start = state.next
-                chosen = (0..<count).lazy.map { (start + $0) % count }.first(where: eligible.contains)!
-                state.next = (chosen + 1) % count
+                chosen = (0..<count).map { (start + $0) % count }.first(where: eligible)
+                if let chosen { state.next = (chosen + 1) % count }
+            case .leastConnections:
+                chosen = leastLoaded()
+                if let chosen { state.next = (chosen + 1) % count }
+            case .weighted:
+                let candidates = (0..<count).filter(eligible)
+                let total = candidates.reduce(0) { $0 + state.backends[$1].spec.weight }
+                for index in candidates { state.backends[index].current += state.backends[index].spec.weight }
+                chosen = candidates.max { state.backends[$0].current < state.backends[$1].current }
+                if let chosen { state.backends[chosen].current -= total }
+            case .source:
+                let point = Self.hash(client)
+                let start = self.ring.firstIndex { $0.point >= point } ?? 0
+                for step in 0..<self.ring.count where eligible(self.ring[(start + step) % self.ring.count].backend) {
+                    chosen = self.ring[(start + step) % self.ring.count].backend
+                    break
+                }
             case .locality where content != nil:
-                let active = state.backends.map(\.active)
-                // Ties go round robin, so new content spreads over equally idle backends.
-                let count = state.backends.count
-                let order = (0..<count).map { (state.next + $0) % count }.filter(eligible.contains)
-                let least = order.min { active[$0] < active[$1] }!
-                if let current = state.assigned[content!], eligible.contains(current),
-                    !(active[current] > self.locality.high && active[least] < self.locality.low),
-                    active[current] < 2 * self.locality.high
+                guard let least = leastLoaded() else { break }
+                func load(_ index: Int) -> Int { state.backends[index].active }
+                if let current = state.assigned[content!], eligible(current),
+                    !(load(current) > self.locality.high && load(least) < self.locality.low),
+                    load(current) < 2 * self.locality.high
                 {
                     chosen = current
                 } else {
@@ -191,27 +215,11 @@ public final class Balancer: Sendable {
                     state.next = (least + 1) % count
                     chosen = least
                 }
-            case .leastConnections, .locality:
-                let count = state.backends.count
-                // Ties go round robin, so equal backends share the load.
-                let start = state.next
-                let active = state.backends.map(\.active)
-                let order = (0..<count).map { (start + $0) % count }.filter(eligible.contains)
-                chosen = order.min { active[$0] < active[$1] }!
-                state.next = (chosen + 1) % count
-            case .weighted:
-                let total = eligible.reduce(0) { $0 + state.backends[$1].spec.weight }
-                for index in eligible { state.backends[index].current += state.backends[index].spec.weight }
-                let current = state.backends.map(\.current)
-                chosen = eligible.max { current[$0] < current[$1] }!
-                state.backends[chosen].current -= total
-            case .source:
-                let point = Self.hash(client)
-                let start = self.ring.firstIndex { $0.point >= point } ?? 0
-                chosen =
-                    (0..<self.ring.count).lazy.map { self.ring[(start + $0) % self.ring.count].backend }
-                    .first(where: eligible.contains)!
+            case .locality:
+                chosen = leastLoaded()
+                if let chosen { state.next = (chosen + 1) % count }
             }
+            guard let chosen else { return nil }
             state.backends[chosen].active += 1
             state.backends[chosen].total += 1
             return chosen

@@ -156,19 +156,34 @@ struct RoutingPlan: Sendable {
     }
 }
 
+/// What an edge-triggered socket is known to allow: set by its events, cleared when a read
+/// comes back short or a write does not take everything.
+struct Readiness {
+    var readable = true
+    var writable = true
+
+    mutating func note(_ events: UInt32) {
+        if events & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 {
+            self.readable = true
+        }
+        if events & (EPOLLOUT.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 { self.writable = true }
+    }
+}
+
 /// A connection to a backend, carrying one exchange's request at a time.
 final class Upstream {
     let fd: CInt
     let backend: Int
-    var connected: Bool
+    @exclusivity(unchecked) var connected: Bool
     /// Taken from the idle pool: a failure before any answer may only mean it timed out there.
     let reused: Bool
-    var input = ByteBuffer()
-    var output = ByteBuffer()
-    var parser: HTTPResponseParser
-    var response: HTTPResponseStatusHead?
-    var body = BodyFraming(.complete)
-    var keepAlive = true
+    @exclusivity(unchecked) var input = ByteBuffer()
+    @exclusivity(unchecked) var output = ByteBuffer()
+    @exclusivity(unchecked) var parser: HTTPResponseParser
+    @exclusivity(unchecked) var response: HTTPResponseStatusHead?
+    @exclusivity(unchecked) var body = BodyFraming(.complete)
+    @exclusivity(unchecked) var keepAlive = true
+    @exclusivity(unchecked) var ready = Readiness()
 
     init(fd: CInt, backend: Int, connected: Bool, maxHeadLength: Int) {
         self.fd = fd
@@ -180,6 +195,9 @@ final class Upstream {
 }
 
 /// One client connection and the request it has in progress.
+/// The loop's classes are touched by one thread only, so their stored properties skip the
+/// runtime's exclusivity checks (`@exclusivity(unchecked)`), which otherwise cost more than the
+/// parsing on this path.
 final class HTTPExchange {
     enum Phase {
         /// Between requests: reading a request head.
@@ -192,33 +210,39 @@ final class HTTPExchange {
 
     let client: CInt
     let clientAddress: [UInt8]
-    var phase = Phase.awaitingRequest
-    var input = ByteBuffer()
-    var output = ByteBuffer()
-    var parser: HTTPRequestParser
+    @exclusivity(unchecked) var phase = Phase.awaitingRequest
+    @exclusivity(unchecked) var input = ByteBuffer()
+    @exclusivity(unchecked) var output = ByteBuffer()
+    @exclusivity(unchecked) var parser: HTTPRequestParser
     /// When the current wait (for a request, or for a backend) gives up, in monotonic nanoseconds.
-    var deadline: UInt64 = 0
-    var clientEnded = false
+    @exclusivity(unchecked) var deadline: UInt64 = 0
+    @exclusivity(unchecked) var clientEnded = false
+    @exclusivity(unchecked) var clientReady = Readiness()
     /// The last answer is out and the writing side shut: waiting for the client to close.
-    var lingering = false
+    @exclusivity(unchecked) var lingering = false
 
     // The request in progress.
-    var requestHead: [UInt8] = []
-    var requestBody = BodyFraming(.complete)
-    var method = ""
-    var content = ""
-    var outside: Set<Int> = []
-    var tried: Set<Int> = []
-    var repeatable = false
-    var clientKeepAlive = true
-    var minorVersion = 1
-    var setCookie: String?
-    var responseStarted = false
-    var upstream: Upstream?
+    /// The head as sent to the backend, kept to send again if the request is retried.
+    @exclusivity(unchecked) var requestHead = ByteBuffer()
+    @exclusivity(unchecked) var requestBody = BodyFraming(.complete)
+    @exclusivity(unchecked) var method = ""
+    @exclusivity(unchecked) var content = ""
+    @exclusivity(unchecked) var outside: Set<Int> = []
+    @exclusivity(unchecked) var tried: Set<Int> = []
+    @exclusivity(unchecked) var repeatable = false
+    @exclusivity(unchecked) var clientKeepAlive = true
+    @exclusivity(unchecked) var minorVersion = 1
+    @exclusivity(unchecked) var setCookie: String?
+    @exclusivity(unchecked) var responseStarted = false
+    @exclusivity(unchecked) var upstream: Upstream?
+
+    /// The client's address as X-Forwarded-For gives it.
+    let clientText: String
 
     init(client: CInt, clientAddress: [UInt8], maxHeadLength: Int) {
         self.client = client
         self.clientAddress = clientAddress
+        self.clientText = EpollThread.describe(clientAddress)
         self.parser = HTTPRequestParser(maxHeadLength: maxHeadLength)
     }
 }
@@ -237,19 +261,15 @@ final class HTTPLoop: @unchecked Sendable {
     private let addresses: [SocketAddress]
     private let plan: RoutingPlan
     private let logger: Logger
-    private var owners: [CInt: Owner] = [:]
-    private var idle: [[CInt]]
-    private var clients: [CInt: HTTPExchange] = [:]
+    @exclusivity(unchecked) private var owners: [CInt: Owner] = [:]
+    @exclusivity(unchecked) private var idle: [[CInt]]
+    @exclusivity(unchecked) private var clients: [CInt: HTTPExchange] = [:]
     private let clientTimeout: UInt64
     private let backendTimeout: UInt64
     /// Bytes a connection may have waiting to be written before its source stops being read.
     private static let outputLimit = 256 << 10
     private static let readSize = 64 << 10
     private static let repeatableMethods: Set<String> = ["GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"]
-    /// Hop-by-hop fields: they describe one connection and are not passed on.
-    private static let hopByHop: Set<String> = [
-        "connection", "keep-alive", "proxy-connection", "te", "upgrade", "trailer",
-    ]
 
     init(thread: EpollThread, balancer: Balancer, addresses: [SocketAddress], plan: RoutingPlan, logger: Logger) {
         self.thread = thread
@@ -314,7 +334,11 @@ final class HTTPLoop: @unchecked Sendable {
 
     private func handle(_ fd: CInt, _ events: UInt32) {
         switch self.owners[fd] {
-        case .client(let exchange), .upstream(let exchange):
+        case .client(let exchange):
+            exchange.clientReady.note(events)
+            self.drive(exchange)
+        case .upstream(let exchange):
+            exchange.upstream?.ready.note(events)
             self.drive(exchange)
         case .idle(let backend):
             // An idle connection has nothing to say: anything readable is its backend closing it.
@@ -370,7 +394,7 @@ final class HTTPLoop: @unchecked Sendable {
         while progress, self.clients[exchange.client] === exchange {
             progress = false
             // Answers first: they free buffers and end requests.
-            switch self.flush(&exchange.output, to: exchange.client) {
+            switch self.flush(&exchange.output, to: exchange.client, &exchange.clientReady) {
             case .moved: progress = true
             case .failed:
                 self.close(exchange)
@@ -386,7 +410,7 @@ final class HTTPLoop: @unchecked Sendable {
                     guard self.finishConnect(exchange, upstream) else { continue }
                     progress = true
                 }
-                switch self.flush(&upstream.output, to: upstream.fd) {
+                switch self.flush(&upstream.output, to: upstream.fd, &upstream.ready) {
                 case .moved: progress = true
                 case .failed:
                     self.upstreamFailed(exchange, reason: "write failed: \(String(cString: strerror(errno)))")
@@ -397,7 +421,7 @@ final class HTTPLoop: @unchecked Sendable {
                 if upstream.response == nil || !upstream.body.isComplete,
                     exchange.output.readableBytes < Self.outputLimit
                 {
-                    switch self.read(upstream.fd, into: &upstream.input) {
+                    switch self.read(upstream.fd, &upstream.ready, into: &upstream.input) {
                     case .data:
                         progress = true
                         if upstream.response != nil { exchange.deadline = Self.now() + self.backendTimeout }
@@ -418,7 +442,7 @@ final class HTTPLoop: @unchecked Sendable {
                 exchange.phase == .awaitingRequest
                 || (exchange.phase == .forwarding && !exchange.requestBody.isComplete)
             if wantsRequestBytes, !exchange.clientEnded, exchange.input.readableBytes < Self.outputLimit {
-                switch self.read(exchange.client, into: &exchange.input) {
+                switch self.read(exchange.client, &exchange.clientReady, into: &exchange.input) {
                 case .data: progress = true
                 case .end:
                     exchange.clientEnded = true
@@ -493,60 +517,56 @@ final class HTTPLoop: @unchecked Sendable {
     /// Routes a parsed request, picks its backend and queues its head for it.
     private func begin(_ request: HTTPRequest, on exchange: HTTPExchange) {
         let headers = request.headers
-        let lengths = headers.values("content-length")
-        let codings = headers.values("transfer-encoding")
-        if lengths.count > 1 {
+        let fields = ForwardedFields(headers)
+        if fields.contentLengthCount > 1 {
             return self.refuse(exchange, status: 400, reason: "Bad Request", "more than one Content-Length header")
         }
-        if !codings.isEmpty {
-            let last = codings.last!.split(separator: ",").last?.trimmingCharacters(in: .whitespaces).lowercased()
-            guard last == "chunked", request.minorVersion == 1 else {
+        if !fields.transferEncoding.isEmpty {
+            guard fields.endsChunked, request.minorVersion == 1 else {
                 return self.refuse(
                     exchange,
                     status: 400,
                     reason: "Bad Request",
-                    "Transfer-Encoding must end in chunked (HTTP/1.1), got '\(codings.joined(separator: ", "))'"
+                    "Transfer-Encoding must end in chunked (HTTP/1.1), got '\(fields.transferEncoding.joined(separator: ", "))'"
                 )
             }
             exchange.requestBody = .chunked()
-        } else if let length = lengths.first.flatMap(UInt64.init), length > 0 {
+        } else if let length = fields.contentLength, length > 0 {
             exchange.requestBody = BodyFraming(.length(remaining: length))
         } else {
             exchange.requestBody = BodyFraming(.complete)
         }
-        let connection = headers.values("connection").flatMap { $0.split(separator: ",") }.map {
-            $0.trimmingCharacters(in: .whitespaces).lowercased()
-        }
         exchange.minorVersion = request.minorVersion
-        exchange.clientKeepAlive =
-            request.minorVersion == 1 ? !connection.contains("close") : connection.contains("keep-alive")
+        exchange.clientKeepAlive = fields.keepAlive(minorVersion: request.minorVersion)
         exchange.method = request.method
         let target = request.target
         let path = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
         exchange.content = String(path)
-        let host = (headers["host"] ?? "").split(separator: ":").first.map { $0.lowercased() } ?? ""
-        exchange.outside = self.plan.outside(host: host, path: path, headers: headers)
+        exchange.outside =
+            self.plan.routes.isEmpty
+            ? self.plan.outsideDefault
+            : self.plan.outside(host: fields.host.lowercased(), path: path, headers: headers)
         exchange.tried = []
         exchange.repeatable = exchange.requestBody.isComplete && Self.repeatableMethods.contains(request.method)
         exchange.responseStarted = false
         exchange.setCookie = nil
 
         // The head as the backend gets it: hop-by-hop fields dropped, the client's address added.
-        var head = "\(request.method) \(target) HTTP/1.1\r\n"
-        var forwardedFor: String?
-        let named = Set(connection)
-        for field in headers {
-            let name = field.name.lowercased()
-            if Self.hopByHop.contains(name) || named.contains(name) { continue }
-            if name == "x-forwarded-for" {
-                forwardedFor = forwardedFor.map { "\($0), \(field.value)" } ?? field.value
-                continue
-            }
-            head += "\(field.name): \(field.value)\r\n"
+        var head = ByteBuffer()
+        head.reserveCapacity(512)
+        head.writeString(request.method)
+        head.writeStaticString(" ")
+        head.writeString(target)
+        head.writeStaticString(" HTTP/1.1\r\n")
+        fields.writePassedOn(headers, to: &head, exceptForwardedFor: true)
+        head.writeStaticString("X-Forwarded-For: ")
+        if let earlier = fields.forwardedFor {
+            head.writeString(earlier)
+            head.writeStaticString(", ")
         }
-        let client = EpollThread.describe(exchange.clientAddress)
-        head += "X-Forwarded-For: \(forwardedFor.map { "\($0), \(client)" } ?? client)\r\n\r\n"
-        exchange.requestHead = Array(head.utf8)
+        head.writeString(exchange.clientText)
+        head.writeStaticString("\r\n\r\n")
+        exchange.requestHead = head
         exchange.phase = .forwarding
         exchange.deadline = Self.now() + self.backendTimeout
         self.connectUpstream(exchange, sticky: self.plan.stickyBackend(headers))
@@ -555,7 +575,7 @@ final class HTTPLoop: @unchecked Sendable {
     /// Gives the exchange a backend connection (a pooled one when the request may be repeated,
     /// else a fresh one) with the request head queued on it; answers 502/503 when none is left.
     private func connectUpstream(_ exchange: HTTPExchange, sticky: Int? = nil) {
-        let excluded = exchange.outside.union(exchange.tried)
+        let excluded = exchange.tried.isEmpty ? exchange.outside : exchange.outside.union(exchange.tried)
         var chosen: Int?
         if let sticky, !excluded.contains(sticky) {
             chosen = self.balancer.pick(
@@ -613,7 +633,8 @@ final class HTTPLoop: @unchecked Sendable {
                 maxHeadLength: self.plan.options.maxHeadLength
             )
         }
-        upstream.output.writeBytes(exchange.requestHead)
+        var head = exchange.requestHead
+        upstream.output.writeBuffer(&head)
         self.owners[upstream.fd] = .upstream(exchange)
         exchange.upstream = upstream
     }
@@ -677,10 +698,6 @@ final class HTTPLoop: @unchecked Sendable {
 
     /// Queues the answer's head for the client, rewritten for this hop.
     private func startResponse(_ exchange: HTTPExchange, _ upstream: Upstream, _ head: HTTPResponseStatusHead) {
-        let headers = head.headers
-        let connection = headers.values("connection").flatMap { $0.split(separator: ",") }.map {
-            $0.trimmingCharacters(in: .whitespaces).lowercased()
-        }
         if head.status == 101 {
             // The switch passes no Upgrade on, so a switch of protocols is the backend's mistake.
             return self.failUpstream(
@@ -695,40 +712,39 @@ final class HTTPLoop: @unchecked Sendable {
             exchange.output.writeString("HTTP/1.1 \(head.status) \(head.reason)\r\n\r\n")
             return
         }
-        let noBody = exchange.method == "HEAD" || head.status == 204 || head.status == 304
-        if noBody {
+        let fields = ForwardedFields(head.headers)
+        if exchange.method == "HEAD" || head.status == 204 || head.status == 304 {
             upstream.body = BodyFraming(.complete)
-        } else if headers["transfer-encoding"] != nil {
+        } else if !fields.transferEncoding.isEmpty {
             upstream.body = .chunked()
-        } else if let length = headers["content-length"].flatMap(UInt64.init) {
+        } else if let length = fields.contentLength {
             upstream.body = BodyFraming(length == 0 ? .complete : .length(remaining: length))
         } else {
             upstream.body = BodyFraming(.untilClose)
         }
-        upstream.keepAlive =
-            (head.minorVersion == 1 ? !connection.contains("close") : connection.contains("keep-alive"))
-            && upstream.body.kind != .untilClose
+        upstream.keepAlive = fields.keepAlive(minorVersion: head.minorVersion) && upstream.body.kind != .untilClose
         // The client connection outlives this answer only if the answer has a length it can see.
         if upstream.body.kind == .untilClose || !exchange.requestBody.isComplete { exchange.clientKeepAlive = false }
         upstream.response = head
         exchange.responseStarted = true
-        var out = "HTTP/1.1 \(head.status) \(head.reason)\r\n"
-        let named = Set(connection)
-        for field in headers {
-            let name = field.name.lowercased()
-            if Self.hopByHop.contains(name) || named.contains(name) { continue }
-            out += "\(field.name): \(field.value)\r\n"
-        }
+        var out = exchange.output
+        exchange.output = ByteBuffer()  // one owner while writing, so the buffer is not copied
+        out.writeStaticString("HTTP/1.1 ")
+        out.writeString(String(head.status))
+        out.writeStaticString(" ")
+        out.writeString(head.reason)
+        out.writeStaticString("\r\n")
+        fields.writePassedOn(head.headers, to: &out, exceptForwardedFor: false)
         if let token = exchange.setCookie, let name = self.plan.options.stickyCookie {
-            out += "Set-Cookie: \(name)=\(token); Path=/; HttpOnly\r\n"
+            out.writeString("Set-Cookie: \(name)=\(token); Path=/; HttpOnly\r\n")
         }
         if !exchange.clientKeepAlive {
-            out += "Connection: close\r\n"
+            out.writeStaticString("Connection: close\r\n")
         } else if exchange.minorVersion == 0 {
-            out += "Connection: keep-alive\r\n"
+            out.writeStaticString("Connection: keep-alive\r\n")
         }
-        out += "\r\n"
-        exchange.output.writeString(out)
+        out.writeStaticString("\r\n")
+        exchange.output = out
         exchange.deadline = Self.now() + self.backendTimeout
     }
 
@@ -838,7 +854,7 @@ final class HTTPLoop: @unchecked Sendable {
         )
         exchange.phase = .closing
         exchange.deadline = Self.now() + self.clientTimeout
-        self.logger.debug("switch: answered \(status) to \(EpollThread.describe(exchange.clientAddress)): \(message)")
+        self.logger.debug("switch: answered \(status) to \(exchange.clientText): \(message)")
     }
 
     /// After the last answer: the switch stops writing, and reads and drops what the client still
@@ -851,7 +867,7 @@ final class HTTPLoop: @unchecked Sendable {
         }
         while true {
             exchange.input.clear()
-            switch self.read(exchange.client, into: &exchange.input) {
+            switch self.read(exchange.client, &exchange.clientReady, into: &exchange.input) {
             case .data: continue
             case .wouldBlock: return
             case .end, .failed:
@@ -874,30 +890,45 @@ final class HTTPLoop: @unchecked Sendable {
     private enum ReadResult { case data, end, wouldBlock, failed }
     private enum FlushResult { case moved, idle, failed }
 
-    private func read(_ fd: CInt, into buffer: inout ByteBuffer) -> ReadResult {
+    /// Reads what the socket has, unless it is known to have nothing: a read that came back
+    /// short emptied it, and whatever arrives next brings a new edge.
+    private func read(_ fd: CInt, _ ready: inout Readiness, into buffer: inout ByteBuffer) -> ReadResult {
+        guard ready.readable else { return .wouldBlock }
         buffer.reserveCapacity(minimumWritableBytes: Self.readSize)
         let count = buffer.withUnsafeMutableWritableBytes { bytes in
             Glibc.read(fd, bytes.baseAddress, min(bytes.count, Self.readSize))
         }
         if count > 0 {
             buffer.moveWriterIndex(forwardBy: count)
+            if count < Self.readSize { ready.readable = false }
             return .data
         }
         if count == 0 { return .end }
-        return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? .wouldBlock : .failed
+        guard errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR else { return .failed }
+        ready.readable = false
+        return .wouldBlock
     }
 
-    private func flush(_ buffer: inout ByteBuffer, to fd: CInt) -> FlushResult {
-        guard buffer.readableBytes > 0 else { return .idle }
+    /// Writes what is waiting, unless the socket is known to be full.
+    private func flush(_ buffer: inout ByteBuffer, to fd: CInt, _ ready: inout Readiness) -> FlushResult {
+        guard buffer.readableBytes > 0, ready.writable else { return .idle }
         let sent = buffer.withUnsafeReadableBytes { bytes in
             send(fd, bytes.baseAddress, bytes.count, CInt(MSG_NOSIGNAL))
         }
         if sent > 0 {
             buffer.moveReaderIndex(forwardBy: sent)
-            if buffer.readableBytes == 0 { buffer.clear() }
+            if buffer.readableBytes == 0 {
+                buffer.clear()
+            } else {
+                ready.writable = false
+            }
             return .moved
         }
-        return sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR ? .failed : .idle
+        guard sent < 0, errno != EAGAIN, errno != EWOULDBLOCK, errno != EINTR else {
+            ready.writable = false
+            return .idle
+        }
+        return .failed
     }
 
     private static func now() -> UInt64 {
