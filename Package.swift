@@ -170,6 +170,7 @@ let package = Package(
                 "FerryServer",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
@@ -197,6 +198,7 @@ let package = Package(
                 "FerryCommands",
                 "FerryEndpoints",
                 "FerryServer",
+                "FerrySwitch",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

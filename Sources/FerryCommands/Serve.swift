@@ -135,3 +135,15 @@ func printError(_ line: String) {
 #if canImport(Glibc)
 import Glibc
 #endif
+
+/// Prints rows under a header, each column as wide as its widest cell.
+func printTable(_ header: [String], _ rows: [[String]]) {
+    let all = [header] + rows
+    let widths = header.indices.map { column in all.map { $0[column].count }.max() ?? 0 }
+    for row in all {
+        let cells = row.enumerated().map { column, cell in
+            column == row.count - 1 ? cell : cell.padding(toLength: widths[column], withPad: " ", startingAt: 0)
+        }
+        printLine(cells.joined(separator: "  "))
+    }
+}

@@ -1,13 +1,24 @@
 import ArgumentParser
 import FerryEndpoints
 import FerrySwitch
+import Foundation
 import Logging
 import ServiceLifecycle
 
-/// `ferry switch`: many backends seen as one server.
+/// `ferry switch`: many backends seen as one server, and the commands that steer a running one.
 struct SwitchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "switch",
+        abstract: "Front many backends as one server (ferry switch serve, the default), and steer it.",
+        subcommands: [SwitchServe.self, SwitchStats.self, SwitchDrain.self, SwitchReady.self],
+        defaultSubcommand: SwitchServe.self
+    )
+}
+
+/// `ferry switch [serve]`: runs a switch.
+struct SwitchServe: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
         abstract: "Front many backends as one server: a TCP relay, TCP handoff, or an HTTP switch.",
         discussion: """
             Prints 'listening on HOST:PORT' first and serves until SIGINT or SIGTERM. \\
@@ -48,8 +59,19 @@ struct SwitchCommand: AsyncParsableCommand {
     @Option(help: "At most this many open connections per backend.")
     var maxConnections: Int?
 
-    @Option(help: "Seconds between TCP health checks of every backend.")
+    @Option(help: "Seconds between health checks of every backend.")
     var healthInterval = 2.0
+
+    @Option(
+        help: ArgumentHelp(
+            "How to check a backend: tcp (it accepts a connection) or http:/PATH (it answers below 400).",
+            valueName: "tcp|http:/PATH"
+        )
+    )
+    var healthCheck = "tcp"
+
+    @Option(help: "Seconds a backend that comes back takes to reach its full share of work (none when left out).")
+    var slowStart: Double?
 
     @Option(help: "Relay threads (each an epoll loop).")
     var threads = 2
@@ -72,6 +94,14 @@ struct SwitchCommand: AsyncParsableCommand {
     @Option(help: "l7: seconds a backend may take to start its answer, or stay silent within it.")
     var backendTimeout = 30.0
 
+    @Option(
+        help: ArgumentHelp(
+            "A Unix socket that takes control requests (ferry switch stats|drain|ready --control PATH).",
+            valueName: "PATH"
+        )
+    )
+    var control: String?
+
     func validate() throws {
         guard ["l4", "handoff", "l7"].contains(self.mode) else {
             throw ValidationError("--mode takes l4, handoff or l7, got '\(self.mode)'")
@@ -84,6 +114,10 @@ struct SwitchCommand: AsyncParsableCommand {
         guard self.mode == "l7" || (self.routes.isEmpty && self.stickyCookie == nil) else {
             throw ValidationError("--route and --sticky-cookie need --mode l7")
         }
+        guard HealthCheck(self.healthCheck) != nil else {
+            throw ValidationError("--health-check takes tcp or http:/PATH, got '\(self.healthCheck)'")
+        }
+        if let slowStart, slowStart <= 0 { throw ValidationError("--slow-start must be positive") }
         guard self.clientTimeout > 0, self.backendTimeout > 0 else {
             throw ValidationError("--client-timeout and --backend-timeout must be positive")
         }
@@ -111,23 +145,29 @@ struct SwitchCommand: AsyncParsableCommand {
         let policy = BalancePolicy(rawValue: self.balance)!
         let interval = Duration.milliseconds(Int64(self.healthInterval * 1000))
         let running: SwitchService
+        let balancer: Balancer
         switch self.mode {
         case "handoff":
             let handoff = try HandoffSwitch(
                 listen: listen,
                 backends: backends,
                 policy: policy,
+                healthCheck: HealthCheck(self.healthCheck)!,
                 healthCheckInterval: interval,
+                slowStart: self.slowStart.map { .milliseconds(Int64($0 * 1000)) },
                 logger: logger
             )
             running = SwitchService(address: handoff.address, stop: handoff.stop)
+            balancer = handoff.balancer
         case "l7":
             let http = try HTTPSwitch(
                 listen: listen,
                 backends: backends,
                 policy: policy,
                 maxConnectionsPerBackend: self.maxConnections,
+                healthCheck: HealthCheck(self.healthCheck)!,
                 healthCheckInterval: interval,
+                slowStart: self.slowStart.map { .milliseconds(Int64($0 * 1000)) },
                 options: .init(
                     routes: self.routes.compactMap(HTTPRoute.init),
                     stickyCookie: self.stickyCookie,
@@ -138,19 +178,31 @@ struct SwitchCommand: AsyncParsableCommand {
                 logger: logger
             )
             running = SwitchService(address: http.address, stop: http.stop)
+            balancer = http.balancer
         default:
             let relay = try TransportSwitch(
                 listen: listen,
                 backends: backends,
                 policy: policy,
                 maxConnectionsPerBackend: self.maxConnections,
+                healthCheck: HealthCheck(self.healthCheck)!,
                 healthCheckInterval: interval,
+                slowStart: self.slowStart.map { .milliseconds(Int64($0 * 1000)) },
                 threads: self.threads,
                 logger: logger
             )
             running = SwitchService(address: relay.address, stop: relay.stop)
+            balancer = relay.balancer
         }
         printLine("listening on \(running.address)")
+        var control: ControlSocket?
+        if let path = self.control {
+            control = try await ControlSocket.listen(at: path) { line, answer in
+                answer.succeed(SwitchControl.answer(line, balancer: balancer))
+            }
+            printLine("control on \(path)")
+        }
+        defer { control?.close() }
         try await ServiceGroup(services: [running], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger).run()
     }
 
@@ -163,5 +215,128 @@ struct SwitchCommand: AsyncParsableCommand {
             try? await gracefulShutdown()
             self.stop()
         }
+    }
+}
+
+/// The requests a switch's control socket takes, one line each:
+///
+///     stats                 the backends' state and counters, as JSON
+///     drain ADDRESS         the backend takes nothing new; what it has open finishes
+///     ready ADDRESS         the backend takes work again
+enum SwitchControl {
+    static func answer(_ line: String, balancer: Balancer) -> String {
+        let words = line.split(separator: " ").map(String.init)
+        switch (words.first, words.count) {
+        case ("stats", 1):
+            let backends = balancer.backends.map { backend -> [String: Any] in
+                [
+                    "address": backend.spec.address.description, "group": backend.spec.group ?? "",
+                    "weight": backend.spec.weight, "up": backend.up, "draining": backend.draining,
+                    "active": backend.active, "total": backend.total, "failures": backend.failures,
+                ]
+            }
+            let data = try? JSONSerialization.data(withJSONObject: ["backends": backends], options: [.sortedKeys])
+            return data.map { String(decoding: $0, as: UTF8.self) } ?? "error: cannot encode the stats"
+        case ("drain", 2), ("ready", 2):
+            guard let index = balancer.index(of: words[1]) else {
+                let known = balancer.backends.map(\.spec.address.description).joined(separator: ", ")
+                return "error: no backend \(words[1]); the switch has \(known)"
+            }
+            let draining = words[0] == "drain"
+            balancer.setDraining(index, draining)
+            let open = balancer.backends[index].active
+            return draining ? "ok draining \(words[1]) (\(open) open)" : "ok \(words[1]) takes work again"
+        default:
+            return "error: unknown request '\(line)'; send: stats, drain ADDRESS or ready ADDRESS"
+        }
+    }
+
+    static func request(_ line: String, at path: String) async throws -> String {
+        let answer = try await ControlSocket.request(line, at: path, runningCommand: "ferry switch --control \(path)")
+        guard !answer.hasPrefix("error: ") else {
+            printError(answer)
+            throw ExitCode(1)
+        }
+        return answer
+    }
+}
+
+/// `ferry switch stats`: a running switch's backends.
+struct SwitchStats: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "stats",
+        abstract: "Show a running switch's backends: up or down, draining, open and total, failures."
+    )
+
+    @Option(help: "The switch's control socket (its --control).")
+    var control: String
+
+    @Flag(help: "Print the JSON the switch answers.")
+    var json = false
+
+    func run() async throws {
+        let answer = try await SwitchControl.request("stats", at: self.control)
+        if self.json {
+            printLine(answer)
+            return
+        }
+        struct Stats: Decodable {
+            struct Backend: Decodable {
+                var address: String
+                var group: String
+                var weight: Int
+                var up: Bool
+                var draining: Bool
+                var active: Int
+                var total: Int
+                var failures: Int
+            }
+            var backends: [Backend]
+        }
+        let stats = try JSONDecoder().decode(Stats.self, from: Data(answer.utf8))
+        let rows = stats.backends.map { backend in
+            [
+                backend.address, backend.group.isEmpty ? "-" : backend.group, String(backend.weight),
+                backend.draining ? "draining" : backend.up ? "up" : "down", String(backend.active),
+                String(backend.total), String(backend.failures),
+            ]
+        }
+        printTable(["BACKEND", "GROUP", "WEIGHT", "STATE", "OPEN", "TOTAL", "FAILURES"], rows)
+    }
+}
+
+/// `ferry switch drain`: take a backend out gently, for maintenance.
+struct SwitchDrain: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "drain",
+        abstract: "Stop giving a backend new work; what it has open finishes. 'ferry switch ready' undoes it."
+    )
+
+    @Option(help: "The switch's control socket (its --control).")
+    var control: String
+
+    @Argument(help: ArgumentHelp("The backend, as --backend named it.", valueName: "HOST:PORT|unix:PATH"))
+    var backend: String
+
+    func run() async throws {
+        printLine(String(try await SwitchControl.request("drain \(self.backend)", at: self.control).dropFirst(3)))
+    }
+}
+
+/// `ferry switch ready`: a drained backend takes work again.
+struct SwitchReady: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ready",
+        abstract: "Give a drained backend work again."
+    )
+
+    @Option(help: "The switch's control socket (its --control).")
+    var control: String
+
+    @Argument(help: ArgumentHelp("The backend, as --backend named it.", valueName: "HOST:PORT|unix:PATH"))
+    var backend: String
+
+    func run() async throws {
+        printLine(String(try await SwitchControl.request("ready \(self.backend)", at: self.control).dropFirst(3)))
     }
 }

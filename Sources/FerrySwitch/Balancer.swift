@@ -99,6 +99,13 @@ public final class Balancer: Sendable {
         public var total = 0
         /// Connects that failed.
         public var failures = 0
+        /// Draining: it takes nothing new, and what it has open finishes.
+        public var draining = false
+        /// When it came back into rotation, while its slow start lasts.
+        var returnedAt: ContinuousClock.Instant?
+        /// Slow start's credit: each pick that falls to a returning backend adds its share (5% at
+        /// its return, growing linearly to 100%), and it takes the pick when the credit reaches 1.
+        var credit = 0.0
         /// Smooth weighted round robin's running weight.
         var current = 0
     }
@@ -130,6 +137,9 @@ public final class Balancer: Sendable {
     /// At most this many open connections per backend; nil for no limit.
     public let maxConnections: Int?
     public let locality: LocalityBounds
+    /// How long a backend that comes back takes to reach its full share; none when nil.
+    public let slowStart: Duration?
+    private let clock: @Sendable () -> ContinuousClock.Instant
     private let state: NIOLockedValueBox<State>
     /// The consistent-hash ring: points sorted by hash, each naming a backend.
     private let ring: [(point: UInt64, backend: Int)]
@@ -138,10 +148,14 @@ public final class Balancer: Sendable {
         backends: [BackendSpec],
         policy: BalancePolicy,
         maxConnections: Int? = nil,
-        locality: LocalityBounds = LocalityBounds()
+        locality: LocalityBounds = LocalityBounds(),
+        slowStart: Duration? = nil,
+        clock: @escaping @Sendable () -> ContinuousClock.Instant = { .now }
     ) {
         self.policy = policy
         self.locality = locality
+        self.slowStart = slowStart
+        self.clock = clock
         self.maxConnections = maxConnections
         self.state = NIOLockedValueBox(State(backends: backends.map { BackendState(spec: $0) }))
         var ring: [(UInt64, Int)] = []
@@ -164,9 +178,13 @@ public final class Balancer: Sendable {
         self.state.withLockedValue { state in
             let count = state.backends.count
             let limit = self.maxConnections ?? .max
+            let now = self.slowStart != nil && state.backends.contains { $0.returnedAt != nil } ? self.clock() : nil
+            /// Backends in slow start passed over for this pick.
+            var skipped = Set<Int>()
             func eligible(_ index: Int) -> Bool {
                 let backend = state.backends[index]
-                return backend.up && backend.active < limit && !excluding.contains(index)
+                return backend.up && !backend.draining && backend.active < limit && !excluding.contains(index)
+                    && !skipped.contains(index)
             }
             /// The eligible backend with the fewest open, ties going round robin from `next`.
             func leastLoaded() -> Int? {
@@ -179,50 +197,69 @@ public final class Balancer: Sendable {
                 }
                 return best
             }
-            var chosen: Int?
-            switch self.policy {
-            case .roundRobin:
-                let start = state.next
-                chosen = (0..<count).map { (start + $0) % count }.first(where: eligible)
-                if let chosen { state.next = (chosen + 1) % count }
-            case .leastConnections:
-                chosen = leastLoaded()
-                if let chosen { state.next = (chosen + 1) % count }
-            case .weighted:
-                let candidates = (0..<count).filter(eligible)
-                let total = candidates.reduce(0) { $0 + state.backends[$1].spec.weight }
-                for index in candidates { state.backends[index].current += state.backends[index].spec.weight }
-                chosen = candidates.max { state.backends[$0].current < state.backends[$1].current }
-                if let chosen { state.backends[chosen].current -= total }
-            case .source:
-                let point = Self.hash(client)
-                let start = self.ring.firstIndex { $0.point >= point } ?? 0
-                for step in 0..<self.ring.count where eligible(self.ring[(start + step) % self.ring.count].backend) {
-                    chosen = self.ring[(start + step) % self.ring.count].backend
-                    break
+            while true {
+                var chosen: Int?
+                switch self.policy {
+                case .roundRobin:
+                    let start = state.next
+                    chosen = (0..<count).map { (start + $0) % count }.first(where: eligible)
+                    if let chosen { state.next = (chosen + 1) % count }
+                case .leastConnections:
+                    chosen = leastLoaded()
+                    if let chosen { state.next = (chosen + 1) % count }
+                case .weighted:
+                    let candidates = (0..<count).filter(eligible)
+                    let total = candidates.reduce(0) { $0 + state.backends[$1].spec.weight }
+                    for index in candidates { state.backends[index].current += state.backends[index].spec.weight }
+                    chosen = candidates.max { state.backends[$0].current < state.backends[$1].current }
+                    if let chosen { state.backends[chosen].current -= total }
+                case .source:
+                    let point = Self.hash(client)
+                    let start = self.ring.firstIndex { $0.point >= point } ?? 0
+                    for step in 0..<self.ring.count where eligible(self.ring[(start + step) % self.ring.count].backend)
+                    {
+                        chosen = self.ring[(start + step) % self.ring.count].backend
+                        break
+                    }
+                case .locality where content != nil:
+                    guard let least = leastLoaded() else { break }
+                    func load(_ index: Int) -> Int { state.backends[index].active }
+                    if let current = state.assigned[content!], eligible(current),
+                        !(load(current) > self.locality.high && load(least) < self.locality.low),
+                        load(current) < 2 * self.locality.high
+                    {
+                        chosen = current
+                    } else {
+                        if state.assigned.count >= Self.maxAssignments {
+                            state.assigned.removeAll(keepingCapacity: true)
+                        }
+                        state.assigned[content!] = least
+                        state.next = (least + 1) % count
+                        chosen = least
+                    }
+                case .locality:
+                    chosen = leastLoaded()
+                    if let chosen { state.next = (chosen + 1) % count }
                 }
-            case .locality where content != nil:
-                guard let least = leastLoaded() else { break }
-                func load(_ index: Int) -> Int { state.backends[index].active }
-                if let current = state.assigned[content!], eligible(current),
-                    !(load(current) > self.locality.high && load(least) < self.locality.low),
-                    load(current) < 2 * self.locality.high
-                {
-                    chosen = current
-                } else {
-                    if state.assigned.count >= Self.maxAssignments { state.assigned.removeAll(keepingCapacity: true) }
-                    state.assigned[content!] = least
-                    state.next = (least + 1) % count
-                    chosen = least
+                guard let chosen else { return nil }
+                // A backend in slow start takes only its earned part of the picks that fall to it.
+                if let now, let returnedAt = state.backends[chosen].returnedAt {
+                    let share = (now - returnedAt) / self.slowStart!
+                    if share >= 1 {
+                        state.backends[chosen].returnedAt = nil
+                    } else {
+                        state.backends[chosen].credit += max(share, 0.05)
+                        guard state.backends[chosen].credit >= 1 else {
+                            skipped.insert(chosen)
+                            continue
+                        }
+                        state.backends[chosen].credit -= 1
+                    }
                 }
-            case .locality:
-                chosen = leastLoaded()
-                if let chosen { state.next = (chosen + 1) % count }
+                state.backends[chosen].active += 1
+                state.backends[chosen].total += 1
+                return chosen
             }
-            guard let chosen else { return nil }
-            state.backends[chosen].active += 1
-            state.backends[chosen].total += 1
-            return chosen
         }
     }
 
@@ -239,12 +276,29 @@ public final class Balancer: Sendable {
         }
     }
 
+    /// The backend given as `ADDRESS` (as `--backend` named it, without group or weight).
+    public func index(of address: String) -> Int? {
+        self.state.withLockedValue { state in
+            state.backends.firstIndex { $0.spec.address.description == address }
+        }
+    }
+
+    /// Starts (or ends) draining a backend.
+    public func setDraining(_ backend: Int, _ draining: Bool) {
+        self.state.withLockedValue { $0.backends[backend].draining = draining }
+    }
+
     /// A health check's verdict; returns whether it changed.
     @discardableResult
     public func mark(_ backend: Int, up: Bool) -> Bool {
         self.state.withLockedValue { state in
-            defer { state.backends[backend].up = up }
-            return state.backends[backend].up != up
+            let changed = state.backends[backend].up != up
+            state.backends[backend].up = up
+            if changed, up, self.slowStart != nil {
+                state.backends[backend].returnedAt = self.clock()
+                state.backends[backend].credit = 0
+            }
+            return changed
         }
     }
 

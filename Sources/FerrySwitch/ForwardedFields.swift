@@ -11,11 +11,16 @@ struct ForwardedFields {
     var connection: [String] = []
     var host: Substring = ""
     var forwardedFor: String?
+    /// The client accepts trailers (`TE: trailers`). TE is hop-by-hop, but trailers pass through
+    /// the switch untouched, so the switch asks its backend for them in turn.
+    var acceptsTrailers = false
 
     init(_ headers: HTTPHeaders) {
         for field in headers {
             let name = field.name
             switch name.utf8.count {
+            case 2 where name.caseInsensitiveEquals("te"):
+                self.acceptsTrailers = self.acceptsTrailers || field.value.lowercased().contains("trailers")
             case 4 where name.caseInsensitiveEquals("host"):
                 self.host = field.value.split(separator: ":", maxSplits: 1).first ?? ""
             case 10 where name.caseInsensitiveEquals("connection"):

@@ -61,7 +61,9 @@ public final class HTTPSwitch: Sendable {
         backends: [BackendSpec],
         policy: BalancePolicy = .roundRobin,
         maxConnectionsPerBackend: Int? = nil,
+        healthCheck: HealthCheck = .tcp,
         healthCheckInterval: Duration? = .seconds(2),
+        slowStart: Duration? = nil,
         options: Options = Options(),
         threads: Int = 2,
         logger: Logger = Logger(label: "ferry.switch")
@@ -70,7 +72,12 @@ public final class HTTPSwitch: Sendable {
         for route in options.routes where !backends.contains(where: { $0.group == route.group }) {
             throw SwitchError.unknownGroup(route.description)
         }
-        let balancer = Balancer(backends: backends, policy: policy, maxConnections: maxConnectionsPerBackend)
+        let balancer = Balancer(
+            backends: backends,
+            policy: policy,
+            maxConnections: maxConnectionsPerBackend,
+            slowStart: slowStart
+        )
         self.balancer = balancer
         let addresses = try backends.map { try TransportSwitch.resolve($0.address) }
         let (listener, bound) = try TransportSwitch.listen(on: listen)
@@ -89,6 +96,7 @@ public final class HTTPSwitch: Sendable {
         self.healthChecker = HealthChecker(
             balancer: balancer,
             addresses: addresses,
+            check: healthCheck,
             interval: healthCheckInterval ?? .seconds(2),
             logger: logger
         )
@@ -559,6 +567,7 @@ final class HTTPLoop: @unchecked Sendable {
         head.writeString(target)
         head.writeStaticString(" HTTP/1.1\r\n")
         fields.writePassedOn(headers, to: &head, exceptForwardedFor: true)
+        if fields.acceptsTrailers { head.writeStaticString("TE: trailers\r\nConnection: TE\r\n") }
         head.writeStaticString("X-Forwarded-For: ")
         if let earlier = fields.forwardedFor {
             head.writeString(earlier)

@@ -29,10 +29,14 @@ public final class HandoffSwitch: Sendable {
         listen: ServiceEndpoint,
         backends: [BackendSpec],
         policy: BalancePolicy = .roundRobin,
+        healthCheck: HealthCheck = .tcp,
         healthCheckInterval: Duration? = .seconds(2),
+        slowStart: Duration? = nil,
         logger: Logger = Logger(label: "ferry.switch")
     ) throws {
         guard !backends.isEmpty else { throw SwitchError.noBackends }
+        // A handoff socket takes descriptors, not requests: only a connect can check it.
+        guard healthCheck == .tcp else { throw SwitchError.handoffChecksConnectOnly }
         let paths = try backends.map { backend in
             guard case .unix(let path) = backend.address else {
                 throw SwitchError.handoffNeedsUnixBackend(backend.address.description)
@@ -40,7 +44,7 @@ public final class HandoffSwitch: Sendable {
             return path
         }
         self.logger = logger
-        self.balancer = Balancer(backends: backends, policy: policy)
+        self.balancer = Balancer(backends: backends, policy: policy, slowStart: slowStart)
         self.channels = paths.map(HandoffChannel.init)
         let (listener, bound) = try TransportSwitch.listen(on: listen)
         self.listener = listener
@@ -49,6 +53,7 @@ public final class HandoffSwitch: Sendable {
         self.healthChecker = HealthChecker(
             balancer: self.balancer,
             addresses: try backends.map { try TransportSwitch.resolve($0.address) },
+            check: healthCheck,
             interval: healthCheckInterval ?? .seconds(2),
             logger: logger
         )

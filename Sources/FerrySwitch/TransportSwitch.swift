@@ -28,13 +28,20 @@ public final class TransportSwitch: Sendable {
         backends: [BackendSpec],
         policy: BalancePolicy = .roundRobin,
         maxConnectionsPerBackend: Int? = nil,
-        healthCheckInterval: Duration? = .seconds(2),  // nil: only checkHealthNow()
+        healthCheck: HealthCheck = .tcp,
+        healthCheckInterval: Duration? = .seconds(2),
+        slowStart: Duration? = nil,  // nil: only checkHealthNow()
         threads: Int = 2,
         logger: Logger = Logger(label: "ferry.switch")
     ) throws {
         guard !backends.isEmpty else { throw SwitchError.noBackends }
         self.logger = logger
-        let balancer = Balancer(backends: backends, policy: policy, maxConnections: maxConnectionsPerBackend)
+        let balancer = Balancer(
+            backends: backends,
+            policy: policy,
+            maxConnections: maxConnectionsPerBackend,
+            slowStart: slowStart
+        )
         self.balancer = balancer
         let addresses = try backends.map { try Self.resolve($0.address) }
         let (listener, bound) = try Self.listen(on: listen)
@@ -52,6 +59,7 @@ public final class TransportSwitch: Sendable {
         self.healthChecker = HealthChecker(
             balancer: balancer,
             addresses: addresses,
+            check: healthCheck,
             interval: healthCheckInterval ?? .seconds(2),
             logger: logger
         )
@@ -99,6 +107,7 @@ public enum SwitchError: Error, Equatable, CustomStringConvertible {
     case cannotListen(String, String)
     case handoffNeedsUnixBackend(String)
     case unknownGroup(String)
+    case handoffChecksConnectOnly
     case system(String)
 
     public var description: String {
@@ -110,6 +119,8 @@ public enum SwitchError: Error, Equatable, CustomStringConvertible {
             "handoff passes connections to backends on this host: give each as unix:PATH (the server's --handoff-socket), not \(backend)"
         case .unknownGroup(let route):
             "the route '\(route)' names a group no backend is in; give backends as GROUP=HOST:PORT"
+        case .handoffChecksConnectOnly:
+            "a handoff backend's socket takes connections, not requests: use --health-check tcp with --mode handoff"
         case .system(let reason): reason
         }
     }

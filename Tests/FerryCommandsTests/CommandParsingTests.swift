@@ -1,6 +1,7 @@
 import ArgumentParser
 import FerryEndpoints
 import FerryServer
+import FerrySwitch
 import Testing
 
 @testable import FerryCommands
@@ -83,5 +84,41 @@ import Testing
         #expect(up.port == 8080)
         #expect(up.controlPort == 8081)
         #expect(up.model == .eventDriven)
+    }
+}
+
+@Suite struct SwitchControlTests {
+    @Test func theControlSocketDrainsReadiesAndReports() throws {
+        let balancer = FerrySwitch.Balancer(
+            backends: [BackendSpec("127.0.0.1:9001")!, BackendSpec("api=127.0.0.1:9002@3")!],
+            policy: .roundRobin
+        )
+        #expect(
+            SwitchControl.answer("drain 127.0.0.1:9002", balancer: balancer) == "ok draining 127.0.0.1:9002 (0 open)"
+        )
+        #expect(balancer.backends[1].draining)
+        let stats = SwitchControl.answer("stats", balancer: balancer)
+        #expect(stats.contains(#""address":"127.0.0.1:9002","draining":true"#), "\(stats)")
+        #expect(stats.contains(#""group":"api""#) && stats.contains(#""weight":3"#))
+        #expect(SwitchControl.answer("ready 127.0.0.1:9002", balancer: balancer).hasPrefix("ok "))
+        #expect(!balancer.backends[1].draining)
+        #expect(SwitchControl.answer("drain 1.2.3.4:5", balancer: balancer).hasPrefix("error: no backend 1.2.3.4:5"))
+        #expect(SwitchControl.answer("reboot", balancer: balancer).hasPrefix("error: unknown request"))
+    }
+
+    @Test func switchIsTheDefaultAndItsOptionsParse() throws {
+        let command = try FerryCommand.parseAsRoot([
+            "switch", "--mode", "l7", "--backend", "127.0.0.1:1", "--route", "path=/api group=api",
+            "--backend", "api=127.0.0.1:2", "--health-check", "http:/healthz", "--slow-start", "5",
+        ])
+        let serve = try #require(command as? SwitchServe)
+        #expect(serve.mode == "l7" && serve.healthCheck == "http:/healthz" && serve.slowStart == 5)
+        #expect(throws: (any Error).self) {
+            try FerryCommand.parseAsRoot(["switch", "--backend", "127.0.0.1:1", "--health-check", "udp"])
+        }
+        #expect(throws: (any Error).self) {
+            try FerryCommand.parseAsRoot(["switch", "--backend", "127.0.0.1:1", "--route", "group=x"])
+        }
+        #expect(try FerryCommand.parseAsRoot(["switch", "drain", "--control", "/tmp/s", "127.0.0.1:1"]) is SwitchDrain)
     }
 }

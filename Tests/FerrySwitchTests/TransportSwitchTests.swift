@@ -1,6 +1,7 @@
 import FerryEndpoints
 import FerrySwitch
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import Testing
@@ -249,5 +250,71 @@ struct Client {
         balancer.release(0)
         balancer.mark(0, up: false)
         #expect(balancer.pick(client: []) == nil)
+    }
+}
+
+@Suite struct BackendOperationsTests {
+    @Test func aDrainedBackendTakesNothingNewUntilReady() {
+        let balancer = Balancer(backends: BalancerTests.backends([1, 1]), policy: .roundRobin)
+        let first = balancer.index(of: "10.0.0.1:80")!
+        balancer.setDraining(first, true)
+        #expect((0..<6).map { _ in balancer.pick(client: [])! } == [1, 1, 1, 1, 1, 1])
+        balancer.setDraining(first, false)
+        #expect(Set((0..<4).map { _ in balancer.pick(client: [])! }) == [0, 1])
+        #expect(balancer.index(of: "10.9.9.9:80") == nil)
+    }
+
+    @Test func aReturningBackendGrowsIntoItsShare() {
+        let now = NIOLockedValueBox(ContinuousClock.now)
+        let balancer = Balancer(
+            backends: BalancerTests.backends([1, 1]),
+            policy: .roundRobin,
+            slowStart: .seconds(10),
+            clock: { now.withLockedValue { $0 } }
+        )
+        func share(of backend: Int) -> Int {
+            (0..<1000).filter { _ in
+                let chosen = balancer.pick(client: [])!
+                balancer.release(chosen)
+                return chosen == backend
+            }.count
+        }
+        balancer.mark(0, up: false)
+        balancer.mark(0, up: true)
+        let atReturn = share(of: 0)
+        now.withLockedValue { $0 += .seconds(5) }
+        let halfway = share(of: 0)
+        now.withLockedValue { $0 += .seconds(6) }
+        let after = share(of: 0)
+        #expect(atReturn < 100, "5% of picks at first: \(atReturn) of 1000")
+        #expect(halfway > 250 && halfway < 450, "about half its share halfway: \(halfway) of 1000")
+        #expect(after == 500, "its full share after the slow start")
+    }
+
+    @Test func httpHealthChecksGoByTheStatus() async throws {
+        let healthy = NIOLockedValueBox(true)
+        let backend = try await ScriptedBackend { request in
+            let ok = request.hasPrefix("GET /health ") && healthy.withLockedValue { $0 }
+            return .reply(
+                ok ? "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n" : "HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n"
+            )
+        }
+        let relay = try TransportSwitch(
+            listen: ServiceEndpoint(host: "127.0.0.1", port: 0),
+            backends: [BackendSpec(endpoint: ServiceEndpoint(host: "127.0.0.1", port: backend.port))],
+            healthCheck: .http(path: "/health"),
+            healthCheckInterval: nil
+        )
+        defer { relay.stop() }
+        relay.checkHealthNow()
+        #expect(relay.balancer.backends[0].up)
+        healthy.withLockedValue { $0 = false }
+        relay.checkHealthNow()
+        #expect(relay.balancer.backends[0].up == false, "a 503 takes it out, though it accepts connections")
+        healthy.withLockedValue { $0 = true }
+        relay.checkHealthNow()
+        #expect(relay.balancer.backends[0].up)
+        #expect(HealthCheck("http:/health") == .http(path: "/health") && HealthCheck("http") == nil)
+        try await backend.stop()
     }
 }
