@@ -1,0 +1,148 @@
+import FerryEndpoints
+import Foundation
+import Testing
+
+extension FerryProcessTests {
+    /// Requests through the switch from a few threads, each on a keep-alive connection, counting
+    /// answers and anything that is not a 200.
+    final class SteadyLoad: @unchecked Sendable {
+        private let lock = NSLock()
+        private var stopping = false
+        private var succeeded = 0
+        private var failures: [String] = []
+        private var threads: [Thread] = []
+        private let finished = DispatchGroup()
+
+        init(port: Int, clients: Int) {
+            for _ in 0..<clients {
+                self.finished.enter()
+                let thread = Thread { [self] in
+                    defer { self.finished.leave() }
+                    var fd: Int32?
+                    while !self.lock.withLock({ self.stopping }) {
+                        if fd == nil { fd = FerryProcessTests.connect(port: port) }
+                        guard let socket = fd else {
+                            self.record(failure: "cannot connect to the switch")
+                            continue
+                        }
+                        let status = Self.get(socket)
+                        if status == 200 {
+                            self.lock.withLock { self.succeeded += 1 }
+                        } else {
+                            self.record(failure: status.map { "status \($0)" } ?? "no answer")
+                            close(socket)
+                            fd = nil
+                        }
+                    }
+                    if let fd { close(fd) }
+                }
+                self.threads.append(thread)
+                thread.start()
+            }
+        }
+
+        var answered: Int { self.lock.withLock { self.succeeded } }
+
+        /// Stops the load and returns how many requests were answered and what failed.
+        func stop() -> (answered: Int, failures: [String]) {
+            self.lock.withLock { self.stopping = true }
+            self.finished.wait()
+            return self.lock.withLock { (self.succeeded, self.failures) }
+        }
+
+        private func record(failure: String) {
+            self.lock.withLock { self.failures.append(failure) }
+        }
+
+        /// One GET on a keep-alive connection: the status, once the whole body is read.
+        static func get(_ fd: Int32) -> Int? {
+            let request = "GET /name.txt HTTP/1.1\r\nHost: ferry.test\r\n\r\n"
+            guard Array(request.utf8).withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) > 0
+            else { return nil }
+            var received: [UInt8] = []
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            while true {
+                if let end = received.firstRange(of: Array("\r\n\r\n".utf8)) {
+                    let head = String(decoding: received[..<end.lowerBound], as: UTF8.self).lowercased()
+                    let length =
+                        head.split(separator: "\r\n").first { $0.hasPrefix("content-length:") }
+                        .flatMap { Int($0.dropFirst(15).trimmingCharacters(in: .whitespaces)) } ?? 0
+                    if received.count - end.upperBound >= length {
+                        return Int(head.split(separator: " ").dropFirst().first ?? "")
+                    }
+                }
+                let count = recv(fd, &buffer, buffer.count, 0)
+                guard count > 0 else { return nil }
+                received += buffer[..<count]
+            }
+        }
+    }
+
+    /// The backends' `up` flags, from the switch's control socket.
+    private func backendsUp(control: String) throws -> [Bool] {
+        let stats = try Running(["switch", "stats", "--control", control, "--json"])
+        let line = stats.nextLine() ?? "{}"
+        stats.process.waitUntilExit()
+        struct Stats: Decodable {
+            struct Backend: Decodable { var up: Bool }
+            var backends: [Backend]
+        }
+        return try JSONDecoder().decode(Stats.self, from: Data(line.utf8)).backends.map(\.up)
+    }
+
+    private func waitUntil(_ deadline: Duration, _ condition: () throws -> Bool) rethrows -> Duration? {
+        let clock = ContinuousClock()
+        let start = clock.now
+        while clock.now - start < deadline {
+            if try condition() { return clock.now - start }
+            usleep(20_000)
+        }
+        return nil
+    }
+
+    @Test func killingABackendUnderLoadFailsNoRequestAndItRejoinsWhenBack() throws {
+        let directory = NSTemporaryDirectory() + "ferry-kill-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try Data("ferry".utf8).write(to: URL(fileURLWithPath: directory + "/name.txt"))
+        func backend(port: Int = 0) throws -> (Running, Int) {
+            let server = try Running(["serve", "files", "--root", directory, "--port", String(port), "--workers", "1"])
+            let address = try #require(server.nextLine().flatMap(listeningAddress))
+            return (server, address.port)
+        }
+        var backends = try (0..<3).map { _ in try backend() }
+        let control = directory + "/switch.sock"
+        let interval = 1.0
+        let front = try Running(
+            [
+                "switch", "--mode", "l7", "--listen", "127.0.0.1:0", "--health-interval", String(interval), "--control",
+                control,
+            ]
+                + backends.flatMap { ["--backend", "127.0.0.1:\($0.1)"] }
+        )
+        let address = try #require(front.nextLine().flatMap(listeningAddress))
+        #expect(front.nextLine() == "control on \(control)")
+
+        let load = SteadyLoad(port: address.port, clients: 4)
+        _ = self.waitUntil(.seconds(10)) { load.answered >= 200 }
+        let victim = backends[1]
+        #expect(victim.0.stop(SIGKILL) != 0)
+        let left = try self.waitUntil(.seconds(5)) { try self.backendsUp(control: control) == [true, false, true] }
+        let answeredAtKill = load.answered
+        _ = self.waitUntil(.seconds(10)) { load.answered >= answeredAtKill + 300 }
+
+        backends[1] = try backend(port: victim.1)
+        let rejoined = try self.waitUntil(.seconds(5)) { try self.backendsUp(control: control) == [true, true, true] }
+        _ = self.waitUntil(.seconds(10)) { load.answered >= answeredAtKill + 600 }
+        let (answered, failures) = load.stop()
+
+        #expect(failures.isEmpty, "no request may fail: \(failures.prefix(5))")
+        #expect(answered >= answeredAtKill + 600)
+        let leftAfter = try #require(left, "the killed backend never left rotation")
+        #expect(leftAfter < .seconds(interval), "it left rotation within one health-check interval: \(leftAfter)")
+        let rejoinedAfter = try #require(rejoined, "the restarted backend never rejoined")
+        #expect(rejoinedAfter < .seconds(interval * 1.5), "it rejoined at the next check: \(rejoinedAfter)")
+        #expect(front.stop(SIGTERM) == 0)
+        for server in backends where server.0.process.isRunning { _ = server.0.stop(SIGTERM) }
+    }
+}
