@@ -1,4 +1,5 @@
 import FerryGuest
+import FerryServer
 import Foundation
 import NIOConcurrencyHelpers
 import NIOCore

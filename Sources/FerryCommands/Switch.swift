@@ -1,5 +1,6 @@
 import ArgumentParser
 import FerryEndpoints
+import FerryServer
 import FerrySwitch
 import Foundation
 import Logging
@@ -144,8 +145,7 @@ struct SwitchServe: AsyncParsableCommand {
         let backends = self.backends.compactMap(BackendSpec.init)
         let policy = BalancePolicy(rawValue: self.balance)!
         let interval = Duration.milliseconds(Int64(self.healthInterval * 1000))
-        let running: SwitchService
-        let balancer: Balancer
+        let running: any SwitchService
         switch self.mode {
         case "handoff":
             let handoff = try HandoffSwitch(
@@ -157,8 +157,7 @@ struct SwitchServe: AsyncParsableCommand {
                 slowStart: self.slowStart.map { .milliseconds(Int64($0 * 1000)) },
                 logger: logger
             )
-            running = SwitchService(address: handoff.address, stop: handoff.stop)
-            balancer = handoff.balancer
+            running = handoff
         case "l7":
             let http = try HTTPSwitch(
                 listen: listen,
@@ -177,8 +176,7 @@ struct SwitchServe: AsyncParsableCommand {
                 threads: self.threads,
                 logger: logger
             )
-            running = SwitchService(address: http.address, stop: http.stop)
-            balancer = http.balancer
+            running = http
         default:
             let relay = try TransportSwitch(
                 listen: listen,
@@ -191,66 +189,23 @@ struct SwitchServe: AsyncParsableCommand {
                 threads: self.threads,
                 logger: logger
             )
-            running = SwitchService(address: relay.address, stop: relay.stop)
-            balancer = relay.balancer
+            running = relay
         }
         printLine("listening on \(running.address)")
         var control: ControlSocket?
         if let path = self.control {
             control = try await ControlSocket.listen(at: path) { line, answer in
-                answer.succeed(SwitchControl.answer(line, balancer: balancer))
+                answer.succeed(SwitchControl.answer(line, balancer: running.balancer))
             }
             printLine("control on \(path)")
         }
         defer { control?.close() }
         try await ServiceGroup(services: [running], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger).run()
     }
-
-    /// Runs until a graceful shutdown, then stops the switch.
-    struct SwitchService: Service {
-        let address: ServiceEndpoint
-        let stop: @Sendable () -> Void
-
-        func run() async throws {
-            try? await gracefulShutdown()
-            self.stop()
-        }
-    }
 }
 
-/// The requests a switch's control socket takes, one line each:
-///
-///     stats                 the backends' state and counters, as JSON
-///     drain ADDRESS         the backend takes nothing new; what it has open finishes
-///     ready ADDRESS         the backend takes work again
-enum SwitchControl {
-    static func answer(_ line: String, balancer: Balancer) -> String {
-        let words = line.split(separator: " ").map(String.init)
-        switch (words.first, words.count) {
-        case ("stats", 1):
-            let backends = balancer.backends.map { backend -> [String: Any] in
-                [
-                    "address": backend.spec.address.description, "group": backend.spec.group ?? "",
-                    "weight": backend.spec.weight, "up": backend.up, "draining": backend.draining,
-                    "active": backend.active, "total": backend.total, "failures": backend.failures,
-                ]
-            }
-            let data = try? JSONSerialization.data(withJSONObject: ["backends": backends], options: [.sortedKeys])
-            return data.map { String(decoding: $0, as: UTF8.self) } ?? "error: cannot encode the stats"
-        case ("drain", 2), ("ready", 2):
-            guard let index = balancer.index(of: words[1]) else {
-                let known = balancer.backends.map(\.spec.address.description).joined(separator: ", ")
-                return "error: no backend \(words[1]); the switch has \(known)"
-            }
-            let draining = words[0] == "drain"
-            balancer.setDraining(index, draining)
-            let open = balancer.backends[index].active
-            return draining ? "ok draining \(words[1]) (\(open) open)" : "ok \(words[1]) takes work again"
-        default:
-            return "error: unknown request '\(line)'; send: stats, drain ADDRESS or ready ADDRESS"
-        }
-    }
-
+/// Asking a running switch through its control socket.
+enum SwitchControlClient {
     static func request(_ line: String, at path: String) async throws -> String {
         let answer = try await ControlSocket.request(line, at: path, runningCommand: "ferry switch --control \(path)")
         guard !answer.hasPrefix("error: ") else {
@@ -275,7 +230,7 @@ struct SwitchStats: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
-        let answer = try await SwitchControl.request("stats", at: self.control)
+        let answer = try await SwitchControlClient.request("stats", at: self.control)
         if self.json {
             printLine(answer)
             return
@@ -319,7 +274,7 @@ struct SwitchDrain: AsyncParsableCommand {
     var backend: String
 
     func run() async throws {
-        printLine(String(try await SwitchControl.request("drain \(self.backend)", at: self.control).dropFirst(3)))
+        printLine(String(try await SwitchControlClient.request("drain \(self.backend)", at: self.control).dropFirst(3)))
     }
 }
 
@@ -337,6 +292,6 @@ struct SwitchReady: AsyncParsableCommand {
     var backend: String
 
     func run() async throws {
-        printLine(String(try await SwitchControl.request("ready \(self.backend)", at: self.control).dropFirst(3)))
+        printLine(String(try await SwitchControlClient.request("ready \(self.backend)", at: self.control).dropFirst(3)))
     }
 }

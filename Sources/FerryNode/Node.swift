@@ -1,16 +1,24 @@
 import FerryEndpoints
 import FerryServer
+import FerrySwitch
 import Foundation
 import Logging
 import ServiceLifecycle
 
-/// One Ferry node on this machine: the parts later issues add (objects, guests, switch) are
-/// composed here from one configuration. Today it runs the endpoint daemon, the file server with
-/// its control endpoint, and the key-value service, each registered at the daemon under a lease.
+/// A Ferry cluster on this machine, in the seed's three tiers, composed from one configuration:
+///
+/// - the front: an application-layer switch on the well-known port, which sends `/app/` to
+///   the application tier and everything else to the file server;
+/// - the application tier: `appNodes` app servers (``AppServer``), which keep no state of their
+///   own, so any of them can answer any request;
+/// - the data tier: the key-value service, durable in SQLite.
+///
+/// Beside them run the endpoint daemon, where every service is registered under a lease, and the
+/// file server's control endpoint.
 public struct Node: Sendable {
     public struct Configuration: Sendable {
         public var host: String
-        /// The file server's port; 0 picks a free one.
+        /// The front door: the switch's port; 0 picks a free one.
         public var httpPort: Int
         /// The control endpoint's port; 0 picks a free one.
         public var controlPort: Int
@@ -27,6 +35,8 @@ public struct Node: Sendable {
         public var registrationTTL: Duration
         /// A Unix socket on which the file server also takes connections handed over by a switch.
         public var handoffSocket: String?
+        /// How many application nodes the switch fronts.
+        public var appNodes: Int
 
         public init(
             host: String = "127.0.0.1",
@@ -38,7 +48,8 @@ public struct Node: Sendable {
             kvPort: Int = 7412,
             dataDirectory: String = Node.defaultDataDirectory,
             registrationTTL: Duration = .seconds(15),
-            handoffSocket: String? = nil
+            handoffSocket: String? = nil,
+            appNodes: Int = 3
         ) {
             self.host = host
             self.httpPort = httpPort
@@ -50,6 +61,7 @@ public struct Node: Sendable {
             self.dataDirectory = dataDirectory
             self.registrationTTL = registrationTTL
             self.handoffSocket = handoffSocket
+            self.appNodes = appNodes
         }
     }
 
@@ -60,6 +72,10 @@ public struct Node: Sendable {
     public let fileServer: FileServer
     public let endpointDaemon: EndpointDaemon
     public let kvServer: KVServer
+    public let apps: [AppServer]
+    public let frontSwitch: HTTPSwitch
+    /// The switch's control socket (`ferry switch stats|drain|ready --control PATH`).
+    public let switchControl: String
 
     /// `~/.ferry`: the node's permanent state survives restarts.
     public static var defaultDataDirectory: String {
@@ -86,7 +102,7 @@ public struct Node: Sendable {
             .init(
                 root: root,
                 host: configuration.host,
-                port: configuration.httpPort,
+                port: 0,
                 model: configuration.model,
                 controlPort: configuration.controlPort,
                 sessionTTL: .seconds(600),
@@ -94,23 +110,53 @@ public struct Node: Sendable {
             ),
             logger: logger
         )
-        let http = "\(fileServer.host):\(fileServer.port)"
+        var apps: [AppServer] = []
+        for index in 1...max(1, configuration.appNodes) {
+            apps.append(
+                try await AppServer.bind(
+                    name: "app-\(index)",
+                    host: configuration.host,
+                    port: 0,
+                    kvHost: kv.host,
+                    kvPort: kv.port,
+                    logger: logger
+                )
+            )
+        }
+        let files = ServiceEndpoint(host: fileServer.host, port: fileServer.port)
+        let appEndpoints = apps.map { ServiceEndpoint(host: $0.host, port: $0.port) }
+        let front = try HTTPSwitch(
+            listen: ServiceEndpoint(host: configuration.host, port: configuration.httpPort),
+            backends: [BackendSpec(endpoint: files)] + appEndpoints.map { BackendSpec(endpoint: $0, group: "app") },
+            policy: .roundRobin,
+            healthCheckInterval: .seconds(2),
+            options: .init(routes: [HTTPRoute(pathPrefix: "/app/", group: "app")]),
+            logger: logger
+        )
+        let switchControl = configuration.dataDirectory + "/switch.sock"
+        let switchControlSocket = try await ControlSocket.listen(at: switchControl) { line, answer in
+            answer.succeed(SwitchControl.answer(line, balancer: front.balancer))
+        }
+        let http = "\(front.address)"
+        let filesAddress = "\(files)"
         let control = fileServer.controlAddress.map { "\($0.host):\($0.port)" } ?? "-"
         let endpoints = "\(daemon.host):\(daemon.port)"
         let kvAddress = "\(kv.host):\(kv.port)"
-        var registered: [(String, ServiceEndpoint, [String: String])] = [
-            ("files", ServiceEndpoint(host: fileServer.host, port: fileServer.port), ["protocol": "http"]),
-            ("kv", ServiceEndpoint(host: kv.host, port: kv.port), ["protocol": "ferrywire"]),
+        var registered: [(String, [ServiceEndpoint], [String: String])] = [
+            ("web", [front.address], ["protocol": "http", "tier": "front"]),
+            ("app", appEndpoints, ["protocol": "http", "tier": "application"]),
+            ("files", [files], ["protocol": "http"]),
+            ("kv", [ServiceEndpoint(host: kv.host, port: kv.port)], ["protocol": "ferrywire", "tier": "data"]),
         ]
         if let address = fileServer.controlAddress {
             registered.append(
-                ("files-control", ServiceEndpoint(host: address.host, port: address.port), ["protocol": "ferrywire"])
+                ("files-control", [ServiceEndpoint(host: address.host, port: address.port)], ["protocol": "ferrywire"])
             )
         }
-        let registrations = registered.map { name, endpoint, metadata in
+        let registrations = registered.map { name, endpoints, metadata in
             LeasedRegistration(
                 name: name,
-                endpoints: [endpoint],
+                endpoints: endpoints,
                 metadata: metadata,
                 ttl: configuration.registrationTTL,
                 daemonHost: daemon.host,
@@ -121,12 +167,16 @@ public struct Node: Sendable {
         let summary = [
             "listening on \(http)",
             "endpoints on \(endpoints)",
-            "files     http://\(http)/  (\(configuration.model.rawValue), root \(root))",
+            "switch    http://\(http)/  (l7: /app/ to the app tier, the rest to files; control \(switchControl))",
+            "app       " + apps.map { "\($0.name) \($0.host):\($0.port)" }.joined(separator: ", ") + "  (state in kv)",
+            "files     http://\(filesAddress)/  (\(configuration.model.rawValue), root \(root))",
             "control   \(control)  (FerryWire: cancel, stats)",
             "kv        \(kvAddress)  (FerryWire, durable, \(kvPath))",
             "",
             "try:",
             "  curl -i http://\(http)/",
+            "  curl -s -X POST http://\(http)/app/visits     # front -> an app node -> kv, and back",
+            "  swift run ferry switch stats --control \(switchControl)",
             "  curl -s -D- -o /dev/null -H 'Range: bytes=0-99' http://\(http)/big.bin",
             "  curl -s --limit-rate 100k -H 'TE: trailers' -D- -o /dev/null http://\(http)/big.bin &",
             "  swift run ferry control --addr \(control) cancel CONNECTION REQUEST   # ids from the Ferry-*-Id headers",
@@ -139,11 +189,25 @@ public struct Node: Sendable {
         // A ServiceGroup stops services in reverse order: the registrations deregister first, the
         // daemon goes last.
         return Node(
-            services: [daemon, fileServer, kv] + registrations,
+            services: [daemon, kv, fileServer] + apps + [front, SwitchControlService(socket: switchControlSocket)]
+                + registrations,
             summary: summary,
             fileServer: fileServer,
             endpointDaemon: daemon,
-            kvServer: kv
+            kvServer: kv,
+            apps: apps,
+            frontSwitch: front,
+            switchControl: switchControl
         )
+    }
+}
+
+/// Closes the switch's control socket at graceful shutdown.
+struct SwitchControlService: Service {
+    let socket: ControlSocket
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        self.socket.close()
     }
 }

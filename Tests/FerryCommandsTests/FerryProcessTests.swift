@@ -105,6 +105,9 @@ import FoundationNetworking
         let (status, page) = try await self.get("http://\(address)/")
         #expect(status == 200)
         #expect(page.contains("Ferry node"))
+        #expect(summary.contains { $0.hasPrefix("switch    http://\(address)/") })
+        let (hello, greeting) = try await self.get("http://\(address)/app/hello")
+        #expect(hello == 200 && greeting.contains("\"node\":\"app-"), "the front switch reaches the app tier")
 
         // The control CLI reaches the node's control endpoint.
         let controlAddress = try #require(

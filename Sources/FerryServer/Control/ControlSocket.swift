@@ -5,9 +5,9 @@ import NIOPosix
 
 /// A running command's control socket: a Unix socket that takes one line per connection and
 /// answers with text, then closes, like HAProxy's stats socket. Guests (`ferry guest run
-/// --control`) and switches (`ferry switch --control`) are steered through one.
-final class ControlSocket: Sendable {
-    let path: String
+/// --control`) and switches (`ferry switch --control`, `ferry up`) are steered through one.
+public final class ControlSocket: Sendable {
+    public let path: String
     private let channel: Channel
 
     private init(path: String, channel: Channel) {
@@ -17,7 +17,7 @@ final class ControlSocket: Sendable {
 
     /// Listens at `path`, replacing a stale socket there but nothing else; `handle` gets each
     /// request line and fulfils the promise with the answer.
-    static func listen(
+    public static func listen(
         at path: String,
         handle: @escaping @Sendable (String, EventLoopPromise<String>) -> Void
     ) async throws -> ControlSocket {
@@ -40,14 +40,14 @@ final class ControlSocket: Sendable {
     }
 
     /// Stops listening and removes the socket file.
-    func close() {
+    public func close() {
         try? self.channel.close().wait()
         unlink(self.path)
     }
 
     /// Sends one request line to the control socket at `path` and returns the answer;
     /// `runningCommand` names what should be listening there, for the error when nothing is.
-    static func request(_ line: String, at path: String, runningCommand: String) async throws -> String {
+    public static func request(_ line: String, at path: String, runningCommand: String) async throws -> String {
         let answer = NIOLockedValueBox("")
         let channel: Channel
         do {
@@ -67,9 +67,9 @@ final class ControlSocket: Sendable {
         return answer.withLockedValue { $0 }.trimmingCharacters(in: .newlines)
     }
 
-    struct ControlError: Error, CustomStringConvertible {
-        let description: String
-        init(_ description: String) { self.description = description }
+    public struct ControlError: Error, CustomStringConvertible {
+        public let description: String
+        public init(_ description: String) { self.description = description }
     }
 
     /// Reads one line, hands it on, writes the answer and closes.

@@ -1,0 +1,23 @@
+import FerryEndpoints
+import ServiceLifecycle
+
+/// What every switch is to its owner: it runs on its own threads from the moment it is made,
+/// and as a service it stops at graceful shutdown.
+public protocol SwitchService: Service {
+    /// Where it listens.
+    var address: ServiceEndpoint { get }
+    var balancer: Balancer { get }
+    /// Stops accepting and closes what the switch holds.
+    func stop()
+}
+
+extension SwitchService {
+    public func run() async throws {
+        try? await gracefulShutdown()
+        self.stop()
+    }
+}
+
+extension TransportSwitch: SwitchService {}
+extension HandoffSwitch: SwitchService {}
+extension HTTPSwitch: SwitchService {}
