@@ -103,104 +103,101 @@ struct SwitchServe: AsyncParsableCommand {
     )
     var control: String?
 
+    @Option(
+        help: ArgumentHelp(
+            "Take every setting from this YAML file instead of flags; SIGHUP reloads it (see Examples/switch.yaml).",
+            valueName: "FILE"
+        )
+    )
+    var config: String?
+
     func validate() throws {
-        guard ["l4", "handoff", "l7"].contains(self.mode) else {
+        if self.config != nil {
+            guard self.mode == "l4", self.listen == "127.0.0.1:8000", self.backends.isEmpty, self.routes.isEmpty,
+                self.balance == "roundrobin", self.healthCheck == "tcp", self.stickyCookie == nil
+            else {
+                throw ValidationError("with --config, give the settings in the file, not as flags")
+            }
+            return
+        }
+        _ = try self.configurationFromFlags()
+    }
+
+    /// The configuration the flags describe.
+    func configurationFromFlags() throws -> SwitchConfiguration {
+        var configuration = SwitchConfiguration()
+        guard let mode = SwitchConfiguration.Mode(rawValue: self.mode) else {
             throw ValidationError("--mode takes l4, handoff or l7, got '\(self.mode)'")
         }
-        for route in self.routes where HTTPRoute(route) == nil {
-            throw ValidationError(
-                "--route takes 'host=NAME path=/PREFIX header=NAME:VALUE group=GROUP' (at least one condition and a group), got '\(route)'"
-            )
+        configuration.mode = mode
+        guard let listen = ServiceEndpoint(self.listen, allowingAnyPort: true) else {
+            throw ValidationError("--listen takes HOST:PORT, got '\(self.listen)'")
         }
-        guard self.mode == "l7" || (self.routes.isEmpty && self.stickyCookie == nil) else {
-            throw ValidationError("--route and --sticky-cookie need --mode l7")
+        configuration.listen = listen
+        configuration.backends = try self.backends.map { text in
+            guard let backend = BackendSpec(text) else {
+                throw ValidationError(
+                    "--backend takes [GROUP=]HOST:PORT or unix:PATH, then @WEIGHT if wanted; got '\(text)'"
+                )
+            }
+            return backend
         }
-        guard HealthCheck(self.healthCheck) != nil else {
-            throw ValidationError("--health-check takes tcp or http:/PATH, got '\(self.healthCheck)'")
-        }
-        if let slowStart, slowStart <= 0 { throw ValidationError("--slow-start must be positive") }
-        guard self.clientTimeout > 0, self.backendTimeout > 0 else {
-            throw ValidationError("--client-timeout and --backend-timeout must be positive")
-        }
-        guard BalancePolicy(rawValue: self.balance) != nil else {
+        guard let balance = BalancePolicy(rawValue: self.balance) else {
             throw ValidationError(
                 "--balance \(self.balance) is unknown; use one of \(BalancePolicy.allCases.map(\.rawValue).joined(separator: ", "))"
             )
         }
-        guard ServiceEndpoint(self.listen, allowingAnyPort: true) != nil else {
-            throw ValidationError("--listen takes HOST:PORT, got '\(self.listen)'")
+        configuration.balance = balance
+        configuration.routes = try self.routes.map { text in
+            guard let route = HTTPRoute(text) else {
+                throw ValidationError(
+                    "--route takes 'host=NAME path=/PREFIX header=NAME:VALUE group=GROUP' (at least one condition and a group), got '\(text)'"
+                )
+            }
+            return route
         }
-        guard !self.backends.isEmpty else { throw ValidationError("give at least one --backend HOST:PORT") }
-        for backend in self.backends where BackendSpec(backend) == nil {
-            throw ValidationError("--backend takes HOST:PORT or unix:PATH, then @WEIGHT if wanted; got '\(backend)'")
+        guard let check = HealthCheck(self.healthCheck) else {
+            throw ValidationError("--health-check takes tcp or http:/PATH, got '\(self.healthCheck)'")
         }
-        guard self.healthInterval > 0, self.threads > 0 else {
-            throw ValidationError("--health-interval and --threads must be positive")
+        configuration.healthCheck = check
+        for (name, value) in [
+            ("--health-interval", self.healthInterval), ("--client-timeout", self.clientTimeout),
+            ("--backend-timeout", self.backendTimeout), ("--slow-start", self.slowStart ?? 1),
+        ] where value <= 0 {
+            throw ValidationError("\(name) must be a positive number of seconds, got \(value)")
         }
+        configuration.healthInterval = .milliseconds(Int64(self.healthInterval * 1000))
+        configuration.slowStart = self.slowStart.map { .milliseconds(Int64($0 * 1000)) }
+        configuration.clientTimeout = .milliseconds(Int64(self.clientTimeout * 1000))
+        configuration.backendTimeout = .milliseconds(Int64(self.backendTimeout * 1000))
+        configuration.maxConnections = self.maxConnections
+        configuration.stickyCookie = self.stickyCookie
+        configuration.threads = self.threads
+        configuration.control = self.control
+        if let problem = configuration.problem() { throw ValidationError(problem) }
+        return configuration
     }
 
     func run() async throws {
         let logger = Logger(label: "ferry.switch")
-        let listen = ServiceEndpoint(self.listen, allowingAnyPort: true)!
-        let backends = self.backends.compactMap(BackendSpec.init)
-        let policy = BalancePolicy(rawValue: self.balance)!
-        let interval = Duration.milliseconds(Int64(self.healthInterval * 1000))
-        let running: any SwitchService
-        switch self.mode {
-        case "handoff":
-            let handoff = try HandoffSwitch(
-                listen: listen,
-                backends: backends,
-                policy: policy,
-                healthCheck: HealthCheck(self.healthCheck)!,
-                healthCheckInterval: interval,
-                slowStart: self.slowStart.map { .milliseconds(Int64($0 * 1000)) },
-                logger: logger
-            )
-            running = handoff
-        case "l7":
-            let http = try HTTPSwitch(
-                listen: listen,
-                backends: backends,
-                policy: policy,
-                maxConnectionsPerBackend: self.maxConnections,
-                healthCheck: HealthCheck(self.healthCheck)!,
-                healthCheckInterval: interval,
-                slowStart: self.slowStart.map { .milliseconds(Int64($0 * 1000)) },
-                options: .init(
-                    routes: self.routes.compactMap(HTTPRoute.init),
-                    stickyCookie: self.stickyCookie,
-                    clientTimeout: .milliseconds(Int64(self.clientTimeout * 1000)),
-                    backendTimeout: .milliseconds(Int64(self.backendTimeout * 1000))
-                ),
-                threads: self.threads,
-                logger: logger
-            )
-            running = http
-        default:
-            let relay = try TransportSwitch(
-                listen: listen,
-                backends: backends,
-                policy: policy,
-                maxConnectionsPerBackend: self.maxConnections,
-                healthCheck: HealthCheck(self.healthCheck)!,
-                healthCheckInterval: interval,
-                slowStart: self.slowStart.map { .milliseconds(Int64($0 * 1000)) },
-                threads: self.threads,
-                logger: logger
-            )
-            running = relay
+        var configuration: SwitchConfiguration
+        if let file = self.config {
+            configuration = try SwitchConfiguration.load(path: file)
+            configuration.control = self.control ?? configuration.control
+        } else {
+            configuration = try self.configurationFromFlags()
         }
-        printLine("listening on \(running.address)")
+        let runner = try await SwitchRunner.start(configuration, configurationFile: self.config, logger: logger)
+        printLine("listening on \(runner.address)")
         var control: ControlSocket?
-        if let path = self.control {
+        if let path = configuration.control {
             control = try await ControlSocket.listen(at: path) { line, answer in
-                answer.succeed(SwitchControl.answer(line, balancer: running.balancer))
+                answer.succeed(SwitchControl.answer(line, balancer: runner.balancer))
             }
             printLine("control on \(path)")
         }
         defer { control?.close() }
-        try await ServiceGroup(services: [running], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger).run()
+        try await ServiceGroup(services: [runner], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger).run()
     }
 }
 

@@ -126,7 +126,7 @@ public struct Node: Sendable {
         let files = ServiceEndpoint(host: fileServer.host, port: fileServer.port)
         let appEndpoints = apps.map { ServiceEndpoint(host: $0.host, port: $0.port) }
         let front = try HTTPSwitch(
-            listen: ServiceEndpoint(host: configuration.host, port: configuration.httpPort),
+            listen: try SwitchListener(ServiceEndpoint(host: configuration.host, port: configuration.httpPort)),
             backends: [BackendSpec(endpoint: files)] + appEndpoints.map { BackendSpec(endpoint: $0, group: "app") },
             policy: .roundRobin,
             healthCheckInterval: .seconds(2),

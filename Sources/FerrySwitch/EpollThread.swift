@@ -14,6 +14,8 @@ final class EpollThread: @unchecked Sendable {
     private let wake: CInt
     private let logger: Logger
     private let finished = NIOLockedValueBox(false)
+    /// Set by `retire`: the owner's test of whether the loop has nothing left to serve.
+    private let retiring = NIOLockedValueBox<(@Sendable () -> Bool)?>(nil)
     private let done = DispatchSemaphore(value: 0)
 
     init(name: String, listener: CInt, logger: Logger) throws {
@@ -60,6 +62,7 @@ final class EpollThread: @unchecked Sendable {
                     }
                 }
                 if tick >= 0 { onTick() }
+                if let isIdle = self.retiring.withLockedValue({ $0 }), isIdle() { break }
             }
             onStop()
             self.done.signal()
@@ -68,7 +71,18 @@ final class EpollThread: @unchecked Sendable {
         thread.start()
     }
 
-    /// Ends the loop, waits for its `onStop`, and closes the epoll descriptors.
+    /// Stops accepting: the listening socket leaves this loop, which serves on what it has and
+    /// ends (with `onStop`) once `isIdle` says nothing is left. A reload retires the old switch's
+    /// loops so that no established connection is dropped.
+    func retire(whenIdle isIdle: @escaping @Sendable () -> Bool) {
+        epoll_ctl(self.epoll, EPOLL_CTL_DEL, self.listener, nil)
+        self.retiring.withLockedValue { $0 = isIdle }
+        var one: UInt64 = 1
+        _ = write(self.wake, &one, 8)
+    }
+
+    /// Ends the loop (at once, or after `retire` once it is idle), waits for its `onStop`, and
+    /// closes the epoll descriptors.
     func stop() {
         self.finished.withLockedValue { $0 = true }
         var one: UInt64 = 1

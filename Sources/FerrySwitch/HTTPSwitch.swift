@@ -4,6 +4,7 @@ import FerryServer
 import FerryWire
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 
 /// The application-layer switch (`ferry switch --mode l7`): it reads each HTTP/1.1 request,
@@ -52,12 +53,12 @@ public final class HTTPSwitch: Sendable {
 
     public let balancer: Balancer
     public let address: ServiceEndpoint
-    private let listener: CInt
+    private let listener: SwitchListener
     private let loops: [HTTPLoop]
     private let healthChecker: HealthChecker
 
     public init(
-        listen: ServiceEndpoint,
+        listen listener: SwitchListener,
         backends: [BackendSpec],
         policy: BalancePolicy = .roundRobin,
         maxConnectionsPerBackend: Int? = nil,
@@ -68,7 +69,6 @@ public final class HTTPSwitch: Sendable {
         threads: Int = 2,
         logger: Logger = Logger(label: "ferry.switch")
     ) throws {
-        guard !backends.isEmpty else { throw SwitchError.noBackends }
         for route in options.routes where !backends.contains(where: { $0.group == route.group }) {
             throw SwitchError.unknownGroup(route.description)
         }
@@ -80,13 +80,12 @@ public final class HTTPSwitch: Sendable {
         )
         self.balancer = balancer
         let addresses = try backends.map { try TransportSwitch.resolve($0.address) }
-        let (listener, bound) = try TransportSwitch.listen(on: listen)
         self.listener = listener
-        self.address = bound
+        self.address = listener.address
         let plan = RoutingPlan(backends: backends, options: options)
         self.loops = try (0..<max(1, threads)).map { index in
             try HTTPLoop(
-                thread: EpollThread(name: "ferry-switch-\(index)", listener: listener, logger: logger),
+                thread: EpollThread(name: "ferry-switch-\(index)", listener: listener.fd, logger: logger),
                 balancer: balancer,
                 addresses: addresses,
                 plan: plan,
@@ -112,7 +111,13 @@ public final class HTTPSwitch: Sendable {
     public func stop() {
         self.healthChecker.stop()
         for loop in self.loops { loop.stop() }
-        close(self.listener)
+    }
+
+    /// Stops accepting; requests in progress finish (their answers say `Connection: close`),
+    /// idle keep-alive connections close, and then the threads end.
+    public func retire() {
+        self.healthChecker.stop()
+        for loop in self.loops { loop.retire() }
     }
 }
 
@@ -272,6 +277,8 @@ final class HTTPLoop: @unchecked Sendable {
     @exclusivity(unchecked) private var owners: [CInt: Owner] = [:]
     @exclusivity(unchecked) private var idle: [[CInt]]
     @exclusivity(unchecked) private var clients: [CInt: HTTPExchange] = [:]
+    /// Retired by a reload: no keep-alive beyond the answer in progress.
+    private let retiring = NIOLockedValueBox(false)
     private let clientTimeout: UInt64
     private let backendTimeout: UInt64
     /// Bytes a connection may have waiting to be written before its source stops being read.
@@ -304,6 +311,11 @@ final class HTTPLoop: @unchecked Sendable {
     }
 
     func stop() { self.thread.stop() }
+
+    func retire() {
+        self.retiring.withLockedValue { $0 = true }
+        self.thread.retire { self.clients.isEmpty }
+    }
 
     // MARK: Events
 
@@ -365,6 +377,12 @@ final class HTTPLoop: @unchecked Sendable {
     /// backend slow to answer.
     private func expire() {
         let now = Self.now()
+        if self.retiring.withLockedValue({ $0 }) {
+            for exchange in Array(self.clients.values)
+            where exchange.phase == .awaitingRequest && exchange.input.readableBytes == 0 {
+                self.close(exchange)
+            }
+        }
         for exchange in Array(self.clients.values) where exchange.deadline != 0 && exchange.deadline < now {
             switch exchange.phase {
             case .awaitingRequest:
@@ -732,8 +750,13 @@ final class HTTPLoop: @unchecked Sendable {
             upstream.body = BodyFraming(.untilClose)
         }
         upstream.keepAlive = fields.keepAlive(minorVersion: head.minorVersion) && upstream.body.kind != .untilClose
-        // The client connection outlives this answer only if the answer has a length it can see.
-        if upstream.body.kind == .untilClose || !exchange.requestBody.isComplete { exchange.clientKeepAlive = false }
+        // The client connection outlives this answer only if the answer has a length it can see,
+        // and the switch is not retiring.
+        if upstream.body.kind == .untilClose || !exchange.requestBody.isComplete
+            || self.retiring.withLockedValue({ $0 })
+        {
+            exchange.clientKeepAlive = false
+        }
         upstream.response = head
         exchange.responseStarted = true
         var out = exchange.output

@@ -17,7 +17,7 @@ import NIOCore
 public final class HandoffSwitch: Sendable {
     public let balancer: Balancer
     public let address: ServiceEndpoint
-    private let listener: CInt
+    private let listener: SwitchListener
     private let wake: CInt
     private let channels: [HandoffChannel]
     private let healthChecker: HealthChecker
@@ -26,7 +26,7 @@ public final class HandoffSwitch: Sendable {
     private let stopping = NIOLockedValueBox(false)
 
     public init(
-        listen: ServiceEndpoint,
+        listen listener: SwitchListener,
         backends: [BackendSpec],
         policy: BalancePolicy = .roundRobin,
         healthCheck: HealthCheck = .tcp,
@@ -34,7 +34,6 @@ public final class HandoffSwitch: Sendable {
         slowStart: Duration? = nil,
         logger: Logger = Logger(label: "ferry.switch")
     ) throws {
-        guard !backends.isEmpty else { throw SwitchError.noBackends }
         // A handoff socket takes descriptors, not requests: only a connect can check it.
         guard healthCheck == .tcp else { throw SwitchError.handoffChecksConnectOnly }
         let paths = try backends.map { backend in
@@ -46,9 +45,8 @@ public final class HandoffSwitch: Sendable {
         self.logger = logger
         self.balancer = Balancer(backends: backends, policy: policy, slowStart: slowStart)
         self.channels = paths.map(HandoffChannel.init)
-        let (listener, bound) = try TransportSwitch.listen(on: listen)
         self.listener = listener
-        self.address = bound
+        self.address = listener.address
         self.wake = eventfd(0, CInt(EFD_NONBLOCK | EFD_CLOEXEC))
         self.healthChecker = HealthChecker(
             balancer: self.balancer,
@@ -70,14 +68,21 @@ public final class HandoffSwitch: Sendable {
         self.healthChecker.checkAll()
     }
 
+    /// Connections already handed over belong to their backends: retiring is stopping.
+    public func retire() { self.stop() }
+
     /// Stops accepting. Connections already handed over belong to their backends and stay.
     public func stop() {
+        guard
+            !self.stopping.withLockedValue({ stopping in
+                defer { stopping = true }
+                return stopping
+            })
+        else { return }
         self.healthChecker.stop()
-        self.stopping.withLockedValue { $0 = true }
         var one: UInt64 = 1
         _ = write(self.wake, &one, 8)
         self.done.wait()
-        close(self.listener)
         close(self.wake)
         for channel in self.channels { channel.close() }
     }
@@ -85,13 +90,13 @@ public final class HandoffSwitch: Sendable {
     private func acceptLoop() {
         var pollSet = [
             pollfd(fd: self.wake, events: Int16(POLLIN), revents: 0),
-            pollfd(fd: self.listener, events: Int16(POLLIN), revents: 0),
+            pollfd(fd: self.listener.fd, events: Int16(POLLIN), revents: 0),
         ]
         while !self.stopping.withLockedValue({ $0 }) {
             guard poll(&pollSet, 2, -1) >= 0 || errno == EINTR else { return }
             guard pollSet[1].revents != 0 else { continue }
             while true {
-                let client = ferry_accept_nonblocking(self.listener)
+                let client = ferry_accept_nonblocking(self.listener.fd)
                 guard client >= 0 else {
                     if errno == EINTR || errno == ECONNABORTED { continue }
                     if errno != EAGAIN, errno != EWOULDBLOCK {

@@ -9,6 +9,8 @@ public protocol SwitchService: Service {
     var balancer: Balancer { get }
     /// Stops accepting and closes what the switch holds.
     func stop()
+    /// Stops accepting and lets what is established finish: the switch a reload replaces.
+    func retire()
 }
 
 extension SwitchService {

@@ -17,14 +17,14 @@ public final class TransportSwitch: Sendable {
     public let balancer: Balancer
     /// Where it listens, once started.
     public let address: ServiceEndpoint
-    private let listener: CInt
+    private let listener: SwitchListener
     private let loops: [RelayLoop]
     private let healthChecker: HealthChecker
     private let logger: Logger
 
     /// Binds `listen` (port 0 for any) and starts `threads` relay threads.
     public init(
-        listen: ServiceEndpoint,
+        listen listener: SwitchListener,
         backends: [BackendSpec],
         policy: BalancePolicy = .roundRobin,
         maxConnectionsPerBackend: Int? = nil,
@@ -34,7 +34,6 @@ public final class TransportSwitch: Sendable {
         threads: Int = 2,
         logger: Logger = Logger(label: "ferry.switch")
     ) throws {
-        guard !backends.isEmpty else { throw SwitchError.noBackends }
         self.logger = logger
         let balancer = Balancer(
             backends: backends,
@@ -44,13 +43,12 @@ public final class TransportSwitch: Sendable {
         )
         self.balancer = balancer
         let addresses = try backends.map { try Self.resolve($0.address) }
-        let (listener, bound) = try Self.listen(on: listen)
         self.listener = listener
-        self.address = bound
+        self.address = listener.address
         self.loops = try (0..<max(1, threads)).map { index in
             try RelayLoop(
                 index: index,
-                listener: listener,
+                listener: listener.fd,
                 balancer: balancer,
                 addresses: addresses,
                 logger: logger
@@ -73,11 +71,16 @@ public final class TransportSwitch: Sendable {
         self.healthChecker.checkAll()
     }
 
-    /// Stops accepting, closes every relayed connection and the listening socket.
+    /// Stops accepting and closes every relayed connection.
     public func stop() {
         self.healthChecker.stop()
         for loop in self.loops { loop.stop() }
-        close(self.listener)
+    }
+
+    /// Stops accepting; each relay runs until its connection ends, then the threads end.
+    public func retire() {
+        self.healthChecker.stop()
+        for loop in self.loops { loop.retire() }
     }
 
     static func resolve(_ address: BackendAddress) throws -> SocketAddress {
@@ -89,14 +92,6 @@ public final class TransportSwitch: Sendable {
             }
         } catch {
             throw SwitchError.cannotResolve(address.description, "\(error)")
-        }
-    }
-
-    static func listen(on endpoint: ServiceEndpoint) throws -> (CInt, ServiceEndpoint) {
-        do {
-            return try BoundSocket.open(endpoint, nonblocking: true, backlog: 4096)
-        } catch {
-            throw SwitchError.cannotListen(endpoint.description, error.reason)
         }
     }
 }
@@ -161,6 +156,8 @@ final class RelayLoop: @unchecked Sendable {
     }
 
     func stop() { self.thread.stop() }
+
+    func retire() { self.thread.retire { self.relays.isEmpty } }
 
     deinit { self.scratch.deallocate() }
 

@@ -11,7 +11,7 @@ import Testing
         options: HTTPSwitch.Options = .init()
     ) throws -> HTTPSwitch {
         try HTTPSwitch(
-            listen: ServiceEndpoint(host: "127.0.0.1", port: 0),
+            listen: try SwitchListener(ServiceEndpoint(host: "127.0.0.1", port: 0)),
             backends: backends,
             policy: policy,
             healthCheckInterval: nil,

@@ -7,7 +7,7 @@ import Testing
 @Suite struct HandoffSwitchTests {
     func makeSwitch(_ paths: [String]) throws -> HandoffSwitch {
         try HandoffSwitch(
-            listen: ServiceEndpoint(host: "127.0.0.1", port: 0),
+            listen: try SwitchListener(ServiceEndpoint(host: "127.0.0.1", port: 0)),
             backends: paths.map { BackendSpec(address: .unix($0)) },
             healthCheckInterval: nil
         )
@@ -59,7 +59,7 @@ import Testing
     @Test func handoffNeedsBackendsOnThisHost() {
         #expect(throws: SwitchError.handoffNeedsUnixBackend("127.0.0.1:80")) {
             try HandoffSwitch(
-                listen: ServiceEndpoint(host: "127.0.0.1", port: 0),
+                listen: try SwitchListener(ServiceEndpoint(host: "127.0.0.1", port: 0)),
                 backends: [BackendSpec(endpoint: ServiceEndpoint(host: "127.0.0.1", port: 80))],
                 healthCheckInterval: nil
             )

@@ -105,7 +105,7 @@ struct Client {
 @Suite struct TransportSwitchTests {
     func makeSwitch(_ backends: [Int], policy: BalancePolicy = .roundRobin) throws -> TransportSwitch {
         try TransportSwitch(
-            listen: ServiceEndpoint(host: "127.0.0.1", port: 0),
+            listen: try SwitchListener(ServiceEndpoint(host: "127.0.0.1", port: 0)),
             backends: backends.map { BackendSpec(endpoint: ServiceEndpoint(host: "127.0.0.1", port: $0)) },
             policy: policy,
             healthCheckInterval: nil
@@ -189,8 +189,7 @@ struct Client {
         try await backend.stop()
     }
 
-    @Test func aSwitchWithNoBackendOrABadAddressIsRefusedClearly() throws {
-        #expect(throws: SwitchError.noBackends) { try self.makeSwitch([]) }
+    @Test func aBadBackendAddressIsRefusedClearly() throws {
         #expect(BackendSpec("host:80@0") == nil)
         #expect(BackendSpec("nohostport") == nil)
         #expect(
@@ -300,7 +299,7 @@ struct Client {
             )
         }
         let relay = try TransportSwitch(
-            listen: ServiceEndpoint(host: "127.0.0.1", port: 0),
+            listen: try SwitchListener(ServiceEndpoint(host: "127.0.0.1", port: 0)),
             backends: [BackendSpec(endpoint: ServiceEndpoint(host: "127.0.0.1", port: backend.port))],
             healthCheck: .http(path: "/health"),
             healthCheckInterval: nil
