@@ -54,8 +54,13 @@ extension FerryProcessTests {
             self.lock.withLock { self.failures.append(failure) }
         }
 
-        /// One GET on a keep-alive connection: the status, once the whole body is read.
+        /// One GET of /name.txt on a keep-alive connection: the status, once the whole body is read.
         static func get(_ fd: Int32) -> Int? {
+            Self.exchange(fd)?.status
+        }
+
+        /// One GET of /name.txt on a keep-alive connection: the status and the body.
+        static func exchange(_ fd: Int32) -> (status: Int, body: String)? {
             let request = "GET /name.txt HTTP/1.1\r\nHost: ferry.test\r\n\r\n"
             guard Array(request.utf8).withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) > 0
             else { return nil }
@@ -68,7 +73,8 @@ extension FerryProcessTests {
                         head.split(separator: "\r\n").first { $0.hasPrefix("content-length:") }
                         .flatMap { Int($0.dropFirst(15).trimmingCharacters(in: .whitespaces)) } ?? 0
                     if received.count - end.upperBound >= length {
-                        return Int(head.split(separator: " ").dropFirst().first ?? "")
+                        guard let status = Int(head.split(separator: " ").dropFirst().first ?? "") else { return nil }
+                        return (status, String(decoding: received[end.upperBound...], as: UTF8.self))
                     }
                 }
                 let count = recv(fd, &buffer, buffer.count, 0)
@@ -144,5 +150,50 @@ extension FerryProcessTests {
         #expect(rejoinedAfter < .seconds(interval * 1.5), "it rejoined at the next check: \(rejoinedAfter)")
         #expect(front.stop(SIGTERM) == 0)
         for server in backends where server.0.process.isRunning { _ = server.0.stop(SIGTERM) }
+    }
+}
+
+extension FerryProcessTests {
+    @Test func switchReloadsItsFileOnSIGHUPKeepingEstablishedConnections() throws {
+        let directory = NSTemporaryDirectory() + "ferry-reload-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var servers: [Running] = []
+        var ports: [Int] = []
+        for name in ["one", "two"] {
+            try FileManager.default.createDirectory(atPath: "\(directory)/\(name)", withIntermediateDirectories: true)
+            try Data(name.utf8).write(to: URL(fileURLWithPath: "\(directory)/\(name)/name.txt"))
+            let server = try Running(["serve", "files", "--root", "\(directory)/\(name)", "--port", "0"])
+            ports.append(try #require(server.nextLine().flatMap(listeningAddress)).port)
+            servers.append(server)
+        }
+        let file = directory + "/switch.yaml"
+        func configure(_ text: String) throws { try Data(text.utf8).write(to: URL(fileURLWithPath: file)) }
+        try configure("mode: l4\nlisten: 127.0.0.1:0\nbackends: [127.0.0.1:\(ports[0])]\n")
+        let front = try Running(["switch", "--config", file])
+        let address = try #require(front.nextLine().flatMap(listeningAddress))
+        func name(on fd: Int32) -> String { SteadyLoad.exchange(fd)?.body ?? "no answer" }
+        let established = try #require(Self.connect(port: address.port))
+        defer { close(established) }
+        #expect(name(on: established) == "one")
+
+        try configure("mode: l4\nlisten: 127.0.0.1:0\nbackends: [127.0.0.1:\(ports[1])]\n")
+        kill(front.process.processIdentifier, SIGHUP)
+        let reloaded = self.waitUntil(.seconds(5)) {
+            guard let fresh = Self.connect(port: address.port) else { return false }
+            defer { close(fresh) }
+            return name(on: fresh) == "two"
+        }
+        #expect(reloaded != nil, "new connections reach the new backend")
+        #expect(name(on: established) == "one", "the established connection stays with its backend")
+
+        // A bad file is refused; the running switch stays.
+        try configure("mode: l4\nlisten: 127.0.0.1:0\nbackends: [not an address]\n")
+        kill(front.process.processIdentifier, SIGHUP)
+        usleep(200_000)
+        let after = try #require(Self.connect(port: address.port))
+        #expect(name(on: after) == "two")
+        close(after)
+        #expect(front.stop(SIGTERM) == 0)
+        for server in servers { _ = server.stop(SIGTERM) }
     }
 }
