@@ -132,6 +132,7 @@ let package = Package(
                 "FerryWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "WasmKit", package: "WasmKit"),
             ],
             path: "Benchmarks/Sources/ferry-bench"

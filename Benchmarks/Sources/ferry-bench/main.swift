@@ -5,6 +5,7 @@
 //                  [--value-size BYTES] [--keys N]
 //   ferry-bench endpoints --addr HOST:PORT --name NAME --clients N --seconds S   (lookups)
 //   ferry-bench guest [--guests DIR] [--mib N] [--repeats N]   (FerryGuest costs; see GuestBenchmark)
+//   ferry-bench cache-backend [--port 0] [--capacity N] [--miss-ms MS]   (a caching HTTP backend; see CacheBackend)
 //
 // Each client has its own connection and one request outstanding. Prints one line:
 //   ops=<count> seconds=<s> ops_per_s=<r> p50_us=<µs> p99_us=<µs> errors=<n>
@@ -153,9 +154,13 @@ final class RedisConnection: KVConnection {
     }
 }
 
-if CommandLine.arguments.dropFirst().first == "guest" {
+if let command = CommandLine.arguments.dropFirst().first, ["guest", "cache-backend"].contains(command) {
     do {
-        try GuestBenchmark.run(Array(CommandLine.arguments.dropFirst(2)))
+        if command == "guest" {
+            try GuestBenchmark.run(Array(CommandLine.arguments.dropFirst(2)))
+        } else {
+            try CacheBackend.run(Array(CommandLine.arguments.dropFirst(2)))
+        }
         exit(0)
     } catch {
         FileHandle.standardError.write(Data("ferry-bench: \(error)\n".utf8))
