@@ -1,40 +1,62 @@
 import FerryServer
 import NIOCore
 
-/// What a proxy must know of one message's header fields, gathered in one pass, and the fields
-/// it passes on: everything but the hop-by-hop fields, which describe one connection only.
+/// What a proxy must know of one message's header fields, gathered in one pass over the head's
+/// raw bytes, and the fields it passes on: every line as it came but the hop-by-hop fields, which
+/// describe one connection only. No field becomes a string unless the switch needs its value.
 struct ForwardedFields {
+    typealias Field = HTTPRequestParser.Field
+
+    var fields: [Field] = []
     var contentLengthCount = 0
+    /// The Content-Length, when there is one and it is a number.
     var contentLength: UInt64?
+    var contentLengthIsNumber = true
     var transferEncoding: [String] = []
-    /// The Connection header's tokens, lowercased: options, and names of more hop-by-hop fields.
+    /// The Connection header's tokens other than close and keep-alive, lowercased: the names of
+    /// more hop-by-hop fields.
     var connection: [String] = []
-    var host: Substring = ""
+    var connectionClose = false
+    var connectionKeepAlive = false
+    var hostValue: Range<Int>?
     var forwardedFor: String?
     /// The client accepts trailers (`TE: trailers`). TE is hop-by-hop, but trailers pass through
     /// the switch untouched, so the switch asks its backend for them in turn.
     var acceptsTrailers = false
 
-    init(_ headers: HTTPHeaders) {
-        for field in headers {
-            let name = field.name
-            switch name.utf8.count {
-            case 2 where name.caseInsensitiveEquals("te"):
-                self.acceptsTrailers = self.acceptsTrailers || field.value.lowercased().contains("trailers")
-            case 4 where name.caseInsensitiveEquals("host"):
-                self.host = field.value.split(separator: ":", maxSplits: 1).first ?? ""
-            case 10 where name.caseInsensitiveEquals("connection"):
-                for token in field.value.utf8.split(separator: UInt8(ascii: ",")) {
-                    let trimmed = token.drop { $0 == 32 || $0 == 9 }.reversed().drop { $0 == 32 || $0 == 9 }
-                    self.connection.append(String(decoding: trimmed.reversed().map { $0 | 0x20 }, as: UTF8.self))
+    init(_ head: UnsafeRawBufferPointer, from start: Int, parser: HTTPRequestParser) throws(HTTPRequestParser.Error) {
+        var fields: [Field] = []
+        fields.reserveCapacity(16)
+        try parser.scanFields(head, from: start) { fields.append($0) }
+        self.fields = fields
+        for field in fields {
+            let name = UnsafeRawBufferPointer(rebasing: head[field.name])
+            switch name.count {
+            case 2 where Self.matches(name, "te"):
+                self.acceptsTrailers =
+                    self.acceptsTrailers || Self.text(head, field.value).lowercased().contains("trailers")
+            case 4 where Self.matches(name, "host"):
+                self.hostValue = self.hostValue ?? field.value
+            case 10 where Self.matches(name, "connection"):
+                for token in UnsafeRawBufferPointer(rebasing: head[field.value]).split(separator: UInt8(ascii: ",")) {
+                    let token = UnsafeRawBufferPointer(rebasing: token).trimmed
+                    if Self.matches(token, "close") {
+                        self.connectionClose = true
+                    } else if Self.matches(token, "keep-alive") {
+                        self.connectionKeepAlive = true
+                    } else if !token.isEmpty {
+                        self.connection.append(String(decoding: token.map { $0 | 0x20 }, as: UTF8.self))
+                    }
                 }
-            case 14 where name.caseInsensitiveEquals("content-length"):
+            case 14 where Self.matches(name, "content-length"):
                 self.contentLengthCount += 1
-                self.contentLength = UInt64(field.value)
-            case 15 where name.caseInsensitiveEquals("x-forwarded-for"):
-                self.forwardedFor = self.forwardedFor.map { "\($0), \(field.value)" } ?? field.value
-            case 17 where name.caseInsensitiveEquals("transfer-encoding"):
-                self.transferEncoding.append(field.value)
+                self.contentLength = Self.number(UnsafeRawBufferPointer(rebasing: head[field.value]))
+                if self.contentLength == nil { self.contentLengthIsNumber = false }
+            case 15 where Self.matches(name, "x-forwarded-for"):
+                let value = Self.text(head, field.value)
+                self.forwardedFor = self.forwardedFor.map { "\($0), \(value)" } ?? value
+            case 17 where Self.matches(name, "transfer-encoding"):
+                self.transferEncoding.append(Self.text(head, field.value))
             default:
                 break
             }
@@ -43,37 +65,95 @@ struct ForwardedFields {
 
     /// Whether the sender keeps its connection open after this message.
     func keepAlive(minorVersion: Int) -> Bool {
-        minorVersion == 1 ? !self.connection.contains("close") : self.connection.contains("keep-alive")
+        minorVersion == 1 ? !self.connectionClose : self.connectionKeepAlive
+    }
+
+    var hasHost: Bool { self.hostValue != nil }
+
+    /// The Host, lowercased, without its port.
+    func host(in head: UnsafeRawBufferPointer) -> String {
+        guard let range = self.hostValue else { return "" }
+        return (Self.text(head, range).split(separator: ":", maxSplits: 1).first ?? "").lowercased()
     }
 
     /// Whether the transfer coding's last step is chunked, as HTTP/1.1 requires of a coded body.
     var endsChunked: Bool {
         let last = self.transferEncoding.last?.split(separator: ",").last
-        return last.map { $0.trimmingCharacters(in: .whitespaces).lowercased() == "chunked" } ?? false
+        return last.map { Self.trimmed($0).lowercased() == "chunked" } ?? false
     }
 
-    /// Writes every field to pass on (`NAME: VALUE` lines), leaving out hop-by-hop fields and,
+    /// Every value of the field `name` (lowercase), as strings: for the rules that look at one.
+    func values(_ name: String, in head: UnsafeRawBufferPointer) -> [String] {
+        self.fields.filter { Self.matches(UnsafeRawBufferPointer(rebasing: head[$0.name]), name) }.map {
+            Self.text(head, $0.value)
+        }
+    }
+
+    /// Writes every field to pass on, line by line as it came, leaving out hop-by-hop fields and,
     /// when asked, X-Forwarded-For (which the caller writes itself, extended).
-    func writePassedOn(_ headers: HTTPHeaders, to out: inout ByteBuffer, exceptForwardedFor: Bool) {
-        for field in headers {
-            let name = field.name
+    func writePassedOn(_ head: UnsafeRawBufferPointer, to out: inout ByteBuffer, exceptForwardedFor: Bool) {
+        for field in self.fields {
+            let name = UnsafeRawBufferPointer(rebasing: head[field.name])
             if self.isHopByHop(name) { continue }
-            if exceptForwardedFor, name.caseInsensitiveEquals("x-forwarded-for") { continue }
-            out.writeString(name)
-            out.writeStaticString(": ")
-            out.writeString(field.value)
+            if exceptForwardedFor, name.count == 15, Self.matches(name, "x-forwarded-for") { continue }
+            out.writeBytes(UnsafeRawBufferPointer(rebasing: head[field.line]))
             out.writeStaticString("\r\n")
         }
     }
 
-    private func isHopByHop(_ name: String) -> Bool {
-        switch name.utf8.count {
-        case 2: if name.caseInsensitiveEquals("te") { return true }
-        case 7: if name.caseInsensitiveEquals("upgrade") || name.caseInsensitiveEquals("trailer") { return true }
-        case 10: if name.caseInsensitiveEquals("connection") || name.caseInsensitiveEquals("keep-alive") { return true }
-        case 16: if name.caseInsensitiveEquals("proxy-connection") { return true }
+    private func isHopByHop(_ name: UnsafeRawBufferPointer) -> Bool {
+        switch name.count {
+        case 2: if Self.matches(name, "te") { return true }
+        case 7: if Self.matches(name, "upgrade") || Self.matches(name, "trailer") { return true }
+        case 10: if Self.matches(name, "connection") || Self.matches(name, "keep-alive") { return true }
+        case 16: if Self.matches(name, "proxy-connection") { return true }
         default: break
         }
-        return self.connection.contains { $0.caseInsensitiveEquals(name) }
+        guard !self.connection.isEmpty else { return false }
+        return self.connection.contains { $0.utf8.count == name.count && Self.matches(name, $0) }
+    }
+
+    /// Whether the bytes of a field name are `lowercase`, in any case.
+    static func matches(_ name: UnsafeRawBufferPointer, _ lowercase: String) -> Bool {
+        guard name.count == lowercase.utf8.count else { return false }
+        var index = 0
+        for byte in lowercase.utf8 {
+            if name[index] | 0x20 != byte { return false }
+            index += 1
+        }
+        return true
+    }
+
+    static func trimmed(_ text: Substring) -> Substring {
+        var text = text
+        while let first = text.first, first == " " || first == "\t" { text = text.dropFirst() }
+        while let last = text.last, last == " " || last == "\t" { text = text.dropLast() }
+        return text
+    }
+
+    static func text(_ head: UnsafeRawBufferPointer, _ range: Range<Int>) -> String {
+        HTTPRequestParser.text(head, range)
+    }
+
+    /// A decimal number of at most 19 digits, or nil.
+    static func number(_ digits: UnsafeRawBufferPointer) -> UInt64? {
+        guard !digits.isEmpty, digits.count <= 19 else { return nil }
+        var value: UInt64 = 0
+        for digit in digits {
+            guard digit >= 48, digit <= 57 else { return nil }
+            value = value * 10 + UInt64(digit - 48)
+        }
+        return value
+    }
+}
+
+extension UnsafeRawBufferPointer {
+    /// Without leading and trailing spaces and tabs.
+    fileprivate var trimmed: UnsafeRawBufferPointer {
+        var start = 0
+        var end = self.count
+        while start < end, self[start] == 32 || self[start] == 9 { start += 1 }
+        while end > start, self[end - 1] == 32 || self[end - 1] == 9 { end -= 1 }
+        return UnsafeRawBufferPointer(rebasing: self[start..<end])
     }
 }

@@ -52,10 +52,11 @@ public struct HTTPRoute: Sendable, Equatable, CustomStringConvertible {
         self = route
     }
 
-    func matches(host: String, path: Substring, headers: HTTPHeaders) -> Bool {
+    /// Whether a request matches; `values` gives a header's values by its lowercased name.
+    func matches(host: String, path: Substring, values: (String) -> [String]) -> Bool {
         if let wanted = self.host, wanted != host { return false }
         if let prefix = self.pathPrefix, !path.hasPrefix(prefix) { return false }
-        if let header = self.header, !headers.values(header.name).contains(header.value) { return false }
+        if let header = self.header, !values(header.name.lowercased()).contains(header.value) { return false }
         return true
     }
 

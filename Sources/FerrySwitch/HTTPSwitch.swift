@@ -6,6 +6,7 @@ import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+import Synchronization
 
 /// The application-layer switch (`ferry switch --mode l7`): it reads each HTTP/1.1 request,
 /// chooses a backend by the request's content, and forwards the request and its answer.
@@ -148,17 +149,17 @@ struct RoutingPlan: Sendable {
     }
 
     /// The backends a request may not go to, by the first route it matches.
-    func outside(host: String, path: Substring, headers: HTTPHeaders) -> Set<Int> {
-        for entry in self.routes where entry.route.matches(host: host, path: path, headers: headers) {
+    func outside(host: String, path: Substring, values: (String) -> [String]) -> Set<Int> {
+        for entry in self.routes where entry.route.matches(host: host, path: path, values: values) {
             return entry.outside
         }
         return self.outsideDefault
     }
 
     /// The backend a request's sticky cookie names, if it names one.
-    func stickyBackend(_ headers: HTTPHeaders) -> Int? {
+    func stickyBackend(_ cookies: [String]) -> Int? {
         guard let name = self.options.stickyCookie else { return nil }
-        for field in headers.values("cookie") {
+        for field in cookies {
             for pair in field.split(separator: ";") {
                 let trimmed = pair.drop { $0 == " " }
                 guard trimmed.hasPrefix(name + "=") else { continue }
@@ -166,6 +167,22 @@ struct RoutingPlan: Sendable {
             }
         }
         return nil
+    }
+}
+
+/// A table from descriptors to what owns them, indexed by the descriptor itself.
+struct Owners<Owner> {
+    private var slots: [Owner?] = []
+
+    subscript(fd: CInt) -> Owner? {
+        get { Int(fd) < self.slots.count ? self.slots[Int(fd)] : nil }
+        set {
+            if Int(fd) >= self.slots.count {
+                guard newValue != nil else { return }
+                self.slots += Array(repeating: nil, count: max(Int(fd) + 1 - self.slots.count, 64))
+            }
+            self.slots[Int(fd)] = newValue
+        }
     }
 }
 
@@ -193,7 +210,8 @@ final class Upstream {
     @exclusivity(unchecked) var input = ByteBuffer()
     @exclusivity(unchecked) var output = ByteBuffer()
     @exclusivity(unchecked) var parser: HTTPResponseParser
-    @exclusivity(unchecked) var response: HTTPResponseStatusHead?
+    /// The answer's status, once its head has come.
+    @exclusivity(unchecked) var status: Int?
     @exclusivity(unchecked) var body = BodyFraming(.complete)
     @exclusivity(unchecked) var keepAlive = true
     @exclusivity(unchecked) var ready = Readiness()
@@ -231,6 +249,11 @@ final class HTTPExchange {
     @exclusivity(unchecked) var deadline: UInt64 = 0
     @exclusivity(unchecked) var clientEnded = false
     @exclusivity(unchecked) var clientReady = Readiness()
+    /// Body bytes passed on straight from the backend connection's buffer (a slice sharing its
+    /// storage), written after `output`.
+    @exclusivity(unchecked) var passing = ByteBuffer()
+    /// False once the connection is closed and the exchange forgotten.
+    @exclusivity(unchecked) var isOpen = true
     /// The last answer is out and the writing side shut: waiting for the client to close.
     @exclusivity(unchecked) var lingering = false
 
@@ -251,6 +274,15 @@ final class HTTPExchange {
 
     /// The client's address as X-Forwarded-For gives it.
     let clientText: String
+
+    var hasOutput: Bool { self.output.readableBytes > 0 || self.passing.readableBytes > 0 }
+
+    /// Moves passed-on body bytes into `output`, so that what is written next comes after them.
+    func settlePassing() {
+        guard self.passing.readableBytes > 0 else { return }
+        self.output.writeBuffer(&self.passing)
+        self.passing = ByteBuffer()
+    }
 
     init(client: CInt, clientAddress: [UInt8], maxHeadLength: Int) {
         self.client = client
@@ -274,11 +306,12 @@ final class HTTPLoop: @unchecked Sendable {
     private let addresses: [SocketAddress]
     private let plan: RoutingPlan
     private let logger: Logger
-    @exclusivity(unchecked) private var owners: [CInt: Owner] = [:]
+    /// Who each descriptor belongs to, indexed by the descriptor (they are small numbers).
+    @exclusivity(unchecked) private var owners = Owners<Owner>()
     @exclusivity(unchecked) private var idle: [[CInt]]
     @exclusivity(unchecked) private var clients: [CInt: HTTPExchange] = [:]
     /// Retired by a reload: no keep-alive beyond the answer in progress.
-    private let retiring = NIOLockedValueBox(false)
+    private let retiring = Atomic(false)
     private let clientTimeout: UInt64
     private let backendTimeout: UInt64
     /// Bytes a connection may have waiting to be written before its source stops being read.
@@ -313,7 +346,7 @@ final class HTTPLoop: @unchecked Sendable {
     func stop() { self.thread.stop() }
 
     func retire() {
-        self.retiring.withLockedValue { $0 = true }
+        self.retiring.store(true, ordering: .relaxed)
         self.thread.retire { self.clients.isEmpty }
     }
 
@@ -377,7 +410,7 @@ final class HTTPLoop: @unchecked Sendable {
     /// backend slow to answer.
     private func expire() {
         let now = Self.now()
-        if self.retiring.withLockedValue({ $0 }) {
+        if self.retiring.load(ordering: .relaxed) {
             for exchange in Array(self.clients.values)
             where exchange.phase == .awaitingRequest && exchange.input.readableBytes == 0 {
                 self.close(exchange)
@@ -407,7 +440,7 @@ final class HTTPLoop: @unchecked Sendable {
             case .closing:
                 self.close(exchange)
             }
-            if self.clients[exchange.client] === exchange { self.drive(exchange) }
+            if exchange.isOpen { self.drive(exchange) }
         }
     }
 
@@ -417,10 +450,10 @@ final class HTTPLoop: @unchecked Sendable {
     /// edge-triggered events, a step not taken now might not be signalled again.
     private func drive(_ exchange: HTTPExchange) {
         var progress = true
-        while progress, self.clients[exchange.client] === exchange {
+        while progress, exchange.isOpen {
             progress = false
             // Answers first: they free buffers and end requests.
-            switch self.flush(&exchange.output, to: exchange.client, &exchange.clientReady) {
+            switch self.flushClient(exchange) {
             case .moved: progress = true
             case .failed:
                 self.close(exchange)
@@ -428,7 +461,7 @@ final class HTTPLoop: @unchecked Sendable {
             case .idle: break
             }
             if exchange.phase == .closing {
-                if exchange.output.readableBytes == 0 { self.linger(exchange) }
+                if !exchange.hasOutput { self.linger(exchange) }
                 return
             }
             if let upstream = exchange.upstream {
@@ -444,13 +477,15 @@ final class HTTPLoop: @unchecked Sendable {
                     continue
                 case .idle: break
                 }
-                if upstream.response == nil || !upstream.body.isComplete,
-                    exchange.output.readableBytes < Self.outputLimit
+                // While a body read from it is still being passed on, the backend's buffer is
+                // shared with the client's output, and more reads would have to copy it.
+                if upstream.status == nil || !upstream.body.isComplete,
+                    exchange.output.readableBytes < Self.outputLimit, exchange.passing.readableBytes == 0
                 {
                     switch self.read(upstream.fd, &upstream.ready, into: &upstream.input) {
                     case .data:
                         progress = true
-                        if upstream.response != nil { exchange.deadline = Self.now() + self.backendTimeout }
+                        if upstream.status != nil { exchange.deadline = Self.now() + self.backendTimeout }
                     case .end:
                         self.upstreamEnded(exchange, upstream)
                         progress = true
@@ -490,9 +525,15 @@ final class HTTPLoop: @unchecked Sendable {
         case .closing:
             return false
         case .awaitingRequest:
-            let request: HTTPRequest
+            let request: RequestStart
             do {
-                guard let parsed = try exchange.parser.parse(&exchange.input) else {
+                var parsed: RequestStart?
+                if var head = try exchange.parser.nextHead(&exchange.input) {
+                    parsed = try head.withUnsafeReadableBytes { raw throws(HTTPRequestParser.Error) in
+                        try self.read(request: raw, parser: exchange.parser, from: exchange)
+                    }
+                }
+                guard let parsed else {
                     if exchange.clientEnded {
                         if exchange.input.readableBytes == 0 {
                             self.close(exchange)
@@ -540,14 +581,84 @@ final class HTTPLoop: @unchecked Sendable {
         }
     }
 
-    /// Routes a parsed request, picks its backend and queues its head for it.
-    private func begin(_ request: HTTPRequest, on exchange: HTTPExchange) {
-        let headers = request.headers
-        let fields = ForwardedFields(headers)
+    /// What the switch takes from a request head: enough to route it, frame its body and send
+    /// it on, with the head as the backend gets it already written.
+    struct RequestStart {
+        var method: String
+        /// The target's path, without the query: the content LARD goes by.
+        var path: String
+        var minorVersion: Int
+        var fields: ForwardedFields
+        var outside: Set<Int>
+        var sticky: Int?
+        var head: ByteBuffer
+    }
+
+    /// Reads a request head from its raw bytes: the request line and fields are checked, and the
+    /// head for the backend is written (fields passed on as they came, hop-by-hop ones dropped,
+    /// the client's address added to X-Forwarded-For).
+    private func read(
+        request raw: UnsafeRawBufferPointer,
+        parser: HTTPRequestParser,
+        from exchange: HTTPExchange
+    ) throws(HTTPRequestParser.Error) -> RequestStart {
+        let line = try HTTPRequestParser.requestLine(raw)
+        let fields = try ForwardedFields(raw, from: line.fieldsStart, parser: parser)
+        if line.minorVersion == 1, !fields.hasHost { throw .missingHost }
+        let target = UnsafeRawBufferPointer(rebasing: raw[line.target])
+        let pathEnd = target.firstIndex(of: UInt8(ascii: "?")) ?? target.count
+        let path = HTTPRequestParser.text(raw, line.target.lowerBound..<line.target.lowerBound + pathEnd)
+        let outside =
+            self.plan.routes.isEmpty
+            ? self.plan.outsideDefault
+            : self.plan.outside(host: fields.host(in: raw), path: path[...]) { fields.values($0, in: raw) }
+        let sticky =
+            self.plan.options.stickyCookie == nil ? nil : self.plan.stickyBackend(fields.values("cookie", in: raw))
+
+        var head = ByteBuffer()
+        head.reserveCapacity(raw.count + 64)
+        head.writeBytes(UnsafeRawBufferPointer(rebasing: raw[line.method]))
+        head.writeStaticString(" ")
+        head.writeBytes(target)
+        head.writeStaticString(" HTTP/1.1\r\n")
+        fields.writePassedOn(raw, to: &head, exceptForwardedFor: true)
+        if fields.acceptsTrailers { head.writeStaticString("TE: trailers\r\nConnection: TE\r\n") }
+        head.writeStaticString("X-Forwarded-For: ")
+        if let earlier = fields.forwardedFor {
+            head.writeString(earlier)
+            head.writeStaticString(", ")
+        }
+        head.writeString(exchange.clientText)
+        head.writeStaticString("\r\n\r\n")
+        return RequestStart(
+            method: HTTPRequestParser.text(raw, line.method),
+            path: path,
+            minorVersion: line.minorVersion,
+            fields: fields,
+            outside: outside,
+            sticky: sticky,
+            head: head
+        )
+    }
+
+    /// Frames a read request's body, picks its backend and queues its head for it.
+    private func begin(_ request: RequestStart, on exchange: HTTPExchange) {
+        let fields = request.fields
         if fields.contentLengthCount > 1 {
             return self.refuse(exchange, status: 400, reason: "Bad Request", "more than one Content-Length header")
         }
+        if !fields.contentLengthIsNumber {
+            return self.refuse(exchange, status: 400, reason: "Bad Request", "Content-Length is not a number")
+        }
         if !fields.transferEncoding.isEmpty {
+            guard fields.contentLengthCount == 0 else {
+                return self.refuse(
+                    exchange,
+                    status: 400,
+                    reason: "Bad Request",
+                    "\(HTTPRequestParser.Error.conflictingBodyLength)"
+                )
+            }
             guard fields.endsChunked, request.minorVersion == 1 else {
                 return self.refuse(
                     exchange,
@@ -565,38 +676,16 @@ final class HTTPLoop: @unchecked Sendable {
         exchange.minorVersion = request.minorVersion
         exchange.clientKeepAlive = fields.keepAlive(minorVersion: request.minorVersion)
         exchange.method = request.method
-        let target = request.target
-        let path = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
-        exchange.content = String(path)
-        exchange.outside =
-            self.plan.routes.isEmpty
-            ? self.plan.outsideDefault
-            : self.plan.outside(host: fields.host.lowercased(), path: path, headers: headers)
+        exchange.content = request.path
+        exchange.outside = request.outside
         exchange.tried = []
         exchange.repeatable = exchange.requestBody.isComplete && Self.repeatableMethods.contains(request.method)
         exchange.responseStarted = false
         exchange.setCookie = nil
-
-        // The head as the backend gets it: hop-by-hop fields dropped, the client's address added.
-        var head = ByteBuffer()
-        head.reserveCapacity(512)
-        head.writeString(request.method)
-        head.writeStaticString(" ")
-        head.writeString(target)
-        head.writeStaticString(" HTTP/1.1\r\n")
-        fields.writePassedOn(headers, to: &head, exceptForwardedFor: true)
-        if fields.acceptsTrailers { head.writeStaticString("TE: trailers\r\nConnection: TE\r\n") }
-        head.writeStaticString("X-Forwarded-For: ")
-        if let earlier = fields.forwardedFor {
-            head.writeString(earlier)
-            head.writeStaticString(", ")
-        }
-        head.writeString(exchange.clientText)
-        head.writeStaticString("\r\n\r\n")
-        exchange.requestHead = head
+        exchange.requestHead = request.head
         exchange.phase = .forwarding
         exchange.deadline = Self.now() + self.backendTimeout
-        self.connectUpstream(exchange, sticky: self.plan.stickyBackend(headers))
+        self.connectUpstream(exchange, sticky: request.sticky)
     }
 
     /// Gives the exchange a backend connection (a pooled one when the request may be repeated,
@@ -683,10 +772,13 @@ final class HTTPLoop: @unchecked Sendable {
     /// Parses the answer's head and passes on what of its body has come. Returns whether it did anything.
     private func advanceResponse(_ exchange: HTTPExchange, _ upstream: Upstream) -> Bool {
         guard upstream.input.readableBytes > 0 else { return false }
-        if upstream.response == nil {
-            let head: HTTPResponseStatusHead
+        if upstream.status == nil {
+            let head: ResponseStart
             do {
-                guard let parsed = try upstream.parser.parse(&upstream.input) else { return false }
+                guard var raw = try upstream.parser.nextHead(&upstream.input) else { return false }
+                let parsed = try raw.withUnsafeReadableBytes { raw throws(HTTPRequestParser.Error) in
+                    try self.read(response: raw, parser: upstream.parser.fieldRules, for: exchange)
+                }
                 head = parsed
             } catch {
                 self.logger.warning(
@@ -704,7 +796,7 @@ final class HTTPLoop: @unchecked Sendable {
             guard exchange.upstream === upstream else { return true }
         }
         guard upstream.input.readableBytes > 0, !upstream.body.isComplete else {
-            if upstream.body.isComplete, upstream.response != nil { self.finishResponse(exchange, upstream) }
+            if upstream.body.isComplete, upstream.status != nil { self.finishResponse(exchange, upstream) }
             return true
         }
         do {
@@ -712,8 +804,13 @@ final class HTTPLoop: @unchecked Sendable {
                 try upstream.body.consume(bytes)
             }
             var slice = upstream.input.readSlice(length: taken)!
-            exchange.output.writeBuffer(&slice)
-            upstream.input.discardReadBytes()
+            if exchange.passing.readableBytes == 0 {
+                // Passed on from the backend's own buffer: no copy.
+                exchange.passing = slice
+            } else {
+                exchange.output.writeBuffer(&slice)
+                upstream.input.discardReadBytes()
+            }
         } catch {
             self.logger.warning("switch: backend \(self.balancer.backends[upstream.backend].spec.address): \(error)")
             self.close(exchange)
@@ -723,9 +820,43 @@ final class HTTPLoop: @unchecked Sendable {
         return true
     }
 
-    /// Queues the answer's head for the client, rewritten for this hop.
-    private func startResponse(_ exchange: HTTPExchange, _ upstream: Upstream, _ head: HTTPResponseStatusHead) {
-        if head.status == 101 {
+    /// What the switch takes from an answer's head, with the head as the client gets it.
+    struct ResponseStart {
+        var status: Int
+        var minorVersion: Int
+        var fields: ForwardedFields
+        /// The status line and the fields passed on, without the end of the head: what the
+        /// switch adds for this hop follows.
+        var head: ByteBuffer
+    }
+
+    /// Reads an answer's head from its raw bytes and writes the head the client gets.
+    private func read(
+        response raw: UnsafeRawBufferPointer,
+        parser: HTTPRequestParser,
+        for exchange: HTTPExchange
+    ) throws(HTTPRequestParser.Error) -> ResponseStart {
+        let line = try HTTPResponseParser.statusLine(raw)
+        let fields = try ForwardedFields(raw, from: line.fieldsStart, parser: parser)
+        if fields.contentLengthCount > 1 || (fields.contentLengthCount > 0 && !fields.transferEncoding.isEmpty)
+            || !fields.contentLengthIsNumber
+        {
+            throw .conflictingBodyLength
+        }
+        var head = ByteBuffer()
+        head.reserveCapacity(raw.count + 64)
+        head.writeStaticString("HTTP/1.1 ")
+        head.writeBytes(UnsafeRawBufferPointer(rebasing: raw[9..<12]))  // the status code
+        head.writeStaticString(" ")
+        head.writeBytes(UnsafeRawBufferPointer(rebasing: raw[line.reason]))
+        head.writeStaticString("\r\n")
+        if line.status >= 200 { fields.writePassedOn(raw, to: &head, exceptForwardedFor: false) }
+        return ResponseStart(status: line.status, minorVersion: line.minorVersion, fields: fields, head: head)
+    }
+
+    /// Queues the answer's head for the client, with what this hop adds.
+    private func startResponse(_ exchange: HTTPExchange, _ upstream: Upstream, _ start: ResponseStart) {
+        if start.status == 101 {
             // The switch passes no Upgrade on, so a switch of protocols is the backend's mistake.
             return self.failUpstream(
                 exchange,
@@ -734,13 +865,16 @@ final class HTTPLoop: @unchecked Sendable {
                 "the backend switched protocols unasked"
             )
         }
-        if head.status < 200 {
+        var head = start.head
+        if start.status < 200 {
             // 100 Continue and the like go straight on; the real answer follows.
-            exchange.output.writeString("HTTP/1.1 \(head.status) \(head.reason)\r\n\r\n")
+            exchange.settlePassing()
+            head.writeStaticString("\r\n")
+            exchange.output.writeBuffer(&head)
             return
         }
-        let fields = ForwardedFields(head.headers)
-        if exchange.method == "HEAD" || head.status == 204 || head.status == 304 {
+        let fields = start.fields
+        if exchange.method == "HEAD" || start.status == 204 || start.status == 304 {
             upstream.body = BodyFraming(.complete)
         } else if !fields.transferEncoding.isEmpty {
             upstream.body = .chunked()
@@ -749,34 +883,27 @@ final class HTTPLoop: @unchecked Sendable {
         } else {
             upstream.body = BodyFraming(.untilClose)
         }
-        upstream.keepAlive = fields.keepAlive(minorVersion: head.minorVersion) && upstream.body.kind != .untilClose
+        upstream.keepAlive = fields.keepAlive(minorVersion: start.minorVersion) && upstream.body.kind != .untilClose
         // The client connection outlives this answer only if the answer has a length it can see,
         // and the switch is not retiring.
         if upstream.body.kind == .untilClose || !exchange.requestBody.isComplete
-            || self.retiring.withLockedValue({ $0 })
+            || self.retiring.load(ordering: .relaxed)
         {
             exchange.clientKeepAlive = false
         }
-        upstream.response = head
+        upstream.status = start.status
         exchange.responseStarted = true
-        var out = exchange.output
-        exchange.output = ByteBuffer()  // one owner while writing, so the buffer is not copied
-        out.writeStaticString("HTTP/1.1 ")
-        out.writeString(String(head.status))
-        out.writeStaticString(" ")
-        out.writeString(head.reason)
-        out.writeStaticString("\r\n")
-        fields.writePassedOn(head.headers, to: &out, exceptForwardedFor: false)
         if let token = exchange.setCookie, let name = self.plan.options.stickyCookie {
-            out.writeString("Set-Cookie: \(name)=\(token); Path=/; HttpOnly\r\n")
+            head.writeString("Set-Cookie: \(name)=\(token); Path=/; HttpOnly\r\n")
         }
         if !exchange.clientKeepAlive {
-            out.writeStaticString("Connection: close\r\n")
+            head.writeStaticString("Connection: close\r\n")
         } else if exchange.minorVersion == 0 {
-            out.writeStaticString("Connection: keep-alive\r\n")
+            head.writeStaticString("Connection: keep-alive\r\n")
         }
-        out.writeStaticString("\r\n")
-        exchange.output = out
+        head.writeStaticString("\r\n")
+        exchange.settlePassing()
+        exchange.output.writeBuffer(&head)
         exchange.deadline = Self.now() + self.backendTimeout
     }
 
@@ -795,7 +922,7 @@ final class HTTPLoop: @unchecked Sendable {
 
     /// The backend closed its side.
     private func upstreamEnded(_ exchange: HTTPExchange, _ upstream: Upstream) {
-        if upstream.response != nil, upstream.body.kind == .untilClose {
+        if upstream.status != nil, upstream.body.kind == .untilClose {
             // The answer ran until close, as it said it would: whatever came is all of it.
             _ = self.advanceResponse(exchange, upstream)
             upstream.body = BodyFraming(.complete)
@@ -803,7 +930,7 @@ final class HTTPLoop: @unchecked Sendable {
             self.finishResponse(exchange, upstream)
             return
         }
-        if upstream.response != nil, upstream.input.readableBytes > 0 {
+        if upstream.status != nil, upstream.input.readableBytes > 0 {
             _ = self.advanceResponse(exchange, upstream)
             if exchange.upstream !== upstream { return }
         }
@@ -881,6 +1008,7 @@ final class HTTPLoop: @unchecked Sendable {
     private func refuse(_ exchange: HTTPExchange, status: Int, reason: String, _ message: String) {
         self.dropUpstream(exchange, reusable: false)
         let body = "ferry switch: \(message)\n"
+        exchange.settlePassing()
         exchange.output.writeString(
             "HTTP/1.1 \(status) \(reason)\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
         )
@@ -910,7 +1038,8 @@ final class HTTPLoop: @unchecked Sendable {
     }
 
     private func close(_ exchange: HTTPExchange) {
-        guard self.clients[exchange.client] === exchange else { return }
+        guard exchange.isOpen else { return }
+        exchange.isOpen = false
         self.dropUpstream(exchange, reusable: false)
         self.clients[exchange.client] = nil
         self.owners[exchange.client] = nil
@@ -939,6 +1068,54 @@ final class HTTPLoop: @unchecked Sendable {
         guard errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR else { return .failed }
         ready.readable = false
         return .wouldBlock
+    }
+
+    /// Writes the client's output and then the body passed on from a backend, in one call.
+    private func flushClient(_ exchange: HTTPExchange) -> FlushResult {
+        guard exchange.passing.readableBytes > 0 else {
+            return self.flush(&exchange.output, to: exchange.client, &exchange.clientReady)
+        }
+        guard exchange.clientReady.writable else { return .idle }
+        let headCount = exchange.output.readableBytes
+        let sent = exchange.output.withUnsafeReadableBytes { head in
+            exchange.passing.withUnsafeReadableBytes { body in
+                var parts = [
+                    iovec(iov_base: UnsafeMutableRawPointer(mutating: head.baseAddress), iov_len: head.count),
+                    iovec(iov_base: UnsafeMutableRawPointer(mutating: body.baseAddress), iov_len: body.count),
+                ]
+                return parts.withUnsafeMutableBufferPointer { parts in
+                    var message = msghdr()
+                    message.msg_iov = parts.baseAddress! + (head.count == 0 ? 1 : 0)
+                    message.msg_iovlen = head.count == 0 ? 1 : 2
+                    return sendmsg(exchange.client, &message, CInt(MSG_NOSIGNAL))
+                }
+            }
+        }
+        guard sent > 0 else {
+            guard sent < 0, errno != EAGAIN, errno != EWOULDBLOCK, errno != EINTR else {
+                exchange.clientReady.writable = false
+                return .idle
+            }
+            return .failed
+        }
+        let fromHead = min(sent, headCount)
+        exchange.output.moveReaderIndex(forwardBy: fromHead)
+        if exchange.output.readableBytes == 0 { exchange.output.clear() }
+        exchange.passing.moveReaderIndex(forwardBy: sent - fromHead)
+        if exchange.passing.readableBytes == 0 {
+            // The backend's buffer is its own again: the next read reuses it without a copy.
+            exchange.passing = ByteBuffer()
+            if let upstream = exchange.upstream {
+                if upstream.input.readableBytes == 0 {
+                    upstream.input.clear()
+                } else {
+                    upstream.input.discardReadBytes()
+                }
+            }
+        } else {
+            exchange.clientReady.writable = false
+        }
+        return .moved
     }
 
     /// Writes what is waiting, unless the socket is known to be full.

@@ -39,6 +39,26 @@ import Testing
         }
     }
 
+    @Test func largeAnswersCrossWholeOneAfterAnother() async throws {
+        try await FileBackends.with(names: ["a"]) { backends in
+            // Letters only, so the text the test reads back is byte for byte what was served.
+            var letters = [UInt8](repeating: 0, count: 3 << 20)
+            for index in letters.indices { letters[index] = UInt8(97 + (index &* 7 &+ index >> 12) % 26) }
+            let big = String(decoding: letters, as: UTF8.self)
+            try Data(big.utf8).write(to: URL(fileURLWithPath: backends.directory + "/a/big.txt"))
+            let http = try self.makeSwitch([self.local(backends.ports[0])])
+            defer { http.stop() }
+            let client = try Client(port: http.address.port)
+            defer { client.close() }
+            for round in 0..<3 {
+                let answer = client.get("/big.txt")
+                #expect(answer?.body.count == big.utf8.count, "round \(round)")
+                #expect(answer?.body == big, "round \(round)")
+                #expect(client.get("/name.txt")?.body == "a", "the next answer follows the big one cleanly")
+            }
+        }
+    }
+
     @Test func routesPickTheGroupByHostPathAndHeader() async throws {
         try await FileBackends.with(names: ["web", "api", "canary", "img"]) { backends in
             let ports = backends.ports

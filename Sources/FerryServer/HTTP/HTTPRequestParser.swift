@@ -46,11 +46,21 @@ public struct HTTPRequestParser: Sendable {
     }
 
     /// Finds the next complete head in `buffer` (remembering how far it looked, so a head that
-    /// arrives in pieces is searched once) and consumes it through `parse`.
+    /// arrives in pieces is searched once) and consumes it through `parse`, which gets the head's
+    /// raw bytes without the final CRLF CRLF.
     mutating func parseHead<Head>(
         _ buffer: inout ByteBuffer,
         _ parse: (Self, UnsafeRawBufferPointer) throws(Error) -> Head
     ) throws(Error) -> Head? {
+        guard var head = try self.nextHead(&buffer) else { return nil }
+        return try head.withUnsafeReadableBytes { bytes throws(Error) in try parse(self, bytes) }
+    }
+
+    /// Consumes the next complete head in `buffer` and returns its bytes without the final
+    /// CRLF CRLF (a slice of `buffer`'s storage: no copy), or nil when it is not complete yet.
+    /// A proxy reads it with ``requestLine(_:)`` and ``scanFields(_:from:_:)``, passing on what it
+    /// does not change as it came, without making strings of it.
+    public mutating func nextHead(_ buffer: inout ByteBuffer) throws(Error) -> ByteBuffer? {
         let from = max(0, self.scanned - 3)
         let end = buffer.withUnsafeReadableBytes { bytes -> Int? in
             guard bytes.count - from >= 4 else { return nil }
@@ -64,16 +74,44 @@ public struct HTTPRequestParser: Sendable {
         }
         if headLength > self.maxHeadLength { throw .headTooLarge(limit: self.maxHeadLength) }
         self.scanned = 0
-        let result = buffer.withUnsafeReadableBytes { bytes in
-            Result { () throws(Error) in try parse(self, UnsafeRawBufferPointer(rebasing: bytes[..<headLength])) }
-        }
-        buffer.moveReaderIndex(forwardBy: headLength + 4)
-        return try result.get()
+        let head = buffer.readSlice(length: headLength)!
+        buffer.moveReaderIndex(forwardBy: 4)
+        return head
+    }
+
+    /// A request line's parts, as ranges of the head's bytes.
+    public struct RequestLine: Sendable {
+        public var method: Range<Int>
+        public var target: Range<Int>
+        public var minorVersion: Int
+        /// Where the header fields start.
+        public var fieldsStart: Int
+    }
+
+    /// One header field, as ranges of the head's bytes.
+    public struct Field: Sendable {
+        public var name: Range<Int>
+        public var value: Range<Int>
+        /// The whole line, without its CRLF.
+        public var line: Range<Int>
     }
 
     /// Parses the head without its final CRLF CRLF, over raw bytes: this runs once per request.
     private static func parseRequestHead(_ parser: Self, _ head: UnsafeRawBufferPointer) throws(Error) -> HTTPRequest {
-        // Request line: METHOD SP target SP version.
+        let line = try Self.requestLine(head)
+        let headers = try parser.parseFields(head, from: line.fieldsStart)
+        if line.minorVersion == 1, headers["host"] == nil { throw .missingHost }
+        return HTTPRequest(
+            method: Self.text(head, line.method),
+            target: Self.text(head, line.target),
+            minorVersion: line.minorVersion,
+            headers: headers,
+            hasBody: try Self.announcesBody(headers)
+        )
+    }
+
+    /// The request line, `METHOD SP target SP HTTP/1.x`, checked strictly.
+    public static func requestLine(_ head: UnsafeRawBufferPointer) throws(Error) -> RequestLine {
         let requestLineEnd = try Self.lineEnd(head, from: 0)
         var firstSpace = 0
         while firstSpace < requestLineEnd, head[firstSpace] != 32 { firstSpace += 1 }
@@ -83,22 +121,15 @@ public struct HTTPRequestParser: Sendable {
             (0..<firstSpace).allSatisfy({ Self.isTokenByte(head[$0]) }),
             (firstSpace + 1..<secondSpace).allSatisfy({ head[$0] > 32 && head[$0] < 127 })
         else { throw .malformedRequestLine }
-        let version = Self.text(head, secondSpace + 1..<requestLineEnd)
-        let minorVersion: Int
-        switch version {
-        case "HTTP/1.1": minorVersion = 1
-        case "HTTP/1.0": minorVersion = 0
-        default: throw .unsupportedVersion(String(version.prefix(16)))
+        let version = UnsafeRawBufferPointer(rebasing: head[secondSpace + 1..<requestLineEnd])
+        guard version.count == 8, version.starts(with: "HTTP/1.".utf8), version[7] == 48 || version[7] == 49 else {
+            throw .unsupportedVersion(String(Self.text(head, secondSpace + 1..<requestLineEnd).prefix(16)))
         }
-
-        let headers = try parser.parseFields(head, from: requestLineEnd + 2)
-        if minorVersion == 1, headers["host"] == nil { throw .missingHost }
-        return HTTPRequest(
-            method: Self.text(head, 0..<firstSpace),
-            target: Self.text(head, firstSpace + 1..<secondSpace),
-            minorVersion: minorVersion,
-            headers: headers,
-            hasBody: try Self.announcesBody(headers)
+        return RequestLine(
+            method: 0..<firstSpace,
+            target: firstSpace + 1..<secondSpace,
+            minorVersion: Int(version[7] - 48),
+            fieldsStart: requestLineEnd + 2
         )
     }
 
@@ -134,10 +165,23 @@ public struct HTTPRequestParser: Sendable {
         return head.count
     }
 
-    /// The header fields from `start` to the end of the head, strictly: a name is a token, a
-    /// value has no control characters, and there are at most `maxHeaderCount`.
+    /// The header fields from `start` to the end of the head, as strings.
     func parseFields(_ head: UnsafeRawBufferPointer, from start: Int) throws(Error) -> HTTPHeaders {
         var headers = HTTPHeaders()
+        try self.scanFields(head, from: start) { field in
+            headers.add(Self.text(head, field.name), Self.text(head, field.value))
+        }
+        return headers
+    }
+
+    /// Visits the header fields from `start` to the end of the head, checked strictly: a name is
+    /// a token, a value has no control characters, and there are at most `maxHeaderCount`.
+    public func scanFields(
+        _ head: UnsafeRawBufferPointer,
+        from start: Int,
+        _ visit: (Field) -> Void
+    ) throws(Error) {
+        var count = 0
         var lineStart = start
         while lineStart < head.count {
             let end = try Self.lineEnd(head, from: lineStart)
@@ -147,18 +191,18 @@ public struct HTTPRequestParser: Sendable {
                 (lineStart..<colon).allSatisfy({ Self.isTokenByte(head[$0]) }),
                 (colon + 1..<end).allSatisfy({ (head[$0] >= 32 && head[$0] != 127) || head[$0] == 9 })
             else { throw .malformedHeader(Self.text(head, lineStart..<end)) }
-            if headers.fields.count == self.maxHeaderCount { throw .tooManyHeaders(limit: self.maxHeaderCount) }
+            if count == self.maxHeaderCount { throw .tooManyHeaders(limit: self.maxHeaderCount) }
+            count += 1
             var valueStart = colon + 1
             var valueEnd = end
             while valueStart < valueEnd, head[valueStart] == 32 || head[valueStart] == 9 { valueStart += 1 }
             while valueEnd > valueStart, head[valueEnd - 1] == 32 || head[valueEnd - 1] == 9 { valueEnd -= 1 }
-            headers.add(Self.text(head, lineStart..<colon), Self.text(head, valueStart..<valueEnd))
+            visit(Field(name: lineStart..<colon, value: valueStart..<valueEnd, line: lineStart..<end))
             lineStart = end + 2
         }
-        return headers
     }
 
-    static func text(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> String {
+    public static func text(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> String {
         String(decoding: UnsafeRawBufferPointer(rebasing: bytes[range]), as: UTF8.self)
     }
 

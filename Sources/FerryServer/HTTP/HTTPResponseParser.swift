@@ -17,25 +17,54 @@ public struct HTTPResponseParser: Sendable {
         self.heads = HTTPRequestParser(maxHeadLength: maxHeadLength, maxHeaderCount: maxHeaderCount)
     }
 
+    /// A status line's parts.
+    public struct StatusLine: Sendable {
+        public var minorVersion: Int
+        public var status: Int
+        public var reason: Range<Int>
+        /// Where the header fields start.
+        public var fieldsStart: Int
+    }
+
     /// Consumes and returns one response head from `buffer`, or nil when it is not complete yet.
     public mutating func parse(_ buffer: inout ByteBuffer) throws(HTTPRequestParser.Error) -> HTTPResponseStatusHead? {
         try self.heads.parseHead(&buffer) { parser, head throws(HTTPRequestParser.Error) in
-            // Status line: HTTP/1.x SP 3DIGIT SP reason.
-            let lineEnd = try HTTPRequestParser.lineEnd(head, from: 0)
-            let line = Array(UnsafeRawBufferPointer(rebasing: head[..<lineEnd]))
-            guard line.count >= 12, line.starts(with: Array("HTTP/1.".utf8)), line[8] == 32,
-                line[7] == UInt8(ascii: "0") || line[7] == UInt8(ascii: "1"),
-                line[9...11].allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }),
-                line.count == 12 || line[12] == 32
-            else { throw .malformedHeader(String(decoding: line.prefix(80), as: UTF8.self)) }
-            let headers = try parser.parseFields(head, from: lineEnd + 2)
+            let line = try Self.statusLine(head)
+            let headers = try parser.parseFields(head, from: line.fieldsStart)
             _ = try HTTPRequestParser.announcesBody(headers)
             return HTTPResponseStatusHead(
-                minorVersion: Int(line[7] - UInt8(ascii: "0")),
-                status: Int(String(decoding: line[9...11], as: UTF8.self))!,
-                reason: line.count > 13 ? String(decoding: line[13...], as: UTF8.self) : "",
+                minorVersion: line.minorVersion,
+                status: line.status,
+                reason: HTTPRequestParser.text(head, line.reason),
                 headers: headers
             )
         }
+    }
+
+    /// Consumes the next complete response head and returns its bytes, as
+    /// ``HTTPRequestParser/nextHead(_:)`` does for requests.
+    public mutating func nextHead(_ buffer: inout ByteBuffer) throws(HTTPRequestParser.Error) -> ByteBuffer? {
+        try self.heads.nextHead(&buffer)
+    }
+
+    /// The rules the head's fields are checked by.
+    public var fieldRules: HTTPRequestParser { self.heads }
+
+    /// The status line, `HTTP/1.x SP 3DIGIT SP reason`, checked strictly.
+    public static func statusLine(_ head: UnsafeRawBufferPointer) throws(HTTPRequestParser.Error) -> StatusLine {
+        let lineEnd = try HTTPRequestParser.lineEnd(head, from: 0)
+        let line = UnsafeRawBufferPointer(rebasing: head[..<lineEnd])
+        guard line.count >= 12, line.starts(with: "HTTP/1.".utf8), line[8] == 32,
+            line[7] == UInt8(ascii: "0") || line[7] == UInt8(ascii: "1"),
+            line[9...11].allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }),
+            line.count == 12 || line[12] == 32
+        else { throw .malformedHeader(String(decoding: line.prefix(80), as: UTF8.self)) }
+        let status = Int(line[9] - 48) * 100 + Int(line[10] - 48) * 10 + Int(line[11] - 48)
+        return StatusLine(
+            minorVersion: Int(line[7] - UInt8(ascii: "0")),
+            status: status,
+            reason: min(13, lineEnd)..<lineEnd,
+            fieldsStart: lineEnd + 2
+        )
     }
 }
