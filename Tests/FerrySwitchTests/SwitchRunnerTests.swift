@@ -21,12 +21,13 @@ import Testing
         return configuration
     }
 
-    /// Waits for `condition`, checking every 10 ms, at most `seconds`.
-    func eventually(_ seconds: Double = 5, _ condition: () -> Bool) -> Bool {
+    /// Waits for `condition`, checking every 10 ms, at most `seconds`, without holding a thread
+    /// the switch's own tasks may need.
+    func eventually(_ seconds: Double = 5, _ condition: () -> Bool) async throws -> Bool {
         let deadline = Date(timeIntervalSinceNow: seconds)
         while Date() < deadline {
             if condition() { return true }
-            usleep(10_000)
+            try await Task.sleep(for: .milliseconds(10))
         }
         return false
     }
@@ -110,7 +111,10 @@ import Testing
             ttl: .seconds(30)
         )
         let secondAddress = "127.0.0.1:\(second.port)"
-        #expect(self.eventually { runner.balancer.backends.map(\.spec.address.description) == [secondAddress] })
+        let followed = try await self.eventually {
+            runner.balancer.backends.map(\.spec.address.description) == [secondAddress]
+        }
+        #expect(followed)
         let moved = try Client(port: runner.address.port)
         #expect(moved.line() == "second")
         moved.close()
