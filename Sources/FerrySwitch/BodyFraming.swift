@@ -1,3 +1,5 @@
+import FerryServer
+
 /// Where an HTTP/1.1 message body ends, found while its bytes pass through unchanged: the switch
 /// forwards bodies as they come and must know, byte by byte, when the next message starts.
 struct BodyFraming: Sendable, Equatable {
@@ -74,7 +76,7 @@ struct BodyFraming: Sendable, Equatable {
                     state = remaining == UInt64(taken) ? .dataCR : .data(remaining: remaining - UInt64(taken))
                     continue
                 case .size(let value, let digits):
-                    if let digit = Self.hexValue(byte) {
+                    if let digit = RequestPath.hexValue(byte) {
                         guard digits < 16 else { throw .malformedChunkSize }
                         state = .size(value: value << 4 | UInt64(digit), digits: digits + 1)
                     } else if digits > 0 && (byte == 13 || byte == UInt8(ascii: ";")) {
@@ -133,14 +135,5 @@ struct BodyFraming: Sendable, Equatable {
     private mutating func countLine() throws(Failure) {
         self.lineLength += 1
         if self.lineLength > 4096 { throw .chunkLineTooLong }
-    }
-
-    private static func hexValue(_ byte: UInt8) -> UInt8? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
-        default: nil
-        }
     }
 }

@@ -56,7 +56,7 @@ public final class HTTPSwitch: Sendable {
     public let address: ServiceEndpoint
     private let listener: SwitchListener
     private let loops: [HTTPLoop]
-    private let healthChecker: HealthChecker
+    private let backends: SwitchBackends
 
     public init(
         listen listener: SwitchListener,
@@ -73,51 +73,47 @@ public final class HTTPSwitch: Sendable {
         for route in options.routes where !backends.contains(where: { $0.group == route.group }) {
             throw SwitchError.unknownGroup(route.description)
         }
-        let balancer = Balancer(
-            backends: backends,
+        let plan = RoutingPlan(backends: backends, options: options)
+        let backends = try SwitchBackends(
+            backends,
             policy: policy,
             maxConnections: maxConnectionsPerBackend,
-            slowStart: slowStart
+            slowStart: slowStart,
+            healthCheck: healthCheck,
+            healthCheckInterval: healthCheckInterval,
+            logger: logger
         )
-        self.balancer = balancer
-        let addresses = try backends.map { try TransportSwitch.resolve($0.address) }
+        self.backends = backends
+        self.balancer = backends.balancer
         self.listener = listener
         self.address = listener.address
-        let plan = RoutingPlan(backends: backends, options: options)
         self.loops = try (0..<max(1, threads)).map { index in
             try HTTPLoop(
                 thread: EpollThread(name: "ferry-switch-\(index)", listener: listener.fd, logger: logger),
-                balancer: balancer,
-                addresses: addresses,
+                balancer: backends.balancer,
+                addresses: backends.addresses,
                 plan: plan,
                 logger: logger
             )
         }
-        self.healthChecker = HealthChecker(
-            balancer: balancer,
-            addresses: addresses,
-            check: healthCheck,
-            interval: healthCheckInterval ?? .seconds(2),
-            logger: logger
-        )
         for loop in self.loops { loop.start() }
-        if healthCheckInterval != nil { self.healthChecker.start() }
+        backends.startChecks()
     }
 
     public func checkHealthNow() {
-        self.healthChecker.checkAll()
+        self.backends.healthChecker.checkAll()
     }
 
     /// Stops accepting and closes every connection.
     public func stop() {
-        self.healthChecker.stop()
+        self.backends.healthChecker.stop()
         for loop in self.loops { loop.stop() }
     }
 
     /// Stops accepting; requests in progress finish (their answers say `Connection: close`),
     /// idle keep-alive connections close, and then the threads end.
     public func retire() {
-        self.healthChecker.stop()
+        self.backends.healthChecker.stop()
         for loop in self.loops { loop.retire() }
     }
 }

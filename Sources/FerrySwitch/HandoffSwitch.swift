@@ -20,7 +20,7 @@ public final class HandoffSwitch: Sendable {
     private let listener: SwitchListener
     private let wake: CInt
     private let channels: [HandoffChannel]
-    private let healthChecker: HealthChecker
+    private let backends: SwitchBackends
     private let logger: Logger
     private let done = DispatchSemaphore(value: 0)
     private let stopping = NIOLockedValueBox(false)
@@ -43,29 +43,32 @@ public final class HandoffSwitch: Sendable {
             return path
         }
         self.logger = logger
-        self.balancer = Balancer(backends: backends, policy: policy, slowStart: slowStart)
+        let backends = try SwitchBackends(
+            backends,
+            policy: policy,
+            maxConnections: nil,
+            slowStart: slowStart,
+            healthCheck: healthCheck,
+            healthCheckInterval: healthCheckInterval,
+            logger: logger
+        )
+        self.backends = backends
+        self.balancer = backends.balancer
         self.channels = paths.map(HandoffChannel.init)
         self.listener = listener
         self.address = listener.address
         self.wake = eventfd(0, CInt(EFD_NONBLOCK | EFD_CLOEXEC))
-        self.healthChecker = HealthChecker(
-            balancer: self.balancer,
-            addresses: try backends.map { try TransportSwitch.resolve($0.address) },
-            check: healthCheck,
-            interval: healthCheckInterval ?? .seconds(2),
-            logger: logger
-        )
         let thread = Thread { [self] in
             self.acceptLoop()
             self.done.signal()
         }
         thread.name = "ferry-switch-handoff"
         thread.start()
-        if healthCheckInterval != nil { self.healthChecker.start() }
+        backends.startChecks()
     }
 
     public func checkHealthNow() {
-        self.healthChecker.checkAll()
+        self.backends.healthChecker.checkAll()
     }
 
     /// Connections already handed over belong to their backends: retiring is stopping.
@@ -79,7 +82,7 @@ public final class HandoffSwitch: Sendable {
                 return stopping
             })
         else { return }
-        self.healthChecker.stop()
+        self.backends.healthChecker.stop()
         var one: UInt64 = 1
         _ = write(self.wake, &one, 8)
         self.done.wait()

@@ -19,7 +19,7 @@ public final class TransportSwitch: Sendable {
     public let address: ServiceEndpoint
     private let listener: SwitchListener
     private let loops: [RelayLoop]
-    private let healthChecker: HealthChecker
+    private let backends: SwitchBackends
     private let logger: Logger
 
     /// Binds `listen` (port 0 for any) and starts `threads` relay threads.
@@ -29,70 +29,53 @@ public final class TransportSwitch: Sendable {
         policy: BalancePolicy = .roundRobin,
         maxConnectionsPerBackend: Int? = nil,
         healthCheck: HealthCheck = .tcp,
-        healthCheckInterval: Duration? = .seconds(2),
-        slowStart: Duration? = nil,  // nil: only checkHealthNow()
+        healthCheckInterval: Duration? = .seconds(2),  // nil: only checkHealthNow()
+        slowStart: Duration? = nil,
         threads: Int = 2,
         logger: Logger = Logger(label: "ferry.switch")
     ) throws {
         self.logger = logger
-        let balancer = Balancer(
-            backends: backends,
+        let backends = try SwitchBackends(
+            backends,
             policy: policy,
             maxConnections: maxConnectionsPerBackend,
-            slowStart: slowStart
+            slowStart: slowStart,
+            healthCheck: healthCheck,
+            healthCheckInterval: healthCheckInterval,
+            logger: logger
         )
-        self.balancer = balancer
-        let addresses = try backends.map { try Self.resolve($0.address) }
+        self.backends = backends
+        self.balancer = backends.balancer
         self.listener = listener
         self.address = listener.address
         self.loops = try (0..<max(1, threads)).map { index in
             try RelayLoop(
                 index: index,
                 listener: listener.fd,
-                balancer: balancer,
-                addresses: addresses,
+                balancer: backends.balancer,
+                addresses: backends.addresses,
                 logger: logger
             )
         }
-        self.healthChecker = HealthChecker(
-            balancer: balancer,
-            addresses: addresses,
-            check: healthCheck,
-            interval: healthCheckInterval ?? .seconds(2),
-            logger: logger
-        )
         for loop in self.loops { loop.start() }
-        // Without an interval, checks run only when asked (checkHealthNow).
-        if healthCheckInterval != nil { self.healthChecker.start() }
+        backends.startChecks()
     }
 
     /// Runs every backend's health check now, instead of at the next interval.
     public func checkHealthNow() {
-        self.healthChecker.checkAll()
+        self.backends.healthChecker.checkAll()
     }
 
     /// Stops accepting and closes every relayed connection.
     public func stop() {
-        self.healthChecker.stop()
+        self.backends.healthChecker.stop()
         for loop in self.loops { loop.stop() }
     }
 
     /// Stops accepting; each relay runs until its connection ends, then the threads end.
     public func retire() {
-        self.healthChecker.stop()
+        self.backends.healthChecker.stop()
         for loop in self.loops { loop.retire() }
-    }
-
-    static func resolve(_ address: BackendAddress) throws -> SocketAddress {
-        do {
-            switch address {
-            case .tcp(let endpoint):
-                return try SocketAddress.makeAddressResolvingHost(endpoint.host, port: endpoint.port)
-            case .unix(let path): return try SocketAddress(unixDomainSocketPath: path)
-            }
-        } catch {
-            throw SwitchError.cannotResolve(address.description, "\(error)")
-        }
     }
 }
 

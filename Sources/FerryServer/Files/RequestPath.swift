@@ -1,5 +1,5 @@
 /// Turns a request target into a path relative to the served root, refusing every way out.
-enum RequestPath {
+public enum RequestPath {
     struct Refusal: Error, Equatable {
         var status: HTTPStatus
         var message: String
@@ -96,7 +96,9 @@ enum RequestPath {
         return bytes
     }
 
-    private static func hexValue(_ byte: UInt8) -> UInt8? {
+    /// The value of one hexadecimal digit (either case), or nil: for percent-escapes here, and
+    /// for chunk sizes in the switch.
+    public static func hexValue(_ byte: UInt8) -> UInt8? {
         switch byte {
         case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
         case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10

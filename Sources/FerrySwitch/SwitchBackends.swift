@@ -1,0 +1,54 @@
+import Logging
+import NIOCore
+
+/// The backends a switch balances over: their balancer, their resolved addresses, and the health
+/// checks that keep the balancer's view of them current. Every switch mode has one.
+struct SwitchBackends: Sendable {
+    let balancer: Balancer
+    let addresses: [SocketAddress]
+    let healthChecker: HealthChecker
+    /// Without an interval, checks run only when asked (`checkHealthNow`).
+    private let checksOnInterval: Bool
+
+    init(
+        _ backends: [BackendSpec],
+        policy: BalancePolicy,
+        maxConnections: Int?,
+        slowStart: Duration?,
+        healthCheck: HealthCheck,
+        healthCheckInterval: Duration?,
+        logger: Logger
+    ) throws {
+        self.balancer = Balancer(
+            backends: backends,
+            policy: policy,
+            maxConnections: maxConnections,
+            slowStart: slowStart
+        )
+        self.addresses = try backends.map { try Self.resolve($0.address) }
+        self.healthChecker = HealthChecker(
+            balancer: self.balancer,
+            addresses: self.addresses,
+            check: healthCheck,
+            interval: healthCheckInterval ?? .seconds(2),
+            logger: logger
+        )
+        self.checksOnInterval = healthCheckInterval != nil
+    }
+
+    func startChecks() {
+        if self.checksOnInterval { self.healthChecker.start() }
+    }
+
+    static func resolve(_ address: BackendAddress) throws -> SocketAddress {
+        do {
+            switch address {
+            case .tcp(let endpoint):
+                return try SocketAddress.makeAddressResolvingHost(endpoint.host, port: endpoint.port)
+            case .unix(let path): return try SocketAddress(unixDomainSocketPath: path)
+            }
+        } catch {
+            throw SwitchError.cannotResolve(address.description, "\(error)")
+        }
+    }
+}
