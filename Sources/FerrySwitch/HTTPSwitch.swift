@@ -349,17 +349,7 @@ final class HTTPLoop: @unchecked Sendable {
     // MARK: Events
 
     private func acceptAll() {
-        while true {
-            let client = ferry_accept_nonblocking(self.thread.listener)
-            guard client >= 0 else {
-                if errno == EINTR || errno == ECONNABORTED { continue }
-                if errno != EAGAIN, errno != EWOULDBLOCK {
-                    self.logger.warning("switch: accept failed: \(String(cString: strerror(errno)))")
-                }
-                return
-            }
-            var one: CInt = 1
-            setsockopt(client, CInt(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<CInt>.size))
+        SwitchListener.acceptWaiting(on: self.thread.listener, logger: self.logger) { client in
             let exchange = HTTPExchange(
                 client: client,
                 clientAddress: EpollThread.peerAddress(client),
@@ -373,7 +363,7 @@ final class HTTPLoop: @unchecked Sendable {
                 )
             } catch {
                 Glibc.close(client)
-                continue
+                return
             }
             self.owners[client] = .client(exchange)
             self.clients[client] = exchange

@@ -98,17 +98,7 @@ public final class HandoffSwitch: Sendable {
         while !self.stopping.withLockedValue({ $0 }) {
             guard poll(&pollSet, 2, -1) >= 0 || errno == EINTR else { return }
             guard pollSet[1].revents != 0 else { continue }
-            while true {
-                let client = ferry_accept_nonblocking(self.listener.fd)
-                guard client >= 0 else {
-                    if errno == EINTR || errno == ECONNABORTED { continue }
-                    if errno != EAGAIN, errno != EWOULDBLOCK {
-                        self.logger.warning("switch: accept failed: \(String(cString: strerror(errno)))")
-                    }
-                    break
-                }
-                self.handOff(client)
-            }
+            SwitchListener.acceptWaiting(on: self.listener.fd, logger: self.logger) { self.handOff($0) }
         }
     }
 

@@ -1,5 +1,6 @@
 import CFerryLinux
 import FerryEndpoints
+import Logging
 
 #if canImport(Glibc)
 import Glibc
@@ -22,4 +23,23 @@ public final class SwitchListener: Sendable {
     }
 
     deinit { close(self.fd) }
+
+    /// Accepts every connection waiting on the listening socket `fd` (non-blocking, TCP_NODELAY
+    /// set) and gives each to `take`; returns once none waits. A failure other than that (most
+    /// likely out of descriptors) is logged and the switch goes on.
+    static func acceptWaiting(on fd: CInt, logger: Logger, _ take: (CInt) -> Void) {
+        while true {
+            let client = ferry_accept_nonblocking(fd)
+            guard client >= 0 else {
+                if errno == EINTR || errno == ECONNABORTED { continue }
+                if errno != EAGAIN, errno != EWOULDBLOCK {
+                    logger.warning("switch: accept failed: \(String(cString: strerror(errno)))")
+                }
+                return
+            }
+            var one: CInt = 1
+            setsockopt(client, CInt(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<CInt>.size))
+            take(client)
+        }
+    }
 }

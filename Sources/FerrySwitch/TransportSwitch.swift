@@ -145,19 +145,8 @@ final class RelayLoop: @unchecked Sendable {
     deinit { self.scratch.deallocate() }
 
     private func acceptAll() {
-        while true {
-            let client = ferry_accept_nonblocking(self.thread.listener)
-            guard client >= 0 else {
-                if errno == EAGAIN || errno == EWOULDBLOCK { return }
-                if errno == EINTR || errno == ECONNABORTED { continue }
-                // Out of descriptors, most likely: keep the loop alive and say why.
-                self.logger.warning("switch: accept failed: \(String(cString: strerror(errno)))")
-                return
-            }
-            var one: CInt = 1
-            setsockopt(client, CInt(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<CInt>.size))
-            let relay = Relay(client: client, clientAddress: EpollThread.peerAddress(client))
-            self.connect(relay)
+        SwitchListener.acceptWaiting(on: self.thread.listener, logger: self.logger) { client in
+            self.connect(Relay(client: client, clientAddress: EpollThread.peerAddress(client)))
         }
     }
 
