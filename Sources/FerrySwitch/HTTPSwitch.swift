@@ -96,8 +96,7 @@ public final class HTTPSwitch: Sendable {
                 logger: logger
             )
         }
-        for loop in self.loops { loop.start() }
-        backends.startChecks()
+        backends.start(self.loops)
     }
 
     public func checkHealthNow() {
@@ -105,17 +104,11 @@ public final class HTTPSwitch: Sendable {
     }
 
     /// Stops accepting and closes every connection.
-    public func stop() {
-        self.backends.healthChecker.stop()
-        for loop in self.loops { loop.stop() }
-    }
+    public func stop() { self.backends.stop(self.loops) }
 
     /// Stops accepting; requests in progress finish (their answers say `Connection: close`),
     /// idle keep-alive connections close, and then the threads end.
-    public func retire() {
-        self.backends.healthChecker.stop()
-        for loop in self.loops { loop.retire() }
-    }
+    public func retire() { self.backends.retire(self.loops) }
 }
 
 /// What routing needs, worked out once: each route's backends, the default group, the backends'
@@ -289,7 +282,7 @@ final class HTTPExchange {
 }
 
 /// One l7 switch thread: its clients, their backend connections and its idle pool.
-final class HTTPLoop: @unchecked Sendable {
+final class HTTPLoop: SwitchLoop, @unchecked Sendable {
     // Sendable: everything mutable is touched only by this loop's thread, after `start`.
     private enum Owner {
         case client(HTTPExchange)

@@ -1,6 +1,14 @@
 import Logging
 import NIOCore
 
+/// One of a switch's threads (an epoll loop), as its switch drives it.
+protocol SwitchLoop: Sendable {
+    func start()
+    func stop()
+    /// Stops accepting; ends once what the loop holds is done.
+    func retire()
+}
+
 /// The backends a switch balances over: their balancer, their resolved addresses, and the health
 /// checks that keep the balancer's view of them current. Every switch mode has one.
 struct SwitchBackends: Sendable {
@@ -38,6 +46,24 @@ struct SwitchBackends: Sendable {
 
     func startChecks() {
         if self.checksOnInterval { self.healthChecker.start() }
+    }
+
+    /// Starts a switch's threads, then the health checks.
+    func start(_ loops: [any SwitchLoop]) {
+        for loop in loops { loop.start() }
+        self.startChecks()
+    }
+
+    /// Stops the health checks and the threads, closing every connection.
+    func stop(_ loops: [any SwitchLoop]) {
+        self.healthChecker.stop()
+        for loop in loops { loop.stop() }
+    }
+
+    /// Stops the health checks; the threads stop accepting and end when their connections have.
+    func retire(_ loops: [any SwitchLoop]) {
+        self.healthChecker.stop()
+        for loop in loops { loop.retire() }
     }
 
     static func resolve(_ address: BackendAddress) throws -> SocketAddress {

@@ -57,8 +57,7 @@ public final class TransportSwitch: Sendable {
                 logger: logger
             )
         }
-        for loop in self.loops { loop.start() }
-        backends.startChecks()
+        backends.start(self.loops)
     }
 
     /// Runs every backend's health check now, instead of at the next interval.
@@ -67,20 +66,13 @@ public final class TransportSwitch: Sendable {
     }
 
     /// Stops accepting and closes every relayed connection.
-    public func stop() {
-        self.backends.healthChecker.stop()
-        for loop in self.loops { loop.stop() }
-    }
+    public func stop() { self.backends.stop(self.loops) }
 
     /// Stops accepting; each relay runs until its connection ends, then the threads end.
-    public func retire() {
-        self.backends.healthChecker.stop()
-        for loop in self.loops { loop.retire() }
-    }
+    public func retire() { self.backends.retire(self.loops) }
 }
 
 public enum SwitchError: Error, Equatable, CustomStringConvertible {
-    case noBackends
     case cannotResolve(String, String)
     case cannotListen(String, String)
     case handoffNeedsUnixBackend(String)
@@ -90,7 +82,6 @@ public enum SwitchError: Error, Equatable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .noBackends: "a switch needs at least one backend (--backend HOST:PORT)"
         case .cannotResolve(let endpoint, let reason): "cannot resolve \(endpoint): \(reason)"
         case .cannotListen(let endpoint, let reason): "cannot listen on \(endpoint): \(reason)"
         case .handoffNeedsUnixBackend(let backend):
@@ -105,7 +96,7 @@ public enum SwitchError: Error, Equatable, CustomStringConvertible {
 }
 
 /// One relay thread: its connections, on an epoll loop of their own.
-final class RelayLoop: @unchecked Sendable {
+final class RelayLoop: SwitchLoop, @unchecked Sendable {
     // Sendable: everything mutable is touched only by this loop's thread, after `start`.
     private let thread: EpollThread
     private let balancer: Balancer
@@ -267,7 +258,6 @@ final class Relay {
         /// This direction carries bulk data: it moves by splice from now on.
         var bulk = false
 
-        var hasWaiting: Bool { self.buffered > 0 || !self.pending.isEmpty }
     }
 
     /// A read of this size or less goes through user space: one read and one write cost less

@@ -69,9 +69,9 @@ public struct HTTPHeaders: Sendable, Equatable, ExpressibleByArrayLiteral, Seque
 }
 
 extension String {
-    /// Compares header names (tokens): ASCII letters match in either case. Runs on every field
-    /// of every request a proxy reads, so it compares the bytes in place where it can.
-    public func caseInsensitiveEquals(_ other: String) -> Bool {
+    /// Compares header names (tokens): ASCII letters match in either case. Runs on every header
+    /// lookup of every request, so it compares the bytes in place where it can.
+    func caseInsensitiveEquals(_ other: String) -> Bool {
         guard self.utf8.count == other.utf8.count else { return false }
         let fast = self.utf8.withContiguousStorageIfAvailable { left in
             other.utf8.withContiguousStorageIfAvailable { right in

@@ -42,21 +42,12 @@ public struct HTTPRequestParser: Sendable {
     /// Consumes and returns one request head from `buffer`, or returns `nil` and consumes nothing
     /// when the head is not complete yet.
     public mutating func parse(_ buffer: inout ByteBuffer) throws(Error) -> HTTPRequest? {
-        try self.parseHead(&buffer, Self.parseRequestHead)
-    }
-
-    /// Finds the next complete head in `buffer` (remembering how far it looked, so a head that
-    /// arrives in pieces is searched once) and consumes it through `parse`, which gets the head's
-    /// raw bytes without the final CRLF CRLF.
-    mutating func parseHead<Head>(
-        _ buffer: inout ByteBuffer,
-        _ parse: (Self, UnsafeRawBufferPointer) throws(Error) -> Head
-    ) throws(Error) -> Head? {
         guard var head = try self.nextHead(&buffer) else { return nil }
-        return try head.withUnsafeReadableBytes { bytes throws(Error) in try parse(self, bytes) }
+        return try head.withUnsafeReadableBytes { bytes throws(Error) in try Self.parseRequestHead(self, bytes) }
     }
 
-    /// Consumes the next complete head in `buffer` and returns its bytes without the final
+    /// Consumes the next complete head in `buffer` (remembering how far it looked, so a head
+    /// that arrives in pieces is searched once) and returns its bytes without the final
     /// CRLF CRLF (a slice of `buffer`'s storage: no copy), or nil when it is not complete yet.
     /// A proxy reads it with ``requestLine(_:)`` and ``scanFields(_:from:_:)``, passing on what it
     /// does not change as it came, without making strings of it.

@@ -1,13 +1,5 @@
 import NIOCore
 
-/// One parsed HTTP/1.x response head, as a proxy reads it from an upstream server.
-public struct HTTPResponseStatusHead: Sendable, Equatable {
-    public var minorVersion: Int
-    public var status: Int
-    public var reason: String
-    public var headers: HTTPHeaders
-}
-
 /// Reads HTTP/1.x response heads from a byte stream with the same strictness as
 /// ``HTTPRequestParser``: a server that answers something ambiguous is treated as broken.
 public struct HTTPResponseParser: Sendable {
@@ -24,21 +16,6 @@ public struct HTTPResponseParser: Sendable {
         public var reason: Range<Int>
         /// Where the header fields start.
         public var fieldsStart: Int
-    }
-
-    /// Consumes and returns one response head from `buffer`, or nil when it is not complete yet.
-    public mutating func parse(_ buffer: inout ByteBuffer) throws(HTTPRequestParser.Error) -> HTTPResponseStatusHead? {
-        try self.heads.parseHead(&buffer) { parser, head throws(HTTPRequestParser.Error) in
-            let line = try Self.statusLine(head)
-            let headers = try parser.parseFields(head, from: line.fieldsStart)
-            _ = try HTTPRequestParser.announcesBody(headers)
-            return HTTPResponseStatusHead(
-                minorVersion: line.minorVersion,
-                status: line.status,
-                reason: HTTPRequestParser.text(head, line.reason),
-                headers: headers
-            )
-        }
     }
 
     /// Consumes the next complete response head and returns its bytes, as
