@@ -11,6 +11,8 @@ let package = Package(
         .library(name: "FerryEndpoints", targets: ["FerryEndpoints"]),
         .library(name: "FerryGuest", targets: ["FerryGuest"]),
         .library(name: "FerrySwitch", targets: ["FerrySwitch"]),
+        .library(name: "FerryObjects", targets: ["FerryObjects"]),
+        .library(name: "FerryClient", targets: ["FerryClient"]),
         .library(name: "FerryNode", targets: ["FerryNode"]),
     ],
     dependencies: [
@@ -92,9 +94,36 @@ let package = Package(
             ]
         ),
         .target(
+            name: "FerryObjects",
+            dependencies: [
+                "FerryEndpoints",
+                "FerryGuest",
+                "FerryWire",
+                .product(name: "WasmKit", package: "WasmKit"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
+            name: "FerryClient",
+            dependencies: [
+                "FerryEndpoints",
+                "FerryWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
             name: "FerryNode",
             dependencies: [
                 "FerryEndpoints",
+                "FerryGuest",
+                "FerryObjects",
                 "FerryServer",
                 "FerryWire",
                 "FerrySwitch",
@@ -108,10 +137,12 @@ let package = Package(
         .target(
             name: "FerryCommands",
             dependencies: [
+                "FerryClient",
                 "FerryEndpoints",
                 "FerryGuest",
                 .product(name: "WasmKit", package: "WasmKit"),
                 "FerryNode",
+                "FerryObjects",
                 "FerryServer",
                 "FerrySwitch",
                 "FerryWire",
@@ -126,6 +157,8 @@ let package = Package(
         .executableTarget(
             name: "ferry-bench",
             dependencies: [
+                "FerryClient",
+                "FerryObjects",
                 "FerryEndpoints",
                 "FerryGuest",
                 "FerryServer",
@@ -188,6 +221,19 @@ let package = Package(
             dependencies: [
                 "FerryGuest",
                 .product(name: "WasmKit", package: "WasmKit"),
+            ]
+        ),
+        .testTarget(
+            name: "FerryObjectsTests",
+            dependencies: [
+                "FerryClient",
+                "FerryEndpoints",
+                "FerryGuest",
+                "FerryObjects",
+                "FerryWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(

@@ -9,7 +9,7 @@ public struct FerryCommand: AsyncParsableCommand {
         abstract: "A runtime for distributed processes: servers, nodes and the parts between them.",
         subcommands: [
             Up.self, Serve.self, ControlCommand.self, EndpointDaemonCommand.self, EndpointsCommand.self, KVCommand.self,
-            SuperserverCommand.self, GuestCommand.self, SwitchCommand.self,
+            SuperserverCommand.self, GuestCommand.self, SwitchCommand.self, CallCommand.self, ObjectsCommand.self,
         ]
     )
 

@@ -33,6 +33,9 @@ struct Up: AsyncParsableCommand {
     @Option(help: "The key-value service's port; 0 picks a free one.")
     var kvPort = 7412
 
+    @Option(help: "The object server's port; 0 picks a free one.")
+    var objectsPort = 7413
+
     @Option(help: "Where the node keeps permanent state (default ~/.ferry).")
     var dataDir: String?
 
@@ -51,7 +54,8 @@ struct Up: AsyncParsableCommand {
                 endpointsPort: self.endpointsPort,
                 kvPort: self.kvPort,
                 dataDirectory: self.dataDir ?? Node.defaultDataDirectory,
-                handoffSocket: self.handoffSocket
+                handoffSocket: self.handoffSocket,
+                objectsPort: self.objectsPort
             ),
             logger: logger
         )

@@ -68,6 +68,20 @@ extension GuestInstance {
         return (instance, try instance.call(snapshot.export, snapshot.arguments, checkpoint: checkpoint))
     }
 
+    /// The guest's data between calls — linear memory and mutable exported globals — as bytes:
+    /// what a guest object keeps while deactivated, or takes along when it moves. Needs no
+    /// Asyncify: no call is in progress.
+    public func saveData() throws -> [UInt8] {
+        try self.capture(export: "", arguments: []).serialized()
+    }
+
+    /// Puts data saved by ``saveData()`` back, in a fresh instance of the same module.
+    public func restoreData(_ bytes: [UInt8]) throws {
+        let snapshot = try GuestSnapshot(serialized: bytes)
+        guard snapshot.matches(self.module) else { throw GuestSnapshotError.wrongModule }
+        try self.restore(snapshot)
+    }
+
     /// The `ferry.checkpoint` import.
     static func checkpointImport(store: Store, state: SuspendState) -> Function {
         Function(store: store, parameters: []) { caller, _ in

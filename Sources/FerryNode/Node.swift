@@ -1,4 +1,6 @@
 import FerryEndpoints
+import FerryGuest
+import FerryObjects
 import FerryServer
 import FerrySwitch
 import Foundation
@@ -37,6 +39,8 @@ public struct Node: Sendable {
         public var handoffSocket: String?
         /// How many application nodes the switch fronts.
         public var appNodes: Int
+        /// The object server's port; 0 picks a free one.
+        public var objectsPort: Int
 
         public init(
             host: String = "127.0.0.1",
@@ -49,8 +53,10 @@ public struct Node: Sendable {
             dataDirectory: String = Node.defaultDataDirectory,
             registrationTTL: Duration = .seconds(15),
             handoffSocket: String? = nil,
-            appNodes: Int = 3
+            appNodes: Int = 3,
+            objectsPort: Int = 7413
         ) {
+            self.objectsPort = objectsPort
             self.host = host
             self.httpPort = httpPort
             self.controlPort = controlPort
@@ -74,6 +80,8 @@ public struct Node: Sendable {
     public let kvServer: KVServer
     public let apps: [AppServer]
     public let frontSwitch: HTTPSwitch
+    /// The object server: `counter` (Swift) and `wasm-counter` (a guest), persistent.
+    public let objects: ObjectServer
     /// The switch's control socket (`ferry switch stats|drain|ready --control PATH`).
     public let switchControl: String
 
@@ -123,6 +131,30 @@ public struct Node: Sendable {
                 )
             )
         }
+        let objectsPath = configuration.dataDirectory + "/objects.sqlite"
+        let objects = try await ObjectServer.bind(
+            adapters: [
+                try ObjectAdapter(
+                    name: "counters",
+                    policy: ObjectPolicy(activation: .persistent, threading: .perObject, idleTimeout: .seconds(60)),
+                    types: [
+                        Counter.type(),
+                        try GuestServant.type(
+                            name: "wasm-counter",
+                            module: try GuestModule(bytes: CounterGuest.wasm, name: "counter_object.wasm"),
+                            interface: CounterInterface.definition
+                        ),
+                    ],
+                    store: try ObjectStore(path: objectsPath),
+                    logger: logger
+                )
+            ],
+            host: configuration.host,
+            port: configuration.objectsPort,
+            daemon: ServiceEndpoint(host: daemon.host, port: daemon.port),
+            leaseTTL: configuration.registrationTTL,
+            logger: logger
+        )
         let files = ServiceEndpoint(host: fileServer.host, port: fileServer.port)
         let appEndpoints = apps.map { ServiceEndpoint(host: $0.host, port: $0.port) }
         let front = try HTTPSwitch(
@@ -172,6 +204,7 @@ public struct Node: Sendable {
             "files     http://\(filesAddress)/  (\(configuration.model.rawValue), root \(root))",
             "control   \(control)  (FerryWire: cancel, stats)",
             "kv        \(kvAddress)  (FerryWire, durable, \(kvPath))",
+            "objects   \(objects.node)  (counter: Swift, wasm-counter: a wasm guest; persistent, \(objectsPath))",
             "",
             "try:",
             "  curl -i http://\(http)/",
@@ -184,19 +217,23 @@ public struct Node: Sendable {
             "  swift run ferry endpoints --addr \(endpoints) ls",
             "  swift run ferry kv --endpoints \(endpoints) put greeting hello   # found by name at the endpoint daemon",
             "  swift run ferry kv --endpoints \(endpoints) get greeting",
+            "  swift run ferry call --addr \(endpoints) counter increment '{\"by\": 2}'",
+            "  swift run ferry call --addr \(endpoints) wasm-counter increment '{\"by\": 2}'",
+            "  swift run ferry objects ls --addr \(endpoints)",
             "Ctrl-C stops the node.",
         ]
         // A ServiceGroup stops services in reverse order: the registrations deregister first, the
         // daemon goes last.
         return Node(
-            services: [daemon, kv, fileServer] + apps + [front, SwitchControlService(socket: switchControlSocket)]
-                + registrations,
+            services: [daemon, kv, fileServer, objects] + apps
+                + [front, SwitchControlService(socket: switchControlSocket)] + registrations,
             summary: summary,
             fileServer: fileServer,
             endpointDaemon: daemon,
             kvServer: kv,
             apps: apps,
             frontSwitch: front,
+            objects: objects,
             switchControl: switchControl
         )
     }

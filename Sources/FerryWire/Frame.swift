@@ -40,6 +40,8 @@ public struct Frame: Sendable, Equatable {
             message = try Message(from: &payload)
         } catch let error as FerryWireError {
             throw error
+        } catch let error as ErrorMessage {
+            throw error
         } catch {
             throw FerryWireError.malformedPayload(kind: Message.kind, reason: "\(error)")
         }

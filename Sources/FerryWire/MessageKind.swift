@@ -51,6 +51,20 @@ public struct MessageKind: RawRepresentable, Hashable, Sendable, CustomStringCon
     /// Keys and values: the answer to a list.
     public static let kvEntries = MessageKind(rawValue: 0x35)
 
+    // Object servers (FerryObjects) and their clients (FerryClient).
+    /// Invoke a method of an object.
+    public static let objectCall = MessageKind(rawValue: 0x40)
+    /// A method's result, or a forward to where the object went.
+    public static let objectResult = MessageKind(rawValue: 0x41)
+    /// Move an active object to another node.
+    public static let objectRelocate = MessageKind(rawValue: 0x42)
+    /// Node to node: take over an object being moved.
+    public static let objectAdopt = MessageKind(rawValue: 0x43)
+    /// List a node's objects.
+    public static let objectList = MessageKind(rawValue: 0x44)
+    /// A node's objects: the answer to a list.
+    public static let objectListing = MessageKind(rawValue: 0x45)
+
     public var description: String {
         switch self {
         case .error: "error"
@@ -74,6 +88,12 @@ public struct MessageKind: RawRepresentable, Hashable, Sendable, CustomStringCon
         case .kvWritten: "kv-written"
         case .kvList: "kv-list"
         case .kvEntries: "kv-entries"
+        case .objectCall: "object-call"
+        case .objectResult: "object-result"
+        case .objectRelocate: "object-relocate"
+        case .objectAdopt: "object-adopt"
+        case .objectList: "object-list"
+        case .objectListing: "object-listing"
         default: "kind 0x" + String(self.rawValue, radix: 16)
         }
     }

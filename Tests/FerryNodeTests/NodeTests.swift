@@ -24,7 +24,7 @@ import FoundationNetworking
         let data = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-node-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: data) }
         let node = try await Node.start(
-            .init(httpPort: 0, controlPort: 0, endpointsPort: 0, kvPort: 0, dataDirectory: data),
+            .init(httpPort: 0, controlPort: 0, endpointsPort: 0, kvPort: 0, dataDirectory: data, objectsPort: 0),
             logger: Logger(label: "test")
         )
         let server = node.fileServer

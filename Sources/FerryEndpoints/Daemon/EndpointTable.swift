@@ -34,6 +34,9 @@ public struct EndpointTable: Sendable {
             EndpointLimits.maxTTLMilliseconds
         )
         var leases = self.names[request.name, default: [:]]
+        if request.metadata[Self.exclusiveKey] == "true" {
+            try Self.claimExclusively(request, leases: &leases, count: &self.count, now: now)
+        }
         if let replaced = leases.first(where: { $0.value.endpoints == request.endpoints })?.key {
             leases[replaced] = nil
             self.count -= 1
@@ -56,6 +59,37 @@ public struct EndpointTable: Sendable {
         self.count += 1
         self.revision += 1
         return EndpointLease(name: request.name, leaseID: self.lastLeaseID, ttlMilliseconds: ttl)
+    }
+
+    /// Metadata that makes a registration exclusive: it is refused (``ErrorMessage/Code/held``)
+    /// while another live registration of the name, at other endpoints, exists. This is the
+    /// directory that keeps a persistent object active on one node at a time.
+    public static let exclusiveKey = "ferry.exclusive"
+    /// With ``exclusiveKey``: the lease id of the holder this registration replaces at once (a
+    /// move hands the name from one node to the next without a gap).
+    public static let takeoverKey = "ferry.takeover"
+
+    private static func claimExclusively(
+        _ request: RegisterRequest,
+        leases: inout [UInt64: Stored],
+        count: inout Int,
+        now: UInt64
+    ) throws {
+        let takeover = request.metadata[Self.takeoverKey].flatMap { UInt64($0) }
+        for (leaseID, stored) in leases where stored.endpoints != request.endpoints && stored.expiresAt > now {
+            guard leaseID == takeover else {
+                throw ErrorMessage(
+                    code: .held,
+                    message:
+                        "'\(request.name)' is held by \(stored.endpoints.map(\.description).joined(separator: ", ")) under lease \(leaseID) for \((stored.expiresAt - now) / 1_000_000) ms more"
+                )
+            }
+        }
+        // The holder handed over, or every other holder's lease ran out: the name is this one's.
+        for (leaseID, stored) in leases where stored.endpoints != request.endpoints {
+            leases[leaseID] = nil
+            count -= 1
+        }
     }
 
     /// Extends a lease by its full ttl.

@@ -20,6 +20,18 @@ public struct ErrorMessage: WireMessage, Error, Hashable, CustomStringConvertibl
         public static let tooLarge = Code(rawValue: 6)
         /// The peer cannot serve the request now (shutting down, storage failed); try again later.
         public static let unavailable = Code(rawValue: 7)
+        /// The arguments do not fit the method: wrong count, names or types.
+        public static let invalidArgument = Code(rawValue: 8)
+        /// The call's deadline passed before it could start; it was not run.
+        public static let deadlineExceeded = Code(rawValue: 9)
+        /// The caller's binding names an activation that no longer exists; look the name up again.
+        public static let staleEpoch = Code(rawValue: 10)
+        /// The process that hosts the object (its own segment) died during or before the call.
+        public static let segmentFailed = Code(rawValue: 11)
+        /// A name is held exclusively by another registration (single activation).
+        public static let held = Code(rawValue: 12)
+        /// The object has no such method.
+        public static let noSuchMethod = Code(rawValue: 13)
     }
 
     public var code: Code

@@ -1,0 +1,396 @@
+import FerryEndpoints
+import FerryWire
+import Logging
+import NIOConcurrencyHelpers
+
+/// Hosts objects under one ``ObjectPolicy``: activates them on first call (from the store, when
+/// persistent), runs their invocations under the threading policy, deactivates them when idle or
+/// when too many are active, and moves them. It knows nothing of their interfaces: it only hands
+/// method names and arguments to a servant.
+public final class ObjectAdapter: Sendable {
+    public let name: String
+    public let policy: ObjectPolicy
+    public let types: [String: ObjectType]
+    let store: ObjectStore?
+    /// Whether callers may read an object's state with ``stateMethod``: a segment process's
+    /// adapter, which its node reads state through.
+    let servesState: Bool
+    /// The method a segment process answers with its object's state.
+    static let stateMethod = "ferry.state"
+    let logger: Logger
+    /// The `single` policy's one gate.
+    private let adapterGate: InvocationGate?
+    private let slots = NIOLockedValueBox([String: Slot]())
+    private let directoryBox = NIOLockedValueBox<ObjectDirectory?>(nil)
+
+    enum Slot {
+        case active(Activation)
+        /// Being made; calls wait for it.
+        case activating(Task<Void, any Error>)
+        /// Being deactivated or moved; calls wait, then look again.
+        case leaving(Task<Void, Never>)
+    }
+
+    /// - Parameter store: where persistent objects are kept; required when the policy is persistent.
+    public init(
+        name: String,
+        policy: ObjectPolicy,
+        types: [ObjectType],
+        store: ObjectStore? = nil,
+        servesState: Bool = false,
+        logger: Logger = Logger(label: "ferry.objects")
+    ) throws {
+        if policy.activation == .persistent, store == nil {
+            throw ErrorMessage(
+                code: .invalidArgument,
+                message: "adapter '\(name)' is persistent but has no object store to keep its objects in"
+            )
+        }
+        if policy.isolation == .segment, let type = types.first(where: { $0.segmentLauncher == nil }) {
+            throw ErrorMessage(
+                code: .invalidArgument,
+                message:
+                    "adapter '\(name)' isolates objects in segments, but type '\(type.name)' has no segment launcher"
+            )
+        }
+        self.servesState = servesState
+        self.name = name
+        self.policy = policy
+        self.types = Dictionary(types.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        self.store = store
+        self.logger = logger
+        self.adapterGate = policy.threading == .single ? InvocationGate() : nil
+    }
+
+    var directory: ObjectDirectory {
+        self.directoryBox.withLockedValue { box in
+            if let directory = box { return directory }
+            let local = ObjectDirectory(
+                daemon: nil,
+                node: ServiceEndpoint(host: "127.0.0.1", port: 0),
+                logger: self.logger
+            )
+            box = local
+            return local
+        }
+    }
+
+    func attach(_ directory: ObjectDirectory) {
+        self.directoryBox.withLockedValue { $0 = directory }
+    }
+
+    /// How many objects are active now.
+    public var activeCount: Int {
+        self.slots.withLockedValue { slots in slots.values.count { if case .active = $0 { true } else { false } } }
+    }
+
+    // MARK: Calls
+
+    /// Runs one invocation of `id`, activating it first when needed.
+    ///
+    /// - Parameters:
+    ///   - epoch: the activation the caller is bound to, or 0.
+    ///   - deadline: a call that cannot start by then is not started.
+    /// - Throws: ``ObjectElsewhere`` when another node has the object; ``ErrorMessage`` otherwise.
+    public func call(
+        _ id: String,
+        method: String,
+        arguments: ObjectValue,
+        epoch: UInt64 = 0,
+        deadline: ContinuousClock.Instant? = nil
+    ) async throws -> (ObjectValue, epoch: UInt64) {
+        let activation = try await self.enter(id)
+        defer { self.exit(activation) }
+        guard epoch == 0 || epoch == activation.epoch else {
+            throw ErrorMessage(
+                code: .staleEpoch,
+                message:
+                    "the binding names epoch \(epoch) of '\(id)', but its activation here is epoch \(activation.epoch); look the name up again"
+            )
+        }
+        let gate = self.adapterGate ?? activation.gate
+        if let gate { await gate.enter() }
+        defer { gate?.leave() }
+        if let deadline, ContinuousClock.now > deadline {
+            throw ErrorMessage(
+                code: .deadlineExceeded,
+                message: "the call \(id).\(method) waited past its deadline for its turn and was not run"
+            )
+        }
+        do {
+            if self.servesState, method == Self.stateMethod {
+                return (.bytes(try await activation.servant.state()), activation.epoch)
+            }
+            return (try await activation.servant.invoke(method, arguments: arguments), activation.epoch)
+        } catch let error as ErrorMessage {
+            throw error
+        } catch let error as SegmentFailure {
+            // The servant's process is gone: drop the activation, so the next call starts a new one.
+            self.drop(id, reason: "\(error)")
+            throw ErrorMessage(code: .segmentFailed, message: "\(error)")
+        } catch {
+            throw ErrorMessage(code: .internalError, message: "\(id).\(method) failed: \(error)")
+        }
+    }
+
+    /// Waits until `id` is active here and counts one call in.
+    func enter(_ id: String) async throws -> Activation {
+        while true {
+            enum Next {
+                case entered(Activation)
+                case wait(Task<Void, any Error>)
+                case waitLeaving(Task<Void, Never>)
+            }
+            let next: Next = self.slots.withLockedValue { slots in
+                switch slots[id] {
+                case .active(let activation):
+                    activation.inFlight += 1
+                    return .entered(activation)
+                case .activating(let task):
+                    return .wait(task)
+                case .leaving(let task):
+                    return .waitLeaving(task)
+                case nil:
+                    let task = Task { try await self.activate(id, state: nil, takeover: nil) }
+                    slots[id] = .activating(task)
+                    return .wait(task)
+                }
+            }
+            switch next {
+            case .entered(let activation): return activation
+            case .wait(let task): try await task.value
+            case .waitLeaving(let task): await task.value
+            }
+        }
+    }
+
+    func exit(_ activation: Activation) {
+        let waiters: [CheckedContinuation<Void, Never>] = self.slots.withLockedValue { _ in
+            activation.inFlight -= 1
+            activation.calls += 1
+            activation.lastUse = .now
+            guard activation.inFlight == 0 else { return [] }
+            defer { activation.drainWaiters = [] }
+            return activation.drainWaiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    // MARK: Activation
+
+    /// Makes `id` active: claims it (persistent), loads or takes its state, makes the servant.
+    /// Runs as the slot's `activating` task; on failure the slot is emptied again.
+    private func activate(_ id: String, state given: [UInt8]?, takeover: UInt64?) async throws {
+        var claimed = false
+        do {
+            let typeName = String(ObjectType.name(of: id))
+            guard let type = self.types[typeName] else {
+                throw ErrorMessage(code: .notFound, message: "adapter '\(self.name)' hosts no type '\(typeName)'")
+            }
+            try await self.makeRoom(for: id)
+            let epoch: UInt64
+            var state = given
+            if self.policy.activation == .persistent {
+                epoch = try await self.directory.claim(id, takeover: takeover)
+                claimed = true
+                if state == nil { state = try await self.store!.load(id)?.state }
+            } else {
+                epoch = self.directory.nextLocalEpoch()
+            }
+            let servant = try await self.makeServant(type, id: id, state: state)
+            let activation = Activation(id: id, type: typeName, servant: servant, epoch: epoch)
+            activation.gate = self.policy.threading == .perObject ? InvocationGate() : nil
+            self.slots.withLockedValue { $0[id] = .active(activation) }
+            self.logger.debug("activated '\(id)' (epoch \(epoch), \(self.policy))")
+        } catch {
+            self.slots.withLockedValue { $0[id] = nil }
+            if claimed { await self.directory.release(id) }
+            throw error
+        }
+    }
+
+    private func makeServant(_ type: ObjectType, id: String, state: [UInt8]?) async throws -> any ObjectServant {
+        do {
+            if self.policy.isolation == .segment, let launcher = type.segmentLauncher {
+                return try await SegmentServant.launch(id: id, state: state, launcher: launcher)
+            }
+            return try await type.make(id, state)
+        } catch let error as ErrorMessage {
+            throw error
+        } catch {
+            throw ErrorMessage(code: .internalError, message: "cannot activate '\(id)': \(error)")
+        }
+    }
+
+    /// Deactivates the least recently used idle object when the adapter is at its limit.
+    private func makeRoom(for id: String) async throws {
+        enum Room {
+            case enough
+            case evict(String)
+            case full
+        }
+        let room: Room = self.slots.withLockedValue { slots in
+            let active = slots.values.compactMap { slot -> Activation? in
+                if case .active(let activation) = slot { activation } else { nil }
+            }
+            guard active.count >= self.policy.maxActive else { return .enough }
+            guard let victim = active.filter({ $0.inFlight == 0 }).min(by: { $0.lastUse < $1.lastUse }) else {
+                return .full
+            }
+            return .evict(victim.id)
+        }
+        switch room {
+        case .enough: return
+        case .evict(let victim): await self.deactivate(victim, onlyIfIdle: true)
+        case .full:
+            throw ErrorMessage(
+                code: .unavailable,
+                message:
+                    "adapter '\(self.name)' has its limit of \(self.policy.maxActive) objects active, all busy; '\(id)' cannot be activated now, try again"
+            )
+        }
+    }
+
+    /// Activates `id` here with the state a moving node sent, taking its lease over.
+    func adopt(_ id: String, state: [UInt8]?, takeover: UInt64) async throws -> Activation {
+        let task: Task<Void, any Error> = try self.slots.withLockedValue { slots in
+            guard slots[id] == nil else {
+                throw ErrorMessage(code: .invalidArgument, message: "'\(id)' is already active on this node")
+            }
+            let task = Task { try await self.activate(id, state: state, takeover: takeover == 0 ? nil : takeover) }
+            slots[id] = .activating(task)
+            return task
+        }
+        try await task.value
+        let activation = try await self.enter(id)
+        self.exit(activation)
+        return activation
+    }
+
+    // MARK: Leaving
+
+    /// Takes `id` out of service: new calls wait, calls in flight finish, then `body` runs. When
+    /// `body` returns true the activation is gone; otherwise it serves again.
+    ///
+    /// - Returns: nil when `id` was not active (or, with `onlyIfIdle`, was busy).
+    func retire(_ id: String, onlyIfIdle: Bool, _ body: @escaping @Sendable (Activation) async -> Bool) async -> Bool? {
+        let result = NIOLockedValueBox<Bool?>(nil)
+        let task: Task<Void, Never>? = self.slots.withLockedValue { slots in
+            guard case .active(let activation) = slots[id], !onlyIfIdle || activation.inFlight == 0 else { return nil }
+            let task = Task {
+                await self.drained(activation)
+                let gone = await body(activation)
+                result.withLockedValue { $0 = gone }
+                self.slots.withLockedValue { $0[id] = gone ? nil : .active(activation) }
+            }
+            slots[id] = .leaving(task)
+            return task
+        }
+        guard let task else { return nil }
+        await task.value
+        return result.withLockedValue { $0 }
+    }
+
+    private func drained(_ activation: Activation) async {
+        await withCheckedContinuation { continuation in
+            let now = self.slots.withLockedValue { _ in
+                if activation.inFlight == 0 { return true }
+                activation.drainWaiters.append(continuation)
+                return false
+            }
+            if now { continuation.resume() }
+        }
+    }
+
+    /// Deactivates `id`: a persistent object's state goes to the store and its claim is given up.
+    /// A state that cannot be saved keeps the object active (nothing is lost).
+    @discardableResult
+    public func deactivate(_ id: String, onlyIfIdle: Bool = false) async -> Bool {
+        await self.retire(id, onlyIfIdle: onlyIfIdle) { activation in
+            if self.policy.activation == .persistent {
+                do {
+                    let state = try await activation.servant.state()
+                    try await self.store!.save(id, type: activation.type, state: state, epoch: activation.epoch)
+                } catch {
+                    self.logger.error("cannot save '\(id)' while deactivating it: \(error); it stays active")
+                    return false
+                }
+                await self.directory.release(id)
+            }
+            await (activation.servant as? SegmentServant)?.stop()
+            self.logger.debug("deactivated '\(id)'")
+            return true
+        } == true
+    }
+
+    /// Drops `id` at once without saving: its lease is lost or its process died.
+    func drop(_ id: String, reason: String) {
+        self.slots.withLockedValue { slots in
+            if case .active = slots[id] { slots[id] = nil }
+        }
+        self.logger.warning("dropped '\(id)': \(reason)")
+    }
+
+    /// Deactivates every object idle for longer than the idle timeout, every quarter of it,
+    /// until cancelled.
+    public func sweepIdle() async {
+        let interval = max(self.policy.idleTimeout / 4, .milliseconds(10))
+        while !Task.isCancelled {
+            try? await Task.sleep(for: interval)
+            let limit = ContinuousClock.now - self.policy.idleTimeout
+            let idle = self.slots.withLockedValue { slots in
+                slots.compactMap { id, slot -> String? in
+                    guard case .active(let activation) = slot, activation.inFlight == 0, activation.lastUse < limit
+                    else { return nil }
+                    return id
+                }
+            }
+            for id in idle { await self.deactivate(id, onlyIfIdle: true) }
+        }
+    }
+
+    /// Deactivates every object (shutdown): persistent ones are saved.
+    public func deactivateAll() async {
+        let ids = self.slots.withLockedValue { Array($0.keys) }
+        for id in ids { await self.deactivate(id) }
+    }
+
+    /// The objects active now.
+    func activations() -> [Activation] {
+        self.slots.withLockedValue { slots in
+            slots.values.compactMap { if case .active(let activation) = $0 { activation } else { nil } }
+        }
+    }
+
+    /// The process id of `id`'s segment, when it is active in one.
+    public func segmentProcessID(of id: String) -> Int32? {
+        self.slots.withLockedValue { slots in
+            guard case .active(let activation) = slots[id] else { return nil }
+            return (activation.servant as? SegmentServant)?.pid
+        }
+    }
+
+    func isActive(_ id: String) -> Bool {
+        self.slots.withLockedValue { $0[id] != nil }
+    }
+}
+
+/// One active object. Its counters are guarded by its adapter's lock.
+final class Activation: @unchecked Sendable {
+    let id: String
+    let type: String
+    let servant: any ObjectServant
+    let epoch: UInt64
+    var gate: InvocationGate?
+    var inFlight = 0
+    var calls: UInt64 = 0
+    var lastUse = ContinuousClock.now
+    var drainWaiters: [CheckedContinuation<Void, Never>] = []
+
+    init(id: String, type: String, servant: any ObjectServant, epoch: UInt64) {
+        self.id = id
+        self.type = type
+        self.servant = servant
+        self.epoch = epoch
+    }
+}

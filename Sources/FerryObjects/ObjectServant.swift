@@ -1,0 +1,89 @@
+import FerryWire
+
+/// An object as an adapter hosts it: something that runs methods by name. Generated protocols
+/// (`<Name>Object`, from WIT) implement ``invoke(_:arguments:)`` for Swift objects; a
+/// ``GuestServant`` implements it for a wasm guest. The adapter knows nothing else of it.
+public protocol ObjectServant: AnyObject, Sendable {
+    /// Runs `method`; `arguments` is a list (positional) or a record (by name).
+    func invoke(_ method: String, arguments: ObjectValue) async throws -> ObjectValue
+    /// What a persistent object keeps while deactivated, and what moves with it.
+    func state() async throws -> [UInt8]
+}
+
+extension ObjectServant {
+    public func state() async throws -> [UInt8] { [] }
+}
+
+/// A kind of object an adapter can activate: objects named `TYPE` or `TYPE/KEY` are made by it.
+public struct ObjectType: Sendable {
+    public var name: String
+    /// Makes the servant for object `id`, from its saved state when it has one.
+    public var make: @Sendable (_ id: String, _ state: [UInt8]?) async throws -> any ObjectServant
+    /// How to host its objects in a process of their own, for adapters with `segment` isolation.
+    public var segmentLauncher: SegmentLauncher?
+
+    public init(
+        name: String,
+        segmentLauncher: SegmentLauncher? = nil,
+        make: @escaping @Sendable (_ id: String, _ state: [UInt8]?) async throws -> any ObjectServant
+    ) {
+        self.name = name
+        self.segmentLauncher = segmentLauncher
+        self.make = make
+    }
+
+    /// The type part of an object id: `counter` for `counter` and `counter/7`.
+    public static func name(of id: String) -> Substring {
+        id.firstIndex(of: "/").map { id[..<$0] } ?? id[...]
+    }
+}
+
+/// How an adapter runs its objects (the seed's activation, threading and isolation policies).
+public struct ObjectPolicy: Sendable, Hashable, CustomStringConvertible {
+    public enum Activation: String, Sendable, CaseIterable {
+        /// Made on first use, dropped when idle; nothing kept.
+        case transient
+        /// Saved to the store when deactivated and made again from it on demand (virtual objects).
+        case persistent
+    }
+
+    public enum Threading: String, Sendable, CaseIterable {
+        /// One invocation at a time across all the adapter's objects.
+        case single
+        /// One invocation at a time per object; objects run side by side.
+        case perObject
+        /// Every invocation runs at once, whatever object it is for.
+        case perInvocation
+    }
+
+    public enum Isolation: String, Sendable, CaseIterable {
+        /// In the node's own address space.
+        case shared
+        /// In a process of its own, so that its crash touches nothing else.
+        case segment
+    }
+
+    public var activation: Activation
+    public var threading: Threading
+    public var isolation: Isolation
+    /// An object without calls for this long is deactivated.
+    public var idleTimeout: Duration
+    /// The most objects active at once; past it, the least recently used idle one goes.
+    public var maxActive: Int
+
+    public init(
+        activation: Activation = .transient,
+        threading: Threading = .perObject,
+        isolation: Isolation = .shared,
+        idleTimeout: Duration = .seconds(300),
+        maxActive: Int = 100_000
+    ) {
+        self.activation = activation
+        self.threading = threading
+        self.isolation = isolation
+        self.idleTimeout = idleTimeout
+        self.maxActive = maxActive
+    }
+
+    public var description: String { "\(self.activation) \(self.threading) \(self.isolation)" }
+}

@@ -1,0 +1,439 @@
+import FerryEndpoints
+import FerryWire
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+
+/// An object server: one FerryWire port where clients call the objects of its adapters.
+///
+/// Each call is checked against the call ledger (at-most-once), routed by its object's type to
+/// an adapter, and answered with the result, with a forward (the object is active on another
+/// node, or moved away), or with an error that says what was wrong. With an endpoint daemon, the
+/// server names itself and its types there, and its persistent objects are claimed there (one
+/// activation in the cluster).
+public final class ObjectServer: Service, Sendable {
+    public let adapters: [ObjectAdapter]
+    private let byType: [String: ObjectAdapter]
+    private let channel: any Channel
+    let directory: ObjectDirectory
+    private let ledger = CallLedger()
+    private let forwards = NIOLockedValueBox([String: ObjectBinding]())
+    private let logger: Logger
+    private let halted = NIOLockedValueBox(false)
+    /// Set once the server closes or halts: connections still open are closed at their next
+    /// request, as a dead node's would be.
+    private let stopped = NIOLockedValueBox(false)
+    var isStopped: Bool { self.stopped.withLockedValue { $0 } }
+    private let halts = AsyncStream<Void>.makeStream()
+
+    public var host: String { self.channel.localAddress?.ipAddress ?? "?" }
+    public var port: Int { self.channel.localAddress?.port ?? 0 }
+    /// This node as bindings name it.
+    public var node: ServiceEndpoint { self.directory.node }
+
+    private init(
+        adapters: [ObjectAdapter],
+        byType: [String: ObjectAdapter],
+        channel: any Channel,
+        directory: ObjectDirectory,
+        logger: Logger
+    ) {
+        self.adapters = adapters
+        self.byType = byType
+        self.channel = channel
+        self.directory = directory
+        self.logger = logger
+    }
+
+    /// Binds the server's port.
+    ///
+    /// - Parameters:
+    ///   - daemon: the endpoint daemon to name objects at; nil for a node alone (no cluster-wide
+    ///     single activation, no binding by name).
+    ///   - leaseTTL: how long a claim on a persistent object outlives a node that stopped renewing.
+    public static func bind(
+        adapters: [ObjectAdapter],
+        host: String = "127.0.0.1",
+        port: Int = 0,
+        daemon: ServiceEndpoint? = nil,
+        leaseTTL: Duration = .seconds(5),
+        logger: Logger = Logger(label: "ferry.objects")
+    ) async throws -> ObjectServer {
+        var byType: [String: ObjectAdapter] = [:]
+        for adapter in adapters {
+            for type in adapter.types.keys {
+                guard byType[type] == nil else {
+                    throw ErrorMessage(
+                        code: .invalidArgument,
+                        message:
+                            "type '\(type)' is hosted by two adapters, '\(byType[type]!.name)' and '\(adapter.name)'"
+                    )
+                }
+                byType[type] = adapter
+            }
+        }
+        let handler = NIOLockedValueBox<ObjectServer?>(nil)
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelOption(.backlog, value: 1024)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addFrameCodec(
+                        maxPayloadLength: ObjectLimits.maxPayloadLength,
+                        logger: logger
+                    )
+                    try channel.pipeline.syncOperations.addHandler(
+                        ObjectCallHandler(server: handler.withLockedValue { $0 }!)
+                    )
+                }
+            }
+            .bind(host: host, port: port)
+            .get()
+        let bound = channel.localAddress?.port ?? port
+        let directory = ObjectDirectory(
+            daemon: daemon,
+            node: ServiceEndpoint(host: host, port: bound),
+            ttl: leaseTTL,
+            logger: logger
+        )
+        let server = ObjectServer(
+            adapters: adapters,
+            byType: byType,
+            channel: channel,
+            directory: directory,
+            logger: logger
+        )
+        handler.withLockedValue { $0 = server }
+        for adapter in adapters { adapter.attach(directory) }
+        directory.onLost { [weak server] id in
+            guard let server, let adapter = server.adapter(for: id) else { return }
+            adapter.drop(id, reason: "its lease at the endpoint daemon was lost")
+        }
+        return server
+    }
+
+    /// Serves until graceful shutdown: renews claims, registers the node and its types at the
+    /// daemon, deactivates idle objects. On shutdown every object is deactivated (persistent
+    /// ones saved) and the port closes.
+    public func run() async throws {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.directory.renewLeases() }
+            for adapter in self.adapters {
+                group.addTask { await adapter.sweepIdle() }
+            }
+            if let daemon = self.directory.daemon {
+                var names = [ObjectDirectory.nodesName]
+                names += self.byType.keys.sorted().map { ObjectDirectory.typeName($0) }
+                for name in names {
+                    let registration = LeasedRegistration(
+                        name: name,
+                        endpoints: [self.node],
+                        ttl: self.directory.ttl,
+                        daemonHost: daemon.host,
+                        daemonPort: daemon.port,
+                        logger: self.logger
+                    )
+                    group.addTask { try? await registration.run() }
+                }
+            }
+            // Until graceful shutdown, cancellation or a halt.
+            try? await cancelWhenGracefulShutdown {
+                for await _ in self.halts.stream {}
+            }
+            group.cancelAll()
+        }
+        if !self.halted.withLockedValue({ $0 }) { await self.close() }
+    }
+
+    /// Deactivates every object and closes the port.
+    public func close() async {
+        self.stopped.withLockedValue { $0 = true }
+        for adapter in self.adapters { await adapter.deactivateAll() }
+        try? await self.channel.close()
+        await self.directory.close()
+    }
+
+    /// Stops at once, as a node that dies does: nothing saved, no claim given up (they run out).
+    public func halt() async {
+        self.halted.withLockedValue { $0 = true }
+        self.stopped.withLockedValue { $0 = true }
+        self.halts.continuation.finish()
+        try? await self.channel.close()
+        await self.directory.close()
+    }
+
+    func adapter(for id: String) -> ObjectAdapter? { self.byType[String(ObjectType.name(of: id))] }
+
+    // MARK: Requests
+
+    /// Answers one call, at most once per call id.
+    func answer(_ call: ObjectCall, requestID: UInt64) async -> Frame {
+        switch self.ledger.begin(call.callID) {
+        case .answered(let frame): return frame.answering(requestID)
+        case .wait(let task): return await task.value.answering(requestID)
+        case .run: break
+        }
+        let (frame, executed) = await self.run(call, requestID: requestID)
+        self.ledger.finish(call.callID, with: frame, executed: executed)
+        return frame
+    }
+
+    private func run(_ call: ObjectCall, requestID: UInt64) async -> (Frame, executed: Bool) {
+        func forward(_ binding: ObjectBinding) -> (Frame, Bool) {
+            (Frame(ObjectResult(.forward(binding)), flags: .response, requestID: requestID), false)
+        }
+        guard let adapter = self.adapter(for: call.object) else {
+            if let binding = self.forwards.withLockedValue({ $0[call.object] }) { return forward(binding) }
+            let error = ErrorMessage(
+                code: .notFound,
+                message:
+                    "no object '\(call.object)' here: this node hosts objects of type \(self.byType.keys.sorted().joined(separator: ", ")) (named TYPE or TYPE/KEY)"
+            )
+            return (Frame(answering: error, requestID: requestID), false)
+        }
+        if !adapter.isActive(call.object), let binding = self.forwards.withLockedValue({ $0[call.object] }) {
+            return forward(binding)
+        }
+        let deadline =
+            call.deadlineMilliseconds == 0 ? nil : ContinuousClock.now + .milliseconds(call.deadlineMilliseconds)
+        do {
+            let (value, epoch) = try await adapter.call(
+                call.object,
+                method: call.method,
+                arguments: call.arguments,
+                epoch: call.epoch,
+                deadline: deadline
+            )
+            return (Frame(ObjectResult(.value(value, epoch: epoch)), flags: .response, requestID: requestID), true)
+        } catch let elsewhere as ObjectElsewhere {
+            return forward(elsewhere.binding)
+        } catch let error as ErrorMessage {
+            // Refused before the method ran: a retry may run it.
+            let ran = error.code == .internalError || error.code == .segmentFailed
+            return (Frame(answering: error, requestID: requestID), ran)
+        } catch {
+            return (Frame(answering: error, requestID: requestID), false)
+        }
+    }
+
+    /// Moves active object `id` to the object node at `target`.
+    func relocate(_ request: ObjectRelocate) async throws -> ObjectBinding {
+        guard let adapter = self.adapter(for: request.object) else {
+            throw ErrorMessage(code: .notFound, message: "no object '\(request.object)' on this node to move")
+        }
+        guard request.host != self.node.host || request.port != self.node.port else {
+            throw ErrorMessage(code: .invalidArgument, message: "'\(request.object)' is already on \(self.node)")
+        }
+        let outcome = NIOLockedValueBox<Result<ObjectBinding, any Error>?>(nil)
+        let moved = await adapter.retire(request.object, onlyIfIdle: false) { activation in
+            do {
+                let state = try await activation.servant.state()
+                let peer = try await WireClient.connect(
+                    host: request.host,
+                    port: request.port,
+                    maxPayloadLength: ObjectLimits.maxPayloadLength,
+                    logger: self.logger
+                )
+                defer { Task { await peer.close() } }
+                let adopt = ObjectAdopt(
+                    object: request.object,
+                    state: state,
+                    fromLease: adapter.policy.activation == .persistent ? activation.epoch : 0
+                )
+                guard case .forward(let binding) = try await peer.call(adopt).decode(as: ObjectResult.self).outcome
+                else {
+                    throw ErrorMessage(
+                        code: .malformed,
+                        message: "\(request.host):\(request.port) answered a move with a value"
+                    )
+                }
+                // From now on calls here are sent on; the lease is the new node's.
+                self.forwards.withLockedValue { $0[request.object] = binding }
+                self.directory.forget(request.object)
+                await (activation.servant as? SegmentServant)?.stop()
+                outcome.withLockedValue { $0 = .success(binding) }
+                return true
+            } catch {
+                outcome.withLockedValue { $0 = .failure(error) }
+                return false
+            }
+        }
+        guard moved != nil, let result = outcome.withLockedValue({ $0 }) else {
+            throw ErrorMessage(
+                code: .notFound,
+                message: "'\(request.object)' is not active on this node; nothing to move"
+            )
+        }
+        switch result {
+        case .success(let binding):
+            self.logger.info("moved '\(request.object)' to \(binding)")
+            return binding
+        case .failure(let error):
+            throw ErrorMessage(
+                code: .unavailable,
+                message: "cannot move '\(request.object)' to \(request.host):\(request.port): \(error); it stays here"
+            )
+        }
+    }
+
+    /// Takes over an object another node is moving here.
+    func adopt(_ request: ObjectAdopt) async throws -> ObjectBinding {
+        guard let adapter = self.adapter(for: request.object) else {
+            throw ErrorMessage(
+                code: .notFound,
+                message:
+                    "this node hosts no type '\(ObjectType.name(of: request.object))' to take '\(request.object)' over"
+            )
+        }
+        let activation = try await adapter.adopt(request.object, state: request.state, takeover: request.fromLease)
+        self.forwards.withLockedValue { _ = $0.removeValue(forKey: request.object) }
+        return ObjectBinding(
+            object: request.object,
+            host: self.node.host,
+            port: self.node.port,
+            epoch: activation.epoch
+        )
+    }
+
+    /// Every object this node has active, stored or forwarded.
+    public func list() async -> [ObjectStatus] {
+        var rows: [ObjectStatus] = []
+        var seen: Set<String> = []
+        for adapter in self.adapters {
+            for activation in adapter.activations() {
+                seen.insert(activation.id)
+                rows.append(
+                    ObjectStatus(
+                        object: activation.id,
+                        type: activation.type,
+                        adapter: adapter.name,
+                        policy: adapter.policy.description,
+                        node: self.node.description,
+                        epoch: activation.epoch,
+                        state: "active",
+                        calls: activation.calls
+                    )
+                )
+            }
+            if let store = adapter.store, let stored = try? await store.list() {
+                for entry in stored where adapter.types[entry.type] != nil && !seen.contains(entry.id) {
+                    seen.insert(entry.id)
+                    rows.append(
+                        ObjectStatus(
+                            object: entry.id,
+                            type: entry.type,
+                            adapter: adapter.name,
+                            policy: adapter.policy.description,
+                            node: self.node.description,
+                            epoch: entry.epoch,
+                            state: "stored",
+                            calls: 0
+                        )
+                    )
+                }
+            }
+        }
+        for (id, binding) in self.forwards.withLockedValue({ $0 }) where !seen.contains(id) {
+            let adapter = self.adapter(for: id)
+            rows.append(
+                ObjectStatus(
+                    object: id,
+                    type: String(ObjectType.name(of: id)),
+                    adapter: adapter?.name ?? "",
+                    policy: adapter?.policy.description ?? "",
+                    node: self.node.description,
+                    epoch: binding.epoch,
+                    state: "moved to \(binding.node)",
+                    calls: 0
+                )
+            )
+        }
+        return rows.sorted { $0.object < $1.object }
+    }
+}
+
+extension Frame {
+    /// The same answer for another request id (a retry's).
+    fileprivate func answering(_ requestID: UInt64) -> Frame {
+        var frame = self
+        frame.header.requestID = requestID
+        return frame
+    }
+}
+
+/// One connection to an object server: each call runs as its own task, so a slow method holds
+/// up only itself.
+final class ObjectCallHandler: ChannelInboundHandler, Sendable {
+    typealias InboundIn = Frame
+    typealias OutboundOut = Frame
+
+    private let server: ObjectServer
+
+    init(server: ObjectServer) { self.server = server }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let server = self.server
+        guard !server.isStopped else {
+            context.close(promise: nil)
+            return
+        }
+        let frame = Self.unwrapInboundIn(data)
+        let requestID = frame.header.requestID
+        let channel = context.channel
+        do {
+            switch frame.header.kind {
+            case .objectCall:
+                let call = try frame.decode(as: ObjectCall.self)
+                Task { channel.writeAndFlush(await server.answer(call, requestID: requestID), promise: nil) }
+            case .objectRelocate:
+                let request = try frame.decode(as: ObjectRelocate.self)
+                Task {
+                    channel.writeAndFlush(
+                        await Self.answering(requestID) { try await server.relocate(request) },
+                        promise: nil
+                    )
+                }
+            case .objectAdopt:
+                let request = try frame.decode(as: ObjectAdopt.self)
+                Task {
+                    channel.writeAndFlush(
+                        await Self.answering(requestID) { try await server.adopt(request) },
+                        promise: nil
+                    )
+                }
+            case .objectList:
+                _ = try frame.decode(as: ObjectList.self)
+                Task {
+                    let listing = ObjectListing(objects: await server.list())
+                    channel.writeAndFlush(Frame(listing, flags: .response, requestID: requestID), promise: nil)
+                }
+            case .ping:
+                context.writeAndFlush(
+                    Self.wrapOutboundOut(
+                        Frame(kind: .pong, flags: .response, requestID: requestID, payload: frame.payload)
+                    ),
+                    promise: nil
+                )
+            default:
+                throw ErrorMessage(
+                    code: .unknownKind,
+                    message:
+                        "an object server does not handle \(frame.header.kind) messages; it takes object-call, object-relocate, object-adopt, object-list and ping"
+                )
+            }
+        } catch {
+            context.writeAndFlush(Self.wrapOutboundOut(Frame(answering: error, requestID: requestID)), promise: nil)
+        }
+    }
+
+    private static func answering(_ requestID: UInt64, _ body: () async throws -> ObjectBinding) async -> Frame {
+        do {
+            return Frame(ObjectResult(.forward(try await body())), flags: .response, requestID: requestID)
+        } catch {
+            return Frame(answering: error, requestID: requestID)
+        }
+    }
+}

@@ -1,0 +1,230 @@
+import FerryClient
+import FerryEndpoints
+import FerryObjects
+import FerryWire
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import Testing
+
+/// Several object nodes and an endpoint daemon in one process, on loopback: naming, single
+/// activation, moves, failures and replicas as clients see them.
+@Suite struct ObjectClusterTests {
+    final class Cluster: Sendable {
+        let daemon: EndpointDaemon
+        let store: String
+        private let running = NIOLockedValueBox([ObjectIdentifier: Task<Void, any Error>]())
+
+        init() async throws {
+            self.daemon = try await EndpointDaemon.bind(port: 0, logger: Logger(label: "test"))
+            self.store = temporaryPath("cluster")
+        }
+
+        var address: ServiceEndpoint { ServiceEndpoint(host: "127.0.0.1", port: self.daemon.port) }
+
+        /// Starts a node hosting `counter` (persistent, in the cluster's shared store) or
+        /// `scratch` (transient), and waits until its types are named at the daemon.
+        func node(persistent: Bool = true, ttl: Duration = .seconds(5)) async throws -> ObjectServer {
+            let adapter =
+                persistent
+                ? try ObjectAdapter(
+                    name: "counters",
+                    policy: ObjectPolicy(activation: .persistent),
+                    types: [Counter.type()],
+                    store: try ObjectStore(path: self.store)
+                )
+                : try ObjectAdapter(
+                    name: "scratch",
+                    policy: ObjectPolicy(activation: .transient),
+                    types: [Counter.type(name: "scratch"), Counter.type(name: "rep")]
+                )
+            let server = try await ObjectServer.bind(
+                adapters: [adapter],
+                daemon: self.address,
+                leaseTTL: ttl,
+                logger: Logger(label: "test")
+            )
+            let task = Task { try await server.run() }
+            self.running.withLockedValue { $0[ObjectIdentifier(server)] = task }
+            let watcher = try await EndpointClient.connect(port: self.daemon.port)
+            let type = persistent ? "objects:counter" : "objects:scratch"
+            for try await entries in watcher.watch(type)
+            where entries.entries.contains(where: { $0.endpoints.contains(server.node) }) {
+                break
+            }
+            await watcher.close()
+            return server
+        }
+
+        /// Stops a node cleanly: objects deactivated and saved, names given up.
+        func stop(_ server: ObjectServer) async {
+            let task = self.running.withLockedValue { $0.removeValue(forKey: ObjectIdentifier(server)) }
+            task?.cancel()
+            _ = await task?.result
+        }
+
+        /// Kills a node: nothing saved, its claims left to run out.
+        func kill(_ server: ObjectServer) async {
+            await server.halt()
+            let task = self.running.withLockedValue { $0.removeValue(forKey: ObjectIdentifier(server)) }
+            _ = await task?.result
+        }
+
+        func shutdown() async {
+            let tasks = self.running.withLockedValue { $0.values }
+            for task in tasks {
+                task.cancel()
+                _ = await task.result
+            }
+            await self.daemon.close()
+        }
+    }
+
+    static func active(_ id: String, on server: ObjectServer) async -> ObjectStatus? {
+        await server.list().first { $0.object == id && $0.state == "active" }
+    }
+
+    @Test func twoNodesActivatingOneObjectAtOnceMakeOneActivation() async throws {
+        let cluster = try await Cluster()
+        let a = try await cluster.node()
+        let b = try await cluster.node()
+        let viaA = ObjectClient(node: a.node)
+        let viaB = ObjectClient(node: b.node)
+        for round in 1...10 {
+            let id = "counter/race-\(round)"
+            async let first = CounterStub(viaA.reference(id)).increment(by: 1)
+            async let second = CounterStub(viaB.reference(id)).increment(by: 1)
+            let answers = try await [first, second].sorted()
+            #expect(answers == [1, 2], "both calls reached the one activation (round \(round))")
+            let onA = await Self.active(id, on: a)
+            let onB = await Self.active(id, on: b)
+            #expect((onA == nil) != (onB == nil), "active on exactly one node (round \(round))")
+        }
+        await viaA.close()
+        await viaB.close()
+        await cluster.shutdown()
+    }
+
+    @Test func whenTheNodeHoldingAnObjectDiesAnotherTakesItOnceTheLeaseRunsOut() async throws {
+        let cluster = try await Cluster()
+        let ttl = Duration.milliseconds(600)
+        let a = try await cluster.node(ttl: ttl)
+        let b = try await cluster.node(ttl: ttl)
+        let direct = ObjectClient(node: a.node)
+        #expect(try await CounterStub(direct.reference("counter/d")).increment(by: 1) == 1)
+        let epochOnA = try #require(await Self.active("counter/d", on: a)).epoch
+        await direct.close()
+
+        await cluster.kill(a)
+        let client = ObjectClient(daemon: cluster.address)
+        let started = ContinuousClock.now
+        let value = try await CounterStub(client.reference("counter/d")).increment(by: 1)
+        #expect(value == 1, "the dead node never saved; the new activation starts from the store")
+        let onB = try #require(await Self.active("counter/d", on: b), "B has it now")
+        #expect(onB.epoch > epochOnA)
+        #expect(ContinuousClock.now - started < .seconds(5))
+        await client.close()
+        await cluster.shutdown()
+    }
+
+    @Test func anObjectMovedWhileCalledLosesNoCallAndRunsNoneTwice() async throws {
+        let cluster = try await Cluster()
+        let a = try await cluster.node()
+        let b = try await cluster.node()
+        let client = ObjectClient(daemon: cluster.address)
+        let counter = CounterStub(client.reference("counter/m"))
+        #expect(try await counter.increment(by: 1) == 1)
+        let holder = try #require(client.binding(of: "counter/m"))
+        let (source, target) = holder.port == a.port ? (a, b) : (b, a)
+
+        let done = NIOLockedValueBox(0)
+        let results = try await withThrowingTaskGroup(of: [Int64].self) { group in
+            for _ in 0..<4 {
+                group.addTask {
+                    var seen: [Int64] = []
+                    for _ in 0..<25 {
+                        seen.append(try await counter.increment(by: 1))
+                        done.withLockedValue { $0 += 1 }
+                    }
+                    return seen
+                }
+            }
+            group.addTask {
+                while done.withLockedValue({ $0 }) < 20 { try await Task.sleep(for: .milliseconds(1)) }
+                let wire = try await WireClient.connect(host: source.host, port: source.port)
+                let moved = try await wire.call(
+                    ObjectRelocate(object: "counter/m", host: target.host, port: target.port)
+                ).decode(as: ObjectResult.self)
+                await wire.close()
+                guard case .forward(let binding) = moved.outcome else {
+                    throw ErrorMessage(code: .malformed, message: "")
+                }
+                #expect(binding.port == target.port)
+                return []
+            }
+            var all: [Int64] = []
+            for try await seen in group { all += seen }
+            return all
+        }
+        #expect(results.sorted() == Array(2...101), "every increment ran exactly once")
+        #expect(try await counter.get() == 101)
+        #expect(client.binding(of: "counter/m")?.port == target.port, "the stub re-bound by itself")
+        #expect(await source.list().first { $0.object == "counter/m" }?.state == "moved to \(target.node)")
+        await client.close()
+        await cluster.shutdown()
+    }
+
+    @Test func aTransientObjectFailsOverToAnotherNode() async throws {
+        let cluster = try await Cluster()
+        let a = try await cluster.node(persistent: false)
+        let b = try await cluster.node(persistent: false)
+        let client = ObjectClient(daemon: cluster.address)
+        let scratch = CounterStub(client.reference("scratch/x"))
+        #expect(try await scratch.increment(by: 3) == 3)
+        let first = try #require(client.binding(of: "scratch/x"))
+        let (gone, other) = first.port == a.port ? (a, b) : (b, a)
+        await cluster.stop(gone)
+        #expect(try await scratch.get() == 0, "an idempotent call goes on to the other node, where it starts afresh")
+        #expect(client.binding(of: "scratch/x")?.port == other.port)
+
+        let fresh = ObjectClient(daemon: cluster.address)
+        #expect(try await CounterStub(fresh.reference("scratch/x")).increment(by: 1) == 1)
+        await fresh.close()
+        await client.close()
+        await cluster.shutdown()
+    }
+
+    @Test func replicasAreCalledAsOneAndDivergenceIsReported() async throws {
+        let cluster = try await Cluster()
+        let node = try await cluster.node(persistent: false)
+        let client = ObjectClient(node: node.node)
+        let all = CounterStub(client.group("rep", replicas: 3, policy: .all))
+        #expect(try await all.increment(by: 2) == 2)
+        #expect(try await CounterStub(client.group("rep", replicas: 3, policy: .primary)).get() == 2)
+        #expect(try await CounterStub(client.group("rep", replicas: 3, policy: .any)).get() == 2)
+
+        _ = try await CounterStub(client.reference("rep/2")).increment(by: 5)
+        await #expect {
+            try await all.get()
+        } throws: { error in
+            guard case .divergence(_, _, let answers) = error as? ObjectCallError else { return false }
+            return answers == ["rep/1": "int(2)", "rep/2": "int(7)", "rep/3": "int(2)"]
+        }
+        await client.close()
+        await cluster.shutdown()
+    }
+
+    @Test func theCounterExampleWorksFromTheDaemonByName() async throws {
+        let cluster = try await Cluster()
+        _ = try await cluster.node()
+        let client = ObjectClient(daemon: cluster.address)
+        #expect(try await CounterStub(client.reference("counter")).increment(by: 2) == 2)
+        await #expect {
+            try await client.reference("nothing", deadline: .seconds(1)).invoke("get", [], idempotent: true)
+        } throws: { error in
+            (error as? ErrorMessage)?.code == .notFound && "\(error)".contains("hosts type 'nothing'")
+        }
+        await client.close()
+        await cluster.shutdown()
+    }
+}

@@ -1,0 +1,172 @@
+import FerryClient
+import FerryEndpoints
+import FerryObjects
+import FerryWire
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import Testing
+
+/// A servant whose `block` runs until the test opens it, to hold a gate.
+final class Blocker: ObjectServant {
+    let opened = AsyncStream<Void>.makeStream()
+
+    func invoke(_ method: String, arguments: ObjectValue) async throws -> ObjectValue {
+        for await _ in self.opened.stream {}
+        return .null
+    }
+}
+
+@Suite struct ObjectServerTests {
+    static func serve(_ adapters: [ObjectAdapter]) async throws -> ObjectServer {
+        try await ObjectServer.bind(adapters: adapters, logger: Logger(label: "test"))
+    }
+
+    static func call(
+        _ wire: WireClient,
+        _ object: String,
+        _ method: String,
+        _ arguments: ObjectValue,
+        epoch: UInt64 = 0,
+        callID: CallID = CallID(client: 1, sequence: UInt64.random(in: 1...UInt64.max))
+    ) async throws -> ObjectResult {
+        let call = ObjectCall(
+            object: object,
+            method: method,
+            epoch: epoch,
+            callID: callID,
+            deadlineMilliseconds: 5000,
+            arguments: arguments
+        )
+        return try await wire.call(call).decode(as: ObjectResult.self)
+    }
+
+    @Test func aGeneratedStubCallsARemoteObjectLikeALocalOne() async throws {
+        let server = try await Self.serve([
+            try ObjectAdapter(name: "counters", policy: ObjectPolicy(), types: [Counter.type()])
+        ])
+        let client = ObjectClient(node: server.node)
+        let counter = CounterStub(client.reference("counter"))
+        #expect(try await counter.increment(by: 2) == 2)
+        #expect(try await counter.increment(by: 3) == 5)
+        #expect(try await counter.get() == 5)
+        #expect(client.binding(of: "counter")?.epoch ?? 0 > 0, "the reference is bound to the activation's epoch")
+        await client.close()
+        await server.close()
+    }
+
+    @Test func badCallsGetClearErrorsAndTheConnectionAndNodeCarryOn() async throws {
+        let server = try await Self.serve([
+            try ObjectAdapter(name: "counters", policy: ObjectPolicy(), types: [Counter.type()])
+        ])
+        let wire = try await WireClient.connect(host: server.host, port: server.port)
+        func refusal(
+            _ object: String,
+            _ method: String,
+            _ arguments: ObjectValue,
+            epoch: UInt64 = 0
+        ) async -> ErrorMessage? {
+            do {
+                _ = try await Self.call(wire, object, method, arguments, epoch: epoch)
+                return nil
+            } catch {
+                return error as? ErrorMessage
+            }
+        }
+        let unknownObject = await refusal("nobody", "get", .list([]))
+        #expect(unknownObject?.code == .notFound)
+        #expect(unknownObject?.message.contains("this node hosts objects of type counter") == true)
+        let unknownMethod = await refusal("counter", "reset", .list([]))
+        #expect(unknownMethod?.code == .noSuchMethod)
+        #expect(unknownMethod?.message.contains("it has increment, get") == true)
+        let wrongType = await refusal("counter", "increment", .record([ObjectField("by", .string("two"))]))
+        #expect(wrongType?.code == .invalidArgument)
+        #expect(wrongType?.message == "'by' must be an integer, got the string \"two\"")
+        let oversized = await refusal("counter", "increment", .bytes([UInt8](repeating: 0, count: 100_000)))
+        #expect(oversized?.code == .tooLarge)
+        guard case .value(_, let epoch) = try await Self.call(wire, "counter", "get", .list([])).outcome else {
+            Issue.record("get answered with a forward")
+            return
+        }
+        let stale = await refusal("counter", "increment", .list([.int(1)]), epoch: epoch - 1)
+        #expect(stale?.code == .staleEpoch)
+        #expect(stale?.message.contains("look the name up again") == true)
+        #expect(
+            try await Self.call(wire, "counter", "get", .list([])).outcome == .value(.int(0), epoch: epoch),
+            "nothing was run by the bad calls, and the connection still serves"
+        )
+
+        // Bytes that are not FerryWire close that one connection; others are untouched.
+        let raw = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: server.host, port: server.port).get()
+        try await raw.writeAndFlush(ByteBuffer(string: "GET / HTTP/1.1\r\nHost: ferry\r\n\r\n"))
+        try await raw.closeFuture.get()
+        #expect(
+            try await Self.call(wire, "counter", "increment", .list([.int(1)])).outcome == .value(.int(1), epoch: epoch)
+        )
+        await wire.close()
+        await server.close()
+    }
+
+    @Test func aRetriedCallRunsOnceAndGetsTheFirstAnswer() async throws {
+        let server = try await Self.serve([
+            try ObjectAdapter(name: "counters", policy: ObjectPolicy(), types: [Counter.type()])
+        ])
+        let wire = try await WireClient.connect(host: server.host, port: server.port)
+        let id = CallID(client: 77, sequence: 1)
+        let first = try await Self.call(wire, "counter", "increment", .list([.int(5)]), callID: id)
+        let second = try await Self.call(wire, "counter", "increment", .list([.int(5)]), callID: id)
+        #expect(first == second)
+        guard case .value(let value, _) = try await Self.call(wire, "counter", "get", .list([])).outcome else {
+            Issue.record("no value")
+            return
+        }
+        #expect(value == .int(5), "the repeat was answered from the ledger, not run again")
+        await wire.close()
+        await server.close()
+    }
+
+    @Test func aCallThatCannotStartBeforeItsDeadlineIsNotRun() async throws {
+        let blocker = Blocker()
+        let server = try await Self.serve([
+            try ObjectAdapter(
+                name: "one-thread",
+                policy: ObjectPolicy(threading: .single),
+                types: [Counter.type(), ObjectType(name: "blocker") { _, _ in blocker }]
+            )
+        ])
+        let wire = try await WireClient.connect(host: server.host, port: server.port)
+        let holding = Task { try await Self.call(wire, "blocker", "block", .list([])) }
+        // The counter's call waits for the one thread behind `block`, past its 30 ms deadline.
+        let late = Task {
+            try await wire.call(
+                ObjectCall(
+                    object: "counter",
+                    method: "increment",
+                    callID: CallID(client: 2, sequence: 1),
+                    deadlineMilliseconds: 30,
+                    arguments: .list([.int(1)])
+                )
+            ).decode(as: ObjectResult.self)
+        }
+        try await Task.sleep(for: .milliseconds(100))
+        blocker.opened.continuation.finish()
+        _ = try await holding.value
+        await #expect {
+            try await late.value
+        } throws: { error in
+            (error as? ErrorMessage)?.code == .deadlineExceeded
+        }
+        #expect(try await Self.call(wire, "counter", "get", .list([])).outcome.value == .int(0))
+        await wire.close()
+        await server.close()
+    }
+}
+
+extension ObjectResult.Outcome {
+    var value: ObjectValue? {
+        if case .value(let value, _) = self { value } else { nil }
+    }
+}
