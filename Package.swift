@@ -248,7 +248,11 @@ let package = Package(
         .testTarget(
             name: "FerryCommandsTests",
             dependencies: [
+                "FerryClient",
                 "FerryCommands",
+                "FerryObjects",
+                "FerryWire",
+                .product(name: "Logging", package: "swift-log"),
                 "FerryEndpoints",
                 "FerryServer",
                 "FerrySwitch",

@@ -170,7 +170,9 @@ public final class ObjectClient: Sendable {
                 lastError = error
                 switch error.code {
                 case .staleEpoch:
+                    // Not run; bind again at once (the object was re-activated or moved).
                     self.forget(name, node: binding.node)
+                    attempt = 0
                 case .unavailable where idempotent, .segmentFailed where idempotent:
                     continue
                 default:

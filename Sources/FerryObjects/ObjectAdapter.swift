@@ -133,6 +133,11 @@ public final class ObjectAdapter: Sendable {
         }
     }
 
+    /// Makes `id` active now, as its first call would (to warm objects up).
+    public func activate(_ id: String) async throws {
+        self.exit(try await self.enter(id))
+    }
+
     /// Waits until `id` is active here and counts one call in.
     func enter(_ id: String) async throws -> Activation {
         while true {

@@ -10,8 +10,9 @@ import NIOConcurrencyHelpers
 /// A node claims `object:ID` at the endpoint daemon with an exclusive, leased registration; the
 /// lease id is the activation's epoch (the daemon hands out ever larger ones). While the lease
 /// is held no other node can claim the name; a node that dies stops renewing, the lease runs
-/// out, and another node may claim it. A node that finds its lease gone (it could not renew in
-/// time) drops the activation at once without saving. Without a daemon (tests, one node alone),
+/// out, and another node may claim it. A node that finds its lease gone, or that has not renewed
+/// it for half a ttl (it cannot reach the daemon), drops the activation at once without saving,
+/// well before another node could claim it. Without a daemon (tests, one node alone),
 /// claims are local and epochs come from the clock.
 public final class ObjectDirectory: Sendable {
     /// The daemon name of an active persistent object.
@@ -31,6 +32,9 @@ public final class ObjectDirectory: Sendable {
     private struct State {
         var client: EndpointClient?
         var leases: [String: EndpointLease] = [:]
+        /// When the request that last granted or renewed each lease was sent: the lease surely
+        /// lasts a ttl from then.
+        var renewedAt: [String: ContinuousClock.Instant] = [:]
         var onLost: (@Sendable (String) -> Void)?
     }
 
@@ -63,6 +67,7 @@ public final class ObjectDirectory: Sendable {
         let client = try await self.client()
         var metadata = [EndpointTable.exclusiveKey: "true"]
         if let takeover { metadata[EndpointTable.takeoverKey] = String(takeover) }
+        let sent = ContinuousClock.now
         do {
             let lease = try await client.register(
                 Self.objectName(id),
@@ -70,7 +75,10 @@ public final class ObjectDirectory: Sendable {
                 metadata: metadata,
                 ttl: self.ttl
             )
-            self.state.withLockedValue { $0.leases[id] = lease }
+            self.state.withLockedValue {
+                $0.leases[id] = lease
+                $0.renewedAt[id] = sent
+            }
             return lease.leaseID
         } catch let error as ErrorMessage where error.code == .held {
             if let binding = try await self.holder(of: id) { throw ObjectElsewhere(binding: binding) }
@@ -80,13 +88,21 @@ public final class ObjectDirectory: Sendable {
 
     /// Gives `id` up (it was deactivated).
     func release(_ id: String) async {
-        guard let lease = self.state.withLockedValue({ $0.leases.removeValue(forKey: id) }) else { return }
+        guard
+            let lease = self.state.withLockedValue({ state in
+                state.renewedAt[id] = nil
+                return state.leases.removeValue(forKey: id)
+            })
+        else { return }
         try? await self.client().deregister(lease)
     }
 
     /// Stops renewing `id` without deregistering: the node it moved to took the lease over.
     func forget(_ id: String) {
-        self.state.withLockedValue { _ = $0.leases.removeValue(forKey: id) }
+        self.state.withLockedValue {
+            $0.leases[id] = nil
+            $0.renewedAt[id] = nil
+        }
     }
 
     /// The binding of the node that holds `id` now, if any holds it.
@@ -102,11 +118,22 @@ public final class ObjectDirectory: Sendable {
         }
     }
 
-    /// Renews every lease each third of the ttl until cancelled.
+    /// Renews every lease each quarter of the ttl until cancelled. A lease not renewed for half
+    /// its ttl is given up here, so its object is never active on two nodes.
     func renewLeases() async {
         guard self.daemon != nil else { return }
         while !Task.isCancelled {
-            try? await Task.sleep(for: self.ttl / 3)
+            try? await Task.sleep(for: self.ttl / 4)
+            let limit = ContinuousClock.now - self.ttl / 2
+            let overdue = self.state.withLockedValue { state in
+                state.renewedAt.filter { $0.value < limit }.map(\.key)
+            }
+            for id in overdue {
+                self.lost(
+                    id,
+                    ErrorMessage(code: .notHeld, message: "it was not renewed for half its ttl of \(self.ttl)")
+                )
+            }
             let leases = self.state.withLockedValue { Array($0.leases.values) }
             guard !leases.isEmpty else { continue }
             do {
@@ -114,15 +141,17 @@ public final class ObjectDirectory: Sendable {
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     for lease in leases {
                         group.addTask {
+                            let id = lease.name.objectID
+                            let sent = ContinuousClock.now
                             do {
                                 let renewed = try await client.renew(lease)
                                 self.state.withLockedValue { state in
-                                    if state.leases[lease.name.objectID] != nil {
-                                        state.leases[lease.name.objectID] = renewed
-                                    }
+                                    guard state.leases[id] != nil else { return }
+                                    state.leases[id] = renewed
+                                    state.renewedAt[id] = sent
                                 }
                             } catch let error as ErrorMessage where error.code == .notHeld {
-                                self.lost(lease.name.objectID, error)
+                                self.lost(id, error)
                             }
                         }
                     }
@@ -138,6 +167,7 @@ public final class ObjectDirectory: Sendable {
     private func lost(_ id: String, _ error: ErrorMessage) {
         let onLost = self.state.withLockedValue { state in
             state.leases[id] = nil
+            state.renewedAt[id] = nil
             return state.onLost
         }
         self.logger.error("lost the lease on object '\(id)': \(error); dropping its activation here")

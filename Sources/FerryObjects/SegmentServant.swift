@@ -144,8 +144,17 @@ final class SegmentServant: ObjectServant, Sendable {
             "the segment process (pid \(self.pid)) of '\(self.id)' is gone: \(how); the call may not have run, and the next call starts a new process"
     }
 
+    /// Stops the process and waits until it has exited.
     func stop() async {
         await self.client.close()
-        if self.process.isRunning { self.process.terminate() }
+        guard self.process.isRunning else { return }
+        self.process.terminate()
+        let process = self.process
+        await withCheckedContinuation { continuation in
+            Thread.detachNewThread {
+                process.waitUntilExit()
+                continuation.resume()
+            }
+        }
     }
 }

@@ -134,8 +134,9 @@ import FoundationNetworking
         let data = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-up-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: data) }
         let node = try Running([
-            "up", "--port", "0", "--control-port", "0", "--endpoints-port", "0", "--kv-port", "0", "--data-dir",
-            data.path,
+            "up", "--port", "0", "--control-port", "0", "--endpoints-port", "0", "--kv-port", "0", "--objects-port",
+            "0",
+            "--data-dir", data.path,
         ])
         _ = try #require(node.nextLine())
         let endpointsLine = try #require(node.nextLine())
@@ -163,6 +164,20 @@ import FoundationNetworking
         #expect(try self.command(kv + ["ls", "greet", "--json"]) == (0, "{\"greeting\":\"hi\"}"))
         #expect(try self.command(kv + ["del", "greeting"]).0 == 0)
         #expect(try self.command(kv + ["del", "greeting"]).0 == 1)
+
+        // ferry call binds the node's objects by name and prints results as JSON.
+        let objects = try Running(["endpoints", "--addr", endpoints, "watch", "objects:wasm-counter", "--json"])
+        while let line = objects.nextLine(), !line.contains("\"port\"") {}
+        _ = objects.stop(SIGTERM)
+        let call = ["call", "--addr", endpoints]
+        #expect(try self.command(call + ["counter", "increment", #"{"by": 2}"#]) == (0, "2"))
+        #expect(try self.command(call + ["counter", "increment", "[3]"]) == (0, "5"))
+        #expect(try self.command(call + ["wasm-counter", "increment", #"{"by": 2}"#]) == (0, "2"))
+        #expect(try self.command(call + ["counter", "increment", #"{"by": "x"}"#]).0 != 0)
+        #expect(try self.command(call + ["counter", "reset"]).0 != 0)
+        let (listed, table) = try self.command(["objects", "ls", "--addr", endpoints])
+        #expect(listed == 0)
+        #expect(table.contains("counter ") && table.contains("persistent perObject shared") && table.contains("active"))
 
         #expect(node.stop(SIGINT) == 0)
     }

@@ -6,6 +6,7 @@
 //   ferry-bench endpoints --addr HOST:PORT --name NAME --clients N --seconds S   (lookups)
 //   ferry-bench guest [--guests DIR] [--mib N] [--repeats N]   (FerryGuest costs; see GuestBenchmark)
 //   ferry-bench cache-backend [--port 0] [--capacity N] [--miss-ms MS]   (a caching HTTP backend; see CacheBackend)
+//   ferry-bench objects serve|load|policies|activation   (object calls; see ObjectsBenchmark)
 //
 // Each client has its own connection and one request outstanding. Prints one line:
 //   ops=<count> seconds=<s> ops_per_s=<r> p50_us=<µs> p99_us=<µs> errors=<n>
@@ -151,6 +152,16 @@ final class RedisConnection: KVConnection {
     func close() async {
         self.channel.outbound.finish()
         try? await self.channel.channel.close()
+    }
+}
+
+if CommandLine.arguments.dropFirst().first == "objects" {
+    do {
+        try await ObjectsBenchmark.run(Array(CommandLine.arguments.dropFirst(2)))
+        exit(0)
+    } catch {
+        FileHandle.standardError.write(Data("ferry-bench: \(error)\n".utf8))
+        exit(2)
     }
 }
 

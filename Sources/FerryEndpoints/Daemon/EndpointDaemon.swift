@@ -146,7 +146,9 @@ final class EndpointDirectory: Sendable {
         case .endpointRegister:
             let request = try frame.decode(as: RegisterRequest.self)
             let lease = try self.change(request.name) { try $0.register(request, now: now) }
-            self.logger.info(
+            // Exclusive claims come and go with every object activation: not news at info level.
+            self.logger.log(
+                level: request.metadata[EndpointTable.exclusiveKey] == nil ? .info : .debug,
                 "registered \(request.name) → \(request.endpoints.map(\.description).joined(separator: ",")) (lease \(lease.leaseID), ttl \(lease.ttlMilliseconds) ms)"
             )
             return lease
@@ -160,7 +162,10 @@ final class EndpointDirectory: Sendable {
             let lease = try self.change(request.name) {
                 try $0.deregister(name: request.name, leaseID: request.leaseID)
             }
-            self.logger.info("deregistered \(request.name) (lease \(request.leaseID))")
+            self.logger.log(
+                level: request.name.hasPrefix("object:") ? .debug : .info,
+                "deregistered \(request.name) (lease \(request.leaseID))"
+            )
             return lease
         case .endpointLookup:
             let request = try frame.decode(as: LookupRequest.self)
