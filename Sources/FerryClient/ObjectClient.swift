@@ -20,7 +20,7 @@ public final class ObjectClient: Sendable {
         var sequence: UInt64 = 0
         var bindings: [String: ObjectBinding] = [:]
         var connections: [String: Task<WireClient, any Error>] = [:]
-        var endpointClient: EndpointClient?
+        var endpointClient: Task<EndpointClient, any Error>?
     }
 
     /// A client that binds names at the endpoint daemon at `daemon`.
@@ -73,7 +73,7 @@ public final class ObjectClient: Sendable {
             return (Array(state.connections.values), state.endpointClient)
         }
         for connection in connections { await (try? await connection.value)?.close() }
-        await endpoints?.close()
+        await (try? await endpoints?.value)?.close()
     }
 
     // MARK: Calls
@@ -90,12 +90,23 @@ public final class ObjectClient: Sendable {
             state.sequence += 1
             return CallID(client: self.clientID, sequence: state.sequence)
         }
+        // Refused here rather than by the node, and without closing the connection other calls share.
+        let size = arguments.encodedSize
+        guard size <= ObjectLimits.maxArgumentBytes else {
+            throw ErrorMessage(
+                code: .tooLarge,
+                message:
+                    "the arguments of \(name).\(method) take \(size) bytes; the limit is \(ObjectLimits.maxArgumentBytes)"
+            )
+        }
+        let deadline = min(deadline, ObjectLimits.maxCallDeadline)
         let end = ContinuousClock.now + deadline
         var failedNodes: Set<String> = []
         // A call that was sent and may have run is only repeated at the same node (whose ledger
         // answers a repeat from memory), unless the method is idempotent.
         var pinned: String?
         var attempt = 0
+        var forwardsInARow = 0
         var lastError: (any Error)?
         while ContinuousClock.now < end {
             if attempt > 0 {
@@ -154,6 +165,7 @@ public final class ObjectClient: Sendable {
             do {
                 switch try frame.decode(as: ObjectResult.self).outcome {
                 case .value(let value, let epoch):
+                    forwardsInARow = 0
                     var bound = binding
                     bound.epoch = epoch
                     self.state.withLockedValue { $0.bindings[name] = bound }
@@ -161,18 +173,27 @@ public final class ObjectClient: Sendable {
                 case .forward(let next):
                     self.logger.debug("'\(name)' is at \(next) now; re-binding")
                     self.state.withLockedValue { $0.bindings[name] = next }
-                    // A forward to a node that failed: its claim has not run out yet; back off
-                    // until it does and another node may activate the object.
-                    if !failedNodes.contains(next.node) { attempt = 0 }
+                    // A forward means the call did not run at that node (its ledger would have
+                    // answered), so a call pinned there may follow it.
+                    if pinned == binding.node { pinned = nil }
+                    // Follow a forward at once, unless it leads to a node that failed (its claim
+                    // has not run out yet) or forwards keep coming: then back off.
+                    forwardsInARow += 1
+                    if !failedNodes.contains(next.node), forwardsInARow <= 3 { attempt = 0 }
                     continue
                 }
             } catch let error as ErrorMessage {
                 lastError = error
                 switch error.code {
                 case .staleEpoch:
-                    // Not run; bind again at once (the object was re-activated or moved).
+                    // Not run; bind again at once (the object was re-activated or moved), unless
+                    // it keeps happening: then back off.
                     self.forget(name, node: binding.node)
-                    attempt = 0
+                    forwardsInARow += 1
+                    if forwardsInARow <= 3 { attempt = 0 }
+                case .held:
+                    // Another node's claim ran out a moment ago; it is free on the next try.
+                    continue
                 case .unavailable where idempotent, .segmentFailed where idempotent:
                     continue
                 default:
@@ -198,15 +219,17 @@ public final class ObjectClient: Sendable {
             return ObjectBinding(object: name, host: node.host, port: node.port, epoch: 0)
         }
         let daemon = try await self.endpointClient()
-        if let entry = try await Self.lookup(daemon, "object:\(name)").first, let endpoint = entry.endpoints.first,
+        if let entry = try await Self.lookup(daemon, ObjectNames.claim(name)).first,
+            let endpoint = entry.endpoints.first,
             !failed.contains(endpoint.description)
         {
-            let binding = ObjectBinding(object: name, host: endpoint.host, port: endpoint.port, epoch: entry.leaseID)
+            // Epoch 0: the daemon knows the claim, not the activation; the first answer tells the epoch.
+            let binding = ObjectBinding(object: name, host: endpoint.host, port: endpoint.port, epoch: 0)
             self.state.withLockedValue { $0.bindings[name] = binding }
             return binding
         }
-        let type = name.split(separator: "/", maxSplits: 1).first.map(String.init) ?? name
-        let hosts = try await Self.lookup(daemon, "objects:\(type)").flatMap(\.endpoints).filter {
+        let type = ObjectNames.type(of: name)
+        let hosts = try await Self.lookup(daemon, ObjectNames.hosts(type)).flatMap(\.endpoints).filter {
             !failed.contains($0.description)
         }
         guard !hosts.isEmpty else {
@@ -243,14 +266,28 @@ public final class ObjectClient: Sendable {
     }
 
     private func endpointClient() async throws -> EndpointClient {
-        if let client = self.state.withLockedValue({ $0.endpointClient }), client.isActive { return client }
-        let client = try await EndpointClient.connect(
-            host: self.daemon!.host,
-            port: self.daemon!.port,
-            logger: self.logger
-        )
-        self.state.withLockedValue { $0.endpointClient = client }
-        return client
+        let daemon = self.daemon!
+        let task: Task<EndpointClient, any Error> = self.state.withLockedValue { state in
+            if let task = state.endpointClient { return task }
+            let task = Task {
+                try await EndpointClient.connect(host: daemon.host, port: daemon.port, logger: self.logger)
+            }
+            state.endpointClient = task
+            return task
+        }
+        do {
+            let client = try await task.value
+            if client.isActive { return client }
+        } catch {
+            self.state.withLockedValue { state in
+                if state.endpointClient == task { state.endpointClient = nil }
+            }
+            throw error
+        }
+        self.state.withLockedValue { state in
+            if state.endpointClient == task { state.endpointClient = nil }
+        }
+        return try await self.endpointClient()
     }
 
     /// The one connection to a node, shared by every call to it.
@@ -292,6 +329,8 @@ public enum ObjectCallError: Error, Hashable, Sendable, CustomStringConvertible 
     /// idempotent, so it was not repeated elsewhere.
     case outcomeUnknown(object: String, method: String, reason: String)
     case noNode(object: String, reason: String)
+    /// Some replicas of a group failed, so their answers could not be compared.
+    case replicasFailed(object: String, method: String, failures: [String: String])
     /// The replicas of a group answered differently.
     case divergence(object: String, method: String, answers: [String: String])
 
@@ -304,6 +343,9 @@ public enum ObjectCallError: Error, Hashable, Sendable, CustomStringConvertible 
             "\(object).\(method) was sent but its node failed before answering (\(reason)); it is not idempotent, so it was not repeated elsewhere, and it may or may not have run"
         case .noNode(let object, let reason):
             "cannot reach '\(object)': \(reason)"
+        case .replicasFailed(let object, let method, let failures):
+            "replicas of '\(object)' failed \(method): "
+                + failures.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: "; ")
         case .divergence(let object, let method, let answers):
             "the replicas of '\(object)' answered \(method) differently: "
                 + answers.sorted { $0.key < $1.key }.map { "\($0.key) → \($0.value)" }.joined(separator: "; ")

@@ -78,6 +78,10 @@ public struct ObjectReference: Sendable {
                     where error.code == .invalidArgument || error.code == .noSuchMethod
                 {
                     throw error  // the same at every replica
+                } catch let error as ObjectCallError {
+                    // A call that may have run is not run at another replica too.
+                    if case .outcomeUnknown = error { throw error }
+                    failures[name] = "\(error)"
                 } catch {
                     failures[name] = "\(error)"
                 }
@@ -114,17 +118,17 @@ public struct ObjectReference: Sendable {
                 return answers
             }
             let values = answers.compactMapValues { try? $0.get() }
-            if values.count == names.count, Set(values.values).count == 1 { return values.first!.value }
-            throw ObjectCallError.divergence(
-                object: self.name,
-                method: method,
-                answers: answers.mapValues { answer in
-                    switch answer {
-                    case .success(let value): "\(value)"
-                    case .failure(let error): "error: \(error)"
+            guard values.count == names.count else {
+                throw ObjectCallError.replicasFailed(
+                    object: self.name,
+                    method: method,
+                    failures: answers.compactMapValues { answer in
+                        if case .failure(let error) = answer { "\(error)" } else { nil }
                     }
-                }
-            )
+                )
+            }
+            if Set(values.values).count == 1 { return values.first!.value }
+            throw ObjectCallError.divergence(object: self.name, method: method, answers: values.mapValues { "\($0)" })
         }
     }
 }

@@ -87,7 +87,7 @@ struct ObjectsCommand: AsyncParsableCommand {
                 try await EndpointClient.connect(host: self.addr.host, port: self.addr.port)
             ) { daemon in
                 do {
-                    return try await daemon.lookup(ObjectDirectory.nodesName).flatMap(\.endpoints)
+                    return try await daemon.lookup(ObjectNames.nodes).flatMap(\.endpoints)
                 } catch let error as ErrorMessage where error.code == .notFound {
                     return []
                 }
@@ -148,7 +148,7 @@ struct ObjectsCommand: AsyncParsableCommand {
             var source = self.from
             if source == nil {
                 source = try await using(try await EndpointClient.connect(host: self.addr.host, port: self.addr.port)) {
-                    try await $0.lookup(ObjectDirectory.objectName(self.name)).first?.endpoints.first
+                    try await $0.lookup(ObjectNames.claim(self.name)).first?.endpoints.first
                 }
             }
             guard let source else { throw CommandFailure("'\(self.name)' is not active on any node; give --from") }

@@ -1,92 +1,72 @@
 import FerryWire
 import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
 
-/// What makes every call at-most-once: the answers of calls run here, by call id, for a while.
-/// A retry of a call that ran gets the first answer; a retry of one still running waits for it.
+/// What makes a retried call run at most once: the answers of calls that ran here, by call id,
+/// for a while. A retry of a call that ran gets the first answer; a retry of one still running
+/// waits for it. The ledger is this node's, in memory: a retry after ``retention``, after the
+/// node restarted, or at another node runs again (the client keeps its deadlines below the
+/// retention and repeats non-idempotent calls only at the node that had them).
 final class CallLedger: Sendable {
     enum Begin {
         /// Not seen: run it, then ``finish(_:with:executed:)``.
         case run
-        /// Ran already; here is its answer.
-        case answered(Frame)
-        /// Running now; wait for its answer.
-        case wait(Task<Frame, Never>)
-    }
-
-    private struct Entry {
-        var answer: Frame?
-        var waiters: [CheckedContinuation<Frame, Never>] = []
-        var finishedAt: ContinuousClock.Instant?
+        /// Ran already, or is running: its answer.
+        case answer(EventLoopFuture<Frame>)
     }
 
     private struct State {
-        var entries: [CallID: Entry] = [:]
-        var finishedOrder: [CallID] = []
+        var entries: [CallID: EventLoopPromise<Frame>] = [:]
+        var finished: [(id: CallID, at: ContinuousClock.Instant)] = []
         var head = 0
     }
 
-    /// Answers are kept this long (a retry after it would run again)...
-    let retention: Duration
+    /// Answers are kept this long (longer than any call's deadline)...
+    static let retention = ObjectLimits.maxCallDeadline + .seconds(20)
     /// ...and at most this many.
     let capacity: Int
     private let state = NIOLockedValueBox(State())
 
-    init(retention: Duration = .seconds(120), capacity: Int = 200_000) {
-        self.retention = retention
+    init(capacity: Int = 200_000) {
         self.capacity = capacity
     }
 
     func begin(_ id: CallID) -> Begin {
-        self.state.withLockedValue { state -> Begin in
-            guard let entry = state.entries[id] else {
-                state.entries[id] = Entry()
-                return .run
-            }
-            if let answer = entry.answer { return .answered(answer) }
-            return .wait(
-                Task {
-                    await withCheckedContinuation { continuation in
-                        let ready: Frame? = self.state.withLockedValue { state in
-                            if let answer = state.entries[id]?.answer { return answer }
-                            state.entries[id]?.waiters.append(continuation)
-                            return nil
-                        }
-                        if let ready { continuation.resume(returning: ready) }
-                    }
-                }
-            )
+        self.state.withLockedValue { state in
+            if let promise = state.entries[id] { return .answer(promise.futureResult) }
+            state.entries[id] = MultiThreadedEventLoopGroup.singleton.any().makePromise(of: Frame.self)
+            return .run
         }
     }
 
-    /// Records the answer of a call that `begin` said to run. A call that did not run (forwarded,
-    /// refused before it started) is forgotten, so a retry runs it.
+    /// Records the answer of a call that `begin` said to run, and hands it to every retry that
+    /// waits. A call that did not run (forwarded, refused before it started) is forgotten
+    /// afterwards, so a later retry runs it.
     func finish(_ id: CallID, with answer: Frame, executed: Bool) {
-        let waiters: [CheckedContinuation<Frame, Never>] = self.state.withLockedValue { state in
-            let waiters = state.entries[id]?.waiters ?? []
+        let promise: EventLoopPromise<Frame>? = self.state.withLockedValue { state in
+            guard let promise = state.entries[id] else { return nil }
             if executed {
-                state.entries[id] = Entry(answer: answer, finishedAt: .now)
-                state.finishedOrder.append(id)
+                state.finished.append((id, .now))
                 self.prune(&state)
             } else {
                 state.entries[id] = nil
             }
-            return waiters
+            return promise
         }
-        for waiter in waiters { waiter.resume(returning: answer) }
+        promise?.succeed(answer)
     }
 
     private func prune(_ state: inout State) {
-        let expired = ContinuousClock.now - self.retention
-        while state.head < state.finishedOrder.count {
-            let id = state.finishedOrder[state.head]
-            let finishedAt = state.entries[id]?.finishedAt
-            guard state.finishedOrder.count - state.head > self.capacity || (finishedAt.map { $0 < expired } ?? true)
-            else { break }
+        let expired = ContinuousClock.now - Self.retention
+        while state.head < state.finished.count {
+            let (id, at) = state.finished[state.head]
+            guard state.finished.count - state.head > self.capacity || at < expired else { break }
             state.entries[id] = nil
             state.head += 1
         }
-        if state.head > 4096, state.head * 2 > state.finishedOrder.count {
-            state.finishedOrder.removeFirst(state.head)
+        if state.head > 4096, state.head * 2 > state.finished.count {
+            state.finished.removeFirst(state.head)
             state.head = 0
         }
     }

@@ -20,7 +20,7 @@ public final class ObjectAdapter: Sendable {
     let logger: Logger
     /// The `single` policy's one gate.
     private let adapterGate: InvocationGate?
-    private let slots = NIOLockedValueBox([String: Slot]())
+    private let slots = NIOLockedValueBox(Slots())
     private let directoryBox = NIOLockedValueBox<ObjectDirectory?>(nil)
 
     enum Slot {
@@ -29,6 +29,24 @@ public final class ObjectAdapter: Sendable {
         case activating(Task<Void, any Error>)
         /// Being deactivated or moved; calls wait, then look again.
         case leaving(Task<Void, Never>)
+        /// Moved to another node: calls are sent on there.
+        case moved(ObjectBinding)
+    }
+
+    struct Slots {
+        var byID: [String: Slot] = [:]
+        /// Set at shutdown: nothing is activated any more.
+        var closing = false
+    }
+
+    /// What becomes of an object that is taken out of service.
+    enum Retirement: Sendable {
+        /// It serves again, here (a save or a move failed).
+        case stays
+        /// It is gone from this node.
+        case gone
+        /// It went to another node; later calls are forwarded there.
+        case moved(ObjectBinding)
     }
 
     /// - Parameter store: where persistent objects are kept; required when the policy is persistent.
@@ -81,7 +99,9 @@ public final class ObjectAdapter: Sendable {
 
     /// How many objects are active now.
     public var activeCount: Int {
-        self.slots.withLockedValue { slots in slots.values.count { if case .active = $0 { true } else { false } } }
+        self.slots.withLockedValue { slots in
+            slots.byID.values.count { if case .active = $0 { true } else { false } }
+        }
     }
 
     // MARK: Calls
@@ -91,13 +111,34 @@ public final class ObjectAdapter: Sendable {
     /// - Parameters:
     ///   - epoch: the activation the caller is bound to, or 0.
     ///   - deadline: a call that cannot start by then is not started.
-    /// - Throws: ``ObjectElsewhere`` when another node has the object; ``ErrorMessage`` otherwise.
+    /// - Throws: ``ErrorMessage`` when the call was refused or the method failed.
     public func call(
         _ id: String,
         method: String,
         arguments: ObjectValue,
         epoch: UInt64 = 0,
         deadline: ContinuousClock.Instant? = nil
+    ) async throws -> (ObjectValue, epoch: UInt64) {
+        do {
+            return try await self.run(id, method: method, arguments: arguments, epoch: epoch, deadline: deadline)
+        } catch let failure as InvocationFailure {
+            throw failure.error
+        } catch let elsewhere as ObjectElsewhere {
+            throw ErrorMessage(code: .notFound, message: "'\(id)' is not here: it is at \(elsewhere.binding)")
+        }
+    }
+
+    /// ``call(_:method:arguments:epoch:deadline:)`` for the server, which must know whether the
+    /// method ran.
+    ///
+    /// - Throws: ``ObjectElsewhere`` when another node has the object; ``InvocationFailure`` when
+    ///   the method ran and failed; ``ErrorMessage`` when the call was refused before it ran.
+    func run(
+        _ id: String,
+        method: String,
+        arguments: ObjectValue,
+        epoch: UInt64,
+        deadline: ContinuousClock.Instant?
     ) async throws -> (ObjectValue, epoch: UInt64) {
         let activation = try await self.enter(id)
         defer { self.exit(activation) }
@@ -123,19 +164,16 @@ public final class ObjectAdapter: Sendable {
             }
             return (try await activation.servant.invoke(method, arguments: arguments), activation.epoch)
         } catch let error as ErrorMessage {
-            throw error
+            throw InvocationFailure(error: error)
         } catch let error as SegmentFailure {
             // The servant's process is gone: drop the activation, so the next call starts a new one.
-            self.drop(id, reason: "\(error)")
-            throw ErrorMessage(code: .segmentFailed, message: "\(error)")
+            await self.drop(activation, reason: "\(error)")
+            throw InvocationFailure(error: ErrorMessage(code: .segmentFailed, message: "\(error)"))
         } catch {
-            throw ErrorMessage(code: .internalError, message: "\(id).\(method) failed: \(error)")
+            throw InvocationFailure(
+                error: ErrorMessage(code: .internalError, message: "\(id).\(method) failed: \(error)")
+            )
         }
-    }
-
-    /// Makes `id` active now, as its first call would (to warm objects up).
-    public func activate(_ id: String) async throws {
-        self.exit(try await self.enter(id))
     }
 
     /// Waits until `id` is active here and counts one call in.
@@ -146,8 +184,8 @@ public final class ObjectAdapter: Sendable {
                 case wait(Task<Void, any Error>)
                 case waitLeaving(Task<Void, Never>)
             }
-            let next: Next = self.slots.withLockedValue { slots in
-                switch slots[id] {
+            let next: Next = try self.slots.withLockedValue { slots in
+                switch slots.byID[id] {
                 case .active(let activation):
                     activation.inFlight += 1
                     return .entered(activation)
@@ -155,9 +193,18 @@ public final class ObjectAdapter: Sendable {
                     return .wait(task)
                 case .leaving(let task):
                     return .waitLeaving(task)
+                case .moved(let binding):
+                    throw ObjectElsewhere(binding: binding)
                 case nil:
+                    guard !slots.closing else {
+                        throw ErrorMessage(
+                            code: .unavailable,
+                            message:
+                                "this node is shutting down and activates no objects; '\(id)' cannot be called here now"
+                        )
+                    }
                     let task = Task { try await self.activate(id, state: nil, takeover: nil) }
-                    slots[id] = .activating(task)
+                    slots.byID[id] = .activating(task)
                     return .wait(task)
                 }
             }
@@ -183,33 +230,39 @@ public final class ObjectAdapter: Sendable {
 
     // MARK: Activation
 
-    /// Makes `id` active: claims it (persistent), loads or takes its state, makes the servant.
-    /// Runs as the slot's `activating` task; on failure the slot is emptied again.
+    /// Makes `id` active now, as its first call would (to warm objects up).
+    public func activate(_ id: String) async throws {
+        self.exit(try await self.enter(id))
+    }
+
+    /// Makes `id` active: claims it and takes the next epoch (persistent), loads or takes its
+    /// state, makes the servant. Runs as the slot's `activating` task; on failure the slot is
+    /// emptied again.
     private func activate(_ id: String, state given: [UInt8]?, takeover: UInt64?) async throws {
-        var claimed = false
+        var lease: UInt64?
         do {
-            let typeName = String(ObjectType.name(of: id))
+            let typeName = String(ObjectNames.type(of: id))
             guard let type = self.types[typeName] else {
                 throw ErrorMessage(code: .notFound, message: "adapter '\(self.name)' hosts no type '\(typeName)'")
             }
             try await self.makeRoom(for: id)
             let epoch: UInt64
             var state = given
-            if self.policy.activation == .persistent {
-                epoch = try await self.directory.claim(id, takeover: takeover)
-                claimed = true
-                if state == nil { state = try await self.store!.load(id)?.state }
+            if self.policy.activation == .persistent, let store = self.store {
+                lease = try await self.directory.claim(id, takeover: takeover)
+                epoch = try await store.nextEpoch(id)
+                if state == nil { state = try await store.load(id)?.state }
             } else {
                 epoch = self.directory.nextLocalEpoch()
             }
             let servant = try await self.makeServant(type, id: id, state: state)
-            let activation = Activation(id: id, type: typeName, servant: servant, epoch: epoch)
+            let activation = Activation(id: id, type: typeName, servant: servant, epoch: epoch, lease: lease ?? 0)
             activation.gate = self.policy.threading == .perObject ? InvocationGate() : nil
-            self.slots.withLockedValue { $0[id] = .active(activation) }
+            self.slots.withLockedValue { $0.byID[id] = .active(activation) }
             self.logger.debug("activated '\(id)' (epoch \(epoch), \(self.policy))")
         } catch {
-            self.slots.withLockedValue { $0[id] = nil }
-            if claimed { await self.directory.release(id) }
+            self.slots.withLockedValue { $0.byID[id] = nil }
+            if lease != nil { await self.directory.release(id) }
             throw error
         }
     }
@@ -235,10 +288,17 @@ public final class ObjectAdapter: Sendable {
             case full
         }
         let room: Room = self.slots.withLockedValue { slots in
-            let active = slots.values.compactMap { slot -> Activation? in
-                if case .active(let activation) = slot { activation } else { nil }
+            var active: [Activation] = []
+            var activating = 0
+            for slot in slots.byID.values {
+                switch slot {
+                case .active(let activation): active.append(activation)
+                case .activating: activating += 1
+                default: break
+                }
             }
-            guard active.count >= self.policy.maxActive else { return .enough }
+            // `activating` counts this object's own slot too.
+            guard active.count + activating > self.policy.maxActive else { return .enough }
             guard let victim = active.filter({ $0.inFlight == 0 }).min(by: { $0.lastUse < $1.lastUse }) else {
                 return .full
             }
@@ -259,11 +319,12 @@ public final class ObjectAdapter: Sendable {
     /// Activates `id` here with the state a moving node sent, taking its lease over.
     func adopt(_ id: String, state: [UInt8]?, takeover: UInt64) async throws -> Activation {
         let task: Task<Void, any Error> = try self.slots.withLockedValue { slots in
-            guard slots[id] == nil else {
-                throw ErrorMessage(code: .invalidArgument, message: "'\(id)' is already active on this node")
+            switch slots.byID[id] {
+            case nil, .moved: break
+            default: throw ErrorMessage(code: .invalidArgument, message: "'\(id)' is already active on this node")
             }
             let task = Task { try await self.activate(id, state: state, takeover: takeover == 0 ? nil : takeover) }
-            slots[id] = .activating(task)
+            slots.byID[id] = .activating(task)
             return task
         }
         try await task.value
@@ -274,21 +335,33 @@ public final class ObjectAdapter: Sendable {
 
     // MARK: Leaving
 
-    /// Takes `id` out of service: new calls wait, calls in flight finish, then `body` runs. When
-    /// `body` returns true the activation is gone; otherwise it serves again.
+    /// Takes `id` out of service: new calls wait, calls in flight finish, then `body` says what
+    /// becomes of it.
     ///
     /// - Returns: nil when `id` was not active (or, with `onlyIfIdle`, was busy).
-    func retire(_ id: String, onlyIfIdle: Bool, _ body: @escaping @Sendable (Activation) async -> Bool) async -> Bool? {
-        let result = NIOLockedValueBox<Bool?>(nil)
+    func retire(
+        _ id: String,
+        onlyIfIdle: Bool,
+        _ body: @escaping @Sendable (Activation) async -> Retirement
+    ) async -> Retirement? {
+        let result = NIOLockedValueBox<Retirement?>(nil)
         let task: Task<Void, Never>? = self.slots.withLockedValue { slots in
-            guard case .active(let activation) = slots[id], !onlyIfIdle || activation.inFlight == 0 else { return nil }
+            guard case .active(let activation) = slots.byID[id], !onlyIfIdle || activation.inFlight == 0 else {
+                return nil
+            }
             let task = Task {
                 await self.drained(activation)
-                let gone = await body(activation)
-                result.withLockedValue { $0 = gone }
-                self.slots.withLockedValue { $0[id] = gone ? nil : .active(activation) }
+                let retirement = await body(activation)
+                result.withLockedValue { $0 = retirement }
+                self.slots.withLockedValue { slots in
+                    switch retirement {
+                    case .stays: slots.byID[id] = .active(activation)
+                    case .gone: slots.byID[id] = nil
+                    case .moved(let binding): slots.byID[id] = .moved(binding)
+                    }
+                }
             }
-            slots[id] = .leaving(task)
+            slots.byID[id] = .leaving(task)
             return task
         }
         guard let task else { return nil }
@@ -311,29 +384,46 @@ public final class ObjectAdapter: Sendable {
     /// A state that cannot be saved keeps the object active (nothing is lost).
     @discardableResult
     public func deactivate(_ id: String, onlyIfIdle: Bool = false) async -> Bool {
-        await self.retire(id, onlyIfIdle: onlyIfIdle) { activation in
-            if self.policy.activation == .persistent {
+        let retirement = await self.retire(id, onlyIfIdle: onlyIfIdle) { activation in
+            if self.policy.activation == .persistent, let store = self.store {
                 do {
                     let state = try await activation.servant.state()
-                    try await self.store!.save(id, type: activation.type, state: state, epoch: activation.epoch)
+                    try await store.save(id, type: activation.type, state: state, epoch: activation.epoch)
                 } catch {
                     self.logger.error("cannot save '\(id)' while deactivating it: \(error); it stays active")
-                    return false
+                    return .stays
                 }
                 await self.directory.release(id)
             }
             await (activation.servant as? SegmentServant)?.stop()
             self.logger.debug("deactivated '\(id)'")
-            return true
-        } == true
+            return .gone
+        }
+        if case .gone = retirement { return true }
+        return false
     }
 
-    /// Drops `id` at once without saving: its lease is lost or its process died.
-    func drop(_ id: String, reason: String) {
-        self.slots.withLockedValue { slots in
-            if case .active = slots[id] { slots[id] = nil }
+    /// Drops `activation` at once without saving: its claim is lost or its process died. A newer
+    /// activation of the same object is left alone.
+    func drop(_ activation: Activation, reason: String) async {
+        let dropped = self.slots.withLockedValue { slots in
+            guard case .active(let current) = slots.byID[activation.id], current === activation else { return false }
+            slots.byID[activation.id] = nil
+            return true
         }
-        self.logger.warning("dropped '\(id)': \(reason)")
+        guard dropped else { return }
+        self.logger.warning("dropped '\(activation.id)': \(reason)")
+        if activation.lease != 0 { await self.directory.release(activation.id) }
+        await (activation.servant as? SegmentServant)?.stop()
+    }
+
+    /// Drops the activation of `id` that holds `lease`, when its claim was lost.
+    func drop(_ id: String, lease: UInt64, reason: String) async {
+        let activation: Activation? = self.slots.withLockedValue { slots in
+            guard case .active(let current) = slots.byID[id], current.lease == lease else { return nil }
+            return current
+        }
+        if let activation { await self.drop(activation, reason: reason) }
     }
 
     /// Deactivates every object idle for longer than the idle timeout, every quarter of it,
@@ -344,7 +434,7 @@ public final class ObjectAdapter: Sendable {
             try? await Task.sleep(for: interval)
             let limit = ContinuousClock.now - self.policy.idleTimeout
             let idle = self.slots.withLockedValue { slots in
-                slots.compactMap { id, slot -> String? in
+                slots.byID.compactMap { id, slot -> String? in
                     guard case .active(let activation) = slot, activation.inFlight == 0, activation.lastUse < limit
                     else { return nil }
                     return id
@@ -354,30 +444,61 @@ public final class ObjectAdapter: Sendable {
         }
     }
 
-    /// Deactivates every object (shutdown): persistent ones are saved.
+    /// Deactivates every object and activates none from now on (shutdown): persistent ones are
+    /// saved.
     public func deactivateAll() async {
-        let ids = self.slots.withLockedValue { Array($0.keys) }
+        let ids = self.slots.withLockedValue { slots in
+            slots.closing = true
+            return Array(slots.byID.keys)
+        }
         for id in ids { await self.deactivate(id) }
     }
 
-    /// The objects active now.
-    func activations() -> [Activation] {
+    /// The objects active or moved away, as they are now.
+    func statuses() -> [ObjectStatus] {
         self.slots.withLockedValue { slots in
-            slots.values.compactMap { if case .active(let activation) = $0 { activation } else { nil } }
+            slots.byID.compactMap { id, slot -> ObjectStatus? in
+                switch slot {
+                case .active(let activation):
+                    ObjectStatus(
+                        object: id,
+                        type: activation.type,
+                        adapter: self.name,
+                        policy: self.policy.description,
+                        node: "",
+                        epoch: activation.epoch,
+                        state: "active",
+                        calls: activation.calls
+                    )
+                case .moved(let binding):
+                    ObjectStatus(
+                        object: id,
+                        type: String(ObjectNames.type(of: id)),
+                        adapter: self.name,
+                        policy: self.policy.description,
+                        node: "",
+                        epoch: binding.epoch,
+                        state: "moved to \(binding.node)",
+                        calls: 0
+                    )
+                default: nil
+                }
+            }
         }
     }
 
     /// The process id of `id`'s segment, when it is active in one.
     public func segmentProcessID(of id: String) -> Int32? {
         self.slots.withLockedValue { slots in
-            guard case .active(let activation) = slots[id] else { return nil }
+            guard case .active(let activation) = slots.byID[id] else { return nil }
             return (activation.servant as? SegmentServant)?.pid
         }
     }
+}
 
-    func isActive(_ id: String) -> Bool {
-        self.slots.withLockedValue { $0[id] != nil }
-    }
+/// A method ran and failed: its answer is kept in the call ledger like any other.
+struct InvocationFailure: Error {
+    var error: ErrorMessage
 }
 
 /// One active object. Its counters are guarded by its adapter's lock.
@@ -386,16 +507,19 @@ final class Activation: @unchecked Sendable {
     let type: String
     let servant: any ObjectServant
     let epoch: UInt64
+    /// The claim's lease at the endpoint daemon; 0 when there is none.
+    let lease: UInt64
     var gate: InvocationGate?
     var inFlight = 0
     var calls: UInt64 = 0
     var lastUse = ContinuousClock.now
     var drainWaiters: [CheckedContinuation<Void, Never>] = []
 
-    init(id: String, type: String, servant: any ObjectServant, epoch: UInt64) {
+    init(id: String, type: String, servant: any ObjectServant, epoch: UInt64, lease: UInt64) {
         self.id = id
         self.type = type
         self.servant = servant
         self.epoch = epoch
+        self.lease = lease
     }
 }

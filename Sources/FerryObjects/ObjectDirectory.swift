@@ -7,21 +7,14 @@ import NIOConcurrencyHelpers
 /// Where objects are named, and the guarantee that a persistent object is active on at most one
 /// node of the cluster at a time.
 ///
-/// A node claims `object:ID` at the endpoint daemon with an exclusive, leased registration; the
-/// lease id is the activation's epoch (the daemon hands out ever larger ones). While the lease
-/// is held no other node can claim the name; a node that dies stops renewing, the lease runs
-/// out, and another node may claim it. A node that finds its lease gone, or that has not renewed
-/// it for half a ttl (it cannot reach the daemon), drops the activation at once without saving,
-/// well before another node could claim it. Without a daemon (tests, one node alone),
-/// claims are local and epochs come from the clock.
+/// A node claims `object:ID` at the endpoint daemon with an exclusive, leased registration. While
+/// the lease is held no other node can claim the name; a node that dies stops renewing, the lease
+/// runs out, and another node may claim it. A node that finds its lease gone, or that has not
+/// renewed it for half its ttl (it cannot reach the daemon), drops the activation without saving.
+/// That check runs on its own clock, so a renewal that hangs cannot hold it up; a process that is
+/// not scheduled at all can still be late, which the store's epoch fence covers. Without a daemon
+/// (tests, one node alone), claims are local.
 public final class ObjectDirectory: Sendable {
-    /// The daemon name of an active persistent object.
-    public static func objectName(_ id: String) -> String { "object:\(id)" }
-    /// The daemon name under which every node that hosts a type registers.
-    public static func typeName(_ type: some StringProtocol) -> String { "objects:\(type)" }
-    /// The daemon name under which every object node registers.
-    public static let nodesName = "object-nodes"
-
     let daemon: ServiceEndpoint?
     let node: ServiceEndpoint
     let ttl: Duration
@@ -30,12 +23,17 @@ public final class ObjectDirectory: Sendable {
     private let epochs = NIOLockedValueBox(UInt64(Date().timeIntervalSince1970 * 1000) << 12)
 
     private struct State {
-        var client: EndpointClient?
-        var leases: [String: EndpointLease] = [:]
-        /// When the request that last granted or renewed each lease was sent: the lease surely
-        /// lasts a ttl from then.
-        var renewedAt: [String: ContinuousClock.Instant] = [:]
-        var onLost: (@Sendable (String) -> Void)?
+        var client: Task<EndpointClient, any Error>?
+        var claims: [String: Claim] = [:]
+        var onLost: (@Sendable (String, UInt64) -> Void)?
+    }
+
+    /// A lease held on an object, and when the request that last granted or renewed it was sent:
+    /// the lease surely lasts its ttl from then.
+    struct Claim {
+        var lease: EndpointLease
+        var renewedAt: ContinuousClock.Instant
+        var ttl: Duration { .milliseconds(Int64(self.lease.ttlMilliseconds)) }
     }
 
     public init(daemon: ServiceEndpoint?, node: ServiceEndpoint, ttl: Duration = .seconds(5), logger: Logger) {
@@ -45,12 +43,13 @@ public final class ObjectDirectory: Sendable {
         self.logger = logger
     }
 
-    /// Called with an object id whose lease was lost; its activation must go.
-    func onLost(_ body: @escaping @Sendable (String) -> Void) {
+    /// Called with an object id and the lease id whose claim was lost; that activation must go.
+    func onLost(_ body: @escaping @Sendable (String, UInt64) -> Void) {
         self.state.withLockedValue { $0.onLost = body }
     }
 
-    /// A local epoch: larger than any this node gave before, across restarts (the clock).
+    /// An epoch for a transient activation: larger than any this node gave before, across
+    /// restarts (the clock). Persistent activations take theirs from the store.
     func nextLocalEpoch() -> UInt64 {
         self.epochs.withLockedValue { epoch in
             epoch = max(epoch + 1, UInt64(Date().timeIntervalSince1970 * 1000) << 12)
@@ -58,27 +57,24 @@ public final class ObjectDirectory: Sendable {
         }
     }
 
-    /// Claims `id` for this node and returns the activation's epoch.
+    /// Claims `id` for this node; returns the lease id (0 without a daemon).
     ///
     /// - Parameter takeover: the lease of the node handing the object over (a move), if any.
     /// - Throws: ``ObjectElsewhere`` when another node holds it.
     func claim(_ id: String, takeover: UInt64? = nil) async throws -> UInt64 {
-        guard self.daemon != nil else { return self.nextLocalEpoch() }
+        guard self.daemon != nil else { return 0 }
         let client = try await self.client()
         var metadata = [EndpointTable.exclusiveKey: "true"]
         if let takeover { metadata[EndpointTable.takeoverKey] = String(takeover) }
         let sent = ContinuousClock.now
         do {
             let lease = try await client.register(
-                Self.objectName(id),
+                ObjectNames.claim(id),
                 endpoints: [self.node],
                 metadata: metadata,
                 ttl: self.ttl
             )
-            self.state.withLockedValue {
-                $0.leases[id] = lease
-                $0.renewedAt[id] = sent
-            }
+            self.state.withLockedValue { $0.claims[id] = Claim(lease: lease, renewedAt: sent) }
             return lease.leaseID
         } catch let error as ErrorMessage where error.code == .held {
             if let binding = try await self.holder(of: id) { throw ObjectElsewhere(binding: binding) }
@@ -86,122 +82,150 @@ public final class ObjectDirectory: Sendable {
         }
     }
 
+    /// The lease this node holds on `id`, if any (what a move hands over).
+    func lease(of id: String) -> UInt64? {
+        self.state.withLockedValue { $0.claims[id]?.lease.leaseID }
+    }
+
     /// Gives `id` up (it was deactivated).
     func release(_ id: String) async {
-        guard
-            let lease = self.state.withLockedValue({ state in
-                state.renewedAt[id] = nil
-                return state.leases.removeValue(forKey: id)
-            })
-        else { return }
-        try? await self.client().deregister(lease)
+        guard let claim = self.state.withLockedValue({ $0.claims.removeValue(forKey: id) }) else { return }
+        try? await self.client().deregister(claim.lease)
     }
 
     /// Stops renewing `id` without deregistering: the node it moved to took the lease over.
     func forget(_ id: String) {
-        self.state.withLockedValue {
-            $0.leases[id] = nil
-            $0.renewedAt[id] = nil
-        }
+        self.state.withLockedValue { _ = $0.claims.removeValue(forKey: id) }
     }
 
-    /// The binding of the node that holds `id` now, if any holds it.
+    /// The node that holds `id` now, if any holds it. The binding's epoch is 0: the daemon knows
+    /// the lease, not the activation; the first answer tells the caller the epoch.
     func holder(of id: String) async throws -> ObjectBinding? {
         guard self.daemon != nil else { return nil }
         do {
-            guard let entry = try await self.client().lookup(Self.objectName(id)).first,
-                let endpoint = entry.endpoints.first
-            else { return nil }
-            return ObjectBinding(object: id, host: endpoint.host, port: endpoint.port, epoch: entry.leaseID)
+            guard let endpoint = try await self.client().lookup(ObjectNames.claim(id)).first?.endpoints.first else {
+                return nil
+            }
+            return ObjectBinding(object: id, host: endpoint.host, port: endpoint.port, epoch: 0)
         } catch let error as ErrorMessage where error.code == .notFound {
             return nil
         }
     }
 
-    /// Renews every lease each quarter of the ttl until cancelled. A lease not renewed for half
-    /// its ttl is given up here, so its object is never active on two nodes.
-    func renewLeases() async {
+    /// Keeps the claims until cancelled: renews them every quarter ttl, and, on a clock of its
+    /// own, gives up every claim not renewed for half its ttl.
+    func keepClaims() async {
         guard self.daemon != nil else { return }
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.renewEvery(self.ttl / 4) }
+            group.addTask { await self.giveUpOverdueEvery(self.ttl / 8) }
+            await group.waitForAll()
+        }
+    }
+
+    private func giveUpOverdueEvery(_ interval: Duration) async {
         while !Task.isCancelled {
-            try? await Task.sleep(for: self.ttl / 4)
-            let limit = ContinuousClock.now - self.ttl / 2
+            try? await Task.sleep(for: interval)
+            let now = ContinuousClock.now
             let overdue = self.state.withLockedValue { state in
-                state.renewedAt.filter { $0.value < limit }.map(\.key)
+                state.claims.filter { now - $0.value.renewedAt > $0.value.ttl / 2 }.map { ($0.key, $0.value.lease) }
             }
-            for id in overdue {
+            for (id, lease) in overdue {
                 self.lost(
                     id,
-                    ErrorMessage(code: .notHeld, message: "it was not renewed for half its ttl of \(self.ttl)")
+                    lease: lease,
+                    because: "it was not renewed for half its ttl of \(lease.ttlMilliseconds) ms"
                 )
             }
-            let leases = self.state.withLockedValue { Array($0.leases.values) }
+        }
+    }
+
+    private func renewEvery(_ interval: Duration) async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: interval)
+            let leases = self.state.withLockedValue { $0.claims.values.map(\.lease) }
             guard !leases.isEmpty else { continue }
             do {
                 let client = try await self.client()
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     for lease in leases {
-                        group.addTask {
-                            let id = lease.name.objectID
-                            let sent = ContinuousClock.now
-                            do {
-                                let renewed = try await client.renew(lease)
-                                self.state.withLockedValue { state in
-                                    guard state.leases[id] != nil else { return }
-                                    state.leases[id] = renewed
-                                    state.renewedAt[id] = sent
-                                }
-                            } catch let error as ErrorMessage where error.code == .notHeld {
-                                self.lost(id, error)
-                            }
-                        }
+                        group.addTask { try await self.renew(lease, client) }
                     }
                     try await group.waitForAll()
                 }
             } catch {
-                self.logger.warning("cannot renew object leases at the endpoint daemon: \(error); retrying")
+                self.logger.warning("cannot renew object claims at the endpoint daemon: \(error); retrying")
                 self.dropClient()
             }
         }
     }
 
-    private func lost(_ id: String, _ error: ErrorMessage) {
-        let onLost = self.state.withLockedValue { state in
-            state.leases[id] = nil
-            state.renewedAt[id] = nil
+    private func renew(_ lease: EndpointLease, _ client: EndpointClient) async throws {
+        let id = ObjectNames.id(ofClaim: lease.name)
+        let sent = ContinuousClock.now
+        do {
+            let renewed = try await client.renew(lease, timeout: self.ttl / 4)
+            self.state.withLockedValue { state in
+                // Only the claim this renewal was for: the object may have been claimed anew since.
+                guard state.claims[id]?.lease.leaseID == lease.leaseID else { return }
+                state.claims[id] = Claim(lease: renewed, renewedAt: sent)
+            }
+        } catch let error as ErrorMessage where error.code == .notHeld {
+            self.lost(id, lease: lease, because: error.message)
+        }
+    }
+
+    private func lost(_ id: String, lease: EndpointLease, because reason: String) {
+        let onLost: (@Sendable (String, UInt64) -> Void)? = self.state.withLockedValue { state in
+            guard state.claims[id]?.lease.leaseID == lease.leaseID else { return nil }
+            state.claims[id] = nil
             return state.onLost
         }
-        self.logger.error("lost the lease on object '\(id)': \(error); dropping its activation here")
-        onLost?(id)
+        guard let onLost else { return }
+        self.logger.error("lost the claim on object '\(id)' (\(reason)); dropping its activation here")
+        onLost(id, lease.leaseID)
     }
 
     private func client() async throws -> EndpointClient {
-        if let client = self.state.withLockedValue({ $0.client }), client.isActive { return client }
-        guard let daemon = self.daemon else { throw ErrorMessage(code: .unavailable, message: "no endpoint daemon") }
-        let client = try await EndpointClient.connect(host: daemon.host, port: daemon.port, logger: self.logger)
-        self.state.withLockedValue { $0.client = client }
-        return client
-    }
-
-    private func dropClient() {
-        let client = self.state.withLockedValue { state in
-            defer { state.client = nil }
-            return state.client
+        let task: Task<EndpointClient, any Error> = try self.state.withLockedValue { state in
+            if let task = state.client { return task }
+            guard let daemon = self.daemon else {
+                throw ErrorMessage(code: .unavailable, message: "no endpoint daemon")
+            }
+            let task = Task {
+                try await EndpointClient.connect(host: daemon.host, port: daemon.port, logger: self.logger)
+            }
+            state.client = task
+            return task
         }
-        if let client { Task { await client.close() } }
+        do {
+            let client = try await task.value
+            if client.isActive { return client }
+        } catch {
+            self.dropClient(task)
+            throw error
+        }
+        self.dropClient(task)
+        return try await self.client()
     }
 
-    /// Closes the daemon connection. Leases still held are not given up: they run out.
+    private func dropClient(_ task: Task<EndpointClient, any Error>? = nil) {
+        let dropped = self.state.withLockedValue { state -> Task<EndpointClient, any Error>? in
+            guard let current = state.client, task == nil || current == task else { return nil }
+            state.client = nil
+            return current
+        }
+        if let dropped { Task { await (try? await dropped.value)?.close() } }
+    }
+
+    /// Closes the daemon connection. Claims still held are not given up: they run out.
     func close() async {
-        let client = self.state.withLockedValue { $0.client }
-        await client?.close()
+        let task = self.state.withLockedValue { $0.client }
+        await (try? await task?.value)?.close()
     }
 }
 
 /// The object is active on another node: call it there.
 struct ObjectElsewhere: Error {
     var binding: ObjectBinding
-}
-
-extension String {
-    fileprivate var objectID: String { String(self.dropFirst("object:".count)) }
 }

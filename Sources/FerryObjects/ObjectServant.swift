@@ -31,11 +31,6 @@ public struct ObjectType: Sendable {
         self.segmentLauncher = segmentLauncher
         self.make = make
     }
-
-    /// The type part of an object id: `counter` for `counter` and `counter/7`.
-    public static func name(of id: String) -> Substring {
-        id.firstIndex(of: "/").map { id[..<$0] } ?? id[...]
-    }
 }
 
 /// How an adapter runs its objects (the seed's activation, threading and isolation policies).

@@ -19,7 +19,6 @@ public final class ObjectServer: Service, Sendable {
     private let channel: any Channel
     let directory: ObjectDirectory
     private let ledger = CallLedger()
-    private let forwards = NIOLockedValueBox([String: ObjectBinding]())
     private let logger: Logger
     private let halted = NIOLockedValueBox(false)
     /// Set once the server closes or halts: connections still open are closed at their next
@@ -85,9 +84,11 @@ public final class ObjectServer: Service, Sendable {
                         maxPayloadLength: ObjectLimits.maxPayloadLength,
                         logger: logger
                     )
-                    try channel.pipeline.syncOperations.addHandler(
-                        ObjectCallHandler(server: handler.withLockedValue { $0 }!)
-                    )
+                    // A connection that arrives before the server is ready is closed.
+                    guard let server = handler.withLockedValue({ $0 }) else {
+                        throw ErrorMessage(code: .unavailable, message: "the object server is starting")
+                    }
+                    try channel.pipeline.syncOperations.addHandler(ObjectCallHandler(server: server))
                 }
             }
             .bind(host: host, port: port)
@@ -108,9 +109,9 @@ public final class ObjectServer: Service, Sendable {
         )
         handler.withLockedValue { $0 = server }
         for adapter in adapters { adapter.attach(directory) }
-        directory.onLost { [weak server] id in
-            guard let server, let adapter = server.adapter(for: id) else { return }
-            adapter.drop(id, reason: "its lease at the endpoint daemon was lost")
+        directory.onLost { [weak server] id, lease in
+            guard let adapter = server?.adapter(for: id) else { return }
+            Task { await adapter.drop(id, lease: lease, reason: "its claim at the endpoint daemon was lost") }
         }
         return server
     }
@@ -120,13 +121,13 @@ public final class ObjectServer: Service, Sendable {
     /// ones saved) and the port closes.
     public func run() async throws {
         await withTaskGroup(of: Void.self) { group in
-            group.addTask { await self.directory.renewLeases() }
+            group.addTask { await self.directory.keepClaims() }
             for adapter in self.adapters {
                 group.addTask { await adapter.sweepIdle() }
             }
             if let daemon = self.directory.daemon {
-                var names = [ObjectDirectory.nodesName]
-                names += self.byType.keys.sorted().map { ObjectDirectory.typeName($0) }
+                var names = [ObjectNames.nodes]
+                names += self.byType.keys.sorted().map { ObjectNames.hosts($0) }
                 for name in names {
                     let registration = LeasedRegistration(
                         name: name,
@@ -140,12 +141,14 @@ public final class ObjectServer: Service, Sendable {
                 }
             }
             // Until graceful shutdown, cancellation or a halt.
-            try? await cancelWhenGracefulShutdown {
+            await cancelWhenGracefulShutdown {
                 for await _ in self.halts.stream {}
             }
+            // Objects are saved while the claims are still renewed, so none runs out mid-save.
+            // In a task of its own: this one may be cancelled, and the saves must not be.
+            if !self.halted.withLockedValue({ $0 }) { await Task { await self.close() }.value }
             group.cancelAll()
         }
-        if !self.halted.withLockedValue({ $0 }) { await self.close() }
     }
 
     /// Deactivates every object and closes the port.
@@ -165,15 +168,19 @@ public final class ObjectServer: Service, Sendable {
         await self.directory.close()
     }
 
-    func adapter(for id: String) -> ObjectAdapter? { self.byType[String(ObjectType.name(of: id))] }
+    func adapter(for id: String) -> ObjectAdapter? { self.byType[String(ObjectNames.type(of: id))] }
 
     // MARK: Requests
 
     /// Answers one call, at most once per call id.
     func answer(_ call: ObjectCall, requestID: UInt64) async -> Frame {
         switch self.ledger.begin(call.callID) {
-        case .answered(let frame): return frame.answering(requestID)
-        case .wait(let task): return await task.value.answering(requestID)
+        case .answer(let future):
+            // `finish` always succeeds the promise.
+            return
+                ((try? await future.get())
+                ?? Frame(answering: ErrorMessage(code: .internalError, message: "no answer"), requestID: requestID))
+                .withRequestID(requestID)
         case .run: break
         }
         let (frame, executed) = await self.run(call, requestID: requestID)
@@ -182,11 +189,7 @@ public final class ObjectServer: Service, Sendable {
     }
 
     private func run(_ call: ObjectCall, requestID: UInt64) async -> (Frame, executed: Bool) {
-        func forward(_ binding: ObjectBinding) -> (Frame, Bool) {
-            (Frame(ObjectResult(.forward(binding)), flags: .response, requestID: requestID), false)
-        }
         guard let adapter = self.adapter(for: call.object) else {
-            if let binding = self.forwards.withLockedValue({ $0[call.object] }) { return forward(binding) }
             let error = ErrorMessage(
                 code: .notFound,
                 message:
@@ -194,27 +197,33 @@ public final class ObjectServer: Service, Sendable {
             )
             return (Frame(answering: error, requestID: requestID), false)
         }
-        if !adapter.isActive(call.object), let binding = self.forwards.withLockedValue({ $0[call.object] }) {
-            return forward(binding)
-        }
         let deadline =
             call.deadlineMilliseconds == 0 ? nil : ContinuousClock.now + .milliseconds(call.deadlineMilliseconds)
         do {
-            let (value, epoch) = try await adapter.call(
+            let (value, epoch) = try await adapter.run(
                 call.object,
                 method: call.method,
                 arguments: call.arguments,
                 epoch: call.epoch,
                 deadline: deadline
             )
-            return (Frame(ObjectResult(.value(value, epoch: epoch)), flags: .response, requestID: requestID), true)
+            let answer = Frame(ObjectResult(.value(value, epoch: epoch)), flags: .response, requestID: requestID)
+            guard answer.payload.readableBytes <= ObjectLimits.maxResultBytes else {
+                let error = ErrorMessage(
+                    code: .tooLarge,
+                    message:
+                        "the result of \(call.object).\(call.method) takes \(answer.payload.readableBytes) bytes; the limit is \(ObjectLimits.maxResultBytes)"
+                )
+                return (Frame(answering: error, requestID: requestID), true)
+            }
+            return (answer, true)
         } catch let elsewhere as ObjectElsewhere {
-            return forward(elsewhere.binding)
-        } catch let error as ErrorMessage {
-            // Refused before the method ran: a retry may run it.
-            let ran = error.code == .internalError || error.code == .segmentFailed
-            return (Frame(answering: error, requestID: requestID), ran)
+            return (Frame(ObjectResult(.forward(elsewhere.binding)), flags: .response, requestID: requestID), false)
+        } catch let failure as InvocationFailure {
+            // The method ran: its failure is its answer, kept like any other.
+            return (Frame(answering: failure.error, requestID: requestID), true)
         } catch {
+            // Refused before the method ran: a retry may run it.
             return (Frame(answering: error, requestID: requestID), false)
         }
     }
@@ -227,8 +236,8 @@ public final class ObjectServer: Service, Sendable {
         guard request.host != self.node.host || request.port != self.node.port else {
             throw ErrorMessage(code: .invalidArgument, message: "'\(request.object)' is already on \(self.node)")
         }
-        let outcome = NIOLockedValueBox<Result<ObjectBinding, any Error>?>(nil)
-        let moved = await adapter.retire(request.object, onlyIfIdle: false) { activation in
+        let failure = NIOLockedValueBox<(any Error)?>(nil)
+        let retirement = await adapter.retire(request.object, onlyIfIdle: false) { activation in
             do {
                 let state = try await activation.servant.state()
                 let peer = try await WireClient.connect(
@@ -241,7 +250,7 @@ public final class ObjectServer: Service, Sendable {
                 let adopt = ObjectAdopt(
                     object: request.object,
                     state: state,
-                    fromLease: adapter.policy.activation == .persistent ? activation.epoch : 0
+                    fromLease: self.directory.lease(of: request.object) ?? 0
                 )
                 guard case .forward(let binding) = try await peer.call(adopt).decode(as: ObjectResult.self).outcome
                 else {
@@ -250,31 +259,29 @@ public final class ObjectServer: Service, Sendable {
                         message: "\(request.host):\(request.port) answered a move with a value"
                     )
                 }
-                // From now on calls here are sent on; the lease is the new node's.
-                self.forwards.withLockedValue { $0[request.object] = binding }
+                // The lease is the new node's now; calls here are sent on there.
                 self.directory.forget(request.object)
                 await (activation.servant as? SegmentServant)?.stop()
-                outcome.withLockedValue { $0 = .success(binding) }
-                return true
+                return .moved(binding)
             } catch {
-                outcome.withLockedValue { $0 = .failure(error) }
-                return false
+                failure.withLockedValue { $0 = error }
+                return .stays
             }
         }
-        guard moved != nil, let result = outcome.withLockedValue({ $0 }) else {
-            throw ErrorMessage(
-                code: .notFound,
-                message: "'\(request.object)' is not active on this node; nothing to move"
-            )
-        }
-        switch result {
-        case .success(let binding):
+        switch retirement {
+        case .moved(let binding):
             self.logger.info("moved '\(request.object)' to \(binding)")
             return binding
-        case .failure(let error):
+        case .stays:
+            let error = failure.withLockedValue { $0 }.map { "\($0)" } ?? "unknown"
             throw ErrorMessage(
                 code: .unavailable,
                 message: "cannot move '\(request.object)' to \(request.host):\(request.port): \(error); it stays here"
+            )
+        case .gone, nil:
+            throw ErrorMessage(
+                code: .notFound,
+                message: "'\(request.object)' is not active on this node; nothing to move"
             )
         }
     }
@@ -285,11 +292,10 @@ public final class ObjectServer: Service, Sendable {
             throw ErrorMessage(
                 code: .notFound,
                 message:
-                    "this node hosts no type '\(ObjectType.name(of: request.object))' to take '\(request.object)' over"
+                    "this node hosts no type '\(ObjectNames.type(of: request.object))' to take '\(request.object)' over"
             )
         }
         let activation = try await adapter.adopt(request.object, state: request.state, takeover: request.fromLease)
-        self.forwards.withLockedValue { _ = $0.removeValue(forKey: request.object) }
         return ObjectBinding(
             object: request.object,
             host: self.node.host,
@@ -300,64 +306,33 @@ public final class ObjectServer: Service, Sendable {
 
     /// Every object this node has active, stored or forwarded.
     public func list() async -> [ObjectStatus] {
-        var rows: [ObjectStatus] = []
-        var seen: Set<String> = []
+        var rows: [String: ObjectStatus] = [:]
         for adapter in self.adapters {
-            for activation in adapter.activations() {
-                seen.insert(activation.id)
-                rows.append(
-                    ObjectStatus(
-                        object: activation.id,
-                        type: activation.type,
-                        adapter: adapter.name,
-                        policy: adapter.policy.description,
-                        node: self.node.description,
-                        epoch: activation.epoch,
-                        state: "active",
-                        calls: activation.calls
-                    )
-                )
+            for var status in adapter.statuses() {
+                status.node = self.node.description
+                rows[status.object] = status
             }
-            if let store = adapter.store, let stored = try? await store.list() {
-                for entry in stored where adapter.types[entry.type] != nil && !seen.contains(entry.id) {
-                    seen.insert(entry.id)
-                    rows.append(
-                        ObjectStatus(
-                            object: entry.id,
-                            type: entry.type,
-                            adapter: adapter.name,
-                            policy: adapter.policy.description,
-                            node: self.node.description,
-                            epoch: entry.epoch,
-                            state: "stored",
-                            calls: 0
-                        )
-                    )
-                }
-            }
-        }
-        for (id, binding) in self.forwards.withLockedValue({ $0 }) where !seen.contains(id) {
-            let adapter = self.adapter(for: id)
-            rows.append(
-                ObjectStatus(
-                    object: id,
-                    type: String(ObjectType.name(of: id)),
-                    adapter: adapter?.name ?? "",
-                    policy: adapter?.policy.description ?? "",
+            guard let store = adapter.store, let stored = try? await store.list() else { continue }
+            for entry in stored where adapter.types[entry.type] != nil && rows[entry.id] == nil {
+                rows[entry.id] = ObjectStatus(
+                    object: entry.id,
+                    type: entry.type,
+                    adapter: adapter.name,
+                    policy: adapter.policy.description,
                     node: self.node.description,
-                    epoch: binding.epoch,
-                    state: "moved to \(binding.node)",
+                    epoch: entry.epoch,
+                    state: "stored",
                     calls: 0
                 )
-            )
+            }
         }
-        return rows.sorted { $0.object < $1.object }
+        return rows.values.sorted { $0.object < $1.object }
     }
 }
 
 extension Frame {
     /// The same answer for another request id (a retry's).
-    fileprivate func answering(_ requestID: UInt64) -> Frame {
+    fileprivate func withRequestID(_ requestID: UInt64) -> Frame {
         var frame = self
         frame.header.requestID = requestID
         return frame
@@ -392,7 +367,7 @@ final class ObjectCallHandler: ChannelInboundHandler, Sendable {
                 let request = try frame.decode(as: ObjectRelocate.self)
                 Task {
                     channel.writeAndFlush(
-                        await Self.answering(requestID) { try await server.relocate(request) },
+                        await Self.bindingAnswer(requestID) { try await server.relocate(request) },
                         promise: nil
                     )
                 }
@@ -400,7 +375,7 @@ final class ObjectCallHandler: ChannelInboundHandler, Sendable {
                 let request = try frame.decode(as: ObjectAdopt.self)
                 Task {
                     channel.writeAndFlush(
-                        await Self.answering(requestID) { try await server.adopt(request) },
+                        await Self.bindingAnswer(requestID) { try await server.adopt(request) },
                         promise: nil
                     )
                 }
@@ -429,7 +404,7 @@ final class ObjectCallHandler: ChannelInboundHandler, Sendable {
         }
     }
 
-    private static func answering(_ requestID: UInt64, _ body: () async throws -> ObjectBinding) async -> Frame {
+    private static func bindingAnswer(_ requestID: UInt64, _ body: () async throws -> ObjectBinding) async -> Frame {
         do {
             return Frame(ObjectResult(.forward(try await body())), flags: .response, requestID: requestID)
         } catch {

@@ -26,12 +26,38 @@ public final class ObjectStore: Sendable {
                         """
                 )
             }
+            // Each activation of a persistent object takes the next number of its generation: the
+            // epoch that fences its saves, ever larger for the object whichever node activates it.
+            migrator.registerMigration("generations-v1") { db in
+                try db.execute(
+                    sql: """
+                        CREATE TABLE generations (id TEXT PRIMARY KEY NOT NULL, epoch INTEGER NOT NULL);
+                        INSERT INTO generations (id, epoch) SELECT id, epoch FROM objects;
+                        """
+                )
+            }
             try migrator.migrate(self.pool)
         } catch {
             throw ErrorMessage(
                 code: .unavailable,
                 message: "cannot open the object store at \(path): \(error); is the directory writable?"
             )
+        }
+    }
+
+    /// The epoch of a new activation of `id`: one more than any before it.
+    public func nextEpoch(_ id: String) async throws -> UInt64 {
+        try await self.pool.write { db in
+            let epoch = try Int64.fetchOne(
+                db,
+                sql: """
+                    INSERT INTO generations (id, epoch) VALUES (?, 1)
+                    ON CONFLICT(id) DO UPDATE SET epoch = epoch + 1
+                    RETURNING epoch
+                    """,
+                arguments: [id]
+            )
+            return UInt64(bitPattern: epoch ?? 1)
         }
     }
 

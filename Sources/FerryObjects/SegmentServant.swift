@@ -73,8 +73,17 @@ final class SegmentServant: ObjectServant, Sendable {
         }
     }
 
-    /// Reads the `listening on PORT` line off a thread of its own (the read blocks).
+    /// How long a segment process may take to say where it listens.
+    static let startTimeout = Duration.seconds(10)
+
+    /// Reads the `listening on PORT` line off a thread of its own (the read blocks); a process
+    /// that says nothing in time is stopped.
     private static func readPort(_ handle: FileHandle, process: Process, id: String) async throws -> Int {
+        let watchdog = Task {
+            try await Task.sleep(for: Self.startTimeout)
+            if process.isRunning { process.terminate() }
+        }
+        defer { watchdog.cancel() }
         let line: String = await withCheckedContinuation { continuation in
             Thread.detachNewThread {
                 var bytes: [UInt8] = []
@@ -121,9 +130,10 @@ final class SegmentServant: ObjectServant, Sendable {
         )
         let frame: Frame
         do {
-            frame = try await self.client.call(call)
+            // The caller's deadline bounds the call; this only ends a call nobody waits for.
+            frame = try await self.client.call(call, timeout: .hours(1))
         } catch {
-            throw SegmentFailure(description: self.death(error))
+            throw SegmentFailure(description: await self.death(error))
         }
         guard case .value(let value, _) = try frame.decode(as: ObjectResult.self).outcome else {
             throw ErrorMessage(code: .malformed, message: "the segment process of '\(self.id)' forwarded a call")
@@ -131,9 +141,9 @@ final class SegmentServant: ObjectServant, Sendable {
         return value
     }
 
-    private func death(_ error: any Error) -> String {
+    private func death(_ error: any Error) async -> String {
         // The connection ends as the process dies; give the kernel a moment to report the exit.
-        for _ in 0..<100 where self.process.isRunning { usleep(1000) }
+        for _ in 0..<100 where self.process.isRunning { try? await Task.sleep(for: .milliseconds(1)) }
         let how =
             self.process.isRunning
             ? "its connection failed (\(error))"

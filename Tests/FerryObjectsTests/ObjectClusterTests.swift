@@ -94,8 +94,8 @@ import Testing
         let viaB = ObjectClient(node: b.node)
         for round in 1...10 {
             let id = "counter/race-\(round)"
-            async let first = CounterStub(viaA.reference(id)).increment(by: 1)
-            async let second = CounterStub(viaB.reference(id)).increment(by: 1)
+            async let first = CounterStub(viaA.reference(id, deadline: .seconds(90))).increment(by: 1)
+            async let second = CounterStub(viaB.reference(id, deadline: .seconds(90))).increment(by: 1)
             let answers = try await [first, second].sorted()
             #expect(answers == [1, 2], "both calls reached the one activation (round \(round))")
             let onA = await Self.active(id, on: a)
@@ -113,7 +113,7 @@ import Testing
         let a = try await cluster.node(ttl: ttl)
         let b = try await cluster.node(ttl: ttl)
         let direct = ObjectClient(node: a.node)
-        #expect(try await CounterStub(direct.reference("counter/d")).increment(by: 1) == 1)
+        #expect(try await CounterStub(direct.reference("counter/d", deadline: .seconds(90))).increment(by: 1) == 1)
         let epochOnA = try #require(await Self.active("counter/d", on: a)).epoch
         await direct.close()
 
@@ -132,7 +132,7 @@ import Testing
         let ttl = Duration.milliseconds(800)
         let a = try await cluster.node(ttl: ttl)
         let client = ObjectClient(node: a.node)
-        #expect(try await CounterStub(client.reference("counter/p")).increment(by: 1) == 1)
+        #expect(try await CounterStub(client.reference("counter/p", deadline: .seconds(90))).increment(by: 1) == 1)
         let claimed = ContinuousClock.now
         // Cut off from the daemon: no renewal can succeed from now on.
         await cluster.daemon.close()
@@ -152,7 +152,7 @@ import Testing
         let a = try await cluster.node()
         let b = try await cluster.node()
         let client = ObjectClient(daemon: cluster.address)
-        let counter = CounterStub(client.reference("counter/m"))
+        let counter = CounterStub(client.reference("counter/m", deadline: .seconds(90)))
         #expect(try await counter.increment(by: 1) == 1)
         let holder = try #require(client.binding(of: "counter/m"))
         let (source, target) = holder.port == a.port ? (a, b) : (b, a)
@@ -194,12 +194,35 @@ import Testing
         await cluster.shutdown()
     }
 
+    @Test func aMovedTransientObjectLeavesNoCopyBehind() async throws {
+        let cluster = try await Cluster()
+        let a = try await cluster.node(persistent: false)
+        let b = try await cluster.node(persistent: false)
+        let viaA = ObjectClient(node: a.node)
+        let scratch = CounterStub(viaA.reference("scratch/moving", deadline: .seconds(90)))
+        #expect(try await scratch.increment(by: 5) == 5)
+        let wire = try await WireClient.connect(host: a.host, port: a.port)
+        let moved = try await wire.call(ObjectRelocate(object: "scratch/moving", host: b.host, port: b.port))
+            .decode(as: ObjectResult.self)
+        await wire.close()
+        guard case .forward(let binding) = moved.outcome else { throw ErrorMessage(code: .malformed, message: "") }
+        #expect(binding.port == b.port)
+        // A fresh client that asks the old node is sent on, to the one activation with the state.
+        let fresh = ObjectClient(node: a.node)
+        #expect(try await CounterStub(fresh.reference("scratch/moving", deadline: .seconds(90))).increment(by: 1) == 6)
+        #expect(await Self.active("scratch/moving", on: a) == nil, "no second activation on the old node")
+        #expect(await Self.active("scratch/moving", on: b) != nil)
+        await fresh.close()
+        await viaA.close()
+        await cluster.shutdown()
+    }
+
     @Test func aTransientObjectFailsOverToAnotherNode() async throws {
         let cluster = try await Cluster()
         let a = try await cluster.node(persistent: false)
         let b = try await cluster.node(persistent: false)
         let client = ObjectClient(daemon: cluster.address)
-        let scratch = CounterStub(client.reference("scratch/x"))
+        let scratch = CounterStub(client.reference("scratch/x", deadline: .seconds(90)))
         #expect(try await scratch.increment(by: 3) == 3)
         let first = try #require(client.binding(of: "scratch/x"))
         let (gone, other) = first.port == a.port ? (a, b) : (b, a)
@@ -208,7 +231,7 @@ import Testing
         #expect(client.binding(of: "scratch/x")?.port == other.port)
 
         let fresh = ObjectClient(daemon: cluster.address)
-        #expect(try await CounterStub(fresh.reference("scratch/x")).increment(by: 1) == 1)
+        #expect(try await CounterStub(fresh.reference("scratch/x", deadline: .seconds(90))).increment(by: 1) == 1)
         await fresh.close()
         await client.close()
         await cluster.shutdown()
@@ -218,12 +241,16 @@ import Testing
         let cluster = try await Cluster()
         let node = try await cluster.node(persistent: false)
         let client = ObjectClient(node: node.node)
-        let all = CounterStub(client.group("rep", replicas: 3, policy: .all))
+        let all = CounterStub(client.group("rep", replicas: 3, policy: .all, deadline: .seconds(90)))
         #expect(try await all.increment(by: 2) == 2)
-        #expect(try await CounterStub(client.group("rep", replicas: 3, policy: .primary)).get() == 2)
-        #expect(try await CounterStub(client.group("rep", replicas: 3, policy: .any)).get() == 2)
+        #expect(
+            try await CounterStub(client.group("rep", replicas: 3, policy: .primary, deadline: .seconds(90))).get() == 2
+        )
+        #expect(
+            try await CounterStub(client.group("rep", replicas: 3, policy: .any, deadline: .seconds(90))).get() == 2
+        )
 
-        _ = try await CounterStub(client.reference("rep/2")).increment(by: 5)
+        _ = try await CounterStub(client.reference("rep/2", deadline: .seconds(90))).increment(by: 5)
         await #expect {
             try await all.get()
         } throws: { error in
@@ -238,7 +265,7 @@ import Testing
         let cluster = try await Cluster()
         _ = try await cluster.node()
         let client = ObjectClient(daemon: cluster.address)
-        #expect(try await CounterStub(client.reference("counter")).increment(by: 2) == 2)
+        #expect(try await CounterStub(client.reference("counter", deadline: .seconds(90))).increment(by: 2) == 2)
         await #expect {
             try await client.reference("nothing", deadline: .seconds(1)).invoke("get", [], idempotent: true)
         } throws: { error in

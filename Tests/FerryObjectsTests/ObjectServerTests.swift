@@ -48,7 +48,7 @@ final class Blocker: ObjectServant {
             try ObjectAdapter(name: "counters", policy: ObjectPolicy(), types: [Counter.type()])
         ])
         let client = ObjectClient(node: server.node)
-        let counter = CounterStub(client.reference("counter"))
+        let counter = CounterStub(client.reference("counter", deadline: .seconds(90)))
         #expect(try await counter.increment(by: 2) == 2)
         #expect(try await counter.increment(by: 3) == 5)
         #expect(try await counter.get() == 5)

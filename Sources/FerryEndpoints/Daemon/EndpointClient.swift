@@ -41,8 +41,13 @@ public struct EndpointClient: Sendable {
 
     /// Renews a lease; throws an ``ErrorMessage`` with code `notHeld` when the daemon no longer
     /// holds it.
-    public func renew(_ lease: EndpointLease) async throws -> EndpointLease {
-        try await self.wire.call(RenewRequest(name: lease.name, leaseID: lease.leaseID)).decode(as: EndpointLease.self)
+    ///
+    /// - Parameter timeout: how long to wait for the answer (a renewal later than the lease is useless).
+    public func renew(_ lease: EndpointLease, timeout: Duration = .seconds(30)) async throws -> EndpointLease {
+        try await self.wire.call(
+            RenewRequest(name: lease.name, leaseID: lease.leaseID),
+            timeout: .nanoseconds(Int64(clamping: timeout.wholeNanoseconds))
+        ).decode(as: EndpointLease.self)
     }
 
     /// Gives a lease up.

@@ -163,7 +163,7 @@ final class EndpointDirectory: Sendable {
                 try $0.deregister(name: request.name, leaseID: request.leaseID)
             }
             self.logger.log(
-                level: request.name.hasPrefix("object:") ? .debug : .info,
+                level: request.name.hasPrefix(ObjectNames.claim("")) ? .debug : .info,
                 "deregistered \(request.name) (lease \(request.leaseID))"
             )
             return lease

@@ -6,8 +6,13 @@ public enum ObjectLimits {
     public static let maxPayloadLength = 1 << 20
     /// The most argument bytes one call may carry; a bigger call is refused with `tooLarge`.
     public static let maxArgumentBytes = 64 * 1024
+    /// The most bytes a result may take; a bigger one is answered with `tooLarge` instead.
+    public static let maxResultBytes = maxPayloadLength - 4096
     /// The most bytes a name (object, method) may take.
     public static let maxNameBytes = 253
+    /// The longest deadline a call may have: below how long a node remembers the answers of
+    /// calls that ran (2 minutes), so that a retry within a call's deadline never runs it again.
+    public static let maxCallDeadline = Duration.seconds(100)
 }
 
 /// Where one activation of an object lives: its node, and the epoch of that activation. The
@@ -92,6 +97,14 @@ public struct ObjectCall: WireMessage, Hashable {
     public init(from payload: inout ByteBuffer) throws {
         self.object = try payload.readWireString(for: Self.kind, field: "object")
         self.method = try payload.readWireString(for: Self.kind, field: "method")
+        for (what, name) in [("object name", self.object), ("method name", self.method)]
+        where name.utf8.count > ObjectLimits.maxNameBytes {
+            throw ErrorMessage(
+                code: .tooLarge,
+                message:
+                    "the \(what) '\(name.prefix(40))...' takes \(name.utf8.count) bytes; the limit is \(ObjectLimits.maxNameBytes)"
+            )
+        }
         self.epoch = try payload.readWireInteger(for: Self.kind, field: "epoch")
         self.callID = CallID(
             client: try payload.readWireInteger(for: Self.kind, field: "client"),
@@ -303,5 +316,21 @@ public struct ObjectListing: WireMessage, Hashable {
             payload.writeWireString(status.state)
             payload.writeInteger(status.calls)
         }
+    }
+}
+
+/// How objects are named, at nodes and at the endpoint daemon. One place, for servers and clients.
+public enum ObjectNames {
+    /// The daemon name an active persistent object is claimed under.
+    public static func claim(_ id: String) -> String { "object:\(id)" }
+    /// The object id of a claim name.
+    public static func id(ofClaim name: String) -> String { String(name.dropFirst("object:".count)) }
+    /// The daemon name under which every node that hosts a type registers.
+    public static func hosts(_ type: some StringProtocol) -> String { "objects:\(type)" }
+    /// The daemon name under which every object node registers.
+    public static let nodes = "object-nodes"
+    /// The type part of an object id: `counter` for `counter` and `counter/7`.
+    public static func type(of id: String) -> Substring {
+        id.firstIndex(of: "/").map { id[..<$0] } ?? id[...]
     }
 }

@@ -51,6 +51,23 @@ extension ObjectValue {
     /// Nesting deeper than this is refused, so a hostile value cannot exhaust the reader's stack.
     public static let maxDepth = 32
 
+    /// How many bytes ``encode(into:)`` writes.
+    public var encodedSize: Int {
+        func varint(_ value: Int) -> Int { max(1, (64 - UInt64(value).leadingZeroBitCount + 6) / 7) }
+        switch self {
+        case .null, .bool: return 1
+        case .int(let value):
+            return 1 + max(1, (64 - UInt64(bitPattern: (value << 1) ^ (value >> 63)).leadingZeroBitCount + 6) / 7)
+        case .double: return 9
+        case .string(let value): return 1 + varint(value.utf8.count) + value.utf8.count
+        case .bytes(let value): return 1 + varint(value.count) + value.count
+        case .list(let values): return 1 + varint(values.count) + values.reduce(0) { $0 + $1.encodedSize }
+        case .record(let fields):
+            return 1 + varint(fields.count)
+                + fields.reduce(0) { $0 + varint($1.name.utf8.count) + $1.name.utf8.count + $1.value.encodedSize }
+        }
+    }
+
     /// Appends the value's bytes.
     public func encode(into buffer: inout ByteBuffer) {
         switch self {
@@ -115,13 +132,14 @@ extension ObjectValue {
             // Each element takes at least one byte, so the count is bounded by what is left.
             let count = try buffer.readLength(kind: kind)
             var values: [ObjectValue] = []
-            values.reserveCapacity(count)
+            // A small reservation: a hostile count nested many levels deep must not reserve at each.
+            values.reserveCapacity(min(count, 64))
             for _ in 0..<count { values.append(try ObjectValue(from: &buffer, kind: kind, depth: depth + 1)) }
             self = .list(values)
         case 8:
             let count = try buffer.readLength(kind: kind)
             var fields: [ObjectField] = []
-            fields.reserveCapacity(count)
+            fields.reserveCapacity(min(count, 64))
             for _ in 0..<count {
                 let length = try buffer.readLength(kind: kind)
                 guard let name = try? buffer.readUTF8ValidatedString(length: length) else {
