@@ -259,6 +259,15 @@ public final class ObjectAdapter: Sendable {
             let activation = Activation(id: id, type: typeName, servant: servant, epoch: epoch, lease: lease ?? 0)
             activation.gate = self.policy.threading == .perObject ? InvocationGate() : nil
             self.slots.withLockedValue { $0.byID[id] = .active(activation) }
+            // A claim lost while this activation was being made found no active object to drop:
+            // look once it is in place (a loss from now on finds it).
+            if let lease, lease != 0, self.directory.lease(of: id) != lease {
+                await self.drop(activation, reason: "its claim ran out while it was being activated")
+                throw ErrorMessage(
+                    code: .unavailable,
+                    message: "the claim on '\(id)' ran out while it was being activated; try again"
+                )
+            }
             self.logger.debug("activated '\(id)' (epoch \(epoch), \(self.policy))")
         } catch {
             self.slots.withLockedValue { $0.byID[id] = nil }

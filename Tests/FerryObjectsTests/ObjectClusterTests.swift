@@ -113,7 +113,8 @@ import Testing
         let a = try await cluster.node(ttl: ttl)
         let b = try await cluster.node(ttl: ttl)
         let direct = ObjectClient(node: a.node)
-        #expect(try await CounterStub(direct.reference("counter/d", deadline: .seconds(90))).increment(by: 1) == 1)
+        // Idempotent, so retried if a starved test run lets the short-lived fresh claim lapse.
+        #expect(try await CounterStub(direct.reference("counter/d", deadline: .seconds(90))).get() == 0)
         let epochOnA = try #require(await Self.active("counter/d", on: a)).epoch
         await direct.close()
 
@@ -132,7 +133,9 @@ import Testing
         let ttl = Duration.milliseconds(800)
         let a = try await cluster.node(ttl: ttl)
         let client = ObjectClient(node: a.node)
-        #expect(try await CounterStub(client.reference("counter/p", deadline: .seconds(90))).increment(by: 1) == 1)
+        // `get` is idempotent, so an activation refused because a starved test run let the fresh claim
+        // lapse is retried.
+        #expect(try await CounterStub(client.reference("counter/p", deadline: .seconds(90))).get() == 0)
         let claimed = ContinuousClock.now
         // Cut off from the daemon: no renewal can succeed from now on.
         await cluster.daemon.close()
