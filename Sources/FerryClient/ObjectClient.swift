@@ -11,6 +11,7 @@ import NIOCore
 public final class ObjectClient: Sendable {
     /// Where names are looked up; nil when the client talks to one node directly.
     public let daemon: ServiceEndpoint?
+    private let endpoints: SharedEndpointClient?
     private let directNode: ServiceEndpoint?
     private let clientID = UInt64.random(in: 1...UInt64.max)
     private let state = NIOLockedValueBox(State())
@@ -20,12 +21,12 @@ public final class ObjectClient: Sendable {
         var sequence: UInt64 = 0
         var bindings: [String: ObjectBinding] = [:]
         var connections: [String: Task<WireClient, any Error>] = [:]
-        var endpointClient: Task<EndpointClient, any Error>?
     }
 
     /// A client that binds names at the endpoint daemon at `daemon`.
     public init(daemon: ServiceEndpoint, logger: Logger = Logger(label: "ferry.client")) {
         self.daemon = daemon
+        self.endpoints = SharedEndpointClient(daemon: daemon, logger: logger)
         self.directNode = nil
         self.logger = logger
     }
@@ -33,6 +34,7 @@ public final class ObjectClient: Sendable {
     /// A client that calls the objects of one node, without a daemon.
     public init(node: ServiceEndpoint, logger: Logger = Logger(label: "ferry.client")) {
         self.daemon = nil
+        self.endpoints = nil
         self.directNode = node
         self.logger = logger
     }
@@ -65,15 +67,12 @@ public final class ObjectClient: Sendable {
 
     /// Closes every connection.
     public func close() async {
-        let (connections, endpoints) = self.state.withLockedValue { state in
-            defer {
-                state.connections = [:]
-                state.endpointClient = nil
-            }
-            return (Array(state.connections.values), state.endpointClient)
+        let connections = self.state.withLockedValue { state in
+            defer { state.connections = [:] }
+            return Array(state.connections.values)
         }
         for connection in connections { await (try? await connection.value)?.close() }
-        await (try? await endpoints?.value)?.close()
+        await self.endpoints?.close()
     }
 
     // MARK: Calls
@@ -218,7 +217,7 @@ public final class ObjectClient: Sendable {
         if let node = self.directNode {
             return ObjectBinding(object: name, host: node.host, port: node.port, epoch: 0)
         }
-        let daemon = try await self.endpointClient()
+        let daemon = try await self.endpoints!.client()
         if let entry = try await Self.lookup(daemon, ObjectNames.claim(name)).first,
             let endpoint = entry.endpoints.first,
             !failed.contains(endpoint.description)
@@ -263,31 +262,6 @@ public final class ObjectClient: Sendable {
         self.state.withLockedValue { state in
             if state.bindings[name]?.node == node { state.bindings[name] = nil }
         }
-    }
-
-    private func endpointClient() async throws -> EndpointClient {
-        let daemon = self.daemon!
-        let task: Task<EndpointClient, any Error> = self.state.withLockedValue { state in
-            if let task = state.endpointClient { return task }
-            let task = Task {
-                try await EndpointClient.connect(host: daemon.host, port: daemon.port, logger: self.logger)
-            }
-            state.endpointClient = task
-            return task
-        }
-        do {
-            let client = try await task.value
-            if client.isActive { return client }
-        } catch {
-            self.state.withLockedValue { state in
-                if state.endpointClient == task { state.endpointClient = nil }
-            }
-            throw error
-        }
-        self.state.withLockedValue { state in
-            if state.endpointClient == task { state.endpointClient = nil }
-        }
-        return try await self.endpointClient()
     }
 
     /// The one connection to a node, shared by every call to it.

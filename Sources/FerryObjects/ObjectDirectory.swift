@@ -20,10 +20,10 @@ public final class ObjectDirectory: Sendable {
     let ttl: Duration
     private let logger: Logger
     private let state = NIOLockedValueBox(State())
+    private let endpoints: SharedEndpointClient?
     private let epochs = NIOLockedValueBox(UInt64(Date().timeIntervalSince1970 * 1000) << 12)
 
     private struct State {
-        var client: Task<EndpointClient, any Error>?
         var claims: [String: Claim] = [:]
         var onLost: (@Sendable (String, UInt64) -> Void)?
     }
@@ -38,6 +38,7 @@ public final class ObjectDirectory: Sendable {
 
     public init(daemon: ServiceEndpoint?, node: ServiceEndpoint, ttl: Duration = .seconds(5), logger: Logger) {
         self.daemon = daemon
+        self.endpoints = daemon.map { SharedEndpointClient(daemon: $0, logger: logger) }
         self.node = node
         self.ttl = ttl
         self.logger = logger
@@ -155,7 +156,7 @@ public final class ObjectDirectory: Sendable {
                 }
             } catch {
                 self.logger.warning("cannot renew object claims at the endpoint daemon: \(error); retrying")
-                self.dropClient()
+                self.endpoints?.reset()
             }
         }
     }
@@ -187,41 +188,15 @@ public final class ObjectDirectory: Sendable {
     }
 
     private func client() async throws -> EndpointClient {
-        let task: Task<EndpointClient, any Error> = try self.state.withLockedValue { state in
-            if let task = state.client { return task }
-            guard let daemon = self.daemon else {
-                throw ErrorMessage(code: .unavailable, message: "no endpoint daemon")
-            }
-            let task = Task {
-                try await EndpointClient.connect(host: daemon.host, port: daemon.port, logger: self.logger)
-            }
-            state.client = task
-            return task
+        guard let endpoints = self.endpoints else {
+            throw ErrorMessage(code: .unavailable, message: "no endpoint daemon")
         }
-        do {
-            let client = try await task.value
-            if client.isActive { return client }
-        } catch {
-            self.dropClient(task)
-            throw error
-        }
-        self.dropClient(task)
-        return try await self.client()
-    }
-
-    private func dropClient(_ task: Task<EndpointClient, any Error>? = nil) {
-        let dropped = self.state.withLockedValue { state -> Task<EndpointClient, any Error>? in
-            guard let current = state.client, task == nil || current == task else { return nil }
-            state.client = nil
-            return current
-        }
-        if let dropped { Task { await (try? await dropped.value)?.close() } }
+        return try await endpoints.client()
     }
 
     /// Closes the daemon connection. Claims still held are not given up: they run out.
     func close() async {
-        let task = self.state.withLockedValue { $0.client }
-        await (try? await task?.value)?.close()
+        await self.endpoints?.close()
     }
 }
 

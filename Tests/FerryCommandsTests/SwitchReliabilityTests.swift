@@ -178,7 +178,7 @@ extension FerryProcessTests {
 
         try configure("mode: l4\nlisten: 127.0.0.1:0\nbackends: [127.0.0.1:\(ports[1])]\n")
         kill(front.process.processIdentifier, SIGHUP)
-        let reloaded = self.waitUntil(.seconds(5)) {
+        let reloaded = self.waitUntil(.seconds(30)) {
             guard let fresh = Self.connect(port: address.port) else { return false }
             defer { close(fresh) }
             return name(on: fresh) == "two"
