@@ -469,31 +469,27 @@ public final class ObjectAdapter: Sendable {
             slots.byID.compactMap { id, slot -> ObjectStatus? in
                 switch slot {
                 case .active(let activation):
-                    ObjectStatus(
-                        object: id,
-                        type: activation.type,
-                        adapter: self.name,
-                        policy: self.policy.description,
-                        node: "",
-                        epoch: activation.epoch,
-                        state: "active",
-                        calls: activation.calls
-                    )
+                    self.status(id, epoch: activation.epoch, state: "active", calls: activation.calls)
                 case .moved(let binding):
-                    ObjectStatus(
-                        object: id,
-                        type: String(ObjectNames.type(of: id)),
-                        adapter: self.name,
-                        policy: self.policy.description,
-                        node: "",
-                        epoch: binding.epoch,
-                        state: "moved to \(binding.node)",
-                        calls: 0
-                    )
+                    self.status(id, epoch: binding.epoch, state: "moved to \(binding.node)")
                 default: nil
                 }
             }
         }
+    }
+
+    /// A row of `ferry objects ls` for one of this adapter's objects; the server fills the node in.
+    func status(_ id: String, epoch: UInt64, state: String, calls: UInt64 = 0) -> ObjectStatus {
+        ObjectStatus(
+            object: id,
+            type: String(ObjectNames.type(of: id)),
+            adapter: self.name,
+            policy: self.policy.description,
+            node: "",
+            epoch: epoch,
+            state: state,
+            calls: calls
+        )
     }
 
     /// The process id of `id`'s segment, when it is active in one.

@@ -74,25 +74,18 @@ public final class ObjectServer: Service, Sendable {
             }
         }
         let handler = NIOLockedValueBox<ObjectServer?>(nil)
-        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .serverChannelOption(.backlog, value: 1024)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addFrameCodec(
-                        maxPayloadLength: ObjectLimits.maxPayloadLength,
-                        logger: logger
-                    )
-                    // A connection that arrives before the server is ready is closed.
-                    guard let server = handler.withLockedValue({ $0 }) else {
-                        throw ErrorMessage(code: .unavailable, message: "the object server is starting")
-                    }
-                    try channel.pipeline.syncOperations.addHandler(ObjectCallHandler(server: server))
-                }
+        let channel = try await bindFerryWireServer(
+            host: host,
+            port: port,
+            maxPayloadLength: ObjectLimits.maxPayloadLength,
+            logger: logger
+        ) {
+            // A connection that arrives before the server is ready is closed.
+            guard let server = handler.withLockedValue({ $0 }) else {
+                throw ErrorMessage(code: .unavailable, message: "the object server is starting")
             }
-            .bind(host: host, port: port)
-            .get()
+            return ObjectCallHandler(server: server)
+        }
         let bound = channel.localAddress?.port ?? port
         let directory = ObjectDirectory(
             daemon: daemon,
@@ -314,16 +307,9 @@ public final class ObjectServer: Service, Sendable {
             }
             guard let store = adapter.store, let stored = try? await store.list() else { continue }
             for entry in stored where adapter.types[entry.type] != nil && rows[entry.id] == nil {
-                rows[entry.id] = ObjectStatus(
-                    object: entry.id,
-                    type: entry.type,
-                    adapter: adapter.name,
-                    policy: adapter.policy.description,
-                    node: self.node.description,
-                    epoch: entry.epoch,
-                    state: "stored",
-                    calls: 0
-                )
+                var status = adapter.status(entry.id, epoch: entry.epoch, state: "stored")
+                status.node = self.node.description
+                rows[entry.id] = status
             }
         }
         return rows.values.sorted { $0.object < $1.object }

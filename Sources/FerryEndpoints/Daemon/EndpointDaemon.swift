@@ -42,23 +42,12 @@ public final class EndpointDaemon: Service, Sendable {
         let directory = EndpointDirectory(logger: logger)
         let channel: any Channel
         do {
-            channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .serverChannelOption(.backlog, value: 1024)
-                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-                .childChannelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addFrameCodec(
-                            maxPayloadLength: EndpointLimits.maxPayloadLength,
-                            logger: logger
-                        )
-                        try channel.pipeline.syncOperations.addHandler(
-                            EndpointHandler(directory: directory, logger: logger)
-                        )
-                    }
-                }
-                .bind(host: host, port: port)
-                .get()
+            channel = try await bindFerryWireServer(
+                host: host,
+                port: port,
+                maxPayloadLength: EndpointLimits.maxPayloadLength,
+                logger: logger
+            ) { EndpointHandler(directory: directory, logger: logger) }
         } catch {
             throw EndpointDaemonError.cannotBind(host: host, port: port, reason: "\(error)")
         }
@@ -146,9 +135,8 @@ final class EndpointDirectory: Sendable {
         case .endpointRegister:
             let request = try frame.decode(as: RegisterRequest.self)
             let lease = try self.change(request.name) { try $0.register(request, now: now) }
-            // Exclusive claims come and go with every object activation: not news at info level.
             self.logger.log(
-                level: request.metadata[EndpointTable.exclusiveKey] == nil ? .info : .debug,
+                level: Self.logLevel(exclusive: request.metadata[EndpointTable.exclusiveKey] == "true"),
                 "registered \(request.name) → \(request.endpoints.map(\.description).joined(separator: ",")) (lease \(lease.leaseID), ttl \(lease.ttlMilliseconds) ms)"
             )
             return lease
@@ -159,11 +147,12 @@ final class EndpointDirectory: Sendable {
             }
         case .endpointDeregister:
             let request = try frame.decode(as: DeregisterRequest.self)
-            let lease = try self.change(request.name) {
-                try $0.deregister(name: request.name, leaseID: request.leaseID)
+            let (lease, exclusive) = try self.change(request.name) { table in
+                let exclusive = table.isExclusive(name: request.name, leaseID: request.leaseID)
+                return (try table.deregister(name: request.name, leaseID: request.leaseID), exclusive)
             }
             self.logger.log(
-                level: request.name.hasPrefix(ObjectNames.claim("")) ? .debug : .info,
+                level: Self.logLevel(exclusive: exclusive),
                 "deregistered \(request.name) (lease \(request.leaseID))"
             )
             return lease
@@ -221,6 +210,9 @@ final class EndpointDirectory: Sendable {
 
     /// Applies a change to `name` and pushes the new entries to its watchers, under one lock so
     /// that every watcher sees changes in revision order.
+    /// Exclusive claims come and go with every object activation: not news at info level.
+    private static func logLevel(exclusive: Bool) -> Logger.Level { exclusive ? .debug : .info }
+
     private func change<Result>(_ name: String, _ body: (inout EndpointTable) throws -> Result) throws -> Result {
         let now = Self.now
         return try self.state.withLockedValue { state in

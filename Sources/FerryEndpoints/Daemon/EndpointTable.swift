@@ -102,6 +102,11 @@ public struct EndpointTable: Sendable {
         return EndpointLease(name: name, leaseID: leaseID, ttlMilliseconds: UInt32(stored.ttlNanoseconds / 1_000_000))
     }
 
+    /// Whether lease `leaseID` on `name` is an exclusive registration.
+    public func isExclusive(name: String, leaseID: UInt64) -> Bool {
+        self.names[name]?[leaseID]?.metadata[Self.exclusiveKey] == "true"
+    }
+
     /// Removes a registration before its lease runs out.
     public mutating func deregister(name: String, leaseID: UInt64) throws -> EndpointLease {
         guard self.names[name]?[leaseID] != nil else { throw Self.notHeld(name: name, leaseID: leaseID) }

@@ -26,21 +26,12 @@ public final class KVServer: Service, Sendable {
         logger: Logger = Logger(label: "ferry.kv")
     ) async throws -> KVServer {
         let store = try KVStore(path: path)
-        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .serverChannelOption(.backlog, value: 1024)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addFrameCodec(
-                        maxPayloadLength: KVLimits.maxPayloadLength,
-                        logger: logger
-                    )
-                    try channel.pipeline.syncOperations.addHandler(KVHandler(store: store, logger: logger))
-                }
-            }
-            .bind(host: host, port: port)
-            .get()
+        let channel = try await bindFerryWireServer(
+            host: host,
+            port: port,
+            maxPayloadLength: KVLimits.maxPayloadLength,
+            logger: logger
+        ) { KVHandler(store: store, logger: logger) }
         return KVServer(store: store, channel: channel)
     }
 

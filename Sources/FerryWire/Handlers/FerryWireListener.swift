@@ -1,0 +1,26 @@
+import Logging
+import NIOCore
+import NIOPosix
+
+/// Binds a FerryWire server's listening socket: every accepted connection gets the frame codec,
+/// then the handler `makeHandler` returns for it (which may throw to refuse the connection).
+public func bindFerryWireServer(
+    host: String,
+    port: Int,
+    maxPayloadLength: Int,
+    logger: Logger,
+    makeHandler: @escaping @Sendable () throws -> any ChannelHandler
+) async throws -> any Channel {
+    try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+        .serverChannelOption(.backlog, value: 1024)
+        .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+        .childChannelInitializer { channel in
+            channel.eventLoop.makeCompletedFuture {
+                try channel.pipeline.syncOperations.addFrameCodec(maxPayloadLength: maxPayloadLength, logger: logger)
+                try channel.pipeline.syncOperations.addHandler(try makeHandler())
+            }
+        }
+        .bind(host: host, port: port)
+        .get()
+}
