@@ -14,7 +14,13 @@ public enum GuestCallOutcome: Sendable, Equatable {
 final class SuspendState {
     enum Mode { case normal, unwinding, rewinding }
     /// Why the stack is being unwound.
-    enum Reason { case checkpoint, endOfSlice, waitingForMessage }
+    enum Reason: Equatable {
+        case checkpoint, endOfSlice, waitingForMessage
+        /// Someone asked for the running guest (``GuestInterrupt/requestCapture()``).
+        case capture
+        /// The guest asked to go to `node` (`ferry.go`, or `ferry.go_weak` when not strong).
+        case move(node: String, strong: Bool)
+    }
     var mode = Mode.normal
     var reason = Reason.checkpoint
     /// Asked at each `ferry.checkpoint` call (counting from 1 per call): take one now?
@@ -23,6 +29,19 @@ final class SuspendState {
     var buffer: UInt32 = 0
     /// Set while a ``GuestScheduler`` runs the guest: when its time slice ends.
     var sliceEnd: ContinuousClock.Instant?
+    /// What the host call that unwound returns once the stack is rewound (`ferry.go`: 0 when the
+    /// guest arrived elsewhere, -1 when it stayed).
+    var resumeValue: Int32 = 0
+    /// Requests from other threads, seen at the guest's next safe point.
+    var interrupt = GuestInterrupt()
+    /// The guest's store, to grow its memory for an unwind buffer (weak: the store owns the host
+    /// functions that hold this state).
+    weak var store: Store?
+    /// How large an unwind buffer the host gives a movable module: Asyncify saves at most the
+    /// interpreter's stack (each local a slot), so its size is enough.
+    var unwindBytes = 512 << 10
+    /// The guest's memory limit, which the unwind buffer must fit in.
+    var maxMemoryBytes = Int.max
 }
 
 extension GuestInstance {
@@ -89,6 +108,10 @@ extension GuestInstance {
             // Back at the point of capture: the stack is rebuilt, carry on from here.
             if try Self.finishRewind(instance, state) { return [] }
             guard state.mode == .normal else { return [] }
+            if state.interrupt.take() {
+                FerryHostAPI.unwindForCapture(instance, state)
+                return []
+            }
             state.count += 1
             guard let decide = state.decide, decide(state.count) else { return [] }
             try Self.startUnwind(instance, state, reason: .checkpoint)
@@ -99,8 +122,7 @@ extension GuestInstance {
     /// Unwinds the guest's call stack into its Asyncify buffer; the call into the guest then
     /// returns at once, and a rewind later brings it back to this host call.
     static func startUnwind(_ instance: Instance, _ state: SuspendState, reason: SuspendState.Reason) throws {
-        let buffer = UInt32(try Self.export(instance, "ferry_asyncify_buffer").invoke([])[0].i32)
-        let size = UInt32(try Self.export(instance, "ferry_asyncify_buffer_size").invoke([])[0].i32)
+        let (buffer, size) = try Self.unwindBuffer(instance, state)
         guard let memory = instance.exports[memory: "memory"], Int(buffer) + Int(size) <= memory.byteCount,
             size > 8
         else {
@@ -117,6 +139,39 @@ extension GuestInstance {
         state.reason = reason
     }
 
+    /// Where the stack is saved: the buffer a guest built for it reserves (`ferry_asyncify_buffer`),
+    /// or, in a module Ferry made movable, pages the host adds to the end of its memory at the
+    /// first capture. The guest's allocator never handed those pages out (it grows memory
+    /// itself and takes what `memory.grow` returns), and their place travels with the globals.
+    private static func unwindBuffer(_ instance: Instance, _ state: SuspendState) throws -> (UInt32, UInt32) {
+        if let reserved = instance.exports[function: "ferry_asyncify_buffer"] {
+            let buffer = UInt32(try reserved.invoke([])[0].i32)
+            let size = UInt32(try Self.export(instance, "ferry_asyncify_buffer_size").invoke([])[0].i32)
+            return (buffer, size)
+        }
+        guard let address = instance.exports[global: SafepointRewriter.unwindBufferExport],
+            let length = instance.exports[global: SafepointRewriter.unwindSizeExport],
+            let memory = instance.exports[memory: "memory"], let store = state.store
+        else {
+            throw GuestSnapshotError.notCheckpointable(
+                "it has no Asyncify buffer (build it with FERRY_CHECKPOINT_BUFFER, or let Ferry make it movable)"
+            )
+        }
+        if address.value.i32 == 0 {
+            let pages = (state.unwindBytes + 65535) / 65536
+            let start = UInt32(memory.byteCount)
+            guard memory.byteCount + pages * 65536 <= state.maxMemoryBytes else {
+                throw GuestSnapshotError.notCheckpointable(
+                    "saving its stack needs \(pages * 64) KiB more memory than its limit of \(GuestStop.size(state.maxMemoryBytes)) allows"
+                )
+            }
+            try Self.grow(memory, pages: pages, store: store)
+            try address.assign(.i32(start))
+            try length.assign(.i32(UInt32(pages * 65536)))
+        }
+        return (address.value.i32, length.value.i32)
+    }
+
     /// In the host call a rewind was aiming for: ends the rewind and says so.
     static func finishRewind(_ instance: Instance, _ state: SuspendState) throws -> Bool {
         guard state.mode == .rewinding else { return false }
@@ -125,7 +180,7 @@ extension GuestInstance {
         return true
     }
 
-    private func capture(export: String, arguments: [Value]) throws -> GuestSnapshot {
+    func capture(export: String, arguments: [Value]) throws -> GuestSnapshot {
         guard let memory = self.instance.exports[memory: "memory"] else {
             throw GuestSnapshotError.notCheckpointable("it exports no memory named 'memory'")
         }
@@ -145,7 +200,7 @@ extension GuestInstance {
         }
         let bytes = memory.withUnsafeBufferPointer(offset: 0, count: memory.byteCount) { [UInt8]($0) }
         return GuestSnapshot(
-            module: self.module,
+            moduleDigest: self.module.digest,
             export: export,
             arguments: arguments,
             asyncifyBuffer: self.suspension.buffer,
@@ -154,7 +209,7 @@ extension GuestInstance {
         )
     }
 
-    private func restore(_ snapshot: GuestSnapshot) throws {
+    func restore(_ snapshot: GuestSnapshot, keeping kept: Set<String> = []) throws {
         guard let memory = self.instance.exports[memory: "memory"] else {
             throw GuestSnapshotError.notCheckpointable("it exports no memory named 'memory'")
         }
@@ -162,11 +217,11 @@ extension GuestInstance {
             throw GuestSnapshotError.malformed("memory of \(snapshot.memory.count) bytes does not fit this module")
         }
         let missingPages = (snapshot.memory.count - memory.byteCount) / 65536
-        if missingPages > 0 { try self.grow(memory, pages: missingPages) }
+        if missingPages > 0 { try Self.grow(memory, pages: missingPages, store: self.store) }
         memory.withUnsafeMutableBufferPointer(offset: 0, count: snapshot.memory.count) { target in
             target.copyBytes(from: snapshot.memory)
         }
-        for (name, value) in snapshot.globals {
+        for (name, value) in snapshot.globals where !kept.contains(name) {
             guard let global = self.instance.exports[global: name] else {
                 throw GuestSnapshotError.malformed("global '\(name)' is not exported by this module")
             }
@@ -177,16 +232,15 @@ extension GuestInstance {
 
     /// WasmKit has no host-side memory.grow: a two-line module that imports the guest's memory
     /// grows it from the inside (under the same memory limit).
-    private func grow(_ memory: WasmKit.Memory, pages: Int) throws {
+    static func grow(_ memory: WasmKit.Memory, pages: Int, store: Store) throws {
         let grower = try parseWasm(bytes: Self.growerModule)
         var imports = Imports()
         imports.define(module: "guest", name: "memory", memory)
-        let instance = try grower.instantiate(store: self.store, imports: imports)
+        let instance = try grower.instantiate(store: store, imports: imports)
         let previous = try Self.export(instance, "grow").invoke([.i32(UInt32(pages))])[0].i32
         guard previous != UInt32.max else {
-            throw GuestStop.memoryLimit(
-                limitBytes: self.limits.maxMemoryBytes,
-                requestedBytes: memory.byteCount + pages * 65536
+            throw GuestSnapshotError.notCheckpointable(
+                "its memory cannot grow by \(pages) pages (the module's maximum)"
             )
         }
     }

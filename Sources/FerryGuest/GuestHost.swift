@@ -81,6 +81,9 @@ public struct GuestEnvironment: Sendable {
     public var directories: [GuestDirectory]
     /// Where `ferry.log` lines go.
     public var log: @Sendable (String) -> Void
+    /// The node the guest runs on, when it runs on one: its name and node-local facilities, and
+    /// where `ferry.go` takes it.
+    public var node: (any GuestNodeServices)?
 
     public init(
         arguments: [String] = [],
@@ -90,8 +93,10 @@ public struct GuestEnvironment: Sendable {
         standardError: Int32 = 2,
         mailbox: GuestMailbox = GuestMailbox(),
         directories: [GuestDirectory] = [],
-        log: @escaping @Sendable (String) -> Void = { _ in }
+        log: @escaping @Sendable (String) -> Void = { _ in },
+        node: (any GuestNodeServices)? = nil
     ) {
+        self.node = node
         self.arguments = arguments
         self.environment = environment
         self.standardInput = standardInput
@@ -115,6 +120,12 @@ public struct GuestEnvironment: Sendable {
 /// | `receive` | `(ptr: i32, cap: i32) -> i32` | takes the next message: its length, -1 when none, -2 when it does not fit |
 /// | `receive_wait` | `(ptr: i32, cap: i32) -> i32` | waits for the next message: its length, or -2 when it does not fit |
 /// | `checkpoint` | `()` | where the host may capture the guest's execution state (see ``GuestInstance/call(_:_:checkpoint:)``) |
+/// | `safepoint` | `()` | added by Ferry to a module it makes movable (``GuestModule/movable()``): a capture or the end of a slice may happen here |
+/// | `node_name` | `(ptr: i32, cap: i32) -> i32` | the name of the node the guest runs on: its length, -1 off a node, -2 when it does not fit |
+/// | `go` | `(ptr: i32, len: i32) -> i32` | moves the guest to the named node with its execution state: returns 0 there, -1 here when it could not go |
+/// | `go_weak` | `(ptr: i32, len: i32) -> i32` | moves code and data to the named node, where the guest starts again at its `ferry_arrive` export; -1 here when it could not go |
+/// | `local_get` | `(key: i32, len: i32, ptr: i32, cap: i32) -> i32` | a value of the node's own key space: its length, -1 when missing, -2 when it does not fit |
+/// | `local_put` | `(key: i32, len: i32, ptr: i32, len: i32) -> i32` | stores into the node's own key space: 0, or -1 when refused |
 ///
 /// Under a ``GuestScheduler``, a guest built with `FERRY_SCHEDULABLE` is suspended at `yield`
 /// when its time slice is over and parked in `receive_wait` while it has no message: its stack is
@@ -175,10 +186,77 @@ enum FerryHostAPI {
                 guard let instance = caller.instance else { return [] }
                 if try GuestInstance.finishRewind(instance, suspension) { return [] }
                 try checkDeadline()
-                if let end = suspension.sliceEnd, ContinuousClock.now >= end {
+                if suspension.interrupt.take() {
+                    Self.unwindForCapture(instance, suspension)
+                } else if let end = suspension.sliceEnd, ContinuousClock.now >= end {
                     try GuestInstance.startUnwind(instance, suspension, reason: .endOfSlice)
                 }
                 return []
+            }
+        )
+        define(
+            "safepoint",
+            Function(store: store, parameters: []) { caller, _ in
+                guard let instance = caller.instance else { return [] }
+                if try GuestInstance.finishRewind(instance, suspension) { return [] }
+                try checkDeadline()
+                if suspension.interrupt.take() {
+                    Self.unwindForCapture(instance, suspension)
+                } else if let end = suspension.sliceEnd, ContinuousClock.now >= end {
+                    try GuestInstance.startUnwind(instance, suspension, reason: .endOfSlice)
+                }
+                return []
+            }
+        )
+        for (name, strong) in [("go", true), ("go_weak", false)] {
+            define(
+                name,
+                Function(store: store, parameters: [.i32, .i32], results: [.i32]) { caller, arguments in
+                    guard let instance = caller.instance else { return [.i32(UInt32(bitPattern: -1))] }
+                    if try GuestInstance.finishRewind(instance, suspension) {
+                        return [.i32(UInt32(bitPattern: suspension.resumeValue))]
+                    }
+                    try checkDeadline()
+                    let node = try Self.read(caller, arguments[0], arguments[1], limit: 253, call: name)
+                    // Only a node's scheduler can take a guest elsewhere; anywhere else it stays.
+                    guard environment.node != nil, suspension.sliceEnd != nil else {
+                        return [.i32(UInt32(bitPattern: -1))]
+                    }
+                    try GuestInstance.startUnwind(
+                        instance,
+                        suspension,
+                        reason: .move(node: String(decoding: node, as: UTF8.self), strong: strong)
+                    )
+                    return [.i32(0)]
+                }
+            )
+        }
+        define(
+            "node_name",
+            Function(store: store, parameters: [.i32, .i32], results: [.i32]) { caller, arguments in
+                guard let node = environment.node else { return [.i32(UInt32(bitPattern: -1))] }
+                return [.i32(UInt32(bitPattern: try Self.write(Array(node.nodeName.utf8), caller, arguments[0], arguments[1], call: "node_name")))]
+            }
+        )
+        define(
+            "local_get",
+            Function(store: store, parameters: [.i32, .i32, .i32, .i32], results: [.i32]) { caller, arguments in
+                try checkDeadline()
+                let key = try Self.read(caller, arguments[0], arguments[1], limit: 1024, call: "local_get")
+                guard let node = environment.node, let value = node.localGet(String(decoding: key, as: UTF8.self))
+                else { return [.i32(UInt32(bitPattern: -1))] }
+                return [.i32(UInt32(bitPattern: try Self.write(value, caller, arguments[2], arguments[3], call: "local_get")))]
+            }
+        )
+        define(
+            "local_put",
+            Function(store: store, parameters: [.i32, .i32, .i32, .i32], results: [.i32]) { caller, arguments in
+                try checkDeadline()
+                let key = try Self.read(caller, arguments[0], arguments[1], limit: 1024, call: "local_put")
+                let value = try Self.read(caller, arguments[2], arguments[3], limit: 1 << 20, call: "local_put")
+                guard let node = environment.node, (try? node.localPut(String(decoding: key, as: UTF8.self), value)) != nil
+                else { return [.i32(UInt32(bitPattern: -1))] }
+                return [.i32(0)]
             }
         )
         define(
@@ -225,6 +303,31 @@ enum FerryHostAPI {
                 }
             }
         )
+    }
+
+    /// Unwinds for a capture someone asked for; when the guest cannot be unwound (no room for
+    /// the buffer), says why to the asker and lets the guest carry on.
+    static func unwindForCapture(_ instance: Instance, _ suspension: SuspendState) {
+        do {
+            try GuestInstance.startUnwind(instance, suspension, reason: .capture)
+        } catch {
+            suspension.interrupt.refuse("\(error)")
+        }
+    }
+
+    /// Copies `bytes` to the guest's buffer at `pointer` of `capacity`: their length, or -2 when
+    /// they do not fit.
+    private static func write(
+        _ bytes: [UInt8],
+        _ caller: borrowing Caller,
+        _ pointer: Value,
+        _ capacity: Value,
+        call: String
+    ) throws -> Int32 {
+        let (memory, offset, count) = try Self.region(caller, pointer, capacity, limit: 1 << 20, call: call)
+        guard bytes.count <= count else { return -2 }
+        memory.withUnsafeMutableBufferPointer(offset: UInt(offset), count: bytes.count) { $0.copyBytes(from: bytes) }
+        return Int32(bytes.count)
     }
 
     /// Takes the next message into the guest's memory: `[length]`, `[-2]` when it does not fit,

@@ -40,6 +40,9 @@ public final class GuestInstance {
         store.resourceLimiter = self.memoryLimiter
         if limits.needsMetering { store.fuel = Fuel(remaining: limits.fuel ?? .max) }
         self.watchdog = limits.deadline.map { DeadlineWatchdog(deadline: $0, store: store) }
+        self.suspension.store = store
+        self.suspension.unwindBytes = limits.stackBytes
+        self.suspension.maxMemoryBytes = limits.maxMemoryBytes
         // Built first so that a bad directory is reported as such, not as a WASI failure.
         let fileSystem = try LayeredFileSystem(environment.directories)
         do {

@@ -66,6 +66,8 @@ public enum GuestError: Error, Equatable, Sendable, CustomStringConvertible {
     case cannotInstantiate(reason: String)
     case badDirectory(spec: String, reason: String)
     case schedulerStopped
+    /// The module cannot be made movable (``GuestModule/movable()``).
+    case cannotMakeMovable(name: String, reason: String)
 
     public var description: String {
         switch self {
@@ -78,6 +80,8 @@ public enum GuestError: Error, Equatable, Sendable, CustomStringConvertible {
         case .cannotInstantiate(let reason): "cannot start the guest: \(reason)"
         case .badDirectory(let spec, let reason): "cannot give the guest directory \(spec): \(reason)"
         case .schedulerStopped: "the scheduler was shut down before the guest finished"
+        case .cannotMakeMovable(let name, let reason):
+            "module \(name) cannot be made movable (it can still run, and move weakly): \(reason)"
         }
     }
 }

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import NIOConcurrencyHelpers
 import WAT
@@ -15,6 +16,10 @@ public struct GuestModule: Sendable {
     public let bytes: [UInt8]
     /// What it imports, exports and needs.
     public let info: GuestModuleInfo
+    /// Its SHA-256: the name a node's code cache, a snapshot and a signature know it by.
+    public let digest: ModuleDigest
+    /// The digest of the module this one was made from by ``movable()``; its own otherwise.
+    public let sourceDigest: ModuleDigest
     let module: Module
 
     /// Loads a module from a `.wasm` or `.wat` file.
@@ -28,6 +33,10 @@ public struct GuestModule: Sendable {
     /// Loads a module from bytes: the binary format, or the text format (recognised by its first
     /// non-blank character being `(`).
     public init(bytes: [UInt8], name: String = "module") throws {
+        try self.init(bytes: bytes, name: name, sourceDigest: nil)
+    }
+
+    init(bytes: [UInt8], name: String, sourceDigest: ModuleDigest?) throws {
         let binary: [UInt8]
         if bytes.starts(with: [0x00, 0x61, 0x73, 0x6D]) {
             binary = bytes
@@ -54,6 +63,8 @@ public struct GuestModule: Sendable {
         self.bytes = binary
         self.module = module
         self.info = try GuestModuleInfo(bytes: binary, module: module)
+        self.digest = ModuleDigest(of: binary)
+        self.sourceDigest = sourceDigest ?? self.digest
     }
 
     /// Compiles every function body once in a scratch store with stub imports and no start
@@ -109,6 +120,41 @@ public struct GuestModule: Sendable {
         case .ref(let reference): reference.heapType == .externRef ? .ref(.extern(nil)) : .ref(.function(nil))
         }
     }
+}
+
+/// A module's SHA-256, shown as 64 hex digits.
+public struct ModuleDigest: Hashable, Sendable, Codable, CustomStringConvertible {
+    /// The 32 bytes.
+    public let bytes: [UInt8]
+
+    public init(of module: [UInt8]) {
+        self.bytes = Array(SHA256.hash(data: module))
+    }
+
+    /// From 32 bytes, or nil.
+    public init?(bytes: [UInt8]) {
+        guard bytes.count == 32 else { return nil }
+        self.bytes = bytes
+    }
+
+    /// From 64 hex digits, or nil.
+    public init?(hex: String) {
+        let digits = Array(hex.utf8)
+        guard digits.count == 64 else { return nil }
+        var bytes: [UInt8] = []
+        for index in stride(from: 0, to: 64, by: 2) {
+            guard let byte = UInt8(String(decoding: digits[index..<index + 2], as: UTF8.self), radix: 16) else {
+                return nil
+            }
+            bytes.append(byte)
+        }
+        self.bytes = bytes
+    }
+
+    public var hex: String { self.bytes.map { String(format: "%02x", $0) }.joined() }
+    public var description: String { self.hex }
+    /// The first 12 hex digits, for tables.
+    public var short: String { String(self.hex.prefix(12)) }
 }
 
 /// Validation instantiates in a scratch store: keep it from reserving what the module asks for

@@ -12,10 +12,16 @@ import WasmKit
 /// guest's call stack into its linear memory, so a parked guest costs its memory and nothing
 /// else: no kernel thread, no interpreter stack.
 ///
-/// Slices end only at yield points, as with any user-level threads package: a guest that never
-/// yields keeps its kernel thread until it finishes or a limit (fuel, deadline) stops it. A guest
-/// not built to be suspended runs its whole call in one slice, and `receive_wait` blocks its
-/// kernel thread, as a blocking system call blocks a many-to-one process.
+/// Slices end only at yield points, as with any user-level threads package. A module Ferry made
+/// movable (``GuestModule/movable()``) has one at every loop and call, so its slices end on time
+/// whatever it runs; a guest built with Asyncify yields at `ferry.yield`; any other guest runs
+/// its whole call in one slice, and `receive_wait` blocks its kernel thread, as a blocking
+/// system call blocks a many-to-one process.
+///
+/// A guest can also be **held**: taken out of the run queue, its stack unwound, so that its
+/// state can be captured and moved (``requestCapture(_:)``, or the guest's own `ferry.go`).
+/// The task's ``GuestTask/onHold`` hears of it; ``resume(_:goResult:)`` puts it back,
+/// ``release(_:with:)`` ends it here, and ``adopt(_:)`` runs one that arrived from elsewhere.
 ///
 /// Call ``shutdown()`` when done: the kernel threads keep the scheduler alive until then.
 public final class GuestScheduler: @unchecked Sendable {
@@ -32,6 +38,8 @@ public final class GuestScheduler: @unchecked Sendable {
         public var parks = 0
         /// Guests that finished (with a result or stopped).
         public var finished = 0
+        /// Times a guest was held for a capture or a move.
+        public var holds = 0
     }
 
     public let kernelThreads: Int
@@ -40,6 +48,7 @@ public final class GuestScheduler: @unchecked Sendable {
     private var runnable: [GuestTask] = []
     private var nextRunnable = 0
     private var parked: [ObjectIdentifier: GuestTask] = [:]
+    private var held: [ObjectIdentifier: GuestTask] = [:]
     private var stopping = false
     private var running = 0
     private var counts = Counts()
@@ -67,16 +76,26 @@ public final class GuestScheduler: @unchecked Sendable {
         export: String,
         arguments: [Value] = [],
         limits: GuestLimits = GuestLimits(),
-        environment: GuestEnvironment = GuestEnvironment()
+        environment: GuestEnvironment = GuestEnvironment(),
+        resultBytes: Int = 0,
+        onHold: (@Sendable (GuestTask, GuestTask.Hold) -> Void)? = nil
     ) -> GuestTask {
         let task = GuestTask(
             module: module,
             export: export,
             arguments: arguments,
             limits: limits,
-            environment: environment
+            environment: environment,
+            resultBytes: resultBytes,
+            onHold: onHold
         )
-        environment.mailbox.setArrivalHandler { [weak self, weak task] in
+        self.enqueue(task)
+        return task
+    }
+
+    /// Queues a task made elsewhere (``adopt(_:)``).
+    func enqueue(_ task: GuestTask) {
+        task.environment.mailbox.setArrivalHandler { [weak self, weak task] in
             guard let self, let task else { return }
             self.wake(task)
         }
@@ -84,11 +103,54 @@ public final class GuestScheduler: @unchecked Sendable {
         defer { self.condition.unlock() }
         guard !self.stopping else {
             task.finish(.failure(GuestError.schedulerStopped))
-            return task
+            return
         }
         self.runnable.append(task)
         self.condition.signal()
-        return task
+    }
+
+    /// Asks for `task` to be held at its next safe point (at once when it is parked or queued):
+    /// its ``GuestTask/onHold`` is then told ``GuestTask/Hold/capture``. A guest that cannot come
+    /// to a safe point (no Asyncify, no movable instrumentation) is never held; see
+    /// ``GuestInterrupt/refusal``.
+    public func requestCapture(_ task: GuestTask) {
+        task.interrupt.requestCapture()
+        self.condition.lock()
+        let parked = self.parked.removeValue(forKey: ObjectIdentifier(task))
+        if parked != nil {
+            self.held[ObjectIdentifier(task)] = task
+            self.counts.holds += 1
+        }
+        self.condition.unlock()
+        if let parked {
+            parked.interrupt.cancel()
+            parked.onHold?(parked, .capture)
+        }
+    }
+
+    /// Puts a held task back in the run queue: it rewinds to where it was. A guest held in
+    /// `ferry.go` sees `goResult` returned there.
+    public func resume(_ task: GuestTask, goResult: Int32 = -1) {
+        self.condition.lock()
+        defer { self.condition.unlock() }
+        guard self.held.removeValue(forKey: ObjectIdentifier(task)) != nil else { return }
+        task.prepareToResume(goResult: goResult)
+        guard !self.stopping else {
+            task.finish(.failure(GuestError.schedulerStopped))
+            return
+        }
+        self.runnable.append(task)
+        self.condition.signal()
+    }
+
+    /// Ends a held task here, with `result` for those who await it (its state went elsewhere).
+    public func release(_ task: GuestTask, with result: Result<[Value], any Error>) {
+        self.condition.lock()
+        let removed = self.held.removeValue(forKey: ObjectIdentifier(task)) != nil
+        self.condition.unlock()
+        guard removed else { return }
+        task.dropInstance()
+        task.finish(result)
     }
 
     /// What the scheduler has done so far.
@@ -105,21 +167,29 @@ public final class GuestScheduler: @unchecked Sendable {
         self.stopping = true
         self.condition.broadcast()
         while self.running > 0 { self.condition.wait() }
-        let unfinished = self.runnable[self.nextRunnable...] + self.parked.values
+        let unfinished = self.runnable[self.nextRunnable...] + self.parked.values + self.held.values
         self.runnable = []
         self.nextRunnable = 0
         self.parked = [:]
+        self.held = [:]
         self.condition.unlock()
         for task in unfinished { task.finish(.failure(GuestError.schedulerStopped)) }
     }
 
     private func runLoop() {
         while let task = self.next() {
-            let outcome = task.runSlice(self.timeSlice)
+            // A queued guest asked for is held without running again: its stack is unwound already.
+            let outcome: GuestTask.SliceOutcome =
+                task.isSuspended && task.interrupt.take() ? .held(.capture) : task.runSlice(self.timeSlice)
             self.condition.lock()
             self.counts.slices += 1
             var result: Result<[Value], any Error>?
+            var hold: GuestTask.Hold?
             switch outcome {
+            case .held(let reason):
+                self.counts.holds += 1
+                self.held[ObjectIdentifier(task)] = task
+                hold = reason
             case .finished(let value):
                 self.counts.finished += 1
                 result = value
@@ -140,6 +210,7 @@ public final class GuestScheduler: @unchecked Sendable {
             self.condition.unlock()
             // After the counts, so that whoever awaits the result sees them include it.
             if let result { task.finish(result) }
+            if let hold { task.onHold?(task, hold) }
         }
         self.condition.lock()
         self.running -= 1
@@ -172,115 +243,3 @@ public final class GuestScheduler: @unchecked Sendable {
     }
 }
 
-/// One guest run by a ``GuestScheduler``: a call of one export in its own instance.
-public final class GuestTask: @unchecked Sendable {
-    // Sendable: `instance` and `started` are used only by the kernel thread running the task;
-    // the result is guarded by its lock.
-    let module: GuestModule
-    let export: String
-    let arguments: [Value]
-    let limits: GuestLimits
-    let environment: GuestEnvironment
-    private var instance: GuestInstance?
-    private var started = false
-    private let result = NIOLockedValueBox<
-        (value: Result<[Value], any Error>?, waiters: [CheckedContinuation<[Value], any Error>])
-    >((nil, []))
-
-    init(module: GuestModule, export: String, arguments: [Value], limits: GuestLimits, environment: GuestEnvironment) {
-        self.module = module
-        self.export = export
-        self.arguments = arguments
-        self.limits = limits
-        self.environment = environment
-    }
-
-    /// The guest's mailbox: post to it to wake a guest waiting in `receive_wait`.
-    public var mailbox: GuestMailbox { self.environment.mailbox }
-
-    /// Whether the call has finished, with a result or stopped.
-    public var isFinished: Bool { self.result.withLockedValue { $0.value != nil } }
-
-    /// The call's results, once it finishes.
-    ///
-    /// - Throws: ``GuestStop`` when the guest was stopped, ``GuestError`` when it could not run.
-    public func value() async throws -> [Value] {
-        try await withCheckedThrowingContinuation { continuation in
-            let done = self.result.withLockedValue { state -> Result<[Value], any Error>? in
-                if state.value == nil { state.waiters.append(continuation) }
-                return state.value
-            }
-            if let done { continuation.resume(with: done) }
-        }
-    }
-
-    enum SliceOutcome {
-        case finished(Result<[Value], any Error>)
-        case endOfSlice
-        case waitingForMessage
-    }
-
-    /// Runs the guest until its call returns or it is suspended. The instance (its memory) goes
-    /// as soon as the call is over.
-    func runSlice(_ slice: Duration) -> SliceOutcome {
-        do {
-            let instance = try self.instance ?? GuestInstance(module: module, limits: limits, environment: environment)
-            self.instance = instance
-            switch try instance.runSlice(self.export, self.arguments, for: slice, resuming: self.started) {
-            case .finished(let values):
-                self.instance = nil
-                return .finished(.success(values))
-            case .endOfSlice:
-                self.started = true
-                return .endOfSlice
-            case .waitingForMessage:
-                self.started = true
-                return .waitingForMessage
-            }
-        } catch {
-            self.instance = nil
-            return .finished(.failure(error))
-        }
-    }
-
-    func finish(_ value: Result<[Value], any Error>) {
-        let waiters = self.result.withLockedValue { state in
-            guard state.value == nil else { return [CheckedContinuation<[Value], any Error>]() }
-            state.value = value
-            defer { state.waiters = [] }
-            return state.waiters
-        }
-        for waiter in waiters { waiter.resume(with: value) }
-    }
-}
-
-extension GuestInstance {
-    enum SliceResult {
-        case finished([Value])
-        case endOfSlice
-        case waitingForMessage
-    }
-
-    /// Whether the guest was built to be suspended (`FERRY_SCHEDULABLE` in `Guests/ferry.h`).
-    var isSchedulable: Bool {
-        self.instance.exports[function: "ferry_schedulable"] != nil
-            && self.instance.exports[function: "asyncify_start_unwind"] != nil
-    }
-
-    /// Calls `name` for at most `slice` (to the next yield after it), or goes on with a call that
-    /// was suspended.
-    func runSlice(_ name: String, _ arguments: [Value], for slice: Duration, resuming: Bool) throws -> SliceResult {
-        let schedulable = self.isSchedulable
-        self.suspension.sliceEnd = schedulable ? ContinuousClock.now + slice : nil
-        defer { self.suspension.sliceEnd = nil }
-        if resuming {
-            self.suspension.mode = .rewinding
-            try self.export("asyncify_start_rewind").invoke([.i32(self.suspension.buffer)])
-        }
-        let results = try self.invoke(name, arguments)
-        guard self.suspension.mode == .unwinding else { return .finished(results) }
-        try self.export("asyncify_stop_unwind").invoke([])
-        self.suspension.mode = .normal
-        return self.suspension.reason == .waitingForMessage ? .waitingForMessage : .endOfSlice
-    }
-}

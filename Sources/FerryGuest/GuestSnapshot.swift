@@ -15,21 +15,42 @@ import WasmKit
 /// never change them, so they are not carried; a module that exports a table is refused.
 ///
 /// Serialized form (big-endian): `FRYS`, version (2 bytes), payload length (8), payload, CRC-32 of
-/// the payload (4). A snapshot with the wrong magic, an unknown version, a short or long body or
+/// the payload (4). The payload: the module's SHA-256 (32 bytes), the epoch (8), the export and its
+/// arguments, the Asyncify buffer's address, the globals by name, and memory. A snapshot with the wrong magic, an unknown version, a short or long body or
 /// a bad checksum is refused before anything is restored.
 public struct GuestSnapshot: Sendable, Equatable {
     public static let magic: UInt32 = 0x4652_5953  // "FRYS"
-    public static let version: UInt16 = 1
+    public static let version: UInt16 = 2
 
-    /// Identifies the module: its size and FNV-1a hash.
-    public var moduleSize: UInt64
-    public var moduleHash: UInt64
+    /// The SHA-256 of the module that was running: a snapshot resumes only in that module.
+    public var moduleDigest: ModuleDigest
+    /// The process's epoch when it was taken (0 outside a cluster): a node refuses a snapshot
+    /// older than the process it claims to be.
+    public var epoch: UInt64
     public var export: String
     public var arguments: [Value]
     /// Where Asyncify's data buffer is, in linear memory.
     public var asyncifyBuffer: UInt32
     public var globals: [String: Value]
     public var memory: [UInt8]
+
+    public init(
+        moduleDigest: ModuleDigest,
+        epoch: UInt64 = 0,
+        export: String,
+        arguments: [Value],
+        asyncifyBuffer: UInt32,
+        globals: [String: Value],
+        memory: [UInt8]
+    ) {
+        self.moduleDigest = moduleDigest
+        self.epoch = epoch
+        self.export = export
+        self.arguments = arguments
+        self.asyncifyBuffer = asyncifyBuffer
+        self.globals = globals
+        self.memory = memory
+    }
 
     /// The bytes to store or send.
     public func serialized() -> [UInt8] {
@@ -41,8 +62,8 @@ public struct GuestSnapshot: Sendable, Equatable {
         let lengthIndex = out.writerIndex
         out.writeInteger(UInt64(0))
         let payloadIndex = out.writerIndex
-        out.writeInteger(self.moduleSize)
-        out.writeInteger(self.moduleHash)
+        out.writeBytes(self.moduleDigest.bytes)
+        out.writeInteger(self.epoch)
         out.writeWireString(self.export)
         out.writeInteger(UInt16(self.arguments.count))
         for value in self.arguments { Self.write(value, to: &out) }
@@ -78,8 +99,11 @@ public struct GuestSnapshot: Sendable, Equatable {
         guard CRC32.checksum(payload.readableBytesView) == checksum else { throw GuestSnapshotError.checksumMismatch }
         let kind = MessageKind(rawValue: 0xFF)
         do {
-            self.moduleSize = try payload.readWireInteger(for: kind, field: "moduleSize")
-            self.moduleHash = try payload.readWireInteger(for: kind, field: "moduleHash")
+            guard let digest = payload.readBytes(length: 32).flatMap(ModuleDigest.init(bytes:)) else {
+                throw GuestSnapshotError.malformed("the module digest is cut short")
+            }
+            self.moduleDigest = digest
+            self.epoch = try payload.readWireInteger(for: kind, field: "epoch")
             self.export = try payload.readWireString(for: kind, field: "export")
             let argumentCount = try payload.readWireInteger(UInt16.self, for: kind, field: "arguments")
             self.arguments = try (0..<argumentCount).map { _ in try Self.readValue(from: &payload) }
@@ -91,37 +115,16 @@ public struct GuestSnapshot: Sendable, Equatable {
                 self.globals[name] = try Self.readValue(from: &payload)
             }
             self.memory = try payload.readWireBytes(for: kind, field: "memory")
+        } catch let error as GuestSnapshotError {
+            throw error
         } catch {
             throw GuestSnapshotError.malformed("\(error)")
         }
     }
 
-    init(
-        module: GuestModule,
-        export: String,
-        arguments: [Value],
-        asyncifyBuffer: UInt32,
-        globals: [String: Value],
-        memory: [UInt8]
-    ) {
-        self.moduleSize = UInt64(module.bytes.count)
-        self.moduleHash = Self.hash(module.bytes)
-        self.export = export
-        self.arguments = arguments
-        self.asyncifyBuffer = asyncifyBuffer
-        self.globals = globals
-        self.memory = memory
-    }
-
     /// Whether `module` is the one this snapshot was taken from.
     public func matches(_ module: GuestModule) -> Bool {
-        UInt64(module.bytes.count) == self.moduleSize && Self.hash(module.bytes) == self.moduleHash
-    }
-
-    static func hash(_ bytes: [UInt8]) -> UInt64 {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in bytes { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
-        return hash
+        module.digest == self.moduleDigest
     }
 
     private static func write(_ value: Value, to buffer: inout ByteBuffer) {

@@ -109,4 +109,19 @@ int ferry_spawn(const char *path, char *const argv[], char *const envp[], int fd
 /// Reaps the exited child `pid`; returns its wait status, or -1.
 int ferry_reap(int pid);
 
+/// Whether Binaryen's library (libbinaryen.so, Debian's binaryen package) can be loaded: 1, or 0
+/// with the loader's reason in `reason` (at least 256 bytes).
+int ferry_binaryen_available(char *reason, size_t size);
+
+/// Makes a module able to unwind and rewind its call stack at calls to the imports named in
+/// `unwind_imports` (comma-separated `module.name`): Binaryen reads `module`, turns its defined
+/// function `stub_index` into the import `ferry.safepoint`, runs Asyncify and optimizes (-O2).
+/// Binaryen's settings are global, so calls are serialized. Binaryen exits the process on a
+/// module it cannot parse: give it only modules that WasmKit validated and Ferry's instrumenter
+/// screened. Returns the new module (free it with free()) and its size in `out_size`, or NULL
+/// with the reason in `reason`.
+unsigned char *ferry_binaryen_asyncify(
+    const unsigned char *module, size_t size, unsigned int stub_index, const char *unwind_imports,
+    size_t *out_size, char *reason, size_t reason_size);
+
 #endif

@@ -1,0 +1,80 @@
+import WasmKit
+
+extension GuestTask {
+    /// The state of a held task, to send elsewhere: memory, globals and (unwound into memory)
+    /// the call stack, bound to the module's digest and `epoch`.
+    ///
+    /// - Throws: ``GuestSnapshotError/notCheckpointable(_:)`` when the task is not held or never
+    ///   started.
+    public func capture(epoch: UInt64) throws -> GuestSnapshot {
+        guard let instance = self.heldInstance else {
+            throw GuestSnapshotError.notCheckpointable("it is not held, or has not started")
+        }
+        var snapshot = try instance.capture(export: self.export, arguments: self.arguments)
+        snapshot.epoch = epoch
+        return snapshot
+    }
+}
+
+extension GuestScheduler {
+    /// How a guest that arrived from elsewhere goes on.
+    public enum Continuation: Sendable, Equatable {
+        /// Strong mobility: exactly where it was captured (its stack is rewound).
+        case whereItStopped
+        /// Weak mobility: its code and data came, its execution did not; it starts again at
+        /// `ferry_arrive` if it exports one, else at the call it was in, with its memory and
+        /// globals (its stack pointer back at the start).
+        case restart
+    }
+
+    /// Runs a guest captured elsewhere (``GuestTask/capture(epoch:)``) in `module` — the same
+    /// module, by digest — from `snapshot`.
+    ///
+    /// - Throws: ``GuestSnapshotError/wrongModule`` for a snapshot of another module, or why the
+    ///   instance could not be made; nothing runs then.
+    public func adopt(
+        _ snapshot: GuestSnapshot,
+        module: GuestModule,
+        continuation: Continuation,
+        limits: GuestLimits = GuestLimits(),
+        environment: GuestEnvironment = GuestEnvironment(),
+        resultBytes: Int = 0,
+        onHold: (@Sendable (GuestTask, GuestTask.Hold) -> Void)? = nil
+    ) throws -> GuestTask {
+        guard snapshot.matches(module) else { throw GuestSnapshotError.wrongModule }
+        let instance = try GuestInstance(module: module, limits: limits, environment: environment)
+        let task: GuestTask
+        switch continuation {
+        case .whereItStopped:
+            try instance.restore(snapshot)
+            instance.suspension.resumeValue = 0
+            task = GuestTask(
+                module: module,
+                export: snapshot.export,
+                arguments: snapshot.arguments,
+                limits: limits,
+                environment: environment,
+                instance: instance,
+                started: true,
+                resultBytes: resultBytes,
+                onHold: onHold
+            )
+        case .restart:
+            try instance.restore(snapshot, keeping: ["__stack_pointer"])
+            let arrive = module.info.exports.contains { $0.name == "ferry_arrive" && $0.kind == "function" }
+            task = GuestTask(
+                module: module,
+                export: arrive ? "ferry_arrive" : snapshot.export,
+                arguments: arrive ? [] : snapshot.arguments,
+                limits: limits,
+                environment: environment,
+                instance: instance,
+                started: false,
+                resultBytes: resultBytes,
+                onHold: onHold
+            )
+        }
+        self.enqueue(task)
+        return task
+    }
+}
