@@ -29,11 +29,16 @@ final class SuspendState {
     var buffer: UInt32 = 0
     /// Set while a ``GuestScheduler`` runs the guest: when its time slice ends.
     var sliceEnd: ContinuousClock.Instant?
+    /// The slice's length: it counts from the end of the rewind, so that a slice always runs
+    /// the guest (a rewind that took a whole slice would otherwise end it before any progress).
+    var sliceLength: Duration = .zero
     /// What the host call that unwound returns once the stack is rewound (`ferry.go`: 0 when the
     /// guest arrived elsewhere, -1 when it stayed).
     var resumeValue: Int32 = 0
     /// Requests from other threads, seen at the guest's next safe point.
     var interrupt = GuestInterrupt()
+    /// A movable module's safe-point flag.
+    var flag: SafepointFlag?
     /// The guest's store, to grow its memory for an unwind buffer (weak: the store owns the host
     /// functions that hold this state).
     weak var store: Store?
@@ -177,6 +182,7 @@ extension GuestInstance {
         guard state.mode == .rewinding else { return false }
         try Self.export(instance, "asyncify_stop_rewind").invoke([])
         state.mode = .normal
+        if state.sliceEnd != nil { state.sliceEnd = ContinuousClock.now + state.sliceLength }
         return true
     }
 

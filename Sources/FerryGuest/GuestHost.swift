@@ -198,6 +198,8 @@ enum FerryHostAPI {
             "safepoint",
             Function(store: store, parameters: []) { caller, _ in
                 guard let instance = caller.instance else { return [] }
+                // Cleared before looking at what was asked, so a request made meanwhile raises it again.
+                suspension.flag?.clear()
                 if try GuestInstance.finishRewind(instance, suspension) { return [] }
                 try checkDeadline()
                 if suspension.interrupt.take() {

@@ -99,6 +99,7 @@ public final class GuestInstance {
             try? self.wasi.close()
             throw Self.stop(for: error, limits: limits, watchdog: watchdog, memoryLimiter: self.memoryLimiter)
         }
+        self.suspension.flag = self.instance.exports[global: SafepointRewriter.flagExport].map(SafepointFlag.init)
     }
 
     deinit {

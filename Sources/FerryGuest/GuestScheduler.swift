@@ -49,6 +49,8 @@ public final class GuestScheduler: @unchecked Sendable {
     private var nextRunnable = 0
     private var parked: [ObjectIdentifier: GuestTask] = [:]
     private var held: [ObjectIdentifier: GuestTask] = [:]
+    /// The tasks in a slice now, which the ticker brings to a safe point once their slice is over.
+    private var inSlice: [ObjectIdentifier: GuestTask] = [:]
     private var stopping = false
     private var running = 0
     private var counts = Counts()
@@ -66,6 +68,30 @@ public final class GuestScheduler: @unchecked Sendable {
             self.running += 1
             thread.start()
         }
+        let ticker = Thread { [self] in self.tick() }
+        ticker.name = "ferry-guest-tick"
+        self.running += 1
+        ticker.start()
+    }
+
+    /// A movable guest tests its safe-point flag at every loop and call but never the clock:
+    /// every time slice, this raises the flag of each guest in a slice, and the safe point ends
+    /// the slice if it is over.
+    private func tick() {
+        self.condition.lock()
+        while !self.stopping {
+            if self.inSlice.isEmpty {
+                self.condition.wait()
+                continue
+            }
+            self.condition.unlock()
+            Thread.sleep(forTimeInterval: self.timeSlice.inSeconds)
+            self.condition.lock()
+            for task in self.inSlice.values { task.interrupt.poke() }
+        }
+        self.running -= 1
+        self.condition.broadcast()
+        self.condition.unlock()
     }
 
     /// Queues a call of `export` in a fresh instance of `module`. The instance is made on the
@@ -106,7 +132,7 @@ public final class GuestScheduler: @unchecked Sendable {
             return
         }
         self.runnable.append(task)
-        self.condition.signal()
+        self.condition.broadcast()
     }
 
     /// Asks for `task` to be held at its next safe point (at once when it is parked or queued):
@@ -140,7 +166,7 @@ public final class GuestScheduler: @unchecked Sendable {
             return
         }
         self.runnable.append(task)
-        self.condition.signal()
+        self.condition.broadcast()
     }
 
     /// Ends a held task here, with `result` for those who await it (its state went elsewhere).
@@ -179,9 +205,18 @@ public final class GuestScheduler: @unchecked Sendable {
     private func runLoop() {
         while let task = self.next() {
             // A queued guest asked for is held without running again: its stack is unwound already.
-            let outcome: GuestTask.SliceOutcome =
-                task.isSuspended && task.interrupt.take() ? .held(.capture) : task.runSlice(self.timeSlice)
+            let outcome: GuestTask.SliceOutcome
+            if task.isSuspended && task.interrupt.take() {
+                outcome = .held(.capture)
+            } else {
+                self.condition.lock()
+                self.inSlice[ObjectIdentifier(task)] = task
+                self.condition.broadcast()
+                self.condition.unlock()
+                outcome = task.runSlice(self.timeSlice)
+            }
             self.condition.lock()
+            self.inSlice[ObjectIdentifier(task)] = nil
             self.counts.slices += 1
             var result: Result<[Value], any Error>?
             var hold: GuestTask.Hold?
@@ -196,13 +231,13 @@ public final class GuestScheduler: @unchecked Sendable {
             case .endOfSlice:
                 self.counts.preemptions += 1
                 self.runnable.append(task)
-                self.condition.signal()
+                self.condition.broadcast()
             case .waitingForMessage:
                 self.counts.parks += 1
                 // A message posted while the slice ended must not be missed: look once more, under the lock.
                 if task.environment.mailbox.hasMessages {
                     self.runnable.append(task)
-                    self.condition.signal()
+                    self.condition.broadcast()
                 } else {
                     self.parked[ObjectIdentifier(task)] = task
                 }
@@ -237,7 +272,7 @@ public final class GuestScheduler: @unchecked Sendable {
         self.condition.lock()
         if let task = self.parked.removeValue(forKey: ObjectIdentifier(task)) {
             self.runnable.append(task)
-            self.condition.signal()
+            self.condition.broadcast()
         }
         self.condition.unlock()
     }

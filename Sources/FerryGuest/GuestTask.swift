@@ -55,9 +55,8 @@ public final class GuestTask: @unchecked Sendable {
         self.arguments = arguments
         self.limits = limits
         self.environment = environment
-        self.instance = instance
         self.started = started
-        instance?.suspension.interrupt = self.interrupt
+        self.setInstance(instance)
     }
 
     /// The guest's mailbox: post to it to wake a guest waiting in `receive_wait`.
@@ -94,11 +93,10 @@ public final class GuestTask: @unchecked Sendable {
     func runSlice(_ slice: Duration) -> SliceOutcome {
         do {
             let instance = try self.instance ?? GuestInstance(module: module, limits: limits, environment: environment)
-            if self.instance == nil { instance.suspension.interrupt = self.interrupt }
-            self.instance = instance
+            if self.instance == nil { self.setInstance(instance) }
             switch try instance.runSlice(self.export, self.arguments, for: slice, resuming: self.started) {
             case .finished(let values):
-                defer { self.instance = nil }
+                defer { self.setInstance(nil) }
                 if self.resultBytes > 0 {
                     guard let address = values.first, case .i32(let offset) = address else {
                         throw GuestError.badArguments(export: self.export, reason: "it returned no address to read a result at")
@@ -118,7 +116,7 @@ public final class GuestTask: @unchecked Sendable {
                 return .held(hold)
             }
         } catch {
-            self.instance = nil
+            self.setInstance(nil)
             return .finished(.failure(error))
         }
     }
@@ -139,7 +137,15 @@ public final class GuestTask: @unchecked Sendable {
     }
 
     func dropInstance() {
-        self.instance = nil
+        self.setInstance(nil)
+    }
+
+    /// Sets the instance, and binds its safe-point flag to the interrupt (or unbinds it before
+    /// the instance goes).
+    private func setInstance(_ instance: GuestInstance?) {
+        instance?.suspension.interrupt = self.interrupt
+        self.interrupt.attach(instance?.suspension.flag)
+        self.instance = instance
     }
 
     /// The instance of a held task, to capture its state; nil when it never started.
@@ -166,6 +172,7 @@ extension GuestInstance {
     func runSlice(_ name: String, _ arguments: [Value], for slice: Duration, resuming: Bool) throws -> SliceResult {
         let schedulable = self.isSchedulable
         self.suspension.sliceEnd = schedulable ? ContinuousClock.now + slice : nil
+        self.suspension.sliceLength = slice
         defer { self.suspension.sliceEnd = nil }
         if resuming {
             self.suspension.mode = .rewinding

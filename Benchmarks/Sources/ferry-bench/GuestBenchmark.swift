@@ -45,10 +45,11 @@ enum GuestBenchmark {
 
         let metered = GuestLimits(fuel: 1 << 62)
         var digests = Set<String>()
-        for (name, module, limits) in [
+        let rows: [(String, GuestModule, GuestLimits)] = [
             ("plain", plain, GuestLimits()), ("fuel", plain, metered), ("asyncify", asyncify, GuestLimits()),
-            ("fuel_asyncify", asyncify, metered),
-        ] {
+            ("fuel_asyncify", asyncify, metered), ("movable", try plain.movable(), GuestLimits()),
+        ]
+        for (name, module, limits) in rows {
             var best = 0.0
             for _ in 0..<repeats {
                 let instance = try GuestInstance(module: module, limits: limits)

@@ -3,20 +3,22 @@ import WasmParser
 /// The first half of making any module movable: a rewrite of its binary, in place of what a
 /// compiler would have to emit, so that a running guest reaches a safe point often.
 ///
-/// - Every loop header and the entry of every function that calls another counts a countdown
-///   global down; when it reaches zero it is reset and a stub function is called. Binaryen
+/// - Every loop header and the entry of every function that calls another test a flag global
+///   and, when it is set, call a stub function (``SafepointBody``). Binaryen
 ///   (``Binaryen/asyncify(_:stubIndex:unwindImports:)``) then turns the stub into the import
-///   `ferry.safepoint`, where the host may unwind the stack. A loop that never calls the host, or
-///   recursion without loops, still comes to the host every ``countdown`` iterations or calls.
+///   `ferry.safepoint`, where the host may unwind the stack. The host sets the flag from another
+///   thread (``GuestInterrupt``): a loop that never calls the host, or recursion without loops,
+///   comes to the host within one iteration or call. The test is two instructions per iteration
+///   while nobody asks.
 /// - Memory and every mutable global are exported (those not yet), so a snapshot can carry them.
-/// - Two exported globals, `__ferry_unwind_buffer` and `__ferry_unwind_size`, say where the host
-///   put the buffer Asyncify saves the stack into (0 until the first capture).
+/// - The flag is exported as `__ferry_safepoint`; `__ferry_unwind_buffer` and
+///   `__ferry_unwind_size` say where the host put the buffer Asyncify saves the stack into (0
+///   until the first capture).
 ///
 /// Nothing else moves: the stub, its type and the new globals are appended, so no index in the
 /// module changes, and every other byte is copied as it was.
 struct SafepointRewriter {
-    /// Loop iterations and calls between two visits to the host.
-    static let countdown: UInt32 = 10_000
+    static let flagExport = "__ferry_safepoint"
     static let unwindBufferExport = "__ferry_unwind_buffer"
     static let unwindSizeExport = "__ferry_unwind_size"
 
@@ -34,21 +36,12 @@ struct SafepointRewriter {
     static func rewrite(_ bytes: [UInt8]) throws -> Output {
         var parts = try ModuleParts(bytes)
         let stubType = parts.typeCount
-        let stubIndex = parts.importedFunctions + UInt32(parts.codes.count)
-        let countdownGlobal = parts.importedGlobals + parts.definedGlobals
-        let check = Self.check(countdownGlobal: countdownGlobal, stub: stubIndex)
+        let stubIndex = parts.stubIndex
+        let flagGlobal = parts.flagGlobal
 
         var code = WasmBinary.vector(count: parts.codes.count + 1)
         for function in parts.codes {
-            var body = Array(bytes[function.locals])
-            var copied = function.expression.lowerBound
-            if function.calls { body += check }
-            for insertion in function.loopBodies {
-                body += bytes[copied..<insertion]
-                body += check
-                copied = insertion
-            }
-            body += bytes[copied..<function.expression.upperBound]
+            let body = function.rewritten(bytes)
             code += WasmBinary.u32(UInt32(body.count)) + body
         }
         code += [0x02, 0x00, 0x0B]  // the stub: no locals, end
@@ -68,13 +61,14 @@ struct SafepointRewriter {
                 ?? (index == 0 && parts.importedGlobals == 0 && parts.definesMemory)
             export(isStackPointer ? "__stack_pointer" : "__ferry_global_\(index)", kind: 0x03, index: index)
         }
-        export(Self.unwindBufferExport, kind: 0x03, index: countdownGlobal + 1)
-        export(Self.unwindSizeExport, kind: 0x03, index: countdownGlobal + 2)
+        export(Self.flagExport, kind: 0x03, index: flagGlobal)
+        export(Self.unwindBufferExport, kind: 0x03, index: flagGlobal + 1)
+        export(Self.unwindSizeExport, kind: 0x03, index: flagGlobal + 2)
 
         parts.append(to: 1, count: 1, [0x60, 0x00, 0x00])
         parts.append(to: 3, count: 1, WasmBinary.u32(stubType))
         let mutableI32 = { (value: UInt32) in [0x7F, 0x01, 0x41] + WasmBinary.s32(value) + [0x0B] }
-        parts.append(to: 6, count: 3, mutableI32(Self.countdown) + mutableI32(0) + mutableI32(0))
+        parts.append(to: 6, count: 3, mutableI32(0) + mutableI32(0) + mutableI32(0))
         parts.append(
             to: 7,
             count: exports.count,
@@ -83,29 +77,10 @@ struct SafepointRewriter {
         parts.replace(10, with: code)
         return Output(bytes: parts.assemble(), stubIndex: stubIndex)
     }
-
-    /// `countdown -= 1; if countdown == 0 { countdown = N; stub() }`
-    private static func check(countdownGlobal: UInt32, stub: UInt32) -> [UInt8] {
-        let global = WasmBinary.u32(countdownGlobal)
-        var bytes: [UInt8] = [0x23] + global + [0x41, 0x01, 0x6B, 0x24] + global
-        bytes += [0x23] + global + [0x45, 0x04, 0x40]
-        bytes += [0x41] + WasmBinary.s32(Self.countdown) + [0x24] + global
-        bytes += [0x10] + WasmBinary.u32(stub) + [0x0B]
-        return bytes
-    }
 }
 
 /// A module cut into its sections, with what the rewrite needs to know of them.
 private struct ModuleParts {
-    struct Function {
-        /// The body's local declarations, and its instructions (to the final `end`).
-        var locals: Range<Int>
-        var expression: Range<Int>
-        /// Where each loop's body starts: right after `loop` and its block type.
-        var loopBodies: [Int]
-        var calls: Bool
-    }
-
     let bytes: [UInt8]
     /// Each section: its id, and its contents' range; new contents by id replace or extend them.
     var sections: [(id: UInt8, contents: Range<Int>)] = []
@@ -121,7 +96,10 @@ private struct ModuleParts {
     var globalNames: [UInt32: String] = [:]
     var definesMemory = false
     var memoryExported = false
-    var codes: [Function] = []
+    var codes: [SafepointBody] = []
+    /// The new global, after every other, and the stub, after every other function.
+    var flagGlobal: UInt32 { self.importedGlobals + self.definedGlobals }
+    var stubIndex: UInt32 { self.importedFunctions + UInt32(self.codes.count) }
 
     init(_ bytes: [UInt8]) throws {
         self.bytes = bytes
@@ -162,7 +140,8 @@ private struct ModuleParts {
                     }
                 }
             case .codeSection(let codes):
-                self.codes = try codes.map(Self.scan)
+                let (flag, stub) = (self.flagGlobal, self.importedFunctions + UInt32(codes.count))
+                self.codes = try codes.map { try SafepointBody($0, bytes: bytes, flag: flag, stub: stub) }
             case .customSection(let section) where section.name == "name":
                 var names = NameSectionParser(stream: StaticByteStreamSource(bytes: section.bytes))
                 for case .globals(let map) in (try? names.parseAll()) ?? [] { self.globalNames = map }
@@ -180,27 +159,6 @@ private struct ModuleParts {
                 offset = self.codes[index].expression.upperBound
             }
         }
-    }
-
-    private static func scan(_ code: Code) throws -> Function {
-        var parser = ExpressionParser(code: code)
-        let base = code.expression.startIndex - parser.offset
-        var scanner = InstructionScanner()
-        var function = Function(locals: 0..<0, expression: code.expression.indices, loopBodies: [], calls: false)
-        while let visit = try parser.parse() {
-            visit(visitor: &scanner)
-            if scanner.sawLoop {
-                function.loopBodies.append(base + parser.offset)
-                scanner.sawLoop = false
-            }
-        }
-        if let unsupported = scanner.unsupported {
-            throw SafepointRewriter.Refusal(
-                description: "it uses \(unsupported), which Ferry cannot yet make resumable (Asyncify does not support it)"
-            )
-        }
-        function.calls = scanner.calls
-        return function
     }
 
     mutating func append(to id: UInt8, count: Int, _ bytes: [UInt8]) {
@@ -256,32 +214,6 @@ private struct ModuleParts {
         case 13: 55
         case 12: 95
         default: Int(id) * 10
-        }
-    }
-}
-
-/// Finds loops and calls, and refuses what Asyncify cannot unwind through.
-private struct InstructionScanner: AnyInstructionVisitor {
-    typealias VisitorError = Never
-    var binaryOffset = 0
-    var sawLoop = false
-    var calls = false
-    var unsupported: String?
-
-    mutating func visit(_ instruction: Instruction) {
-        switch instruction {
-        case .loop: self.sawLoop = true
-        case .call, .callIndirect: self.calls = true
-        case .throw, .throwRef, .tryTable: self.unsupported = self.unsupported ?? "exception handling"
-        case .returnCall, .returnCallIndirect, .returnCallRef: self.unsupported = self.unsupported ?? "tail calls"
-        case .callRef, .refAsNonNull, .brOnNull, .brOnNonNull:
-            self.unsupported = self.unsupported ?? "typed function references"
-        case .refI31, .i31GetS, .i31GetU, .structNew, .structNewDefault, .structGet, .structGetS, .structGetU,
-            .structSet, .arrayNew, .arrayNewDefault, .arrayNewFixed, .arrayGet, .arrayGetS, .arrayGetU, .arraySet,
-            .arrayLen, .refEq, .anyConvertExtern, .externConvertAny, .arrayNewData, .arrayNewElem, .arrayFill,
-            .arrayCopy, .arrayInitData, .arrayInitElem, .refTest, .refCast, .brOnCast, .brOnCastFail:
-            self.unsupported = self.unsupported ?? "garbage-collected types"
-        default: break
         }
     }
 }
