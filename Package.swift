@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "FerrySwitch", targets: ["FerrySwitch"]),
         .library(name: "FerryObjects", targets: ["FerryObjects"]),
         .library(name: "FerryClient", targets: ["FerryClient"]),
+        .library(name: "FerryMigration", targets: ["FerryMigration"]),
         .library(name: "FerryNode", targets: ["FerryNode"]),
     ],
     dependencies: [
@@ -121,8 +122,25 @@ let package = Package(
             ]
         ),
         .target(
+            name: "FerryMigration",
+            dependencies: [
+                "CFerryLinux",
+                "FerryEndpoints",
+                "FerryGuest",
+                "FerryServer",
+                "FerryWire",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "WasmKit", package: "WasmKit"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
             name: "FerryNode",
             dependencies: [
+                "FerryMigration",
                 "FerryEndpoints",
                 "FerryGuest",
                 "FerryObjects",
@@ -142,6 +160,7 @@ let package = Package(
                 "FerryClient",
                 "FerryEndpoints",
                 "FerryGuest",
+                "FerryMigration",
                 .product(name: "WasmKit", package: "WasmKit"),
                 "FerryNode",
                 "FerryObjects",
@@ -236,6 +255,17 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "FerryMigrationTests",
+            dependencies: [
+                "FerryEndpoints",
+                "FerryGuest",
+                "FerryMigration",
+                "FerryWire",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
         .testTarget(

@@ -101,7 +101,7 @@ struct GuestCommand: AsyncParsableCommand {
                     guard let name = self.invoke else {
                         throw ValidationError("--control checkpoints an export's call: give --invoke NAME")
                     }
-                    let values = try Self.values(arguments, for: try instance.parameters(of: name), export: name)
+                    let values = try GuestValues.parse(arguments, as: try instance.parameters(of: name), export: name)
                     try await self.runUnderControl(
                         instance,
                         name,
@@ -111,7 +111,7 @@ struct GuestCommand: AsyncParsableCommand {
                         environment: environment
                     )
                 } else if let name = self.invoke {
-                    let values = try Self.values(arguments, for: try instance.parameters(of: name), export: name)
+                    let values = try GuestValues.parse(arguments, as: try instance.parameters(of: name), export: name)
                     try GuestCommand.printResults(
                         try instance.invoke(name, values),
                         of: instance,
@@ -180,40 +180,6 @@ struct GuestCommand: AsyncParsableCommand {
                 try GuestCommand.printResults(results, of: instance, bytes: self.resultBytes)
             }
         }
-
-        static func values(_ texts: [String], for types: [ValueType], export: String) throws -> [Value] {
-            guard texts.count == types.count else {
-                throw GuestError.badArguments(
-                    export: export,
-                    reason:
-                        "it takes \(types.count) argument(s) (\(types.map { "\($0)" }.joined(separator: ", "))), got \(texts.count)"
-                )
-            }
-            return try zip(texts, types).map { text, type in
-                let value: Value?
-                switch type {
-                case .i32: value = Int32(text).map { .i32(UInt32(bitPattern: $0)) } ?? UInt32(text).map { .i32($0) }
-                case .i64: value = Int64(text).map { .i64(UInt64(bitPattern: $0)) } ?? UInt64(text).map { .i64($0) }
-                case .f32: value = Float(text).map { .f32($0.bitPattern) }
-                case .f64: value = Double(text).map { .f64($0.bitPattern) }
-                default: value = nil
-                }
-                guard let value else {
-                    throw GuestError.badArguments(export: export, reason: "'\(text)' is not a \(type)")
-                }
-                return value
-            }
-        }
-
-        static func describe(_ value: Value) -> String {
-            switch value {
-            case .i32(let bits): String(Int32(bitPattern: bits))
-            case .i64(let bits): String(Int64(bitPattern: bits))
-            case .f32(let bits): String(Float(bitPattern: bits))
-            case .f64(let bits): String(Double(bitPattern: bits))
-            default: "\(value)"
-            }
-        }
     }
 
     /// The limit options every command that runs a guest takes.
@@ -245,9 +211,9 @@ struct GuestCommand: AsyncParsableCommand {
     static func printResults(_ values: [Value], of instance: GuestInstance?, bytes: Int?) throws {
         if let bytes, let instance, let address = values.first {
             let memory = try instance.readMemory(offset: Int(address.i32), count: bytes)
-            printLine(memory.map { String(format: "%02x", $0) }.joined())
+            printLine(GuestValues.hex(memory))
         } else {
-            for value in values { printLine(Run.describe(value)) }
+            for value in values { printLine(GuestValues.describe(value)) }
         }
     }
 
@@ -347,7 +313,7 @@ struct GuestCommand: AsyncParsableCommand {
             guard let file = self.file, let invoke = self.invoke else { return }
             let module = try GuestModule(path: file)
             let instance = try GuestInstance(module: module, limits: self.limits.limits)
-            let values = try Run.values(self.arguments, for: try instance.parameters(of: invoke), export: invoke)
+            let values = try GuestValues.parse(self.arguments, as: try instance.parameters(of: invoke), export: invoke)
             let at = self.at
             try GuestCommand.report(
                 { try instance.call(invoke, values) { $0 == at } },

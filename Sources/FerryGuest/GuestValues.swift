@@ -1,0 +1,47 @@
+import WasmKit
+
+/// A call's arguments and results as people write and read them: `42`, `-1`, `3.5`.
+public enum GuestValues {
+    /// Reads `texts` as values of `types`, the parameters of `export`.
+    ///
+    /// - Throws: ``GuestError/badArguments(export:reason:)`` naming the argument that does not fit.
+    public static func parse(_ texts: [String], as types: [ValueType], export: String) throws -> [Value] {
+        guard texts.count == types.count else {
+            throw GuestError.badArguments(
+                export: export,
+                reason:
+                    "it takes \(types.count) argument(s) (\(types.map { "\($0)" }.joined(separator: ", "))), got \(texts.count)"
+            )
+        }
+        return try zip(texts, types).map { text, type in
+            let value: Value?
+            switch type {
+            case .i32: value = Int32(text).map { .i32(UInt32(bitPattern: $0)) } ?? UInt32(text).map { .i32($0) }
+            case .i64: value = Int64(text).map { .i64(UInt64(bitPattern: $0)) } ?? UInt64(text).map { .i64($0) }
+            case .f32: value = Float(text).map { .f32($0.bitPattern) }
+            case .f64: value = Double(text).map { .f64($0.bitPattern) }
+            default: value = nil
+            }
+            guard let value else {
+                throw GuestError.badArguments(export: export, reason: "'\(text)' is not a \(type)")
+            }
+            return value
+        }
+    }
+
+    /// One value as text: integers signed, floats as Swift prints them.
+    public static func describe(_ value: Value) -> String {
+        switch value {
+        case .i32(let bits): String(Int32(bitPattern: bits))
+        case .i64(let bits): String(Int64(bitPattern: bits))
+        case .f32(let bits): String(Float(bitPattern: bits))
+        case .f64(let bits): String(Double(bitPattern: bits))
+        default: "\(value)"
+        }
+    }
+
+    /// Bytes as lowercase hex (a result read from guest memory).
+    public static func hex(_ bytes: [UInt8]) -> String {
+        bytes.map { String(format: "%02x", $0) }.joined()
+    }
+}
