@@ -10,6 +10,8 @@ public struct FerryCommand: AsyncParsableCommand {
         subcommands: [
             Up.self, Serve.self, ControlCommand.self, EndpointDaemonCommand.self, EndpointsCommand.self, KVCommand.self,
             SuperserverCommand.self, GuestCommand.self, SwitchCommand.self, CallCommand.self, ObjectsCommand.self,
+            NodeCommand.self, SpawnCommand.self, PsCommand.self, WaitCommand.self, KillCommand.self, LogsCommand.self,
+            MigrateCommand.self, EvalCommand.self, KeysCommand.self, SignCommand.self, VerifyCommand.self,
         ]
     )
 

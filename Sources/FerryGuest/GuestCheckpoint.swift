@@ -186,7 +186,7 @@ extension GuestInstance {
         return true
     }
 
-    func capture(export: String, arguments: [Value]) throws -> GuestSnapshot {
+    func capture(export: String, arguments: [Value], withMemory: Bool = true) throws -> GuestSnapshot {
         guard let memory = self.instance.exports[memory: "memory"] else {
             throw GuestSnapshotError.notCheckpointable("it exports no memory named 'memory'")
         }
@@ -204,7 +204,7 @@ extension GuestInstance {
                 break
             }
         }
-        let bytes = memory.withUnsafeBufferPointer(offset: 0, count: memory.byteCount) { [UInt8]($0) }
+        let bytes = withMemory ? memory.withUnsafeBufferPointer(offset: 0, count: memory.byteCount) { [UInt8]($0) } : []
         return GuestSnapshot(
             moduleDigest: self.module.digest,
             export: export,
@@ -234,6 +234,15 @@ extension GuestInstance {
             try global.assign(value)
         }
         self.suspension.buffer = snapshot.asyncifyBuffer
+    }
+
+    /// Lends the guest's linear memory, in place.
+    func withMemory<Result>(_ body: (UnsafeRawBufferPointer) throws -> Result) throws -> Result {
+        guard let memory = self.instance.exports[memory: "memory"] else {
+            throw GuestSnapshotError.notCheckpointable("it exports no memory named 'memory'")
+        }
+        guard memory.byteCount > 0 else { return try body(UnsafeRawBufferPointer(start: nil, count: 0)) }
+        return try memory.withUnsafeBufferPointer(offset: 0, count: memory.byteCount) { try body($0) }
     }
 
     /// WasmKit has no host-side memory.grow: a two-line module that imports the guest's memory

@@ -168,6 +168,9 @@ public final class GuestInstance {
         return memory.withUnsafeBufferPointer(offset: UInt(offset), count: count) { [UInt8]($0) }
     }
 
+    /// The size of the guest's linear memory, in bytes (0 without one).
+    public var memoryBytes: Int { self.instance.exports[memory: "memory"]?.byteCount ?? 0 }
+
     /// Fuel left, when metered.
     public var remainingFuel: UInt64? { self.limits.fuel == nil ? nil : self.store.fuel?.remaining }
 
@@ -183,6 +186,7 @@ public final class GuestInstance {
         memoryLimiter: MemoryLimiter
     ) -> any Error {
         if let stop = error as? GuestStop { return stop }
+        if let exit = error as? WASIExitCode { return GuestExit(code: exit.code) }
         if let error = error as? GuestError { return error }
         if let watchdog, watchdog.hasFired { return GuestStop.deadline(watchdog.deadline) }
         if let exceeded = memoryLimiter.refused {

@@ -50,7 +50,8 @@ public enum GuestStop: Error, Equatable, Sendable, CustomStringConvertible {
         }
     }
 
-    static func size(_ bytes: Int) -> String {
+    /// `64 MiB`, `512 KiB`, or `100 bytes`: a size as people write it.
+    public static func size(_ bytes: Int) -> String {
         if bytes >= 1 << 20, bytes % (1 << 20) == 0 { return "\(bytes >> 20) MiB" }
         if bytes >= 1 << 10, bytes % (1 << 10) == 0 { return "\(bytes >> 10) KiB" }
         return "\(bytes) bytes"
@@ -84,4 +85,13 @@ public enum GuestError: Error, Equatable, Sendable, CustomStringConvertible {
             "module \(name) cannot be made movable (it can still run, and move weakly): \(reason)"
         }
     }
+}
+
+/// A WASI command ended itself with `proc_exit`: how a call into `_start` ends with a code.
+public struct GuestExit: Error, Equatable, Sendable, CustomStringConvertible {
+    public var code: UInt32
+
+    public init(code: UInt32) { self.code = code }
+
+    public var description: String { "the guest exited with code \(self.code)" }
 }

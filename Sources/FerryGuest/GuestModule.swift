@@ -67,6 +67,19 @@ public struct GuestModule: Sendable {
         self.sourceDigest = sourceDigest ?? self.digest
     }
 
+    /// The parameter types of the exported function `name`, to read text arguments by.
+    ///
+    /// - Throws: ``GuestError/noSuchExport(name:available:)``.
+    public func parameters(of name: String) throws -> [ValueType] {
+        guard let parameters = self.info.parameterTypes[name] else {
+            throw GuestError.noSuchExport(
+                name: name,
+                available: self.info.exports.filter { $0.kind == "function" }.map(\.name)
+            )
+        }
+        return parameters
+    }
+
     /// Compiles every function body once in a scratch store with stub imports and no start
     /// function, so that invalid code is found now.
     private static func validate(_ module: Module, name: String) throws {
@@ -191,6 +204,12 @@ public struct GuestModuleInfo: Sendable, Equatable, Codable {
     public var hasAsyncify: Bool
 
     public var canBeCheckpointed: Bool { self.exportsStackPointer && self.hasAsyncify }
+    /// Each exported function's parameter types.
+    var parameterTypes: [String: [ValueType]] = [:]
+
+    enum CodingKeys: String, CodingKey {
+        case imports, exports, memoryPages, memoryMaximumPages, exportsStackPointer, hasAsyncify
+    }
 
     init(bytes: [UInt8], module: Module) throws {
         var types: [FunctionType] = []
@@ -236,6 +255,12 @@ public struct GuestModuleInfo: Sendable, Equatable, Codable {
             case .tag: kind = "tag"
             }
             return Import(module: entry.module, name: entry.name, kind: kind)
+        }
+        for entry in module.exports {
+            guard case .function(let index) = entry.descriptor, Int(index) < functionTypes.count,
+                Int(functionTypes[Int(index)]) < types.count
+            else { continue }
+            self.parameterTypes[entry.name] = types[Int(functionTypes[Int(index)])].parameters
         }
         self.exports = module.exports.map { entry in
             switch entry.descriptor {

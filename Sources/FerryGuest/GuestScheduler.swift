@@ -143,6 +143,7 @@ public final class GuestScheduler: @unchecked Sendable {
         task.interrupt.requestCapture()
         self.condition.lock()
         let parked = self.parked.removeValue(forKey: ObjectIdentifier(task))
+        parked?.isParked = false
         if parked != nil {
             self.held[ObjectIdentifier(task)] = task
             self.counts.holds += 1
@@ -240,6 +241,7 @@ public final class GuestScheduler: @unchecked Sendable {
                     self.condition.broadcast()
                 } else {
                     self.parked[ObjectIdentifier(task)] = task
+                    task.isParked = true
                 }
             }
             self.condition.unlock()
@@ -271,6 +273,7 @@ public final class GuestScheduler: @unchecked Sendable {
     private func wake(_ task: GuestTask) {
         self.condition.lock()
         if let task = self.parked.removeValue(forKey: ObjectIdentifier(task)) {
+            task.isParked = false
             self.runnable.append(task)
             self.condition.broadcast()
         }

@@ -36,6 +36,25 @@ public final class GuestTask: @unchecked Sendable {
 
     /// The ``resultBytes`` bytes at the address the call returned, once it finished.
     public var resultMemory: [UInt8]? { self.memoryResult.withLockedValue { $0 } }
+    private let usage = NIOLockedValueBox<(cpu: Duration, memoryBytes: Int, firstSlice: ContinuousClock.Instant?)>(
+        (.zero, 0, nil)
+    )
+
+    /// When the scheduler first ran the task (for a guest that moved: its first instruction here).
+    public var firstSliceAt: ContinuousClock.Instant? { self.usage.withLockedValue { $0.firstSlice } }
+
+    private let parkedFlag = NIOLockedValueBox(false)
+
+    /// Whether the guest is parked, waiting for a message (it holds no kernel thread).
+    public var isParked: Bool {
+        get { self.parkedFlag.withLockedValue { $0 } }
+        set { self.parkedFlag.withLockedValue { $0 = newValue } }
+    }
+
+    /// Time spent running the guest's slices so far.
+    public var cpuTime: Duration { self.usage.withLockedValue { $0.cpu } }
+    /// The guest's linear memory at the end of its last slice.
+    public var memoryBytes: Int { self.usage.withLockedValue { $0.memoryBytes } }
 
     init(
         module: GuestModule,
@@ -91,6 +110,15 @@ public final class GuestTask: @unchecked Sendable {
     /// Runs the guest until its call returns or it is suspended. The instance (its memory) goes
     /// as soon as the call is over.
     func runSlice(_ slice: Duration) -> SliceOutcome {
+        let start = ContinuousClock.now
+        self.usage.withLockedValue { $0.firstSlice = $0.firstSlice ?? start }
+        defer {
+            let bytes = self.instance?.memoryBytes
+            self.usage.withLockedValue { usage in
+                usage.cpu += ContinuousClock.now - start
+                if let bytes { usage.memoryBytes = bytes }
+            }
+        }
         do {
             let instance = try self.instance ?? GuestInstance(module: module, limits: limits, environment: environment)
             if self.instance == nil { self.setInstance(instance) }

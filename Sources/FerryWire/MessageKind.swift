@@ -65,6 +65,12 @@ public struct MessageKind: RawRepresentable, Hashable, Sendable, CustomStringCon
     /// A node's objects: the answer to a list.
     public static let objectListing = MessageKind(rawValue: 0x45)
 
+    // Nodes and their processes (FerryMigration, FerryNode).
+    /// A request to a node: spawn, list, wait, kill, logs, migrate, evaluate, code; JSON.
+    public static let nodeRequest = MessageKind(rawValue: 0x50)
+    /// A node's answer; JSON. Streams (logs, wait, a move's progress) send several.
+    public static let nodeReply = MessageKind(rawValue: 0x51)
+
     public var description: String {
         switch self {
         case .error: "error"
@@ -94,6 +100,8 @@ public struct MessageKind: RawRepresentable, Hashable, Sendable, CustomStringCon
         case .objectAdopt: "object-adopt"
         case .objectList: "object-list"
         case .objectListing: "object-listing"
+        case .nodeRequest: "node-request"
+        case .nodeReply: "node-reply"
         default: "kind 0x" + String(self.rawValue, radix: 16)
         }
     }

@@ -33,6 +33,10 @@ int ferry_open_in_layer(int dirfd, const char *path, int flags, unsigned int mod
 /// sliced by 8 bytes, some 8 times faster than a byte at a time.
 uint32_t ferry_crc32(uint32_t crc, const void *data, size_t length);
 
+/// CRC-32C (Castagnoli) of `length` bytes, continuing from `crc` (0 to start), with SSE 4.2's
+/// crc32 instruction where the CPU has it.
+uint32_t ferry_crc32c(uint32_t crc, const void *data, size_t length);
+
 /// Moves up to `length` bytes between a socket and a pipe inside the kernel, without blocking
 /// (splice with SPLICE_F_NONBLOCK | SPLICE_F_MOVE). Returns the count, 0 at end of input, or -1.
 ssize_t ferry_splice(int from, int to, size_t length);

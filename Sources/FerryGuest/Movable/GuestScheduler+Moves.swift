@@ -6,13 +6,21 @@ extension GuestTask {
     ///
     /// - Throws: ``GuestSnapshotError/notCheckpointable(_:)`` when the task is not held or never
     ///   started.
-    public func capture(epoch: UInt64) throws -> GuestSnapshot {
+    public func capture(epoch: UInt64, withMemory: Bool = true) throws -> GuestSnapshot {
         guard let instance = self.heldInstance else {
             throw GuestSnapshotError.notCheckpointable("it is not held, or has not started")
         }
-        var snapshot = try instance.capture(export: self.export, arguments: self.arguments)
+        var snapshot = try instance.capture(export: self.export, arguments: self.arguments, withMemory: withMemory)
         snapshot.epoch = epoch
         return snapshot
+    }
+
+    /// Lends a held task's linear memory, in place (to send it without a copy).
+    public func withHeldMemory<Result>(_ body: (UnsafeRawBufferPointer) throws -> Result) throws -> Result {
+        guard let instance = self.heldInstance else {
+            throw GuestSnapshotError.notCheckpointable("it is not held, or has not started")
+        }
+        return try instance.withMemory(body)
     }
 }
 
@@ -39,6 +47,7 @@ extension GuestScheduler {
         limits: GuestLimits = GuestLimits(),
         environment: GuestEnvironment = GuestEnvironment(),
         resultBytes: Int = 0,
+        start: Bool = true,
         onHold: (@Sendable (GuestTask, GuestTask.Hold) -> Void)? = nil
     ) throws -> GuestTask {
         guard snapshot.matches(module) else { throw GuestSnapshotError.wrongModule }
@@ -74,7 +83,13 @@ extension GuestScheduler {
                 onHold: onHold
             )
         }
-        self.enqueue(task)
+        if start { self.enqueue(task) }
         return task
+    }
+
+    /// Runs a task ``adopt(_:module:continuation:limits:environment:resultBytes:start:onHold:)``
+    /// made without starting it (a move starts it once it has committed).
+    public func start(_ task: GuestTask) {
+        self.enqueue(task)
     }
 }

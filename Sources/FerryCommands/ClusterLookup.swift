@@ -1,0 +1,95 @@
+import ArgumentParser
+import FerryEndpoints
+import FerryMigration
+import FerryWire
+import Foundation
+
+/// What the process commands find at the endpoint daemon: nodes by name, processes by the claim
+/// of the node that holds them.
+struct ClusterLookup {
+    let daemon: ServiceEndpoint
+
+    func client() async throws -> EndpointClient {
+        do {
+            return try await EndpointClient.connect(host: self.daemon.host, port: self.daemon.port)
+        } catch {
+            throw CommandFailure(
+                "cannot reach the endpoint daemon at \(self.daemon): \(NodeClient.Unreachable.short("\(error)")); is 'ferry up' (or 'ferry endpointd') running?"
+            )
+        }
+    }
+
+    /// The node registered as `name`.
+    func node(_ name: String) async throws -> ServiceEndpoint {
+        let client = try await self.client()
+        defer { Task { await client.close() } }
+        do {
+            guard let endpoint = try await client.lookup("node:\(name)").first?.endpoints.first else {
+                throw CommandFailure("no node named '\(name)'")
+            }
+            return endpoint
+        } catch let error as ErrorMessage where error.code == .notFound {
+            let known = ((try? await client.list(prefix: "node:")) ?? []).map { String($0.name.dropFirst(5)) }
+            throw CommandFailure(
+                "no node named '\(name)' is registered at \(self.daemon)"
+                    + (known.isEmpty ? "" : "; the nodes are: \(known.joined(separator: ", "))")
+            )
+        }
+    }
+
+    /// Every registered node, by name.
+    func nodes() async throws -> [(name: String, endpoint: ServiceEndpoint)] {
+        let client = try await self.client()
+        defer { Task { await client.close() } }
+        return try await client.list(prefix: "node:").compactMap { entry in
+            entry.endpoints.first.map { (String(entry.name.dropFirst(5)), $0) }
+        }
+    }
+
+    /// The node that holds process `name` now.
+    func holder(of name: String) async throws -> ServiceEndpoint {
+        let client = try await self.client()
+        defer { Task { await client.close() } }
+        do {
+            guard let endpoint = try await client.lookup("process:\(name)").first?.endpoints.first else {
+                throw CommandFailure("no process named '\(name)'")
+            }
+            return endpoint
+        } catch let error as ErrorMessage where error.code == .notFound {
+            throw CommandFailure("no process named '\(name)' in the cluster at \(self.daemon); 'ferry ps' lists them")
+        }
+    }
+
+    /// A connection to the node at `endpoint`, failing in one line when it cannot be made.
+    func connect(_ endpoint: ServiceEndpoint) async throws -> NodeClient {
+        do {
+            return try await NodeClient.connect(to: endpoint)
+        } catch let error as NodeClient.Unreachable {
+            throw CommandFailure(error.description)
+        }
+    }
+}
+
+extension NodeClient.Unreachable {
+    static func short(_ reason: String) -> String {
+        if reason.contains("refused") { return "connection refused" }
+        if reason.contains("timed out") { return "connection timed out" }
+        return reason
+    }
+}
+
+/// `--endpoints HOST:PORT`: where the endpoint daemon is (`ferry up` puts it on 7411).
+struct DaemonOption: ParsableArguments {
+    @Option(name: .customLong("endpoints"), help: "The endpoint daemon, HOST:PORT.", transform: parseAddress)
+    var daemon = ServiceEndpoint(host: "127.0.0.1", port: EndpointDaemon.defaultPort)
+
+    var lookup: ClusterLookup { ClusterLookup(daemon: self.daemon) }
+}
+
+/// A listening port: 0 (any free one) to 65535; anything else is an error, not a random port.
+func parsePort(_ text: String) throws -> Int {
+    guard let port = Int(text), (0...65535).contains(port) else {
+        throw ValidationError("a port is a number from 0 to 65535 (0 picks a free one), got '\(text)'")
+    }
+    return port
+}

@@ -1,0 +1,94 @@
+import ArgumentParser
+import FerryEndpoints
+import FerryMigration
+import FerryNode
+import FerryWire
+import Logging
+import ServiceLifecycle
+
+/// `ferry node`: one node of a cluster, as a process of its own.
+struct NodeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "node",
+        abstract: "Run a node: it hosts processes, takes them from other nodes and sends them on.",
+        discussion: """
+            Prints 'listening on HOST:PORT' (its FerryWire port) first, then where it takes moving \
+            processes. It registers as node:NAME at the endpoint daemon with its load. SIGTERM or \
+            SIGINT stops it: its processes stop, or move first to --evacuate-to.
+            """
+    )
+
+    @Option(help: "The node's name in the cluster.")
+    var name: String
+
+    @Option(help: "The address to listen on.")
+    var host = "127.0.0.1"
+
+    @Option(help: "The node's FerryWire port; 0 picks a free one.", transform: parsePort)
+    var port = 0
+
+    @Option(help: "The endpoint daemon, HOST:PORT.", transform: parseAddress)
+    var endpoints: ServiceEndpoint
+
+    @Option(help: "Where the node keeps code and its processes' layers across restarts.")
+    var dataDir: String?
+
+    @Option(help: ArgumentHelp("Run modules signed by this public key (repeat for more).", valueName: "PUBKEYFILE"))
+    var trust: [String] = []
+
+    @Flag(help: "Run any valid module, signed or not.")
+    var allowUnsigned = false
+
+    @Option(help: "Kernel threads that run guests.")
+    var threads = 2
+
+    @Option(help: ArgumentHelp("On SIGTERM, move every running process to this node first.", valueName: "NODE"))
+    var evacuateTo: String?
+
+    @Option(help: ArgumentHelp("A value of the node's own key space (ferry.local_get).", valueName: "KEY=VALUE"))
+    var local: [String] = []
+
+    func validate() throws {
+        guard (1...64).contains(self.threads) else { throw ValidationError("--threads takes 1 to 64, got \(self.threads)") }
+        guard !self.trust.isEmpty || self.allowUnsigned else {
+            throw ValidationError(
+                "a node runs only signed code: give --trust PUBKEYFILE (see 'ferry keys generate'), or --allow-unsigned"
+            )
+        }
+    }
+
+    func run() async throws {
+        let logger = Logger(label: "ferry.node.\(self.name)")
+        var values: [String: String] = [:]
+        for pair in self.local {
+            let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2 else { throw ValidationError("--local takes KEY=VALUE, got '\(pair)'") }
+            values[parts[0]] = parts[1]
+        }
+        let trust = CodeStore.Trust(keys: try self.trust.map(TrustedKey.init(path:)), allowUnsigned: self.allowUnsigned)
+        let node: NodeServer
+        do {
+            node = try await NodeServer.start(
+                .init(
+                    name: self.name,
+                    host: self.host,
+                    port: self.port,
+                    daemon: self.endpoints,
+                    dataDirectory: self.dataDir,
+                    trust: trust,
+                    threads: self.threads,
+                    evacuateTo: self.evacuateTo,
+                    localValues: values
+                ),
+                logger: logger
+            )
+        } catch let error as ErrorMessage {
+            throw CommandFailure("node \(self.name) cannot start: \(error.message)")
+        }
+        printLine("listening on \(node.endpoint)")
+        printLine("migration on \(node.migration.endpoint)")
+        printLine("node \(self.name) registered at \(self.endpoints)")
+        try await ServiceGroup(services: [node], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger).run()
+        printLine("node \(self.name) stopped")
+    }
+}

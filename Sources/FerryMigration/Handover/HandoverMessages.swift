@@ -1,0 +1,48 @@
+import FerryGuest
+
+/// The source's first frame: what it wants to send, and the claim it holds the process under.
+struct MoveOffer: Codable, Sendable {
+    var spec: ProcessSpec
+    /// The source node, and the lease of its claim on the process: the target checks at the
+    /// endpoint daemon that this node holds the process under this lease at this epoch.
+    var source: String
+    var sourceLease: UInt64
+    var epoch: UInt64
+    var strong: Bool
+    /// The digest of the module that ran (its movable form): a strong move resumes only there.
+    var runningDigest: String
+    var memoryBytes: Int
+    var moves: Int
+    var cpuMilliseconds: Double
+}
+
+/// The target's answer to an offer.
+struct MoveAcceptance: Codable, Sendable {
+    /// The target lacks the module: send it.
+    var needCode: Bool
+}
+
+/// Everything but memory that the target needs before it can commit: the execution state
+/// comes as a ``GuestSnapshot`` (memory left out), this beside it.
+struct MoveState: Codable, Sendable {
+    /// CRC-32C of the memory frame.
+    var memoryChecksum: UInt32
+    /// The output the process has made (the tail of it), and its offset.
+    var logBase: Int
+    var log: [UInt8]
+    /// Its writable layers, by value, by the index of their directory.
+    var layers: [Int: PackedTree]
+}
+
+/// The target committed: the process is its own now, at `epoch`.
+struct MoveCommitted: Codable, Sendable {
+    var epoch: UInt64
+    /// How long after its first instruction there the target answered (subtracted from the
+    /// downtime the source measures).
+    var answeredAfterStartNanoseconds: Int64
+}
+
+/// A refusal, with the reason.
+struct MoveRefusal: Codable, Sendable {
+    var reason: String
+}

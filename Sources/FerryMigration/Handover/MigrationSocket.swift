@@ -1,0 +1,199 @@
+import CFerryLinux
+import FerryEndpoints
+import Foundation
+import NIOCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One blocking TCP connection of the migration port. A move's bulk — memory, megabytes to
+/// gigabytes — goes from the guest's memory to the socket and from the socket into a buffer the
+/// target restores from, with no frame copies between; the few small messages around it are
+/// frames: a type byte, a length (8 bytes, big-endian) and the payload.
+final class MigrationSocket: @unchecked Sendable {
+    // Sendable: used by one thread at a time (the move's); `close` may come from another.
+    let fd: Int32
+    /// Who is at the other end, for errors and logs.
+    let peer: String
+    private(set) var bytesSent = 0
+    private(set) var bytesReceived = 0
+
+    /// Frame types of the hand-over.
+    enum FrameType: UInt8, CustomStringConvertible {
+        case offer = 1, accept, refuse, code, memory, state, commit, committed, released
+
+        var description: String {
+            switch self {
+            case .offer: "offer"
+            case .accept: "accept"
+            case .refuse: "refuse"
+            case .code: "code"
+            case .memory: "memory"
+            case .state: "state"
+            case .commit: "commit"
+            case .committed: "committed"
+            case .released: "released"
+            }
+        }
+    }
+
+    /// The migration port's greeting: a peer that does not start with it is not a Ferry node.
+    static let magic = Array("FMIG\u{01}".utf8)
+    /// The largest frame other than memory: offers, state (without memory), resources and code.
+    static let maxFrameBytes = 256 << 20
+
+    init(fd: Int32, peer: String, timeout: Duration) {
+        self.fd = fd
+        self.peer = peer
+        var time = timeval(tv_sec: Int(timeout.components.seconds), tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &time, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &time, socklen_t(MemoryLayout<timeval>.size))
+        var one: Int32 = 1
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+    }
+
+    /// Connects to a node's migration port; fails at once (in one line) when nothing listens.
+    static func connect(to endpoint: ServiceEndpoint, timeout: Duration) throws -> MigrationSocket {
+        let address = try SocketAddress.makeAddressResolvingHost(endpoint.host, port: endpoint.port)
+        let fd = socket(address.protocol.rawValue, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw MigrationError.transport("cannot open a socket: \(String(cString: strerror(errno)))") }
+        let socket = MigrationSocket(fd: fd, peer: "\(endpoint)", timeout: timeout)
+        let connected = address.withSockAddr { pointer, size in Glibc.connect(fd, pointer, socklen_t(size)) }
+        guard connected == 0 else {
+            let reason = String(cString: strerror(errno))
+            socket.close()
+            throw MigrationError.transport("cannot reach the migration port \(endpoint): \(reason)")
+        }
+        try socket.send(Self.magic)
+        return socket
+    }
+
+    func close() {
+        shutdown(self.fd, Int32(SHUT_RDWR))
+        Glibc.close(self.fd)
+    }
+
+    // MARK: Frames
+
+    func send(_ type: FrameType, _ payload: [UInt8] = []) throws {
+        try self.send(self.header(type, UInt64(payload.count)) + payload)
+    }
+
+    func send<Value: Encodable>(_ type: FrameType, json value: Value) throws {
+        try self.send(type, Array(try JSONEncoder().encode(value)))
+    }
+
+    /// A frame whose payload is `count` bytes at `bytes`, sent straight from there.
+    func send(_ type: FrameType, from bytes: UnsafeRawBufferPointer, progress: (Int) -> Void = { _ in }) throws {
+        try self.send(self.header(type, UInt64(bytes.count)))
+        var offset = 0
+        let chunk = 4 << 20
+        while offset < bytes.count {
+            let end = min(offset + chunk, bytes.count)
+            try self.send(UnsafeRawBufferPointer(rebasing: bytes[offset..<end]))
+            offset = end
+            progress(offset)
+        }
+    }
+
+    /// The next frame's type and length; its payload is read next.
+    func receiveHeader() throws -> (FrameType, Int) {
+        var header = [UInt8](repeating: 0, count: 9)
+        try header.withUnsafeMutableBytes { try self.receive(into: $0) }
+        guard let type = FrameType(rawValue: header[0]) else {
+            throw MigrationError.protocolViolation("frame of unknown type \(header[0]) from \(self.peer)")
+        }
+        let length = header[1...].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        guard length <= UInt64(Int.max) else {
+            throw MigrationError.protocolViolation("frame of \(length) bytes from \(self.peer)")
+        }
+        return (type, Int(length))
+    }
+
+    /// A whole frame of one of `expected` types (at most ``maxFrameBytes``).
+    func receive(_ expected: FrameType...) throws -> (FrameType, [UInt8]) {
+        let (type, length) = try self.receiveHeader()
+        guard expected.contains(type) else {
+            throw MigrationError.protocolViolation(
+                "expected \(expected.map(\.description).joined(separator: " or ")) from \(self.peer), got \(type)"
+            )
+        }
+        guard length <= Self.maxFrameBytes else {
+            throw MigrationError.protocolViolation("\(type) frame of \(length) bytes from \(self.peer) is too large")
+        }
+        var payload = [UInt8](repeating: 0, count: length)
+        try payload.withUnsafeMutableBytes { try self.receive(into: $0) }
+        return (type, payload)
+    }
+
+    func receive<Value: Decodable>(_ expected: FrameType, json type: Value.Type) throws -> Value {
+        let (_, payload) = try self.receive(expected)
+        do {
+            return try JSONDecoder().decode(type, from: Data(payload))
+        } catch {
+            throw MigrationError.protocolViolation("a malformed \(expected) frame from \(self.peer): \(error)")
+        }
+    }
+
+    private func header(_ type: FrameType, _ length: UInt64) -> [UInt8] {
+        [type.rawValue] + (0..<8).reversed().map { UInt8(truncatingIfNeeded: length >> (8 * UInt64($0))) }
+    }
+
+    // MARK: Bytes
+
+    func send(_ bytes: [UInt8]) throws {
+        try bytes.withUnsafeBytes { try self.send($0) }
+    }
+
+    func send(_ bytes: UnsafeRawBufferPointer) throws {
+        var offset = 0
+        while offset < bytes.count {
+            let sent = Glibc.send(self.fd, bytes.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL))
+            if sent < 0, errno == EINTR { continue }
+            guard sent > 0 else {
+                throw MigrationError.transport(
+                    "sending to \(self.peer) failed: \(sent < 0 ? String(cString: strerror(errno)) : "closed")"
+                )
+            }
+            offset += sent
+            self.bytesSent += sent
+        }
+    }
+
+    /// Fills `buffer` from the socket.
+    func receive(into buffer: UnsafeMutableRawBufferPointer) throws {
+        var offset = 0
+        while offset < buffer.count {
+            let got = recv(self.fd, buffer.baseAddress! + offset, buffer.count - offset, 0)
+            if got < 0, errno == EINTR { continue }
+            guard got > 0 else {
+                throw MigrationError.transport(
+                    got == 0
+                        ? "\(self.peer) closed the connection"
+                        : "receiving from \(self.peer) failed: \(String(cString: strerror(errno)))"
+                )
+            }
+            offset += got
+            self.bytesReceived += got
+        }
+    }
+}
+
+/// Why a move failed, or was refused; the process carries on where it was.
+public enum MigrationError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The connection failed or ended.
+    case transport(String)
+    /// The peer sent something the hand-over does not allow (garbage on the migration port).
+    case protocolViolation(String)
+    /// The target refused the process, with its reason.
+    case refused(String)
+
+    public var description: String {
+        switch self {
+        case .transport(let reason): reason
+        case .protocolViolation(let reason): "not the migration protocol: \(reason)"
+        case .refused(let reason): "the target refused the process: \(reason)"
+        }
+    }
+}

@@ -1,0 +1,234 @@
+import CFerryLinux
+import FerryEndpoints
+import FerryGuest
+import FerryWire
+import Foundation
+
+/// The target's side of a move (see ``Handover``): it takes a process only from the node that
+/// holds its claim, at the epoch the daemon knows, checks the code's signature before parsing
+/// it, holds the whole state before it takes the claim over, and runs the process only then.
+extension ProcessHost {
+    /// Handles one connection of the migration port, on its own thread. Whatever goes wrong
+    /// ends this connection only, with one logged line.
+    func arrive(_ socket: MigrationSocket) {
+        defer { socket.close() }
+        var greeting = [UInt8](repeating: 0, count: MigrationSocket.magic.count)
+        do {
+            try greeting.withUnsafeMutableBytes { try socket.receive(into: $0) }
+        } catch {
+            return
+        }
+        guard greeting == MigrationSocket.magic else {
+            self.logger.warning(
+                "garbage on the migration port from \(socket.peer) (it does not start with FMIG); closed that connection"
+            )
+            return
+        }
+        do {
+            let offer = try socket.receive(.offer, json: MoveOffer.self)
+            do {
+                try self.receive(offer, over: socket)
+            } catch let error as MigrationError {
+                throw error
+            } catch {
+                // A refusal the source hears: why this node will not take the process.
+                try? socket.send(.refuse, json: MoveRefusal(reason: "\(error)"))
+                throw error
+            }
+        } catch {
+            self.logger.warning("a process from \(socket.peer) did not arrive: \(error)")
+        }
+    }
+
+    private func receive(_ offer: MoveOffer, over socket: MigrationSocket) throws {
+        let name = offer.spec.name
+        try ProcessSpec.validate(name: name)
+        try self.checkClaim(offer, peer: socket.peer)
+        guard !self.holds(name) else { throw ProcessError("a process named '\(name)' runs here already") }
+        let limit = offer.spec.limits.maxMemoryBytes
+        guard offer.memoryBytes <= limit else {
+            throw ProcessError("its \(offer.memoryBytes) bytes of memory are over its limit of \(limit)")
+        }
+        guard let digest = ModuleDigest(hex: offer.spec.digest) else {
+            throw ProcessError("'\(offer.spec.digest)' is not a module digest")
+        }
+        let needCode = !self.code.has(digest)
+        try socket.send(.accept, json: MoveAcceptance(needCode: needCode))
+
+        let original: GuestModule
+        if needCode {
+            let (_, bytes) = try socket.receive(.code)
+            original = try self.code.admit(bytes, expected: digest)
+        } else {
+            guard let held = try self.code.module(digest) else { throw ProcessError("module \(digest.short) vanished") }
+            original = held
+        }
+        HandoverPhase.reached(.codeSent, on: .target)
+        let module = self.runnable(original)
+        if offer.strong, module.digest.hex != offer.runningDigest {
+            throw ProcessError(
+                "this node makes module \(digest.short) movable as \(module.digest.short), the source ran \(offer.runningDigest.prefix(12)): a strong move needs the same (is Binaryen the same version on both?)"
+            )
+        }
+
+        let (type, length) = try socket.receiveHeader()
+        guard type == .memory, length == offer.memoryBytes else {
+            throw MigrationError.protocolViolation(
+                "expected \(offer.memoryBytes) bytes of memory from \(socket.peer), got a \(type) frame of \(length)"
+            )
+        }
+        var memory = [UInt8](repeating: 0, count: length)
+        try memory.withUnsafeMutableBytes { try socket.receive(into: $0) }
+        HandoverPhase.reached(.memorySent, on: .target)
+
+        let (_, payload) = try socket.receive(.state)
+        guard payload.count >= 4 else { throw MigrationError.protocolViolation("a state frame of \(payload.count) bytes") }
+        let snapshotLength = payload[0..<4].reduce(0) { $0 << 8 | Int($1) }
+        guard 4 + snapshotLength <= payload.count else {
+            throw MigrationError.protocolViolation("a state frame cut short")
+        }
+        var snapshot = try GuestSnapshot(serialized: Array(payload[4..<(4 + snapshotLength)]))
+        let state: MoveState
+        do {
+            state = try JSONDecoder().decode(MoveState.self, from: Data(payload[(4 + snapshotLength)...]))
+        } catch {
+            throw MigrationError.protocolViolation("a malformed state frame: \(error)")
+        }
+        let checksum = memory.withUnsafeBytes { ferry_crc32c(0, $0.baseAddress, $0.count) }
+        guard checksum == state.memoryChecksum else { throw GuestSnapshotError.checksumMismatch }
+        guard snapshot.epoch == offer.epoch else {
+            throw ProcessError("the snapshot is of epoch \(snapshot.epoch), the process is at \(offer.epoch)")
+        }
+        guard snapshot.moduleDigest == module.digest || !offer.strong else { throw GuestSnapshotError.wrongModule }
+        snapshot.memory = memory
+        HandoverPhase.reached(.stateSent, on: .target)
+
+        let epoch = offer.epoch + 1
+        let process = try self.makeProcess(
+            offer.spec,
+            module: module,
+            epoch: epoch,
+            moves: offer.moves + 1,
+            cpuBefore: .milliseconds(Int64(offer.cpuMilliseconds)),
+            log: (state.logBase, state.log),
+            state: .moving
+        )
+        for (index, tree) in state.layers {
+            try tree.unpack(into: ProcessDirectories.upper(index, in: process.directory))
+        }
+        let task = try self.scheduler.adopt(
+            snapshot,
+            module: module,
+            continuation: offer.strong ? .whereItStopped : .restart,
+            limits: offer.spec.limits,
+            environment: self.environment(for: process),
+            resultBytes: offer.spec.resultBytes ?? 0,
+            start: false,
+            onHold: self.holdHandler(name)
+        )
+
+        _ = try socket.receive(.commit)
+        // Known here before the claim is taken, so that a source asking whether this node holds
+        // the process never hears no from a node about to run it.
+        let placed = self.processes.withLockedValue { processes in
+            switch processes[name]?.state {
+            case .running?, .moving?: return false
+            default:
+                processes[name] = process
+                return true
+            }
+        }
+        guard placed else { throw ProcessError("a process named '\(name)' arrived here meanwhile") }
+        do {
+            try Self.wait {
+                try await self.claims.claim(
+                    Self.claimName(name),
+                    metadata: self.claimMetadata(offer.spec, epoch: epoch),
+                    takeover: offer.sourceLease
+                )
+            }
+        } catch {
+            self.processes.withLockedValue { _ = $0.removeValue(forKey: name) }
+            throw ProcessError("cannot take over its claim: \(error)")
+        }
+        HandoverPhase.reached(.commit, on: .target)
+        process.committed(epoch: epoch)
+        self.track(process, task: task)
+        self.scheduler.start(task)
+        // Answer once the process ran here, so that the source can tell its downtime.
+        let deadline = ContinuousClock.now + .seconds(1)
+        while task.firstSliceAt == nil, !task.isFinished, ContinuousClock.now < deadline { usleep(50) }
+        let answered = ContinuousClock.now
+        let started = task.firstSliceAt ?? answered
+        try? socket.send(
+            .committed,
+            json: MoveCommitted(
+                epoch: epoch,
+                answeredAfterStartNanoseconds: Int64((answered - started).inMilliseconds * 1e6)
+            )
+        )
+        self.logger.info(
+            "process '\(name)' arrived from \(offer.source) (\(offer.strong ? "strong" : "weak"), epoch \(epoch))"
+        )
+        HandoverPhase.reached(.sourceRelease, on: .target)
+        _ = try? socket.receive(.released)
+    }
+
+    /// A process is taken only from the node that holds its claim now, under the lease and at
+    /// the epoch it names: a snapshot from any other peer, or an older epoch, is refused.
+    private func checkClaim(_ offer: MoveOffer, peer: String) throws {
+        let claim = Self.claimName(offer.spec.name)
+        guard let holder = try Self.wait({ try await self.claims.holder(of: claim) }) else {
+            throw ProcessError("no node holds '\(offer.spec.name)' at the endpoint daemon; refusing its snapshot")
+        }
+        guard holder.leaseID == offer.sourceLease, holder.metadata["node"] == offer.source else {
+            throw ProcessError(
+                "'\(offer.spec.name)' is held by \(holder.metadata["node"] ?? "another node") under another lease, not by \(offer.source) at \(peer): not a peer to take it from"
+            )
+        }
+        let epoch = UInt64(holder.metadata["epoch"] ?? "") ?? 0
+        guard epoch == offer.epoch else {
+            throw ProcessError("the offer is of epoch \(offer.epoch), but '\(offer.spec.name)' is at epoch \(epoch)")
+        }
+        if let host = holder.endpoints.first?.host, let peerHost = peer.split(separator: ":").dropLast().joined(separator: ":")
+            .nilIfEmpty, host != peerHost, host.first?.isNumber == true
+        {
+            throw ProcessError("the claim's holder is at \(host), but the offer came from \(peer)")
+        }
+    }
+
+    /// Runs async work from a thread of the migration port (not a cooperative thread), waiting.
+    static func wait<Result: Sendable>(_ body: @escaping @Sendable () async throws -> Result) throws -> Result {
+        let box = ResultBox<Result>()
+        Task {
+            let result: Swift.Result<Result, any Error>
+            do { result = .success(try await body()) } catch { result = .failure(error) }
+            box.set(result)
+        }
+        return try box.take().get()
+    }
+}
+
+/// One value handed from a task to a waiting thread.
+private final class ResultBox<Value: Sendable>: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var value: Result<Value, any Error>?
+
+    func set(_ value: Result<Value, any Error>) {
+        self.condition.lock()
+        self.value = value
+        self.condition.signal()
+        self.condition.unlock()
+    }
+
+    func take() -> Result<Value, any Error> {
+        self.condition.lock()
+        defer { self.condition.unlock() }
+        while self.value == nil { self.condition.wait() }
+        return self.value!
+    }
+}
+
+extension String {
+    var nilIfEmpty: String? { self.isEmpty ? nil : self }
+}

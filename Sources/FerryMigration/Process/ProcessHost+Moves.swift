@@ -1,0 +1,253 @@
+import CFerryLinux
+import FerryEndpoints
+import FerryGuest
+import FerryWire
+import Foundation
+
+/// The source's side of a move: hold the process, send its segments, ask the target to commit,
+/// and let go only once it has.
+extension ProcessHost {
+    /// How long a process has to come to a safe point once asked.
+    static let holdTimeout: Duration = .seconds(10)
+
+    /// The scheduler's hold handler for process `name`: a move or kill someone asked for takes
+    /// the hold; otherwise the guest called `ferry.go` and wants to move itself.
+    func holdHandler(_ name: String) -> @Sendable (GuestTask, GuestTask.Hold) -> Void {
+        { [weak self] task, hold in
+            guard let self, let process = self.processes.withLockedValue({ $0[name] }), process.task === task else {
+                return
+            }
+            if process.held(hold) { return }
+            guard case .move(let node, let strong) = hold, process.beginMove() else {
+                self.scheduler.resume(task)
+                return
+            }
+            Task {
+                do {
+                    let report = try await self.send(
+                        process,
+                        task,
+                        to: node,
+                        strong: strong,
+                        initiative: "sender",
+                        requested: process.heldAt ?? .now
+                    )
+                    self.logger.info(
+                        "process '\(name)' moved itself to \(node) (\(report.mode), \(Int(report.downtimeMilliseconds)) ms down)"
+                    )
+                } catch {
+                    self.logger.warning("process '\(name)' asked to go to \(node) and stays: \(error)")
+                }
+            }
+        }
+    }
+
+    /// Moves process `name` from this node to `node`.
+    ///
+    /// - Parameter progress: told the memory bytes sent so far and in all, as they go.
+    /// - Throws: why it could not move; the process then carries on here.
+    public func migrate(
+        _ name: String,
+        to node: String,
+        strong: Bool,
+        initiative: String = "sender",
+        progress: @escaping @Sendable (Int, Int) -> Void = { _, _ in }
+    ) async throws -> MoveReport {
+        let process = try self.process(name)
+        guard node != self.node else { throw ProcessError("'\(name)' is on \(node) already") }
+        // Before anything stops: a move to a node that does not exist is refused at once.
+        _ = try await self.migrationEndpoint(of: node)
+        guard let task = process.task, process.beginMove() else {
+            throw ProcessError("'\(name)' is \(process.state.name), not running: it cannot move now")
+        }
+        let requested = ContinuousClock.now
+        self.scheduler.requestCapture(task)
+        guard await process.waitForHold(timeout: Self.holdTimeout) != nil else {
+            task.interrupt.cancel()
+            process.moveAborted()
+            if case .ended = process.state { throw ProcessError("'\(name)' ended before it could move") }
+            throw ProcessError(
+                "'\(name)' did not come to a safe point within \(Self.holdTimeout) (\(task.interrupt.refusal ?? "its module calls no unwinding import"))"
+            )
+        }
+        return try await self.send(
+            process,
+            task,
+            to: node,
+            strong: strong,
+            initiative: initiative,
+            requested: requested,
+            progress: progress
+        )
+    }
+
+    /// Where `node` takes processes: its registration's `migration` endpoint.
+    func migrationEndpoint(of node: String) async throws -> ServiceEndpoint {
+        guard let entry = try await self.claims.holder(of: "node:\(node)") else {
+            throw ProcessError("no node named '\(node)' is registered at the endpoint daemon \(self.configuration.daemon)")
+        }
+        guard let text = entry.metadata["migration"], let endpoint = ServiceEndpoint(text) else {
+            throw ProcessError("node '\(node)' does not say where it takes processes (no migration endpoint)")
+        }
+        return endpoint
+    }
+
+    /// Sends a held process to `node` and settles the hand-over: released here once the target
+    /// committed, running here again when it did not, and resolved at the endpoint daemon when
+    /// the answer to the commit was lost.
+    func send(
+        _ process: HostedProcess,
+        _ task: GuestTask,
+        to node: String,
+        strong: Bool,
+        initiative: String,
+        requested: ContinuousClock.Instant,
+        progress: @escaping @Sendable (Int, Int) -> Void = { _, _ in }
+    ) async throws -> MoveReport {
+        let claim = Self.claimName(process.name)
+        do {
+            guard let lease = self.claims.lease(of: claim) else {
+                throw ProcessError("this node holds no claim on '\(process.name)'")
+            }
+            let endpoint = try await self.migrationEndpoint(of: node)
+            let snapshot = try task.capture(epoch: process.epoch, withMemory: false)
+            let offer = MoveOffer(
+                spec: process.spec,
+                source: self.node,
+                sourceLease: lease.leaseID,
+                epoch: process.epoch,
+                strong: strong,
+                runningDigest: process.module.digest.hex,
+                memoryBytes: task.memoryBytes,
+                moves: process.moves,
+                cpuMilliseconds: process.cpuTime.inMilliseconds
+            )
+            var layers: [Int: PackedTree] = [:]
+            for index in process.directories.indices where process.directories[index].upper != nil {
+                layers[index] = try PackedTree.pack(ProcessDirectories.upper(index, in: process.directory))
+            }
+            let state = MoveState(memoryChecksum: 0, logBase: 0, log: [], layers: layers)
+            let handover = Handover(
+                offer: offer,
+                snapshot: snapshot,
+                state: state,
+                log: process.log,
+                code: self.code.bytes(of: ModuleDigest(hex: process.spec.digest)!) ?? [],
+                task: task,
+                progress: progress
+            )
+            let outcome = await Self.blocking { handover.run(to: endpoint) }
+            switch outcome {
+            case .committed(let committed):
+                self.released(process, task, to: node)
+                let done = ContinuousClock.now
+                let heldAt = process.heldAt ?? requested
+                return MoveReport(
+                    process: process.name,
+                    mode: strong ? "strong" : "weak",
+                    from: self.node,
+                    to: node,
+                    bytesSent: handover.bytesSent,
+                    codeBytesSent: handover.codeBytesSent,
+                    memoryBytes: offer.memoryBytes,
+                    totalMilliseconds: (done - requested).inMilliseconds,
+                    downtimeMilliseconds: max(
+                        0,
+                        (done - heldAt).inMilliseconds - Double(committed.answeredAfterStartNanoseconds) / 1e6
+                    ),
+                    epoch: committed.epoch,
+                    initiative: initiative
+                )
+            case .failed(let error, let commitSent):
+                guard commitSent else { throw error }
+                // The target may have committed: the daemon knows who holds the process now.
+                if try await self.resolveInDoubt(process, lease: lease, target: node) {
+                    self.released(process, task, to: node)
+                    throw ProcessError(
+                        "the answer to the commit was lost (\(error)), but \(node) holds '\(process.name)' now: it moved"
+                    )
+                }
+                throw error
+            }
+        } catch {
+            // Nothing left this node for good: the process goes on where it was.
+            self.scheduler.resume(task, goResult: -1)
+            process.moveAborted()
+            throw error
+        }
+    }
+
+    /// After a commit that went unanswered: whether the target holds the process. When it does
+    /// not (it died, or never committed), this node claims the process again, which also fences
+    /// off a late commit, and it runs on here.
+    private func resolveInDoubt(_ process: HostedProcess, lease: EndpointLease, target: String) async throws -> Bool {
+        let claim = Self.claimName(process.name)
+        while true {
+            do {
+                // Same endpoints as the claim we hold: it replaces ours, unless the target took it over.
+                try await self.claims.claim(claim, metadata: self.claimMetadata(process.spec, epoch: process.epoch))
+                self.logger.warning("the move of '\(process.name)' to \(target) did not commit; it stays here")
+                return false
+            } catch let error as ErrorMessage where error.code == .held {
+                guard let holder = try await self.claims.holder(of: claim), holder.metadata["node"] == target else {
+                    throw ProcessError("'\(process.name)' is held by another node than \(target): \(error.message)")
+                }
+                switch await self.askHolds(process.name, at: holder.endpoints.first) {
+                case true?:
+                    return true
+                case false?:
+                    // The target took the claim, then died before the process ran: take it back.
+                    let epoch = (UInt64(holder.metadata["epoch"] ?? "") ?? process.epoch) + 1
+                    try await self.claims.claim(
+                        claim,
+                        metadata: self.claimMetadata(process.spec, epoch: epoch),
+                        takeover: holder.leaseID
+                    )
+                    process.committed(epoch: epoch)
+                    self.logger.warning(
+                        "\(target) took '\(process.name)' over but does not run it; it runs here again at epoch \(epoch)"
+                    )
+                    return false
+                case nil:
+                    // The target cannot be asked: wait for it, or for its claim to run out.
+                    try await Task.sleep(for: .seconds(1))
+                }
+            }
+        }
+    }
+
+    /// Whether the node at `endpoint` runs `name`: nil when it cannot be asked (it does not answer
+    /// in time), false when nothing listens there (it is gone) or it says no.
+    private func askHolds(_ name: String, at endpoint: ServiceEndpoint?) async -> Bool? {
+        guard let endpoint else { return false }
+        do {
+            let client = try await NodeClient.connect(to: endpoint, timeout: .seconds(2))
+            defer { Task { await client.close() } }
+            guard case .holds(let holds) = try await client.request(.holds(name), timeout: .seconds(2)) else {
+                return nil
+            }
+            return holds
+        } catch let error as NodeClient.Unreachable where error.refused {
+            return false
+        } catch {
+            return nil
+        }
+    }
+
+    /// The target committed: the process is gone from here.
+    private func released(_ process: HostedProcess, _ task: GuestTask, to node: String) {
+        HandoverPhase.reached(.sourceRelease, on: .source)
+        self.claims.forget(Self.claimName(process.name))
+        self.scheduler.release(task, with: .failure(ProcessMoved(node: node)))
+    }
+
+    /// Runs blocking work (socket I/O) on a thread of its own, off the cooperative pool.
+    static func blocking<Result: Sendable>(_ body: @escaping @Sendable () -> Result) async -> Result {
+        await withCheckedContinuation { continuation in
+            let thread = Thread { continuation.resume(returning: body()) }
+            thread.name = "ferry-move"
+            thread.stackSize = 1 << 20
+            thread.start()
+        }
+    }
+}

@@ -1,0 +1,346 @@
+import FerryEndpoints
+import FerryGuest
+import FerryWire
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+
+/// The processes of one node: it starts them on its guest scheduler, names each in the cluster
+/// with an exclusive claim at the endpoint daemon (`process:NAME`, carrying the node and the
+/// epoch), and moves them to and from other nodes so that each exists exactly once.
+public final class ProcessHost: Sendable {
+    public struct Configuration: Sendable {
+        /// The node's name in the cluster (`node:NAME` at the daemon).
+        public var node: String
+        /// Where the node takes requests (FerryWire): the endpoint its claims register.
+        public var endpoint: ServiceEndpoint
+        /// The endpoint daemon.
+        public var daemon: ServiceEndpoint
+        /// Where the node keeps code, journals and processes' layers; nil: a temporary directory,
+        /// and nothing survives a restart.
+        public var dataDirectory: String?
+        public var trust: CodeStore.Trust
+        /// Kernel threads that run guests.
+        public var threads: Int
+        /// The lease each process claim is held under.
+        public var claimTTL: Duration
+        /// Node-local values to start with (`ferry.local_get`).
+        public var localValues: [String: String]
+
+        public init(
+            node: String,
+            endpoint: ServiceEndpoint,
+            daemon: ServiceEndpoint,
+            dataDirectory: String? = nil,
+            trust: CodeStore.Trust = CodeStore.Trust(),
+            threads: Int = 2,
+            claimTTL: Duration = .seconds(10),
+            localValues: [String: String] = [:]
+        ) {
+            self.node = node
+            self.endpoint = endpoint
+            self.daemon = daemon
+            self.dataDirectory = dataDirectory
+            self.trust = trust
+            self.threads = threads
+            self.claimTTL = claimTTL
+            self.localValues = localValues
+        }
+    }
+
+    public let configuration: Configuration
+    public let code: CodeStore
+    let scheduler: GuestScheduler
+    package let claims: ExclusiveClaims
+    let local: NodeLocalSpace
+    let logger: Logger
+    /// Where processes' logs and writable layers live.
+    let workDirectory: String
+    let processes = NIOLockedValueBox<[String: HostedProcess]>([:])
+    /// Set by ``MigrationListener`` once it listens: where other nodes send processes.
+    let migrationEndpoint = NIOLockedValueBox<ServiceEndpoint?>(nil)
+
+    public var node: String { self.configuration.node }
+
+    public init(configuration: Configuration, logger: Logger) throws {
+        self.configuration = configuration
+        self.logger = logger
+        let work: String
+        if let data = configuration.dataDirectory {
+            work = data
+        } else {
+            work = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-node-\(UUID().uuidString)").path
+        }
+        try FileManager.default.createDirectory(atPath: work + "/processes", withIntermediateDirectories: true)
+        self.workDirectory = work
+        self.code = try CodeStore(directory: configuration.dataDirectory.map { $0 + "/code" }, trust: configuration.trust)
+        self.local = try NodeLocalSpace(
+            nodeName: configuration.node,
+            path: configuration.dataDirectory.map { $0 + "/local.sqlite" },
+            initial: configuration.localValues
+        )
+        self.scheduler = GuestScheduler(kernelThreads: configuration.threads)
+        self.claims = ExclusiveClaims(
+            daemon: configuration.daemon,
+            holder: configuration.endpoint,
+            ttl: configuration.claimTTL,
+            logger: logger
+        )
+        self.claims.onLost { [weak self] name, _ in self?.claimLost(name) }
+    }
+
+    /// Keeps the claims until cancelled.
+    public func run() async {
+        await self.claims.keepClaims()
+    }
+
+    /// Stops every process (they fail with the scheduler stopped) and closes the daemon connection.
+    public func close() async {
+        self.scheduler.shutdown()
+        await self.claims.close()
+        self.local.close()
+    }
+
+    static func claimName(_ process: String) -> String { "process:\(process)" }
+
+    // MARK: Spawning
+
+    /// The node holds no module with this digest: send it with the request.
+    public struct NeedCode: Error {
+        public let digest: String
+    }
+
+    /// Starts a process.
+    ///
+    /// - Parameter code: the module's bytes, when the caller sends them; without them the node
+    ///   takes the module from its code store, or throws ``NeedCode``.
+    /// - Throws: ``CodeRefusal`` for code the node does not trust, ``GuestError`` for a module
+    ///   that is not valid or arguments that do not fit, ``ProcessError`` for a name in use.
+    public func spawn(_ spec: ProcessSpec, code: [UInt8]?) async throws -> ProcessSummary {
+        try ProcessSpec.validate(name: spec.name)
+        guard let digest = ModuleDigest(hex: spec.digest) else {
+            throw ProcessError("'\(spec.digest)' is not a module digest (64 hex digits)")
+        }
+        let original: GuestModule
+        if let code {
+            original = try self.code.admit(code, expected: digest)
+        } else if let held = try self.code.module(digest) {
+            original = held
+        } else {
+            throw NeedCode(digest: spec.digest)
+        }
+        let module = self.runnable(original)
+        let arguments =
+            spec.export == nil
+            ? [] : try GuestValues.parse(spec.arguments, as: try module.parameters(of: spec.entry), export: spec.entry)
+        guard self.processes.withLockedValue({ $0[spec.name] == nil }) else {
+            throw ProcessError("a process named '\(spec.name)' is already on node \(self.node)")
+        }
+        do {
+            try await self.claims.claim(Self.claimName(spec.name), metadata: self.claimMetadata(spec, epoch: 1))
+        } catch let error as ErrorMessage where error.code == .held {
+            throw ProcessError("the name '\(spec.name)' is taken in this cluster: \(error.message)")
+        }
+        do {
+            let process = try self.makeProcess(spec, module: module, epoch: 1, moves: 0, cpuBefore: .zero)
+            let task = self.scheduler.spawn(
+                module,
+                export: spec.entry,
+                arguments: arguments,
+                limits: spec.limits,
+                environment: self.environment(for: process),
+                resultBytes: spec.resultBytes ?? 0,
+                onHold: self.holdHandler(spec.name)
+            )
+            self.track(process, task: task)
+            self.logger.info("started process '\(spec.name)' (\(digest.short), \(spec.entry))")
+            return process.summary(node: self.node)
+        } catch {
+            await self.claims.release(Self.claimName(spec.name))
+            throw error
+        }
+    }
+
+    /// What the scheduler runs for `module`: its movable form, or the module as it is when it
+    /// cannot be made movable (it then runs, and can still move at the calls it makes).
+    func runnable(_ module: GuestModule) -> GuestModule {
+        do {
+            return try module.movable()
+        } catch {
+            self.logger.warning("\(error)")
+            return module
+        }
+    }
+
+    func claimMetadata(_ spec: ProcessSpec, epoch: UInt64) -> [String: String] {
+        ["node": self.node, "epoch": String(epoch), "digest": spec.digest]
+    }
+
+    /// A process record with its log and directories, not yet running.
+    func makeProcess(
+        _ spec: ProcessSpec,
+        module: GuestModule,
+        epoch: UInt64,
+        moves: Int,
+        cpuBefore: Duration,
+        log: (base: Int, bytes: [UInt8]) = (0, []),
+        state: HostedProcess.State = .running
+    ) throws -> HostedProcess {
+        let directory = "\(self.workDirectory)/processes/\(spec.name)"
+        try? FileManager.default.removeItem(atPath: directory)
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        return HostedProcess(
+            spec: spec,
+            module: module,
+            log: try ProcessLog(path: directory + "/output.log", base: log.base, initial: log.bytes),
+            directories: try ProcessDirectories.views(spec, in: directory),
+            directory: directory,
+            epoch: epoch,
+            moves: moves,
+            cpuBefore: cpuBefore,
+            state: state
+        )
+    }
+
+    func environment(for process: HostedProcess) -> GuestEnvironment {
+        let log = process.log
+        return GuestEnvironment(
+            arguments: process.spec.export == nil ? process.spec.arguments : [],
+            standardInput: -1,
+            standardOutput: log.fd,
+            standardError: log.fd,
+            directories: process.directories,
+            log: { line in log.line(line) },
+            node: self.local
+        )
+    }
+
+    /// Records the process and follows its task to the end.
+    func track(_ process: HostedProcess, task: GuestTask) {
+        process.attach(task)
+        self.processes.withLockedValue { $0[process.name] = process }
+        Task {
+            let outcome: ProcessOutcome
+            do {
+                let values = try await task.value()
+                outcome = ProcessOutcome(
+                    values: values.map(GuestValues.describe),
+                    resultHex: task.resultMemory.map(GuestValues.hex)
+                )
+            } catch let moved as ProcessMoved {
+                process.movedAway(to: moved.node)
+                return
+            } catch let exit as GuestExit {
+                outcome = ProcessOutcome(exitCode: exit.code)
+            } catch {
+                outcome = ProcessOutcome(failure: "\(error)")
+            }
+            guard process.task === task else { return }
+            process.ended(outcome)
+            self.logger.info("process '\(process.name)' ended: \(outcome.failure ?? "ok")")
+        }
+    }
+
+    // MARK: Asking about processes
+
+    func process(_ name: String) throws -> HostedProcess {
+        guard let process = self.processes.withLockedValue({ $0[name] }) else {
+            throw ProcessError.unknown(name, node: self.node)
+        }
+        return process
+    }
+
+    /// Every process this node has, running or ended.
+    public func list() -> [ProcessSummary] {
+        self.processes.withLockedValue { Array($0.values) }
+            .filter { if case .movedAway = $0.state { return false } else { return true } }
+            .map { $0.summary(node: self.node) }
+            .sorted { $0.name < $1.name }
+    }
+
+    /// Waits for a process to end here, or to leave.
+    public func wait(_ name: String) async throws -> NodeReply {
+        switch await try self.process(name).wait() {
+        case .finished(let outcome): .finished(outcome)
+        case .moved(let node): .moved(to: node)
+        }
+    }
+
+    /// Whether the process runs here (or is arriving and committing).
+    public func holds(_ name: String) -> Bool {
+        guard let process = self.processes.withLockedValue({ $0[name] }) else { return false }
+        switch process.state {
+        case .running, .moving: return true
+        case .ended, .movedAway: return false
+        }
+    }
+
+    /// Output of a process from `offset`.
+    public func output(_ name: String, from offset: Int) throws -> NodeReply {
+        let process = try self.process(name)
+        let (bytes, next) = process.log.read(from: offset)
+        let ended: Bool
+        switch process.state {
+        case .running, .moving: ended = false
+        case .ended: ended = next >= process.log.end
+        case .movedAway(let node): return bytes.isEmpty ? .moved(to: node) : .output(Data(bytes), next: next, ended: false)
+        }
+        return .output(Data(bytes), next: next, ended: ended)
+    }
+
+    /// Stops a running process (it fails with "killed"), or forgets an ended one and gives its
+    /// name up.
+    public func kill(_ name: String) async throws {
+        let process = try self.process(name)
+        switch process.state {
+        case .running:
+            guard let task = process.task, process.beginMove() else { break }
+            self.scheduler.requestCapture(task)
+            if await process.waitForHold(timeout: .seconds(10)) != nil {
+                self.scheduler.release(task, with: .failure(ProcessError("killed")))
+            } else {
+                process.moveAborted()
+                throw ProcessError(
+                    "'\(name)' did not stop within 10 seconds: its module cannot be interrupted between host calls (\(task.interrupt.refusal ?? "it is not movable"))"
+                )
+            }
+        case .moving:
+            throw ProcessError("'\(name)' is moving; kill it where it arrives")
+        case .ended, .movedAway:
+            self.processes.withLockedValue { _ = $0.removeValue(forKey: name) }
+            await self.claims.release(Self.claimName(name))
+        }
+    }
+
+    /// The node's load, for its registration: processes in the run queue, all processes, and
+    /// the memory they hold.
+    public func load() -> (runQueue: Int, processes: Int, memoryBytes: Int) {
+        let all = self.processes.withLockedValue { Array($0.values) }
+        let running = all.filter { $0.state == .running }
+        return (
+            running.filter { $0.task?.isParked != true }.count, running.count,
+            running.reduce(0) { $0 + ($1.task?.memoryBytes ?? 0) }
+        )
+    }
+
+    /// A claim ran out or another node took it: a process here that is not moving must stop.
+    private func claimLost(_ claim: String) {
+        let name = String(claim.dropFirst("process:".count))
+        guard let process = self.processes.withLockedValue({ $0[name] }), process.state == .running,
+            let task = process.task
+        else { return }
+        self.logger.error("process '\(name)' lost its claim; stopping it here so that it never runs twice")
+        Task {
+            guard process.beginMove() else { return }
+            self.scheduler.requestCapture(task)
+            if await process.waitForHold(timeout: .seconds(10)) != nil {
+                self.scheduler.release(task, with: .failure(ProcessError("lost its claim in the cluster")))
+            }
+        }
+    }
+}
+
+/// Ends a task whose process went to another node.
+struct ProcessMoved: Error {
+    let node: String
+}

@@ -1,0 +1,250 @@
+import FerryEndpoints
+import FerryMigration
+import FerryWire
+import Foundation
+import Logging
+import NIOCore
+import ServiceLifecycle
+
+/// One node as a process of its own (`ferry node`): it hosts processes on its guest scheduler,
+/// takes requests on its FerryWire port, takes moving processes on its migration port, and is
+/// registered at the endpoint daemon as `node:NAME` with its load (run queue, processes,
+/// memory) and where it takes processes.
+public final class NodeServer: Service, Sendable {
+    public struct Configuration: Sendable {
+        public var name: String
+        public var host: String
+        public var port: Int
+        public var daemon: ServiceEndpoint
+        public var dataDirectory: String?
+        public var trust: CodeStore.Trust
+        public var threads: Int
+        /// On SIGTERM, move every running process to this node before stopping.
+        public var evacuateTo: String?
+        public var localValues: [String: String]
+        /// The lease of the node's registration and of its processes' claims.
+        public var ttl: Duration
+
+        public init(
+            name: String,
+            host: String = "127.0.0.1",
+            port: Int = 0,
+            daemon: ServiceEndpoint,
+            dataDirectory: String? = nil,
+            trust: CodeStore.Trust = CodeStore.Trust(),
+            threads: Int = 2,
+            evacuateTo: String? = nil,
+            localValues: [String: String] = [:],
+            ttl: Duration = .seconds(10)
+        ) {
+            self.name = name
+            self.host = host
+            self.port = port
+            self.daemon = daemon
+            self.dataDirectory = dataDirectory
+            self.trust = trust
+            self.threads = threads
+            self.evacuateTo = evacuateTo
+            self.localValues = localValues
+            self.ttl = ttl
+        }
+    }
+
+    public let configuration: Configuration
+    public let host: ProcessHost
+    public let endpoint: ServiceEndpoint
+    public let migration: MigrationListener
+    private let channel: any Channel
+    private let logger: Logger
+
+    private init(
+        configuration: Configuration,
+        host: ProcessHost,
+        endpoint: ServiceEndpoint,
+        migration: MigrationListener,
+        channel: any Channel,
+        logger: Logger
+    ) {
+        self.configuration = configuration
+        self.host = host
+        self.endpoint = endpoint
+        self.migration = migration
+        self.channel = channel
+        self.logger = logger
+    }
+
+    /// Binds the node's ports and claims its name at the endpoint daemon.
+    ///
+    /// - Throws: when a port cannot be bound, the daemon cannot be reached, or another node
+    ///   already has the name.
+    public static func start(_ configuration: Configuration, logger: Logger) async throws -> NodeServer {
+        let box = HostBox()
+        let channel = try await bindFerryWireServer(
+            host: configuration.host,
+            port: configuration.port,
+            maxPayloadLength: NodeLimits.maxPayloadLength,
+            logger: logger
+        ) { NodeHandler(box: box, logger: logger) }
+        let endpoint = ServiceEndpoint(host: configuration.host, port: channel.localAddress?.port ?? configuration.port)
+        let host = try ProcessHost(
+            configuration: ProcessHost.Configuration(
+                node: configuration.name,
+                endpoint: endpoint,
+                daemon: configuration.daemon,
+                dataDirectory: configuration.dataDirectory,
+                trust: configuration.trust,
+                threads: configuration.threads,
+                claimTTL: configuration.ttl,
+                localValues: configuration.localValues
+            ),
+            logger: logger
+        )
+        box.host = host
+        let migration = try MigrationListener(ServiceEndpoint(host: configuration.host, port: 0), host: host)
+        let server = NodeServer(
+            configuration: configuration,
+            host: host,
+            endpoint: endpoint,
+            migration: migration,
+            channel: channel,
+            logger: logger
+        )
+        do {
+            try await server.register()
+        } catch {
+            migration.close()
+            try? await channel.close()
+            await host.close()
+            throw error
+        }
+        return server
+    }
+
+    public func run() async throws {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.host.run() }
+            group.addTask { await self.keepRegistered() }
+            try? await gracefulShutdown()
+            await self.stop()
+            group.cancelAll()
+        }
+        await self.host.close()
+    }
+
+    /// Evacuates when asked to, then stops taking requests and processes.
+    private func stop() async {
+        if let target = self.configuration.evacuateTo {
+            for process in self.host.list() where process.state == "running" || process.state == "waiting" {
+                do {
+                    let report = try await self.host.migrate(process.name, to: target, strong: true)
+                    self.logger.info("moved '\(process.name)' to \(target) before stopping (\(report.bytesSent) bytes)")
+                } catch {
+                    self.logger.error("cannot move '\(process.name)' to \(target) before stopping: \(error)")
+                }
+            }
+        }
+        self.migration.close()
+        try? await self.channel.close()
+        await self.host.claims.release("node:\(self.configuration.name)")
+    }
+
+    // MARK: Registration
+
+    private var registrationName: String { "node:\(self.configuration.name)" }
+
+    private func metadata() -> [String: String] {
+        let load = self.host.load()
+        return [
+            "migration": "\(self.migration.endpoint)",
+            "runq": String(load.runQueue),
+            "processes": String(load.processes),
+            "memory": String(load.memoryBytes),
+        ]
+    }
+
+    private func register() async throws {
+        do {
+            try await self.host.claims.claim(self.registrationName, metadata: self.metadata())
+        } catch let error as ErrorMessage where error.code == .held {
+            throw ErrorMessage(
+                code: .held,
+                message: "another node is registered as '\(self.configuration.name)': \(error.message); pick another --name"
+            )
+        }
+    }
+
+    /// Registers the node's load again whenever it changes (at most every second); the claim's
+    /// renewals keep it alive in between, and a lost one is registered anew.
+    private func keepRegistered() async {
+        var last = self.metadata()
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(1))
+            let now = self.metadata()
+            guard now != last || self.host.claims.lease(of: self.registrationName) == nil else { continue }
+            do {
+                try await self.host.claims.claim(self.registrationName, metadata: now)
+                last = now
+            } catch {
+                self.logger.warning("cannot register node '\(self.configuration.name)' at the endpoint daemon: \(error)")
+            }
+        }
+    }
+}
+
+/// The host, set once the port is bound (the handler is made before the host exists).
+final class HostBox: @unchecked Sendable {
+    // Sendable: written once, before the first connection can send a request.
+    var host: ProcessHost?
+}
+
+/// One connection to a node: each request runs as a task and answers on the connection.
+final class NodeHandler: ChannelInboundHandler, Sendable {
+    typealias InboundIn = Frame
+    typealias OutboundOut = Frame
+
+    private let box: HostBox
+    private let logger: Logger
+
+    init(box: HostBox, logger: Logger) {
+        self.box = box
+        self.logger = logger
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = Self.unwrapInboundIn(data)
+        let requestID = frame.header.requestID
+        let channel = context.channel
+        let send: @Sendable (NodeReply, Bool) -> Void = { reply, more in
+            let frame = Frame(NodeReplyMessage(reply), flags: more ? [.response, .more] : .response, requestID: requestID)
+            channel.eventLoop.execute { channel.writeAndFlush(frame, promise: nil) }
+        }
+        do {
+            switch frame.header.kind {
+            case .nodeRequest:
+                let request = try frame.decode(as: NodeRequestMessage.self).request
+                guard let host = self.box.host else { throw ErrorMessage(code: .unavailable, message: "the node is starting") }
+                Task {
+                    do {
+                        try await NodeRequests.answer(request, host: host, send: send)
+                    } catch {
+                        channel.eventLoop.execute {
+                            channel.writeAndFlush(Frame(answering: NodeRequests.wireError(error), requestID: requestID), promise: nil)
+                        }
+                    }
+                }
+            case .ping:
+                context.writeAndFlush(
+                    Self.wrapOutboundOut(Frame(kind: .pong, flags: .response, requestID: requestID, payload: frame.payload)),
+                    promise: nil
+                )
+            default:
+                throw ErrorMessage(
+                    code: .unknownKind,
+                    message: "a node does not handle \(frame.header.kind) messages; it takes node-request and ping"
+                )
+            }
+        } catch {
+            context.writeAndFlush(Self.wrapOutboundOut(Frame(answering: error, requestID: requestID)), promise: nil)
+        }
+    }
+}
