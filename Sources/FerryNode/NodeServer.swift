@@ -111,6 +111,7 @@ public final class NodeServer: Service, Sendable {
         )
         do {
             try await server.register()
+            host.recover()
         } catch {
             migration.close()
             try? await channel.close()

@@ -23,6 +23,9 @@ public final class ExclusiveClaims: Sendable {
     private struct State {
         var claims: [String: Claim] = [:]
         var onLost: (@Sendable (String, UInt64) -> Void)?
+        /// Names being claimed again (a holder refreshing its metadata): the old lease's renewal
+        /// failing meanwhile is expected, not a loss.
+        var claiming: [String: Int] = [:]
     }
 
     /// A lease held on a name, and when the request that last granted or renewed it was sent:
@@ -61,6 +64,13 @@ public final class ExclusiveClaims: Sendable {
         metadata[EndpointTable.exclusiveKey] = "true"
         if let takeover { metadata[EndpointTable.takeoverKey] = String(takeover) }
         let sent = ContinuousClock.now
+        self.state.withLockedValue { $0.claiming[name, default: 0] += 1 }
+        defer {
+            self.state.withLockedValue { state in
+                state.claiming[name]! -= 1
+                if state.claiming[name] == 0 { state.claiming[name] = nil }
+            }
+        }
         let lease = try await client.register(name, endpoints: [self.holder], metadata: metadata, ttl: self.ttl)
         self.state.withLockedValue {
             $0.claims[name] = Claim(lease: lease, metadata: metadata, renewedAt: sent)
@@ -153,7 +163,7 @@ public final class ExclusiveClaims: Sendable {
 
     private func lost(_ name: String, lease: EndpointLease, because reason: String) {
         let onLost: (@Sendable (String, UInt64) -> Void)? = self.state.withLockedValue { state in
-            guard state.claims[name]?.lease.leaseID == lease.leaseID else { return nil }
+            guard state.claims[name]?.lease.leaseID == lease.leaseID, state.claiming[name] == nil else { return nil }
             state.claims[name] = nil
             return state.onLost
         }

@@ -35,8 +35,9 @@ extension GuestScheduler {
         case restart
     }
 
-    /// Runs a guest captured elsewhere (``GuestTask/capture(epoch:)``) in `module` — the same
-    /// module, by digest — from `snapshot`.
+    /// Runs a guest captured elsewhere (``GuestTask/capture(epoch:withMemory:)``) in `module` —
+    /// the same module, by digest — from `snapshot`. A guest held in `ferry.go` sees `goResult`
+    /// returned there (0: it arrived).
     ///
     /// - Throws: ``GuestSnapshotError/wrongModule`` for a snapshot of another module, or why the
     ///   instance could not be made; nothing runs then.
@@ -47,6 +48,7 @@ extension GuestScheduler {
         limits: GuestLimits = GuestLimits(),
         environment: GuestEnvironment = GuestEnvironment(),
         resultBytes: Int = 0,
+        goResult: Int32 = 0,
         start: Bool = true,
         onHold: (@Sendable (GuestTask, GuestTask.Hold) -> Void)? = nil
     ) throws -> GuestTask {
@@ -56,7 +58,7 @@ extension GuestScheduler {
         switch continuation {
         case .whereItStopped:
             try instance.restore(snapshot)
-            instance.suspension.resumeValue = 0
+            instance.suspension.resumeValue = goResult
             task = GuestTask(
                 module: module,
                 export: snapshot.export,

@@ -88,14 +88,14 @@ extension ProcessHost {
             throw MigrationError.protocolViolation("a state frame cut short")
         }
         var snapshot = try GuestSnapshot(serialized: Array(payload[4..<(4 + snapshotLength)]))
-        let state: MoveState
+        let moveState: MoveState
         do {
-            state = try JSONDecoder().decode(MoveState.self, from: Data(payload[(4 + snapshotLength)...]))
+            moveState = try JSONDecoder().decode(MoveState.self, from: Data(payload[(4 + snapshotLength)...]))
         } catch {
             throw MigrationError.protocolViolation("a malformed state frame: \(error)")
         }
         let checksum = memory.withUnsafeBytes { ferry_crc32c(0, $0.baseAddress, $0.count) }
-        guard checksum == state.memoryChecksum else { throw GuestSnapshotError.checksumMismatch }
+        guard checksum == moveState.memoryChecksum else { throw GuestSnapshotError.checksumMismatch }
         guard snapshot.epoch == offer.epoch else {
             throw ProcessError("the snapshot is of epoch \(snapshot.epoch), the process is at \(offer.epoch)")
         }
@@ -110,10 +110,10 @@ extension ProcessHost {
             epoch: epoch,
             moves: offer.moves + 1,
             cpuBefore: .milliseconds(Int64(offer.cpuMilliseconds)),
-            log: (state.logBase, state.log),
+            log: (moveState.logBase, moveState.log),
             state: .moving
         )
-        for (index, tree) in state.layers {
+        for (index, tree) in moveState.layers {
             try tree.unpack(into: ProcessDirectories.upper(index, in: process.directory))
         }
         let task = try self.scheduler.adopt(
@@ -139,8 +139,9 @@ extension ProcessHost {
             }
         }
         guard placed else { throw ProcessError("a process named '\(name)' arrived here meanwhile") }
+        let lease: EndpointLease
         do {
-            try Self.wait {
+            lease = try Self.wait {
                 try await self.claims.claim(
                     Self.claimName(name),
                     metadata: self.claimMetadata(offer.spec, epoch: epoch),
@@ -152,6 +153,31 @@ extension ProcessHost {
             throw ProcessError("cannot take over its claim: \(error)")
         }
         HandoverPhase.reached(.commit, on: .target)
+        // The state it arrived with, so that it survives a crash of this node from here on.
+        do {
+            try snapshot.memory.withUnsafeBytes { memory in
+                var state = snapshot
+                state.memory = []
+                try self.journal?.write(
+                    ProcessJournal.Entry(
+                        spec: offer.spec,
+                        epoch: epoch,
+                        lease: lease.leaseID,
+                        moves: offer.moves + 1,
+                        cpuMilliseconds: offer.cpuMilliseconds,
+                        captured: true,
+                        goResult: 0,
+                        restarts: !offer.strong,
+                        logBase: process.log.base
+                    ),
+                    state: state,
+                    memory: memory,
+                    layers: moveState.layers
+                )
+            }
+        } catch {
+            self.logger.error("cannot journal the arrival of '\(name)': \(error); a crash of this node would lose it")
+        }
         process.committed(epoch: epoch)
         self.track(process, task: task)
         self.scheduler.start(task)

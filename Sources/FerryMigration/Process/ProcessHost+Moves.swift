@@ -110,7 +110,31 @@ extension ProcessHost {
                 throw ProcessError("this node holds no claim on '\(process.name)'")
             }
             let endpoint = try await self.migrationEndpoint(of: node)
+            var layers: [Int: PackedTree] = [:]
+            for index in process.directories.indices where process.directories[index].upper != nil {
+                layers[index] = try PackedTree.pack(ProcessDirectories.upper(index, in: process.directory))
+            }
             let snapshot = try task.capture(epoch: process.epoch, withMemory: false)
+            // Kept before anything leaves, so that a crash of this node at any later point can
+            // be recovered from (see ProcessJournal).
+            try task.withHeldMemory { memory in
+                try self.journal?.write(
+                    ProcessJournal.Entry(
+                        spec: process.spec,
+                        epoch: process.epoch,
+                        lease: lease.leaseID,
+                        moves: process.moves,
+                        cpuMilliseconds: process.cpuTime.inMilliseconds,
+                        captured: true,
+                        goResult: -1,
+                        restarts: false,
+                        logBase: process.log.base
+                    ),
+                    state: snapshot,
+                    memory: memory,
+                    layers: layers
+                )
+            }
             let offer = MoveOffer(
                 spec: process.spec,
                 source: self.node,
@@ -122,10 +146,6 @@ extension ProcessHost {
                 moves: process.moves,
                 cpuMilliseconds: process.cpuTime.inMilliseconds
             )
-            var layers: [Int: PackedTree] = [:]
-            for index in process.directories.indices where process.directories[index].upper != nil {
-                layers[index] = try PackedTree.pack(ProcessDirectories.upper(index, in: process.directory))
-            }
             let state = MoveState(memoryChecksum: 0, logBase: 0, log: [], layers: layers)
             let handover = Handover(
                 offer: offer,
@@ -185,7 +205,11 @@ extension ProcessHost {
         while true {
             do {
                 // Same endpoints as the claim we hold: it replaces ours, unless the target took it over.
-                try await self.claims.claim(claim, metadata: self.claimMetadata(process.spec, epoch: process.epoch))
+                let lease = try await self.claims.claim(
+                    claim,
+                    metadata: self.claimMetadata(process.spec, epoch: process.epoch)
+                )
+                self.journal?.update(process.name, epoch: process.epoch, lease: lease.leaseID)
                 self.logger.warning("the move of '\(process.name)' to \(target) did not commit; it stays here")
                 return false
             } catch let error as ErrorMessage where error.code == .held {
@@ -198,12 +222,13 @@ extension ProcessHost {
                 case false?:
                     // The target took the claim, then died before the process ran: take it back.
                     let epoch = (UInt64(holder.metadata["epoch"] ?? "") ?? process.epoch) + 1
-                    try await self.claims.claim(
+                    let lease = try await self.claims.claim(
                         claim,
                         metadata: self.claimMetadata(process.spec, epoch: epoch),
                         takeover: holder.leaseID
                     )
                     process.committed(epoch: epoch)
+                    self.journal?.update(process.name, epoch: epoch, lease: lease.leaseID)
                     self.logger.warning(
                         "\(target) took '\(process.name)' over but does not run it; it runs here again at epoch \(epoch)"
                     )
@@ -218,7 +243,7 @@ extension ProcessHost {
 
     /// Whether the node at `endpoint` runs `name`: nil when it cannot be asked (it does not answer
     /// in time), false when nothing listens there (it is gone) or it says no.
-    private func askHolds(_ name: String, at endpoint: ServiceEndpoint?) async -> Bool? {
+    func askHolds(_ name: String, at endpoint: ServiceEndpoint?) async -> Bool? {
         guard let endpoint else { return false }
         do {
             let client = try await NodeClient.connect(to: endpoint, timeout: .seconds(2))
@@ -238,6 +263,7 @@ extension ProcessHost {
     private func released(_ process: HostedProcess, _ task: GuestTask, to node: String) {
         HandoverPhase.reached(.sourceRelease, on: .source)
         self.claims.forget(Self.claimName(process.name))
+        self.journal?.remove(process.name)
         self.scheduler.release(task, with: .failure(ProcessMoved(node: node)))
     }
 

@@ -57,6 +57,8 @@ public final class ProcessHost: Sendable {
     /// Where processes' logs and writable layers live.
     let workDirectory: String
     let processes = NIOLockedValueBox<[String: HostedProcess]>([:])
+    /// Nil without a data directory: then a crash loses the node's processes.
+    let journal: ProcessJournal?
     /// Set by ``MigrationListener`` once it listens: where other nodes send processes.
     let migrationEndpoint = NIOLockedValueBox<ServiceEndpoint?>(nil)
 
@@ -73,6 +75,7 @@ public final class ProcessHost: Sendable {
         }
         try FileManager.default.createDirectory(atPath: work + "/processes", withIntermediateDirectories: true)
         self.workDirectory = work
+        self.journal = ProcessJournal(dataDirectory: configuration.dataDirectory)
         self.code = try CodeStore(directory: configuration.dataDirectory.map { $0 + "/code" }, trust: configuration.trust)
         self.local = try NodeLocalSpace(
             nodeName: configuration.node,
@@ -136,13 +139,27 @@ public final class ProcessHost: Sendable {
         guard self.processes.withLockedValue({ $0[spec.name] == nil }) else {
             throw ProcessError("a process named '\(spec.name)' is already on node \(self.node)")
         }
+        let lease: EndpointLease
         do {
-            try await self.claims.claim(Self.claimName(spec.name), metadata: self.claimMetadata(spec, epoch: 1))
+            lease = try await self.claims.claim(Self.claimName(spec.name), metadata: self.claimMetadata(spec, epoch: 1))
         } catch let error as ErrorMessage where error.code == .held {
             throw ProcessError("the name '\(spec.name)' is taken in this cluster: \(error.message)")
         }
         do {
             let process = try self.makeProcess(spec, module: module, epoch: 1, moves: 0, cpuBefore: .zero)
+            try self.journal?.write(
+                ProcessJournal.Entry(
+                    spec: spec,
+                    epoch: 1,
+                    lease: lease.leaseID,
+                    moves: 0,
+                    cpuMilliseconds: 0,
+                    captured: false,
+                    goResult: -1,
+                    restarts: false,
+                    logBase: 0
+                )
+            )
             let task = self.scheduler.spawn(
                 module,
                 export: spec.entry,
@@ -184,15 +201,16 @@ public final class ProcessHost: Sendable {
         moves: Int,
         cpuBefore: Duration,
         log: (base: Int, bytes: [UInt8]) = (0, []),
-        state: HostedProcess.State = .running
+        state: HostedProcess.State = .running,
+        recovering: Bool = false
     ) throws -> HostedProcess {
         let directory = "\(self.workDirectory)/processes/\(spec.name)"
-        try? FileManager.default.removeItem(atPath: directory)
+        if !recovering { try? FileManager.default.removeItem(atPath: directory) }
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         return HostedProcess(
             spec: spec,
             module: module,
-            log: try ProcessLog(path: directory + "/output.log", base: log.base, initial: log.bytes),
+            log: try ProcessLog(path: directory + "/output.log", base: log.base, initial: log.bytes, keep: recovering),
             directories: try ProcessDirectories.views(spec, in: directory),
             directory: directory,
             epoch: epoch,
@@ -237,6 +255,7 @@ public final class ProcessHost: Sendable {
             }
             guard process.task === task else { return }
             process.ended(outcome)
+            self.journal?.remove(process.name)
             self.logger.info("process '\(process.name)' ended: \(outcome.failure ?? "ok")")
         }
     }
@@ -298,6 +317,7 @@ public final class ProcessHost: Sendable {
             self.scheduler.requestCapture(task)
             if await process.waitForHold(timeout: .seconds(10)) != nil {
                 self.scheduler.release(task, with: .failure(ProcessError("killed")))
+                self.journal?.remove(name)
             } else {
                 process.moveAborted()
                 throw ProcessError(
@@ -308,6 +328,7 @@ public final class ProcessHost: Sendable {
             throw ProcessError("'\(name)' is moving; kill it where it arrives")
         case .ended, .movedAway:
             self.processes.withLockedValue { _ = $0.removeValue(forKey: name) }
+            self.journal?.remove(name)
             await self.claims.release(Self.claimName(name))
         }
     }

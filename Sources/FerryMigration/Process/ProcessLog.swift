@@ -19,10 +19,11 @@ final class ProcessLog: @unchecked Sendable {
     /// and did not send).
     let base: Int
 
-    init(path: String, base: Int = 0, initial: [UInt8] = []) throws {
+    /// - Parameter keep: go on with the file as it is (a node recovering the process).
+    init(path: String, base: Int = 0, initial: [UInt8] = [], keep: Bool = false) throws {
         self.path = path
         self.base = base
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0o600)
+        let fd = open(path, O_WRONLY | O_CREAT | (keep ? 0 : O_TRUNC) | O_APPEND | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
             throw ProcessError("cannot create the process's log \(path): \(String(cString: strerror(errno)))")
         }
