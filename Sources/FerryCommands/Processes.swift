@@ -167,10 +167,21 @@ struct WaitCommand: AsyncParsableCommand {
     }
 }
 
-/// Waits for `name` to end, following it from node to node.
+/// Waits for `name` to end, following it from node to node, and for its node to come back when
+/// it is down (a node that restarts recovers its processes).
 func waitFor(_ name: String, lookup: ClusterLookup) async throws -> ProcessOutcome {
+    var warned = false
     while true {
-        let client = try await lookup.connect(try await lookup.holder(of: name))
+        let holder = try await lookup.holder(of: name)
+        let client: NodeClient
+        do {
+            client = try await NodeClient.connect(to: holder)
+        } catch let error as NodeClient.Unreachable {
+            if !warned { printError("\(error); waiting for it to come back, or for its claim to move") }
+            warned = true
+            try await Task.sleep(for: .seconds(1))
+            continue
+        }
         defer { Task { await client.close() } }
         do {
             for try await reply in client.stream(.wait(name)) {

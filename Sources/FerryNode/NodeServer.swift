@@ -163,14 +163,35 @@ public final class NodeServer: Service, Sendable {
         ]
     }
 
+    /// Claims `node:NAME`. A registration left by this node's previous run (killed: its port
+    /// refuses connections) is taken over; a live node of the same name is not.
     private func register() async throws {
         do {
             try await self.host.claims.claim(self.registrationName, metadata: self.metadata())
         } catch let error as ErrorMessage where error.code == .held {
+            if let holder = try await self.host.claims.holder(of: self.registrationName),
+                let endpoint = holder.endpoints.first, await Self.isGone(endpoint)
+            {
+                try await self.host.claims.claim(self.registrationName, metadata: self.metadata(), takeover: holder.leaseID)
+                self.logger.info("took over the registration of '\(self.configuration.name)' from its earlier run at \(endpoint)")
+                return
+            }
             throw ErrorMessage(
                 code: .held,
                 message: "another node is registered as '\(self.configuration.name)': \(error.message); pick another --name"
             )
+        }
+    }
+
+    /// Whether nothing listens at `endpoint` any more.
+    private static func isGone(_ endpoint: ServiceEndpoint) async -> Bool {
+        do {
+            await (try NodeClient.connect(to: endpoint, timeout: .seconds(2))).close()
+            return false
+        } catch let error as NodeClient.Unreachable {
+            return error.refused
+        } catch {
+            return false
         }
     }
 
