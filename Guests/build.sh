@@ -12,11 +12,15 @@ for source in counter counter_object spin membomb recursion messages; do
     "$CLANG" "${FLAGS[@]}" -Wl,--no-entry -Wl,--allow-undefined -o "$source.wasm" "$source.c"
     echo "built Guests/$source.wasm"
 done
-# WASI commands (they have a _start).
-for source in hello files; do
+# WASI commands (they have a _start). The agent is plain too: a node makes it movable.
+for source in hello files agent; do
     "$CLANG" "${FLAGS[@]}" -Wl,--allow-undefined -o "$source.wasm" "$source.c"
     echo "built Guests/$source.wasm"
 done
+
+# Built as clang builds any module, with nothing of Ferry's: a node makes it movable on load.
+"$CLANG" --target=wasm32 -O2 -nostdlib -Wl,--no-entry -o primes.wasm primes.c
+echo "built Guests/primes.wasm"
 
 # Guests whose execution state can be captured: Binaryen's Asyncify (Debian's binaryen, 108)
 # lets the host unwind the call stack into linear memory at ferry.checkpoint and rewind it later.

@@ -29,6 +29,26 @@ FERRY_IMPORT("receive_wait") int ferry_receive_wait(void *buffer, int capacity);
 /// (see build.sh); the call returns normally whether or not a checkpoint was taken.
 FERRY_IMPORT("checkpoint") void ferry_checkpoint(void);
 
+/// The name of the node the guest runs on, into `buffer`: its length, -1 off a node, -2 when it
+/// does not fit.
+FERRY_IMPORT("node_name") int ferry_node_name(char *buffer, int capacity);
+
+/// Moves the guest, with its whole execution state, to `node`: the call returns 0 there (the
+/// guest goes on right after it, on the other node), or -1 here when it could not go. Any module
+/// Ferry runs on a node can call it as compiled: the node makes it movable.
+FERRY_IMPORT("go") int ferry_go(const char *node, int length);
+
+/// Moves the guest's code and data to `node`, where it starts again at its `ferry_arrive`
+/// export with its memory; returns -1 here when it could not go (and never returns otherwise).
+FERRY_IMPORT("go_weak") int ferry_go_weak(const char *node, int length);
+
+/// A value of the node's own key space into `buffer`: its length, -1 when missing, -2 when it
+/// does not fit. Bound by type: after a move, the new node's.
+FERRY_IMPORT("local_get") int ferry_local_get(const char *key, int key_length, void *buffer, int capacity);
+
+/// Stores a value in the node's own key space: 0, or -1 when refused.
+FERRY_IMPORT("local_put") int ferry_local_put(const char *key, int key_length, const void *value, int length);
+
 /// Reserves the buffer Asyncify saves the call stack into, and tells the host where it is.
 #define FERRY_CHECKPOINT_BUFFER(bytes)                                                     \
     static int ferry_asyncify_data[(bytes) / 4];                                           \
