@@ -1,5 +1,7 @@
 import ArgumentParser
+import FerryEndpoints
 import FerryGuest
+import FerryMigration
 import Foundation
 import Logging
 import WasmKit
@@ -23,8 +25,20 @@ struct GuestCommand: AsyncParsableCommand {
                 """
         )
 
-        @Argument(help: "The module, .wasm or .wat.")
+        @Argument(help: "The module, .wasm or .wat; with --from, the SHA-256 of a module the node holds.")
         var file: String
+
+        @Option(
+            help: ArgumentHelp(
+                "Code on demand: fetch the module from the node at HOST:PORT (by its digest) and run it here.",
+                valueName: "HOST:PORT"
+            ),
+            transform: parseAddress
+        )
+        var from: ServiceEndpoint?
+
+        @Option(help: ArgumentHelp("With --from: run it only if signed by this key.", valueName: "PUBKEYFILE"))
+        var trust: [String] = []
 
         @Option(help: "The export to call.")
         var invoke: String?
@@ -84,9 +98,39 @@ struct GuestCommand: AsyncParsableCommand {
             return directories
         }
 
+        /// The module: from the file, or fetched from a node by its digest.
+        func loadModule() async throws -> GuestModule {
+            guard let from = self.from else { return try GuestModule(path: self.file) }
+            guard let digest = ModuleDigest(hex: self.file) else {
+                throw ValidationError("with --from, give the module's SHA-256 (64 hex digits), got '\(self.file)'")
+            }
+            let client: NodeClient
+            do {
+                client = try await NodeClient.connect(to: from)
+            } catch let error as NodeClient.Unreachable {
+                throw CommandFailure(error.description)
+            }
+            defer { Task { await client.close() } }
+            guard case .code(let data) = try await request(client, .code(digest.hex)) else {
+                throw CommandFailure("the node at \(from) sent no code")
+            }
+            let bytes = [UInt8](data)
+            guard ModuleDigest(of: bytes) == digest else {
+                throw CommandFailure(CodeRefusal.digestMismatch(expected: digest.hex, got: ModuleDigest(of: bytes).hex).description)
+            }
+            if !self.trust.isEmpty {
+                do {
+                    try ModuleSignature.verify(bytes, trusting: try self.trust.map(TrustedKey.init(path:)))
+                } catch let refusal as CodeRefusal {
+                    throw CommandFailure("refused the code from \(from) before running it: \(refusal)")
+                }
+            }
+            return try GuestModule(bytes: bytes, name: digest.short)
+        }
+
         func run() async throws {
             let logger = Logger(label: "ferry.guest")
-            let module = try GuestModule(path: self.file)
+            let module = try await self.loadModule()
             var limits = self.limitOptions.limits
             limits.stackBytes = self.stack
             let arguments = self.arguments.first == "--" ? Array(self.arguments.dropFirst()) : self.arguments

@@ -22,8 +22,11 @@ struct SpawnCommand: AsyncParsableCommand {
     @Option(help: "The node to start it on.")
     var node: String
 
-    @Argument(help: "The module (.wasm).")
-    var module: String
+    @Argument(help: "The module (.wasm); leave it out with --digest.")
+    var module: String?
+
+    @Option(help: "Run the module with this SHA-256, which the node fetches from a node that holds it (code on demand).")
+    var digest: String?
 
     @Option(help: "The process's name, unique in the cluster (default: the module's name and a random suffix).")
     var name: String?
@@ -36,9 +39,18 @@ struct SpawnCommand: AsyncParsableCommand {
     @Argument(parsing: .allUnrecognized, help: "Arguments for the export, or for the WASI command.")
     var arguments: [String] = []
 
+    func validate() throws {
+        guard (self.module == nil) != (self.digest == nil) else {
+            throw ValidationError("give the module file, or --digest SHA256 of a module a node holds (not both)")
+        }
+        if let digest = self.digest, ModuleDigest(hex: digest) == nil {
+            throw ValidationError("--digest takes the module's SHA-256 as 64 hex digits, got '\(digest)'")
+        }
+    }
+
     func run() async throws {
-        let (bytes, digest) = try readModule(self.module)
-        let name = self.name ?? defaultName(for: self.module)
+        let (bytes, digest) = try self.module.map(readModule) ?? ([], self.digest!)
+        let name = self.name ?? defaultName(for: self.module ?? "process")
         let spec = try self.process.spec(
             name: name,
             digest: digest,
@@ -48,7 +60,12 @@ struct SpawnCommand: AsyncParsableCommand {
         let client = try await self.cluster.lookup.connect(try await self.cluster.lookup.node(self.node))
         defer { Task { await client.close() } }
         var reply = try await request(client, .spawn(spec, code: nil))
-        if case .needCode = reply { reply = try await request(client, .spawn(spec, code: Data(bytes))) }
+        if case .needCode = reply {
+            guard !bytes.isEmpty else {
+                throw CommandFailure("no node holds module \(digest); give the module file instead of --digest")
+            }
+            reply = try await request(client, .spawn(spec, code: Data(bytes)))
+        }
         guard case .spawned(let summary) = reply else { throw CommandFailure("the node answered \(reply)") }
         printLine(summary.name)
     }

@@ -42,6 +42,13 @@ struct Up: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Also take connections handed over by a switch on this Unix socket.", valueName: "PATH"))
     var handoffSocket: String?
 
+    @Option(help: "How many nodes to start, each a 'ferry node' process that hosts processes.")
+    var nodes = 3
+
+    func validate() throws {
+        guard (0...16).contains(self.nodes) else { throw ValidationError("--nodes takes 0 to 16, got \(self.nodes)") }
+    }
+
     func run() async throws {
         let logger = Logger(label: "ferry.node")
         let node = try await Node.start(
@@ -59,9 +66,49 @@ struct Up: AsyncParsableCommand {
             ),
             logger: logger
         )
-        for line in node.summary { printLine(line) }
-        try await ServiceGroup(services: node.services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        var services = node.services
+        var summary = node.summary
+        if self.nodes > 0 {
+            let processes = try NodeProcesses.start(
+                count: self.nodes,
+                host: self.host,
+                daemon: ServiceEndpoint(host: node.endpointDaemon.host, port: node.endpointDaemon.port),
+                dataDirectory: self.dataDir ?? Node.defaultDataDirectory,
+                logger: logger
+            )
+            services.append(processes)
+            let daemon = "\(node.endpointDaemon.host):\(node.endpointDaemon.port)"
+            let objects = (summary.firstIndex { $0.hasPrefix("objects") } ?? 0) + 1
+            summary.insert(contentsOf: Self.nodeLines(processes), at: objects)
+            summary.insert(contentsOf: Self.tryLines(processes, daemon: daemon), at: summary.count - 1)
+        }
+        for line in summary { printLine(line) }
+        try await ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
             .run()
         printLine("node stopped")
+    }
+
+    /// What `ferry up` says of its node processes.
+    static func nodeLines(_ processes: NodeProcesses) -> [String] {
+        processes.nodes.map {
+            "node      \($0.name) \($0.endpoint)  (a 'ferry node' process; data \($0.dataDirectory))"
+        } + ["signing   \(processes.keyFile)  (every node trusts \(processes.publicKeyFile))"]
+    }
+
+    /// How to try processes that move.
+    static func tryLines(_ processes: NodeProcesses, daemon: String) -> [String] {
+        let first = processes.nodes.first?.name ?? "node-1"
+        let second = processes.nodes.dropFirst().first?.name ?? first
+        let third = processes.nodes.dropFirst(2).first?.name ?? second
+        return [
+            "processes that move (sign a module with the cluster key first):",
+            "  swift run ferry sign Guests/agent.wasm --key \(processes.keyFile) --out /tmp/agent.wasm",
+            "  swift run ferry spawn --endpoints \(daemon) --node \(first) /tmp/agent.wasm --name tour \(second) \(third)",
+            "  swift run ferry wait --endpoints \(daemon) tour && swift run ferry logs --endpoints \(daemon) tour",
+            "  swift run ferry sign Guests/sha256.plain.wasm --key \(processes.keyFile) --out /tmp/sha.wasm",
+            "  swift run ferry spawn --endpoints \(daemon) --node \(first) /tmp/sha.wasm --name sha --invoke sha256_generated --result-bytes 32 8388608 0",
+            "  swift run ferry migrate --endpoints \(daemon) sha --to \(second) --json",
+            "  swift run ferry ps --endpoints \(daemon)",
+        ]
     }
 }

@@ -31,6 +31,26 @@ extension ProcessHost {
         throw ProcessError("no other node runs a process this node could take")
     }
 
+    /// Code on demand: asks the other nodes, one after another, for the module `digest`, and
+    /// admits the first copy that arrives (its digest and signature checked like any code).
+    /// Nil when no node holds it.
+    func fetchCode(_ digest: ModuleDigest) async throws -> GuestModule? {
+        let nodes = (try? await self.claims.client().list(prefix: "node:")) ?? []
+        for entry in nodes where entry.name != "node:\(self.node)" {
+            guard let endpoint = entry.endpoints.first,
+                let client = try? await NodeClient.connect(to: endpoint, timeout: .seconds(2))
+            else { continue }
+            defer { Task { await client.close() } }
+            guard case .code(let bytes)? = try? await client.request(.code(digest.hex), timeout: .seconds(30)) else {
+                continue
+            }
+            let module = try self.code.admit([UInt8](bytes), expected: digest)
+            self.logger.info("fetched module \(digest.short) from \(entry.name.dropFirst(5)) (code on demand, \(bytes.count) bytes)")
+            return module
+        }
+        return nil
+    }
+
     /// A process's resources and their bindings: the seed's table, for one process.
     public func resources(_ name: String) throws -> [ResourceBinding] {
         let process = try self.process(name)

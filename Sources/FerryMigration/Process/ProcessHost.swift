@@ -129,6 +129,8 @@ public final class ProcessHost: Sendable {
             original = try self.code.admit(code, expected: digest)
         } else if let held = try self.code.module(digest) {
             original = held
+        } else if let fetched = try await self.fetchCode(digest) {
+            original = fetched
         } else {
             throw NeedCode(digest: spec.digest)
         }
