@@ -124,3 +124,10 @@ int main_tour(void) {
 }
 
 FERRY_EXPORT("_start") void _start(void) { main_tour(); }
+
+/// The temperature of the node it runs on: remote evaluation (ferry eval) reads the node's own.
+FERRY_EXPORT("temperature") int temperature(void) {
+    char value[32];
+    int length = ferry_local_get("temperature", 11, value, sizeof value);
+    return length < 0 ? -1000 : (int)parse(value, length);
+}

@@ -40,8 +40,8 @@ struct SpawnCommand: AsyncParsableCommand {
     var arguments: [String] = []
 
     func validate() throws {
-        guard (self.module == nil) != (self.digest == nil) else {
-            throw ValidationError("give the module file, or --digest SHA256 of a module a node holds (not both)")
+        guard self.module != nil || self.digest != nil else {
+            throw ValidationError("give the module file, or --digest SHA256 of a module a node holds")
         }
         if let digest = self.digest, ModuleDigest(hex: digest) == nil {
             throw ValidationError("--digest takes the module's SHA-256 as 64 hex digits, got '\(digest)'")
@@ -49,14 +49,13 @@ struct SpawnCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let (bytes, digest) = try self.module.map(readModule) ?? ([], self.digest!)
-        let name = self.name ?? defaultName(for: self.module ?? "process")
-        let spec = try self.process.spec(
-            name: name,
-            digest: digest,
-            export: self.invoke,
-            arguments: self.arguments.first == "--" ? Array(self.arguments.dropFirst()) : self.arguments
-        )
+        // With --digest there is no module file: the first word is the first argument.
+        let module = self.digest == nil ? self.module : nil
+        var arguments = (self.digest == nil ? [] : self.module.map { [$0] } ?? []) + self.arguments
+        if arguments.first == "--" { arguments.removeFirst() }
+        let (bytes, digest) = try module.map(readModule) ?? ([], self.digest!)
+        let name = self.name ?? defaultName(for: module ?? "process")
+        let spec = try self.process.spec(name: name, digest: digest, export: self.invoke, arguments: arguments)
         let client = try await self.cluster.lookup.connect(try await self.cluster.lookup.node(self.node))
         defer { Task { await client.close() } }
         var reply = try await request(client, .spawn(spec, code: nil))

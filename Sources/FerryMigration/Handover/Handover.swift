@@ -71,15 +71,11 @@ final class Handover: @unchecked Sendable {
         }
         do {
             try socket.send(.offer, json: self.offer)
-            let (type, payload) = try socket.receive(.accept, .refuse)
-            if type == .refuse {
-                let refusal = try? JSONDecoder().decode(MoveRefusal.self, from: Data(payload))
-                throw MigrationError.refused(refusal?.reason ?? "no reason given")
-            }
-            let acceptance = try JSONDecoder().decode(MoveAcceptance.self, from: Data(payload))
+            let acceptance = try Self.accepted(socket)
             if acceptance.needCode {
                 try socket.send(.code, self.code)
                 self.codeBytesSent = self.code.count + 9
+                _ = try Self.accepted(socket)
             }
             HandoverPhase.reached(.codeSent, on: .source)
 
@@ -120,6 +116,16 @@ final class Handover: @unchecked Sendable {
         } catch {
             return .failed(error, commitSent: commitSent)
         }
+    }
+
+    /// The target's accept, or its refusal thrown with the reason.
+    private static func accepted(_ socket: MigrationSocket) throws -> MoveAcceptance {
+        let (type, payload) = try socket.receive(.accept, .refuse)
+        if type == .refuse {
+            let refusal = try? JSONDecoder().decode(MoveRefusal.self, from: Data(payload))
+            throw MigrationError.refused(refusal?.reason ?? "no reason given")
+        }
+        return try JSONDecoder().decode(MoveAcceptance.self, from: Data(payload))
     }
 
     static func lengthPrefixed(_ bytes: [UInt8]) -> [UInt8] {

@@ -59,6 +59,8 @@ extension ProcessHost {
         if needCode {
             let (_, bytes) = try socket.receive(.code)
             original = try self.code.admit(bytes, expected: digest)
+            // Said before the memory comes: a refused module costs the source no memory sent.
+            try socket.send(.accept, json: MoveAcceptance(needCode: false))
         } else {
             guard let held = try self.code.module(digest) else { throw ProcessError("module \(digest.short) vanished") }
             original = held

@@ -1,0 +1,215 @@
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Processes that move between nodes that are processes of their own, driven by the commands a
+/// user types: `ferry node`, `spawn`, `ps`, `migrate`, `wait`, `logs`, `eval`.
+@Suite(.serialized) struct MigrationTests {
+    /// SHA-256 of the 256 KiB the sha256 guest generates (byte i is (i * 31 + (i >> 11)) & 255), as
+    /// sha256sum computes it: what every run must end with, moved or not.
+    static let bytes = "262144"
+    static let digest = "17bde92e59474bd1b8591ce852e432a4741a833b82d8fc42747fce5d0a619b62"
+
+    /// Spawns the sha256 guest (a plain module, made movable by the node) as `name` on `node`.
+    static func spawnSha(_ cluster: TestCluster, _ name: String, on node: String) throws {
+        let spawned = try cluster.run(
+            "spawn",
+            [
+                "--node", node, try cluster.signed("sha256.plain"), "--name", name, "--invoke", "sha256_generated",
+                "--result-bytes", "32", Self.bytes, "0",
+            ]
+        )
+        try #require(spawned.status == 0, "spawn failed: \(spawned.error)")
+        #expect(spawned.output == "\(name)\n", "spawn prints the process's name")
+    }
+
+    @Test func aRunningProcessMovesStronglyAndEndsWithTheResultOfAnUninterruptedRun() throws {
+        let cluster = try TestCluster()
+        try cluster.start("n1")
+        try cluster.start("n2")
+        try Self.spawnSha(cluster, "sha", on: "n1")
+        let moved = try cluster.run("migrate", ["sha", "--to", "n2", "--json"])
+        try #require(moved.status == 0, "\(moved.error)\n\(cluster.log("n1"))\n\(cluster.log("n2"))")
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(moved.output.utf8)) as? [String: Any])
+        #expect(report["mode"] as? String == "strong")
+        #expect(report["from"] as? String == "n1" && report["to"] as? String == "n2")
+        #expect((report["code_bytes_sent"] as? Int ?? 0) > 0, "n2 lacked the module")
+        #expect((report["bytes_sent"] as? Int ?? 0) > (report["code_bytes_sent"] as? Int ?? 0))
+        for key in ["total_ms", "downtime_ms"] { #expect(report[key] is Double || report[key] is Int, "\(key)") }
+        let listed = try cluster.listings(of: "sha")
+        #expect(listed.count == 1 && listed[0].node == "n2" && listed[0].epoch == 2 && listed[0].moves == 1)
+        let waited = try cluster.run("wait", ["sha"])
+        #expect(waited.output == Self.digest + "\n", "\(waited.error)")
+    }
+
+    @Test func aSecondMoveOfTheSameModuleToTheSameNodeSendsNoCode() throws {
+        let cluster = try TestCluster()
+        try cluster.start("n1")
+        try cluster.start("n2")
+        try Self.spawnSha(cluster, "first", on: "n1")
+        try Self.spawnSha(cluster, "second", on: "n1")
+        let reports = try ["first", "second"].map { name -> [String: Any] in
+            let moved = try cluster.run("migrate", [name, "--to", "n2", "--mode", "weak", "--json"])
+            try #require(moved.status == 0, "\(moved.error)")
+            return try #require(try JSONSerialization.jsonObject(with: Data(moved.output.utf8)) as? [String: Any])
+        }
+        #expect((reports[0]["code_bytes_sent"] as? Int ?? 0) > 0)
+        #expect(reports[1]["code_bytes_sent"] as? Int == 0, "the code is in n2's cache by then")
+        #expect(reports.allSatisfy { $0["mode"] as? String == "weak" })
+        // Weak: memory came, the stack did not; sha256_generated starts again and ends the same.
+        for name in ["first", "second"] { #expect(try cluster.run("wait", [name]).output == Self.digest + "\n") }
+    }
+
+    @Test(arguments: ["strong", "weak"])
+    func aMobileAgentVisitsNodesReadsEachOnesOwnValueAndComesHome(mode: String) throws {
+        let cluster = try TestCluster()
+        for (index, name) in ["n1", "n2", "n3"].enumerated() {
+            try cluster.start(name, extra: ["--local", "temperature=\(20 + index)"])
+        }
+        let arguments = mode == "weak" ? ["--", "--weak", "n2", "n3"] : ["n2", "n3"]
+        let spawned = try cluster.run("spawn", ["--node", "n1", try cluster.signed("agent"), "--name", "agent"] + arguments)
+        try #require(spawned.status == 0, "\(spawned.error)")
+        let waited = try cluster.run("wait", ["agent"])
+        #expect(waited.status == 0, "\(waited.error)\n\(cluster.log("n1"))")
+        let logs = try cluster.run("logs", ["agent"])
+        #expect(logs.output == "at n2: 21\nat n3: 22\nhome at n1: visited 2 nodes, total 43\n")
+        let listed = try cluster.listings(of: "agent")
+        #expect(listed.count == 1 && listed[0].node == "n1" && listed[0].moves == 3 && listed[0].epoch == 4)
+    }
+
+    @Test func movesThatCannotHappenAreRefusedClearlyAndLoseNothing() throws {
+        let cluster = try TestCluster()
+        try cluster.start("n1")
+        let n2 = try cluster.start("n2")
+        try Self.spawnSha(cluster, "sha", on: "n1")
+
+        let unknown = try cluster.run("migrate", ["sha", "--to", "nowhere"])
+        #expect(unknown.status != 0 && unknown.error.contains("no node named 'nowhere'"), "\(unknown.error)")
+
+        // Garbage on n2's migration port closes that connection only.
+        Self.sendGarbage(to: try Self.migrationPort(of: n2, in: cluster))
+
+        // Two moves at once: one takes the process, the other is told why it cannot.
+        let first = Thread.detached { try? cluster.run("migrate", ["sha", "--to", "n2"]) }
+        let second = try cluster.run("migrate", ["sha", "--to", "n2"])
+        let results = [second] + ((first.value() ?? nil).map { [$0] } ?? [])
+        #expect(results.filter { $0.status == 0 }.count == 1, "\(results.map(\.error))")
+        #expect(results.filter { $0.status != 0 }.allSatisfy { $0.error.contains("moving") || $0.error.contains("on n2 already") })
+        #expect(cluster.log("n2").contains("garbage on the migration port"))
+        #expect(try cluster.run("wait", ["sha"]).output == Self.digest + "\n")
+        #expect(try cluster.listings(of: "sha").map(\.node) == ["n2"])
+    }
+
+    @Test func codeIsCheckedBeforeItRunsBySpawnEvalAndMoves() throws {
+        let cluster = try TestCluster()
+        try cluster.start("n1")
+        try cluster.start("loose", trust: false)
+        let unsigned = TestCluster.guest("counter")
+        let spawn = try cluster.run("spawn", ["--node", "n1", unsigned, "--invoke", "increment", "1"])
+        #expect(spawn.status != 0 && spawn.error.contains("not signed"), "\(spawn.error)")
+        let eval = try cluster.run("eval", ["--node", "n1", unsigned, "--invoke", "increment", "1"])
+        #expect(eval.status != 0 && eval.error.contains("not signed"), "\(eval.error)")
+
+        var tampered = [UInt8](try Data(contentsOf: URL(fileURLWithPath: try cluster.signed("counter"))))
+        tampered[tampered.count - 3] ^= 0x01
+        let tamperedPath = cluster.directory + "/tampered.wasm"
+        try Data(tampered).write(to: URL(fileURLWithPath: tamperedPath))
+        let changed = try cluster.run("spawn", ["--node", "n1", tamperedPath, "--invoke", "increment", "1"])
+        #expect(changed.status != 0 && changed.error.contains("changed after it was signed"), "\(changed.error)")
+
+        try cluster.ferry(["keys", "generate", "--out", cluster.directory + "/other"])
+        let foreign = cluster.directory + "/foreign.wasm"
+        try cluster.ferry(["sign", unsigned, "--key", cluster.directory + "/other/ferry.key", "--out", foreign])
+        let untrusted = try cluster.run("spawn", ["--node", "n1", foreign, "--invoke", "increment", "1"])
+        #expect(untrusted.status != 0 && untrusted.error.contains("does not trust"), "\(untrusted.error)")
+
+        // An unsigned process on a node that allows it cannot move to one that does not.
+        let spawned = try cluster.run(
+            "spawn",
+            ["--node", "loose", TestCluster.guest("sha256.plain"), "--name", "loose-sha", "--invoke", "sha256_generated", "--result-bytes", "32", Self.bytes, "0"]
+        )
+        try #require(spawned.status == 0, "\(spawned.error)")
+        let moved = try cluster.run("migrate", ["loose-sha", "--to", "n1"])
+        #expect(moved.status != 0 && moved.error.contains("not signed"), "\(moved.error)")
+        #expect(try cluster.run("wait", ["loose-sha"]).output == Self.digest + "\n", "it carried on where it was")
+    }
+
+    @Test func remoteEvaluationRunsThereAndCodeOnDemandFetchesWhatANodeLacks() throws {
+        let cluster = try TestCluster()
+        try cluster.start("n1", extra: ["--local", "temperature=30"])
+        let n2 = try cluster.start("n2", extra: ["--local", "temperature=40"])
+        let agent = try cluster.signed("agent")
+        let there = try cluster.run("eval", ["--node", "n2", agent, "--invoke", "temperature"])
+        #expect(there.output == "40\n", "evaluated against n2's own resources: \(there.error)")
+
+        // Code on demand: n1 holds the module; n2 is asked for it by digest only and fetches it.
+        let counter = try cluster.signed("counter")
+        try cluster.run("spawn", ["--node", "n1", counter, "--name", "c1", "--invoke", "increment", "5"])
+        let digest = try #require(try cluster.ferry(["verify", counter, "--trust", cluster.publicKey]).output
+            .split(separator: " ").last.map { String($0.dropLast(2)) })
+        let byDigest = try cluster.run("spawn", ["--node", "n2", "--digest", digest, "--name", "c2", "--invoke", "increment", "7"])
+        #expect(byDigest.status == 0, "\(byDigest.error)")
+        #expect(try cluster.run("wait", ["c2"]).output == "7\n")
+        #expect(cluster.log("n2").contains("code on demand"))
+        // And a client runs code it fetches from a node, here.
+        let local = try cluster.ferry(["guest", "run", "--from", n2.endpoint, digest, "--trust", cluster.publicKey, "--invoke", "increment", "9"])
+        #expect(local.output == "9\n", "\(local.error)")
+    }
+
+    /// Where node `member` takes moving processes, as its registration says.
+    static func migrationPort(of member: TestCluster.Member, in cluster: TestCluster) throws -> Int {
+        let listed = try cluster.ferry(["endpoints", "--addr", cluster.daemon.endpoint, "lookup", "node:\(member.name)", "--json"])
+        guard let range = listed.output.range(of: "\"migration\":\"") else { throw TestCluster.Failure(listed.output) }
+        let rest = listed.output[range.upperBound...]
+        let address = rest.prefix { $0 != "\"" }
+        return Int(address.split(separator: ":").last ?? "") ?? 0
+    }
+
+    static func sendGarbage(to port: Int) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        _ = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        let junk = Array("GET / HTTP/1.1\r\n\r\n this is not a process".utf8)
+        _ = junk.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+        var byte: UInt8 = 0
+        _ = recv(fd, &byte, 1, 0)  // the node closes it
+        close(fd)
+    }
+}
+
+extension Thread {
+    /// Runs `body` on a thread of its own; `value()` waits for it.
+    final class Detached<Value: Sendable>: @unchecked Sendable {
+        private let condition = NSCondition()
+        private var result: Value?
+        private var done = false
+
+        init(_ body: @escaping @Sendable () -> Value) {
+            Thread.detachNewThread {
+                let value = body()
+                self.condition.lock()
+                self.result = value
+                self.done = true
+                self.condition.signal()
+                self.condition.unlock()
+            }
+        }
+
+        func value() -> Value? {
+            self.condition.lock()
+            defer { self.condition.unlock() }
+            while !self.done { self.condition.wait() }
+            return self.result
+        }
+    }
+
+    static func detached<Value: Sendable>(_ body: @escaping @Sendable () -> Value) -> Detached<Value> { Detached(body) }
+}

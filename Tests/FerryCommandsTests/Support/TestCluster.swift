@@ -1,0 +1,182 @@
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A cluster of real processes for the migration tests: an endpoint daemon and `ferry node`s,
+/// each a process of its own, driven with the `ferry` commands a user would type.
+final class TestCluster: @unchecked Sendable {
+    // Sendable: used by one test at a time.
+    final class Member {
+        let process = Process()
+        let name: String
+        private let output = Pipe()
+        private(set) var endpoint = ""
+
+        init(_ name: String, _ arguments: [String], environment: [String: String], log: String) throws {
+            self.name = name
+            self.process.executableURL = try TestCluster.ferry()
+            self.process.arguments = arguments
+            self.process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+            self.process.standardOutput = self.output
+            FileManager.default.createFile(atPath: log, contents: nil)
+            self.process.standardError = FileHandle(forWritingAtPath: log)
+            try self.process.run()
+            var line = Data()
+            while !line.contains(10) {
+                let chunk = self.output.fileHandleForReading.availableData
+                if chunk.isEmpty { break }
+                line.append(chunk)
+            }
+            let first = String(decoding: line.prefix { $0 != 10 }, as: UTF8.self)
+            guard first.hasPrefix("listening on ") else {
+                throw TestCluster.Failure("\(name) did not start: '\(first)' (see \(log))")
+            }
+            self.endpoint = String(first.dropFirst("listening on ".count))
+            // Keep the pipe drained: a node that cannot write its lines would block.
+            let output = self.output
+            Thread.detachNewThread { while !output.fileHandleForReading.availableData.isEmpty {} }
+        }
+
+        /// `kill -9`, and wait for it to be gone.
+        func kill9() {
+            kill(self.process.processIdentifier, SIGKILL)
+            self.process.waitUntilExit()
+        }
+
+        deinit {
+            if self.process.isRunning {
+                kill(self.process.processIdentifier, SIGKILL)
+                self.process.waitUntilExit()
+            }
+        }
+    }
+
+    struct Failure: Error, CustomStringConvertible {
+        let description: String
+        init(_ description: String) { self.description = description }
+    }
+
+    /// What a command did.
+    struct Result: Sendable {
+        var status: Int32
+        var output: String
+        var error: String
+    }
+
+    let directory: String
+    let daemon: Member
+    let key: String
+    let publicKey: String
+    private(set) var nodes: [String: Member] = [:]
+
+    init() throws {
+        self.directory = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-cluster-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: self.directory, withIntermediateDirectories: true)
+        self.daemon = try Member("endpointd", ["endpointd", "--port", "0"], environment: [:], log: self.directory + "/endpointd.log")
+        self.key = self.directory + "/keys/ferry.key"
+        self.publicKey = self.directory + "/keys/ferry.pub"
+        let keys = try self.ferry(["keys", "generate", "--out", self.directory + "/keys"])
+        guard keys.status == 0 else { throw Failure("ferry keys generate failed: \(keys.error)") }
+    }
+
+    deinit {
+        for node in self.nodes.values { node.kill9() }
+        self.daemon.kill9()
+        try? FileManager.default.removeItem(atPath: self.directory)
+    }
+
+    /// Starts (or starts again, on the same data directory) node `name`.
+    @discardableResult
+    func start(
+        _ name: String,
+        crashAt: String? = nil,
+        trust: Bool = true,
+        extra: [String] = []
+    ) throws -> Member {
+        var arguments = [
+            "node", "--name", name, "--port", "0", "--endpoints", self.daemon.endpoint, "--data-dir",
+            "\(self.directory)/\(name)",
+        ]
+        arguments += trust ? ["--trust", self.publicKey] : ["--allow-unsigned"]
+        let node = try Member(
+            name,
+            arguments + extra,
+            environment: crashAt.map { ["FERRY_CRASH_AT": $0] } ?? [:],
+            log: "\(self.directory)/\(name).log"
+        )
+        self.nodes[name] = node
+        return node
+    }
+
+    func node(_ name: String) -> Member { self.nodes[name]! }
+
+    /// A node's log so far, for a failing test to show.
+    func log(_ name: String) -> String {
+        (try? String(contentsOfFile: "\(self.directory)/\(name).log", encoding: .utf8)) ?? ""
+    }
+
+    /// Runs `ferry ARGUMENTS` to the end (at most `timeout` seconds).
+    @discardableResult
+    func ferry(_ arguments: [String], timeout: Double = 120) throws -> Result {
+        let process = Process()
+        process.executableURL = try Self.ferry()
+        process.arguments = arguments
+        let output = Pipe()
+        // Standard error to a file: read after the end, it can never fill and block the command.
+        let errorPath = "\(self.directory)/command-\(UUID().uuidString).err"
+        FileManager.default.createFile(atPath: errorPath, contents: nil)
+        defer { try? FileManager.default.removeItem(atPath: errorPath) }
+        process.standardOutput = output
+        process.standardError = FileHandle(forWritingAtPath: errorPath)
+        try process.run()
+        let timer = DispatchWorkItem { if process.isRunning { process.terminate() } }
+        DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: timer)
+        let outputData = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        timer.cancel()
+        return Result(
+            status: process.terminationStatus,
+            output: String(decoding: outputData, as: UTF8.self),
+            error: (try? String(contentsOfFile: errorPath, encoding: .utf8)) ?? ""
+        )
+    }
+
+    /// Runs a process command against this cluster's daemon.
+    @discardableResult
+    func run(_ command: String, _ arguments: [String], timeout: Double = 120) throws -> Result {
+        try self.ferry([command, "--endpoints", self.daemon.endpoint] + arguments, timeout: timeout)
+    }
+
+    /// Signs an example guest with the cluster's key; the signed module's path.
+    func signed(_ guest: String) throws -> String {
+        let out = "\(self.directory)/\(guest).signed.wasm"
+        if FileManager.default.fileExists(atPath: out) { return out }
+        let result = try self.ferry(["sign", Self.guest(guest), "--key", self.key, "--out", out])
+        guard result.status == 0 else { throw Failure("ferry sign failed: \(result.error)") }
+        return out
+    }
+
+    /// Where the process is listed, as `ferry ps --json` says: (node, state, epoch, moves) per listing.
+    func listings(of name: String) throws -> [(node: String, state: String, epoch: Int, moves: Int)] {
+        let result = try self.run("ps", ["--json"])
+        guard let rows = try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [[String: Any]] else {
+            throw Failure("ferry ps --json printed no array: \(result.output) \(result.error)")
+        }
+        return rows.filter { $0["name"] as? String == name }.map {
+            ($0["node"] as? String ?? "", $0["state"] as? String ?? "", $0["epoch"] as? Int ?? 0, $0["moves"] as? Int ?? 0)
+        }
+    }
+
+    static func guest(_ name: String) -> String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Guests/\(name).wasm").path
+    }
+
+    static func ferry() throws -> URL {
+        guard let ferry = FerryProcessTests.ferry else { throw Failure("build the ferry executable first (swift build)") }
+        return ferry
+    }
+}
