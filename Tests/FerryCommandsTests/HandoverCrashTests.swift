@@ -1,0 +1,45 @@
+import Foundation
+import Testing
+
+/// A process exists exactly once: `kill -9` of the source or the target node at each phase of a
+/// hand-over, the killed node started again on its data directory, and the process then runs on
+/// one node only, to the result of an uninterrupted run.
+@Suite(.serialized) struct HandoverCrashTests {
+    static let phases = ["code-sent", "memory-sent", "state-sent", "commit", "source-release"]
+
+    @Test(arguments: ["source", "target"], Self.phases)
+    func aNodeKilledAtEachPhaseLeavesTheProcessRunningOnExactlyOneNode(side: String, phase: String) throws {
+        let cluster = try TestCluster()
+        let source = try cluster.start("n1", crashAt: side == "source" ? "source:\(phase)" : nil)
+        let target = try cluster.start("n2", crashAt: side == "target" ? "target:\(phase)" : nil)
+        try MigrationTests.spawnSha(cluster, "sha", on: "n1")
+        let moved = try cluster.run("migrate", ["sha", "--to", "n2", "--json"])
+        let killed = side == "source" ? source : target
+        killed.process.waitUntilExit()
+        #expect(killed.process.terminationReason == .uncaughtSignal, "\(side) was killed at \(phase)")
+
+        // Where the process is while the killed node is down.
+        let survivor = side == "source" ? "n2" : "n1"
+        let committed = ["commit", "source-release"].contains(phase)
+        if side == "target" {
+            // A target that died before it committed leaves the process at the source; one that
+            // died after the commit but before it answered is found gone, and the source takes it
+            // back; one that answered has it.
+            let expected = phase == "source-release" ? [String]() : ["n1"]
+            let listed = try cluster.listings(of: "sha").map(\.node)
+            #expect(listed == expected, "at \(phase): listed on \(listed); migrate said \(moved.output) \(moved.error)")
+            #expect((moved.status == 0) == (phase == "source-release"), "\(moved.error)")
+        } else if committed {
+            #expect(try cluster.listings(of: "sha").map(\.node) == ["n2"], "the target committed: it has it")
+        } else {
+            #expect(try cluster.listings(of: "sha").filter { $0.node == survivor }.isEmpty, "never on the target")
+        }
+
+        try cluster.start(killed.name)
+        let waited = try cluster.run("wait", ["sha"], timeout: 180)
+        #expect(waited.output == MigrationTests.digest + "\n", "\(waited.error)\n\(cluster.log("n1"))\n\(cluster.log("n2"))")
+        let listed = try cluster.listings(of: "sha")
+        #expect(listed.count == 1, "exactly one node has it: \(listed)")
+        #expect(listed.first?.state == "exited")
+    }
+}
