@@ -289,6 +289,7 @@ let package = Package(
                 "FerryServer",
                 "FerrySwitch",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
     ]

@@ -49,6 +49,23 @@ FERRY_IMPORT("local_get") int ferry_local_get(const char *key, int key_length, v
 /// Stores a value in the node's own key space: 0, or -1 when refused.
 FERRY_IMPORT("local_put") int ferry_local_put(const char *key, int key_length, const void *value, int length);
 
+/// A key of the cluster's key-value service (found by name at the endpoint daemon, wherever the
+/// guest is): its length, -1 when missing, -2 when it does not fit, -3 when unreachable.
+FERRY_IMPORT("kv_get") int ferry_kv_get(const char *key, int key_length, void *buffer, int capacity);
+
+/// Stores a key of the cluster's key-value service, durably: 0, or -3 when unreachable.
+FERRY_IMPORT("kv_put") int ferry_kv_put(const char *key, int key_length, const void *value, int length);
+
+/// Opens a TCP connection to "HOST:PORT": a handle, or -1. A move opens it again from the new
+/// node (or is refused when the new node cannot reach the address).
+FERRY_IMPORT("connect") int ferry_connect(const char *address, int length);
+/// Sends bytes on a connection: how many went, or -1.
+FERRY_IMPORT("conn_send") int ferry_conn_send(int handle, const void *bytes, int length);
+/// Waits for bytes on a connection: how many, 0 at its end, -1 on an error.
+FERRY_IMPORT("conn_recv") int ferry_conn_recv(int handle, void *buffer, int capacity);
+/// Closes a connection.
+FERRY_IMPORT("conn_close") void ferry_conn_close(int handle);
+
 /// Reserves the buffer Asyncify saves the call stack into, and tells the host where it is.
 #define FERRY_CHECKPOINT_BUFFER(bytes)                                                     \
     static int ferry_asyncify_data[(bytes) / 4];                                           \

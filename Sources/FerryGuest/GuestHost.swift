@@ -126,6 +126,12 @@ public struct GuestEnvironment: Sendable {
 /// | `go_weak` | `(ptr: i32, len: i32) -> i32` | moves code and data to the named node, where the guest starts again at its `ferry_arrive` export; -1 here when it could not go |
 /// | `local_get` | `(key: i32, len: i32, ptr: i32, cap: i32) -> i32` | a value of the node's own key space: its length, -1 when missing, -2 when it does not fit |
 /// | `local_put` | `(key: i32, len: i32, ptr: i32, len: i32) -> i32` | stores into the node's own key space: 0, or -1 when refused |
+/// | `kv_get` | `(key: i32, len: i32, ptr: i32, cap: i32) -> i32` | a key of the cluster's key-value service: its length, -1 when missing, -2 when it does not fit, -3 when the service cannot be reached |
+/// | `kv_put` | `(key: i32, len: i32, ptr: i32, len: i32) -> i32` | stores a key durably: 0, or -3 when the service cannot be reached |
+/// | `connect` | `(ptr: i32, len: i32) -> i32` | opens a TCP connection to `HOST:PORT`: a handle, or -1 |
+/// | `conn_send` | `(handle: i32, ptr: i32, len: i32) -> i32` | bytes sent, or -1 |
+/// | `conn_recv` | `(handle: i32, ptr: i32, cap: i32) -> i32` | waits for bytes: how many, 0 at the end of the stream, -1 on error |
+/// | `conn_close` | `(handle: i32)` | closes a connection |
 ///
 /// Under a ``GuestScheduler``, a guest built with `FERRY_SCHEDULABLE` is suspended at `yield`
 /// when its time slice is over and parked in `receive_wait` while it has no message: its stack is
@@ -259,6 +265,80 @@ enum FerryHostAPI {
                 guard let node = environment.node, (try? node.localPut(String(decoding: key, as: UTF8.self), value)) != nil
                 else { return [.i32(UInt32(bitPattern: -1))] }
                 return [.i32(0)]
+            }
+        )
+        define(
+            "kv_get",
+            Function(store: store, parameters: [.i32, .i32, .i32, .i32], results: [.i32]) { caller, arguments in
+                try checkDeadline()
+                let key = String(decoding: try Self.read(caller, arguments[0], arguments[1], limit: 1024, call: "kv_get"), as: UTF8.self)
+                guard let node = environment.node else { return [.i32(UInt32(bitPattern: -3))] }
+                do {
+                    guard let value = try node.kvGet(key) else { return [.i32(UInt32(bitPattern: -1))] }
+                    return [.i32(UInt32(bitPattern: try Self.write(value, caller, arguments[2], arguments[3], call: "kv_get")))]
+                } catch let error as GuestStop {
+                    throw error
+                } catch {
+                    environment.log("kv_get \(key): \(error)")
+                    return [.i32(UInt32(bitPattern: -3))]
+                }
+            }
+        )
+        define(
+            "kv_put",
+            Function(store: store, parameters: [.i32, .i32, .i32, .i32], results: [.i32]) { caller, arguments in
+                try checkDeadline()
+                let key = String(decoding: try Self.read(caller, arguments[0], arguments[1], limit: 1024, call: "kv_put"), as: UTF8.self)
+                let value = try Self.read(caller, arguments[2], arguments[3], limit: 1 << 20, call: "kv_put")
+                do {
+                    guard let node = environment.node else { return [.i32(UInt32(bitPattern: -3))] }
+                    try node.kvPut(key, value)
+                    return [.i32(0)]
+                } catch {
+                    environment.log("kv_put \(key): \(error)")
+                    return [.i32(UInt32(bitPattern: -3))]
+                }
+            }
+        )
+        define(
+            "connect",
+            Function(store: store, parameters: [.i32, .i32], results: [.i32]) { caller, arguments in
+                try checkDeadline()
+                let address = String(decoding: try Self.read(caller, arguments[0], arguments[1], limit: 300, call: "connect"), as: UTF8.self)
+                do {
+                    guard let node = environment.node else { throw GuestServiceUnavailable("not on a node") }
+                    return [.i32(UInt32(bitPattern: try node.connect(address)))]
+                } catch {
+                    environment.log("connect \(address): \(error)")
+                    return [.i32(UInt32(bitPattern: -1))]
+                }
+            }
+        )
+        define(
+            "conn_send",
+            Function(store: store, parameters: [.i32, .i32, .i32], results: [.i32]) { caller, arguments in
+                try checkDeadline()
+                let bytes = try Self.read(caller, arguments[1], arguments[2], limit: 1 << 20, call: "conn_send")
+                let sent = (try? environment.node?.send(Int32(bitPattern: arguments[0].i32), bytes)) ?? -1
+                return [.i32(UInt32(bitPattern: Int32(sent)))]
+            }
+        )
+        define(
+            "conn_recv",
+            Function(store: store, parameters: [.i32, .i32, .i32], results: [.i32]) { caller, arguments in
+                try checkDeadline()
+                let capacity = Int(Int32(bitPattern: arguments[2].i32))
+                guard capacity >= 0, let node = environment.node,
+                    let bytes = try? node.receive(Int32(bitPattern: arguments[0].i32), capacity: min(capacity, 1 << 20))
+                else { return [.i32(UInt32(bitPattern: -1))] }
+                return [.i32(UInt32(bitPattern: try Self.write(bytes, caller, arguments[1], arguments[2], call: "conn_recv")))]
+            }
+        )
+        define(
+            "conn_close",
+            Function(store: store, parameters: [.i32]) { _, arguments in
+                environment.node?.close(Int32(bitPattern: arguments[0].i32))
+                return []
             }
         )
         define(

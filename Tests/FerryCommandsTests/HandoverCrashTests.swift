@@ -12,11 +12,11 @@ import Testing
         let cluster = try TestCluster()
         let source = try cluster.start("n1", crashAt: side == "source" ? "source:\(phase)" : nil)
         let target = try cluster.start("n2", crashAt: side == "target" ? "target:\(phase)" : nil)
-        try MigrationTests.spawnSha(cluster, "sha", on: "n1")
+        try MigrationTests.spawnGated(cluster, "sha", on: "n1")
         let moved = try cluster.run("migrate", ["sha", "--to", "n2", "--json"])
         let killed = side == "source" ? source : target
-        killed.process.waitUntilExit()
-        #expect(killed.process.terminationReason == .uncaughtSignal, "\(side) was killed at \(phase)")
+        try #require(killed.exited(within: 60), "\(side) was not killed at \(phase): \(moved.error)")
+        #expect(killed.process.terminationReason == .uncaughtSignal)
 
         // Where the process is while the killed node is down.
         let survivor = side == "source" ? "n2" : "n1"
@@ -36,6 +36,7 @@ import Testing
         }
 
         try cluster.start(killed.name)
+        MigrationTests.openGate("sha", in: cluster)
         let waited = try cluster.run("wait", ["sha"], timeout: 180)
         #expect(waited.output == MigrationTests.digest + "\n", "\(waited.error)\n\(cluster.log("n1"))\n\(cluster.log("n2"))")
         let listed = try cluster.listings(of: "sha")

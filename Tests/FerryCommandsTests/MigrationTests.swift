@@ -8,29 +8,42 @@ import Glibc
 /// Processes that move between nodes that are processes of their own, driven by the commands a
 /// user types: `ferry node`, `spawn`, `ps`, `migrate`, `wait`, `logs`, `eval`.
 @Suite(.serialized) struct MigrationTests {
-    /// SHA-256 of the 256 KiB the sha256 guest generates (byte i is (i * 31 + (i >> 11)) & 255), as
+    /// SHA-256 of the 256 KiB the sha256 guests generate (byte i is (i * 31 + (i >> 11)) & 255), as
     /// sha256sum computes it: what every run must end with, moved or not.
     static let bytes = "262144"
     static let digest = "17bde92e59474bd1b8591ce852e432a4741a833b82d8fc42747fce5d0a619b62"
 
-    /// Spawns the sha256 guest (a plain module, made movable by the node) as `name` on `node`.
-    static func spawnSha(_ cluster: TestCluster, _ name: String, on node: String) throws {
+    /// Spawns the gated SHA-256 guest (a plain module, made movable by the node) as `name` on
+    /// `node`, and waits until it stands at its gate, half-way through: moved from there, it is
+    /// surely moved while running, however slow the machine. ``openGate(_:in:)`` lets it finish.
+    static func spawnGated(_ cluster: TestCluster, _ name: String, on node: String) throws {
+        let gate = "\(cluster.directory)/gate-\(name)"
+        try FileManager.default.createDirectory(atPath: gate, withIntermediateDirectories: true)
         let spawned = try cluster.run(
             "spawn",
             [
-                "--node", node, try cluster.signed("sha256.plain"), "--name", name, "--invoke", "sha256_generated",
-                "--result-bytes", "32", Self.bytes, "0",
+                "--node", node, try cluster.signed("gated"), "--name", name, "--dir", gate, "--invoke", "hash",
+                "--result-bytes", "32", Self.bytes,
             ]
         )
         try #require(spawned.status == 0, "spawn failed: \(spawned.error)")
         #expect(spawned.output == "\(name)\n", "spawn prints the process's name")
+        for _ in 0..<600 {
+            if try cluster.run("logs", [name]).output.contains("waiting at the gate") { return }
+            usleep(100_000)
+        }
+        Issue.record("\(name) never reached its gate: \(cluster.log(node))")
+    }
+
+    static func openGate(_ name: String, in cluster: TestCluster) {
+        FileManager.default.createFile(atPath: "\(cluster.directory)/gate-\(name)/open", contents: nil)
     }
 
     @Test func aRunningProcessMovesStronglyAndEndsWithTheResultOfAnUninterruptedRun() throws {
         let cluster = try TestCluster()
         try cluster.start("n1")
         try cluster.start("n2")
-        try Self.spawnSha(cluster, "sha", on: "n1")
+        try Self.spawnGated(cluster, "sha", on: "n1")
         let moved = try cluster.run("migrate", ["sha", "--to", "n2", "--json"])
         try #require(moved.status == 0, "\(moved.error)\n\(cluster.log("n1"))\n\(cluster.log("n2"))")
         let report = try #require(try JSONSerialization.jsonObject(with: Data(moved.output.utf8)) as? [String: Any])
@@ -41,6 +54,7 @@ import Glibc
         for key in ["total_ms", "downtime_ms"] { #expect(report[key] is Double || report[key] is Int, "\(key)") }
         let listed = try cluster.listings(of: "sha")
         #expect(listed.count == 1 && listed[0].node == "n2" && listed[0].epoch == 2 && listed[0].moves == 1)
+        Self.openGate("sha", in: cluster)
         let waited = try cluster.run("wait", ["sha"])
         #expect(waited.output == Self.digest + "\n", "\(waited.error)")
     }
@@ -49,8 +63,8 @@ import Glibc
         let cluster = try TestCluster()
         try cluster.start("n1")
         try cluster.start("n2")
-        try Self.spawnSha(cluster, "first", on: "n1")
-        try Self.spawnSha(cluster, "second", on: "n1")
+        try Self.spawnGated(cluster, "first", on: "n1")
+        try Self.spawnGated(cluster, "second", on: "n1")
         let reports = try ["first", "second"].map { name -> [String: Any] in
             let moved = try cluster.run("migrate", [name, "--to", "n2", "--mode", "weak", "--json"])
             try #require(moved.status == 0, "\(moved.error)")
@@ -59,8 +73,11 @@ import Glibc
         #expect((reports[0]["code_bytes_sent"] as? Int ?? 0) > 0)
         #expect(reports[1]["code_bytes_sent"] as? Int == 0, "the code is in n2's cache by then")
         #expect(reports.allSatisfy { $0["mode"] as? String == "weak" })
-        // Weak: memory came, the stack did not; sha256_generated starts again and ends the same.
-        for name in ["first", "second"] { #expect(try cluster.run("wait", [name]).output == Self.digest + "\n") }
+        // Weak: memory came, the stack did not; the hash starts again and ends the same.
+        for name in ["first", "second"] {
+            Self.openGate(name, in: cluster)
+            #expect(try cluster.run("wait", [name]).output == Self.digest + "\n")
+        }
     }
 
     @Test(arguments: ["strong", "weak"])
@@ -84,7 +101,7 @@ import Glibc
         let cluster = try TestCluster()
         try cluster.start("n1")
         let n2 = try cluster.start("n2")
-        try Self.spawnSha(cluster, "sha", on: "n1")
+        try Self.spawnGated(cluster, "sha", on: "n1")
 
         let unknown = try cluster.run("migrate", ["sha", "--to", "nowhere"])
         #expect(unknown.status != 0 && unknown.error.contains("no node named 'nowhere'"), "\(unknown.error)")
@@ -99,6 +116,7 @@ import Glibc
         #expect(results.filter { $0.status == 0 }.count == 1, "\(results.map(\.error))")
         #expect(results.filter { $0.status != 0 }.allSatisfy { $0.error.contains("moving") || $0.error.contains("on n2 already") })
         #expect(cluster.log("n2").contains("garbage on the migration port"))
+        Self.openGate("sha", in: cluster)
         #expect(try cluster.run("wait", ["sha"]).output == Self.digest + "\n")
         #expect(try cluster.listings(of: "sha").map(\.node) == ["n2"])
     }
@@ -127,14 +145,17 @@ import Glibc
         #expect(untrusted.status != 0 && untrusted.error.contains("does not trust"), "\(untrusted.error)")
 
         // An unsigned process on a node that allows it cannot move to one that does not.
+        let gate = "\(cluster.directory)/gate-loose"
+        try FileManager.default.createDirectory(atPath: gate, withIntermediateDirectories: true)
         let spawned = try cluster.run(
             "spawn",
-            ["--node", "loose", TestCluster.guest("sha256.plain"), "--name", "loose-sha", "--invoke", "sha256_generated", "--result-bytes", "32", Self.bytes, "0"]
+            ["--node", "loose", TestCluster.guest("gated"), "--name", "loose", "--dir", gate, "--invoke", "hash", "--result-bytes", "32", Self.bytes]
         )
         try #require(spawned.status == 0, "\(spawned.error)")
-        let moved = try cluster.run("migrate", ["loose-sha", "--to", "n1"])
+        let moved = try cluster.run("migrate", ["loose", "--to", "n1"])
         #expect(moved.status != 0 && moved.error.contains("not signed"), "\(moved.error)")
-        #expect(try cluster.run("wait", ["loose-sha"]).output == Self.digest + "\n", "it carried on where it was")
+        Self.openGate("loose", in: cluster)
+        #expect(try cluster.run("wait", ["loose"]).output == Self.digest + "\n", "it carried on where it was")
     }
 
     @Test func remoteEvaluationRunsThereAndCodeOnDemandFetchesWhatANodeLacks() throws {

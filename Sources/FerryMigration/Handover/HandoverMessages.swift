@@ -14,6 +14,11 @@ struct MoveOffer: Codable, Sendable {
     var memoryBytes: Int
     var moves: Int
     var cpuMilliseconds: Double
+    /// Connections the target must be able to open again, to the same addresses, before it
+    /// takes the process.
+    var connections: [ProcessServices.Connection]
+    /// The cluster kv keys it used (bound by identifier: nothing of them moves).
+    var kvKeys: [String]
 }
 
 /// The target's answer to an offer.

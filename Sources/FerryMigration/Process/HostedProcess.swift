@@ -37,6 +37,8 @@ final class HostedProcess: Sendable {
     let directories: [GuestDirectory]
     /// Where this node keeps the process's layers and log.
     let directory: String
+    /// What the node lends it: facilities, the cluster's kv, its connections.
+    let services: ProcessServices
 
     private struct Mutable {
         var state = State.running
@@ -58,11 +60,13 @@ final class HostedProcess: Sendable {
         log: ProcessLog,
         directories: [GuestDirectory],
         directory: String,
+        services: ProcessServices,
         epoch: UInt64,
         moves: Int,
         cpuBefore: Duration,
         state: State = .running
     ) {
+        self.services = services
         self.spec = spec
         self.module = module
         self.log = log
@@ -183,6 +187,7 @@ final class HostedProcess: Sendable {
             return state.waiters
         }
         for waiter in waiters { waiter.resume(returning: result) }
+        self.services.closeAll()
         // A move waiting for the task to be held learns that it never will be.
         self.resumeHoldWaiter(nil)
     }

@@ -52,6 +52,11 @@ extension ProcessHost {
         guard let digest = ModuleDigest(hex: offer.spec.digest) else {
             throw ProcessError("'\(offer.spec.digest)' is not a module digest")
         }
+        // Its connections first: one this node cannot reach refuses the move before anything is sent.
+        let services = ProcessServices(local: self.local, kv: self.kv)
+        try services.reestablish(offer.connections, keys: offer.kvKeys)
+        var committed = false
+        defer { if !committed { services.closeAll() } }
         let needCode = !self.code.has(digest)
         try socket.send(.accept, json: MoveAcceptance(needCode: needCode))
 
@@ -113,7 +118,8 @@ extension ProcessHost {
             moves: offer.moves + 1,
             cpuBefore: .milliseconds(Int64(offer.cpuMilliseconds)),
             log: (moveState.logBase, moveState.log),
-            state: .moving
+            state: .moving,
+            services: services
         )
         for (index, tree) in moveState.layers {
             try tree.unpack(into: ProcessDirectories.upper(index, in: process.directory))
@@ -143,7 +149,7 @@ extension ProcessHost {
         guard placed else { throw ProcessError("a process named '\(name)' arrived here meanwhile") }
         let lease: EndpointLease
         do {
-            lease = try Self.wait {
+            lease = try Blocking.wait {
                 try await self.claims.claim(
                     Self.claimName(name),
                     metadata: self.claimMetadata(offer.spec, epoch: epoch),
@@ -155,6 +161,7 @@ extension ProcessHost {
             throw ProcessError("cannot take over its claim: \(error)")
         }
         HandoverPhase.reached(.commit, on: .target)
+        committed = true
         // The state it arrived with, so that it survives a crash of this node from here on.
         do {
             try snapshot.memory.withUnsafeBytes { memory in
@@ -206,7 +213,7 @@ extension ProcessHost {
     /// the epoch it names: a snapshot from any other peer, or an older epoch, is refused.
     private func checkClaim(_ offer: MoveOffer, peer: String) throws {
         let claim = Self.claimName(offer.spec.name)
-        guard let holder = try Self.wait({ try await self.claims.holder(of: claim) }) else {
+        guard let holder = try Blocking.wait({ try await self.claims.holder(of: claim) }) else {
             throw ProcessError("no node holds '\(offer.spec.name)' at the endpoint daemon; refusing its snapshot")
         }
         guard holder.leaseID == offer.sourceLease, holder.metadata["node"] == offer.source else {
@@ -223,37 +230,6 @@ extension ProcessHost {
         {
             throw ProcessError("the claim's holder is at \(host), but the offer came from \(peer)")
         }
-    }
-
-    /// Runs async work from a thread of the migration port (not a cooperative thread), waiting.
-    static func wait<Result: Sendable>(_ body: @escaping @Sendable () async throws -> Result) throws -> Result {
-        let box = ResultBox<Result>()
-        Task {
-            let result: Swift.Result<Result, any Error>
-            do { result = .success(try await body()) } catch { result = .failure(error) }
-            box.set(result)
-        }
-        return try box.take().get()
-    }
-}
-
-/// One value handed from a task to a waiting thread.
-private final class ResultBox<Value: Sendable>: @unchecked Sendable {
-    private let condition = NSCondition()
-    private var value: Result<Value, any Error>?
-
-    func set(_ value: Result<Value, any Error>) {
-        self.condition.lock()
-        self.value = value
-        self.condition.signal()
-        self.condition.unlock()
-    }
-
-    func take() -> Result<Value, any Error> {
-        self.condition.lock()
-        defer { self.condition.unlock() }
-        while self.value == nil { self.condition.wait() }
-        return self.value!
     }
 }
 

@@ -79,6 +79,28 @@ extension ProcessHost {
                 )
             }
         }
+        for key in process.services.keys {
+            bindings.append(
+                ResourceBinding(
+                    kind: "kv key",
+                    identifier: key,
+                    processBinding: "by identifier",
+                    machineBinding: "unattached",
+                    onMove: "found again at the endpoint daemon (service 'kv') by the node it moves to"
+                )
+            )
+        }
+        for connection in process.services.connections {
+            bindings.append(
+                ResourceBinding(
+                    kind: "connection",
+                    identifier: connection.address,
+                    processBinding: "by identifier",
+                    machineBinding: "fixed",
+                    onMove: "opened again to the same address by the target, or the move is refused"
+                )
+            )
+        }
         for (kind, identifier) in [
             ("node-local key space", "ferry.local_get/put"), ("clock", "ferry.clock_ms"), ("log", "ferry.log, stdout, stderr"),
         ] {

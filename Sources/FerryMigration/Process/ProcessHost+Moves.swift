@@ -144,7 +144,9 @@ extension ProcessHost {
                 runningDigest: process.module.digest.hex,
                 memoryBytes: task.memoryBytes,
                 moves: process.moves,
-                cpuMilliseconds: process.cpuTime.inMilliseconds
+                cpuMilliseconds: process.cpuTime.inMilliseconds,
+                connections: process.services.connections,
+                kvKeys: process.services.keys
             )
             let state = MoveState(memoryChecksum: 0, logBase: 0, log: [], layers: layers)
             let handover = Handover(
@@ -156,7 +158,7 @@ extension ProcessHost {
                 task: task,
                 progress: progress
             )
-            let outcome = await Self.blocking { handover.run(to: endpoint) }
+            let outcome = await Blocking.run { handover.run(to: endpoint) }
             switch outcome {
             case .committed(let committed):
                 self.released(process, task, to: node)
@@ -264,16 +266,7 @@ extension ProcessHost {
         HandoverPhase.reached(.sourceRelease, on: .source)
         self.claims.forget(Self.claimName(process.name))
         self.journal?.remove(process.name)
+        process.services.closeAll()
         self.scheduler.release(task, with: .failure(ProcessMoved(node: node)))
-    }
-
-    /// Runs blocking work (socket I/O) on a thread of its own, off the cooperative pool.
-    static func blocking<Result: Sendable>(_ body: @escaping @Sendable () -> Result) async -> Result {
-        await withCheckedContinuation { continuation in
-            let thread = Thread { continuation.resume(returning: body()) }
-            thread.name = "ferry-move"
-            thread.stackSize = 1 << 20
-            thread.start()
-        }
     }
 }

@@ -53,6 +53,8 @@ public final class ProcessHost: Sendable {
     let scheduler: GuestScheduler
     package let claims: ExclusiveClaims
     let local: NodeLocalSpace
+    /// The cluster's key-value service, for processes that use it (by identifier).
+    let kv: ClusterKV
     let logger: Logger
     /// Where processes' logs and writable layers live.
     let workDirectory: String
@@ -89,6 +91,7 @@ public final class ProcessHost: Sendable {
             ttl: configuration.claimTTL,
             logger: logger
         )
+        self.kv = ClusterKV(claims: self.claims)
         self.claims.onLost { [weak self] name, _ in self?.claimLost(name) }
     }
 
@@ -204,7 +207,8 @@ public final class ProcessHost: Sendable {
         cpuBefore: Duration,
         log: (base: Int, bytes: [UInt8]) = (0, []),
         state: HostedProcess.State = .running,
-        recovering: Bool = false
+        recovering: Bool = false,
+        services: ProcessServices? = nil
     ) throws -> HostedProcess {
         let directory = "\(self.workDirectory)/processes/\(spec.name)"
         if !recovering { try? FileManager.default.removeItem(atPath: directory) }
@@ -215,6 +219,7 @@ public final class ProcessHost: Sendable {
             log: try ProcessLog(path: directory + "/output.log", base: log.base, initial: log.bytes, keep: recovering),
             directories: try ProcessDirectories.views(spec, in: directory),
             directory: directory,
+            services: services ?? ProcessServices(local: self.local, kv: self.kv),
             epoch: epoch,
             moves: moves,
             cpuBefore: cpuBefore,
@@ -231,7 +236,7 @@ public final class ProcessHost: Sendable {
             standardError: log.fd,
             directories: process.directories,
             log: { line in log.line(line) },
-            node: self.local
+            node: process.services
         )
     }
 

@@ -40,6 +40,13 @@ final class TestCluster: @unchecked Sendable {
             Thread.detachNewThread { while !output.fileHandleForReading.availableData.isEmpty {} }
         }
 
+        /// Whether it exits within `seconds` (a test never waits without end).
+        func exited(within seconds: Double) -> Bool {
+            let deadline = Date(timeIntervalSinceNow: seconds)
+            while self.process.isRunning, Date() < deadline { usleep(20_000) }
+            return !self.process.isRunning
+        }
+
         /// `kill -9`, and wait for it to be gone.
         func kill9() {
             kill(self.process.processIdentifier, SIGKILL)
