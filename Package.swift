@@ -182,6 +182,7 @@ let package = Package(
                 "FerryObjects",
                 "FerryEndpoints",
                 "FerryGuest",
+                "FerryMigration",
                 "FerryServer",
                 "FerryWire",
                 .product(name: "NIOCore", package: "swift-nio"),

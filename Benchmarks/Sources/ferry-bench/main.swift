@@ -7,6 +7,7 @@
 //   ferry-bench guest [--guests DIR] [--mib N] [--repeats N]   (FerryGuest costs; see GuestBenchmark)
 //   ferry-bench cache-backend [--port 0] [--capacity N] [--miss-ms MS]   (a caching HTTP backend; see CacheBackend)
 //   ferry-bench objects serve|load|policies|activation   (object calls; see ObjectsBenchmark)
+//   ferry-bench migration --endpoints HOST:PORT --key KEYFILE ...   (process moves; see MigrationBenchmark)
 //
 // Each client has its own connection and one request outstanding. Prints one line:
 //   ops=<count> seconds=<s> ops_per_s=<r> p50_us=<µs> p99_us=<µs> errors=<n>
@@ -155,9 +156,13 @@ final class RedisConnection: KVConnection {
     }
 }
 
-if CommandLine.arguments.dropFirst().first == "objects" {
+if let command = CommandLine.arguments.dropFirst().first, ["objects", "migration"].contains(command) {
     do {
-        try await ObjectsBenchmark.run(Array(CommandLine.arguments.dropFirst(2)))
+        if command == "objects" {
+            try await ObjectsBenchmark.run(Array(CommandLine.arguments.dropFirst(2)))
+        } else {
+            try await MigrationBenchmark.run(Array(CommandLine.arguments.dropFirst(2)))
+        }
         exit(0)
     } catch {
         FileHandle.standardError.write(Data("ferry-bench: \(error)\n".utf8))
