@@ -1,5 +1,6 @@
 import CFerryLinux
 import Glibc
+import NIOConcurrencyHelpers
 @_spi(WASIPlatform) import WASI
 
 /// A directory a guest is given, seen as layers: the seed's union file system, as a container's
@@ -18,11 +19,19 @@ public struct GuestDirectory: Sendable, Equatable, CustomStringConvertible {
     public var upper: String?
     /// Read-only layers on the host, topmost first.
     public var lowers: [String]
+    /// Run once, the first time the guest uses the directory (a layer copied on first use).
+    public var firstUse: GuestDirectoryHook?
 
-    public init(guestPath: String, upper: String?, lowers: [String] = []) {
+    public init(guestPath: String, upper: String?, lowers: [String] = [], firstUse: GuestDirectoryHook? = nil) {
         self.guestPath = guestPath
         self.upper = upper
         self.lowers = lowers
+        self.firstUse = firstUse
+    }
+
+    public static func == (left: GuestDirectory, right: GuestDirectory) -> Bool {
+        left.guestPath == right.guestPath && left.upper == right.upper && left.lowers == right.lowers
+            && left.firstUse === right.firstUse
     }
 
     /// Parses `HOST[:GUEST][:ro]`: HOST writable (or read-only with `:ro`), seen at GUEST (at
@@ -44,6 +53,26 @@ public struct GuestDirectory: Sendable, Equatable, CustomStringConvertible {
     public var description: String {
         let layers = (self.upper.map { ["\($0) (writable)"] } ?? []) + self.lowers.map { "\($0) (read-only)" }
         return "\(self.guestPath) = \(layers.joined(separator: " over "))"
+    }
+}
+
+/// Work to do once, the first time a guest touches a directory: a node fills a layer it copies
+/// on first use. Guests that touch it meanwhile wait for it; a failure is the guest's EIO, and
+/// the next use tries again.
+public final class GuestDirectoryHook: Sendable {
+    private let body: @Sendable () throws -> Void
+    private let done = NIOLockedValueBox(false)
+    private let running = NIOLock()
+
+    public init(_ body: @escaping @Sendable () throws -> Void) { self.body = body }
+
+    func run() throws {
+        guard !self.done.withLockedValue({ $0 }) else { return }
+        try self.running.withLock {
+            guard !self.done.withLockedValue({ $0 }) else { return }
+            try self.body()
+            self.done.withLockedValue { $0 = true }
+        }
     }
 }
 
@@ -115,7 +144,12 @@ final class LayeredView: @unchecked Sendable {
     }
 
     func root() throws -> Node {
-        Node(path: [], top: self.rootLayers[0], stat: try self.stat(self.rootLayers[0], []), layers: self.rootLayers)
+        do {
+            try self.directory.firstUse?.run()
+        } catch {
+            throw WASIAbi.Errno.EIO
+        }
+        return Node(path: [], top: self.rootLayers[0], stat: try self.stat(self.rootLayers[0], []), layers: self.rootLayers)
     }
 
     /// The node at a path already resolved (a directory a guest holds open), or ENOENT when it is

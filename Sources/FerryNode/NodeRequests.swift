@@ -47,6 +47,8 @@ enum NodeRequests {
             send(.resources(try host.resources(name)), false)
         case .holds(let name):
             send(.holds(host.holds(name)), false)
+        case .layer(let id):
+            send(.layer(try host.lentLayer(id)), false)
         }
     }
 

@@ -70,11 +70,15 @@ import Glibc
         }
     }
 
-    /// A cluster with two nodes, each with its own temperature, and the key-value service.
-    static func cluster() throws -> (TestCluster, TestCluster.Member, String) {
+    /// A cluster with two nodes, each with its own temperature, and the key-value service; the
+    /// second node does not see the image directory when `hidingImage`.
+    static func cluster(hidingImage: Bool = false) throws -> (TestCluster, TestCluster.Member, String) {
         let cluster = try TestCluster()
+        let image = cluster.directory + "/image"
+        try FileManager.default.createDirectory(atPath: image, withIntermediateDirectories: true)
+        try "from the image\n".write(toFile: image + "/base.txt", atomically: true, encoding: .utf8)
         try cluster.start("n1", extra: ["--local", "temperature=11"])
-        try cluster.start("n2", extra: ["--local", "temperature=22"])
+        try cluster.start("n2", hiding: hidingImage ? image : nil, extra: ["--local", "temperature=22"])
         let kv = try TestCluster.Member(
             "kv",
             ["serve", "kv", "--db", cluster.directory + "/kv.sqlite", "--port", "0"],
@@ -85,9 +89,6 @@ import Glibc
             ["endpoints", "--addr", cluster.daemon.endpoint, "register", "kv", kv.endpoint, "--ttl", "600", "--once"]
         )
         try #require(registered.status == 0, "\(registered.error)")
-        let image = cluster.directory + "/image"
-        try FileManager.default.createDirectory(atPath: image, withIntermediateDirectories: true)
-        try "from the image\n".write(toFile: image + "/base.txt", atomically: true, encoding: .utf8)
         return (cluster, kv, image)
     }
 
@@ -121,6 +122,30 @@ import Glibc
         for row in ["file layer", "by value", "lower layer", "fastened", "kv key", "resources/greeting", "node-local key space", "by type"] {
             #expect(table.contains(row), "ferry ps --resources lists \(row):\n\(table)")
         }
+        _ = kv
+    }
+
+    /// Another machine would not have the image: the target copies it from the source the first
+    /// time the process touches the directory.
+    @Test(
+        .enabled(
+            if: getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/unshare"),
+            "needs root and unshare(1) to give the target a mount namespace without the image"
+        )
+    )
+    func aLowerLayerTheTargetCannotSeeIsCopiedFromTheSourceOnFirstUse() throws {
+        let (cluster, kv, image) = try Self.cluster(hidingImage: true)
+        let peer = try Peer(once: false)
+        let spawned = try cluster.run(
+            "spawn",
+            ["--node", "n1", try cluster.signed("resources"), "--name", "res", "--dir", "\(image):/data", "n2", "127.0.0.1:\(peer.port)"]
+        )
+        try #require(spawned.status == 0, "\(spawned.error)")
+        let waited = try cluster.run("wait", ["res"])
+        #expect(waited.status == 0, "\(waited.error)\n\(cluster.log("n2"))")
+        let logs = try cluster.run("logs", ["res"]).output
+        #expect(logs.contains("moved: yes, on n2\n") && logs.contains("lower: from the image\n"), "\(logs)")
+        #expect(cluster.log("n2").contains("copied a read-only layer"), "\(cluster.log("n2"))")
         _ = kv
     }
 

@@ -19,6 +19,8 @@ struct MoveOffer: Codable, Sendable {
     var connections: [ProcessServices.Connection]
     /// The cluster kv keys it used (bound by identifier: nothing of them moves).
     var kvKeys: [String]
+    /// Its read-only layers, by identifier (fastened to their machine).
+    var lowers: [LowerLayer]
 }
 
 /// The target's answer to an offer.

@@ -29,6 +29,9 @@ public enum NodeRequest: Codable, Sendable, Equatable {
     case resources(String)
     /// Whether this node runs `name` now (asked when a move's outcome is in doubt).
     case holds(String)
+    /// The files of a read-only layer this node lent a process that moved away: the node it went
+    /// to copies it on first use.
+    case layer(id: String)
 }
 
 /// A node's answers (`node-reply`, JSON).
@@ -47,6 +50,7 @@ public enum NodeReply: Codable, Sendable, Equatable {
     case code(Data)
     case resources([ResourceBinding])
     case holds(Bool)
+    case layer(Data)
 }
 
 /// A resource of a process, and how it is bound to it and to its node (the seed's table).

@@ -111,8 +111,11 @@ extension ProcessHost {
         HandoverPhase.reached(.stateSent, on: .target)
 
         let epoch = offer.epoch + 1
+        // Its read-only layers where this node sees them as the source did; copies filled on
+        // first use where it does not.
+        let spec = try self.resolveLowers(offer.spec, offer.lowers)
         let process = try self.makeProcess(
-            offer.spec,
+            spec,
             module: module,
             epoch: epoch,
             moves: offer.moves + 1,
@@ -152,7 +155,7 @@ extension ProcessHost {
             lease = try Blocking.wait {
                 try await self.claims.claim(
                     Self.claimName(name),
-                    metadata: self.claimMetadata(offer.spec, epoch: epoch),
+                    metadata: self.claimMetadata(spec, epoch: epoch),
                     takeover: offer.sourceLease
                 )
             }
@@ -169,7 +172,7 @@ extension ProcessHost {
                 state.memory = []
                 try self.journal?.write(
                     ProcessJournal.Entry(
-                        spec: offer.spec,
+                        spec: spec,
                         epoch: epoch,
                         lease: lease.leaseID,
                         moves: offer.moves + 1,

@@ -146,7 +146,8 @@ extension ProcessHost {
                 moves: process.moves,
                 cpuMilliseconds: process.cpuTime.inMilliseconds,
                 connections: process.services.connections,
-                kvKeys: process.services.keys
+                kvKeys: process.services.keys,
+                lowers: self.describeLowers(of: process)
             )
             let state = MoveState(memoryChecksum: 0, logBase: 0, log: [], layers: layers)
             let handover = Handover(

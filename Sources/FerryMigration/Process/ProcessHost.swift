@@ -61,6 +61,8 @@ public final class ProcessHost: Sendable {
     let processes = NIOLockedValueBox<[String: HostedProcess]>([:])
     /// Nil without a data directory: then a crash loses the node's processes.
     let journal: ProcessJournal?
+    /// Read-only layers of processes that left, lent by id to the nodes they went to.
+    let lentLayers = NIOLockedValueBox<[String: String]>([:])
     /// Set by ``MigrationListener`` once it listens: where other nodes send processes.
     let migrationEndpoint = NIOLockedValueBox<ServiceEndpoint?>(nil)
 
@@ -217,7 +219,11 @@ public final class ProcessHost: Sendable {
             spec: spec,
             module: module,
             log: try ProcessLog(path: directory + "/output.log", base: log.base, initial: log.bytes, keep: recovering),
-            directories: try ProcessDirectories.views(spec, in: directory),
+            directories: try ProcessDirectories.views(spec, in: directory).map { view in
+                var view = view
+                view.firstUse = self.firstUse(of: view)
+                return view
+            },
             directory: directory,
             services: services ?? ProcessServices(local: self.local, kv: self.kv),
             epoch: epoch,

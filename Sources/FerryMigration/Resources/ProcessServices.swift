@@ -1,3 +1,4 @@
+import CFerryLinux
 import FerryEndpoints
 import FerryGuest
 import FerryServer

@@ -15,10 +15,27 @@ final class TestCluster: @unchecked Sendable {
         private let output = Pipe()
         private(set) var endpoint = ""
 
-        init(_ name: String, _ arguments: [String], environment: [String: String], log: String) throws {
+        /// - Parameter hiding: a directory this member sees empty: it runs in a mount namespace of
+        ///   its own with a tmpfs there, as another machine would not have the directory.
+        init(
+            _ name: String,
+            _ arguments: [String],
+            environment: [String: String],
+            log: String,
+            hiding: String? = nil
+        ) throws {
             self.name = name
-            self.process.executableURL = try TestCluster.ferry()
-            self.process.arguments = arguments
+            if let hiding {
+                self.process.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
+                self.process.arguments =
+                    [
+                        "--mount", "--propagation", "private", "sh", "-c",
+                        "mount -t tmpfs ferry-hidden '\(hiding)' && exec \"$0\" \"$@\"", try TestCluster.ferry().path,
+                    ] + arguments
+            } else {
+                self.process.executableURL = try TestCluster.ferry()
+                self.process.arguments = arguments
+            }
             self.process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
             self.process.standardOutput = self.output
             FileManager.default.createFile(atPath: log, contents: nil)
@@ -101,6 +118,7 @@ final class TestCluster: @unchecked Sendable {
         _ name: String,
         crashAt: String? = nil,
         trust: Bool = true,
+        hiding: String? = nil,
         extra: [String] = []
     ) throws -> Member {
         var arguments = [
@@ -112,7 +130,8 @@ final class TestCluster: @unchecked Sendable {
             name,
             arguments + extra,
             environment: crashAt.map { ["FERRY_CRASH_AT": $0] } ?? [:],
-            log: "\(self.directory)/\(name).log"
+            log: "\(self.directory)/\(name).log",
+            hiding: hiding
         )
         self.nodes[name] = node
         return node
