@@ -116,7 +116,9 @@ struct GuestCommand: AsyncParsableCommand {
             }
             let bytes = [UInt8](data)
             guard ModuleDigest(of: bytes) == digest else {
-                throw CommandFailure(CodeRefusal.digestMismatch(expected: digest.hex, got: ModuleDigest(of: bytes).hex).description)
+                throw CommandFailure(
+                    CodeRefusal.digestMismatch(expected: digest.hex, got: ModuleDigest(of: bytes).hex).description
+                )
             }
             if !self.trust.isEmpty {
                 do {

@@ -13,7 +13,8 @@ struct KeysCommand: AsyncParsableCommand {
 
     struct Generate: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Write a new Ed25519 key pair: DIR/ferry.key (secret) and DIR/ferry.pub (public), in wasmsign2's format."
+            abstract:
+                "Write a new Ed25519 key pair: DIR/ferry.key (secret) and DIR/ferry.pub (public), in wasmsign2's format."
         )
 
         @Option(help: "The directory to write them to (made if missing).")
@@ -37,7 +38,8 @@ struct KeysCommand: AsyncParsableCommand {
 struct SignCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sign",
-        abstract: "Sign a module (the tool-conventions signature section, as wasmsign2 writes it): it still runs anywhere."
+        abstract:
+            "Sign a module (the tool-conventions signature section, as wasmsign2 writes it): it still runs anywhere."
     )
 
     @Argument(help: "The module.")
@@ -86,7 +88,8 @@ enum ModuleDigestText {
 }
 
 func writeFile(_ path: String, _ bytes: [UInt8], mode: Int) throws {
-    guard FileManager.default.createFile(atPath: path, contents: Data(bytes), attributes: [.posixPermissions: mode]) else {
+    guard FileManager.default.createFile(atPath: path, contents: Data(bytes), attributes: [.posixPermissions: mode])
+    else {
         throw CommandFailure("cannot write \(path)")
     }
 }

@@ -49,7 +49,9 @@ struct NodeCommand: AsyncParsableCommand {
     var local: [String] = []
 
     func validate() throws {
-        guard (1...64).contains(self.threads) else { throw ValidationError("--threads takes 1 to 64, got \(self.threads)") }
+        guard (1...64).contains(self.threads) else {
+            throw ValidationError("--threads takes 1 to 64, got \(self.threads)")
+        }
         guard !self.trust.isEmpty || self.allowUnsigned else {
             throw ValidationError(
                 "a node runs only signed code: give --trust PUBKEYFILE (see 'ferry keys generate'), or --allow-unsigned"

@@ -25,7 +25,9 @@ struct SpawnCommand: AsyncParsableCommand {
     @Argument(help: "The module (.wasm); leave it out with --digest.")
     var module: String?
 
-    @Option(help: "Run the module with this SHA-256, which the node fetches from a node that holds it (code on demand).")
+    @Option(
+        help: "Run the module with this SHA-256, which the node fetches from a node that holds it (code on demand)."
+    )
     var digest: String?
 
     @Option(help: "The process's name, unique in the cluster (default: the module's name and a random suffix).")
@@ -169,7 +171,8 @@ struct WaitCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "wait",
         abstract: "Wait for a process to end and print its result as 'ferry guest run' does.",
-        discussion: "Exits 3 with the reason when the process failed, and with its code when a WASI command exited non-zero."
+        discussion:
+            "Exits 3 with the reason when the process failed, and with its code when a WASI command exited non-zero."
     )
 
     @OptionGroup var cluster: DaemonOption
@@ -340,10 +343,14 @@ struct MigrateCommand: AsyncParsableCommand {
                 case .progress(let sent, let total):
                     if showProgress, ContinuousClock.now - started > .seconds(1) {
                         let percent = total > 0 ? sent * 100 / total : 100
-                        FileHandle.standardError.write(Data("\rmoving \(self.name): \(percent)% of \(GuestStop.size(total))".utf8))
+                        FileHandle.standardError.write(
+                            Data("\rmoving \(self.name): \(percent)% of \(GuestStop.size(total))".utf8)
+                        )
                     }
                 case .report(let report):
-                    if showProgress, ContinuousClock.now - started > .seconds(1) { FileHandle.standardError.write(Data("\n".utf8)) }
+                    if showProgress, ContinuousClock.now - started > .seconds(1) {
+                        FileHandle.standardError.write(Data("\n".utf8))
+                    }
                     if self.json { return printLine(try jsonString(report)) }
                     printLine(
                         "moved \(report.process) from \(report.from) to \(report.to) (\(report.mode)): \(report.bytesSent) bytes, \(report.codeBytesSent) of them code, in \(format(report.totalMilliseconds)) ms, down \(format(report.downtimeMilliseconds)) ms"
@@ -365,7 +372,8 @@ struct MigrateCommand: AsyncParsableCommand {
 struct EvalCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval",
-        abstract: "Remote evaluation: run an export of a module on a node, against its resources, and print the result here."
+        abstract:
+            "Remote evaluation: run an export of a module on a node, against its resources, and print the result here."
     )
 
     @OptionGroup var cluster: DaemonOption
@@ -414,7 +422,8 @@ func readModule(_ path: String) throws -> ([UInt8], String) {
 func defaultName(for path: String) -> String {
     let base = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
         .filter { $0.isLetter || $0.isNumber || "-_.".contains($0) }
-    return "\(base.prefix(40).isEmpty ? "process" : String(base.prefix(40)))-\(String(UInt32.random(in: 0...0xFFFFFF), radix: 16))"
+    return
+        "\(base.prefix(40).isEmpty ? "process" : String(base.prefix(40)))-\(String(UInt32.random(in: 0...0xFFFFFF), radix: 16))"
 }
 
 /// One request to a node; an error answer becomes a one-line failure.

@@ -243,7 +243,19 @@ enum FerryHostAPI {
             "node_name",
             Function(store: store, parameters: [.i32, .i32], results: [.i32]) { caller, arguments in
                 guard let node = environment.node else { return [.i32(UInt32(bitPattern: -1))] }
-                return [.i32(UInt32(bitPattern: try Self.write(Array(node.nodeName.utf8), caller, arguments[0], arguments[1], call: "node_name")))]
+                return [
+                    .i32(
+                        UInt32(
+                            bitPattern: try Self.write(
+                                Array(node.nodeName.utf8),
+                                caller,
+                                arguments[0],
+                                arguments[1],
+                                call: "node_name"
+                            )
+                        )
+                    )
+                ]
             }
         )
         define(
@@ -253,7 +265,11 @@ enum FerryHostAPI {
                 let key = try Self.read(caller, arguments[0], arguments[1], limit: 1024, call: "local_get")
                 guard let node = environment.node, let value = node.localGet(String(decoding: key, as: UTF8.self))
                 else { return [.i32(UInt32(bitPattern: -1))] }
-                return [.i32(UInt32(bitPattern: try Self.write(value, caller, arguments[2], arguments[3], call: "local_get")))]
+                return [
+                    .i32(
+                        UInt32(bitPattern: try Self.write(value, caller, arguments[2], arguments[3], call: "local_get"))
+                    )
+                ]
             }
         )
         define(
@@ -262,7 +278,8 @@ enum FerryHostAPI {
                 try checkDeadline()
                 let key = try Self.read(caller, arguments[0], arguments[1], limit: 1024, call: "local_put")
                 let value = try Self.read(caller, arguments[2], arguments[3], limit: 1 << 20, call: "local_put")
-                guard let node = environment.node, (try? node.localPut(String(decoding: key, as: UTF8.self), value)) != nil
+                guard let node = environment.node,
+                    (try? node.localPut(String(decoding: key, as: UTF8.self), value)) != nil
                 else { return [.i32(UInt32(bitPattern: -1))] }
                 return [.i32(0)]
             }
@@ -271,11 +288,20 @@ enum FerryHostAPI {
             "kv_get",
             Function(store: store, parameters: [.i32, .i32, .i32, .i32], results: [.i32]) { caller, arguments in
                 try checkDeadline()
-                let key = String(decoding: try Self.read(caller, arguments[0], arguments[1], limit: 1024, call: "kv_get"), as: UTF8.self)
+                let key = String(
+                    decoding: try Self.read(caller, arguments[0], arguments[1], limit: 1024, call: "kv_get"),
+                    as: UTF8.self
+                )
                 guard let node = environment.node else { return [.i32(UInt32(bitPattern: -3))] }
                 do {
                     guard let value = try node.kvGet(key) else { return [.i32(UInt32(bitPattern: -1))] }
-                    return [.i32(UInt32(bitPattern: try Self.write(value, caller, arguments[2], arguments[3], call: "kv_get")))]
+                    return [
+                        .i32(
+                            UInt32(
+                                bitPattern: try Self.write(value, caller, arguments[2], arguments[3], call: "kv_get")
+                            )
+                        )
+                    ]
                 } catch let error as GuestStop {
                     throw error
                 } catch {
@@ -288,7 +314,10 @@ enum FerryHostAPI {
             "kv_put",
             Function(store: store, parameters: [.i32, .i32, .i32, .i32], results: [.i32]) { caller, arguments in
                 try checkDeadline()
-                let key = String(decoding: try Self.read(caller, arguments[0], arguments[1], limit: 1024, call: "kv_put"), as: UTF8.self)
+                let key = String(
+                    decoding: try Self.read(caller, arguments[0], arguments[1], limit: 1024, call: "kv_put"),
+                    as: UTF8.self
+                )
                 let value = try Self.read(caller, arguments[2], arguments[3], limit: 1 << 20, call: "kv_put")
                 do {
                     guard let node = environment.node else { return [.i32(UInt32(bitPattern: -3))] }
@@ -304,7 +333,10 @@ enum FerryHostAPI {
             "connect",
             Function(store: store, parameters: [.i32, .i32], results: [.i32]) { caller, arguments in
                 try checkDeadline()
-                let address = String(decoding: try Self.read(caller, arguments[0], arguments[1], limit: 300, call: "connect"), as: UTF8.self)
+                let address = String(
+                    decoding: try Self.read(caller, arguments[0], arguments[1], limit: 300, call: "connect"),
+                    as: UTF8.self
+                )
                 do {
                     guard let node = environment.node else { throw GuestServiceUnavailable("not on a node") }
                     return [.i32(UInt32(bitPattern: try node.connect(address)))]
@@ -331,7 +363,11 @@ enum FerryHostAPI {
                 guard capacity >= 0, let node = environment.node,
                     let bytes = try? node.receive(Int32(bitPattern: arguments[0].i32), capacity: min(capacity, 1 << 20))
                 else { return [.i32(UInt32(bitPattern: -1))] }
-                return [.i32(UInt32(bitPattern: try Self.write(bytes, caller, arguments[1], arguments[2], call: "conn_recv")))]
+                return [
+                    .i32(
+                        UInt32(bitPattern: try Self.write(bytes, caller, arguments[1], arguments[2], call: "conn_recv"))
+                    )
+                ]
             }
         )
         define(

@@ -34,9 +34,13 @@ public struct GuestServiceUnavailable: Error, CustomStringConvertible {
 
 extension GuestNodeServices {
     public func kvGet(_ key: String) throws -> [UInt8]? { throw GuestServiceUnavailable("no key-value service here") }
-    public func kvPut(_ key: String, _ value: [UInt8]) throws { throw GuestServiceUnavailable("no key-value service here") }
+    public func kvPut(_ key: String, _ value: [UInt8]) throws {
+        throw GuestServiceUnavailable("no key-value service here")
+    }
     public func connect(_ address: String) throws -> Int32 { throw GuestServiceUnavailable("no connections here") }
-    public func send(_ handle: Int32, _ bytes: [UInt8]) throws -> Int { throw GuestServiceUnavailable("no connections here") }
+    public func send(_ handle: Int32, _ bytes: [UInt8]) throws -> Int {
+        throw GuestServiceUnavailable("no connections here")
+    }
     public func receive(_ handle: Int32, capacity: Int) throws -> [UInt8] {
         throw GuestServiceUnavailable("no connections here")
     }

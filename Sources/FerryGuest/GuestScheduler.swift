@@ -104,6 +104,7 @@ public final class GuestScheduler: @unchecked Sendable {
         limits: GuestLimits = GuestLimits(),
         environment: GuestEnvironment = GuestEnvironment(),
         resultBytes: Int = 0,
+        start: Bool = true,
         onHold: (@Sendable (GuestTask, GuestTask.Hold) -> Void)? = nil
     ) -> GuestTask {
         let task = GuestTask(
@@ -115,7 +116,7 @@ public final class GuestScheduler: @unchecked Sendable {
             resultBytes: resultBytes,
             onHold: onHold
         )
-        self.enqueue(task)
+        if start { self.enqueue(task) }
         return task
     }
 
@@ -280,4 +281,3 @@ public final class GuestScheduler: @unchecked Sendable {
         self.condition.unlock()
     }
 }
-

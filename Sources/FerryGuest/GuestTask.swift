@@ -127,7 +127,10 @@ public final class GuestTask: @unchecked Sendable {
                 defer { self.setInstance(nil) }
                 if self.resultBytes > 0 {
                     guard let address = values.first, case .i32(let offset) = address else {
-                        throw GuestError.badArguments(export: self.export, reason: "it returned no address to read a result at")
+                        throw GuestError.badArguments(
+                            export: self.export,
+                            reason: "it returned no address to read a result at"
+                        )
                     }
                     let bytes = try instance.readMemory(offset: Int(offset), count: self.resultBytes)
                     self.memoryResult.withLockedValue { $0 = bytes }

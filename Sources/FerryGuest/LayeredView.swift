@@ -149,7 +149,12 @@ final class LayeredView: @unchecked Sendable {
         } catch {
             throw WASIAbi.Errno.EIO
         }
-        return Node(path: [], top: self.rootLayers[0], stat: try self.stat(self.rootLayers[0], []), layers: self.rootLayers)
+        return Node(
+            path: [],
+            top: self.rootLayers[0],
+            stat: try self.stat(self.rootLayers[0], []),
+            layers: self.rootLayers
+        )
     }
 
     /// The node at a path already resolved (a directory a guest holds open), or ENOENT when it is

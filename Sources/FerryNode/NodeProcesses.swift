@@ -110,7 +110,9 @@ public final class NodeProcesses: Service, Sendable {
         let first = String(decoding: line.prefix { $0 != 10 }, as: UTF8.self)
         guard first.hasPrefix("listening on "), let endpoint = ServiceEndpoint(String(first.dropFirst(13))) else {
             process.terminate()
-            throw NodeProcessError("'ferry \(arguments.prefix(3).joined(separator: " "))' did not start (it said '\(first)')")
+            throw NodeProcessError(
+                "'ferry \(arguments.prefix(3).joined(separator: " "))' did not start (it said '\(first)')"
+            )
         }
         // The node's further lines are not needed; keep its pipe drained so it never blocks.
         Thread.detachNewThread { while !output.fileHandleForReading.availableData.isEmpty {} }

@@ -172,13 +172,20 @@ public final class NodeServer: Service, Sendable {
             if let holder = try await self.host.claims.holder(of: self.registrationName),
                 let endpoint = holder.endpoints.first, await Self.isGone(endpoint)
             {
-                try await self.host.claims.claim(self.registrationName, metadata: self.metadata(), takeover: holder.leaseID)
-                self.logger.info("took over the registration of '\(self.configuration.name)' from its earlier run at \(endpoint)")
+                try await self.host.claims.claim(
+                    self.registrationName,
+                    metadata: self.metadata(),
+                    takeover: holder.leaseID
+                )
+                self.logger.info(
+                    "took over the registration of '\(self.configuration.name)' from its earlier run at \(endpoint)"
+                )
                 return
             }
             throw ErrorMessage(
                 code: .held,
-                message: "another node is registered as '\(self.configuration.name)': \(error.message); pick another --name"
+                message:
+                    "another node is registered as '\(self.configuration.name)': \(error.message); pick another --name"
             )
         }
     }
@@ -207,7 +214,9 @@ public final class NodeServer: Service, Sendable {
                 try await self.host.claims.claim(self.registrationName, metadata: now)
                 last = now
             } catch {
-                self.logger.warning("cannot register node '\(self.configuration.name)' at the endpoint daemon: \(error)")
+                self.logger.warning(
+                    "cannot register node '\(self.configuration.name)' at the endpoint daemon: \(error)"
+                )
             }
         }
     }
@@ -237,26 +246,37 @@ final class NodeHandler: ChannelInboundHandler, Sendable {
         let requestID = frame.header.requestID
         let channel = context.channel
         let send: @Sendable (NodeReply, Bool) -> Void = { reply, more in
-            let frame = Frame(NodeReplyMessage(reply), flags: more ? [.response, .more] : .response, requestID: requestID)
+            let frame = Frame(
+                NodeReplyMessage(reply),
+                flags: more ? [.response, .more] : .response,
+                requestID: requestID
+            )
             channel.eventLoop.execute { channel.writeAndFlush(frame, promise: nil) }
         }
         do {
             switch frame.header.kind {
             case .nodeRequest:
                 let request = try frame.decode(as: NodeRequestMessage.self).request
-                guard let host = self.box.host else { throw ErrorMessage(code: .unavailable, message: "the node is starting") }
+                guard let host = self.box.host else {
+                    throw ErrorMessage(code: .unavailable, message: "the node is starting")
+                }
                 Task {
                     do {
                         try await NodeRequests.answer(request, host: host, send: send)
                     } catch {
                         channel.eventLoop.execute {
-                            channel.writeAndFlush(Frame(answering: NodeRequests.wireError(error), requestID: requestID), promise: nil)
+                            channel.writeAndFlush(
+                                Frame(answering: NodeRequests.wireError(error), requestID: requestID),
+                                promise: nil
+                            )
                         }
                     }
                 }
             case .ping:
                 context.writeAndFlush(
-                    Self.wrapOutboundOut(Frame(kind: .pong, flags: .response, requestID: requestID, payload: frame.payload)),
+                    Self.wrapOutboundOut(
+                        Frame(kind: .pong, flags: .response, requestID: requestID, payload: frame.payload)
+                    ),
                     promise: nil
                 )
             default:

@@ -38,7 +38,10 @@ import Testing
         try cluster.start(killed.name)
         MigrationTests.openGate("sha", in: cluster)
         let waited = try cluster.run("wait", ["sha"], timeout: 180)
-        #expect(waited.output == MigrationTests.digest + "\n", "\(waited.error)\n\(cluster.log("n1"))\n\(cluster.log("n2"))")
+        #expect(
+            waited.output == MigrationTests.digest + "\n",
+            "\(waited.error)\n\(cluster.log("n1"))\n\(cluster.log("n2"))"
+        )
         let listed = try cluster.listings(of: "sha")
         #expect(listed.count == 1, "exactly one node has it: \(listed)")
         #expect(listed.first?.state == "exited")

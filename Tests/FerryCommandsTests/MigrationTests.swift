@@ -87,7 +87,10 @@ import Glibc
             try cluster.start(name, extra: ["--local", "temperature=\(20 + index)"])
         }
         let arguments = mode == "weak" ? ["--", "--weak", "n2", "n3"] : ["n2", "n3"]
-        let spawned = try cluster.run("spawn", ["--node", "n1", try cluster.signed("agent"), "--name", "agent"] + arguments)
+        let spawned = try cluster.run(
+            "spawn",
+            ["--node", "n1", try cluster.signed("agent"), "--name", "agent"] + arguments
+        )
         try #require(spawned.status == 0, "\(spawned.error)")
         let waited = try cluster.run("wait", ["agent"])
         #expect(waited.status == 0, "\(waited.error)\n\(cluster.log("n1"))")
@@ -114,7 +117,11 @@ import Glibc
         let second = try cluster.run("migrate", ["sha", "--to", "n2"])
         let results = [second] + ((first.value() ?? nil).map { [$0] } ?? [])
         #expect(results.filter { $0.status == 0 }.count == 1, "\(results.map(\.error))")
-        #expect(results.filter { $0.status != 0 }.allSatisfy { $0.error.contains("moving") || $0.error.contains("on n2 already") })
+        #expect(
+            results.filter { $0.status != 0 }.allSatisfy {
+                $0.error.contains("moving") || $0.error.contains("on n2 already")
+            }
+        )
         #expect(cluster.log("n2").contains("garbage on the migration port"))
         Self.openGate("sha", in: cluster)
         #expect(try cluster.run("wait", ["sha"]).output == Self.digest + "\n")
@@ -149,7 +156,10 @@ import Glibc
         try FileManager.default.createDirectory(atPath: gate, withIntermediateDirectories: true)
         let spawned = try cluster.run(
             "spawn",
-            ["--node", "loose", TestCluster.guest("gated"), "--name", "loose", "--dir", gate, "--invoke", "hash", "--result-bytes", "32", Self.bytes]
+            [
+                "--node", "loose", TestCluster.guest("gated"), "--name", "loose", "--dir", gate, "--invoke", "hash",
+                "--result-bytes", "32", Self.bytes,
+            ]
         )
         try #require(spawned.status == 0, "\(spawned.error)")
         let moved = try cluster.run("migrate", ["loose", "--to", "n1"])
@@ -169,20 +179,29 @@ import Glibc
         // Code on demand: n1 holds the module; n2 is asked for it by digest only and fetches it.
         let counter = try cluster.signed("counter")
         try cluster.run("spawn", ["--node", "n1", counter, "--name", "c1", "--invoke", "increment", "5"])
-        let digest = try #require(try cluster.ferry(["verify", counter, "--trust", cluster.publicKey]).output
-            .split(separator: " ").last.map { String($0.dropLast(2)) })
-        let byDigest = try cluster.run("spawn", ["--node", "n2", "--digest", digest, "--name", "c2", "--invoke", "increment", "7"])
+        let digest = try #require(
+            try cluster.ferry(["verify", counter, "--trust", cluster.publicKey]).output
+                .split(separator: " ").last.map { String($0.dropLast(2)) }
+        )
+        let byDigest = try cluster.run(
+            "spawn",
+            ["--node", "n2", "--digest", digest, "--name", "c2", "--invoke", "increment", "7"]
+        )
         #expect(byDigest.status == 0, "\(byDigest.error)")
         #expect(try cluster.run("wait", ["c2"]).output == "7\n")
         #expect(cluster.log("n2").contains("code on demand"))
         // And a client runs code it fetches from a node, here.
-        let local = try cluster.ferry(["guest", "run", "--from", n2.endpoint, digest, "--trust", cluster.publicKey, "--invoke", "increment", "9"])
+        let local = try cluster.ferry([
+            "guest", "run", "--from", n2.endpoint, digest, "--trust", cluster.publicKey, "--invoke", "increment", "9",
+        ])
         #expect(local.output == "9\n", "\(local.error)")
     }
 
     /// Where node `member` takes moving processes, as its registration says.
     static func migrationPort(of member: TestCluster.Member, in cluster: TestCluster) throws -> Int {
-        let listed = try cluster.ferry(["endpoints", "--addr", cluster.daemon.endpoint, "lookup", "node:\(member.name)", "--json"])
+        let listed = try cluster.ferry([
+            "endpoints", "--addr", cluster.daemon.endpoint, "lookup", "node:\(member.name)", "--json",
+        ])
         guard let range = listed.output.range(of: "\"migration\":\"") else { throw TestCluster.Failure(listed.output) }
         let rest = listed.output[range.upperBound...]
         let address = rest.prefix { $0 != "\"" }
@@ -196,7 +215,9 @@ import Glibc
         address.sin_port = in_port_t(UInt16(port).bigEndian)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         _ = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         let junk = Array("GET / HTTP/1.1\r\n\r\n this is not a process".utf8)
         _ = junk.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }

@@ -24,7 +24,9 @@ import Glibc
             address.sin_family = sa_family_t(AF_INET)
             address.sin_addr.s_addr = inet_addr("127.0.0.1")
             _ = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
             }
             listen(fd, 8)
             var length = socklen_t(MemoryLayout<sockaddr_in>.size)
@@ -51,7 +53,9 @@ import Glibc
                         while true {
                             let got = buffer.withUnsafeMutableBytes { recv(client, $0.baseAddress, 4096, 0) }
                             guard got > 0 else { break }
-                            said.withLockedValue { $0[number, default: ""] += String(decoding: buffer.prefix(got), as: UTF8.self) }
+                            said.withLockedValue {
+                                $0[number, default: ""] += String(decoding: buffer.prefix(got), as: UTF8.self)
+                            }
                         }
                         close(client)
                     }
@@ -97,7 +101,10 @@ import Glibc
         let peer = try Peer(once: false)
         let spawned = try cluster.run(
             "spawn",
-            ["--node", "n1", try cluster.signed("resources"), "--name", "res", "--dir", "\(image):/data", "n2", "127.0.0.1:\(peer.port)"]
+            [
+                "--node", "n1", try cluster.signed("resources"), "--name", "res", "--dir", "\(image):/data", "n2",
+                "127.0.0.1:\(peer.port)",
+            ]
         )
         try #require(spawned.status == 0, "\(spawned.error)")
         let waited = try cluster.run("wait", ["res"])
@@ -119,7 +126,10 @@ import Glibc
         // By identifier: the target opened the connection again, to the same peer.
         #expect(peer.connections(expecting: 2) == ["before the move\n", "after the move, from n2\n"])
         let table = try cluster.run("ps", ["--resources", "res"]).output
-        for row in ["file layer", "by value", "lower layer", "fastened", "kv key", "resources/greeting", "node-local key space", "by type"] {
+        for row in [
+            "file layer", "by value", "lower layer", "fastened", "kv key", "resources/greeting", "node-local key space",
+            "by type",
+        ] {
             #expect(table.contains(row), "ferry ps --resources lists \(row):\n\(table)")
         }
         _ = kv
@@ -138,7 +148,10 @@ import Glibc
         let peer = try Peer(once: false)
         let spawned = try cluster.run(
             "spawn",
-            ["--node", "n1", try cluster.signed("resources"), "--name", "res", "--dir", "\(image):/data", "n2", "127.0.0.1:\(peer.port)"]
+            [
+                "--node", "n1", try cluster.signed("resources"), "--name", "res", "--dir", "\(image):/data", "n2",
+                "127.0.0.1:\(peer.port)",
+            ]
         )
         try #require(spawned.status == 0, "\(spawned.error)")
         let waited = try cluster.run("wait", ["res"])
@@ -154,7 +167,10 @@ import Glibc
         let peer = try Peer(once: true)
         let spawned = try cluster.run(
             "spawn",
-            ["--node", "n1", try cluster.signed("resources"), "--name", "res", "--dir", "\(image):/data", "n2", "127.0.0.1:\(peer.port)"]
+            [
+                "--node", "n1", try cluster.signed("resources"), "--name", "res", "--dir", "\(image):/data", "n2",
+                "127.0.0.1:\(peer.port)",
+            ]
         )
         try #require(spawned.status == 0, "\(spawned.error)")
         let waited = try cluster.run("wait", ["res"])

@@ -43,7 +43,10 @@ import WasmKit
         let arguments: [Value] = [.i32(64 << 10), .i32(0)]
         let before = try GuestInstance(module: plain)
         let after = try GuestInstance(module: movable)
-        let expected = try before.readMemory(offset: Int(try before.invoke("sha256_generated", arguments)[0].i32), count: 32)
+        let expected = try before.readMemory(
+            offset: Int(try before.invoke("sha256_generated", arguments)[0].i32),
+            count: 32
+        )
         let got = try after.readMemory(offset: Int(try after.invoke("sha256_generated", arguments)[0].i32), count: 32)
         #expect(got == expected)
     }

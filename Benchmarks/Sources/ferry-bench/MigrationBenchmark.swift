@@ -42,7 +42,10 @@ enum MigrationBenchmark {
             }
         }
         let key = try SigningKey(path: keyFile)
-        let memory = try ModuleSignature.sign([UInt8](try Data(contentsOf: URL(fileURLWithPath: "\(folder)/memory.wasm"))), with: key)
+        let memory = try ModuleSignature.sign(
+            [UInt8](try Data(contentsOf: URL(fileURLWithPath: "\(folder)/memory.wasm"))),
+            with: key
+        )
         let cluster = try await Cluster(daemon: daemon)
 
         // The code cache: the first move of the module to n2 carries it, the next one does not.
@@ -52,7 +55,13 @@ enum MigrationBenchmark {
             var downtimes: [Double] = []
             var bytes = 0
             let name = "mem-\(size)"
-            try await cluster.spawn(name, code: memory, on: "n1", arguments: ["hold", String(size)], memoryMiB: size + 8)
+            try await cluster.spawn(
+                name,
+                code: memory,
+                on: "n1",
+                arguments: ["hold", String(size)],
+                memoryMiB: size + 8
+            )
             var at = "n1"
             for round in 0..<repeats {
                 let to = at == "n1" ? "n2" : "n1"
@@ -95,7 +104,13 @@ enum MigrationBenchmark {
         for count in [0, hops] {
             let name = "shuttle-\(count)"
             let started = ContinuousClock.now
-            try await cluster.spawn(name, code: memory, on: "n1", arguments: ["shuttle", "1", String(count), "n1", "n2"], memoryMiB: 9)
+            try await cluster.spawn(
+                name,
+                code: memory,
+                on: "n1",
+                arguments: ["shuttle", "1", String(count), "n1", "n2"],
+                memoryMiB: 9
+            )
             try await cluster.wait(name, on: "n1")
             times[count] = (ContinuousClock.now - started).milliseconds
         }
@@ -129,7 +144,9 @@ enum MigrationBenchmark {
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, length) } }
+        _ = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, length) }
+        }
         listen(listener, 1)
         _ = withUnsafeMutablePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) }
@@ -156,7 +173,9 @@ enum MigrationBenchmark {
             done.unlock()
         }
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, length) } }
+        _ = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, length) }
+        }
         source.withUnsafeBytes { buffer in
             var offset = 0
             while offset < count {
@@ -218,10 +237,20 @@ enum MigrationBenchmark {
             throw Failure("the move of \(name) ended without a report")
         }
 
+        /// Waits for `name` to end, following it from node to node.
         func wait(_ name: String, on node: String) async throws {
-            for try await reply in self.nodes[node]!.stream(.wait(name)) {
-                if case .finished(let outcome) = reply, let failure = outcome.failure { throw Failure("\(name): \(failure)") }
-                if case .moved(let other) = reply { throw Failure("\(name) ended on \(other), not \(node)") }
+            var at = node
+            while true {
+                var next: String?
+                for try await reply in self.nodes[at]!.stream(.wait(name)) {
+                    if case .finished(let outcome) = reply {
+                        if let failure = outcome.failure { throw Failure("\(name): \(failure)") }
+                        return
+                    }
+                    if case .moved(let other) = reply { next = other }
+                }
+                guard let next else { throw Failure("the wait for \(name) ended without an answer") }
+                at = next
             }
         }
 

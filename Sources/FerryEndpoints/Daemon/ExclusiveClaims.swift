@@ -56,7 +56,11 @@ public final class ExclusiveClaims: Sendable {
     /// - Returns: the lease.
     /// - Throws: an ``ErrorMessage`` with code `held` when another holder has it.
     @discardableResult
-    public func claim(_ name: String, metadata: [String: String] = [:], takeover: UInt64? = nil) async throws
+    public func claim(
+        _ name: String,
+        metadata: [String: String] = [:],
+        takeover: UInt64? = nil
+    ) async throws
         -> EndpointLease
     {
         let client = try await self.client()
@@ -121,7 +125,11 @@ public final class ExclusiveClaims: Sendable {
                 state.claims.filter { now - $0.value.renewedAt > $0.value.ttl / 2 }.map { ($0.key, $0.value.lease) }
             }
             for (name, lease) in overdue {
-                self.lost(name, lease: lease, because: "it was not renewed for half its ttl of \(lease.ttlMilliseconds) ms")
+                self.lost(
+                    name,
+                    lease: lease,
+                    because: "it was not renewed for half its ttl of \(lease.ttlMilliseconds) ms"
+                )
             }
         }
     }

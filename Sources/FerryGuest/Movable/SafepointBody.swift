@@ -78,7 +78,9 @@ struct SafepointBody {
                 let moved = Self.depth(depth, labels: wrapped)
                 if moved != depth {
                     let opcode = bytes[start]
-                    self.edits.append(Edit(at: start, removing: end - start, inserting: [opcode] + WasmBinary.u32(moved)))
+                    self.edits.append(
+                        Edit(at: start, removing: end - start, inserting: [opcode] + WasmBinary.u32(moved))
+                    )
                 }
             case .brTable(let table):
                 let targets = table.labelIndices.map { Self.depth($0, labels: wrapped) }
@@ -97,7 +99,8 @@ struct SafepointBody {
         }
         if let unsupported = scanner.unsupported {
             throw SafepointRewriter.Refusal(
-                description: "it uses \(unsupported), which Ferry cannot yet make resumable (Asyncify does not support it)"
+                description:
+                    "it uses \(unsupported), which Ferry cannot yet make resumable (Asyncify does not support it)"
             )
         }
         if calls {

@@ -27,7 +27,9 @@ public final class CodeStore: Sendable {
     public init(directory: String?, trust: Trust) throws {
         self.directory = directory
         self.trust = trust
-        if let directory { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
+        if let directory {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        }
     }
 
     /// Whether the module `digest` is here.

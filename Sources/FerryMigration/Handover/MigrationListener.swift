@@ -48,10 +48,12 @@ public final class MigrationListener: Sendable {
 
     /// Stops listening; arrivals in progress finish.
     public func close() {
-        guard !self.closed.withLockedValue({ closed in
-            defer { closed = true }
-            return closed
-        }) else { return }
+        guard
+            !self.closed.withLockedValue({ closed in
+                defer { closed = true }
+                return closed
+            })
+        else { return }
         shutdown(self.fd, Int32(SHUT_RDWR))
         Glibc.close(self.fd)
     }

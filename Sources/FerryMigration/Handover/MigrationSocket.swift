@@ -21,7 +21,8 @@ final class MigrationSocket: @unchecked Sendable {
 
     /// Frame types of the hand-over.
     enum FrameType: UInt8, CustomStringConvertible {
-        case offer = 1, accept, refuse, code, memory, state, commit, committed, released
+        case offer = 1
+        case accept, refuse, code, memory, state, commit, committed, released
 
         var description: String {
             switch self {

@@ -19,7 +19,8 @@ public struct NodeClient: Sendable {
         public var description: String { "cannot reach the node at \(self.endpoint): \(self.reason)" }
     }
 
-    public static func connect(to endpoint: ServiceEndpoint, timeout: Duration = .seconds(5)) async throws -> NodeClient {
+    public static func connect(to endpoint: ServiceEndpoint, timeout: Duration = .seconds(5)) async throws -> NodeClient
+    {
         do {
             let wire = try await WireClient.connect(
                 host: endpoint.host,
@@ -47,7 +48,9 @@ public struct NodeClient: Sendable {
         return AsyncThrowingStream { continuation in
             let task = Task {
                 do {
-                    for try await frame in frames { continuation.yield(try frame.decode(as: NodeReplyMessage.self).reply) }
+                    for try await frame in frames {
+                        continuation.yield(try frame.decode(as: NodeReplyMessage.self).reply)
+                    }
                     continuation.finish()
                 } catch {
                     continuation.finish(throwing: error)

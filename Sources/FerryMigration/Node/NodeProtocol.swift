@@ -110,7 +110,11 @@ enum NodeJSON {
         payload.writeBytes((try? JSONEncoder().encode(value)) ?? Data())
     }
 
-    static func decode<Value: Decodable>(_ type: Value.Type, from payload: inout ByteBuffer, kind: MessageKind) throws
+    static func decode<Value: Decodable>(
+        _ type: Value.Type,
+        from payload: inout ByteBuffer,
+        kind: MessageKind
+    ) throws
         -> Value
     {
         let bytes = payload.readBytes(length: payload.readableBytes) ?? []

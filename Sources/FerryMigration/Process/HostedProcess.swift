@@ -49,6 +49,8 @@ final class HostedProcess: Sendable {
         var waiters: [CheckedContinuation<WaitResult, Never>] = []
         /// A move in progress waits here for the task to be held.
         var holdWaiter: CheckedContinuation<GuestTask.Hold?, Never>?
+        /// Which wait the waiter is, so that the timeout of an earlier one never ends a later one.
+        var holdRequest = 0
         var heldAt: ContinuousClock.Instant?
     }
 
@@ -93,7 +95,9 @@ final class HostedProcess: Sendable {
         if state == .running, task?.isParked == true { name = "waiting" }
         var detail: String?
         if case .ended(let outcome) = state {
-            detail = outcome.failure ?? outcome.exitCode.map { "exit code \($0)" } ?? outcome.resultHex ?? outcome.values.joined(separator: " ")
+            detail =
+                outcome.failure ?? outcome.exitCode.map { "exit code \($0)" } ?? outcome.resultHex
+                ?? outcome.values.joined(separator: " ")
         }
         if case .movedAway(let to) = state { detail = "now on \(to)" }
         return ProcessSummary(
@@ -120,13 +124,19 @@ final class HostedProcess: Sendable {
         }
     }
 
-    /// Waits until the task is held (for a move someone asked for), or `timeout` passes.
-    func waitForHold(timeout: Duration) async -> GuestTask.Hold? {
+    /// Asks for the task to be held (`request`), and waits until it is, or `timeout` passes. The
+    /// wait is in place before the request: a parked task is held at once, inside it.
+    func hold(timeout: Duration, request: () -> Void) async -> GuestTask.Hold? {
         await withCheckedContinuation { continuation in
-            self.mutable.withLockedValue { $0.holdWaiter = continuation }
+            let number = self.mutable.withLockedValue { state in
+                state.holdWaiter = continuation
+                state.holdRequest += 1
+                return state.holdRequest
+            }
+            request()
             Task {
                 try? await Task.sleep(for: timeout)
-                self.resumeHoldWaiter(nil)
+                self.resumeHoldWaiter(nil, onlyRequest: number)
             }
         }
     }
@@ -139,11 +149,14 @@ final class HostedProcess: Sendable {
     }
 
     @discardableResult
-    private func resumeHoldWaiter(_ hold: GuestTask.Hold?) -> Bool {
-        guard let waiter = self.mutable.withLockedValue({ state -> CheckedContinuation<GuestTask.Hold?, Never>? in
-            defer { state.holdWaiter = nil }
-            return state.holdWaiter
-        }) else { return false }
+    private func resumeHoldWaiter(_ hold: GuestTask.Hold?, onlyRequest: Int? = nil) -> Bool {
+        guard
+            let waiter = self.mutable.withLockedValue({ state -> CheckedContinuation<GuestTask.Hold?, Never>? in
+                if let onlyRequest, onlyRequest != state.holdRequest { return nil }
+                defer { state.holdWaiter = nil }
+                return state.holdWaiter
+            })
+        else { return false }
         waiter.resume(returning: hold)
         return true
     }

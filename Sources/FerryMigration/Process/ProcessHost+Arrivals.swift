@@ -89,7 +89,9 @@ extension ProcessHost {
         HandoverPhase.reached(.memorySent, on: .target)
 
         let (_, payload) = try socket.receive(.state)
-        guard payload.count >= 4 else { throw MigrationError.protocolViolation("a state frame of \(payload.count) bytes") }
+        guard payload.count >= 4 else {
+            throw MigrationError.protocolViolation("a state frame of \(payload.count) bytes")
+        }
         let snapshotLength = payload[0..<4].reduce(0) { $0 << 8 | Int($1) }
         guard 4 + snapshotLength <= payload.count else {
             throw MigrationError.protocolViolation("a state frame cut short")
@@ -228,8 +230,9 @@ extension ProcessHost {
         guard epoch == offer.epoch else {
             throw ProcessError("the offer is of epoch \(offer.epoch), but '\(offer.spec.name)' is at epoch \(epoch)")
         }
-        if let host = holder.endpoints.first?.host, let peerHost = peer.split(separator: ":").dropLast().joined(separator: ":")
-            .nilIfEmpty, host != peerHost, host.first?.isNumber == true
+        if let host = holder.endpoints.first?.host,
+            let peerHost = peer.split(separator: ":").dropLast().joined(separator: ":")
+                .nilIfEmpty, host != peerHost, host.first?.isNumber == true
         {
             throw ProcessError("the claim's holder is at \(host), but the offer came from \(peer)")
         }

@@ -45,7 +45,9 @@ extension ProcessHost {
                 continue
             }
             let module = try self.code.admit([UInt8](bytes), expected: digest)
-            self.logger.info("fetched module \(digest.short) from \(entry.name.dropFirst(5)) (code on demand, \(bytes.count) bytes)")
+            self.logger.info(
+                "fetched module \(digest.short) from \(entry.name.dropFirst(5)) (code on demand, \(bytes.count) bytes)"
+            )
             return module
         }
         return nil
@@ -102,7 +104,8 @@ extension ProcessHost {
             )
         }
         for (kind, identifier) in [
-            ("node-local key space", "ferry.local_get/put"), ("clock", "ferry.clock_ms"), ("log", "ferry.log, stdout, stderr"),
+            ("node-local key space", "ferry.local_get/put"), ("clock", "ferry.clock_ms"),
+            ("log", "ferry.log, stdout, stderr"),
         ] {
             bindings.append(
                 ResourceBinding(

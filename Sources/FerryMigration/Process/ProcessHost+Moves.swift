@@ -14,7 +14,10 @@ extension ProcessHost {
     /// the hold; otherwise the guest called `ferry.go` and wants to move itself.
     func holdHandler(_ name: String) -> @Sendable (GuestTask, GuestTask.Hold) -> Void {
         { [weak self] task, hold in
-            guard let self, let process = self.processes.withLockedValue({ $0[name] }), process.task === task else {
+            guard let self else { return }
+            guard let process = self.processes.withLockedValue({ $0[name] }), process.task === task else {
+                // No process of this node stands for the task any more: nothing would ever take it.
+                self.scheduler.resume(task)
                 return
             }
             if process.held(hold) { return }
@@ -61,8 +64,8 @@ extension ProcessHost {
             throw ProcessError("'\(name)' is \(process.state.name), not running: it cannot move now")
         }
         let requested = ContinuousClock.now
-        self.scheduler.requestCapture(task)
-        guard await process.waitForHold(timeout: Self.holdTimeout) != nil else {
+        guard await process.hold(timeout: Self.holdTimeout, request: { self.scheduler.requestCapture(task) }) != nil
+        else {
             task.interrupt.cancel()
             process.moveAborted()
             if case .ended = process.state { throw ProcessError("'\(name)' ended before it could move") }
@@ -84,7 +87,9 @@ extension ProcessHost {
     /// Where `node` takes processes: its registration's `migration` endpoint.
     func migrationEndpoint(of node: String) async throws -> ServiceEndpoint {
         guard let entry = try await self.claims.holder(of: "node:\(node)") else {
-            throw ProcessError("no node named '\(node)' is registered at the endpoint daemon \(self.configuration.daemon)")
+            throw ProcessError(
+                "no node named '\(node)' is registered at the endpoint daemon \(self.configuration.daemon)"
+            )
         }
         guard let text = entry.metadata["migration"], let endpoint = ServiceEndpoint(text) else {
             throw ProcessError("node '\(node)' does not say where it takes processes (no migration endpoint)")

@@ -40,7 +40,9 @@ extension ProcessHost {
                     if holder.metadata["node"] != self.node {
                         switch await self.askHolds(name, at: holder.endpoints.first) {
                         case true?:
-                            self.logger.info("'\(name)' runs on \(holder.metadata["node"] ?? "another node") now; not recovering it here")
+                            self.logger.info(
+                                "'\(name)' runs on \(holder.metadata["node"] ?? "another node") now; not recovering it here"
+                            )
                             self.journal?.remove(name)
                             return
                         case nil:
@@ -109,7 +111,8 @@ extension ProcessHost {
         } else {
             let arguments =
                 spec.export == nil
-                ? [] : try GuestValues.parse(spec.arguments, as: try module.parameters(of: spec.entry), export: spec.entry)
+                ? []
+                : try GuestValues.parse(spec.arguments, as: try module.parameters(of: spec.entry), export: spec.entry)
             task = self.scheduler.spawn(
                 module,
                 export: spec.entry,
@@ -117,11 +120,12 @@ extension ProcessHost {
                 limits: spec.limits,
                 environment: self.environment(for: process),
                 resultBytes: spec.resultBytes ?? 0,
+                start: false,
                 onHold: self.holdHandler(spec.name)
             )
         }
         self.track(process, task: task)
-        if state != nil { self.scheduler.start(task) }
+        self.scheduler.start(task)
         self.journal?.update(spec.name, epoch: epoch, lease: lease.leaseID)
         self.logger.info(
             "recovered '\(spec.name)' at epoch \(epoch) \(state == nil ? "from its start" : "from the state it was captured in")"

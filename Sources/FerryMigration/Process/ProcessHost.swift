@@ -80,7 +80,10 @@ public final class ProcessHost: Sendable {
         try FileManager.default.createDirectory(atPath: work + "/processes", withIntermediateDirectories: true)
         self.workDirectory = work
         self.journal = ProcessJournal(dataDirectory: configuration.dataDirectory)
-        self.code = try CodeStore(directory: configuration.dataDirectory.map { $0 + "/code" }, trust: configuration.trust)
+        self.code = try CodeStore(
+            directory: configuration.dataDirectory.map { $0 + "/code" },
+            trust: configuration.trust
+        )
         self.local = try NodeLocalSpace(
             nodeName: configuration.node,
             path: configuration.dataDirectory.map { $0 + "/local.sqlite" },
@@ -174,9 +177,12 @@ public final class ProcessHost: Sendable {
                 limits: spec.limits,
                 environment: self.environment(for: process),
                 resultBytes: spec.resultBytes ?? 0,
+                start: false,
                 onHold: self.holdHandler(spec.name)
             )
+            // Known before it runs: a guest that calls ferry.go at once is found by its hold handler.
             self.track(process, task: task)
+            self.scheduler.start(task)
             self.logger.info("started process '\(spec.name)' (\(digest.short), \(spec.entry))")
             return process.summary(node: self.node)
         } catch {
@@ -315,7 +321,8 @@ public final class ProcessHost: Sendable {
         switch process.state {
         case .running, .moving: ended = false
         case .ended: ended = next >= process.log.end
-        case .movedAway(let node): return bytes.isEmpty ? .moved(to: node) : .output(Data(bytes), next: next, ended: false)
+        case .movedAway(let node):
+            return bytes.isEmpty ? .moved(to: node) : .output(Data(bytes), next: next, ended: false)
         }
         return .output(Data(bytes), next: next, ended: ended)
     }
@@ -327,8 +334,7 @@ public final class ProcessHost: Sendable {
         switch process.state {
         case .running:
             guard let task = process.task, process.beginMove() else { break }
-            self.scheduler.requestCapture(task)
-            if await process.waitForHold(timeout: .seconds(10)) != nil {
+            if await process.hold(timeout: .seconds(10), request: { self.scheduler.requestCapture(task) }) != nil {
                 self.scheduler.release(task, with: .failure(ProcessError("killed")))
                 self.journal?.remove(name)
             } else {
@@ -366,8 +372,7 @@ public final class ProcessHost: Sendable {
         self.logger.error("process '\(name)' lost its claim; stopping it here so that it never runs twice")
         Task {
             guard process.beginMove() else { return }
-            self.scheduler.requestCapture(task)
-            if await process.waitForHold(timeout: .seconds(10)) != nil {
+            if await process.hold(timeout: .seconds(10), request: { self.scheduler.requestCapture(task) }) != nil {
                 self.scheduler.release(task, with: .failure(ProcessError("lost its claim in the cluster")))
             }
         }

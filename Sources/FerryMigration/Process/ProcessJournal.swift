@@ -113,7 +113,9 @@ final class ProcessJournal: Sendable {
     private static func write(_ bytes: UnsafeRawBufferPointer, to path: String) throws {
         let temporary = path + ".partial"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw ProcessError("cannot write the journal file \(temporary): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else {
+            throw ProcessError("cannot write the journal file \(temporary): \(String(cString: strerror(errno)))")
+        }
         defer { close(fd) }
         var offset = 0
         while offset < bytes.count {

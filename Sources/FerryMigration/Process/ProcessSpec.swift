@@ -56,7 +56,8 @@ public struct ProcessSpec: Codable, Sendable, Equatable {
     /// Refuses names that could not be a claim at the endpoint daemon or a file name.
     public static func validate(name: String) throws {
         let allowed = name.unicodeScalars.allSatisfy {
-            ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || "._-".unicodeScalars.contains($0)
+            ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0)
+                || "._-".unicodeScalars.contains($0)
         }
         guard (1...64).contains(name.count), allowed, name != ".", name != ".." else {
             throw ProcessError.badName(name)

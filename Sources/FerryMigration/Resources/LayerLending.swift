@@ -98,7 +98,9 @@ extension ProcessHost {
     private func unfilledOrigin(of path: String) -> PendingLayer? {
         guard path.hasPrefix(self.layerCache + "/"), path.hasSuffix("/tree") else { return nil }
         let record = String(path.dropLast("tree".count)) + "origin.json"
-        return FileManager.default.contents(atPath: record).flatMap { try? JSONDecoder().decode(PendingLayer.self, from: $0) }
+        return FileManager.default.contents(atPath: record).flatMap {
+            try? JSONDecoder().decode(PendingLayer.self, from: $0)
+        }
     }
 
     /// Copies a layer from the node that lent it into `tree`.
@@ -108,7 +110,8 @@ extension ProcessHost {
         let data = try Blocking.wait {
             let client = try await NodeClient.connect(to: pending.origin.node)
             defer { Task { await client.close() } }
-            guard case .layer(let data) = try await client.request(.layer(id: pending.origin.id), timeout: .seconds(60)) else {
+            guard case .layer(let data) = try await client.request(.layer(id: pending.origin.id), timeout: .seconds(60))
+            else {
                 throw ProcessError("the node at \(pending.origin.node) sent no layer")
             }
             return data

@@ -28,7 +28,9 @@ final class ProcessServices: GuestNodeServices, @unchecked Sendable {
 
     private let local: NodeLocalSpace
     private let kv: ClusterKV
-    private let state = NIOLockedValueBox<(connections: [Int32: Connection], next: Int32, keys: Set<String>)>(([:], 3, []))
+    private let state = NIOLockedValueBox<(connections: [Int32: Connection], next: Int32, keys: Set<String>)>(
+        ([:], 3, [])
+    )
 
     init(local: NodeLocalSpace, kv: ClusterKV) {
         self.local = local
@@ -80,12 +82,16 @@ final class ProcessServices: GuestNodeServices, @unchecked Sendable {
     }
 
     func close(_ handle: Int32) {
-        guard let connection = self.state.withLockedValue({ $0.connections.removeValue(forKey: handle) }) else { return }
+        guard let connection = self.state.withLockedValue({ $0.connections.removeValue(forKey: handle) }) else {
+            return
+        }
         Glibc.close(connection.fd)
     }
 
     /// The open connections, for a move to re-establish.
-    var connections: [Connection] { self.state.withLockedValue { $0.connections.values.sorted { $0.handle < $1.handle } } }
+    var connections: [Connection] {
+        self.state.withLockedValue { $0.connections.values.sorted { $0.handle < $1.handle } }
+    }
 
     /// Connects again to every address of `connections`, under the same handles; refuses (and
     /// opens nothing) when one cannot be reached from here.
@@ -127,7 +133,9 @@ final class ProcessServices: GuestNodeServices, @unchecked Sendable {
 
     /// A blocking TCP connection to `address`, with 30-second reads and writes.
     static func open(_ address: String) throws -> Int32 {
-        guard let endpoint = ServiceEndpoint(address) else { throw GuestServiceUnavailable("'\(address)' is not HOST:PORT") }
+        guard let endpoint = ServiceEndpoint(address) else {
+            throw GuestServiceUnavailable("'\(address)' is not HOST:PORT")
+        }
         let socket = try MigrationSocket.connectPlain(to: endpoint, timeout: .seconds(30))
         return socket
     }

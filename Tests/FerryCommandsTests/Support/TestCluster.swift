@@ -97,9 +97,15 @@ final class TestCluster: @unchecked Sendable {
     private(set) var nodes: [String: Member] = [:]
 
     init() throws {
-        self.directory = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-cluster-\(UUID().uuidString)").path
+        self.directory =
+            FileManager.default.temporaryDirectory.appendingPathComponent("ferry-cluster-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: self.directory, withIntermediateDirectories: true)
-        self.daemon = try Member("endpointd", ["endpointd", "--port", "0"], environment: [:], log: self.directory + "/endpointd.log")
+        self.daemon = try Member(
+            "endpointd",
+            ["endpointd", "--port", "0"],
+            environment: [:],
+            log: self.directory + "/endpointd.log"
+        )
         self.key = self.directory + "/keys/ferry.key"
         self.publicKey = self.directory + "/keys/ferry.pub"
         let keys = try self.ferry(["keys", "generate", "--out", self.directory + "/keys"])
@@ -192,17 +198,23 @@ final class TestCluster: @unchecked Sendable {
             throw Failure("ferry ps --json printed no array: \(result.output) \(result.error)")
         }
         return rows.filter { $0["name"] as? String == name }.map {
-            ($0["node"] as? String ?? "", $0["state"] as? String ?? "", $0["epoch"] as? Int ?? 0, $0["moves"] as? Int ?? 0)
+            (
+                $0["node"] as? String ?? "", $0["state"] as? String ?? "", $0["epoch"] as? Int ?? 0,
+                $0["moves"] as? Int ?? 0
+            )
         }
     }
 
     static func guest(_ name: String) -> String {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
             .deletingLastPathComponent().appendingPathComponent("Guests/\(name).wasm").path
     }
 
     static func ferry() throws -> URL {
-        guard let ferry = FerryProcessTests.ferry else { throw Failure("build the ferry executable first (swift build)") }
+        guard let ferry = FerryProcessTests.ferry else {
+            throw Failure("build the ferry executable first (swift build)")
+        }
         return ferry
     }
 }
