@@ -215,17 +215,14 @@ extension GuestInstance {
         )
     }
 
-    func restore(_ snapshot: GuestSnapshot, keeping kept: Set<String> = []) throws {
-        guard let memory = self.instance.exports[memory: "memory"] else {
-            throw GuestSnapshotError.notCheckpointable("it exports no memory named 'memory'")
-        }
-        guard snapshot.memory.count % 65536 == 0, snapshot.memory.count >= memory.byteCount else {
-            throw GuestSnapshotError.malformed("memory of \(snapshot.memory.count) bytes does not fit this module")
-        }
-        let missingPages = (snapshot.memory.count - memory.byteCount) / 65536
-        if missingPages > 0 { try Self.grow(memory, pages: missingPages, store: self.store) }
-        memory.withUnsafeMutableBufferPointer(offset: 0, count: snapshot.memory.count) { target in
-            target.copyBytes(from: snapshot.memory)
+    /// Puts a snapshot back: memory (unless it was received in place already, see
+    /// ``sizeMemory(to:)``), the globals but `kept`, and where the stack was saved.
+    func restore(_ snapshot: GuestSnapshot, keeping kept: Set<String> = [], memoryInPlace: Bool = false) throws {
+        if !memoryInPlace {
+            let memory = try self.sizeMemory(to: snapshot.memory.count)
+            memory.withUnsafeMutableBufferPointer(offset: 0, count: snapshot.memory.count) { target in
+                target.copyBytes(from: snapshot.memory)
+            }
         }
         for (name, value) in snapshot.globals where !kept.contains(name) {
             guard let global = self.instance.exports[global: name] else {
@@ -234,6 +231,29 @@ extension GuestInstance {
             try global.assign(value)
         }
         self.suspension.buffer = snapshot.asyncifyBuffer
+    }
+
+    /// Grows the guest's memory to `bytes` (a snapshot's), which must be whole pages and no less
+    /// than it has.
+    @discardableResult
+    func sizeMemory(to bytes: Int) throws -> WasmKit.Memory {
+        guard let memory = self.instance.exports[memory: "memory"] else {
+            throw GuestSnapshotError.notCheckpointable("it exports no memory named 'memory'")
+        }
+        guard bytes % 65536 == 0, bytes >= memory.byteCount else {
+            throw GuestSnapshotError.malformed("memory of \(bytes) bytes does not fit this module")
+        }
+        let missingPages = (bytes - memory.byteCount) / 65536
+        if missingPages > 0 { try Self.grow(memory, pages: missingPages, store: self.store) }
+        return memory
+    }
+
+    /// Lends the guest's linear memory to write, in place.
+    func withMutableMemory<Result>(_ body: (UnsafeMutableRawBufferPointer) throws -> Result) throws -> Result {
+        guard let memory = self.instance.exports[memory: "memory"], memory.byteCount > 0 else {
+            return try body(UnsafeMutableRawBufferPointer(start: nil, count: 0))
+        }
+        return try memory.withUnsafeMutableBufferPointer(offset: 0, count: memory.byteCount) { try body($0) }
     }
 
     /// Lends the guest's linear memory, in place.

@@ -35,6 +35,39 @@ extension GuestScheduler {
         case restart
     }
 
+    /// A guest arriving from elsewhere, made before its memory comes, so that the memory can be
+    /// received straight into it (``withMemory(_:)``), then adopted.
+    public final class Arrival: @unchecked Sendable {
+        // Sendable: used by the one thread that receives the guest, until it is adopted.
+        let instance: GuestInstance
+        let module: GuestModule
+        let limits: GuestLimits
+        let environment: GuestEnvironment
+
+        init(module: GuestModule, memoryBytes: Int, limits: GuestLimits, environment: GuestEnvironment) throws {
+            self.instance = try GuestInstance(module: module, limits: limits, environment: environment)
+            try self.instance.sizeMemory(to: memoryBytes)
+            self.module = module
+            self.limits = limits
+            self.environment = environment
+        }
+
+        /// The guest's linear memory, to fill.
+        public func withMemory<Result>(_ body: (UnsafeMutableRawBufferPointer) throws -> Result) throws -> Result {
+            try self.instance.withMutableMemory(body)
+        }
+    }
+
+    /// Makes the instance of a guest that is arriving, its memory grown to `memoryBytes`.
+    public func prepareArrival(
+        _ module: GuestModule,
+        memoryBytes: Int,
+        limits: GuestLimits = GuestLimits(),
+        environment: GuestEnvironment = GuestEnvironment()
+    ) throws -> Arrival {
+        try Arrival(module: module, memoryBytes: memoryBytes, limits: limits, environment: environment)
+    }
+
     /// Runs a guest captured elsewhere (``GuestTask/capture(epoch:withMemory:)``) in `module` —
     /// the same module, by digest — from `snapshot`. A guest held in `ferry.go` sees `goResult`
     /// returned there (0: it arrived).
@@ -52,33 +85,63 @@ extension GuestScheduler {
         start: Bool = true,
         onHold: (@Sendable (GuestTask, GuestTask.Hold) -> Void)? = nil
     ) throws -> GuestTask {
+        let arrival = try Arrival(
+            module: module,
+            memoryBytes: snapshot.memory.count,
+            limits: limits,
+            environment: environment
+        )
+        try arrival.withMemory { $0.copyBytes(from: snapshot.memory) }
+        return try self.adopt(
+            snapshot,
+            arrival: arrival,
+            continuation: continuation,
+            resultBytes: resultBytes,
+            goResult: goResult,
+            start: start,
+            onHold: onHold
+        )
+    }
+
+    /// Runs an ``Arrival`` whose memory was received in place, from `snapshot`'s execution state
+    /// (its memory field is not used).
+    public func adopt(
+        _ snapshot: GuestSnapshot,
+        arrival: Arrival,
+        continuation: Continuation,
+        resultBytes: Int = 0,
+        goResult: Int32 = 0,
+        start: Bool = true,
+        onHold: (@Sendable (GuestTask, GuestTask.Hold) -> Void)? = nil
+    ) throws -> GuestTask {
+        let module = arrival.module
         guard snapshot.matches(module) else { throw GuestSnapshotError.wrongModule }
-        let instance = try GuestInstance(module: module, limits: limits, environment: environment)
+        let instance = arrival.instance
         let task: GuestTask
         switch continuation {
         case .whereItStopped:
-            try instance.restore(snapshot)
+            try instance.restore(snapshot, memoryInPlace: true)
             instance.suspension.resumeValue = goResult
             task = GuestTask(
                 module: module,
                 export: snapshot.export,
                 arguments: snapshot.arguments,
-                limits: limits,
-                environment: environment,
+                limits: arrival.limits,
+                environment: arrival.environment,
                 instance: instance,
                 started: true,
                 resultBytes: resultBytes,
                 onHold: onHold
             )
         case .restart:
-            try instance.restore(snapshot, keeping: ["__stack_pointer"])
+            try instance.restore(snapshot, keeping: ["__stack_pointer"], memoryInPlace: true)
             let arrive = module.info.exports.contains { $0.name == "ferry_arrive" && $0.kind == "function" }
             task = GuestTask(
                 module: module,
                 export: arrive ? "ferry_arrive" : snapshot.export,
                 arguments: arrive ? [] : snapshot.arguments,
-                limits: limits,
-                environment: environment,
+                limits: arrival.limits,
+                environment: arrival.environment,
                 instance: instance,
                 started: false,
                 resultBytes: resultBytes,

@@ -176,6 +176,21 @@ final class MigrationSocket: @unchecked Sendable {
         }
     }
 
+    /// Fills `buffer` from the socket, and returns the CRC-32C of what came, computed a piece at
+    /// a time as it comes (while the sender fills the socket with the next).
+    func receive(into buffer: UnsafeMutableRawBufferPointer, checksum: Bool) throws -> UInt32 {
+        var crc: UInt32 = 0
+        var offset = 0
+        let piece = 1 << 20
+        while offset < buffer.count {
+            let end = min(offset + piece, buffer.count)
+            try self.receive(into: UnsafeMutableRawBufferPointer(rebasing: buffer[offset..<end]))
+            if checksum { crc = ferry_crc32c(crc, buffer.baseAddress! + offset, end - offset) }
+            offset = end
+        }
+        return crc
+    }
+
     /// Fills `buffer` from the socket.
     func receive(into buffer: UnsafeMutableRawBufferPointer) throws {
         var offset = 0

@@ -78,40 +78,7 @@ extension ProcessHost {
             )
         }
 
-        let (type, length) = try socket.receiveHeader()
-        guard type == .memory, length == offer.memoryBytes else {
-            throw MigrationError.protocolViolation(
-                "expected \(offer.memoryBytes) bytes of memory from \(socket.peer), got a \(type) frame of \(length)"
-            )
-        }
-        var memory = [UInt8](repeating: 0, count: length)
-        try memory.withUnsafeMutableBytes { try socket.receive(into: $0) }
-        HandoverPhase.reached(.memorySent, on: .target)
-
-        let (_, payload) = try socket.receive(.state)
-        guard payload.count >= 4 else {
-            throw MigrationError.protocolViolation("a state frame of \(payload.count) bytes")
-        }
-        let snapshotLength = payload[0..<4].reduce(0) { $0 << 8 | Int($1) }
-        guard 4 + snapshotLength <= payload.count else {
-            throw MigrationError.protocolViolation("a state frame cut short")
-        }
-        var snapshot = try GuestSnapshot(serialized: Array(payload[4..<(4 + snapshotLength)]))
-        let moveState: MoveState
-        do {
-            moveState = try JSONDecoder().decode(MoveState.self, from: Data(payload[(4 + snapshotLength)...]))
-        } catch {
-            throw MigrationError.protocolViolation("a malformed state frame: \(error)")
-        }
-        let checksum = memory.withUnsafeBytes { ferry_crc32c(0, $0.baseAddress, $0.count) }
-        guard checksum == moveState.memoryChecksum else { throw GuestSnapshotError.checksumMismatch }
-        guard snapshot.epoch == offer.epoch else {
-            throw ProcessError("the snapshot is of epoch \(snapshot.epoch), the process is at \(offer.epoch)")
-        }
-        guard snapshot.moduleDigest == module.digest || !offer.strong else { throw GuestSnapshotError.wrongModule }
-        snapshot.memory = memory
-        HandoverPhase.reached(.stateSent, on: .target)
-
+        // The process and its instance first, so that its memory arrives straight into the guest.
         let epoch = offer.epoch + 1
         // Its read-only layers where this node sees them as the source did; copies filled on
         // first use where it does not.
@@ -122,19 +89,56 @@ extension ProcessHost {
             epoch: epoch,
             moves: offer.moves + 1,
             cpuBefore: .milliseconds(Int64(offer.cpuMilliseconds)),
-            log: (moveState.logBase, moveState.log),
             state: .moving,
             services: services
         )
+        let (type, length) = try socket.receiveHeader()
+        guard type == .memory, length == offer.memoryBytes else {
+            throw MigrationError.protocolViolation(
+                "expected \(offer.memoryBytes) bytes of memory from \(socket.peer), got a \(type) frame of \(length)"
+            )
+        }
+        let arrival = try self.scheduler.prepareArrival(
+            module,
+            memoryBytes: length,
+            limits: spec.limits,
+            environment: self.environment(for: process)
+        )
+        let checksum = try arrival.withMemory { memory in
+            try socket.receive(into: memory, checksum: true)
+        }
+        HandoverPhase.reached(.memorySent, on: .target)
+
+        let (_, payload) = try socket.receive(.state)
+        guard payload.count >= 4 else {
+            throw MigrationError.protocolViolation("a state frame of \(payload.count) bytes")
+        }
+        let snapshotLength = payload[0..<4].reduce(0) { $0 << 8 | Int($1) }
+        guard 4 + snapshotLength <= payload.count else {
+            throw MigrationError.protocolViolation("a state frame cut short")
+        }
+        let snapshot = try GuestSnapshot(serialized: Array(payload[4..<(4 + snapshotLength)]))
+        let moveState: MoveState
+        do {
+            moveState = try JSONDecoder().decode(MoveState.self, from: Data(payload[(4 + snapshotLength)...]))
+        } catch {
+            throw MigrationError.protocolViolation("a malformed state frame: \(error)")
+        }
+        guard checksum == moveState.memoryChecksum else { throw GuestSnapshotError.checksumMismatch }
+        guard snapshot.epoch == offer.epoch else {
+            throw ProcessError("the snapshot is of epoch \(snapshot.epoch), the process is at \(offer.epoch)")
+        }
+        guard snapshot.moduleDigest == module.digest || !offer.strong else { throw GuestSnapshotError.wrongModule }
+        HandoverPhase.reached(.stateSent, on: .target)
+
+        process.log.reset(base: moveState.logBase, initial: moveState.log)
         for (index, tree) in moveState.layers {
             try tree.unpack(into: ProcessDirectories.upper(index, in: process.directory))
         }
         let task = try self.scheduler.adopt(
             snapshot,
-            module: module,
+            arrival: arrival,
             continuation: offer.strong ? .whereItStopped : .restart,
-            limits: offer.spec.limits,
-            environment: self.environment(for: process),
             resultBytes: offer.spec.resultBytes ?? 0,
             start: false,
             onHold: self.holdHandler(name)
@@ -169,9 +173,7 @@ extension ProcessHost {
         committed = true
         // The state it arrived with, so that it survives a crash of this node from here on.
         do {
-            try snapshot.memory.withUnsafeBytes { memory in
-                var state = snapshot
-                state.memory = []
+            try arrival.withMemory { memory in
                 try self.journal?.write(
                     ProcessJournal.Entry(
                         spec: spec,
@@ -184,8 +186,8 @@ extension ProcessHost {
                         restarts: !offer.strong,
                         logBase: process.log.base
                     ),
-                    state: state,
-                    memory: memory,
+                    state: snapshot,
+                    memory: UnsafeRawBufferPointer(memory),
                     layers: moveState.layers
                 )
             }

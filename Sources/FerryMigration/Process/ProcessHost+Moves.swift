@@ -59,7 +59,7 @@ extension ProcessHost {
         let process = try self.process(name)
         guard node != self.node else { throw ProcessError("'\(name)' is on \(node) already") }
         // Before anything stops: a move to a node that does not exist is refused at once.
-        _ = try await self.migrationEndpoint(of: node)
+        let endpoint = try await self.migrationEndpoint(of: node)
         guard let task = process.task, process.beginMove() else {
             throw ProcessError("'\(name)' is \(process.state.name), not running: it cannot move now")
         }
@@ -77,6 +77,7 @@ extension ProcessHost {
             process,
             task,
             to: node,
+            endpoint: endpoint,
             strong: strong,
             initiative: initiative,
             requested: requested,
@@ -104,6 +105,7 @@ extension ProcessHost {
         _ process: HostedProcess,
         _ task: GuestTask,
         to node: String,
+        endpoint known: ServiceEndpoint? = nil,
         strong: Bool,
         initiative: String,
         requested: ContinuousClock.Instant,
@@ -114,7 +116,8 @@ extension ProcessHost {
             guard let lease = self.claims.lease(of: claim) else {
                 throw ProcessError("this node holds no claim on '\(process.name)'")
             }
-            let endpoint = try await self.migrationEndpoint(of: node)
+            var endpoint = known
+            if endpoint == nil { endpoint = try await self.migrationEndpoint(of: node) }
             var layers: [Int: PackedTree] = [:]
             for index in process.directories.indices where process.directories[index].upper != nil {
                 layers[index] = try PackedTree.pack(ProcessDirectories.upper(index, in: process.directory))
@@ -164,7 +167,8 @@ extension ProcessHost {
                 task: task,
                 progress: progress
             )
-            let outcome = await Blocking.run { handover.run(to: endpoint) }
+            let target = endpoint!
+            let outcome = await Blocking.run { handover.run(to: target) }
             switch outcome {
             case .committed(let committed):
                 self.released(process, task, to: node)

@@ -17,7 +17,7 @@ final class ProcessLog: @unchecked Sendable {
     let fd: Int32
     /// Offset of the file's first byte in the process's whole output (what earlier nodes kept
     /// and did not send).
-    let base: Int
+    private(set) var base: Int
 
     /// - Parameter keep: go on with the file as it is (a node recovering the process).
     init(path: String, base: Int = 0, initial: [UInt8] = [], keep: Bool = false) throws {
@@ -32,6 +32,14 @@ final class ProcessLog: @unchecked Sendable {
     }
 
     deinit { close(self.fd) }
+
+    /// Starts the file again with the output that came with a process, which started at `base`
+    /// (before the guest runs: nothing else writes meanwhile).
+    func reset(base: Int, initial: [UInt8]) {
+        ftruncate(self.fd, 0)
+        self.base = base
+        if !initial.isEmpty { _ = initial.withUnsafeBytes { write(self.fd, $0.baseAddress, $0.count) } }
+    }
 
     /// Appends one line (a `ferry.log` call).
     func line(_ text: String) {
