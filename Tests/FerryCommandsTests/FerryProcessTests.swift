@@ -9,7 +9,7 @@ import FoundationNetworking
 
 /// Runs the built `ferry` executable as a user would: reads its first line for the address,
 /// talks to it, and stops it with a signal.
-@Suite(.serialized) struct FerryProcessTests {
+@Suite(.serialized, .onThreadsOfTheirOwn) struct FerryProcessTests {
     /// The `ferry` binary next to this test bundle in the build folder.
     static var ferry: URL? {
         let buildFolder = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()

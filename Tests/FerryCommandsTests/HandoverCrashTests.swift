@@ -4,7 +4,7 @@ import Testing
 /// A process exists exactly once: `kill -9` of the source or the target node at each phase of a
 /// hand-over, the killed node started again on its data directory, and the process then runs on
 /// one node only, to the result of an uninterrupted run.
-@Suite(.serialized) struct HandoverCrashTests {
+@Suite(.serialized, .onThreadsOfTheirOwn) struct HandoverCrashTests {
     static let phases = ["code-sent", "memory-sent", "state-sent", "commit", "source-release"]
 
     @Test(arguments: ["source", "target"], Self.phases)

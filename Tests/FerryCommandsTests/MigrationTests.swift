@@ -7,7 +7,7 @@ import Glibc
 
 /// Processes that move between nodes that are processes of their own, driven by the commands a
 /// user types: `ferry node`, `spawn`, `ps`, `migrate`, `wait`, `logs`, `eval`.
-@Suite(.serialized) struct MigrationTests {
+@Suite(.serialized, .onThreadsOfTheirOwn) struct MigrationTests {
     /// SHA-256 of the 256 KiB the sha256 guests generate (byte i is (i * 31 + (i >> 11)) & 255), as
     /// sha256sum computes it: what every run must end with, moved or not.
     static let bytes = "262144"
@@ -195,6 +195,126 @@ import Glibc
             "guest", "run", "--from", n2.endpoint, digest, "--trust", cluster.publicKey, "--invoke", "increment", "9",
         ])
         #expect(local.output == "9\n", "\(local.error)")
+    }
+
+    @Test func sigtermWithEvacuateToMovesTheNodesProcessesFirst() throws {
+        let cluster = try TestCluster()
+        let n1 = try cluster.start("n1", extra: ["--evacuate-to", "n2"])
+        try cluster.start("n2")
+        try Self.spawnGated(cluster, "sha", on: "n1")
+        kill(n1.process.processIdentifier, SIGTERM)
+        #expect(n1.exited(within: 60) && n1.process.terminationStatus == 0, "n1 stops gracefully")
+        #expect(try cluster.listings(of: "sha").map(\.node) == ["n2"], "\(cluster.log("n1"))")
+        Self.openGate("sha", in: cluster)
+        #expect(try cluster.run("wait", ["sha"]).output == Self.digest + "\n")
+    }
+
+    @Test func aSnapshotFromAPeerThatDoesNotHoldTheProcessOrOfAnOlderEpochIsRefused() throws {
+        let cluster = try TestCluster()
+        try cluster.start("n1")
+        let n2 = try cluster.start("n2")
+        try Self.spawnGated(cluster, "sha", on: "n1")
+        let claim = try cluster.ferry([
+            "endpoints", "--addr", cluster.daemon.endpoint, "lookup", "process:sha", "--json",
+        ])
+        let lease = try #require(
+            claim.output.firstMatch(of: /"leaseID":\s*(\d+)/).map { String($0.1) },
+            "\(claim.output)"
+        )
+        let port = try Self.migrationPort(of: n2, in: cluster)
+        func offer(lease: String, epoch: Int) -> String {
+            """
+            {"spec":{"name":"sha","digest":"\(String(repeating: "0", count: 64))","arguments":[],"directories":[],"lowers":[]},\
+            "source":"n1","sourceLease":\(lease),"epoch":\(epoch),"strong":true,"runningDigest":"","memoryBytes":65536,\
+            "moves":0,"cpuMilliseconds":0,"connections":[],"kvKeys":[],"lowers":[]}
+            """
+        }
+        let stale = Self.exchange(port: port, offer: offer(lease: lease, epoch: 0))
+        #expect(stale.contains("epoch"), "an older epoch is refused: \(stale)")
+        let stranger = Self.exchange(port: port, offer: offer(lease: "12345", epoch: 1))
+        #expect(stranger.contains("not a peer to take it from"), "\(stranger)")
+        #expect(try cluster.listings(of: "sha").map(\.node) == ["n1"], "nothing was lost")
+        Self.openGate("sha", in: cluster)
+        #expect(try cluster.run("wait", ["sha"]).output == Self.digest + "\n")
+    }
+
+    /// Offers a process on a node's migration port by hand, and returns the refusal's text.
+    static func exchange(port: Int, offer: String) -> String {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        _ = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        let payload = Array(offer.utf8)
+        let length = UInt64(payload.count)
+        let frame =
+            Array("FMIG\u{01}".utf8) + [1]
+            + (0..<8).reversed().map { UInt8(truncatingIfNeeded: length >> (8 * UInt64($0))) }
+            + payload
+        _ = frame.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+        var answer = [UInt8]()
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let got = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, 4096, 0) }
+            if got <= 0 { break }
+            answer += buffer.prefix(got)
+        }
+        // A refuse frame: type 3, then its length and the reason in JSON.
+        guard answer.first == 3, answer.count > 9 else { return "no refusal: \(answer.prefix(40))" }
+        return String(decoding: answer.dropFirst(9), as: UTF8.self)
+    }
+
+    @Test func ferryUpStartsItsNodesAsProcessesThatTrustTheClusterKey() throws {
+        let data = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-up-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: data) }
+        let up = try FerryProcessTests.Running(
+            [
+                "up", "--port", "0", "--control-port", "0", "--endpoints-port", "0", "--kv-port", "0", "--objects-port",
+                "0", "--data-dir", data, "--nodes", "2",
+            ]
+        )
+        var lines: [String] = []
+        while let line = up.nextLine(), line != "Ctrl-C stops the node." { lines.append(line) }
+        let daemon = try #require(lines.first { $0.hasPrefix("endpoints on ") }).dropFirst("endpoints on ".count)
+        #expect(lines.filter { $0.hasPrefix("node      node-") }.count == 2, "\(lines)")
+        #expect(lines.contains { $0.hasPrefix("signing   \(data)/cluster/ferry.key") })
+        let nodes = Self.children(of: up.process.processIdentifier).filter { $0.hasPrefix("node\0--name\0node-") }
+        #expect(nodes.count == 2, "the nodes are processes of their own: \(nodes)")
+
+        let cluster = try TestCluster()
+        let signed = cluster.directory + "/agent.wasm"
+        try cluster.ferry(["sign", TestCluster.guest("agent"), "--key", "\(data)/cluster/ferry.key", "--out", signed])
+        let spawn = try cluster.ferry([
+            "spawn", "--endpoints", String(daemon), "--node", "node-1", signed, "--name", "tour", "node-2",
+        ])
+        #expect(spawn.status == 0, "\(spawn.error)")
+        #expect(try cluster.ferry(["wait", "--endpoints", String(daemon), "tour"]).status == 0)
+        let logs = try cluster.ferry(["logs", "--endpoints", String(daemon), "tour"]).output
+        #expect(logs == "at node-2: 24\nhome at node-1: visited 1 nodes, total 24\n", "\(logs)")
+        #expect(up.stop(SIGINT) == 0, "Ctrl-C stops the cluster, its nodes with it")
+    }
+
+    /// The command lines (arguments after the program, NUL-separated) of `parent`'s children.
+    static func children(of parent: pid_t) -> [String] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { pid -> String? in
+            guard Int32(pid) != nil,
+                let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                let end = stat.lastIndex(of: ")")
+            else { return nil }
+            // After the command's name: state, then the parent's pid.
+            let fields = stat[stat.index(after: end)...].split(separator: " ")
+            guard fields.count > 1, Int32(fields[1]) == parent,
+                let line = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline")
+            else { return nil }
+            return String(decoding: line.drop { $0 != 0 }.dropFirst(), as: UTF8.self)
+        }
     }
 
     /// Where node `member` takes moving processes, as its registration says.

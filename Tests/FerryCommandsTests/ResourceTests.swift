@@ -8,7 +8,7 @@ import Glibc
 
 /// The resource segment across a move, one resource of each kind in the seed's table, with
 /// nodes, the key-value service and a TCP peer as real processes and sockets.
-@Suite(.serialized) struct ResourceTests {
+@Suite(.serialized, .onThreadsOfTheirOwn) struct ResourceTests {
     /// A TCP peer: what each connection to it said.
     final class Peer: Sendable {
         let port: Int

@@ -1,0 +1,73 @@
+import Foundation
+import Testing
+
+/// Runs each test of a suite on a thread of its own instead of the cooperative pool.
+///
+/// The tests that drive `ferry` processes block: they wait for commands to end and read pipes.
+/// On a two-core machine the pool has two threads, and two such tests blocking for minutes
+/// starve every other suite of the parallel run until its leases and deadlines run out.
+/// Recording issues still works: the test runs in its own task, with its task-locals, only
+/// elsewhere.
+struct OwnThreadTrait: SuiteTrait, TestTrait, TestScoping {
+    var isRecursive: Bool { true }
+
+    func provideScope(
+        for test: Test,
+        testCase: Test.Case?,
+        performing function: @Sendable () async throws -> Void
+    ) async throws {
+        guard testCase != nil else { return try await function() }
+        let executor = ThreadExecutor(name: test.name)
+        defer { executor.stop() }
+        try await withTaskExecutorPreference(executor) { try await function() }
+    }
+}
+
+extension Trait where Self == OwnThreadTrait {
+    /// Each test on a thread of its own (see ``OwnThreadTrait``).
+    static var onThreadsOfTheirOwn: Self { OwnThreadTrait() }
+}
+
+/// A task executor with one thread, which runs the jobs given to it in turn.
+final class ThreadExecutor: TaskExecutor, @unchecked Sendable {
+    // Sendable: `jobs` and `stopping` are guarded by `condition`.
+    private let condition = NSCondition()
+    private var jobs: [UnownedJob] = []
+    private var stopping = false
+
+    init(name: String) {
+        let thread = Thread { [self] in self.run() }
+        thread.name = name
+        thread.start()
+    }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        self.condition.lock()
+        self.jobs.append(job)
+        self.condition.signal()
+        self.condition.unlock()
+    }
+
+    /// Ends the thread once the jobs given so far have run.
+    func stop() {
+        self.condition.lock()
+        self.stopping = true
+        self.condition.signal()
+        self.condition.unlock()
+    }
+
+    private func run() {
+        while true {
+            self.condition.lock()
+            while self.jobs.isEmpty && !self.stopping { self.condition.wait() }
+            if self.jobs.isEmpty {
+                self.condition.unlock()
+                return
+            }
+            let job = self.jobs.removeFirst()
+            self.condition.unlock()
+            job.runSynchronously(on: self.asUnownedTaskExecutor())
+        }
+    }
+}
