@@ -52,6 +52,8 @@ import Glibc
         #expect((report["code_bytes_sent"] as? Int ?? 0) > 0, "n2 lacked the module")
         #expect((report["bytes_sent"] as? Int ?? 0) > (report["code_bytes_sent"] as? Int ?? 0))
         for key in ["total_ms", "downtime_ms"] { #expect(report[key] is Double || report[key] is Int, "\(key)") }
+        let phases = try #require(report["phases_ms"] as? [String: Double], "where the time went")
+        #expect(Set(phases.keys) == ["hold", "prepare", "connect", "offer", "code", "memory", "state", "commit"])
         let listed = try cluster.listings(of: "sha")
         #expect(listed.count == 1 && listed[0].node == "n2" && listed[0].epoch == 2 && listed[0].moves == 1)
         Self.openGate("sha", in: cluster)

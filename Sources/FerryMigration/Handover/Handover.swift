@@ -10,7 +10,7 @@ import Foundation
 ///   offer (name, lease, epoch, sizes)  ──▶   checks the claim at the daemon
 ///                                      ◀──   accept (needs code?) | refuse
 ///   code, if it lacks the digest       ──▶   checks the signature, keeps it   (code sent)
-///   memory, straight from the guest    ──▶   into one buffer                  (memory sent)
+///   memory, straight from the guest    ──▶   straight into the new instance   (memory sent)
 ///   state: stack, globals, log, layers ──▶   builds the process, not running  (state sent)
 ///   commit                             ──▶   takes the claim over at the daemon, starts it  (commit)
 ///                                      ◀──   committed (epoch)
@@ -35,6 +35,17 @@ final class Handover: @unchecked Sendable {
     let progress: @Sendable (Int, Int) -> Void
     private(set) var bytesSent = 0
     private(set) var codeBytesSent = 0
+    /// How long each step took, in milliseconds, by name (`connect`, `offer`, `code`, `memory`,
+    /// `state`, `commit`), for the report.
+    private(set) var phases: [String: Double] = [:]
+    private var phaseStarted = ContinuousClock.now
+
+    /// Notes that the step `name` ended now.
+    private func timed(_ name: String) {
+        let now = ContinuousClock.now
+        self.phases[name] = ((now - self.phaseStarted).inMilliseconds * 1000).rounded() / 1000
+        self.phaseStarted = now
+    }
 
     init(
         offer: MoveOffer,
@@ -60,8 +71,10 @@ final class Handover: @unchecked Sendable {
     func run(to endpoint: ServiceEndpoint) -> Outcome {
         var commitSent = false
         let socket: MigrationSocket
+        self.phaseStarted = ContinuousClock.now
         do {
             socket = try MigrationSocket.connect(to: endpoint, timeout: Self.timeout)
+            self.timed("connect")
         } catch {
             return .failed(error, commitSent: false)
         }
@@ -72,10 +85,12 @@ final class Handover: @unchecked Sendable {
         do {
             try socket.send(.offer, json: self.offer)
             let acceptance = try Self.accepted(socket)
+            self.timed("offer")
             if acceptance.needCode {
                 try socket.send(.code, self.code)
                 self.codeBytesSent = self.code.count + 9
                 _ = try Self.accepted(socket)
+                self.timed("code")
             }
             HandoverPhase.reached(.codeSent, on: .source)
 
@@ -89,6 +104,7 @@ final class Handover: @unchecked Sendable {
                     self.progress(sent, memory.count)
                 }
             }
+            self.timed("memory")
             HandoverPhase.reached(.memorySent, on: .source)
 
             self.state.memoryChecksum = checksum
@@ -98,6 +114,7 @@ final class Handover: @unchecked Sendable {
             let snapshot = self.snapshot.serialized()
             let extra = Array(try JSONEncoder().encode(self.state))
             try socket.send(.state, Self.lengthPrefixed(snapshot) + extra)
+            self.timed("state")
             HandoverPhase.reached(.stateSent, on: .source)
 
             try socket.send(.commit)
@@ -111,6 +128,7 @@ final class Handover: @unchecked Sendable {
                 throw MigrationError.refused(refusal?.reason ?? "no reason given")
             }
             let committed = try JSONDecoder().decode(MoveCommitted.self, from: Data(body))
+            self.timed("commit")
             try? socket.send(.released)
             return .committed(committed)
         } catch {

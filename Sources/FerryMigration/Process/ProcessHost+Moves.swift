@@ -168,6 +168,7 @@ extension ProcessHost {
                 progress: progress
             )
             let target = endpoint!
+            let handingOver = ContinuousClock.now
             let outcome = await Blocking.run { handover.run(to: target) }
             switch outcome {
             case .committed(let committed):
@@ -188,7 +189,11 @@ extension ProcessHost {
                         (done - heldAt).inMilliseconds - Double(committed.answeredAfterStartNanoseconds) / 1e6
                     ),
                     epoch: committed.epoch,
-                    initiative: initiative
+                    initiative: initiative,
+                    phases: handover.phases.merging([
+                        "hold": ((heldAt - requested).inMilliseconds * 1000).rounded() / 1000,
+                        "prepare": ((handingOver - heldAt).inMilliseconds * 1000).rounded() / 1000,
+                    ]) { $1 }
                 )
             case .failed(let error, let commitSent):
                 guard commitSent else { throw error }

@@ -337,6 +337,8 @@ public final class ProcessHost: Sendable {
             if await process.hold(timeout: .seconds(10), request: { self.scheduler.requestCapture(task) }) != nil {
                 self.scheduler.release(task, with: .failure(ProcessError("killed")))
                 self.journal?.remove(name)
+                // Answer once it is listed as failed, so that a kill right after finds it ended.
+                _ = await process.wait()
             } else {
                 process.moveAborted()
                 throw ProcessError(

@@ -126,9 +126,15 @@ public struct MoveReport: Codable, Sendable, Equatable {
     public var epoch: UInt64
     /// Who asked: `sender` (the source, or the guest itself) or `receiver` (`--pull`).
     public var initiative: String
+    /// Where the time went, in milliseconds: `hold` (from the request to the process held at a
+    /// safe point), `prepare` (capture, journal, layers packed), then the hand-over's steps
+    /// `connect`, `offer` (the target checks the claim), `code`, `memory`, `state` and `commit`
+    /// (the target takes the claim and starts the process).
+    public var phases: [String: Double]
 
     enum CodingKeys: String, CodingKey {
         case process, mode, from, to, epoch, initiative
+        case phases = "phases_ms"
         case bytesSent = "bytes_sent"
         case codeBytesSent = "code_bytes_sent"
         case memoryBytes = "memory_bytes"
