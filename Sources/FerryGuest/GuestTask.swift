@@ -44,6 +44,8 @@ public final class GuestTask: @unchecked Sendable {
     public var firstSliceAt: ContinuousClock.Instant? { self.usage.withLockedValue { $0.firstSlice } }
 
     private let parkedFlag = NIOLockedValueBox(false)
+    /// Where the instance's memory lies (``memoryRegion``).
+    let region = NIOLockedValueBox<RegionState>(.none)
 
     /// Whether the guest is parked, waiting for a message (it holds no kernel thread).
     public var isParked: Bool {
@@ -177,6 +179,8 @@ public final class GuestTask: @unchecked Sendable {
         instance?.suspension.interrupt = self.interrupt
         self.interrupt.attach(instance?.suspension.flag)
         self.instance = instance
+        let base = instance?.memoryBase
+        self.region.withLockedValue { $0 = base.map { .unchecked($0) } ?? .none }
     }
 
     /// The instance of a held task, to capture its state; nil when it never started.

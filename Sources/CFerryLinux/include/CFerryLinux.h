@@ -128,4 +128,31 @@ unsigned char *ferry_binaryen_asyncify(
     const unsigned char *module, size_t size, unsigned int stub_index, const char *unwind_imports,
     size_t *out_size, char *reason, size_t reason_size);
 
+/// Tracks the pages of `length` bytes at `base` (page-aligned) that are written, with
+/// userfaultfd's asynchronous write-protection: no fault reaches us, the kernel only marks the
+/// page. Returns the userfaultfd (close it to stop tracking), or -1 with the reason in `reason`.
+/// Pages not yet write-protected count as written: the first scan reports and protects them.
+int ferry_written_pages_open(void *base, size_t length, char *reason, size_t size);
+
+/// The runs of pages in [start, end) written since they were last scanned, write-protecting them
+/// again in the same step (PAGEMAP_SCAN with PM_SCAN_WP_MATCHING). Stores at most `capacity`
+/// (at most 256) runs as start/end address pairs in `ranges`, and in `walk_end` where the scan
+/// stopped (below `end` when `ranges` filled up: scan again from there). Returns the count of
+/// runs, or -1 with errno.
+int ferry_written_pages_scan(void *start, void *end, uint64_t *ranges, size_t capacity, uint64_t *walk_end);
+
+/// Registers `length` bytes at `base` (page-aligned, never touched) for userfaultfd's missing
+/// mode: a thread touching a page there waits until it is filled (ferry_missing_pages_fill).
+/// Returns the userfaultfd, or -1 with the reason in `reason`.
+int ferry_missing_pages_open(void *base, size_t length, char *reason, size_t size);
+
+/// The address of the next page a thread is waiting for, -2 when none came within
+/// `timeout_ms`, or -1 with errno.
+int64_t ferry_missing_page_next(int fd, int timeout_ms);
+
+/// Fills `length` bytes (whole pages) at `at` with `bytes` and wakes the threads waiting there
+/// (UFFDIO_COPY), leaving any page that is there already as it is. Returns 0 when it filled every
+/// page, 1 when some were there, or -1 with errno.
+int ferry_missing_pages_fill(int fd, void *at, const void *bytes, size_t length);
+
 #endif

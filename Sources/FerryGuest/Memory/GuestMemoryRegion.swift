@@ -1,0 +1,68 @@
+import Foundation
+import WasmKit
+
+/// Where a guest's linear memory lies in this process, for the kernel to track or fill its pages
+/// while the guest runs on another thread (live migration).
+///
+/// WasmKit on Linux reserves the whole 4 GiB a wasm32 memory may reach at once and grows it in
+/// place (its mprotect bounds checks), so the base never moves. Where it cannot (software bounds
+/// checks), memory is reallocated on growth and no region is given.
+public struct GuestMemoryRegion: @unchecked Sendable, Equatable {
+    // Sendable: an address; what is read or written there is the caller's to order.
+    public let base: UnsafeMutableRawPointer
+    /// Bytes the memory may grow to in place: 4 GiB.
+    public static let reservedBytes = 1 << 32
+
+    /// The region at `base`, if it stays put: its reservation covers all of `reservedBytes` in
+    /// this process's address space.
+    init?(base: UnsafeMutableRawPointer) {
+        guard Self.isReserved(base, bytes: Self.reservedBytes) else { return nil }
+        self.base = base
+    }
+
+    /// Whether `bytes` from `base` are all mapped, in one run of mappings (/proc/self/maps).
+    static func isReserved(_ base: UnsafeMutableRawPointer, bytes: Int) -> Bool {
+        guard let maps = try? String(contentsOfFile: "/proc/self/maps", encoding: .utf8) else { return false }
+        var covered = UInt(bitPattern: base)
+        let end = covered + UInt(bytes)
+        for line in maps.split(separator: "\n") {
+            let bounds = line.prefix { $0 != " " }.split(separator: "-")
+            guard bounds.count == 2, let low = UInt(bounds[0], radix: 16), let high = UInt(bounds[1], radix: 16)
+            else { continue }
+            if low <= covered, high > covered { covered = high }
+            if covered >= end { return true }
+        }
+        return false
+    }
+}
+
+extension GuestTask {
+    /// The region of the task's memory while it runs, to be read from another thread (nil before
+    /// its first slice, after it ended, or when its memory could move; see ``GuestMemoryRegion``).
+    public var memoryRegion: GuestMemoryRegion? {
+        self.region.withLockedValue { region in
+            // Checked on first use, not for every instance: reading the process's maps costs.
+            if case .unchecked(let base) = region { region = .checked(GuestMemoryRegion(base: base)) }
+            if case .checked(let checked) = region { return checked }
+            return nil
+        }
+    }
+
+    /// What is known of where the instance's memory lies.
+    enum RegionState: @unchecked Sendable {
+        // Sendable: an address, as GuestMemoryRegion.
+        case none
+        case unchecked(UnsafeMutableRawPointer)
+        case checked(GuestMemoryRegion?)
+    }
+}
+
+extension GuestInstance {
+    /// Where its memory starts now (nil without memory).
+    var memoryBase: UnsafeMutableRawPointer? { (try? self.withMutableMemory { $0.baseAddress }) ?? nil }
+}
+
+extension GuestInstance {
+    /// The region of this instance's memory, when it stays put (see ``GuestMemoryRegion``).
+    public var memoryRegion: GuestMemoryRegion? { self.memoryBase.flatMap(GuestMemoryRegion.init(base:)) }
+}
