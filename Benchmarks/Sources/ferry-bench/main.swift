@@ -8,6 +8,7 @@
 //   ferry-bench cache-backend [--port 0] [--capacity N] [--miss-ms MS]   (a caching HTTP backend; see CacheBackend)
 //   ferry-bench objects serve|load|policies|activation   (object calls; see ObjectsBenchmark)
 //   ferry-bench migration --endpoints HOST:PORT --key KEYFILE ...   (process moves; see MigrationBenchmark)
+//   ferry-bench pages --guests DIR ...                              (what tracking written pages costs)
 //
 // Each client has its own connection and one request outstanding. Prints one line:
 //   ops=<count> seconds=<s> ops_per_s=<r> p50_us=<µs> p99_us=<µs> errors=<n>
@@ -163,6 +164,16 @@ if let command = CommandLine.arguments.dropFirst().first, ["objects", "migration
         } else {
             try await MigrationBenchmark.run(Array(CommandLine.arguments.dropFirst(2)))
         }
+        exit(0)
+    } catch {
+        FileHandle.standardError.write(Data("ferry-bench: \(error)\n".utf8))
+        exit(2)
+    }
+}
+
+if CommandLine.arguments.dropFirst().first == "pages" {
+    do {
+        try PagesBenchmark.run(Array(CommandLine.arguments.dropFirst(2)))
         exit(0)
     } catch {
         FileHandle.standardError.write(Data("ferry-bench: \(error)\n".utf8))
