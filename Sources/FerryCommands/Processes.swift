@@ -294,15 +294,11 @@ struct MigrateCommand: AsyncParsableCommand {
         abstract: "Move a process to another node.",
         discussion: """
             strong (default) moves its code, memory and execution state: it goes on at the next \
-            instruction. weak moves code and memory: it starts again at its ferry_arrive export \
-            (or the export it was called with). With --pull the target asks the source for it \
-            (receiver-initiated).
+            instruction; stop-and-copy is the same move, named as live migration names it. weak \
+            moves code and memory: it starts again at its ferry_arrive export (or the export it \
+            was called with). With --pull the target asks the source for it (receiver-initiated).
             """
     )
-
-    enum Mode: String, ExpressibleByArgument {
-        case weak, strong
-    }
 
     @OptionGroup var cluster: DaemonOption
 
@@ -312,8 +308,8 @@ struct MigrateCommand: AsyncParsableCommand {
     @Option(help: "The node to move it to.")
     var to: String
 
-    @Option(help: "weak or strong.")
-    var mode: Mode = .strong
+    @Option(help: "weak, strong or stop-and-copy.")
+    var mode: MoveMode = .strong
 
     @Flag(help: "Receiver-initiated: the target node asks for the process.")
     var pull = false
@@ -324,15 +320,14 @@ struct MigrateCommand: AsyncParsableCommand {
     func run() async throws {
         let lookup = self.cluster.lookup
         let target = try await lookup.node(self.to)
-        let strong = self.mode == .strong
         let client: NodeClient
         let stream: AsyncThrowingStream<NodeReply, any Error>
         if self.pull {
             client = try await lookup.connect(target)
-            stream = client.stream(.pull(self.name, strong: strong))
+            stream = client.stream(.pull(self.name, mode: self.mode))
         } else {
             client = try await lookup.connect(try await lookup.holder(of: self.name))
-            stream = client.stream(.migrate(self.name, to: self.to, strong: strong))
+            stream = client.stream(.migrate(self.name, to: self.to, mode: self.mode))
         }
         defer { Task { await client.close() } }
         let started = ContinuousClock.now
@@ -444,3 +439,4 @@ func jsonString<Value: Encodable>(_ value: Value) throws -> String {
 #if canImport(Glibc)
 import Glibc
 #endif
+extension MoveMode: ExpressibleByArgument {}

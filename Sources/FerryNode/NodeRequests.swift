@@ -28,14 +28,14 @@ enum NodeRequests {
             send(.killed, false)
         case .logs(let name, let offset, let follow):
             try await self.logs(name, from: offset, follow: follow, host: host, send: send)
-        case .migrate(let name, let node, let strong):
+        case .migrate(let name, let node, let mode):
             let progress = Throttle()
-            let report = try await host.migrate(name, to: node, strong: strong) { sent, total in
+            let report = try await host.migrate(name, to: node, mode: mode) { sent, total in
                 if progress.due() { send(.progress(sent: sent, total: total), true) }
             }
             send(.report(report), false)
-        case .pull(let name, let strong):
-            send(.report(try await self.pull(name, strong: strong, host: host)), false)
+        case .pull(let name, let mode):
+            send(.report(try await self.pull(name, mode: mode, host: host)), false)
         case .evaluate(let spec, let code):
             try await self.evaluate(spec, code: code, host: host, send: send)
         case .code(let digest):
@@ -76,11 +76,11 @@ enum NodeRequests {
 
     /// Receiver-initiated migration: this node asks the node that holds a process (or the most
     /// loaded other node, for any of its processes) to send it here.
-    private static func pull(_ name: String?, strong: Bool, host: ProcessHost) async throws -> MoveReport {
+    private static func pull(_ name: String?, mode: MoveMode, host: ProcessHost) async throws -> MoveReport {
         let (source, process) = try await host.findProcessToPull(name)
         let client = try await NodeClient.connect(to: source)
         defer { Task { await client.close() } }
-        for try await reply in client.stream(.migrate(process, to: host.node, strong: strong)) {
+        for try await reply in client.stream(.migrate(process, to: host.node, mode: mode)) {
             if case .report(var report) = reply {
                 report.initiative = "receiver"
                 return report

@@ -137,7 +137,7 @@ public final class NodeServer: Service, Sendable {
         if let target = self.configuration.evacuateTo {
             for process in self.host.list() where process.state == "running" || process.state == "waiting" {
                 do {
-                    let report = try await self.host.migrate(process.name, to: target, strong: true)
+                    let report = try await self.host.migrate(process.name, to: target, mode: .strong)
                     self.logger.info("moved '\(process.name)' to \(target) before stopping (\(report.bytesSent) bytes)")
                 } catch {
                     self.logger.error("cannot move '\(process.name)' to \(target) before stopping: \(error)")

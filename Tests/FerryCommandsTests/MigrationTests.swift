@@ -39,15 +39,23 @@ import Glibc
         FileManager.default.createFile(atPath: "\(cluster.directory)/gate-\(name)/open", contents: nil)
     }
 
-    @Test func aRunningProcessMovesStronglyAndEndsWithTheResultOfAnUninterruptedRun() throws {
+    @Test(arguments: ["strong", "stop-and-copy"])
+    func aRunningProcessMovesStronglyAndEndsWithTheResultOfAnUninterruptedRun(mode: String) throws {
         let cluster = try TestCluster()
         try cluster.start("n1")
         try cluster.start("n2")
         try Self.spawnGated(cluster, "sha", on: "n1")
-        let moved = try cluster.run("migrate", ["sha", "--to", "n2", "--json"])
+        let moved = try cluster.run(
+            "migrate",
+            ["sha", "--to", "n2", "--json"] + (mode == "strong" ? [] : ["--mode", mode])
+        )
         try #require(moved.status == 0, "\(moved.error)\n\(cluster.log("n1"))\n\(cluster.log("n2"))")
         let report = try #require(try JSONSerialization.jsonObject(with: Data(moved.output.utf8)) as? [String: Any])
-        #expect(report["mode"] as? String == "strong")
+        #expect(report["mode"] as? String == mode)
+        // All of memory went once, while it stood.
+        let memory = try #require(report["memory_bytes"] as? Int)
+        #expect(report["rounds"] as? Int == 1 && report["converged"] as? Bool == true)
+        #expect(report["pages_sent"] as? Int == (memory + 4095) / 4096 && report["throttled"] as? Int == 0)
         #expect(report["from"] as? String == "n1" && report["to"] as? String == "n2")
         #expect((report["code_bytes_sent"] as? Int ?? 0) > 0, "n2 lacked the module")
         #expect((report["bytes_sent"] as? Int ?? 0) > (report["code_bytes_sent"] as? Int ?? 0))

@@ -282,7 +282,7 @@ enum MigrationBenchmark {
         }
 
         func migrate(_ name: String, from: String, to: String, strong: Bool) async throws -> MoveReport {
-            for try await reply in self.nodes[from]!.stream(.migrate(name, to: to, strong: strong)) {
+            for try await reply in self.nodes[from]!.stream(.migrate(name, to: to, mode: strong ? .strong : .weak)) {
                 if case .report(let report) = reply { return report }
             }
             throw Failure("the move of \(name) ended without a report")

@@ -16,10 +16,10 @@ public enum NodeRequest: Codable, Sendable, Equatable {
     /// A process's output from `offset`; with `follow`, a stream of it as it comes.
     case logs(String, offset: Int, follow: Bool)
     /// Move a process from this node to `to`.
-    case migrate(String, to: String, strong: Bool)
+    case migrate(String, to: String, mode: MoveMode)
     /// Receiver-initiated: ask the node holding `name` (or, with nil, the most loaded node) to
     /// send a process here.
-    case pull(String?, strong: Bool)
+    case pull(String?, mode: MoveMode)
     /// Remote evaluation: run an export of a module here, against this node's resources, and
     /// answer its result.
     case evaluate(ProcessSpec, code: Data?)

@@ -31,7 +31,7 @@ extension ProcessHost {
                         process,
                         task,
                         to: node,
-                        strong: strong,
+                        mode: strong ? .strong : .weak,
                         initiative: "sender",
                         requested: process.heldAt ?? .now
                     )
@@ -52,7 +52,7 @@ extension ProcessHost {
     public func migrate(
         _ name: String,
         to node: String,
-        strong: Bool,
+        mode: MoveMode,
         initiative: String = "sender",
         progress: @escaping @Sendable (Int, Int) -> Void = { _, _ in }
     ) async throws -> MoveReport {
@@ -78,12 +78,15 @@ extension ProcessHost {
             task,
             to: node,
             endpoint: endpoint,
-            strong: strong,
+            mode: mode,
             initiative: initiative,
             requested: requested,
             progress: progress
         )
     }
+
+    /// Milliseconds to the microsecond, for reports.
+    static func rounded(_ milliseconds: Double) -> Double { (milliseconds * 1000).rounded() / 1000 }
 
     /// Where `node` takes processes: its registration's `migration` endpoint.
     func migrationEndpoint(of node: String) async throws -> ServiceEndpoint {
@@ -106,7 +109,7 @@ extension ProcessHost {
         _ task: GuestTask,
         to node: String,
         endpoint known: ServiceEndpoint? = nil,
-        strong: Bool,
+        mode: MoveMode,
         initiative: String,
         requested: ContinuousClock.Instant,
         progress: @escaping @Sendable (Int, Int) -> Void = { _, _ in }
@@ -148,7 +151,7 @@ extension ProcessHost {
                 source: self.node,
                 sourceLease: lease.leaseID,
                 epoch: process.epoch,
-                strong: strong,
+                strong: mode.isStrong,
                 runningDigest: process.module.digest.hex,
                 memoryBytes: task.memoryBytes,
                 moves: process.moves,
@@ -175,25 +178,28 @@ extension ProcessHost {
                 self.released(process, task, to: node)
                 let done = ContinuousClock.now
                 let heldAt = process.heldAt ?? requested
+                let downtime = (done - heldAt).inMilliseconds - Double(committed.answeredAfterStartNanoseconds) / 1e6
+                var phases = handover.phases
+                phases["hold"] = Self.rounded((heldAt - requested).inMilliseconds)
+                phases["prepare"] = Self.rounded((handingOver - heldAt).inMilliseconds)
+                let pages = (offer.memoryBytes + WrittenPages.pageSize - 1) / WrittenPages.pageSize
                 return MoveReport(
                     process: process.name,
-                    mode: strong ? "strong" : "weak",
+                    mode: mode.rawValue,
                     from: self.node,
                     to: node,
                     bytesSent: handover.bytesSent,
                     codeBytesSent: handover.codeBytesSent,
                     memoryBytes: offer.memoryBytes,
                     totalMilliseconds: (done - requested).inMilliseconds,
-                    downtimeMilliseconds: max(
-                        0,
-                        (done - heldAt).inMilliseconds - Double(committed.answeredAfterStartNanoseconds) / 1e6
-                    ),
+                    downtimeMilliseconds: max(0, downtime),
                     epoch: committed.epoch,
                     initiative: initiative,
-                    phases: handover.phases.merging([
-                        "hold": ((heldAt - requested).inMilliseconds * 1000).rounded() / 1000,
-                        "prepare": ((handingOver - heldAt).inMilliseconds * 1000).rounded() / 1000,
-                    ]) { $1 }
+                    phases: phases,
+                    rounds: 1,
+                    pagesSent: pages,
+                    converged: true,
+                    throttled: 0
                 )
             case .failed(let error, let commitSent):
                 guard commitSent else { throw error }

@@ -131,10 +131,21 @@ public struct MoveReport: Codable, Sendable, Equatable {
     /// `connect`, `offer` (the target checks the claim), `code`, `memory`, `state` and `commit`
     /// (the target takes the claim and starts the process).
     public var phases: [String: Double]
+    /// Passes over memory: 1 when it all went while the process stood (stop-and-copy, weak).
+    public var rounds: Int
+    /// Memory pages (4 KiB) sent, over all rounds.
+    public var pagesSent: Int
+    /// Whether what was left to send at the stop fit the downtime asked for (always, when
+    /// everything is sent at the stop).
+    public var converged: Bool
+    /// The share of its CPU time, in percent, taken from the process at the end to let the
+    /// rounds converge (0: none).
+    public var throttled: Int
 
     enum CodingKeys: String, CodingKey {
-        case process, mode, from, to, epoch, initiative
+        case process, mode, from, to, epoch, initiative, rounds, converged, throttled
         case phases = "phases_ms"
+        case pagesSent = "pages_sent"
         case bytesSent = "bytes_sent"
         case codeBytesSent = "code_bytes_sent"
         case memoryBytes = "memory_bytes"

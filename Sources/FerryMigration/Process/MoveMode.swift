@@ -1,0 +1,13 @@
+/// How a process moves: what of it travels, and when.
+public enum MoveMode: String, Codable, Sendable, CaseIterable {
+    /// Code and data segment: it starts again at `ferry_arrive` with its memory.
+    case weak
+    /// Code, data and execution segment: it goes on at its next instruction.
+    case strong
+    /// Strong, named as live migration names it: the process stops at its next safe point, all
+    /// of its memory and execution state go, and it resumes at the target. A strong move is one.
+    case stopAndCopy = "stop-and-copy"
+
+    /// Whether the execution segment travels (the process goes on where it was).
+    public var isStrong: Bool { self != .weak }
+}
