@@ -52,6 +52,14 @@ extension GuestScheduler {
             self.environment = environment
         }
 
+        /// Grows the guest's memory to at least `bytes` (whole wasm pages), for memory that
+        /// arrives a piece at a time.
+        public func grow(to bytes: Int) throws {
+            let current = try self.instance.withMutableMemory { $0.count }
+            guard bytes > current else { return }
+            _ = try self.instance.sizeMemory(to: (bytes + 65535) / 65536 * 65536)
+        }
+
         /// The guest's linear memory, to fill.
         public func withMemory<Result>(_ body: (UnsafeMutableRawBufferPointer) throws -> Result) throws -> Result {
             try self.instance.withMutableMemory(body)

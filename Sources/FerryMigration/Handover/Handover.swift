@@ -18,27 +18,45 @@ import Foundation
 /// ```
 ///
 /// Until commit is sent the process is the source's and it resumes on any failure; after,
-/// the outcome is whatever the daemon says.
+/// the outcome is whatever the daemon says. With pre-copy, memory goes as pages frames while the
+/// process still runs (``copyWhileRunning(_:region:pages:maxDowntime:maxRounds:)``), and only the
+/// pages written since go at the stop.
 final class Handover: @unchecked Sendable {
-    // Sendable: run on one thread; the counts are read after it returns.
+    // Sendable: run on one thread at a time; the counts are read after it returns.
     enum Outcome: Sendable {
         case committed(MoveCommitted)
         case failed(any Error, commitSent: Bool)
     }
 
+    /// What pre-copy did while the process ran.
+    struct PreCopy: Sendable {
+        var rounds = 0
+        var pagesSent = 0
+        var converged = false
+    }
+
     let offer: MoveOffer
-    let snapshot: GuestSnapshot
-    var state: MoveState
-    let log: ProcessLog
     let code: [UInt8]
-    let task: GuestTask
     let progress: @Sendable (Int, Int) -> Void
+    private var socket: MigrationSocket?
     private(set) var bytesSent = 0
     private(set) var codeBytesSent = 0
-    /// How long each step took, in milliseconds, by name (`connect`, `offer`, `code`, `memory`,
-    /// `state`, `commit`), for the report.
+    private(set) var preCopy = PreCopy()
+    /// Pages written since they were last sent (pre-copy): they go at the stop.
+    private var pending: [Range<Int>] = []
+    /// How long each step took, in milliseconds, by name (`connect`, `offer`, `code`,
+    /// `pre-copy`, `memory`, `state`, `commit`), for the report.
     private(set) var phases: [String: Double] = [:]
     private var phaseStarted = ContinuousClock.now
+
+    init(offer: MoveOffer, code: [UInt8], progress: @escaping @Sendable (Int, Int) -> Void) {
+        self.offer = offer
+        self.code = code
+        self.progress = progress
+    }
+
+    /// Timeouts of each read and write: a target that stops answering fails the move.
+    static let timeout: Duration = .seconds(30)
 
     /// Notes that the step `name` ended now.
     private func timed(_ name: String) {
@@ -47,73 +65,135 @@ final class Handover: @unchecked Sendable {
         self.phaseStarted = now
     }
 
-    init(
-        offer: MoveOffer,
+    /// Connects, offers the process and sends the code if the target lacks it. Nothing of the
+    /// process has left yet: on any error it simply goes on here.
+    func open(to endpoint: ServiceEndpoint) throws {
+        self.phaseStarted = ContinuousClock.now
+        let socket = try MigrationSocket.connect(to: endpoint, timeout: Self.timeout)
+        self.socket = socket
+        self.timed("connect")
+        try socket.send(.offer, json: self.offer)
+        let acceptance = try Self.accepted(socket)
+        self.timed("offer")
+        if acceptance.needCode {
+            try socket.send(.code, self.code)
+            self.codeBytesSent = self.code.count + 9
+            _ = try Self.accepted(socket)
+            self.timed("code")
+        }
+        HandoverPhase.reached(.codeSent, on: .source)
+    }
+
+    /// Pre-copy: sends the guest's memory while it runs, then in rounds the pages it wrote
+    /// meanwhile, until what is left could go within `maxDowntime` at the bandwidth measured, or
+    /// `maxRounds` passed (then it did not converge, and the rest goes at the stop).
+    func copyWhileRunning(
+        _ task: GuestTask,
+        region: GuestMemoryRegion,
+        pages: WrittenPages,
+        maxDowntime: Duration,
+        maxRounds: Int
+    ) throws {
+        var dirty = try pages.collect(upTo: task.memoryBytes)
+        var bytesPerSecond = 0.0
+        while true {
+            self.preCopy.rounds += 1
+            let started = ContinuousClock.now
+            let bytes = try self.sendPages(dirty, from: region.base, copying: true)
+            let seconds = (ContinuousClock.now - started).inMilliseconds / 1000
+            if bytes > 0, seconds > 0 { bytesPerSecond = max(bytesPerSecond, Double(bytes) / seconds) }
+            dirty = try pages.collect(upTo: task.memoryBytes)
+            let left = Double(dirty.reduce(0) { $0 + $1.count })
+            let budget = maxDowntime.inMilliseconds / 1000
+            if left == 0 || (bytesPerSecond > 0 && left / bytesPerSecond <= budget) {
+                self.preCopy.converged = true
+                break
+            }
+            if self.preCopy.rounds >= maxRounds { break }
+        }
+        self.pending = dirty
+        self.timed("pre-copy")
+    }
+
+    /// Sends `runs` of memory at `base` as pages frames, a megabyte at a time; with `copying`,
+    /// each piece is copied first, so that what is sent matches its checksum while the guest
+    /// writes on. Returns the bytes sent.
+    private func sendPages(_ runs: [Range<Int>], from base: UnsafeMutableRawPointer, copying: Bool) throws -> Int {
+        guard let socket = self.socket else { return 0 }
+        let piece = 1 << 20
+        var copy = [UInt8](repeating: 0, count: copying ? piece : 0)
+        var sent = 0
+        for run in runs {
+            var offset = run.lowerBound
+            while offset < run.upperBound {
+                let count = min(piece, run.upperBound - offset)
+                if copying {
+                    try copy.withUnsafeMutableBytes { buffer in
+                        buffer.baseAddress!.copyMemory(from: base + offset, byteCount: count)
+                        try socket.sendPages(at: offset, UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+                    }
+                } else {
+                    try socket.sendPages(at: offset, UnsafeRawBufferPointer(start: base + offset, count: count))
+                }
+                offset += count
+                sent += count
+            }
+        }
+        self.preCopy.pagesSent += sent / WrittenPages.pageSize
+        return sent
+    }
+
+    /// The rest, once the process is held: its memory (all of it, or with pre-copy the pages
+    /// written since the last round), its state, and the commit. Until commit is sent the process
+    /// is the source's; after, the outcome is whatever the daemon says.
+    func finish(
         snapshot: GuestSnapshot,
         state: MoveState,
         log: ProcessLog,
-        code: [UInt8],
         task: GuestTask,
-        progress: @escaping @Sendable (Int, Int) -> Void
-    ) {
-        self.offer = offer
-        self.snapshot = snapshot
-        self.state = state
-        self.log = log
-        self.code = code
-        self.task = task
-        self.progress = progress
-    }
-
-    /// Timeouts of each read and write: a target that stops answering fails the move.
-    static let timeout: Duration = .seconds(30)
-
-    func run(to endpoint: ServiceEndpoint) -> Outcome {
+        pages: WrittenPages? = nil
+    ) -> Outcome {
         var commitSent = false
-        let socket: MigrationSocket
-        self.phaseStarted = ContinuousClock.now
-        do {
-            socket = try MigrationSocket.connect(to: endpoint, timeout: Self.timeout)
-            self.timed("connect")
-        } catch {
-            return .failed(error, commitSent: false)
+        guard let socket = self.socket else {
+            return .failed(MigrationError.transport("the hand-over was never opened"), commitSent: false)
         }
         defer {
             self.bytesSent = socket.bytesSent
             socket.close()
         }
+        var state = state
         do {
-            try socket.send(.offer, json: self.offer)
-            let acceptance = try Self.accepted(socket)
-            self.timed("offer")
-            if acceptance.needCode {
-                try socket.send(.code, self.code)
-                self.codeBytesSent = self.code.count + 9
-                _ = try Self.accepted(socket)
-                self.timed("code")
-            }
-            HandoverPhase.reached(.codeSent, on: .source)
-
-            var checksum: UInt32 = 0
-            try self.task.withHeldMemory { memory in
-                var hashed = 0
-                try socket.send(.memory, from: memory) { sent in
-                    // The checksum runs behind the sending, chunk by chunk, on the same pass.
-                    checksum = ferry_crc32c(checksum, memory.baseAddress! + hashed, sent - hashed)
-                    hashed = sent
-                    self.progress(sent, memory.count)
+            if let pages {
+                // Pre-copy: what was written since the last round, from memory that stands still.
+                try task.withHeldMemory { memory in
+                    let base = UnsafeMutableRawPointer(mutating: memory.baseAddress!)
+                    let last = try pages.collect(upTo: memory.count)
+                    _ = try self.sendPages(Self.union(self.pending, last), from: base, copying: false)
+                    state.memoryBytes = memory.count
                 }
+                self.preCopy.rounds += 1
+            } else {
+                var checksum: UInt32 = 0
+                try task.withHeldMemory { memory in
+                    var hashed = 0
+                    try socket.send(.memory, from: memory) { sent in
+                        // The checksum runs behind the sending, chunk by chunk, on the same pass.
+                        checksum = ferry_crc32c(checksum, memory.baseAddress! + hashed, sent - hashed)
+                        hashed = sent
+                        self.progress(sent, memory.count)
+                    }
+                    self.preCopy = PreCopy(rounds: 1, pagesSent: memory.count / WrittenPages.pageSize, converged: true)
+                }
+                state.memoryChecksum = checksum
             }
             self.timed("memory")
             HandoverPhase.reached(.memorySent, on: .source)
 
-            self.state.memoryChecksum = checksum
-            let tail = self.log.tail()
-            self.state.logBase = tail.base
-            self.state.log = tail.bytes
-            let snapshot = self.snapshot.serialized()
-            let extra = Array(try JSONEncoder().encode(self.state))
-            try socket.send(.state, Self.lengthPrefixed(snapshot) + extra)
+            let tail = log.tail()
+            state.logBase = tail.base
+            state.log = tail.bytes
+            let extra = Array(try JSONEncoder().encode(state))
+            try socket.send(.state, Self.lengthPrefixed(snapshot.serialized()) + extra)
             self.timed("state")
             HandoverPhase.reached(.stateSent, on: .source)
 
@@ -134,6 +214,24 @@ final class Handover: @unchecked Sendable {
         } catch {
             return .failed(error, commitSent: commitSent)
         }
+    }
+
+    /// Closes the connection of a hand-over that ends before ``finish``.
+    func abandon() {
+        self.socket?.close()
+    }
+
+    /// Runs of pages in either list, in order, overlapping runs joined.
+    static func union(_ first: [Range<Int>], _ second: [Range<Int>]) -> [Range<Int>] {
+        var joined: [Range<Int>] = []
+        for run in (first + second).sorted(by: { $0.lowerBound < $1.lowerBound }) {
+            if let last = joined.last, run.lowerBound <= last.upperBound {
+                joined[joined.count - 1] = last.lowerBound..<max(last.upperBound, run.upperBound)
+            } else {
+                joined.append(run)
+            }
+        }
+        return joined
     }
 
     /// The target's accept, or its refusal thrown with the reason.

@@ -9,6 +9,9 @@ struct MoveOffer: Codable, Sendable {
     var sourceLease: UInt64
     var epoch: UInt64
     var strong: Bool
+    /// Pre-copy: memory comes as pages frames, while the process runs and at its stop, and the
+    /// state says its size at the stop. (Absent in a stop-and-copy offer.)
+    var preCopy: Bool?
     /// The digest of the module that ran (its movable form): a strong move resumes only there.
     var runningDigest: String
     var memoryBytes: Int
@@ -32,8 +35,10 @@ struct MoveAcceptance: Codable, Sendable {
 /// Everything but memory that the target needs before it can commit: the execution state
 /// comes as a ``GuestSnapshot`` (memory left out), this beside it.
 struct MoveState: Codable, Sendable {
-    /// CRC-32C of the memory frame.
+    /// CRC-32C of the memory frame (pre-copy: each pages frame carries its own).
     var memoryChecksum: UInt32
+    /// The memory's size at the stop (pre-copy).
+    var memoryBytes: Int
     /// The output the process has made (the tail of it), and its offset.
     var logBase: Int
     var log: [UInt8]

@@ -23,6 +23,8 @@ final class MigrationSocket: @unchecked Sendable {
     enum FrameType: UInt8, CustomStringConvertible {
         case offer = 1
         case accept, refuse, code, memory, state, commit, committed, released
+        /// Pre-copy: a run of pages, sent while the process runs or at its stop.
+        case pages
 
         var description: String {
             switch self {
@@ -35,6 +37,7 @@ final class MigrationSocket: @unchecked Sendable {
             case .commit: "commit"
             case .committed: "committed"
             case .released: "released"
+            case .pages: "pages"
             }
         }
     }
@@ -109,6 +112,39 @@ final class MigrationSocket: @unchecked Sendable {
             try self.send(UnsafeRawBufferPointer(rebasing: bytes[offset..<end]))
             offset = end
             progress(offset)
+        }
+    }
+
+    /// A `pages` frame: `bytes` (whole pages) at byte `offset` of the guest's memory, after the
+    /// offset (8 bytes) and the bytes' CRC-32C (4 bytes). The caller keeps `bytes` still while it
+    /// goes (a copy, when the guest runs on).
+    func sendPages(at offset: Int, _ bytes: UnsafeRawBufferPointer) throws {
+        let crc = ferry_crc32c(0, bytes.baseAddress, bytes.count)
+        let prefix =
+            (0..<8).reversed().map { UInt8(truncatingIfNeeded: UInt64(offset) >> (8 * UInt64($0))) }
+            + (0..<4).reversed().map { UInt8(truncatingIfNeeded: crc >> (8 * UInt32($0))) }
+        try self.send(self.header(.pages, UInt64(12 + bytes.count)) + prefix)
+        try self.send(bytes)
+    }
+
+    /// The payload of a `pages` frame whose header came (`length` bytes in all), received
+    /// straight into the guest's memory by `memory`, which is given the offset and the count and
+    /// returns where to put them. Throws when the bytes do not match their checksum.
+    func receivePages(
+        length: Int,
+        into memory: (_ offset: Int, _ count: Int) throws -> UnsafeMutableRawBufferPointer
+    ) throws {
+        guard length > 12 else { throw MigrationError.protocolViolation("a pages frame of \(length) bytes") }
+        var prefix = [UInt8](repeating: 0, count: 12)
+        try prefix.withUnsafeMutableBytes { try self.receive(into: $0) }
+        let offset = prefix[0..<8].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        let expected = prefix[8..<12].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+        guard offset % 4096 == 0, (length - 12) % 4096 == 0, offset <= UInt64(Int32.max) * 2 else {
+            throw MigrationError.protocolViolation("pages at \(offset) of \(length - 12) bytes from \(self.peer)")
+        }
+        let target = try memory(Int(offset), length - 12)
+        guard try self.receive(into: target, checksum: true) == expected else {
+            throw MigrationError.protocolViolation("pages at \(offset) from \(self.peer) do not match their checksum")
         }
     }
 

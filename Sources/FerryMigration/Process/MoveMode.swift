@@ -7,6 +7,9 @@ public enum MoveMode: String, Codable, Sendable, CaseIterable {
     /// Strong, named as live migration names it: the process stops at its next safe point, all
     /// of its memory and execution state go, and it resumes at the target. A strong move is one.
     case stopAndCopy = "stop-and-copy"
+    /// Live: memory goes while the process runs, then in rounds what it wrote meanwhile, until
+    /// the rest fits the downtime asked for; then it stops, and the rest goes with its state.
+    case preCopy = "pre-copy"
 
     /// Whether the execution segment travels (the process goes on where it was).
     public var isStrong: Bool { self != .weak }

@@ -92,24 +92,50 @@ extension ProcessHost {
             state: .moving,
             services: services
         )
-        let (type, length) = try socket.receiveHeader()
-        guard type == .memory, length == offer.memoryBytes else {
-            throw MigrationError.protocolViolation(
-                "expected \(offer.memoryBytes) bytes of memory from \(socket.peer), got a \(type) frame of \(length)"
-            )
-        }
         let arrival = try self.scheduler.prepareArrival(
             module,
-            memoryBytes: length,
+            memoryBytes: offer.memoryBytes,
             limits: spec.limits,
             environment: self.environment(for: process)
         )
-        let checksum = try arrival.withMemory { memory in
-            try socket.receive(into: memory, checksum: true)
+        var checksum: UInt32 = 0
+        var (type, length) = try socket.receiveHeader()
+        if offer.preCopy == true {
+            // Pages while the process runs at the source, then those it wrote since, at its stop.
+            while type == .pages {
+                try socket.receivePages(length: length) { offset, count in
+                    guard offset + count <= spec.limits.maxMemoryBytes else {
+                        throw ProcessError(
+                            "pages at \(offset) lie past its memory limit of \(spec.limits.maxMemoryBytes)"
+                        )
+                    }
+                    try arrival.grow(to: offset + count)
+                    return try arrival.withMemory {
+                        UnsafeMutableRawBufferPointer(rebasing: $0[offset..<(offset + count)])
+                    }
+                }
+                (type, length) = try socket.receiveHeader()
+            }
+        } else {
+            guard type == .memory, length == offer.memoryBytes else {
+                throw MigrationError.protocolViolation(
+                    "expected \(offer.memoryBytes) bytes of memory from \(socket.peer), got a \(type) frame of \(length)"
+                )
+            }
+            checksum = try arrival.withMemory { memory in
+                try socket.receive(into: memory, checksum: true)
+            }
+            (type, length) = try socket.receiveHeader()
         }
         HandoverPhase.reached(.memorySent, on: .target)
 
-        let (_, payload) = try socket.receive(.state)
+        guard type == .state, length <= MigrationSocket.maxFrameBytes else {
+            throw MigrationError.protocolViolation(
+                "expected the state from \(socket.peer), got a \(type) frame of \(length)"
+            )
+        }
+        var payload = [UInt8](repeating: 0, count: length)
+        try payload.withUnsafeMutableBytes { try socket.receive(into: $0) }
         guard payload.count >= 4 else {
             throw MigrationError.protocolViolation("a state frame of \(payload.count) bytes")
         }
@@ -124,7 +150,11 @@ extension ProcessHost {
         } catch {
             throw MigrationError.protocolViolation("a malformed state frame: \(error)")
         }
-        guard checksum == moveState.memoryChecksum else { throw GuestSnapshotError.checksumMismatch }
+        if offer.preCopy == true {
+            try arrival.grow(to: moveState.memoryBytes)
+        } else {
+            guard checksum == moveState.memoryChecksum else { throw GuestSnapshotError.checksumMismatch }
+        }
         guard snapshot.epoch == offer.epoch else {
             throw ProcessError("the snapshot is of epoch \(snapshot.epoch), the process is at \(offer.epoch)")
         }

@@ -64,8 +64,19 @@ extension ProcessHost {
             throw ProcessError("'\(name)' is \(process.state.name), not running: it cannot move now")
         }
         let requested = ContinuousClock.now
+        var opened: (Handover, WrittenPages)?
+        if mode == .preCopy {
+            do {
+                opened = try await self.copyWhileRunning(process, task, to: endpoint, progress: progress)
+            } catch {
+                process.moveAborted()
+                throw error
+            }
+        }
+        let holdRequested = ContinuousClock.now
         guard await process.hold(timeout: Self.holdTimeout, request: { self.scheduler.requestCapture(task) }) != nil
         else {
+            opened?.0.abandon()
             task.interrupt.cancel()
             process.moveAborted()
             if case .ended = process.state { throw ProcessError("'\(name)' ended before it could move") }
@@ -81,7 +92,78 @@ extension ProcessHost {
             mode: mode,
             initiative: initiative,
             requested: requested,
+            holdRequested: holdRequested,
+            opened: opened,
             progress: progress
+        )
+    }
+
+    /// Pre-copy's part while the process runs: the hand-over opened, its memory sent, and the
+    /// pages it writes sent again in rounds (see ``Handover/copyWhileRunning``).
+    private func copyWhileRunning(
+        _ process: HostedProcess,
+        _ task: GuestTask,
+        to endpoint: ServiceEndpoint,
+        progress: @escaping @Sendable (Int, Int) -> Void
+    ) async throws -> (Handover, WrittenPages) {
+        guard let region = task.memoryRegion else {
+            throw ProcessError(
+                "pre-copy reads the process's memory while it runs, and its memory here could move when it grows (WasmKit's software bounds checks); use --mode stop-and-copy"
+            )
+        }
+        let pages = WrittenPages(region)
+        if let reason = pages.kernelUnavailable {
+            self.logger.info("pre-copy of '\(process.name)' compares page checksums: \(reason)")
+        }
+        let handover = Handover(
+            offer: try self.offer(for: process, task, mode: .preCopy),
+            code: self.code.bytes(of: ModuleDigest(hex: process.spec.digest)!) ?? [],
+            progress: progress
+        )
+        let copied: Result<Void, any Error> = await Blocking.run {
+            Result {
+                try handover.open(to: endpoint)
+                try handover.copyWhileRunning(
+                    task,
+                    region: region,
+                    pages: pages,
+                    maxDowntime: Self.maxDowntime,
+                    maxRounds: Self.maxRounds
+                )
+            }
+        }
+        if case .failure(let error) = copied {
+            handover.abandon()
+            throw error
+        }
+        return (handover, pages)
+    }
+
+    /// Pre-copy's limits: the downtime it aims for, and the rounds after which it stops the
+    /// process anyway.
+    static let maxDowntime: Duration = .milliseconds(5)
+    static let maxRounds = 30
+
+    /// What the source offers the target: the process, the claim it holds it under, and what the
+    /// target must reach for it.
+    private func offer(for process: HostedProcess, _ task: GuestTask, mode: MoveMode) throws -> MoveOffer {
+        guard let lease = self.claims.lease(of: Self.claimName(process.name)) else {
+            throw ProcessError("this node holds no claim on '\(process.name)'")
+        }
+        return MoveOffer(
+            spec: process.spec,
+            source: self.node,
+            sourceLease: lease.leaseID,
+            epoch: process.epoch,
+            strong: mode.isStrong,
+            preCopy: mode == .preCopy,
+            runningDigest: process.module.digest.hex,
+            memoryBytes: task.memoryBytes,
+            moves: process.moves,
+            cpuMilliseconds: process.cpuTime.inMilliseconds,
+            connections: process.services.connections,
+            kvKeys: process.services.keys,
+            lowers: self.describeLowers(of: process)
         )
     }
 
@@ -112,6 +194,8 @@ extension ProcessHost {
         mode: MoveMode,
         initiative: String,
         requested: ContinuousClock.Instant,
+        holdRequested: ContinuousClock.Instant? = nil,
+        opened: (Handover, WrittenPages)? = nil,
         progress: @escaping @Sendable (Int, Int) -> Void = { _, _ in }
     ) async throws -> MoveReport {
         let claim = Self.claimName(process.name)
@@ -146,33 +230,28 @@ extension ProcessHost {
                     layers: layers
                 )
             }
-            let offer = MoveOffer(
-                spec: process.spec,
-                source: self.node,
-                sourceLease: lease.leaseID,
-                epoch: process.epoch,
-                strong: mode.isStrong,
-                runningDigest: process.module.digest.hex,
-                memoryBytes: task.memoryBytes,
-                moves: process.moves,
-                cpuMilliseconds: process.cpuTime.inMilliseconds,
-                connections: process.services.connections,
-                kvKeys: process.services.keys,
-                lowers: self.describeLowers(of: process)
-            )
-            let state = MoveState(memoryChecksum: 0, logBase: 0, log: [], layers: layers)
-            let handover = Handover(
-                offer: offer,
-                snapshot: snapshot,
-                state: state,
-                log: process.log,
-                code: self.code.bytes(of: ModuleDigest(hex: process.spec.digest)!) ?? [],
-                task: task,
-                progress: progress
-            )
+            let handover: Handover
+            if let (existing, _) = opened {
+                handover = existing
+            } else {
+                handover = Handover(
+                    offer: try self.offer(for: process, task, mode: mode),
+                    code: self.code.bytes(of: ModuleDigest(hex: process.spec.digest)!) ?? [],
+                    progress: progress
+                )
+            }
+            let offer = handover.offer
+            let state = MoveState(memoryChecksum: 0, memoryBytes: 0, logBase: 0, log: [], layers: layers)
             let target = endpoint!
             let handingOver = ContinuousClock.now
-            let outcome = await Blocking.run { handover.run(to: target) }
+            let pages = opened?.1
+            let log = process.log
+            let outcome = await Blocking.run { () -> Handover.Outcome in
+                if pages == nil {
+                    do { try handover.open(to: target) } catch { return .failed(error, commitSent: false) }
+                }
+                return handover.finish(snapshot: snapshot, state: state, log: log, task: task, pages: pages)
+            }
             switch outcome {
             case .committed(let committed):
                 self.released(process, task, to: node)
@@ -180,9 +259,8 @@ extension ProcessHost {
                 let heldAt = process.heldAt ?? requested
                 let downtime = (done - heldAt).inMilliseconds - Double(committed.answeredAfterStartNanoseconds) / 1e6
                 var phases = handover.phases
-                phases["hold"] = Self.rounded((heldAt - requested).inMilliseconds)
+                phases["hold"] = Self.rounded((heldAt - (holdRequested ?? requested)).inMilliseconds)
                 phases["prepare"] = Self.rounded((handingOver - heldAt).inMilliseconds)
-                let pages = (offer.memoryBytes + WrittenPages.pageSize - 1) / WrittenPages.pageSize
                 return MoveReport(
                     process: process.name,
                     mode: mode.rawValue,
@@ -196,9 +274,9 @@ extension ProcessHost {
                     epoch: committed.epoch,
                     initiative: initiative,
                     phases: phases,
-                    rounds: 1,
-                    pagesSent: pages,
-                    converged: true,
+                    rounds: handover.preCopy.rounds,
+                    pagesSent: handover.preCopy.pagesSent,
+                    converged: handover.preCopy.converged,
                     throttled: 0
                 )
             case .failed(let error, let commitSent):
@@ -214,6 +292,7 @@ extension ProcessHost {
             }
         } catch {
             // Nothing left this node for good: the process goes on where it was.
+            opened?.0.abandon()
             self.scheduler.resume(task, goResult: -1)
             process.moveAborted()
             throw error
