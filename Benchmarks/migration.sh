@@ -72,6 +72,16 @@ print(f"weak against strong, 16 MiB: weak {values['weak_ms']:.1f} ms, strong {va
       f"(weak leaves the stack behind; both send the memory)")
 print(f"code cache: the first move of the module to a node sent {int(values['code_first'])} code bytes, "
       f"a later process of the same module {int(values['code_second'])}")
+print()
+print("stop-and-copy against pre-copy, 64 MiB (pre-copy's goals: downtime <= 5 ms idle, <= 20 ms writing 64 MiB/s):")
+print(f"{'workload':>24} {'mode':>14} {'total ms':>9} {'downtime ms':>12} {'rounds':>7} {'pages':>7} {'converged':>10}")
+for workload, label in (("idle", "idle"), ("writing", "writing 64 MiB/s")):
+    for mode, name in (("stop", "stop-and-copy"), ("pre", "pre-copy")):
+        key = f"{workload}_{mode}"
+        print(f"{label:>24} {name:>14} {values[key + '_total_ms']:9.1f} {values[key + '_downtime_ms']:12.1f} "
+              f"{int(values[key + '_rounds']):7d} {int(values[key + '_pages']):7d} "
+              f"{'yes' if values[key + '_converged'] else 'no':>10}")
+print()
 hop = values["hop_ms"]
 print(f"a mobile agent's hop with 1 MiB of memory: {hop:.2f} ms (goal: at most 5 ms): {'met' if hop <= 5 else 'missed'}")
 print()

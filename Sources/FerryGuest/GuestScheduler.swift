@@ -240,6 +240,11 @@ public final class GuestScheduler: @unchecked Sendable {
                 if task.environment.mailbox.hasMessages {
                     self.runnable.append(task)
                     self.condition.broadcast()
+                } else if task.interrupt.take() {
+                    // Asked for while it ran to its wait, before it was parked: held now, or never.
+                    self.counts.holds += 1
+                    self.held[ObjectIdentifier(task)] = task
+                    hold = .capture
                 } else {
                     self.parked[ObjectIdentifier(task)] = task
                     task.isParked = true

@@ -20,6 +20,8 @@ import Glibc
 /// - `weak_ms`, `strong_ms`: both modes at 16 MiB; `code_first`, `code_second`: code bytes sent by
 ///   the first move of a module to a node and by the second;
 /// - `hop_ms`: one hop of a mobile agent holding 1 MiB;
+/// - `<idle|writing>_<stop|pre>_<total_ms|downtime_ms|rounds|pages|converged>`: stop-and-copy and
+///   pre-copy of 64 MiB, idle and written at 64 MiB/s;
 /// - `primes_plain_s`, `primes_movable_s`, `sha_plain_s`, `sha_movable_s`: what making a module
 ///   movable costs, in process (median of at least 5 runs of each, in turn);
 /// - `capture_p50_ms`, `capture_max_ms`: how soon a loop that never calls the host is held once
@@ -145,6 +147,36 @@ enum MigrationBenchmark {
             }
             for (form, _) in forms {
                 print("\(label)_\(form)_s=\(String(format: "%.3f", Self.median(seconds[form]!)))")
+            }
+        }
+
+        // Pre-copy against stop-and-copy, 64 MiB: an idle guest, and one writing 64 MiB/s.
+        let writer = try ModuleSignature.sign(
+            [UInt8](try Data(contentsOf: URL(fileURLWithPath: "\(folder)/writer.wasm"))),
+            with: key
+        )
+        for (workload, code, arguments) in [
+            ("idle", memory, ["hold", "64"]), ("writing", writer, ["64", "64"]),
+        ] {
+            for mode in [MoveMode.stopAndCopy, .preCopy] {
+                let name = "\(workload)-\(mode.rawValue)"
+                try await cluster.spawn(name, code: code, on: "n1", arguments: arguments, memoryMiB: 80)
+                if workload == "writing" { try await Task.sleep(for: .milliseconds(500)) }
+                let started = ContinuousClock.now
+                let report = try await cluster.migrate(name, from: "n1", to: "n2", mode: mode)
+                let key = "\(workload)_\(mode == .preCopy ? "pre" : "stop")"
+                print("\(key)_total_ms=\(Self.format((ContinuousClock.now - started).milliseconds))")
+                print("\(key)_downtime_ms=\(Self.format(report.downtimeMilliseconds))")
+                print("\(key)_rounds=\(report.rounds)")
+                print("\(key)_pages=\(report.pagesSent)")
+                print("\(key)_converged=\(report.converged ? 1 : 0)")
+                try await cluster.kill(name, on: "n2")
+            }
+        }
+        for node in ["n1", "n2"] {
+            guard case .processes(let left) = try await cluster.nodes[node]!.request(.list) else { continue }
+            for process in left where process.state == "running" {
+                FileHandle.standardError.write(Data("ferry-bench: \(process.name) still runs on \(node)\n".utf8))
             }
         }
 
@@ -282,7 +314,11 @@ enum MigrationBenchmark {
         }
 
         func migrate(_ name: String, from: String, to: String, strong: Bool) async throws -> MoveReport {
-            for try await reply in self.nodes[from]!.stream(.migrate(name, to: to, mode: strong ? .strong : .weak)) {
+            try await self.migrate(name, from: from, to: to, mode: strong ? .strong : .weak)
+        }
+
+        func migrate(_ name: String, from: String, to: String, mode: MoveMode) async throws -> MoveReport {
+            for try await reply in self.nodes[from]!.stream(.migrate(name, to: to, mode: mode)) {
                 if case .report(let report) = reply { return report }
             }
             throw Failure("the move of \(name) ended without a report")
