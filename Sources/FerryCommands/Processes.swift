@@ -311,11 +311,26 @@ struct MigrateCommand: AsyncParsableCommand {
     @Option(help: "weak, strong or stop-and-copy.")
     var mode: MoveMode = .strong
 
+    @Option(help: "Pre-copy: the downtime to aim for, in milliseconds.")
+    var maxDowntime: Double = 5
+
+    @Option(help: "Pre-copy: rounds after which the process stops anyway.")
+    var maxRounds: Int = 30
+
     @Flag(help: "Receiver-initiated: the target node asks for the process.")
     var pull = false
 
     @Flag(help: "Print the report as one JSON object.")
     var json = false
+
+    func validate() throws {
+        guard self.maxDowntime > 0, self.maxDowntime <= 60_000 else {
+            throw ValidationError("--max-downtime \(self.maxDowntime) is not between 0 and 60000 milliseconds")
+        }
+        guard (1...1000).contains(self.maxRounds) else {
+            throw ValidationError("--max-rounds \(self.maxRounds) is not between 1 and 1000")
+        }
+    }
 
     func run() async throws {
         let lookup = self.cluster.lookup
@@ -327,7 +342,14 @@ struct MigrateCommand: AsyncParsableCommand {
             stream = client.stream(.pull(self.name, mode: self.mode))
         } else {
             client = try await lookup.connect(try await lookup.holder(of: self.name))
-            stream = client.stream(.migrate(self.name, to: self.to, mode: self.mode))
+            stream = client.stream(
+                .migrate(
+                    self.name,
+                    to: self.to,
+                    mode: self.mode,
+                    limits: MoveLimits(maxDowntimeMilliseconds: self.maxDowntime, maxRounds: self.maxRounds)
+                )
+            )
         }
         defer { Task { await client.close() } }
         let started = ContinuousClock.now

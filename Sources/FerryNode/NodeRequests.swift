@@ -28,9 +28,9 @@ enum NodeRequests {
             send(.killed, false)
         case .logs(let name, let offset, let follow):
             try await self.logs(name, from: offset, follow: follow, host: host, send: send)
-        case .migrate(let name, let node, let mode):
+        case .migrate(let name, let node, let mode, let limits):
             let progress = Throttle()
-            let report = try await host.migrate(name, to: node, mode: mode) { sent, total in
+            let report = try await host.migrate(name, to: node, mode: mode, limits: limits) { sent, total in
                 if progress.due() { send(.progress(sent: sent, total: total), true) }
             }
             send(.report(report), false)

@@ -38,6 +38,9 @@ import Testing
         (["endpoints", "register", "web", "nowhere"], "nowhere"),
         (["endpoints", "register", "web", "h:1", "--meta", "novalue"], "--meta takes KEY=VALUE"),
         (["endpoints", "register", "web", "h:1", "--ttl", "0"], "--ttl must be positive"),
+        (["migrate", "p", "--to", "n2", "--mode", "teleport"], "teleport"),
+        (["migrate", "p", "--to", "n2", "--mode", "pre-copy", "--max-rounds", "0"], "--max-rounds 0 is not between"),
+        (["migrate", "p", "--to", "n2", "--max-downtime", "0"], "--max-downtime 0.0 is not between"),
     ])
     func refusesBadArgumentsWithAMessageNamingThem(arguments: [String], message: String) {
         do {

@@ -80,7 +80,10 @@ import Glibc
             ["--node", "n1", try cluster.signed("writer"), "--name", "writer", "--max-memory", "33554432", "4", "4"]
         )
         try #require(spawned.status == 0, "\(spawned.error)")
-        let moved = try cluster.run("migrate", ["writer", "--to", "n2", "--mode", "pre-copy", "--json"])
+        let moved = try cluster.run(
+            "migrate",
+            ["writer", "--to", "n2", "--mode", "pre-copy", "--max-downtime", "20", "--max-rounds", "10", "--json"]
+        )
         try #require(moved.status == 0, "\(moved.error)\n\(cluster.log("n1"))\n\(cluster.log("n2"))")
         let report = try #require(try JSONSerialization.jsonObject(with: Data(moved.output.utf8)) as? [String: Any])
         #expect(report["mode"] as? String == "pre-copy")

@@ -16,7 +16,7 @@ public enum NodeRequest: Codable, Sendable, Equatable {
     /// A process's output from `offset`; with `follow`, a stream of it as it comes.
     case logs(String, offset: Int, follow: Bool)
     /// Move a process from this node to `to`.
-    case migrate(String, to: String, mode: MoveMode)
+    case migrate(String, to: String, mode: MoveMode, limits: MoveLimits = MoveLimits())
     /// Receiver-initiated: ask the node holding `name` (or, with nil, the most loaded node) to
     /// send a process here.
     case pull(String?, mode: MoveMode)

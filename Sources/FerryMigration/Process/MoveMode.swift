@@ -14,3 +14,16 @@ public enum MoveMode: String, Codable, Sendable, CaseIterable {
     /// Whether the execution segment travels (the process goes on where it was).
     public var isStrong: Bool { self != .weak }
 }
+
+/// Pre-copy's limits: the downtime it aims for (it stops the process once what is left could go
+/// within it at the bandwidth measured so far), and the rounds after which it stops the process
+/// anyway.
+public struct MoveLimits: Codable, Sendable, Equatable {
+    public var maxDowntimeMilliseconds: Double
+    public var maxRounds: Int
+
+    public init(maxDowntimeMilliseconds: Double = 5, maxRounds: Int = 30) {
+        self.maxDowntimeMilliseconds = maxDowntimeMilliseconds
+        self.maxRounds = maxRounds
+    }
+}

@@ -53,6 +53,7 @@ extension ProcessHost {
         _ name: String,
         to node: String,
         mode: MoveMode,
+        limits: MoveLimits = MoveLimits(),
         initiative: String = "sender",
         progress: @escaping @Sendable (Int, Int) -> Void = { _, _ in }
     ) async throws -> MoveReport {
@@ -67,7 +68,13 @@ extension ProcessHost {
         var opened: (Handover, WrittenPages)?
         if mode == .preCopy {
             do {
-                opened = try await self.copyWhileRunning(process, task, to: endpoint, progress: progress)
+                opened = try await self.copyWhileRunning(
+                    process,
+                    task,
+                    to: endpoint,
+                    limits: limits,
+                    progress: progress
+                )
             } catch {
                 process.moveAborted()
                 throw error
@@ -104,6 +111,7 @@ extension ProcessHost {
         _ process: HostedProcess,
         _ task: GuestTask,
         to endpoint: ServiceEndpoint,
+        limits: MoveLimits,
         progress: @escaping @Sendable (Int, Int) -> Void
     ) async throws -> (Handover, WrittenPages) {
         guard let region = task.memoryRegion else {
@@ -127,8 +135,8 @@ extension ProcessHost {
                     task,
                     region: region,
                     pages: pages,
-                    maxDowntime: Self.maxDowntime,
-                    maxRounds: Self.maxRounds
+                    maxDowntime: .microseconds(Int64(limits.maxDowntimeMilliseconds * 1000)),
+                    maxRounds: limits.maxRounds
                 )
             }
         }
@@ -138,11 +146,6 @@ extension ProcessHost {
         }
         return (handover, pages)
     }
-
-    /// Pre-copy's limits: the downtime it aims for, and the rounds after which it stops the
-    /// process anyway.
-    static let maxDowntime: Duration = .milliseconds(5)
-    static let maxRounds = 30
 
     /// What the source offers the target: the process, the claim it holds it under, and what the
     /// target must reach for it.
