@@ -9,13 +9,23 @@ import Testing
 
     @Test(arguments: ["source", "target"], Self.phases)
     func aNodeKilledAtEachPhaseLeavesTheProcessRunningOnExactlyOneNode(side: String, phase: String) throws {
+        try Self.killed(side, at: phase, mode: "stop-and-copy")
+    }
+
+    /// Pre-copy: the hand-over opens while the process runs, and its memory goes before it stops.
+    @Test(arguments: ["source", "target"], Self.phases)
+    func aNodeKilledAtEachPhaseOfPreCopyLeavesTheProcessRunningOnExactlyOneNode(side: String, phase: String) throws {
+        try Self.killed(side, at: phase, mode: "pre-copy")
+    }
+
+    static func killed(_ side: String, at phase: String, mode: String) throws {
         let cluster = try TestCluster()
         let source = try cluster.start("n1", crashAt: side == "source" ? "source:\(phase)" : nil)
         let target = try cluster.start("n2", crashAt: side == "target" ? "target:\(phase)" : nil)
         try MigrationTests.spawnGated(cluster, "sha", on: "n1")
-        let moved = try cluster.run("migrate", ["sha", "--to", "n2", "--json"])
+        let moved = try cluster.run("migrate", ["sha", "--to", "n2", "--mode", mode, "--json"])
         let killed = side == "source" ? source : target
-        try #require(killed.exited(within: 60), "\(side) was not killed at \(phase): \(moved.error)")
+        try #require(killed.exited(within: 60), "\(side) was not killed at \(phase) (\(mode)): \(moved.error)")
         #expect(killed.process.terminationReason == .uncaughtSignal)
 
         // Where the process is while the killed node is down.
