@@ -21,6 +21,9 @@ public final class SwitchRunner: Service, Sendable {
 
     public let listener: SwitchListener
     private let configurationFile: String?
+    /// SIGHUP, trapped from the start: one that came between telling the world the switch is up
+    /// and ``run()`` would otherwise end the process.
+    private let hangups: UnixSignalsSequence?
     private let logger: Logger
     private let state: NIOLockedValueBox<State>
 
@@ -30,9 +33,16 @@ public final class SwitchRunner: Service, Sendable {
     public var balancer: Balancer { self.state.withLockedValue { $0.current.balancer } }
     public var configuration: SwitchConfiguration { self.state.withLockedValue { $0.configuration } }
 
-    private init(listener: SwitchListener, configurationFile: String?, logger: Logger, state: State) {
+    private init(
+        listener: SwitchListener,
+        configurationFile: String?,
+        hangups: UnixSignalsSequence?,
+        logger: Logger,
+        state: State
+    ) {
         self.listener = listener
         self.configurationFile = configurationFile
+        self.hangups = hangups
         self.logger = logger
         self.state = NIOLockedValueBox(state)
     }
@@ -69,6 +79,7 @@ public final class SwitchRunner: Service, Sendable {
         return SwitchRunner(
             listener: listener,
             configurationFile: configurationFile,
+            hangups: configurationFile == nil ? nil : await UnixSignalsSequence(trapping: .sighup),
             logger: logger,
             state: State(configuration: configuration, current: first, discovered: discovered)
         )
@@ -103,8 +114,7 @@ public final class SwitchRunner: Service, Sendable {
 
     public func run() async throws {
         await withTaskGroup(of: Void.self) { group in
-            if let file = self.configurationFile {
-                let hangups = await UnixSignalsSequence(trapping: .sighup)
+            if let file = self.configurationFile, let hangups = self.hangups {
                 group.addTask {
                     for await _ in hangups {
                         do {
