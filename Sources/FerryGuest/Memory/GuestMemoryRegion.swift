@@ -1,6 +1,10 @@
 import Foundation
 import WasmKit
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Where a guest's linear memory lies in this process, for the kernel to track or fill its pages
 /// while the guest runs on another thread (live migration).
 ///
@@ -20,19 +24,11 @@ public struct GuestMemoryRegion: @unchecked Sendable, Equatable {
         self.base = base
     }
 
-    /// Whether `bytes` from `base` are all mapped, in one run of mappings (/proc/self/maps).
+    /// Whether `bytes` from `base` are all mapped: madvise(2) answers ENOMEM for a range with a
+    /// hole, in one step under the kernel's lock (reading /proc/self/maps while other threads map
+    /// and unmap can see a torn list).
     static func isReserved(_ base: UnsafeMutableRawPointer, bytes: Int) -> Bool {
-        guard let maps = try? String(contentsOfFile: "/proc/self/maps", encoding: .utf8) else { return false }
-        var covered = UInt(bitPattern: base)
-        let end = covered + UInt(bytes)
-        for line in maps.split(separator: "\n") {
-            let bounds = line.prefix { $0 != " " }.split(separator: "-")
-            guard bounds.count == 2, let low = UInt(bounds[0], radix: 16), let high = UInt(bounds[1], radix: 16)
-            else { continue }
-            if low <= covered, high > covered { covered = high }
-            if covered >= end { return true }
-        }
-        return false
+        madvise(base, bytes, MADV_NORMAL) == 0
     }
 }
 
