@@ -45,7 +45,7 @@ public final class GuestTask: @unchecked Sendable {
 
     private let parkedFlag = NIOLockedValueBox(false)
     /// Where the instance's memory lies (``memoryRegion``).
-    let region = NIOLockedValueBox<RegionState>(.none)
+    let region = NIOLockedValueBox<GuestMemoryRegion?>(nil)
 
     /// Whether the guest is parked, waiting for a message (it holds no kernel thread).
     public var isParked: Bool {
@@ -179,8 +179,8 @@ public final class GuestTask: @unchecked Sendable {
         instance?.suspension.interrupt = self.interrupt
         self.interrupt.attach(instance?.suspension.flag)
         self.instance = instance
-        let base = instance?.memoryBase
-        self.region.withLockedValue { $0 = base.map { .unchecked($0) } ?? .none }
+        let region = instance?.memoryRegion
+        self.region.withLockedValue { $0 = region }
     }
 
     /// The instance of a held task, to capture its state; nil when it never started.

@@ -35,22 +35,7 @@ public struct GuestMemoryRegion: @unchecked Sendable, Equatable {
 extension GuestTask {
     /// The region of the task's memory while it runs, to be read from another thread (nil before
     /// its first slice, after it ended, or when its memory could move; see ``GuestMemoryRegion``).
-    public var memoryRegion: GuestMemoryRegion? {
-        self.region.withLockedValue { region in
-            // Checked on first use, not for every instance: reading the process's maps costs.
-            if case .unchecked(let base) = region { region = .checked(GuestMemoryRegion(base: base)) }
-            if case .checked(let checked) = region { return checked }
-            return nil
-        }
-    }
-
-    /// What is known of where the instance's memory lies.
-    enum RegionState: @unchecked Sendable {
-        // Sendable: an address, as GuestMemoryRegion.
-        case none
-        case unchecked(UnsafeMutableRawPointer)
-        case checked(GuestMemoryRegion?)
-    }
+    public var memoryRegion: GuestMemoryRegion? { self.region.withLockedValue { $0 } }
 }
 
 extension GuestInstance {

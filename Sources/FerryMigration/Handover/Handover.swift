@@ -61,7 +61,7 @@ final class Handover: @unchecked Sendable {
     /// Notes that the step `name` ended now.
     private func timed(_ name: String) {
         let now = ContinuousClock.now
-        self.phases[name] = ((now - self.phaseStarted).inMilliseconds * 1000).rounded() / 1000
+        self.phases[name] = (now - self.phaseStarted).reportedMilliseconds
         self.phaseStarted = now
     }
 

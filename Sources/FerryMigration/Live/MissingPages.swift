@@ -43,17 +43,7 @@ public final class MissingPages: @unchecked Sendable {
     deinit { close(self.userfaultfd) }
 
     /// Why post-copy cannot work here (nil when it can), found by trying on a page.
-    public static let kernelRefusal: String? = {
-        guard let page = mmap(nil, pageSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
-            page != MAP_FAILED
-        else { return "cannot map a page to try userfaultfd on" }
-        defer { munmap(page, pageSize) }
-        var reason = [CChar](repeating: 0, count: 256)
-        let fd = ferry_missing_pages_open(page, pageSize, &reason, reason.count)
-        guard fd >= 0 else { return String(decoding: reason.prefix { $0 != 0 }.map(UInt8.init), as: UTF8.self) }
-        close(fd)
-        return nil
-    }()
+    public static let kernelRefusal: String? = WrittenPages.refusal(trying: ferry_missing_pages_open)
 
     /// Installs whole pages at byte `offset` and wakes whoever waits for them. Returns false when
     /// some of them were there already (those stay as they are: nothing is overwritten).

@@ -50,17 +50,23 @@ public final class WrittenPages: @unchecked Sendable {
     }
 
     /// Why this kernel cannot track written pages (nil when it can), found by trying on a page.
-    public static let kernelRefusal: String? = {
+    public static let kernelRefusal: String? = refusal(trying: ferry_written_pages_open)
+
+    /// Why `open` fails on a fresh page of this process (nil when it works): what a userfaultfd
+    /// mode needs, tried once.
+    static func refusal(
+        trying open: (UnsafeMutableRawPointer?, Int, UnsafeMutablePointer<CChar>?, Int) -> Int32
+    ) -> String? {
         guard let page = mmap(nil, pageSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
             page != MAP_FAILED
         else { return "cannot map a page to try userfaultfd on" }
         defer { munmap(page, pageSize) }
         var reason = [CChar](repeating: 0, count: 256)
-        let fd = ferry_written_pages_open(page, pageSize, &reason, reason.count)
+        let fd = open(page, pageSize, &reason, reason.count)
         guard fd >= 0 else { return String(decoding: reason.prefix { $0 != 0 }.map(UInt8.init), as: UTF8.self) }
         close(fd)
         return nil
-    }()
+    }
 
     /// The runs of pages (byte offsets, page-aligned) in the first `bytes` of memory written since
     /// the last call; every page the first time. `bytes` is the memory's size now: pages it grew

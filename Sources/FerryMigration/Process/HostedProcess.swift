@@ -226,4 +226,7 @@ extension Duration {
     var inMilliseconds: Double {
         Double(self.components.seconds) * 1e3 + Double(self.components.attoseconds) / 1e15
     }
+
+    /// Milliseconds to the microsecond, for reports.
+    var reportedMilliseconds: Double { (self.inMilliseconds * 1000).rounded() / 1000 }
 }

@@ -170,9 +170,6 @@ extension ProcessHost {
         )
     }
 
-    /// Milliseconds to the microsecond, for reports.
-    static func rounded(_ milliseconds: Double) -> Double { (milliseconds * 1000).rounded() / 1000 }
-
     /// Where `node` takes processes: its registration's `migration` endpoint.
     func migrationEndpoint(of node: String) async throws -> ServiceEndpoint {
         guard let entry = try await self.claims.holder(of: "node:\(node)") else {
@@ -262,8 +259,8 @@ extension ProcessHost {
                 let heldAt = process.heldAt ?? requested
                 let downtime = (done - heldAt).inMilliseconds - Double(committed.answeredAfterStartNanoseconds) / 1e6
                 var phases = handover.phases
-                phases["hold"] = Self.rounded((heldAt - (holdRequested ?? requested)).inMilliseconds)
-                phases["prepare"] = Self.rounded((handingOver - heldAt).inMilliseconds)
+                phases["hold"] = (heldAt - (holdRequested ?? requested)).reportedMilliseconds
+                phases["prepare"] = (handingOver - heldAt).reportedMilliseconds
                 return MoveReport(
                     process: process.name,
                     mode: mode.rawValue,
