@@ -257,7 +257,7 @@ extension ProcessHost {
                 self.released(process, task, to: node)
                 let done = ContinuousClock.now
                 let heldAt = process.heldAt ?? requested
-                let downtime = (done - heldAt).inMilliseconds - Double(committed.answeredAfterStartNanoseconds) / 1e6
+                let downtime = (done - heldAt) - .nanoseconds(committed.answeredAfterStartNanoseconds)
                 var phases = handover.phases
                 phases["hold"] = (heldAt - (holdRequested ?? requested)).reportedMilliseconds
                 phases["prepare"] = (handingOver - heldAt).reportedMilliseconds
@@ -269,8 +269,8 @@ extension ProcessHost {
                     bytesSent: handover.bytesSent,
                     codeBytesSent: handover.codeBytesSent,
                     memoryBytes: offer.memoryBytes,
-                    totalMilliseconds: (done - requested).inMilliseconds,
-                    downtimeMilliseconds: max(0, downtime),
+                    totalMilliseconds: (done - requested).reportedMilliseconds,
+                    downtimeMilliseconds: max(0, downtime.reportedMilliseconds),
                     epoch: committed.epoch,
                     initiative: initiative,
                     phases: phases,
