@@ -283,6 +283,7 @@ let package = Package(
             dependencies: [
                 "FerryClient",
                 "FerryCommands",
+                "FerryMigration",
                 "FerryObjects",
                 "FerryWire",
                 .product(name: "Logging", package: "swift-log"),

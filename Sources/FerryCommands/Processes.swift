@@ -296,7 +296,11 @@ struct MigrateCommand: AsyncParsableCommand {
             strong (default) moves its code, memory and execution state: it goes on at the next \
             instruction; stop-and-copy is the same move, named as live migration names it. weak \
             moves code and memory: it starts again at its ferry_arrive export (or the export it \
-            was called with). With --pull the target asks the source for it (receiver-initiated).
+            was called with). Live migration: pre-copy sends its memory while it runs, then in \
+            rounds what it wrote, until the rest fits --max-downtime, and stops it for that; \
+            post-copy stops it, sends its state and resumes it at the target at once, its pages \
+            following, pushed or fetched on demand; hybrid is one pre-copy pass, then post-copy. \
+            With --pull the target asks the source for it (receiver-initiated).
             """
     )
 
@@ -308,7 +312,7 @@ struct MigrateCommand: AsyncParsableCommand {
     @Option(help: "The node to move it to.")
     var to: String
 
-    @Option(help: "weak, strong or stop-and-copy.")
+    @Option(help: "weak, strong, stop-and-copy, pre-copy, post-copy or hybrid.")
     var mode: MoveMode = .strong
 
     @Option(help: "Pre-copy: the downtime to aim for, in milliseconds.")
@@ -316,6 +320,12 @@ struct MigrateCommand: AsyncParsableCommand {
 
     @Option(help: "Pre-copy: rounds after which the process stops anyway.")
     var maxRounds: Int = 30
+
+    @Flag(
+        inversion: .prefixedNo,
+        help: "Pre-copy: slow down a process that writes faster than its pages go (auto-converge)."
+    )
+    var autoConverge = true
 
     @Flag(help: "Receiver-initiated: the target node asks for the process.")
     var pull = false
@@ -347,7 +357,11 @@ struct MigrateCommand: AsyncParsableCommand {
                     self.name,
                     to: self.to,
                     mode: self.mode,
-                    limits: MoveLimits(maxDowntimeMilliseconds: self.maxDowntime, maxRounds: self.maxRounds)
+                    limits: MoveLimits(
+                        maxDowntimeMilliseconds: self.maxDowntime,
+                        maxRounds: self.maxRounds,
+                        autoConverge: self.autoConverge
+                    )
                 )
             )
         }

@@ -222,6 +222,7 @@ public final class GuestScheduler: @unchecked Sendable {
             self.counts.slices += 1
             var result: Result<[Value], any Error>?
             var hold: GuestTask.Hold?
+            var pause: Duration?
             switch outcome {
             case .held(let reason):
                 self.counts.holds += 1
@@ -232,8 +233,14 @@ public final class GuestScheduler: @unchecked Sendable {
                 result = value
             case .endOfSlice:
                 self.counts.preemptions += 1
-                self.runnable.append(task)
-                self.condition.broadcast()
+                let throttle = task.throttlePercent
+                if throttle > 0 {
+                    // Kept out of the queue for its share: `throttle` percent of its time waiting.
+                    pause = self.timeSlice * (Double(throttle) / Double(100 - throttle))
+                } else {
+                    self.runnable.append(task)
+                    self.condition.broadcast()
+                }
             case .waitingForMessage:
                 self.counts.parks += 1
                 // A message posted while the slice ended must not be missed: look once more, under the lock.
@@ -254,6 +261,9 @@ public final class GuestScheduler: @unchecked Sendable {
             // After the counts, so that whoever awaits the result sees them include it.
             if let result { task.finish(result) }
             if let hold { task.onHold?(task, hold) }
+            if let pause {
+                DispatchQueue.global().asyncAfter(deadline: .now() + pause.inSeconds) { self.enqueue(task) }
+            }
         }
         self.condition.lock()
         self.running -= 1

@@ -47,6 +47,14 @@ public final class GuestTask: @unchecked Sendable {
     /// Where the instance's memory lies (``memoryRegion``).
     let region = NIOLockedValueBox<GuestMemoryRegion?>(nil)
 
+    private let throttle = NIOLockedValueBox(0)
+    /// The share of its time, in percent, the scheduler keeps the guest waiting after each slice
+    /// (0–99): live migration's auto-converge slows a guest that writes faster than its pages go.
+    public var throttlePercent: Int {
+        get { self.throttle.withLockedValue { $0 } }
+        set { self.throttle.withLockedValue { $0 = min(99, max(0, newValue)) } }
+    }
+
     /// Whether the guest is parked, waiting for a message (it holds no kernel thread).
     public var isParked: Bool {
         get { self.parkedFlag.withLockedValue { $0 } }

@@ -18,6 +18,21 @@ import Testing
         try Self.killed(side, at: phase, mode: "pre-copy")
     }
 
+    /// Post-copy, where the process survives: a kill before the commit leaves it at the source, a
+    /// target killed at its commit is found gone, and a source that let go had sent every page.
+    /// (A kill while pages still follow loses it: LiveMigrationTests.)
+    @Test(arguments: [
+        ("source", "code-sent"), ("source", "memory-sent"), ("source", "state-sent"), ("source", "source-release"),
+        ("target", "code-sent"), ("target", "memory-sent"), ("target", "state-sent"), ("target", "commit"),
+    ])
+    func aNodeKilledBeforeOrAfterPostCopyLeavesTheProcessRunningOnExactlyOneNode(side: String, phase: String) throws {
+        guard LiveMigrationTests.postCopy else {
+            print("skipped: post-copy needs userfaultfd's missing mode")
+            return
+        }
+        try Self.killed(side, at: phase, mode: "post-copy")
+    }
+
     static func killed(_ side: String, at phase: String, mode: String) throws {
         let cluster = try TestCluster()
         let source = try cluster.start("n1", crashAt: side == "source" ? "source:\(phase)" : nil)

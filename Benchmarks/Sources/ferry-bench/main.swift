@@ -9,6 +9,7 @@
 //   ferry-bench objects serve|load|policies|activation   (object calls; see ObjectsBenchmark)
 //   ferry-bench migration --endpoints HOST:PORT --key KEYFILE ...   (process moves; see MigrationBenchmark)
 //   ferry-bench pages --guests DIR ...                              (what tracking written pages costs)
+//   ferry-bench live-migration --endpoints HOST:PORT --key KEYFILE ...  (Clark's table; see LiveMigrationBenchmark)
 //
 // Each client has its own connection and one request outstanding. Prints one line:
 //   ops=<count> seconds=<s> ops_per_s=<r> p50_us=<µs> p99_us=<µs> errors=<n>
@@ -157,12 +158,13 @@ final class RedisConnection: KVConnection {
     }
 }
 
-if let command = CommandLine.arguments.dropFirst().first, ["objects", "migration"].contains(command) {
+if let command = CommandLine.arguments.dropFirst().first, ["objects", "migration", "live-migration"].contains(command) {
     do {
-        if command == "objects" {
-            try await ObjectsBenchmark.run(Array(CommandLine.arguments.dropFirst(2)))
-        } else {
-            try await MigrationBenchmark.run(Array(CommandLine.arguments.dropFirst(2)))
+        let rest = Array(CommandLine.arguments.dropFirst(2))
+        switch command {
+        case "objects": try await ObjectsBenchmark.run(rest)
+        case "migration": try await MigrationBenchmark.run(rest)
+        default: try await LiveMigrationBenchmark.run(rest)
         }
         exit(0)
     } catch {

@@ -22,6 +22,18 @@ extension GuestTask {
         }
         return try instance.withMemory(body)
     }
+
+    /// Where a held task's call stack lies in its memory, unwound into its Asyncify buffer (as
+    /// far as it is filled): the first bytes its rewind reads, wherever it resumes.
+    public var heldStack: Range<Int>? {
+        guard let instance = self.heldInstance, instance.suspension.buffer > 0 else { return nil }
+        let start = Int(instance.suspension.buffer)
+        return try? instance.withMemory { memory -> Range<Int>? in
+            guard start + 8 <= memory.count else { return nil }
+            let end = Int(UInt32(littleEndian: memory.loadUnaligned(fromByteOffset: start, as: UInt32.self)))
+            return end > start && end <= memory.count ? start..<end : nil
+        }
+    }
 }
 
 extension GuestScheduler {
@@ -59,6 +71,9 @@ extension GuestScheduler {
             guard bytes > current else { return }
             _ = try self.instance.sizeMemory(to: (bytes + 65535) / 65536 * 65536)
         }
+
+        /// Where the guest's memory lies, when it stays put (post-copy fills it with the kernel).
+        public var memoryRegion: GuestMemoryRegion? { self.instance.memoryRegion }
 
         /// The guest's linear memory, to fill.
         public func withMemory<Result>(_ body: (UnsafeMutableRawBufferPointer) throws -> Result) throws -> Result {

@@ -19,8 +19,9 @@ import Foundation
 ///
 /// Until commit is sent the process is the source's and it resumes on any failure; after,
 /// the outcome is whatever the daemon says. With pre-copy, memory goes as pages frames while the
-/// process still runs (``copyWhileRunning(_:region:pages:maxDowntime:maxRounds:)``), and only the
-/// pages written since go at the stop.
+/// process still runs (``copyWhileRunning(_:region:pages:limits:)``), and only the pages written
+/// since go at the stop. With post-copy, only the pages its first instructions need go before
+/// the commit, and the rest after it, pushed or asked for (Handover+PostCopy.swift).
 final class Handover: @unchecked Sendable {
     // Sendable: run on one thread at a time; the counts are read after it returns.
     enum Outcome: Sendable {
@@ -28,22 +29,31 @@ final class Handover: @unchecked Sendable {
         case failed(any Error, commitSent: Bool)
     }
 
-    /// What pre-copy did while the process ran.
-    struct PreCopy: Sendable {
+    /// What went of memory, and how.
+    struct Copied: Sendable {
+        /// Passes over memory: pre-copy's rounds while the process ran, and the one at its stop.
         var rounds = 0
         var pagesSent = 0
         var converged = false
+        /// Auto-converge's last throttle, in percent of the process's time.
+        var throttled = 0
+        /// Post-copy: pages the target asked for.
+        var pagesOnDemand = 0
     }
 
     let offer: MoveOffer
     let code: [UInt8]
     let progress: @Sendable (Int, Int) -> Void
-    private var socket: MigrationSocket?
+    private(set) var socket: MigrationSocket?
     private(set) var bytesSent = 0
     private(set) var codeBytesSent = 0
-    private(set) var preCopy = PreCopy()
+    var copied = Copied()
     /// Pages written since they were last sent (pre-copy): they go at the stop.
     private var pending: [Range<Int>] = []
+    /// When the target's answer to the commit came (post-copy pushes pages after it).
+    private(set) var committedAt: ContinuousClock.Instant?
+    /// Post-copy: why the pages that follow the commit stopped going, if they did.
+    private(set) var pushFailure: (any Error)?
     /// How long each step took, in milliseconds, by name (`connect`, `offer`, `code`,
     /// `pre-copy`, `memory`, `state`, `commit`), for the report.
     private(set) var phases: [String: Double] = [:]
@@ -85,31 +95,31 @@ final class Handover: @unchecked Sendable {
     }
 
     /// Pre-copy: sends the guest's memory while it runs, then in rounds the pages it wrote
-    /// meanwhile, until what is left could go within `maxDowntime` at the bandwidth measured, or
-    /// `maxRounds` passed (then it did not converge, and the rest goes at the stop).
-    func copyWhileRunning(
-        _ task: GuestTask,
-        region: GuestMemoryRegion,
-        pages: WrittenPages,
-        maxDowntime: Duration,
-        maxRounds: Int
-    ) throws {
+    /// meanwhile, until what is left could go within the downtime asked for at the bandwidth
+    /// measured, or the rounds run out (then it did not converge, and the rest goes at the stop).
+    /// A round after which the guest had written more than half of what the round sent slows the
+    /// guest down, as QEMU's auto-converge does: 20% of its time first, 10 more each such round.
+    func copyWhileRunning(_ task: GuestTask, region: GuestMemoryRegion, pages: WrittenPages, limits: MoveLimits) throws
+    {
         var dirty = try pages.collect(upTo: task.memoryBytes)
         var bytesPerSecond = 0.0
         while true {
-            self.preCopy.rounds += 1
+            self.copied.rounds += 1
             let started = ContinuousClock.now
             let bytes = try self.sendPages(dirty, from: region.base, copying: true)
             let seconds = (ContinuousClock.now - started).inMilliseconds / 1000
             if bytes > 0, seconds > 0 { bytesPerSecond = max(bytesPerSecond, Double(bytes) / seconds) }
             dirty = try pages.collect(upTo: task.memoryBytes)
             let left = Double(dirty.reduce(0) { $0 + $1.count })
-            let budget = maxDowntime.inMilliseconds / 1000
-            if left == 0 || (bytesPerSecond > 0 && left / bytesPerSecond <= budget) {
-                self.preCopy.converged = true
+            if left == 0 || (bytesPerSecond > 0 && left / bytesPerSecond <= limits.maxDowntimeMilliseconds / 1000) {
+                self.copied.converged = true
                 break
             }
-            if self.preCopy.rounds >= maxRounds { break }
+            if self.copied.rounds >= limits.maxRounds { break }
+            if limits.autoConverge, self.copied.rounds > 1, left > Double(bytes) / 2 {
+                self.copied.throttled = self.copied.throttled == 0 ? 20 : min(99, self.copied.throttled + 10)
+                task.throttlePercent = self.copied.throttled
+            }
         }
         self.pending = dirty
         self.timed("pre-copy")
@@ -118,7 +128,7 @@ final class Handover: @unchecked Sendable {
     /// Sends `runs` of memory at `base` as pages frames, a megabyte at a time; with `copying`,
     /// each piece is copied first, so that what is sent matches its checksum while the guest
     /// writes on. Returns the bytes sent.
-    private func sendPages(_ runs: [Range<Int>], from base: UnsafeMutableRawPointer, copying: Bool) throws -> Int {
+    func sendPages(_ runs: [Range<Int>], from base: UnsafeMutableRawPointer, copying: Bool) throws -> Int {
         guard let socket = self.socket else { return 0 }
         let piece = 1 << 20
         var copy = [UInt8](repeating: 0, count: copying ? piece : 0)
@@ -139,19 +149,21 @@ final class Handover: @unchecked Sendable {
                 sent += count
             }
         }
-        self.preCopy.pagesSent += sent / WrittenPages.pageSize
+        self.copied.pagesSent += sent / WrittenPages.pageSize
         return sent
     }
 
-    /// The rest, once the process is held: its memory (all of it, or with pre-copy the pages
-    /// written since the last round), its state, and the commit. Until commit is sent the process
-    /// is the source's; after, the outcome is whatever the daemon says.
+    /// The rest, once the process is held: its memory (all of it, with pre-copy the pages
+    /// written since the last round, with post-copy only what its first instructions need), its
+    /// state, and the commit; with post-copy then the pages still missing. Until commit is sent
+    /// the process is the source's; after, the outcome is whatever the daemon says.
     func finish(
         snapshot: GuestSnapshot,
         state: MoveState,
         log: ProcessLog,
         task: GuestTask,
-        pages: WrittenPages? = nil
+        pages: WrittenPages? = nil,
+        postCopy: Bool = false
     ) -> Outcome {
         var commitSent = false
         guard let socket = self.socket else {
@@ -161,9 +173,21 @@ final class Handover: @unchecked Sendable {
             self.bytesSent = socket.bytesSent
             socket.close()
         }
+        task.throttlePercent = 0
         var state = state
         do {
-            if let pages {
+            var missing: [Range<Int>] = []
+            if postCopy {
+                // Nothing of memory goes now: the pages not sent yet are named, and follow.
+                try task.withHeldMemory { memory in
+                    state.memoryBytes = memory.count
+                    missing =
+                        try pages.map { Self.union(self.pending, try $0.collect(upTo: memory.count)) } ?? [
+                            0..<memory.count
+                        ]
+                }
+                state.missing = missing
+            } else if let pages {
                 // Pre-copy: what was written since the last round, from memory that stands still.
                 try task.withHeldMemory { memory in
                     let base = UnsafeMutableRawPointer(mutating: memory.baseAddress!)
@@ -171,7 +195,7 @@ final class Handover: @unchecked Sendable {
                     _ = try self.sendPages(Self.union(self.pending, last), from: base, copying: false)
                     state.memoryBytes = memory.count
                 }
-                self.preCopy.rounds += 1
+                self.copied.rounds += 1
             } else {
                 var checksum: UInt32 = 0
                 try task.withHeldMemory { memory in
@@ -182,7 +206,7 @@ final class Handover: @unchecked Sendable {
                         hashed = sent
                         self.progress(sent, memory.count)
                     }
-                    self.preCopy = PreCopy(rounds: 1, pagesSent: memory.count / WrittenPages.pageSize, converged: true)
+                    self.copied = Copied(rounds: 1, pagesSent: memory.count / WrittenPages.pageSize, converged: true)
                 }
                 state.memoryChecksum = checksum
             }
@@ -194,22 +218,51 @@ final class Handover: @unchecked Sendable {
             state.log = tail.bytes
             let extra = Array(try JSONEncoder().encode(state))
             try socket.send(.state, Self.lengthPrefixed(snapshot.serialized()) + extra)
+            var first: [Range<Int>] = []
+            if postCopy {
+                first = Self.intersection(missing, Self.neededFirst(stack: task.heldStack))
+                try task.withHeldMemory { memory in
+                    _ = try self.sendPages(
+                        first,
+                        from: UnsafeMutableRawPointer(mutating: memory.baseAddress!),
+                        copying: false
+                    )
+                }
+            }
             self.timed("state")
             HandoverPhase.reached(.stateSent, on: .source)
 
             try socket.send(.commit)
             commitSent = true
             HandoverPhase.reached(.commit, on: .source)
-            let (answer, body) = try socket.receive(.committed, .refuse)
-            if answer == .refuse {
-                let refusal = try? JSONDecoder().decode(MoveRefusal.self, from: Data(body))
+            var wanted: [Int] = []
+            var answer: (MigrationSocket.FrameType, [UInt8])
+            repeat {
+                // The process may run at the target and ask for pages before the answer comes.
+                answer = try socket.receive(.committed, .refuse, .want)
+                if answer.0 == .want { wanted.append(try MigrationSocket.wanted(answer.1)) }
+            } while answer.0 == .want
+            if answer.0 == .refuse {
+                let refusal = try? JSONDecoder().decode(MoveRefusal.self, from: Data(answer.1))
                 // Refused at the commit: the target holds nothing, the claim is still ours.
                 commitSent = false
                 throw MigrationError.refused(refusal?.reason ?? "no reason given")
             }
-            let committed = try JSONDecoder().decode(MoveCommitted.self, from: Data(body))
+            let committed = try JSONDecoder().decode(MoveCommitted.self, from: Data(answer.1))
+            self.committedAt = .now
             self.timed("commit")
-            try? socket.send(.released)
+            if postCopy {
+                do {
+                    try task.withHeldMemory { memory in
+                        try self.push(Self.subtracting(first, from: missing), from: memory, wanted: wanted)
+                    }
+                    self.timed("post-copy")
+                } catch {
+                    self.pushFailure = error
+                }
+            } else {
+                try? socket.send(.released)
+            }
             return .committed(committed)
         } catch {
             return .failed(error, commitSent: commitSent)

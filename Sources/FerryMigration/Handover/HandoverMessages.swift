@@ -12,6 +12,9 @@ struct MoveOffer: Codable, Sendable {
     /// Pre-copy: memory comes as pages frames, while the process runs and at its stop, and the
     /// state says its size at the stop. (Absent in a stop-and-copy offer.)
     var preCopy: Bool?
+    /// Post-copy (or hybrid): the process resumes at the target before its memory is all there;
+    /// the pages that are not come after the commit, pushed or asked for. (Absent otherwise.)
+    var postCopy: Bool?
     /// The digest of the module that ran (its movable form): a strong move resumes only there.
     var runningDigest: String
     var memoryBytes: Int
@@ -24,6 +27,17 @@ struct MoveOffer: Codable, Sendable {
     var kvKeys: [String]
     /// Its read-only layers, by identifier (fastened to their machine).
     var lowers: [LowerLayer]
+
+    /// How it moves, in the words of `ferry migrate --mode`.
+    var mode: MoveMode {
+        switch (self.strong, self.preCopy == true, self.postCopy == true) {
+        case (false, _, _): .weak
+        case (true, true, true): .hybrid
+        case (true, true, false): .preCopy
+        case (true, false, true): .postCopy
+        case (true, false, false): .stopAndCopy
+        }
+    }
 }
 
 /// The target's answer to an offer.
@@ -39,6 +53,8 @@ struct MoveState: Codable, Sendable {
     var memoryChecksum: UInt32
     /// The memory's size at the stop (pre-copy).
     var memoryBytes: Int
+    /// Post-copy: the byte ranges of memory not sent yet, which come after the commit.
+    var missing: [Range<Int>]?
     /// The output the process has made (the tail of it), and its offset.
     var logBase: Int
     var log: [UInt8]

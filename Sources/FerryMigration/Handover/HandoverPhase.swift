@@ -16,6 +16,9 @@ public enum HandoverPhase: String, CaseIterable, Sendable {
     case commit
     /// The target answered committed, and the source lets go.
     case sourceRelease = "source-release"
+    /// Post-copy: the process runs at the target, and some of its pages are still at the source
+    /// (the first were pushed / came).
+    case postCopy = "post-copy"
 
     /// Which side a crash point is on.
     public enum Side: String, Sendable {

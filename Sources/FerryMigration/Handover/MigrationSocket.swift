@@ -25,6 +25,10 @@ final class MigrationSocket: @unchecked Sendable {
         case accept, refuse, code, memory, state, commit, committed, released
         /// Pre-copy: a run of pages, sent while the process runs or at its stop.
         case pages
+        /// Post-copy: the target asks for the page at an offset (8 bytes), which its process waits for.
+        case want
+        /// Post-copy: every page is at the target; the source may let go of its memory.
+        case complete
 
         var description: String {
             switch self {
@@ -38,6 +42,8 @@ final class MigrationSocket: @unchecked Sendable {
             case .committed: "committed"
             case .released: "released"
             case .pages: "pages"
+            case .want: "want"
+            case .complete: "complete"
             }
         }
     }
@@ -146,6 +152,25 @@ final class MigrationSocket: @unchecked Sendable {
         guard try self.receive(into: target, checksum: true) == expected else {
             throw MigrationError.protocolViolation("pages at \(offset) from \(self.peer) do not match their checksum")
         }
+    }
+
+    /// Post-copy: asks for the page at byte `offset`.
+    func sendWant(_ offset: Int) throws {
+        try self.send(.want, (0..<8).reversed().map { UInt8(truncatingIfNeeded: UInt64(offset) >> (8 * UInt64($0))) })
+    }
+
+    /// The offset a `want` frame's payload names.
+    static func wanted(_ payload: [UInt8]) throws -> Int {
+        guard payload.count == 8 else {
+            throw MigrationError.protocolViolation("a want frame of \(payload.count) bytes")
+        }
+        return Int(truncatingIfNeeded: payload.reduce(UInt64(0)) { $0 << 8 | UInt64($1) })
+    }
+
+    /// Whether a frame has come (some of it is there to read now).
+    var hasInput: Bool {
+        var descriptor = pollfd(fd: self.fd, events: Int16(POLLIN), revents: 0)
+        return poll(&descriptor, 1, 0) > 0
     }
 
     /// The next frame's type and length; its payload is read next.

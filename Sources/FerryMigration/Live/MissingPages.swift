@@ -20,15 +20,25 @@ public final class MissingPages: @unchecked Sendable {
     public let bytes: Int
     private let userfaultfd: Int32
 
-    /// Empties the first `bytes` of `region` and registers them; throws the kernel's reason when
-    /// userfaultfd is not permitted here (`vm.unprivileged_userfaultfd`, `/dev/userfaultfd`).
-    public init(_ region: GuestMemoryRegion, bytes: Int) throws {
+    /// Empties the pages of `missing` (all of the first `bytes` when nil) and registers the first
+    /// `bytes` of `region`, so that a touch of an emptied page waits for it; throws the kernel's
+    /// reason when userfaultfd is not permitted here (`vm.unprivileged_userfaultfd`,
+    /// `/dev/userfaultfd`).
+    public init(_ region: GuestMemoryRegion, bytes: Int, missing: [Range<Int>]? = nil) throws {
         self.region = region
         self.bytes = (bytes + Self.pageSize - 1) / Self.pageSize * Self.pageSize
-        // Instantiation wrote the module's data segments: drop them, so that every page is the
-        // source's and none is filled twice.
-        guard madvise(region.base, self.bytes, MADV_DONTNEED) == 0 else {
-            throw Self.failure("empty the arriving guest's memory")
+        // Instantiation wrote the module's data segments: drop them, so that every missing page
+        // is the source's and none is filled twice.
+        for run in missing ?? [0..<self.bytes] {
+            guard run.lowerBound % Self.pageSize == 0, run.upperBound % Self.pageSize == 0, run.upperBound <= self.bytes
+            else {
+                throw ProcessError(
+                    "missing pages at \(run) do not lie in whole pages of the guest's \(self.bytes) bytes"
+                )
+            }
+            guard madvise(region.base + run.lowerBound, run.count, MADV_DONTNEED) == 0 else {
+                throw Self.failure("empty the arriving guest's memory")
+            }
         }
         var reason = [CChar](repeating: 0, count: 256)
         let fd = ferry_missing_pages_open(region.base, self.bytes, &reason, reason.count)

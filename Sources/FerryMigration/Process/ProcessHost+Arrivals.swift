@@ -49,6 +49,14 @@ extension ProcessHost {
         guard offer.memoryBytes <= limit else {
             throw ProcessError("its \(offer.memoryBytes) bytes of memory are over its limit of \(limit)")
         }
+        if offer.postCopy == true {
+            if let reason = MissingPages.kernelRefusal {
+                throw ProcessError(
+                    "this node cannot take pages after the process resumes: \(reason); use --mode pre-copy"
+                )
+            }
+            guard offer.strong else { throw ProcessError("post-copy moves a process with its execution state") }
+        }
         guard let digest = ModuleDigest(hex: offer.spec.digest) else {
             throw ProcessError("'\(offer.spec.digest)' is not a module digest")
         }
@@ -98,6 +106,11 @@ extension ProcessHost {
             limits: spec.limits,
             environment: self.environment(for: process)
         )
+        if offer.postCopy == true, arrival.memoryRegion == nil {
+            throw ProcessError(
+                "post-copy fills the process's memory in place, and memory here could move when it grows (WasmKit's software bounds checks); use --mode pre-copy"
+            )
+        }
         var checksum: UInt32 = 0
         var (type, length) = try socket.receiveHeader()
         if offer.preCopy == true {
@@ -116,7 +129,7 @@ extension ProcessHost {
                 }
                 (type, length) = try socket.receiveHeader()
             }
-        } else {
+        } else if offer.postCopy != true {
             guard type == .memory, length == offer.memoryBytes else {
                 throw MigrationError.protocolViolation(
                     "expected \(offer.memoryBytes) bytes of memory from \(socket.peer), got a \(type) frame of \(length)"
@@ -150,7 +163,7 @@ extension ProcessHost {
         } catch {
             throw MigrationError.protocolViolation("a malformed state frame: \(error)")
         }
-        if offer.preCopy == true {
+        if offer.preCopy == true || offer.postCopy == true {
             try arrival.grow(to: moveState.memoryBytes)
         } else {
             guard checksum == moveState.memoryChecksum else { throw GuestSnapshotError.checksumMismatch }
@@ -165,6 +178,16 @@ extension ProcessHost {
         for (index, tree) in moveState.layers {
             try tree.unpack(into: ProcessDirectories.upper(index, in: process.directory))
         }
+        // Post-copy: the pages not sent yet are emptied and wait for the source; the first come now.
+        var fetcher: PageFetcher?
+        if offer.postCopy == true, let region = arrival.memoryRegion {
+            let missing = moveState.missing ?? [0..<moveState.memoryBytes]
+            fetcher = PageFetcher(
+                pages: try MissingPages(region, bytes: moveState.memoryBytes, missing: missing),
+                socket: socket,
+                missing: missing
+            )
+        }
         let task = try self.scheduler.adopt(
             snapshot,
             arrival: arrival,
@@ -174,7 +197,18 @@ extension ProcessHost {
             onHold: self.holdHandler(name)
         )
 
-        _ = try socket.receive(.commit)
+        if let fetcher {
+            (type, length) = try socket.receiveHeader()
+            while type == .pages {
+                try fetcher.receive(length: length)
+                (type, length) = try socket.receiveHeader()
+            }
+            guard type == .commit, length == 0 else {
+                throw MigrationError.protocolViolation("expected the commit from \(socket.peer), got a \(type) frame")
+            }
+        } else {
+            _ = try socket.receive(.commit)
+        }
         // Known here before the claim is taken, so that a source asking whether this node holds
         // the process never hears no from a node about to run it.
         let placed = self.processes.withLockedValue { processes in
@@ -201,49 +235,126 @@ extension ProcessHost {
         }
         HandoverPhase.reached(.commit, on: .target)
         committed = true
-        // The state it arrived with, so that it survives a crash of this node from here on.
-        do {
-            try arrival.withMemory { memory in
-                try self.journal?.write(
-                    ProcessJournal.Entry(
-                        spec: spec,
-                        epoch: epoch,
-                        lease: lease.leaseID,
-                        moves: offer.moves + 1,
-                        cpuMilliseconds: offer.cpuMilliseconds,
-                        captured: true,
-                        goResult: 0,
-                        restarts: !offer.strong,
-                        logBase: process.log.base
-                    ),
-                    state: snapshot,
-                    memory: UnsafeRawBufferPointer(memory),
-                    layers: moveState.layers
+        // The state it arrived with, so that it survives a crash of this node from here on. (Post-copy:
+        // its memory is not all here; it is journaled once it is.)
+        if fetcher == nil {
+            do {
+                try arrival.withMemory { memory in
+                    try self.journal?.write(
+                        ProcessJournal.Entry(
+                            spec: spec,
+                            epoch: epoch,
+                            lease: lease.leaseID,
+                            moves: offer.moves + 1,
+                            cpuMilliseconds: offer.cpuMilliseconds,
+                            captured: true,
+                            goResult: 0,
+                            restarts: !offer.strong,
+                            logBase: process.log.base
+                        ),
+                        state: snapshot,
+                        memory: UnsafeRawBufferPointer(memory),
+                        layers: moveState.layers
+                    )
+                }
+            } catch {
+                self.logger.error(
+                    "cannot journal the arrival of '\(name)': \(error); a crash of this node would lose it"
                 )
             }
-        } catch {
-            self.logger.error("cannot journal the arrival of '\(name)': \(error); a crash of this node would lose it")
         }
         process.committed(epoch: epoch)
         self.track(process, task: task)
+        fetcher?.answerFaults()
         self.scheduler.start(task)
         // Answer once the process ran here, so that the source can tell its downtime.
         let deadline = ContinuousClock.now + .seconds(1)
         while task.firstSliceAt == nil, !task.isFinished, ContinuousClock.now < deadline { usleep(50) }
         let answered = ContinuousClock.now
         let started = task.firstSliceAt ?? answered
-        try? socket.send(
-            .committed,
-            json: MoveCommitted(
-                epoch: epoch,
-                answeredAfterStartNanoseconds: Int64((answered - started).inMilliseconds * 1e6)
-            )
+        let answer = MoveCommitted(
+            epoch: epoch,
+            answeredAfterStartNanoseconds: Int64((answered - started).inMilliseconds * 1e6)
         )
+        if let fetcher {
+            try? fetcher.send { try $0.send(.committed, json: answer) }
+        } else {
+            try? socket.send(.committed, json: answer)
+        }
         self.logger.info(
-            "process '\(name)' arrived from \(offer.source) (\(offer.strong ? "strong" : "weak"), epoch \(epoch))"
+            "process '\(name)' arrived from \(offer.source) (\(offer.mode.rawValue), epoch \(epoch))"
         )
         HandoverPhase.reached(.sourceRelease, on: .target)
-        _ = try? socket.receive(.released)
+        if let fetcher {
+            self.fetchRest(process, task, with: fetcher, from: offer.source, lease: lease.leaseID)
+        } else {
+            _ = try? socket.receive(.released)
+        }
+    }
+
+    /// Post-copy after the commit: the pages still at the source come while the process runs.
+    /// When the source goes before they are all here, the process is lost, and said to be.
+    private func fetchRest(
+        _ process: HostedProcess,
+        _ task: GuestTask,
+        with fetcher: PageFetcher,
+        from source: String,
+        lease: UInt64
+    ) {
+        do {
+            try fetcher.receiveRest()
+            fetcher.stop()
+            self.logger.info("all \(fetcher.expected) pages of '\(process.name)' came after it resumed")
+            if self.journal != nil { Task { await self.journalRunning(process, task, lease: lease) } }
+        } catch {
+            fetcher.stop()
+            let reason =
+                "lost in post-copy: \(source) went while \(fetcher.expected - fetcher.arrived) of its pages were still there (\(error))"
+            self.logger.error("process '\(process.name)' \(reason)")
+            // Held at its next safe point and ended there; it wakes to empty pages once the
+            // fetcher lets go of its memory, and never runs on them to an effect anyone sees.
+            self.scheduler.requestCapture(task)
+            process.ended(ProcessOutcome(failure: reason))
+            self.journal?.remove(process.name)
+        }
+    }
+
+    /// Journals a process that runs here now (post-copy, once its pages are all here): held at a
+    /// safe point, so that its state and its memory are of the same instant.
+    private func journalRunning(_ process: HostedProcess, _ task: GuestTask, lease: UInt64) async {
+        guard process.beginMove() else { return }
+        defer { process.moveAborted() }
+        guard await process.hold(timeout: Self.holdTimeout, request: { self.scheduler.requestCapture(task) }) != nil
+        else {
+            task.interrupt.cancel()
+            self.logger.error("cannot journal '\(process.name)': it did not come to a safe point")
+            return
+        }
+        defer { self.scheduler.resume(task) }
+        do {
+            let snapshot = try task.capture(epoch: process.epoch, withMemory: false)
+            let layers = try Self.packedLayers(of: process)
+            try task.withHeldMemory { memory in
+                try self.journal?.write(
+                    ProcessJournal.Entry(
+                        spec: process.spec,
+                        epoch: process.epoch,
+                        lease: lease,
+                        moves: process.moves,
+                        cpuMilliseconds: process.cpuTime.inMilliseconds,
+                        captured: true,
+                        goResult: -1,
+                        restarts: false,
+                        logBase: process.log.base
+                    ),
+                    state: snapshot,
+                    memory: memory,
+                    layers: layers
+                )
+            }
+        } catch {
+            self.logger.error("cannot journal '\(process.name)': \(error); a crash of this node would lose it")
+        }
     }
 
     /// A process is taken only from the node that holds its claim now, under the lease and at

@@ -16,8 +16,13 @@ extension ProcessHost {
         { [weak self] task, hold in
             guard let self else { return }
             guard let process = self.processes.withLockedValue({ $0[name] }), process.task === task else {
-                // No process of this node stands for the task any more: nothing would ever take it.
-                self.scheduler.resume(task)
+                if case .ended(let outcome)? = self.processes.withLockedValue({ $0[name] })?.state {
+                    // It ended while it ran (lost in post-copy): it stops here, for good.
+                    self.scheduler.release(task, with: .failure(ProcessError(outcome.failure ?? "ended")))
+                } else {
+                    // No process of this node stands for the task any more: nothing would ever take it.
+                    self.scheduler.resume(task)
+                }
                 return
             }
             if process.held(hold) { return }
@@ -66,13 +71,15 @@ extension ProcessHost {
         }
         let requested = ContinuousClock.now
         var opened: (Handover, WrittenPages)?
-        if mode == .preCopy {
+        if mode.copiesWhileRunning {
             do {
                 opened = try await self.copyWhileRunning(
                     process,
                     task,
                     to: endpoint,
-                    limits: limits,
+                    mode: mode,
+                    // Hybrid: one pass while it runs; what it wrote meanwhile follows the commit.
+                    limits: mode == .hybrid ? MoveLimits(maxRounds: 1, autoConverge: false) : limits,
                     progress: progress
                 )
             } catch {
@@ -84,6 +91,7 @@ extension ProcessHost {
         guard await process.hold(timeout: Self.holdTimeout, request: { self.scheduler.requestCapture(task) }) != nil
         else {
             opened?.0.abandon()
+            task.throttlePercent = 0
             task.interrupt.cancel()
             process.moveAborted()
             if case .ended = process.state { throw ProcessError("'\(name)' ended before it could move") }
@@ -111,6 +119,7 @@ extension ProcessHost {
         _ process: HostedProcess,
         _ task: GuestTask,
         to endpoint: ServiceEndpoint,
+        mode: MoveMode,
         limits: MoveLimits,
         progress: @escaping @Sendable (Int, Int) -> Void
     ) async throws -> (Handover, WrittenPages) {
@@ -124,20 +133,14 @@ extension ProcessHost {
             self.logger.info("pre-copy of '\(process.name)' compares page checksums: \(reason)")
         }
         let handover = Handover(
-            offer: try self.offer(for: process, task, mode: .preCopy),
+            offer: try self.offer(for: process, task, mode: mode),
             code: self.code.bytes(of: ModuleDigest(hex: process.spec.digest)!) ?? [],
             progress: progress
         )
         let copied: Result<Void, any Error> = await Blocking.run {
             Result {
                 try handover.open(to: endpoint)
-                try handover.copyWhileRunning(
-                    task,
-                    region: region,
-                    pages: pages,
-                    maxDowntime: .microseconds(Int64(limits.maxDowntimeMilliseconds * 1000)),
-                    maxRounds: limits.maxRounds
-                )
+                try handover.copyWhileRunning(task, region: region, pages: pages, limits: limits)
             }
         }
         if case .failure(let error) = copied {
@@ -159,7 +162,8 @@ extension ProcessHost {
             sourceLease: lease.leaseID,
             epoch: process.epoch,
             strong: mode.isStrong,
-            preCopy: mode == .preCopy,
+            preCopy: mode.copiesWhileRunning,
+            postCopy: mode.fetchesAfterResuming,
             runningDigest: process.module.digest.hex,
             memoryBytes: task.memoryBytes,
             moves: process.moves,
@@ -168,6 +172,15 @@ extension ProcessHost {
             kvKeys: process.services.keys,
             lowers: self.describeLowers(of: process)
         )
+    }
+
+    /// The process's writable layers, by value, by the index of their directory.
+    static func packedLayers(of process: HostedProcess) throws -> [Int: PackedTree] {
+        var layers: [Int: PackedTree] = [:]
+        for index in process.directories.indices where process.directories[index].upper != nil {
+            layers[index] = try PackedTree.pack(ProcessDirectories.upper(index, in: process.directory))
+        }
+        return layers
     }
 
     /// Where `node` takes processes: its registration's `migration` endpoint.
@@ -205,10 +218,7 @@ extension ProcessHost {
             }
             var endpoint = known
             if endpoint == nil { endpoint = try await self.migrationEndpoint(of: node) }
-            var layers: [Int: PackedTree] = [:]
-            for index in process.directories.indices where process.directories[index].upper != nil {
-                layers[index] = try PackedTree.pack(ProcessDirectories.upper(index, in: process.directory))
-            }
+            let layers = try Self.packedLayers(of: process)
             let snapshot = try task.capture(epoch: process.epoch, withMemory: false)
             // Kept before anything leaves, so that a crash of this node at any later point can
             // be recovered from (see ProcessJournal).
@@ -250,17 +260,31 @@ extension ProcessHost {
                 if pages == nil {
                     do { try handover.open(to: target) } catch { return .failed(error, commitSent: false) }
                 }
-                return handover.finish(snapshot: snapshot, state: state, log: log, task: task, pages: pages)
+                return handover.finish(
+                    snapshot: snapshot,
+                    state: state,
+                    log: log,
+                    task: task,
+                    pages: pages,
+                    postCopy: mode.fetchesAfterResuming
+                )
             }
             switch outcome {
             case .committed(let committed):
                 self.released(process, task, to: node)
                 let done = ContinuousClock.now
                 let heldAt = process.heldAt ?? requested
-                let downtime = (done - heldAt) - .nanoseconds(committed.answeredAfterStartNanoseconds)
+                let downtime =
+                    ((handover.committedAt ?? done) - heldAt) - .nanoseconds(committed.answeredAfterStartNanoseconds)
                 var phases = handover.phases
                 phases["hold"] = (heldAt - (holdRequested ?? requested)).reportedMilliseconds
                 phases["prepare"] = (handingOver - heldAt).reportedMilliseconds
+                if let failure = handover.pushFailure {
+                    throw PagesLost(
+                        description:
+                            "'\(process.name)' resumed on \(node), but the move broke off before all of its pages were there (\(failure)): it is lost there"
+                    )
+                }
                 return MoveReport(
                     process: process.name,
                     mode: mode.rawValue,
@@ -274,10 +298,11 @@ extension ProcessHost {
                     epoch: committed.epoch,
                     initiative: initiative,
                     phases: phases,
-                    rounds: handover.preCopy.rounds,
-                    pagesSent: handover.preCopy.pagesSent,
-                    converged: handover.preCopy.converged,
-                    throttled: 0
+                    rounds: handover.copied.rounds,
+                    pagesSent: handover.copied.pagesSent,
+                    converged: handover.copied.converged,
+                    throttled: handover.copied.throttled,
+                    pagesOnDemand: handover.copied.pagesOnDemand
                 )
             case .failed(let error, let commitSent):
                 guard commitSent else { throw error }
@@ -290,9 +315,12 @@ extension ProcessHost {
                 }
                 throw error
             }
+        } catch let lost as PagesLost {
+            throw lost
         } catch {
             // Nothing left this node for good: the process goes on where it was.
             opened?.0.abandon()
+            task.throttlePercent = 0
             self.scheduler.resume(task, goResult: -1)
             process.moveAborted()
             throw error
@@ -369,4 +397,9 @@ extension ProcessHost {
         process.services.closeAll()
         self.scheduler.release(task, with: .failure(ProcessMoved(node: node)))
     }
+}
+
+/// Post-copy broke off after the commit: the process is the target's, and it is lost there.
+struct PagesLost: Error, CustomStringConvertible {
+    let description: String
 }

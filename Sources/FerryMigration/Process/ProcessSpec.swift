@@ -109,7 +109,7 @@ public struct ProcessOutcome: Codable, Sendable, Equatable {
 /// What a process move did, as `ferry migrate --json` prints it.
 public struct MoveReport: Codable, Sendable, Equatable {
     public var process: String
-    /// `weak` or `strong`.
+    /// How it moved (``MoveMode``).
     public var mode: String
     public var from: String
     public var to: String
@@ -141,11 +141,15 @@ public struct MoveReport: Codable, Sendable, Equatable {
     /// The share of its CPU time, in percent, taken from the process at the end to let the
     /// rounds converge (0: none).
     public var throttled: Int
+    /// Post-copy: pages the process touched at the target before they came, which the target
+    /// asked for (the rest were pushed).
+    public var pagesOnDemand: Int
 
     enum CodingKeys: String, CodingKey {
         case process, mode, from, to, epoch, initiative, rounds, converged, throttled
         case phases = "phases_ms"
         case pagesSent = "pages_sent"
+        case pagesOnDemand = "pages_on_demand"
         case bytesSent = "bytes_sent"
         case codeBytesSent = "code_bytes_sent"
         case memoryBytes = "memory_bytes"
