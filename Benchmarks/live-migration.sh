@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Live migration measured as Clark et al. (NSDI 2005) measured Xen's, in one run: two `ferry node`
 # processes on loopback (no data directory: the move itself is measured), and for each workload
-# (an idle guest; a guest writing its memory at 4, 64 and 512 MiB/s; the SHA-256 guest) and size
+# (an idle guest; a guest writing its memory at 4, 64 and 512 MiB/s; the SHA-256 guest; a guest
+# answering a steady client's calls, with the calls' p99 during the move and the failures) and size
 # (16, 64, 256 MiB) a move in each mode (stop-and-copy, pre-copy, post-copy, hybrid), beside the
 # same bytes through one loopback TCP connection. Prints the table and writes it as an SVG chart,
 # live-migration.svg, beside this script.
@@ -39,10 +40,14 @@ python3 - "$WORK/bench.out" "$(dirname "$0")/live-migration.svg" <<'EOF'
 import math
 import sys
 
-rows, tcp = [], {}
+rows, tcp, calls = [], {}, []
 for line in open(sys.argv[1]):
     key, _, value = line.strip().partition("=")
-    if key == "row":
+    if key == "calls":
+        w, mib, mode, total_calls, during, p99, most, failed = value.split()
+        calls.append(dict(mib=int(mib), mode=mode, all=int(total_calls), during=int(during), p99=float(p99),
+                          max=float(most), failed=int(failed)))
+    elif key == "row":
         w, mib, mode, total, down, sent, pages, rounds, conv, thr, demand = value.split()
         rows.append(dict(workload=w, mib=int(mib), mode=mode, total=float(total), down=float(down), bytes=int(sent),
                          pages=int(pages), rounds=int(rounds), converged=conv, throttled=int(thr), demand=int(demand)))
@@ -62,6 +67,13 @@ for r in rows:
           f"{r['bytes']:11d} {r['pages']:7d} {r['rounds']:6d} {r['converged']:>9} {str(r['throttled']) + '%':>9} "
           f"{r['demand']:9d}")
 print()
+if calls:
+    print("a steady client calling the process (Guests/echo.c, one call outstanding, following it when it moves):")
+    print(f"{'memory':>7} {'mode':>13} {'calls':>6} {'during move':>11} {'p99 ms':>8} {'max ms':>8} {'failed':>6}")
+    for c in calls:
+        print(f"{str(c['mib']) + ' MiB':>7} {c['mode']:>13} {c['all']:6d} {c['during']:11d} {c['p99']:8.2f} "
+              f"{c['max']:8.2f} {c['failed']:6d}")
+    print()
 print("the same bytes as memory through one loopback TCP connection (fastest of 3): "
       + ", ".join(f"{size} MiB {ms:.1f} ms" for size, ms in sorted(tcp.items())))
 print()
@@ -83,6 +95,9 @@ for r in (x for x in rows if x["mode"] == "stop-and-copy" and x["workload"] == "
     base = tcp.get(r["mib"])
     if base: print(f"  stop-and-copy, idle {r['mib']} MiB: total {r['total']:.1f} ms against TCP {base:.1f} ms "
                    f"({r['total'] / base:.2f}x, <= 1.5x): {verdict(r['total'] <= 1.5 * base)}")
+if calls:
+    failed = sum(c["failed"] for c in calls)
+    print(f"  failed calls in any mode: {failed} (none): {verdict(failed == 0)}")
 print("  anchors: Xen pre-copy downtime 60 ms (Quake 3) and 210 ms (SPECweb), Clark 2005; QEMU ~26 ms idle; "
       "QEMU's default downtime limit 300 ms")
 

@@ -13,7 +13,7 @@ for source in counter counter_object spin membomb recursion messages gated; do
     echo "built Guests/$source.wasm"
 done
 # WASI commands (they have a _start). The agent is plain too: a node makes it movable.
-for source in hello files agent resources memory writer; do
+for source in hello files agent resources memory writer echo; do
     "$CLANG" "${FLAGS[@]}" -Wl,--allow-undefined -o "$source.wasm" "$source.c"
     echo "built Guests/$source.wasm"
 done

@@ -11,6 +11,7 @@ public struct FerryCommand: AsyncParsableCommand {
             Up.self, Serve.self, ControlCommand.self, EndpointDaemonCommand.self, EndpointsCommand.self, KVCommand.self,
             SuperserverCommand.self, GuestCommand.self, SwitchCommand.self, CallCommand.self, ObjectsCommand.self,
             NodeCommand.self, SpawnCommand.self, PsCommand.self, WaitCommand.self, KillCommand.self, LogsCommand.self,
+            SendCommand.self,
             MigrateCommand.self, EvalCommand.self, KeysCommand.self, SignCommand.self, VerifyCommand.self,
         ]
     )

@@ -14,7 +14,14 @@ public final class GuestMailbox: @unchecked Sendable {
     private var inbox: [[UInt8]] = []
     /// Called after each post: a ``GuestScheduler`` wakes the guest if it is parked waiting.
     private var onArrival: (@Sendable () -> Void)?
-    private let outbox = NIOLockedValueBox<[[UInt8]]>([])
+    private struct Outbox {
+        var sent: [[UInt8]] = []
+        /// Who waits for the next message (``nextSent(timeout:)``), by the number of its wait.
+        var waiter: (number: Int, continuation: CheckedContinuation<[UInt8]?, Never>)?
+        var waits = 0
+    }
+
+    private let outbox = NIOLockedValueBox(Outbox())
 
     public init() {}
 
@@ -30,9 +37,34 @@ public final class GuestMailbox: @unchecked Sendable {
 
     /// Takes every message the guest has sent so far.
     public func takeSent() -> [[UInt8]] {
-        self.outbox.withLockedValue { sent in
-            defer { sent = [] }
-            return sent
+        self.outbox.withLockedValue { outbox in
+            defer { outbox.sent = [] }
+            return outbox.sent
+        }
+    }
+
+    /// The next message the guest sends (the first not taken yet), or nil when none came within
+    /// `timeout`. One waiter at a time.
+    public func nextSent(timeout: Duration) async -> [UInt8]? {
+        await withCheckedContinuation { continuation in
+            let (ready, number) = self.outbox.withLockedValue { outbox -> ([UInt8]?, Int) in
+                if !outbox.sent.isEmpty { return (outbox.sent.removeFirst(), 0) }
+                outbox.waits += 1
+                outbox.waiter = (outbox.waits, continuation)
+                return (nil, outbox.waits)
+            }
+            if let ready {
+                continuation.resume(returning: ready)
+                return
+            }
+            Task {
+                try? await Task.sleep(for: timeout)
+                self.outbox.withLockedValue { outbox -> CheckedContinuation<[UInt8]?, Never>? in
+                    guard let waiter = outbox.waiter, waiter.number == number else { return nil }
+                    outbox.waiter = nil
+                    return waiter.continuation
+                }?.resume(returning: nil)
+            }
         }
     }
 
@@ -65,7 +97,15 @@ public final class GuestMailbox: @unchecked Sendable {
     }
 
     func sentByGuest(_ message: [UInt8]) {
-        self.outbox.withLockedValue { $0.append(message) }
+        let waiter = self.outbox.withLockedValue { outbox -> CheckedContinuation<[UInt8]?, Never>? in
+            guard let waiter = outbox.waiter else {
+                outbox.sent.append(message)
+                return nil
+            }
+            outbox.waiter = nil
+            return waiter.continuation
+        }
+        waiter?.resume(returning: message)
     }
 }
 

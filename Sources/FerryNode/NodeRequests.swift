@@ -45,6 +45,8 @@ enum NodeRequests {
             send(.code(Data(bytes)), false)
         case .resources(let name):
             send(.resources(try host.resources(name)), false)
+        case .call(let name, let message):
+            send(try await host.call(name, message: [UInt8](message)), false)
         case .holds(let name):
             send(.holds(host.holds(name)), false)
         case .layer(let id):

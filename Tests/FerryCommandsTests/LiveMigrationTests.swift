@@ -1,5 +1,6 @@
 import FerryMigration
 import Foundation
+import NIOConcurrencyHelpers
 import Testing
 
 /// Live migration as a user drives it: `ferry migrate --mode post-copy | hybrid | pre-copy`,
@@ -86,6 +87,47 @@ import Testing
             }
             #expect(try cluster.run("kill", [name]).status == 0)
         }
+    }
+
+    /// A client calling a process while it moves, in every mode, sees no failed call: calls made
+    /// while it stops wait, follow it, and are answered where it runs after, each exactly once.
+    @Test func callsToAMovingProcessWaitAndAreAnsweredOnceInEveryMode() throws {
+        let cluster = try TestCluster()
+        try cluster.start("n1")
+        try cluster.start("n2")
+        let spawned = try cluster.run("spawn", ["--node", "n1", try cluster.signed("echo"), "--name", "echo", "16"])
+        try #require(spawned.status == 0, "\(spawned.error)")
+        #expect(try cluster.run("send", ["echo", "hello"]).output == "HELLO\n")
+
+        let calls = NIOLockedValueBox((made: 0, failed: [String](), stop: false))
+        // Two clients, each with one call outstanding at a time.
+        let clients = (0..<2).map { client in
+            Thread {
+                var number = 0
+                while !calls.withLockedValue({ $0.stop }) {
+                    number += 1
+                    let answer = try? cluster.run("send", ["echo", "call-\(client)-\(number)"])
+                    calls.withLockedValue { calls in
+                        calls.made += 1
+                        if answer?.output != "CALL-\(client)-\(number)\n" {
+                            calls.failed.append("call \(number): \(answer?.output ?? "") \(answer?.error ?? "")")
+                        }
+                    }
+                }
+            }
+        }
+        for client in clients { client.start() }
+        let modes = ["stop-and-copy", "pre-copy", "weak"] + (Self.postCopy ? ["post-copy", "hybrid"] : [])
+        for (index, mode) in modes.enumerated() {
+            let moved = try cluster.run("migrate", ["echo", "--to", index % 2 == 0 ? "n2" : "n1", "--mode", mode])
+            #expect(moved.status == 0, "\(mode): \(moved.error)")
+        }
+        calls.withLockedValue { $0.stop = true }
+        while !clients.allSatisfy(\.isFinished) { usleep(10_000) }
+        let (made, failed, _) = calls.withLockedValue { $0 }
+        #expect(made > 0 && failed.isEmpty, "\(failed.count) of \(made) calls failed: \(failed.prefix(3))")
+        // Each call reached it once: it counts the first call and every one since.
+        #expect(try cluster.run("send", ["echo", "count"]).output == "\(made + 1)\n")
     }
 
     /// Waits until process `name` has run for `cpu` (it writes by then).

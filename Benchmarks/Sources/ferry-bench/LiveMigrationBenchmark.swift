@@ -48,6 +48,7 @@ enum LiveMigrationBenchmark {
         }
         let memory = try signed("memory")
         let writer = try signed("writer")
+        let echo = try signed("echo")
         let sha = try signed("gated")
         let gate = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-gate-\(getpid())").path
         try FileManager.default.createDirectory(atPath: gate, withIntermediateDirectories: true)
@@ -66,6 +67,7 @@ enum LiveMigrationBenchmark {
             workloads.append(("writer-\(rate)", writer, { ["\($0)", "\(rate)"] }, sizes))
         }
         workloads.append(("sha256", sha, { _ in [] }, [0]))
+        workloads.append(("calls", echo, { ["\($0)"] }, sizes))
         var count = 0
         for workload in workloads {
             for size in workload.sizes {
@@ -99,7 +101,23 @@ enum LiveMigrationBenchmark {
                     }
                     // Running steadily before it moves (an idle guest waits already).
                     if workload.name != "idle" { try await Task.sleep(for: .milliseconds(300)) }
+                    var caller: Caller?
+                    if workload.name == "calls" {
+                        caller = try await Caller.start(name, at: "n1", in: cluster)
+                        try await Task.sleep(for: .milliseconds(300))
+                    }
+                    let moveStarted = ContinuousClock.now
                     let report = try await cluster.migrate(name, from: "n1", to: "n2", mode: mode)
+                    let moveEnded = ContinuousClock.now
+                    if let caller {
+                        try await Task.sleep(for: .milliseconds(300))
+                        let (during, failed, all) = await caller.stop(between: moveStarted, and: moveEnded)
+                        print(
+                            "calls=\(workload.name) \(report.memoryBytes >> 20) \(mode.rawValue) \(all) \(during.count) "
+                                + "\(MigrationBenchmark.format(Self.percentile(during, 0.99))) "
+                                + "\(MigrationBenchmark.format(during.max() ?? 0)) \(failed)"
+                        )
+                    }
                     let fields: [String] = [
                         workload.name, "\(report.memoryBytes >> 20)", mode.rawValue,
                         MigrationBenchmark.format(report.totalMilliseconds),
@@ -111,6 +129,84 @@ enum LiveMigrationBenchmark {
                     try await cluster.kill(name, on: "n2")
                 }
             }
+        }
+    }
+
+    static func percentile(_ values: [Double], _ share: Double) -> Double {
+        guard !values.isEmpty else { return 0 }
+        let sorted = values.sorted()
+        return sorted[min(sorted.count - 1, Int(Double(sorted.count) * share))]
+    }
+
+    /// A steady client of a process: one call outstanding, sent again to where the process went
+    /// when it moved, each call timed from its first sending to its answer.
+    actor Caller {
+        private var calls: [(started: ContinuousClock.Instant, milliseconds: Double)] = []
+        private var failed = 0
+        private var stopping = false
+        private var loop: Task<Void, Never>?
+
+        static func start(
+            _ name: String,
+            at node: String,
+            in cluster: MigrationBenchmark.Cluster
+        ) async throws -> Caller {
+            let caller = Caller()
+            var clients: [String: NodeClient] = [:]
+            for (node, endpoint) in cluster.endpoints { clients[node] = try await NodeClient.connect(to: endpoint) }
+            let connected = clients
+            await caller.run(name, at: node, clients: connected)
+            return caller
+        }
+
+        private func run(_ name: String, at first: String, clients: [String: NodeClient]) {
+            self.loop = Task {
+                var at = first
+                var number = 0
+                while await !self.isStopping {
+                    number += 1
+                    let message = Data("call \(number)".utf8)
+                    let started = ContinuousClock.now
+                    var answered = false
+                    for _ in 0..<3 {
+                        guard let client = clients[at],
+                            let reply = try? await client.request(.call(name, message: message), timeout: .seconds(30))
+                        else { break }
+                        if case .answer(let answer) = reply, answer == Data("CALL \(number)".utf8) {
+                            answered = true
+                            break
+                        }
+                        guard case .moved(let node) = reply else { break }
+                        at = node
+                    }
+                    await self.record(started, answered: answered)
+                }
+                for client in clients.values { await client.close() }
+            }
+        }
+
+        private var isStopping: Bool { self.stopping }
+
+        private func record(_ started: ContinuousClock.Instant, answered: Bool) {
+            if answered {
+                self.calls.append((started, (ContinuousClock.now - started).milliseconds))
+            } else {
+                self.failed += 1
+            }
+        }
+
+        /// Stops the client; the latencies of calls that overlapped the move, the calls that failed,
+        /// and how many there were in all.
+        func stop(
+            between start: ContinuousClock.Instant,
+            and end: ContinuousClock.Instant
+        ) async -> ([Double], Int, Int) {
+            self.stopping = true
+            await self.loop?.value
+            let during = self.calls.filter { call in
+                call.started <= end && call.started + .nanoseconds(Int64(call.milliseconds * 1e6)) >= start
+            }
+            return (during.map(\.milliseconds), self.failed, self.calls.count + self.failed)
         }
     }
 }

@@ -282,18 +282,23 @@ enum MigrationBenchmark {
     /// The two nodes, through their FerryWire ports.
     struct Cluster {
         let nodes: [String: NodeClient]
+        /// Where each node's FerryWire port is, for clients of their own.
+        let endpoints: [String: ServiceEndpoint]
 
         init(daemon: ServiceEndpoint) async throws {
-            let endpoints = try await EndpointClient.connect(host: daemon.host, port: daemon.port)
+            let registry = try await EndpointClient.connect(host: daemon.host, port: daemon.port)
             var nodes: [String: NodeClient] = [:]
+            var endpoints: [String: ServiceEndpoint] = [:]
             for name in ["n1", "n2"] {
-                guard let endpoint = try await endpoints.lookup("node:\(name)").first?.endpoints.first else {
+                guard let endpoint = try await registry.lookup("node:\(name)").first?.endpoints.first else {
                     throw Failure("node \(name) is not registered at \(daemon)")
                 }
                 nodes[name] = try await NodeClient.connect(to: endpoint)
+                endpoints[name] = endpoint
             }
-            await endpoints.close()
+            await registry.close()
             self.nodes = nodes
+            self.endpoints = endpoints
         }
 
         func spawn(_ name: String, code: [UInt8], on node: String, arguments: [String], memoryMiB: Int) async throws {

@@ -61,7 +61,8 @@ final class PageFetcher: @unchecked Sendable {
         thread.start()
     }
 
-    /// Receives the pages still missing, until all are there; then tells the source so.
+    /// Receives the pages still missing, until all are there (then ``complete()`` tells the
+    /// source so).
     func receiveRest() throws {
         while self.arrived < self.expected {
             let (type, length) = try self.socket.receiveHeader()
@@ -71,6 +72,10 @@ final class PageFetcher: @unchecked Sendable {
             try self.receive(length: length)
             HandoverPhase.reached(.postCopy, on: .target)
         }
+    }
+
+    /// Tells the source that every page is here: it lets go of its memory, and its move ends.
+    func complete() throws {
         try self.send { try $0.send(.complete) }
     }
 

@@ -27,6 +27,9 @@ public enum NodeRequest: Codable, Sendable, Equatable {
     case code(String)
     /// A process's resources and how each is bound.
     case resources(String)
+    /// Client–server: post `message` to the process's mailbox and answer the next message it
+    /// sends (`answer`), or where it went (`moved`) when it left before the call went in.
+    case call(String, message: Data)
     /// Whether this node runs `name` now (asked when a move's outcome is in doubt).
     case holds(String)
     /// The files of a read-only layer this node lent a process that moved away: the node it went
@@ -45,6 +48,8 @@ public enum NodeReply: Codable, Sendable, Equatable {
     case moved(to: String)
     case killed
     case output(Data, next: Int, ended: Bool)
+    /// A process's answer to a call.
+    case answer(Data)
     case progress(sent: Int, total: Int)
     case report(MoveReport)
     case code(Data)

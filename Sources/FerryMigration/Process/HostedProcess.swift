@@ -39,6 +39,8 @@ final class HostedProcess: Sendable {
     let directory: String
     /// What the node lends it: facilities, the cluster's kv, its connections.
     let services: ProcessServices
+    /// Calls to it (`ferry send`), one at a time, held back while it moves.
+    let calls: CallGate
 
     private struct Mutable {
         var state = State.running
@@ -69,6 +71,7 @@ final class HostedProcess: Sendable {
         state: State = .running
     ) {
         self.services = services
+        self.calls = CallGate(closed: state == .moving)
         self.spec = spec
         self.module = module
         self.log = log
@@ -200,6 +203,7 @@ final class HostedProcess: Sendable {
             return state.waiters
         }
         for waiter in waiters { waiter.resume(returning: result) }
+        self.calls.shut()
         self.services.closeAll()
         // A move waiting for the task to be held learns that it never will be.
         self.resumeHoldWaiter(nil)

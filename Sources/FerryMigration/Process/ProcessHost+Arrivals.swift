@@ -231,6 +231,7 @@ extension ProcessHost {
             }
         } catch {
             self.processes.withLockedValue { _ = $0.removeValue(forKey: name) }
+            process.calls.shut()
             throw ProcessError("cannot take over its claim: \(error)")
         }
         HandoverPhase.reached(.commit, on: .target)
@@ -265,6 +266,7 @@ extension ProcessHost {
         }
         process.committed(epoch: epoch)
         self.track(process, task: task)
+        process.calls.open()
         fetcher?.answerFaults()
         self.scheduler.start(task)
         // Answer once the process ran here, so that the source can tell its downtime.
@@ -305,7 +307,9 @@ extension ProcessHost {
             try fetcher.receiveRest()
             fetcher.stop()
             self.logger.info("all \(fetcher.expected) pages of '\(process.name)' came after it resumed")
-            if self.journal != nil { Task { await self.journalRunning(process, task, lease: lease) } }
+            // Before the move ends for whoever asked for it: the process is not held for it later.
+            if self.journal != nil { try? Blocking.wait { await self.journalRunning(process, task, lease: lease) } }
+            try? fetcher.complete()
         } catch {
             fetcher.stop()
             let reason =

@@ -87,9 +87,12 @@ extension ProcessHost {
                 throw error
             }
         }
+        // Calls that come from now on wait for the move's end; the one in progress is answered here.
+        await process.calls.close(timeout: Self.holdTimeout)
         let holdRequested = ContinuousClock.now
         guard await process.hold(timeout: Self.holdTimeout, request: { self.scheduler.requestCapture(task) }) != nil
         else {
+            process.calls.open()
             opened?.0.abandon()
             task.throttlePercent = 0
             task.interrupt.cancel()
@@ -323,6 +326,7 @@ extension ProcessHost {
             task.throttlePercent = 0
             self.scheduler.resume(task, goResult: -1)
             process.moveAborted()
+            process.calls.open()
             throw error
         }
     }

@@ -304,6 +304,33 @@ public final class ProcessHost: Sendable {
         }
     }
 
+    /// How long a call waits for the process's answer.
+    static let callTimeout: Duration = .seconds(30)
+
+    /// Client–server: posts `message` to the process and answers the next message it sends, or
+    /// where it went when it left before the call went in (the caller sends it there).
+    public func call(_ name: String, message: [UInt8]) async throws -> NodeReply {
+        guard message.count <= GuestMailbox.maxMessageBytes else {
+            throw ProcessError(
+                "a message of \(message.count) bytes is over the \(GuestMailbox.maxMessageBytes) a process takes"
+            )
+        }
+        let process = try self.process(name)
+        guard await process.calls.enter() else {
+            if case .movedAway(let node) = process.state { return .moved(to: node) }
+            throw ProcessError("'\(name)' \(process.state.name) before it could take the call")
+        }
+        defer { process.calls.leave() }
+        guard let mailbox = process.task?.environment.mailbox else {
+            throw ProcessError("'\(name)' \(process.state.name) before it could take the call")
+        }
+        mailbox.post(message)
+        guard let answer = await mailbox.nextSent(timeout: Self.callTimeout) else {
+            throw ProcessError("'\(name)' did not answer within \(Self.callTimeout)")
+        }
+        return .answer(Data(answer))
+    }
+
     /// Whether the process runs here (or is arriving and committing).
     public func holds(_ name: String) -> Bool {
         guard let process = self.processes.withLockedValue({ $0[name] }) else { return false }
