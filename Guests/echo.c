@@ -1,6 +1,7 @@
 // A server process for client–server calls (`ferry send`), built plain (a node makes it movable).
 // A WASI command:
-//   echo [MIB]  grows MIB of memory (0 when not given) and fills it with pseudo-random bytes, then
+//   echo [MIB]  grows MIB of memory (0 when not given) and fills it with pseudo-random bytes (once:
+//               moved weakly, it starts again with its memory filled), then
 //               answers each message (ferry_receive_wait) upper-cased (ferry_send), forever,
 //               keeping the count of calls it answered in its memory: a call answered twice, or
 //               lost in a move, shows in the count it says at `ferry send P count`.
@@ -30,7 +31,10 @@ FERRY_EXPORT("_start") void _start(void) {
     if (count > 2 || bytes > sizeof buffer) proc_exit(2);
     args_get(argv, buffer);
     int mib = count == 2 ? number(argv[1]) : 0;
-    if (mib > 0) {
+    // Moved weakly, it starts here again with its memory: filled already.
+    static int filled;
+    if (mib > 0 && !filled) {
+        filled = 1;
         int first = __builtin_wasm_memory_grow(0, mib * 16);
         if (first < 0) proc_exit(3);
         unsigned int *word = (unsigned int *)((unsigned long)first * 65536), state = 2463534242u;

@@ -95,7 +95,7 @@ import Testing
         let cluster = try TestCluster()
         try cluster.start("n1")
         try cluster.start("n2")
-        let spawned = try cluster.run("spawn", ["--node", "n1", try cluster.signed("echo"), "--name", "echo", "16"])
+        let spawned = try cluster.run("spawn", ["--node", "n1", try cluster.signed("echo"), "--name", "echo", "8"])
         try #require(spawned.status == 0, "\(spawned.error)")
         #expect(try cluster.run("send", ["echo", "hello"]).output == "HELLO\n")
 

@@ -156,14 +156,16 @@ final class Handover: @unchecked Sendable {
     /// The rest, once the process is held: its memory (all of it, with pre-copy the pages
     /// written since the last round, with post-copy only what its first instructions need), its
     /// state, and the commit; with post-copy then the pages still missing. Until commit is sent
-    /// the process is the source's; after, the outcome is whatever the daemon says.
+    /// the process is the source's; after, the outcome is whatever the daemon says. `onCommitted`
+    /// is told as soon as the target answered the commit.
     func finish(
         snapshot: GuestSnapshot,
         state: MoveState,
         log: ProcessLog,
         task: GuestTask,
         pages: WrittenPages? = nil,
-        postCopy: Bool = false
+        postCopy: Bool = false,
+        onCommitted: () -> Void = {}
     ) -> Outcome {
         var commitSent = false
         guard let socket = self.socket else {
@@ -250,8 +252,10 @@ final class Handover: @unchecked Sendable {
             }
             let committed = try JSONDecoder().decode(MoveCommitted.self, from: Data(answer.1))
             self.committedAt = .now
+            // The process is the target's from here, while post-copy's pages still follow.
+            onCommitted()
             self.timed("commit")
-            if postCopy {
+            if postCopy && !missing.isEmpty {
                 do {
                     try task.withHeldMemory { memory in
                         try self.push(Self.subtracting(first, from: missing), from: memory, wanted: wanted)

@@ -20,10 +20,10 @@ public final class MissingPages: @unchecked Sendable {
     public let bytes: Int
     private let userfaultfd: Int32
 
-    /// Empties the pages of `missing` (all of the first `bytes` when nil) and registers the first
-    /// `bytes` of `region`, so that a touch of an emptied page waits for it; throws the kernel's
-    /// reason when userfaultfd is not permitted here (`vm.unprivileged_userfaultfd`,
-    /// `/dev/userfaultfd`).
+    /// Empties the pages of `missing` (all of the first `bytes` when nil) and registers the span
+    /// from the first of them to the last, so that a touch of an emptied page waits for it (a
+    /// page there that stayed is read as it is); throws the kernel's reason when userfaultfd is
+    /// not permitted here (`vm.unprivileged_userfaultfd`, `/dev/userfaultfd`).
     public init(_ region: GuestMemoryRegion, bytes: Int, missing: [Range<Int>]? = nil) throws {
         self.region = region
         self.bytes = (bytes + Self.pageSize - 1) / Self.pageSize * Self.pageSize
@@ -40,8 +40,13 @@ public final class MissingPages: @unchecked Sendable {
                 throw Self.failure("empty the arriving guest's memory")
             }
         }
+        // Registering costs in proportion to what it covers: only the span that lacks pages.
+        let span =
+            (missing ?? [0..<self.bytes]).reduce(nil as Range<Int>?) { span, run in
+                span.map { min($0.lowerBound, run.lowerBound)..<max($0.upperBound, run.upperBound) } ?? run
+            } ?? 0..<Self.pageSize
         var reason = [CChar](repeating: 0, count: 256)
-        let fd = ferry_missing_pages_open(region.base, self.bytes, &reason, reason.count)
+        let fd = ferry_missing_pages_open(region.base + span.lowerBound, span.count, &reason, reason.count)
         guard fd >= 0 else {
             throw ProcessError(
                 "post-copy needs userfaultfd, which this kernel refused: \(String(decoding: reason.prefix { $0 != 0 }.map(UInt8.init), as: UTF8.self))"

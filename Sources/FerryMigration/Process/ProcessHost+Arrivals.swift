@@ -180,8 +180,8 @@ extension ProcessHost {
         }
         // Post-copy: the pages not sent yet are emptied and wait for the source; the first come now.
         var fetcher: PageFetcher?
-        if offer.postCopy == true, let region = arrival.memoryRegion {
-            let missing = moveState.missing ?? [0..<moveState.memoryBytes]
+        if offer.postCopy == true, let region = arrival.memoryRegion, let missing = moveState.missing, !missing.isEmpty
+        {
             fetcher = PageFetcher(
                 pages: try MissingPages(region, bytes: moveState.memoryBytes, missing: missing),
                 socket: socket,

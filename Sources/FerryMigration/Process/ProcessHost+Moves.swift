@@ -269,7 +269,9 @@ extension ProcessHost {
                     log: log,
                     task: task,
                     pages: pages,
-                    postCopy: mode.fetchesAfterResuming
+                    postCopy: mode.fetchesAfterResuming,
+                    // Calls waiting here, and waits, go to the target at once.
+                    onCommitted: { process.movedAway(to: node) }
                 )
             }
             switch outcome {
