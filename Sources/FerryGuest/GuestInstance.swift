@@ -104,6 +104,9 @@ public final class GuestInstance {
 
     deinit {
         try? self.wasi.close()
+        // The flag's global holds the store, whose host functions hold the suspension state: let
+        // go of it, or the store and the guest's 4 GiB reservation are never freed.
+        self.suspension.flag = nil
     }
 
     /// Calls the exported function `name`.

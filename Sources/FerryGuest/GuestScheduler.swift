@@ -45,7 +45,9 @@ public final class GuestScheduler: @unchecked Sendable {
     public let kernelThreads: Int
     public let timeSlice: Duration
     private let condition = NSCondition()
-    private var runnable: [GuestTask] = []
+    /// The run queue from `nextRunnable` on; a slot is emptied when its task is taken, so that a
+    /// task that ended is not kept alive by the queue it left.
+    private var runnable: [GuestTask?] = []
     private var nextRunnable = 0
     private var parked: [ObjectIdentifier: GuestTask] = [:]
     private var held: [ObjectIdentifier: GuestTask] = [:]
@@ -195,7 +197,7 @@ public final class GuestScheduler: @unchecked Sendable {
         self.stopping = true
         self.condition.broadcast()
         while self.running > 0 { self.condition.wait() }
-        let unfinished = self.runnable[self.nextRunnable...] + self.parked.values + self.held.values
+        let unfinished = self.runnable[self.nextRunnable...].compactMap { $0 } + self.parked.values + self.held.values
         self.runnable = []
         self.nextRunnable = 0
         self.parked = [:]
@@ -276,7 +278,8 @@ public final class GuestScheduler: @unchecked Sendable {
         defer { self.condition.unlock() }
         while self.nextRunnable == self.runnable.count, !self.stopping { self.condition.wait() }
         guard !self.stopping else { return nil }
-        let task = self.runnable[self.nextRunnable]
+        let task = self.runnable[self.nextRunnable]!
+        self.runnable[self.nextRunnable] = nil
         self.nextRunnable += 1
         // Drop the taken front now and then, so the queue does not grow without end.
         if self.nextRunnable > 1024, self.nextRunnable * 2 > self.runnable.count {

@@ -24,7 +24,7 @@ import Testing
         #expect(report["mode"] as? String == "post-copy")
         let memory = try #require(report["memory_bytes"] as? Int)
         #expect(report["pages_sent"] as? Int == (memory + 4095) / 4096, "each page once: \(report)")
-        #expect(report["pages_on_demand"] is Int)
+        #expect(report["pages_on_demand"] is Int && report["tracking"] == nil)
         let phases = try #require(report["phases_ms"] as? [String: Double])
         #expect(phases["post-copy"] != nil, "the pages that followed the commit: \(phases)")
         let listed = try cluster.listings(of: "sha")
@@ -47,6 +47,8 @@ import Testing
         try #require(moved.status == 0, "\(moved.error)\n\(cluster.log("n1"))\n\(cluster.log("n2"))")
         let report = try Self.report(moved)
         #expect(report["mode"] as? String == "hybrid" && report["rounds"] as? Int == 1, "one pass: \(report)")
+        let tracking = WrittenPages.kernelRefusal == nil ? "kernel" : "checksums"
+        #expect(report["tracking"] as? String == tracking, "the report says how written pages were found")
         let memory = try #require(report["memory_bytes"] as? Int)
         #expect((report["pages_sent"] as? Int ?? 0) >= memory / 4096, "all of memory, then what it wrote")
         let listed = try cluster.listings(of: "writer")

@@ -39,6 +39,8 @@ final class Handover: @unchecked Sendable {
         var throttled = 0
         /// Post-copy: pages the target asked for.
         var pagesOnDemand = 0
+        /// Pre-copy: how written pages were found, `kernel` or `checksums`.
+        var tracking: String?
     }
 
     let offer: MoveOffer
@@ -101,6 +103,7 @@ final class Handover: @unchecked Sendable {
     /// guest down, as QEMU's auto-converge does: 20% of its time first, 10 more each such round.
     func copyWhileRunning(_ task: GuestTask, region: GuestMemoryRegion, pages: WrittenPages, limits: MoveLimits) throws
     {
+        self.copied.tracking = pages.kernelUnavailable == nil ? "kernel" : "checksums"
         var dirty = try pages.collect(upTo: task.memoryBytes)
         var bytesPerSecond = 0.0
         while true {

@@ -54,6 +54,8 @@ final class HostedProcess: Sendable {
         /// Which wait the waiter is, so that the timeout of an earlier one never ends a later one.
         var holdRequest = 0
         var heldAt: ContinuousClock.Instant?
+        /// It arrived by post-copy and some of its pages are still at the source.
+        var fetchingPages = false
     }
 
     private let mutable: NIOLockedValueBox<Mutable>
@@ -86,6 +88,10 @@ final class HostedProcess: Sendable {
     var moves: Int { self.mutable.withLockedValue { $0.moves } }
     var task: GuestTask? { self.mutable.withLockedValue { $0.task } }
     var heldAt: ContinuousClock.Instant? { self.mutable.withLockedValue { $0.heldAt } }
+    var fetchingPages: Bool {
+        get { self.mutable.withLockedValue { $0.fetchingPages } }
+        set { self.mutable.withLockedValue { $0.fetchingPages = newValue } }
+    }
     var cpuTime: Duration { self.mutable.withLockedValue { $0.cpuBefore + ($0.task?.cpuTime ?? .zero) } }
 
     func attach(_ task: GuestTask) {

@@ -264,6 +264,7 @@ extension ProcessHost {
                 )
             }
         }
+        process.fetchingPages = fetcher != nil
         process.committed(epoch: epoch)
         self.track(process, task: task)
         process.calls.open()
@@ -309,6 +310,7 @@ extension ProcessHost {
             self.logger.info("all \(fetcher.expected) pages of '\(process.name)' came after it resumed")
             // Before the move ends for whoever asked for it: the process is not held for it later.
             if self.journal != nil { try? Blocking.wait { await self.journalRunning(process, task, lease: lease) } }
+            process.fetchingPages = false
             try? fetcher.complete()
         } catch {
             fetcher.stop()

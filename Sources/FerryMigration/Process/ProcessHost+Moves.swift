@@ -66,6 +66,11 @@ extension ProcessHost {
         guard node != self.node else { throw ProcessError("'\(name)' is on \(node) already") }
         // Before anything stops: a move to a node that does not exist is refused at once.
         let endpoint = try await self.migrationEndpoint(of: node)
+        guard !process.fetchingPages else {
+            throw ProcessError(
+                "'\(name)' arrived by post-copy and some of its pages are still coming: move it once they are all here"
+            )
+        }
         guard let task = process.task, process.beginMove() else {
             throw ProcessError("'\(name)' is \(process.state.name), not running: it cannot move now")
         }
@@ -307,7 +312,8 @@ extension ProcessHost {
                     pagesSent: handover.copied.pagesSent,
                     converged: handover.copied.converged,
                     throttled: handover.copied.throttled,
-                    pagesOnDemand: handover.copied.pagesOnDemand
+                    pagesOnDemand: handover.copied.pagesOnDemand,
+                    tracking: handover.copied.tracking
                 )
             case .failed(let error, let commitSent):
                 guard commitSent else { throw error }

@@ -144,9 +144,13 @@ public struct MoveReport: Codable, Sendable, Equatable {
     /// Post-copy: pages the process touched at the target before they came, which the target
     /// asked for (the rest were pushed).
     public var pagesOnDemand: Int
+    /// Pre-copy and hybrid: how the pages written while it ran were found: `kernel`
+    /// (userfaultfd's write-protection and `PAGEMAP_SCAN`) or `checksums` (where the kernel
+    /// lacks them); absent for the other modes.
+    public var tracking: String?
 
     enum CodingKeys: String, CodingKey {
-        case process, mode, from, to, epoch, initiative, rounds, converged, throttled
+        case process, mode, from, to, epoch, initiative, rounds, converged, throttled, tracking
         case phases = "phases_ms"
         case pagesSent = "pages_sent"
         case pagesOnDemand = "pages_on_demand"
