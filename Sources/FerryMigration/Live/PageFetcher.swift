@@ -48,7 +48,7 @@ final class PageFetcher: @unchecked Sendable {
             defer { self.faultsEnded.signal() }
             while !self.stopped.withLockedValue({ $0 }) {
                 do {
-                    guard let offset = try self.pages.nextFault(timeout: .milliseconds(50)) else { continue }
+                    guard let offset = try self.pages.nextFault(timeout: .milliseconds(10)) else { continue }
                     try self.send { try $0.sendWant(offset) }
                 } catch {
                     // The connection's thread sees the same failure and settles it.
@@ -79,9 +79,13 @@ final class PageFetcher: @unchecked Sendable {
         try self.send { try $0.send(.complete) }
     }
 
-    /// Stops the fault thread and waits for it.
+    /// Tells the fault thread to stop (it sees it within 10 ms); ``join()`` waits for it.
     func stop() {
         self.stopped.withLockedValue { $0 = true }
+    }
+
+    /// Waits for the fault thread to end (after ``stop()``).
+    func join() {
         if self.faultThread != nil {
             self.faultsEnded.wait()
             self.faultThread = nil

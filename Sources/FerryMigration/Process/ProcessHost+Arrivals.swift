@@ -106,7 +106,10 @@ extension ProcessHost {
             limits: spec.limits,
             environment: self.environment(for: process)
         )
-        if offer.postCopy == true, arrival.memoryRegion == nil {
+        // Found while its memory is fresh: the check (madvise over the 4 GiB reservation) costs
+        // in proportion to what is populated, and the region never moves.
+        let region = offer.postCopy == true ? arrival.memoryRegion : nil
+        if offer.postCopy == true, region == nil {
             throw ProcessError(
                 "post-copy fills the process's memory in place, and memory here could move when it grows (WasmKit's software bounds checks); use --mode pre-copy"
             )
@@ -180,8 +183,7 @@ extension ProcessHost {
         }
         // Post-copy: the pages not sent yet are emptied and wait for the source; the first come now.
         var fetcher: PageFetcher?
-        if offer.postCopy == true, let region = arrival.memoryRegion, let missing = moveState.missing, !missing.isEmpty
-        {
+        if let region, let missing = moveState.missing, !missing.isEmpty {
             fetcher = PageFetcher(
                 pages: try MissingPages(region, bytes: moveState.memoryBytes, missing: missing),
                 socket: socket,
@@ -306,14 +308,17 @@ extension ProcessHost {
     ) {
         do {
             try fetcher.receiveRest()
+            // No page can be missing now: the fault thread has nothing left to ask for.
             fetcher.stop()
             self.logger.info("all \(fetcher.expected) pages of '\(process.name)' came after it resumed")
             // Before the move ends for whoever asked for it: the process is not held for it later.
             if self.journal != nil { try? Blocking.wait { await self.journalRunning(process, task, lease: lease) } }
             process.fetchingPages = false
             try? fetcher.complete()
+            fetcher.join()
         } catch {
             fetcher.stop()
+            fetcher.join()
             let reason =
                 "lost in post-copy: \(source) went while \(fetcher.expected - fetcher.arrived) of its pages were still there (\(error))"
             self.logger.error("process '\(process.name)' \(reason)")
