@@ -119,12 +119,13 @@ shown = "writer-64" if "writer-64" in writers else (writers[0] if writers else "
 modes = [m for m in ("stop-and-copy", "pre-copy", "post-copy", "hybrid") if any(r["mode"] == m for r in rows)]
 colours = {"stop-and-copy": "#999999", "pre-copy": "#2f6fb3", "post-copy": "#c0392b", "hybrid": "#27ae60"}
 chosen = [r for r in rows if r["workload"] == shown]
+label = f"a guest writing {shown[7:]} MiB/s of its memory" if shown.startswith("writer-") else "an idle guest"
 sizes = sorted({r["mib"] for r in chosen})
 width, height, top, bottom, left = 900, 380, 50, 60, 60
 panel_w = (width - left - 40) / 2
 plot_h = height - top - bottom
 parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',
-         f'<text x="{left}" y="22" font-size="14">Live migration of a guest ({shown}): downtime and total time per mode (ms, log scale)</text>']
+         f'<text x="{left}" y="22" font-size="14">Live migration of {label}: downtime and total time per mode (ms, log scale)</text>']
 for panel, (field, title) in enumerate((("down", "downtime"), ("total", "total time"))):
     values = [max(r[field], 0.01) for r in chosen] or [1]
     low, high = min(values) / 2, max(values) * 2
