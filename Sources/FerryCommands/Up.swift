@@ -109,6 +109,12 @@ struct Up: AsyncParsableCommand {
             "  swift run ferry spawn --endpoints \(daemon) --node \(first) /tmp/sha.wasm --name sha --invoke sha256_generated --result-bytes 32 8388608 0",
             "  swift run ferry migrate --endpoints \(daemon) sha --to \(second) --json",
             "  swift run ferry ps --endpoints \(daemon)",
+            "live migration of a server process, called while it moves:",
+            "  swift run ferry sign Guests/echo.wasm --key \(processes.keyFile) --out /tmp/echo.wasm",
+            "  swift run ferry spawn --endpoints \(daemon) --node \(first) /tmp/echo.wasm --name echo 64",
+            "  swift run ferry send --endpoints \(daemon) echo hello",
+            "  swift run ferry migrate --endpoints \(daemon) echo --to \(second) --mode post-copy --json   # or pre-copy, hybrid",
+            "  swift run ferry send --endpoints \(daemon) echo 'hello again'",
         ]
     }
 }
