@@ -37,6 +37,22 @@ cleanup() {
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
+# start_two_nodes : an endpoint daemon and two `ferry node` processes, n1 and n2, with no data
+# directory (nothing journaled), trusting a key made in $WORK/keys; sets DAEMON. Needs FERRY.
+start_two_nodes() {
+    "$FERRY" endpointd --port 0 >"$WORK/endpointd.out" 2>"$WORK/endpointd.err" &
+    PIDS+=($!)
+    DAEMON=$(listening_address "$WORK/endpointd.out")
+    "$FERRY" keys generate --out "$WORK/keys" >/dev/null
+    local node
+    for node in n1 n2; do
+        "$FERRY" node --name "$node" --endpoints "$DAEMON" --trust "$WORK/keys/ferry.pub" \
+            >"$WORK/$node.out" 2>"$WORK/$node.err" &
+        PIDS+=($!)
+        listening_address "$WORK/$node.out" >/dev/null
+    done
+}
+
 # listening_address FILE : waits for a Ferry server's first line in FILE and prints its HOST:PORT.
 listening_address() {
     for _ in $(seq 200); do grep -q '^listening on' "$1" 2>/dev/null && break; sleep 0.05; done

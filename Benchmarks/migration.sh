@@ -20,16 +20,7 @@ FERRY="$ROOT/.build/release/ferry"
 BENCH="$ROOT/.build/release/ferry-bench"
 make_workdir migration-bench
 
-"$FERRY" endpointd --port 0 >"$WORK/endpointd.out" 2>"$WORK/endpointd.err" &
-PIDS+=($!)
-DAEMON=$(listening_address "$WORK/endpointd.out")
-"$FERRY" keys generate --out "$WORK/keys" >/dev/null
-for node in n1 n2; do
-    "$FERRY" node --name "$node" --endpoints "$DAEMON" --trust "$WORK/keys/ferry.pub" \
-        >"$WORK/$node.out" 2>"$WORK/$node.err" &
-    PIDS+=($!)
-    listening_address "$WORK/$node.out" >/dev/null
-done
+start_two_nodes
 
 echo "moving..." >&2
 "$BENCH" migration --endpoints "$DAEMON" --guests "$ROOT/Guests" --key "$WORK/keys/ferry.key" \

@@ -69,40 +69,6 @@ import Glibc
         #expect(waited.output == Self.digest + "\n", "\(waited.error)")
     }
 
-    @Test func preCopySendsMemoryWhileTheProcessRunsAndItEndsTheSame() throws {
-        let cluster = try TestCluster()
-        try cluster.start("n1")
-        try cluster.start("n2")
-        // A process that keeps writing 4 MiB of its memory at 4 MiB/s: it is live while its
-        // memory goes, and the rounds resend what it wrote.
-        let spawned = try cluster.run(
-            "spawn",
-            ["--node", "n1", try cluster.signed("writer"), "--name", "writer", "--max-memory", "33554432", "4", "4"]
-        )
-        try #require(spawned.status == 0, "\(spawned.error)")
-        let moved = try cluster.run(
-            "migrate",
-            ["writer", "--to", "n2", "--mode", "pre-copy", "--max-downtime", "20", "--max-rounds", "10", "--json"]
-        )
-        try #require(moved.status == 0, "\(moved.error)\n\(cluster.log("n1"))\n\(cluster.log("n2"))")
-        let report = try #require(try JSONSerialization.jsonObject(with: Data(moved.output.utf8)) as? [String: Any])
-        #expect(report["mode"] as? String == "pre-copy")
-        let memory = try #require(report["memory_bytes"] as? Int)
-        let rounds = try #require(report["rounds"] as? Int)
-        #expect(rounds >= 2, "a round while it ran, and the rest at its stop")
-        #expect((report["pages_sent"] as? Int ?? 0) >= memory / 4096, "all of memory, and what it wrote again")
-        let listed = try cluster.listings(of: "writer")
-        #expect(listed.count == 1 && listed[0].node == "n2" && listed[0].state == "running", "\(listed)")
-        #expect(try cluster.run("kill", ["writer"]).status == 0)
-
-        // A process whose result depends on every byte of its memory ends as an uninterrupted run.
-        try Self.spawnGated(cluster, "sha", on: "n1")
-        let again = try cluster.run("migrate", ["sha", "--to", "n2", "--mode", "pre-copy", "--json"])
-        try #require(again.status == 0, "\(again.error)")
-        Self.openGate("sha", in: cluster)
-        #expect(try cluster.run("wait", ["sha"]).output == Self.digest + "\n")
-    }
-
     @Test func aSecondMoveOfTheSameModuleToTheSameNodeSendsNoCode() throws {
         let cluster = try TestCluster()
         try cluster.start("n1")

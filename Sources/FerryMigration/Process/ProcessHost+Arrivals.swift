@@ -133,13 +133,15 @@ extension ProcessHost {
                 (type, length) = try socket.receiveHeader()
             }
         } else if offer.postCopy != true {
-            guard type == .memory, length == offer.memoryBytes else {
+            // The offer went while the process ran: its memory may have grown before it stopped.
+            guard type == .memory, length >= offer.memoryBytes, length <= spec.limits.maxMemoryBytes else {
                 throw MigrationError.protocolViolation(
-                    "expected \(offer.memoryBytes) bytes of memory from \(socket.peer), got a \(type) frame of \(length)"
+                    "expected \(offer.memoryBytes) bytes of memory or more from \(socket.peer), got a \(type) frame of \(length)"
                 )
             }
+            try arrival.grow(to: length)
             checksum = try arrival.withMemory { memory in
-                try socket.receive(into: memory, checksum: true)
+                try socket.receive(into: UnsafeMutableRawBufferPointer(rebasing: memory[0..<length]), checksum: true)
             }
             (type, length) = try socket.receiveHeader()
         }
@@ -344,25 +346,13 @@ extension ProcessHost {
         defer { self.scheduler.resume(task) }
         do {
             let snapshot = try task.capture(epoch: process.epoch, withMemory: false)
-            let layers = try Self.packedLayers(of: process)
-            try task.withHeldMemory { memory in
-                try self.journal?.write(
-                    ProcessJournal.Entry(
-                        spec: process.spec,
-                        epoch: process.epoch,
-                        lease: lease,
-                        moves: process.moves,
-                        cpuMilliseconds: process.cpuTime.inMilliseconds,
-                        captured: true,
-                        goResult: -1,
-                        restarts: false,
-                        logBase: process.log.base
-                    ),
-                    state: snapshot,
-                    memory: memory,
-                    layers: layers
-                )
-            }
+            try self.journalHeld(
+                process,
+                task,
+                lease: lease,
+                snapshot: snapshot,
+                layers: try Self.packedLayers(of: process)
+            )
         } catch {
             self.logger.error("cannot journal '\(process.name)': \(error); a crash of this node would lose it")
         }

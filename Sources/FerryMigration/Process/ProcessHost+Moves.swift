@@ -75,22 +75,20 @@ extension ProcessHost {
             throw ProcessError("'\(name)' is \(process.state.name), not running: it cannot move now")
         }
         let requested = ContinuousClock.now
-        var opened: (Handover, WrittenPages)?
-        if mode.copiesWhileRunning {
-            do {
-                opened = try await self.copyWhileRunning(
-                    process,
-                    task,
-                    to: endpoint,
-                    mode: mode,
-                    // Hybrid: one pass while it runs; what it wrote meanwhile follows the commit.
-                    limits: mode == .hybrid ? MoveLimits(maxRounds: 1, autoConverge: false) : limits,
-                    progress: progress
-                )
-            } catch {
-                process.moveAborted()
-                throw error
-            }
+        let opened: (Handover, WrittenPages?)
+        do {
+            opened = try await self.openWhileRunning(
+                process,
+                task,
+                to: endpoint,
+                mode: mode,
+                // Hybrid: one pass while it runs; what it wrote meanwhile follows the commit.
+                limits: mode == .hybrid ? MoveLimits(maxRounds: 1, autoConverge: false) : limits,
+                progress: progress
+            )
+        } catch {
+            process.moveAborted()
+            throw error
         }
         // Calls that come from now on wait for the move's end; the one in progress is answered here.
         await process.calls.close(timeout: Self.holdTimeout)
@@ -98,7 +96,7 @@ extension ProcessHost {
         guard await process.hold(timeout: Self.holdTimeout, request: { self.scheduler.requestCapture(task) }) != nil
         else {
             process.calls.open()
-            opened?.0.abandon()
+            opened.0.abandon()
             task.throttlePercent = 0
             task.interrupt.cancel()
             process.moveAborted()
@@ -121,16 +119,30 @@ extension ProcessHost {
         )
     }
 
-    /// Pre-copy's part while the process runs: the hand-over opened, its memory sent, and the
-    /// pages it writes sent again in rounds (see ``Handover/copyWhileRunning``).
-    private func copyWhileRunning(
+    /// What goes while the process still runs: the hand-over opened (the target checks the claim
+    /// and gets the code), and with pre-copy its memory, then the pages it writes, in rounds (see
+    /// ``Handover/copyWhileRunning``). The pages' tracker, with pre-copy.
+    private func openWhileRunning(
         _ process: HostedProcess,
         _ task: GuestTask,
         to endpoint: ServiceEndpoint,
         mode: MoveMode,
         limits: MoveLimits,
         progress: @escaping @Sendable (Int, Int) -> Void
-    ) async throws -> (Handover, WrittenPages) {
+    ) async throws -> (Handover, WrittenPages?) {
+        let handover = Handover(
+            offer: try self.offer(for: process, task, mode: mode),
+            code: self.code.bytes(of: ModuleDigest(hex: process.spec.digest)!) ?? [],
+            progress: progress
+        )
+        guard mode.copiesWhileRunning else {
+            let opened: Result<Void, any Error> = await Blocking.run { Result { try handover.open(to: endpoint) } }
+            if case .failure(let error) = opened {
+                handover.abandon()
+                throw error
+            }
+            return (handover, nil)
+        }
         guard let region = task.memoryRegion else {
             throw ProcessError(
                 "pre-copy reads the process's memory while it runs, and its memory here could move when it grows (WasmKit's software bounds checks); use --mode stop-and-copy"
@@ -140,11 +152,6 @@ extension ProcessHost {
         if let reason = pages.kernelUnavailable {
             self.logger.info("pre-copy of '\(process.name)' compares page checksums: \(reason)")
         }
-        let handover = Handover(
-            offer: try self.offer(for: process, task, mode: mode),
-            code: self.code.bytes(of: ModuleDigest(hex: process.spec.digest)!) ?? [],
-            progress: progress
-        )
         let copied: Result<Void, any Error> = await Blocking.run {
             Result {
                 try handover.open(to: endpoint)
@@ -182,6 +189,35 @@ extension ProcessHost {
         )
     }
 
+    /// Journals a held process as it stands, to go on from there after a crash of this node: its
+    /// execution state, memory and writable layers.
+    func journalHeld(
+        _ process: HostedProcess,
+        _ task: GuestTask,
+        lease: UInt64,
+        snapshot: GuestSnapshot,
+        layers: [Int: PackedTree]
+    ) throws {
+        try task.withHeldMemory { memory in
+            try self.journal?.write(
+                ProcessJournal.Entry(
+                    spec: process.spec,
+                    epoch: process.epoch,
+                    lease: lease,
+                    moves: process.moves,
+                    cpuMilliseconds: process.cpuTime.inMilliseconds,
+                    captured: true,
+                    goResult: -1,
+                    restarts: false,
+                    logBase: process.log.base
+                ),
+                state: snapshot,
+                memory: memory,
+                layers: layers
+            )
+        }
+    }
+
     /// The process's writable layers, by value, by the index of their directory.
     static func packedLayers(of process: HostedProcess) throws -> [Int: PackedTree] {
         var layers: [Int: PackedTree] = [:]
@@ -216,7 +252,7 @@ extension ProcessHost {
         initiative: String,
         requested: ContinuousClock.Instant,
         holdRequested: ContinuousClock.Instant? = nil,
-        opened: (Handover, WrittenPages)? = nil,
+        opened: (Handover, WrittenPages?)? = nil,
         progress: @escaping @Sendable (Int, Int) -> Void = { _, _ in }
     ) async throws -> MoveReport {
         let claim = Self.claimName(process.name)
@@ -230,24 +266,7 @@ extension ProcessHost {
             let snapshot = try task.capture(epoch: process.epoch, withMemory: false)
             // Kept before anything leaves, so that a crash of this node at any later point can
             // be recovered from (see ProcessJournal).
-            try task.withHeldMemory { memory in
-                try self.journal?.write(
-                    ProcessJournal.Entry(
-                        spec: process.spec,
-                        epoch: process.epoch,
-                        lease: lease.leaseID,
-                        moves: process.moves,
-                        cpuMilliseconds: process.cpuTime.inMilliseconds,
-                        captured: true,
-                        goResult: -1,
-                        restarts: false,
-                        logBase: process.log.base
-                    ),
-                    state: snapshot,
-                    memory: memory,
-                    layers: layers
-                )
-            }
+            try self.journalHeld(process, task, lease: lease.leaseID, snapshot: snapshot, layers: layers)
             let handover: Handover
             if let (existing, _) = opened {
                 handover = existing
@@ -263,9 +282,10 @@ extension ProcessHost {
             let target = endpoint!
             let handingOver = ContinuousClock.now
             let pages = opened?.1
+            let open = opened == nil
             let log = process.log
             let outcome = await Blocking.run { () -> Handover.Outcome in
-                if pages == nil {
+                if open {
                     do { try handover.open(to: target) } catch { return .failed(error, commitSent: false) }
                 }
                 return handover.finish(
