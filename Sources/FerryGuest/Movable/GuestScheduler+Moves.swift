@@ -58,18 +58,19 @@ extension GuestScheduler {
 
         init(module: GuestModule, memoryBytes: Int, limits: GuestLimits, environment: GuestEnvironment) throws {
             self.instance = try GuestInstance(module: module, limits: limits, environment: environment)
-            try self.instance.sizeMemory(to: memoryBytes)
             self.module = module
             self.limits = limits
             self.environment = environment
+            // At least what it was offered with (the memory that comes may be more).
+            try self.grow(to: memoryBytes)
         }
 
         /// Grows the guest's memory to at least `bytes` (whole wasm pages), for memory that
         /// arrives a piece at a time.
         public func grow(to bytes: Int) throws {
-            let current = try self.instance.withMutableMemory { $0.count }
-            guard bytes > current else { return }
-            _ = try self.instance.sizeMemory(to: (bytes + 65535) / 65536 * 65536)
+            let whole = (bytes + 65535) / 65536 * 65536
+            guard whole > self.instance.memoryBytes else { return }
+            _ = try self.instance.sizeMemory(to: whole)
         }
 
         /// Where the guest's memory lies, when it stays put (post-copy fills it with the kernel).

@@ -52,6 +52,8 @@ final class Handover: @unchecked Sendable {
     var copied = Copied()
     /// Pages written since they were last sent (pre-copy): they go at the stop.
     private var pending: [Range<Int>] = []
+    /// The process's memory at its stop, in bytes.
+    private(set) var memoryBytes = 0
     /// When the target's answer to the commit came (post-copy pushes pages after it).
     private(set) var committedAt: ContinuousClock.Instant?
     /// Post-copy: why the pages that follow the commit stopped going, if they did.
@@ -186,6 +188,7 @@ final class Handover: @unchecked Sendable {
                 // Nothing of memory goes now: the pages not sent yet are named, and follow.
                 try task.withHeldMemory { memory in
                     state.memoryBytes = memory.count
+                    self.memoryBytes = memory.count
                     missing =
                         try pages.map { Self.union(self.pending, try $0.collect(upTo: memory.count)) } ?? [
                             0..<memory.count
@@ -199,11 +202,13 @@ final class Handover: @unchecked Sendable {
                     let last = try pages.collect(upTo: memory.count)
                     _ = try self.sendPages(Self.union(self.pending, last), from: base, copying: false)
                     state.memoryBytes = memory.count
+                    self.memoryBytes = memory.count
                 }
                 self.copied.rounds += 1
             } else {
                 var checksum: UInt32 = 0
                 try task.withHeldMemory { memory in
+                    self.memoryBytes = memory.count
                     var hashed = 0
                     try socket.send(.memory, from: memory) { sent in
                         // The checksum runs behind the sending, chunk by chunk, on the same pass.

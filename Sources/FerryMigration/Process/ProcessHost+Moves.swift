@@ -277,7 +277,6 @@ extension ProcessHost {
                     progress: progress
                 )
             }
-            let offer = handover.offer
             let state = MoveState(memoryChecksum: 0, memoryBytes: 0, logBase: 0, log: [], layers: layers)
             let target = endpoint!
             let handingOver = ContinuousClock.now
@@ -322,7 +321,7 @@ extension ProcessHost {
                     to: node,
                     bytesSent: handover.bytesSent,
                     codeBytesSent: handover.codeBytesSent,
-                    memoryBytes: offer.memoryBytes,
+                    memoryBytes: handover.memoryBytes,
                     totalMilliseconds: (done - requested).reportedMilliseconds,
                     downtimeMilliseconds: max(0, downtime.reportedMilliseconds),
                     epoch: committed.epoch,
