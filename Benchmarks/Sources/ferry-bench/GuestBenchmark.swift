@@ -19,17 +19,16 @@ enum GuestBenchmark {
         var repeats = 3
         var instantiations = 500
         var only: String?
-        var rest = arguments[...]
-        while let flag = rest.popFirst() {
-            guard let value = rest.popFirst() else { throw Failure("\(flag) needs a value") }
+        try parseFlags(arguments) { flag, value in
             switch flag {
             case "--guests": folder = value
             case "--mib": mib = Int(value) ?? mib
             case "--repeats": repeats = Int(value) ?? repeats
             case "--instantiations": instantiations = Int(value) ?? instantiations
             case "--only": only = value
-            default: throw Failure("unknown option \(flag)")
+            default: return false
             }
+            return true
         }
         let plain = try GuestModule(path: "\(folder)/sha256.plain.wasm")
         let asyncify = try GuestModule(path: "\(folder)/sha256.wasm")

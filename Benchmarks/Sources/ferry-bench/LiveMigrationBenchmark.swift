@@ -22,9 +22,7 @@ enum LiveMigrationBenchmark {
         var sizes = [16, 64, 256]
         var rates = [4, 64, 512]
         var modes: [MoveMode] = [.stopAndCopy, .preCopy, .postCopy, .hybrid]
-        var rest = arguments[...]
-        while let flag = rest.popFirst() {
-            guard let value = rest.popFirst() else { throw Failure("\(flag) needs a value") }
+        try parseFlags(arguments) { flag, value in
             switch flag {
             case "--endpoints": daemon = ServiceEndpoint(value) ?? daemon
             case "--guests": folder = value
@@ -36,8 +34,9 @@ enum LiveMigrationBenchmark {
                     guard let mode = MoveMode(rawValue: String($0)) else { throw Failure("no mode \($0)") }
                     return mode
                 }
-            default: throw Failure("unknown option \(flag)")
+            default: return false
             }
+            return true
         }
         let key = try SigningKey(path: keyFile)
         func signed(_ name: String) throws -> [UInt8] {

@@ -34,9 +34,7 @@ enum MigrationBenchmark {
         var sizes = [1, 16, 64, 256]
         var repeats = 3
         var hops = 20
-        var rest = arguments[...]
-        while let flag = rest.popFirst() {
-            guard let value = rest.popFirst() else { throw Failure("\(flag) needs a value") }
+        try parseFlags(arguments) { flag, value in
             switch flag {
             case "--endpoints": daemon = ServiceEndpoint(value) ?? daemon
             case "--guests": folder = value
@@ -44,8 +42,9 @@ enum MigrationBenchmark {
             case "--sizes": sizes = value.split(separator: ",").compactMap { Int($0) }
             case "--repeats": repeats = Int(value) ?? repeats
             case "--hops": hops = Int(value) ?? hops
-            default: throw Failure("unknown option \(flag)")
+            default: return false
             }
+            return true
         }
         let key = try SigningKey(path: keyFile)
         let memory = try ModuleSignature.sign(

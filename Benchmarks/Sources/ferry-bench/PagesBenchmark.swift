@@ -13,16 +13,15 @@ enum PagesBenchmark {
         var mib = 64
         var seconds = 2
         var every = 50
-        var rest = arguments[...]
-        while let flag = rest.popFirst() {
-            guard let value = rest.popFirst() else { throw Failure("\(flag) needs a value") }
+        try parseFlags(arguments) { flag, value in
             switch flag {
             case "--guests": folder = value
             case "--mib": mib = Int(value) ?? mib
             case "--seconds": seconds = Int(value) ?? seconds
             case "--every-ms": every = Int(value) ?? every
-            default: throw Failure("unknown option \(flag)")
+            default: return false
             }
+            return true
         }
         let module = try GuestModule(path: "\(folder)/writer.wasm")
         for way in ["untracked", "kernel", "checksums"] {

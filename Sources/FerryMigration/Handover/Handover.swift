@@ -183,12 +183,12 @@ final class Handover: @unchecked Sendable {
         task.throttlePercent = 0
         var state = state
         do {
+            self.memoryBytes = try task.withHeldMemory { $0.count }
             var missing: [Range<Int>] = []
             if postCopy {
                 // Nothing of memory goes now: the pages not sent yet are named, and follow.
                 try task.withHeldMemory { memory in
                     state.memoryBytes = memory.count
-                    self.memoryBytes = memory.count
                     missing =
                         try pages.map { Self.union(self.pending, try $0.collect(upTo: memory.count)) } ?? [
                             0..<memory.count
@@ -202,13 +202,11 @@ final class Handover: @unchecked Sendable {
                     let last = try pages.collect(upTo: memory.count)
                     _ = try self.sendPages(Self.union(self.pending, last), from: base, copying: false)
                     state.memoryBytes = memory.count
-                    self.memoryBytes = memory.count
                 }
                 self.copied.rounds += 1
             } else {
                 var checksum: UInt32 = 0
                 try task.withHeldMemory { memory in
-                    self.memoryBytes = memory.count
                     var hashed = 0
                     try socket.send(.memory, from: memory) { sent in
                         // The checksum runs behind the sending, chunk by chunk, on the same pass.

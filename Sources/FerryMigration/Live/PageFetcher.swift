@@ -13,6 +13,8 @@ final class PageFetcher: @unchecked Sendable {
     /// Pages that had not come at the commit.
     let expected: Int
     private(set) var arrived = 0
+    /// Where each frame's pages land before they are installed: kept across frames.
+    private var buffer = UnsafeMutableRawBufferPointer(start: nil, count: 0)
     private let sending = NIOLock()
     private let stopped = NIOLockedValueBox(false)
     private let faultsEnded = DispatchSemaphore(value: 0)
@@ -24,6 +26,8 @@ final class PageFetcher: @unchecked Sendable {
         self.expected = missing.reduce(0) { $0 + $1.count } / MissingPages.pageSize
     }
 
+    deinit { self.buffer.deallocate() }
+
     /// Sends a frame, between the fault thread's requests.
     func send(_ body: (MigrationSocket) throws -> Void) throws {
         try self.sending.withLock { try body(self.socket) }
@@ -32,13 +36,19 @@ final class PageFetcher: @unchecked Sendable {
     /// Receives the payload of a `pages` frame (its header came) and installs its pages.
     func receive(length: Int) throws {
         var landed = (offset: 0, count: 0)
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(0, length - 12), alignment: 4096)
-        defer { buffer.deallocate() }
+        guard length - 12 <= self.pages.bytes else {
+            throw MigrationError.protocolViolation("a pages frame of \(length) bytes, more than the guest's memory")
+        }
+        if length - 12 > self.buffer.count {
+            self.buffer.deallocate()
+            self.buffer = .allocate(byteCount: length - 12, alignment: 4096)
+        }
+        let buffer = self.buffer
         try self.socket.receivePages(length: length) { offset, count in
             landed = (offset, count)
-            return buffer
+            return UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count])
         }
-        try self.pages.fill(at: landed.offset, with: UnsafeRawBufferPointer(buffer))
+        try self.pages.fill(at: landed.offset, with: UnsafeRawBufferPointer(rebasing: buffer[0..<landed.count]))
         self.arrived += landed.count / MissingPages.pageSize
     }
 

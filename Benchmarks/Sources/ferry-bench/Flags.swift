@@ -1,0 +1,9 @@
+/// Walks `--flag value` pairs, handing each to `take`, which answers false for a flag it does not
+/// know: each benchmark's options, parsed one way.
+func parseFlags(_ arguments: [String], _ take: (_ flag: String, _ value: String) throws -> Bool) throws {
+    var rest = arguments[...]
+    while let flag = rest.popFirst() {
+        guard let value = rest.popFirst() else { throw Failure("\(flag) needs a value") }
+        guard try take(flag, value) else { throw Failure("unknown option \(flag)") }
+    }
+}
