@@ -3,6 +3,7 @@ import FerryEndpoints
 import FerryMigration
 import FerryNode
 import FerryWire
+import Foundation
 import Logging
 import ServiceLifecycle
 
@@ -48,9 +49,29 @@ struct NodeCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("A value of the node's own key space (ferry.local_get).", valueName: "KEY=VALUE"))
     var local: [String] = []
 
+    @Option(
+        help: ArgumentHelp(
+            "Run the node in a cgroup with this CPU quota (e.g. 0.5), so that it stands for a machine of that size.",
+            valueName: "N"
+        )
+    )
+    var cpus: Double?
+
+    @Option(
+        help:
+            "Load-driven moves this node starts: off, sender (it offers work when over its threshold), receiver (it asks for work when under it), or both."
+    )
+    var balance: Balancer.Mode = .off
+
     func validate() throws {
         guard (1...64).contains(self.threads) else {
             throw ValidationError("--threads takes 1 to 64, got \(self.threads)")
+        }
+        if let cpus = self.cpus {
+            let cores = ProcessInfo.processInfo.activeProcessorCount
+            guard cpus >= 0.01, cpus <= Double(cores) else {
+                throw ValidationError("--cpus takes 0.01 to \(cores) (the CPUs of this machine), got \(cpus)")
+            }
         }
         guard !self.trust.isEmpty || self.allowUnsigned else {
             throw ValidationError(
@@ -67,6 +88,15 @@ struct NodeCommand: AsyncParsableCommand {
             guard parts.count == 2 else { throw ValidationError("--local takes KEY=VALUE, got '\(pair)'") }
             values[parts[0]] = parts[1]
         }
+        var quota: CPUQuota?
+        if let cpus = self.cpus {
+            do {
+                quota = try CPUQuota.apply(cpus: cpus, node: self.name)
+            } catch let error as CPUQuotaError {
+                throw CommandFailure("node \(self.name) cannot start: \(error)")
+            }
+        }
+        defer { quota?.release() }
         let trust = CodeStore.Trust(keys: try self.trust.map(TrustedKey.init(path:)), allowUnsigned: self.allowUnsigned)
         let node: NodeServer
         do {
@@ -80,7 +110,9 @@ struct NodeCommand: AsyncParsableCommand {
                     trust: trust,
                     threads: self.threads,
                     evacuateTo: self.evacuateTo,
-                    localValues: values
+                    localValues: values,
+                    cpuBudget: self.cpus,
+                    balance: self.balance
                 ),
                 logger: logger
             )
@@ -90,6 +122,7 @@ struct NodeCommand: AsyncParsableCommand {
         printLine("listening on \(node.endpoint)")
         printLine("migration on \(node.migration.endpoint)")
         printLine("node \(self.name) registered at \(self.endpoints)")
+        if let quota { printLine("cpu quota \(quota.cpus) CPUs (cgroup \(quota.path))") }
         try await ServiceGroup(services: [node], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger).run()
         printLine("node \(self.name) stopped")
     }

@@ -38,6 +38,9 @@ struct SpawnCommand: AsyncParsableCommand {
 
     @OptionGroup var process: ProcessOptions
 
+    @Flag(help: "Keep it on its node: the balancer never moves it, nor does 'ferry migrate'.")
+    var pin = false
+
     @Argument(parsing: .allUnrecognized, help: "Arguments for the export, or for the WASI command.")
     var arguments: [String] = []
 
@@ -57,7 +60,8 @@ struct SpawnCommand: AsyncParsableCommand {
         if arguments.first == "--" { arguments.removeFirst() }
         let (bytes, digest) = try module.map(readModule) ?? ([], self.digest!)
         let name = self.name ?? defaultName(for: module ?? "process")
-        let spec = try self.process.spec(name: name, digest: digest, export: self.invoke, arguments: arguments)
+        var spec = try self.process.spec(name: name, digest: digest, export: self.invoke, arguments: arguments)
+        spec.pinned = self.pin ? true : nil
         let client = try await self.cluster.lookup.connect(try await self.cluster.lookup.node(self.node))
         defer { Task { await client.close() } }
         var reply = try await request(client, .spawn(spec, code: nil))
@@ -159,7 +163,8 @@ struct PsCommand: AsyncParsableCommand {
             all.map {
                 [
                     $0.name, $0.node, String($0.digest.prefix(12)), $0.state, String($0.epoch),
-                    GuestStop.size($0.memoryBytes), "\($0.cpuMilliseconds) ms", String($0.moves),
+                    GuestStop.size($0.memoryBytes), "\($0.cpuMilliseconds) ms",
+                    $0.pinned == true ? "\($0.moves) (pinned)" : String($0.moves),
                 ]
             }
         )
@@ -476,3 +481,4 @@ func jsonString<Value: Encodable>(_ value: Value) throws -> String {
 import Glibc
 #endif
 extension MoveMode: ExpressibleByArgument {}
+extension Balancer.Mode: ExpressibleByArgument {}

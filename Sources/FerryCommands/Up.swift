@@ -1,5 +1,6 @@
 import ArgumentParser
 import FerryEndpoints
+import FerryMigration
 import FerryNode
 import FerryServer
 import Logging
@@ -45,6 +46,9 @@ struct Up: AsyncParsableCommand {
     @Option(help: "How many nodes to start, each a 'ferry node' process that hosts processes.")
     var nodes = 3
 
+    @Option(help: "Load-driven moves between the nodes: off, sender, receiver or both.")
+    var balance: Balancer.Mode = .both
+
     func validate() throws {
         guard (0...16).contains(self.nodes) else { throw ValidationError("--nodes takes 0 to 16, got \(self.nodes)") }
     }
@@ -74,6 +78,7 @@ struct Up: AsyncParsableCommand {
                 host: self.host,
                 daemon: ServiceEndpoint(host: node.endpointDaemon.host, port: node.endpointDaemon.port),
                 dataDirectory: self.dataDir ?? Node.defaultDataDirectory,
+                balance: self.balance,
                 logger: logger
             )
             services.append(processes)

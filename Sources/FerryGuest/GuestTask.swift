@@ -114,6 +114,12 @@ public final class GuestTask: @unchecked Sendable {
         case held(Hold)
     }
 
+    static func threadCPUTime() -> Duration {
+        var time = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &time)
+        return .seconds(time.tv_sec) + .nanoseconds(time.tv_nsec)
+    }
+
     /// Whether the call started and is suspended (its stack unwound), not running.
     var isSuspended: Bool { self.started && self.instance != nil }
 
@@ -121,11 +127,14 @@ public final class GuestTask: @unchecked Sendable {
     /// as soon as the call is over.
     func runSlice(_ slice: Duration) -> SliceOutcome {
         let start = ContinuousClock.now
+        // CPU time, not wall time: under a CPU quota a slice's thread waits part of its turn.
+        let cpuStart = Self.threadCPUTime()
         self.usage.withLockedValue { $0.firstSlice = $0.firstSlice ?? start }
         defer {
             let bytes = self.instance?.memoryBytes
+            let used = Self.threadCPUTime() - cpuStart
             self.usage.withLockedValue { usage in
-                usage.cpu += ContinuousClock.now - start
+                usage.cpu += used
                 if let bytes { usage.memoryBytes = bytes }
             }
         }

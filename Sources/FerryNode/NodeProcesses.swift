@@ -51,6 +51,7 @@ public final class NodeProcesses: Service, Sendable {
         host: String,
         daemon: ServiceEndpoint,
         dataDirectory: String,
+        balance: Balancer.Mode = .both,
         logger: Logger
     ) throws -> NodeProcesses {
         let keys = dataDirectory + "/cluster"
@@ -65,7 +66,7 @@ public final class NodeProcesses: Service, Sendable {
             try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
             let nodeArguments = [
                 "node", "--name", name, "--host", host, "--port", "0", "--endpoints", "\(daemon)", "--data-dir", data,
-                "--trust", publicKeyFile, "--local", "temperature=\(10 + 7 * index)",
+                "--trust", publicKeyFile, "--local", "temperature=\(10 + 7 * index)", "--balance", balance.rawValue,
             ]
             let (process, endpoint) = try Self.launch(executable, nodeArguments)
             nodes.append(Node(name: name, endpoint: endpoint, dataDirectory: data))

@@ -10,6 +10,7 @@ enum NodeRequests {
     static func answer(
         _ request: NodeRequest,
         host: ProcessHost,
+        balancer: Balancer,
         send: @escaping @Sendable (NodeReply, Bool) -> Void
     ) async throws {
         switch request {
@@ -51,6 +52,10 @@ enum NodeRequests {
             send(.holds(host.holds(name)), false)
         case .layer(let id):
             send(.layer(try host.lentLayer(id)), false)
+        case .load:
+            send(.load(host.load()), false)
+        case .giveWork(let node, let load):
+            send(await balancer.give(to: node, load: load), false)
         }
     }
 

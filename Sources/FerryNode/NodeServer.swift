@@ -24,6 +24,10 @@ public final class NodeServer: Service, Sendable {
         public var localValues: [String: String]
         /// The lease of the node's registration and of its processes' claims.
         public var ttl: Duration
+        /// The CPUs the node may use (its cgroup quota, set by `ferry node --cpus`).
+        public var cpuBudget: Double?
+        /// Which load-driven moves the node starts.
+        public var balance: Balancer.Mode
 
         public init(
             name: String,
@@ -35,8 +39,12 @@ public final class NodeServer: Service, Sendable {
             threads: Int = 2,
             evacuateTo: String? = nil,
             localValues: [String: String] = [:],
-            ttl: Duration = .seconds(10)
+            ttl: Duration = .seconds(10),
+            cpuBudget: Double? = nil,
+            balance: Balancer.Mode = .off
         ) {
+            self.cpuBudget = cpuBudget
+            self.balance = balance
             self.name = name
             self.host = host
             self.port = port
@@ -54,6 +62,7 @@ public final class NodeServer: Service, Sendable {
     public let host: ProcessHost
     public let endpoint: ServiceEndpoint
     public let migration: MigrationListener
+    public let balancer: Balancer
     private let channel: any Channel
     private let logger: Logger
 
@@ -62,9 +71,11 @@ public final class NodeServer: Service, Sendable {
         host: ProcessHost,
         endpoint: ServiceEndpoint,
         migration: MigrationListener,
+        balancer: Balancer,
         channel: any Channel,
         logger: Logger
     ) {
+        self.balancer = balancer
         self.configuration = configuration
         self.host = host
         self.endpoint = endpoint
@@ -95,17 +106,20 @@ public final class NodeServer: Service, Sendable {
                 trust: configuration.trust,
                 threads: configuration.threads,
                 claimTTL: configuration.ttl,
-                localValues: configuration.localValues
+                localValues: configuration.localValues,
+                cpuBudget: configuration.cpuBudget
             ),
             logger: logger
         )
-        box.host = host
+        let balancer = Balancer(host: host, mode: configuration.balance, logger: logger)
+        box.set(host, balancer)
         let migration = try MigrationListener(ServiceEndpoint(host: configuration.host, port: 0), host: host)
         let server = NodeServer(
             configuration: configuration,
             host: host,
             endpoint: endpoint,
             migration: migration,
+            balancer: balancer,
             channel: channel,
             logger: logger
         )
@@ -125,6 +139,7 @@ public final class NodeServer: Service, Sendable {
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.host.run() }
             group.addTask { await self.keepRegistered() }
+            group.addTask { await self.balancer.run() }
             try? await gracefulShutdown()
             await self.stop()
             group.cancelAll()
@@ -154,13 +169,7 @@ public final class NodeServer: Service, Sendable {
     private var registrationName: String { "node:\(self.configuration.name)" }
 
     private func metadata() -> [String: String] {
-        let load = self.host.load()
-        return [
-            "migration": "\(self.migration.endpoint)",
-            "runq": String(load.runQueue),
-            "processes": String(load.processes),
-            "memory": String(load.memoryBytes),
-        ]
+        self.host.load().metadata.merging(["migration": "\(self.migration.endpoint)"]) { $1 }
     }
 
     /// Claims `node:NAME`. A registration left by this node's previous run (killed: its port
@@ -222,10 +231,16 @@ public final class NodeServer: Service, Sendable {
     }
 }
 
-/// The host, set once the port is bound (the handler is made before the host exists).
+/// The host and its balancer, set once the port is bound (the handler is made before they exist).
 final class HostBox: @unchecked Sendable {
     // Sendable: written once, before the first connection can send a request.
-    var host: ProcessHost?
+    private(set) var host: ProcessHost?
+    private(set) var balancer: Balancer?
+
+    func set(_ host: ProcessHost, _ balancer: Balancer) {
+        self.host = host
+        self.balancer = balancer
+    }
 }
 
 /// One connection to a node: each request runs as a task and answers on the connection.
@@ -257,12 +272,12 @@ final class NodeHandler: ChannelInboundHandler, Sendable {
             switch frame.header.kind {
             case .nodeRequest:
                 let request = try frame.decode(as: NodeRequestMessage.self).request
-                guard let host = self.box.host else {
+                guard let host = self.box.host, let balancer = self.box.balancer else {
                     throw ErrorMessage(code: .unavailable, message: "the node is starting")
                 }
                 Task {
                     do {
-                        try await NodeRequests.answer(request, host: host, send: send)
+                        try await NodeRequests.answer(request, host: host, balancer: balancer, send: send)
                     } catch {
                         channel.eventLoop.execute {
                             channel.writeAndFlush(

@@ -32,6 +32,12 @@ public enum NodeRequest: Codable, Sendable, Equatable {
     case call(String, message: Data)
     /// Whether this node runs `name` now (asked when a move's outcome is in doubt).
     case holds(String)
+    /// The node's load now (what it publishes every second, fresh).
+    case load
+    /// Receiver-initiated balancing: the node `to`, whose load is `load`, asks for work; this node
+    /// sends it the process whose move pays best (answers `report`), or says why none
+    /// (`declined`).
+    case giveWork(to: String, load: NodeLoad)
     /// The files of a read-only layer this node lent a process that moved away: the node it went
     /// to copies it on first use.
     case layer(id: String)
@@ -56,6 +62,9 @@ public enum NodeReply: Codable, Sendable, Equatable {
     case resources([ResourceBinding])
     case holds(Bool)
     case layer(Data)
+    case load(NodeLoad)
+    /// No process moves, and why.
+    case declined(String)
 }
 
 /// A resource of a process, and how it is bound to it and to its node (the seed's table).

@@ -41,6 +41,10 @@ final class HostedProcess: Sendable {
     let services: ProcessServices
     /// Calls to it (`ferry send`), one at a time, held back while it moves.
     let calls: CallGate
+    /// When it came to this node (spawned, arrived or recovered).
+    let arrivedAt = ContinuousClock.now
+    /// The node it came from, when it arrived by a move.
+    let cameFrom: String?
 
     private struct Mutable {
         var state = State.running
@@ -70,8 +74,10 @@ final class HostedProcess: Sendable {
         epoch: UInt64,
         moves: Int,
         cpuBefore: Duration,
-        state: State = .running
+        state: State = .running,
+        cameFrom: String? = nil
     ) {
+        self.cameFrom = cameFrom
         self.services = services
         self.calls = CallGate(closed: state == .moving)
         self.spec = spec
@@ -118,6 +124,7 @@ final class HostedProcess: Sendable {
             memoryBytes: task?.memoryBytes ?? 0,
             cpuMilliseconds: Int(self.cpuTime.inMilliseconds),
             moves: moves,
+            pinned: self.spec.isPinned ? true : nil,
             detail: detail
         )
     }

@@ -98,7 +98,8 @@ extension ProcessHost {
             moves: offer.moves + 1,
             cpuBefore: .milliseconds(Int64(offer.cpuMilliseconds)),
             state: .moving,
-            services: services
+            services: services,
+            cameFrom: offer.source
         )
         let arrival = try self.scheduler.prepareArrival(
             module,

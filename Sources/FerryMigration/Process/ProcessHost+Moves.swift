@@ -64,6 +64,9 @@ extension ProcessHost {
     ) async throws -> MoveReport {
         let process = try self.process(name)
         guard node != self.node else { throw ProcessError("'\(name)' is on \(node) already") }
+        guard !process.spec.isPinned else {
+            throw ProcessError("'\(name)' is pinned to \(self.node) (spawned with --pin): it never moves")
+        }
         // Before anything stops: a move to a node that does not exist is refused at once.
         let endpoint = try await self.migrationEndpoint(of: node)
         guard !process.fetchingPages else {

@@ -26,6 +26,8 @@ public final class ProcessHost: Sendable {
         public var claimTTL: Duration
         /// Node-local values to start with (`ferry.local_get`).
         public var localValues: [String: String]
+        /// The CPUs the node may use (its `--cpus` quota); nil: its threads, at most the machine's.
+        public var cpuBudget: Double?
 
         public init(
             node: String,
@@ -35,8 +37,10 @@ public final class ProcessHost: Sendable {
             trust: CodeStore.Trust = CodeStore.Trust(),
             threads: Int = 2,
             claimTTL: Duration = .seconds(10),
-            localValues: [String: String] = [:]
+            localValues: [String: String] = [:],
+            cpuBudget: Double? = nil
         ) {
+            self.cpuBudget = cpuBudget
             self.node = node
             self.endpoint = endpoint
             self.daemon = daemon
@@ -65,6 +69,7 @@ public final class ProcessHost: Sendable {
     let lentLayers = NIOLockedValueBox<[String: String]>([:])
     /// Set by ``MigrationListener`` once it listens: where other nodes send processes.
     let migrationEndpoint = NIOLockedValueBox<ServiceEndpoint?>(nil)
+    private let cpuMeter = CPUMeter()
 
     public var node: String { self.configuration.node }
 
@@ -216,7 +221,8 @@ public final class ProcessHost: Sendable {
         log: (base: Int, bytes: [UInt8]) = (0, []),
         state: HostedProcess.State = .running,
         recovering: Bool = false,
-        services: ProcessServices? = nil
+        services: ProcessServices? = nil,
+        cameFrom: String? = nil
     ) throws -> HostedProcess {
         let directory = "\(self.workDirectory)/processes/\(spec.name)"
         if !recovering { try? FileManager.default.removeItem(atPath: directory) }
@@ -235,7 +241,8 @@ public final class ProcessHost: Sendable {
             epoch: epoch,
             moves: moves,
             cpuBefore: cpuBefore,
-            state: state
+            state: state,
+            cameFrom: cameFrom
         )
     }
 
@@ -381,15 +388,40 @@ public final class ProcessHost: Sendable {
         }
     }
 
-    /// The node's load, for its registration: processes in the run queue, all processes, and
-    /// the memory they hold.
-    public func load() -> (runQueue: Int, processes: Int, memoryBytes: Int) {
+    /// The node's load, for its registration and its balancer.
+    public func load() -> NodeLoad {
         let all = self.processes.withLockedValue { Array($0.values) }
         let running = all.filter { $0.state == .running }
-        return (
-            running.filter { $0.task?.isParked != true }.count, running.count,
-            running.reduce(0) { $0 + ($1.task?.memoryBytes ?? 0) }
+        let budget =
+            self.configuration.cpuBudget
+            ?? Double(min(self.configuration.threads, ProcessInfo.processInfo.activeProcessorCount))
+        return NodeLoad(
+            node: self.node,
+            runQueue: running.filter { $0.task?.isParked != true }.count,
+            processes: running.count,
+            memoryBytes: running.reduce(0) { $0 + ($1.task?.memoryBytes ?? 0) },
+            cpuBudget: budget,
+            cpuUse: self.cpuMeter.cpus() / budget,
+            threads: self.configuration.threads
         )
+    }
+
+    /// The processes the balancer may move, with what it weighs.
+    func balanceCandidates() -> [BalancePolicy.Candidate] {
+        let now = ContinuousClock.now
+        return self.processes.withLockedValue { Array($0.values) }
+            .filter { $0.state == .running && !$0.fetchingPages }
+            .map { process in
+                BalancePolicy.Candidate(
+                    name: process.name,
+                    memoryBytes: process.task?.memoryBytes ?? 0,
+                    cpuSeconds: process.cpuTime / .seconds(1),
+                    runnable: process.task?.isParked != true,
+                    pinned: process.spec.isPinned,
+                    resident: now - process.arrivedAt,
+                    cameFrom: process.cameFrom
+                )
+            }
     }
 
     /// A claim ran out or another node took it: a process here that is not moving must stop.

@@ -20,6 +20,8 @@ public struct ProcessSpec: Codable, Sendable, Equatable {
     public var lowers: [String]
     /// Bytes of memory to keep, at the address the call returns, as the result.
     public var resultBytes: Int?
+    /// Spawned with `--pin`: it never moves (nil in specs from before pins existed).
+    public var pinned: Bool?
 
     public init(
         name: String,
@@ -30,8 +32,10 @@ public struct ProcessSpec: Codable, Sendable, Equatable {
         maxMemoryBytes: Int? = nil,
         directories: [String] = [],
         lowers: [String] = [],
-        resultBytes: Int? = nil
+        resultBytes: Int? = nil,
+        pinned: Bool = false
     ) {
+        self.pinned = pinned ? true : nil
         self.name = name
         self.digest = digest
         self.export = export
@@ -49,6 +53,8 @@ public struct ProcessSpec: Codable, Sendable, Equatable {
         if let maxMemoryBytes { limits.maxMemoryBytes = maxMemoryBytes }
         return limits
     }
+
+    public var isPinned: Bool { self.pinned == true }
 
     /// The export the scheduler calls.
     var entry: String { self.export ?? "_start" }
@@ -77,11 +83,13 @@ public struct ProcessSummary: Codable, Sendable, Equatable {
     public var memoryBytes: Int
     public var cpuMilliseconds: Int
     public var moves: Int
+    /// Spawned with `--pin`: the balancer never moves it (nil when not).
+    public var pinned: Bool?
     /// Why it failed, or its exit code, once it ended.
     public var detail: String?
 
     enum CodingKeys: String, CodingKey {
-        case name, node, digest, state, epoch, moves, detail
+        case name, node, digest, state, epoch, moves, pinned, detail
         case memoryBytes = "memory_bytes"
         case cpuMilliseconds = "cpu_ms"
     }

@@ -1,0 +1,94 @@
+import Foundation
+
+/// `ferry node --cpus N`: puts this process in a cgroup of its own whose CPU quota is N CPUs, so
+/// that nodes on one machine stand for machines of that size — work that moves to another node
+/// finishes sooner there, as it would on an idler machine. cgroup v2 (`cpu.max`) where the
+/// unified hierarchy has the cpu controller, else v1 (`cpu.cfs_quota_us`).
+public struct CPUQuota: Sendable {
+    /// The cgroup's directory.
+    public let path: String
+    /// The hierarchy it is in.
+    let root: String
+    public let cpus: Double
+    /// The CFS period, in microseconds: the quota is `cpus` times it.
+    static let period = 100_000
+
+    /// Where a cgroup hierarchy with the cpu controller is mounted, and its version.
+    static func hierarchy() -> (root: String, version: Int)? {
+        if FileManager.default.fileExists(atPath: "/sys/fs/cgroup/cpu/cpu.cfs_quota_us") {
+            return ("/sys/fs/cgroup/cpu", 1)
+        }
+        if let controllers = try? String(contentsOfFile: "/sys/fs/cgroup/cgroup.controllers", encoding: .utf8),
+            controllers.split(separator: " ").contains(where: {
+                $0.trimmingCharacters(in: .whitespacesAndNewlines) == "cpu"
+            })
+        {
+            return ("/sys/fs/cgroup", 2)
+        }
+        return nil
+    }
+
+    /// Makes (or reuses, after a crash) the node's cgroup `ferry/NODE`, sets its quota and moves
+    /// this process, all its threads, into it.
+    ///
+    /// - Throws: ``CPUQuotaError`` saying which step failed and why.
+    public static func apply(cpus: Double, node: String) throws -> CPUQuota {
+        guard let (root, version) = self.hierarchy() else {
+            throw CPUQuotaError(
+                "--cpus needs the cgroup cpu controller, and this machine mounts it neither at /sys/fs/cgroup/cpu (v1) nor in /sys/fs/cgroup (v2)"
+            )
+        }
+        let quota = Int((cpus * Double(Self.period)).rounded())
+        let parent = root + "/ferry"
+        let path = parent + "/" + node
+        try self.makeDirectory(path)
+        if version == 2 {
+            try self.write("+cpu", to: root + "/cgroup.subtree_control")
+            try self.write("+cpu", to: parent + "/cgroup.subtree_control")
+            try self.write("\(quota) \(Self.period)", to: path + "/cpu.max")
+        } else {
+            try self.write(String(Self.period), to: path + "/cpu.cfs_period_us")
+            try self.write(String(quota), to: path + "/cpu.cfs_quota_us")
+        }
+        try self.write(String(getpid()), to: path + "/cgroup.procs")
+        return CPUQuota(path: path, root: root, cpus: cpus)
+    }
+
+    /// Leaves the cgroup and removes it (at a clean stop; one left by a crash is reused).
+    public func release() {
+        try? Self.write(String(getpid()), to: self.root + "/cgroup.procs")
+        rmdir(self.path)
+    }
+
+    private static func makeDirectory(_ path: String) throws {
+        do {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        } catch {
+            throw CPUQuotaError(
+                "--cpus cannot make the cgroup \(path): \(Self.reason(error)); run the node as root, or in a cgroup delegated to this user"
+            )
+        }
+    }
+
+    private static func write(_ value: String, to file: String) throws {
+        let fd = open(file, O_WRONLY)
+        guard fd >= 0 else {
+            throw CPUQuotaError("--cpus cannot open \(file): \(String(cString: strerror(errno)))")
+        }
+        defer { close(fd) }
+        let written = value.withCString { Foundation.write(fd, $0, strlen($0)) }
+        guard written >= 0 else {
+            throw CPUQuotaError("--cpus cannot write '\(value)' to \(file): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    private static func reason(_ error: any Error) -> String {
+        ((error as NSError).userInfo[NSUnderlyingErrorKey] as? NSError)?.localizedDescription
+            ?? error.localizedDescription
+    }
+}
+
+public struct CPUQuotaError: Error, CustomStringConvertible {
+    public let description: String
+    init(_ description: String) { self.description = description }
+}

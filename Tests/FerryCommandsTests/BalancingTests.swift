@@ -1,0 +1,93 @@
+import Foundation
+import Testing
+
+/// Load-driven migration as a user meets it: nodes started with `--balance` spread processes
+/// spawned on one of them, a process spawned with `--pin` stays, and `--cpus` puts a node in a
+/// cgroup with that CPU quota. Nodes are processes of their own.
+@Suite(.serialized, .onThreadsOfTheirOwn) struct BalancingTests {
+    /// Where `ferry ps --json` lists each process: name to (node, moves).
+    static func placement(_ cluster: TestCluster) throws -> [String: [(node: String, moves: Int)]] {
+        let result = try cluster.run("ps", ["--json"])
+        let rows = try #require(try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [[String: Any]])
+        var placement: [String: [(node: String, moves: Int)]] = [:]
+        for row in rows where row["state"] as? String == "running" {
+            placement[row["name"] as? String ?? "", default: []].append(
+                (row["node"] as? String ?? "", row["moves"] as? Int ?? -1)
+            )
+        }
+        return placement
+    }
+
+    @Test func processesSpawnedOnOneNodeSpreadOverIdleNodesAndAPinnedOneStays() throws {
+        let cluster = try TestCluster()
+        for node in ["n1", "n2", "n3"] { try cluster.start(node, extra: ["--balance", "both"]) }
+        let spin = try cluster.signed("spin")
+        let pinned = try cluster.run("spawn", ["--node", "n1", spin, "--name", "pinned", "--pin", "--invoke", "spin"])
+        try #require(pinned.status == 0, "\(pinned.error)")
+        for index in 1...5 {
+            let spawned = try cluster.run("spawn", ["--node", "n1", spin, "--name", "s\(index)", "--invoke", "spin"])
+            try #require(spawned.status == 0, "\(spawned.error)")
+        }
+        // Each node has the same budget (its two threads): six processes settle two on each.
+        let deadline = Date(timeIntervalSinceNow: 90)
+        var placement = try Self.placement(cluster)
+        func perNode() -> [String: Int] {
+            placement.values.reduce(into: [:]) { counts, listed in counts[listed[0].node, default: 0] += 1 }
+        }
+        while perNode() != ["n1": 2, "n2": 2, "n3": 2] || placement.count != 6, Date() < deadline {
+            usleep(200_000)
+            placement = try Self.placement(cluster)
+        }
+        #expect(perNode() == ["n1": 2, "n2": 2, "n3": 2], "\(placement)\n\(cluster.log("n1"))")
+        #expect(placement.values.allSatisfy { $0.count == 1 }, "each process runs on one node: \(placement)")
+        #expect(placement["pinned"]?.first?.node == "n1" && placement["pinned"]?.first?.moves == 0)
+        #expect(placement.values.allSatisfy { $0[0].moves <= 1 }, "nothing moved back and forth: \(placement)")
+        let decisions = cluster.log("n1") + cluster.log("n2") + cluster.log("n3")
+        #expect(
+            decisions.contains("balance: moving '") && decisions.contains("gain"),
+            "each move is logged with its figures"
+        )
+
+        let refused = try cluster.run("migrate", ["pinned", "--to", "n2"])
+        #expect(refused.status != 0 && refused.error.contains("pinned"), "\(refused.error)")
+        let listed = try cluster.run("ps", [])
+        #expect(listed.output.contains("0 (pinned)"), "ferry ps shows the pin: \(listed.output)")
+    }
+
+    static let cgroupV1 = FileManager.default.fileExists(atPath: "/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
+
+    @Test(
+        .enabled(
+            if: getuid() == 0 && Self.cgroupV1,
+            "--cpus writes a cgroup: needs root and cgroup v1's cpu controller"
+        )
+    )
+    func aNodeWithACPUQuotaRunsInACgroupOfItsOwnAndPublishesItsBudget() throws {
+        let cluster = try TestCluster()
+        let name = "quota-\(UUID().uuidString.prefix(8))"
+        let node = try cluster.start(name, extra: ["--cpus", "0.5"])
+        let path = "/sys/fs/cgroup/cpu/ferry/\(name)"
+        let quota = try String(contentsOfFile: path + "/cpu.cfs_quota_us", encoding: .utf8)
+        let period = try String(contentsOfFile: path + "/cpu.cfs_period_us", encoding: .utf8)
+        #expect(quota.trimmingCharacters(in: .whitespacesAndNewlines) == "50000")
+        #expect(period.trimmingCharacters(in: .whitespacesAndNewlines) == "100000")
+        let pid = node.process.processIdentifier
+        let cgroups = try String(contentsOfFile: "/proc/\(pid)/cgroup", encoding: .utf8)
+        #expect(cgroups.contains(":cpu:/ferry/\(name)") || cgroups.contains(",cpu:/ferry/\(name)"), "\(cgroups)")
+        let registered = try cluster.ferry(["endpoints", "--addr", cluster.daemon.endpoint, "lookup", "node:\(name)"])
+        #expect(registered.output.contains("cpus=0.50"), "the node publishes its budget: \(registered.output)")
+        node.process.terminate()
+        #expect(node.exited(within: 30))
+        #expect(!FileManager.default.fileExists(atPath: path), "a node that stops removes its cgroup")
+    }
+
+    @Test func aCPUQuotaOutsideTheMachineIsRefusedBeforeTheNodeStarts() throws {
+        let cluster = try TestCluster()
+        for cpus in ["0", "-1", "999"] {
+            let result = try cluster.ferry([
+                "node", "--name", "n", "--endpoints", cluster.daemon.endpoint, "--allow-unsigned", "--cpus=\(cpus)",
+            ])
+            #expect(result.status != 0 && result.error.contains("--cpus takes 0.01 to"), "\(cpus): \(result.error)")
+        }
+    }
+}
