@@ -8,7 +8,7 @@ CLANG=${CLANG:-clang}
 # No libc: the guests use only Ferry's host API and raw WASI calls. The stack pointer is exported
 # so that a guest's execution state can be captured and restored (FerryGuest checkpoints).
 FLAGS=(--target=wasm32 -O2 -nostdlib -fno-builtin -Wall -Werror -Wl,--export=__stack_pointer -Wl,-z,stack-size=65536)
-for source in counter counter_object spin membomb recursion messages gated; do
+for source in counter counter_object spin membomb recursion messages gated softmax; do
     "$CLANG" "${FLAGS[@]}" -Wl,--no-entry -Wl,--allow-undefined -o "$source.wasm" "$source.c"
     echo "built Guests/$source.wasm"
 done

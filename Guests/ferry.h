@@ -66,6 +66,15 @@ FERRY_IMPORT("conn_recv") int ferry_conn_recv(int handle, void *buffer, int capa
 /// Closes a connection.
 FERRY_IMPORT("conn_close") void ferry_conn_close(int handle);
 
+/// The input the process was started with (`ferry spawn --input FILE`, or what a coordinator
+/// sends with remote evaluation) into `buffer`: its length, -2 when it does not fit.
+FERRY_IMPORT("input") int ferry_input(void *buffer, int capacity);
+
+/// Reads up to `capacity` bytes from `offset` of the node's data set `name` (`ferry data load`):
+/// how many, 0 past its end, -1 when the node has no data set of that name. Bound by type: after a
+/// move, the new node's data set of that name.
+FERRY_IMPORT("data_read") int ferry_data_read(const char *name, int length, int offset, void *buffer, int capacity);
+
 /// Reserves the buffer Asyncify saves the call stack into, and tells the host where it is.
 #define FERRY_CHECKPOINT_BUFFER(bytes)                                                     \
     static int ferry_asyncify_data[(bytes) / 4];                                           \

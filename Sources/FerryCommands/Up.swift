@@ -120,6 +120,8 @@ struct Up: AsyncParsableCommand {
             "  swift run ferry send --endpoints \(daemon) echo hello",
             "  swift run ferry migrate --endpoints \(daemon) echo --to \(second) --mode post-copy --json   # or pre-copy, hybrid",
             "  swift run ferry send --endpoints \(daemon) echo 'hello again'",
+            "federated learning: the model goes to each node's data, only weights come back:",
+            "  swift run ferry learn --endpoints \(daemon) --nodes \(first),\(second),\(third) --split dirichlet:0.5 --rounds 5 --key \(processes.keyFile)",
         ]
     }
 }

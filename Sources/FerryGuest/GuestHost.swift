@@ -124,6 +124,8 @@ public struct GuestEnvironment: Sendable {
     /// The node the guest runs on, when it runs on one: its name and node-local facilities, and
     /// where `ferry.go` takes it.
     public var node: (any GuestNodeServices)?
+    /// What the guest reads with `ferry.input`: the parameters it was started with.
+    public var input: [UInt8]
 
     public init(
         arguments: [String] = [],
@@ -134,9 +136,11 @@ public struct GuestEnvironment: Sendable {
         mailbox: GuestMailbox = GuestMailbox(),
         directories: [GuestDirectory] = [],
         log: @escaping @Sendable (String) -> Void = { _ in },
-        node: (any GuestNodeServices)? = nil
+        node: (any GuestNodeServices)? = nil,
+        input: [UInt8] = []
     ) {
         self.node = node
+        self.input = input
         self.arguments = arguments
         self.environment = environment
         self.standardInput = standardInput
@@ -168,6 +172,8 @@ public struct GuestEnvironment: Sendable {
 /// | `local_put` | `(key: i32, len: i32, ptr: i32, len: i32) -> i32` | stores into the node's own key space: 0, or -1 when refused |
 /// | `kv_get` | `(key: i32, len: i32, ptr: i32, cap: i32) -> i32` | a key of the cluster's key-value service: its length, -1 when missing, -2 when it does not fit, -3 when the service cannot be reached |
 /// | `kv_put` | `(key: i32, len: i32, ptr: i32, len: i32) -> i32` | stores a key durably: 0, or -3 when the service cannot be reached |
+/// | `input` | `(ptr: i32, cap: i32) -> i32` | the input the process was started with: its length, -2 when it does not fit |
+/// | `data_read` | `(name: i32, len: i32, offset: i32, ptr: i32, cap: i32) -> i32` | bytes of the node's data set `name` from `offset`: how many, 0 past its end, -1 when the node has none of that name |
 /// | `connect` | `(ptr: i32, len: i32) -> i32` | opens a TCP connection to `HOST:PORT`: a handle, or -1 |
 /// | `conn_send` | `(handle: i32, ptr: i32, len: i32) -> i32` | bytes sent, or -1 |
 /// | `conn_recv` | `(handle: i32, ptr: i32, cap: i32) -> i32` | waits for bytes: how many, 0 at the end of the stream, -1 on error |
@@ -408,6 +414,36 @@ enum FerryHostAPI {
                         UInt32(bitPattern: try Self.write(bytes, caller, arguments[1], arguments[2], call: "conn_recv"))
                     )
                 ]
+            }
+        )
+        define(
+            "input",
+            Function(store: store, parameters: [.i32, .i32], results: [.i32]) { caller, arguments in
+                try checkDeadline()
+                let length = try Self.write(environment.input, caller, arguments[0], arguments[1], call: "input")
+                return [.i32(UInt32(bitPattern: length))]
+            }
+        )
+        define(
+            "data_read",
+            Function(store: store, parameters: [.i32, .i32, .i32, .i32, .i32], results: [.i32]) { caller, arguments in
+                try checkDeadline()
+                let name = try Self.read(caller, arguments[0], arguments[1], limit: 255, call: "data_read")
+                let offset = Int(Int32(bitPattern: arguments[2].i32))
+                let (memory, at, capacity) = try Self.region(
+                    caller,
+                    arguments[3],
+                    arguments[4],
+                    limit: 1 << 20,
+                    call: "data_read"
+                )
+                guard offset >= 0, let node = environment.node,
+                    let bytes = node.dataRead(String(decoding: name, as: UTF8.self), offset: offset, capacity: capacity)
+                else { return [.i32(UInt32(bitPattern: -1))] }
+                memory.withUnsafeMutableBufferPointer(offset: UInt(at), count: bytes.count) {
+                    $0.copyBytes(from: bytes)
+                }
+                return [.i32(UInt32(bytes.count))]
             }
         )
         define(

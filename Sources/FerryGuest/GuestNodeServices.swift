@@ -1,5 +1,5 @@
 /// What a node lends the guests it runs, through the `ferry` host API: its name, its own key
-/// space, the cluster's key-value service, and connections to other hosts. A guest that moves is
+/// space and data sets, the cluster's key-value service, and connections to other hosts. A guest that moves is
 /// bound to these as the seed's table says: the node's own facilities by type (it sees the new
 /// node's), the cluster's by identifier (found again by name), connections re-established to
 /// the same address.
@@ -24,6 +24,9 @@ public protocol GuestNodeServices: Sendable {
     func receive(_ handle: Int32, capacity: Int) throws -> [UInt8]
     /// Closes a connection (`ferry.conn_close`).
     func close(_ handle: Int32)
+    /// Up to `capacity` bytes of the node's data set `name` from `offset` (`ferry.data_read`):
+    /// empty past its end, nil when the node has no data set of that name.
+    func dataRead(_ name: String, offset: Int, capacity: Int) -> [UInt8]?
 }
 
 /// What a guest asked for that its host does not lend it.
@@ -45,4 +48,5 @@ extension GuestNodeServices {
         throw GuestServiceUnavailable("no connections here")
     }
     public func close(_ handle: Int32) {}
+    public func dataRead(_ name: String, offset: Int, capacity: Int) -> [UInt8]? { nil }
 }

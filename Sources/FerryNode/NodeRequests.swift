@@ -54,6 +54,8 @@ enum NodeRequests {
             send(.layer(try host.lentLayer(id)), false)
         case .load:
             send(.load(host.load()), false)
+        case .loadData(let name, let bytes):
+            send(.dataLoaded(bytes: try host.dataSets.load(name, bytes)), false)
         case .giveWork(let node, let load):
             send(await balancer.give(to: node, load: load), false)
         }

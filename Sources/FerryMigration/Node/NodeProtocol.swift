@@ -32,6 +32,9 @@ public enum NodeRequest: Codable, Sendable, Equatable {
     case call(String, message: Data)
     /// Whether this node runs `name` now (asked when a move's outcome is in doubt).
     case holds(String)
+    /// Stores `bytes` as the node's data set `name` (`ferry data load`), for its guests to read
+    /// with `ferry.data_read`.
+    case loadData(name: String, bytes: Data)
     /// The node's load now (what it publishes every second, fresh).
     case load
     /// Receiver-initiated balancing: the node `to`, whose load is `load`, asks for work; this node
@@ -63,6 +66,8 @@ public enum NodeReply: Codable, Sendable, Equatable {
     case holds(Bool)
     case layer(Data)
     case load(NodeLoad)
+    /// A data set was stored: its size.
+    case dataLoaded(bytes: Int)
     /// No process moves, and why.
     case declined(String)
 }

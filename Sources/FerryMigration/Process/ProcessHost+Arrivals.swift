@@ -61,7 +61,7 @@ extension ProcessHost {
             throw ProcessError("'\(offer.spec.digest)' is not a module digest")
         }
         // Its connections first: one this node cannot reach refuses the move before anything is sent.
-        let services = ProcessServices(local: self.local, kv: self.kv)
+        let services = ProcessServices(local: self.local, kv: self.kv, data: self.dataSets)
         try services.reestablish(offer.connections, keys: offer.kvKeys)
         var committed = false
         defer { if !committed { services.closeAll() } }

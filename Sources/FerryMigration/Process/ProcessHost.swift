@@ -57,6 +57,8 @@ public final class ProcessHost: Sendable {
     let scheduler: GuestScheduler
     package let claims: ExclusiveClaims
     let local: NodeLocalSpace
+    /// Data sets loaded into this node (`ferry data load`), read by its guests by type.
+    public let dataSets: NodeDataSets
     /// The cluster's key-value service, for processes that use it (by identifier).
     let kv: ClusterKV
     let logger: Logger
@@ -94,6 +96,7 @@ public final class ProcessHost: Sendable {
             path: configuration.dataDirectory.map { $0 + "/local.sqlite" },
             initial: configuration.localValues
         )
+        self.dataSets = try NodeDataSets(directory: work + "/datasets")
         self.scheduler = GuestScheduler(kernelThreads: configuration.threads)
         self.claims = ExclusiveClaims(
             daemon: configuration.daemon,
@@ -134,6 +137,11 @@ public final class ProcessHost: Sendable {
     ///   that is not valid or arguments that do not fit, ``ProcessError`` for a name in use.
     public func spawn(_ spec: ProcessSpec, code: [UInt8]?) async throws -> ProcessSummary {
         try ProcessSpec.validate(name: spec.name)
+        guard (spec.input?.count ?? 0) <= ProcessSpec.maxInputBytes else {
+            throw ProcessError(
+                "an input of \(spec.input?.count ?? 0) bytes is over the \(ProcessSpec.maxInputBytes) a process takes"
+            )
+        }
         guard let digest = ModuleDigest(hex: spec.digest) else {
             throw ProcessError("'\(spec.digest)' is not a module digest (64 hex digits)")
         }
@@ -237,7 +245,7 @@ public final class ProcessHost: Sendable {
                 return view
             },
             directory: directory,
-            services: services ?? ProcessServices(local: self.local, kv: self.kv),
+            services: services ?? ProcessServices(local: self.local, kv: self.kv, data: self.dataSets),
             epoch: epoch,
             moves: moves,
             cpuBefore: cpuBefore,
@@ -255,7 +263,8 @@ public final class ProcessHost: Sendable {
             standardError: log.fd,
             directories: process.directories,
             log: { line in log.line(line) },
-            node: process.services
+            node: process.services,
+            input: process.spec.input.map { [UInt8]($0) } ?? []
         )
     }
 

@@ -1,4 +1,5 @@
 import FerryGuest
+import Foundation
 
 /// What a process is asked to run: everything a node needs to start it, and to start it again
 /// elsewhere. It travels with the process when it moves.
@@ -22,6 +23,11 @@ public struct ProcessSpec: Codable, Sendable, Equatable {
     public var resultBytes: Int?
     /// Spawned with `--pin`: it never moves (nil in specs from before pins existed).
     public var pinned: Bool?
+    /// What the guest reads with `ferry.input`: the parameters of a remote evaluation (the
+    /// weights a federated round starts from), at most ``maxInputBytes``.
+    public var input: Data?
+
+    public static let maxInputBytes = 1 << 20
 
     public init(
         name: String,

@@ -28,13 +28,19 @@ final class ProcessServices: GuestNodeServices, @unchecked Sendable {
 
     private let local: NodeLocalSpace
     private let kv: ClusterKV
+    private let data: NodeDataSets
     private let state = NIOLockedValueBox<(connections: [Int32: Connection], next: Int32, keys: Set<String>)>(
         ([:], 3, [])
     )
 
-    init(local: NodeLocalSpace, kv: ClusterKV) {
+    init(local: NodeLocalSpace, kv: ClusterKV, data: NodeDataSets) {
         self.local = local
         self.kv = kv
+        self.data = data
+    }
+
+    func dataRead(_ name: String, offset: Int, capacity: Int) -> [UInt8]? {
+        self.data.read(name, offset: offset, capacity: capacity)
     }
 
     var nodeName: String { self.local.nodeName }
