@@ -10,6 +10,7 @@
 //   ferry-bench migration --endpoints HOST:PORT --key KEYFILE ...   (process moves; see MigrationBenchmark)
 //   ferry-bench pages --guests DIR ...                              (what tracking written pages costs)
 //   ferry-bench live-migration --endpoints HOST:PORT --key KEYFILE ...  (Clark's table; see LiveMigrationBenchmark)
+//   ferry-bench federated-split --data FILE --split SPLIT --seed N --nodes N   (ferry learn's split, as JSON)
 //
 // Each client has its own connection and one request outstanding. Prints one line:
 //   ops=<count> seconds=<s> ops_per_s=<r> p50_us=<µs> p99_us=<µs> errors=<n>
@@ -173,9 +174,13 @@ if let command = CommandLine.arguments.dropFirst().first, ["objects", "migration
     }
 }
 
-if CommandLine.arguments.dropFirst().first == "pages" {
+if let command = CommandLine.arguments.dropFirst().first, ["pages", "federated-split"].contains(command) {
     do {
-        try PagesBenchmark.run(Array(CommandLine.arguments.dropFirst(2)))
+        if command == "pages" {
+            try PagesBenchmark.run(Array(CommandLine.arguments.dropFirst(2)))
+        } else {
+            try FederatedSplitDump.run(Array(CommandLine.arguments.dropFirst(2)))
+        }
         exit(0)
     } catch {
         FileHandle.standardError.write(Data("ferry-bench: \(error)\n".utf8))
