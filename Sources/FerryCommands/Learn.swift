@@ -126,7 +126,8 @@ struct LearnCommand: AsyncParsableCommand {
                 batch: self.batch
             ),
             data: data,
-            module: module
+            module: module,
+            resolve: { name in try await lookup.node(name) }
         )
         do {
             try await self.learn(learning)
@@ -148,6 +149,9 @@ struct LearnCommand: AsyncParsableCommand {
             total += round.bytes
             milliseconds += round.milliseconds
             last = round.accuracy
+            for (node, reason) in (round.failed ?? [:]).sorted(by: { $0.key < $1.key }) {
+                printError("node \(node) failed round \(round.round), left out of its average: \(reason)")
+            }
             if self.json {
                 printLine((try? jsonString(round)) ?? "")
             } else {

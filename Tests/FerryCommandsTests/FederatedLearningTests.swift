@@ -53,6 +53,43 @@ import Testing
         )
     }
 
+    /// A data node killed in the middle of a run is left out of the rounds after, as Flower's
+    /// FedAvg accepts failures, and the run ends with the others.
+    @Test func aDataNodeKilledMidRunIsLeftOutAndTheRunGoesOn() throws {
+        let cluster = try TestCluster()
+        for node in ["n1", "n2", "n3"] { try cluster.start(node) }
+        let learn = Process()
+        learn.executableURL = try TestCluster.ferry()
+        learn.arguments = [
+            "learn", "--endpoints", cluster.daemon.endpoint, "--nodes", "n1,n2,n3", "--rounds", "5", "--key",
+            cluster.key, "--json", "--data", Self.examples.appendingPathComponent("Examples/digits/digits.bin").path,
+            "--model", TestCluster.guest("softmax"),
+        ]
+        let output = Pipe()
+        learn.standardOutput = output
+        learn.standardError = FileHandle.nullDevice
+        try learn.run()
+        var text = Data()
+        // After the first round's line, n2 dies.
+        while !text.contains(10) {
+            let chunk = output.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            text.append(chunk)
+        }
+        cluster.node("n2").kill9()
+        text.append(output.fileHandleForReading.readDataToEndOfFile())
+        learn.waitUntilExit()
+        try #require(learn.terminationStatus == 0, "\(String(decoding: text, as: UTF8.self))")
+        let lines = String(decoding: text, as: UTF8.self).split(separator: "\n").map {
+            (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any] ?? [:]
+        }
+        try #require(lines.count == 6, "\(lines)")
+        let last = try #require(lines[4]["bytes_from_nodes"] as? [String: Int])
+        #expect(last.keys.sorted() == ["n1", "n3"], "the last round averaged the nodes left: \(lines[4])")
+        #expect((lines[4]["failed"] as? [String: String])?["n2"] != nil, "and says which failed: \(lines[4])")
+        #expect((lines[5]["final_accuracy"] as? Double ?? 0) > 0.8, "\(lines[5])")
+    }
+
     @Test func aDataSetWithABadNameOrNodeIsRefused() throws {
         let cluster = try TestCluster()
         try cluster.start("n1")

@@ -57,9 +57,11 @@ public struct FederatedLearning: Sendable {
         /// Bytes that came back from each node: its weights and sample count, and framing.
         public var bytesFromNodes: [String: Int]
         public var milliseconds: Double
+        /// Nodes left out of this round's average, and why.
+        public var failed: [String: String]?
 
         enum CodingKeys: String, CodingKey {
-            case round, accuracy, bytes
+            case round, accuracy, bytes, failed
             case bytesFromNodes = "bytes_from_nodes"
             case milliseconds = "ms"
         }
@@ -73,12 +75,23 @@ public struct FederatedLearning: Sendable {
     public let data: LabeledImages
     /// The model guest, signed for the nodes.
     public let module: [UInt8]
+    /// Where a node listens now (nil: where it did at the start).
+    let resolve: @Sendable (String) async throws -> ServiceEndpoint?
+    /// How long a node may take to train and answer.
+    static let roundTimeout: Duration = .seconds(120)
 
-    public init(nodes: [Node], configuration: Configuration, data: LabeledImages, module: [UInt8]) {
+    public init(
+        nodes: [Node],
+        configuration: Configuration,
+        data: LabeledImages,
+        module: [UInt8],
+        resolve: @escaping @Sendable (String) async throws -> ServiceEndpoint? = { _ in nil }
+    ) {
         self.nodes = nodes
         self.configuration = configuration
         self.data = data
         self.module = module
+        self.resolve = resolve
     }
 
     /// Splits the data, places each node's shard on it (`NodeRequest.loadData`), and returns the
@@ -101,40 +114,83 @@ public struct FederatedLearning: Sendable {
     }
 
     /// Runs the rounds from a zero model; `onRound` hears each as it ends. The final model.
+    ///
+    /// A node that fails a round (it died, or answered an error) is left out of that round's
+    /// average, as Flower's FedAvg accepts failures, and asked again the next round (found anew
+    /// through `resolve`: a node started again may listen elsewhere). The run fails only when a
+    /// round has no node left.
     @discardableResult
     public func train(test: [Int], onRound: (Round) -> Void) async throws -> SoftmaxModel {
         let digest = ModuleDigest(of: self.module).hex
-        var clients: [NodeClient] = []
-        defer { for client in clients { Task { await client.close() } } }
-        for node in self.nodes { clients.append(try await NodeClient.connect(to: node.endpoint)) }
+        var clients = [NodeClient?](repeating: nil, count: self.nodes.count)
+        defer { for client in clients { if let client { Task { await client.close() } } } }
         var model = SoftmaxModel()
         for round in 1...self.configuration.rounds {
             let started = ContinuousClock.now
             let spec = self.spec(digest: digest, round: round, model: model)
-            let results = try await withThrowingTaskGroup(of: (String, Int, Int, Int, SoftmaxModel).self) { group in
-                for (node, client) in zip(self.nodes, clients) {
+            let outcomes = await withTaskGroup(of: (Int, Result<NodeRound, any Error>).self) { group in
+                for (index, node) in self.nodes.enumerated() {
+                    let client = clients[index]
                     group.addTask {
-                        let (sent, received, samples, trained) = try await self.trainOn(client, spec)
-                        return (node.name, sent, received, samples, trained)
+                        do {
+                            var connected = client
+                            if connected == nil { connected = try await self.connect(node) }
+                            guard let connected else { throw ProcessError("no connection to \(node.name)") }
+                            return (index, .success(try await self.trainOn(connected, spec)))
+                        } catch {
+                            if let client { await client.close() }
+                            return (index, .failure(error))
+                        }
                     }
                 }
-                return try await group.reduce(into: []) { $0.append($1) }
+                return await group.reduce(into: []) { $0.append($1) }
             }
-            guard let averaged = SoftmaxModel.average(results.map { ($0.3, $0.4) }) else {
-                throw ProcessError("no node trained on any rows: load their shards first")
+            var results: [(name: String, round: NodeRound)] = []
+            var failed: [String: String] = [:]
+            for (index, outcome) in outcomes {
+                switch outcome {
+                case .success(let nodeRound):
+                    clients[index] = nodeRound.client
+                    results.append((self.nodes[index].name, nodeRound))
+                case .failure(let error):
+                    clients[index] = nil
+                    failed[self.nodes[index].name] = "\(error)"
+                }
+            }
+            guard let averaged = SoftmaxModel.average(results.map { ($0.round.samples, $0.round.model) }) else {
+                let reasons = failed.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }
+                throw ProcessError(
+                    reasons.isEmpty
+                        ? "no node trained on any rows: load their shards first"
+                        : "round \(round) failed on every node (\(reasons.joined(separator: "; ")))"
+                )
             }
             model = averaged
             onRound(
                 Round(
                     round: round,
                     accuracy: model.accuracy(on: self.data, rows: test),
-                    bytes: results.reduce(0) { $0 + $1.1 + $1.2 },
-                    bytesFromNodes: Dictionary(uniqueKeysWithValues: results.map { ($0.0, $0.2) }),
-                    milliseconds: (ContinuousClock.now - started) / .milliseconds(1)
+                    bytes: results.reduce(0) { $0 + $1.round.sent + $1.round.received },
+                    bytesFromNodes: Dictionary(uniqueKeysWithValues: results.map { ($0.name, $0.round.received) }),
+                    milliseconds: (ContinuousClock.now - started) / .milliseconds(1),
+                    failed: failed.isEmpty ? nil : failed
                 )
             )
         }
         return model
+    }
+
+    private func connect(_ node: Node) async throws -> NodeClient {
+        try await NodeClient.connect(to: try await self.resolve(node.name) ?? node.endpoint, timeout: .seconds(2))
+    }
+
+    /// What one node did in a round.
+    struct NodeRound: Sendable {
+        var client: NodeClient
+        var sent: Int
+        var received: Int
+        var samples: Int
+        var model: SoftmaxModel
     }
 
     private func spec(digest: String, round: Int, model: SoftmaxModel) -> ProcessSpec {
@@ -153,21 +209,21 @@ public struct FederatedLearning: Sendable {
         return spec
     }
 
-    /// One node's part of a round: bytes sent and received, its sample count and its model.
-    private func trainOn(_ client: NodeClient, _ spec: ProcessSpec) async throws -> (Int, Int, Int, SoftmaxModel) {
+    /// One node's part of a round.
+    private func trainOn(_ client: NodeClient, _ spec: ProcessSpec) async throws -> NodeRound {
         var request = NodeRequest.evaluate(spec, code: nil)
         var sent = Self.frameBytes(request)
-        var reply = try await client.request(request, timeout: .seconds(600))
+        var reply = try await client.request(request, timeout: Self.roundTimeout)
         if case .needCode = reply {
             request = .evaluate(spec, code: Data(self.module))
             sent += Self.frameBytes(request)
-            reply = try await client.request(request, timeout: .seconds(600))
+            reply = try await client.request(request, timeout: Self.roundTimeout)
         }
         guard case .finished(let outcome) = reply, let hex = outcome.resultHex else {
             throw ProcessError("node at \(client.endpoint) answered \(reply) to a round of training")
         }
         let (samples, model) = try SoftmaxModel.decode(try Self.bytes(hex: hex))
-        return (sent, Self.frameBytes(reply), samples, model)
+        return NodeRound(client: client, sent: sent, received: Self.frameBytes(reply), samples: samples, model: model)
     }
 
     /// A node-protocol message's size on the wire: its frame header and JSON payload.
