@@ -232,20 +232,17 @@ public struct FederatedLearning: Sendable {
     }
 
     static func bytes(hex: String) throws -> [UInt8] {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(hex.utf8.count / 2)
-        var high: UInt8?
-        for character in hex.utf8 {
-            guard let nibble = UInt8(String(UnicodeScalar(character)), radix: 16) else {
-                throw ProcessError("a result that is not hex: \(hex.prefix(40))")
-            }
-            if let first = high {
-                bytes.append(first << 4 | nibble)
-                high = nil
-            } else {
-                high = nibble
+        let digits = Array(hex.utf8)
+        guard digits.count % 2 == 0 else { throw ProcessError("a result of odd length in hex: \(hex.prefix(40))") }
+        func value(_ digit: UInt8) throws -> UInt8 {
+            switch digit {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): return digit - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): return digit - UInt8(ascii: "a") + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): return digit - UInt8(ascii: "A") + 10
+            default: throw ProcessError("a result that is not hex: \(hex.prefix(40))")
             }
         }
-        return bytes
+        return try stride(from: 0, to: digits.count, by: 2).map { try value(digits[$0]) << 4 | value(digits[$0 + 1]) }
     }
+
 }
