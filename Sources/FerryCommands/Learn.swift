@@ -91,6 +91,12 @@ struct LearnCommand: AsyncParsableCommand {
     @Option(help: "Sign the model with this key for the nodes (default: the cluster key of 'ferry up', if there).")
     var key: String?
 
+    @Option(help: "Optional differential privacy: clip each node's update to this L2 norm (with --dp-noise).")
+    var dpClip: Double?
+
+    @Option(help: "Optional differential privacy: the noise multiplier (Gaussian, sigma = it x clip / nodes).")
+    var dpNoise: Double?
+
     @Flag(help: "One JSON object per line.")
     var json = false
 
@@ -100,6 +106,12 @@ struct LearnCommand: AsyncParsableCommand {
         guard (1...1000).contains(self.localEpochs) else { throw ValidationError("--local-epochs takes 1 to 1000") }
         guard self.lr > 0, self.lr <= 100 else { throw ValidationError("--lr takes a rate above 0, at most 100") }
         guard (1...4096).contains(self.batch) else { throw ValidationError("--batch takes 1 to 4096") }
+        guard (self.dpClip == nil) == (self.dpNoise == nil) else {
+            throw ValidationError("differential privacy takes both --dp-clip NORM and --dp-noise MULTIPLIER")
+        }
+        if let clip = self.dpClip, let noise = self.dpNoise, clip <= 0 || noise < 0 {
+            throw ValidationError("--dp-clip takes a norm above 0 and --dp-noise a multiplier of 0 or more")
+        }
         guard !self.nodeNames.isEmpty else { throw ValidationError("--nodes takes one or more node names, a,b,c") }
     }
 
@@ -123,7 +135,8 @@ struct LearnCommand: AsyncParsableCommand {
                 rounds: self.rounds,
                 localEpochs: self.localEpochs,
                 learningRate: self.lr,
-                batch: self.batch
+                batch: self.batch,
+                privacy: self.dpClip.flatMap { clip in self.dpNoise.map { DifferentialPrivacy(clip: clip, noise: $0) } }
             ),
             data: data,
             module: module,

@@ -59,6 +59,28 @@ import Testing
         #expect(SoftmaxModel.average([(samples: 0, model: ones)]) == nil)
     }
 
+    @Test func differentialPrivacyClipsEachUpdateAndWithoutNoiseOrClippingIsFedAvg() throws {
+        let global = SoftmaxModel()
+        let small = SoftmaxModel(parameters: [Float](repeating: 0.01, count: SoftmaxModel.parameterCount))
+        let huge = SoftmaxModel(parameters: [Float](repeating: 100, count: SoftmaxModel.parameterCount))
+        var random = SeededRandom(seed: 1)
+        let loose = try #require(
+            DifferentialPrivacy(clip: 1e9, noise: 0).aggregate(global, [(100, small), (300, huge)], random: &random)
+        )
+        let plain = try #require(SoftmaxModel.average([(100, small), (300, huge)]))
+        #expect(zip(loose.parameters, plain.parameters).allSatisfy { abs($0 - $1) < 1e-3 })
+        let clipped = try #require(
+            DifferentialPrivacy(clip: 1, noise: 0).aggregate(global, [(1, huge)], random: &random)
+        )
+        let norm = clipped.parameters.reduce(0) { $0 + Double($1) * Double($1) }.squareRoot()
+        #expect(abs(norm - 1) < 1e-4, "one node's update moves the model by at most the clip: \(norm)")
+        let noised = try #require(
+            DifferentialPrivacy(clip: 1, noise: 1).aggregate(global, [(1, global)], random: &random)
+        )
+        let spread = noised.parameters.reduce(0) { $0 + Double($1) * Double($1) } / Double(SoftmaxModel.parameterCount)
+        #expect(abs(spread.squareRoot() - 1) < 0.15, "noise of sigma = noise x clip / nodes: \(spread.squareRoot())")
+    }
+
     @Test func aModelReadsBackFromTheGuestsAnswer() throws {
         let model = SoftmaxModel(parameters: (0..<SoftmaxModel.parameterCount).map { Float($0) / 7 })
         let answer: [UInt8] = [44, 1, 0, 0] + model.bytes

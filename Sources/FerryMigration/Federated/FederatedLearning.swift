@@ -28,6 +28,8 @@ public struct FederatedLearning: Sendable {
         public var localEpochs: Int
         public var learningRate: Double
         public var batch: Int
+        /// Clipping and noise on the updates (optional): nil averages them as they come.
+        public var privacy: DifferentialPrivacy?
 
         public init(
             split: FederatedSplit,
@@ -35,8 +37,10 @@ public struct FederatedLearning: Sendable {
             rounds: Int,
             localEpochs: Int,
             learningRate: Double,
-            batch: Int = 32
+            batch: Int = 32,
+            privacy: DifferentialPrivacy? = nil
         ) {
+            self.privacy = privacy
             self.split = split
             self.seed = seed
             self.rounds = rounds
@@ -125,6 +129,7 @@ public struct FederatedLearning: Sendable {
         var clients = [NodeClient?](repeating: nil, count: self.nodes.count)
         defer { for client in clients { if let client { Task { await client.close() } } } }
         var model = SoftmaxModel()
+        var noise = SeededRandom(seed: self.configuration.seed ^ 0x5EED_D1FF)
         for round in 1...self.configuration.rounds {
             let started = ContinuousClock.now
             let spec = self.spec(digest: digest, round: round, model: model)
@@ -157,7 +162,12 @@ public struct FederatedLearning: Sendable {
                     failed[self.nodes[index].name] = "\(error)"
                 }
             }
-            guard let averaged = SoftmaxModel.average(results.map { ($0.round.samples, $0.round.model) }) else {
+            let aggregated =
+                self.configuration.privacy.map {
+                    $0.aggregate(model, results.map { ($0.round.samples, $0.round.model) }, random: &noise)
+                }
+                ?? SoftmaxModel.average(results.map { ($0.round.samples, $0.round.model) })
+            guard let averaged = aggregated else {
                 let reasons = failed.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }
                 throw ProcessError(
                     reasons.isEmpty
