@@ -58,7 +58,8 @@ public struct FederatedLearning: Sendable {
         /// Bytes of node-protocol frames in both directions: code (the first time), weights out,
         /// weights back.
         public var bytes: Int
-        /// Bytes that came back from each node: its weights and sample count, and framing.
+        /// Bytes that came back from each node, as its answer's frame came: its weights and sample
+        /// count, and framing.
         public var bytesFromNodes: [String: Int]
         public var milliseconds: Double
         /// Nodes left out of this round's average, and why.
@@ -223,20 +224,21 @@ public struct FederatedLearning: Sendable {
     private func trainOn(_ client: NodeClient, _ spec: ProcessSpec) async throws -> NodeRound {
         var request = NodeRequest.evaluate(spec, code: nil)
         var sent = Self.frameBytes(request)
-        var reply = try await client.request(request, timeout: Self.roundTimeout)
+        var (reply, received) = try await client.measuredRequest(request, timeout: Self.roundTimeout)
         if case .needCode = reply {
             request = .evaluate(spec, code: Data(self.module))
             sent += Self.frameBytes(request)
-            reply = try await client.request(request, timeout: Self.roundTimeout)
+            (reply, received) = try await client.measuredRequest(request, timeout: Self.roundTimeout)
         }
         guard case .finished(let outcome) = reply, let hex = outcome.resultHex else {
             throw ProcessError("node at \(client.endpoint) answered \(reply) to a round of training")
         }
         let (samples, model) = try SoftmaxModel.decode(try Self.bytes(hex: hex))
-        return NodeRound(client: client, sent: sent, received: Self.frameBytes(reply), samples: samples, model: model)
+        return NodeRound(client: client, sent: sent, received: received, samples: samples, model: model)
     }
 
-    /// A node-protocol message's size on the wire: its frame header and JSON payload.
+    /// A request's size on the wire: its frame header and JSON payload (as `NodeRequestMessage`
+    /// encodes it).
     static func frameBytes<Message: Encodable>(_ message: Message) -> Int {
         FrameHeader.size + ((try? JSONEncoder().encode(message).count) ?? 0)
     }

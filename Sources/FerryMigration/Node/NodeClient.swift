@@ -35,11 +35,19 @@ public struct NodeClient: Sendable {
 
     /// One request, one answer; an error answer is thrown as its ``ErrorMessage``.
     public func request(_ request: NodeRequest, timeout: Duration = .seconds(30)) async throws -> NodeReply {
+        try await self.measuredRequest(request, timeout: timeout).reply
+    }
+
+    /// One request, one answer, and the answer's size as it came: its frame's header and payload.
+    public func measuredRequest(
+        _ request: NodeRequest,
+        timeout: Duration = .seconds(30)
+    ) async throws -> (reply: NodeReply, bytes: Int) {
         let frame = try await self.wire.call(
             NodeRequestMessage(request),
             timeout: .nanoseconds(Int64(clamping: timeout.components.seconds) * 1_000_000_000)
         )
-        return try frame.decode(as: NodeReplyMessage.self).reply
+        return (try frame.decode(as: NodeReplyMessage.self).reply, FrameHeader.size + Int(frame.header.payloadLength))
     }
 
     /// One request, several answers (a wait, logs as they come, a move's progress).
