@@ -49,8 +49,6 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "Yams", package: "Yams"),
-                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]
         ),
@@ -71,6 +69,8 @@ let package = Package(
         .target(
             name: "FerrySwitch",
             dependencies: [
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 "CFerryLinux",
                 "FerryEndpoints",
                 "FerryServer",
@@ -84,16 +84,15 @@ let package = Package(
         .target(
             name: "FerryGuest",
             dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
                 "CFerryLinux",
                 "FerryWire",
                 .product(name: "WasmKit", package: "WasmKit"),
                 .product(name: "WasmKitWASI", package: "WasmKit"),
-                .product(name: "WASI", package: "WasmKit"),
                 .product(name: "WAT", package: "WasmKit"),
                 .product(name: "WasmParser", package: "WasmKit"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .target(
@@ -130,16 +129,15 @@ let package = Package(
                 "FerryServer",
                 "FerryWire",
                 .product(name: "Crypto", package: "swift-crypto"),
-                .product(name: "WasmKit", package: "WasmKit"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .target(
             name: "FerryNode",
             dependencies: [
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 "FerryMigration",
                 "FerryEndpoints",
                 "FerryGuest",
@@ -157,6 +155,8 @@ let package = Package(
         .target(
             name: "FerryCommands",
             dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 "FerryClient",
                 "FerryEndpoints",
                 "FerryGuest",
@@ -195,6 +195,7 @@ let package = Package(
         .testTarget(
             name: "FerryWireTests",
             dependencies: [
+                .product(name: "Logging", package: "swift-log"),
                 "FerryWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
@@ -204,6 +205,8 @@ let package = Package(
         .testTarget(
             name: "FerryServerTests",
             dependencies: [
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
                 "FerryServer",
                 "FerryWire",
                 "CFerryLinux",
@@ -241,6 +244,7 @@ let package = Package(
         .testTarget(
             name: "FerryGuestTests",
             dependencies: [
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 "FerryGuest",
                 .product(name: "WasmKit", package: "WasmKit"),
             ]
@@ -248,6 +252,7 @@ let package = Package(
         .testTarget(
             name: "FerryObjectsTests",
             dependencies: [
+                .product(name: "NIOPosix", package: "swift-nio"),
                 "FerryClient",
                 "FerryEndpoints",
                 "FerryGuest",
@@ -261,17 +266,15 @@ let package = Package(
         .testTarget(
             name: "FerryMigrationTests",
             dependencies: [
-                "FerryEndpoints",
+                .product(name: "WasmKit", package: "WasmKit"),
                 "FerryGuest",
                 "FerryMigration",
-                "FerryWire",
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
         .testTarget(
             name: "FerryNodeTests",
             dependencies: [
+                "FerryEndpoints",
                 "FerryNode",
                 "FerryServer",
                 .product(name: "Logging", package: "swift-log"),

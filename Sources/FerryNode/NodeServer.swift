@@ -211,17 +211,24 @@ public final class NodeServer: Service, Sendable {
         }
     }
 
-    /// Registers the node's load again whenever it changes (at most every second); the claim's
-    /// renewals keep it alive in between, and a lost one is registered anew.
+    /// Publishes the node's load every second, and at once (within a quarter of a second) when
+    /// its run queue or its processes change, so that a receiver-initiated balancer elsewhere
+    /// sees new work without waiting out the second; the claim's renewals keep the registration
+    /// alive in between, and a lost one is registered anew.
     private func keepRegistered() async {
         var last = self.metadata()
+        var publishedAt = ContinuousClock.now
         while !Task.isCancelled {
-            try? await Task.sleep(for: .seconds(1))
+            try? await Task.sleep(for: .milliseconds(250))
             let now = self.metadata()
-            guard now != last || self.host.claims.lease(of: self.registrationName) == nil else { continue }
+            let lost = self.host.claims.lease(of: self.registrationName) == nil
+            let queueChanged = now["runq"] != last["runq"] || now["processes"] != last["processes"]
+            let due = ContinuousClock.now - publishedAt >= .seconds(1) && now != last
+            guard lost || queueChanged || due else { continue }
             do {
                 try await self.host.claims.claim(self.registrationName, metadata: now)
                 last = now
+                publishedAt = .now
             } catch {
                 self.logger.warning(
                     "cannot register node '\(self.configuration.name)' at the endpoint daemon: \(error)"
