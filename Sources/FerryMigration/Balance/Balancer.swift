@@ -3,7 +3,7 @@ import Foundation
 import Logging
 import NIOConcurrencyHelpers
 
-/// Load-driven migration on one node (`ferry node --balance`): every half second it reads every
+/// Load-driven migration on one node (`ferry node --balance`): every quarter second it reads every
 /// node's load from the endpoint daemon and, by ``BalancePolicy``, offers work to the least
 /// loaded node when this one is over its threshold (sender-initiated), or asks the most loaded
 /// node for work when this one is under it (receiver-initiated). Each move is decided on live
@@ -43,7 +43,7 @@ public final class Balancer: Sendable {
         host: ProcessHost,
         mode: Mode,
         policy: BalancePolicy = BalancePolicy(),
-        interval: Duration = .milliseconds(500),
+        interval: Duration = .milliseconds(250),
         logger: Logger
     ) {
         self.host = host
