@@ -28,8 +28,9 @@ public struct CPUQuota: Sendable {
         return nil
     }
 
-    /// Makes (or reuses, after a crash) the node's cgroup `ferry/NODE`, sets its quota and moves
-    /// this process, all its threads, into it.
+    /// Makes the node's cgroup `ferry/NODE.PID` (two clusters on one machine may both have a
+    /// node of that name), sets its quota and moves this process, all its threads, into it.
+    /// Cgroups left by nodes killed earlier, empty now, are removed first.
     ///
     /// - Throws: ``CPUQuotaError`` saying which step failed and why.
     public static func apply(cpus: Double, node: String) throws -> CPUQuota {
@@ -40,7 +41,8 @@ public struct CPUQuota: Sendable {
         }
         let quota = Int((cpus * Double(Self.period)).rounded())
         let parent = root + "/ferry"
-        let path = parent + "/" + node
+        let path = parent + "/\(node).\(getpid())"
+        self.removeStale(in: parent)
         try self.makeDirectory(path)
         if version == 2 {
             try self.write("+cpu", to: root + "/cgroup.subtree_control")
@@ -58,6 +60,16 @@ public struct CPUQuota: Sendable {
     public func release() {
         try? Self.write(String(getpid()), to: self.root + "/cgroup.procs")
         rmdir(self.path)
+    }
+
+    /// Removes `NAME.PID` cgroups whose process is gone (rmdir fails on one still in use).
+    private static func removeStale(in parent: String) {
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? [] {
+            guard let dot = entry.lastIndex(of: "."), let pid = pid_t(entry[entry.index(after: dot)...]),
+                kill(pid, 0) != 0, errno == ESRCH
+            else { continue }
+            rmdir(parent + "/" + entry)
+        }
     }
 
     private static func makeDirectory(_ path: String) throws {
