@@ -1,8 +1,9 @@
 // A process's resources across a move, one of each kind in the seed's table. A WASI command:
 //   resources TARGET PEER          (HOST:PORT of a TCP peer; the first --dir is seen at fd 3)
 // Before it goes to TARGET (ferry.go) it writes a file in its writable layer, stores a key in the
-// cluster's kv and opens a connection to PEER; after, it reads them all back on the other node,
-// with the lower layer's base.txt and the node's own temperature, and says what it found.
+// cluster's kv and opens a connection to PEER (and waits for its one-byte answer); after, it reads
+// them all back on the other node, with the lower layer's base.txt and the node's own temperature,
+// and says what it found.
 #include "ferry.h"
 
 typedef unsigned long size;
@@ -83,6 +84,11 @@ static void _Noreturn run(void) {
     ferry_kv_put("resources/greeting", 18, note, length);
     int connection = ferry_connect(peer, ferry_strlen(peer));
     ferry_conn_send(connection, "before the move\n", 16);
+    // The peer answers one byte once it has taken the connection: only then does the process go,
+    // so that a peer taking one connection only has surely stopped listening when the target
+    // tries to open it again.
+    char taken;
+    ferry_conn_recv(connection, &taken, 1);
 
     int went = ferry_go(target, ferry_strlen(target));
     where();

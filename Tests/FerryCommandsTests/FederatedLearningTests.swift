@@ -7,13 +7,17 @@ import Testing
     static let examples = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
 
+    /// Where a CPU quota can be set, the three training nodes take 0.9 CPUs in all, so that the
+    /// timing-sensitive suites running beside these keep the rest.
+    static let quota = getuid() == 0 && BalancingTests.cgroupV1 ? ["--cpus", "0.3"] : []
+
     @Test func theModelLearnsTheDigitsAndOnlyWeightsLeaveTheDataNodes() throws {
         let cluster = try TestCluster()
-        for node in ["n1", "n2", "n3"] { try cluster.start(node) }
+        for node in ["n1", "n2", "n3"] { try cluster.start(node, extra: Self.quota) }
         let result = try cluster.run(
             "learn",
             [
-                "--nodes", "n1,n2,n3", "--split", "iid", "--seed", "3", "--rounds", "3", "--local-epochs", "2",
+                "--nodes", "n1,n2,n3", "--split", "iid", "--seed", "3", "--rounds", "2", "--local-epochs", "1",
                 "--lr", "0.5", "--key", cluster.key, "--json",
                 "--data", Self.examples.appendingPathComponent("Examples/digits/digits.bin").path,
                 "--model", TestCluster.guest("softmax"),
@@ -24,7 +28,7 @@ import Testing
         let lines = result.output.split(separator: "\n").map {
             (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any] ?? [:]
         }
-        try #require(lines.count == 4, "\(result.output)")
+        try #require(lines.count == 3, "\(result.output)")
         for (index, round) in lines.dropLast().enumerated() {
             #expect(round["round"] as? Int == index + 1)
             let fromNodes = try #require(round["bytes_from_nodes"] as? [String: Int])
@@ -36,7 +40,7 @@ import Testing
             #expect(fromNodes.keys.sorted() == ["n1", "n2", "n3"])
         }
         let final = try #require(lines.last?["final_accuracy"] as? Double)
-        #expect(final >= 0.85, "after 3 rounds of 2 epochs on IID shards: \(result.output)")
+        #expect(final >= 0.85, "after 2 rounds of 1 epoch on IID shards: \(result.output)")
         let first = try #require(lines.first?["accuracy"] as? Double)
         #expect(final >= first, "\(result.output)")
 
@@ -57,11 +61,11 @@ import Testing
     /// FedAvg accepts failures, and the run ends with the others.
     @Test func aDataNodeKilledMidRunIsLeftOutAndTheRunGoesOn() throws {
         let cluster = try TestCluster()
-        for node in ["n1", "n2", "n3"] { try cluster.start(node) }
+        for node in ["n1", "n2", "n3"] { try cluster.start(node, extra: Self.quota) }
         let learn = Process()
         learn.executableURL = try TestCluster.ferry()
         learn.arguments = [
-            "learn", "--endpoints", cluster.daemon.endpoint, "--nodes", "n1,n2,n3", "--rounds", "5", "--key",
+            "learn", "--endpoints", cluster.daemon.endpoint, "--nodes", "n1,n2,n3", "--rounds", "4", "--key",
             cluster.key, "--json", "--data", Self.examples.appendingPathComponent("Examples/digits/digits.bin").path,
             "--model", TestCluster.guest("softmax"),
         ]
@@ -83,11 +87,11 @@ import Testing
         let lines = String(decoding: text, as: UTF8.self).split(separator: "\n").map {
             (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any] ?? [:]
         }
-        try #require(lines.count == 6, "\(lines)")
-        let last = try #require(lines[4]["bytes_from_nodes"] as? [String: Int])
-        #expect(last.keys.sorted() == ["n1", "n3"], "the last round averaged the nodes left: \(lines[4])")
-        #expect((lines[4]["failed"] as? [String: String])?["n2"] != nil, "and says which failed: \(lines[4])")
-        #expect((lines[5]["final_accuracy"] as? Double ?? 0) > 0.8, "\(lines[5])")
+        try #require(lines.count == 5, "\(lines)")
+        let last = try #require(lines[3]["bytes_from_nodes"] as? [String: Int])
+        #expect(last.keys.sorted() == ["n1", "n3"], "the last round averaged the nodes left: \(lines[3])")
+        #expect((lines[3]["failed"] as? [String: String])?["n2"] != nil, "and says which failed: \(lines[3])")
+        #expect((lines[4]["final_accuracy"] as? Double ?? 0) > 0.8, "\(lines[4])")
     }
 
     @Test func aDataSetWithABadNameOrNodeIsRefused() throws {

@@ -48,6 +48,8 @@ import Glibc
                         accepting.withLockedValue { $0 = false }
                         close(fd)
                     }
+                    // Taken: the guest waits for this byte before it moves.
+                    _ = send(client, "k", 1, Int32(MSG_NOSIGNAL))
                     Thread.detachNewThread {
                         var buffer = [UInt8](repeating: 0, count: 4096)
                         while true {
