@@ -1,6 +1,7 @@
 import ArgumentParser
 import FerryGuest
 import FerryMigration
+import FerryNode
 import FerryWire
 import Foundation
 
@@ -120,7 +121,7 @@ struct LearnCommand: AsyncParsableCommand {
     func run() async throws {
         let data = try LabeledImages(path: self.data)
         var (module, _) = try readModule(self.model)
-        let defaultKey = FileManager.default.homeDirectoryForCurrentUser.path + "/.ferry/cluster/ferry.key"
+        let defaultKey = NodeProcesses.clusterKeyFile(dataDirectory: Node.defaultDataDirectory)
         if let key = self.key ?? (FileManager.default.fileExists(atPath: defaultKey) ? defaultKey : nil) {
             module = try ModuleSignature.sign(module, with: try SigningKey(path: key))
         }

@@ -152,15 +152,7 @@ public struct ModuleDigest: Hashable, Sendable, Codable, CustomStringConvertible
 
     /// From 64 hex digits, or nil.
     public init?(hex: String) {
-        let digits = Array(hex.utf8)
-        guard digits.count == 64 else { return nil }
-        var bytes: [UInt8] = []
-        for index in stride(from: 0, to: 64, by: 2) {
-            guard let byte = UInt8(String(decoding: digits[index..<index + 2], as: UTF8.self), radix: 16) else {
-                return nil
-            }
-            bytes.append(byte)
-        }
+        guard hex.utf8.count == 64, let bytes = GuestValues.bytes(hex: hex) else { return nil }
         self.bytes = bytes
     }
 

@@ -114,12 +114,6 @@ public final class GuestTask: @unchecked Sendable {
         case held(Hold)
     }
 
-    static func threadCPUTime() -> Duration {
-        var time = timespec()
-        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &time)
-        return .seconds(time.tv_sec) + .nanoseconds(time.tv_nsec)
-    }
-
     /// Whether the call started and is suspended (its stack unwound), not running.
     var isSuspended: Bool { self.started && self.instance != nil }
 
@@ -128,11 +122,11 @@ public final class GuestTask: @unchecked Sendable {
     func runSlice(_ slice: Duration) -> SliceOutcome {
         let start = ContinuousClock.now
         // CPU time, not wall time: under a CPU quota a slice's thread waits part of its turn.
-        let cpuStart = Self.threadCPUTime()
+        let cpuStart = CPUTime.thread()
         self.usage.withLockedValue { $0.firstSlice = $0.firstSlice ?? start }
         defer {
             let bytes = self.instance?.memoryBytes
-            let used = Self.threadCPUTime() - cpuStart
+            let used = CPUTime.thread() - cpuStart
             self.usage.withLockedValue { usage in
                 usage.cpu += used
                 if let bytes { usage.memoryBytes = bytes }

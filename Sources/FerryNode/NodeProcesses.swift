@@ -54,7 +54,7 @@ public final class NodeProcesses: Service, Sendable {
         balance: Balancer.Mode = .both,
         logger: Logger
     ) throws -> NodeProcesses {
-        let keys = dataDirectory + "/cluster"
+        let keys = (Self.clusterKeyFile(dataDirectory: dataDirectory) as NSString).deletingLastPathComponent
         let (keyFile, publicKeyFile) = try Self.clusterKey(in: keys)
         let executable = Self.ferryExecutable()
         var nodes: [Node] = []
@@ -138,6 +138,9 @@ public final class NodeProcesses: Service, Sendable {
             }
         }
     }
+
+    /// Where `ferry up` keeps the cluster's secret key under its data directory.
+    public static func clusterKeyFile(dataDirectory: String) -> String { dataDirectory + "/cluster/ferry.key" }
 
     /// The cluster's signing key, made on first use.
     private static func clusterKey(in directory: String) throws -> (String, String) {

@@ -7,13 +7,9 @@ import Testing
 @Suite(.serialized, .onThreadsOfTheirOwn) struct BalancingTests {
     /// Where `ferry ps --json` lists each process: name to (node, moves).
     static func placement(_ cluster: TestCluster) throws -> [String: [(node: String, moves: Int)]] {
-        let result = try cluster.run("ps", ["--json"])
-        let rows = try #require(try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [[String: Any]])
         var placement: [String: [(node: String, moves: Int)]] = [:]
-        for row in rows where row["state"] as? String == "running" {
-            placement[row["name"] as? String ?? "", default: []].append(
-                (row["node"] as? String ?? "", row["moves"] as? Int ?? -1)
-            )
+        for listing in try cluster.listings() where listing.state == "running" {
+            placement[listing.name, default: []].append((listing.node, listing.moves))
         }
         return placement
     }

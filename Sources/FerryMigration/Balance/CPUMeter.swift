@@ -1,3 +1,4 @@
+import FerryGuest
 import Foundation
 import NIOConcurrencyHelpers
 
@@ -10,24 +11,18 @@ final class CPUMeter: Sendable {
         var use: Double
     }
 
-    private let last = NIOLockedValueBox(Sample(at: .now, cpu: CPUMeter.processTime(), use: 0))
+    private let last = NIOLockedValueBox(Sample(at: .now, cpu: CPUTime.process(), use: 0))
 
     /// CPUs used on average since the sample before, which is taken anew once a second has passed.
     func cpus() -> Double {
         self.last.withLockedValue { sample in
             let now = ContinuousClock.now
             guard now - sample.at >= .seconds(1) else { return sample.use }
-            let cpu = Self.processTime()
+            let cpu = CPUTime.process()
             sample.use = (cpu - sample.cpu) / (now - sample.at)
             sample.at = now
             sample.cpu = cpu
             return sample.use
         }
-    }
-
-    static func processTime() -> Duration {
-        var time = timespec()
-        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &time)
-        return .seconds(time.tv_sec) + .nanoseconds(time.tv_nsec)
     }
 }

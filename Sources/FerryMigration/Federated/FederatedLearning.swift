@@ -233,7 +233,10 @@ public struct FederatedLearning: Sendable {
         guard case .finished(let outcome) = reply, let hex = outcome.resultHex else {
             throw ProcessError("node at \(client.endpoint) answered \(reply) to a round of training")
         }
-        let (samples, model) = try SoftmaxModel.decode(try Self.bytes(hex: hex))
+        guard let result = GuestValues.bytes(hex: hex) else {
+            throw ProcessError("node at \(client.endpoint) answered a result that is not hex: \(hex.prefix(40))")
+        }
+        let (samples, model) = try SoftmaxModel.decode(result)
         return NodeRound(client: client, sent: sent, received: received, samples: samples, model: model)
     }
 
@@ -241,20 +244,6 @@ public struct FederatedLearning: Sendable {
     /// encodes it).
     static func frameBytes<Message: Encodable>(_ message: Message) -> Int {
         FrameHeader.size + ((try? JSONEncoder().encode(message).count) ?? 0)
-    }
-
-    static func bytes(hex: String) throws -> [UInt8] {
-        let digits = Array(hex.utf8)
-        guard digits.count % 2 == 0 else { throw ProcessError("a result of odd length in hex: \(hex.prefix(40))") }
-        func value(_ digit: UInt8) throws -> UInt8 {
-            switch digit {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): return digit - UInt8(ascii: "0")
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): return digit - UInt8(ascii: "a") + 10
-            case UInt8(ascii: "A")...UInt8(ascii: "F"): return digit - UInt8(ascii: "A") + 10
-            default: throw ProcessError("a result that is not hex: \(hex.prefix(40))")
-            }
-        }
-        return try stride(from: 0, to: digits.count, by: 2).map { try value(digits[$0]) << 4 | value(digits[$0 + 1]) }
     }
 
 }

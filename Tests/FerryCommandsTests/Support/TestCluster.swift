@@ -193,14 +193,19 @@ final class TestCluster: @unchecked Sendable {
 
     /// Where the process is listed, as `ferry ps --json` says: (node, state, epoch, moves) per listing.
     func listings(of name: String) throws -> [(node: String, state: String, epoch: Int, moves: Int)] {
+        try self.listings().filter { $0.name == name }.map { ($0.node, $0.state, $0.epoch, $0.moves) }
+    }
+
+    /// Every process as `ferry ps --json` lists it.
+    func listings() throws -> [(name: String, node: String, state: String, epoch: Int, moves: Int)] {
         let result = try self.run("ps", ["--json"])
         guard let rows = try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [[String: Any]] else {
             throw Failure("ferry ps --json printed no array: \(result.output) \(result.error)")
         }
-        return rows.filter { $0["name"] as? String == name }.map {
+        return rows.map {
             (
-                $0["node"] as? String ?? "", $0["state"] as? String ?? "", $0["epoch"] as? Int ?? 0,
-                $0["moves"] as? Int ?? 0
+                $0["name"] as? String ?? "", $0["node"] as? String ?? "", $0["state"] as? String ?? "",
+                $0["epoch"] as? Int ?? 0, $0["moves"] as? Int ?? 0
             )
         }
     }
