@@ -20,6 +20,8 @@ import Glibc
         ///   connect can reach it).
         init(once: Bool) throws {
             let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var reuse: Int32 = 1
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuse, socklen_t(MemoryLayout<Int32>.size))
             var address = sockaddr_in()
             address.sin_family = sa_family_t(AF_INET)
             address.sin_addr.s_addr = inet_addr("127.0.0.1")
@@ -34,7 +36,8 @@ import Glibc
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
             }
             self.fd = fd
-            self.port = Int(UInt16(bigEndian: address.sin_port))
+            let port = Int(UInt16(bigEndian: address.sin_port))
+            self.port = port
             let said = self.said
             let accepting = self.accepting
             Thread.detachNewThread {
@@ -47,6 +50,7 @@ import Glibc
                     if once {
                         accepting.withLockedValue { $0 = false }
                         close(fd)
+                        Self.hold(port: port)
                     }
                     // Taken: the guest waits for this byte before it moves.
                     _ = send(client, "k", 1, Int32(MSG_NOSIGNAL))
@@ -61,6 +65,23 @@ import Glibc
                         }
                         close(client)
                     }
+                }
+            }
+        }
+
+        /// Keeps `port` bound without listening, for the rest of the run: a connection to it is
+        /// refused, where a port merely closed could be taken by another test's listener.
+        private static func hold(port: Int) {
+            let held = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var reuse: Int32 = 1
+            setsockopt(held, SOL_SOCKET, SO_REUSEADDR, &reuse, socklen_t(MemoryLayout<Int32>.size))
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            address.sin_port = UInt16(port).bigEndian
+            _ = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(held, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
                 }
             }
         }
