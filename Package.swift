@@ -29,6 +29,9 @@ let package = Package(
     ],
     targets: [
         .target(name: "CFerryLinux"),
+        // The Linux runtime below NIO: kernel threads, the wakeable epoll loop, binding and
+        // accepting, peer addresses, errno errors, the monotonic clock.
+        .target(name: "FerryPosix", dependencies: ["CFerryLinux"]),
         .target(
             name: "FerryWire",
             dependencies: [
@@ -41,6 +44,7 @@ let package = Package(
         .target(
             name: "FerryServer",
             dependencies: [
+                "FerryPosix",
                 "CFerryLinux",
                 "FerryWire",
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -55,6 +59,7 @@ let package = Package(
         .target(
             name: "FerryEndpoints",
             dependencies: [
+                "FerryPosix",
                 "CFerryLinux",
                 "FerryWire",
                 .product(name: "Yams", package: "Yams"),
@@ -69,6 +74,7 @@ let package = Package(
         .target(
             name: "FerrySwitch",
             dependencies: [
+                "FerryPosix",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 "CFerryLinux",
@@ -123,6 +129,7 @@ let package = Package(
         .target(
             name: "FerryMigration",
             dependencies: [
+                "FerryPosix",
                 "CFerryLinux",
                 "FerryEndpoints",
                 "FerryGuest",

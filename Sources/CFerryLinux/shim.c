@@ -165,20 +165,6 @@ int ferry_accept_blocking(int fd, struct sockaddr_storage *address) {
     return accept4(fd, (struct sockaddr *)address, &length, SOCK_CLOEXEC);
 }
 
-int ferry_describe_address(const struct sockaddr_storage *address, char *host, size_t size) {
-    if (address->ss_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)address;
-        if (!inet_ntop(AF_INET, &in->sin_addr, host, (socklen_t)size)) return -1;
-        return ntohs(in->sin_port);
-    }
-    if (address->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)address;
-        if (!inet_ntop(AF_INET6, &in6->sin6_addr, host, (socklen_t)size)) return -1;
-        return ntohs(in6->sin6_port);
-    }
-    return -1;
-}
-
 /// CRC-32 tables for slicing by 8: table[k][b] is the CRC of byte b followed by k zero bytes.
 static uint32_t crc32_tables[8][256];
 static pthread_once_t crc32_once = PTHREAD_ONCE_INIT;

@@ -1,3 +1,4 @@
+import FerryPosix
 import Logging
 import Metrics
 import NIOCore
@@ -80,7 +81,7 @@ public final class FileServer: Service, Sendable {
 
     private init(
         configuration: Configuration,
-        listener: Listener,
+        listener: TCPListener,
         frontEnd: FrontEnd,
         watcher: UrgentDataWatcher,
         control: ControlEndpoint?,
@@ -92,8 +93,8 @@ public final class FileServer: Service, Sendable {
     ) {
         self.sessions = sessions
         self.configuration = configuration
-        self.host = listener.host
-        self.port = listener.port
+        self.host = listener.address.host
+        self.port = listener.address.port
         self.controlAddress = control?.address
         self.frontEnd = frontEnd
         self.watcher = watcher
@@ -116,7 +117,7 @@ public final class FileServer: Service, Sendable {
         // process with SIGPIPE. Like nginx, a server process ignores it and handles EPIPE.
         signal(SIGPIPE, SIG_IGN)
         let files = try FileService(root: configuration.root, sessionTTL: configuration.sessionTTL)
-        let listener = try Listener(host: configuration.host, port: configuration.port)
+        let listener = try TCPListener(host: configuration.host, port: configuration.port)
         let registry = ConnectionRegistry()
         let metrics = ServerMetrics(model: configuration.model, factory: metricsFactory)
         let responder = BlockingResponder(files: files, registry: registry, metrics: metrics, logger: logger)
@@ -138,7 +139,7 @@ public final class FileServer: Service, Sendable {
                 )
             )
         case .dispatcher:
-            let pool = WorkerPool(workers: workers, capacity: max(1, configuration.queueCapacity), metrics: metrics)
+            let pool = try WorkerPool(workers: workers, capacity: max(1, configuration.queueCapacity), metrics: metrics)
             frontEnd = .blocking(
                 try BlockingFrontEnd(listener: listener, executor: .pool(pool), responder: responder, watcher: watcher)
             )
@@ -178,7 +179,7 @@ public final class FileServer: Service, Sendable {
             sessions: files.sessions,
             logger: logger
         )
-        server.start()
+        try server.start()
         return server
     }
 
@@ -198,11 +199,11 @@ public final class FileServer: Service, Sendable {
         self.watcher.stop()
     }
 
-    private func start() {
-        self.watcher.start()
+    private func start() throws {
+        try self.watcher.start()
         switch self.frontEnd {
-        case .blocking(let frontEnd): frontEnd.start()
-        case .eventDriven(let frontEnd): frontEnd.start()
+        case .blocking(let frontEnd): try frontEnd.start()
+        case .eventDriven(let frontEnd): try frontEnd.start()
         }
         self.logger.info(
             "serving \(self.configuration.root) on \(self.host):\(self.port) (\(self.configuration.model.rawValue))"

@@ -1,5 +1,6 @@
 import CFerryLinux
 import FerryEndpoints
+import FerryPosix
 import FerryServer
 import FerryWire
 import Foundation
@@ -89,14 +90,14 @@ public final class HTTPSwitch: Sendable {
         self.address = listener.address
         self.loops = try (0..<max(1, threads)).map { index in
             try HTTPLoop(
-                thread: EpollThread(name: "ferry-switch-\(index)", listener: listener.fd, logger: logger),
+                thread: SwitchThread(name: "ferry-switch-\(index)", listener: listener.fd),
                 balancer: backends.balancer,
                 addresses: backends.addresses,
                 plan: plan,
                 logger: logger
             )
         }
-        backends.start(self.loops)
+        try backends.start(self.loops)
     }
 
     public func checkHealthNow() {
@@ -276,7 +277,7 @@ final class HTTPExchange {
     init(client: CInt, clientAddress: [UInt8], maxHeadLength: Int) {
         self.client = client
         self.clientAddress = clientAddress
-        self.clientText = EpollThread.describe(clientAddress)
+        self.clientText = PeerAddress.host(of: clientAddress)
         self.parser = HTTPRequestParser(maxHeadLength: maxHeadLength)
     }
 }
@@ -290,7 +291,7 @@ final class HTTPLoop: SwitchLoop, @unchecked Sendable {
         case idle(backend: Int)
     }
 
-    private let thread: EpollThread
+    private let thread: SwitchThread
     private let balancer: Balancer
     private let addresses: [SocketAddress]
     private let plan: RoutingPlan
@@ -308,7 +309,7 @@ final class HTTPLoop: SwitchLoop, @unchecked Sendable {
     private static let readSize = 64 << 10
     private static let repeatableMethods: Set<String> = ["GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"]
 
-    init(thread: EpollThread, balancer: Balancer, addresses: [SocketAddress], plan: RoutingPlan, logger: Logger) {
+    init(thread: SwitchThread, balancer: Balancer, addresses: [SocketAddress], plan: RoutingPlan, logger: Logger) {
         self.thread = thread
         self.balancer = balancer
         self.addresses = addresses
@@ -319,8 +320,8 @@ final class HTTPLoop: SwitchLoop, @unchecked Sendable {
         self.backendTimeout = plan.options.backendTimeout.wholeNanoseconds
     }
 
-    func start() {
-        self.thread.start(
+    func start() throws {
+        try self.thread.start(
             onListener: { self.acceptAll() },
             onEvent: { fd, events in self.handle(fd, events) },
             tick: 100,
@@ -342,13 +343,16 @@ final class HTTPLoop: SwitchLoop, @unchecked Sendable {
     // MARK: Events
 
     private func acceptAll() {
-        SwitchListener.acceptWaiting(on: self.thread.listener, logger: self.logger) { client in
+        while let client = BoundSocket.accept(
+            on: self.thread.listener,
+            failed: { self.logger.warning("switch: \($0)") }
+        ) {
             let exchange = HTTPExchange(
                 client: client,
-                clientAddress: EpollThread.peerAddress(client),
+                clientAddress: PeerAddress.peer(of: client)?.bytes ?? [],
                 maxHeadLength: self.plan.options.maxHeadLength
             )
-            exchange.deadline = Self.now() + self.clientTimeout
+            exchange.deadline = MonotonicClock.nanoseconds() + self.clientTimeout
             do {
                 try self.thread.watch(
                     client,
@@ -356,7 +360,7 @@ final class HTTPLoop: SwitchLoop, @unchecked Sendable {
                 )
             } catch {
                 Glibc.close(client)
-                return
+                continue
             }
             self.owners[client] = .client(exchange)
             self.clients[client] = exchange
@@ -388,7 +392,7 @@ final class HTTPLoop: SwitchLoop, @unchecked Sendable {
     /// Gives up on waits that ran past their deadline: a client slow to send its request, a
     /// backend slow to answer.
     private func expire() {
-        let now = Self.now()
+        let now = MonotonicClock.nanoseconds()
         if self.retiring.load(ordering: .relaxed) {
             for exchange in Array(self.clients.values)
             where exchange.phase == .awaitingRequest && exchange.input.readableBytes == 0 {
@@ -464,7 +468,9 @@ final class HTTPLoop: SwitchLoop, @unchecked Sendable {
                     switch self.read(upstream.fd, &upstream.ready, into: &upstream.input) {
                     case .data:
                         progress = true
-                        if upstream.status != nil { exchange.deadline = Self.now() + self.backendTimeout }
+                        if upstream.status != nil {
+                            exchange.deadline = MonotonicClock.nanoseconds() + self.backendTimeout
+                        }
                     case .end:
                         self.upstreamEnded(exchange, upstream)
                         progress = true
@@ -663,7 +669,7 @@ final class HTTPLoop: SwitchLoop, @unchecked Sendable {
         exchange.setCookie = nil
         exchange.requestHead = request.head
         exchange.phase = .forwarding
-        exchange.deadline = Self.now() + self.backendTimeout
+        exchange.deadline = MonotonicClock.nanoseconds() + self.backendTimeout
         self.connectUpstream(exchange, sticky: request.sticky)
     }
 
@@ -883,7 +889,7 @@ final class HTTPLoop: SwitchLoop, @unchecked Sendable {
         head.writeStaticString("\r\n")
         exchange.settlePassing()
         exchange.output.writeBuffer(&head)
-        exchange.deadline = Self.now() + self.backendTimeout
+        exchange.deadline = MonotonicClock.nanoseconds() + self.backendTimeout
     }
 
     /// The answer is complete: the backend connection goes back to the pool (if it can be
@@ -892,11 +898,11 @@ final class HTTPLoop: SwitchLoop, @unchecked Sendable {
         self.dropUpstream(exchange, reusable: upstream.keepAlive && exchange.requestBody.isComplete)
         guard exchange.clientKeepAlive, !exchange.clientEnded else {
             exchange.phase = .closing
-            exchange.deadline = Self.now() + self.clientTimeout
+            exchange.deadline = MonotonicClock.nanoseconds() + self.clientTimeout
             return
         }
         exchange.phase = .awaitingRequest
-        exchange.deadline = Self.now() + self.clientTimeout
+        exchange.deadline = MonotonicClock.nanoseconds() + self.clientTimeout
     }
 
     /// The backend closed its side.
@@ -992,7 +998,7 @@ final class HTTPLoop: SwitchLoop, @unchecked Sendable {
             "HTTP/1.1 \(status) \(reason)\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
         )
         exchange.phase = .closing
-        exchange.deadline = Self.now() + self.clientTimeout
+        exchange.deadline = MonotonicClock.nanoseconds() + self.clientTimeout
         self.logger.debug("switch: answered \(status) to \(exchange.clientText): \(message)")
     }
 
@@ -1117,11 +1123,5 @@ final class HTTPLoop: SwitchLoop, @unchecked Sendable {
             return .idle
         }
         return .failed
-    }
-
-    private static func now() -> UInt64 {
-        var time = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &time)
-        return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
     }
 }

@@ -1,5 +1,6 @@
 import CFerryLinux
 import FerryEndpoints
+import FerryPosix
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
@@ -18,11 +19,10 @@ public final class HandoffSwitch: Sendable {
     public let balancer: Balancer
     public let address: ServiceEndpoint
     private let listener: SwitchListener
-    private let wake: CInt
+    private let loop: WakeableLoop
     private let channels: [HandoffChannel]
     private let backends: SwitchBackends
     private let logger: Logger
-    private let done = DispatchSemaphore(value: 0)
     private let stopping = NIOLockedValueBox(false)
 
     public init(
@@ -57,13 +57,18 @@ public final class HandoffSwitch: Sendable {
         self.channels = paths.map(HandoffChannel.init)
         self.listener = listener
         self.address = listener.address
-        self.wake = eventfd(0, CInt(EFD_NONBLOCK | EFD_CLOEXEC))
-        let thread = Thread { [self] in
-            self.acceptLoop()
-            self.done.signal()
-        }
-        thread.name = "ferry-switch-handoff"
-        thread.start()
+        self.loop = try WakeableLoop(name: "ferry-switch-handoff")
+        try self.loop.watch(listener.fd)
+        try self.loop.start(
+            WakeableLoop.Policy(onReady: { [self] _, _ in
+                while let client = BoundSocket.accept(
+                    on: self.listener.fd,
+                    failed: { self.logger.warning("switch: \($0)") }
+                ) {
+                    self.handOff(client)
+                }
+            })
+        )
         backends.startChecks()
     }
 
@@ -83,23 +88,8 @@ public final class HandoffSwitch: Sendable {
             })
         else { return }
         self.backends.healthChecker.stop()
-        var one: UInt64 = 1
-        _ = write(self.wake, &one, 8)
-        self.done.wait()
-        close(self.wake)
+        self.loop.stop()
         for channel in self.channels { channel.close() }
-    }
-
-    private func acceptLoop() {
-        var pollSet = [
-            pollfd(fd: self.wake, events: Int16(POLLIN), revents: 0),
-            pollfd(fd: self.listener.fd, events: Int16(POLLIN), revents: 0),
-        ]
-        while !self.stopping.withLockedValue({ $0 }) {
-            guard poll(&pollSet, 2, -1) >= 0 || errno == EINTR else { return }
-            guard pollSet[1].revents != 0 else { continue }
-            SwitchListener.acceptWaiting(on: self.listener.fd, logger: self.logger) { self.handOff($0) }
-        }
     }
 
     /// Passes `client` to the next backend that takes it; the switch's copy is closed either way.

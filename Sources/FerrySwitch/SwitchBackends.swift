@@ -3,7 +3,7 @@ import NIOCore
 
 /// One of a switch's threads (an epoll loop), as its switch drives it.
 protocol SwitchLoop: Sendable {
-    func start()
+    func start() throws
     func stop()
     /// Stops accepting; ends once what the loop holds is done.
     func retire()
@@ -49,8 +49,8 @@ struct SwitchBackends: Sendable {
     }
 
     /// Starts a switch's threads, then the health checks.
-    func start(_ loops: [any SwitchLoop]) {
-        for loop in loops { loop.start() }
+    func start(_ loops: [any SwitchLoop]) throws {
+        for loop in loops { try loop.start() }
         self.startChecks()
     }
 

@@ -1,6 +1,5 @@
-import CFerryLinux
 import FerryEndpoints
-import Logging
+import FerryPosix
 
 #if canImport(Glibc)
 import Glibc
@@ -16,30 +15,18 @@ public final class SwitchListener: Sendable {
     /// Binds and listens on `endpoint` (port 0 for any free port), non-blocking.
     public init(_ endpoint: ServiceEndpoint) throws {
         do {
-            (self.fd, self.address) = try BoundSocket.open(endpoint, nonblocking: true, backlog: 4096)
+            let (fd, bound) = try BoundSocket.open(
+                host: endpoint.host,
+                port: endpoint.port,
+                nonblocking: true,
+                backlog: 4096
+            )
+            self.fd = fd
+            self.address = ServiceEndpoint(host: endpoint.host, port: bound.port)
         } catch {
             throw SwitchError.cannotListen(endpoint.description, error.reason)
         }
     }
 
     deinit { close(self.fd) }
-
-    /// Accepts every connection waiting on the listening socket `fd` (non-blocking, TCP_NODELAY
-    /// set) and gives each to `take`; returns once none waits. A failure other than that (most
-    /// likely out of descriptors) is logged and the switch goes on.
-    static func acceptWaiting(on fd: CInt, logger: Logger, _ take: (CInt) -> Void) {
-        while true {
-            let client = ferry_accept_nonblocking(fd)
-            guard client >= 0 else {
-                if errno == EINTR || errno == ECONNABORTED { continue }
-                if errno != EAGAIN, errno != EWOULDBLOCK {
-                    logger.warning("switch: accept failed: \(String(cString: strerror(errno)))")
-                }
-                return
-            }
-            var one: CInt = 1
-            setsockopt(client, CInt(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<CInt>.size))
-            take(client)
-        }
-    }
 }

@@ -1,5 +1,6 @@
 import CFerryLinux
 import FerryEndpoints
+import FerryPosix
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
@@ -57,7 +58,7 @@ public final class TransportSwitch: Sendable {
                 logger: logger
             )
         }
-        backends.start(self.loops)
+        try backends.start(self.loops)
     }
 
     /// Runs every backend's health check now, instead of at the next interval.
@@ -98,7 +99,7 @@ public enum SwitchError: Error, Equatable, CustomStringConvertible {
 /// One relay thread: its connections, on an epoll loop of their own.
 final class RelayLoop: SwitchLoop, @unchecked Sendable {
     // Sendable: everything mutable is touched only by this loop's thread, after `start`.
-    private let thread: EpollThread
+    private let thread: SwitchThread
     private let balancer: Balancer
     private let addresses: [SocketAddress]
     private let logger: Logger
@@ -107,14 +108,14 @@ final class RelayLoop: SwitchLoop, @unchecked Sendable {
     private let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: Relay.smallRead, alignment: 16)
 
     init(index: Int, listener: CInt, balancer: Balancer, addresses: [SocketAddress], logger: Logger) throws {
-        self.thread = try EpollThread(name: "ferry-switch-\(index)", listener: listener, logger: logger)
+        self.thread = try SwitchThread(name: "ferry-switch-\(index)", listener: listener)
         self.balancer = balancer
         self.addresses = addresses
         self.logger = logger
     }
 
-    func start() {
-        self.thread.start(
+    func start() throws {
+        try self.thread.start(
             onListener: { self.acceptAll() },
             onEvent: { fd, events in
                 if let relay = self.relays[fd] { self.step(relay, readyFD: fd, events: events) }
@@ -136,8 +137,11 @@ final class RelayLoop: SwitchLoop, @unchecked Sendable {
     deinit { self.scratch.deallocate() }
 
     private func acceptAll() {
-        SwitchListener.acceptWaiting(on: self.thread.listener, logger: self.logger) { client in
-            self.connect(Relay(client: client, clientAddress: EpollThread.peerAddress(client)))
+        while let client = BoundSocket.accept(
+            on: self.thread.listener,
+            failed: { self.logger.warning("switch: \($0)") }
+        ) {
+            self.connect(Relay(client: client, clientAddress: PeerAddress.peer(of: client)?.bytes ?? []))
         }
     }
 

@@ -98,9 +98,6 @@ int ferry_drain_signalfd(int fd);
 /// (inetd style) expects; the peer's address goes to `address`.
 int ferry_accept_blocking(int fd, struct sockaddr_storage *address);
 
-/// Writes the numeric host of `address` into `host` (at least 64 bytes) and returns its port, or -1.
-int ferry_describe_address(const struct sockaddr_storage *address, char *host, size_t size);
-
 /// Starts `path` with `argv` and `envp`, its standard input, output and error all `fd` (the
 /// inetd convention), every signal back to its default disposition and unblocked, and, when `uid`
 /// is not -1, running as `uid`/`gid` with no supplementary groups. Every other descriptor of ours

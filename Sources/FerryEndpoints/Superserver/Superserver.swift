@@ -1,4 +1,5 @@
 import CFerryLinux
+import FerryPosix
 import FerryWire
 import Foundation
 import Logging
@@ -43,6 +44,11 @@ public final class Superserver: Service, Sendable {
         }
     }
 
+    enum Watched {
+        case listener(Listener)
+        case child
+    }
+
     struct Child {
         let pid: Int32
         let listener: Listener
@@ -58,7 +64,9 @@ public final class Superserver: Service, Sendable {
     }
 
     private let state: NIOLockedValueBox<State>
-    private let wake: Int32
+    private let loop: WakeableLoop
+    /// What the activator watches, by descriptor: a listening socket, or a child's pidfd.
+    private let watched = NIOLockedValueBox<[Int32: Watched]>([:])
     private let logger: Logger
     private let hangups = NIOLockedValueBox<(signals: UnixSignalsSequence, path: String)?>(nil)
 
@@ -79,7 +87,7 @@ public final class Superserver: Service, Sendable {
         logger: Logger = Logger(label: "ferry.superserver")
     ) throws {
         self.logger = logger
-        self.wake = eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
+        self.loop = try WakeableLoop(name: "ferry-superserver")
         var listeners: [String: Listener] = [:]
         do {
             for service in configuration.services {
@@ -87,14 +95,18 @@ public final class Superserver: Service, Sendable {
             }
         } catch {
             for listener in listeners.values { close(listener.fd) }
-            close(self.wake)
             throw error
         }
         self.state = NIOLockedValueBox(State(configuration: configuration, listeners: listeners))
         self.updateRegistrations()
-        let thread = Thread { [self] in self.activate() }
-        thread.name = "ferry-superserver"
-        thread.start()
+        try self.loop.start(
+            WakeableLoop.Policy(
+                onStart: { [self] in self.syncWatched() },
+                onReady: { [self] fd, _ in self.ready(fd) },
+                afterEvents: { [self] in self.syncWatched() },
+                onStop: { [self] _ in self.closeListeners() }
+            )
+        )
     }
 
     /// Makes SIGHUP reload `path` from now on (a SIGHUP before ``run()`` is handled once it runs).
@@ -132,7 +144,7 @@ public final class Superserver: Service, Sendable {
             return Array(state.registrations.values)
         }
         for task in registrations { task.cancel() }
-        self.poke()
+        self.loop.retire(whenIdle: { true })
     }
 
     /// Replaces the configuration. Services whose protocol and address are unchanged keep their
@@ -167,7 +179,7 @@ public final class Superserver: Service, Sendable {
             state.configuration = configuration
         }
         self.updateRegistrations()
-        self.poke()
+        self.loop.wake()
         self.logger.info(
             "reloaded: \(configuration.services.count) services, \(added.count) newly bound; established connections kept"
         )
@@ -189,58 +201,66 @@ public final class Superserver: Service, Sendable {
 
     private static func bind(_ service: SuperserverConfiguration.Service) throws -> Listener {
         do {
-            let (fd, bound) = try BoundSocket.open(service.listen, datagram: service.transport == .udp)
-            return Listener(service: service, fd: fd, address: bound)
+            let (fd, bound) = try BoundSocket.open(
+                host: service.listen.host,
+                port: service.listen.port,
+                datagram: service.transport == .udp
+            )
+            return Listener(
+                service: service,
+                fd: fd,
+                address: ServiceEndpoint(host: service.listen.host, port: bound.port)
+            )
         } catch {
             throw SuperserverError.cannotBind(service: service.name, address: "\(service.listen)", reason: error.reason)
         }
     }
 
-    private func poke() {
-        var one: UInt64 = 1
-        _ = write(self.wake, &one, 8)
-    }
-
     // MARK: - The activator thread
 
-    private func activate() {
-        while true {
-            var descriptors: [pollfd] = [pollfd(fd: self.wake, events: Int16(POLLIN), revents: 0)]
-            var listeners: [Listener] = []
-            var children: [Int32] = []
-            let running = self.state.withLockedValue { state -> Bool in
-                for fd in state.retired { close(fd) }
-                state.retired = []
-                guard state.running else {
-                    for listener in state.listeners.values { close(listener.fd) }
-                    state.listeners = [:]
-                    return false
-                }
-                for listener in state.listeners.values where listener.lentTo == nil {
-                    listeners.append(listener)
-                    descriptors.append(pollfd(fd: listener.fd, events: Int16(POLLIN), revents: 0))
-                }
-                for pidfd in state.children.keys {
-                    children.append(pidfd)
-                    descriptors.append(pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0))
-                }
-                return true
+    /// Watches what should be watched now: every listening socket not lent to a `wait` process
+    /// and every running child; then closes the sockets a reload retired.
+    private func syncWatched() {
+        let (wanted, retired) = self.state.withLockedValue { state -> ([Int32: Watched], [Int32]) in
+            defer { state.retired = [] }
+            var wanted: [Int32: Watched] = [:]
+            guard state.running else { return (wanted, state.retired) }
+            for listener in state.listeners.values where listener.lentTo == nil {
+                wanted[listener.fd] = .listener(listener)
             }
-            guard running else { break }
-            let ready = poll(&descriptors, nfds_t(descriptors.count), -1)
-            if ready < 0 { continue }  // EINTR
-            if descriptors[0].revents != 0 {
-                var count: UInt64 = 0
-                _ = read(self.wake, &count, 8)
-            }
-            for (index, listener) in listeners.enumerated() where descriptors[1 + index].revents != 0 {
-                self.serve(listener)
-            }
-            for (index, pidfd) in children.enumerated() where descriptors[1 + listeners.count + index].revents != 0 {
-                self.reap(pidfd)
-            }
+            for pidfd in state.children.keys { wanted[pidfd] = .child }
+            return (wanted, state.retired)
         }
-        close(self.wake)
+        self.watched.withLockedValue { watched in
+            for fd in watched.keys where wanted[fd] == nil { self.loop.unwatch(fd) }
+            for fd in wanted.keys where watched[fd] == nil {
+                do {
+                    try self.loop.watch(fd)
+                } catch {
+                    self.logger.error("the superserver cannot watch a socket: \(error)")
+                }
+            }
+            watched = wanted
+        }
+        for fd in retired { close(fd) }
+    }
+
+    private func ready(_ fd: Int32) {
+        switch self.watched.withLockedValue({ $0[fd] }) {
+        case .listener(let listener): self.serve(listener)
+        case .child: self.reap(fd)
+        case nil: break
+        }
+    }
+
+    /// At the end: no socket stays open. Processes already started run on.
+    private func closeListeners() {
+        self.state.withLockedValue { state in
+            for listener in state.listeners.values { close(listener.fd) }
+            for fd in state.retired { close(fd) }
+            state.listeners = [:]
+            state.retired = []
+        }
     }
 
     private func serve(_ listener: Listener) {
@@ -252,7 +272,7 @@ public final class Superserver: Service, Sendable {
             var storage = sockaddr_storage()
             let connection = ferry_accept_blocking(listener.fd, &storage)
             guard connection >= 0 else { return }
-            let remote = BoundSocket.describe(storage)?.host ?? "unknown"
+            let remote = PeerAddress(storage)?.host ?? "unknown"
             guard self.admit(listener, from: remote) else {
                 close(connection)
                 return
@@ -341,6 +361,9 @@ public final class Superserver: Service, Sendable {
     private func reap(_ pidfd: Int32) {
         guard let child = self.state.withLockedValue({ $0.children.removeValue(forKey: pidfd) }) else { return }
         let status = ferry_reap(child.pid)
+        // Unwatched before it is closed: its number may come back as another descriptor.
+        self.loop.unwatch(pidfd)
+        self.watched.withLockedValue { _ = $0.removeValue(forKey: pidfd) }
         close(pidfd)
         self.state.withLockedValue { _ in
             child.listener.instances -= 1
@@ -355,13 +378,17 @@ public final class Superserver: Service, Sendable {
 
     private func serveBuiltin(_ service: SuperserverConfiguration.Service, connection: Int32, listener: Listener) {
         let builtin = service.builtin ?? .echo
-        let thread = Thread { [self] in
-            Self.runBuiltin(builtin, connection: connection)
+        do {
+            try KernelThread.detach(name: "ferry-\(builtin.rawValue)") { [self] in
+                Self.runBuiltin(builtin, connection: connection)
+                close(connection)
+                self.release(listener)
+            }
+        } catch {
+            self.logger.warning("refused a connection to \(service.name): \(error)")
             close(connection)
             self.release(listener)
         }
-        thread.name = "ferry-\(builtin.rawValue)"
-        thread.start()
     }
 
     /// One TCP connection of a builtin service, on its own thread (RFC 862, 863, 867, 864).
@@ -400,7 +427,7 @@ public final class Superserver: Service, Sendable {
             }
         }
         guard count >= 0 else { return }
-        let remote = BoundSocket.describe(storage)?.host ?? "unknown"
+        let remote = PeerAddress(storage)?.host ?? "unknown"
         // The rate limit matters most here: a forged source turns chargen and echo into amplifiers.
         guard self.admit(listener, from: remote) else { return }
         defer { self.release(listener) }

@@ -1,6 +1,6 @@
 import CFerryLinux
 import FerryEndpoints
-import Foundation
+import FerryPosix
 import Logging
 import NIOConcurrencyHelpers
 
@@ -14,35 +14,53 @@ import Glibc
 public final class MigrationListener: Sendable {
     public let endpoint: ServiceEndpoint
     private let fd: Int32
+    private let loop: WakeableLoop
     private let closed = NIOLockedValueBox(false)
 
     /// Listens on `endpoint` (port 0 picks one) and hands each connection to `host`.
     public init(_ endpoint: ServiceEndpoint, host: ProcessHost) throws {
-        let (fd, bound) = try BoundSocket.open(endpoint)
+        let (fd, bound) = try BoundSocket.open(host: endpoint.host, port: endpoint.port, nonblocking: true)
         self.fd = fd
-        self.endpoint = bound
-        host.migrationEndpoint.withLockedValue { $0 = bound }
-        let thread = Thread { [self] in self.accept(host) }
-        thread.name = "ferry-migration"
-        thread.start()
+        let endpoint = ServiceEndpoint(host: endpoint.host, port: bound.port)
+        self.endpoint = endpoint
+        host.migrationEndpoint.withLockedValue { $0 = endpoint }
+        do {
+            self.loop = try WakeableLoop(name: "ferry-migration")
+            try self.loop.watch(fd)
+        } catch {
+            Glibc.close(fd)
+            throw error
+        }
+        try self.loop.start(
+            WakeableLoop.Policy(
+                onReady: { [self] _, _ in self.acceptWaiting(host) },
+                onStop: { [self] _ in Glibc.close(self.fd) }
+            )
+        )
     }
 
-    private func accept(_ host: ProcessHost) {
+    /// Each waiting connection, as a blocking socket on a thread of its own.
+    private func acceptWaiting(_ host: ProcessHost) {
         while true {
             var address = sockaddr_storage()
             let client = ferry_accept_blocking(self.fd, &address)
             if client < 0 {
                 if errno == EINTR || errno == ECONNABORTED { continue }
-                if self.closed.withLockedValue({ $0 }) { return }
-                host.logger.error("the migration port \(self.endpoint) failed: \(String(cString: strerror(errno)))")
+                if errno != EAGAIN, errno != EWOULDBLOCK {
+                    host.logger.error(
+                        "the migration port \(self.endpoint) cannot accept: \(String(cString: strerror(errno)))"
+                    )
+                }
                 return
             }
-            let peer = BoundSocket.describe(address).map { "\($0.host):\($0.port)" } ?? "?"
+            let peer = PeerAddress(address)?.description ?? "?"
             let socket = MigrationSocket(fd: client, peer: peer, timeout: Handover.timeout)
-            let thread = Thread { host.arrive(socket) }
-            thread.name = "ferry-arrival"
-            thread.stackSize = 1 << 20
-            thread.start()
+            do {
+                try KernelThread.detach(name: "ferry-arrival") { host.arrive(socket) }
+            } catch {
+                host.logger.error("cannot take a process from \(peer): \(error)")
+                Glibc.close(client)
+            }
         }
     }
 
@@ -54,7 +72,6 @@ public final class MigrationListener: Sendable {
                 return closed
             })
         else { return }
-        shutdown(self.fd, Int32(SHUT_RDWR))
-        Glibc.close(self.fd)
+        self.loop.stop()
     }
 }

@@ -1,5 +1,5 @@
 import CFerryLinux
-import Dispatch
+import FerryPosix
 import Logging
 import Synchronization
 
@@ -15,25 +15,22 @@ import Glibc
 /// byte on the server's open connections. So the cost is paid only when urgent data arrives —
 /// watching the sockets for EPOLLPRI instead woke the thread on every segment they carried — and
 /// it works the same whatever the request-serving threads are doing, under every execution model.
-final class UrgentDataWatcher: @unchecked Sendable {
+final class UrgentDataWatcher: Sendable {
     private let registry: ConnectionRegistry
     private let metrics: ServerMetrics
     private let logger: Logger
-    private let wakeFD: Int32
+    private let loop: WakeableLoop
     /// The watcher thread's kernel id, once it runs: where SIGURG is routed.
     private let threadID = Atomic<Int32>(0)
-    private let started = DispatchSemaphore(value: 0)
-    private var thread: pthread_t?
+    /// The signalfd, made on the watcher's thread (which alone blocks SIGURG).
+    private let signals = Atomic<Int32>(-1)
 
-    init(registry: ConnectionRegistry, metrics: ServerMetrics, logger: Logger) throws {
-        self.wakeFD = eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
-        guard self.wakeFD >= 0 else { throw SocketError.system("eventfd") }
+    init(registry: ConnectionRegistry, metrics: ServerMetrics, logger: Logger) throws(PosixError) {
+        self.loop = try WakeableLoop(name: "ferry-oob")
         self.registry = registry
         self.metrics = metrics
         self.logger = logger
     }
-
-    deinit { close(self.wakeFD) }
 
     /// Routes `descriptor`'s urgent-data signal to the watcher.
     func watch(_ descriptor: Int32) {
@@ -45,45 +42,45 @@ final class UrgentDataWatcher: @unchecked Sendable {
     }
 
     /// Starts the watcher thread; returns once it can take signals.
-    func start() {
-        self.thread = try! startThread(name: "ferry-oob") { self.run() }
-        self.started.wait()
+    func start() throws(PosixError) {
+        try self.loop.start(
+            WakeableLoop.Policy(
+                onStart: { [self] in
+                    self.threadID.store(ferry_current_thread_id(), ordering: .releasing)
+                    let signals = ferry_urgent_signalfd()
+                    do throws(PosixError) {
+                        guard signals >= 0 else { throw PosixError.system("signalfd") }
+                        try self.loop.watch(signals)
+                        self.signals.store(signals, ordering: .releasing)
+                    } catch {
+                        self.logger.error("urgent data will not be noticed: \(error)")
+                    }
+                },
+                onReady: { [self] fd, _ in
+                    if ferry_drain_signalfd(fd) > 0 { self.cancelUrgentRequests() }
+                },
+                onStop: { [self] _ in
+                    let signals = self.signals.load(ordering: .acquiring)
+                    if signals >= 0 { close(signals) }
+                }
+            )
+        )
     }
 
     func stop() {
-        var one: UInt64 = 1
-        _ = write(self.wakeFD, &one, 8)
-        if let thread { pthread_join(thread, nil) }
-        self.thread = nil
+        self.loop.stop()
     }
 
-    private func run() {
-        let signals = ferry_urgent_signalfd()
-        self.threadID.store(ferry_current_thread_id(), ordering: .releasing)
-        self.started.signal()
-        guard signals >= 0 else {
-            self.logger.error("urgent data will not be noticed: signalfd failed: \(String(cString: strerror(errno)))")
-            return
-        }
-        defer { close(signals) }
-        var pollSet = [
-            pollfd(fd: self.wakeFD, events: Int16(POLLIN), revents: 0),
-            pollfd(fd: signals, events: Int16(POLLIN), revents: 0),
-        ]
-        while true {
-            guard poll(&pollSet, 2, -1) >= 0 || errno == EINTR else { return }
-            if pollSet[0].revents != 0 { return }
-            guard pollSet[1].revents != 0, ferry_drain_signalfd(signals) > 0 else { continue }
-            // SIGURG does not say which socket: ask each open connection for its urgent byte.
-            for descriptor in self.registry.descriptors {
-                var byte: UInt8 = 0
-                guard ferry_recv_urgent(descriptor, &byte) == 1 else { continue }
-                self.metrics.urgentData()
-                if let (connection, request) = self.registry.cancelCurrent(descriptor: descriptor) {
-                    self.logger.info("urgent data on connection \(connection): cancelled request \(request)")
-                } else {
-                    self.logger.debug("urgent data on socket \(descriptor) with no request in progress")
-                }
+    /// SIGURG does not say which socket: ask each open connection for its urgent byte.
+    private func cancelUrgentRequests() {
+        for descriptor in self.registry.descriptors {
+            var byte: UInt8 = 0
+            guard ferry_recv_urgent(descriptor, &byte) == 1 else { continue }
+            self.metrics.urgentData()
+            if let (connection, request) = self.registry.cancelCurrent(descriptor: descriptor) {
+                self.logger.info("urgent data on connection \(connection): cancelled request \(request)")
+            } else {
+                self.logger.debug("urgent data on socket \(descriptor) with no request in progress")
             }
         }
     }

@@ -1,4 +1,5 @@
 import CFerryLinux
+import FerryPosix
 import Logging
 import NIOCore
 import Synchronization
@@ -26,6 +27,7 @@ final class BlockingConnection: @unchecked Sendable {
 /// each complete request to the model's executor. A connection is out of the poll set while its
 /// request runs and comes back when the response is written.
 final class BlockingFrontEnd: @unchecked Sendable {
+    // Sendable: `idle` and `ready` are touched only on the loop's thread.
     enum Executor {
         /// Serve on the front-end thread itself: the iterative server.
         case inline
@@ -35,44 +37,56 @@ final class BlockingFrontEnd: @unchecked Sendable {
         case pool(WorkerPool)
     }
 
-    private let listener: Listener
+    private let listener: TCPListener
     private let executor: Executor
     private let responder: BlockingResponder
     private let watcher: UrgentDataWatcher
-    private let wakeFD: Int32
+    private let loop: WakeableLoop
     private let returned = Mutex<[(BlockingConnection, keepAlive: Bool)]>([])
     /// Connections accepted elsewhere and handed to this server (TCP handoff), not yet taken in.
     private let adopted = Mutex<[Int32]>([])
-    private let stopping = Atomic<Bool>(false)
     private let running = Atomic<Int>(0)
-    private var thread: pthread_t?
 
     // Owned by the front-end thread.
     private var idle: [Int32: BlockingConnection] = [:]
     /// Connections with bytes buffered that may hold a whole request.
     private var ready: [BlockingConnection] = []
 
-    init(listener: Listener, executor: Executor, responder: BlockingResponder, watcher: UrgentDataWatcher) throws {
+    init(listener: TCPListener, executor: Executor, responder: BlockingResponder, watcher: UrgentDataWatcher) throws {
         self.listener = listener
         self.executor = executor
         self.responder = responder
         self.watcher = watcher
-        self.wakeFD = eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
-        guard self.wakeFD >= 0 else { throw SocketError.system("eventfd") }
+        self.loop = try WakeableLoop(name: "ferry-dispatch")
+        try self.loop.watch(listener.fd)
     }
 
-    deinit { close(self.wakeFD) }
-
-    func start() {
-        self.thread = try! startThread(name: "ferry-dispatch") { self.run() }
+    func start() throws(PosixError) {
+        try self.loop.start(
+            WakeableLoop.Policy(
+                onReady: { [self] fd, _ in self.ready(fd) },
+                onWake: { [self] in
+                    for (connection, keepAlive) in self.returned.withLock({ $0.drain() }) {
+                        self.takeBack(connection, keepAlive: keepAlive)
+                    }
+                    for descriptor in self.adopted.withLock({ $0.drain() }) { self.takeIn(descriptor) }
+                },
+                afterEvents: { [self] in
+                    while let connection = self.ready.popLast() { self.dispatch(connection) }
+                },
+                onStop: { [self] error in
+                    if let error { self.responder.logger.error("dispatcher stopped: \(error)") }
+                    for connection in self.idle.values { self.closeConnection(connection) }
+                    for descriptor in self.adopted.withLock({ $0.drain() }) { close(descriptor) }
+                    self.idle = [:]
+                }
+            )
+        )
     }
 
     /// Stops accepting, lets requests in progress finish, and closes every connection.
     func stop() {
-        self.stopping.store(true, ordering: .sequentiallyConsistent)
-        self.wake()
-        if let thread { pthread_join(thread, nil) }
-        self.thread = nil
+        self.loop.stop()
         if case .pool(let pool) = self.executor { pool.shutdown() }
         while self.running.load(ordering: .sequentiallyConsistent) > 0 { usleep(1000) }
         for (connection, _) in self.returned.withLock({ $0 }) { self.closeConnection(connection) }
@@ -81,54 +95,40 @@ final class BlockingFrontEnd: @unchecked Sendable {
     /// Serves a connection accepted elsewhere (a switch's TCP handoff); callable from any thread.
     func adopt(_ descriptor: Int32) {
         self.adopted.withLock { $0.append(descriptor) }
-        self.wake()
+        self.loop.wake()
     }
 
-    private func wake() {
-        var one: UInt64 = 1
-        _ = write(self.wakeFD, &one, 8)
-    }
-
-    private func run() {
-        var pollSet: [pollfd] = []
-        while !self.stopping.load(ordering: .relaxed) {
-            while let connection = self.ready.popLast() { self.dispatch(connection) }
-
-            pollSet.removeAll(keepingCapacity: true)
-            pollSet.append(pollfd(fd: self.wakeFD, events: Int16(POLLIN), revents: 0))
-            pollSet.append(pollfd(fd: self.listener.descriptor, events: Int16(POLLIN), revents: 0))
-            for descriptor in self.idle.keys {
-                pollSet.append(pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0))
-            }
-            guard poll(&pollSet, nfds_t(pollSet.count), -1) >= 0 else {
-                if errno == EINTR { continue }
-                self.responder.logger.error("dispatcher stopped: poll failed: \(String(cString: strerror(errno)))")
-                return
-            }
-            if pollSet[0].revents != 0 {
-                var value: UInt64 = 0
-                _ = read(self.wakeFD, &value, 8)
-                for (connection, keepAlive) in self.returned.withLock({ $0.drain() }) {
-                    self.takeBack(connection, keepAlive: keepAlive)
-                }
-                for descriptor in self.adopted.withLock({ $0.drain() }) { self.takeIn(descriptor) }
-            }
-            if pollSet[1].revents != 0 {
-                while let descriptor = self.listener.accept() { self.takeIn(descriptor) }
-            }
-            for entry in pollSet.dropFirst(2) where entry.revents != 0 {
-                guard let connection = self.idle[entry.fd] else { continue }
-                if self.receive(into: connection) {
-                    self.ready.append(connection)
-                } else {
-                    self.idle[entry.fd] = nil
-                    self.closeConnection(connection)
-                }
-            }
+    /// On the front-end thread: the listener has connections waiting, or an idle one has bytes.
+    private func ready(_ fd: Int32) {
+        if fd == self.listener.fd {
+            while let descriptor = self.listener.accept() { self.takeIn(descriptor) }
+            return
         }
-        for connection in self.idle.values { self.closeConnection(connection) }
-        for descriptor in self.adopted.withLock({ $0.drain() }) { close(descriptor) }
-        self.idle = [:]
+        guard let connection = self.idle[fd] else { return }
+        if self.receive(into: connection) {
+            self.ready.append(connection)
+        } else {
+            self.leaveIdle(connection)
+            self.closeConnection(connection)
+        }
+    }
+
+    /// Stops watching a connection that leaves the idle set (its request runs, or it closes).
+    private func leaveIdle(_ connection: BlockingConnection) {
+        guard self.idle.removeValue(forKey: connection.descriptor) != nil else { return }
+        self.loop.unwatch(connection.descriptor)
+    }
+
+    /// Makes a connection idle: watched for its next request.
+    private func enterIdle(_ connection: BlockingConnection) {
+        self.idle[connection.descriptor] = connection
+        do {
+            try self.loop.watch(connection.descriptor)
+        } catch {
+            self.responder.logger.warning("connection \(connection.id): \(error); closing it")
+            self.idle[connection.descriptor] = nil
+            self.closeConnection(connection)
+        }
     }
 
     /// Starts waiting for a new connection's first request.
@@ -138,7 +138,7 @@ final class BlockingFrontEnd: @unchecked Sendable {
             id: self.responder.registry.open(descriptor: descriptor)
         )
         self.watcher.watch(descriptor)
-        self.idle[descriptor] = connection
+        self.enterIdle(connection)
     }
 
     /// Reads what the client sent. Returns `false` when the client closed or the socket failed.
@@ -161,13 +161,13 @@ final class BlockingFrontEnd: @unchecked Sendable {
             guard let parsed = try connection.parser.parse(&connection.buffer) else { return }
             request = parsed
         } catch {
-            self.idle[connection.descriptor] = nil
+            self.leaveIdle(connection)
             self.refuse(connection, .text(.badRequest, error.description), request: nil)
             self.closeConnection(connection)
             return
         }
         connection.buffer.discardReadBytes()
-        self.idle[connection.descriptor] = nil
+        self.leaveIdle(connection)
         switch self.executor {
         case .inline:
             self.responder.metrics.busyWorkers(changedBy: 1)
@@ -177,7 +177,7 @@ final class BlockingFrontEnd: @unchecked Sendable {
         case .threadPerRequest:
             self.running.add(1, ordering: .sequentiallyConsistent)
             do {
-                try startThread(name: "ferry-request", detached: true) { [self] in
+                try KernelThread.detach(name: "ferry-request") { [self] in
                     self.responder.metrics.busyWorkers(changedBy: 1)
                     let keepAlive = self.responder.serve(request, on: connection)
                     self.responder.metrics.busyWorkers(changedBy: -1)
@@ -231,7 +231,7 @@ final class BlockingFrontEnd: @unchecked Sendable {
     /// Gives a connection back to the front end after its request, from a worker thread.
     private func finish(_ connection: BlockingConnection, keepAlive: Bool) {
         self.returned.withLock { $0.append((connection, keepAlive)) }
-        self.wake()
+        self.loop.wake()
     }
 
     /// On the front-end thread: waits for the connection's next request, or closes it.
@@ -240,7 +240,7 @@ final class BlockingFrontEnd: @unchecked Sendable {
             self.closeConnection(connection)
             return
         }
-        self.idle[connection.descriptor] = connection
+        self.enterIdle(connection)
         if connection.buffer.readableBytes > 0 { self.ready.append(connection) }
     }
 

@@ -70,7 +70,7 @@ struct BlockingResponder {
             default:
                 try writer.write(headBytes)
             }
-        } catch let error as SocketError {
+        } catch let error as SocketWriter.Stop {
             if flag.isCancelled {
                 self.metrics.cancelled()
                 self.logger.debug(

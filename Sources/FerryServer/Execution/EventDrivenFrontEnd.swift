@@ -1,8 +1,8 @@
 import CFerryLinux
+import FerryPosix
 import Logging
 import NIOCore
 import NIOPosix
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -13,55 +13,39 @@ import Glibc
 /// An acceptor thread takes connections off the listening socket (so their descriptors can be
 /// watched for urgent data) and gives each to an event loop, where ``EventDrivenHTTPHandler``
 /// serves it as a finite-state machine.
-final class EventDrivenFrontEnd: @unchecked Sendable {
-    private let listener: Listener
+final class EventDrivenFrontEnd: Sendable {
+    private let listener: TCPListener
     private let group: MultiThreadedEventLoopGroup
     private let responder: BlockingResponder
     private let watcher: UrgentDataWatcher
-    private let wakeFD: Int32
-    private let stopping = Atomic<Bool>(false)
-    private var thread: pthread_t?
+    private let loop: WakeableLoop
 
-    init(listener: Listener, loops: Int, responder: BlockingResponder, watcher: UrgentDataWatcher) throws {
+    init(listener: TCPListener, loops: Int, responder: BlockingResponder, watcher: UrgentDataWatcher) throws {
         self.listener = listener
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: loops)
         self.responder = responder
         self.watcher = watcher
-        self.wakeFD = eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
-        guard self.wakeFD >= 0 else { throw SocketError.system("eventfd") }
+        self.loop = try WakeableLoop(name: "ferry-accept")
+        try self.loop.watch(listener.fd)
     }
 
-    deinit { close(self.wakeFD) }
-
-    func start() {
-        self.thread = try! startThread(name: "ferry-accept") { self.acceptLoop() }
+    func start() throws(PosixError) {
+        try self.loop.start(
+            WakeableLoop.Policy(onReady: { [self] _, _ in
+                while let descriptor = self.listener.accept() { self.adopt(descriptor) }
+            })
+        )
     }
 
     func stop() async {
-        self.stopping.store(true, ordering: .sequentiallyConsistent)
-        var one: UInt64 = 1
-        _ = write(self.wakeFD, &one, 8)
-        if let thread { pthread_join(thread, nil) }
-        self.thread = nil
+        self.loop.stop()
         try? await self.group.shutdownGracefully()
-    }
-
-    private func acceptLoop() {
-        var pollSet = [
-            pollfd(fd: self.wakeFD, events: Int16(POLLIN), revents: 0),
-            pollfd(fd: self.listener.descriptor, events: Int16(POLLIN), revents: 0),
-        ]
-        while !self.stopping.load(ordering: .relaxed) {
-            guard poll(&pollSet, 2, -1) >= 0 || errno == EINTR else { return }
-            guard pollSet[1].revents != 0 else { continue }
-            while let descriptor = self.listener.accept() { self.adopt(descriptor) }
-        }
     }
 
     /// Serves a connected socket on one of the event loops: one this front end accepted, or one
     /// accepted elsewhere and handed over (TCP handoff). Callable from any thread.
     func adopt(_ descriptor: Int32) {
-        guard !self.stopping.load(ordering: .relaxed) else {
+        guard !self.loop.isStopping else {
             close(descriptor)
             return
         }

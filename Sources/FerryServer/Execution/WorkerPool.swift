@@ -1,4 +1,5 @@
 import Dispatch
+import FerryPosix
 import NIOCore
 import Synchronization
 
@@ -19,15 +20,16 @@ final class WorkerPool: Sendable {
 
     private let queue: Mutex<Queue>
     private let available = DispatchSemaphore(value: 0)
-    private let threads = Mutex<[pthread_t]>([])
+    private let threads = Mutex<[KernelThread]>([])
     private let metrics: ServerMetrics
 
-    init(workers: Int, capacity: Int, metrics: ServerMetrics) {
+    init(workers: Int, capacity: Int, metrics: ServerMetrics) throws(PosixError) {
         self.capacity = capacity
         self.metrics = metrics
         self.queue = Mutex(Queue(jobs: CircularBuffer(initialCapacity: capacity)))
-        let started = (0..<workers).map { index in
-            try! startThread(name: "ferry-worker-\(index)") { [self] in self.work() }!
+        var started: [KernelThread] = []
+        for index in 0..<workers {
+            started.append(try KernelThread.start(name: "ferry-worker-\(index)") { [self] in self.work() })
         }
         self.threads.withLock { $0 = started }
     }
@@ -53,7 +55,7 @@ final class WorkerPool: Sendable {
         }
         self.queue.withLock { $0.stopping = true }
         for _ in threads { self.available.signal() }
-        for thread in threads { pthread_join(thread, nil) }
+        for thread in threads { thread.join() }
     }
 
     private func work() {

@@ -1,4 +1,5 @@
 import CFerryLinux
+import FerryPosix
 import Logging
 import Synchronization
 
@@ -15,7 +16,7 @@ import Glibc
 public final class HandoffReceiver: Sendable {
     public let path: String
     private let listener: Int32
-    private let wakeFD: Int32
+    private let loop: WakeableLoop
     private let adopt: @Sendable (Int32) -> Void
     private let logger: Logger
     private let stopping = Atomic<Bool>(false)
@@ -23,57 +24,56 @@ public final class HandoffReceiver: Sendable {
     private let channels = Mutex<Set<Int32>>([])
 
     /// Listens at `path` (a stale socket there is replaced; any other file is refused).
-    /// - Throws: ``SocketError`` naming the path when it cannot listen there.
-    public init(path: String, logger: Logger, adopt: @escaping @Sendable (Int32) -> Void) throws {
+    /// - Throws: ``PosixError`` naming the path when it cannot listen there.
+    public init(path: String, logger: Logger, adopt: @escaping @Sendable (Int32) -> Void) throws(PosixError) {
         let listener = ferry_unix_listen(path, 64)
         guard listener >= 0 else {
             let code = errno
-            throw SocketError(
-                description: code == EEXIST
-                    ? "cannot take handoffs at \(path): a file that is not a socket is in the way; remove it or pick another path"
-                    : "cannot take handoffs at \(path): \(String(cString: strerror(code)))"
+            throw PosixError(
+                "cannot take handoffs at \(path)",
+                reason: code == EEXIST
+                    ? "a file that is not a socket is in the way; remove it or pick another path"
+                    : String(cString: strerror(code))
             )
         }
         self.path = path
         self.listener = listener
-        self.wakeFD = eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
         self.adopt = adopt
         self.logger = logger
-        try startThread(name: "ferry-handoff", detached: true) { [self] in self.acceptSwitches() }
+        do {
+            self.loop = try WakeableLoop(name: "ferry-handoff")
+            try self.loop.watch(listener)
+        } catch {
+            close(listener)
+            throw error
+        }
+        try self.loop.start(
+            WakeableLoop.Policy(
+                onReady: { [self] _, _ in self.acceptSwitch() },
+                onStop: { [self] _ in close(self.listener) }
+            )
+        )
     }
 
     /// Stops taking handoffs and removes the socket file. Connections already handed over stay.
     public func stop() {
         guard !self.stopping.exchange(true, ordering: .sequentiallyConsistent) else { return }
-        var one: UInt64 = 1
-        _ = write(self.wakeFD, &one, 8)
+        self.loop.stop()
         for channel in self.channels.withLock({ $0 }) { shutdown(channel, Int32(SHUT_RDWR)) }
         unlink(self.path)
     }
 
-    private func acceptSwitches() {
-        var pollSet = [
-            pollfd(fd: self.wakeFD, events: Int16(POLLIN), revents: 0),
-            pollfd(fd: self.listener, events: Int16(POLLIN), revents: 0),
-        ]
-        defer {
-            close(self.listener)
-            close(self.wakeFD)
-        }
-        while !self.stopping.load(ordering: .relaxed) {
-            guard poll(&pollSet, 2, -1) >= 0 || errno == EINTR else { return }
-            guard pollSet[1].revents != 0, !self.stopping.load(ordering: .relaxed) else { continue }
-            var peer = sockaddr_storage()
-            let channel = ferry_accept_blocking(self.listener, &peer)
-            guard channel >= 0 else { continue }
-            self.channels.withLock { _ = $0.insert(channel) }
-            do {
-                try startThread(name: "ferry-handoff-in", detached: true) { [self] in self.receive(on: channel) }
-            } catch {
-                self.logger.warning("cannot take handoffs from another switch: \(error)")
-                self.channels.withLock { _ = $0.remove(channel) }
-                close(channel)
-            }
+    private func acceptSwitch() {
+        var peer = sockaddr_storage()
+        let channel = ferry_accept_blocking(self.listener, &peer)
+        guard channel >= 0 else { return }
+        self.channels.withLock { _ = $0.insert(channel) }
+        do {
+            try KernelThread.detach(name: "ferry-handoff-in") { [self] in self.receive(on: channel) }
+        } catch {
+            self.logger.warning("cannot take handoffs from another switch: \(error)")
+            self.channels.withLock { _ = $0.remove(channel) }
+            close(channel)
         }
     }
 

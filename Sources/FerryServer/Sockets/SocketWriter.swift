@@ -1,4 +1,5 @@
 import CFerryLinux
+import FerryPosix
 import NIOCore
 
 #if canImport(Glibc)
@@ -8,6 +9,21 @@ import Glibc
 /// Writes a response to a non-blocking socket from a thread that may block: waits for the client
 /// to drain, but wakes every few milliseconds to notice a cancel.
 struct SocketWriter {
+    /// Why a write stopped before its end.
+    enum Stop: Error, CustomStringConvertible {
+        case cancelled
+        case failed(PosixError)
+        case clientGone(String)
+
+        var description: String {
+            switch self {
+            case .cancelled: "cancelled"
+            case .failed(let error): error.description
+            case .clientGone(let reason): reason
+            }
+        }
+    }
+
     let descriptor: Int32
     let flag: CancellationFlag
     /// Whether a cancel stops a write in the middle; chunked bodies finish the chunk they are in.
@@ -16,7 +32,7 @@ struct SocketWriter {
     var stallTimeoutMilliseconds: Int32 = 60_000
 
     /// Writes all of `buffer`.
-    /// - Throws: ``SocketError/cancelled`` or the failed call's error.
+    /// - Throws: ``Stop``.
     func write(_ buffer: ByteBuffer) throws {
         var offset = 0
         try buffer.withUnsafeReadableBytes { bytes in
@@ -36,9 +52,9 @@ struct SocketWriter {
         var position = off_t(offset)
         let end = off_t(offset + length)
         while position < end {
-            if self.stopsMidWrite, self.flag.isCancelled { throw SocketError.cancelled }
+            if self.stopsMidWrite, self.flag.isCancelled { throw Stop.cancelled }
             let sent = sendfile(self.descriptor, file.descriptor, &position, min(Int(end - position), 1 << 20))
-            if sent == 0 { throw SocketError(description: "file shrank while it was being sent") }
+            if sent == 0 { throw Stop.clientGone("file shrank while it was being sent") }
             if sent < 0 { try self.waitAfterFailure("sendfile") }
         }
     }
@@ -46,17 +62,17 @@ struct SocketWriter {
     /// Waits for room when the socket is full; throws for any other failure or a cancel.
     private func waitAfterFailure(_ operation: String) throws {
         let code = errno
-        guard code == EAGAIN || code == EINTR else { throw SocketError.system(operation, errno: code) }
+        guard code == EAGAIN || code == EINTR else { throw Stop.failed(.system(operation, errno: code)) }
         var waited: Int32 = 0
         while waited < self.stallTimeoutMilliseconds {
-            if self.stopsMidWrite, self.flag.isCancelled { throw SocketError.cancelled }
+            if self.stopsMidWrite, self.flag.isCancelled { throw Stop.cancelled }
             var pollFD = pollfd(fd: self.descriptor, events: Int16(POLLOUT), revents: 0)
             if poll(&pollFD, 1, 20) > 0 {
-                if pollFD.revents & Int16(POLLERR | POLLHUP) != 0 { throw SocketError(description: "client went away") }
+                if pollFD.revents & Int16(POLLERR | POLLHUP) != 0 { throw Stop.clientGone("client went away") }
                 return
             }
             waited += 20
         }
-        throw SocketError(description: "client took no data for \(self.stallTimeoutMilliseconds / 1000) s")
+        throw Stop.clientGone("client took no data for \(self.stallTimeoutMilliseconds / 1000) s")
     }
 }

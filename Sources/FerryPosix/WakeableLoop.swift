@@ -1,0 +1,151 @@
+import CFerryLinux
+import Dispatch
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An epoll loop on a kernel thread of its own, which other threads can wake (an eventfd) to
+/// hand it work or stop it. Every loop of Ferry's own below NIO runs on one — the file server's
+/// front ends, the urgent-data watcher, the handoff receiver and switch, the l4 and l7 switches'
+/// threads, the superserver — and brings only its policy: what to watch, what to do with each
+/// ready descriptor, what to do when woken.
+public final class WakeableLoop: Sendable {
+    public let name: String
+    private let epoll: Int32
+    private let wakeFD: Int32
+    private let stopping = Atomic<Bool>(false)
+    /// Set by ``retire(whenIdle:)``: the owner's test of whether nothing is left to serve.
+    private let retiring = Mutex<(@Sendable () -> Bool)?>(nil)
+    private let thread = Mutex<KernelThread?>(nil)
+
+    /// What a loop does; each runs on the loop's thread only.
+    public struct Policy: Sendable {
+        /// Once, before the first wait; ``WakeableLoop/start(_:tick:)`` returns after it.
+        public var onStart: @Sendable () -> Void = {}
+        /// A watched descriptor is ready with these epoll events.
+        public var onReady: @Sendable (Int32, UInt32) -> Void
+        /// Another thread called ``WakeableLoop/wake()``.
+        public var onWake: @Sendable () -> Void = {}
+        /// After every wait, woken or timed out: for work the events left queued and for timers.
+        public var afterEvents: @Sendable () -> Void = {}
+        /// Once, at the end; with the error when the loop failed rather than being stopped.
+        public var onStop: @Sendable (PosixError?) -> Void = { _ in }
+
+        public init(
+            onStart: @escaping @Sendable () -> Void = {},
+            onReady: @escaping @Sendable (Int32, UInt32) -> Void,
+            onWake: @escaping @Sendable () -> Void = {},
+            afterEvents: @escaping @Sendable () -> Void = {},
+            onStop: @escaping @Sendable (PosixError?) -> Void = { _ in }
+        ) {
+            self.onStart = onStart
+            self.onReady = onReady
+            self.onWake = onWake
+            self.afterEvents = afterEvents
+            self.onStop = onStop
+        }
+    }
+
+    public init(name: String) throws(PosixError) {
+        self.name = name
+        self.epoll = epoll_create1(Int32(EPOLL_CLOEXEC))
+        guard self.epoll >= 0 else { throw PosixError.system("\(name): epoll_create1") }
+        self.wakeFD = eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC))
+        guard self.wakeFD >= 0 else {
+            let error = PosixError.system("\(name): eventfd")
+            close(self.epoll)
+            throw error
+        }
+        try self.watch(self.wakeFD)
+    }
+
+    deinit {
+        close(self.epoll)
+        close(self.wakeFD)
+    }
+
+    /// Starts watching `fd` for `events` (level-triggered readability unless told otherwise).
+    /// Callable from any thread. Unwatch a descriptor before closing it: its number may come back.
+    public func watch(_ fd: Int32, events: UInt32 = EPOLLIN.rawValue) throws(PosixError) {
+        var event = epoll_event()
+        event.events = events
+        event.data.fd = fd
+        guard epoll_ctl(self.epoll, EPOLL_CTL_ADD, fd, &event) == 0 else {
+            throw PosixError.system("\(self.name): cannot watch descriptor \(fd)")
+        }
+    }
+
+    public func unwatch(_ fd: Int32) {
+        epoll_ctl(self.epoll, EPOLL_CTL_DEL, fd, nil)
+    }
+
+    /// Runs `policy` on a new kernel thread, waking at least every `tick` milliseconds when
+    /// given; returns once `onStart` has run.
+    public func start(_ policy: Policy, tick: Int32 = -1) throws(PosixError) {
+        let started = DispatchSemaphore(value: 0)
+        let thread = try KernelThread.start(name: self.name) { [self] in
+            policy.onStart()
+            started.signal()
+            policy.onStop(self.run(policy, tick: tick))
+        }
+        self.thread.withLock { $0 = thread }
+        started.wait()
+    }
+
+    /// Wakes the loop: its `onWake` runs next.
+    public func wake() {
+        var one: UInt64 = 1
+        _ = write(self.wakeFD, &one, 8)
+    }
+
+    /// Ends the loop once `isIdle` says nothing is left (checked after every wait), rather than
+    /// at once: a switch reloading retires its old loops so that no open connection is dropped.
+    public func retire(whenIdle isIdle: @escaping @Sendable () -> Bool) {
+        self.retiring.withLock { $0 = isIdle }
+        self.wake()
+    }
+
+    /// Whether ``stop()`` was called.
+    public var isStopping: Bool { self.stopping.load(ordering: .acquiring) }
+
+    /// Ends the loop (at once; after ``retire(whenIdle:)`` it may have ended already) and waits
+    /// for its `onStop`. Not from the loop's own thread.
+    public func stop() {
+        self.stopping.store(true, ordering: .releasing)
+        self.wake()
+        self.join()
+    }
+
+    /// Waits for the loop to end by itself (after ``retire(whenIdle:)``).
+    public func join() {
+        self.thread.withLock { thread in
+            defer { thread = nil }
+            return thread
+        }?.join()
+    }
+
+    private func run(_ policy: Policy, tick: Int32) -> PosixError? {
+        var events = [epoll_event](repeating: epoll_event(), count: 256)
+        while !self.isStopping {
+            let count = epoll_wait(self.epoll, &events, Int32(events.count), tick)
+            if count < 0 {
+                if errno == EINTR { continue }
+                return PosixError.system("\(self.name): epoll_wait")
+            }
+            for event in events[0..<Int(count)] {
+                if event.data.fd == self.wakeFD {
+                    var value: UInt64 = 0
+                    _ = read(self.wakeFD, &value, 8)
+                    policy.onWake()
+                } else {
+                    policy.onReady(event.data.fd, event.events)
+                }
+            }
+            policy.afterEvents()
+            if let isIdle = self.retiring.withLock({ $0 }), isIdle() { break }
+        }
+        return nil
+    }
+}
