@@ -7,7 +7,10 @@ let package = Package(
     products: [
         .executable(name: "ferry", targets: ["ferry"]),
         .library(name: "FerryWire", targets: ["FerryWire"]),
+        .library(name: "FerryHTTP", targets: ["FerryHTTP"]),
         .library(name: "FerryServer", targets: ["FerryServer"]),
+        .library(name: "FerryKV", targets: ["FerryKV"]),
+        .library(name: "FerrySuperserver", targets: ["FerrySuperserver"]),
         .library(name: "FerryEndpoints", targets: ["FerryEndpoints"]),
         .library(name: "FerryGuest", targets: ["FerryGuest"]),
         .library(name: "FerrySwitch", targets: ["FerrySwitch"]),
@@ -41,6 +44,44 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // HTTP/1.1 message parsing and body framing, for the file server and the switch.
+        .target(
+            name: "FerryHTTP",
+            dependencies: [
+                "CFerryLinux",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
+        ),
+        // The durable key-value service and its store.
+        .target(
+            name: "FerryKV",
+            dependencies: [
+                "FerryWire",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // The inetd: services started when a client arrives.
+        .target(
+            name: "FerrySuperserver",
+            dependencies: [
+                "CFerryLinux",
+                "FerryEndpoints",
+                "FerryPosix",
+                "FerryWire",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
         .target(
             name: "FerryServer",
             dependencies: [
@@ -53,17 +94,13 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "GRDB", package: "GRDB.swift"),
+                "FerryHTTP",
             ]
         ),
         .target(
             name: "FerryEndpoints",
             dependencies: [
-                "FerryPosix",
-                "CFerryLinux",
                 "FerryWire",
-                .product(name: "Yams", package: "Yams"),
-                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -79,12 +116,12 @@ let package = Package(
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 "CFerryLinux",
                 "FerryEndpoints",
-                "FerryServer",
                 "FerryWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                "FerryHTTP",
             ]
         ),
         .target(
@@ -139,6 +176,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                "FerryKV",
             ]
         ),
         .target(
@@ -157,6 +195,7 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                "FerryKV",
             ]
         ),
         .target(
@@ -178,6 +217,8 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                "FerryKV",
+                "FerrySuperserver",
             ]
         ),
         .executableTarget(name: "ferry", dependencies: ["FerryCommands"]),
@@ -196,8 +237,21 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "WasmKit", package: "WasmKit"),
+                "FerryKV",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ],
             path: "Benchmarks/Sources/ferry-bench"
+        ),
+        // What the tests share: a client with timeouts, an HTTP reader, temporary directories,
+        // waiting for a condition.
+        .target(
+            name: "FerryTestSupport",
+            dependencies: [
+                "CFerryLinux",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/FerryTestSupport"
         ),
         .testTarget(
             name: "FerryWireTests",
@@ -216,12 +270,37 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 "FerryServer",
                 "FerryWire",
-                "CFerryLinux",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
+                "FerryTestSupport",
+            ]
+        ),
+        .testTarget(
+            name: "FerryHTTPTests",
+            dependencies: [
+                "FerryHTTP",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
+            name: "FerryKVTests",
+            dependencies: [
+                "FerryKV",
+                "FerryWire",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                "FerryTestSupport",
+            ]
+        ),
+        .testTarget(
+            name: "FerrySuperserverTests",
+            dependencies: [
+                "FerryEndpoints",
+                "FerrySuperserver",
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(
@@ -302,6 +381,7 @@ let package = Package(
                 "FerrySwitch",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                "FerryKV",
             ]
         ),
     ]

@@ -1,4 +1,5 @@
 import FerryEndpoints
+import FerryKV
 import FerryServer
 
 /// A client connection a command opens for one job.

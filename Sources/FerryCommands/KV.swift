@@ -1,5 +1,6 @@
 import ArgumentParser
 import FerryEndpoints
+import FerryKV
 import FerryServer
 import FerryWire
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import FerryKV
 import FerryServer
 import Logging
 import ServiceLifecycle

@@ -1,5 +1,6 @@
 import ArgumentParser
 import FerryEndpoints
+import FerrySuperserver
 import Logging
 import ServiceLifecycle
 

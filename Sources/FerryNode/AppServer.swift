@@ -1,3 +1,4 @@
+import FerryKV
 import FerryServer
 import Foundation
 import Logging

@@ -1,5 +1,6 @@
 import FerryEndpoints
 import FerryGuest
+import FerryKV
 import FerryObjects
 import FerryServer
 import FerrySwitch

@@ -1,4 +1,4 @@
-import FerryServer
+import FerryHTTP
 
 /// An l7 routing rule: requests that match every condition given go to the backends of `group`.
 /// Rules are tried in order and the first match wins; a request no rule matches goes to the

@@ -1,7 +1,7 @@
 import CFerryLinux
 import FerryEndpoints
+import FerryHTTP
 import FerryPosix
-import FerryServer
 import FerryWire
 import Foundation
 import Logging

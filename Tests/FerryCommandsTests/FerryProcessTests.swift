@@ -1,4 +1,5 @@
 import FerryEndpoints
+import FerryKV
 import FerryServer
 import Foundation
 import Testing

@@ -1,3 +1,4 @@
+import FerryTestSupport
 import Metrics
 import MetricsTestKit
 import Testing
@@ -10,10 +11,10 @@ import Glibc
 
 /// What sets the models apart: the dispatcher's bounded queue, and the metrics each one exports.
 @Suite(.serialized) struct ExecutionModelTests {
-    let directory: TestDirectory
+    let directory: TemporaryDirectory
 
     init() throws {
-        self.directory = try TestDirectory()
+        self.directory = try TemporaryDirectory()
         self.directory.writeLarge("big.bin", megabytes: 64)
         self.directory.write("small.txt", "small")
     }

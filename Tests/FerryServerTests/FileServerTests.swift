@@ -1,4 +1,5 @@
 import FerryServer
+import FerryTestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -7,11 +8,11 @@ import Glibc
 
 /// The file server's HTTP behaviour, the same under every execution model.
 @Suite(.serialized) struct FileServerTests {
-    let directory: TestDirectory
-    let content = TestDirectory.pattern(10_000)
+    let directory: TemporaryDirectory
+    let content = TemporaryDirectory.pattern(10_000)
 
     init() throws {
-        self.directory = try TestDirectory()
+        self.directory = try TemporaryDirectory()
         self.directory.write("data.bin", self.content)
         self.directory.write("index.html", "<h1>hi</h1>")
         self.directory.write("style.css", "a{}")

@@ -1,4 +1,5 @@
 import FerryServer
+import FerryTestSupport
 import FerryWire
 import NIOCore
 import Testing
@@ -11,10 +12,10 @@ import Glibc
 /// connection, through the control endpoint or with TCP urgent data on the connection itself.
 @Suite(.serialized) struct InterruptTests {
     static let bigSize = 64 << 20
-    let directory: TestDirectory
+    let directory: TemporaryDirectory
 
     init() throws {
-        self.directory = try TestDirectory()
+        self.directory = try TemporaryDirectory()
         self.directory.writeLarge("big.bin", megabytes: Self.bigSize >> 20)
         self.directory.write("small.txt", "small")
     }

@@ -1,4 +1,5 @@
 import FerryServer
+import FerryTestSupport
 import NIOConcurrencyHelpers
 import Testing
 
@@ -40,7 +41,7 @@ import Testing
 
     @Test(arguments: ExecutionModel.allCases)
     func theFileServerCountsASessionsRequestsAndServesTheSameWhenItIsLost(model: ExecutionModel) async throws {
-        let directory = try TestDirectory()
+        let directory = try TemporaryDirectory()
         directory.write("hello.txt", "hello")
         try await withFileServer(.init(root: directory.path, model: model, workers: 2, sessionTTL: .seconds(60))) {
             server in

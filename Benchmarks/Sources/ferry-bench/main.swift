@@ -15,6 +15,7 @@
 // Each client has its own connection and one request outstanding. Prints one line:
 //   ops=<count> seconds=<s> ops_per_s=<r> p50_us=<µs> p99_us=<µs> errors=<n>
 import FerryEndpoints
+import FerryKV
 import FerryServer
 import FerryWire
 import Foundation

@@ -1,4 +1,5 @@
 import FerryGuest
+import FerryKV
 import FerryServer
 import Foundation
 import NIOConcurrencyHelpers

@@ -1,6 +1,7 @@
 import CFerryLinux
 import FerryEndpoints
 import FerryGuest
+import FerryKV
 import FerryServer
 import Foundation
 import NIOConcurrencyHelpers

@@ -1,4 +1,5 @@
 import CFerryLinux
+import FerryHTTP
 import FerryPosix
 import Logging
 import NIOCore

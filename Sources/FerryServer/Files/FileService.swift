@@ -1,4 +1,5 @@
 import CFerryLinux
+import FerryHTTP
 import NIOCore
 
 #if canImport(Glibc)

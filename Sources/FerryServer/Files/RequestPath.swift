@@ -1,3 +1,5 @@
+import FerryHTTP
+
 /// Turns a request target into a path relative to the served root, refusing every way out.
 public enum RequestPath {
     struct Refusal: Error, Equatable {
@@ -88,22 +90,12 @@ public enum RequestPath {
                 bytes.append(byte)
                 continue
             }
-            guard let high = iterator.next().flatMap(hexValue), let low = iterator.next().flatMap(hexValue) else {
+            guard let high = iterator.next().flatMap(HexDigit.value), let low = iterator.next().flatMap(HexDigit.value)
+            else {
                 return nil
             }
             bytes.append(high << 4 | low)
         }
         return bytes
-    }
-
-    /// The value of one hexadecimal digit (either case), or nil: for percent-escapes here, and
-    /// for chunk sizes in the switch.
-    public static func hexValue(_ byte: UInt8) -> UInt8? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
-        default: nil
-        }
     }
 }

@@ -1,30 +1,33 @@
-import FerryServer
 import NIOCore
 
 /// What a proxy must know of one message's header fields, gathered in one pass over the head's
 /// raw bytes, and the fields it passes on: every line as it came but the hop-by-hop fields, which
 /// describe one connection only. No field becomes a string unless the switch needs its value.
-struct ForwardedFields {
-    typealias Field = HTTPRequestParser.Field
+public struct ForwardedFields {
+    public typealias Field = HTTPRequestParser.Field
 
-    var fields: [Field] = []
-    var contentLengthCount = 0
+    public var fields: [Field] = []
+    public var contentLengthCount = 0
     /// The Content-Length, when there is one and it is a number.
-    var contentLength: UInt64?
-    var contentLengthIsNumber = true
-    var transferEncoding: [String] = []
+    public var contentLength: UInt64?
+    public var contentLengthIsNumber = true
+    public var transferEncoding: [String] = []
     /// The Connection header's tokens other than close and keep-alive, lowercased: the names of
     /// more hop-by-hop fields.
-    var connection: [String] = []
-    var connectionClose = false
-    var connectionKeepAlive = false
-    var hostValue: Range<Int>?
-    var forwardedFor: String?
+    public var connection: [String] = []
+    public var connectionClose = false
+    public var connectionKeepAlive = false
+    public var hostValue: Range<Int>?
+    public var forwardedFor: String?
     /// The client accepts trailers (`TE: trailers`). TE is hop-by-hop, but trailers pass through
     /// the switch untouched, so the switch asks its backend for them in turn.
-    var acceptsTrailers = false
+    public var acceptsTrailers = false
 
-    init(_ head: UnsafeRawBufferPointer, from start: Int, parser: HTTPRequestParser) throws(HTTPRequestParser.Error) {
+    public init(
+        _ head: UnsafeRawBufferPointer,
+        from start: Int,
+        parser: HTTPRequestParser
+    ) throws(HTTPRequestParser.Error) {
         var fields: [Field] = []
         fields.reserveCapacity(16)
         try parser.scanFields(head, from: start) { fields.append($0) }
@@ -64,26 +67,26 @@ struct ForwardedFields {
     }
 
     /// Whether the sender keeps its connection open after this message.
-    func keepAlive(minorVersion: Int) -> Bool {
+    public func keepAlive(minorVersion: Int) -> Bool {
         minorVersion == 1 ? !self.connectionClose : self.connectionKeepAlive
     }
 
-    var hasHost: Bool { self.hostValue != nil }
+    public var hasHost: Bool { self.hostValue != nil }
 
     /// The Host, lowercased, without its port.
-    func host(in head: UnsafeRawBufferPointer) -> String {
+    public func host(in head: UnsafeRawBufferPointer) -> String {
         guard let range = self.hostValue else { return "" }
         return (Self.text(head, range).split(separator: ":", maxSplits: 1).first ?? "").lowercased()
     }
 
     /// Whether the transfer coding's last step is chunked, as HTTP/1.1 requires of a coded body.
-    var endsChunked: Bool {
+    public var endsChunked: Bool {
         let last = self.transferEncoding.last?.split(separator: ",").last
         return last.map { Self.trimmed($0).lowercased() == "chunked" } ?? false
     }
 
     /// Every value of the field `name` (lowercase), as strings: for the rules that look at one.
-    func values(_ name: String, in head: UnsafeRawBufferPointer) -> [String] {
+    public func values(_ name: String, in head: UnsafeRawBufferPointer) -> [String] {
         self.fields.filter { Self.matches(UnsafeRawBufferPointer(rebasing: head[$0.name]), name) }.map {
             Self.text(head, $0.value)
         }
@@ -91,7 +94,7 @@ struct ForwardedFields {
 
     /// Writes every field to pass on, line by line as it came, leaving out hop-by-hop fields and,
     /// when asked, X-Forwarded-For (which the caller writes itself, extended).
-    func writePassedOn(_ head: UnsafeRawBufferPointer, to out: inout ByteBuffer, exceptForwardedFor: Bool) {
+    public func writePassedOn(_ head: UnsafeRawBufferPointer, to out: inout ByteBuffer, exceptForwardedFor: Bool) {
         for field in self.fields {
             let name = UnsafeRawBufferPointer(rebasing: head[field.name])
             if self.isHopByHop(name) { continue }
@@ -114,7 +117,7 @@ struct ForwardedFields {
     }
 
     /// Whether the bytes of a field name are `lowercase`, in any case.
-    static func matches(_ name: UnsafeRawBufferPointer, _ lowercase: String) -> Bool {
+    public static func matches(_ name: UnsafeRawBufferPointer, _ lowercase: String) -> Bool {
         guard name.count == lowercase.utf8.count else { return false }
         var index = 0
         for byte in lowercase.utf8 {
@@ -124,19 +127,19 @@ struct ForwardedFields {
         return true
     }
 
-    static func trimmed(_ text: Substring) -> Substring {
+    public static func trimmed(_ text: Substring) -> Substring {
         var text = text
         while let first = text.first, first == " " || first == "\t" { text = text.dropFirst() }
         while let last = text.last, last == " " || last == "\t" { text = text.dropLast() }
         return text
     }
 
-    static func text(_ head: UnsafeRawBufferPointer, _ range: Range<Int>) -> String {
+    public static func text(_ head: UnsafeRawBufferPointer, _ range: Range<Int>) -> String {
         HTTPRequestParser.text(head, range)
     }
 
     /// A decimal number of at most 19 digits, or nil.
-    static func number(_ digits: UnsafeRawBufferPointer) -> UInt64? {
+    public static func number(_ digits: UnsafeRawBufferPointer) -> UInt64? {
         guard !digits.isEmpty, digits.count <= 19 else { return nil }
         var value: UInt64 = 0
         for digit in digits {

@@ -1,4 +1,5 @@
 import CFerryLinux
+import FerryEndpoints
 import FerryPosix
 import FerryWire
 import Foundation

@@ -1,4 +1,4 @@
-import FerryServer
+import FerryHTTP
 import NIOCore
 import Testing
 

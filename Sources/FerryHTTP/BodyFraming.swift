@@ -1,14 +1,12 @@
-import FerryServer
-
 /// Where an HTTP/1.1 message body ends, found while its bytes pass through unchanged: the switch
 /// forwards bodies as they come and must know, byte by byte, when the next message starts.
-struct BodyFraming: Sendable, Equatable {
-    enum Failure: Error, Equatable, CustomStringConvertible {
+public struct BodyFraming: Sendable, Equatable {
+    public enum Failure: Error, Equatable, CustomStringConvertible {
         case malformedChunkSize
         case malformedChunkEnd
         case chunkLineTooLong
 
-        var description: String {
+        public var description: String {
             switch self {
             case .malformedChunkSize: "malformed chunk size in a chunked body"
             case .malformedChunkEnd: "a chunk's data is not followed by CRLF"
@@ -17,7 +15,7 @@ struct BodyFraming: Sendable, Equatable {
         }
     }
 
-    enum Kind: Sendable, Equatable {
+    public enum Kind: Sendable, Equatable {
         /// No body, or its end has been reached.
         case complete
         case length(remaining: UInt64)
@@ -27,7 +25,7 @@ struct BodyFraming: Sendable, Equatable {
     }
 
     /// Where a chunked body's scan stands.
-    enum ChunkState: Sendable, Equatable {
+    public enum ChunkState: Sendable, Equatable {
         case size(value: UInt64, digits: Int)
         /// After the size: a chunk extension, skipped up to its CR.
         case extensionText
@@ -41,21 +39,21 @@ struct BodyFraming: Sendable, Equatable {
         case trailerLF(empty: Bool)
     }
 
-    private(set) var kind: Kind
+    public private(set) var kind: Kind
     /// Bytes of the current chunk-size or trailer line, bounded so a peer cannot feed one forever.
     private var lineLength = 0
 
-    init(_ kind: Kind) {
+    public init(_ kind: Kind) {
         self.kind = kind
     }
 
-    static func chunked() -> BodyFraming { BodyFraming(.chunked(.size(value: 0, digits: 0))) }
+    public static func chunked() -> BodyFraming { BodyFraming(.chunked(.size(value: 0, digits: 0))) }
 
-    var isComplete: Bool { self.kind == .complete }
+    public var isComplete: Bool { self.kind == .complete }
 
     /// Takes as many of `bytes` as belong to the body; returns how many. What is left over
     /// belongs to the next message.
-    mutating func consume(_ bytes: UnsafeRawBufferPointer) throws(Failure) -> Int {
+    public mutating func consume(_ bytes: UnsafeRawBufferPointer) throws(Failure) -> Int {
         switch self.kind {
         case .complete:
             return 0
@@ -76,7 +74,7 @@ struct BodyFraming: Sendable, Equatable {
                     state = remaining == UInt64(taken) ? .dataCR : .data(remaining: remaining - UInt64(taken))
                     continue
                 case .size(let value, let digits):
-                    if let digit = RequestPath.hexValue(byte) {
+                    if let digit = HexDigit.value(byte) {
                         guard digits < 16 else { throw .malformedChunkSize }
                         state = .size(value: value << 4 | UInt64(digit), digits: digits + 1)
                     } else if digits > 0 && (byte == 13 || byte == UInt8(ascii: ";")) {

@@ -1,6 +1,5 @@
+import FerryHTTP
 import Testing
-
-@testable import FerrySwitch
 
 @Suite struct BodyFramingTests {
     @Test(arguments: [1, 2, 3, 7, 1000])

@@ -1,3 +1,4 @@
+import FerryEndpoints
 import Foundation
 import Yams
 

@@ -8,28 +8,36 @@ import Glibc
 /// (so traversal attempts reach the server unnormalised), reads as slowly as a test wants, and can
 /// send TCP urgent data. Every read gives up after ten seconds, so a broken server fails a test
 /// instead of hanging it.
-final class TestHTTPConnection {
-    struct Failure: Error, CustomStringConvertible {
-        var description: String
+public final class TestHTTPConnection {
+    public struct Failure: Error, CustomStringConvertible {
+        public var description: String
+        public init(description: String) { self.description = description }
     }
 
-    struct Response {
-        var status: Int
-        var headers: [(String, String)]
-        var body: [UInt8]
-        var trailers: [(String, String)] = []
+    public struct Response {
+        public var status: Int
+        public var headers: [(String, String)]
+        public var body: [UInt8]
+        public var trailers: [(String, String)] = []
 
-        func header(_ name: String) -> String? {
+        public init(status: Int, headers: [(String, String)], body: [UInt8], trailers: [(String, String)] = []) {
+            self.status = status
+            self.headers = headers
+            self.body = body
+            self.trailers = trailers
+        }
+
+        public func header(_ name: String) -> String? {
             self.headers.first { $0.0.lowercased() == name.lowercased() }?.1
         }
 
-        var text: String { String(decoding: self.body, as: UTF8.self) }
+        public var text: String { String(decoding: self.body, as: UTF8.self) }
     }
 
-    let descriptor: Int32
+    public let descriptor: Int32
     private var pending: [UInt8] = []
 
-    init(port: Int, receiveBuffer: Int32? = nil) throws {
+    public init(port: Int, receiveBuffer: Int32? = nil) throws {
         self.descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         if var size = receiveBuffer {
             setsockopt(self.descriptor, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
@@ -50,7 +58,7 @@ final class TestHTTPConnection {
 
     deinit { close(self.descriptor) }
 
-    func send(_ text: String) throws {
+    public func send(_ text: String) throws {
         let bytes = Array(text.utf8)
         var offset = 0
         while offset < bytes.count {
@@ -63,18 +71,18 @@ final class TestHTTPConnection {
     }
 
     /// `GET path` with the given extra header lines.
-    func get(_ path: String, _ headers: [String] = [], method: String = "GET") throws {
+    public func get(_ path: String, _ headers: [String] = [], method: String = "GET") throws {
         try self.send("\(method) \(path) HTTP/1.1\r\nHost: test\r\n" + headers.map { $0 + "\r\n" }.joined() + "\r\n")
     }
 
-    func sendUrgent(_ byte: UInt8 = 0x21) throws {
+    public func sendUrgent(_ byte: UInt8 = 0x21) throws {
         guard ferry_send_urgent(self.descriptor, byte) == 1 else {
             throw Failure(description: "send MSG_OOB: \(String(cString: strerror(errno)))")
         }
     }
 
     /// Reads at most `count` bytes; empty at end of stream.
-    func read(upTo count: Int) throws -> [UInt8] {
+    public func read(upTo count: Int) throws -> [UInt8] {
         if !self.pending.isEmpty {
             let taken = Array(self.pending.prefix(count))
             self.pending.removeFirst(taken.count)
@@ -112,7 +120,7 @@ final class TestHTTPConnection {
     }
 
     /// Reads a status line and headers.
-    func readHead() throws -> Response {
+    public func readHead() throws -> Response {
         let statusLine = try self.readLine()
         let parts = statusLine.split(separator: " ", maxSplits: 2)
         guard parts.count >= 2, let status = Int(parts[1]) else {
@@ -129,7 +137,7 @@ final class TestHTTPConnection {
     }
 
     /// Reads a whole response; `head` says whether it answers a HEAD request (no body follows).
-    func readResponse(head: Bool = false) throws -> Response {
+    public func readResponse(head: Bool = false) throws -> Response {
         var response = try self.readHead()
         if head || response.status == 304 { return response }
         if response.header("transfer-encoding") == "chunked" {
@@ -153,7 +161,7 @@ final class TestHTTPConnection {
     }
 
     /// Reads until the server closes the connection; returns how many bytes came.
-    func drainUntilClosed() throws -> Int {
+    public func drainUntilClosed() throws -> Int {
         var total = 0
         while true {
             let chunk = try self.read(upTo: 65536)

@@ -1,4 +1,5 @@
 import FerryEndpoints
+import FerrySuperserver
 import Foundation
 import Logging
 import Testing

@@ -1,11 +1,11 @@
 /// A single `Range: bytes=...` request (RFC 9110 §14.1.2).
-enum ByteRange: Equatable {
+public enum ByteRange: Equatable, Sendable {
     /// No usable Range header: serve the whole file. Multiple ranges land here too, which the RFC allows.
     case none
     case unsatisfiable
     case range(Range<Int>)
 
-    static func parse(_ header: String?, size: Int) -> ByteRange {
+    public static func parse(_ header: String?, size: Int) -> ByteRange {
         guard let header, header.hasPrefix("bytes=") else { return .none }
         let spec = String(header.dropFirst("bytes=".count)).trimmingCharacters(in: " ")
         guard !spec.contains(",") else { return .none }

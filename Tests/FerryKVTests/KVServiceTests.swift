@@ -1,4 +1,5 @@
-import FerryServer
+import FerryKV
+import FerryTestSupport
 import FerryWire
 import Logging
 import NIOCore
@@ -14,10 +15,10 @@ import Testing
     }()
 
     func withService(
-        _ directory: TestDirectory? = nil,
+        _ directory: TemporaryDirectory? = nil,
         _ body: (KVClient, KVServer) async throws -> Void
     ) async throws {
-        let directory = try directory ?? TestDirectory()
+        let directory = try directory ?? TemporaryDirectory()
         let server = try await KVServer.bind(path: directory.path + "/kv.sqlite", logger: Self.logger)
         let client = try await KVClient.connect(host: "127.0.0.1", port: server.port)
         do {
@@ -82,7 +83,7 @@ import Testing
     }
 
     @Test func acknowledgedWritesSurviveAReopen() async throws {
-        let directory = try TestDirectory()
+        let directory = try TemporaryDirectory()
         try await self.withService(directory) { kv, _ async throws in
             for index in 0..<100 { try await kv.put("key\(index)", Array("value\(index)".utf8)) }
         }
@@ -156,7 +157,7 @@ import Testing
     }
 
     @Test func everyCommitIsSyncedBeforeItIsAcknowledged() async throws {
-        let directory = try TestDirectory()
+        let directory = try TemporaryDirectory()
         let store = try KVStore(path: directory.path + "/kv.sqlite")
         #expect(try store.synchronousSetting == 2, "PRAGMA synchronous must be FULL on the writer")
         try store.close()

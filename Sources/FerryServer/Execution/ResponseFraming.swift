@@ -1,3 +1,4 @@
+import FerryHTTP
 import NIOCore
 
 /// How a response is framed on the wire, decided once per response the same way by every
