@@ -66,6 +66,16 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // Reading a part's YAML configuration file, and reloading it on SIGHUP.
+        .target(
+            name: "FerryConfiguration",
+            dependencies: [
+                "FerryEndpoints",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
         // The inetd: services started when a client arrives.
         .target(
             name: "FerrySuperserver",
@@ -78,8 +88,7 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
-                .product(name: "Yams", package: "Yams"),
+                "FerryConfiguration",
             ]
         ),
         .target(
@@ -112,8 +121,6 @@ let package = Package(
             name: "FerrySwitch",
             dependencies: [
                 "FerryPosix",
-                .product(name: "Yams", package: "Yams"),
-                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 "CFerryLinux",
                 "FerryEndpoints",
                 "FerryWire",
@@ -122,6 +129,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 "FerryHTTP",
+                "FerryConfiguration",
             ]
         ),
         .target(
@@ -301,6 +309,7 @@ let package = Package(
                 "FerryEndpoints",
                 "FerrySuperserver",
                 .product(name: "Logging", package: "swift-log"),
+                "FerryConfiguration",
             ]
         ),
         .testTarget(
@@ -325,6 +334,7 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                "FerryConfiguration",
             ]
         ),
         .testTarget(

@@ -1,4 +1,5 @@
 import CFerryLinux
+import FerryConfiguration
 import FerryEndpoints
 import FerryPosix
 import FerryWire
@@ -7,7 +8,6 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import ServiceLifecycle
-import UnixSignals
 
 /// The superserver (the seed's inetd): one process listens on every configured endpoint and
 /// starts the service behind it only when a client arrives.
@@ -69,7 +69,7 @@ public final class Superserver: Service, Sendable {
     /// What the activator watches, by descriptor: a listening socket, or a child's pidfd.
     private let watched = NIOLockedValueBox<[Int32: Watched]>([:])
     private let logger: Logger
-    private let hangups = NIOLockedValueBox<(signals: UnixSignalsSequence, path: String)?>(nil)
+    private let hangups = NIOLockedValueBox<HangupReload?>(nil)
 
     /// Every bound service, in configuration order.
     public var bound: [Bound] {
@@ -113,22 +113,16 @@ public final class Superserver: Service, Sendable {
     /// Makes SIGHUP reload `path` from now on (a SIGHUP before ``run()`` is handled once it runs).
     /// Call it before telling anyone the superserver is up: until then SIGHUP would end the process.
     public func reloadOnHangup(from path: String) async {
-        let signals = await UnixSignalsSequence(trapping: .sighup)
-        self.hangups.withLockedValue { $0 = (signals, path) }
+        let hangups = await HangupReload(path: path)
+        self.hangups.withLockedValue { $0 = hangups }
     }
 
     /// Serves until graceful shutdown, reloading on SIGHUP if asked to.
     public func run() async throws {
         await withTaskGroup(of: Void.self) { group in
-            if let (signals, path) = self.hangups.withLockedValue({ $0 }) {
+            if let hangups = self.hangups.withLockedValue({ $0 }) {
                 group.addTask {
-                    for await _ in signals {
-                        do {
-                            try self.reload(try SuperserverConfiguration.load(path: path))
-                        } catch {
-                            self.logger.error("reload refused, the running configuration stays: \(error)")
-                        }
-                    }
+                    await hangups.run(logger: self.logger) { try self.reload(SuperserverConfiguration.load(path: $0)) }
                 }
             }
             try? await gracefulShutdown()

@@ -1,6 +1,6 @@
+import FerryConfiguration
 import FerryEndpoints
 import Foundation
-import Yams
 
 /// What the superserver runs: one entry per endpoint, read from a YAML file.
 ///
@@ -72,59 +72,47 @@ public struct SuperserverConfiguration: Equatable, Sendable {
     }
 
     /// Reads and checks a configuration file.
-    public static func load(path: String) throws -> SuperserverConfiguration {
-        let text: String
-        do {
-            text = try String(contentsOfFile: path, encoding: .utf8)
-        } catch {
-            throw SuperserverConfigurationError(file: path, line: nil, field: nil, message: "cannot read it: \(error)")
-        }
-        return try Self.parse(text, file: path)
+    public static func load(path: String) throws(ConfigurationError) -> SuperserverConfiguration {
+        try Self.read(ConfigurationFile.load(path: path))
     }
 
     /// Parses and checks configuration text; `file` names it in errors.
-    public static func parse(_ text: String, file: String = "configuration") throws -> SuperserverConfiguration {
-        func fail(_ node: Node?, _ field: String?, _ message: String) -> SuperserverConfigurationError {
-            SuperserverConfigurationError(file: file, line: node?.mark?.line, field: field, message: message)
-        }
-        let root: Node?
-        do {
-            root = try Yams.compose(yaml: text)
-        } catch let error as YamlError {
-            throw SuperserverConfigurationError(file: file, line: Self.line(of: error), field: nil, message: "\(error)")
-        }
-        guard let root, let top = root.mapping else {
-            throw fail(root, nil, "the file must be a mapping with a 'services' list")
-        }
+    public static func parse(
+        _ text: String,
+        file: String = "configuration"
+    ) throws(ConfigurationError)
+        -> SuperserverConfiguration
+    {
+        try Self.read(ConfigurationFile.parse(text, file: file))
+    }
+
+    private static func read(_ file: ConfigurationFile) throws(ConfigurationError) -> SuperserverConfiguration {
         var endpoints: ServiceEndpoint? = ServiceEndpoint(host: "127.0.0.1", port: EndpointDaemon.defaultPort)
         var services: [Service] = []
-        for (keyNode, value) in top {
-            let key = keyNode.string ?? ""
-            switch key {
+        for (key, value) in file.settings {
+            switch key.field ?? "" {
             case "endpoints":
-                let text = value.string ?? ""
-                if text == "off" {
-                    endpoints = nil
-                } else {
-                    guard let address = ServiceEndpoint(text) else {
-                        throw fail(value, key, "must be HOST:PORT or off, got '\(text)'")
-                    }
-                    endpoints = address
-                }
+                endpoints = value.text == "off" ? nil : try value.parsed("HOST:PORT or off") { ServiceEndpoint($0) }
             case "services":
-                guard let list = value.sequence else { throw fail(value, key, "must be a list of services") }
-                for item in list { services.append(try Self.service(item, fail: fail)) }
+                for item in try value.list() { services.append(try Self.service(item)) }
             default:
-                throw fail(keyNode, key, "unknown key; the file takes 'endpoints' and 'services'")
+                throw key.refused("unknown key; the file takes 'endpoints' and 'services'")
             }
         }
-        guard !services.isEmpty else { throw fail(root, "services", "no service is configured") }
+        guard !services.isEmpty else {
+            throw ConfigurationError(
+                file: file.file,
+                line: file.root.line,
+                field: "services",
+                message: "no service is configured"
+            )
+        }
         var seenNames: [String: Int] = [:]
         var seenSockets: [String: Service] = [:]
         for service in services {
             if let first = seenNames[service.name] {
-                throw SuperserverConfigurationError(
-                    file: file,
+                throw ConfigurationError(
+                    file: file.file,
                     line: service.line,
                     field: "name",
                     message: "service '\(service.name)' is already configured at line \(first)"
@@ -132,8 +120,8 @@ public struct SuperserverConfiguration: Equatable, Sendable {
             }
             seenNames[service.name] = service.line
             if service.listen.port != 0, let other = seenSockets[service.socketKey] {
-                throw SuperserverConfigurationError(
-                    file: file,
+                throw ConfigurationError(
+                    file: file.file,
                     line: service.line,
                     field: "listen",
                     message:
@@ -145,120 +133,74 @@ public struct SuperserverConfiguration: Equatable, Sendable {
         return SuperserverConfiguration(endpoints: endpoints, services: services)
     }
 
-    private static func service(
-        _ node: Node,
-        fail: (Node?, String?, String) -> SuperserverConfigurationError
-    ) throws -> Service {
-        guard let mapping = node.mapping else { throw fail(node, nil, "a service must be a mapping of fields") }
-        var fields: [String: (key: Node, value: Node)] = [:]
-        for (key, value) in mapping {
-            let name = key.string ?? ""
+    private static func service(_ item: ConfigurationValue) throws(ConfigurationError) -> Service {
+        guard item.node.mapping != nil else { throw item.refused("a service must be a mapping of fields") }
+        var fields: [String: (key: ConfigurationValue, value: ConfigurationValue)] = [:]
+        for (key, value) in try item.entries() {
+            let name = key.field ?? ""
             guard Self.serviceFields.contains(name) else {
-                throw fail(
-                    key,
-                    name,
+                throw key.refused(
                     "unknown field; a service takes \(Self.serviceFields.sorted().joined(separator: ", "))"
                 )
             }
             fields[name] = (key, value)
         }
-        func string(_ name: String) throws -> String? {
-            guard let field = fields[name] else { return nil }
-            guard let value = field.value.scalar?.string, !value.isEmpty else {
-                throw fail(field.value, name, "must be a non-empty string")
-            }
-            return value
-        }
-        func integer(_ name: String, in range: ClosedRange<Int>) throws -> Int? {
-            guard let field = fields[name] else { return nil }
-            guard let value = field.value.int, range.contains(value) else {
-                throw fail(field.value, name, "must be a whole number in \(range.lowerBound)...\(range.upperBound)")
-            }
-            return value
-        }
-        func choice<Choice: RawRepresentable & CaseIterable>(_ name: String, _ type: Choice.Type) throws -> Choice?
-        where Choice.RawValue == String {
-            guard let text = try string(name) else { return nil }
-            guard let value = Choice(rawValue: text) else {
-                let allowed = Choice.allCases.map(\.rawValue).joined(separator: ", ")
-                throw fail(fields[name]?.value, name, "'\(text)' is not one of \(allowed)")
-            }
-            return value
+        func missing(_ field: String, _ message: String) -> ConfigurationError {
+            ConfigurationError(file: item.file, line: item.line, field: field, message: message)
         }
 
-        guard let name = try string("name") else { throw fail(node, "name", "every service needs a name") }
+        guard let name = try fields["name"]?.value.string() else { throw missing("name", "every service needs a name") }
         guard (try? EndpointTable.validateName(name)) != nil else {
-            throw fail(fields["name"]?.value, "name", "'\(name)' is not a service name: no spaces, at most 253 bytes")
+            throw fields["name"]!.value.refused("'\(name)' is not a service name: no spaces, at most 253 bytes")
         }
-        guard let listenText = try string("listen") else {
-            throw fail(node, "listen", "service '\(name)' needs listen: HOST:PORT")
+        guard let listen = try fields["listen"]?.value.listenAddress() else {
+            throw missing("listen", "service '\(name)' needs listen: HOST:PORT")
         }
-        guard let listen = ServiceEndpoint(listenText) ?? Self.portZero(listenText) else {
-            throw fail(fields["listen"]?.value, "listen", "must be HOST:PORT, got '\(listenText)'")
+        guard let mode = try fields["mode"]?.value.choice(Mode.self) else {
+            throw missing("mode", "service '\(name)' needs mode: builtin, nowait or wait")
         }
-        guard let mode = try choice("mode", Mode.self) else {
-            throw fail(node, "mode", "service '\(name)' needs mode: builtin, nowait or wait")
-        }
-        var service = Service(name: name, listen: listen, mode: mode, line: node.mark?.line ?? 0)
-        service.transport = try choice("protocol", TransportProtocol.self) ?? .tcp
-        service.builtin = try choice("builtin", Builtin.self)
-        service.program = try string("program")
-        service.user = try string("user")
-        service.maxInstances = try integer("max_instances", in: 1...100_000) ?? service.maxInstances
-        service.perSourceRate = try integer("per_source_rate", in: 0...1_000_000) ?? 0
+        var service = Service(name: name, listen: listen, mode: mode, line: item.line ?? 0)
+        service.transport = try fields["protocol"]?.value.choice(TransportProtocol.self) ?? .tcp
+        service.builtin = try fields["builtin"]?.value.choice(Builtin.self)
+        service.program = try fields["program"]?.value.string()
+        service.user = try fields["user"]?.value.string()
+        service.maxInstances = try fields["max_instances"]?.value.integer(in: 1...100_000) ?? service.maxInstances
+        service.perSourceRate = try fields["per_source_rate"]?.value.integer(in: 0...1_000_000) ?? 0
         if let args = fields["args"] {
-            guard let list = args.value.sequence, let strings = Optional(list.compactMap(\.string)),
-                strings.count == list.count
-            else { throw fail(args.value, "args", "must be a list of strings") }
-            service.args = strings
+            service.args = try args.value.strings()
         }
         if let env = fields["env"] {
-            guard let pairs = env.value.mapping else {
-                throw fail(env.value, "env", "must be a mapping of NAME: value")
-            }
-            for (key, value) in pairs {
-                guard let key = key.string, let value = value.string else {
-                    throw fail(env.value, "env", "must map names to strings")
-                }
-                service.environment[key] = value
+            for (key, value) in try env.value.entries() {
+                guard let text = value.text else { throw value.refused("must map names to strings") }
+                service.environment[key.field ?? ""] = text
             }
         }
         switch mode {
         case .builtin:
             guard service.builtin != nil else {
-                throw fail(
-                    node,
-                    "builtin",
-                    "builtin service '\(name)' needs builtin: echo, discard, daytime or chargen"
-                )
+                throw missing("builtin", "builtin service '\(name)' needs builtin: echo, discard, daytime or chargen")
             }
             if let program = fields["program"] {
-                throw fail(program.key, "program", "a builtin service runs no program")
+                throw program.key.refused("a builtin service runs no program")
             }
         case .nowait, .wait:
             guard let program = service.program else {
-                throw fail(node, "program", "\(mode.rawValue) service '\(name)' needs program: /path/to/executable")
+                throw missing("program", "\(mode.rawValue) service '\(name)' needs program: /path/to/executable")
             }
             guard program.hasPrefix("/"), FileManager.default.isExecutableFile(atPath: program) else {
-                throw fail(
-                    fields["program"]?.value,
-                    "program",
-                    "'\(program)' is not an executable file given by absolute path"
-                )
+                throw fields["program"]!.value.refused("'\(program)' is not an executable file given by absolute path")
             }
             if let builtin = fields["builtin"] {
-                throw fail(builtin.key, "builtin", "only a builtin service takes builtin")
+                throw builtin.key.refused("only a builtin service takes builtin")
             }
             if mode == .nowait, service.transport == .udp {
-                throw fail(
-                    fields["mode"]?.value,
-                    "mode",
+                throw fields["mode"]!.value.refused(
                     "a udp service is builtin or wait: datagrams have no connection to hand a process"
                 )
             }
         }
         if let user = service.user, getpwnam(user) == nil {
-            throw fail(fields["user"]?.value, "user", "no such user '\(user)'")
+            throw fields["user"]!.value.refused("no such user '\(user)'")
         }
         return service
     }
@@ -267,36 +209,6 @@ public struct SuperserverConfiguration: Equatable, Sendable {
         "name", "listen", "protocol", "mode", "builtin", "program", "args", "env", "user", "max_instances",
         "per_source_rate",
     ]
-
-    /// `HOST:0`, which ``ServiceEndpoint`` refuses for registrations, picks a free port here.
-    private static func portZero(_ text: String) -> ServiceEndpoint? {
-        guard text.hasSuffix(":0"), let endpoint = ServiceEndpoint(String(text.dropLast(2)) + ":1") else { return nil }
-        return ServiceEndpoint(host: endpoint.host, port: 0)
-    }
-
-    private static func line(of error: YamlError) -> Int? {
-        switch error {
-        case .scanner(_, _, let mark, _), .parser(_, _, let mark, _), .composer(_, _, let mark, _):
-            return mark.line
-        default:
-            return nil
-        }
-    }
-}
-
-/// A configuration that cannot be used, with where and why.
-public struct SuperserverConfigurationError: Error, Equatable, CustomStringConvertible {
-    public var file: String
-    public var line: Int?
-    public var field: String?
-    public var message: String
-
-    public var description: String {
-        var place = self.file
-        if let line { place += ":\(line)" }
-        if let field { place += ": \(field)" }
-        return "\(place): \(self.message)"
-    }
 }
 
 #if canImport(Glibc)

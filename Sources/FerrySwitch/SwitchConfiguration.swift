@@ -1,6 +1,6 @@
+import FerryConfiguration
 import FerryEndpoints
 import Foundation
-import Yams
 
 /// Everything a switch runs with, from `ferry switch` flags or a YAML file (`--config`); a
 /// reload (SIGHUP) reads the file again. Backends and routes are written as the flags take them.
@@ -121,132 +121,76 @@ public struct SwitchConfiguration: Sendable, Equatable {
     }
 
     /// Reads and checks a configuration file.
-    public static func load(path: String) throws -> SwitchConfiguration {
-        let text: String
-        do {
-            text = try String(contentsOfFile: path, encoding: .utf8)
-        } catch {
-            throw SwitchConfigurationError(file: path, line: nil, field: nil, message: "cannot read it: \(error)")
-        }
-        return try Self.parse(text, file: path)
+    public static func load(path: String) throws(ConfigurationError) -> SwitchConfiguration {
+        try Self.read(ConfigurationFile.load(path: path))
     }
 
     /// Parses and checks configuration text; `file` names it in errors.
-    public static func parse(_ text: String, file: String = "configuration") throws -> SwitchConfiguration {
-        func fail(_ node: Node?, _ field: String?, _ message: String) -> SwitchConfigurationError {
-            SwitchConfigurationError(file: file, line: node?.mark?.line, field: field, message: message)
-        }
-        let root: Node?
-        do {
-            root = try Yams.compose(yaml: text)
-        } catch {
-            throw SwitchConfigurationError(file: file, line: nil, field: nil, message: "not YAML: \(error)")
-        }
-        guard let root, let top = root.mapping else { throw fail(root, nil, "the file must be a mapping of settings") }
+    public static func parse(
+        _ text: String,
+        file: String = "configuration"
+    ) throws(ConfigurationError)
+        -> SwitchConfiguration
+    {
+        try Self.read(ConfigurationFile.parse(text, file: file))
+    }
+
+    private static func read(_ file: ConfigurationFile) throws(ConfigurationError) -> SwitchConfiguration {
         var configuration = SwitchConfiguration()
-        for (keyNode, value) in top {
-            let key = keyNode.string ?? ""
-            func string() throws -> String {
-                guard let text = value.scalar?.string, !text.isEmpty else { throw fail(value, key, "must be a string") }
-                return text
-            }
-            func list() throws -> [String] {
-                guard let items = value.sequence else { throw fail(value, key, "must be a list") }
-                return try items.map { item in
-                    guard let text = item.scalar?.string else { throw fail(item, key, "each entry must be a string") }
-                    return text
-                }
-            }
-            func seconds() throws -> Duration {
-                guard let number = value.float ?? value.int.map(Double.init), number > 0 else {
-                    throw fail(value, key, "must be a positive number of seconds")
-                }
-                return .milliseconds(Int64(number * 1000))
-            }
-            func parsed<T>(_ make: (String) -> T?, _ expected: String) throws -> T {
-                let text = try string()
-                guard let result = make(text) else { throw fail(value, key, "must be \(expected), got '\(text)'") }
-                return result
-            }
-            switch key {
+        for (key, value) in file.settings {
+            switch key.field ?? "" {
             case "mode":
-                configuration.mode = try parsed(Mode.init(rawValue:), "l4, handoff or l7")
+                configuration.mode = try value.parsed("l4, handoff or l7", Mode.init(rawValue:))
             case "listen":
-                configuration.listen = try parsed({ ServiceEndpoint($0, allowingAnyPort: true) }, "HOST:PORT")
+                configuration.listen = try value.listenAddress()
             case "balance":
-                configuration.balance = try parsed(
-                    BalancePolicy.init(rawValue:),
-                    BalancePolicy.allCases.map(\.rawValue).joined(separator: ", ")
-                )
+                configuration.balance = try value.choice(BalancePolicy.self)
             case "backends":
-                configuration.backends = try list().map { text in
+                configuration.backends = try value.strings().map { (text) throws(ConfigurationError) in
                     guard let backend = BackendSpec(text) else {
-                        throw fail(value, key, "'\(text)' is not [GROUP=]HOST:PORT|unix:PATH[@WEIGHT]")
+                        throw value.refused("'\(text)' is not [GROUP=]HOST:PORT|unix:PATH[@WEIGHT]")
                     }
                     return backend
                 }
             case "discover":
-                configuration.discover = try list().map { text in
+                configuration.discover = try value.strings().map { (text) throws(ConfigurationError) in
                     guard let discovery = Discovery(text) else {
-                        throw fail(value, key, "'\(text)' is not [GROUP=]NAME[@WEIGHT]")
+                        throw value.refused("'\(text)' is not [GROUP=]NAME[@WEIGHT]")
                     }
                     return discovery
                 }
             case "endpoints":
-                configuration.endpoints = try parsed({ ServiceEndpoint($0) }, "HOST:PORT")
+                configuration.endpoints = try value.address()
             case "routes":
-                configuration.routes = try list().map { text in
+                configuration.routes = try value.strings().map { (text) throws(ConfigurationError) in
                     guard let route = HTTPRoute(text) else {
-                        throw fail(
-                            value,
-                            key,
-                            "'\(text)' is not 'host=NAME path=/PREFIX header=NAME:VALUE group=GROUP'"
-                        )
+                        throw value.refused("'\(text)' is not 'host=NAME path=/PREFIX header=NAME:VALUE group=GROUP'")
                     }
                     return route
                 }
             case "health_check":
-                configuration.healthCheck = try parsed(HealthCheck.init, "tcp or http:/PATH")
+                configuration.healthCheck = try value.parsed("tcp or http:/PATH", HealthCheck.init)
             case "health_interval":
-                configuration.healthInterval = try seconds()
+                configuration.healthInterval = try value.seconds()
             case "slow_start":
-                configuration.slowStart = try seconds()
+                configuration.slowStart = try value.seconds()
             case "max_connections":
-                guard let limit = value.int, limit >= 1 else { throw fail(value, key, "must be a whole number >= 1") }
-                configuration.maxConnections = limit
+                configuration.maxConnections = try value.integer(in: 1...Int.max)
             case "sticky_cookie":
-                configuration.stickyCookie = try string()
+                configuration.stickyCookie = try value.string()
             case "client_timeout":
-                configuration.clientTimeout = try seconds()
+                configuration.clientTimeout = try value.seconds()
             case "backend_timeout":
-                configuration.backendTimeout = try seconds()
+                configuration.backendTimeout = try value.seconds()
             case "threads":
-                guard let threads = value.int, threads >= 1 else {
-                    throw fail(value, key, "must be a whole number >= 1")
-                }
-                configuration.threads = threads
+                configuration.threads = try value.integer(in: 1...Int.max)
             case "control":
-                configuration.control = try string()
+                configuration.control = try value.string()
             default:
-                throw fail(keyNode, key, "unknown setting; see Examples/switch.yaml for the ones there are")
+                throw key.refused("unknown setting; see Examples/switch.yaml for the ones there are")
             }
         }
-        if let problem = configuration.problem() { throw fail(root, nil, problem) }
+        if let problem = configuration.problem() { throw file.root.refused(problem) }
         return configuration
-    }
-}
-
-/// A configuration file that cannot be used, with where and why.
-public struct SwitchConfigurationError: Error, CustomStringConvertible {
-    public var file: String
-    public var line: Int?
-    public var field: String?
-    public var message: String
-
-    public var description: String {
-        var place = self.file
-        if let line { place += ":\(line)" }
-        if let field { place += " (\(field))" }
-        return "\(place): \(self.message)"
     }
 }

@@ -1,8 +1,8 @@
+import FerryConfiguration
 import FerryEndpoints
 import Logging
 import NIOConcurrencyHelpers
 import ServiceLifecycle
-import UnixSignals
 
 /// A switch as `ferry switch` runs it: built from a ``SwitchConfiguration``, rebuilt when the
 /// configuration changes, without dropping an established connection.
@@ -20,10 +20,9 @@ public final class SwitchRunner: Service, Sendable {
     }
 
     public let listener: SwitchListener
-    private let configurationFile: String?
     /// SIGHUP, trapped from the start: one that came between telling the world the switch is up
     /// and ``run()`` would otherwise end the process.
-    private let hangups: UnixSignalsSequence?
+    private let hangups: HangupReload?
     private let logger: Logger
     private let state: NIOLockedValueBox<State>
 
@@ -35,13 +34,11 @@ public final class SwitchRunner: Service, Sendable {
 
     private init(
         listener: SwitchListener,
-        configurationFile: String?,
-        hangups: UnixSignalsSequence?,
+        hangups: HangupReload?,
         logger: Logger,
         state: State
     ) {
         self.listener = listener
-        self.configurationFile = configurationFile
         self.hangups = hangups
         self.logger = logger
         self.state = NIOLockedValueBox(state)
@@ -76,10 +73,11 @@ public final class SwitchRunner: Service, Sendable {
             await directory.close()
         }
         let first = try Self.make(configuration, discovered: discovered, listener: listener, logger: logger)
+        var hangups: HangupReload?
+        if let configurationFile { hangups = await HangupReload(path: configurationFile) }
         return SwitchRunner(
             listener: listener,
-            configurationFile: configurationFile,
-            hangups: configurationFile == nil ? nil : await UnixSignalsSequence(trapping: .sighup),
+            hangups: hangups,
             logger: logger,
             state: State(configuration: configuration, current: first, discovered: discovered)
         )
@@ -114,15 +112,9 @@ public final class SwitchRunner: Service, Sendable {
 
     public func run() async throws {
         await withTaskGroup(of: Void.self) { group in
-            if let file = self.configurationFile, let hangups = self.hangups {
+            if let hangups = self.hangups {
                 group.addTask {
-                    for await _ in hangups {
-                        do {
-                            try self.reload(try SwitchConfiguration.load(path: file))
-                        } catch {
-                            self.logger.error("reload refused, the running configuration stays: \(error)")
-                        }
-                    }
+                    await hangups.run(logger: self.logger) { try self.reload(SwitchConfiguration.load(path: $0)) }
                 }
             }
             for discovery in self.configuration.discover {

@@ -1,3 +1,4 @@
+import FerryConfiguration
 import FerryEndpoints
 import FerrySuperserver
 import Foundation
@@ -119,7 +120,7 @@ struct TestSocket: Equatable {
         do {
             _ = try SuperserverConfiguration.parse(yaml, file: "test.yaml")
             Issue.record("accepted:\n\(yaml)")
-        } catch let error as SuperserverConfigurationError {
+        } catch let error as ConfigurationError {
             #expect(error.line == line, "\(error)")
             #expect(error.field == field, "\(error)")
             #expect("\(error)".hasPrefix("test.yaml:\(line)"))
@@ -315,7 +316,7 @@ struct TestSocket: Equatable {
         #expect(established.receive(atLeast: 7) == "before\n")
         let echoing = try #require(TestSocket(port: echoPort))
 
-        #expect(throws: SuperserverConfigurationError.self) {
+        #expect(throws: ConfigurationError.self) {
             try superserver.reload(try SuperserverConfiguration.parse("services:\n  - name: broken\n"))
         }
         #expect(superserver.bound.map(\.name) == ["cat", "echo"], "a refused reload changes nothing")

@@ -1,3 +1,4 @@
+import FerryConfiguration
 import FerryEndpoints
 import FerrySwitch
 import Foundation
@@ -145,7 +146,7 @@ import Testing
             ("mode: handoff\nbackends: [127.0.0.1:1]\n", "unix:PATH"),
         ]
         for (text, expected) in bad {
-            #expect(throws: SwitchConfigurationError.self) { try SwitchConfiguration.parse(text, file: "s.yaml") }
+            #expect(throws: ConfigurationError.self) { try SwitchConfiguration.parse(text, file: "s.yaml") }
             do {
                 _ = try SwitchConfiguration.parse(text, file: "s.yaml")
             } catch {
