@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "FerrySwitch", targets: ["FerrySwitch"]),
         .library(name: "FerryObjects", targets: ["FerryObjects"]),
         .library(name: "FerryClient", targets: ["FerryClient"]),
+        .library(name: "FerryExamples", targets: ["FerryExamples"]),
         .library(name: "FerryMigration", targets: ["FerryMigration"]),
         .library(name: "FerryNode", targets: ["FerryNode"]),
     ],
@@ -171,6 +172,16 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The counter of the README and of `ferry up`, native and wasm, with its generated stubs.
+        .target(
+            name: "FerryExamples",
+            dependencies: [
+                "FerryClient",
+                "FerryObjects",
+                "FerryWire",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
+        ),
         .target(
             name: "FerryMigration",
             dependencies: [
@@ -204,6 +215,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 "FerryKV",
+                "FerryExamples",
             ]
         ),
         .target(
@@ -227,6 +239,7 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 "FerryKV",
                 "FerrySuperserver",
+                "FerryExamples",
             ]
         ),
         .executableTarget(name: "ferry", dependencies: ["FerryCommands"]),
@@ -248,6 +261,7 @@ let package = Package(
                 "FerryKV",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                "FerryExamples",
             ],
             path: "Benchmarks/Sources/ferry-bench"
         ),
@@ -357,6 +371,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                "FerryExamples",
             ]
         ),
         .testTarget(
@@ -392,6 +407,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 "FerryKV",
+                "FerryExamples",
             ]
         ),
     ]

@@ -50,5 +50,5 @@ done
     od -An -v -tx1 counter_object.wasm | sed -e 's/ \([0-9a-f][0-9a-f]\)/ 0x\1,/g' -e 's/^ */        /' -e 's/,$/,/'
     echo "    ]"
     echo "}"
-} >../Sources/FerryObjects/Examples/CounterGuest.swift
-echo "wrote Sources/FerryObjects/Examples/CounterGuest.swift"
+} >../Sources/FerryExamples/CounterGuest.swift
+echo "wrote Sources/FerryExamples/CounterGuest.swift"

@@ -1,6 +1,7 @@
 import ArgumentParser
 import FerryClient
 import FerryEndpoints
+import FerryExamples
 import FerryGuest
 import FerryObjects
 import FerryWire

@@ -1,4 +1,5 @@
 import FerryEndpoints
+import FerryExamples
 import FerryGuest
 import FerryKV
 import FerryObjects

@@ -1,4 +1,5 @@
 import FerryClient
+import FerryExamples
 import FerryObjects
 import FerryWire
 import Foundation

@@ -1,3 +1,4 @@
+import FerryExamples
 import FerryGuest
 import FerryObjects
 import FerryWire

@@ -25,12 +25,20 @@ import Testing
     /// nobody edits them by hand and they never lag the interface.
     @Test func theCommittedStubsAreWhatTheGeneratorWrites() throws {
         let wit = try Self.read("Interfaces/counter.wit")
-        let server = try StubGenerator.server(wit: wit, source: "Interfaces/counter.wit", imports: ["FerryWire"])
-        let client = try StubGenerator.client(wit: wit, source: "Interfaces/counter.wit", imports: ["FerryWire"])
+        let server = try StubGenerator.server(
+            wit: wit,
+            source: "Interfaces/counter.wit",
+            imports: ["FerryObjects", "FerryWire"]
+        )
+        let client = try StubGenerator.client(
+            wit: wit,
+            source: "Interfaces/counter.wit",
+            imports: ["FerryClient", "FerryWire"]
+        )
         let regenerate =
-            "swift run ferry objects stubs Interfaces/counter.wit --server Sources/FerryObjects/Examples/CounterObject.swift --client Sources/FerryClient/CounterStub.swift --server-import FerryWire --client-import FerryWire"
-        #expect(try Self.read("Sources/FerryObjects/Examples/CounterObject.swift") == server, "run: \(regenerate)")
-        #expect(try Self.read("Sources/FerryClient/CounterStub.swift") == client, "run: \(regenerate)")
+            "swift run ferry objects stubs Interfaces/counter.wit --server Sources/FerryExamples/CounterObject.swift --client Sources/FerryExamples/CounterStub.swift --server-import FerryObjects --server-import FerryWire --client-import FerryClient --client-import FerryWire"
+        #expect(try Self.read("Sources/FerryExamples/CounterObject.swift") == server, "run: \(regenerate)")
+        #expect(try Self.read("Sources/FerryExamples/CounterStub.swift") == client, "run: \(regenerate)")
     }
 
     @Test func argumentsComeByPositionOrByName() throws {

@@ -1,5 +1,6 @@
 import FerryClient
 import FerryEndpoints
+import FerryExamples
 import FerryObjects
 import FerryWire
 import Foundation

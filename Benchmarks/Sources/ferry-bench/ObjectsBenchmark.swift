@@ -10,6 +10,7 @@
 //       latency of a call that activates a persistent object, against one to an active object
 import FerryClient
 import FerryEndpoints
+import FerryExamples
 import FerryObjects
 import FerryWire
 import Foundation

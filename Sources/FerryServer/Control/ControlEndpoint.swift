@@ -1,7 +1,6 @@
 import FerryWire
 import Logging
 import NIOCore
-import NIOPosix
 
 /// The server's out-of-band endpoint: a separate port, speaking FerryWire, that takes
 /// "cancel request R of connection C" (and `stats`, `ping`) while the data port is busy.
@@ -25,18 +24,12 @@ final class ControlEndpoint: Sendable {
         metrics: ServerMetrics,
         logger: Logger
     ) async throws -> ControlEndpoint {
-        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addFrameCodec(maxPayloadLength: 64 * 1024, logger: logger)
-                    try channel.pipeline.syncOperations.addHandler(
-                        ControlHandler(registry: registry, metrics: metrics, logger: logger)
-                    )
-                }
-            }
-            .bind(host: host, port: port)
-            .get()
+        let channel = try await bindFerryWireServer(
+            host: host,
+            port: port,
+            maxPayloadLength: 64 * 1024,
+            logger: logger
+        ) { ControlHandler(registry: registry, metrics: metrics, logger: logger) }
         return ControlEndpoint(channel: channel)
     }
 

@@ -1,6 +1,7 @@
 // swift-format-ignore-file
 // Generated from Interfaces/counter.wit by `ferry objects stubs`. Do not edit: change the .wit file and generate again.
 
+import FerryClient
 import FerryWire
 
 /// Calls an object that implements the WIT interface `counter`, wherever it is active:

@@ -1,4 +1,4 @@
-import FerryWire
+import FerryObjects
 import NIOConcurrencyHelpers
 
 /// The counter of the README and of `ferry up`, in Swift: it implements the WIT interface in

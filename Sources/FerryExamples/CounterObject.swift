@@ -1,6 +1,7 @@
 // swift-format-ignore-file
 // Generated from Interfaces/counter.wit by `ferry objects stubs`. Do not edit: change the .wit file and generate again.
 
+import FerryObjects
 import FerryWire
 
 /// The WIT interface `counter`, as servants check calls against it.
