@@ -1,0 +1,134 @@
+import FerryHTTP
+import NIOCore
+
+/// What the switch takes from a request head: enough to route it, frame its body and send it on,
+/// with the head as the backend gets it already written.
+struct RequestStart {
+    var method: String
+    /// The target's path, without the query: the content LARD goes by.
+    var path: String
+    var minorVersion: Int
+    var fields: ForwardedFields
+    var outside: Set<Int>
+    var sticky: Int?
+    var head: ByteBuffer
+
+    static let repeatableMethods: Set<String> = ["GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"]
+
+    /// Reads a request head from its raw bytes: the request line and fields are checked, and the
+    /// head for the backend is written (fields passed on as they came, hop-by-hop ones dropped,
+    /// the client's address added to X-Forwarded-For).
+    init(
+        _ raw: UnsafeRawBufferPointer,
+        parser: HTTPRequestParser,
+        plan: RoutingPlan,
+        client: String
+    ) throws(HTTPRequestParser.Error) {
+        let line = try HTTPRequestParser.requestLine(raw)
+        let fields = try ForwardedFields(raw, from: line.fieldsStart, parser: parser)
+        if line.minorVersion == 1, !fields.hasHost { throw .missingHost }
+        let target = UnsafeRawBufferPointer(rebasing: raw[line.target])
+        let pathEnd = target.firstIndex(of: UInt8(ascii: "?")) ?? target.count
+        let path = HTTPRequestParser.text(raw, line.target.lowerBound..<line.target.lowerBound + pathEnd)
+        self.outside =
+            plan.routes.isEmpty
+            ? plan.outsideDefault
+            : plan.outside(host: fields.host(in: raw), path: path[...]) { fields.values($0, in: raw) }
+        self.sticky = plan.options.stickyCookie == nil ? nil : plan.stickyBackend(fields.values("cookie", in: raw))
+
+        var head = ByteBuffer()
+        head.reserveCapacity(raw.count + 64)
+        head.writeBytes(UnsafeRawBufferPointer(rebasing: raw[line.method]))
+        head.writeStaticString(" ")
+        head.writeBytes(target)
+        head.writeStaticString(" HTTP/1.1\r\n")
+        fields.writePassedOn(raw, to: &head, exceptForwardedFor: true)
+        if fields.acceptsTrailers { head.writeStaticString("TE: trailers\r\nConnection: TE\r\n") }
+        head.writeStaticString("X-Forwarded-For: ")
+        if let earlier = fields.forwardedFor {
+            head.writeString(earlier)
+            head.writeStaticString(", ")
+        }
+        head.writeString(client)
+        head.writeStaticString("\r\n\r\n")
+        self.method = HTTPRequestParser.text(raw, line.method)
+        self.path = path
+        self.minorVersion = line.minorVersion
+        self.fields = fields
+        self.head = head
+    }
+
+    /// Where the request's body ends, or why the request is refused (400): anything a smuggler
+    /// could use — two Content-Lengths, Content-Length with Transfer-Encoding, a coding that does
+    /// not end in chunked — is refused.
+    func bodyFraming() -> Result<BodyFraming, RequestRefusal> {
+        let fields = self.fields
+        if fields.contentLengthCount > 1 { return .failure(RequestRefusal("more than one Content-Length header")) }
+        if !fields.contentLengthIsNumber { return .failure(RequestRefusal("Content-Length is not a number")) }
+        if !fields.transferEncoding.isEmpty {
+            guard fields.contentLengthCount == 0 else {
+                return .failure(RequestRefusal("\(HTTPRequestParser.Error.conflictingBodyLength)"))
+            }
+            guard fields.endsChunked, self.minorVersion == 1 else {
+                return .failure(
+                    RequestRefusal(
+                        "Transfer-Encoding must end in chunked (HTTP/1.1), got '\(fields.transferEncoding.joined(separator: ", "))'"
+                    )
+                )
+            }
+            return .success(.chunked())
+        }
+        if let length = fields.contentLength, length > 0 { return .success(BodyFraming(.length(remaining: length))) }
+        return .success(BodyFraming(.complete))
+    }
+}
+
+/// Why a request head is answered 400.
+struct RequestRefusal: Error {
+    let message: String
+    init(_ message: String) { self.message = message }
+}
+
+/// What the switch takes from an answer's head, with the head as the client gets it.
+struct ResponseStart {
+    var status: Int
+    var minorVersion: Int
+    var fields: ForwardedFields
+    /// The status line and the fields passed on, without the end of the head: what the switch
+    /// adds for this hop follows.
+    var head: ByteBuffer
+
+    /// Reads an answer's head from its raw bytes and writes the head the client gets.
+    init(_ raw: UnsafeRawBufferPointer, parser: HTTPRequestParser) throws(HTTPRequestParser.Error) {
+        let line = try HTTPResponseParser.statusLine(raw)
+        let fields = try ForwardedFields(raw, from: line.fieldsStart, parser: parser)
+        if fields.contentLengthCount > 1 || (fields.contentLengthCount > 0 && !fields.transferEncoding.isEmpty)
+            || !fields.contentLengthIsNumber
+        {
+            throw .conflictingBodyLength
+        }
+        var head = ByteBuffer()
+        head.reserveCapacity(raw.count + 64)
+        head.writeStaticString("HTTP/1.1 ")
+        head.writeBytes(UnsafeRawBufferPointer(rebasing: raw[9..<12]))  // the status code
+        head.writeStaticString(" ")
+        head.writeBytes(UnsafeRawBufferPointer(rebasing: raw[line.reason]))
+        head.writeStaticString("\r\n")
+        if line.status >= 200 { fields.writePassedOn(raw, to: &head, exceptForwardedFor: false) }
+        self.status = line.status
+        self.minorVersion = line.minorVersion
+        self.fields = fields
+        self.head = head
+    }
+
+    /// Where the answer's body ends: nothing for HEAD, 204 and 304, else by its framing, or at
+    /// the backend's close when it gives none.
+    func bodyFraming(method: String) -> BodyFraming {
+        if method == "HEAD" || self.status == 204 || self.status == 304 { return BodyFraming(.complete) }
+        if !self.fields.transferEncoding.isEmpty { return .chunked() }
+        if let length = self.fields.contentLength {
+            return BodyFraming(length == 0 ? .complete : .length(remaining: length))
+        }
+        return BodyFraming(.untilClose)
+    }
+}

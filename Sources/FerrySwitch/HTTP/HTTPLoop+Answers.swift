@@ -1,0 +1,184 @@
+import FerryHTTP
+import NIOCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The answer side of an exchange: passing the backend's answer on, and what a failing backend
+/// leaves the client.
+extension HTTPLoop {
+    /// Parses the answer's head and passes on what of its body has come. Returns whether it did anything.
+    func advanceResponse(_ exchange: HTTPExchange, _ upstream: Upstream) -> Bool {
+        guard upstream.input.readableBytes > 0 else { return false }
+        if upstream.status == nil {
+            let head: ResponseStart
+            do {
+                guard let raw = try upstream.parser.nextHead(&upstream.input) else { return false }
+                let parsed = try raw.withUnsafeReadableBytes { raw throws(HTTPRequestParser.Error) in
+                    try ResponseStart(raw, parser: upstream.parser.fieldRules)
+                }
+                head = parsed
+            } catch {
+                self.logger.warning(
+                    "switch: backend \(self.balancer.backends[upstream.backend].spec.address) answered \(exchange.method) \(exchange.content) with something that is not HTTP: \(error)"
+                )
+                self.failUpstream(
+                    exchange,
+                    status: 502,
+                    reason: "Bad Gateway",
+                    "the backend's answer was not valid HTTP"
+                )
+                return true
+            }
+            self.startResponse(exchange, upstream, head)
+            guard exchange.upstream === upstream else { return true }
+        }
+        guard upstream.input.readableBytes > 0, !upstream.body.isComplete else {
+            if upstream.body.isComplete, upstream.status != nil { self.finishResponse(exchange, upstream) }
+            return true
+        }
+        do {
+            let taken = try upstream.input.withUnsafeReadableBytes { bytes throws(BodyFraming.Failure) in
+                try upstream.body.consume(bytes)
+            }
+            var slice = upstream.input.readSlice(length: taken)!
+            if exchange.passing.readableBytes == 0 {
+                // Passed on from the backend's own buffer: no copy.
+                exchange.passing = slice
+            } else {
+                exchange.output.writeBuffer(&slice)
+                upstream.input.discardReadBytes()
+            }
+        } catch {
+            self.logger.warning("switch: backend \(self.balancer.backends[upstream.backend].spec.address): \(error)")
+            self.close(exchange)
+            return true
+        }
+        if upstream.body.isComplete { self.finishResponse(exchange, upstream) }
+        return true
+    }
+
+    /// Queues the answer's head for the client, with what this hop adds.
+    private func startResponse(_ exchange: HTTPExchange, _ upstream: Upstream, _ start: ResponseStart) {
+        if start.status == 101 {
+            // The switch passes no Upgrade on, so a switch of protocols is the backend's mistake.
+            return self.failUpstream(
+                exchange,
+                status: 502,
+                reason: "Bad Gateway",
+                "the backend switched protocols unasked"
+            )
+        }
+        var head = start.head
+        if start.status < 200 {
+            // 100 Continue and the like go straight on; the real answer follows.
+            exchange.settlePassing()
+            head.writeStaticString("\r\n")
+            exchange.output.writeBuffer(&head)
+            return
+        }
+        upstream.body = start.bodyFraming(method: exchange.method)
+        upstream.keepAlive =
+            start.fields.keepAlive(minorVersion: start.minorVersion) && upstream.body.kind != .untilClose
+        exchange.state.responseStarted(
+            untilClose: upstream.body.kind == .untilClose,
+            requestComplete: exchange.requestBody.isComplete,
+            retiring: self.retiring.load(ordering: .relaxed),
+            now: self.clock()
+        )
+        upstream.status = start.status
+        if let token = exchange.setCookie, let name = self.plan.options.stickyCookie {
+            head.writeString("Set-Cookie: \(name)=\(token); Path=/; HttpOnly\r\n")
+        }
+        if !exchange.state.clientKeepAlive {
+            head.writeStaticString("Connection: close\r\n")
+        } else if exchange.minorVersion == 0 {
+            head.writeStaticString("Connection: keep-alive\r\n")
+        }
+        head.writeStaticString("\r\n")
+        exchange.settlePassing()
+        exchange.output.writeBuffer(&head)
+    }
+
+    /// The answer is complete: the backend connection goes back to the pool (if it can be
+    /// reused) and the client's next request may start.
+    private func finishResponse(_ exchange: HTTPExchange, _ upstream: Upstream) {
+        self.dropUpstream(exchange, reusable: upstream.keepAlive && exchange.requestBody.isComplete)
+        exchange.state.responseFinished(clientEnded: exchange.clientEnded, now: self.clock())
+    }
+
+    /// The backend closed its side.
+    func upstreamEnded(_ exchange: HTTPExchange, _ upstream: Upstream) {
+        if upstream.status != nil, upstream.body.kind == .untilClose {
+            // The answer ran until close, as it said it would: whatever came is all of it.
+            _ = self.advanceResponse(exchange, upstream)
+            upstream.body = BodyFraming(.complete)
+            upstream.keepAlive = false
+            self.finishResponse(exchange, upstream)
+            return
+        }
+        if upstream.status != nil, upstream.input.readableBytes > 0 {
+            _ = self.advanceResponse(exchange, upstream)
+            if exchange.upstream !== upstream { return }
+        }
+        self.upstreamFailed(exchange, reason: "it closed the connection before answering in full")
+    }
+
+    /// The backend connection broke: the request goes to another backend if nothing of the
+    /// answer was sent and it may be repeated; else the client gets 502 (or, mid-answer, a close).
+    func upstreamFailed(_ exchange: HTTPExchange, reason: String) {
+        guard let upstream = exchange.upstream else { return }
+        let address = self.balancer.backends[upstream.backend].spec.address
+        self.dropUpstream(exchange, reusable: false)
+        let action = exchange.state.backendFailed(upstream.backend, reused: upstream.reused)
+        switch action {
+        case .close:
+            self.logger.warning(
+                "switch: backend \(address) broke off its answer to \(exchange.method) \(exchange.content): \(reason)"
+            )
+        case .retry where !upstream.reused:
+            self.logger.warning(
+                "switch: backend \(address) failed \(exchange.method) \(exchange.content) (\(reason)); trying another backend"
+            )
+        case .refuse:
+            self.logger.warning(
+                "switch: backend \(address) failed \(exchange.method) \(exchange.content) (\(reason)); it may not be repeated"
+            )
+        default:
+            // A pooled connection its backend had closed says nothing of the backend.
+            break
+        }
+        self.apply(action, to: exchange)
+    }
+
+    /// Answers `status` for a backend whose answer cannot be passed on, unless part of the real
+    /// answer is already out.
+    func failUpstream(_ exchange: HTTPExchange, status: Int, reason: String, _ message: String) {
+        self.dropUpstream(exchange, reusable: false)
+        self.apply(exchange.state.backendUnusable(status: status, reason: reason, message: message), to: exchange)
+    }
+
+    func backendUnreachable(_ backend: Int, reason: String) {
+        self.balancer.connectFailed(backend)
+        self.logger.warning(
+            "switch: connect to backend \(self.balancer.backends[backend].spec.address) failed (\(reason)); out of rotation until a health check passes"
+        )
+    }
+
+    /// Detaches the exchange's backend connection: into the idle pool, or closed.
+    func dropUpstream(_ exchange: HTTPExchange, reusable: Bool) {
+        guard let upstream = exchange.upstream else { return }
+        exchange.upstream = nil
+        self.balancer.release(upstream.backend)
+        if reusable, upstream.input.readableBytes == 0,
+            self.idle[upstream.backend].count < self.plan.options.idlePerBackend
+        {
+            self.idle[upstream.backend].append(upstream.fd)
+            self.owners[upstream.fd] = .idle(backend: upstream.backend)
+        } else {
+            self.owners[upstream.fd] = nil
+            Glibc.close(upstream.fd)
+        }
+    }
+}

@@ -1,0 +1,102 @@
+import FerryPosix
+import NIOCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Reading and writing an exchange's sockets, edge-triggered.
+extension HTTPLoop {
+
+    enum ReadResult { case data, end, wouldBlock, failed }
+    enum FlushResult { case moved, idle, failed }
+
+    /// Reads what the socket has, unless it is known to have nothing: a read that came back
+    /// short emptied it, and whatever arrives next brings a new edge.
+    func read(_ fd: CInt, _ ready: inout EdgeReadiness, into buffer: inout ByteBuffer) -> ReadResult {
+        guard ready.readable else { return .wouldBlock }
+        buffer.reserveCapacity(minimumWritableBytes: Self.readSize)
+        let count = buffer.withUnsafeMutableWritableBytes { bytes in
+            Glibc.read(fd, bytes.baseAddress, min(bytes.count, Self.readSize))
+        }
+        if count > 0 {
+            buffer.moveWriterIndex(forwardBy: count)
+            if count < Self.readSize { ready.readable = false }
+            return .data
+        }
+        if count == 0 { return .end }
+        guard errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR else { return .failed }
+        ready.readable = false
+        return .wouldBlock
+    }
+
+    /// Writes the client's output and then the body passed on from a backend, in one call.
+    func flushClient(_ exchange: HTTPExchange) -> FlushResult {
+        guard exchange.passing.readableBytes > 0 else {
+            return self.flush(&exchange.output, to: exchange.client, &exchange.clientReady)
+        }
+        guard exchange.clientReady.writable else { return .idle }
+        let headCount = exchange.output.readableBytes
+        let sent = exchange.output.withUnsafeReadableBytes { head in
+            exchange.passing.withUnsafeReadableBytes { body in
+                var parts = [
+                    iovec(iov_base: UnsafeMutableRawPointer(mutating: head.baseAddress), iov_len: head.count),
+                    iovec(iov_base: UnsafeMutableRawPointer(mutating: body.baseAddress), iov_len: body.count),
+                ]
+                return parts.withUnsafeMutableBufferPointer { parts in
+                    var message = msghdr()
+                    message.msg_iov = parts.baseAddress! + (head.count == 0 ? 1 : 0)
+                    message.msg_iovlen = head.count == 0 ? 1 : 2
+                    return sendmsg(exchange.client, &message, CInt(MSG_NOSIGNAL))
+                }
+            }
+        }
+        guard sent > 0 else {
+            guard sent < 0, errno != EAGAIN, errno != EWOULDBLOCK, errno != EINTR else {
+                exchange.clientReady.writable = false
+                return .idle
+            }
+            return .failed
+        }
+        let fromHead = min(sent, headCount)
+        exchange.output.moveReaderIndex(forwardBy: fromHead)
+        if exchange.output.readableBytes == 0 { exchange.output.clear() }
+        exchange.passing.moveReaderIndex(forwardBy: sent - fromHead)
+        if exchange.passing.readableBytes == 0 {
+            // The backend's buffer is its own again: the next read reuses it without a copy.
+            exchange.passing = ByteBuffer()
+            if let upstream = exchange.upstream {
+                if upstream.input.readableBytes == 0 {
+                    upstream.input.clear()
+                } else {
+                    upstream.input.discardReadBytes()
+                }
+            }
+        } else {
+            exchange.clientReady.writable = false
+        }
+        return .moved
+    }
+
+    /// Writes what is waiting, unless the socket is known to be full.
+    func flush(_ buffer: inout ByteBuffer, to fd: CInt, _ ready: inout EdgeReadiness) -> FlushResult {
+        guard buffer.readableBytes > 0, ready.writable else { return .idle }
+        let sent = buffer.withUnsafeReadableBytes { bytes in
+            send(fd, bytes.baseAddress, bytes.count, CInt(MSG_NOSIGNAL))
+        }
+        if sent > 0 {
+            buffer.moveReaderIndex(forwardBy: sent)
+            if buffer.readableBytes == 0 {
+                buffer.clear()
+            } else {
+                ready.writable = false
+            }
+            return .moved
+        }
+        guard sent < 0, errno != EAGAIN, errno != EWOULDBLOCK, errno != EINTR else {
+            ready.writable = false
+            return .idle
+        }
+        return .failed
+    }
+}

@@ -1,0 +1,272 @@
+import CFerryLinux
+import FerryPosix
+import Logging
+import NIOCore
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One l7 switch thread: its clients, their backend connections and its idle pool. It owns the
+/// sockets and drives each exchange's bytes; what each event means for the exchange (deadlines,
+/// retries, refusals, closing) is its ``ExchangeState``'s to decide.
+final class HTTPLoop: SwitchLoop, @unchecked Sendable {
+    // Sendable: everything mutable is touched only by this loop's thread, after `start`.
+    enum Owner {
+        case client(HTTPExchange)
+        case upstream(HTTPExchange)
+        case idle(backend: Int)
+    }
+
+    let thread: SwitchThread
+    let balancer: Balancer
+    let addresses: [SocketAddress]
+    let plan: RoutingPlan
+    let logger: Logger
+    /// Monotonic nanoseconds; passed in so that tests of the rules need no waiting.
+    let clock: @Sendable () -> UInt64
+    let timeouts: ExchangeState.Timeouts
+    /// Who each descriptor belongs to.
+    @exclusivity(unchecked) var owners = DescriptorTable<Owner>()
+    @exclusivity(unchecked) var idle: [[CInt]]
+    @exclusivity(unchecked) var clients: [CInt: HTTPExchange] = [:]
+    /// Retired by a reload: no keep-alive beyond the answer in progress.
+    let retiring = Atomic(false)
+    /// Bytes a connection may have waiting to be written before its source stops being read.
+    static let outputLimit = 256 << 10
+    static let readSize = 64 << 10
+
+    init(
+        thread: SwitchThread,
+        balancer: Balancer,
+        addresses: [SocketAddress],
+        plan: RoutingPlan,
+        logger: Logger,
+        clock: @escaping @Sendable () -> UInt64 = MonotonicClock.nanoseconds
+    ) {
+        self.thread = thread
+        self.balancer = balancer
+        self.addresses = addresses
+        self.plan = plan
+        self.logger = logger
+        self.clock = clock
+        self.idle = Array(repeating: [], count: addresses.count)
+        self.timeouts = ExchangeState.Timeouts(
+            client: plan.options.clientTimeout.wholeNanoseconds,
+            backend: plan.options.backendTimeout.wholeNanoseconds
+        )
+    }
+
+    func start() throws {
+        try self.thread.start(
+            onListener: { self.acceptAll() },
+            onEvent: { fd, events in self.handle(fd, events) },
+            tick: 100,
+            onTick: { self.expire() },
+            onStop: {
+                for exchange in Array(self.clients.values) { self.close(exchange) }
+                for pool in self.idle { for fd in pool { Glibc.close(fd) } }
+            }
+        )
+    }
+
+    func stop() { self.thread.stop() }
+
+    func retire() {
+        self.retiring.store(true, ordering: .relaxed)
+        self.thread.retire { self.clients.isEmpty }
+    }
+
+    // MARK: Events
+
+    private func acceptAll() {
+        while let client = BoundSocket.accept(
+            on: self.thread.listener,
+            failed: { self.logger.warning("switch: \($0)") }
+        ) {
+            let exchange = HTTPExchange(
+                client: client,
+                clientAddress: PeerAddress.peer(of: client)?.bytes ?? [],
+                maxHeadLength: self.plan.options.maxHeadLength,
+                state: ExchangeState(timeouts: self.timeouts, now: self.clock())
+            )
+            do {
+                try self.thread.watch(
+                    client,
+                    EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLRDHUP.rawValue | EPOLLET.rawValue
+                )
+            } catch {
+                Glibc.close(client)
+                continue
+            }
+            self.owners[client] = .client(exchange)
+            self.clients[client] = exchange
+            self.drive(exchange)
+        }
+    }
+
+    private func handle(_ fd: CInt, _ events: UInt32) {
+        switch self.owners[fd] {
+        case .client(let exchange):
+            exchange.clientReady.note(events)
+            self.drive(exchange)
+        case .upstream(let exchange):
+            exchange.upstream?.ready.note(events)
+            self.drive(exchange)
+        case .idle(let backend):
+            // An idle connection has nothing to say: anything readable is its backend closing it.
+            guard events & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 else {
+                return
+            }
+            self.idle[backend].removeAll { $0 == fd }
+            self.owners[fd] = nil
+            Glibc.close(fd)
+        case nil:
+            break
+        }
+    }
+
+    /// Gives up on waits that ran past their deadline, and on idle connections once retiring.
+    private func expire() {
+        let now = self.clock()
+        let retiring = self.retiring.load(ordering: .relaxed)
+        for exchange in Array(self.clients.values) {
+            let action = exchange.state.expired(
+                now: now,
+                retiring: retiring,
+                hasRequestBytes: exchange.input.readableBytes > 0
+            )
+            guard let action else { continue }
+            if exchange.state.phase == .forwarding {
+                self.logger.warning("switch: backend took too long to answer \(exchange.method) \(exchange.content)")
+                self.dropUpstream(exchange, reusable: false)
+            }
+            self.apply(action, to: exchange)
+            if exchange.isOpen { self.drive(exchange) }
+        }
+    }
+
+    /// Does what the exchange's state decided.
+    func apply(_ action: ExchangeState.Action, to exchange: HTTPExchange) {
+        switch action {
+        case .close: self.close(exchange)
+        case .refuse(let status, let reason, let message):
+            self.refuse(exchange, status: status, reason: reason, message)
+        case .retry: self.connectUpstream(exchange)
+        case .shutdownWriting: shutdown(exchange.client, CInt(SHUT_WR))
+        }
+    }
+
+    // MARK: Driving an exchange
+
+    /// Makes every step the exchange's sockets allow, until none can be made: with
+    /// edge-triggered events, a step not taken now might not be signalled again.
+    func drive(_ exchange: HTTPExchange) {
+        var progress = true
+        while progress, exchange.isOpen {
+            progress = false
+            // Answers first: they free buffers and end requests.
+            switch self.flushClient(exchange) {
+            case .moved: progress = true
+            case .failed:
+                self.close(exchange)
+                return
+            case .idle: break
+            }
+            if exchange.state.phase == .closing {
+                if !exchange.hasOutput { self.linger(exchange) }
+                return
+            }
+            if let upstream = exchange.upstream {
+                if !upstream.connected {
+                    guard self.finishConnect(exchange, upstream) else { continue }
+                    progress = true
+                }
+                switch self.flush(&upstream.output, to: upstream.fd, &upstream.ready) {
+                case .moved: progress = true
+                case .failed:
+                    self.upstreamFailed(exchange, reason: "write failed: \(String(cString: strerror(errno)))")
+                    progress = true
+                    continue
+                case .idle: break
+                }
+                // While a body read from it is still being passed on, the backend's buffer is
+                // shared with the client's output, and more reads would have to copy it.
+                if upstream.status == nil || !upstream.body.isComplete,
+                    exchange.output.readableBytes < Self.outputLimit, exchange.passing.readableBytes == 0
+                {
+                    switch self.read(upstream.fd, &upstream.ready, into: &upstream.input) {
+                    case .data:
+                        progress = true
+                        if upstream.status != nil { exchange.state.responseProgressed(now: self.clock()) }
+                    case .end:
+                        self.upstreamEnded(exchange, upstream)
+                        progress = true
+                        continue
+                    case .failed:
+                        self.upstreamFailed(exchange, reason: String(cString: strerror(errno)))
+                        progress = true
+                        continue
+                    case .wouldBlock: break
+                    }
+                }
+                if self.advanceResponse(exchange, upstream) { progress = true }
+            }
+            let wantsRequestBytes =
+                exchange.state.phase == .awaitingRequest
+                || (exchange.state.phase == .forwarding && !exchange.requestBody.isComplete)
+            if wantsRequestBytes, !exchange.clientEnded, exchange.input.readableBytes < Self.outputLimit {
+                switch self.read(exchange.client, &exchange.clientReady, into: &exchange.input) {
+                case .data: progress = true
+                case .end:
+                    exchange.clientEnded = true
+                    progress = true
+                case .failed:
+                    self.close(exchange)
+                    return
+                case .wouldBlock: break
+                }
+            }
+            if self.advanceRequest(exchange) { progress = true }
+        }
+    }
+
+    /// Answers with an error of the switch's own and closes the connection once it is written.
+    func refuse(_ exchange: HTTPExchange, status: Int, reason: String, _ message: String) {
+        self.dropUpstream(exchange, reusable: false)
+        let body = "ferry switch: \(message)\n"
+        exchange.settlePassing()
+        exchange.output.writeString(
+            "HTTP/1.1 \(status) \(reason)\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
+        )
+        exchange.state.refused(now: self.clock())
+        self.logger.debug("switch: answered \(status) to \(exchange.clientText): \(message)")
+    }
+
+    /// After the last answer: the switch stops writing, and reads and drops what the client still
+    /// sends until it closes (or the deadline passes). Closing with unread bytes would reset the
+    /// connection, and a reset can destroy the answer before the client has read it.
+    private func linger(_ exchange: HTTPExchange) {
+        if let action = exchange.state.answerWritten() { self.apply(action, to: exchange) }
+        while true {
+            exchange.input.clear()
+            switch self.read(exchange.client, &exchange.clientReady, into: &exchange.input) {
+            case .data: continue
+            case .wouldBlock: return
+            case .end, .failed:
+                self.close(exchange)
+                return
+            }
+        }
+    }
+
+    func close(_ exchange: HTTPExchange) {
+        guard exchange.isOpen else { return }
+        exchange.isOpen = false
+        self.dropUpstream(exchange, reusable: false)
+        self.clients[exchange.client] = nil
+        self.owners[exchange.client] = nil
+        Glibc.close(exchange.client)
+    }
+}
