@@ -349,6 +349,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 "FerryConfiguration",
+                "FerryTestSupport",
             ]
         ),
         .testTarget(
@@ -408,6 +409,7 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 "FerryKV",
                 "FerryExamples",
+                "FerryTestSupport",
             ]
         ),
     ]

@@ -26,16 +26,23 @@ import FoundationNetworking
         private var lines: [String] = []
         private var pending = Data()
 
-        /// - Parameter mergingStandardError: read the process's log lines with its output.
-        init(_ arguments: [String], mergingStandardError: Bool = false) throws {
+        /// - Parameters:
+        ///   - mergingStandardError: read the process's log lines with its output.
+        ///   - wrapper: a program and its arguments that run `ferry` (strace, say).
+        init(_ arguments: [String], mergingStandardError: Bool = false, under wrapper: [String] = []) throws {
             guard let ferry = FerryProcessTests.ferry else {
                 throw CocoaError(
                     .fileNoSuchFile,
                     userInfo: [NSLocalizedDescriptionKey: "build the ferry executable first (swift build)"]
                 )
             }
-            self.process.executableURL = ferry
-            self.process.arguments = arguments
+            if let program = wrapper.first {
+                self.process.executableURL = URL(fileURLWithPath: program)
+                self.process.arguments = Array(wrapper.dropFirst()) + [ferry.path] + arguments
+            } else {
+                self.process.executableURL = ferry
+                self.process.arguments = arguments
+            }
             self.process.standardOutput = self.output
             self.process.standardError = mergingStandardError ? self.output : FileHandle.nullDevice
             try self.process.run()
@@ -95,7 +102,12 @@ import FoundationNetworking
     }
 
     @Test func upStartsANodeAndStopsOnCtrlC() async throws {
-        let node = try Running(["up", "--port", "0", "--control-port", "0"])
+        let data = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-up-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: data) }
+        let node = try Running([
+            "up", "--port", "0", "--control-port", "0", "--endpoints-port", "0", "--kv-port", "0", "--objects-port",
+            "0", "--data-dir", data.path,
+        ])
         let first = try #require(node.nextLine())
         #expect(first.hasPrefix("listening on 127.0.0.1:"))
         let address = String(first.dropFirst("listening on ".count))
@@ -200,6 +212,55 @@ import FoundationNetworking
             self.acknowledged.append(key)
             return self.acknowledged.count == threshold
         }
+    }
+
+    /// Each acknowledgement of a write leaves the server after the write-ahead log was synced:
+    /// the server runs under strace, which lists its syncs and its socket writes in order.
+    @Test(
+        .enabled(
+            if: FileManager.default.isExecutableFile(atPath: "/usr/bin/strace"),
+            "needs strace(1) to watch the server's system calls (apt-get install strace)"
+        )
+    )
+    func everyCommitIsSyncedBeforeItIsAcknowledged() async throws {
+        let data = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-sync-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: data) }
+        let trace = data.appendingPathComponent("trace").path
+        let server = try Running(
+            ["serve", "kv", "--db", data.appendingPathComponent("kv.sqlite").path, "--port", "0"],
+            under: [
+                "/usr/bin/strace", "-f", "-qq", "-yy", "-e", "trace=fsync,fdatasync,write,writev,sendmsg", "-o", trace,
+            ]
+        )
+        let address = try #require(server.nextLine().flatMap(listeningAddress))
+        let client = try await KVClient.connect(host: address.host, port: address.port)
+        let writes = 20
+        for index in 0..<writes { try await client.put("key\(index)", [UInt8(index)]) }
+        await client.close()
+        // strace blocks SIGTERM while it traces: the server itself, its child, is stopped.
+        let strace = server.process.processIdentifier
+        let children = try String(contentsOfFile: "/proc/\(strace)/task/\(strace)/children", encoding: .utf8)
+        for child in children.split(separator: " ").compactMap({ Int32($0) }) { kill(child, SIGTERM) }
+        server.process.waitUntilExit()
+        #expect(server.process.terminationStatus == 0, "strace exits as the server did: cleanly")
+
+        // In the order the kernel saw them: a sync of the log, or an answer on a TCP socket. A
+        // sync's line may be split by another thread's call; it counts from its start.
+        var syncedSinceLastAnswer = false
+        var answers = 0
+        var unsynced = 0
+        for line in try String(contentsOfFile: trace, encoding: .utf8).split(separator: "\n") {
+            if (line.contains("fdatasync(") || line.contains("fsync(")) && line.contains("kv.sqlite-wal") {
+                syncedSinceLastAnswer = true
+            } else if line.contains("TCP:[") && !line.contains("resumed>") {
+                answers += 1
+                if !syncedSinceLastAnswer { unsynced += 1 }
+                syncedSinceLastAnswer = false
+            }
+        }
+        #expect(answers >= writes, "strace saw the server answer each write")
+        #expect(unsynced == 0, "\(unsynced) of \(answers) answers left before the log was synced")
     }
 
     @Test func everyAcknowledgedWriteSurvivesKillNineAtRandomMoments() async throws {

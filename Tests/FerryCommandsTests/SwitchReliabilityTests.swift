@@ -1,4 +1,5 @@
 import FerryEndpoints
+import FerryTestSupport
 import Foundation
 import Testing
 
@@ -96,16 +97,6 @@ extension FerryProcessTests {
         return try JSONDecoder().decode(Stats.self, from: Data(line.utf8)).backends.map(\.up)
     }
 
-    private func waitUntil(_ deadline: Duration, _ condition: () throws -> Bool) rethrows -> Duration? {
-        let clock = ContinuousClock()
-        let start = clock.now
-        while clock.now - start < deadline {
-            if try condition() { return clock.now - start }
-            usleep(20_000)
-        }
-        return nil
-    }
-
     @Test func killingABackendUnderLoadFailsNoRequestAndItRejoinsWhenBack() throws {
         let directory = NSTemporaryDirectory() + "ferry-kill-\(UUID().uuidString.prefix(8))"
         defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -130,16 +121,18 @@ extension FerryProcessTests {
         #expect(front.nextLine() == "control on \(control)")
 
         let load = SteadyLoad(port: address.port, clients: 4)
-        _ = self.waitUntil(.seconds(10)) { load.answered >= 200 }
+        _ = waitUntil(within: .seconds(10)) { load.answered >= 200 }
         let victim = backends[1]
         #expect(victim.0.stop(SIGKILL) != 0)
-        let left = try self.waitUntil(.seconds(5)) { try self.backendsUp(control: control) == [true, false, true] }
+        let left = try waitUntil(within: .seconds(5)) { try self.backendsUp(control: control) == [true, false, true] }
         let answeredAtKill = load.answered
-        _ = self.waitUntil(.seconds(10)) { load.answered >= answeredAtKill + 300 }
+        _ = waitUntil(within: .seconds(10)) { load.answered >= answeredAtKill + 300 }
 
         backends[1] = try backend(port: victim.1)
-        let rejoined = try self.waitUntil(.seconds(5)) { try self.backendsUp(control: control) == [true, true, true] }
-        _ = self.waitUntil(.seconds(10)) { load.answered >= answeredAtKill + 600 }
+        let rejoined = try waitUntil(within: .seconds(5)) {
+            try self.backendsUp(control: control) == [true, true, true]
+        }
+        _ = waitUntil(within: .seconds(10)) { load.answered >= answeredAtKill + 600 }
         let (answered, failures) = load.stop()
 
         #expect(failures.isEmpty, "no request may fail: \(failures.prefix(5))")
@@ -169,8 +162,11 @@ extension FerryProcessTests {
         let file = directory + "/switch.yaml"
         func configure(_ text: String) throws { try Data(text.utf8).write(to: URL(fileURLWithPath: file)) }
         try configure("mode: l4\nlisten: 127.0.0.1:0\nbackends: [127.0.0.1:\(ports[0])]\n")
-        let front = try Running(["switch", "--config", file])
-        let address = try #require(front.nextLine().flatMap(listeningAddress))
+        // Its log lines too: the refusal of a bad file is the signal to wait for.
+        let front = try Running(["switch", "--config", file], mergingStandardError: true)
+        var listening: ServiceEndpoint?
+        while listening == nil, let line = front.nextLine() { listening = listeningAddress(line) }
+        let address = try #require(listening)
         func name(on fd: Int32) -> String { SteadyLoad.exchange(fd)?.body ?? "no answer" }
         let established = try #require(Self.connect(port: address.port))
         defer { close(established) }
@@ -178,7 +174,7 @@ extension FerryProcessTests {
 
         try configure("mode: l4\nlisten: 127.0.0.1:0\nbackends: [127.0.0.1:\(ports[1])]\n")
         kill(front.process.processIdentifier, SIGHUP)
-        let reloaded = self.waitUntil(.seconds(30)) {
+        let reloaded = waitUntil(within: .seconds(30)) {
             guard let fresh = Self.connect(port: address.port) else { return false }
             defer { close(fresh) }
             return name(on: fresh) == "two"
@@ -189,7 +185,14 @@ extension FerryProcessTests {
         // A bad file is refused; the running switch stays.
         try configure("mode: l4\nlisten: 127.0.0.1:0\nbackends: [not an address]\n")
         kill(front.process.processIdentifier, SIGHUP)
-        usleep(200_000)
+        var refusal: String?
+        while refusal == nil, let line = front.nextLine() {
+            if line.contains("reload refused") { refusal = line }
+        }
+        #expect(
+            refusal?.contains("backends") == true,
+            "the switch says why it refused the file: \(refusal ?? "no line")"
+        )
         let after = try #require(Self.connect(port: address.port))
         #expect(name(on: after) == "two")
         close(after)

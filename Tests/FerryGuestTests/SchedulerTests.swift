@@ -35,8 +35,10 @@ import WasmKit
             limits: GuestLimits(fuel: 2_000_000)
         )
         let worker = try Guests.load("worker")
-        let others = (0..<20).map { _ in scheduler.spawn(worker, export: "work", arguments: [.i32(2), .i32(50)]) }
-        for task in others { _ = try await task.value() }
+        let arguments: [Value] = [.i32(2), .i32(50)]
+        let expected = try GuestInstance(module: worker).invoke("work", arguments)
+        let others = (0..<20).map { _ in scheduler.spawn(worker, export: "work", arguments: arguments) }
+        for task in others { #expect(try await task.value() == expected, "each of the others finished its work") }
         await #expect(throws: GuestStop.outOfFuel(budget: 2_000_000)) { try await runaway.value() }
     }
 

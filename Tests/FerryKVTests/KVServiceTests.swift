@@ -156,7 +156,8 @@ import Testing
         }
     }
 
-    @Test func everyCommitIsSyncedBeforeItIsAcknowledged() async throws {
+    /// The setting behind durability; FerryProcessTests watches the syncs themselves.
+    @Test func theWriterRunsWithSynchronousFull() async throws {
         let directory = try TemporaryDirectory()
         let store = try KVStore(path: directory.path + "/kv.sqlite")
         #expect(try store.synchronousSetting == 2, "PRAGMA synchronous must be FULL on the writer")

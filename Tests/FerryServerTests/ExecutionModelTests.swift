@@ -21,8 +21,8 @@ import Glibc
 
     /// Starts a transfer that the client does not read, so the worker serving it blocks on the
     /// full socket, and returns the connection holding the worker.
-    private func occupyAWorker(port: Int) throws -> TestHTTPConnection {
-        let hog = try TestHTTPConnection(port: port, receiveBuffer: 4096)
+    private func occupyAWorker(port: Int) throws -> TestClient {
+        let hog = try TestClient(port: port, receiveBuffer: 4096)
         try hog.get("/big.bin")
         _ = try hog.readHead()
         return hog
@@ -39,11 +39,11 @@ import Glibc
             let hog = try self.occupyAWorker(port: server.port)  // the only worker is now stuck on this client
             #expect(server.metrics.value("busy_workers") == 1)
 
-            let queued = try TestHTTPConnection(port: server.port)
+            let queued = try TestClient(port: server.port)
             try queued.get("/small.txt")  // takes the only queue slot
             try await server.waitFor("queue_depth", toBe: 1)
 
-            let refused = try TestHTTPConnection(port: server.port)
+            let refused = try TestClient(port: server.port)
             try refused.get("/small.txt")
             let response = try refused.readResponse()
             #expect(response.status == 503)
@@ -64,7 +64,7 @@ import Glibc
         try await withFileServer(configuration) { server in
             let hog = try self.occupyAWorker(port: server.port)
             // The one thread is busy with the hog, so a second client waits — until the hog is cancelled.
-            let waiting = try TestHTTPConnection(port: server.port)
+            let waiting = try TestClient(port: server.port)
             try waiting.get("/small.txt")
             #expect(server.metrics.value("busy_workers") == 1)
             #expect(server.metrics.value("requests_served") == 0)
@@ -78,7 +78,7 @@ import Glibc
         let metrics = TestMetrics()
         let configuration = FileServer.Configuration(root: self.directory.path, model: model, workers: 2)
         try await withFileServer(configuration, metrics: metrics) { server in
-            let connection = try TestHTTPConnection(port: server.port)
+            let connection = try TestClient(port: server.port)
             for _ in 0..<3 {
                 try connection.get("/small.txt")
                 _ = try connection.readResponse()
@@ -107,13 +107,7 @@ extension ServerMetrics {
 extension FileServer {
     /// Waits for a counter to reach a value: the signal a test waits on instead of a sleep.
     func waitFor(_ name: String, toBe value: Int64) async throws {
-        let deadline = ContinuousClock.now + .seconds(10)
-        while self.metrics.value(name) != value {
-            guard ContinuousClock.now < deadline else {
-                Issue.record("\(name) did not reach \(value) within 10 s (it is \(self.metrics.value(name) ?? -1))")
-                return
-            }
-            try await Task.sleep(for: .milliseconds(2))
-        }
+        let reached = await eventually { self.metrics.value(name) == value }
+        #expect(reached, "\(name) did not reach \(value) within 10 s (it is \(self.metrics.value(name) ?? -1))")
     }
 }

@@ -33,7 +33,7 @@ import Glibc
     @Test(arguments: ExecutionModel.allCases)
     func servesFilesWithKeepAliveAndValidators(model: ExecutionModel) async throws {
         try await withFileServer(self.configuration(model)) { server in
-            let connection = try TestHTTPConnection(port: server.port)
+            let connection = try TestClient(port: server.port)
             try connection.get("/data.bin")
             let full = try connection.readResponse()
             #expect(full.status == 200)
@@ -75,7 +75,7 @@ import Glibc
     @Test(arguments: ExecutionModel.allCases)
     func servesSingleRanges(model: ExecutionModel) async throws {
         try await withFileServer(self.configuration(model)) { server in
-            let connection = try TestHTTPConnection(port: server.port)
+            let connection = try TestClient(port: server.port)
             try connection.get("/data.bin", ["Range: bytes=100-199"])
             let part = try connection.readResponse()
             #expect(part.status == 206)
@@ -116,7 +116,7 @@ import Glibc
         ]
         try await withFileServer(self.configuration(model)) { server in
             for (target, status) in attempts {
-                let connection = try TestHTTPConnection(port: server.port)
+                let connection = try TestClient(port: server.port)
                 try connection.get(target)
                 let response = try connection.readResponse()
                 #expect(response.status == status, "\(target)")
@@ -129,7 +129,7 @@ import Glibc
     @Test(arguments: ExecutionModel.allCases)
     func answersBadRequestsClearlyAndStaysUp(model: ExecutionModel) async throws {
         try await withFileServer(self.configuration(model)) { server in
-            let post = try TestHTTPConnection(port: server.port)
+            let post = try TestClient(port: server.port)
             try post.get("/data.bin", method: "DELETE")
             let refused = try post.readResponse()
             #expect(refused.status == 405)
@@ -137,22 +137,22 @@ import Glibc
             try post.get("/index.html")
             #expect(try post.readResponse().status == 200, "a 405 keeps the connection")
 
-            let garbage = try TestHTTPConnection(port: server.port)
+            let garbage = try TestClient(port: server.port)
             try garbage.send("HELLO THERE\r\n\r\n")
             let bad = try garbage.readResponse()
             #expect(bad.status == 400)
             #expect(bad.text.contains("malformed request line"))
             #expect(try garbage.drainUntilClosed() == 0, "a malformed request closes its connection")
 
-            let smuggler = try TestHTTPConnection(port: server.port)
+            let smuggler = try TestClient(port: server.port)
             try smuggler.send("GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n")
             #expect(try smuggler.readResponse().status == 400)
 
-            let huge = try TestHTTPConnection(port: server.port)
+            let huge = try TestClient(port: server.port)
             try huge.send("GET / HTTP/1.1\r\nHost: h\r\nX: " + String(repeating: "a", count: 20_000) + "\r\n\r\n")
             #expect(try huge.readResponse().status == 400)
 
-            let fine = try TestHTTPConnection(port: server.port)
+            let fine = try TestClient(port: server.port)
             try fine.get("/index.html")
             #expect(try fine.readResponse().status == 200, "other clients are untouched")
         }
@@ -161,13 +161,13 @@ import Glibc
     @Test(arguments: ExecutionModel.allCases)
     func closesWhenAskedAndCountsRequests(model: ExecutionModel) async throws {
         try await withFileServer(self.configuration(model)) { server in
-            let connection = try TestHTTPConnection(port: server.port)
+            let connection = try TestClient(port: server.port)
             try connection.get("/index.html", ["Connection: close"])
             let response = try connection.readResponse()
             #expect(response.header("connection") == "close")
             #expect(try connection.drainUntilClosed() == 0)
 
-            let old = try TestHTTPConnection(port: server.port)
+            let old = try TestClient(port: server.port)
             try old.send("GET /index.html HTTP/1.0\r\n\r\n")
             #expect(try old.readResponse().status == 200)
             #expect(try old.drainUntilClosed() == 0, "HTTP/1.0 without keep-alive closes")

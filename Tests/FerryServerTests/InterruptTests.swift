@@ -36,7 +36,7 @@ import Glibc
             controlPort: 0
         )
         try await withFileServer(configuration) { server in
-            let connection = try TestHTTPConnection(port: server.port, receiveBuffer: 16 * 1024)
+            let connection = try TestClient(port: server.port, receiveBuffer: 16 * 1024)
             try connection.get("/big.bin", ["TE: trailers"])
             let head = try connection.readHead()
             #expect(head.status == 200)
@@ -88,7 +88,7 @@ import Glibc
     func cancellingAContentLengthBodyClosesTheConnection(model: ExecutionModel) async throws {
         let configuration = FileServer.Configuration(root: self.directory.path, model: model, workers: 2)
         try await withFileServer(configuration) { server in
-            let connection = try TestHTTPConnection(port: server.port, receiveBuffer: 16 * 1024)
+            let connection = try TestClient(port: server.port, receiveBuffer: 16 * 1024)
             try connection.get("/big.bin")
             let head = try connection.readHead()
             #expect(head.header("content-length") == "\(Self.bigSize)")
@@ -106,11 +106,11 @@ import Glibc
         let configuration = FileServer.Configuration(root: self.directory.path, model: model, workers: 2)
         try await withFileServer(configuration) { server in
             for _ in 0..<3 {
-                let quitter = try TestHTTPConnection(port: server.port, receiveBuffer: 4096)
+                let quitter = try TestClient(port: server.port, receiveBuffer: 4096)
                 try quitter.get("/big.bin")
                 _ = try quitter.readHead()
             }  // each closes here with most of the body unread
-            let next = try TestHTTPConnection(port: server.port)
+            let next = try TestClient(port: server.port)
             try next.get("/small.txt")
             #expect(try next.readResponse().text == "small")
         }
@@ -137,7 +137,7 @@ import Glibc
         let configuration = FileServer.Configuration(root: self.directory.path, model: .eventDriven, controlPort: 0)
         try await withFileServer(configuration) { server in
             let address = try #require(server.controlAddress)
-            let garbage = try TestHTTPConnection(port: address.port)
+            let garbage = try TestClient(port: address.port)
             try garbage.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             #expect(try garbage.drainUntilClosed() == 0, "an HTTP request on the control port closes that connection")
             let stats = try await ControlClient(host: address.host, port: address.port).stats()

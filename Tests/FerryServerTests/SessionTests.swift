@@ -45,7 +45,7 @@ import Testing
         directory.write("hello.txt", "hello")
         try await withFileServer(.init(root: directory.path, model: model, workers: 2, sessionTTL: .seconds(60))) {
             server in
-            let connection = try TestHTTPConnection(port: server.port)
+            let connection = try TestClient(port: server.port)
             try connection.get("/hello.txt")
             let first = try connection.readResponse()
             #expect(first.body == Array("hello".utf8))

@@ -1,6 +1,7 @@
 import FerryEndpoints
 import FerryServer
 import FerrySwitch
+import FerryTestSupport
 import Foundation
 import Testing
 
@@ -20,8 +21,8 @@ import Testing
             defer { handoff.stop() }
             var names: [String] = []
             for _ in 0..<4 {
-                let client = try Client(port: handoff.address.port)
-                names.append(client.get("/name.txt")?.body ?? "no answer")
+                let client = try TestClient(port: handoff.address.port)
+                names.append(client.fetch("/name.txt")?.text ?? "no answer")
                 client.close()
             }
             #expect(names == ["a", "b", "a", "b"])
@@ -31,12 +32,12 @@ import Testing
     @Test func aHandedOffConnectionNoLongerPassesThroughTheSwitch() async throws {
         try await FileBackends.with(names: ["a"], handoff: true) { backends in
             let handoff = try self.makeSwitch([backends.handoffPath(0)])
-            let client = try Client(port: handoff.address.port)
+            let client = try TestClient(port: handoff.address.port)
             defer { client.close() }
-            #expect(client.get("/name.txt")?.body == "a")
+            #expect(client.fetch("/name.txt")?.text == "a")
             // With the switch gone, the same keep-alive connection still reaches the backend.
             handoff.stop()
-            #expect(client.get("/name.txt")?.body == "a")
+            #expect(client.fetch("/name.txt")?.text == "a")
             #expect(backends.servers[0].registry.count >= 1)
         }
     }
@@ -47,8 +48,8 @@ import Testing
             let handoff = try self.makeSwitch([gone, backends.handoffPath(0)])
             defer { handoff.stop() }
             for _ in 0..<3 {
-                let client = try Client(port: handoff.address.port)
-                #expect(client.get("/name.txt")?.body == "live")
+                let client = try TestClient(port: handoff.address.port)
+                #expect(client.fetch("/name.txt")?.text == "live")
                 client.close()
             }
             #expect(handoff.balancer.backends[0].up == false)

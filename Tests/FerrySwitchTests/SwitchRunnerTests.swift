@@ -1,6 +1,7 @@
 import FerryConfiguration
 import FerryEndpoints
 import FerrySwitch
+import FerryTestSupport
 import Foundation
 import Logging
 import Testing
@@ -24,25 +25,16 @@ import Testing
 
     /// Waits for `condition`, checking every 10 ms, at most `seconds`, without holding a thread
     /// the switch's own tasks may need.
-    func eventually(_ seconds: Double = 5, _ condition: () -> Bool) async throws -> Bool {
-        let deadline = Date(timeIntervalSinceNow: seconds)
-        while Date() < deadline {
-            if condition() { return true }
-            try await Task.sleep(for: .milliseconds(10))
-        }
-        return false
-    }
-
     @Test func aReloadDropsNoEstablishedConnection() async throws {
         let a = try await EchoBackend(name: "a")
         let b = try await EchoBackend(name: "b")
         let runner = try await SwitchRunner.start(self.configuration(.l4, [a.port]), logger: self.logger)
         defer { runner.stop() }
-        let established = try Client(port: runner.address.port)
+        let established = try TestClient(port: runner.address.port)
         #expect(established.line() == "a")
 
         try runner.reload(self.configuration(.l4, [b.port]))
-        let fresh = try Client(port: runner.address.port)
+        let fresh = try TestClient(port: runner.address.port)
         #expect(fresh.line() == "b", "new connections meet the new switch")
         established.send(Array("still here\n".utf8))
         #expect(established.line() == "still here", "the old switch still relays its connection")
@@ -59,11 +51,11 @@ import Testing
                 logger: self.logger
             )
             defer { runner.stop() }
-            let before = try Client(port: runner.address.port)
-            #expect(before.get("/name.txt")?.body == "old")
+            let before = try TestClient(port: runner.address.port)
+            #expect(before.fetch("/name.txt")?.text == "old")
             try runner.reload(self.configuration(.l7, [backends.ports[1]]))
-            let after = try Client(port: runner.address.port)
-            #expect(after.get("/name.txt")?.body == "new")
+            let after = try TestClient(port: runner.address.port)
+            #expect(after.fetch("/name.txt")?.text == "new")
             // The old switch closes its idle keep-alive connection rather than keep it forever.
             #expect(before.receive(1).isEmpty)
             before.close()
@@ -79,7 +71,7 @@ import Testing
         moved.listen = ServiceEndpoint(host: "127.0.0.1", port: 1)
         #expect(throws: SwitchError.self) { try runner.reload(moved) }
         #expect(throws: SwitchError.self) { try runner.reload(self.configuration(.l4, [])) }
-        let client = try Client(port: runner.address.port)
+        let client = try TestClient(port: runner.address.port)
         #expect(client.line() == "a")
         client.close()
         try await a.stop()
@@ -100,7 +92,7 @@ import Testing
         configuration.endpoints = ServiceEndpoint(host: "127.0.0.1", port: daemon.port)
         let runner = try await SwitchRunner.start(configuration, logger: self.logger)
         let following = Task { try await runner.run() }
-        let client = try Client(port: runner.address.port)
+        let client = try TestClient(port: runner.address.port)
         #expect(client.line() == "first")
         client.close()
 
@@ -112,11 +104,11 @@ import Testing
             ttl: .seconds(30)
         )
         let secondAddress = "127.0.0.1:\(second.port)"
-        let followed = try await self.eventually {
+        let followed = await eventually(within: .seconds(5)) {
             runner.balancer.backends.map(\.spec.address.description) == [secondAddress]
         }
         #expect(followed)
-        let moved = try Client(port: runner.address.port)
+        let moved = try TestClient(port: runner.address.port)
         #expect(moved.line() == "second")
         moved.close()
 

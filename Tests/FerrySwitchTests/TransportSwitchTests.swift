@@ -1,5 +1,6 @@
 import FerryEndpoints
 import FerrySwitch
+import FerryTestSupport
 import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
@@ -52,56 +53,6 @@ final class EchoBackend: Sendable {
     }
 }
 
-/// A blocking client socket, as a user's program would hold one.
-struct Client {
-    let fd: Int32
-
-    init(port: Int) throws {
-        self.fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(self.fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        guard result == 0 else { throw POSIXError(.ECONNREFUSED) }
-    }
-
-    func send(_ bytes: [UInt8]) {
-        var sent = 0
-        while sent < bytes.count {
-            let count = bytes.withUnsafeBytes { write(self.fd, $0.baseAddress! + sent, bytes.count - sent) }
-            guard count > 0 else { return }
-            sent += count
-        }
-    }
-
-    /// Reads until `count` bytes came or the connection ended.
-    func receive(_ count: Int) -> [UInt8] {
-        var bytes: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while bytes.count < count {
-            let n = read(self.fd, &buffer, min(buffer.count, count - bytes.count))
-            guard n > 0 else { break }
-            bytes += buffer[..<n]
-        }
-        return bytes
-    }
-
-    func line() -> String {
-        var bytes: [UInt8] = []
-        var byte: UInt8 = 0
-        while read(self.fd, &byte, 1) == 1, byte != 10 { bytes.append(byte) }
-        return String(decoding: bytes, as: UTF8.self)
-    }
-
-    func finishSending() { shutdown(self.fd, Int32(SHUT_WR)) }
-    func close() { Glibc.close(self.fd) }
-}
-
 @Suite struct TransportSwitchTests {
     func makeSwitch(_ backends: [Int], policy: BalancePolicy = .roundRobin) throws -> TransportSwitch {
         try TransportSwitch(
@@ -119,7 +70,7 @@ struct Client {
         defer { relay.stop() }
         var names: [String] = []
         for index in 0..<6 {
-            let client = try Client(port: relay.address.port)
+            let client = try TestClient(port: relay.address.port)
             names.append(client.line())
             client.send(Array("hello \(index)\n".utf8))
             #expect(client.line() == "hello \(index)")
@@ -137,7 +88,7 @@ struct Client {
         let relay = try self.makeSwitch([deadPort, live.port])
         defer { relay.stop() }
         for _ in 0..<4 {
-            let client = try Client(port: relay.address.port)
+            let client = try TestClient(port: relay.address.port)
             #expect(client.line() == "live", "no client sees the dead backend")
             client.close()
         }
@@ -156,7 +107,7 @@ struct Client {
         let backend = try await EchoBackend(name: "echo")
         let relay = try self.makeSwitch([backend.port])
         defer { relay.stop() }
-        let client = try Client(port: relay.address.port)
+        let client = try TestClient(port: relay.address.port)
         #expect(client.line() == "echo")
         let payload = (0..<(8 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ ($0 >> 13)) }
         let writer = Thread {
@@ -178,7 +129,7 @@ struct Client {
         let backend = try await EchoBackend(name: "echo")
         let relay = try self.makeSwitch([backend.port])
         defer { relay.stop() }
-        let client = try Client(port: relay.address.port)
+        let client = try TestClient(port: relay.address.port)
         #expect(client.line() == "echo")
         for turn in 0..<40 {
             let message = [UInt8](repeating: UInt8(turn), count: 65536 + turn * 997)

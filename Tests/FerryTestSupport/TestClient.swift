@@ -4,11 +4,12 @@ import CFerryLinux
 import Glibc
 #endif
 
-/// A deliberately plain blocking HTTP client for tests: it sends exactly the bytes a test writes
-/// (so traversal attempts reach the server unnormalised), reads as slowly as a test wants, and can
-/// send TCP urgent data. Every read gives up after ten seconds, so a broken server fails a test
-/// instead of hanging it.
-public final class TestHTTPConnection {
+/// The tests' one client: a deliberately plain blocking TCP client that sends exactly the bytes a
+/// test writes (so traversal attempts and smuggling reach the server unnormalised), reads as
+/// slowly as a test wants, can send TCP urgent data, and reads HTTP/1.1 responses. Every read
+/// gives up after `timeout` seconds, so a broken server fails a test instead of hanging it.
+public final class TestClient: @unchecked Sendable {
+    // Sendable: one thread may send while another reads; sending touches only the descriptor.
     public struct Failure: Error, CustomStringConvertible {
         public var description: String
         public init(description: String) { self.description = description }
@@ -37,13 +38,13 @@ public final class TestHTTPConnection {
     public let descriptor: Int32
     private var pending: [UInt8] = []
 
-    public init(port: Int, receiveBuffer: Int32? = nil) throws {
+    public init(port: Int, receiveBuffer: Int32? = nil, timeout: Int = 10) throws {
         self.descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         if var size = receiveBuffer {
             setsockopt(self.descriptor, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
         }
-        var timeout = timeval(tv_sec: 10, tv_usec: 0)
-        setsockopt(self.descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var receiveTimeout = timeval(tv_sec: timeout, tv_usec: 0)
+        setsockopt(self.descriptor, SOL_SOCKET, SO_RCVTIMEO, &receiveTimeout, socklen_t(MemoryLayout<timeval>.size))
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)
@@ -53,13 +54,29 @@ public final class TestHTTPConnection {
                 connect(self.descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
             }
         }
-        guard result == 0 else { throw Failure(description: "connect: \(String(cString: strerror(errno)))") }
+        guard result == 0 else {
+            // Thrown with every property set: deinit closes the socket.
+            let reason = String(cString: strerror(errno))
+            throw Failure(description: "connect to port \(port): \(reason)")
+        }
     }
 
-    deinit { close(self.descriptor) }
+    private var isClosed = false
+
+    deinit { self.close() }
+
+    /// Closes the connection (once; the client closes itself when let go).
+    public func close() {
+        guard !self.isClosed else { return }
+        self.isClosed = true
+        Glibc.close(self.descriptor)
+    }
 
     public func send(_ text: String) throws {
-        let bytes = Array(text.utf8)
+        try self.sendAll(Array(text.utf8))
+    }
+
+    private func sendAll(_ bytes: [UInt8]) throws {
         var offset = 0
         while offset < bytes.count {
             let sent = bytes[offset...].withUnsafeBytes {
@@ -139,10 +156,11 @@ public final class TestHTTPConnection {
     /// Reads a whole response; `head` says whether it answers a HEAD request (no body follows).
     public func readResponse(head: Bool = false) throws -> Response {
         var response = try self.readHead()
-        if head || response.status == 304 { return response }
+        if head || response.status == 204 || response.status == 304 { return response }
         if response.header("transfer-encoding") == "chunked" {
             while true {
-                let size = Int(try self.readLine(), radix: 16) ?? -1
+                let sizeLine = try self.readLine()
+                let size = Int(String(sizeLine.prefix { $0 != ";" }.filter { $0 != " " }), radix: 16) ?? -1
                 guard size >= 0 else { throw Failure(description: "bad chunk size") }
                 if size == 0 { break }
                 response.body += try self.readExactly(size)
@@ -156,6 +174,8 @@ public final class TestHTTPConnection {
             }
         } else if let length = response.header("content-length").flatMap({ Int($0) }) {
             response.body = try self.readExactly(length)
+        } else {
+            while case let chunk = try self.read(upTo: 65536), !chunk.isEmpty { response.body += chunk }
         }
         return response
     }
@@ -168,5 +188,46 @@ public final class TestHTTPConnection {
             if chunk.isEmpty { return total }
             total += chunk.count
         }
+    }
+
+    // MARK: Raw bytes and lines
+
+    /// Sends `bytes`, as much as the connection takes.
+    public func send(_ bytes: [UInt8]) {
+        try? self.sendAll(bytes)
+    }
+
+    /// Reads until `count` bytes came, the connection ended or a read timed out.
+    public func receive(_ count: Int) -> [UInt8] {
+        var bytes: [UInt8] = []
+        while bytes.count < count, let chunk = try? self.read(upTo: min(65536, count - bytes.count)), !chunk.isEmpty {
+            bytes += chunk
+        }
+        return bytes
+    }
+
+    /// One line, without its end; what came before the connection ended if it did.
+    public func line() -> String {
+        var line: [UInt8] = []
+        while let byte = (try? self.read(upTo: 1))?.first, byte != 10 { line.append(byte) }
+        if line.last == 13 { line.removeLast() }
+        return String(decoding: line, as: UTF8.self)
+    }
+
+    /// Closes the sending side: the server reads the end of the stream.
+    public func finishSending() { shutdown(self.descriptor, Int32(SHUT_WR)) }
+
+    // MARK: Exchanges
+
+    /// Sends `request` as given and reads one response; nil when the connection ends (or a read
+    /// times out) before a whole response.
+    public func exchange(_ request: String, headRequest: Bool = false) -> Response? {
+        guard (try? self.send(request)) != nil else { return nil }
+        return try? self.readResponse(head: headRequest)
+    }
+
+    /// `GET path` for `host`, with extra header lines, and its response.
+    public func fetch(_ path: String, host: String = "ferry.test", headers: String = "") -> Response? {
+        self.exchange("GET \(path) HTTP/1.1\r\nHost: \(host)\r\n\(headers)\r\n")
     }
 }
