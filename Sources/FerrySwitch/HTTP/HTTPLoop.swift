@@ -33,6 +33,9 @@ final class HTTPLoop: SwitchLoop, @unchecked Sendable {
     @exclusivity(unchecked) var clients: [CInt: HTTPExchange] = [:]
     /// Retired by a reload: no keep-alive beyond the answer in progress.
     let retiring = Atomic(false)
+    /// When ``expire()`` next looks at the deadlines.
+    @exclusivity(unchecked) var nextSweep: UInt64 = 0
+    static let sweepInterval: UInt64 = 100_000_000
     /// Bytes a connection may have waiting to be written before its source stops being read.
     static let outputLimit = 256 << 10
     static let readSize = 64 << 10
@@ -127,9 +130,12 @@ final class HTTPLoop: SwitchLoop, @unchecked Sendable {
         }
     }
 
-    /// Gives up on waits that ran past their deadline, and on idle connections once retiring.
+    /// Gives up on waits that ran past their deadline, and on idle connections once retiring;
+    /// looked at once per tick, not after every batch of events: deadlines are whole seconds.
     private func expire() {
         let now = self.clock()
+        guard now >= self.nextSweep else { return }
+        self.nextSweep = now + Self.sweepInterval
         let retiring = self.retiring.load(ordering: .relaxed)
         for exchange in Array(self.clients.values) {
             let action = exchange.state.expired(
