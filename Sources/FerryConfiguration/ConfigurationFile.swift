@@ -51,3 +51,21 @@ public struct ConfigurationFile {
         }
     }
 }
+
+/// A configuration read from a YAML file: it says how to read itself from the parsed file, and
+/// gets loading from a path and parsing from text.
+public protocol ConfigurationFileContents {
+    static func read(_ file: ConfigurationFile) throws(ConfigurationError) -> Self
+}
+
+extension ConfigurationFileContents {
+    /// Reads and checks a configuration file.
+    public static func load(path: String) throws(ConfigurationError) -> Self {
+        try Self.read(ConfigurationFile.load(path: path))
+    }
+
+    /// Parses and checks configuration text; `file` names it in errors.
+    public static func parse(_ text: String, file: String = "configuration") throws(ConfigurationError) -> Self {
+        try Self.read(ConfigurationFile.parse(text, file: file))
+    }
+}

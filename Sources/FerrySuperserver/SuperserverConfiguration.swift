@@ -22,7 +22,7 @@ import Foundation
 ///     max_instances: 64            # concurrent processes or connections; more are refused
 ///     per_source_rate: 20          # new connections per second from one address; 0: no limit
 /// ```
-public struct SuperserverConfiguration: Equatable, Sendable {
+public struct SuperserverConfiguration: Equatable, Sendable, ConfigurationFileContents {
     public enum Mode: String, Sendable, CaseIterable {
         /// A new process per connection, the connection as its standard input and output.
         case nowait
@@ -71,22 +71,7 @@ public struct SuperserverConfiguration: Equatable, Sendable {
         self.services = services
     }
 
-    /// Reads and checks a configuration file.
-    public static func load(path: String) throws(ConfigurationError) -> SuperserverConfiguration {
-        try Self.read(ConfigurationFile.load(path: path))
-    }
-
-    /// Parses and checks configuration text; `file` names it in errors.
-    public static func parse(
-        _ text: String,
-        file: String = "configuration"
-    ) throws(ConfigurationError)
-        -> SuperserverConfiguration
-    {
-        try Self.read(ConfigurationFile.parse(text, file: file))
-    }
-
-    private static func read(_ file: ConfigurationFile) throws(ConfigurationError) -> SuperserverConfiguration {
+    public static func read(_ file: ConfigurationFile) throws(ConfigurationError) -> SuperserverConfiguration {
         var endpoints: ServiceEndpoint? = ServiceEndpoint(host: "127.0.0.1", port: EndpointDaemon.defaultPort)
         var services: [Service] = []
         for (key, value) in file.settings {

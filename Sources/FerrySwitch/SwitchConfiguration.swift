@@ -27,7 +27,7 @@ import Foundation
 /// threads: 2
 /// control: /tmp/switch.sock
 /// ```
-public struct SwitchConfiguration: Sendable, Equatable {
+public struct SwitchConfiguration: Sendable, Equatable, ConfigurationFileContents {
     public enum Mode: String, Sendable, CaseIterable {
         case l4, handoff, l7
     }
@@ -120,22 +120,7 @@ public struct SwitchConfiguration: Sendable, Equatable {
         return nil
     }
 
-    /// Reads and checks a configuration file.
-    public static func load(path: String) throws(ConfigurationError) -> SwitchConfiguration {
-        try Self.read(ConfigurationFile.load(path: path))
-    }
-
-    /// Parses and checks configuration text; `file` names it in errors.
-    public static func parse(
-        _ text: String,
-        file: String = "configuration"
-    ) throws(ConfigurationError)
-        -> SwitchConfiguration
-    {
-        try Self.read(ConfigurationFile.parse(text, file: file))
-    }
-
-    private static func read(_ file: ConfigurationFile) throws(ConfigurationError) -> SwitchConfiguration {
+    public static func read(_ file: ConfigurationFile) throws(ConfigurationError) -> SwitchConfiguration {
         var configuration = SwitchConfiguration()
         for (key, value) in file.settings {
             switch key.field ?? "" {
