@@ -1,6 +1,7 @@
 import FerryEndpoints
 import FerryKV
 import FerryServer
+import FerryTestSupport
 import Foundation
 import Testing
 
@@ -79,9 +80,9 @@ import FoundationNetworking
     }
 
     @Test func serveFilesPrintsItsAddressFirstServesAndStopsOnSIGTERM() async throws {
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-cli-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: root) }
+        let temporary = try TemporaryDirectory()
+        defer { withExtendedLifetime(temporary) {} }  // removed at the end of the test
+        let root = URL(fileURLWithPath: temporary.path)
         try "hello".write(to: root.appendingPathComponent("hello.txt"), atomically: true, encoding: .utf8)
 
         let server = try Running(["serve", "files", "--root", root.path, "--port", "0", "--model", "dispatcher"])
@@ -102,8 +103,9 @@ import FoundationNetworking
     }
 
     @Test func upStartsANodeAndStopsOnCtrlC() async throws {
-        let data = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-up-\(UUID().uuidString)")
-        defer { try? FileManager.default.removeItem(at: data) }
+        let temporary = try TemporaryDirectory()
+        defer { withExtendedLifetime(temporary) {} }  // removed at the end of the test
+        let data = URL(fileURLWithPath: temporary.path)
         let node = try Running([
             "up", "--port", "0", "--control-port", "0", "--endpoints-port", "0", "--kv-port", "0", "--objects-port",
             "0", "--data-dir", data.path,
@@ -144,8 +146,9 @@ import FoundationNetworking
     }
 
     @Test func upRunsAnEndpointDaemonThatNamesTheKVServiceForTheCLI() throws {
-        let data = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-up-\(UUID().uuidString)")
-        defer { try? FileManager.default.removeItem(at: data) }
+        let temporary = try TemporaryDirectory()
+        defer { withExtendedLifetime(temporary) {} }  // removed at the end of the test
+        let data = URL(fileURLWithPath: temporary.path)
         let node = try Running([
             "up", "--port", "0", "--control-port", "0", "--endpoints-port", "0", "--kv-port", "0", "--objects-port",
             "0",
@@ -223,9 +226,9 @@ import FoundationNetworking
         )
     )
     func everyCommitIsSyncedBeforeItIsAcknowledged() async throws {
-        let data = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-sync-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: data) }
+        let temporary = try TemporaryDirectory()
+        defer { withExtendedLifetime(temporary) {} }  // removed at the end of the test
+        let data = URL(fileURLWithPath: temporary.path)
         let trace = data.appendingPathComponent("trace").path
         let server = try Running(
             ["serve", "kv", "--db", data.appendingPathComponent("kv.sqlite").path, "--port", "0"],
@@ -264,9 +267,9 @@ import FoundationNetworking
     }
 
     @Test func everyAcknowledgedWriteSurvivesKillNineAtRandomMoments() async throws {
-        let data = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-crash-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: data) }
+        let temporary = try TemporaryDirectory()
+        defer { withExtendedLifetime(temporary) {} }  // removed at the end of the test
+        let data = URL(fileURLWithPath: temporary.path)
         let db = data.appendingPathComponent("kv.sqlite").path
         let ledger = Ledger()
         var acknowledgedBefore = 0
@@ -328,9 +331,9 @@ import FoundationNetworking
 
 extension FerryProcessTests {
     @Test func superserverPrintsEachEndpointAndReloadsOnSIGHUPKeepingItsConfigWhenTheNewOneIsBad() throws {
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-ss-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: folder) }
+        let temporary = try TemporaryDirectory()
+        defer { withExtendedLifetime(temporary) {} }  // removed at the end of the test
+        let folder = URL(fileURLWithPath: temporary.path)
         let config = folder.appendingPathComponent("superserver.yaml")
         try """
         endpoints: off
@@ -354,34 +357,11 @@ extension FerryProcessTests {
             if line.contains("reload refused") { refusal = line }
         }
         #expect(refusal?.contains("superserver.yaml:3: colour: unknown field") == true, "\(refusal ?? "no log line")")
-        let client = try #require(Self.connect(port: catPort))
-        #expect(Self.roundTrip(client, "still here\n") == "still here\n")
-        close(client)
+        let client = try TestClient(port: catPort)
+        client.send(Array("still here\n".utf8))
+        #expect(client.line() == "still here")
         #expect(superserver.process.isRunning)
         #expect(superserver.stop(SIGTERM) == 0)
-    }
-
-    static func connect(port: Int) -> Int32? {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var timeout = timeval(tv_sec: 5, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        return connected == 0 ? fd : nil
-    }
-
-    static func roundTrip(_ fd: Int32, _ text: String) -> String {
-        _ = Array(text.utf8).withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-        var buffer = [UInt8](repeating: 0, count: 256)
-        let got = recv(fd, &buffer, buffer.count, 0)
-        return got > 0 ? String(decoding: buffer[0..<got], as: UTF8.self) : ""
     }
 }
 
@@ -416,8 +396,9 @@ extension FerryProcessTests {
 extension FerryProcessTests {
     @Test func aGuestCheckpointedInOneProcessFinishesInAnother() throws {
         let sha256 = Self.guests.appendingPathComponent("sha256.wasm").path
-        let snapshot = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-\(UUID().uuidString).snap")
-        defer { try? FileManager.default.removeItem(at: snapshot) }
+        let temporary = try TemporaryDirectory()
+        defer { withExtendedLifetime(temporary) {} }  // removed at the end of the test
+        let snapshot = URL(fileURLWithPath: temporary.path + "/guest.snap")
         let size = 64 << 10
         let (saved, line) = try self.command([
             "guest", "checkpoint", sha256, "--invoke", "sha256_generated", String(size), "256", "--at", "2", "--out",
@@ -429,8 +410,7 @@ extension FerryProcessTests {
         ])
         #expect(restored == 0)
         let data = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ ($0 >> 11)) }
-        let file = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-\(UUID().uuidString).bin")
-        defer { try? FileManager.default.removeItem(at: file) }
+        let file = URL(fileURLWithPath: temporary.path + "/data.bin")
         try Data(data).write(to: file)
         let sum = Process()
         sum.executableURL = URL(fileURLWithPath: "/usr/bin/sha256sum")
@@ -453,9 +433,9 @@ extension FerryProcessTests {
 
     @Test func aRunningGuestIsCheckpointedThroughItsControlSocketAndGoesOnOrStops() throws {
         let sha256 = Self.guests.appendingPathComponent("sha256.wasm").path
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: folder) }
+        let temporary = try TemporaryDirectory()
+        defer { withExtendedLifetime(temporary) {} }  // removed at the end of the test
+        let folder = URL(fileURLWithPath: temporary.path)
         let socket = folder.appendingPathComponent("guest.sock").path
         let (first, second) = (
             folder.appendingPathComponent("a.snap").path, folder.appendingPathComponent("b.snap").path

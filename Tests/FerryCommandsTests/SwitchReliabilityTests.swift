@@ -19,23 +19,21 @@ extension FerryProcessTests {
                 self.finished.enter()
                 let thread = Thread { [self] in
                     defer { self.finished.leave() }
-                    var fd: Int32?
+                    var client: TestClient?
                     while !self.lock.withLock({ self.stopping }) {
-                        if fd == nil { fd = FerryProcessTests.connect(port: port) }
-                        guard let socket = fd else {
+                        if client == nil { client = try? TestClient(port: port, timeout: 5) }
+                        guard let connection = client else {
                             self.record(failure: "cannot connect to the switch")
                             continue
                         }
-                        let status = Self.get(socket)
+                        let status = connection.fetch("/name.txt")?.status
                         if status == 200 {
                             self.lock.withLock { self.succeeded += 1 }
                         } else {
                             self.record(failure: status.map { "status \($0)" } ?? "no answer")
-                            close(socket)
-                            fd = nil
+                            client = nil
                         }
                     }
-                    if let fd { close(fd) }
                 }
                 self.threads.append(thread)
                 thread.start()
@@ -54,35 +52,6 @@ extension FerryProcessTests {
         private func record(failure: String) {
             self.lock.withLock { self.failures.append(failure) }
         }
-
-        /// One GET of /name.txt on a keep-alive connection: the status, once the whole body is read.
-        static func get(_ fd: Int32) -> Int? {
-            Self.exchange(fd)?.status
-        }
-
-        /// One GET of /name.txt on a keep-alive connection: the status and the body.
-        static func exchange(_ fd: Int32) -> (status: Int, body: String)? {
-            let request = "GET /name.txt HTTP/1.1\r\nHost: ferry.test\r\n\r\n"
-            guard Array(request.utf8).withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) > 0
-            else { return nil }
-            var received: [UInt8] = []
-            var buffer = [UInt8](repeating: 0, count: 4096)
-            while true {
-                if let end = received.firstRange(of: Array("\r\n\r\n".utf8)) {
-                    let head = String(decoding: received[..<end.lowerBound], as: UTF8.self).lowercased()
-                    let length =
-                        head.split(separator: "\r\n").first { $0.hasPrefix("content-length:") }
-                        .flatMap { Int($0.dropFirst(15).trimmingCharacters(in: .whitespaces)) } ?? 0
-                    if received.count - end.upperBound >= length {
-                        guard let status = Int(head.split(separator: " ").dropFirst().first ?? "") else { return nil }
-                        return (status, String(decoding: received[end.upperBound...], as: UTF8.self))
-                    }
-                }
-                let count = recv(fd, &buffer, buffer.count, 0)
-                guard count > 0 else { return nil }
-                received += buffer[..<count]
-            }
-        }
     }
 
     /// The backends' `up` flags, from the switch's control socket.
@@ -98,9 +67,9 @@ extension FerryProcessTests {
     }
 
     @Test func killingABackendUnderLoadFailsNoRequestAndItRejoinsWhenBack() throws {
-        let directory = NSTemporaryDirectory() + "ferry-kill-\(UUID().uuidString.prefix(8))"
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let temporary = try TemporaryDirectory()
+        defer { withExtendedLifetime(temporary) {} }  // removed at the end of the test
+        let directory = temporary.path
         try Data("ferry".utf8).write(to: URL(fileURLWithPath: directory + "/name.txt"))
         func backend(port: Int = 0) throws -> (Running, Int) {
             let server = try Running(["serve", "files", "--root", directory, "--port", String(port), "--workers", "1"])
@@ -148,8 +117,9 @@ extension FerryProcessTests {
 
 extension FerryProcessTests {
     @Test func switchReloadsItsFileOnSIGHUPKeepingEstablishedConnections() throws {
-        let directory = NSTemporaryDirectory() + "ferry-reload-\(UUID().uuidString.prefix(8))"
-        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let temporary = try TemporaryDirectory()
+        defer { withExtendedLifetime(temporary) {} }  // removed at the end of the test
+        let directory = temporary.path
         var servers: [Running] = []
         var ports: [Int] = []
         for name in ["one", "two"] {
@@ -167,16 +137,14 @@ extension FerryProcessTests {
         var listening: ServiceEndpoint?
         while listening == nil, let line = front.nextLine() { listening = listeningAddress(line) }
         let address = try #require(listening)
-        func name(on fd: Int32) -> String { SteadyLoad.exchange(fd)?.body ?? "no answer" }
-        let established = try #require(Self.connect(port: address.port))
-        defer { close(established) }
+        func name(on client: TestClient) -> String { client.fetch("/name.txt")?.text ?? "no answer" }
+        let established = try TestClient(port: address.port)
         #expect(name(on: established) == "one")
 
         try configure("mode: l4\nlisten: 127.0.0.1:0\nbackends: [127.0.0.1:\(ports[1])]\n")
         kill(front.process.processIdentifier, SIGHUP)
         let reloaded = waitUntil(within: .seconds(30)) {
-            guard let fresh = Self.connect(port: address.port) else { return false }
-            defer { close(fresh) }
+            guard let fresh = try? TestClient(port: address.port) else { return false }
             return name(on: fresh) == "two"
         }
         #expect(reloaded != nil, "new connections reach the new backend")
@@ -193,9 +161,7 @@ extension FerryProcessTests {
             refusal?.contains("backends") == true,
             "the switch says why it refused the file: \(refusal ?? "no line")"
         )
-        let after = try #require(Self.connect(port: address.port))
-        #expect(name(on: after) == "two")
-        close(after)
+        #expect(name(on: try TestClient(port: address.port)) == "two")
         #expect(front.stop(SIGTERM) == 0)
         for server in servers { _ = server.stop(SIGTERM) }
     }

@@ -1,4 +1,5 @@
 import FerryServer
+import FerryTestSupport
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -18,8 +19,9 @@ struct FileBackends {
         model: ExecutionModel = .eventDriven,
         _ body: (FileBackends) async throws -> T
     ) async throws -> T {
-        let directory = NSTemporaryDirectory() + "ferry-switch-\(UUID().uuidString.prefix(8))"
-        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let temporary = try TemporaryDirectory()
+        defer { withExtendedLifetime(temporary) {} }  // removed at the end of the test
+        let directory = temporary.path
         var logger = Logger(label: "test.backend")
         logger.logLevel = .critical
         var servers: [FileServer] = []
