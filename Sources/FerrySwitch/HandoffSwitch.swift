@@ -69,7 +69,7 @@ public final class HandoffSwitch: Sendable {
                 }
             })
         )
-        backends.startChecks()
+        try backends.startChecks()
     }
 
     public func checkHealthNow() {

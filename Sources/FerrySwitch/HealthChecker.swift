@@ -1,4 +1,5 @@
 import CFerryLinux
+import FerryPosix
 import FerryWire
 import Foundation
 import Logging
@@ -39,37 +40,45 @@ final class HealthChecker: Sendable {
     private let check: HealthCheck
     private let interval: Duration
     private let logger: Logger
-    private let stopping = NIOLockedValueBox(false)
-    private let wakeUp = NSCondition()
+    /// Wakes every interval (or when woken at start) on a thread of its own.
+    private let loop: WakeableLoop
+    private let nextCheck = NIOLockedValueBox(ContinuousClock.now)
 
-    init(balancer: Balancer, addresses: [SocketAddress], check: HealthCheck, interval: Duration, logger: Logger) {
+    init(
+        balancer: Balancer,
+        addresses: [SocketAddress],
+        check: HealthCheck,
+        interval: Duration,
+        logger: Logger
+    ) throws(PosixError) {
         self.balancer = balancer
         self.addresses = addresses
         self.check = check
         self.interval = interval
         self.logger = logger
+        self.loop = try WakeableLoop(name: "ferry-switch-health")
     }
 
-    func start() {
-        let thread = Thread { [self] in
-            while !self.stopping.withLockedValue({ $0 }) {
-                self.checkAll()
-                self.wakeUp.lock()
-                if !self.stopping.withLockedValue({ $0 }) {
-                    _ = self.wakeUp.wait(until: Date(timeIntervalSinceNow: self.interval.inSeconds))
+    /// Checks every backend now, then every interval.
+    func start() throws(PosixError) {
+        try self.loop.start(
+            WakeableLoop.Policy(
+                onReady: { _, _ in },
+                afterEvents: { [self] in
+                    let now = ContinuousClock.now
+                    guard now >= self.nextCheck.withLockedValue({ $0 }) else { return }
+                    self.checkAll()
+                    self.nextCheck.withLockedValue { $0 = ContinuousClock.now + self.interval }
                 }
-                self.wakeUp.unlock()
-            }
-        }
-        thread.name = "ferry-switch-health"
-        thread.start()
+            ),
+            tick: Int32(clamping: max(1, self.interval.wholeMilliseconds))
+        )
+        self.loop.wake()
     }
 
+    /// Ends the checks after the one in progress, without waiting for it.
     func stop() {
-        self.wakeUp.lock()
-        self.stopping.withLockedValue { $0 = true }
-        self.wakeUp.broadcast()
-        self.wakeUp.unlock()
+        self.loop.retire(whenIdle: { true })
     }
 
     func checkAll() {

@@ -34,7 +34,7 @@ struct SwitchBackends: Sendable {
             slowStart: slowStart
         )
         self.addresses = try backends.map { try Self.resolve($0.address) }
-        self.healthChecker = HealthChecker(
+        self.healthChecker = try HealthChecker(
             balancer: self.balancer,
             addresses: self.addresses,
             check: healthCheck,
@@ -44,14 +44,14 @@ struct SwitchBackends: Sendable {
         self.checksOnInterval = healthCheckInterval != nil
     }
 
-    func startChecks() {
-        if self.checksOnInterval { self.healthChecker.start() }
+    func startChecks() throws {
+        if self.checksOnInterval { try self.healthChecker.start() }
     }
 
     /// Starts a switch's threads, then the health checks.
     func start(_ loops: [any SwitchLoop]) throws {
         for loop in loops { try loop.start() }
-        self.startChecks()
+        try self.startChecks()
     }
 
     /// Stops the health checks and the threads, closing every connection.

@@ -42,7 +42,12 @@ import Testing
         #expect(perNode() == ["n1": 2, "n2": 2, "n3": 2], "\(placement)\n\(cluster.log("n1"))")
         #expect(placement.values.allSatisfy { $0.count == 1 }, "each process runs on one node: \(placement)")
         #expect(placement["pinned"]?.first?.node == "n1" && placement["pinned"]?.first?.moves == 0)
-        #expect(placement.values.allSatisfy { $0[0].moves <= 1 }, "nothing moved back and forth: \(placement)")
+        // Every process but the pinned one was spawned on n1: one that moved and is on n1 again
+        // went back and forth. A chain (n1 to n2, then n2 to n3 when n2 had more) may happen.
+        #expect(
+            placement.values.allSatisfy { $0[0].moves == 0 || ($0[0].node != "n1" && $0[0].moves <= 2) },
+            "nothing moved back to where it came from: \(placement)"
+        )
         let decisions = cluster.log("n1") + cluster.log("n2") + cluster.log("n3")
         #expect(
             decisions.contains("balance: moving '") && decisions.contains("gain"),

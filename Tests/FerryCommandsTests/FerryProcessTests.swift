@@ -13,66 +13,9 @@ import FoundationNetworking
 /// talks to it, and stops it with a signal.
 @Suite(.serialized, .onThreadsOfTheirOwn) struct FerryProcessTests {
     /// The `ferry` binary next to this test bundle in the build folder.
-    static var ferry: URL? {
-        let buildFolder = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        let candidates = [buildFolder, buildFolder.deletingLastPathComponent()].map {
-            $0.appendingPathComponent("ferry")
-        }
-        return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) }
-    }
+    static var ferry: URL? { try? FerryProcess.executable() }
 
-    final class Running {
-        let process = Process()
-        let output = Pipe()
-        private var lines: [String] = []
-        private var pending = Data()
-
-        /// - Parameters:
-        ///   - mergingStandardError: read the process's log lines with its output.
-        ///   - wrapper: a program and its arguments that run `ferry` (strace, say).
-        init(_ arguments: [String], mergingStandardError: Bool = false, under wrapper: [String] = []) throws {
-            guard let ferry = FerryProcessTests.ferry else {
-                throw CocoaError(
-                    .fileNoSuchFile,
-                    userInfo: [NSLocalizedDescriptionKey: "build the ferry executable first (swift build)"]
-                )
-            }
-            if let program = wrapper.first {
-                self.process.executableURL = URL(fileURLWithPath: program)
-                self.process.arguments = Array(wrapper.dropFirst()) + [ferry.path] + arguments
-            } else {
-                self.process.executableURL = ferry
-                self.process.arguments = arguments
-            }
-            self.process.standardOutput = self.output
-            self.process.standardError = mergingStandardError ? self.output : FileHandle.nullDevice
-            try self.process.run()
-        }
-
-        /// The next line of standard output (waits for it: the process prints it when ready).
-        func nextLine() -> String? {
-            while true {
-                if let newline = self.pending.firstIndex(of: 10) {
-                    let line = String(decoding: self.pending[..<newline], as: UTF8.self)
-                    self.pending.removeSubrange(...newline)
-                    return line
-                }
-                let chunk = self.output.fileHandleForReading.availableData
-                if chunk.isEmpty { return nil }
-                self.pending.append(chunk)
-            }
-        }
-
-        func stop(_ signal: Int32) -> Int32 {
-            kill(self.process.processIdentifier, signal)
-            self.process.waitUntilExit()
-            return self.process.terminationStatus
-        }
-
-        deinit {
-            if self.process.isRunning { self.process.terminate() }
-        }
-    }
+    typealias Running = FerryProcess
 
     private func get(_ url: String) async throws -> (Int, String) {
         let (data, response) = try await URLSession.shared.data(from: URL(string: url)!)
@@ -342,7 +285,7 @@ extension FerryProcessTests {
           - {name: cat, listen: "127.0.0.1:0", mode: nowait, program: /bin/cat}
         """.write(to: config, atomically: true, encoding: .utf8)
 
-        let superserver = try Running(["superserver", "--config", config.path], mergingStandardError: true)
+        let superserver = try Running(["superserver", "--config", config.path], errors: .merged)
         let echoLine = try #require(superserver.nextLine())
         let catLine = try #require(superserver.nextLine())
         #expect(echoLine.hasPrefix("listening on 127.0.0.1:") && echoLine.hasSuffix(" echo"))
@@ -377,7 +320,7 @@ extension FerryProcessTests {
         let spin = Self.guests.appendingPathComponent("spin.wasm").path
         let runaway = try Running(
             ["guest", "run", spin, "--invoke", "spin", "--fuel", "5000000"],
-            mergingStandardError: true
+            errors: .merged
         )
         var lines: [String] = []
         while let line = runaway.nextLine() { lines.append(line) }

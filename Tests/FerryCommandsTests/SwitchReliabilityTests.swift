@@ -133,7 +133,7 @@ extension FerryProcessTests {
         func configure(_ text: String) throws { try Data(text.utf8).write(to: URL(fileURLWithPath: file)) }
         try configure("mode: l4\nlisten: 127.0.0.1:0\nbackends: [127.0.0.1:\(ports[0])]\n")
         // Its log lines too: the refusal of a bad file is the signal to wait for.
-        let front = try Running(["switch", "--config", file], mergingStandardError: true)
+        let front = try Running(["switch", "--config", file], errors: .merged)
         var listening: ServiceEndpoint?
         while listening == nil, let line = front.nextLine() { listening = listeningAddress(line) }
         let address = try #require(listening)

@@ -2,7 +2,6 @@ import FerryServer
 import FerryTestSupport
 import Foundation
 import Logging
-import ServiceLifecycle
 
 /// Ferry file servers as a switch's backends, each serving its own directory in which
 /// `name.txt` and `c0.txt`...`c5.txt` hold its name and `page-NAME.html` is its own; stopped when the test's body ends.
@@ -47,20 +46,6 @@ struct FileBackends {
             )
         }
         let backends = FileBackends(servers: servers, directory: directory)
-        let group = ServiceGroup(services: servers, logger: logger)
-        return try await withThrowingTaskGroup(of: Void.self) { tasks in
-            tasks.addTask { try await group.run() }
-            defer { tasks.cancelAll() }
-            do {
-                let result = try await body(backends)
-                await group.triggerGracefulShutdown()
-                try await tasks.waitForAll()
-                return result
-            } catch {
-                await group.triggerGracefulShutdown()
-                try? await tasks.waitForAll()
-                throw error
-            }
-        }
+        return try await withRunning(servers, logger: logger) { try await body(backends) }
     }
 }

@@ -1,3 +1,4 @@
+import FerryTestSupport
 import Foundation
 import Testing
 
@@ -10,10 +11,10 @@ import Glibc
 final class TestCluster: @unchecked Sendable {
     // Sendable: used by one test at a time.
     final class Member {
-        let process = Process()
         let name: String
-        private let output = Pipe()
-        private(set) var endpoint = ""
+        private let running: FerryProcess
+        var process: Process { self.running.process }
+        let endpoint: String
 
         /// - Parameter hiding: a directory this member sees empty: it runs in a mount namespace of
         ///   its own with a tmpfs there, as another machine would not have the directory.
@@ -25,36 +26,20 @@ final class TestCluster: @unchecked Sendable {
             hiding: String? = nil
         ) throws {
             self.name = name
-            if let hiding {
-                self.process.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
-                self.process.arguments =
+            let wrapper =
+                hiding.map {
                     [
-                        "--mount", "--propagation", "private", "sh", "-c",
-                        "mount -t tmpfs ferry-hidden '\(hiding)' && exec \"$0\" \"$@\"", try TestCluster.ferry().path,
-                    ] + arguments
-            } else {
-                self.process.executableURL = try TestCluster.ferry()
-                self.process.arguments = arguments
-            }
-            self.process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-            self.process.standardOutput = self.output
-            FileManager.default.createFile(atPath: log, contents: nil)
-            self.process.standardError = FileHandle(forWritingAtPath: log)
-            try self.process.run()
-            var line = Data()
-            while !line.contains(10) {
-                let chunk = self.output.fileHandleForReading.availableData
-                if chunk.isEmpty { break }
-                line.append(chunk)
-            }
-            let first = String(decoding: line.prefix { $0 != 10 }, as: UTF8.self)
+                        "/usr/bin/unshare", "--mount", "--propagation", "private", "sh", "-c",
+                        "mount -t tmpfs ferry-hidden '\($0)' && exec \"$0\" \"$@\"",
+                    ]
+                } ?? []
+            self.running = try FerryProcess(arguments, errors: .file(log), environment: environment, under: wrapper)
+            let first = self.running.nextLine() ?? ""
             guard first.hasPrefix("listening on ") else {
                 throw TestCluster.Failure("\(name) did not start: '\(first)' (see \(log))")
             }
             self.endpoint = String(first.dropFirst("listening on ".count))
-            // Keep the pipe drained: a node that cannot write its lines would block.
-            let output = self.output
-            Thread.detachNewThread { while !output.fileHandleForReading.availableData.isEmpty {} }
+            self.running.drainOutput()
         }
 
         /// Whether it exits within `seconds` (a test never waits without end).
@@ -68,13 +53,6 @@ final class TestCluster: @unchecked Sendable {
         func kill9() {
             kill(self.process.processIdentifier, SIGKILL)
             self.process.waitUntilExit()
-        }
-
-        deinit {
-            if self.process.isRunning {
-                kill(self.process.processIdentifier, SIGKILL)
-                self.process.waitUntilExit()
-            }
         }
     }
 
@@ -216,10 +194,5 @@ final class TestCluster: @unchecked Sendable {
             .deletingLastPathComponent().appendingPathComponent("Guests/\(name).wasm").path
     }
 
-    static func ferry() throws -> URL {
-        guard let ferry = FerryProcessTests.ferry else {
-            throw Failure("build the ferry executable first (swift build)")
-        }
-        return ferry
-    }
+    static func ferry() throws -> URL { try FerryProcess.executable() }
 }

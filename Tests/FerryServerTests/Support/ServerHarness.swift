@@ -1,8 +1,6 @@
 import FerryServer
 import FerryTestSupport
-import Logging
 import Metrics
-import ServiceLifecycle
 
 #if canImport(Glibc)
 import Glibc
@@ -14,20 +12,6 @@ func withFileServer<T>(
     metrics: any MetricsFactory = MetricsSystem.factory,
     _ body: (FileServer) async throws -> T
 ) async throws -> T {
-    let logger = TestLog.logger()
-    let server = try await FileServer.bind(configuration, logger: logger, metricsFactory: metrics)
-    let group = ServiceGroup(services: [server], logger: logger)
-    return try await withThrowingTaskGroup(of: Void.self) { tasks in
-        tasks.addTask { try await group.run() }
-        do {
-            let result = try await body(server)
-            await group.triggerGracefulShutdown()
-            try await tasks.waitForAll()
-            return result
-        } catch {
-            await group.triggerGracefulShutdown()
-            try? await tasks.waitForAll()
-            throw error
-        }
-    }
+    let server = try await FileServer.bind(configuration, logger: TestLog.logger(), metricsFactory: metrics)
+    return try await withRunning([server]) { try await body(server) }
 }
