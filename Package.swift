@@ -356,6 +356,7 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 "FerryGuest",
                 .product(name: "WasmKit", package: "WasmKit"),
+                "FerryTestSupport",
             ]
         ),
         .testTarget(
@@ -389,6 +390,7 @@ let package = Package(
                 "FerryServer",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                "FerryTestSupport",
             ]
         ),
         .testTarget(

@@ -1,3 +1,4 @@
+import FerryTestSupport
 import Foundation
 import Testing
 
@@ -281,8 +282,9 @@ import Glibc
     }
 
     @Test func ferryUpStartsItsNodesAsProcessesThatTrustTheClusterKey() throws {
-        let data = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-up-\(UUID().uuidString)").path
-        defer { try? FileManager.default.removeItem(atPath: data) }
+        let temporary = try TemporaryDirectory()
+        defer { withExtendedLifetime(temporary) {} }  // removed at the end of the test
+        let data = temporary.path
         let up = try FerryProcessTests.Running(
             [
                 "up", "--port", "0", "--control-port", "0", "--endpoints-port", "0", "--kv-port", "0", "--objects-port",

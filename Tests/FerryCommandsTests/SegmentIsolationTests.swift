@@ -1,6 +1,7 @@
 import FerryClient
 import FerryExamples
 import FerryObjects
+import FerryTestSupport
 import FerryWire
 import Foundation
 import Logging
@@ -54,9 +55,9 @@ import Testing
     @Test func aPersistentSegmentObjectKeepsItsStateAcrossDeactivation() async throws {
         let ferry = try #require(FerryProcessTests.ferry, "build the ferry executable first (swift build)")
         let launcher = SegmentLauncher(executable: ferry.path, arguments: ["objects", "segment", "--type", "counter"])
-        let store = try ObjectStore(
-            path: FileManager.default.temporaryDirectory.appendingPathComponent("ferry-segment-\(UUID()).sqlite").path
-        )
+        let temporary = try TemporaryDirectory()
+        defer { withExtendedLifetime(temporary) {} }  // removed at the end of the test
+        let store = try ObjectStore(path: temporary.path + "/segment.sqlite")
         let adapter = try ObjectAdapter(
             name: "isolated",
             policy: ObjectPolicy(activation: .persistent, isolation: .segment),

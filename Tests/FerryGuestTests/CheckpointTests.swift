@@ -1,4 +1,5 @@
 import FerryGuest
+import FerryTestSupport
 import Foundation
 import Testing
 import WasmKit
@@ -20,8 +21,9 @@ import WasmKit
     }
 
     static func sha256sum(_ bytes: [UInt8]) throws -> String {
-        let file = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-sha-\(UUID().uuidString)")
-        defer { try? FileManager.default.removeItem(at: file) }
+        let temporary = try TemporaryDirectory()
+        defer { withExtendedLifetime(temporary) {} }  // removed at the end of the test
+        let file = URL(fileURLWithPath: temporary.path + "/bytes")
         try Data(bytes).write(to: file)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/sha256sum")

@@ -1,4 +1,5 @@
 import FerryGuest
+import FerryTestSupport
 import Foundation
 import Testing
 
@@ -6,9 +7,11 @@ import Testing
 @Suite struct LayeredFileSystemTests {
     /// A scratch folder with `lower`, `lower2` and `upper` layers.
     final class Layers {
+        private let temporary: TemporaryDirectory
         let root: URL
         init() throws {
-            self.root = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-layers-\(UUID())")
+            self.temporary = try TemporaryDirectory()
+            self.root = URL(fileURLWithPath: self.temporary.path)
             for name in ["lower", "lower2", "upper"] {
                 try FileManager.default.createDirectory(
                     at: self.root.appendingPathComponent(name),
@@ -16,8 +19,6 @@ import Testing
                 )
             }
         }
-        deinit { try? FileManager.default.removeItem(at: self.root) }
-
         func path(_ relative: String) -> String { self.root.appendingPathComponent(relative).path }
 
         func write(_ relative: String, _ text: String) throws {

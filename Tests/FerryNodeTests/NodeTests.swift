@@ -1,6 +1,7 @@
 import FerryEndpoints
 import FerryNode
 import FerryServer
+import FerryTestSupport
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -21,8 +22,9 @@ import FoundationNetworking
     }
 
     @Test func aNodeServesTheDemoSiteRegistersItsServicesAndSaysWhereItRuns() async throws {
-        let data = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-node-\(UUID().uuidString)").path
-        defer { try? FileManager.default.removeItem(atPath: data) }
+        let temporary = try TemporaryDirectory()
+        defer { withExtendedLifetime(temporary) {} }  // removed at the end of the test
+        let data = temporary.path
         let node = try await Node.start(
             .init(httpPort: 0, controlPort: 0, endpointsPort: 0, kvPort: 0, dataDirectory: data, objectsPort: 0),
             logger: Logger(label: "test")

@@ -68,24 +68,24 @@ final class TestCluster: @unchecked Sendable {
         var error: String
     }
 
-    let directory: String
+    private let temporary: TemporaryDirectory
+    var directory: String { self.temporary.path }
     let daemon: Member
     let key: String
     let publicKey: String
     private(set) var nodes: [String: Member] = [:]
 
     init() throws {
-        self.directory =
-            FileManager.default.temporaryDirectory.appendingPathComponent("ferry-cluster-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: self.directory, withIntermediateDirectories: true)
+        let temporary = try TemporaryDirectory()
+        self.temporary = temporary
         self.daemon = try Member(
             "endpointd",
             ["endpointd", "--port", "0"],
             environment: [:],
-            log: self.directory + "/endpointd.log"
+            log: temporary.path + "/endpointd.log"
         )
-        self.key = self.directory + "/keys/ferry.key"
-        self.publicKey = self.directory + "/keys/ferry.pub"
+        self.key = temporary.path + "/keys/ferry.key"
+        self.publicKey = temporary.path + "/keys/ferry.pub"
         let keys = try self.ferry(["keys", "generate", "--out", self.directory + "/keys"])
         guard keys.status == 0 else { throw Failure("ferry keys generate failed: \(keys.error)") }
     }
@@ -93,7 +93,6 @@ final class TestCluster: @unchecked Sendable {
     deinit {
         for node in self.nodes.values { node.kill9() }
         self.daemon.kill9()
-        try? FileManager.default.removeItem(atPath: self.directory)
     }
 
     /// Starts (or starts again, on the same data directory) node `name`.
