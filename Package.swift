@@ -323,6 +323,7 @@ let package = Package(
                 "FerrySuperserver",
                 .product(name: "Logging", package: "swift-log"),
                 "FerryConfiguration",
+                "FerryTestSupport",
             ]
         ),
         .testTarget(

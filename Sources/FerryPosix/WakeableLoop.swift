@@ -118,8 +118,7 @@ public final class WakeableLoop: Sendable {
         self.join()
     }
 
-    /// Waits for the loop to end by itself (after ``retire(whenIdle:)``).
-    public func join() {
+    private func join() {
         self.thread.withLock { thread in
             defer { thread = nil }
             return thread

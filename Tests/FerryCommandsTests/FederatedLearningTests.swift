@@ -1,3 +1,4 @@
+import FerryTestSupport
 import Foundation
 import Testing
 
@@ -63,7 +64,7 @@ import Testing
         let cluster = try TestCluster()
         for node in ["n1", "n2", "n3"] { try cluster.start(node, extra: Self.quota) }
         let learn = Process()
-        learn.executableURL = try TestCluster.ferry()
+        learn.executableURL = try FerryProcess.executable()
         learn.arguments = [
             "learn", "--endpoints", cluster.daemon.endpoint, "--nodes", "n1,n2,n3", "--rounds", "4", "--key",
             cluster.key, "--json", "--data", Self.examples.appendingPathComponent("Examples/digits/digits.bin").path,

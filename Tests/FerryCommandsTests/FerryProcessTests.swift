@@ -12,9 +12,6 @@ import FoundationNetworking
 /// Runs the built `ferry` executable as a user would: reads its first line for the address,
 /// talks to it, and stops it with a signal.
 @Suite(.serialized, .onThreadsOfTheirOwn) struct FerryProcessTests {
-    /// The `ferry` binary next to this test bundle in the build folder.
-    static var ferry: URL? { try? FerryProcess.executable() }
-
     typealias Running = FerryProcess
 
     private func get(_ url: String) async throws -> (Int, String) {

@@ -19,24 +19,9 @@ import Glibc
         /// - Parameter once: accept one connection, then stop listening (only the first node to
         ///   connect can reach it).
         init(once: Bool) throws {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var reuse: Int32 = 1
-            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuse, socklen_t(MemoryLayout<Int32>.size))
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            _ = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-                }
-            }
+            let (fd, port) = Self.bindLoopback(port: 0)
             listen(fd, 8)
-            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-            _ = withUnsafeMutablePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-            }
             self.fd = fd
-            let port = Int(UInt16(bigEndian: address.sin_port))
             self.port = port
             let said = self.said
             let accepting = self.accepting
@@ -72,18 +57,28 @@ import Glibc
         /// Keeps `port` bound without listening, for the rest of the run: a connection to it is
         /// refused, where a port merely closed could be taken by another test's listener.
         private static func hold(port: Int) {
-            let held = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            _ = Self.bindLoopback(port: port)
+        }
+
+        /// A TCP socket bound to 127.0.0.1:`port` with SO_REUSEADDR (0 for any port), and its port.
+        private static func bindLoopback(port: Int) -> (fd: Int32, port: Int) {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
             var reuse: Int32 = 1
-            setsockopt(held, SOL_SOCKET, SO_REUSEADDR, &reuse, socklen_t(MemoryLayout<Int32>.size))
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuse, socklen_t(MemoryLayout<Int32>.size))
             var address = sockaddr_in()
             address.sin_family = sa_family_t(AF_INET)
             address.sin_addr.s_addr = inet_addr("127.0.0.1")
             address.sin_port = UInt16(port).bigEndian
             _ = withUnsafePointer(to: &address) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    bind(held, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
                 }
             }
+            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            _ = withUnsafeMutablePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+            }
+            return (fd, Int(UInt16(bigEndian: address.sin_port)))
         }
 
         /// What connection `index` said, waiting a little for its last words.

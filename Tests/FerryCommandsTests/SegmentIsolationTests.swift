@@ -11,7 +11,7 @@ import Testing
 /// so these tests need the built `ferry` executable.
 @Suite struct SegmentIsolationTests {
     @Test func aSegmentObjectThatCrashesTakesNothingElseDown() async throws {
-        let ferry = try #require(FerryProcessTests.ferry, "build the ferry executable first (swift build)")
+        let ferry = try FerryProcess.executable()
         let launcher = SegmentLauncher(executable: ferry.path, arguments: ["objects", "segment", "--type", "counter"])
         let isolatedAdapter = try ObjectAdapter(
             name: "isolated",
@@ -53,7 +53,7 @@ import Testing
     }
 
     @Test func aPersistentSegmentObjectKeepsItsStateAcrossDeactivation() async throws {
-        let ferry = try #require(FerryProcessTests.ferry, "build the ferry executable first (swift build)")
+        let ferry = try FerryProcess.executable()
         let launcher = SegmentLauncher(executable: ferry.path, arguments: ["objects", "segment", "--type", "counter"])
         let temporary = try TemporaryDirectory()
         defer { withExtendedLifetime(temporary) {} }  // removed at the end of the test

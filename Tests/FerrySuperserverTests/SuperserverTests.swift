@@ -1,6 +1,7 @@
 import FerryConfiguration
 import FerryEndpoints
 import FerrySuperserver
+import FerryTestSupport
 import Foundation
 import Logging
 import Testing
@@ -8,55 +9,6 @@ import Testing
 #if canImport(Glibc)
 import Glibc
 #endif
-
-/// A blocking TCP or UDP client with a receive timeout, so a test that fails does not hang.
-struct TestSocket: Equatable {
-    let fd: Int32
-
-    init?(port: Int, udp: Bool = false) {
-        self.fd = socket(AF_INET, Int32((udp ? SOCK_DGRAM : SOCK_STREAM).rawValue), 0)
-        var timeout = timeval(tv_sec: 5, tv_usec: 0)
-        setsockopt(self.fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(self.fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        guard connected == 0 else {
-            Glibc.close(self.fd)
-            return nil
-        }
-    }
-
-    func send(_ text: String) {
-        _ = Array(text.utf8).withUnsafeBytes { Glibc.send(self.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-    }
-
-    /// Reads until `count` bytes arrived or the peer closed; nil when nothing came in 5 s.
-    func receive(atLeast count: Int = 1) -> String? {
-        var bytes: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while bytes.count < count {
-            let got = recv(self.fd, &buffer, buffer.count, 0)
-            if got < 0 { return bytes.isEmpty ? nil : String(decoding: bytes, as: UTF8.self) }
-            if got == 0 { break }
-            bytes += buffer[0..<got]
-        }
-        return String(decoding: bytes, as: UTF8.self)
-    }
-
-    /// True when the peer closed the connection without sending anything.
-    var isClosedByPeer: Bool {
-        var byte: UInt8 = 0
-        return recv(self.fd, &byte, 1, 0) == 0
-    }
-
-    func close() { Glibc.close(self.fd) }
-}
 
 @Suite struct SuperserverTests {
     static let logger: Logger = {
@@ -120,7 +72,7 @@ struct TestSocket: Equatable {
         do {
             _ = try SuperserverConfiguration.parse(yaml, file: "test.yaml")
             Issue.record("accepted:\n\(yaml)")
-        } catch let error as ConfigurationError {
+        } catch {
             #expect(error.line == line, "\(error)")
             #expect(error.field == field, "\(error)")
             #expect("\(error)".hasPrefix("test.yaml:\(line)"))
@@ -141,23 +93,23 @@ struct TestSocket: Equatable {
             """
         )
         defer { superserver.stop() }
-        let echo = try #require(TestSocket(port: try Self.port(superserver, "echo")))
-        echo.send("ping\n")
-        #expect(echo.receive(atLeast: 5) == "ping\n")
+        let echo = try TestClient(port: try Self.port(superserver, "echo"), timeout: 5)
+        try echo.send("ping\n")
+        #expect(echo.text(atLeast: 5) == "ping\n")
         echo.close()
 
-        let udp = try #require(TestSocket(port: try Self.port(superserver, "echo-udp"), udp: true))
-        udp.send("datagram")
-        #expect(udp.receive() == "datagram")
+        let udp = try TestClient(port: try Self.port(superserver, "echo-udp"), timeout: 5, udp: true)
+        try udp.send("datagram")
+        #expect(udp.text() == "datagram")
         udp.close()
 
-        let daytime = try #require(TestSocket(port: try Self.port(superserver, "daytime")))
-        let time = try #require(daytime.receive(atLeast: 1000))
+        let daytime = try TestClient(port: try Self.port(superserver, "daytime"), timeout: 5)
+        let time = try #require(daytime.text(atLeast: 1000))
         #expect(time.hasSuffix("\r\n") && time.contains(String(Calendar.current.component(.year, from: Date()))))
         daytime.close()
 
-        let chargen = try #require(TestSocket(port: try Self.port(superserver, "chargen")))
-        let lines = try #require(chargen.receive(atLeast: 148)).components(separatedBy: "\r\n")
+        let chargen = try TestClient(port: try Self.port(superserver, "chargen"), timeout: 5)
+        let lines = try #require(chargen.text(atLeast: 148)).components(separatedBy: "\r\n")
         #expect(lines[0].hasPrefix(" !\"#$%&'()*+,-./0123456789") && lines[0].count == 72)
         #expect(lines[1].hasPrefix("!\"#$%&'()*+,-./0123456789:"), "each line rotates by one")
         chargen.close()
@@ -174,17 +126,17 @@ struct TestSocket: Equatable {
         )
         defer { superserver.stop() }
         let port = try Self.port(superserver, "cat")
-        let first = try #require(TestSocket(port: port))
-        let second = try #require(TestSocket(port: port))
-        first.send("one\n")
-        second.send("two\n")
-        #expect(second.receive(atLeast: 4) == "two\n")
-        #expect(first.receive(atLeast: 4) == "one\n")
+        let first = try TestClient(port: port, timeout: 5)
+        let second = try TestClient(port: port, timeout: 5)
+        try first.send("one\n")
+        try second.send("two\n")
+        #expect(second.text(atLeast: 4) == "two\n")
+        #expect(first.text(atLeast: 4) == "one\n")
         first.close()
         second.close()
 
-        let env = try #require(TestSocket(port: try Self.port(superserver, "env")))
-        let environment = try #require(env.receive(atLeast: 10_000))
+        let env = try TestClient(port: try Self.port(superserver, "env"), timeout: 5)
+        let environment = try #require(env.text(atLeast: 10_000))
         #expect(environment.contains("FERRY_SERVICE=env\n"))
         #expect(environment.contains("REMOTE_ADDR=127.0.0.1\n"))
         #expect(environment.contains("GREETING=hello\n"))
@@ -204,8 +156,8 @@ struct TestSocket: Equatable {
             """
         )
         defer { superserver.stop() }
-        let id = try #require(TestSocket(port: try Self.port(superserver, "id")))
-        let output = try #require(id.receive(atLeast: 1000))
+        let id = try TestClient(port: try Self.port(superserver, "id"), timeout: 5)
+        let output = try #require(id.text(atLeast: 1000))
         let nobody = try #require(getpwnam("nobody")).pointee.pw_uid
         #expect(output.hasPrefix("uid=\(nobody)("), "\(output)")
         #expect(!output.contains("groups=0("), "no supplementary groups of root")
@@ -227,12 +179,12 @@ struct TestSocket: Equatable {
         )
         defer { superserver.stop() }
         let port = try Self.port(superserver, "once")
-        let first = try #require(TestSocket(port: port))
-        let firstPID = try #require(first.receive(atLeast: 100))
+        let first = try TestClient(port: port, timeout: 5)
+        let firstPID = try #require(first.text(atLeast: 100))
         first.close()
         // After that process exits the superserver watches the socket again and starts another.
-        let second = try #require(TestSocket(port: port))
-        let secondPID = try #require(second.receive(atLeast: 100))
+        let second = try TestClient(port: port, timeout: 5)
+        let secondPID = try #require(second.text(atLeast: 100))
         second.close()
         #expect(!firstPID.isEmpty && !secondPID.isEmpty && firstPID != secondPID)
     }
@@ -253,9 +205,9 @@ struct TestSocket: Equatable {
         defer { superserver.stop() }
         let port = try Self.port(superserver, "shout")
         for word in ["first", "second"] {
-            let client = try #require(TestSocket(port: port, udp: true))
-            client.send(word)
-            #expect(client.receive() == word.uppercased(), "a new process for each datagram burst")
+            let client = try TestClient(port: port, timeout: 5, udp: true)
+            try client.send(word)
+            #expect(client.text() == word.uppercased(), "a new process for each datagram burst")
             client.close()
         }
     }
@@ -271,10 +223,10 @@ struct TestSocket: Equatable {
         )
         defer { superserver.stop() }
         let port = try Self.port(superserver, "one-at-a-time")
-        let holder = try #require(TestSocket(port: port))
-        holder.send("mine\n")
-        #expect(holder.receive(atLeast: 5) == "mine\n")
-        let refused = try #require(TestSocket(port: port))
+        let holder = try TestClient(port: port, timeout: 5)
+        try holder.send("mine\n")
+        #expect(holder.text(atLeast: 5) == "mine\n")
+        let refused = try TestClient(port: port, timeout: 5)
         #expect(refused.isClosedByPeer, "a second instance is refused while the first runs")
         refused.close()
         holder.close()
@@ -282,18 +234,18 @@ struct TestSocket: Equatable {
         var served = false
         let deadline = ContinuousClock.now + .seconds(10)
         while !served && ContinuousClock.now < deadline {
-            guard let retry = TestSocket(port: port) else { continue }
-            retry.send("again\n")
-            served = retry.receive(atLeast: 6) == "again\n"
+            guard let retry = try? TestClient(port: port, timeout: 5) else { continue }
+            try retry.send("again\n")
+            served = retry.text(atLeast: 6) == "again\n"
             retry.close()
         }
         #expect(served)
 
         let slow = try Self.port(superserver, "slow")
-        let allowed = try #require(TestSocket(port: slow))
-        allowed.send("x")
-        #expect(allowed.receive() == "x")
-        let throttled = try #require(TestSocket(port: slow))
+        let allowed = try TestClient(port: slow, timeout: 5)
+        try allowed.send("x")
+        #expect(allowed.text() == "x")
+        let throttled = try TestClient(port: slow, timeout: 5)
         #expect(throttled.isClosedByPeer, "a second connection within the second is refused")
         throttled.close()
         allowed.close()
@@ -311,10 +263,10 @@ struct TestSocket: Equatable {
         defer { superserver.stop() }
         let catPort = try Self.port(superserver, "cat")
         let echoPort = try Self.port(superserver, "echo")
-        let established = try #require(TestSocket(port: catPort))
-        established.send("before\n")
-        #expect(established.receive(atLeast: 7) == "before\n")
-        let echoing = try #require(TestSocket(port: echoPort))
+        let established = try TestClient(port: catPort, timeout: 5)
+        try established.send("before\n")
+        #expect(established.text(atLeast: 7) == "before\n")
+        let echoing = try TestClient(port: echoPort, timeout: 5)
 
         #expect(throws: ConfigurationError.self) {
             try superserver.reload(try SuperserverConfiguration.parse("services:\n  - name: broken\n"))
@@ -333,19 +285,19 @@ struct TestSocket: Equatable {
             )
         )
         #expect(superserver.bound.map(\.name) == ["echo", "daytime"])
-        established.send("after\n")
-        #expect(established.receive(atLeast: 6) == "after\n", "the cat process keeps its connection")
-        echoing.send("still\n")
-        #expect(echoing.receive(atLeast: 6) == "still\n", "the builtin keeps its connection")
+        try established.send("after\n")
+        #expect(established.text(atLeast: 6) == "after\n", "the cat process keeps its connection")
+        try echoing.send("still\n")
+        #expect(echoing.text(atLeast: 6) == "still\n", "the builtin keeps its connection")
         established.close()
         echoing.close()
-        let newcomer = try #require(TestSocket(port: echoPort))
-        newcomer.send("new\n")
-        #expect(newcomer.receive(atLeast: 4) == "new\n", "the kept socket takes new clients")
+        let newcomer = try TestClient(port: echoPort, timeout: 5)
+        try newcomer.send("new\n")
+        #expect(newcomer.text(atLeast: 4) == "new\n", "the kept socket takes new clients")
         newcomer.close()
-        #expect(TestSocket(port: catPort) == nil, "the removed service's port is closed")
-        let daytime = try #require(TestSocket(port: try Self.port(superserver, "daytime")))
-        #expect(daytime.receive(atLeast: 1000)?.hasSuffix("\r\n") == true)
+        #expect((try? TestClient(port: catPort, timeout: 5)) == nil, "the removed service's port is closed")
+        let daytime = try TestClient(port: try Self.port(superserver, "daytime"), timeout: 5)
+        #expect(daytime.text(atLeast: 1000)?.hasSuffix("\r\n") == true)
         daytime.close()
     }
 

@@ -7,10 +7,6 @@ import Glibc
 /// The built `ferry` executable run as a user would: the one way tests start Ferry's own
 /// processes, read their lines (a server's first is `listening on HOST:PORT`), and stop them.
 public final class FerryProcess {
-    public struct Failure: Error, CustomStringConvertible {
-        public let description: String
-    }
-
     public let process = Process()
     private let output = Pipe()
     private var pending = Data()
@@ -22,7 +18,7 @@ public final class FerryProcess {
             $0.appendingPathComponent("ferry")
         }
         guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
-            throw Failure(description: "build the ferry executable first (swift build)")
+            throw TestFailure("build the ferry executable first (swift build)")
         }
         return found
     }

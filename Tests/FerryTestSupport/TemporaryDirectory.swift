@@ -10,7 +10,7 @@ public final class TemporaryDirectory: Sendable {
     public init() throws {
         var template = Array("/tmp/ferry-test-XXXXXX".utf8CString)
         guard let made = mkdtemp(&template) else {
-            throw TestClient.Failure(description: "mkdtemp: \(String(cString: strerror(errno)))")
+            throw TestFailure("mkdtemp: \(String(cString: strerror(errno)))")
         }
         self.path = String(cString: made)
     }

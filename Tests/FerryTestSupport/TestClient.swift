@@ -10,11 +10,6 @@ import Glibc
 /// gives up after `timeout` seconds, so a broken server fails a test instead of hanging it.
 public final class TestClient: @unchecked Sendable {
     // Sendable: one thread may send while another reads; sending touches only the descriptor.
-    public struct Failure: Error, CustomStringConvertible {
-        public var description: String
-        public init(description: String) { self.description = description }
-    }
-
     public struct Response {
         public var status: Int
         public var headers: [(String, String)]
@@ -38,8 +33,9 @@ public final class TestClient: @unchecked Sendable {
     public let descriptor: Int32
     private var pending: [UInt8] = []
 
-    public init(port: Int, receiveBuffer: Int32? = nil, timeout: Int = 10) throws {
-        self.descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    /// - Parameter udp: a connected datagram socket instead of TCP.
+    public init(port: Int, receiveBuffer: Int32? = nil, timeout: Int = 10, udp: Bool = false) throws {
+        self.descriptor = socket(AF_INET, Int32((udp ? SOCK_DGRAM : SOCK_STREAM).rawValue), 0)
         if var size = receiveBuffer {
             setsockopt(self.descriptor, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
         }
@@ -57,7 +53,7 @@ public final class TestClient: @unchecked Sendable {
         guard result == 0 else {
             // Thrown with every property set: deinit closes the socket.
             let reason = String(cString: strerror(errno))
-            throw Failure(description: "connect to port \(port): \(reason)")
+            throw TestFailure("connect to port \(port): \(reason)")
         }
     }
 
@@ -82,7 +78,7 @@ public final class TestClient: @unchecked Sendable {
             let sent = bytes[offset...].withUnsafeBytes {
                 Glibc.send(self.descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL))
             }
-            guard sent > 0 else { throw Failure(description: "send: \(String(cString: strerror(errno)))") }
+            guard sent > 0 else { throw TestFailure("send: \(String(cString: strerror(errno)))") }
             offset += sent
         }
     }
@@ -94,7 +90,7 @@ public final class TestClient: @unchecked Sendable {
 
     public func sendUrgent(_ byte: UInt8 = 0x21) throws {
         guard ferry_send_urgent(self.descriptor, byte) == 1 else {
-            throw Failure(description: "send MSG_OOB: \(String(cString: strerror(errno)))")
+            throw TestFailure("send MSG_OOB: \(String(cString: strerror(errno)))")
         }
     }
 
@@ -108,7 +104,7 @@ public final class TestClient: @unchecked Sendable {
         var buffer = [UInt8](repeating: 0, count: count)
         let received = recv(self.descriptor, &buffer, count, 0)
         if received < 0, errno == ECONNRESET { return [] }  // a server closing with our bytes unread resets
-        guard received >= 0 else { throw Failure(description: "recv: \(String(cString: strerror(errno)))") }
+        guard received >= 0 else { throw TestFailure("recv: \(String(cString: strerror(errno)))") }
         return Array(buffer.prefix(received))
     }
 
@@ -116,7 +112,7 @@ public final class TestClient: @unchecked Sendable {
         var line: [UInt8] = []
         while true {
             let byte = try self.read(upTo: 1)
-            guard let first = byte.first else { throw Failure(description: "connection closed inside a line") }
+            guard let first = byte.first else { throw TestFailure("connection closed inside a line") }
             if first == 10 { break }
             line.append(first)
         }
@@ -129,7 +125,7 @@ public final class TestClient: @unchecked Sendable {
         while bytes.count < count {
             let chunk = try self.read(upTo: min(65536, count - bytes.count))
             guard !chunk.isEmpty else {
-                throw Failure(description: "connection closed after \(bytes.count) of \(count) bytes")
+                throw TestFailure("connection closed after \(bytes.count) of \(count) bytes")
             }
             bytes += chunk
         }
@@ -141,7 +137,7 @@ public final class TestClient: @unchecked Sendable {
         let statusLine = try self.readLine()
         let parts = statusLine.split(separator: " ", maxSplits: 2)
         guard parts.count >= 2, let status = Int(parts[1]) else {
-            throw Failure(description: "bad status line '\(statusLine)'")
+            throw TestFailure("bad status line '\(statusLine)'")
         }
         var headers: [(String, String)] = []
         while true {
@@ -161,7 +157,7 @@ public final class TestClient: @unchecked Sendable {
             while true {
                 let sizeLine = try self.readLine()
                 let size = Int(String(sizeLine.prefix { $0 != ";" }.filter { $0 != " " }), radix: 16) ?? -1
-                guard size >= 0 else { throw Failure(description: "bad chunk size") }
+                guard size >= 0 else { throw TestFailure("bad chunk size") }
                 if size == 0 { break }
                 response.body += try self.readExactly(size)
                 _ = try self.readLine()
@@ -205,6 +201,23 @@ public final class TestClient: @unchecked Sendable {
         }
         return bytes
     }
+
+    /// Reads until `count` bytes came or the peer closed, as text; `nil` when nothing came before
+    /// a read timed out.
+    public func text(atLeast count: Int = 1) -> String? {
+        var bytes: [UInt8] = []
+        while bytes.count < count {
+            guard let chunk = try? self.read(upTo: 4096) else {
+                return bytes.isEmpty ? nil : String(decoding: bytes, as: UTF8.self)
+            }
+            if chunk.isEmpty { break }
+            bytes += chunk
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Whether the peer closed the connection without sending anything.
+    public var isClosedByPeer: Bool { (try? self.read(upTo: 1)) == [] }
 
     /// One line, without its end; what came before the connection ended if it did.
     public func line() -> String {

@@ -154,8 +154,8 @@ extension HTTPLoop {
 
     /// Answers `status` for a backend whose answer cannot be passed on, unless part of the real
     /// answer is already out.
+    /// Both answers drop the backend connection.
     func failUpstream(_ exchange: HTTPExchange, status: Int, reason: String, _ message: String) {
-        self.dropUpstream(exchange, reusable: false)
         self.apply(exchange.state.backendUnusable(status: status, reason: reason, message: message), to: exchange)
     }
 

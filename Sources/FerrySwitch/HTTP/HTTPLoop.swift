@@ -146,7 +146,6 @@ final class HTTPLoop: SwitchLoop, @unchecked Sendable {
             guard let action else { continue }
             if exchange.state.phase == .forwarding {
                 self.logger.warning("switch: backend took too long to answer \(exchange.method) \(exchange.content)")
-                self.dropUpstream(exchange, reusable: false)
             }
             self.apply(action, to: exchange)
             if exchange.isOpen { self.drive(exchange) }

@@ -131,7 +131,7 @@ final class TestCluster: @unchecked Sendable {
     @discardableResult
     func ferry(_ arguments: [String], timeout: Double = 120) throws -> Result {
         let process = Process()
-        process.executableURL = try Self.ferry()
+        process.executableURL = try FerryProcess.executable()
         process.arguments = arguments
         let output = Pipe()
         // Standard error to a file: read after the end, it can never fill and block the command.
@@ -193,5 +193,4 @@ final class TestCluster: @unchecked Sendable {
             .deletingLastPathComponent().appendingPathComponent("Guests/\(name).wasm").path
     }
 
-    static func ferry() throws -> URL { try FerryProcess.executable() }
 }
