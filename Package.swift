@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "FerryExamples", targets: ["FerryExamples"]),
         .library(name: "FerryMigration", targets: ["FerryMigration"]),
         .library(name: "FerryNode", targets: ["FerryNode"]),
+        .library(name: "FerryCDN", targets: ["FerryCDN"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -182,6 +183,22 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
+        // Wide-area clusters: the caching edge, the redirector (authoritative DNS with client
+        // subnets, HTTP 302) and the policy of proximity, load and health.
+        .target(
+            name: "FerryCDN",
+            dependencies: [
+                "FerryConfiguration",
+                "FerryEndpoints",
+                "FerryHTTP",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .target(
             name: "FerryMigration",
             dependencies: [
@@ -216,6 +233,7 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 "FerryKV",
                 "FerryExamples",
+                "FerryCDN",
             ]
         ),
         .target(
@@ -240,6 +258,7 @@ let package = Package(
                 "FerryKV",
                 "FerrySuperserver",
                 "FerryExamples",
+                "FerryCDN",
             ]
         ),
         .executableTarget(name: "ferry", dependencies: ["FerryCommands"]),
@@ -295,6 +314,18 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
+                "FerryTestSupport",
+            ]
+        ),
+        .testTarget(
+            name: "FerryCDNTests",
+            dependencies: [
+                "FerryCDN",
+                "FerryConfiguration",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 "FerryTestSupport",
             ]
         ),

@@ -37,6 +37,12 @@ struct Up: AsyncParsableCommand {
     @Option(help: "The object server's port; 0 picks a free one.")
     var objectsPort = 7413
 
+    @Option(help: "The CDN redirector's HTTP port; 0 picks a free one.", transform: parsePort)
+    var redirectorPort = 8082
+
+    @Option(help: "The CDN redirector's DNS port (UDP and TCP); 0 picks a free one.", transform: parsePort)
+    var dnsPort = 8053
+
     @Option(help: "Where the node keeps permanent state (default ~/.ferry).")
     var dataDir: String?
 
@@ -72,6 +78,17 @@ struct Up: AsyncParsableCommand {
         )
         var services = node.services
         var summary = node.summary
+        let cdn = try await CDNDemo.start(
+            origin: ServiceEndpoint(host: node.fileServer.host, port: node.fileServer.port),
+            host: self.host,
+            redirectorPort: self.redirectorPort,
+            dnsPort: self.dnsPort,
+            daemon: ServiceEndpoint(host: node.endpointDaemon.host, port: node.endpointDaemon.port),
+            logger: logger
+        )
+        services.append(contentsOf: cdn.services)
+        summary.insert(contentsOf: cdn.summary, at: (summary.firstIndex { $0.hasPrefix("objects") } ?? 0) + 1)
+        summary.insert(contentsOf: cdn.tryLines, at: summary.count - 1)
         if self.nodes > 0 {
             let processes = try NodeProcesses.start(
                 count: self.nodes,

@@ -34,7 +34,14 @@ public final class TestClient: @unchecked Sendable {
     private var pending: [UInt8] = []
 
     /// - Parameter udp: a connected datagram socket instead of TCP.
-    public init(port: Int, receiveBuffer: Int32? = nil, timeout: Int = 10, udp: Bool = false) throws {
+    /// - Parameter host: an IPv4 address (the whole of 127.0.0.0/8 is loopback).
+    public init(
+        port: Int,
+        host: String = "127.0.0.1",
+        receiveBuffer: Int32? = nil,
+        timeout: Int = 10,
+        udp: Bool = false
+    ) throws {
         self.descriptor = socket(AF_INET, Int32((udp ? SOCK_DGRAM : SOCK_STREAM).rawValue), 0)
         if var size = receiveBuffer {
             setsockopt(self.descriptor, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
@@ -44,7 +51,7 @@ public final class TestClient: @unchecked Sendable {
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_addr.s_addr = inet_addr(host)
         let result = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                 connect(self.descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
@@ -53,7 +60,7 @@ public final class TestClient: @unchecked Sendable {
         guard result == 0 else {
             // Thrown with every property set: deinit closes the socket.
             let reason = String(cString: strerror(errno))
-            throw TestFailure("connect to port \(port): \(reason)")
+            throw TestFailure("connect to \(host):\(port): \(reason)")
         }
     }
 
@@ -200,6 +207,11 @@ public final class TestClient: @unchecked Sendable {
             bytes += chunk
         }
         return bytes
+    }
+
+    /// One datagram (a UDP client); empty when none came before a read timed out.
+    public func datagram() -> [UInt8] {
+        (try? self.read(upTo: 65536)) ?? []
     }
 
     /// Reads until `count` bytes came or the peer closed, as text; `nil` when nothing came before
