@@ -86,7 +86,18 @@ struct Serve: AsyncParsableCommand {
         )
         var handoffSocket: String?
 
+        @Option(
+            help: ArgumentHelp(
+                "The Cache-Control of file answers, for caches in front (ferry edge), e.g. 'max-age=60'.",
+                valueName: "VALUE"
+            )
+        )
+        var cacheControl: String?
+
         func validate() throws {
+            if let value = self.cacheControl, value.isEmpty || value.contains(where: { $0 == "\r" || $0 == "\n" }) {
+                throw ValidationError("--cache-control takes a header value such as 'max-age=60', got '\(value)'")
+            }
             if let sessions, sessions < 1 {
                 throw ValidationError("--sessions must be at least 1 second, got \(sessions)")
             }
@@ -106,7 +117,8 @@ struct Serve: AsyncParsableCommand {
                     queueCapacity: self.queue,
                     controlPort: self.controlPort,
                     sessionTTL: self.sessions.map { .seconds($0) },
-                    handoffSocket: self.handoffSocket
+                    handoffSocket: self.handoffSocket,
+                    cacheControl: self.cacheControl
                 ),
                 logger: logger
             )

@@ -79,7 +79,7 @@ struct Up: AsyncParsableCommand {
         var services = node.services
         var summary = node.summary
         let cdn = try await CDNDemo.start(
-            origin: ServiceEndpoint(host: node.fileServer.host, port: node.fileServer.port),
+            root: node.fileServer.configuration.root,
             host: self.host,
             redirectorPort: self.redirectorPort,
             dnsPort: self.dnsPort,

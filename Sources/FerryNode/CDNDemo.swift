@@ -1,28 +1,39 @@
 import FerryCDN
 import FerryEndpoints
+import FerryServer
 import Logging
 import ServiceLifecycle
 
-/// The small CDN of `ferry up`: the file server is the origin, two edges stand in two regions on
-/// their own loopback addresses (so DNS answers tell them apart), and the redirector answers for
-/// `ferry.test` by DNS and HTTP.
+/// The small CDN of `ferry up`: a file server of the demo site is the origin (its answers say
+/// how long caches may keep them, and it keeps no sessions: a Set-Cookie is never cached), two
+/// edges stand in two regions on their own loopback addresses (so DNS answers tell them apart),
+/// and the redirector answers for `ferry.test` by DNS and HTTP.
 public struct CDNDemo: Sendable {
+    public let origin: FileServer
     public let edges: [EdgeServer]
     public let redirector: Redirector
 
-    public var services: [any Service] { self.edges + [self.redirector] }
+    public var services: [any Service] { [self.origin] + self.edges + [self.redirector] }
+
+    /// What the origin tells caches.
+    public static let cacheControl = "max-age=60, stale-while-revalidate=30, stale-if-error=600"
 
     /// The zone the demo answers for.
     public static let zone = "ferry.test"
 
     public static func start(
-        origin: ServiceEndpoint,
+        root: String,
         host: String,
         redirectorPort: Int,
         dnsPort: Int,
         daemon: ServiceEndpoint,
         logger: Logger
     ) async throws -> CDNDemo {
+        let files = try await FileServer.bind(
+            .init(root: root, host: host, port: 0, cacheControl: Self.cacheControl),
+            logger: logger
+        )
+        let origin = ServiceEndpoint(host: files.host, port: files.port)
         // 127.0.0.0/8 is all loopback: each edge gets an address of its own there.
         let onLoopback = host == "127.0.0.1"
         var edges: [EdgeServer] = []
@@ -56,14 +67,14 @@ public struct CDNDemo: Sendable {
             dnsPort: dnsPort,
             logger: logger
         )
-        return CDNDemo(edges: edges, redirector: redirector)
+        return CDNDemo(origin: files, edges: edges, redirector: redirector)
     }
 
     /// What `ferry up` prints of it.
     public var summary: [String] {
         let edges = self.edges.map { "\($0.configuration.name) \($0.address) (\($0.configuration.region ?? "-"))" }
         return [
-            "cdn       redirector http://\(self.redirector.address)/, dns \(self.redirector.dnsAddress) (zone \(Self.zone)); edges \(edges.joined(separator: ", ")); origin the file server"
+            "cdn       redirector http://\(self.redirector.address)/, dns \(self.redirector.dnsAddress) (zone \(Self.zone)); edges \(edges.joined(separator: ", ")); origin http://\(self.origin.host):\(self.origin.port)/ (\(Self.cacheControl))"
         ]
     }
 

@@ -33,6 +33,8 @@ public final class FileServer: Service, Sendable {
         public var sessionTTL: Duration?
         /// A Unix socket on which a switch hands over accepted connections (TCP handoff); none when nil.
         public var handoffSocket: String?
+        /// The Cache-Control of file answers (`max-age=60`), for caches in front; none when nil.
+        public var cacheControl: String?
 
         public init(
             root: String,
@@ -43,7 +45,8 @@ public final class FileServer: Service, Sendable {
             queueCapacity: Int = 256,
             controlPort: Int? = nil,
             sessionTTL: Duration? = nil,
-            handoffSocket: String? = nil
+            handoffSocket: String? = nil,
+            cacheControl: String? = nil
         ) {
             self.root = root
             self.host = host
@@ -54,6 +57,7 @@ public final class FileServer: Service, Sendable {
             self.controlPort = controlPort
             self.sessionTTL = sessionTTL
             self.handoffSocket = handoffSocket
+            self.cacheControl = cacheControl
         }
     }
 
@@ -116,7 +120,11 @@ public final class FileServer: Service, Sendable {
         // sendfile(2) has no MSG_NOSIGNAL: a client that hangs up mid-body would otherwise kill the
         // process with SIGPIPE. Like nginx, a server process ignores it and handles EPIPE.
         signal(SIGPIPE, SIG_IGN)
-        let files = try FileService(root: configuration.root, sessionTTL: configuration.sessionTTL)
+        let files = try FileService(
+            root: configuration.root,
+            sessionTTL: configuration.sessionTTL,
+            cacheControl: configuration.cacheControl
+        )
         let listener = try TCPListener(host: configuration.host, port: configuration.port)
         let registry = ConnectionRegistry()
         let metrics = ServerMetrics(model: configuration.model, factory: metricsFactory)

@@ -177,6 +177,17 @@ private func richResponse() -> DNSMessage {
 }
 
 @Suite struct DNSCodecTests {
+    /// Captured from `dig @127.0.0.1 www.ferry.test +subnet=10.2.0.0/16` (dig 9.18): ECS 10.2/16, then a cookie.
+    @Test func aDigQueryWithASubnetAndACookieParses() throws {
+        let query = hex(
+            "675001200001000000000001037777770566657272790474657374000001000100002904d000000000001600080006000110000a02000a0008483f5d1bd78ca9ea"
+        )
+        let message = try DNSMessage.parse(query)
+        #expect(message.edns?.clientSubnet?.sourcePrefixLength == 16)
+        #expect(message.edns?.clientSubnet?.paddedAddress == [10, 2, 0, 0])
+        #expect(message.edns?.options.first?.code == EDNSOption.cookieCode)
+    }
+
     @Test func digQueryWithClientSubnetParsesToItsFields() throws {
         let message = try DNSMessage.parse(digQuery)
         #expect(message.header.id == 0x8F3A)

@@ -233,6 +233,7 @@ import Testing
         var configuration = bench.edge.configuration
         configuration.port = 0
         let restarted = try await EdgeServer.bind(configuration, logger: TestLog.logger("edge"))
+        #expect(restarted.cache.count == 1, "the object is loaded from the directory")
         let client = try TestClient(port: restarted.address.port)
         let response = try #require(client.fetch("/d"))
         #expect(response.header("X-Cache") == "HIT")

@@ -14,11 +14,11 @@ enum StoreOutcome {
 }
 
 /// The edge's cache: objects in memory under a byte budget, mirrored to a directory when the
-/// edge has one (written off the event loops, in order, each file atomically).
+/// edge has one (each file written atomically when the object is stored: only misses and
+/// revalidations write, so the event loop waits on the disk only when it waits on the origin too).
 final class EdgeCache: Sendable {
     private let objects: ObjectCache
     private let disk: DiskCache?
-    private let writer = DispatchQueue(label: "ferry.edge.disk")
 
     init(byteLimit: Int, directory: String?) throws {
         self.objects = ObjectCache(byteLimit: byteLimit)
@@ -77,19 +77,18 @@ final class EdgeCache: Sendable {
 
     func purge(_ key: String) -> Int {
         let removed = self.objects.purge(key)
-        if let disk = self.disk { self.writer.async { _ = disk.remove(key: key) } }
+        _ = self.disk?.remove(key: key)
         return removed
     }
 
     func purge(prefix: String) -> Int {
         let removed = self.objects.purge(prefix: prefix)
-        if let disk = self.disk { self.writer.async { _ = disk.remove(prefix: prefix) } }
+        _ = self.disk?.remove(prefix: prefix)
         return removed
     }
 
     private func write(_ key: String, _ object: CachedObject) {
-        guard let disk = self.disk else { return }
-        self.writer.async { try? disk.write(key: key, object: object) }
+        try? self.disk?.write(key: key, object: object)
     }
 }
 

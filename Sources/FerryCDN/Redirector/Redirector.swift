@@ -80,7 +80,10 @@ public final class Redirector: Service, Sendable {
             attempt += 1
             let udp = try await DatagramBootstrap(group: group)
                 .channelOption(.socketOption(.so_reuseaddr), value: 1)
-                .channelOption(.datagramVectorReadMessageCount, value: 32)
+                // Vector reads split the receive buffer between the datagrams: 16 of 4 KiB each,
+                // so no query that fits a sane UDP message is cut.
+                .channelOption(.datagramVectorReadMessageCount, value: 16)
+                .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 16 * 4096))
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(DNSDatagramHandler(redirector: core))

@@ -21,12 +21,17 @@ public final class FileService: Sendable {
     private let rootFD: Int32
     /// Optional per-client soft state; nil serves without sessions.
     public let sessions: SessionStore<FileSession>?
+    /// The Cache-Control every file answer carries, for caches in front (a CDN's edges); none when nil.
+    public let cacheControl: String?
 
-    /// - Parameter sessionTTL: keep a session per client (a `ferry-session` cookie) for this long
-    ///   after its last request; nil keeps none.
+    /// - Parameters:
+    ///   - sessionTTL: keep a session per client (a `ferry-session` cookie) for this long after its
+    ///     last request; nil keeps none.
+    ///   - cacheControl: the Cache-Control of file answers, e.g. `max-age=60`, as nginx's `expires`.
     /// - Throws: ``Error`` when `root` is not a readable directory.
-    public init(root: String, sessionTTL: Duration? = nil) throws {
+    public init(root: String, sessionTTL: Duration? = nil, cacheControl: String? = nil) throws {
         self.sessions = sessionTTL.map { SessionStore(ttl: $0) }
+        self.cacheControl = cacheControl
         let fd = Glibc.open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else {
             throw Error(
@@ -151,6 +156,7 @@ public final class FileService: Sendable {
             ("ETag", etag),
             ("Accept-Ranges", "bytes"),
         ]
+        if let cacheControl = self.cacheControl { headers.add("Cache-Control", cacheControl) }
         if Self.notModified(request, etag: etag, modified: modified) {
             return FileResponse(head: .init(status: .notModified, headers: headers), body: .none)
         }

@@ -1,0 +1,93 @@
+import FerryEndpoints
+import FerryTestSupport
+import Foundation
+import Testing
+
+extension FerryProcessTests {
+    /// An origin, two `ferry edge` processes and a `ferry redirector`, each its own process: an edge
+    /// killed with SIGKILL leaves the answers within a check; a bad configuration sent with SIGHUP
+    /// is refused and the policy stays.
+    @Test func aCDNOfProcessesSurvivesAKilledEdgeAndABadReload() throws {
+        let temporary = try TemporaryDirectory()
+        defer { withExtendedLifetime(temporary) {} }
+        try FileManager.default.createDirectory(atPath: temporary.path + "/www", withIntermediateDirectories: true)
+        temporary.write("www/page.txt", "from the origin\n")
+        let origin = try Running([
+            "serve", "files", "--root", temporary.path + "/www", "--port", "0", "--cache-control", "max-age=600",
+        ])
+        let originPort = try #require(origin.nextLine().flatMap(listeningAddress)).port
+        var edges: [Running] = []
+        var addresses: [ServiceEndpoint] = []
+        for (name, host) in [("e1", "127.0.0.2"), ("e2", "127.0.0.3")] {
+            let edge = try Running([
+                "edge", "--origin", "http://127.0.0.1:\(originPort)", "--host", host, "--port", "0", "--name", name,
+                "--control", "\(temporary.path)/\(name).sock",
+            ])
+            addresses.append(try #require(edge.nextLine().flatMap(listeningAddress)))
+            edges.append(edge)
+        }
+        let file = temporary.write(
+            "cdn.yaml",
+            """
+            zone: cdn.test
+            origin: http://127.0.0.1:\(originPort)
+            check_interval: 0.2
+            regions:
+              east: {networks: [127.0.0.0/24, 10.1.0.0/16]}
+              west: {networks: [10.2.0.0/16]}
+            distances: {east: {west: 70}}
+            edges:
+              - {name: e1, region: east, address: \(addresses[0]), capacity: 1000}
+              - {name: e2, region: west, address: \(addresses[1]), capacity: 1000}
+
+            """
+        )
+        let redirector = try Running(["redirector", "--config", file], errors: .merged)
+        var http: ServiceEndpoint?
+        var dns: ServiceEndpoint?
+        while dns == nil, let line = redirector.nextLine() {
+            if line.hasPrefix("listening on ") { http = listeningAddress(line) }
+            if line.hasPrefix("dns on ") { dns = ServiceEndpoint(String(line.dropFirst("dns on ".count))) }
+        }
+        let front = try #require(http)
+        #expect(dns != nil)
+        func location(_ path: String) -> String? {
+            (try? TestClient(port: front.port))?.fetch(path)?.header("Location")
+        }
+        #expect(location("/page.txt") == "http://\(addresses[0])/page.txt")
+        let edge = try TestClient(port: addresses[0].port, host: addresses[0].host)
+        #expect(edge.fetch("/page.txt")?.header("X-Cache") == "MISS")
+        #expect(edge.fetch("/page.txt")?.header("X-Cache") == "HIT")
+
+        kill(edges[0].process.processIdentifier, SIGKILL)
+        let movedOver = waitUntil(within: .seconds(10)) { location("/page.txt") == "http://\(addresses[1])/page.txt" }
+        #expect(movedOver != nil, "the redirector stops sending clients to a killed edge")
+        if let movedOver { #expect(movedOver < .seconds(3), "within a check interval (0.2 s) and its timeout") }
+
+        try Data("zone: cdn.test\nedges: []\n".utf8).write(to: URL(fileURLWithPath: file))
+        kill(redirector.process.processIdentifier, SIGHUP)
+        var refusal: String?
+        while refusal == nil, let line = redirector.nextLine() {
+            if line.contains("reload refused") { refusal = line }
+        }
+        #expect(refusal?.contains("origin: is missing") == true)
+        #expect(location("/page.txt") == "http://\(addresses[1])/page.txt", "the running policy stays")
+        #expect(redirector.stop(SIGTERM) == 0)
+        _ = edges[1].stop(SIGTERM)
+        _ = origin.stop(SIGTERM)
+    }
+
+    @Test func cdnFlagsAreCheckedBeforeAnythingStarts() throws {
+        for (arguments, message) in [
+            (["edge", "--origin", "http://127.0.0.1:8080", "--port", "99999"], "a port is a number from 0 to 65535"),
+            (["edge", "--origin", "ftp://x"], "--origin takes http://HOST:PORT"),
+            (["redirector", "explain", "--config", "/nonexistent.yaml", "--client", "10.1.2.300"], "--client takes"),
+        ] {
+            let command = try Running(arguments, errors: .merged)
+            var output = ""
+            while let line = command.nextLine() { output += line + "\n" }
+            #expect(command.stop(SIGTERM) != 0)
+            #expect(output.contains(message), "\(arguments): \(output)")
+        }
+    }
+}
