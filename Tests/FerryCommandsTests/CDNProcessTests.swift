@@ -63,14 +63,20 @@ extension FerryProcessTests {
         let movedOver = waitUntil(within: .seconds(10)) { location("/page.txt") == "http://\(addresses[1])/page.txt" }
         #expect(movedOver != nil, "the redirector stops sending clients to a killed edge")
         if let movedOver { #expect(movedOver < .seconds(3), "within a check interval (0.2 s) and its timeout") }
+        var lines: [String] = []
 
         try Data("zone: cdn.test\nedges: []\n".utf8).write(to: URL(fileURLWithPath: file))
         kill(redirector.process.processIdentifier, SIGHUP)
         var refusal: String?
         while refusal == nil, let line = redirector.nextLine() {
+            lines.append(line)
             if line.contains("reload refused") { refusal = line }
         }
         #expect(refusal?.contains("origin: is missing") == true)
+        #expect(
+            lines.contains { $0.contains("edge e1") && $0.contains("its connection closed") },
+            "the held connection, not the next check, found the killed edge"
+        )
         #expect(location("/page.txt") == "http://\(addresses[1])/page.txt", "the running policy stays")
         #expect(redirector.stop(SIGTERM) == 0)
         _ = edges[1].stop(SIGTERM)

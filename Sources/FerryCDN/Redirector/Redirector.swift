@@ -133,12 +133,14 @@ public final class Redirector: Service, Sendable {
                 group.cancelAll()
             }
         } onGracefulShutdown: {
+            self.core.watch.close()
             for channel in self.channels { channel.close(promise: nil) }
         }
     }
 
     /// Stops answering (what `run` does at shutdown), for a redirector used without a ServiceGroup.
     public func close() async {
+        self.core.watch.close()
         for channel in self.channels { try? await channel.close() }
     }
 
@@ -156,6 +158,7 @@ public final class Redirector: Service, Sendable {
     ) async throws -> [String] {
         let core = try RedirectorCore(configuration, logger: logger)
         await core.checkEdges()
+        core.watch.close()
         return core.snapshot.policy.explain(client: client, path: path.map { Substring($0) })
     }
 }

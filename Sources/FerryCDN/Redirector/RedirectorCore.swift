@@ -37,10 +37,39 @@ struct RedirectorSnapshot: Sendable {
 final class RedirectorCore: Sendable {
     private let current: NIOLockedValueBox<RedirectorSnapshot>
     let logger: Logger
+    let watch = EdgeWatch()
+    /// When each edge's held connection last ended: a check that began before then does not
+    /// bring the edge back.
+    private let lostAt = NIOLockedValueBox<[String: ContinuousClock.Instant]>([:])
 
     init(_ configuration: RedirectorConfiguration, logger: Logger) throws {
         self.current = NIOLockedValueBox(try RedirectorSnapshot(configuration: configuration, health: [:]))
         self.logger = logger
+        self.watch.onLost { [weak self] name in self?.edgeLost(name) }
+    }
+
+    /// An edge's held connection ended: out of the answers now, until a check finds it again.
+    private func edgeLost(_ name: String) {
+        self.lostAt.withLockedValue { $0[name] = .now }
+        let edge: RedirectorConfiguration.Edge? = self.current.withLockedValue { current in
+            let health = current.health
+            guard health[name]?.up == true,
+                let updated = try? RedirectorSnapshot(
+                    configuration: current.configuration,
+                    health: health.updating(name) {
+                        $0.up = false
+                        $0.lastProblem = "its connection closed: the edge's process is gone"
+                    }
+                )
+            else { return nil }
+            current = updated
+            return current.configuration.edges.first { $0.name == name }
+        }
+        if let edge {
+            self.logger.warning(
+                "redirector: edge \(edge.name) \(edge.address) (\(edge.region)) is down: its connection closed"
+            )
+        }
     }
 
     var snapshot: RedirectorSnapshot { self.current.withLockedValue { $0 } }
@@ -60,9 +89,14 @@ final class RedirectorCore: Sendable {
 
     /// One round of health checks, logged where an edge changes state.
     func checkEdges() async {
+        let started = ContinuousClock.now
         let snapshot = self.snapshot
         let checker = EdgeChecker(interval: snapshot.configuration.checkInterval, logger: self.logger)
         var found = await checker.check(snapshot.configuration.edges)
+        for (name, at) in self.lostAt.withLockedValue({ $0 }) where at > started && found[name]?.up == true {
+            found[name]?.up = false
+            found[name]?.lastProblem = "its connection closed during the check"
+        }
         for edge in snapshot.configuration.edges {
             let before = snapshot.health[edge.name] ?? EdgeHealth()
             found[edge.name, default: EdgeHealth()].checks = before.checks + 1
@@ -82,6 +116,7 @@ final class RedirectorCore: Sendable {
             else { return }
             current = updated
         }
+        self.watch.follow(snapshot.configuration.edges.filter { found[$0.name]?.up == true })
     }
 
     /// The answer to one DNS message, or nil when it deserves none (not even a header to answer).
@@ -134,5 +169,13 @@ final class RedirectorCore: Sendable {
         ]
         let data = (try? JSONSerialization.data(withJSONObject: document, options: [.sortedKeys])) ?? Data()
         return String(decoding: data, as: UTF8.self) + "\n"
+    }
+}
+
+extension Dictionary where Key == String, Value == EdgeHealth {
+    fileprivate func updating(_ name: String, _ change: (inout EdgeHealth) -> Void) -> Self {
+        var copy = self
+        change(&copy[name, default: EdgeHealth()])
+        return copy
     }
 }

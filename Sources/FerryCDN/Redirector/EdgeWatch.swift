@@ -1,0 +1,91 @@
+import FerryEndpoints
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+/// One idle TCP connection held to every edge that is up: when the edge's process dies, its
+/// kernel closes the connection and the redirector takes the edge out of its answers at once,
+/// not at the next check (HAProxy's `observe layer4` reads failures off live traffic the same
+/// way). A host that vanishes without closing anything is still found by the checks.
+final class EdgeWatch: Sendable {
+    private let watched = NIOLockedValueBox<[String: Channel]>([:])
+    /// Called with the edge's name when its connection ends.
+    private let lost = NIOLockedValueBox<(@Sendable (String) -> Void)?>(nil)
+
+    /// Says whom to tell of an edge whose connection ended.
+    func onLost(_ handler: @escaping @Sendable (String) -> Void) {
+        self.lost.withLockedValue { $0 = handler }
+    }
+
+    /// Holds a connection to each edge in `up` that has none; lets go of the others.
+    func follow(_ up: [RedirectorConfiguration.Edge]) {
+        let names = Set(up.map(\.name))
+        let dropped = self.watched.withLockedValue { watched in
+            let dropped = watched.filter { !names.contains($0.key) }
+            for name in dropped.keys { watched[name] = nil }
+            return Array(dropped.values)
+        }
+        for channel in dropped { channel.close(promise: nil) }
+        for edge in up where self.watched.withLockedValue({ $0[edge.name] == nil }) {
+            self.connect(edge)
+        }
+    }
+
+    private func connect(_ edge: RedirectorConfiguration.Edge) {
+        let lost = self.lost
+        let watched = self.watched
+        ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connectTimeout(.seconds(1))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        ConnectionEnd {
+                            let ours = watched.withLockedValue { watched in
+                                guard watched[edge.name] === channel else { return false }
+                                watched[edge.name] = nil
+                                return true
+                            }
+                            if ours { lost.withLockedValue { $0 }?(edge.name) }
+                        }
+                    )
+                }
+            }
+            .connect(host: edge.address.host, port: edge.address.port)
+            .whenSuccess { channel in
+                let kept = watched.withLockedValue { watched in
+                    guard watched[edge.name] == nil else { return false }
+                    watched[edge.name] = channel
+                    return true
+                }
+                if !kept { channel.close(promise: nil) }
+            }
+    }
+
+    func close() {
+        let channels = self.watched.withLockedValue { watched in
+            defer { watched = [:] }
+            return Array(watched.values)
+        }
+        for channel in channels { channel.close(promise: nil) }
+    }
+}
+
+/// Reads nothing and says when the connection ends.
+private final class ConnectionEnd: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+
+    private let ended: () -> Void
+
+    init(_ ended: @escaping () -> Void) {
+        self.ended = ended
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.ended()
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        context.close(promise: nil)
+    }
+}
