@@ -36,14 +36,16 @@ for i in range(2000):
     open(f"{sys.argv[1]}/z/{i}.bin", "wb").write(os.urandom(random.randint(1024, 32768)))
 PY
 
-# The origin (nginx, an hour of freshness) and nginx's own caching proxy in front of it.
+# The origin (nginx, an hour of freshness) and nginx's own caching proxy in front of it. The cache
+# turns tcp_nopush off: with it on (lib.sh's default for serving files), every 64 KiB hit from the
+# cache stalls 40 ms on a delayed ACK here (1.5k req/s instead of 39k).
 ORIGIN_PORT=$(free_port)
 PROXY_CACHE_PORT=$(free_port)
 mkdir -p "$WORK/nginx-cache"
 EXTRA_NGINX_SERVERS="upstream origin { server 127.0.0.1:$ORIGIN_PORT; keepalive 64; }
     proxy_cache_path $WORK/nginx-cache keys_zone=edge:10m max_size=256m;
     server { listen 127.0.0.1:$ORIGIN_PORT; root $WORK/www; expires 1h; }
-    server { listen 127.0.0.1:$PROXY_CACHE_PORT; location / { proxy_pass http://origin; proxy_http_version 1.1;
+    server { listen 127.0.0.1:$PROXY_CACHE_PORT; tcp_nopush off; location / { proxy_pass http://origin; proxy_http_version 1.1;
         proxy_set_header Connection \"\"; proxy_cache edge; } }"
 start_nginx
 ORIGIN="127.0.0.1:$ORIGIN_PORT"

@@ -21,7 +21,8 @@ public enum ByteRange: Equatable, Sendable {
         case (let first?, let last?):
             guard first <= last else { return .none }
             guard first < size else { return .unsatisfiable }
-            return .range(first..<min(last + 1, size))
+            // `last` may be any number a client writes: cap it before adding one.
+            return .range(first..<(min(last, size - 1) + 1))
         default:
             return .none
         }

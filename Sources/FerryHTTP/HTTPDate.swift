@@ -32,7 +32,10 @@ public enum HTTPDate {
             let year = Int(fields[3])
         else { return nil }
         let clock = fields[4].split(separator: ":").compactMap { Int($0) }
-        guard clock.count == 3 else { return nil }
+        // Whatever a client writes: out-of-range fields are not a date (and must not trap).
+        guard clock.count == 3, (1...31).contains(day), (1900...9999).contains(year), (0...23).contains(clock[0]),
+            (0...59).contains(clock[1]), (0...60).contains(clock[2])
+        else { return nil }
         var parts = tm()
         parts.tm_year = Int32(year - 1900)
         parts.tm_mon = Int32(month)

@@ -204,6 +204,32 @@ import Testing
         await bench.stop()
     }
 
+    @Test func pipelinedRequestsAreAnsweredInOrderBehindASlowMiss() async throws {
+        let bench = try await Bench.start()
+        bench.origin.set(
+            "/fast",
+            .answer(status: 200, headers: [("Cache-Control", "max-age=600")], body: Array("fast".utf8))
+        )
+        _ = try bench.get("/fast")
+        bench.origin.set(
+            "/slow",
+            .held(status: 200, headers: [("Cache-Control", "max-age=600")], body: Array("slow".utf8))
+        )
+        let client = try TestClient(port: bench.edge.address.port)
+        try client.send(
+            "GET /slow HTTP/1.1\r\nHost: x\r\n\r\nGET /fast HTTP/1.1\r\nHost: x\r\n\r\n"
+                + "GET /fast HTTP/1.1\r\nHost: x\r\nRange: bytes=0-9223372036854775807\r\n"
+                + "If-Modified-Since: Sun, 06 Nov 99999999999 08:49:37 GMT\r\n\r\n"
+        )
+        #expect(await eventually { bench.origin.requests("/slow").count == 1 })
+        bench.origin.release()
+        #expect(try client.readResponse().text == "slow")
+        #expect(try client.readResponse().text == "fast")
+        let hostile = try client.readResponse()
+        #expect(hostile.status == 206 && hostile.text == "fast", "a huge range end and a bad date are survived")
+        await bench.stop()
+    }
+
     @Test func aPurgeDropsTheObjectAndAPrefixPurgeEverythingUnderIt() async throws {
         let bench = try await Bench.start()
         for path in ["/img/1", "/img/2", "/css/1"] {

@@ -171,7 +171,10 @@ struct DNSReader {
             let dataEnd = offset + 4 + Int(self.uint16(at: offset + 2))
             guard dataEnd <= end else { throw self.error(.badOPT, at: offset) }
             let data = UnsafeRawBufferPointer(rebasing: self.buffer[(offset + 4)..<dataEnd])
-            if code == EDNSOption.clientSubnetCode {
+            // FAMILY 0 with SOURCE 0 is a client asking that its address not be used (RFC 7871
+            // §7.1.2): no subnet, kept as an option like any other.
+            let optOut = data.count == 4 && data.allSatisfy { $0 == 0 }
+            if code == EDNSOption.clientSubnetCode, !optOut {
                 // A second ECS option could only contradict the first.
                 guard edns.clientSubnet == nil, let subnet = ClientSubnet.decode(data) else {
                     throw self.error(.badClientSubnet, at: offset)

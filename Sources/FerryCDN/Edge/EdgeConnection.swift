@@ -16,8 +16,14 @@ final class EdgeConnection: ChannelDuplexHandler {
     private var reading: EdgeRequest?
     private var queued: [EdgeRequest] = []
     private var busy = false
-    /// A request that could not be read while an answer was on its way: refused after that answer.
+    /// A request that could not be read while an answer was on its way: refused after that answer,
+    /// and nothing after it is read.
     private var refusal: (HTTPResponseStatus, String)?
+    /// An answer said `Connection: close`: what the client pipelined after it is dropped.
+    private var closing = false
+    /// The socket is read again only once the requests read so far are answered (backpressure: a
+    /// client cannot queue without bound behind a slow miss).
+    private var readWanted = false
     private var client = "-"
 
     init(core: EdgeCore) {
@@ -35,7 +41,16 @@ final class EdgeConnection: ChannelDuplexHandler {
         context.fireChannelInactive()
     }
 
+    func read(context: ChannelHandlerContext) {
+        guard !self.busy, self.queued.isEmpty else {
+            self.readWanted = true
+            return
+        }
+        context.read()
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard self.refusal == nil, !self.closing else { return }
         switch Self.unwrapInboundIn(data) {
         case .head(let head):
             self.reading = EdgeRequest(head: head, body: nil, client: self.client)
@@ -67,24 +82,40 @@ final class EdgeConnection: ChannelDuplexHandler {
         context.close(promise: nil)
     }
 
+    /// Answers the queued requests in order. Answers that are ready at once (hits) are written in
+    /// this loop; one that waits (a miss) resumes it when it comes, so the stack never grows with
+    /// the queue.
     private func next(_ context: ChannelHandlerContext) {
-        guard !self.busy else { return }
-        guard !self.queued.isEmpty else {
-            if let (status, reason) = self.refusal { self.refuse(context, status, reason) }
-            return
+        while !self.busy, !self.closing, !self.queued.isEmpty {
+            let request = self.queued.removeFirst()
+            if request.head.uri == EdgeServer.statusPath {
+                self.writeStatus(context, request)
+                continue
+            }
+            self.busy = true
+            let pending = PendingAnswer()
+            let loopBound = NIOLoopBound((self, context, pending), eventLoop: context.eventLoop)
+            self.core.answer(request, on: context.eventLoop).whenSuccess { answer in
+                let (connection, context, pending) = loopBound.value
+                guard !pending.inLoop else {
+                    pending.answer = answer
+                    return
+                }
+                connection.busy = false
+                connection.write(context, answer, for: request)
+                connection.next(context)
+            }
+            pending.inLoop = false
+            guard let answer = pending.answer else { return }
+            self.busy = false
+            self.write(context, answer, for: request)
         }
-        let request = self.queued.removeFirst()
-        if request.head.uri == EdgeServer.statusPath {
-            self.writeStatus(context, request)
-            return self.next(context)
-        }
-        self.busy = true
-        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        self.core.answer(request, on: context.eventLoop).whenSuccess { answer in
-            let (connection, context) = loopBound.value
-            connection.busy = false
-            connection.write(context, answer, for: request)
-            connection.next(context)
+        if self.closing { self.queued.removeAll() }
+        guard !self.busy, self.queued.isEmpty else { return }
+        if let (status, reason) = self.refusal { return self.refuse(context, status, reason) }
+        if self.readWanted, !self.closing {
+            self.readWanted = false
+            context.read()
         }
     }
 
@@ -111,7 +142,16 @@ final class EdgeConnection: ChannelDuplexHandler {
             context.write(Self.wrapOutboundOut(body), promise: nil)
         }
         context.flush()
-        if !keepAlive { context.close(mode: .output, promise: nil) }
+        if !keepAlive {
+            self.closing = true
+            context.close(mode: .output, promise: nil)
+        }
+    }
+
+    /// An answer that may come while `next` is still in its loop (then the loop writes it).
+    private final class PendingAnswer {
+        var inLoop = true
+        var answer: EdgeAnswer?
     }
 
     private func writeStatus(_ context: ChannelHandlerContext, _ request: EdgeRequest) {
@@ -130,7 +170,10 @@ final class EdgeConnection: ChannelDuplexHandler {
             context.write(Self.wrapOutboundOut(body), promise: nil)
         }
         context.flush()
-        if !request.head.isKeepAlive { context.close(mode: .output, promise: nil) }
+        if !request.head.isKeepAlive {
+            self.closing = true
+            context.close(mode: .output, promise: nil)
+        }
     }
 
     /// A request that cannot be read: answered, then the connection closes (what follows it on the
@@ -141,6 +184,7 @@ final class EdgeConnection: ChannelDuplexHandler {
             return
         }
         self.refusal = nil
+        self.closing = true
         var rendered = EdgeRendering.error(status, reason, allocator: context.channel.allocator)
         rendered.finishHead(keepAlive: false)
         let written = context.eventLoop.makePromise(of: Void.self)

@@ -74,7 +74,8 @@ final class EdgeCore: Sendable {
             _ = self.revalidate(request, entry, on: eventLoop)
             return eventLoop.makeSucceededFuture(.cached(entry, label: "STALE"))
         case .mustRevalidate:
-            return self.revalidate(request, entry, on: eventLoop).flatMap { outcome in
+            let (revalidation, isLeader) = self.revalidate(request, entry, on: eventLoop)
+            return revalidation.flatMap { outcome in
                 switch outcome {
                 case .stored(let fresh, let fromCache):
                     if fromCache { EdgeStats.bump(self.stats.hits) } else { EdgeStats.bump(self.stats.misses) }
@@ -82,6 +83,8 @@ final class EdgeCore: Sendable {
                     return eventLoop.makeSucceededFuture(.cached(fresh, label: fromCache ? "HIT" : "MISS"))
                 case .notStored(let response):
                     EdgeStats.bump(self.stats.misses)
+                    // Not to be shared (private, a Set-Cookie): only the client that asked gets it.
+                    guard isLeader else { return self.fetchAlone(request, on: eventLoop) }
                     return eventLoop.makeSucceededFuture(.relayed(response))
                 case .failed(let failure):
                     guard entry.mayServeOnError(now: EdgeClock.now()) else {
@@ -157,10 +160,10 @@ final class EdgeCore: Sendable {
         _ request: EdgeRequest,
         _ entry: EdgeEntry,
         on eventLoop: EventLoop
-    ) -> EventLoopFuture<FetchOutcome> {
+    ) -> (future: EventLoopFuture<FetchOutcome>, isLeader: Bool) {
         self.coalescer.outcome(for: request.key, on: eventLoop) {
             self.originFetch(request, conditional: entry, on: eventLoop)
-        }.future
+        }
     }
 
     /// One GET to the origin, conditional on `conditional` when revalidating it; stores what may be
@@ -177,6 +180,10 @@ final class EdgeCore: Sendable {
         return self.origin.fetch(method: .GET, uri: request.head.uri, headers: headers, body: nil, on: eventLoop)
             .map { response -> FetchOutcome in
                 if response.status == .notModified, let conditional {
+                    // A 304 for another version than the one kept (RFC 9111 §4.3.4): ask again, whole.
+                    guard conditional.isValidated(by: response.headers.fields) else {
+                        return .failed(.malformed("the origin answered 304 for another version"))
+                    }
                     return .stored(self.cache.refresh(request.key, conditional, with: response), fromCache: true)
                 }
                 if response.status.code >= 500, conditional != nil {

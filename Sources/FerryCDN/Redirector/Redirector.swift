@@ -6,6 +6,10 @@ import NIOHTTP1
 import NIOPosix
 import ServiceLifecycle
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// `ferry redirector`: a CDN's request router. One policy (proximity by coverage zones and
 /// distances, load and health from active checks) answers two ways: as the authoritative DNS
 /// server of the CDN's zone (UDP and TCP, EDNS Client Subnet) and as an HTTP server answering
@@ -49,7 +53,7 @@ public final class Redirector: Service, Sendable {
         let reload = await configurationFile.asyncMap { await HangupReload(path: $0) }
         await core.checkEdges()
         let group = MultiThreadedEventLoopGroup.singleton
-        let (udp, tcp) = try await Self.bindDNS(host: host, port: dnsPort, core: core, group: group)
+        let (datagrams, tcp) = try await Self.bindDNS(host: host, port: dnsPort, core: core, group: group)
         let http = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
@@ -61,37 +65,31 @@ public final class Redirector: Service, Sendable {
         return Redirector(
             core: core,
             address: ServiceEndpoint(host: host, port: http.localAddress?.port ?? port),
-            dnsAddress: ServiceEndpoint(host: host, port: udp.localAddress?.port ?? dnsPort),
-            channels: [udp, tcp, http],
+            dnsAddress: ServiceEndpoint(host: host, port: datagrams[0].localAddress?.port ?? dnsPort),
+            channels: datagrams + [tcp, http],
             reload: reload
         )
     }
 
-    /// UDP first (port 0 picks one), then TCP on the same port; a port TCP cannot have is given
-    /// back and another tried.
+    /// UDP first (port 0 picks one), a socket on each event loop sharing the port (SO_REUSEPORT:
+    /// the kernel spreads the clients over them, so every core answers), then TCP on the same
+    /// port; a port TCP cannot have is given back and another tried.
     private static func bindDNS(
         host: String,
         port: Int,
         core: RedirectorCore,
-        group: EventLoopGroup
-    ) async throws -> (Channel, Channel) {
+        group: MultiThreadedEventLoopGroup
+    ) async throws -> ([Channel], Channel) {
         var attempt = 0
         while true {
             attempt += 1
-            let udp = try await DatagramBootstrap(group: group)
-                .channelOption(.socketOption(.so_reuseaddr), value: 1)
-                // Vector reads split the receive buffer between the datagrams: 16 of 4 KiB each,
-                // so no query that fits a sane UDP message is cut.
-                .channelOption(.datagramVectorReadMessageCount, value: 16)
-                .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 16 * 4096))
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(DNSDatagramHandler(redirector: core))
-                    }
-                }
-                .bind(host: host, port: port).get()
-            let bound = udp.localAddress?.port ?? port
+            let loops = Array(group.makeIterator())
+            var datagrams = [try await Self.bindDatagrams(host: host, port: port, on: loops[0], core: core)]
+            let bound = datagrams[0].localAddress?.port ?? port
             do {
+                for loop in loops.dropFirst() {
+                    datagrams.append(try await Self.bindDatagrams(host: host, port: bound, on: loop, core: core))
+                }
                 let tcp = try await ServerBootstrap(group: group)
                     .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                     .childChannelInitializer { channel in
@@ -103,11 +101,32 @@ public final class Redirector: Service, Sendable {
                         }
                     }
                     .bind(host: host, port: bound).get()
-                return (udp, tcp)
+                return (datagrams, tcp)
             } catch  where port == 0 && attempt < 10 {
-                try? await udp.close()
+                for channel in datagrams { try? await channel.close() }
             }
         }
+    }
+
+    private static func bindDatagrams(
+        host: String,
+        port: Int,
+        on loop: EventLoop,
+        core: RedirectorCore
+    ) async throws -> Channel {
+        try await DatagramBootstrap(group: loop)
+            .channelOption(.socketOption(.so_reuseaddr), value: 1)
+            .channelOption(.socketOption(NIOBSDSocket.Option(rawValue: CInt(SO_REUSEPORT))), value: 1)
+            // Vector reads split the receive buffer between the datagrams: 16 of 4 KiB each,
+            // so no query that fits a sane UDP message is cut.
+            .channelOption(.datagramVectorReadMessageCount, value: 16)
+            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 16 * 4096))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(DNSDatagramHandler(redirector: core))
+                }
+            }
+            .bind(host: host, port: port).get()
     }
 
     /// Checks the edges every check interval and, when started from a file, reloads it on SIGHUP,

@@ -50,8 +50,8 @@ final class RedirectorCore: Sendable {
 
     /// An edge's held connection ended: out of the answers now, until a check finds it again.
     private func edgeLost(_ name: String) {
-        self.lostAt.withLockedValue { $0[name] = .now }
         let edge: RedirectorConfiguration.Edge? = self.current.withLockedValue { current in
+            self.lostAt.withLockedValue { $0[name] = .now }
             let health = current.health
             guard health[name]?.up == true,
                 let updated = try? RedirectorSnapshot(
@@ -85,6 +85,8 @@ final class RedirectorCore: Sendable {
         }
         let snapshot = try RedirectorSnapshot(configuration: configuration, health: health)
         self.current.withLockedValue { $0 = snapshot }
+        // Addresses may have changed: the next round of checks holds connections anew.
+        self.watch.close()
     }
 
     /// One round of health checks, logged where an edge changes state.
@@ -93,10 +95,6 @@ final class RedirectorCore: Sendable {
         let snapshot = self.snapshot
         let checker = EdgeChecker(interval: snapshot.configuration.checkInterval, logger: self.logger)
         var found = await checker.check(snapshot.configuration.edges)
-        for (name, at) in self.lostAt.withLockedValue({ $0 }) where at > started && found[name]?.up == true {
-            found[name]?.up = false
-            found[name]?.lastProblem = "its connection closed during the check"
-        }
         for edge in snapshot.configuration.edges {
             let before = snapshot.health[edge.name] ?? EdgeHealth()
             found[edge.name, default: EdgeHealth()].checks = before.checks + 1
@@ -109,14 +107,22 @@ final class RedirectorCore: Sendable {
                 )
             }
         }
-        self.current.withLockedValue { current in
+        let kept = self.current.withLockedValue { current in
             // A reload during the round wins; its edges are checked next round.
-            guard current.configuration.edges == snapshot.configuration.edges,
-                let updated = try? RedirectorSnapshot(configuration: current.configuration, health: found)
-            else { return }
+            guard current.configuration.edges == snapshot.configuration.edges else { return false }
+            // An edge whose held connection ended during the round stays down (under this lock,
+            // which edgeLost takes too).
+            for (name, at) in self.lostAt.withLockedValue({ $0 }) where at > started && found[name]?.up == true {
+                found[name]?.up = false
+                found[name]?.lastProblem = "its connection closed during the check"
+            }
+            guard let updated = try? RedirectorSnapshot(configuration: current.configuration, health: found) else {
+                return false
+            }
             current = updated
+            return true
         }
-        self.watch.follow(snapshot.configuration.edges.filter { found[$0.name]?.up == true })
+        if kept { self.watch.follow(snapshot.configuration.edges.filter { found[$0.name]?.up == true }) }
     }
 
     /// The answer to one DNS message, or nil when it deserves none (not even a header to answer).
