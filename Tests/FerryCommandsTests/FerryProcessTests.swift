@@ -48,6 +48,7 @@ import FoundationNetworking
         let data = URL(fileURLWithPath: temporary.path)
         let node = try Running([
             "up", "--port", "0", "--control-port", "0", "--endpoints-port", "0", "--kv-port", "0", "--objects-port",
+            "0", "--redirector-port", "0", "--dns-port",
             "0", "--data-dir", data.path,
         ])
         let first = try #require(node.nextLine())
@@ -63,6 +64,20 @@ import FoundationNetworking
         #expect(summary.contains { $0.hasPrefix("switch    http://\(address)/") })
         let (hello, greeting) = try await self.get("http://\(address)/app/hello")
         #expect(hello == 200 && greeting.contains("\"node\":\"app-"), "the front switch reaches the app tier")
+
+        // The CDN: the redirector sends this client (127.0.0.1, east) to e1, which caches the origin.
+        let cdn = try #require(summary.first { $0.hasPrefix("cdn ") })
+        let redirector = try #require(
+            cdn.split(separator: " ").first { $0.hasPrefix("http://") }.flatMap {
+                ServiceEndpoint(String($0.dropFirst("http://".count).dropLast(2)))
+            }
+        )
+        let location = try #require(TestClient(port: redirector.port).fetch("/hello.txt")?.header("Location"))
+        #expect(location.hasPrefix("http://127.0.0.2:"))
+        let edge = try #require(ServiceEndpoint(String(location.dropFirst("http://".count).prefix { $0 != "/" })))
+        let cached = try TestClient(port: edge.port, host: edge.host)
+        #expect(cached.fetch("/hello.txt")?.header("X-Cache") == "MISS")
+        #expect(cached.fetch("/hello.txt")?.header("X-Cache") == "HIT")
 
         // The control CLI reaches the node's control endpoint.
         let controlAddress = try #require(
@@ -91,6 +106,7 @@ import FoundationNetworking
         let data = URL(fileURLWithPath: temporary.path)
         let node = try Running([
             "up", "--port", "0", "--control-port", "0", "--endpoints-port", "0", "--kv-port", "0", "--objects-port",
+            "0", "--redirector-port", "0", "--dns-port",
             "0",
             "--data-dir", data.path,
         ])
