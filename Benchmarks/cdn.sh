@@ -9,8 +9,10 @@
 #     redirector: median and p99 latency and origin requests, against fetching from the origin;
 #     hit ratio per edge with consistent hashing (HTTP, path known) and without (DNS answers).
 #  4. Failover: kill -9 an edge under load; time until DNS and HTTP stop sending clients to it.
-# Regions stand on loopback addresses (127.0.1.0/24, 127.0.2.0/24, 127.0.3.0/24) without added
-# link latency: this run measures the servers, not the wide area. Writes cdn.svg beside itself.
+# Regions stand on loopback addresses (127.0.1.0/24, 127.0.2.0/24, 127.0.3.0/24). This kernel has
+# no netem, so in part 3 the wide area's latency is added in user space: the origin sits behind a
+# delay relay (ORIGIN_RTT ms, default 100), and the load generator waits out each client round trip
+# (4 ms within a region, 40-90 ms between regions). Writes cdn.svg beside itself.
 #
 # Usage: Benchmarks/cdn.sh      (DURATION=8)
 set -euo pipefail
@@ -55,13 +57,54 @@ varnishd -F -a "127.0.0.1:$VARNISH_PORT" -b "$ORIGIN" -s malloc,256m -n "$WORK/v
     >"$WORK/varnish.log" 2>&1 &
 PIDS+=($!)
 
-# Six ferry edges, two per region, on their own loopback addresses and one port.
+# The origin stands far away: a delay relay in front of it holds every chunk, each way, for half
+# of ORIGIN_RTT (user space: this kernel has no netem). Edges and far clients reach it through the
+# relay; the relay delays data, not the TCP handshake.
+ORIGIN_RTT=${ORIGIN_RTT:-100}
+cat >"$WORK/relay.py" <<'RELAY'
+import asyncio, sys
+listen_port, target_host, target_port, delay = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+async def pump(reader, writer):
+    queue = asyncio.Queue()
+    async def sender():
+        while (item := await queue.get()) is not None:
+            due, data = item
+            await asyncio.sleep(max(0, due - asyncio.get_running_loop().time()))
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+    task = asyncio.create_task(sender())
+    while data := await reader.read(65536):
+        queue.put_nowait((asyncio.get_running_loop().time() + delay, data))
+    queue.put_nowait(None)
+    await task
+async def relay(client_reader, client_writer):
+    try:
+        upstream_reader, upstream_writer = await asyncio.open_connection(target_host, target_port)
+        await asyncio.gather(pump(client_reader, upstream_writer), pump(upstream_reader, client_writer))
+    except (ConnectionError, OSError):
+        client_writer.close()
+async def main():
+    server = await asyncio.start_server(relay, "127.0.0.1", listen_port, backlog=1024)
+    async with server:
+        await server.serve_forever()
+asyncio.run(main())
+RELAY
+RELAY_PORT=$(free_port)
+python3 "$WORK/relay.py" "$RELAY_PORT" 127.0.0.1 "$ORIGIN_PORT" "$(python3 -c "print($ORIGIN_RTT / 2000)")" \
+    >"$WORK/relay.log" 2>&1 &
+PIDS+=($!)
+FAR_ORIGIN="127.0.0.1:$RELAY_PORT"
+for _ in $(seq 100); do curl -sf -o /dev/null "http://$FAR_ORIGIN/1k.bin" && break; sleep 0.05; done
+
+# Six ferry edges, two per region, on their own loopback addresses and one port, each in front of
+# the far origin.
 EDGE_PORT=$(free_port)
 declare -A EDGE_REGION=([e1]=east [e2]=east [e3]=west [e4]=west [e5]=north [e6]=north)
 declare -A EDGE_ADDRESS=([e1]=127.0.0.11 [e2]=127.0.0.12 [e3]=127.0.0.13 [e4]=127.0.0.14 [e5]=127.0.0.15 [e6]=127.0.0.16)
 declare -A EDGE_PID
 for edge in e1 e2 e3 e4 e5 e6; do
-    "$FERRY" edge --origin "http://$ORIGIN" --host "${EDGE_ADDRESS[$edge]}" --port "$EDGE_PORT" --name "$edge" \
+    "$FERRY" edge --origin "http://$FAR_ORIGIN" --host "${EDGE_ADDRESS[$edge]}" --port "$EDGE_PORT" --name "$edge" \
         --region "${EDGE_REGION[$edge]}" --control "$WORK/$edge.sock" >"$WORK/$edge.out" 2>"$WORK/$edge.err" &
     PIDS+=($!)
     EDGE_PID[$edge]=$!
@@ -71,7 +114,7 @@ FERRY_EDGE="127.0.0.11:$EDGE_PORT"
 
 cat >"$WORK/redirector.yaml" <<YAML
 zone: cdn.test
-origin: http://$ORIGIN
+origin: http://$FAR_ORIGIN
 ttl: 5
 check_interval: 1
 regions:
@@ -155,13 +198,26 @@ echo "ferry edge / best of nginx proxy_cache and varnish: 1KiB $(ratio "${RATE[f
 echo
 
 echo "== 3. Zipf clients in three regions ==" >&2
-python3 - "$REDIRECTOR" "$ORIGIN" "$FERRY_DNS" "$WORK" "$(dirname "$0")/cdn.svg" "$FERRY" "${EDGE_ADDRESS[@]}" <<'PY'
+python3 - "$REDIRECTOR" "$FAR_ORIGIN" "$FERRY_DNS" "$WORK" "$(dirname "$0")/cdn.svg" "$FERRY" "$ORIGIN_RTT" \
+    $(for edge in e1 e2 e3 e4 e5 e6; do echo "${EDGE_ADDRESS[$edge]},${EDGE_REGION[$edge]}"; done) <<'PY'
 import http.client, json, random, socket, statistics, subprocess, sys, threading, time, struct
-redirector, origin, dns, work, svg_path, ferry = sys.argv[1:7]
-edges = sys.argv[7:]
+redirector, origin, dns, work, svg_path, ferry, origin_rtt = sys.argv[1:8]
+origin_rtt = float(origin_rtt)
+edge_region = dict(pair.split(",") for pair in sys.argv[8:])
+edges = list(edge_region)
 regions = {"east": "127.0.1.", "west": "127.0.2.", "north": "127.0.3."}
-objects, requests_per_client, clients_per_region = 2000, 1500, 3
+objects, requests_per_client, clients_per_region = 2000, 300, 3
 weights = [1 / (rank + 1) ** 0.9 for rank in range(objects)]
+# Round trips in ms between regions (the redirector's distance table; 4 ms within a region). The
+# load generator waits them out per round trip: a new connection costs two (handshake, request),
+# a DNS query one. The redirector stands in east. The origin's are added by the delay relay.
+RTT = {("east", "west"): 70, ("east", "north"): 40, ("west", "north"): 90}
+def rtt(a, b):
+    return 4 if a == b else RTT.get((a, b), RTT.get((b, a)))
+def wait(ms):
+    time.sleep(ms / 1000)
+print(f"latency added in user space (no netem here): client round trips by the load generator, "
+      f"4 ms within a region, 40-90 ms between; the origin {origin_rtt:.0f} ms away behind a delay relay")
 
 def fetch(host, port, path, source):
     conn = http.client.HTTPConnection(host, int(port), timeout=10, source_address=(source, 0))
@@ -187,18 +243,25 @@ def run(mode):
         rng = random.Random(f"{region}{index}")
         source = regions[region] + str(10 + index)
         mine = []
+        resolved, resolved_until = None, 0.0  # the client's resolver cache (TTL 5 s)
         for _ in range(requests_per_client):
             path = f"/z/{rng.choices(range(objects), weights)[0]}.bin"
             start = time.perf_counter()
             if mode == "origin":
+                wait(origin_rtt)  # the handshake; the relay delays the request and answer
                 fetch(*origin.split(":"), path, source)
             elif mode == "http":
+                wait(2 * rtt(region, "east"))
                 location = fetch(*redirector.split(":"), path, source).getheader("Location")
                 hostport = location.split("/")[2]
+                wait(2 * rtt(region, edge_region.get(hostport.split(":")[0], "east")))
                 fetch(*hostport.split(":"), path, source)
             else:  # dns: the address the redirector answers (no path known), on the edges' port
-                address = dns_answer(source)
-                fetch(address, edges_port, path, source)
+                if time.perf_counter() >= resolved_until:
+                    wait(rtt(region, "east"))
+                    resolved, resolved_until = dns_answer(source), time.perf_counter() + 5
+                wait(2 * rtt(region, edge_region.get(resolved, "east")))
+                fetch(resolved, edges_port, path, source)
             mine.append(time.perf_counter() - start)
         with lock:
             latencies.extend(mine)
