@@ -322,6 +322,7 @@ let package = Package(
             dependencies: [
                 "FerryCDN",
                 "FerryConfiguration",
+                "FerryEndpoints",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -1,3 +1,4 @@
+import FerryEndpoints
 import FerryTestSupport
 import Foundation
 import Testing
@@ -267,6 +268,33 @@ import Testing
         #expect(bench.origin.requests("/d").count == 1)
         await restarted.close()
         await bench.origin.stop()
+    }
+
+    @Test func theEdgePublishesItsLoadAndHitRatioAtTheEndpointDaemon() async throws {
+        let daemon = try await EndpointDaemon.bind(host: "127.0.0.1", port: 0, logger: TestLog.logger("endpointd"))
+        let origin = try await TestOrigin.start()
+        var configuration = EdgeServer.Configuration(origin: OriginAddress(host: "127.0.0.1", port: origin.port))
+        configuration.name = "e7"
+        configuration.region = "east"
+        configuration.endpoints = ServiceEndpoint(host: "127.0.0.1", port: daemon.port)
+        let edge = try await EdgeServer.bind(configuration, logger: TestLog.logger("edge"))
+        let running = Task { try await edge.run() }
+        origin.set("/p", .answer(status: 200, headers: [("Cache-Control", "max-age=600")], body: Self.body))
+        for _ in 0..<4 { _ = try TestClient(port: edge.address.port).fetch("/p") }
+        let client = try await EndpointClient.connect(host: "127.0.0.1", port: daemon.port)
+        // Published every second: wait for a figure that counts the three hits of four.
+        let published = await eventually {
+            guard let entry = try? await client.lookup("cdn-edge").first else { return false }
+            return entry.endpoints == [edge.address] && entry.metadata["name"] == "e7"
+                && entry.metadata["region"] == "east" && entry.metadata["hit_ratio"] == "0.750"
+                && entry.metadata["load"] != nil
+        }
+        #expect(published)
+        await client.close()
+        await edge.close()
+        _ = try? await running.value
+        await origin.stop()
+        await daemon.close()
     }
 
     @Test func aRequestThatIsNotHTTPGets400AndTheEdgeServesOn() async throws {

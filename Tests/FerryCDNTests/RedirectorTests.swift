@@ -162,6 +162,7 @@ import Testing
         #expect(elsewhere.header.rcode == .refused)
         let edgeByName = try bench.ask(Self.query("e2.cdn.test"))
         #expect(Self.addresses(edgeByName) == ["127.0.0.3"])
+        #expect(Self.addresses(try bench.ask(Self.query("ns.cdn.test"))) == ["127.0.0.1"], "the SOA's name server")
         let noAAAA = try bench.ask(Self.query("www.cdn.test", type: 28))
         #expect(noAAAA.header.rcode == .noError && noAAAA.answers.isEmpty)
         await bench.stop()

@@ -14,6 +14,8 @@ struct DNSResponder: Sendable {
     /// Where clients go when no edge can take them, when the origin is an address (else a CNAME).
     let origin: IPAddress?
     let originName: DNSName?
+    /// The address of `ns.<zone>`, when the redirector listens on one.
+    let nameServerAddress: IPAddress?
 
     /// The largest answer over UDP whatever the client offers (the 2020 DNS flag day's figure).
     static let largestDatagram = 1232
@@ -46,6 +48,7 @@ struct DNSResponder: Sendable {
         self.servesAny = configuration.names.contains("*")
         self.origin = IPAddress(configuration.origin.host)
         self.originName = self.origin == nil ? DNSName(configuration.origin.host) : nil
+        self.nameServerAddress = configuration.nameServerAddress
     }
 
     func answer(
@@ -100,6 +103,10 @@ struct DNSResponder: Sendable {
         switch labels {
         case 0:
             self.answerApex(question, into: &response)
+        case 1 where label == "ns":
+            // The zone's own name server: its address when known, else no data (never NXDOMAIN,
+            // which would make the delegation look lame).
+            if let address = self.nameServerAddress { self.answerAddress(question, address, into: &response) }
         case 1 where self.edges[label] != nil:
             self.answerAddress(question, self.edges[label]!, into: &response)
         case 1 where self.servesAny || self.served.contains(label):

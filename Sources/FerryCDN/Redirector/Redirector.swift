@@ -48,6 +48,10 @@ public final class Redirector: Service, Sendable {
         configurationFile: String? = nil,
         logger: Logger
     ) async throws -> Redirector {
+        var configuration = configuration
+        if let address = IPAddress(host), address != .v4(0), address != .v6(0) {
+            configuration.nameServerAddress = address
+        }
         let core = try RedirectorCore(configuration, logger: logger)
         // Trapped before anyone hears the redirector is up: until then a SIGHUP would end it.
         let reload = await configurationFile.asyncMap { await HangupReload(path: $0) }

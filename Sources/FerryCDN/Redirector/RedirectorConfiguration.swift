@@ -45,6 +45,9 @@ public struct RedirectorConfiguration: Sendable, ConfigurationFileContents {
     public var distances: [String: [String: Int]] = [:]
     public var edges: [Edge] = []
     public var trustedProxies: [IPNetwork] = []
+    /// The address `ns.<zone>` (the SOA's and NS record's name server) answers with: the
+    /// redirector's own DNS address, set when it starts (not read from the file).
+    public var nameServerAddress: IPAddress?
     /// The SOA serial: when the configuration was read, so a reload is a new version of the zone.
     public var serial = UInt32(truncatingIfNeeded: Int(Date().timeIntervalSince1970))
 

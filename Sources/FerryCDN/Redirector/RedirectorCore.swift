@@ -77,6 +77,8 @@ final class RedirectorCore: Sendable {
     /// Takes a new configuration; edges that keep their name and address keep their health.
     func reload(_ configuration: RedirectorConfiguration) throws {
         let old = self.snapshot
+        var configuration = configuration
+        configuration.nameServerAddress = old.configuration.nameServerAddress
         var health: [String: EdgeHealth] = [:]
         for edge in configuration.edges {
             if old.configuration.edges.contains(edge.self), let kept = old.health[edge.name] {
