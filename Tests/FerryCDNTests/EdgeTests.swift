@@ -137,6 +137,18 @@ import Testing
         await bench.edge.close()
     }
 
+    @Test func anOriginErrorDuringRevalidationIsRelayedAsTheOriginGaveIt() async throws {
+        let bench = try await Bench.start()
+        bench.origin.set("/busy", .answer(status: 200, headers: [("Cache-Control", "max-age=0")], body: Self.body))
+        _ = try bench.get("/busy")
+        bench.origin.set("/busy", .answer(status: 503, headers: [("Retry-After", "5")], body: Array("busy\n".utf8)))
+        let answer = try bench.get("/busy")
+        #expect(answer.status == 503)
+        #expect(answer.header("Retry-After") == "5")
+        #expect(answer.text == "busy\n")
+        await bench.stop()
+    }
+
     @Test func aMisbehavingOriginGivesAnErrorAndNothingTruncatedIsKept() async throws {
         let bench = try await Bench.start(originTimeout: .milliseconds(500))
         bench.origin.set("/garbage", .garbage)

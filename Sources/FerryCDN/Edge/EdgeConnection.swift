@@ -133,6 +133,8 @@ final class EdgeConnection: ChannelDuplexHandler {
             )
         case .relayed(let response):
             rendered = EdgeRendering.relayed(response, request: request.head, allocator: context.channel.allocator)
+        case .failed(.answered(let response)):
+            rendered = EdgeRendering.relayed(response, request: request.head, allocator: context.channel.allocator)
         case .failed(let failure):
             rendered = EdgeRendering.error(failure.status, "\(failure)", allocator: context.channel.allocator)
         }

@@ -189,7 +189,7 @@ final class EdgeCore: Sendable {
                 if response.status.code >= 500, conditional != nil {
                     // For stale-if-error, a 5xx from the origin is a failure like a refused connection.
                     EdgeStats.bump(self.stats.originFailures)
-                    return .failed(.malformed("the origin answered \(response.status.code)"))
+                    return .failed(.answered(response))
                 }
                 switch self.cache.store(request.key, response: response, requestHeaders: request.head.headers) {
                 case .stored(let entry):

@@ -26,10 +26,16 @@ enum OriginFailure: Error, CustomStringConvertible, Sendable {
     case malformed(String)
     case cutShort(received: Int)
     case tooLarge(limit: Int)
+    /// A whole answer, but an error (5xx) where a kept object was being revalidated: a failure for
+    /// stale-if-error, and the client gets it as the origin gave it when no stale copy may stand in.
+    case answered(OriginResponse)
 
     var status: HTTPResponseStatus {
-        if case .timedOut = self { return .gatewayTimeout }
-        return .badGateway
+        switch self {
+        case .timedOut: .gatewayTimeout
+        case .answered(let response): response.status
+        default: .badGateway
+        }
     }
 
     var description: String {
@@ -39,6 +45,7 @@ enum OriginFailure: Error, CustomStringConvertible, Sendable {
         case .malformed(let reason): "the origin's answer is not HTTP: \(reason)"
         case .cutShort(let received): "the origin's answer broke off after \(received) body bytes"
         case .tooLarge(let limit): "the origin's answer is larger than the edge's limit of \(limit) bytes"
+        case .answered(let response): "the origin answered \(response.status.code)"
         }
     }
 }
