@@ -100,16 +100,6 @@ struct EdgeServe: AsyncParsableCommand {
     }
 }
 
-/// Asking a running edge through its control socket.
-private func edgeRequest(_ line: String, control: String) async throws -> String {
-    let answer = try await ControlSocket.request(line, at: control, runningCommand: "ferry edge --control \(control)")
-    guard !answer.hasPrefix("error: ") else {
-        printError(answer)
-        throw ExitCode(1)
-    }
-    return answer
-}
-
 /// `ferry edge purge`: drop objects from a running edge's cache.
 struct EdgePurge: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -133,9 +123,10 @@ struct EdgePurge: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let answer = try await edgeRequest(
+        let answer = try await controlRequest(
             "\(self.prefix ? "purge-prefix" : "purge") \(self.path)",
-            control: self.control
+            at: self.control,
+            runningCommand: "ferry edge"
         )
         printLine(String(answer.dropFirst("ok: ".count)))
     }
@@ -152,7 +143,7 @@ struct EdgeStatsCommand: AsyncParsableCommand {
     var control: String
 
     func run() async throws {
-        printLine(try await edgeRequest("stats", control: self.control))
+        printLine(try await controlRequest("stats", at: self.control, runningCommand: "ferry edge"))
     }
 }
 

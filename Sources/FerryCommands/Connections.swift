@@ -1,3 +1,4 @@
+import ArgumentParser
 import FerryEndpoints
 import FerryKV
 import FerryServer
@@ -23,4 +24,15 @@ func using<Client: ClosableClient, Result>(
         await client.close()
         throw error
     }
+}
+
+/// One request to a running part's control socket (its `--control PATH`), which `command` (as the
+/// user would start it) listens on; an `error: ` answer is printed and ends the command with 1.
+func controlRequest(_ line: String, at path: String, runningCommand command: String) async throws -> String {
+    let answer = try await ControlSocket.request(line, at: path, runningCommand: "\(command) --control \(path)")
+    guard !answer.hasPrefix("error: ") else {
+        printError(answer)
+        throw ExitCode(1)
+    }
+    return answer
 }

@@ -201,18 +201,6 @@ struct SwitchServe: AsyncParsableCommand {
     }
 }
 
-/// Asking a running switch through its control socket.
-enum SwitchControlClient {
-    static func request(_ line: String, at path: String) async throws -> String {
-        let answer = try await ControlSocket.request(line, at: path, runningCommand: "ferry switch --control \(path)")
-        guard !answer.hasPrefix("error: ") else {
-            printError(answer)
-            throw ExitCode(1)
-        }
-        return answer
-    }
-}
-
 /// `ferry switch stats`: a running switch's backends.
 struct SwitchStats: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -227,7 +215,7 @@ struct SwitchStats: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
-        let answer = try await SwitchControlClient.request("stats", at: self.control)
+        let answer = try await controlRequest("stats", at: self.control, runningCommand: "ferry switch")
         if self.json {
             printLine(answer)
             return
@@ -271,7 +259,12 @@ struct SwitchDrain: AsyncParsableCommand {
     var backend: String
 
     func run() async throws {
-        printLine(String(try await SwitchControlClient.request("drain \(self.backend)", at: self.control).dropFirst(3)))
+        printLine(
+            String(
+                try await controlRequest("drain \(self.backend)", at: self.control, runningCommand: "ferry switch")
+                    .dropFirst(3)
+            )
+        )
     }
 }
 
@@ -289,6 +282,11 @@ struct SwitchReady: AsyncParsableCommand {
     var backend: String
 
     func run() async throws {
-        printLine(String(try await SwitchControlClient.request("ready \(self.backend)", at: self.control).dropFirst(3)))
+        printLine(
+            String(
+                try await controlRequest("ready \(self.backend)", at: self.control, runningCommand: "ferry switch")
+                    .dropFirst(3)
+            )
+        )
     }
 }

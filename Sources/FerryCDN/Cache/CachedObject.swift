@@ -149,28 +149,20 @@ public struct CachedObject: Sendable {
 
     // MARK: - Storable header fields
 
-    /// Hop-by-hop fields and fields the cache computes itself (§3.1); never stored.
-    static let unstoredFields: Set<String> = [
-        "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
-        "proxy-authenticate", "proxy-authentication-info", "age", "content-length",
-    ]
+    /// Fields the cache computes itself; never stored, like the hop-by-hop ones (§3.1).
+    static let computedFields: Set<String> = ["age", "content-length"]
 
     static func storable(
         _ headers: [(name: String, value: String)],
         status: Int,
         bodyCount: Int
     ) -> [(name: String, value: String)] {
-        let excluded = Self.unstoredFields.union(Self.connectionOptions(headers))
+        let excluded = HeaderFields.hopByHop(in: headers).union(Self.computedFields)
         var stored = headers.filter { !excluded.contains(HeaderFields.lowercased($0.name)) }
         if status != 204 {
             stored.append((name: "Content-Length", value: String(bodyCount)))
         }
         return stored
-    }
-
-    /// The field names a `Connection` header lists: hop-by-hop by declaration (RFC 9110 §7.6.1).
-    static func connectionOptions(_ headers: [(name: String, value: String)]) -> Set<String> {
-        Set(HeaderFields.listElements(HeaderFields.values("connection", in: headers)).map(HeaderFields.lowercased))
     }
 }
 

@@ -12,8 +12,9 @@ enum HeaderFields {
         return true
     }
 
-    /// Every value of the fields named `lowercased`, in order.
-    static func values(_ lowercased: String, in fields: Fields) -> [String] {
+    /// Every value of the fields named `lowercased`, in order. Any sequence of fields (NIO's
+    /// `HTTPHeaders` too), so a request's fields are read where they are, not copied first.
+    static func values(_ lowercased: String, in fields: some Sequence<(name: String, value: String)>) -> [String] {
         var values: [String] = []
         for field in fields where name(field.name, is: lowercased) {
             values.append(field.value)
@@ -22,15 +23,26 @@ enum HeaderFields {
     }
 
     /// The value of the first field named `lowercased`.
-    static func first(_ lowercased: String, in fields: Fields) -> String? {
+    static func first(_ lowercased: String, in fields: some Sequence<(name: String, value: String)>) -> String? {
         for field in fields where name(field.name, is: lowercased) {
             return field.value
         }
         return nil
     }
 
-    static func contains(_ lowercased: String, in fields: Fields) -> Bool {
+    static func contains(_ lowercased: String, in fields: some Sequence<(name: String, value: String)>) -> Bool {
         first(lowercased, in: fields) != nil
+    }
+
+    /// Fields that belong to one connection and never travel on (RFC 9110 §7.6.1), lowercased.
+    static let hopByHop: Set<String> = [
+        "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
+        "proxy-authenticate", "proxy-authorization", "proxy-authentication-info",
+    ]
+
+    /// The hop-by-hop fields of `fields`: the standard ones and those its Connection field names.
+    static func hopByHop(in fields: some Sequence<(name: String, value: String)>) -> Set<String> {
+        hopByHop.union(listElements(values("connection", in: fields)).map(lowercased))
     }
 
     /// The elements of a comma-separated list (RFC 9110 §5.6.1) across all `values`: trimmed of

@@ -38,7 +38,10 @@ public final class ObjectCache: Sendable {
     }
 
     /// The variant of `key` that answers a request with `requestHeaders`, marked as used.
-    public func lookup(_ key: String, requestHeaders: [(name: String, value: String)]) -> CachedObject? {
+    public func lookup(
+        _ key: String,
+        requestHeaders: some Sequence<(name: String, value: String)>
+    ) -> CachedObject? {
         self.shard(for: key).state.withLock { $0.lookup(key, requestHeaders: requestHeaders) }
     }
 
@@ -156,7 +159,10 @@ struct SieveQueue {
         self.budget = budget
     }
 
-    mutating func lookup(_ key: String, requestHeaders: [(name: String, value: String)]) -> CachedObject? {
+    mutating func lookup(
+        _ key: String,
+        requestHeaders: some Sequence<(name: String, value: String)>
+    ) -> CachedObject? {
         guard let slots = self.index[key] else { return nil }
         // Variants of one key nearly always vary on the same fields: compute the request's key once.
         var requestKey: VaryKey?

@@ -36,8 +36,8 @@ extension CachedObject {
         requestTime: Double,
         responseTime: Double
     ) -> CachedObject {
-        let excluded = Self.unstoredFields.union(Self.notRefreshedFields)
-            .union(Self.connectionOptions(notModifiedHeaders))
+        let excluded = HeaderFields.hopByHop(in: notModifiedHeaders).union(Self.computedFields)
+            .union(Self.notRefreshedFields)
         let updates = notModifiedHeaders.filter { !excluded.contains(HeaderFields.lowercased($0.name)) }
         let replaced = Set(updates.map { HeaderFields.lowercased($0.name) })
         let kept = self.headers.filter { !replaced.contains(HeaderFields.lowercased($0.name)) }

@@ -31,7 +31,7 @@ public struct VaryKey: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// `fields` must already be lowercased, sorted and unique (the fields of a stored key).
-    init(normalisedFields fields: [String], requestHeaders: [(name: String, value: String)]) {
+    init(normalisedFields fields: [String], requestHeaders: some Sequence<(name: String, value: String)>) {
         self.fields = fields
         self.values = fields.map { field in
             let lines = HeaderFields.values(field, in: requestHeaders)
@@ -49,7 +49,7 @@ public struct VaryKey: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// Whether a request with `requestHeaders` may be answered by the variant with this key.
-    public func matches(requestHeaders: [(name: String, value: String)]) -> Bool {
+    public func matches(requestHeaders: some Sequence<(name: String, value: String)>) -> Bool {
         guard !self.isWildcard else { return false }
         guard !self.fields.isEmpty else { return true }
         return VaryKey(normalisedFields: self.fields, requestHeaders: requestHeaders) == self

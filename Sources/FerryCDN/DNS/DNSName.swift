@@ -102,6 +102,9 @@ public struct DNSName: Sendable, Hashable, CustomStringConvertible {
         return count
     }
 
+    /// The most specific label, in its original case, without copying the others; empty for the root.
+    public var firstLabel: ArraySlice<UInt8> { self.wire[1..<(1 + Int(self.wire[0]))] }
+
     /// The labels, most specific first, in their original case; empty for the root.
     public var labels: [[UInt8]] {
         var labels: [[UInt8]] = []

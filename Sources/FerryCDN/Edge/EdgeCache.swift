@@ -36,7 +36,7 @@ final class EdgeCache: Sendable {
     var bytes: Int { self.objects.bytes }
 
     func lookup(_ key: String, headers: HTTPHeaders) -> EdgeEntry? {
-        self.objects.lookup(key, requestHeaders: headers.fields)
+        self.objects.lookup(key, requestHeaders: headers)
     }
 
     func store(_ key: String, response: OriginResponse, requestHeaders: HTTPHeaders) -> StoreOutcome {
@@ -95,18 +95,13 @@ final class EdgeCache: Sendable {
 extension CachedObject {
     /// Whether this variant answers a request with these fields (its Vary fields agree).
     func matches(_ headers: HTTPHeaders) -> Bool {
-        self.varyKey.matches(requestHeaders: headers.fields)
+        self.varyKey.matches(requestHeaders: headers)
     }
-
-    func mayServeOnError(now: Double) -> Bool { self.mayServeOnOriginFailure(now: now) }
 
     /// Whether answers with this status carry a body (RFC 9110 §6.4.1).
     var mayHaveBody: Bool { Self.mayHaveBody(status: self.status) }
 
     static func mayHaveBody(status: Int) -> Bool { status >= 200 && status != 204 && status != 304 }
-
-    /// When it was last modified, in seconds since the epoch, for If-Modified-Since.
-    var lastModifiedSeconds: Int? { self.lastModified.flatMap { HTTPDateParsing.parse($0) }.map { Int($0) } }
 
     /// Its age in whole seconds, as the Age field says it.
     func ageSeconds(now: Double) -> Int {

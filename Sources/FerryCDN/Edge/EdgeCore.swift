@@ -87,7 +87,7 @@ final class EdgeCore: Sendable {
                     guard isLeader else { return self.fetchAlone(request, on: eventLoop) }
                     return eventLoop.makeSucceededFuture(.relayed(response))
                 case .failed(let failure):
-                    guard entry.mayServeOnError(now: EdgeClock.now()) else {
+                    guard entry.mayServeOnOriginFailure(now: EdgeClock.now()) else {
                         EdgeStats.bump(self.stats.misses)
                         return eventLoop.makeSucceededFuture(.failed(failure))
                     }
@@ -229,11 +229,6 @@ final class EdgeCore: Sendable {
         }
     }
 
-    /// Hop-by-hop fields never travel on (RFC 9110 §7.6.1).
-    static let hopByHop: Set<String> = [
-        "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
-        "proxy-authorization", "proxy-authenticate",
-    ]
     /// The edge fetches whole objects unconditionally, and answers ranges and conditionals itself.
     static let answeredByTheEdge: Set<String> = [
         "range", "if-range", "if-none-match", "if-modified-since", "if-match", "if-unmodified-since",
@@ -242,16 +237,10 @@ final class EdgeCore: Sendable {
     /// The client's fields as the origin should see them, with X-Forwarded-For and Via added.
     static func forwardedHeaders(_ request: EdgeRequest, keepingConditionals: Bool = false) -> HTTPHeaders {
         var headers = HTTPHeaders()
-        let named = Set(
-            request.head.headers["connection"].flatMap { $0.split(separator: ",") }.map {
-                $0.trimmingCharacters(in: .whitespaces).lowercased()
-            }
-        )
+        let hopByHop = HeaderFields.hopByHop(in: request.head.headers)
         for (name, value) in request.head.headers {
-            let lowered = name.lowercased()
-            guard !Self.hopByHop.contains(lowered), !named.contains(lowered), lowered != "content-length" else {
-                continue
-            }
+            let lowered = HeaderFields.lowercased(name)
+            guard !hopByHop.contains(lowered), lowered != "content-length" else { continue }
             if !keepingConditionals, Self.answeredByTheEdge.contains(lowered) { continue }
             headers.add(name: name, value: value)
         }

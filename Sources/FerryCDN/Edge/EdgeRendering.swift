@@ -100,8 +100,8 @@ struct EdgeRendering {
                 return tag == "*" || Self.weak(tag) == Self.weak(Substring(etag))
             }
         }
-        guard let since = headers["if-modified-since"].first.flatMap(HTTPDate.parse),
-            let modified = entry.lastModifiedSeconds
+        guard let since = headers["if-modified-since"].first.flatMap(HTTPDateParsing.parse),
+            let modified = entry.lastModified.flatMap(HTTPDateParsing.parse)
         else { return false }
         return modified <= since
     }
@@ -118,12 +118,12 @@ struct EdgeRendering {
 }
 
 extension ByteBuffer {
-    /// Writes `Name: value` lines, leaving out hop-by-hop fields and the length (written anew).
+    /// Writes `Name: value` lines, leaving out hop-by-hop fields and those the edge writes anew.
     mutating func writeFields(_ headers: NIOHTTP1.HTTPHeaders) {
+        let hopByHop = HeaderFields.hopByHop(in: headers)
         for (name, value) in headers {
-            let lowered = name.lowercased()
-            guard !EdgeCore.hopByHop.contains(lowered), lowered != "content-length", lowered != "age",
-                lowered != "x-cache"
+            let lowered = HeaderFields.lowercased(name)
+            guard !hopByHop.contains(lowered), !CachedObject.computedFields.contains(lowered), lowered != "x-cache"
             else { continue }
             self.writeString(name)
             self.writeStaticString(": ")

@@ -30,7 +30,4 @@ final class MissCoalescer<Outcome: Sendable>: Sendable {
         start().cascade(to: promise)
         return (promise.futureResult, true)
     }
-
-    /// How many fetches are in flight.
-    var count: Int { self.inFlight.withLockedValue { $0.count } }
 }

@@ -99,7 +99,7 @@ struct DNSResponder: Sendable {
             subnet.flatMap { $0.sourcePrefixLength > 0 ? IPAddress(bytes: $0.paddedAddress) : nil } ?? transportAddress
         var scope: UInt8 = 0
         let labels = question.name.labelCount - self.zone.labelCount
-        let label = labels == 1 ? String(decoding: question.name.labels[0], as: UTF8.self).lowercased() : ""
+        let label = labels == 1 ? String(decoding: question.name.firstLabel, as: UTF8.self).lowercased() : ""
         switch labels {
         case 0:
             self.answerApex(question, into: &response)

@@ -7,14 +7,34 @@ import NIOConcurrencyHelpers
 /// checks. Replaced whole after every round of checks and on reload; read on every answer.
 struct RedirectorSnapshot: Sendable {
     let configuration: RedirectorConfiguration
-    let policy: PolicySnapshot
-    let health: [String: EdgeHealth]
+    /// The configuration's policy and DNS responder, made once per configuration and kept across
+    /// rounds of checks.
+    let rules: RedirectPolicy
     let responder: DNSResponder
+    let health: [String: EdgeHealth]
+    let policy: PolicySnapshot
 
+    /// A new configuration: its policy and responder made, every edge at `health`.
     init(configuration: RedirectorConfiguration, health: [String: EdgeHealth]) throws {
+        self.init(
+            configuration: configuration,
+            rules: try configuration.policy(),
+            responder: DNSResponder(configuration: configuration),
+            health: health
+        )
+    }
+
+    private init(
+        configuration: RedirectorConfiguration,
+        rules: RedirectPolicy,
+        responder: DNSResponder,
+        health: [String: EdgeHealth]
+    ) {
         self.configuration = configuration
+        self.rules = rules
+        self.responder = responder
         self.health = health
-        self.policy = try configuration.policy().snapshot(
+        self.policy = rules.snapshot(
             configuration.edges.map { edge in
                 let health = health[edge.name] ?? EdgeHealth()
                 return EdgeStatus(
@@ -28,7 +48,16 @@ struct RedirectorSnapshot: Sendable {
                 )
             }
         )
-        self.responder = DNSResponder(configuration: configuration)
+    }
+
+    /// The same configuration with the edges' health as found now.
+    func with(health: [String: EdgeHealth]) -> RedirectorSnapshot {
+        RedirectorSnapshot(
+            configuration: self.configuration,
+            rules: self.rules,
+            responder: self.responder,
+            health: health
+        )
     }
 }
 
@@ -52,17 +81,13 @@ final class RedirectorCore: Sendable {
     private func edgeLost(_ name: String) {
         let edge: RedirectorConfiguration.Edge? = self.current.withLockedValue { current in
             self.lostAt.withLockedValue { $0[name] = .now }
-            let health = current.health
-            guard health[name]?.up == true,
-                let updated = try? RedirectorSnapshot(
-                    configuration: current.configuration,
-                    health: health.updating(name) {
-                        $0.up = false
-                        $0.lastProblem = "its connection closed: the edge's process is gone"
-                    }
-                )
-            else { return nil }
-            current = updated
+            guard current.health[name]?.up == true else { return nil }
+            current = current.with(
+                health: current.health.updating(name) {
+                    $0.up = false
+                    $0.lastProblem = "its connection closed: the edge's process is gone"
+                }
+            )
             return current.configuration.edges.first { $0.name == name }
         }
         if let edge {
@@ -118,10 +143,7 @@ final class RedirectorCore: Sendable {
                 found[name]?.up = false
                 found[name]?.lastProblem = "its connection closed during the check"
             }
-            guard let updated = try? RedirectorSnapshot(configuration: current.configuration, health: found) else {
-                return false
-            }
-            current = updated
+            current = current.with(health: found)
             return true
         }
         if kept { self.watch.follow(snapshot.configuration.edges.filter { found[$0.name]?.up == true }) }
