@@ -20,6 +20,7 @@ let package = Package(
         .library(name: "FerryMigration", targets: ["FerryMigration"]),
         .library(name: "FerryNode", targets: ["FerryNode"]),
         .library(name: "FerryCDN", targets: ["FerryCDN"]),
+        .library(name: "FerryContainer", targets: ["FerryContainer"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -148,6 +149,17 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
+        // Native programs in namespaces, on overlayfs layers, under cgroup limits; OCI bundles.
+        .target(
+            name: "FerryContainer",
+            dependencies: [
+                "CFerryLinux",
+                "FerryPosix",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         .target(
             name: "FerryObjects",
             dependencies: [
@@ -259,6 +271,7 @@ let package = Package(
                 "FerrySuperserver",
                 "FerryExamples",
                 "FerryCDN",
+                "FerryContainer",
             ]
         ),
         .executableTarget(name: "ferry", dependencies: ["FerryCommands"]),
@@ -327,6 +340,14 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                "FerryTestSupport",
+            ]
+        ),
+        .testTarget(
+            name: "FerryContainerTests",
+            dependencies: [
+                "FerryContainer",
+                .product(name: "NIOCore", package: "swift-nio"),
                 "FerryTestSupport",
             ]
         ),

@@ -13,7 +13,7 @@ public struct FerryCommand: AsyncParsableCommand {
             NodeCommand.self, SpawnCommand.self, PsCommand.self, WaitCommand.self, KillCommand.self, LogsCommand.self,
             SendCommand.self,
             MigrateCommand.self, EvalCommand.self, KeysCommand.self, SignCommand.self, VerifyCommand.self,
-            DataCommand.self, LearnCommand.self, EdgeCommand.self, RedirectorCommand.self,
+            DataCommand.self, LearnCommand.self, EdgeCommand.self, RedirectorCommand.self, ContainerCommand.self,
         ]
     )
 

@@ -10,6 +10,7 @@
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/resource.h>
 
 /// accept4(2) with SOCK_NONBLOCK | SOCK_CLOEXEC (Glibc hides accept4 from Swift without _GNU_SOURCE).
 int ferry_accept_nonblocking(int fd);
@@ -151,5 +152,83 @@ int64_t ferry_missing_page_next(int fd, int timeout_ms);
 /// (UFFDIO_COPY), leaving any page that is there already as it is. Returns 0 when it filled every
 /// page, 1 when some were there, or -1 with errno.
 int ferry_missing_pages_fill(int fd, void *at, const void *bytes, size_t length);
+
+
+/// One mount inside a container, at `destination` (absolute, inside its root).
+struct ferry_container_mount {
+    const char *type;
+    const char *source;
+    const char *destination;
+    /// MS_NOSUID, MS_NODEV, MS_NOEXEC, ... (MS_RDONLY goes in `readonly`).
+    unsigned long flags;
+    /// File system data (`mode=755,size=65536k`), or NULL.
+    const char *data;
+    int bind;
+    int recursive;
+    int readonly;
+    /// A bind mount of a file: its mount point is made as an empty file.
+    int source_is_file;
+};
+
+/// Everything the child of `ferry container run` does between clone and exec, decided by the parent.
+struct ferry_container_launch {
+    /// CLONE_NEW* flags.
+    int clone_flags;
+    const char *hostname;
+    /// The directory that becomes the container's root.
+    const char *root;
+    /// `lowerdir=...,upperdir=...,workdir=...` for an overlay root; NULL to bind `bind_root` there.
+    const char *overlay_options;
+    const char *bind_root;
+    int readonly_root;
+    const struct ferry_container_mount *mounts;
+    int mount_count;
+    /// Binds /dev/null, zero, full, random, urandom and tty, and the usual /dev symlinks.
+    int populate_dev;
+    const char *const *masked_paths;
+    int masked_count;
+    const char *const *readonly_paths;
+    int readonly_count;
+    const char *cwd;
+    char *const *argv;
+    char *const *envp;
+    /// The container's PATH, for a program named without a directory.
+    const char *search_path;
+    uid_t uid;
+    gid_t gid;
+    const gid_t *groups;
+    int group_count;
+    uint64_t cap_bounding, cap_effective, cap_permitted, cap_inheritable, cap_ambient;
+    /// The highest capability this kernel knows (/proc/sys/kernel/cap_last_cap).
+    int cap_last;
+    int no_new_privileges;
+    /// Bit 0: install Ferry's filter; bit 1: allow mount calls; bit 2: allow ptrace.
+    int seccomp;
+    int run_init;
+    const int *rlimit_resources;
+    const struct rlimit *rlimits;
+    int rlimit_count;
+    /// Brings loopback up; with `interface`, also gives it `address`/`netmask` (network byte
+    /// order) and a default route via `gateway`.
+    int configure_network;
+    const char *interface;
+    uint32_t address, netmask, gateway;
+};
+
+/// Why a container's child stopped before its program started: the step and its errno.
+struct ferry_container_failure {
+    int error;
+    char step[512];
+};
+
+/// Clones a child in new namespaces (`launch->clone_flags`) that waits for one byte on `*go_fd`
+/// (the parent first places it in cgroups, maps its ids, gives it a network), then sets up its
+/// root and execs the program. If a step fails the child writes a ferry_container_failure to
+/// `*report_fd` and exits 127; at a successful exec `*report_fd` reads end of file. Returns the
+/// child's pid, or -1 with errno.
+pid_t ferry_container_clone(const struct ferry_container_launch *launch, int *go_fd, int *report_fd);
+
+/// pidfd_open(2): a descriptor that polls readable once process `pid` has ended, or -1.
+int ferry_pidfd_open(pid_t pid);
 
 #endif
