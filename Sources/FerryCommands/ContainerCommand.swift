@@ -464,6 +464,8 @@ struct ContainerRemove: AsyncParsableCommand {
                 }
                 ContainerStop.stop(container, signal: SIGKILL, grace: 0)
             }
+            // A monitor killed with kill -9 could not remove the cgroups (its container died with it).
+            if container.liveStatus != "running" { for path in container.cgroups { rmdir(path) } }
             try store.remove(container.id)
             print(container.id)
         }

@@ -105,7 +105,15 @@ public struct ContainerState: Codable, Sendable {
     /// `running` only while its monitor lives: a monitor killed with kill -9 took its container
     /// with it (the container's parent-death signal), whatever the file last said.
     public var liveStatus: String {
-        if self.status == .running, kill(self.monitorPid, 0) != 0, errno == ESRCH { return "dead" }
+        if self.status == .running, !Self.isAlive(self.monitorPid) { return "dead" }
         return self.status.rawValue
+    }
+
+    /// Whether `pid` runs: a zombie (killed, not yet reaped by whoever adopted it) does not.
+    static func isAlive(_ pid: pid_t) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else { return false }
+        return !stat[close...].hasPrefix(") Z") && !stat[close...].hasPrefix(") X")
     }
 }

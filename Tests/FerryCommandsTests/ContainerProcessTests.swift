@@ -1,0 +1,291 @@
+import FerryTestSupport
+import Foundation
+import Testing
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// Why the container tests cannot run here, or nil.
+private let containersMissing: String? = {
+    if geteuid() != 0 { return "containers need root here (namespaces, overlay mounts, cgroups)" }
+    if !FileManager.default.isExecutableFile(atPath: "/bin/busybox") {
+        return "the busybox root file system needs /bin/busybox (apt-get install busybox-static)"
+    }
+    return nil
+}()
+
+/// `ferry container` as a user runs it, as root, on the busybox root file system that
+/// `Examples/rootfs.sh` builds. After each test nothing of the container is left on the host: no
+/// record, cgroup, veth, subnet lease or process.
+@Suite(.serialized, .disabled(if: containersMissing != nil, "\(containersMissing ?? "")"))
+struct ContainerProcessTests {
+    /// Built once for the suite, from Debian's busybox-static.
+    static let rootfs: String = {
+        let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        let directory = NSTemporaryDirectory() + "ferry-rootfs-\(getpid())"
+        let process = Process()
+        process.executableURL = repository.appendingPathComponent("Examples/rootfs.sh")
+        process.arguments = [directory]
+        process.standardOutput = FileHandle.nullDevice
+        try? process.run()
+        process.waitUntilExit()
+        return directory
+    }()
+
+    let temporary: TemporaryDirectory
+    var state: String { self.temporary.path + "/state" }
+
+    init() throws {
+        self.temporary = try TemporaryDirectory()
+    }
+
+    /// Runs `ferry container ARGUMENTS` to its end: its exit status and everything it wrote.
+    func container(_ arguments: [String]) throws -> (status: Int32, output: String) {
+        let ferry = try FerryProcess(
+            ["container"] + [arguments[0], "--state", self.state] + arguments.dropFirst(),
+            errors: .merged
+        )
+        var lines: [String] = []
+        while let line = ferry.nextLine() { lines.append(line) }
+        ferry.process.waitUntilExit()
+        return (ferry.process.terminationStatus, lines.joined(separator: "\n"))
+    }
+
+    func run(_ flags: [String], _ command: String) throws -> (status: Int32, output: String) {
+        try self.container(["run", "--rootfs", Self.rootfs] + flags + ["--", "sh", "-c", command])
+    }
+
+    /// Nothing of any container is left on the host.
+    func expectNothingLeft(sourceLocation: SourceLocation = #_sourceLocation) {
+        let records = (try? FileManager.default.contentsOfDirectory(atPath: self.state)) ?? []
+        #expect(records.isEmpty, "records left: \(records)", sourceLocation: sourceLocation)
+        for controller in ["memory", "pids", "cpu", "freezer", "unified"] {
+            let cgroups =
+                (try? FileManager.default.contentsOfDirectory(atPath: "/sys/fs/cgroup/\(controller)/ferry")) ?? []
+            // Named ID.PID by the monitor's pid: one whose monitor is gone was left behind.
+            let left = cgroups.filter { name in
+                guard let pid = Int32(name.split(separator: ".").last ?? "") else { return false }
+                return kill(pid, 0) != 0
+            }
+            #expect(left.isEmpty, "cgroups left in \(controller): \(left)", sourceLocation: sourceLocation)
+        }
+        let links = (try? FileManager.default.contentsOfDirectory(atPath: "/sys/class/net")) ?? []
+        #expect(!links.contains { $0.hasPrefix("fy") }, "veth left: \(links)", sourceLocation: sourceLocation)
+        let leases = (try? FileManager.default.contentsOfDirectory(atPath: "/run/ferry/net")) ?? []
+        #expect(leases.isEmpty, "subnet leases left: \(leases)", sourceLocation: sourceLocation)
+    }
+
+    @Test func theProgramIsPID1OfItsOwnHostAndWritesOnlyItsUpperLayer() throws {
+        let result = try self.run(
+            ["--hostname", "box", "--name", "c1", "--keep"],
+            "hostname; echo pid $$; ps -o pid | tail -n +2 | sort -n | tail -1; echo data > /etc/written; ls /proc/1/root/etc/written; ip -o link | cut -d: -f2"
+        )
+        #expect(result.status == 0)
+        let lines = result.output.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+        #expect(Array(lines.prefix(2)) == ["box", "pid 1"])
+        // Only its own few processes: the highest pid it sees is small.
+        #expect(lines.count > 2 && (Int(lines[2]) ?? 99) < 10)
+        #expect(Array(lines.dropFirst(3).prefix(2)) == ["/proc/1/root/etc/written", "lo"])
+        #expect(result.output.contains("ferry: container c1 exited with status 0"))
+        // The lower layer is untouched; the write is in the kept upper layer.
+        #expect(!FileManager.default.fileExists(atPath: Self.rootfs + "/etc/written"))
+        #expect(FileManager.default.fileExists(atPath: self.state + "/c1/upper/etc/written"))
+        let listed = try self.container(["ps", "--all"])
+        #expect(listed.output.contains("c1") && listed.output.contains("exited"))
+        #expect(try self.container(["rm", "c1"]).status == 0)
+        self.expectNothingLeft()
+    }
+
+    @Test func theExitStatusAndSignalAreTheProgramsAndCapabilitiesAreDropped() throws {
+        let failed = try self.run([], "exit 7")
+        #expect(failed.status == 7 && failed.output.contains("exited with status 7"))
+        // PID 1 cannot be killed from inside; under --init the program is PID 2 and can.
+        let killed = try self.run(["--init"], "echo pid $$; kill -KILL $$")
+        #expect(killed.output.hasPrefix("pid 2") && killed.status == 137)
+        // No CAP_SYS_ADMIN: the container cannot mount; seccomp refuses module loading and kexec.
+        let mounted = try self.run([], "mount -t tmpfs none /mnt 2>&1; echo status $?")
+        #expect(mounted.output.contains("status 1") || mounted.output.contains("status 255"))
+        let status = try self.run([], "grep CapEff /proc/self/status")
+        #expect(status.output.contains("CapEff:\t00000000a80425fb"))
+        self.expectNothingLeft()
+    }
+
+    @Test func mountsCannotEscapeTheRoot() throws {
+        let layer = self.temporary.path + "/layer"
+        try FileManager.default.createDirectory(atPath: layer, withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: layer + "/escape", withDestinationPath: "/tmp")
+        let data = self.temporary.path + "/data"
+        try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
+        let viaSymlink = try self.run(["--layer", layer, "--mount", "\(data):/escape/inside"], "true")
+        #expect(viaSymlink.status != 0)
+        #expect(viaSymlink.output.contains("/escape/inside") && viaSymlink.output.contains("symbolic links"))
+        #expect(!FileManager.default.fileExists(atPath: "/tmp/inside"))
+        let dotDot = try self.run(["--mount", "\(data):/../../etc"], "true")
+        #expect(dotDot.status != 0 && dotDot.output.contains("'..'"))
+        let readOnly = try self.run(["--mount", "\(data):/data:ro"], "touch /data/x 2>&1; echo status $?")
+        #expect(readOnly.output.contains("Read-only file system"))
+        self.expectNothingLeft()
+    }
+
+    @Test func bombsStopAtTheirLimitsWhileANeighbourServes() async throws {
+        let www = self.temporary.path + "/www"
+        try FileManager.default.createDirectory(atPath: www, withIntermediateDirectories: true)
+        try "neighbour\n".write(toFile: www + "/index.html", atomically: true, encoding: .utf8)
+        let neighbour = try FerryProcess(["serve", "files", "--root", www, "--port", "0"])
+        let port = try #require(neighbour.nextLine().flatMap(listeningAddress)).port
+        let fork = try FerryProcess(
+            [
+                "container", "run", "--state", self.state, "--rootfs", Self.rootfs, "--pids", "32", "--",
+                "sh", "-c", "f() { f | f & }; f; sleep 2",
+            ],
+            errors: .merged
+        )
+        let memory = try FerryProcess(
+            [
+                "container", "run", "--state", self.state, "--rootfs", Self.rootfs, "--memory", "32M", "--",
+                "sh", "-c", "x=a; while true; do x=$x$x; done",
+            ],
+            errors: .merged
+        )
+        let (data, _) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(port)/index.html")!)
+        #expect(String(decoding: data, as: UTF8.self) == "neighbour\n")
+        var forkOutput = ""
+        while let line = fork.nextLine() { forkOutput += line + "\n" }
+        fork.process.waitUntilExit()
+        #expect(forkOutput.contains("pids limit reached (32 tasks)"))
+        var memoryOutput = ""
+        while let line = memory.nextLine() { memoryOutput += line + "\n" }
+        memory.process.waitUntilExit()
+        #expect(memory.process.terminationStatus == 137)
+        #expect(memoryOutput.contains("out of memory (OOM)") && memoryOutput.contains("32 MiB"))
+        let (again, _) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(port)/index.html")!)
+        #expect(String(decoding: again, as: UTF8.self) == "neighbour\n")
+        _ = neighbour.stop(SIGTERM)
+        self.expectNothingLeft()
+    }
+
+    @Test func aPublishedPortReachesAServerOnThePrivateNetwork() async throws {
+        let www = self.temporary.path + "/www"
+        try FileManager.default.createDirectory(atPath: www, withIntermediateDirectories: true)
+        try "inside\n".write(toFile: www + "/index.html", atomically: true, encoding: .utf8)
+        let server = try FerryProcess(
+            [
+                "container", "run", "--state", self.state, "--rootfs", Self.rootfs, "--name", "web", "--net", "private",
+                "--publish", "0:8080", "--mount", "\(www):/www:ro", "--", "httpd", "-f", "-p", "8080", "-h", "/www",
+            ],
+            errors: .merged
+        )
+        let line = try #require(server.nextLine())
+        let published = try #require(line.range(of: "publishes 0.0.0.0:"))
+        let port = try #require(Int(line[published.upperBound...].prefix { $0.isNumber }))
+        #expect(line.contains(" -> 10.89."))
+        // The server inside may not be listening yet: the relay then closes that one connection.
+        var body = ""
+        for _ in 0..<50 where body.isEmpty {
+            if let (data, _) = try? await URLSession.shared.data(
+                from: URL(string: "http://127.0.0.1:\(port)/index.html")!
+            ) {
+                body = String(decoding: data, as: UTF8.self)
+            }
+        }
+        #expect(body == "inside\n")
+        #expect(try self.container(["stop", "--time", "0.2", "web"]).status == 0)
+        server.process.waitUntilExit()
+        self.expectNothingLeft()
+    }
+
+    @Test func aDetachedContainerIsListedLoggedStoppedAndRemoved() throws {
+        let started = try self.container(
+            [
+                "run", "--detach", "--rootfs", Self.rootfs, "--memory", "64M", "--", "sh", "-c",
+                "echo hello; exec sleep 60",
+            ]
+        )
+        #expect(started.status == 0)
+        let id = started.output.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(id.count == 12)
+        let listed = try self.container(["ps", "--json"])
+        #expect(listed.output.contains("\"id\":\"\(id)\"") && listed.output.contains("\"memoryLimit\":67108864"))
+        #expect(try self.container(["rm", id]).output.contains("is running"))
+        #expect(try self.container(["logs", String(id.prefix(4))]).output.hasPrefix("hello"))
+        #expect(try self.container(["stop", "--time", "0.2", id]).status == 0)
+        let ended = try self.container(["ps", "-a", "--json"])
+        #expect(ended.output.contains("\"status\":\"exited\"") && ended.output.contains("\"exitCode\":137"))
+        #expect(try self.container(["rm", id]).status == 0)
+        self.expectNothingLeft()
+    }
+
+    @Test func killingTheMonitorTakesTheContainerWithIt() throws {
+        let started = try self.container(["run", "--detach", "--rootfs", Self.rootfs, "--", "sleep", "60"])
+        let id = started.output.trimmingCharacters(in: .whitespacesAndNewlines)
+        let record = try String(contentsOfFile: self.state + "/\(id)/state.json", encoding: .utf8)
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(record.utf8)) as? [String: Any])
+        let monitor = try #require(json["monitorPid"] as? Int32)
+        let program = try #require(json["pid"] as? Int32)
+        kill(monitor, SIGKILL)
+        // The program's parent-death signal ends it; a zombie until init reaps it counts as gone.
+        let gone = waitUntil {
+            let status = try? String(contentsOfFile: "/proc/\(program)/stat", encoding: .utf8)
+            return status == nil || status!.contains(") Z ")
+        }
+        #expect(gone != nil, "the program outlived its monitor")
+        #expect(try self.container(["ps", "-a"]).output.contains("dead"))
+        #expect(try self.container(["rm", id]).status == 0)
+        self.expectNothingLeft()
+    }
+
+    @Test func badFlagsAndBundleFieldsAreRefusedByName() throws {
+        let port = try self.run(["--net", "private", "--publish", "99999:80"], "true")
+        #expect(port.status != 0 && port.output.contains("--publish 99999:80"))
+        let bundle = self.temporary.path + "/bundle"
+        try FileManager.default.createDirectory(atPath: bundle, withIntermediateDirectories: true)
+        try """
+        {"ociVersion": "1.0.2", "process": {"args": ["true"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
+         "root": {"path": "\(Self.rootfs)"}, "linux": {"namespaces": [{"type": "mount"}], "seccomp": {}}}
+        """.write(toFile: bundle + "/config.json", atomically: true, encoding: .utf8)
+        let refused = try self.container(["run", "--bundle", bundle])
+        #expect(refused.status != 0 && refused.output.contains("linux.seccomp"))
+        self.expectNothingLeft()
+    }
+
+    /// The same bundle, as `crun spec` writes it, gives the same answers under crun and Ferry.
+    @Test(.disabled(if: !FileManager.default.isExecutableFile(atPath: "/usr/bin/crun"), "crun is not installed"))
+    func anOCIBundleForCrunRunsTheSameUnderFerry() throws {
+        let bundle = self.temporary.path + "/oci"
+        let make = Process()
+        make.executableURL = URL(fileURLWithPath: "/bin/sh")
+        make.arguments = [
+            "-c",
+            """
+            mkdir -p \(bundle) && cd \(bundle) && ln -s \(Self.rootfs) rootfs && crun spec && \
+            python3 -c "import json; c=json.load(open('config.json')); c['process']['terminal']=False; \
+            c['process']['args']=['sh','-c','hostname; echo \\$\\$; grep -E \\"^Cap(Eff|Bnd)\\" /proc/self/status; ulimit -n; touch /x 2>&1 | cut -d: -f3']; \
+            json.dump(c, open('config.json','w'))"
+            """,
+        ]
+        try make.run()
+        make.waitUntilExit()
+        // crun refuses hybrid cgroups (v1 beside a v2 mount with a controller): hide the v2 mount.
+        let crun = Process()
+        let pipe = Pipe()
+        crun.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
+        crun.arguments = [
+            "-m", "sh", "-c",
+            "umount /sys/fs/cgroup/unified 2>/dev/null; crun run --bundle \(bundle) ferry-test-\(getpid())",
+        ]
+        crun.standardOutput = pipe
+        crun.standardError = pipe
+        try crun.run()
+        let crunOutput = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        crun.waitUntilExit()
+        let ferry = try self.container(["run", "--bundle", bundle])
+        #expect(crun.terminationStatus == 0)
+        #expect(ferry.status == 0)
+        let ferryLines = ferry.output.split(separator: "\n").filter { !$0.hasPrefix("ferry: container") }
+        #expect(ferryLines == crunOutput.split(separator: "\n"))
+        #expect(ferryLines.first == "crun")
+        self.expectNothingLeft()
+    }
+}
