@@ -8,7 +8,8 @@
 #                                  run it: no cgroups, no seccomp profile, no config.json to read
 #   ferry container run --bundle   the same bundle, config.json and all
 #   ferry container run --rootfs   the bundle's root file system, Ferry's own defaults
-# No row uses an overlay: all start from the plain folder. Prints mean, standard deviation and
+# Ferry's rows also mount an overlay (every Ferry container writes into an upper layer of its
+# own); crun and bwrap start from the plain folder. Prints mean, standard deviation and
 # the ratio to crun (goal for Ferry: at most 1.0x), and writes containers.svg beside itself.
 # Runs as root.
 #
