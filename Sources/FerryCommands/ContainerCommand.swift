@@ -93,6 +93,9 @@ struct ContainerRun: AsyncParsableCommand {
     @Flag(help: "Keep the writable upper layer and the record when the container ends.")
     var keep = false
 
+    @Flag(help: "Say nothing when the container ends (its status is still Ferry's exit status).")
+    var quiet = false
+
     @Flag(name: .customLong("init"), help: "Run a tiny init as PID 1 that forwards signals and reaps orphans.")
     var runsInit = false
 
@@ -164,7 +167,7 @@ struct ContainerRun: AsyncParsableCommand {
         let exit = await container.wait()
         withExtendedLifetime(forwarding) {}
         for publisher in publishers { await publisher.close() }
-        printError("ferry: container \(id) \(exit.reason)")
+        if !self.quiet { printError("ferry: container \(id) \(exit.reason)") }
         if exit.exitCode != 0 { throw ExitCode(exit.exitCode) }
     }
 

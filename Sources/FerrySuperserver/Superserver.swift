@@ -318,6 +318,10 @@ public final class Superserver: Service, Sendable {
         self.state.withLockedValue { _ in listener.instances -= 1 }
     }
 
+    /// The `ferry` executable this superserver runs as, which starts a service's containers.
+    static let ferryExecutable: String =
+        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+
     /// Starts the service's program on `socket`.
     private func start(_ service: SuperserverConfiguration.Service, listener: Listener, socket: Int32, remote: String?)
     {
@@ -331,11 +335,24 @@ public final class Superserver: Service, Sendable {
         var environment = ["PATH": "/usr/local/bin:/usr/bin:/bin", "FERRY_SERVICE": service.name]
         if let remote { environment["REMOTE_ADDR"] = remote }
         environment.merge(service.environment) { _, configured in configured }
-        let argv = [URL(fileURLWithPath: program).lastPathComponent] + service.args
-        let envp = environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+        var argv = [URL(fileURLWithPath: program).lastPathComponent] + service.args
+        var envp = environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+        var executable = program
+        if let container = service.container {
+            // `ferry container run` (this very executable) starts the program in the container,
+            // the connection as its standard input, output and error; the user applies inside.
+            executable = Self.ferryExecutable
+            let user = uid == -1 ? [] : ["--user", "\(uid):\(gid)"]
+            argv =
+                ["ferry", "container", "run", "--quiet"] + container.flags + user
+                + envp.flatMap { ["--env", $0] } + ["--", program] + service.args
+            envp = ["PATH=/usr/local/bin:/usr/bin:/bin"]
+            uid = -1
+            gid = -1
+        }
         var pid: Int32 = 0
         let pidfd = withCStrings(argv) { argv in
-            withCStrings(envp) { envp in ferry_spawn(program, argv, envp, socket, uid, gid, &pid) }
+            withCStrings(envp) { envp in ferry_spawn(executable, argv, envp, socket, uid, gid, &pid) }
         }
         guard pidfd >= 0 else {
             let reason = String(cString: strerror(errno))

@@ -21,6 +21,11 @@ import Foundation
 ///     user: nobody                 # run as this user (the superserver must be root)
 ///     max_instances: 64            # concurrent processes or connections; more are refused
 ///     per_source_rate: 20          # new connections per second from one address; 0: no limit
+///   - name: boxed-cat
+///     listen: 127.0.0.1:7009
+///     mode: nowait
+///     program: /bin/cat            # inside the container's root
+///     container: {rootfs: /srv/rootfs, memory: 64M, pids: 32, cpus: 0.5, net: none}
 /// ```
 public struct SuperserverConfiguration: Equatable, Sendable, ConfigurationFileContents {
     public enum Mode: String, Sendable, CaseIterable {
@@ -52,6 +57,8 @@ public struct SuperserverConfiguration: Equatable, Sendable, ConfigurationFileCo
         public var user: String?
         public var maxInstances = 64
         public var perSourceRate = 0
+        /// Runs the program in a container of its own (`ferry container run`), one per start.
+        public var container: Container?
         /// The line of the file where the service starts, for messages.
         public var line = 0
 
@@ -60,6 +67,27 @@ public struct SuperserverConfiguration: Equatable, Sendable, ConfigurationFileCo
         public var socketKey: String {
             "\(self.transport.rawValue)/\(self.listen)" + (self.listen.port == 0 ? "/\(self.name)" : "")
         }
+    }
+
+    /// The container a service's program runs in: its root and limits, as `ferry container run`
+    /// takes them.
+    public struct Container: Equatable, Sendable {
+        public var rootfs: String
+        public var memory: String?
+        public var pids: Int?
+        public var cpus: Double?
+        public var network = "none"
+
+        /// The flags of `ferry container run` that make this container.
+        public var flags: [String] {
+            var flags = ["--rootfs", self.rootfs, "--net", self.network]
+            if let memory = self.memory { flags += ["--memory", memory] }
+            if let pids = self.pids { flags += ["--pids", String(pids)] }
+            if let cpus = self.cpus { flags += ["--cpus", String(cpus)] }
+            return flags
+        }
+
+        static let fields: Set<String> = ["rootfs", "memory", "pids", "cpus", "net"]
     }
 
     /// The endpoint daemon to register services at; nil registers nowhere.
@@ -165,15 +193,22 @@ public struct SuperserverConfiguration: Equatable, Sendable, ConfigurationFileCo
             guard service.builtin != nil else {
                 throw missing("builtin", "builtin service '\(name)' needs builtin: echo, discard, daytime or chargen")
             }
-            if let program = fields["program"] {
+            if let program = fields["program"] ?? fields["container"] {
                 throw program.key.refused("a builtin service runs no program")
             }
         case .nowait, .wait:
             guard let program = service.program else {
                 throw missing("program", "\(mode.rawValue) service '\(name)' needs program: /path/to/executable")
             }
-            guard program.hasPrefix("/"), FileManager.default.isExecutableFile(atPath: program) else {
-                throw fields["program"]!.value.refused("'\(program)' is not an executable file given by absolute path")
+            if let container = fields["container"] {
+                service.container = try Self.container(container.value)
+            }
+            // A container's program is looked for in the container's root, not the host's.
+            let root = service.container?.rootfs ?? ""
+            guard program.hasPrefix("/"), FileManager.default.isExecutableFile(atPath: root + program) else {
+                throw fields["program"]!.value.refused(
+                    "'\(program)' is not an executable file given by absolute path\(root.isEmpty ? "" : " in \(root)")"
+                )
             }
             if let builtin = fields["builtin"] {
                 throw builtin.key.refused("only a builtin service takes builtin")
@@ -192,8 +227,49 @@ public struct SuperserverConfiguration: Equatable, Sendable, ConfigurationFileCo
 
     static let serviceFields: Set<String> = [
         "name", "listen", "protocol", "mode", "builtin", "program", "args", "env", "user", "max_instances",
-        "per_source_rate",
+        "per_source_rate", "container",
     ]
+
+    private static func container(_ value: ConfigurationValue) throws(ConfigurationError) -> Container {
+        var fields: [String: ConfigurationValue] = [:]
+        for (key, value) in try value.entries() {
+            let name = key.field ?? ""
+            guard Container.fields.contains(name) else {
+                throw key.refused(
+                    "unknown field; a container takes \(Container.fields.sorted().joined(separator: ", "))"
+                )
+            }
+            fields[name] = value
+        }
+        guard let rootfs = try fields["rootfs"]?.string() else {
+            throw value.refused("a container needs rootfs: /path/to/root-file-system")
+        }
+        var isDirectory: ObjCBool = false
+        guard rootfs.hasPrefix("/"), FileManager.default.fileExists(atPath: rootfs, isDirectory: &isDirectory),
+            isDirectory.boolValue
+        else {
+            throw fields["rootfs"]!.refused("'\(rootfs)' is not a directory given by absolute path")
+        }
+        var container = Container(rootfs: rootfs)
+        container.memory = try fields["memory"]?.string()
+        container.pids = try fields["pids"]?.integer(in: 1...4_194_304)
+        if let cpus = fields["cpus"] {
+            guard let value = cpus.text.flatMap(Double.init), value >= 0.01 else {
+                throw cpus.refused("give a number of CPUs from 0.01 up, like 0.5")
+            }
+            container.cpus = value
+        }
+        if let network = fields["net"] {
+            let text = try network.string()
+            guard ["none", "host"].contains(text) else {
+                throw network.refused(
+                    "a superserver's container takes net: none or host (its socket comes from the superserver)"
+                )
+            }
+            container.network = text
+        }
+        return container
+    }
 }
 
 #if canImport(Glibc)

@@ -288,4 +288,41 @@ struct ContainerProcessTests {
         #expect(ferryLines.first == "crun")
         self.expectNothingLeft()
     }
+
+    /// A superserver service whose program runs in a container of its own per connection: the
+    /// connection is the program's standard input and output, inside its namespaces and limits.
+    @Test func theSuperserverStartsAContainerPerConnection() throws {
+        let configuration = self.temporary.path + "/superserver.yaml"
+        try """
+        endpoints: off
+        services:
+          - name: boxed
+            listen: 127.0.0.1:0
+            mode: nowait
+            program: /bin/sh
+            args: ["-c", "hostname; echo pid $$; cat"]
+            container: {rootfs: \(Self.rootfs), memory: 64M, pids: 16}
+        """.write(toFile: configuration, atomically: true, encoding: .utf8)
+        let superserver = try FerryProcess(["superserver", "--config", configuration])
+        let line = try #require(superserver.nextLine())
+        #expect(line.hasSuffix(" boxed"))
+        let port = try #require(Int(line.split(separator: " ")[2].split(separator: ":")[1]))
+        let client = try TestClient(port: port)
+        client.send(Array("hello\n".utf8))
+        client.finishSending()
+        #expect([client.line(), client.line(), client.line()] == ["ferry", "pid 1", "hello"])
+        #expect(client.isClosedByPeer)
+        _ = superserver.stop(SIGTERM)
+        let bad = configuration + ".bad"
+        try """
+        endpoints: off
+        services:
+          - {name: b, listen: 127.0.0.1:0, mode: nowait, program: /bin/nothing, container: {rootfs: \(Self.rootfs)}}
+        """.write(toFile: bad, atomically: true, encoding: .utf8)
+        let refused = try FerryProcess(["superserver", "--config", bad], errors: .merged)
+        var output = ""
+        while let line = refused.nextLine() { output += line }
+        #expect(output.contains("'/bin/nothing' is not an executable file given by absolute path in \(Self.rootfs)"))
+    }
+
 }
