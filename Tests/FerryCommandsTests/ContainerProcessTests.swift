@@ -325,4 +325,23 @@ struct ContainerProcessTests {
         #expect(output.contains("'/bin/nothing' is not an executable file given by absolute path in \(Self.rootfs)"))
     }
 
+    /// Without root, the container's root is root only inside a user namespace of its own, and
+    /// limits, which need cgroups this user cannot write, are refused with the reason.
+    @Test(.disabled(if: !FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv"), "setpriv is not installed"))
+    func rootlessModeMapsTheUserToRootInside() throws {
+        let asNobody = ["/usr/bin/setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
+        func rootless(_ arguments: [String]) throws -> (Int32, String) {
+            let ferry = try FerryProcess(["container", "run"] + arguments, errors: .merged, under: asNobody)
+            var lines: [String] = []
+            while let line = ferry.nextLine() { lines.append(line) }
+            ferry.process.waitUntilExit()
+            return (ferry.process.terminationStatus, lines.joined(separator: "\n"))
+        }
+        let (status, output) = try rootless(["--rootfs", Self.rootfs, "--", "sh", "-c", "id -u; echo $$"])
+        #expect(status == 0)
+        #expect(output.hasPrefix("0\n1\n"))
+        let (limited, refusal) = try rootless(["--rootfs", Self.rootfs, "--memory", "64M", "--", "true"])
+        #expect(limited != 0 && refusal.contains("cannot make the cgroup") && refusal.contains("run as root"))
+    }
+
 }
