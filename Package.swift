@@ -214,6 +214,7 @@ let package = Package(
         .target(
             name: "FerryMigration",
             dependencies: [
+                "FerryContainer",
                 "FerryPosix",
                 "CFerryLinux",
                 "FerryEndpoints",

@@ -371,6 +371,10 @@ static void child(const struct ferry_container_launch *launch, int go, int repor
             fail(report, "set resource limit", NULL);
     }
     if (chdir(launch->cwd) != 0) fail(report, "enter working directory", launch->cwd);
+    const int stdio[3] = {launch->stdin_fd, launch->stdout_fd, launch->stderr_fd};
+    for (int fd = 0; fd < 3; fd++) {
+        if (stdio[fd] >= 0 && dup2(stdio[fd], fd) < 0) fail(report, "set standard input, output or error", NULL);
+    }
     // Whatever this process had open must not reach the program; the report pipe closes at exec.
     syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
     set_identity_and_capabilities(report, launch);

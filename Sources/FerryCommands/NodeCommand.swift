@@ -40,6 +40,9 @@ struct NodeCommand: AsyncParsableCommand {
     @Flag(help: "Run any valid module, signed or not.")
     var allowUnsigned = false
 
+    @Flag(help: "Run native programs in containers ('ferry spawn --container'), which need root.")
+    var allowContainers = false
+
     @Option(help: "Kernel threads that run guests.")
     var threads = 2
 
@@ -97,7 +100,11 @@ struct NodeCommand: AsyncParsableCommand {
             }
         }
         defer { quota?.release() }
-        let trust = CodeStore.Trust(keys: try self.trust.map(TrustedKey.init(path:)), allowUnsigned: self.allowUnsigned)
+        let trust = CodeStore.Trust(
+            keys: try self.trust.map(TrustedKey.init(path:)),
+            allowUnsigned: self.allowUnsigned,
+            allowContainers: self.allowContainers
+        )
         let node: NodeServer
         do {
             node = try await NodeServer.start(

@@ -1,4 +1,5 @@
 import ArgumentParser
+import FerryContainer
 import FerryEndpoints
 import FerryGuest
 import FerryMigration
@@ -41,10 +42,22 @@ struct SpawnCommand: AsyncParsableCommand {
     @Flag(help: "Keep it on its node: the balancer never moves it, nor does 'ferry migrate'.")
     var pin = false
 
+    @OptionGroup(title: "A native program in a container instead of a module") var container: SpawnContainerOptions
+
     @Argument(parsing: .allUnrecognized, help: "Arguments for the export, or for the WASI command.")
     var arguments: [String] = []
 
     func validate() throws {
+        if self.container.container {
+            guard self.container.rootfs != nil else {
+                throw ValidationError("--container needs --rootfs DIR (on the node)")
+            }
+            guard self.digest == nil, self.invoke == nil else {
+                throw ValidationError("--container runs a program, not a module: leave out --digest and --invoke")
+            }
+            guard self.module != nil else { throw ValidationError("give the program to run after --") }
+            return
+        }
         guard self.module != nil || self.digest != nil else {
             throw ValidationError("give the module file, or --digest SHA256 of a module a node holds")
         }
@@ -54,6 +67,10 @@ struct SpawnCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if self.container.container {
+            try await self.spawnContainer()
+            return
+        }
         // With --digest there is no module file: the first word is the first argument.
         let module = self.digest == nil ? self.module : nil
         var arguments = (self.digest == nil ? [] : self.module.map { [$0] } ?? []) + self.arguments
@@ -74,6 +91,57 @@ struct SpawnCommand: AsyncParsableCommand {
         guard case .spawned(let summary) = reply else { throw CommandFailure("the node answered \(reply)") }
         printLine(summary.name)
     }
+}
+
+extension SpawnCommand {
+    /// `--container`: the program (the first word after `--`) runs in a container on the node.
+    private func spawnContainer() async throws {
+        var program = (self.module.map { [$0] } ?? []) + self.arguments
+        if program.first == "--" { program.removeFirst() }
+        let name = self.name ?? defaultName(for: URL(fileURLWithPath: program[0]).lastPathComponent)
+        let options = self.container
+        let container = ContainerRequest(
+            name: name,
+            rootfs: URL(fileURLWithPath: options.rootfs!).standardizedFileURL.path,
+            layers: options.layer.map { URL(fileURLWithPath: $0).standardizedFileURL.path },
+            arguments: program,
+            environment: try options.env.map(ContainerFlags.environment),
+            memory: try options.memory.map(ContainerFlags.memory),
+            pids: options.pids,
+            cpus: options.cpus
+        )
+        let client = try await self.cluster.lookup.connect(try await self.cluster.lookup.node(self.node))
+        defer { Task { await client.close() } }
+        guard case .spawned(let summary) = try await request(client, .spawnContainer(container)) else {
+            throw CommandFailure("the node did not start the container")
+        }
+        printLine(summary.name)
+    }
+}
+
+/// `ferry spawn --container`'s options: the container's root and limits, as `ferry container run`
+/// takes them.
+struct SpawnContainerOptions: ParsableArguments {
+    @Flag(help: "Run a native program (after --) in a container on the node, not a module.")
+    var container = false
+
+    @Option(help: ArgumentHelp("The container's root file system, on the node.", valueName: "DIR"))
+    var rootfs: String?
+
+    @Option(help: ArgumentHelp("A further read-only layer over the root.", valueName: "DIR"))
+    var layer: [String] = []
+
+    @Option(help: ArgumentHelp("The container's memory limit.", valueName: "SIZE"))
+    var memory: String?
+
+    @Option(help: "The container's most processes and threads.")
+    var pids: Int?
+
+    @Option(help: "The container's CPU quota, in CPUs.")
+    var cpus: Double?
+
+    @Option(help: ArgumentHelp("An environment variable for the program.", valueName: "K=V"))
+    var env: [String] = []
 }
 
 /// The options of a process that `spawn` and `eval` share.

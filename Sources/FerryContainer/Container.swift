@@ -46,16 +46,20 @@ public final class Container: Sendable {
     /// `state.json`). Returns once the program has been exec'd, or throws why it could not be.
     /// The program's standard input, output and error are this process's.
     ///
-    /// - Parameter keep: keep the upper layer (and the record) when the container ends.
+    /// - Parameters:
+    ///   - keep: keep the upper layer (and the record) when the container ends.
+    ///   - output: a file the program's standard output and error are appended to (its input
+    ///     is then /dev/null); nil gives it this process's three.
     public static func start(
         _ spec: ContainerSpec,
         id: String = Container.newID(),
         store: ContainerStore,
-        keep: Bool = false
+        keep: Bool = false,
+        output: String? = nil
     ) async throws -> Container {
         try ContainerValidation.check(spec)
         let directory = try store.create(id: id)
-        let launch = LaunchPlan(spec: spec, id: id, directory: directory, store: store, keep: keep)
+        let launch = LaunchPlan(spec: spec, id: id, directory: directory, store: store, keep: keep, output: output)
         return try await withCheckedThrowingContinuation { continuation in
             do {
                 try KernelThread.detach(name: "container") {
@@ -106,6 +110,7 @@ public final class Container: Sendable {
         let directory: String
         let store: ContainerStore
         let keep: Bool
+        let output: String?
 
         func run(started: (Result<Container, any Error>) -> Void) {
             var cgroup: ContainerCgroup?
@@ -209,6 +214,22 @@ public final class Container: Sendable {
                 network: network,
                 arena: arena
             )
+            if let output = self.output {
+                let log = open(output, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o640)
+                let null = open("/dev/null", O_RDONLY | O_CLOEXEC)
+                guard log >= 0, null >= 0 else {
+                    throw ContainerError(
+                        "cannot open \(output) for the container's output: \(String(cString: strerror(errno)))"
+                    )
+                }
+                launch.stdin_fd = null
+                launch.stdout_fd = log
+                launch.stderr_fd = log
+            }
+            defer {
+                if launch.stdin_fd >= 0 { close(launch.stdin_fd) }
+                if launch.stdout_fd >= 0 { close(launch.stdout_fd) }
+            }
             var goFD: Int32 = -1
             var reportFD: Int32 = -1
             let pid = ferry_container_clone(&launch, &goFD, &reportFD)

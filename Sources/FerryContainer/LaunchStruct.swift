@@ -42,6 +42,9 @@ enum LaunchStruct {
         arena: CArena
     ) throws -> ferry_container_launch {
         var launch = ferry_container_launch()
+        launch.stdin_fd = -1
+        launch.stdout_fd = -1
+        launch.stderr_fd = -1
         var flags: Int32 = 0
         let namespaceFlags: [ContainerSpec.Namespace: Int32] = [
             .pid: 0x2000_0000, .network: 0x4000_0000, .ipc: 0x0800_0000, .uts: 0x0400_0000, .mount: 0x0002_0000,

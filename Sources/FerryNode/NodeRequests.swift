@@ -20,6 +20,8 @@ enum NodeRequests {
             } catch let need as ProcessHost.NeedCode {
                 send(.needCode(need.digest), false)
             }
+        case .spawnContainer(let request):
+            send(.spawned(try await host.containers.spawn(request)), false)
         case .list:
             send(.processes(host.list()), false)
         case .wait(let name):
@@ -30,6 +32,11 @@ enum NodeRequests {
         case .logs(let name, let offset, let follow):
             try await self.logs(name, from: offset, follow: follow, host: host, send: send)
         case .migrate(let name, let node, let mode, let limits):
+            if host.containers.holds(name) {
+                throw ProcessError(
+                    "'\(name)' is a container: moving containers between nodes is not built yet (and its execution state could not move: this kernel has no CRIU)"
+                )
+            }
             let progress = Throttle()
             let report = try await host.migrate(name, to: node, mode: mode, limits: limits) { sent, total in
                 if progress.due() { send(.progress(sent: sent, total: total), true) }

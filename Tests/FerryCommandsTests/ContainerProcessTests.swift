@@ -344,4 +344,44 @@ struct ContainerProcessTests {
         #expect(limited != 0 && refusal.contains("cannot make the cgroup") && refusal.contains("run as root"))
     }
 
+    /// `ferry spawn --container`: a container is a process of the cluster, claimed at the daemon,
+    /// listed by `ferry ps`, its output read by `ferry logs`, its status by `ferry wait`; a node
+    /// started without --allow-containers refuses it.
+    @Test func aNodeRunsAContainerAsAProcessOfTheCluster() throws {
+        let daemon = try FerryProcess(["endpointd", "--port", "0"])
+        let address = try #require(daemon.nextLine().flatMap(listeningAddress))
+        let endpoints = ["--endpoints", "\(address)"]
+        var nodes: [FerryProcess] = []
+        for (name, flags) in [("open", ["--allow-containers"]), ("closed", [])] {
+            let node = try FerryProcess(["node", "--name", name, "--allow-unsigned"] + flags + endpoints)
+            // Ready once registered at the daemon.
+            while let line = node.nextLine(), !line.contains("registered") {}
+            node.drainOutput()
+            nodes.append(node)
+        }
+        func ferry(_ arguments: [String]) throws -> (Int32, String) {
+            let process = try FerryProcess([arguments[0]] + endpoints + arguments.dropFirst(), errors: .merged)
+            var lines: [String] = []
+            while let line = process.nextLine() { lines.append(line) }
+            process.process.waitUntilExit()
+            return (process.process.terminationStatus, lines.joined(separator: "\n"))
+        }
+        let spawn = ["spawn", "--container", "--rootfs", Self.rootfs, "--memory", "32M"]
+        let (started, name) = try ferry(
+            spawn + ["--node", "open", "--name", "boxed", "--", "sh", "-c", "echo from $(hostname); exit 3"]
+        )
+        #expect(started == 0 && name == "boxed", "\(name)")
+        let (_, outcome) = try ferry(["wait", "boxed"])
+        #expect(outcome.contains("exited with status 3"))
+        #expect(try ferry(["logs", "boxed"]).1 == "from boxed")
+        let (_, listed) = try ferry(["ps", "--json"])
+        #expect(listed.contains("\"digest\":\"container\"") && listed.contains("\"name\":\"boxed\""))
+        #expect(try ferry(["kill", "boxed"]).0 == 0)
+        #expect(!(try ferry(["ps", "--json"]).1.contains("boxed")))
+        let (refused, reason) = try ferry(spawn + ["--node", "closed", "--", "true"])
+        #expect(refused != 0 && reason.contains("--allow-containers"), "\(reason)")
+        for node in nodes { _ = node.stop(SIGTERM) }
+        _ = daemon.stop(SIGTERM)
+    }
+
 }

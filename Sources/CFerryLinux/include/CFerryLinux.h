@@ -213,6 +213,8 @@ struct ferry_container_launch {
     int configure_network;
     const char *interface;
     uint32_t address, netmask, gateway;
+    /// The program's standard input, output and error; -1 keeps ours.
+    int stdin_fd, stdout_fd, stderr_fd;
 };
 
 /// Why a container's child stopped before its program started: the step and its errno.

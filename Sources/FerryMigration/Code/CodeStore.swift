@@ -11,10 +11,14 @@ public final class CodeStore: Sendable {
         public var keys: [TrustedKey]
         /// Run any valid module, signed or not (`--allow-unsigned`).
         public var allowUnsigned: Bool
+        /// Run native programs in containers for any peer that asks (`--allow-containers`): they
+        /// are not sandboxed like guests, so a node refuses them unless its operator says so.
+        public var allowContainers: Bool
 
-        public init(keys: [TrustedKey] = [], allowUnsigned: Bool = false) {
+        public init(keys: [TrustedKey] = [], allowUnsigned: Bool = false, allowContainers: Bool = false) {
             self.keys = keys
             self.allowUnsigned = allowUnsigned
+            self.allowContainers = allowContainers
         }
     }
 

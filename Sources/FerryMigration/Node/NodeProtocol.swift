@@ -7,6 +7,8 @@ public enum NodeRequest: Codable, Sendable, Equatable {
     /// Start a process; its module travels only when the node lacks it (the answer to a
     /// request without code, for a digest the node does not hold, is `needCode`).
     case spawn(ProcessSpec, code: Data?)
+    /// Start a native program in a container (`ferry spawn --container`).
+    case spawnContainer(ContainerRequest)
     /// The node's processes.
     case list
     /// Wait for a process to end: streams nothing until it does; answers `moved` when it went

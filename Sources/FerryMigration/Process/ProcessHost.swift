@@ -57,6 +57,8 @@ public final class ProcessHost: Sendable {
     let scheduler: GuestScheduler
     package let claims: ExclusiveClaims
     let local: NodeLocalSpace
+    /// Native programs in containers, processes of the cluster beside the guests.
+    public let containers: NodeContainers
     /// Data sets loaded into this node (`ferry data load`), read by its guests by type.
     public let dataSets: NodeDataSets
     /// The cluster's key-value service, for processes that use it (by identifier).
@@ -105,6 +107,12 @@ public final class ProcessHost: Sendable {
             logger: logger
         )
         self.kv = ClusterKV(claims: self.claims)
+        self.containers = try NodeContainers(
+            node: configuration.node,
+            allowed: configuration.trust.allowContainers,
+            claims: self.claims,
+            directory: work + "/containers"
+        )
         self.claims.onLost { [weak self] name, _ in self?.claimLost(name) }
     }
 
@@ -306,15 +314,16 @@ public final class ProcessHost: Sendable {
 
     /// Every process this node has, running or ended.
     public func list() -> [ProcessSummary] {
-        self.processes.withLockedValue { Array($0.values) }
+        (self.processes.withLockedValue { Array($0.values) }
             .filter { if case .movedAway = $0.state { return false } else { return true } }
             .map { $0.summary(node: self.node) }
-            .sorted { $0.name < $1.name }
+            + self.containers.list()).sorted { $0.name < $1.name }
     }
 
     /// Waits for a process to end here, or to leave.
     public func wait(_ name: String) async throws -> NodeReply {
-        switch await try self.process(name).wait() {
+        if self.containers.holds(name) { return try await self.containers.wait(name) }
+        return switch await try self.process(name).wait() {
         case .finished(let outcome): .finished(outcome)
         case .moved(let node): .moved(to: node)
         }
@@ -358,6 +367,7 @@ public final class ProcessHost: Sendable {
 
     /// Output of a process from `offset`.
     public func output(_ name: String, from offset: Int) throws -> NodeReply {
+        if self.containers.holds(name) { return try self.containers.output(name, from: offset) }
         let process = try self.process(name)
         let (bytes, next) = process.log.read(from: offset)
         let ended: Bool
@@ -373,6 +383,7 @@ public final class ProcessHost: Sendable {
     /// Stops a running process (it fails with "killed"), or forgets an ended one and gives its
     /// name up.
     public func kill(_ name: String) async throws {
+        if self.containers.holds(name) { return try await self.containers.kill(name) }
         let process = try self.process(name)
         switch process.state {
         case .running:

@@ -1,0 +1,34 @@
+/// `ferry spawn --container`: a native program to run in a container on a node, a process of
+/// the cluster like a guest (named, claimed at the endpoint daemon, listed by `ferry ps`).
+public struct ContainerRequest: Codable, Sendable, Equatable {
+    public var name: String
+    /// The root file system on the node, and further read-only layers over it.
+    public var rootfs: String
+    public var layers: [String]
+    public var arguments: [String]
+    /// `K=V` strings, after the default PATH.
+    public var environment: [String]
+    public var memory: Int64?
+    public var pids: Int?
+    public var cpus: Double?
+
+    public init(
+        name: String,
+        rootfs: String,
+        layers: [String] = [],
+        arguments: [String],
+        environment: [String] = [],
+        memory: Int64? = nil,
+        pids: Int? = nil,
+        cpus: Double? = nil
+    ) {
+        self.name = name
+        self.rootfs = rootfs
+        self.layers = layers
+        self.arguments = arguments
+        self.environment = environment
+        self.memory = memory
+        self.pids = pids
+        self.cpus = cpus
+    }
+}
