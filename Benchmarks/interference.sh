@@ -401,7 +401,7 @@ print("  machine: " + ("up throughout (the file server answered after every cell
 # The heat map: one panel per victim, rows the neighbours, columns plain / container / guest.
 cw, ch, left, top = 150, 34, 140, 56
 panel_h = top + ch * len(neighbours) + 30
-width, height = left + cw * len(ALL_KINDS) + 20, 40 + panel_h * len(victims) + 40
+width, height = left + cw * len(ALL_KINDS) + 20, 40 + panel_h * len(victims) + 56
 
 def colour(f):
     # red at 0.5 of alone or less, through yellow, to green at 1.0
@@ -427,13 +427,14 @@ for p, victim in enumerate(victims):
             label = text if fraction is not None else (f"n/a: {note.split(' (')[0]}" if text == "n/a" else text)
             size = 12 if len(label) < 22 else 10
             parts.append(f'<text x="{x + (cw - 2) / 2}" y="{y + ch / 2 + 3}" text-anchor="middle" font-size="{size}">{html.escape(label)}</text>')
-legend_y = height - 22
+legend_y = height - 40
 for i in range(11):
     f = 0.5 + 0.05 * i
     parts.append(f'<rect x="{left + 30 * i}" y="{legend_y}" width="30" height="12" fill="{colour(f)}"/>')
 parts.append(f'<text x="10" y="{legend_y + 10}">fraction</text>')
 parts.append(f'<text x="{left - 4}" y="{legend_y + 10}" text-anchor="end">≤0.50</text>')
-parts.append(f'<text x="{left + 30 * 11 + 4}" y="{legend_y + 10}">1.00 (goal ≥ 0.90 for container and guest)</text>')
+parts.append(f'<text x="{left + 30 * 11 + 4}" y="{legend_y + 10}">1.00</text>')
+parts.append(f'<text x="10" y="{legend_y + 30}">goal: at least 0.90 with container and guest; hover a cell for what happened to the neighbour</text>')
 parts.append('</svg>')
 open(svg_path, "w").write("\n".join(parts) + "\n")
 print(f"chart: {svg_path}")

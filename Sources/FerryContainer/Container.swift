@@ -55,10 +55,19 @@ public final class Container: Sendable {
         id: String = Container.newID(),
         store: ContainerStore,
         keep: Bool = false,
-        output: String? = nil
+        output: String? = nil,
+        upper: [UInt8]? = nil
     ) async throws -> Container {
         try ContainerValidation.check(spec)
         let directory = try store.create(id: id)
+        if let upper {
+            do {
+                try UpperLayer.unpack(upper, into: directory + "/upper")
+            } catch {
+                try? FileManager.default.removeItem(atPath: directory)
+                throw error
+            }
+        }
         let launch = LaunchPlan(spec: spec, id: id, directory: directory, store: store, keep: keep, output: output)
         return try await withCheckedThrowingContinuation { continuation in
             do {
@@ -87,6 +96,12 @@ public final class Container: Sendable {
             }
             if let exit { continuation.resume(returning: exit) }
         }
+    }
+
+    /// The writable layer as a tar archive (whiteouts and overlayfs' xattrs kept), to move the
+    /// container by value; freeze it first so that it holds still.
+    public func packUpperLayer() throws -> [UInt8] {
+        try UpperLayer.pack(self.store.directory(of: self.id) + "/upper")
     }
 
     /// Sends `signal` to the program (PID 1 inside: without a handler for it, only SIGKILL ends it).

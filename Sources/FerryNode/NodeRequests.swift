@@ -22,6 +22,8 @@ enum NodeRequests {
             }
         case .spawnContainer(let request):
             send(.spawned(try await host.containers.spawn(request)), false)
+        case .adoptContainer(let request, let upper, let lease):
+            send(.spawned(try await host.containers.adopt(request, upper: [UInt8](upper), sourceLease: lease)), false)
         case .list:
             send(.processes(host.list()), false)
         case .wait(let name):
@@ -33,9 +35,13 @@ enum NodeRequests {
             try await self.logs(name, from: offset, follow: follow, host: host, send: send)
         case .migrate(let name, let node, let mode, let limits):
             if host.containers.holds(name) {
-                throw ProcessError(
-                    "'\(name)' is a container: moving containers between nodes is not built yet (and its execution state could not move: this kernel has no CRIU)"
-                )
+                guard mode == .weak else {
+                    throw ProcessError(
+                        "'\(name)' is a container: it moves weakly only (--mode weak: its files move, its processes start again), as this kernel cannot capture a native process's execution state (no CRIU)"
+                    )
+                }
+                send(.report(try await host.containers.move(name, to: node)), false)
+                return
             }
             let progress = Throttle()
             let report = try await host.migrate(name, to: node, mode: mode, limits: limits) { sent, total in

@@ -352,7 +352,7 @@ struct ContainerProcessTests {
         let address = try #require(daemon.nextLine().flatMap(listeningAddress))
         let endpoints = ["--endpoints", "\(address)"]
         var nodes: [FerryProcess] = []
-        for (name, flags) in [("open", ["--allow-containers"]), ("closed", [])] {
+        for (name, flags) in [("open", ["--allow-containers"]), ("open2", ["--allow-containers"]), ("closed", [])] {
             let node = try FerryProcess(["node", "--name", name, "--allow-unsigned"] + flags + endpoints)
             // Ready once registered at the daemon.
             while let line = node.nextLine(), !line.contains("registered") {}
@@ -378,6 +378,19 @@ struct ContainerProcessTests {
         #expect(listed.contains("\"digest\":\"container\"") && listed.contains("\"name\":\"boxed\""))
         #expect(try ferry(["kill", "boxed"]).0 == 0)
         #expect(!(try ferry(["ps", "--json"]).1.contains("boxed")))
+        // A weak move: frozen, its writable layer packed, started again on the other node.
+        let counter =
+            "n=$(cat /root/n 2>/dev/null || echo 0); echo $((n+1)) > /root/n; echo run $((n+1)) on $(hostname); exec sleep 60"
+        #expect(try ferry(spawn + ["--node", "open", "--name", "mover", "--", "sh", "-c", counter]).0 == 0)
+        let strong = try ferry(["migrate", "mover", "--to", "open2"])
+        #expect(strong.0 != 0 && strong.1.contains("moves weakly only"))
+        let (moved, report) = try ferry(["migrate", "mover", "--to", "open2", "--mode", "weak", "--json"])
+        #expect(moved == 0 && report.contains("\"to\":\"open2\"") && report.contains("\"mode\":\"weak\""))
+        let arrived = waitUntil { (try? ferry(["logs", "mover"]).1) == "run 2 on mover" }
+        #expect(arrived != nil, "the container did not start again from its moved layer")
+        let (_, after) = try ferry(["ps", "--json"])
+        #expect(after.contains("\"moves\":1") && after.contains("\"node\":\"open2\""))
+        #expect(try ferry(["kill", "mover"]).0 == 0)
         let (refused, reason) = try ferry(spawn + ["--node", "closed", "--", "true"])
         #expect(refused != 0 && reason.contains("--allow-containers"), "\(reason)")
         for node in nodes { _ = node.stop(SIGTERM) }

@@ -11,6 +11,8 @@ public struct ContainerRequest: Codable, Sendable, Equatable {
     public var memory: Int64?
     public var pids: Int?
     public var cpus: Double?
+    /// How many times it moved between nodes before.
+    public var moves: Int = 0
 
     public init(
         name: String,

@@ -36,6 +36,79 @@ public final class NodeContainers: Sendable {
 
     /// Claims the name and starts the container; the name is given up again if it cannot start.
     public func spawn(_ request: ContainerRequest) async throws -> ProcessSummary {
+        try await self.start(request, upper: nil, takeover: nil)
+    }
+
+    /// A container arriving from another node: started on the writable layer it had there,
+    /// taking its claim over from the lease the source held.
+    public func adopt(_ request: ContainerRequest, upper: [UInt8], sourceLease: UInt64) async throws -> ProcessSummary {
+        try await self.start(request, upper: upper, takeover: sourceLease)
+    }
+
+    /// Weak mobility: freezes the container (its files hold still), packs its writable layer,
+    /// has `target` start it again from that layer and take its claim, then ends it here. What
+    /// its processes held in memory does not move (this kernel has no CRIU).
+    public func move(_ name: String, to target: String) async throws -> MoveReport {
+        let began = ContinuousClock.now
+        let claim = ProcessHost.claimName(name)
+        guard let entry = self.entries.withLockedValue({ $0[name] }), let container = entry.container,
+            entry.exit == nil
+        else { throw ProcessError("'\(name)' has ended: there is nothing to move") }
+        guard target != self.node else { throw ProcessError("'\(name)' is on \(target) already") }
+        guard let lease = self.claims.lease(of: claim) else { throw ProcessError("this node no longer holds '\(name)'") }
+        guard let endpoint = try await self.claims.client().lookup("node:\(target)").first?.endpoints.first else {
+            throw ProcessError("no node named '\(target)' is registered")
+        }
+        try container.cgroup?.freeze()
+        let frozen = ContinuousClock.now
+        let upper: [UInt8]
+        let reply: NodeReply
+        do {
+            upper = try container.packUpperLayer()
+            let client = try await NodeClient.connect(to: endpoint)
+            defer { Task { await client.close() } }
+            var moving = entry.request
+            moving.moves += 1
+            reply = try await client.request(.adoptContainer(moving, upper: Data(upper), sourceLease: lease.leaseID))
+        } catch {
+            try? container.cgroup?.thaw()
+            throw ProcessError("cannot move '\(name)' to \(target): \(error)")
+        }
+        guard case .spawned = reply else {
+            try? container.cgroup?.thaw()
+            throw ProcessError("cannot move '\(name)' to \(target): it answered \(reply)")
+        }
+        // The target holds the claim now: stop renewing it here and end this copy.
+        self.claims.forget(claim)
+        self.entries.withLockedValue { _ = $0.removeValue(forKey: name) }
+        container.signal(SIGKILL)
+        try? container.cgroup?.thaw()
+        _ = await container.wait()
+        try? FileManager.default.removeItem(atPath: self.logs + "/" + name)
+        let done = ContinuousClock.now
+        return MoveReport(
+            process: name,
+            mode: "weak",
+            from: self.node,
+            to: target,
+            bytesSent: upper.count,
+            codeBytesSent: 0,
+            memoryBytes: 0,
+            totalMilliseconds: (done - began).reportedMilliseconds,
+            downtimeMilliseconds: (done - frozen).reportedMilliseconds,
+            epoch: UInt64(entry.request.moves + 2),
+            initiative: "sender",
+            phases: [:],
+            rounds: 1,
+            pagesSent: 0,
+            converged: true,
+            throttled: 0,
+            pagesOnDemand: 0,
+            tracking: nil
+        )
+    }
+
+    private func start(_ request: ContainerRequest, upper: [UInt8]?, takeover: UInt64?) async throws -> ProcessSummary {
         guard self.allowed else {
             throw ProcessError("node \(self.node) runs no containers: start it with --allow-containers (as root)")
         }
@@ -60,12 +133,17 @@ public final class NodeContainers: Sendable {
         guard placed else { throw ProcessError("a process named '\(request.name)' runs here already") }
         let claim = ProcessHost.claimName(request.name)
         do {
-            try await self.claims.claim(claim, metadata: ["node": self.node, "epoch": "1", "digest": "container"])
+            try await self.claims.claim(
+                claim,
+                metadata: ["node": self.node, "epoch": String(request.moves + 1), "digest": "container"],
+                takeover: takeover
+            )
             let container = try await Container.start(
                 spec,
                 id: request.name,
                 store: self.store,
-                output: self.logs + "/" + request.name
+                output: self.logs + "/" + request.name,
+                upper: upper
             )
             self.entries.withLockedValue { $0[request.name]?.container = container }
             Task {
@@ -80,7 +158,7 @@ public final class NodeContainers: Sendable {
             return self.summary(request.name)!
         } catch {
             self.entries.withLockedValue { _ = $0.removeValue(forKey: request.name) }
-            await self.claims.release(claim)
+            if takeover == nil { await self.claims.release(claim) } else { self.claims.forget(claim) }
             throw ProcessError("cannot start container '\(request.name)': \(error)")
         }
     }
@@ -104,10 +182,10 @@ public final class NodeContainers: Sendable {
             node: self.node,
             digest: "container",
             state: state,
-            epoch: 1,
+            epoch: UInt64(request.moves + 1),
             memoryBytes: Int(entry.container?.cgroup?.memoryUsage ?? 0),
             cpuMilliseconds: 0,
-            moves: 0,
+            moves: request.moves,
             pinned: nil,
             detail: entry.exit?.reason ?? limits.joined(separator: ", ")
         )

@@ -9,6 +9,9 @@ public enum NodeRequest: Codable, Sendable, Equatable {
     case spawn(ProcessSpec, code: Data?)
     /// Start a native program in a container (`ferry spawn --container`).
     case spawnContainer(ContainerRequest)
+    /// A container moving here (weakly): start it on its writable layer (a tar archive), taking
+    /// over its claim from the lease `sourceLease` of the node it leaves.
+    case adoptContainer(ContainerRequest, upper: Data, sourceLease: UInt64)
     /// The node's processes.
     case list
     /// Wait for a process to end: streams nothing until it does; answers `moved` when it went
