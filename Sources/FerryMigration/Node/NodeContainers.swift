@@ -55,7 +55,9 @@ public final class NodeContainers: Sendable {
             entry.exit == nil
         else { throw ProcessError("'\(name)' has ended: there is nothing to move") }
         guard target != self.node else { throw ProcessError("'\(name)' is on \(target) already") }
-        guard let lease = self.claims.lease(of: claim) else { throw ProcessError("this node no longer holds '\(name)'") }
+        guard let lease = self.claims.lease(of: claim) else {
+            throw ProcessError("this node no longer holds '\(name)'")
+        }
         guard let endpoint = try await self.claims.client().lookup("node:\(target)").first?.endpoints.first else {
             throw ProcessError("no node named '\(target)' is registered")
         }
