@@ -19,7 +19,7 @@
 #              pids cgroup of PLAIN_PIDS_MAX (default 1024; `max` lifts it), so the fork bomb
 #              cannot take every pid of the machine (and is frozen to be killed), and
 #              oom_score_adj is 1000, so a machine-wide OOM kill takes the bomb first
-#   container  ferry container run --init --cpus CPUS --memory MEMORY --pids PIDS (0.5, 128M, 64)
+#   container  ferry container run --init --cpus CPUS --memory MEMORY --pids PIDS_LIMIT (0.5, 128M, 64)
 #   guest      ferry guest run with its limits: --max-memory MEMORY, --deadline of the window
 #              (SETTLE + DURATION) and a second, and --fuel worth CPUS of one core over the window
 #              (calibrated on Guests/spin.wasm at start; GUEST_FUEL=N sets it). Fuel is a budget,
@@ -35,7 +35,7 @@
 #
 # Usage: Benchmarks/interference.sh      (DURATION=5 SETTLE=0.5 NO_BUILD=1
 #        ONLY=cpu,membw,fork,mem,disk KINDS=plain,container,guest VICTIMS=files,sha256
-#        CPUS=0.5 MEMORY=128M PIDS=64 PLAIN_PIDS_MAX=... GUEST_FUEL=...)
+#        CPUS=0.5 MEMORY=128M PIDS_LIMIT=64 PLAIN_PIDS_MAX=1024 GUEST_FUEL=...)
 set -euo pipefail
 
 source "$(dirname "$0")/lib.sh"
@@ -46,7 +46,7 @@ KINDS=${KINDS:-plain,container,guest}
 VICTIMS=${VICTIMS:-files,sha256}
 CPUS=${CPUS:-0.5}
 MEMORY=${MEMORY:-128M}
-PIDS_LIMIT=${PIDS:-64}
+PIDS_LIMIT=${PIDS_LIMIT:-64} # not PIDS: lib.sh keeps its processes there
 PLAIN_PIDS_MAX=${PLAIN_PIDS_MAX:-1024}
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -370,8 +370,12 @@ for victim in victims:
     after = rows.get((victim, "after", "-"))
     p99 = f", p99 {float(alone[1]):.2f} ms" if alone[1] != "-" else ""
     print(f"{TITLES[victim]}")
+    drift = float(after[0]) / float(alone[0]) if after and float(alone[0]) else 1.0
     print(f"alone: {float(alone[0]):.1f} {UNITS[victim]}{p99}"
-          + (f"; alone again after the matrix: {float(after[0]) / float(alone[0]):.2f} of that" if after else ""))
+          + (f"; alone again after the matrix: {drift:.2f} of that" if after else ""))
+    if abs(drift - 1) > 0.10:
+        print(f"warning: alone drifted by {abs(drift - 1):.0%} across the matrix: something else ran on this machine,"
+              " and these fractions carry that much error")
     header = f"{'neighbour':<18}" + "".join(f"{k:>20}" for k in kinds)
     print(header)
     print("-" * len(header))
@@ -413,6 +417,10 @@ parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{heig
 for p, victim in enumerate(victims):
     y0 = 40 + panel_h * p
     parts.append(f'<text x="10" y="{y0 + 14}" font-weight="bold">{html.escape(TITLES[victim])}</text>')
+    after, alone = rows.get((victim, "after", "-")), rows[(victim, "alone", "-")]
+    if after and float(alone[0]) and abs(float(after[0]) / float(alone[0]) - 1) > 0.10:
+        parts.append(f'<text x="10" y="{y0 + 30}" fill="#c33">alone drifted to {float(after[0]) / float(alone[0]):.2f}'
+                     ' of itself by the end: the machine was not quiet</text>')
     for c, kind in enumerate(ALL_KINDS):
         parts.append(f'<text x="{left + cw * c + cw / 2}" y="{top + y0 - 10}" text-anchor="middle">{kind}</text>')
     for r, neighbour in enumerate(neighbours):

@@ -20,6 +20,8 @@ public final class ContainerCgroup: Sendable {
     }
 
     static let root = "/sys/fs/cgroup"
+    /// Apart from the nodes' `ferry/NODE.PID` cgroups (`ferry node --cpus`).
+    static let parentName = "ferry-containers"
     static let v1Controllers = ["memory", "pids", "cpu", "freezer"]
 
     /// Which cgroup version the machine mounts, or nil when /sys/fs/cgroup holds neither.
@@ -29,7 +31,7 @@ public final class ContainerCgroup: Sendable {
         return nil
     }
 
-    /// Makes the cgroups `ferry/NAME` and writes `resources` into them. Cgroups that earlier
+    /// Makes the cgroups `ferry-containers/NAME` and writes `resources` into them. Cgroups that earlier
     /// containers left when their monitor was killed (empty now, their name's pid gone) are
     /// removed first.
     ///
@@ -47,7 +49,7 @@ public final class ContainerCgroup: Sendable {
                 var controllers = self.v1Controllers
                 if resources.cpus != nil { controllers.append("cpuset") }
                 for controller in controllers {
-                    let parent = "\(root)/\(controller)/ferry"
+                    let parent = "\(root)/\(controller)/\(Self.parentName)"
                     guard FileManager.default.fileExists(atPath: "\(root)/\(controller)") else { continue }
                     self.removeStale(in: parent)
                     try self.makeDirectory(parent)
@@ -56,7 +58,7 @@ public final class ContainerCgroup: Sendable {
                     paths[controller] = parent + "/" + name
                 }
             case .v2:
-                let parent = root + "/ferry"
+                let parent = root + "/" + Self.parentName
                 self.removeStale(in: parent)
                 try self.makeDirectory(parent)
                 let available = (try? String(contentsOfFile: root + "/cgroup.controllers", encoding: .utf8)) ?? ""

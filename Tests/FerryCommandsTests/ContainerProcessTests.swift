@@ -63,7 +63,8 @@ struct ContainerProcessTests {
         #expect(records.isEmpty, "records left: \(records)", sourceLocation: sourceLocation)
         for controller in ["memory", "pids", "cpu", "freezer", "unified"] {
             let cgroups =
-                (try? FileManager.default.contentsOfDirectory(atPath: "/sys/fs/cgroup/\(controller)/ferry")) ?? []
+                (try? FileManager.default.contentsOfDirectory(atPath: "/sys/fs/cgroup/\(controller)/ferry-containers"))
+                ?? []
             // Named ID.PID by the monitor's pid: one whose monitor is gone was left behind.
             let left = cgroups.filter { name in
                 guard let pid = Int32(name.split(separator: ".").last ?? "") else { return false }
@@ -137,14 +138,16 @@ struct ContainerProcessTests {
         let port = try #require(neighbour.nextLine().flatMap(listeningAddress)).port
         let fork = try FerryProcess(
             [
-                "container", "run", "--state", self.state, "--rootfs", Self.rootfs, "--pids", "32", "--",
+                "container", "run", "--state", self.state, "--rootfs", Self.rootfs, "--pids", "32", "--cpus", "0.25",
+                "--",
                 "sh", "-c", "f() { f | f & }; f; sleep 2",
             ],
             errors: .merged
         )
         let memory = try FerryProcess(
             [
-                "container", "run", "--state", self.state, "--rootfs", Self.rootfs, "--memory", "32M", "--",
+                "container", "run", "--state", self.state, "--rootfs", Self.rootfs, "--memory", "32M", "--cpus", "0.25",
+                "--",
                 "sh", "-c", "x=a; while true; do x=$x$x; done",
             ],
             errors: .merged
