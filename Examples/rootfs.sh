@@ -72,6 +72,8 @@ echo "building $DIR from $BUSYBOX ($(dpkg-query -W -f '${Package} ${Version}' bu
 find "$DIR" -mindepth 1 -maxdepth 1 -exec rm -rf --one-file-system {} +
 
 cd "$DIR"
+# Every mode below is meant as written, whatever umask the caller runs with.
+umask 022
 mkdir -p bin etc proc sys dev tmp root var/tmp run usr
 chmod 755 . bin etc proc sys dev var run usr
 chmod 1777 tmp var/tmp

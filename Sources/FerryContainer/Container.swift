@@ -215,11 +215,11 @@ public final class Container: Sendable {
         /// Clones the child, does the parent's part (ids, cgroups, network), lets the child go and
         /// waits for its exec. Returns the child's pid.
         private func launch(cgroup: ContainerCgroup?, network: ContainerNetwork?) throws -> pid_t {
+            // 0755 whatever the umask: the upper layer's top is the container's / as its users see it.
             for sub in ["upper", "work", "root"] {
-                try FileManager.default.createDirectory(
-                    atPath: self.directory + "/" + sub,
-                    withIntermediateDirectories: true
-                )
+                let path = self.directory + "/" + sub
+                try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+                chmod(path, 0o755)
             }
             let arena = CArena()
             defer { withExtendedLifetime(arena) {} }

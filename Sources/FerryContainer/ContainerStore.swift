@@ -26,7 +26,9 @@ public struct ContainerStore: Sendable {
     func create(id: String) throws -> String {
         try FileManager.default.createDirectory(atPath: self.root, withIntermediateDirectories: true)
         let path = self.directory(of: id)
-        guard mkdir(path, 0o700) == 0 else {
+        // Modes set explicitly: a umask (even one another thread holds for a moment) must not
+        // make the directory one its owner cannot enter.
+        guard mkdir(path, 0o700) == 0, chmod(path, 0o700) == 0 else {
             let error = errno
             let recorded = FileManager.default.fileExists(atPath: path + "/state.json")
             if error == EEXIST && !recorded { return path }
