@@ -231,6 +231,7 @@ let package = Package(
         .target(
             name: "FerryNode",
             dependencies: [
+                "FerryContainer",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 "FerryMigration",
                 "FerryEndpoints",

@@ -212,13 +212,10 @@ struct ContainerRun: AsyncParsableCommand {
         guard let output = FileHandle(forWritingAtPath: log) else { throw ContainerError("cannot write \(log)") }
         var arguments = Array(CommandLine.arguments.dropFirst())
         let terminator = arguments.firstIndex(of: "--") ?? arguments.endIndex
+        // The monitor runs the same flags, under the id chosen here.
+        let naming = self.name == nil ? ["--name", id] : []
         arguments =
-            arguments[..<terminator].filter { $0 != "--detach" } + ["--name", id, "--monitor"]
-            + arguments[terminator...]
-        if self.name != nil, let index = arguments.firstIndex(of: "--name"), arguments.lastIndex(of: "--name") != index
-        {
-            arguments.removeSubrange(index...index + 1)
-        }
+            arguments[..<terminator].filter { $0 != "--detach" } + naming + ["--monitor"] + arguments[terminator...]
         let ready = Pipe()
         let process = Process()
         process.executableURL = URL(

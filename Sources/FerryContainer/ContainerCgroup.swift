@@ -203,8 +203,9 @@ public final class ContainerCgroup: Sendable {
         }
     }
 
-    /// Removes `ID.PID` cgroups whose monitoring process is gone (rmdir fails on one in use).
-    private static func removeStale(in parent: String) {
+    /// Removes `NAME.PID` cgroups whose process is gone (rmdir fails on one in use): the
+    /// containers' and the nodes' (`ferry node --cpus`) alike.
+    public static func removeStale(in parent: String) {
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? [] {
             guard let dot = entry.lastIndex(of: "."), let pid = pid_t(entry[entry.index(after: dot)...]),
                 kill(pid, 0) != 0, errno == ESRCH

@@ -75,25 +75,10 @@ public struct ContainerNetwork: Sendable {
         else {
             throw ContainerError("--net private needs the ip tool (Debian's iproute2 package), which is not installed")
         }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: tool)
-        process.arguments = arguments
-        let errors = Pipe()
-        process.standardError = errors
-        process.standardOutput = FileHandle.nullDevice
-        let feed = Pipe()
-        process.standardInput = input == nil ? FileHandle.nullDevice : feed
-        try process.run()
-        if let input {
-            feed.fileHandleForWriting.write(Data(input.utf8))
-            try? feed.fileHandleForWriting.close()
-        }
-        let message = errors.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 || quiet else {
-            let text = String(decoding: message, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        let result = try HostTool.run(tool, arguments, input: input.map { Array($0.utf8) })
+        guard result.status == 0 || quiet else {
             throw ContainerError(
-                "cannot make the container's veth pair: ip \(arguments.joined(separator: " ")): \(text)"
+                "cannot make the container's veth pair: ip \(arguments.joined(separator: " ")): \(result.errors)"
             )
         }
     }

@@ -17,31 +17,10 @@ enum UpperLayer {
     }
 
     private static func tar(_ arguments: [String], input: [UInt8]? = nil) throws -> [UInt8] {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/tar")
-        process.arguments = arguments
-        let output = Pipe()
-        let errors = Pipe()
-        let feed = Pipe()
-        process.standardOutput = output
-        process.standardError = errors
-        process.standardInput = input == nil ? FileHandle.nullDevice : feed
-        try process.run()
-        if let input {
-            // Written from another thread: tar's output must be read meanwhile.
-            let writer = feed.fileHandleForWriting
-            Thread.detachNewThread {
-                writer.write(Data(input))
-                try? writer.close()
-            }
+        let result = try HostTool.run("/bin/tar", arguments, input: input)
+        guard result.status == 0 else {
+            throw ContainerError("tar \(arguments.joined(separator: " ")) failed: \(result.errors)")
         }
-        let bytes = output.fileHandleForReading.readDataToEndOfFile()
-        let message = errors.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            let text = String(decoding: message, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-            throw ContainerError("tar \(arguments.joined(separator: " ")) failed: \(text)")
-        }
-        return [UInt8](bytes)
+        return result.output
     }
 }

@@ -1,3 +1,4 @@
+import FerryContainer
 import Foundation
 
 /// `ferry node --cpus N`: puts this process in a cgroup of its own whose CPU quota is N CPUs, so
@@ -42,7 +43,7 @@ public struct CPUQuota: Sendable {
         let quota = Int((cpus * Double(Self.period)).rounded())
         let parent = root + "/ferry"
         let path = parent + "/\(node).\(getpid())"
-        self.removeStale(in: parent)
+        ContainerCgroup.removeStale(in: parent)
         try self.makeDirectory(path)
         if version == 2 {
             try self.write("+cpu", to: root + "/cgroup.subtree_control")
@@ -60,16 +61,6 @@ public struct CPUQuota: Sendable {
     public func release() {
         try? Self.write(String(getpid()), to: self.root + "/cgroup.procs")
         rmdir(self.path)
-    }
-
-    /// Removes `NAME.PID` cgroups whose process is gone (rmdir fails on one still in use).
-    private static func removeStale(in parent: String) {
-        for entry in (try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? [] {
-            guard let dot = entry.lastIndex(of: "."), let pid = pid_t(entry[entry.index(after: dot)...]),
-                kill(pid, 0) != 0, errno == ESRCH
-            else { continue }
-            rmdir(parent + "/" + entry)
-        }
     }
 
     private static func makeDirectory(_ path: String) throws {

@@ -47,10 +47,7 @@ struct ContainerProcessTests {
             ["container"] + [arguments[0], "--state", self.state] + arguments.dropFirst(),
             errors: .merged
         )
-        var lines: [String] = []
-        while let line = ferry.nextLine() { lines.append(line) }
-        ferry.process.waitUntilExit()
-        return (ferry.process.terminationStatus, lines.joined(separator: "\n"))
+        return ferry.finish()
     }
 
     func run(_ flags: [String], _ command: String) throws -> (status: Int32, output: String) {
@@ -154,14 +151,10 @@ struct ContainerProcessTests {
         )
         let (data, _) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(port)/index.html")!)
         #expect(String(decoding: data, as: UTF8.self) == "neighbour\n")
-        var forkOutput = ""
-        while let line = fork.nextLine() { forkOutput += line + "\n" }
-        fork.process.waitUntilExit()
+        let forkOutput = fork.finish().output
         #expect(forkOutput.contains("pids limit reached (32 tasks)"))
-        var memoryOutput = ""
-        while let line = memory.nextLine() { memoryOutput += line + "\n" }
-        memory.process.waitUntilExit()
-        #expect(memory.process.terminationStatus == 137)
+        let (memoryStatus, memoryOutput) = memory.finish()
+        #expect(memoryStatus == 137)
         #expect(memoryOutput.contains("out of memory (OOM)") && memoryOutput.contains("32 MiB"))
         let (again, _) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(port)/index.html")!)
         #expect(String(decoding: again, as: UTF8.self) == "neighbour\n")
@@ -323,8 +316,7 @@ struct ContainerProcessTests {
           - {name: b, listen: 127.0.0.1:0, mode: nowait, program: /bin/nothing, container: {rootfs: \(Self.rootfs)}}
         """.write(toFile: bad, atomically: true, encoding: .utf8)
         let refused = try FerryProcess(["superserver", "--config", bad], errors: .merged)
-        var output = ""
-        while let line = refused.nextLine() { output += line }
+        let output = refused.finish().output
         #expect(output.contains("'/bin/nothing' is not an executable file given by absolute path in \(Self.rootfs)"))
     }
 
@@ -335,10 +327,7 @@ struct ContainerProcessTests {
         let asNobody = ["/usr/bin/setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
         func rootless(_ arguments: [String]) throws -> (Int32, String) {
             let ferry = try FerryProcess(["container", "run"] + arguments, errors: .merged, under: asNobody)
-            var lines: [String] = []
-            while let line = ferry.nextLine() { lines.append(line) }
-            ferry.process.waitUntilExit()
-            return (ferry.process.terminationStatus, lines.joined(separator: "\n"))
+            return ferry.finish()
         }
         let (status, output) = try rootless(["--rootfs", Self.rootfs, "--", "sh", "-c", "id -u; echo $$"])
         #expect(status == 0)
@@ -364,10 +353,7 @@ struct ContainerProcessTests {
         }
         func ferry(_ arguments: [String]) throws -> (Int32, String) {
             let process = try FerryProcess([arguments[0]] + endpoints + arguments.dropFirst(), errors: .merged)
-            var lines: [String] = []
-            while let line = process.nextLine() { lines.append(line) }
-            process.process.waitUntilExit()
-            return (process.process.terminationStatus, lines.joined(separator: "\n"))
+            return process.finish()
         }
         let spawn = ["spawn", "--container", "--rootfs", Self.rootfs, "--memory", "32M"]
         let (started, name) = try ferry(

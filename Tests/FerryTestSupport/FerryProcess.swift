@@ -78,6 +78,14 @@ public final class FerryProcess {
         }
     }
 
+    /// Reads its output to the end and waits for it: its exit status and its lines.
+    public func finish() -> (status: Int32, output: String) {
+        var lines: [String] = []
+        while let line = self.nextLine() { lines.append(line) }
+        self.process.waitUntilExit()
+        return (self.process.terminationStatus, lines.joined(separator: "\n"))
+    }
+
     /// Reads and drops the rest of its output on a thread of its own: a process that cannot
     /// write its lines would block.
     public func drainOutput() {
