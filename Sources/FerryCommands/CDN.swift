@@ -78,6 +78,7 @@ struct EdgeServe: AsyncParsableCommand {
     }
 
     func run() async throws {
+        let shutdown = await ShutdownSignals()
         let logger = Logger(label: "ferry.edge")
         var configuration = EdgeServer.Configuration(origin: OriginAddress(self.origin)!)
         configuration.host = self.host
@@ -96,7 +97,7 @@ struct EdgeServe: AsyncParsableCommand {
             printLine("control on \(path)")
         }
         defer { control?.close() }
-        try await ServiceGroup(services: [edge], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger).run()
+        try await shutdown.run([edge], logger: logger)
     }
 }
 
@@ -183,6 +184,7 @@ struct RedirectorServe: AsyncParsableCommand {
     var dnsPort = 0
 
     func run() async throws {
+        let shutdown = await ShutdownSignals()
         let logger = Logger(label: "ferry.redirector")
         let configuration = try RedirectorConfiguration.load(path: self.config)
         let redirector = try await Redirector.start(
@@ -195,8 +197,7 @@ struct RedirectorServe: AsyncParsableCommand {
         )
         printLine("listening on \(redirector.address)")
         printLine("dns on \(redirector.dnsAddress)")
-        try await ServiceGroup(services: [redirector], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-            .run()
+        try await shutdown.run([redirector], logger: logger)
     }
 }
 

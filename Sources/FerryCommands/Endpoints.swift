@@ -20,10 +20,11 @@ struct EndpointDaemonCommand: AsyncParsableCommand {
     var port = EndpointDaemon.defaultPort
 
     func run() async throws {
+        let shutdown = await ShutdownSignals()
         let logger = Logger(label: "ferry.endpointd")
         let daemon = try await EndpointDaemon.bind(host: self.host, port: self.port, logger: logger)
         printLine("listening on \(daemon.host):\(daemon.port)")
-        try await ServiceGroup(services: [daemon], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger).run()
+        try await shutdown.run([daemon], logger: logger)
     }
 }
 
@@ -104,6 +105,7 @@ struct EndpointsCommand: AsyncParsableCommand {
                 )
                 return
             }
+            let shutdown = await ShutdownSignals()
             let logger = Logger(label: "ferry.endpoints")
             let registration = LeasedRegistration(
                 name: self.name,
@@ -117,12 +119,7 @@ struct EndpointsCommand: AsyncParsableCommand {
             printLine(
                 "registering \(self.name) at \(address), renewing every \(registration.renewalInterval); Ctrl-C deregisters"
             )
-            try await ServiceGroup(
-                services: [registration],
-                gracefulShutdownSignals: [.sigterm, .sigint],
-                logger: logger
-            )
-            .run()
+            try await shutdown.run([registration], logger: logger)
         }
     }
 

@@ -84,6 +84,7 @@ struct NodeCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        let shutdown = await ShutdownSignals()
         let logger = Logger(label: "ferry.node.\(self.name)")
         var values: [String: String] = [:]
         for pair in self.local {
@@ -130,7 +131,7 @@ struct NodeCommand: AsyncParsableCommand {
         printLine("migration on \(node.migration.endpoint)")
         printLine("node \(self.name) registered at \(self.endpoints)")
         if let quota { printLine("cpu quota \(quota.cpus) CPUs (cgroup \(quota.path))") }
-        try await ServiceGroup(services: [node], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger).run()
+        try await shutdown.run([node], logger: logger)
         printLine("node \(self.name) stopped")
     }
 }

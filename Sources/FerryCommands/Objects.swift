@@ -217,6 +217,7 @@ struct ObjectsCommand: AsyncParsableCommand {
         var wit: String?
 
         func run() async throws {
+            let shutdown = await ShutdownSignals()
             let objectType: ObjectType
             if let wasm {
                 guard let equals = wasm.firstIndex(of: "="), let wit,
@@ -242,8 +243,7 @@ struct ObjectsCommand: AsyncParsableCommand {
             )
             let server = try await ObjectServer.bind(adapters: [adapter], logger: logger)
             printLine("listening on 127.0.0.1:\(server.port)")
-            try await ServiceGroup(services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-                .run()
+            try await shutdown.run([server], logger: logger)
         }
     }
 }

@@ -32,11 +32,11 @@ struct Serve: AsyncParsableCommand {
         var port = 0
 
         func run() async throws {
+            let shutdown = await ShutdownSignals()
             let logger = Logger(label: "ferry.kv")
             let server = try await KVServer.bind(path: self.db, host: self.host, port: self.port, logger: logger)
             printLine("listening on \(server.host):\(server.port)")
-            try await ServiceGroup(services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-                .run()
+            try await shutdown.run([server], logger: logger)
         }
     }
 
@@ -106,6 +106,7 @@ struct Serve: AsyncParsableCommand {
         }
 
         func run() async throws {
+            let shutdown = await ShutdownSignals()
             let logger = Logger(label: "ferry.files")
             let server = try await FileServer.bind(
                 .init(
@@ -125,8 +126,7 @@ struct Serve: AsyncParsableCommand {
             printLine("listening on \(server.host):\(server.port)")
             if let control = server.controlAddress { printLine("control on \(control.host):\(control.port)") }
             if let handoff = self.handoffSocket { printLine("taking handoffs on \(handoff)") }
-            try await ServiceGroup(services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-                .run()
+            try await shutdown.run([server], logger: logger)
         }
     }
 }

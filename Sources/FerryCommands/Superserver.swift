@@ -21,6 +21,7 @@ struct SuperserverCommand: AsyncParsableCommand {
     var config: String
 
     func run() async throws {
+        let shutdown = await ShutdownSignals()
         let logger = Logger(label: "ferry.superserver")
         let configuration = try SuperserverConfiguration.load(path: self.config)
         let superserver = try Superserver(configuration: configuration, logger: logger)
@@ -28,7 +29,6 @@ struct SuperserverCommand: AsyncParsableCommand {
         for bound in superserver.bound {
             printLine("listening on \(bound.address) \(bound.name)")
         }
-        try await ServiceGroup(services: [superserver], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-            .run()
+        try await shutdown.run([superserver], logger: logger)
     }
 }

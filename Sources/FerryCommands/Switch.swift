@@ -179,6 +179,7 @@ struct SwitchServe: AsyncParsableCommand {
     }
 
     func run() async throws {
+        let shutdown = await ShutdownSignals()
         let logger = Logger(label: "ferry.switch")
         var configuration: SwitchConfiguration
         if let file = self.config {
@@ -197,7 +198,7 @@ struct SwitchServe: AsyncParsableCommand {
             printLine("control on \(path)")
         }
         defer { control?.close() }
-        try await ServiceGroup(services: [runner], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger).run()
+        try await shutdown.run([runner], logger: logger)
     }
 }
 

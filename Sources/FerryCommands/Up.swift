@@ -60,6 +60,7 @@ struct Up: AsyncParsableCommand {
     }
 
     func run() async throws {
+        let shutdown = await ShutdownSignals()
         let logger = Logger(label: "ferry.node")
         let node = try await Node.start(
             .init(
@@ -105,8 +106,7 @@ struct Up: AsyncParsableCommand {
             summary.insert(contentsOf: Self.tryLines(processes, daemon: daemon), at: summary.count - 1)
         }
         for line in summary { printLine(line) }
-        try await ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-            .run()
+        try await shutdown.run(services, logger: logger)
         printLine("node stopped")
     }
 

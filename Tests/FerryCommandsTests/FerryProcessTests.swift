@@ -35,6 +35,22 @@ import FoundationNetworking
         #expect(server.stop(SIGTERM) == 0, "SIGTERM stops the server gracefully")
     }
 
+    /// A supervisor may stop a server the moment it says it listens: the signal must find it ready
+    /// to stop gracefully, not end it (status 143) because it came before the server ran.
+    @Test(arguments: [
+        ["serve", "files", "--root", "/", "--port", "0"],
+        ["endpointd", "--port", "0"],
+        ["switch", "--listen", "127.0.0.1:0", "--backend", "127.0.0.1:9"],
+    ])
+    func aServerSignalledAsSoonAsItListensStopsGracefully(arguments: [String]) throws {
+        for _ in 0..<5 {
+            let server = try Running(arguments)
+            let first = try #require(server.nextLine())
+            #expect(first.hasPrefix("listening on "))
+            #expect(server.stop(SIGTERM) == 0, "ferry \(arguments[0]) stopped by SIGTERM right after '\(first)'")
+        }
+    }
+
     @Test func serveFilesRefusesAMissingRootWithAClearError() throws {
         let server = try Running(["serve", "files", "--root", "/nonexistent/ferry"])
         #expect(server.nextLine() == nil)
