@@ -148,20 +148,20 @@ struct ContainerRun: AsyncParsableCommand {
                 store: self.state.store,
                 keep: self.keep || self.monitor
             )
-            if let network = container.network {
-                for mapping in spec.publish {
-                    let target = try SocketAddress(ipAddress: network.containerAddress, port: mapping.containerPort)
-                    let publisher = try await PortPublisher.start(hostPort: mapping.hostPort, target: target)
-                    publishers.append(publisher)
-                    printError(
-                        "ferry: container \(id) publishes 0.0.0.0:\(publisher.localAddress.port ?? 0) -> \(network.containerAddress):\(mapping.containerPort)"
-                    )
-                }
-            }
         } catch {
             report?.send("\(error)")
             throw error
         }
+        do {
+            publishers = try await PortPublisher.publish(spec.publish, of: container)
+        } catch {
+            // A port taken already: the container must not run on unreachable.
+            container.signal(SIGKILL)
+            _ = await container.wait()
+            report?.send("\(error)")
+            throw error
+        }
+        for publisher in publishers { printError("ferry: container \(id) publishes \(publisher.forwarding)") }
         report?.send("ok")
         let forwarding = SignalForwarding(to: container)
         let exit = await container.wait()

@@ -56,6 +56,15 @@ struct SpawnCommand: AsyncParsableCommand {
                 throw ValidationError("--container runs a program, not a module: leave out --digest and --invoke")
             }
             guard self.module != nil else { throw ValidationError("give the program to run after --") }
+            let publish = try self.container.publish.map(ContainerFlags.publish)
+            guard publish.isEmpty || self.container.net == .private else {
+                throw ValidationError(
+                    "--publish needs --net private (the container has no address of its own otherwise)"
+                )
+            }
+            if self.container.service != nil && publish.isEmpty {
+                throw ValidationError("--service names what a container publishes: give --publish HOST_PORT:PORT too")
+            }
             return
         }
         guard self.module != nil || self.digest != nil else {
@@ -108,7 +117,10 @@ extension SpawnCommand {
             environment: try options.env.map(ContainerFlags.environment),
             memory: try options.memory.map(ContainerFlags.memory),
             pids: options.pids,
-            cpus: options.cpus
+            cpus: options.cpus,
+            network: options.net,
+            publish: try options.publish.map(ContainerFlags.publish),
+            service: options.service
         )
         let client = try await self.cluster.lookup.connect(try await self.cluster.lookup.node(self.node))
         defer { Task { await client.close() } }
@@ -142,6 +154,20 @@ struct SpawnContainerOptions: ParsableArguments {
 
     @Option(help: ArgumentHelp("An environment variable for the program.", valueName: "K=V"))
     var env: [String] = []
+
+    @Option(help: "none: loopback only; host: the node's network; private: a veth pair with an address.")
+    var net: ContainerSpec.Network = .none
+
+    @Option(
+        help: ArgumentHelp(
+            "Forward the node's port to the container's (--net private); the container is then registered at the endpoint daemon as a service.",
+            valueName: "HOST_PORT:PORT"
+        )
+    )
+    var publish: [String] = []
+
+    @Option(help: "The name a container that publishes a port is registered under (default: the process's name).")
+    var service: String?
 }
 
 /// The options of a process that `spawn` and `eval` share.

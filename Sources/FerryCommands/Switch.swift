@@ -52,6 +52,18 @@ struct SwitchServe: AsyncParsableCommand {
     var backends: [String] = []
 
     @Option(
+        name: .customLong("discover"),
+        help: ArgumentHelp(
+            "A service registered at the endpoint daemon: its endpoints are backends, followed as they come and go; repeat for each.",
+            valueName: "[GROUP=]NAME[@WEIGHT]"
+        )
+    )
+    var discoveries: [String] = []
+
+    @Option(help: ArgumentHelp("The endpoint daemon, for --discover.", valueName: "HOST:PORT"))
+    var endpoints = ServiceEndpoint(host: "127.0.0.1", port: EndpointDaemon.defaultPort)
+
+    @Option(
         help:
             "roundrobin, leastconn, weighted, source (a consistent hash of the client's address) or lard (l7: by content)."
     )
@@ -113,7 +125,8 @@ struct SwitchServe: AsyncParsableCommand {
 
     func validate() throws {
         if self.config != nil {
-            guard self.mode == "l4", self.listen == "127.0.0.1:8000", self.backends.isEmpty, self.routes.isEmpty,
+            guard self.mode == "l4", self.listen == "127.0.0.1:8000", self.backends.isEmpty, self.discoveries.isEmpty,
+                self.routes.isEmpty,
                 self.balance == "roundrobin", self.healthCheck == "tcp", self.stickyCookie == nil
             else {
                 throw ValidationError("with --config, give the settings in the file, not as flags")
@@ -142,6 +155,13 @@ struct SwitchServe: AsyncParsableCommand {
             }
             return backend
         }
+        configuration.discover = try self.discoveries.map { text in
+            guard let discovery = SwitchConfiguration.Discovery(text) else {
+                throw ValidationError("--discover takes [GROUP=]NAME, then @WEIGHT if wanted; got '\(text)'")
+            }
+            return discovery
+        }
+        configuration.endpoints = self.endpoints
         guard let balance = BalancePolicy(rawValue: self.balance) else {
             throw ValidationError(
                 "--balance \(self.balance) is unknown; use one of \(BalancePolicy.allCases.map(\.rawValue).joined(separator: ", "))"

@@ -133,7 +133,7 @@ public final class Container: Sendable {
             let container: Container
             do {
                 cgroup = try self.makeCgroup()
-                if self.spec.network == .private { network = try ContainerNetwork.lease(id: self.id) }
+                if self.spec.network == .private { network = try ContainerNetwork.lease() }
                 let pid = try self.launch(cgroup: cgroup, network: network)
                 container = Container(
                     id: self.id,

@@ -1,6 +1,7 @@
 import Foundation
 
-/// A private network for one container: a veth pair whose host end is `hostInterface` with the
+/// A private network for one container: a veth pair whose host end is `hostInterface` (`fyN`,
+/// named by the subnet's index, so unique on the machine however the containers are named) with the
 /// first address of a /30 from 10.89.0.0/16, and whose other end is the container's `eth0` with
 /// the second, its default route through the host's end. Subnets are leased machine-wide by
 /// directories in `/run/ferry/net` (mkdir is atomic), named by the subnet and holding the pid of
@@ -14,8 +15,8 @@ public struct ContainerNetwork: Sendable {
     static let leases = "/run/ferry/net"
     static let netmask = "255.255.255.252"
 
-    /// Leases a subnet for the container `id`.
-    public static func lease(id: String) throws -> ContainerNetwork {
+    /// Leases a subnet for a container.
+    public static func lease() throws -> ContainerNetwork {
         try FileManager.default.createDirectory(atPath: self.leases, withIntermediateDirectories: true)
         for index in 0..<16_384 {
             let third = index / 64
@@ -28,10 +29,12 @@ public struct ContainerNetwork: Sendable {
                 guard rename(path, claim) == 0 else { continue }
                 try? FileManager.default.removeItem(atPath: claim)
                 guard mkdir(path, 0o700) == 0 else { continue }
+                // Its owner was killed: its host end may still be up.
+                try? Self.ip(["link", "delete", "fy\(index)"], input: nil, quiet: true)
             }
             try? String(getpid()).write(toFile: path + "/owner", atomically: true, encoding: .utf8)
             return ContainerNetwork(
-                hostInterface: "fy" + id.prefix(10),
+                hostInterface: "fy\(index)",
                 hostAddress: "10.89.\(third).\(fourth + 1)",
                 containerAddress: "10.89.\(third).\(fourth + 2)",
                 leasePath: path

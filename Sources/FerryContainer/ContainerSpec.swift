@@ -39,12 +39,12 @@ public struct ContainerSpec: Sendable, Equatable {
 
     /// How the container reaches the network: only its own loopback, the host's stack, or a veth
     /// pair to the host with an address of its own.
-    public enum Network: String, Sendable, CaseIterable {
+    public enum Network: String, Sendable, CaseIterable, Codable {
         case none, host, `private`
     }
 
     /// `--publish HOST_PORT:PORT`: the host's port forwarded to the container's (private network).
-    public struct PortMapping: Sendable, Equatable {
+    public struct PortMapping: Sendable, Equatable, Codable {
         public var hostPort: Int
         public var containerPort: Int
 

@@ -8,11 +8,42 @@ import NIOPosix
 public final class PortPublisher: Sendable {
     /// The address it listens on, the port chosen when HOST_PORT was 0.
     public let localAddress: SocketAddress
+    /// The container's address and port it relays to.
+    public let target: SocketAddress
     private let accepting: Task<Void, Never>
 
-    private init(localAddress: SocketAddress, accepting: Task<Void, Never>) {
+    private init(localAddress: SocketAddress, target: SocketAddress, accepting: Task<Void, Never>) {
         self.localAddress = localAddress
+        self.target = target
         self.accepting = accepting
+    }
+
+    /// The host's port it listens on.
+    public var hostPort: Int { self.localAddress.port ?? 0 }
+
+    /// What it forwards, as Ferry reports it: `0.0.0.0:HOST_PORT -> ADDRESS:PORT`.
+    public var forwarding: String {
+        "0.0.0.0:\(self.hostPort) -> \(self.target.ipAddress ?? "?"):\(self.target.port ?? 0)"
+    }
+
+    /// Publishes each of a started container's `--publish` mappings on its private address; all
+    /// or none (those already listening close again when one cannot).
+    public static func publish(
+        _ mappings: [ContainerSpec.PortMapping],
+        of container: Container
+    ) async throws -> [PortPublisher] {
+        guard let network = container.network else { return [] }
+        var publishers: [PortPublisher] = []
+        do {
+            for mapping in mappings {
+                let target = try SocketAddress(ipAddress: network.containerAddress, port: mapping.containerPort)
+                publishers.append(try await Self.start(hostPort: mapping.hostPort, target: target))
+            }
+        } catch {
+            for publisher in publishers { await publisher.close() }
+            throw ContainerError("cannot publish the container's ports: \(error)")
+        }
+        return publishers
     }
 
     public static func start(hostPort: Int, target: SocketAddress) async throws -> PortPublisher {
@@ -36,7 +67,7 @@ public final class PortPublisher: Sendable {
                 }
             }
         }
-        return PortPublisher(localAddress: address, accepting: accepting)
+        return PortPublisher(localAddress: address, target: target, accepting: accepting)
     }
 
     public func close() async {

@@ -152,7 +152,9 @@ public final class NodeServer: Service, Sendable {
         if let target = self.configuration.evacuateTo {
             for process in self.host.list() where process.state == "running" || process.state == "waiting" {
                 do {
-                    let report = try await self.host.migrate(process.name, to: target, mode: .strong)
+                    // A container's execution state cannot move here (no CRIU): it moves weakly.
+                    let mode: MoveMode = process.digest == "container" ? .weak : .strong
+                    let report = try await self.host.migrate(process.name, to: target, mode: mode)
                     self.logger.info("moved '\(process.name)' to \(target) before stopping (\(report.bytesSent) bytes)")
                 } catch {
                     self.logger.error("cannot move '\(process.name)' to \(target) before stopping: \(error)")

@@ -101,7 +101,8 @@ public struct SwitchConfiguration: Sendable, Equatable, ConfigurationFileContent
     /// Why this configuration cannot run, if it cannot.
     public func problem() -> String? {
         if self.backends.isEmpty && self.discover.isEmpty {
-            return "a switch needs backends: give --backend HOST:PORT (or discover: NAME in a file)"
+            return
+                "a switch needs backends: give --backend HOST:PORT or --discover NAME (backends: or discover: in a file)"
         }
         if self.mode != .l7 && (!self.routes.isEmpty || self.stickyCookie != nil) {
             return "routes and sticky_cookie need mode l7"

@@ -68,7 +68,11 @@ public final class SwitchRunner: Service, Sendable {
                 )
             }
             for discovery in configuration.discover {
-                discovered[discovery.service] = try await directory.lookup(discovery.service).flatMap(\.endpoints)
+                // A service not registered yet has no backends until it is.
+                let entries = try await directory.list(prefix: discovery.service).filter {
+                    $0.name == discovery.service
+                }
+                discovered[discovery.service] = entries.flatMap(\.endpoints)
             }
             await directory.close()
         }

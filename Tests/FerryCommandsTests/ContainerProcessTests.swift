@@ -386,4 +386,77 @@ struct ContainerProcessTests {
         _ = daemon.stop(SIGTERM)
     }
 
+    @Test func aContainerThatPublishesAPortIsABackendTheSwitchDiscovers() async throws {
+        let daemon = try FerryProcess(["endpointd", "--port", "0"])
+        let address = try #require(daemon.nextLine().flatMap(listeningAddress))
+        let endpoints = ["--endpoints", "\(address)"]
+        var nodes: [FerryProcess] = []
+        for name in ["n1", "n2"] {
+            let node = try FerryProcess(["node", "--name", name, "--allow-unsigned", "--allow-containers"] + endpoints)
+            while let line = node.nextLine(), !line.contains("registered") {}
+            node.drainOutput()
+            nodes.append(node)
+        }
+        let front = try FerryProcess(
+            ["switch", "--mode", "l7", "--listen", "127.0.0.1:0", "--discover", "web", "--health-interval", "0.2"]
+                + endpoints
+        )
+        let switchAddress = try #require(front.nextLine().flatMap(listeningAddress))
+        front.drainOutput()
+        func ferry(_ arguments: [String]) throws -> (Int32, String) {
+            try FerryProcess([arguments[0]] + endpoints + arguments.dropFirst(), errors: .merged).finish()
+        }
+        func get() async -> (Int, String)? {
+            guard
+                let (data, response) = try? await URLSession.shared.data(
+                    from: URL(string: "http://\(switchAddress)/index.html")!
+                ), let http = response as? HTTPURLResponse
+            else { return nil }
+            return (http.statusCode, String(decoding: data, as: UTF8.self))
+        }
+        /// Asks through the switch until `answered` holds (a few seconds at most).
+        func eventually(_ answered: ((Int, String)) -> Bool) async -> Bool {
+            for _ in 0..<100 {
+                if let answer = await get(), answered(answer) { return true }
+                try? await Task.sleep(for: .milliseconds(100))
+            }
+            return false
+        }
+        // The server writes its own name (its hostname) as the page.
+        let serve = "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www"
+        for (name, node) in [("web1", "n1"), ("web2", "n2")] {
+            let (status, output) = try ferry([
+                "spawn", "--container", "--rootfs", Self.rootfs, "--node", node, "--name", name, "--net", "private",
+                "--publish", "0:8080", "--service", "web", "--", "sh", "-c", serve,
+            ])
+            #expect(status == 0 && output == name, "\(output)")
+        }
+        let (_, listed) = try ferry(["ps", "--json"])
+        #expect(listed.contains("publishes 0.0.0.0:") && listed.contains("as web"), "\(listed)")
+        var seen = Set<String>()
+        let both = await eventually { answer in
+            if answer.0 == 200 { seen.insert(answer.1) }
+            return seen == ["web1\n", "web2\n"]
+        }
+        #expect(both, "the switch reached \(seen), not both containers")
+        // Moved, it is published and registered again on its new node.
+        #expect(try ferry(["migrate", "web1", "--to", "n2", "--mode", "weak"]).0 == 0)
+        #expect(try ferry(["kill", "web2"]).0 == 0)
+        #expect(await eventually { $0 == (200, "web1\n") }, "the moved container is not behind the switch")
+        // Gone, it leaves the switch's backends.
+        #expect(try ferry(["kill", "web1"]).0 == 0)
+        #expect(await eventually { $0.0 == 503 }, "the switch still has a backend")
+        // A node that stops takes down its containers and what they held on the host.
+        #expect(
+            try ferry([
+                "spawn", "--container", "--rootfs", Self.rootfs, "--node", "n1", "--net", "private", "--publish",
+                "0:8080", "--", "sleep", "60",
+            ]).0 == 0
+        )
+        _ = front.stop(SIGTERM)
+        for node in nodes { #expect(node.stop(SIGTERM) == 0) }
+        _ = daemon.stop(SIGTERM)
+        self.expectNothingLeft()
+    }
+
 }

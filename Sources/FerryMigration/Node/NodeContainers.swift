@@ -1,17 +1,25 @@
 import FerryContainer
 import FerryEndpoints
 import Foundation
+import Logging
 import NIOConcurrencyHelpers
 
 /// The containers a node runs as processes of the cluster: each claimed at the endpoint daemon
 /// as `process:NAME` (so `ferry kill|wait|logs NAME` find it), its output in a log of the node's,
 /// listed beside the node's guests. Execution state does not move between nodes (no CRIU here).
+///
+/// A container that publishes a port is a service of the cluster: registered at the endpoint
+/// daemon under its service name, at this node's host and the published port, for as long as it
+/// runs here, so that a switch discovering that name balances over it.
 public final class NodeContainers: Sendable {
     private struct Entry {
         let request: ContainerRequest
         var container: Container?
         var exit: ContainerExit?
         var waiters: [CheckedContinuation<ContainerExit, Never>] = []
+        var publishers: [PortPublisher] = []
+        /// Keeps the service registered; cancelling it deregisters.
+        var registration: Task<Void, Never>?
     }
 
     private let node: String
@@ -19,6 +27,7 @@ public final class NodeContainers: Sendable {
     private let claims: ExclusiveClaims
     private let store: ContainerStore
     private let logs: String
+    private let logger = Logger(label: "ferry.node.containers")
     private let entries = NIOLockedValueBox<[String: Entry]>([:])
 
     init(node: String, allowed: Bool, claims: ExclusiveClaims, directory: String) throws {
@@ -63,6 +72,8 @@ public final class NodeContainers: Sendable {
         }
         try container.cgroup?.freeze()
         let frozen = ContinuousClock.now
+        // The target publishes and registers it anew (on the same port, if one was named).
+        await self.unpublish(name)
         let upper: [UInt8]
         let reply: NodeReply
         do {
@@ -73,11 +84,11 @@ public final class NodeContainers: Sendable {
             moving.moves += 1
             reply = try await client.request(.adoptContainer(moving, upper: Data(upper), sourceLease: lease.leaseID))
         } catch {
-            try? container.cgroup?.thaw()
+            await self.resume(name, container)
             throw ProcessError("cannot move '\(name)' to \(target): \(error)")
         }
         guard case .spawned = reply else {
-            try? container.cgroup?.thaw()
+            await self.resume(name, container)
             throw ProcessError("cannot move '\(name)' to \(target): it answered \(reply)")
         }
         // The target holds the claim now: stop renewing it here and end this copy.
@@ -121,6 +132,9 @@ public final class NodeContainers: Sendable {
             hostname: request.name,
             environment: ContainerSpec.defaultEnvironment + request.environment
         )
+        spec.network = request.network
+        if request.network == .host { spec.namespaces.remove(.network) }
+        spec.publish = request.publish
         spec.resources.memory = request.memory
         spec.resources.pids = request.pids.map(Int64.init)
         if let cpus = request.cpus {
@@ -148,8 +162,16 @@ public final class NodeContainers: Sendable {
                 upper: upper
             )
             self.entries.withLockedValue { $0[request.name]?.container = container }
+            do {
+                try await self.publish(request.name, container)
+            } catch {
+                container.signal(SIGKILL)
+                _ = await container.wait()
+                throw error
+            }
             Task {
                 let exit = await container.wait()
+                await self.unpublish(request.name)
                 let waiters = self.entries.withLockedValue { entries in
                     entries[request.name]?.exit = exit
                     defer { entries[request.name]?.waiters = [] }
@@ -165,6 +187,65 @@ public final class NodeContainers: Sendable {
         }
     }
 
+    /// Publishes the container's ports and registers them as its service.
+    private func publish(_ name: String, _ container: Container) async throws {
+        guard let request = self.entries.withLockedValue({ $0[name]?.request }) else { return }
+        let publishers = try await PortPublisher.publish(request.publish, of: container)
+        guard !publishers.isEmpty else { return }
+        let registration = LeasedRegistration(
+            name: request.serviceName,
+            endpoints: publishers.map { ServiceEndpoint(host: self.claims.holder.host, port: $0.hostPort) },
+            metadata: ["node": self.node, "process": name],
+            ttl: self.claims.ttl,
+            daemonHost: self.claims.daemon.host,
+            daemonPort: self.claims.daemon.port,
+            logger: self.logger
+        )
+        let keeping = Task { _ = try? await registration.run() }
+        for publisher in publishers {
+            self.logger.info(
+                "container '\(name)' publishes \(publisher.forwarding) as service '\(request.serviceName)'"
+            )
+        }
+        self.entries.withLockedValue {
+            $0[name]?.publishers = publishers
+            $0[name]?.registration = keeping
+        }
+    }
+
+    /// Deregisters the container's service and closes its published ports.
+    private func unpublish(_ name: String) async {
+        let (publishers, registration) = self.entries.withLockedValue { entries in
+            defer {
+                entries[name]?.publishers = []
+                entries[name]?.registration = nil
+            }
+            return (entries[name]?.publishers ?? [], entries[name]?.registration)
+        }
+        registration?.cancel()
+        await registration?.value
+        for publisher in publishers { await publisher.close() }
+    }
+
+    /// A move that failed: the container runs on here, published again.
+    private func resume(_ name: String, _ container: Container) async {
+        try? container.cgroup?.thaw()
+        do {
+            try await self.publish(name, container)
+        } catch {
+            self.logger.error("container '\(name)' stayed here after a failed move, but \(error)")
+        }
+    }
+
+    /// Kills every running container and waits for each to be cleaned up (mounts, cgroups, veth,
+    /// published ports, service registration), as a node stopping stops its guests.
+    func stopAll() async {
+        let running = self.entries.withLockedValue { $0.values.compactMap { $0.exit == nil ? $0.container : nil } }
+        for container in running { container.signal(SIGKILL) }
+        for container in running { _ = await container.wait() }
+        for name in self.entries.withLockedValue({ Array($0.keys) }) { await self.unpublish(name) }
+    }
+
     /// The node's containers as `ferry ps` lists processes.
     func list() -> [ProcessSummary] {
         self.entries.withLockedValue { Array($0.keys) }.compactMap(self.summary)
@@ -178,6 +259,9 @@ public final class NodeContainers: Sendable {
         if let pids = request.pids { limits.append("pids \(pids)") }
         if let cpus = request.cpus { limits.append("cpus \(cpus)") }
         limits.append("root \(request.rootfs)")
+        for publisher in entry.publishers {
+            limits.append("publishes \(publisher.forwarding) as \(request.serviceName)")
+        }
         let state = entry.exit.map { $0.exitCode == 0 ? "exited" : "failed" } ?? "running"
         return ProcessSummary(
             name: name,

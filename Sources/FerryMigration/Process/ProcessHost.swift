@@ -124,6 +124,7 @@ public final class ProcessHost: Sendable {
     /// Stops every process (they fail with the scheduler stopped) and closes the daemon connection.
     public func close() async {
         self.scheduler.shutdown()
+        await self.containers.stopAll()
         await self.claims.close()
         self.local.close()
     }
