@@ -277,7 +277,13 @@ let package = Package(
                 "FerryContainer",
             ]
         ),
-        .executableTarget(name: "ferry", dependencies: ["FerryCommands"]),
+        // The Swift runtime and Foundation linked in: no shared libraries to find and relocate
+        // at every start of `ferry`, which each CLI call and container start pays.
+        .executableTarget(
+            name: "ferry",
+            dependencies: ["FerryCommands"],
+            linkerSettings: [.unsafeFlags(["-static-stdlib", "-use-ld=lld", "-l_FoundationICU", "-l_FoundationCollections", "-l_FoundationCShims", "-lCoreFoundation"])]
+        ),
         // The load generator the benchmarks drive Ferry and its anchors with.
         .executableTarget(
             name: "ferry-bench",

@@ -20,6 +20,7 @@ struct ControlCommand: AsyncParsableCommand {
 
     struct Cancel: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "cancel",
             abstract: "Cancel a request in progress; exits 1 when it was not running."
         )
 
@@ -43,7 +44,7 @@ struct ControlCommand: AsyncParsableCommand {
     }
 
     struct Stats: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Print the server's counters.")
+        static let configuration = CommandConfiguration(commandName: "stats", abstract: "Print the server's counters.")
 
         @ParentCommand var control: ControlCommand
 

@@ -50,6 +50,7 @@ struct EndpointsCommand: AsyncParsableCommand {
 
     struct Register: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "register",
             abstract: "Register a service and keep its lease renewed until interrupted (or once, with --once).",
             discussion: "Without --once the entry disappears one ttl after this command stops."
         )
@@ -125,6 +126,7 @@ struct EndpointsCommand: AsyncParsableCommand {
 
     struct Lookup: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "lookup",
             abstract: "Print where a service is; exits non-zero when nothing is registered under the name."
         )
 
@@ -161,6 +163,7 @@ struct EndpointsCommand: AsyncParsableCommand {
 
     struct Watch: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "watch",
             abstract: "Print a service's entries now and again at every change, until interrupted.",
             discussion:
                 "Each change prints one line per entry and then a line '--', or one JSON object per line with --json."

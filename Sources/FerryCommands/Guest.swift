@@ -16,6 +16,7 @@ struct GuestCommand: AsyncParsableCommand {
 
     struct Run: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "run",
             abstract: "Run a guest: call one export, or run a WASI command's _start.",
             discussion: """
                 With --invoke the export's result is printed, one value per line; arguments are \
@@ -288,6 +289,7 @@ struct GuestCommand: AsyncParsableCommand {
 
     struct Checkpoint: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "checkpoint",
             abstract:
                 "Save a guest's execution state: of a running guest (--control), or of a call run here until its Nth checkpoint.",
             discussion: """
@@ -372,6 +374,7 @@ struct GuestCommand: AsyncParsableCommand {
 
     struct Restore: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "restore",
             abstract: "Continue a guest from a snapshot in a fresh instance, and print what its call returns."
         )
 
@@ -419,6 +422,7 @@ struct GuestCommand: AsyncParsableCommand {
 
     struct Inspect: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "inspect",
             abstract: "Show a module's imports, exports and memory, and whether it can be checkpointed."
         )
 

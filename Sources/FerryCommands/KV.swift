@@ -40,6 +40,7 @@ struct KVCommand: AsyncParsableCommand {
 
     struct Get: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "get",
             abstract: "Print a key's value; exits 1 when it does not exist."
         )
         @ParentCommand var kv: KVCommand
@@ -56,6 +57,7 @@ struct KVCommand: AsyncParsableCommand {
 
     struct Put: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "put",
             abstract: "Store a value; exits 0 only once the service has acknowledged it durable."
         )
         @ParentCommand var kv: KVCommand

@@ -13,6 +13,7 @@ struct KeysCommand: AsyncParsableCommand {
 
     struct Generate: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "generate",
             abstract:
                 "Write a new Ed25519 key pair: DIR/ferry.key (secret) and DIR/ferry.pub (public), in wasmsign2's format."
         )

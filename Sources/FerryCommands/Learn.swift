@@ -15,6 +15,7 @@ struct DataCommand: AsyncParsableCommand {
 
     struct Load: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "load",
             abstract: "Store FILE on a node as its data set NAME (replacing one of that name)."
         )
 

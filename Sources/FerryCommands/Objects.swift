@@ -129,6 +129,7 @@ struct ObjectsCommand: AsyncParsableCommand {
 
     struct Relocate: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "relocate",
             abstract: "Move an active object to another object node, with its state.",
             discussion: "Calls in flight finish first; later calls are forwarded, and clients re-bind by themselves."
         )
@@ -165,6 +166,7 @@ struct ObjectsCommand: AsyncParsableCommand {
 
     struct Stubs: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "stubs",
             abstract: "Generate Swift from a WIT interface: the server protocol and the client stub."
         )
 
@@ -203,6 +205,7 @@ struct ObjectsCommand: AsyncParsableCommand {
     /// The process of a `segment`-isolated object: its node starts it and calls it on loopback.
     struct Segment: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "segment",
             abstract: "Host objects of one type in this process for a node (started by the node).",
             shouldDisplay: false
         )

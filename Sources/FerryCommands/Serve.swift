@@ -7,6 +7,7 @@ import ServiceLifecycle
 /// `ferry serve ...`: run one kind of server in the foreground.
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "serve",
         abstract: "Run a server in the foreground.",
         subcommands: [Files.self, KV.self]
     )
@@ -43,6 +44,7 @@ struct Serve: AsyncParsableCommand {
     /// `ferry serve files`: the seed's file server.
     struct Files: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "files",
             abstract: "Serve a directory over HTTP/1.1 under one of four execution models.",
             discussion: """
                 Prints 'listening on HOST:PORT' as its first line. GET and HEAD, keep-alive, single \

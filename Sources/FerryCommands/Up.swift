@@ -9,6 +9,7 @@ import ServiceLifecycle
 /// `ferry up`: the main job — a local node on embedded defaults.
 struct Up: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "up",
         abstract: "Start a local Ferry node on loopback and print what runs where.",
         discussion: "Ctrl-C stops it cleanly."
     )
