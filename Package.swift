@@ -282,7 +282,14 @@ let package = Package(
         .executableTarget(
             name: "ferry",
             dependencies: ["FerryCommands"],
-            linkerSettings: [.unsafeFlags(["-static-stdlib", "-use-ld=lld", "-l_FoundationICU", "-l_FoundationCollections", "-l_FoundationCShims", "-lCoreFoundation"])]
+            linkerSettings: [
+                // Linked after our modules, which were built against the shared libraries: lld
+                // resolves archives in any order, and these are what static Foundation needs.
+                .unsafeFlags([
+                    "-static-stdlib", "-use-ld=lld", "-l_FoundationICU", "-l_FoundationCollections",
+                    "-l_FoundationCShims", "-lCoreFoundation",
+                ])
+            ]
         ),
         // The load generator the benchmarks drive Ferry and its anchors with.
         .executableTarget(
