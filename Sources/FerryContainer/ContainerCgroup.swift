@@ -203,14 +203,36 @@ public final class ContainerCgroup: Sendable {
         }
     }
 
-    /// Removes `NAME.PID` cgroups whose process is gone (rmdir fails on one in use): the
-    /// containers' and the nodes' (`ferry node --cpus`) alike.
+    /// Removes `NAME.PID` cgroups whose process is gone: the containers' and the nodes' (`ferry
+    /// node --cpus`) alike. Processes still in one belonged to a container whose monitor or node
+    /// was killed (`kill -9` in the middle of a move leaves it frozen): they are thawed and killed,
+    /// and their cgroups go at the next call once the kernel has torn them down.
     public static func removeStale(in parent: String) {
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? [] {
             guard let dot = entry.lastIndex(of: "."), let pid = pid_t(entry[entry.index(after: dot)...]),
                 kill(pid, 0) != 0, errno == ESRCH
             else { continue }
-            rmdir(parent + "/" + entry)
+            let path = parent + "/" + entry
+            let left = ((try? String(contentsOfFile: path + "/cgroup.procs", encoding: .utf8)) ?? "")
+                .split(separator: "\n").compactMap { pid_t($0) }
+            if !left.isEmpty {
+                for orphan in left { kill(orphan, SIGKILL) }
+                // Only the freezer hierarchy has the file; a frozen process dies once thawed.
+                try? self.write("THAWED", to: path + "/freezer.state")
+            }
+            rmdir(path)
+        }
+    }
+
+    /// Removes the stale cgroups of containers in every hierarchy (see ``removeStale(in:)``).
+    public static func removeStaleContainers() {
+        switch self.detectVersion() {
+        case .v1:
+            for controller in self.v1Controllers + ["cpuset"] {
+                self.removeStale(in: "\(root)/\(controller)/\(Self.parentName)")
+            }
+        case .v2: self.removeStale(in: root + "/" + Self.parentName)
+        case nil: return
         }
     }
 

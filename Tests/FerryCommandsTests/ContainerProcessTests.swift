@@ -459,4 +459,75 @@ struct ContainerProcessTests {
         self.expectNothingLeft()
     }
 
+    /// `kill -9` of the target once it took the claim over, and of the source once the target has
+    /// it: the container runs on exactly one node, as a guest's move promises.
+    @Test(arguments: [("target:commit", "n1"), ("source:source-release", "n2")])
+    func aContainerWhoseMoveIsCutByACrashRunsOnExactlyOneNode(crashAt: String, survivor: String) throws {
+        let daemon = try FerryProcess(["endpointd", "--port", "0"])
+        let address = try #require(daemon.nextLine().flatMap(listeningAddress))
+        let endpoints = ["--endpoints", "\(address)"]
+        var nodes: [String: FerryProcess] = [:]
+        for name in ["n1", "n2"] {
+            let side = name == "n1" ? "source" : "target"
+            let node = try FerryProcess(
+                ["node", "--name", name, "--allow-unsigned", "--allow-containers"] + endpoints,
+                environment: crashAt.hasPrefix(side) ? ["FERRY_CRASH_AT": crashAt] : [:]
+            )
+            while let line = node.nextLine(), !line.contains("registered") {}
+            node.drainOutput()
+            nodes[name] = node
+        }
+        func ferry(_ arguments: [String]) throws -> (Int32, String) {
+            try FerryProcess([arguments[0]] + endpoints + arguments.dropFirst(), errors: .merged).finish()
+        }
+        // A sleep of a length no other test uses, to count its copies on the host.
+        let marker = "\(600 + Int(getpid() % 300))"
+        let spawned = try ferry([
+            "spawn", "--container", "--rootfs", Self.rootfs, "--node", "n1", "--name", "mover", "--", "sleep", marker,
+        ])
+        #expect(spawned.0 == 0, "\(spawned.1)")
+        _ = try ferry(["migrate", "mover", "--to", "n2", "--mode", "weak"])
+        /// The copies of the program on the host; with `running`, only those not frozen.
+        func copies(running: Bool = false) -> Int {
+            let processes = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+            return processes.filter { pid in
+                guard Int32(pid) != nil,
+                    FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") == Data("sleep\0\(marker)\0".utf8)
+                else { return false }
+                guard running else { return true }
+                let groups = (try? String(contentsOfFile: "/proc/\(pid)/cgroup", encoding: .utf8)) ?? ""
+                guard let freezer = groups.split(separator: "\n").first(where: { $0.contains(":freezer:") }) else {
+                    return true
+                }
+                let path = "/sys/fs/cgroup/freezer" + freezer.split(separator: ":", maxSplits: 2)[2]
+                let state = (try? String(contentsOfFile: path + "/freezer.state", encoding: .utf8)) ?? ""
+                return !state.contains("FROZEN")
+            }.count
+        }
+        // The program runs on the survivor, the only one to hold its claim (a target that died
+        // holding the claim holds it for one lease of 10 s).
+        let settled = waitUntil(within: .seconds(30)) {
+            guard copies(running: true) == 1,
+                let holder = try? FerryProcess([
+                    "endpoints", "--addr", "\(address)", "lookup", "process:mover", "--json",
+                ]).finish().output
+            else { return false }
+            return holder.contains("\"node\":\"\(survivor)\"")
+        }
+        #expect(
+            settled != nil,
+            "running copies: \(copies(running: true)), ps: \((try? ferry(["ps", "--json"]).1) ?? "")"
+        )
+        // A frozen copy left by a killed source ends when a node or container next starts here.
+        _ = try self.run([], "true")
+        #expect(waitUntil(within: .seconds(10)) { copies() == 1 } != nil, "copies on the host: \(copies())")
+        #expect(try ferry(["kill", "mover"]).0 == 0)
+        #expect(waitUntil(within: .seconds(10)) { copies() == 0 } != nil, "the container outlived its kill")
+        for node in nodes.values { _ = node.stop(SIGTERM) }
+        _ = daemon.stop(SIGTERM)
+        // The killed node's cgroups, emptied now, go at the next start.
+        _ = try self.run([], "true")
+        self.expectNothingLeft()
+    }
+
 }

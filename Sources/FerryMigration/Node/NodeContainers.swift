@@ -20,6 +20,8 @@ public final class NodeContainers: Sendable {
         var publishers: [PortPublisher] = []
         /// Keeps the service registered; cancelling it deregisters.
         var registration: Task<Void, Never>?
+        /// Being moved: its claim may pass to the target at any moment.
+        var moving = false
     }
 
     private let node: String
@@ -37,6 +39,8 @@ public final class NodeContainers: Sendable {
         self.store = ContainerStore(root: directory + "/state")
         self.logs = directory + "/logs"
         try FileManager.default.createDirectory(atPath: self.logs, withIntermediateDirectories: true)
+        // What a node killed before this one left running (frozen in a move) ends now.
+        if allowed && geteuid() == 0 { ContainerCgroup.removeStaleContainers() }
     }
 
     public func holds(_ name: String) -> Bool {
@@ -70,7 +74,18 @@ public final class NodeContainers: Sendable {
         guard let endpoint = try await self.claims.client().lookup("node:\(target)").first?.endpoints.first else {
             throw ProcessError("no node named '\(target)' is registered")
         }
-        try container.cgroup?.freeze()
+        let marked = self.entries.withLockedValue { entries in
+            guard entries[name]?.moving == false else { return false }
+            entries[name]?.moving = true
+            return true
+        }
+        guard marked else { throw ProcessError("'\(name)' is moving already") }
+        do {
+            try container.cgroup?.freeze()
+        } catch {
+            self.entries.withLockedValue { $0[name]?.moving = false }
+            throw error
+        }
         let frozen = ContinuousClock.now
         // The target publishes and registers it anew (on the same port, if one was named).
         await self.unpublish(name)
@@ -84,13 +99,14 @@ public final class NodeContainers: Sendable {
             moving.moves += 1
             reply = try await client.request(.adoptContainer(moving, upper: Data(upper), sourceLease: lease.leaseID))
         } catch {
-            await self.resume(name, container)
+            await self.resume(name, container, lease: lease)
             throw ProcessError("cannot move '\(name)' to \(target): \(error)")
         }
         guard case .spawned = reply else {
-            await self.resume(name, container)
+            await self.resume(name, container, lease: lease)
             throw ProcessError("cannot move '\(name)' to \(target): it answered \(reply)")
         }
+        HandoverPhase.reached(.sourceRelease, on: .source)
         // The target holds the claim now: stop renewing it here and end this copy.
         self.claims.forget(claim)
         self.entries.withLockedValue { _ = $0.removeValue(forKey: name) }
@@ -154,6 +170,7 @@ public final class NodeContainers: Sendable {
                 metadata: ["node": self.node, "epoch": String(request.moves + 1), "digest": "container"],
                 takeover: takeover
             )
+            if takeover != nil { HandoverPhase.reached(.commit, on: .target) }
             let container = try await Container.start(
                 spec,
                 id: request.name,
@@ -182,7 +199,8 @@ public final class NodeContainers: Sendable {
             return self.summary(request.name)!
         } catch {
             self.entries.withLockedValue { _ = $0.removeValue(forKey: request.name) }
-            if takeover == nil { await self.claims.release(claim) } else { self.claims.forget(claim) }
+            // Given up, not left to run out: a source whose move failed claims it again at once.
+            await self.claims.release(claim)
             throw ProcessError("cannot start container '\(request.name)': \(error)")
         }
     }
@@ -227,14 +245,53 @@ public final class NodeContainers: Sendable {
         for publisher in publishers { await publisher.close() }
     }
 
-    /// A move that failed: the container runs on here, published again.
-    private func resume(_ name: String, _ container: Container) async {
+    /// A move that failed: the container runs on here, published again, if this node still holds
+    /// its claim or can claim it again (the target gave it up, or its lease ran out: a target
+    /// that died after taking the claim over holds it for one ttl). If another node holds it, the
+    /// container ends here, so that it never runs twice.
+    private func resume(_ name: String, _ container: Container, lease: EndpointLease) async {
+        guard let request = self.entries.withLockedValue({ $0[name]?.request }) else { return }
+        let claim = ProcessHost.claimName(name)
+        let deadline = ContinuousClock.now + self.claims.ttl * 2
+        var held = false
+        while !held && ContinuousClock.now < deadline {
+            if let holder = try? await self.claims.holder(of: claim) {
+                held = holder.leaseID == lease.leaseID
+            } else {
+                held =
+                    (try? await self.claims.claim(
+                        claim,
+                        metadata: ["node": self.node, "epoch": String(request.moves + 1), "digest": "container"]
+                    )) != nil
+            }
+            if !held { try? await Task.sleep(for: .milliseconds(250)) }
+        }
+        self.entries.withLockedValue { $0[name]?.moving = false }
+        guard held else {
+            self.logger.error(
+                "container '\(name)' is claimed by another node after a failed move; stopping it here so that it never runs twice"
+            )
+            container.signal(SIGKILL)
+            try? container.cgroup?.thaw()
+            return
+        }
         try? container.cgroup?.thaw()
         do {
             try await self.publish(name, container)
         } catch {
             self.logger.error("container '\(name)' stayed here after a failed move, but \(error)")
         }
+    }
+
+    /// This node lost the container's claim (the daemon gave it to another holder, or it could not
+    /// be renewed in time): the container ends here, so that it never runs twice. During a move
+    /// the claim passing to the target is expected.
+    func claimLost(_ name: String) {
+        guard let entry = self.entries.withLockedValue({ $0[name] }), !entry.moving, entry.exit == nil,
+            let container = entry.container
+        else { return }
+        self.logger.error("container '\(name)' lost its claim; stopping it here so that it never runs twice")
+        container.signal(SIGKILL)
     }
 
     /// Kills every running container and waits for each to be cleaned up (mounts, cgroups, veth,

@@ -448,6 +448,10 @@ public final class ProcessHost: Sendable {
     /// A claim ran out or another node took it: a process here that is not moving must stop.
     private func claimLost(_ claim: String) {
         let name = String(claim.dropFirst("process:".count))
+        if self.containers.holds(name) {
+            self.containers.claimLost(name)
+            return
+        }
         guard let process = self.processes.withLockedValue({ $0[name] }), process.state == .running,
             let task = process.task
         else { return }
