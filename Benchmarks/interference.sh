@@ -19,7 +19,9 @@
 #              pids cgroup of PLAIN_PIDS_MAX (default 1024; `max` lifts it), so the fork bomb
 #              cannot take every pid of the machine (and is frozen to be killed), and
 #              oom_score_adj is 1000, so a machine-wide OOM kill takes the bomb first
-#   container  ferry container run --init --cpus CPUS --memory MEMORY --pids PIDS_LIMIT (0.5, 128M, 64)
+#   container  ferry container run --init --cpus CPUS --cpu-shares CPU_SHARES --memory MEMORY
+#              --pids PIDS_LIMIT (0.5, 2, 128M, 64): a quota, and the lowest weight, as a batch
+#              tenant is run beside a service (it yields the CPU whenever the victim wants it)
 #   guest      ferry guest run with its limits: --max-memory MEMORY, --deadline of the window
 #              (SETTLE + DURATION) and a second, and --fuel worth CPUS of one core over the window
 #              (calibrated on Guests/spin.wasm at start; GUEST_FUEL=N sets it). Fuel is a budget,
@@ -35,7 +37,7 @@
 #
 # Usage: Benchmarks/interference.sh      (DURATION=5 SETTLE=0.5 NO_BUILD=1
 #        ONLY=cpu,membw,fork,mem,disk KINDS=plain,container,guest VICTIMS=files,sha256
-#        CPUS=0.5 MEMORY=128M PIDS_LIMIT=64 PLAIN_PIDS_MAX=1024 GUEST_FUEL=...)
+#        CPUS=0.5 CPU_SHARES=2 MEMORY=128M PIDS_LIMIT=64 PLAIN_PIDS_MAX=1024 GUEST_FUEL=...)
 set -euo pipefail
 
 source "$(dirname "$0")/lib.sh"
@@ -45,6 +47,7 @@ ONLY=${ONLY:-cpu,membw,fork,mem,disk}
 KINDS=${KINDS:-plain,container,guest}
 VICTIMS=${VICTIMS:-files,sha256}
 CPUS=${CPUS:-0.5}
+CPU_SHARES=${CPU_SHARES:-2}
 MEMORY=${MEMORY:-128M}
 PIDS_LIMIT=${PIDS_LIMIT:-64} # not PIDS: lib.sh keeps its processes there
 PLAIN_PIDS_MAX=${PLAIN_PIDS_MAX:-1024}
@@ -139,7 +142,7 @@ start_neighbour() {
     container)
         NB_NAME="neighbour-$CELL"
         "$FERRY" container run --state "$WORK/state" --name "$NB_NAME" --rootfs "$ROOTFS" --init \
-            --cpus "$CPUS" --memory "$MEMORY" --pids "$PIDS_LIMIT" --mount "$WORK/data-container:/data" \
+            --cpus "$CPUS" --cpu-shares "$CPU_SHARES" --memory "$MEMORY" --pids "$PIDS_LIMIT" --mount "$WORK/data-container:/data" \
             --env DATA=/data -- sh -c "${PROGRAM[$neighbour]}" </dev/null >/dev/null 2>"$err" &
         ;;
     guest)
@@ -328,7 +331,7 @@ done
 echo
 echo "Noisy neighbours: victim throughput beside each neighbour, as a fraction of alone" \
     "(DURATION=${DURATION}s, settle ${SETTLE}s, $(nproc) cores, nothing pinned, load average $(cut -d' ' -f1-3 /proc/loadavg) at the end)"
-echo "container: --cpus $CPUS --memory $MEMORY --pids $PIDS_LIMIT --init; guest: --fuel $GUEST_FUEL --deadline $DEADLINE" \
+echo "container: --cpus $CPUS --cpu-shares $CPU_SHARES --memory $MEMORY --pids $PIDS_LIMIT --init; guest: --fuel $GUEST_FUEL --deadline $DEADLINE" \
     "--max-memory $MEMORY_GUEST; plain: no limits (pids safety net $PLAIN_PIDS_MAX, oom_score_adj 1000)"
 echo "kernel $(uname -r), $( (wrk --version 2>&1 || true) | head -1 | awk '{print $1, $2}'), $(sha256sum --version | head -1)"
 echo

@@ -67,6 +67,9 @@ struct ContainerRun: AsyncParsableCommand {
     @Option(help: "CPU quota, in CPUs (0.5 is half of one).")
     var cpus: Double?
 
+    @Option(help: "CPU weight against competing processes, 2 to 262144 (a plain process has 1024).")
+    var cpuShares: Int?
+
     @Option(help: "none: loopback only; host: the host's network; private: a veth pair with an address.")
     var net: ContainerSpec.Network = .none
 
@@ -184,6 +187,7 @@ struct ContainerRun: AsyncParsableCommand {
         if let hostname = self.hostname { spec.hostname = hostname }
         if let memory = self.memory { spec.resources.memory = try ContainerFlags.memory(memory) }
         if let pids = self.pids { spec.resources.pids = Int64(pids) }
+        if let shares = self.cpuShares { spec.resources.cpuShares = try ContainerFlags.cpuShares(shares) }
         if let cpus = self.cpus {
             spec.resources.cpuQuota = try ContainerFlags.cpuQuota(cpus)
             spec.resources.cpuPeriod = 100_000

@@ -109,7 +109,7 @@ extension SpawnCommand {
         if program.first == "--" { program.removeFirst() }
         let name = self.name ?? defaultName(for: URL(fileURLWithPath: program[0]).lastPathComponent)
         let options = self.container
-        let container = ContainerRequest(
+        var container = ContainerRequest(
             name: name,
             rootfs: URL(fileURLWithPath: options.rootfs!).standardizedFileURL.path,
             layers: options.layer.map { URL(fileURLWithPath: $0).standardizedFileURL.path },
@@ -122,6 +122,7 @@ extension SpawnCommand {
             publish: try options.publish.map(ContainerFlags.publish),
             service: options.service
         )
+        container.cpuShares = try options.cpuShares.map(ContainerFlags.cpuShares)
         let client = try await self.cluster.lookup.connect(try await self.cluster.lookup.node(self.node))
         defer { Task { await client.close() } }
         guard case .spawned(let summary) = try await request(client, .spawnContainer(container)) else {
@@ -151,6 +152,9 @@ struct SpawnContainerOptions: ParsableArguments {
 
     @Option(help: "The container's CPU quota, in CPUs.")
     var cpus: Double?
+
+    @Option(help: "The container's CPU weight against competing processes, 2 to 262144 (a plain process has 1024).")
+    var cpuShares: Int?
 
     @Option(help: ArgumentHelp("An environment variable for the program.", valueName: "K=V"))
     var env: [String] = []

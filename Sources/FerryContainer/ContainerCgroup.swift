@@ -100,6 +100,7 @@ public final class ContainerCgroup: Sendable {
                 try Self.write(pids < 0 ? "max" : String(pids), to: path + "/pids.max")
             }
             if let path = self.paths["cpu"] {
+                if let shares = resources.cpuShares { try Self.write(String(shares), to: path + "/cpu.shares") }
                 if let period = resources.cpuPeriod { try Self.write(String(period), to: path + "/cpu.cfs_period_us") }
                 if let quota = resources.cpuQuota { try Self.write(String(quota), to: path + "/cpu.cfs_quota_us") }
             }
@@ -116,6 +117,10 @@ public final class ContainerCgroup: Sendable {
                 }
             }
             if let pids = resources.pids { try Self.write(pids < 0 ? "max" : String(pids), to: path + "/pids.max") }
+            if let shares = resources.cpuShares {
+                // crun's and runc's conversion of shares (2...262144) to a weight (1...10000).
+                try Self.write(String(1 + ((shares - 2) * 9999) / 262_142), to: path + "/cpu.weight")
+            }
             if resources.cpuQuota != nil || resources.cpuPeriod != nil {
                 let quota = resources.cpuQuota.map { $0 < 0 ? "max" : String($0) } ?? "max"
                 try Self.write("\(quota) \(resources.cpuPeriod ?? 100_000)", to: path + "/cpu.max")

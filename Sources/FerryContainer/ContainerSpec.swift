@@ -122,6 +122,9 @@ public struct ContainerSpec: Sendable, Equatable {
         public var cpuPeriod: UInt64?
         /// cpuset: which CPUs (`0-1`).
         public var cpus: String?
+        /// The CPU weight against its neighbours when they compete (v1 `cpu.shares`, 2 to 262144,
+        /// 1024 being a plain process's; v2 `cpu.weight` converted as crun and runc do).
+        public var cpuShares: UInt64?
 
         public init(
             memory: Int64? = nil,
@@ -129,7 +132,8 @@ public struct ContainerSpec: Sendable, Equatable {
             pids: Int64? = nil,
             cpuQuota: Int64? = nil,
             cpuPeriod: UInt64? = nil,
-            cpus: String? = nil
+            cpus: String? = nil,
+            cpuShares: UInt64? = nil
         ) {
             self.memory = memory
             self.memoryAndSwap = memoryAndSwap
@@ -137,6 +141,7 @@ public struct ContainerSpec: Sendable, Equatable {
             self.cpuQuota = cpuQuota
             self.cpuPeriod = cpuPeriod
             self.cpus = cpus
+            self.cpuShares = cpuShares
         }
 
         public var isEmpty: Bool { self == Resources() }

@@ -85,6 +85,19 @@ public enum ContainerFlags {
         return bytes
     }
 
+    /// The weights `--cpu-shares` takes, as cgroup v1's `cpu.shares` does.
+    public static let cpuShareRange: ClosedRange<UInt64> = 2...262_144
+
+    /// `--cpu-shares N`: the container's CPU weight.
+    public static func cpuShares(_ shares: Int) throws -> UInt64 {
+        guard shares >= 0, Self.cpuShareRange.contains(UInt64(shares)) else {
+            throw ContainerError(
+                "--cpu-shares \(shares): give a weight from 2 to 262144 (a plain process has 1024)"
+            )
+        }
+        return UInt64(shares)
+    }
+
     /// `--cpus 0.5`: the CFS quota for a 100 ms period.
     public static func cpuQuota(_ cpus: Double) throws -> Int64 {
         guard cpus >= 0.01, cpus <= 1024 else {

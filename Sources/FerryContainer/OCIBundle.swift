@@ -516,14 +516,21 @@ private struct Reader {
             result.pids = try limit(pids, "limit")
         }
         if let cpu = try resources.object("cpu") {
-            let only = "Ferry sets only cpu.quota, cpu.period and cpu.cpus"
+            let only = "Ferry sets only cpu.shares, cpu.quota, cpu.period and cpu.cpus"
             try cpu.check(
-                known: ["quota", "period", "cpus"],
+                known: ["shares", "quota", "period", "cpus"],
                 refused: [
-                    "shares": only, "burst": only, "realtimeRuntime": only, "realtimePeriod": only, "mems": only,
+                    "burst": only, "realtimeRuntime": only, "realtimePeriod": only, "mems": only,
                     "idle": only,
                 ]
             )
+            let shares: UInt64? = try cpu.optional("shares", .integer)
+            if let shares, shares != 0 {
+                guard ContainerFlags.cpuShareRange.contains(shares) else {
+                    throw OCIBundleError.invalid(cpu.path("shares"), "from 2 to 262144 (0 leaves the default)")
+                }
+                result.cpuShares = shares
+            }
             result.cpuQuota = try limit(cpu, "quota")
             let period: UInt64? = try cpu.optional("period", .integer)
             result.cpuPeriod = period == 0 ? nil : period

@@ -195,13 +195,19 @@ struct ContainerProcessTests {
     @Test func aDetachedContainerIsListedLoggedStoppedAndRemoved() throws {
         let started = try self.container(
             [
-                "run", "--detach", "--rootfs", Self.rootfs, "--memory", "64M", "--", "sh", "-c",
+                "run", "--detach", "--rootfs", Self.rootfs, "--memory", "64M", "--cpu-shares", "2", "--", "sh", "-c",
                 "echo hello; exec sleep 60",
             ]
         )
         #expect(started.status == 0)
         let id = started.output.trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(id.count == 12)
+        // The weight is written where the kernel reads it (v1 here; v2 takes it as cpu.weight 1).
+        let v1 = "/sys/fs/cgroup/cpu/ferry-containers"
+        if let group = (try? FileManager.default.contentsOfDirectory(atPath: v1))?.first(where: { $0.hasPrefix(id) }) {
+            let shares = try String(contentsOfFile: "\(v1)/\(group)/cpu.shares", encoding: .utf8)
+            #expect(shares.trimmingCharacters(in: .whitespacesAndNewlines) == "2")
+        }
         let listed = try self.container(["ps", "--json"])
         #expect(listed.output.contains("\"id\":\"\(id)\"") && listed.output.contains("\"memoryLimit\":67108864"))
         #expect(try self.container(["rm", id]).output.contains("is running"))
@@ -235,6 +241,8 @@ struct ContainerProcessTests {
     @Test func badFlagsAndBundleFieldsAreRefusedByName() throws {
         let port = try self.run(["--net", "private", "--publish", "99999:80"], "true")
         #expect(port.status != 0 && port.output.contains("--publish 99999:80"))
+        let shares = try self.run(["--cpu-shares", "1"], "true")
+        #expect(shares.status != 0 && shares.output.contains("--cpu-shares 1"))
         let bundle = self.temporary.path + "/bundle"
         try FileManager.default.createDirectory(atPath: bundle, withIntermediateDirectories: true)
         try """

@@ -97,11 +97,20 @@ private func refusal(_ text: String, _ replacement: String) throws -> OCIBundleE
     (#""gid": 0"#, #""gid": -1"#, "process.user.gid"),
     (#""readonly": true}"#, #""readonly": true}, "domainname": "box""#, "domainname"),
     (#""type": "proc""#, #""type": "nfs""#, "mounts[0].type"),
+    (#""resources": {"#, #""resources": {"cpu": {"shares": 1}, "#, "linux.resources.cpu.shares"),
 ])
 func refusedFieldsAreNamed(text: String, replacement: String, path: String) throws {
     let error = try refusal(text, replacement)
     #expect(error.path == path)
     #expect(error.description.contains(path), "\(error)")
+}
+
+@Test func cpuSharesAreTheContainersWeight() throws {
+    let spec = try parse(
+        replacing: #""resources": {"#,
+        with: #""resources": {"cpu": {"shares": 512, "quota": 50000}, "#
+    )
+    #expect(spec.resources.cpuShares == 512 && spec.resources.cpuQuota == 50000)
 }
 
 @Test func messages() throws {

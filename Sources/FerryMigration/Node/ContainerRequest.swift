@@ -13,6 +13,8 @@ public struct ContainerRequest: Codable, Sendable, Equatable {
     public var memory: Int64?
     public var pids: Int?
     public var cpus: Double?
+    /// The CPU weight against competing processes (`--cpu-shares`).
+    public var cpuShares: UInt64?
     /// `none`, `host` or `private` (a veth pair with an address of its own).
     public var network: ContainerSpec.Network = .none
     /// `--publish HOST_PORT:PORT` mappings, on the private network.

@@ -153,6 +153,7 @@ public final class NodeContainers: Sendable {
         spec.publish = request.publish
         spec.resources.memory = request.memory
         spec.resources.pids = request.pids.map(Int64.init)
+        spec.resources.cpuShares = request.cpuShares
         if let cpus = request.cpus {
             spec.resources.cpuQuota = try ContainerFlags.cpuQuota(cpus)
             spec.resources.cpuPeriod = 100_000
@@ -315,6 +316,7 @@ public final class NodeContainers: Sendable {
         if let memory = request.memory { limits.append("memory \(ByteCount.format(memory))") }
         if let pids = request.pids { limits.append("pids \(pids)") }
         if let cpus = request.cpus { limits.append("cpus \(cpus)") }
+        if let shares = request.cpuShares { limits.append("cpu shares \(shares)") }
         limits.append("root \(request.rootfs)")
         for publisher in entry.publishers {
             limits.append("publishes \(publisher.forwarding) as \(request.serviceName)")
