@@ -42,7 +42,16 @@ public enum GuestValues {
 
     /// Bytes as lowercase hex (a result read from guest memory).
     public static func hex(_ bytes: [UInt8]) -> String {
-        bytes.map { String(format: "%02x", $0) }.joined()
+        // Straight into the string's storage: `String(format:)` per byte took a fifth of the
+        // CPU of a federated-learning round, whose answers are kilobytes of weights.
+        let digits = Array("0123456789abcdef".utf8)
+        return String(unsafeUninitializedCapacity: bytes.count * 2) { buffer in
+            for (index, byte) in bytes.enumerated() {
+                buffer[2 * index] = digits[Int(byte >> 4)]
+                buffer[2 * index + 1] = digits[Int(byte & 0x0f)]
+            }
+            return bytes.count * 2
+        }
     }
 
     /// Hex (either case) back to bytes; nil when it is not whole pairs of hex digits.

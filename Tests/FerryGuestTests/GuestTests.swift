@@ -15,6 +15,15 @@ enum Guests {
 }
 
 @Suite struct GuestModuleTests {
+    @Test func resultsGoAsLowercaseHexAndComeBack() {
+        let bytes: [UInt8] = [0x00, 0x0f, 0x10, 0xa5, 0xff] + (0...255).map(UInt8.init)
+        let hex = GuestValues.hex(bytes)
+        #expect(hex.hasPrefix("000f10a5ff000102"))
+        #expect(hex.count == bytes.count * 2 && hex == hex.lowercased())
+        #expect(GuestValues.bytes(hex: hex) == bytes)
+        #expect(GuestValues.hex([]).isEmpty)
+    }
+
     @Test func binaryAndTextModulesLoadAndRun() throws {
         let text = GuestModule.self
         let module = try text.init(

@@ -1,4 +1,5 @@
 import Crypto
+import FerryGuest
 import Foundation
 
 /// An Ed25519 key that signs code, in wasmsign2's file format: `0x81`, the 32-byte seed and the
@@ -57,7 +58,7 @@ public struct TrustedKey: Sendable {
     }
 
     /// The key's first 8 bytes in hex: how logs and errors name it.
-    public var id: String { self.key.rawRepresentation.prefix(8).map { String(format: "%02x", $0) }.joined() }
+    public var id: String { GuestValues.hex(Array(self.key.rawRepresentation.prefix(8))) }
 
     /// The public key file's bytes.
     public var fileBytes: [UInt8] { [0x01] + Array(self.key.rawRepresentation) }

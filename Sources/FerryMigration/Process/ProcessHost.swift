@@ -142,9 +142,12 @@ public final class ProcessHost: Sendable {
     ///
     /// - Parameter code: the module's bytes, when the caller sends them; without them the node
     ///   takes the module from its code store, or throws ``NeedCode``.
+    /// - Parameter movable: run the module's movable form (safe points at loops and calls, so
+    ///   that the process can be held, checkpointed and moved anywhere); false runs it as compiled,
+    ///   held and moved only at its host calls.
     /// - Throws: ``CodeRefusal`` for code the node does not trust, ``GuestError`` for a module
     ///   that is not valid or arguments that do not fit, ``ProcessError`` for a name in use.
-    public func spawn(_ spec: ProcessSpec, code: [UInt8]?) async throws -> ProcessSummary {
+    public func spawn(_ spec: ProcessSpec, code: [UInt8]?, movable: Bool = true) async throws -> ProcessSummary {
         try ProcessSpec.validate(name: spec.name)
         guard (spec.input?.count ?? 0) <= ProcessSpec.maxInputBytes else {
             throw ProcessError(
@@ -164,7 +167,7 @@ public final class ProcessHost: Sendable {
         } else {
             throw NeedCode(digest: spec.digest)
         }
-        let module = self.runnable(original)
+        let module = movable ? self.runnable(original) : original
         let arguments =
             spec.export == nil
             ? [] : try GuestValues.parse(spec.arguments, as: try module.parameters(of: spec.entry), export: spec.entry)

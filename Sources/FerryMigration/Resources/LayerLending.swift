@@ -137,7 +137,6 @@ extension ProcessHost {
                 lines.append("\(relative)\t\(info.st_size)\t\(info.st_mtim.tv_sec)")
             }
         }
-        return SHA256.hash(data: Data(lines.sorted().joined(separator: "\n").utf8)).prefix(12)
-            .map { String(format: "%02x", $0) }.joined()
+        return GuestValues.hex(Array(SHA256.hash(data: Data(lines.sorted().joined(separator: "\n").utf8)).prefix(12)))
     }
 }
