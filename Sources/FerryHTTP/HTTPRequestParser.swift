@@ -14,6 +14,7 @@ public struct HTTPRequestParser: Sendable {
         case tooManyHeaders(limit: Int)
         case conflictingBodyLength
         case missingHost
+        case bareLineFeed
 
         public var description: String {
             switch self {
@@ -25,6 +26,7 @@ public struct HTTPRequestParser: Sendable {
             case .tooManyHeaders(let limit): "more than \(limit) header fields"
             case .conflictingBodyLength: "conflicting Content-Length / Transfer-Encoding headers"
             case .missingHost: "HTTP/1.1 request without a Host header"
+            case .bareLineFeed: "a line of the head ends in a bare LF; end each line with CRLF"
             }
         }
     }
@@ -59,6 +61,9 @@ public struct HTTPRequestParser: Sendable {
             return found < 0 ? nil : from + found
         }
         guard let headLength = end else {
+            // A head whose lines end in bare LFs never shows CRLF CRLF: refuse it now rather than
+            // wait for the client's timeout (the lines of a complete head are checked as parsed).
+            if Self.hasBareLineFeed(buffer, from: max(self.scanned, 1)) { throw .bareLineFeed }
             self.scanned = buffer.readableBytes
             if buffer.readableBytes > self.maxHeadLength { throw .headTooLarge(limit: self.maxHeadLength) }
             return nil
@@ -68,6 +73,19 @@ public struct HTTPRequestParser: Sendable {
         let head = buffer.readSlice(length: headLength)!
         buffer.moveReaderIndex(forwardBy: 4)
         return head
+    }
+
+    /// Whether a LF at or after `start` (not the first byte) follows anything but a CR, or the
+    /// very first byte is one.
+    private static func hasBareLineFeed(_ buffer: ByteBuffer, from start: Int) -> Bool {
+        buffer.withUnsafeReadableBytes { bytes in
+            if bytes.first == UInt8(ascii: "\n") { return true }
+            guard start < bytes.count else { return false }
+            for index in start..<bytes.count where bytes[index] == UInt8(ascii: "\n") {
+                if bytes[index - 1] != UInt8(ascii: "\r") { return true }
+            }
+            return false
+        }
     }
 
     /// A request line's parts, as ranges of the head's bytes.

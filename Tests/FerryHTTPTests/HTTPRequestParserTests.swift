@@ -57,6 +57,21 @@ import Testing
         #expect(throws: HTTPRequestParser.Error.self) { try self.parse("GET / HTTP/1.1\r\nHost: h\nX: y\r\n\r\n") }
     }
 
+    /// A head whose lines end in bare LFs has no CRLF CRLF to wait for: refused as it arrives,
+    /// not after the client's timeout. A CR and its LF in separate reads are one line end.
+    @Test func refusesBareLineFeedsBeforeTheHeadEnds() throws {
+        var parser = HTTPRequestParser()
+        var bare = ByteBuffer(string: "GET / HTTP/1.1\nHost: h\n\n")
+        #expect(throws: HTTPRequestParser.Error.bareLineFeed) { try parser.parse(&bare) }
+        var split = HTTPRequestParser()
+        var pieces = ByteBuffer(string: "GET / HTTP/1.1\r")
+        #expect(try split.parse(&pieces) == nil)
+        pieces.writeString("\nHost: h\r")
+        #expect(try split.parse(&pieces) == nil)
+        pieces.writeString("\n\r\n")
+        #expect(try split.parse(&pieces)?.target == "/")
+    }
+
     @Test func refusesAHeadLargerThanTheLimitEvenBeforeItEnds() {
         #expect(throws: HTTPRequestParser.Error.headTooLarge(limit: 256)) {
             try self.parse("GET / HTTP/1.1\r\nHost: h\r\nX: " + String(repeating: "a", count: 300))

@@ -169,6 +169,20 @@ import Testing
         try await healthy.stop()
     }
 
+    /// HTTP/1.0 needs no Host; passed on as HTTP/1.1, which does, it gets an empty one, as RFC
+    /// 9112 asks, and is served as the backend and HAProxy would serve it.
+    @Test func anHTTP10RequestWithoutHostIsPassedOnWithAnEmptyHost() async throws {
+        let backend = try await ScriptedBackend.echo()
+        let http = try self.makeSwitch([self.local(backend.port)])
+        defer { http.stop() }
+        let client = try TestClient(port: http.address.port)
+        defer { client.close() }
+        let answer = client.exchange("GET /old HTTP/1.0\r\n\r\n")
+        #expect(answer?.status == 200)
+        #expect(answer?.text.hasPrefix("GET /old HTTP/1.1\r\nHost: \r\n") == true, "\(answer?.text ?? "")")
+        try await backend.stop()
+    }
+
     @Test func badRequestsGet400AndCloseOnlyTheirConnection() async throws {
         let backend = try await ScriptedBackend.echo()
         let http = try self.makeSwitch([self.local(backend.port)])
@@ -192,6 +206,7 @@ import Testing
             ("a chunk without its CRLF", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhiXX"),
             ("an unknown transfer coding", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n"),
             ("a bare LF", "GET / HTTP/1.1\nHost: x\r\n\r\n"),
+            ("only bare LFs (no CRLF CRLF ever comes)", "GET / HTTP/1.1\nHost: x\n\n"),
         ]
         for (what, request) in attempts {
             let client = try TestClient(port: http.address.port)

@@ -43,6 +43,9 @@ struct RequestStart {
         head.writeBytes(target)
         head.writeStaticString(" HTTP/1.1\r\n")
         fields.writePassedOn(raw, to: &head, exceptForwardedFor: true)
+        // Passed on as HTTP/1.1, an HTTP/1.0 request without Host gets the empty one RFC 9112
+        // (3.2) asks for a target without an authority; backends refuse 1.1 without any.
+        if !fields.hasHost { head.writeStaticString("Host: \r\n") }
         if fields.acceptsTrailers { head.writeStaticString("TE: trailers\r\nConnection: TE\r\n") }
         head.writeStaticString("X-Forwarded-For: ")
         if let earlier = fields.forwardedFor {
