@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <netinet/tcp.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <pthread.h>
@@ -244,14 +246,28 @@ int ferry_unix_listen(const char *path, int backlog) {
         if (!S_ISSOCK(existing.st_mode)) { errno = EEXIST; return -1; }
         unlink(path);
     }
+    // Bound inside a directory only the owner can enter, made 0600 there, then moved into place:
+    // no moment when another user could connect, and the process's umask is left alone (setting
+    // it, even for a moment, sets it for every thread: a file another thread made meanwhile got
+    // mode 0600).
+    char directory[sizeof address.sun_path];
+    const char *slash = strrchr(path, '/');
+    size_t prefix = slash ? (size_t)(slash - path + 1) : 0;
+    if (prefix + sizeof ".ferry-XXXXXX/s" > sizeof directory) { errno = ENAMETOOLONG; return -1; }
+    memcpy(directory, path, prefix);
+    strcpy(directory + prefix, ".ferry-XXXXXX");
+    if (mkdtemp(directory) == NULL) return -1;
+    struct sockaddr_un temporary = {.sun_family = AF_UNIX};
+    snprintf(temporary.sun_path, sizeof temporary.sun_path, "%s/s", directory);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -1;
-    mode_t previous = umask(0177);
-    int bound = bind(fd, (struct sockaddr *)&address, sizeof address);
-    umask(previous);
-    if (bound < 0 || listen(fd, backlog) < 0) {
-        int saved = errno;
-        close(fd);
+    int failed = fd < 0 || bind(fd, (struct sockaddr *)&temporary, sizeof temporary) < 0 ||
+                 chmod(temporary.sun_path, 0600) < 0 || rename(temporary.sun_path, path) < 0 ||
+                 listen(fd, backlog) < 0;
+    int saved = errno;
+    unlink(temporary.sun_path);
+    rmdir(directory);
+    if (failed) {
+        if (fd >= 0) close(fd);
         errno = saved;
         return -1;
     }

@@ -35,6 +35,14 @@ import Testing
             let client = try TestClient(port: handoff.address.port)
             defer { client.close() }
             #expect(client.fetch("/name.txt")?.text == "a")
+            // Only its owner may hand connections over; the socket was bound in a private
+            // directory and moved into place, which is gone.
+            let path = backends.handoffPath(0)
+            let mode = try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int
+            #expect(mode == 0o600)
+            let folder = (path as NSString).deletingLastPathComponent
+            let left = try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.hasPrefix(".ferry-") }
+            #expect(left.isEmpty, "\(left)")
             // With the switch gone, the same keep-alive connection still reaches the backend.
             handoff.stop()
             #expect(client.fetch("/name.txt")?.text == "a")
