@@ -188,14 +188,8 @@ struct ContainerRun: AsyncParsableCommand {
         if let memory = self.memory { spec.resources.memory = try ContainerFlags.memory(memory) }
         if let pids = self.pids { spec.resources.pids = Int64(pids) }
         if let shares = self.cpuShares { spec.resources.cpuShares = try ContainerFlags.cpuShares(shares) }
-        if let cpus = self.cpus {
-            spec.resources.cpuQuota = try ContainerFlags.cpuQuota(cpus)
-            spec.resources.cpuPeriod = 100_000
-        }
-        if self.bundle == nil || self.net != .none {
-            spec.network = self.net
-            if self.net == .host { spec.namespaces.remove(.network) } else { spec.namespaces.insert(.network) }
-        }
+        if let cpus = self.cpus { try spec.resources.limitCPUs(to: cpus) }
+        if self.bundle == nil || self.net != .none { spec.use(self.net) }
         spec.publish = try self.publish.map(ContainerFlags.publish)
         spec.environment += try self.env.map(ContainerFlags.environment)
         spec.mounts += try self.mount.map(ContainerFlags.mount)

@@ -145,6 +145,12 @@ public struct ContainerSpec: Sendable, Equatable {
         }
 
         public var isEmpty: Bool { self == Resources() }
+
+        /// `--cpus N`: a CFS quota of N CPUs over a 100 ms period.
+        public mutating func limitCPUs(to cpus: Double) throws {
+            self.cpuQuota = try ContainerFlags.cpuQuota(cpus)
+            self.cpuPeriod = 100_000
+        }
     }
 
     /// Read-only lower layers, the lowest first: `--rootfs` (or the bundle's `root.path`) and then
@@ -162,6 +168,12 @@ public struct ContainerSpec: Sendable, Equatable {
     public var namespaces: Set<Namespace>
     public var network: Network
     public var publish: [PortMapping]
+
+    /// `--net`: the network, with the network namespace it needs (none for the host's).
+    public mutating func use(_ network: Network) {
+        self.network = network
+        if network == .host { self.namespaces.remove(.network) } else { self.namespaces.insert(.network) }
+    }
     /// Mounted in order, after the root; the defaults give /proc, /dev, /dev/pts, /dev/shm,
     /// /dev/mqueue and a read-only /sys.
     public var mounts: [Mount]

@@ -148,16 +148,12 @@ public final class NodeContainers: Sendable {
             hostname: request.name,
             environment: ContainerSpec.defaultEnvironment + request.environment
         )
-        spec.network = request.network
-        if request.network == .host { spec.namespaces.remove(.network) }
+        spec.use(request.network)
         spec.publish = request.publish
         spec.resources.memory = request.memory
         spec.resources.pids = request.pids.map(Int64.init)
         spec.resources.cpuShares = request.cpuShares
-        if let cpus = request.cpus {
-            spec.resources.cpuQuota = try ContainerFlags.cpuQuota(cpus)
-            spec.resources.cpuPeriod = 100_000
-        }
+        if let cpus = request.cpus { try spec.resources.limitCPUs(to: cpus) }
         let placed = self.entries.withLockedValue { entries in
             guard entries[request.name] == nil else { return false }
             entries[request.name] = Entry(request: request)
@@ -168,7 +164,7 @@ public final class NodeContainers: Sendable {
         do {
             try await self.claims.claim(
                 claim,
-                metadata: ["node": self.node, "epoch": String(request.moves + 1), "digest": "container"],
+                metadata: self.claimMetadata(request),
                 takeover: takeover
             )
             if takeover != nil { HandoverPhase.reached(.commit, on: .target) }
@@ -262,7 +258,7 @@ public final class NodeContainers: Sendable {
                 held =
                     (try? await self.claims.claim(
                         claim,
-                        metadata: ["node": self.node, "epoch": String(request.moves + 1), "digest": "container"]
+                        metadata: self.claimMetadata(request)
                     )) != nil
             }
             if !held { try? await Task.sleep(for: .milliseconds(250)) }
@@ -302,6 +298,11 @@ public final class NodeContainers: Sendable {
         for container in running { container.signal(SIGKILL) }
         for container in running { _ = await container.wait() }
         for name in self.entries.withLockedValue({ Array($0.keys) }) { await self.unpublish(name) }
+    }
+
+    /// What the claim on a container's name tells those who look it up.
+    private func claimMetadata(_ request: ContainerRequest) -> [String: String] {
+        ["node": self.node, "epoch": String(request.moves + 1), "digest": "container"]
     }
 
     /// The node's containers as `ferry ps` lists processes.
