@@ -35,6 +35,8 @@ let package = Package(
     ],
     targets: [
         .target(name: "CFerryLinux"),
+        // Wasmtime's C API, declared for use through dlopen: the library is optional at run time.
+        .target(name: "CFerryWasmtime", linkerSettings: [.linkedLibrary("dl")]),
         // The Linux runtime below NIO: kernel threads, the wakeable epoll loop, binding and
         // accepting, peer addresses, errno errors, the monotonic clock.
         .target(name: "FerryPosix", dependencies: ["CFerryLinux"]),
@@ -140,6 +142,7 @@ let package = Package(
             dependencies: [
                 .product(name: "NIOCore", package: "swift-nio"),
                 "CFerryLinux",
+                "CFerryWasmtime",
                 "FerryWire",
                 .product(name: "WasmKit", package: "WasmKit"),
                 .product(name: "WasmKitWASI", package: "WasmKit"),

@@ -11,7 +11,7 @@ struct GuestCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "guest",
         abstract: "Run and inspect WebAssembly guests (Ferry's process virtual machine).",
-        subcommands: [Run.self, Inspect.self, Checkpoint.self, Restore.self]
+        subcommands: [Run.self, Inspect.self, Checkpoint.self, Restore.self, Engines.self]
     )
 
     struct Run: AsyncParsableCommand {
@@ -51,6 +51,15 @@ struct GuestCommand: AsyncParsableCommand {
 
         @Option(help: "Interpreter stack, which bounds call depth, e.g. 512KiB.", transform: parseSize)
         var stack: Int = 512 << 10
+
+        @Option(
+            help: ArgumentHelp(
+                "The engine that runs the code: wasmkit (the interpreter, built in) or wasmtime (compiled, when installed: see 'ferry guest engines'). Default: FERRY_ENGINE, else wasmkit.",
+                valueName: "ENGINE"
+            ),
+            transform: GuestEngine.named
+        )
+        var engine: GuestEngine?
 
         @Option(help: "Print this many bytes at the address the call returns, as hex, instead of the values.")
         var resultBytes: Int?
@@ -142,13 +151,17 @@ struct GuestCommand: AsyncParsableCommand {
                 directories: try self.guestDirectories(),
                 log: { line in logger.info("\(line)") }
             )
+            let engine = try self.engine ?? GuestEngine.fromEnvironment()
             do {
-                let instance = try GuestInstance(module: module, limits: limits, environment: environment)
                 if let control = self.control {
                     guard let name = self.invoke else {
                         throw ValidationError("--control checkpoints an export's call: give --invoke NAME")
                     }
-                    let values = try GuestValues.parse(arguments, as: try instance.parameters(of: name), export: name)
+                    guard engine == .wasmkit else {
+                        throw GuestError.engineCannot(engine: engine.rawValue, feature: "checkpoint a running guest")
+                    }
+                    let instance = try GuestInstance(module: module, limits: limits, environment: environment)
+                    let values = try GuestValues.parse(arguments, as: try module.parameters(of: name), export: name)
                     try await self.runUnderControl(
                         instance,
                         name,
@@ -157,8 +170,11 @@ struct GuestCommand: AsyncParsableCommand {
                         limits: limits,
                         environment: environment
                     )
-                } else if let name = self.invoke {
-                    let values = try GuestValues.parse(arguments, as: try instance.parameters(of: name), export: name)
+                    return
+                }
+                let instance = try engine.instantiate(module, limits: limits, environment: environment)
+                if let name = self.invoke {
+                    let values = try GuestValues.parse(arguments, as: try module.parameters(of: name), export: name)
                     try GuestCommand.printResults(
                         try instance.invoke(name, values),
                         of: instance,
@@ -255,7 +271,7 @@ struct GuestCommand: AsyncParsableCommand {
     }
 
     /// Prints a call's results: each value, or `bytes` bytes of memory at the address it returned, as hex.
-    static func printResults(_ values: [Value], of instance: GuestInstance?, bytes: Int?) throws {
+    static func printResults(_ values: [Value], of instance: (any RunningGuest)?, bytes: Int?) throws {
         if let bytes, let instance, let address = values.first {
             let memory = try instance.readMemory(offset: Int(address.i32), count: bytes)
             printLine(GuestValues.hex(memory))
@@ -417,6 +433,48 @@ struct GuestCommand: AsyncParsableCommand {
                 resultBytes: self.resultBytes,
                 out: self.out
             )
+        }
+    }
+
+    struct Engines: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "engines",
+            abstract: "List the engines that can run guests here, and why one cannot.",
+            discussion: """
+                wasmkit, an interpreter in Swift, is always there. wasmtime compiles modules to \
+                machine code with Cranelift; Ferry loads its C library at run time: \(WasmtimeLibrary.installHint).
+                """
+        )
+
+        @Flag(help: "Print JSON: one object per engine with name, available, and detail or reason.")
+        var json = false
+
+        struct Row: Encodable {
+            var name: String
+            var available: Bool
+            var detail: String?
+            var reason: String?
+        }
+
+        func run() async throws {
+            let rows = GuestEngine.allCases.map { engine in
+                switch engine.availability {
+                case .success(let detail): Row(name: engine.rawValue, available: true, detail: detail)
+                case .failure(.engineUnavailable(_, let reason)):
+                    Row(name: engine.rawValue, available: false, reason: reason)
+                case .failure(let error): Row(name: engine.rawValue, available: false, reason: "\(error)")
+                }
+            }
+            if self.json {
+                printLine(try jsonLine(rows))
+                return
+            }
+            for row in rows {
+                let state = row.available ? "available" : "unavailable"
+                printLine(
+                    "\(row.name.padding(toLength: 9, withPad: " ", startingAt: 0)) \(state)  \(row.detail ?? row.reason ?? "")"
+                )
+            }
         }
     }
 

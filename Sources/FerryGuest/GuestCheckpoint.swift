@@ -107,21 +107,19 @@ extension GuestInstance {
     }
 
     /// The `ferry.checkpoint` import.
-    static func checkpointImport(store: Store, state: SuspendState) -> Function {
-        Function(store: store, parameters: []) { caller, _ in
-            guard let instance = caller.instance else { return [] }
-            // Back at the point of capture: the stack is rebuilt, carry on from here.
-            if try Self.finishRewind(instance, state) { return [] }
-            guard state.mode == .normal else { return [] }
-            if state.interrupt.take() {
-                FerryHostAPI.unwindForCapture(instance, state)
-                return []
-            }
-            state.count += 1
-            guard let decide = state.decide, decide(state.count) else { return [] }
-            try Self.startUnwind(instance, state, reason: .checkpoint)
+    static func checkpoint(_ call: HostCall, _ state: SuspendState) throws -> [Value] {
+        guard let instance = call.instance else { return [] }
+        // Back at the point of capture: the stack is rebuilt, carry on from here.
+        if try Self.finishRewind(instance, state) { return [] }
+        guard state.mode == .normal else { return [] }
+        if state.interrupt.take() {
+            FerryHostAPI.unwindForCapture(instance, state)
             return []
         }
+        state.count += 1
+        guard let decide = state.decide, decide(state.count) else { return [] }
+        try Self.startUnwind(instance, state, reason: .checkpoint)
+        return []
     }
 
     /// Unwinds the guest's call stack into its Asyncify buffer; the call into the guest then

@@ -152,6 +152,44 @@ public struct GuestEnvironment: Sendable {
     }
 }
 
+/// A host function as either engine defines it: its import name and type, and what it does.
+struct HostFunction {
+    let module: String
+    let name: String
+    let type: FunctionType
+    let body: (HostCall, [Value]) throws -> [Value]
+}
+
+/// The guest behind a host call, as its engine shows it.
+enum HostCall {
+    /// WasmKit's instance (nil when the host function was called directly, not by a guest).
+    case wasmKit(Instance?)
+    /// Wasmtime's caller: its exports are reached through it during the call only.
+    case wasmtime(WasmtimeCaller)
+
+    /// The instance through which Asyncify suspends the guest: WasmKit's only, for now.
+    var instance: Instance? {
+        guard case .wasmKit(let instance) = self else { return nil }
+        return instance
+    }
+
+    /// The guest's exported memory named `memory`, or nil when it has none.
+    var memory: (any HostMemory)? {
+        switch self {
+        case .wasmKit(let instance): instance?.exports[memory: "memory"]
+        case .wasmtime(let caller): caller.memory
+        }
+    }
+}
+
+/// A guest's linear memory as host functions read and write it, whichever engine holds it.
+protocol HostMemory: GuestMemory {
+    /// Its size now, in bytes.
+    var byteCount: Int { get }
+}
+
+extension WasmKit.Memory: HostMemory {}
+
 /// The `ferry` import module: the host API every guest may use.
 ///
 /// | import | signature | does |
@@ -185,318 +223,276 @@ public struct GuestEnvironment: Sendable {
 enum FerryHostAPI {
     static let module = "ferry"
 
-    static func define(
-        in imports: inout Imports,
+    /// The `ferry` functions the guest imports (each host function is an allocation in the
+    /// store: only those), for either engine to define.
+    static func functions(
         imported: Set<String>,
-        store: Store,
         environment: GuestEnvironment,
         suspension: SuspendState,
         checkDeadline: @escaping () throws -> Void
-    ) {
+    ) -> [HostFunction] {
         let started = ContinuousClock.now
-        /// Defines `name` when the guest imports it: each host function is an allocation in the store.
-        func define(_ name: String, _ function: @autoclosure () -> Function) {
+        var functions: [HostFunction] = []
+        func define(
+            _ name: String,
+            _ parameters: [ValueType],
+            _ results: [ValueType],
+            _ body: @escaping (HostCall, [Value]) throws -> [Value]
+        ) {
             guard imported.contains("\(Self.module).\(name)") else { return }
-            imports.define(module: Self.module, name: name, function())
-        }
-        define(
-            "log",
-            Function(store: store, parameters: [.i32, .i32]) { caller, arguments in
-                try checkDeadline()
-                let bytes = try Self.read(caller, arguments[0], arguments[1], limit: 64 << 10, call: "log")
-                environment.log(String(decoding: bytes, as: UTF8.self))
-                return []
-            }
-        )
-        define(
-            "clock_ms",
-            Function(store: store, parameters: [], results: [.i64]) { _, _ in
-                [.i64(UInt64((ContinuousClock.now - started).wholeMilliseconds))]
-            }
-        )
-        define(
-            "random",
-            Function(store: store, parameters: [.i32, .i32]) { caller, arguments in
-                let (memory, offset, count) = try Self.region(
-                    caller,
-                    arguments[0],
-                    arguments[1],
-                    limit: 1 << 20,
-                    call: "random"
+            functions.append(
+                HostFunction(
+                    module: Self.module,
+                    name: name,
+                    type: FunctionType(parameters: parameters, results: results),
+                    body: body
                 )
-                var generator = SystemRandomNumberGenerator()
-                memory.withUnsafeMutableBufferPointer(offset: UInt(offset), count: count) { buffer in
-                    for index in buffer.indices { buffer[index] = generator.next() }
-                }
-                return []
-            }
-        )
-        define("checkpoint", GuestInstance.checkpointImport(store: store, state: suspension))
-        define(
-            "yield",
-            Function(store: store, parameters: []) { caller, _ in
-                guard let instance = caller.instance else { return [] }
-                if try GuestInstance.finishRewind(instance, suspension) { return [] }
-                try checkDeadline()
-                if suspension.interrupt.take() {
-                    Self.unwindForCapture(instance, suspension)
-                } else if let end = suspension.sliceEnd, ContinuousClock.now >= end {
-                    try GuestInstance.startUnwind(instance, suspension, reason: .endOfSlice)
-                }
-                return []
-            }
-        )
-        define(
-            "safepoint",
-            Function(store: store, parameters: []) { caller, _ in
-                guard let instance = caller.instance else { return [] }
-                // Cleared before looking at what was asked, so a request made meanwhile raises it again.
-                suspension.flag?.clear()
-                if try GuestInstance.finishRewind(instance, suspension) { return [] }
-                try checkDeadline()
-                if suspension.interrupt.take() {
-                    Self.unwindForCapture(instance, suspension)
-                } else if let end = suspension.sliceEnd, ContinuousClock.now >= end {
-                    try GuestInstance.startUnwind(instance, suspension, reason: .endOfSlice)
-                }
-                return []
-            }
-        )
-        for (name, strong) in [("go", true), ("go_weak", false)] {
-            define(
-                name,
-                Function(store: store, parameters: [.i32, .i32], results: [.i32]) { caller, arguments in
-                    guard let instance = caller.instance else { return [.i32(UInt32(bitPattern: -1))] }
-                    if try GuestInstance.finishRewind(instance, suspension) {
-                        return [.i32(UInt32(bitPattern: suspension.resumeValue))]
-                    }
-                    try checkDeadline()
-                    let node = try Self.read(caller, arguments[0], arguments[1], limit: 253, call: name)
-                    // Only a node's scheduler can take a guest elsewhere; anywhere else it stays.
-                    guard environment.node != nil, suspension.sliceEnd != nil else {
-                        return [.i32(UInt32(bitPattern: -1))]
-                    }
-                    try GuestInstance.startUnwind(
-                        instance,
-                        suspension,
-                        reason: .move(node: String(decoding: node, as: UTF8.self), strong: strong)
-                    )
-                    return [.i32(0)]
-                }
             )
         }
-        define(
-            "node_name",
-            Function(store: store, parameters: [.i32, .i32], results: [.i32]) { caller, arguments in
-                guard let node = environment.node else { return [.i32(UInt32(bitPattern: -1))] }
+        define("log", [.i32, .i32], []) { call, arguments in
+            try checkDeadline()
+            let bytes = try Self.read(call, arguments[0], arguments[1], limit: 64 << 10, call: "log")
+            environment.log(String(decoding: bytes, as: UTF8.self))
+            return []
+        }
+        define("clock_ms", [], [.i64]) { _, _ in
+            [.i64(UInt64((ContinuousClock.now - started).wholeMilliseconds))]
+        }
+        define("random", [.i32, .i32], []) { call, arguments in
+            let (memory, offset, count) = try Self.region(
+                call,
+                arguments[0],
+                arguments[1],
+                limit: 1 << 20,
+                call: "random"
+            )
+            var generator = SystemRandomNumberGenerator()
+            memory.withUnsafeMutableBufferPointer(offset: UInt(offset), count: count) { buffer in
+                for index in buffer.indices { buffer[index] = generator.next() }
+            }
+            return []
+        }
+        define("checkpoint", [], []) { call, _ in try GuestInstance.checkpoint(call, suspension) }
+        define("yield", [], []) { call, _ in
+            guard let instance = call.instance else {
+                try checkDeadline()
+                return []
+            }
+            if try GuestInstance.finishRewind(instance, suspension) { return [] }
+            try checkDeadline()
+            if suspension.interrupt.take() {
+                Self.unwindForCapture(instance, suspension)
+            } else if let end = suspension.sliceEnd, ContinuousClock.now >= end {
+                try GuestInstance.startUnwind(instance, suspension, reason: .endOfSlice)
+            }
+            return []
+        }
+        define("safepoint", [], []) { call, _ in
+            guard let instance = call.instance else {
+                try checkDeadline()
+                return []
+            }
+            // Cleared before looking at what was asked, so a request made meanwhile raises it again.
+            suspension.flag?.clear()
+            if try GuestInstance.finishRewind(instance, suspension) { return [] }
+            try checkDeadline()
+            if suspension.interrupt.take() {
+                Self.unwindForCapture(instance, suspension)
+            } else if let end = suspension.sliceEnd, ContinuousClock.now >= end {
+                try GuestInstance.startUnwind(instance, suspension, reason: .endOfSlice)
+            }
+            return []
+        }
+        for (name, strong) in [("go", true), ("go_weak", false)] {
+            define(name, [.i32, .i32], [.i32]) { call, arguments in
+                guard let instance = call.instance else { return [.i32(UInt32(bitPattern: -1))] }
+                if try GuestInstance.finishRewind(instance, suspension) {
+                    return [.i32(UInt32(bitPattern: suspension.resumeValue))]
+                }
+                try checkDeadline()
+                let node = try Self.read(call, arguments[0], arguments[1], limit: 253, call: name)
+                // Only a node's scheduler can take a guest elsewhere; anywhere else it stays.
+                guard environment.node != nil, suspension.sliceEnd != nil else {
+                    return [.i32(UInt32(bitPattern: -1))]
+                }
+                try GuestInstance.startUnwind(
+                    instance,
+                    suspension,
+                    reason: .move(node: String(decoding: node, as: UTF8.self), strong: strong)
+                )
+                return [.i32(0)]
+            }
+        }
+        define("node_name", [.i32, .i32], [.i32]) { call, arguments in
+            guard let node = environment.node else { return [.i32(UInt32(bitPattern: -1))] }
+            return [
+                .i32(
+                    UInt32(
+                        bitPattern: try Self.write(
+                            Array(node.nodeName.utf8),
+                            call,
+                            arguments[0],
+                            arguments[1],
+                            call: "node_name"
+                        )
+                    )
+                )
+            ]
+        }
+        define("local_get", [.i32, .i32, .i32, .i32], [.i32]) { call, arguments in
+            try checkDeadline()
+            let key = try Self.read(call, arguments[0], arguments[1], limit: 1024, call: "local_get")
+            guard let node = environment.node, let value = node.localGet(String(decoding: key, as: UTF8.self))
+            else { return [.i32(UInt32(bitPattern: -1))] }
+            return [
+                .i32(
+                    UInt32(bitPattern: try Self.write(value, call, arguments[2], arguments[3], call: "local_get"))
+                )
+            ]
+        }
+        define("local_put", [.i32, .i32, .i32, .i32], [.i32]) { call, arguments in
+            try checkDeadline()
+            let key = try Self.read(call, arguments[0], arguments[1], limit: 1024, call: "local_put")
+            let value = try Self.read(call, arguments[2], arguments[3], limit: 1 << 20, call: "local_put")
+            guard let node = environment.node,
+                (try? node.localPut(String(decoding: key, as: UTF8.self), value)) != nil
+            else { return [.i32(UInt32(bitPattern: -1))] }
+            return [.i32(0)]
+        }
+        define("kv_get", [.i32, .i32, .i32, .i32], [.i32]) { call, arguments in
+            try checkDeadline()
+            let key = String(
+                decoding: try Self.read(call, arguments[0], arguments[1], limit: 1024, call: "kv_get"),
+                as: UTF8.self
+            )
+            guard let node = environment.node else { return [.i32(UInt32(bitPattern: -3))] }
+            do {
+                guard let value = try node.kvGet(key) else { return [.i32(UInt32(bitPattern: -1))] }
                 return [
                     .i32(
                         UInt32(
-                            bitPattern: try Self.write(
-                                Array(node.nodeName.utf8),
-                                caller,
-                                arguments[0],
-                                arguments[1],
-                                call: "node_name"
-                            )
+                            bitPattern: try Self.write(value, call, arguments[2], arguments[3], call: "kv_get")
                         )
                     )
                 ]
+            } catch let error as GuestStop {
+                throw error
+            } catch {
+                environment.log("kv_get \(key): \(error)")
+                return [.i32(UInt32(bitPattern: -3))]
             }
-        )
-        define(
-            "local_get",
-            Function(store: store, parameters: [.i32, .i32, .i32, .i32], results: [.i32]) { caller, arguments in
-                try checkDeadline()
-                let key = try Self.read(caller, arguments[0], arguments[1], limit: 1024, call: "local_get")
-                guard let node = environment.node, let value = node.localGet(String(decoding: key, as: UTF8.self))
-                else { return [.i32(UInt32(bitPattern: -1))] }
-                return [
-                    .i32(
-                        UInt32(bitPattern: try Self.write(value, caller, arguments[2], arguments[3], call: "local_get"))
-                    )
-                ]
-            }
-        )
-        define(
-            "local_put",
-            Function(store: store, parameters: [.i32, .i32, .i32, .i32], results: [.i32]) { caller, arguments in
-                try checkDeadline()
-                let key = try Self.read(caller, arguments[0], arguments[1], limit: 1024, call: "local_put")
-                let value = try Self.read(caller, arguments[2], arguments[3], limit: 1 << 20, call: "local_put")
-                guard let node = environment.node,
-                    (try? node.localPut(String(decoding: key, as: UTF8.self), value)) != nil
-                else { return [.i32(UInt32(bitPattern: -1))] }
-                return [.i32(0)]
-            }
-        )
-        define(
-            "kv_get",
-            Function(store: store, parameters: [.i32, .i32, .i32, .i32], results: [.i32]) { caller, arguments in
-                try checkDeadline()
-                let key = String(
-                    decoding: try Self.read(caller, arguments[0], arguments[1], limit: 1024, call: "kv_get"),
-                    as: UTF8.self
-                )
+        }
+        define("kv_put", [.i32, .i32, .i32, .i32], [.i32]) { call, arguments in
+            try checkDeadline()
+            let key = String(
+                decoding: try Self.read(call, arguments[0], arguments[1], limit: 1024, call: "kv_put"),
+                as: UTF8.self
+            )
+            let value = try Self.read(call, arguments[2], arguments[3], limit: 1 << 20, call: "kv_put")
+            do {
                 guard let node = environment.node else { return [.i32(UInt32(bitPattern: -3))] }
-                do {
-                    guard let value = try node.kvGet(key) else { return [.i32(UInt32(bitPattern: -1))] }
-                    return [
-                        .i32(
-                            UInt32(
-                                bitPattern: try Self.write(value, caller, arguments[2], arguments[3], call: "kv_get")
-                            )
-                        )
-                    ]
-                } catch let error as GuestStop {
-                    throw error
-                } catch {
-                    environment.log("kv_get \(key): \(error)")
-                    return [.i32(UInt32(bitPattern: -3))]
-                }
-            }
-        )
-        define(
-            "kv_put",
-            Function(store: store, parameters: [.i32, .i32, .i32, .i32], results: [.i32]) { caller, arguments in
-                try checkDeadline()
-                let key = String(
-                    decoding: try Self.read(caller, arguments[0], arguments[1], limit: 1024, call: "kv_put"),
-                    as: UTF8.self
-                )
-                let value = try Self.read(caller, arguments[2], arguments[3], limit: 1 << 20, call: "kv_put")
-                do {
-                    guard let node = environment.node else { return [.i32(UInt32(bitPattern: -3))] }
-                    try node.kvPut(key, value)
-                    return [.i32(0)]
-                } catch {
-                    environment.log("kv_put \(key): \(error)")
-                    return [.i32(UInt32(bitPattern: -3))]
-                }
-            }
-        )
-        define(
-            "connect",
-            Function(store: store, parameters: [.i32, .i32], results: [.i32]) { caller, arguments in
-                try checkDeadline()
-                let address = String(
-                    decoding: try Self.read(caller, arguments[0], arguments[1], limit: 300, call: "connect"),
-                    as: UTF8.self
-                )
-                do {
-                    guard let node = environment.node else { throw GuestServiceUnavailable("not on a node") }
-                    return [.i32(UInt32(bitPattern: try node.connect(address)))]
-                } catch {
-                    environment.log("connect \(address): \(error)")
-                    return [.i32(UInt32(bitPattern: -1))]
-                }
-            }
-        )
-        define(
-            "conn_send",
-            Function(store: store, parameters: [.i32, .i32, .i32], results: [.i32]) { caller, arguments in
-                try checkDeadline()
-                let bytes = try Self.read(caller, arguments[1], arguments[2], limit: 1 << 20, call: "conn_send")
-                let sent = (try? environment.node?.send(Int32(bitPattern: arguments[0].i32), bytes)) ?? -1
-                return [.i32(UInt32(bitPattern: Int32(sent)))]
-            }
-        )
-        define(
-            "conn_recv",
-            Function(store: store, parameters: [.i32, .i32, .i32], results: [.i32]) { caller, arguments in
-                try checkDeadline()
-                let capacity = Int(Int32(bitPattern: arguments[2].i32))
-                guard capacity >= 0, let node = environment.node,
-                    let bytes = try? node.receive(Int32(bitPattern: arguments[0].i32), capacity: min(capacity, 1 << 20))
-                else { return [.i32(UInt32(bitPattern: -1))] }
-                return [
-                    .i32(
-                        UInt32(bitPattern: try Self.write(bytes, caller, arguments[1], arguments[2], call: "conn_recv"))
-                    )
-                ]
-            }
-        )
-        define(
-            "input",
-            Function(store: store, parameters: [.i32, .i32], results: [.i32]) { caller, arguments in
-                try checkDeadline()
-                let length = try Self.write(environment.input, caller, arguments[0], arguments[1], call: "input")
-                return [.i32(UInt32(bitPattern: length))]
-            }
-        )
-        define(
-            "data_read",
-            Function(store: store, parameters: [.i32, .i32, .i32, .i32, .i32], results: [.i32]) { caller, arguments in
-                try checkDeadline()
-                let name = try Self.read(caller, arguments[0], arguments[1], limit: 255, call: "data_read")
-                let offset = Int(Int32(bitPattern: arguments[2].i32))
-                let (memory, at, capacity) = try Self.region(
-                    caller,
-                    arguments[3],
-                    arguments[4],
-                    limit: 1 << 20,
-                    call: "data_read"
-                )
-                guard offset >= 0, let node = environment.node,
-                    let bytes = node.dataRead(String(decoding: name, as: UTF8.self), offset: offset, capacity: capacity)
-                else { return [.i32(UInt32(bitPattern: -1))] }
-                memory.withUnsafeMutableBufferPointer(offset: UInt(at), count: bytes.count) {
-                    $0.copyBytes(from: bytes)
-                }
-                return [.i32(UInt32(bytes.count))]
-            }
-        )
-        define(
-            "conn_close",
-            Function(store: store, parameters: [.i32]) { _, arguments in
-                environment.node?.close(Int32(bitPattern: arguments[0].i32))
-                return []
-            }
-        )
-        define(
-            "send",
-            Function(store: store, parameters: [.i32, .i32], results: [.i32]) { caller, arguments in
-                try checkDeadline()
-                guard Int(arguments[1].i32) <= GuestMailbox.maxMessageBytes else {
-                    return [.i32(UInt32(bitPattern: -1))]
-                }
-                let bytes = try Self.read(
-                    caller,
-                    arguments[0],
-                    arguments[1],
-                    limit: GuestMailbox.maxMessageBytes,
-                    call: "send"
-                )
-                environment.mailbox.sentByGuest(bytes)
+                try node.kvPut(key, value)
                 return [.i32(0)]
+            } catch {
+                environment.log("kv_put \(key): \(error)")
+                return [.i32(UInt32(bitPattern: -3))]
             }
-        )
-        define(
-            "receive",
-            Function(store: store, parameters: [.i32, .i32], results: [.i32]) { caller, arguments in
+        }
+        define("connect", [.i32, .i32], [.i32]) { call, arguments in
+            try checkDeadline()
+            let address = String(
+                decoding: try Self.read(call, arguments[0], arguments[1], limit: 300, call: "connect"),
+                as: UTF8.self
+            )
+            do {
+                guard let node = environment.node else { throw GuestServiceUnavailable("not on a node") }
+                return [.i32(UInt32(bitPattern: try node.connect(address)))]
+            } catch {
+                environment.log("connect \(address): \(error)")
+                return [.i32(UInt32(bitPattern: -1))]
+            }
+        }
+        define("conn_send", [.i32, .i32, .i32], [.i32]) { call, arguments in
+            try checkDeadline()
+            let bytes = try Self.read(call, arguments[1], arguments[2], limit: 1 << 20, call: "conn_send")
+            let sent = (try? environment.node?.send(Int32(bitPattern: arguments[0].i32), bytes)) ?? -1
+            return [.i32(UInt32(bitPattern: Int32(sent)))]
+        }
+        define("conn_recv", [.i32, .i32, .i32], [.i32]) { call, arguments in
+            try checkDeadline()
+            let capacity = Int(Int32(bitPattern: arguments[2].i32))
+            guard capacity >= 0, let node = environment.node,
+                let bytes = try? node.receive(Int32(bitPattern: arguments[0].i32), capacity: min(capacity, 1 << 20))
+            else { return [.i32(UInt32(bitPattern: -1))] }
+            return [
+                .i32(
+                    UInt32(bitPattern: try Self.write(bytes, call, arguments[1], arguments[2], call: "conn_recv"))
+                )
+            ]
+        }
+        define("input", [.i32, .i32], [.i32]) { call, arguments in
+            try checkDeadline()
+            let length = try Self.write(environment.input, call, arguments[0], arguments[1], call: "input")
+            return [.i32(UInt32(bitPattern: length))]
+        }
+        define("data_read", [.i32, .i32, .i32, .i32, .i32], [.i32]) { call, arguments in
+            try checkDeadline()
+            let name = try Self.read(call, arguments[0], arguments[1], limit: 255, call: "data_read")
+            let offset = Int(Int32(bitPattern: arguments[2].i32))
+            let (memory, at, capacity) = try Self.region(
+                call,
+                arguments[3],
+                arguments[4],
+                limit: 1 << 20,
+                call: "data_read"
+            )
+            guard offset >= 0, let node = environment.node,
+                let bytes = node.dataRead(String(decoding: name, as: UTF8.self), offset: offset, capacity: capacity)
+            else { return [.i32(UInt32(bitPattern: -1))] }
+            memory.withUnsafeMutableBufferPointer(offset: UInt(at), count: bytes.count) {
+                $0.copyBytes(from: bytes)
+            }
+            return [.i32(UInt32(bytes.count))]
+        }
+        define("conn_close", [.i32], []) { _, arguments in
+            environment.node?.close(Int32(bitPattern: arguments[0].i32))
+            return []
+        }
+        define("send", [.i32, .i32], [.i32]) { call, arguments in
+            try checkDeadline()
+            guard Int(arguments[1].i32) <= GuestMailbox.maxMessageBytes else {
+                return [.i32(UInt32(bitPattern: -1))]
+            }
+            let bytes = try Self.read(
+                call,
+                arguments[0],
+                arguments[1],
+                limit: GuestMailbox.maxMessageBytes,
+                call: "send"
+            )
+            environment.mailbox.sentByGuest(bytes)
+            return [.i32(0)]
+        }
+        define("receive", [.i32, .i32], [.i32]) { call, arguments in
+            try checkDeadline()
+            return try Self.receive(call, arguments, from: environment.mailbox) ?? [.i32(UInt32(bitPattern: -1))]
+        }
+        define("receive_wait", [.i32, .i32], [.i32]) { call, arguments in
+            if let instance = call.instance { _ = try GuestInstance.finishRewind(instance, suspension) }
+            while true {
                 try checkDeadline()
-                return try Self.receive(caller, arguments, from: environment.mailbox) ?? [.i32(UInt32(bitPattern: -1))]
-            }
-        )
-        define(
-            "receive_wait",
-            Function(store: store, parameters: [.i32, .i32], results: [.i32]) { caller, arguments in
-                guard let instance = caller.instance else { return [.i32(UInt32(bitPattern: -1))] }
-                _ = try GuestInstance.finishRewind(instance, suspension)
-                while true {
-                    try checkDeadline()
-                    if let answer = try Self.receive(caller, arguments, from: environment.mailbox) { return answer }
-                    if suspension.sliceEnd != nil {
-                        // Parked: the scheduler runs others and rewinds to here when a message comes.
-                        try GuestInstance.startUnwind(instance, suspension, reason: .waitingForMessage)
-                        return [.i32(0)]
-                    }
-                    // Not scheduled: this thread is the guest's own, and it waits (a little at a
-                    // time, so that a deadline still stops it).
-                    environment.mailbox.waitForMessage(timeout: .milliseconds(50))
+                if let answer = try Self.receive(call, arguments, from: environment.mailbox) { return answer }
+                if let instance = call.instance, suspension.sliceEnd != nil {
+                    // Parked: the scheduler runs others and rewinds to here when a message comes.
+                    try GuestInstance.startUnwind(instance, suspension, reason: .waitingForMessage)
+                    return [.i32(0)]
                 }
+                // Not scheduled: this thread is the guest's own, and it waits (a little at a
+                // time, so that a deadline still stops it).
+                environment.mailbox.waitForMessage(timeout: .milliseconds(50))
             }
-        )
+        }
+        return functions
     }
 
     /// Unwinds for a capture someone asked for; when the guest cannot be unwound (no room for
@@ -513,12 +509,12 @@ enum FerryHostAPI {
     /// they do not fit.
     private static func write(
         _ bytes: [UInt8],
-        _ caller: borrowing Caller,
+        _ guest: HostCall,
         _ pointer: Value,
         _ capacity: Value,
         call: String
     ) throws -> Int32 {
-        let (memory, offset, count) = try Self.region(caller, pointer, capacity, limit: 1 << 20, call: call)
+        let (memory, offset, count) = try Self.region(guest, pointer, capacity, limit: 1 << 20, call: call)
         guard bytes.count <= count else { return -2 }
         memory.withUnsafeMutableBufferPointer(offset: UInt(offset), count: bytes.count) { $0.copyBytes(from: bytes) }
         return Int32(bytes.count)
@@ -527,7 +523,7 @@ enum FerryHostAPI {
     /// Takes the next message into the guest's memory: `[length]`, `[-2]` when it does not fit,
     /// nil when none is waiting.
     private static func receive(
-        _ caller: borrowing Caller,
+        _ guest: HostCall,
         _ arguments: [Value],
         from mailbox: GuestMailbox
     ) throws
@@ -539,7 +535,7 @@ enum FerryHostAPI {
         if next.tooLarge { return [.i32(UInt32(bitPattern: -2))] }
         guard let message = next.message else { return nil }
         let (memory, offset, _) = try Self.region(
-            caller,
+            guest,
             arguments[0],
             .i32(UInt32(message.count)),
             limit: GuestMailbox.maxMessageBytes,
@@ -554,13 +550,13 @@ enum FerryHostAPI {
     /// The caller's memory and a checked region of it: a guest that passes a bad pointer or
     /// length is stopped, never allowed to make the host read or write out of bounds.
     private static func region(
-        _ caller: borrowing Caller,
+        _ guest: HostCall,
         _ pointer: Value,
         _ length: Value,
         limit: Int,
         call: String
-    ) throws -> (WasmKit.Memory, Int, Int) {
-        guard let memory = caller.instance?.exports[memory: "memory"] else {
+    ) throws -> (any HostMemory, Int, Int) {
+        guard let memory = guest.memory else {
             throw GuestStop.badHostCall("\(call): the guest exports no memory named 'memory'")
         }
         let offset = Int(pointer.i32)
@@ -574,7 +570,7 @@ enum FerryHostAPI {
     }
 
     private static func read(
-        _ caller: borrowing Caller,
+        _ guest: HostCall,
         _ pointer: Value,
         _ length: Value,
         limit: Int,
@@ -582,7 +578,7 @@ enum FerryHostAPI {
     ) throws
         -> [UInt8]
     {
-        let (memory, offset, count) = try Self.region(caller, pointer, length, limit: limit, call: call)
-        return memory.withUnsafeBufferPointer(offset: UInt(offset), count: count) { [UInt8]($0) }
+        let (memory, offset, count) = try Self.region(guest, pointer, length, limit: limit, call: call)
+        return memory.withUnsafeMutableBufferPointer(offset: UInt(offset), count: count) { [UInt8]($0) }
     }
 }

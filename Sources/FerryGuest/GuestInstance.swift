@@ -43,53 +43,24 @@ public final class GuestInstance {
         self.suspension.store = store
         self.suspension.unwindBytes = limits.stackBytes
         self.suspension.maxMemoryBytes = limits.maxMemoryBytes
-        // Built first so that a bad directory is reported as such, not as a WASI failure.
-        let fileSystem = try LayeredFileSystem(environment.directories)
-        do {
-            self.wasi = try WASIBridgeToHost(
-                args: ["guest"] + environment.arguments,
-                environment: environment.environment,
-                fileSystem: .custom { fileSystem }
-                    .withStdio(
-                        stdin: environment.standardInput,
-                        stdout: environment.standardOutput,
-                        stderr: environment.standardError
-                    )
-                    .withPreopens(
-                        environment.directories.map { .init(guestPath: $0.guestPath, hostPath: $0.layers[0]) }
-                    )
-            )
-        } catch {
-            throw GuestError.cannotInstantiate(reason: "WASI: \(error)")
-        }
+        self.wasi = try GuestWASI.bridge(for: environment)
         var imports = Imports()
         // Only what the module imports: each host function is an allocation in the new store.
         let imported = Set(module.info.imports.map { "\($0.module).\($0.name)" })
-        // WasmKit builds WASI's whole function table per call: a guest that imports none skips it.
-        let wasiFunctions =
-            imported.contains { $0.hasPrefix("wasi_snapshot_preview1.") }
-            ? self.wasi.hostFunctions(capabilities: WASICapability.all) : [:]
-        for (name, function) in wasiFunctions where imported.contains("wasi_snapshot_preview1.\(name)") {
+        let watchdog = self.watchdog
+        let functions =
+            GuestWASI.functions(of: self.wasi, imported: imported, memory: WasmKit.Memory.self)
+            + FerryHostAPI.functions(imported: imported, environment: environment, suspension: self.suspension) {
+                if let watchdog, watchdog.hasPassed { throw GuestStop.deadline(watchdog.deadline) }
+            }
+        for function in functions {
             imports.define(
-                module: "wasi_snapshot_preview1",
-                name: name,
-                Function(store: store, type: function.type) { caller, values in
-                    guard let memory = caller.instance?.exports[memory: "memory"] else {
-                        throw GuestStop.badHostCall("\(name): the guest exports no memory named 'memory'")
-                    }
-                    return try function.implementation(memory, values)
+                module: function.module,
+                name: function.name,
+                Function(store: store, type: function.type) { caller, arguments in
+                    try function.body(.wasmKit(caller.instance), arguments)
                 }
             )
-        }
-        let watchdog = self.watchdog
-        FerryHostAPI.define(
-            in: &imports,
-            imported: imported,
-            store: store,
-            environment: environment,
-            suspension: self.suspension
-        ) {
-            if let watchdog, watchdog.hasPassed { throw GuestStop.deadline(watchdog.deadline) }
         }
         do {
             self.instance = try self.watchdog.guarded {

@@ -51,11 +51,11 @@ import Testing
     }
 
     /// Runs the files guest with `commands` over `directory`.
-    func files(_ commands: [String], in directory: GuestDirectory) throws -> Run {
+    func files(on engine: GuestEngine, _ commands: [String], in directory: GuestDirectory) throws -> Run {
         let output = Pipe()
         let errors = Pipe()
-        let instance = try GuestInstance(
-            module: try Guests.load("files"),
+        let instance = try engine.instantiate(
+            try Guests.load("files"),
             environment: GuestEnvironment(
                 arguments: commands,
                 standardOutput: output.fileHandleForWriting.fileDescriptor,
@@ -73,10 +73,13 @@ import Testing
         )
     }
 
-    @Test func theFirstWriteCopiesAFileUpAndTheLowerLayerIsNeverWritten() throws {
+    @Test(arguments: TestEngines.available) func theFirstWriteCopiesAFileUpAndTheLowerLayerIsNeverWritten(
+        engine: GuestEngine
+    ) throws {
         let layers = try Layers()
         try layers.write("lower/notes.txt", "from the image\n")
         let run = try self.files(
+            on: engine,
             ["cat", "notes.txt", "append", "notes.txt", "and the guest\n", "cat", "notes.txt"],
             in: layers.view
         )
@@ -86,36 +89,51 @@ import Testing
         #expect(layers.read("lower/notes.txt") == "from the image\n")
     }
 
-    @Test func aDeleteLeavesAWhiteoutAndTheNameCanComeBack() throws {
+    @Test(arguments: TestEngines.available) func aDeleteLeavesAWhiteoutAndTheNameCanComeBack(engine: GuestEngine) throws
+    {
         let layers = try Layers()
         try layers.write("lower/sub/old.txt", "old")
         try layers.write("lower/sub/kept.txt", "kept")
-        let deleted = try self.files(["rm", "sub/old.txt", "ls", "sub"], in: layers.view)
+        let deleted = try self.files(on: engine, ["rm", "sub/old.txt", "ls", "sub"], in: layers.view)
         #expect(deleted.code == 0, "\(deleted.errors)")
         #expect(deleted.output == "kept.txt\n", "the whiteout hides the lower file and is itself never listed")
         #expect(layers.exists("upper/sub/.wh.old.txt"))
         #expect(layers.read("lower/sub/old.txt") == "old")
-        #expect(try self.files(["cat", "sub/old.txt"], in: layers.view).errors == "files: cat sub/old.txt: ENOENT\n")
+        #expect(
+            try self.files(on: engine, ["cat", "sub/old.txt"], in: layers.view).errors
+                == "files: cat sub/old.txt: ENOENT\n"
+        )
 
-        let recreated = try self.files(["write", "sub/old.txt", "new", "cat", "sub/old.txt"], in: layers.view)
+        let recreated = try self.files(
+            on: engine,
+            ["write", "sub/old.txt", "new", "cat", "sub/old.txt"],
+            in: layers.view
+        )
         #expect(recreated.output == "new")
         #expect(!layers.exists("upper/sub/.wh.old.txt"))
     }
 
-    @Test func aDirectoryMadeWhereOneWasDeletedDoesNotShowTheOldEntries() throws {
+    @Test(arguments: TestEngines.available) func aDirectoryMadeWhereOneWasDeletedDoesNotShowTheOldEntries(
+        engine: GuestEngine
+    ) throws {
         let layers = try Layers()
         try layers.write("lower/cache/a", "a")
         let run = try self.files(
+            on: engine,
             ["rm", "cache/a", "rmdir", "cache", "mkdir", "cache", "write", "cache/b", "b", "ls", "cache"],
             in: layers.view
         )
         #expect(run.code == 0, "\(run.errors)")
         #expect(run.output == "b\n")
         #expect(layers.exists("upper/cache/.wh..wh..opq"))
-        #expect(try self.files(["rmdir", "cache"], in: layers.view).errors == "files: rmdir cache: ENOTEMPTY\n")
+        #expect(
+            try self.files(on: engine, ["rmdir", "cache"], in: layers.view).errors == "files: rmdir cache: ENOTEMPTY\n"
+        )
     }
 
-    @Test func layersMergeTopFirstAndTheListingIsTheirUnion() throws {
+    @Test(arguments: TestEngines.available) func layersMergeTopFirstAndTheListingIsTheirUnion(
+        engine: GuestEngine
+    ) throws {
         let layers = try Layers()
         try layers.write("lower/shared", "top lower\n")
         try layers.write("lower2/shared", "bottom lower\n")
@@ -125,22 +143,24 @@ import Testing
         try layers.write("lower2/dir/y", "")
         var view = layers.view
         view.lowers.append(layers.path("lower2"))
-        let run = try self.files(["cat", "shared", "ls", ".", "ls", "dir"], in: view)
+        let run = try self.files(on: engine, ["cat", "shared", "ls", ".", "ls", "dir"], in: view)
         #expect(run.code == 0, "\(run.errors)")
         #expect(run.output == "top lower\ndir\nonly-bottom\nonly-upper\nshared\nx\ny\n")
     }
 
-    @Test func renamingALowerFileCopiesItUpAndHidesTheOldName() throws {
+    @Test(arguments: TestEngines.available) func renamingALowerFileCopiesItUpAndHidesTheOldName(
+        engine: GuestEngine
+    ) throws {
         let layers = try Layers()
         try layers.write("lower/a.txt", "contents")
-        let run = try self.files(["mv", "a.txt", "b.txt", "cat", "b.txt", "ls", "."], in: layers.view)
+        let run = try self.files(on: engine, ["mv", "a.txt", "b.txt", "cat", "b.txt", "ls", "."], in: layers.view)
         #expect(run.code == 0, "\(run.errors)")
         #expect(run.output == "contentsb.txt\n")
         #expect(layers.read("lower/a.txt") == "contents")
         #expect(layers.exists("upper/.wh.a.txt"))
     }
 
-    @Test func nothingLeadsOutOfTheView() throws {
+    @Test(arguments: TestEngines.available) func nothingLeadsOutOfTheView(engine: GuestEngine) throws {
         let layers = try Layers()
         try layers.write("secret", "outside the view")
         try layers.write("lower/sub/inside", "inside")
@@ -156,29 +176,40 @@ import Testing
         for path in [
             "/etc/passwd", "../secret", "sub/../../secret", "absolute/passwd", "relative", "sub/up/secret",
         ] {
-            let run = try self.files(["cat", path], in: layers.view)
+            let run = try self.files(on: engine, ["cat", path], in: layers.view)
             #expect(run.code == 1 && run.errors == "files: cat \(path): ENOTCAPABLE\n", "\(path): \(run)")
             #expect(!run.output.contains("outside"))
         }
-        #expect(try self.files(["cat", "fine"], in: layers.view).output == "inside", "a symlink within the view works")
+        #expect(
+            try self.files(on: engine, ["cat", "fine"], in: layers.view).output == "inside",
+            "a symlink within the view works"
+        )
         // Nor can a guest-made symlink be used to get out, or a write to escape.
-        let planted = try self.files(["ln", "../../secret", "sub/way-out", "cat", "sub/way-out"], in: layers.view)
+        let planted = try self.files(
+            on: engine,
+            ["ln", "../../secret", "sub/way-out", "cat", "sub/way-out"],
+            in: layers.view
+        )
         #expect(planted.errors == "files: cat sub/way-out: ENOTCAPABLE\n")
-        #expect(try self.files(["write", "../escaped", "x"], in: layers.view).code == 1)
+        #expect(try self.files(on: engine, ["write", "../escaped", "x"], in: layers.view).code == 1)
         #expect(!layers.exists("escaped"))
     }
 
-    @Test func aReadOnlyViewRefusesWritesAndMarkerNamesAreReserved() throws {
+    @Test(arguments: TestEngines.available) func aReadOnlyViewRefusesWritesAndMarkerNamesAreReserved(
+        engine: GuestEngine
+    ) throws {
         let layers = try Layers()
         try layers.write("lower/a", "a")
         let readOnly = try GuestDirectory(parsing: "\(layers.path("lower")):/data:ro")
         #expect(readOnly.upper == nil)
-        #expect(try self.files(["cat", "a"], in: readOnly).output == "a")
+        #expect(try self.files(on: engine, ["cat", "a"], in: readOnly).output == "a")
         for command in [["write", "b", "x"], ["append", "a", "x"], ["rm", "a"], ["mkdir", "d"]] {
-            #expect(try self.files(command, in: readOnly).errors.hasSuffix(": EROFS\n"), "\(command)")
+            #expect(try self.files(on: engine, command, in: readOnly).errors.hasSuffix(": EROFS\n"), "\(command)")
         }
         #expect(try FileManager.default.contentsOfDirectory(atPath: layers.path("lower")) == ["a"])
-        #expect(try self.files(["write", ".wh.a", "x"], in: layers.view).errors == "files: write .wh.a: EPERM\n")
+        #expect(
+            try self.files(on: engine, ["write", ".wh.a", "x"], in: layers.view).errors == "files: write .wh.a: EPERM\n"
+        )
     }
 
     @Test func directorySpecificationsAreParsedOrRefusedClearly() throws {
