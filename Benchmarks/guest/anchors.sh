@@ -14,11 +14,12 @@ build_native_anchor() {
 # Run it as: "$(ensure_wasmtime)" "$ANCHORS_DIR/wasmtime_sha256.py" WASM MIB REPEATS
 ensure_wasmtime() {
     local python=$FERRY_BENCH_VENV/bin/python
-    if ! "$python" -c 'import wasmtime' 2>/dev/null; then
+    if ! "$python" -c 'import importlib.metadata as m; assert m.version("wasmtime").startswith("50.")' 2>/dev/null; then
         # Debian's python3 needs python3-venv for ensurepip.
         python3 -c 'import ensurepip, venv' 2>/dev/null || apt_install python3-venv
         python3 -m venv "$FERRY_BENCH_VENV" >&2 || return 1
-        "$python" -m pip install -q wasmtime >&2 || return 1
+        # Pinned to the major version Ferry's own Wasmtime engine speaks (CFerryWasmtime.h).
+        "$python" -m pip install -q 'wasmtime==50.*' >&2 || return 1
     fi
     echo "$python"
 }
