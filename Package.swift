@@ -322,6 +322,7 @@ let package = Package(
             name: "FerryTestSupport",
             dependencies: [
                 "CFerryLinux",
+                "FerryPosix",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],

@@ -527,17 +527,6 @@ private func sendAll(_ fd: Int32, _ bytes: ArraySlice<UInt8>) -> Bool {
     return true
 }
 
-/// Calls `body` with a NULL-terminated C array of `strings`.
-private func withCStrings<Result>(
-    _ strings: [String],
-    _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> Result
-) -> Result {
-    var pointers: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) }
-    pointers.append(nil)
-    defer { for pointer in pointers { free(pointer) } }
-    return pointers.withUnsafeBufferPointer { body($0.baseAddress!) }
-}
-
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -25,12 +25,7 @@ struct ContainerProcessTests {
         let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent()
         let directory = NSTemporaryDirectory() + "ferry-rootfs-\(getpid())"
-        let process = Process()
-        process.executableURL = repository.appendingPathComponent("Examples/rootfs.sh")
-        process.arguments = [directory]
-        process.standardOutput = FileHandle.nullDevice
-        try? process.run()
-        process.waitUntilExit()
+        _ = try? RunningProgram.run([repository.appendingPathComponent("Examples/rootfs.sh").path, directory])
         return directory
     }()
 
@@ -258,34 +253,25 @@ struct ContainerProcessTests {
     @Test(.disabled(if: !FileManager.default.isExecutableFile(atPath: "/usr/bin/crun"), "crun is not installed"))
     func anOCIBundleForCrunRunsTheSameUnderFerry() throws {
         let bundle = self.temporary.path + "/oci"
-        let make = Process()
-        make.executableURL = URL(fileURLWithPath: "/bin/sh")
-        make.arguments = [
-            "-c",
+        _ = try RunningProgram.run([
+            "/bin/sh", "-c",
             """
             mkdir -p \(bundle) && cd \(bundle) && ln -s \(Self.rootfs) rootfs && crun spec && \
             python3 -c "import json; c=json.load(open('config.json')); c['process']['terminal']=False; \
             c['process']['args']=['sh','-c','hostname; echo \\$\\$; grep -E \\"^Cap(Eff|Bnd)\\" /proc/self/status; ulimit -n; touch /x 2>&1 | cut -d: -f3']; \
             json.dump(c, open('config.json','w'))"
             """,
-        ]
-        try make.run()
-        make.waitUntilExit()
+        ])
         // crun refuses hybrid cgroups (v1 beside a v2 mount with a controller): hide the v2 mount.
-        let crun = Process()
-        let pipe = Pipe()
-        crun.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
-        crun.arguments = [
-            "-m", "sh", "-c",
-            "umount /sys/fs/cgroup/unified 2>/dev/null; crun run --bundle \(bundle) ferry-test-\(getpid())",
-        ]
-        crun.standardOutput = pipe
-        crun.standardError = pipe
-        try crun.run()
-        let crunOutput = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        crun.waitUntilExit()
+        let (crunStatus, crunOutput) = try RunningProgram.run(
+            [
+                "/usr/bin/unshare", "-m", "sh", "-c",
+                "umount /sys/fs/cgroup/unified 2>/dev/null; crun run --bundle \(bundle) ferry-test-\(getpid())",
+            ],
+            mergingErrors: true
+        )
         let ferry = try self.container(["run", "--bundle", bundle])
-        #expect(crun.terminationStatus == 0)
+        #expect(crunStatus == 0)
         #expect(ferry.status == 0)
         let ferryLines = ferry.output.split(separator: "\n").filter { !$0.hasPrefix("ferry: container") }
         #expect(ferryLines == crunOutput.split(separator: "\n"))

@@ -63,17 +63,21 @@ import Testing
     @Test func aDataNodeKilledMidRunIsLeftOutAndTheRunGoesOn() throws {
         let cluster = try TestCluster()
         for node in ["n1", "n2", "n3"] { try cluster.start(node, extra: Self.quota) }
-        let learn = Process()
-        learn.executableURL = try FerryProcess.executable()
-        learn.arguments = [
-            "learn", "--endpoints", cluster.daemon.endpoint, "--nodes", "n1,n2,n3", "--rounds", "4", "--key",
-            cluster.key, "--json", "--data", Self.examples.appendingPathComponent("Examples/digits/digits.bin").path,
-            "--model", TestCluster.guest("softmax"),
-        ]
         let output = Pipe()
-        learn.standardOutput = output
-        learn.standardError = FileHandle.nullDevice
-        try learn.run()
+        let discarded = open("/dev/null", O_WRONLY | O_CLOEXEC)
+        defer { close(discarded) }
+        let learn = try RunningProgram(
+            [
+                try FerryProcess.executable().path,
+                "learn", "--endpoints", cluster.daemon.endpoint, "--nodes", "n1,n2,n3", "--rounds", "4", "--key",
+                cluster.key, "--json", "--data",
+                Self.examples.appendingPathComponent("Examples/digits/digits.bin").path,
+                "--model", TestCluster.guest("softmax"),
+            ],
+            standardOutput: output.fileHandleForWriting.fileDescriptor,
+            standardError: discarded
+        )
+        try? output.fileHandleForWriting.close()
         var text = Data()
         // After the first round's line, n2 dies.
         while !text.contains(10) {

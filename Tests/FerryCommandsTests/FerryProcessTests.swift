@@ -384,16 +384,7 @@ extension FerryProcessTests {
         let data = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ ($0 >> 11)) }
         let file = URL(fileURLWithPath: temporary.path + "/data.bin")
         try Data(data).write(to: file)
-        let sum = Process()
-        sum.executableURL = URL(fileURLWithPath: "/usr/bin/sha256sum")
-        sum.arguments = [file.path]
-        let output = Pipe()
-        sum.standardOutput = output
-        try sum.run()
-        sum.waitUntilExit()
-        let expected = String(
-            String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).prefix(64)
-        )
+        let expected = String(try RunningProgram.run(["/usr/bin/sha256sum", file.path]).output.prefix(64))
         #expect(digest == expected)
 
         // A damaged snapshot is refused, and nothing runs.

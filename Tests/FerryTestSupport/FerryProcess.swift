@@ -1,3 +1,4 @@
+import FerryPosix
 import Foundation
 
 #if canImport(Glibc)
@@ -7,7 +8,7 @@ import Glibc
 /// The built `ferry` executable run as a user would: the one way tests start Ferry's own
 /// processes, read their lines (a server's first is `listening on HOST:PORT`), and stop them.
 public final class FerryProcess {
-    public let process = Process()
+    public let process: RunningProgram
     private let output = Pipe()
     private var pending = Data()
 
@@ -43,25 +44,22 @@ public final class FerryProcess {
         under wrapper: [String] = []
     ) throws {
         let ferry = try Self.executable()
-        if let program = wrapper.first {
-            self.process.executableURL = URL(fileURLWithPath: program)
-            self.process.arguments = Array(wrapper.dropFirst()) + [ferry.path] + arguments
-        } else {
-            self.process.executableURL = ferry
-            self.process.arguments = arguments
-        }
-        if !environment.isEmpty {
-            self.process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        }
-        self.process.standardOutput = self.output
+        let command = wrapper.isEmpty ? [ferry.path] + arguments : wrapper + [ferry.path] + arguments
+        let errorDescriptor: Int32
         switch errors {
-        case .discarded: self.process.standardError = FileHandle.nullDevice
-        case .merged: self.process.standardError = self.output
-        case .file(let path):
-            _ = FileManager.default.createFile(atPath: path, contents: nil)
-            self.process.standardError = FileHandle(forWritingAtPath: path)
+        case .discarded: errorDescriptor = open("/dev/null", O_WRONLY | O_CLOEXEC)
+        case .merged: errorDescriptor = dup(self.output.fileHandleForWriting.fileDescriptor)
+        case .file(let path): errorDescriptor = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
         }
-        try self.process.run()
+        defer { close(errorDescriptor) }
+        self.process = try RunningProgram(
+            command,
+            environment: environment.isEmpty ? nil : ProcessInfo.processInfo.environment.merging(environment) { $1 },
+            standardOutput: self.output.fileHandleForWriting.fileDescriptor,
+            standardError: errorDescriptor
+        )
+        // The child has its own copy: ours would keep the pipe from ever reaching its end.
+        try? self.output.fileHandleForWriting.close()
     }
 
     /// The next line of its output; waits for it (the process prints it when ready), `nil` at the end.
@@ -95,15 +93,83 @@ public final class FerryProcess {
 
     /// Sends `signal` and waits for the process to end; its exit status.
     public func stop(_ signal: Int32) -> Int32 {
-        kill(self.process.processIdentifier, signal)
+        self.process.child.signal(signal)
         self.process.waitUntilExit()
         return self.process.terminationStatus
     }
 
     deinit {
         if self.process.isRunning {
-            kill(self.process.processIdentifier, SIGKILL)
+            self.process.child.signal(SIGKILL)
             self.process.waitUntilExit()
         }
+    }
+}
+
+/// A program a test started, asked what tests ask of Foundation's `Process` (whose `run()` the
+/// tests cannot use: see ``ChildProcess``).
+public final class RunningProgram: @unchecked Sendable {
+    // Sendable: ChildProcess is.
+    public let child: ChildProcess
+
+    public enum TerminationReason: Sendable { case exit, uncaughtSignal }
+
+    /// Starts `command` (a path, then its arguments).
+    public init(
+        _ command: [String],
+        environment: [String: String]? = nil,
+        standardInput: Int32? = nil,
+        standardOutput: Int32? = nil,
+        standardError: Int32? = nil
+    ) throws {
+        self.child = try ChildProcess(
+            command[0],
+            Array(command.dropFirst()),
+            environment: environment,
+            standardInput: standardInput,
+            standardOutput: standardOutput,
+            standardError: standardError
+        )
+    }
+
+    /// Runs `command` to its end: its exit status and standard output (with its standard error
+    /// when `mergingErrors`; discarded otherwise).
+    public static func run(_ command: [String], mergingErrors: Bool = false) throws -> (status: Int32, output: String) {
+        let output = Pipe()
+        let errors =
+            mergingErrors ? dup(output.fileHandleForWriting.fileDescriptor) : open("/dev/null", O_WRONLY | O_CLOEXEC)
+        let program: RunningProgram
+        do {
+            // Our copies of the write ends go before reading: the output ends when the child's do.
+            defer {
+                close(errors)
+                try? output.fileHandleForWriting.close()
+            }
+            program = try RunningProgram(
+                command,
+                standardOutput: output.fileHandleForWriting.fileDescriptor,
+                standardError: errors
+            )
+        }
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        return (program.terminationStatus, text)
+    }
+
+    public var processIdentifier: Int32 { self.child.pid }
+    public var isRunning: Bool { self.child.isRunning }
+    public func waitUntilExit() { self.child.wait() }
+    public func terminate() { self.child.signal(SIGTERM) }
+
+    /// Its exit code, or the signal that ended it (as Foundation's `Process` says).
+    public var terminationStatus: Int32 {
+        switch self.child.wait() {
+        case .exited(let code): code
+        case .signalled(let signal): signal
+        }
+    }
+
+    public var terminationReason: TerminationReason {
+        if case .signalled = self.child.wait() { return .uncaughtSignal }
+        return .exit
     }
 }

@@ -13,6 +13,11 @@
 #include <sys/resource.h>
 
 /// accept4(2) with SOCK_NONBLOCK | SOCK_CLOEXEC (Glibc hides accept4 from Swift without _GNU_SOURCE).
+/// posix_spawn of `path`: the child's standard input, output and error are `in`, `out` and `err`
+/// (-1: this process's own), every other descriptor is closed in it, its signal mask is empty and
+/// SIGPIPE, SIGINT, SIGTERM and SIGHUP are back to their defaults. 0, or an errno value.
+int ferry_spawn_child(const char *path, char *const argv[], char *const envp[], int in, int out, int err, pid_t *pid);
+
 int ferry_accept_nonblocking(int fd);
 
 /// Opens `path` relative to `dirfd` so that resolution can never leave `dirfd`: `..` past the top,

@@ -13,7 +13,7 @@ final class TestCluster: @unchecked Sendable {
     final class Member {
         let name: String
         private let running: FerryProcess
-        var process: Process { self.running.process }
+        var process: RunningProgram { self.running.process }
         let endpoint: String
 
         /// - Parameter hiding: a directory this member sees empty: it runs in a mount namespace of
@@ -130,17 +130,18 @@ final class TestCluster: @unchecked Sendable {
     /// Runs `ferry ARGUMENTS` to the end (at most `timeout` seconds).
     @discardableResult
     func ferry(_ arguments: [String], timeout: Double = 120) throws -> Result {
-        let process = Process()
-        process.executableURL = try FerryProcess.executable()
-        process.arguments = arguments
         let output = Pipe()
         // Standard error to a file: read after the end, it can never fill and block the command.
         let errorPath = "\(self.directory)/command-\(UUID().uuidString).err"
-        FileManager.default.createFile(atPath: errorPath, contents: nil)
+        let errorDescriptor = open(errorPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         defer { try? FileManager.default.removeItem(atPath: errorPath) }
-        process.standardOutput = output
-        process.standardError = FileHandle(forWritingAtPath: errorPath)
-        try process.run()
+        let process = try RunningProgram(
+            [try FerryProcess.executable().path] + arguments,
+            standardOutput: output.fileHandleForWriting.fileDescriptor,
+            standardError: errorDescriptor
+        )
+        close(errorDescriptor)
+        try? output.fileHandleForWriting.close()
         let timer = DispatchWorkItem { if process.isRunning { process.terminate() } }
         DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: timer)
         let outputData = output.fileHandleForReading.readDataToEndOfFile()
