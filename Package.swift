@@ -166,6 +166,7 @@ let package = Package(
         .target(
             name: "FerryObjects",
             dependencies: [
+                "FerryPosix",
                 "FerryEndpoints",
                 "FerryGuest",
                 "FerryWire",
@@ -278,6 +279,7 @@ let package = Package(
                 "FerryExamples",
                 "FerryCDN",
                 "FerryContainer",
+                "FerryPosix",
             ]
         ),
         // The Swift runtime and Foundation linked in: no shared libraries to find and relocate

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CFerryLinux
 import FerryContainer
+import FerryPosix
 import Foundation
 import NIOCore
 
@@ -215,20 +216,18 @@ struct ContainerRun: AsyncParsableCommand {
         arguments =
             arguments[..<terminator].filter { $0 != "--detach" } + naming + ["--monitor"] + arguments[terminator...]
         let ready = Pipe()
-        let process = Process()
-        process.executableURL = URL(
-            fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
-                ?? CommandLine.arguments[0]
+        let process = try ChildProcess(
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0],
+            arguments,
+            standardInput: ready.fileHandleForWriting.fileDescriptor,
+            standardOutput: output.fileDescriptor,
+            standardError: output.fileDescriptor
         )
-        process.arguments = arguments
-        process.standardInput = ready.fileHandleForWriting
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
         try? ready.fileHandleForWriting.close()
+        try? output.close()
         let answer = String(decoding: ready.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         guard answer == "ok" else {
-            process.waitUntilExit()
+            process.wait()
             try? store.remove(id)
             let reason = answer.isEmpty ? (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" : answer
             throw ContainerError(

@@ -1,3 +1,4 @@
+import FerryPosix
 import Foundation
 
 /// Runs a host tool (`ip`, `tar`) to its end: its standard output, or its standard error as the
@@ -10,16 +11,28 @@ enum HostTool {
         _ arguments: [String],
         input: [UInt8]? = nil
     ) throws -> (status: Int32, output: [UInt8], errors: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = arguments
         let output = Pipe()
         let errors = Pipe()
         let feed = Pipe()
-        process.standardOutput = output
-        process.standardError = errors
-        process.standardInput = input == nil ? FileHandle.nullDevice : feed
-        try process.run()
+        let nothing = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        let process: ChildProcess
+        do {
+            // Our copies of the child's ends go at once: the pipes end when the child's do.
+            defer {
+                close(nothing)
+                try? output.fileHandleForWriting.close()
+                try? errors.fileHandleForWriting.close()
+                try? feed.fileHandleForReading.close()
+            }
+            process = try ChildProcess(
+                path,
+                arguments,
+                standardInput: input == nil ? nothing : feed.fileHandleForReading.fileDescriptor,
+                standardOutput: output.fileHandleForWriting.fileDescriptor,
+                standardError: errors.fileHandleForWriting.fileDescriptor
+            )
+        }
+        if input == nil { try? feed.fileHandleForWriting.close() }
         if let input {
             let writer = feed.fileHandleForWriting
             Thread.detachNewThread {
@@ -29,8 +42,8 @@ enum HostTool {
         }
         let bytes = output.fileHandleForReading.readDataToEndOfFile()
         let message = errors.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
+        let status = process.wait().code
         let text = String(decoding: message, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        return (process.terminationStatus, [UInt8](bytes), text)
+        return (status, [UInt8](bytes), text)
     }
 }

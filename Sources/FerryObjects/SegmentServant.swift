@@ -1,3 +1,4 @@
+import FerryPosix
 import FerryWire
 import Foundation
 import Logging
@@ -26,14 +27,14 @@ struct SegmentFailure: Error, CustomStringConvertible {
 /// touched.
 final class SegmentServant: ObjectServant, Sendable {
     let id: String
-    private let process: Process
+    private let process: ChildProcess
     private let client: WireClient
     private let sequence = NIOLockedValueBox<UInt64>(0)
     private let clientID = UInt64.random(in: 1...UInt64.max)
 
-    var pid: Int32 { self.process.processIdentifier }
+    var pid: Int32 { self.process.pid }
 
-    private init(id: String, process: Process, client: WireClient) {
+    private init(id: String, process: ChildProcess, client: WireClient) {
         self.id = id
         self.process = process
         self.client = client
@@ -41,13 +42,15 @@ final class SegmentServant: ObjectServant, Sendable {
 
     /// Starts the process and hands it the object (with its state).
     static func launch(id: String, state: [UInt8]?, launcher: SegmentLauncher) async throws -> SegmentServant {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: launcher.executable)
-        process.arguments = launcher.arguments
         let output = Pipe()
-        process.standardOutput = output
+        let process: ChildProcess
         do {
-            try process.run()
+            defer { try? output.fileHandleForWriting.close() }
+            process = try ChildProcess(
+                launcher.executable,
+                launcher.arguments,
+                standardOutput: output.fileHandleForWriting.fileDescriptor
+            )
         } catch {
             throw ErrorMessage(
                 code: .segmentFailed,
@@ -65,7 +68,7 @@ final class SegmentServant: ObjectServant, Sendable {
             _ = try await client.call(ObjectAdopt(object: id, state: state, fromLease: 0)).decode(as: ObjectResult.self)
             return servant
         } catch {
-            process.terminate()
+            process.signal(SIGTERM)
             throw ErrorMessage(
                 code: .segmentFailed,
                 message: "the segment process for '\(id)' did not take it: \(error)"
@@ -78,10 +81,10 @@ final class SegmentServant: ObjectServant, Sendable {
 
     /// Reads the `listening on PORT` line off a thread of its own (the read blocks); a process
     /// that says nothing in time is stopped.
-    private static func readPort(_ handle: FileHandle, process: Process, id: String) async throws -> Int {
+    private static func readPort(_ handle: FileHandle, process: ChildProcess, id: String) async throws -> Int {
         let watchdog = Task {
             try await Task.sleep(for: Self.startTimeout)
-            if process.isRunning { process.terminate() }
+            if process.isRunning { process.signal(SIGTERM) }
         }
         defer { watchdog.cancel() }
         let line: String = await withCheckedContinuation { continuation in
@@ -96,7 +99,7 @@ final class SegmentServant: ObjectServant, Sendable {
             }
         }
         guard let word = line.split(separator: "\n").first?.split(separator: ":").last, let port = Int(word) else {
-            process.terminate()
+            process.signal(SIGTERM)
             throw ErrorMessage(
                 code: .segmentFailed,
                 message: "the segment process for '\(id)' did not start: it printed '\(line.prefix(200))'"
@@ -144,12 +147,15 @@ final class SegmentServant: ObjectServant, Sendable {
     private func death(_ error: any Error) async -> String {
         // The connection ends as the process dies; give the kernel a moment to report the exit.
         for _ in 0..<100 where self.process.isRunning { try? await Task.sleep(for: .milliseconds(1)) }
-        let how =
-            self.process.isRunning
-            ? "its connection failed (\(error))"
-            : self.process.terminationReason == .uncaughtSignal
-                ? "it died of signal \(self.process.terminationStatus)"
-                : "it exited with status \(self.process.terminationStatus)"
+        let how: String
+        if self.process.isRunning {
+            how = "its connection failed (\(error))"
+        } else {
+            switch self.process.wait() {
+            case .signalled(let signal): how = "it died of signal \(signal)"
+            case .exited(let status): how = "it exited with status \(status)"
+            }
+        }
         return
             "the segment process (pid \(self.pid)) of '\(self.id)' is gone: \(how); the call may not have run, and the next call starts a new process"
     }
@@ -158,11 +164,11 @@ final class SegmentServant: ObjectServant, Sendable {
     func stop() async {
         await self.client.close()
         guard self.process.isRunning else { return }
-        self.process.terminate()
+        self.process.signal(SIGTERM)
         let process = self.process
         await withCheckedContinuation { continuation in
             Thread.detachNewThread {
-                process.waitUntilExit()
+                process.wait()
                 continuation.resume()
             }
         }

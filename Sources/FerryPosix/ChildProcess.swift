@@ -1,5 +1,4 @@
 import CFerryLinux
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -11,14 +10,14 @@ import Glibc
 /// Foundation's `Process` is not used to start programs: on Linux its `run()` scans
 /// `/proc/self/fd` with a 256-byte over-read of each entry, which crashes a process holding many
 /// descriptors now and then (swift-corelibs-foundation #5472, in Swift 6.3).
-public final class ChildProcess: @unchecked Sendable {
-    // Sendable: the pid is fixed; the wait status is written once, by whoever reaps, under the mutex.
+public final class ChildProcess: Sendable {
     public let pid: pid_t
-    private let status = Mutex<Int32?>(nil)
+    private let exit = ExitStatus()
 
     /// Starts `executable` with `arguments` (after its own name) and `environment` (nil: ours).
     /// Standard input, output and error are the given descriptors (nil: ours); the caller closes
-    /// its own copies.
+    /// its own copies. A thread of its own reaps the child the moment it ends, as Foundation's
+    /// `Process` does: no zombie is left to look alive to `kill(pid, 0)`.
     public init(
         _ executable: String,
         _ arguments: [String],
@@ -44,30 +43,27 @@ public final class ChildProcess: @unchecked Sendable {
         }
         guard result == 0 else { throw PosixError.system("cannot start \(executable)", errno: result) }
         self.pid = pid
+        let exit = self.exit
+        let child = pid
+        try KernelThread.detach(name: "ferry-reap-\(child)") {
+            var raw: Int32 = 0
+            while waitpid(child, &raw, 0) < 0 {
+                guard errno == EINTR else {
+                    raw = -1
+                    break
+                }
+            }
+            exit.set(raw)
+        }
     }
 
-    /// Sends `signal`, unless the child was reaped already (its pid may be someone else's then).
+    /// Sends `signal`, unless the child has ended (its pid may be someone else's then).
     public func signal(_ signal: Int32) {
-        self.status.withLock { status in if status == nil { _ = kill(self.pid, signal) } }
+        self.exit.unlessEnded { _ = kill(self.pid, signal) }
     }
 
     /// Whether it has not ended yet.
-    public var isRunning: Bool {
-        self.status.withLock { status in
-            guard status == nil else { return false }
-            var raw: Int32 = 0
-            switch waitpid(self.pid, &raw, WNOHANG) {
-            case self.pid:
-                status = raw
-                return false
-            case 0: return true
-            default:
-                // Not our child any more (reaped elsewhere): it has ended, how is not known.
-                status = -1
-                return false
-            }
-        }
-    }
+    public var isRunning: Bool { self.exit.status == nil }
 
     /// How a program ended.
     public enum Termination: Equatable, Sendable {
@@ -86,20 +82,7 @@ public final class ChildProcess: @unchecked Sendable {
     /// Waits for it to end.
     @discardableResult
     public func wait() -> Termination {
-        var raw: Int32 = 0
-        while true {
-            if let status = self.status.withLock({ $0 }) { return Self.code(status) }
-            let reaped = waitpid(self.pid, &raw, 0)
-            if reaped == self.pid {
-                self.status.withLock { $0 = raw }
-            } else if reaped < 0 && errno != EINTR {
-                // Reaped by isRunning on another thread meanwhile.
-                return self.status.withLock { $0.map(Self.code) } ?? .exited(-1)
-            }
-        }
-    }
-
-    private static func code(_ status: Int32) -> Termination {
+        let status = self.exit.wait()
         guard status >= 0 else { return .exited(-1) }
         let signal = status & 0x7F
         return signal == 0 ? .exited((status >> 8) & 0xFF) : .signalled(signal)
@@ -113,6 +96,51 @@ public final class ChildProcess: @unchecked Sendable {
             cursor += 1
         }
         return entries
+    }
+}
+
+/// A child's wait status, set once by its reaper thread, waited for by anyone.
+private final class ExitStatus: @unchecked Sendable {
+    // Sendable: every field is used under the mutex.
+    private var mutex = pthread_mutex_t()
+    private var ended = pthread_cond_t()
+    private var value: Int32?
+
+    init() {
+        pthread_mutex_init(&self.mutex, nil)
+        pthread_cond_init(&self.ended, nil)
+    }
+
+    deinit {
+        pthread_cond_destroy(&self.ended)
+        pthread_mutex_destroy(&self.mutex)
+    }
+
+    var status: Int32? {
+        pthread_mutex_lock(&self.mutex)
+        defer { pthread_mutex_unlock(&self.mutex) }
+        return self.value
+    }
+
+    func set(_ status: Int32) {
+        pthread_mutex_lock(&self.mutex)
+        self.value = status
+        pthread_cond_broadcast(&self.ended)
+        pthread_mutex_unlock(&self.mutex)
+    }
+
+    /// Runs `body` while the child is known not to have been reaped (so its pid is still its own).
+    func unlessEnded(_ body: () -> Void) {
+        pthread_mutex_lock(&self.mutex)
+        defer { pthread_mutex_unlock(&self.mutex) }
+        if self.value == nil { body() }
+    }
+
+    func wait() -> Int32 {
+        pthread_mutex_lock(&self.mutex)
+        defer { pthread_mutex_unlock(&self.mutex) }
+        while self.value == nil { pthread_cond_wait(&self.ended, &self.mutex) }
+        return self.value!
     }
 }
 
