@@ -115,16 +115,18 @@ print(f"instantiate a cached module, ferry on Wasmtime: {on_wasmtime['instantiat
       f"(goal on both engines: at most 100 µs): "
       + ("met" if max(instantiate, on_wasmtime["instantiate_us"]) <= 100 else "missed"))
 print()
-print(f"{'memory':>8} {'snapshot MiB':>13} {'checkpoint ms':>14} {'restore ms':>11}")
-print(f"{'-' * 8} {'-' * 13} {'-' * 14} {'-' * 11}")
+print(f"{'':22} {'WasmKit':>26} {'Wasmtime':>26}")
+print(f"{'memory':>8} {'snapshot MiB':>13} {'checkpoint ms':>14} {'restore ms':>11} {'checkpoint ms':>14} {'restore ms':>11}")
+print(f"{'-' * 8} {'-' * 13} {'-' * 14} {'-' * 11} {'-' * 14} {'-' * 11}")
 for size in (1, 16, 64):
     print(f"{str(size) + ' MiB':>8} {ferry[f'snapshot_bytes_{size}'] / 2**20:13.2f} "
-          f"{ferry[f'checkpoint_ms_{size}']:14.2f} {ferry[f'restore_ms_{size}']:11.2f}")
+          f"{ferry[f'checkpoint_ms_{size}']:14.2f} {ferry[f'restore_ms_{size}']:11.2f} "
+          f"{on_wasmtime[f'checkpoint_ms_{size}']:14.2f} {on_wasmtime[f'restore_ms_{size}']:11.2f}")
 print("checkpoint: unwind + copy memory and globals + serialize (CRC-32); restore: decode + "
       "instantiate + grow + copy + rewind, until the guest runs again")
 print()
 print(f"one user-level switch under GuestScheduler (unwind at ferry.yield, requeue, rewind): "
-      f"{ferry['switch_us']:.1f} µs")
+      f"{ferry['switch_us']:.1f} µs on WasmKit, {on_wasmtime['switch_us']:.1f} µs on Wasmtime")
 EOF
 echo
 echo "$(cc --version | head -1); wasmtime $("$PYTHON" -c 'import importlib.metadata as m; print(m.version("wasmtime"))') (PyPI); WasmKit 0.4.2"

@@ -52,14 +52,7 @@ struct GuestCommand: AsyncParsableCommand {
         @Option(help: "Interpreter stack, which bounds call depth, e.g. 512KiB.", transform: parseSize)
         var stack: Int = 512 << 10
 
-        @Option(
-            help: ArgumentHelp(
-                "The engine that runs the code: wasmkit (the interpreter, built in) or wasmtime (compiled, when installed: see 'ferry guest engines'). Default: FERRY_ENGINE, else wasmkit.",
-                valueName: "ENGINE"
-            ),
-            transform: GuestEngine.named
-        )
-        var engine: GuestEngine?
+        @OptionGroup var engineOption: EngineOption
 
         @Option(help: "Print this many bytes at the address the call returns, as hex, instead of the values.")
         var resultBytes: Int?
@@ -151,16 +144,18 @@ struct GuestCommand: AsyncParsableCommand {
                 directories: try self.guestDirectories(),
                 log: { line in logger.info("\(line)") }
             )
-            let engine = try self.engine ?? GuestEngine.fromEnvironment()
+            let engine = try self.engineOption.choose()
             do {
                 if let control = self.control {
                     guard let name = self.invoke else {
                         throw ValidationError("--control checkpoints an export's call: give --invoke NAME")
                     }
-                    guard engine == .wasmkit else {
-                        throw GuestError.engineCannot(engine: engine.rawValue, feature: "checkpoint a running guest")
-                    }
-                    let instance = try GuestInstance(module: module, limits: limits, environment: environment)
+                    let instance = try GuestInstance(
+                        module: module,
+                        limits: limits,
+                        environment: environment,
+                        engine: engine
+                    )
                     let values = try GuestValues.parse(arguments, as: try module.parameters(of: name), export: name)
                     try await self.runUnderControl(
                         instance,
@@ -172,7 +167,12 @@ struct GuestCommand: AsyncParsableCommand {
                     )
                     return
                 }
-                let instance = try engine.instantiate(module, limits: limits, environment: environment)
+                let instance = try GuestInstance(
+                    module: module,
+                    limits: limits,
+                    environment: environment,
+                    engine: engine
+                )
                 if let name = self.invoke {
                     let values = try GuestValues.parse(arguments, as: try module.parameters(of: name), export: name)
                     try GuestCommand.printResults(
@@ -231,7 +231,8 @@ struct GuestCommand: AsyncParsableCommand {
                         snapshot,
                         module: instance.module,
                         limits: limits,
-                        environment: environment
+                        environment: environment,
+                        engine: instance.engine
                     ) { _ in control.isRequested }
                 }
             } catch {
@@ -271,7 +272,7 @@ struct GuestCommand: AsyncParsableCommand {
     }
 
     /// Prints a call's results: each value, or `bytes` bytes of memory at the address it returned, as hex.
-    static func printResults(_ values: [Value], of instance: (any RunningGuest)?, bytes: Int?) throws {
+    static func printResults(_ values: [Value], of instance: GuestInstance?, bytes: Int?) throws {
         if let bytes, let instance, let address = values.first {
             let memory = try instance.readMemory(offset: Int(address.i32), count: bytes)
             printLine(GuestValues.hex(memory))

@@ -46,6 +46,8 @@ struct NodeCommand: AsyncParsableCommand {
     @Option(help: "Kernel threads that run guests.")
     var threads = 2
 
+    @OptionGroup var engineOption: EngineOption
+
     @Option(help: ArgumentHelp("On SIGTERM, move every running process to this node first.", valueName: "NODE"))
     var evacuateTo: String?
 
@@ -86,6 +88,8 @@ struct NodeCommand: AsyncParsableCommand {
     func run() async throws {
         let shutdown = await ShutdownSignals()
         let logger = Logger(label: "ferry.node.\(self.name)")
+        let engine = try self.engineOption.choose()
+        logger.info("guests run on the \(engine) engine")
         var values: [String: String] = [:]
         for pair in self.local {
             let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)

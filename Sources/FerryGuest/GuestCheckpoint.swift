@@ -39,9 +39,6 @@ final class SuspendState {
     var interrupt = GuestInterrupt()
     /// A movable module's safe-point flag.
     var flag: SafepointFlag?
-    /// The guest's store, to grow its memory for an unwind buffer (weak: the store owns the host
-    /// functions that hold this state).
-    weak var store: Store?
     /// How large an unwind buffer the host gives a movable module: Asyncify saves at most the
     /// interpreter's stack (each local a slot), so its size is enough.
     var unwindBytes = 512 << 10
@@ -70,7 +67,7 @@ extension GuestInstance {
         defer { self.suspension.decide = nil }
         let results = try self.invoke(name, arguments)
         guard self.suspension.mode == .unwinding else { return .finished(results) }
-        try self.export("asyncify_stop_unwind").invoke([])
+        try self.exports.call("asyncify_stop_unwind", [])
         self.suspension.mode = .normal
         return .checkpointed(try self.capture(export: name, arguments: arguments))
     }
@@ -82,13 +79,14 @@ extension GuestInstance {
         module: GuestModule,
         limits: GuestLimits = GuestLimits(),
         environment: GuestEnvironment = GuestEnvironment(),
+        engine: GuestEngine = .current,
         checkpoint: @escaping (Int) -> Bool = { _ in false }
     ) throws -> (GuestInstance, GuestCallOutcome) {
         guard snapshot.matches(module) else { throw GuestSnapshotError.wrongModule }
-        let instance = try GuestInstance(module: module, limits: limits, environment: environment)
+        let instance = try GuestInstance(module: module, limits: limits, environment: environment, engine: engine)
         try instance.restore(snapshot)
         instance.suspension.mode = .rewinding
-        try instance.export("asyncify_start_rewind").invoke([.i32(snapshot.asyncifyBuffer)])
+        try instance.exports.call("asyncify_start_rewind", [.i32(snapshot.asyncifyBuffer)])
         return (instance, try instance.call(snapshot.export, snapshot.arguments, checkpoint: checkpoint))
     }
 
@@ -108,25 +106,25 @@ extension GuestInstance {
 
     /// The `ferry.checkpoint` import.
     static func checkpoint(_ call: HostCall, _ state: SuspendState) throws -> [Value] {
-        guard let instance = call.instance else { return [] }
+        guard let exports = call.exports else { return [] }
         // Back at the point of capture: the stack is rebuilt, carry on from here.
-        if try Self.finishRewind(instance, state) { return [] }
+        if try Self.finishRewind(exports, state) { return [] }
         guard state.mode == .normal else { return [] }
         if state.interrupt.take() {
-            FerryHostAPI.unwindForCapture(instance, state)
+            FerryHostAPI.unwindForCapture(exports, state)
             return []
         }
         state.count += 1
         guard let decide = state.decide, decide(state.count) else { return [] }
-        try Self.startUnwind(instance, state, reason: .checkpoint)
+        try Self.startUnwind(exports, state, reason: .checkpoint)
         return []
     }
 
     /// Unwinds the guest's call stack into its Asyncify buffer; the call into the guest then
     /// returns at once, and a rewind later brings it back to this host call.
-    static func startUnwind(_ instance: Instance, _ state: SuspendState, reason: SuspendState.Reason) throws {
-        let (buffer, size) = try Self.unwindBuffer(instance, state)
-        guard let memory = instance.exports[memory: "memory"], Int(buffer) + Int(size) <= memory.byteCount,
+    static func startUnwind(_ exports: any GuestExports, _ state: SuspendState, reason: SuspendState.Reason) throws {
+        let (buffer, size) = try Self.unwindBuffer(exports, state)
+        guard let memory = exports.memory, Int(buffer) + Int(size) <= memory.byteCount,
             size > 8
         else {
             throw GuestSnapshotError.notCheckpointable("its Asyncify buffer lies outside its memory")
@@ -137,7 +135,7 @@ extension GuestInstance {
             header.storeBytes(of: (buffer + size).littleEndian, toByteOffset: 4, as: UInt32.self)
         }
         state.buffer = buffer
-        try Self.export(instance, "asyncify_start_unwind").invoke([.i32(buffer)])
+        try exports.call("asyncify_start_unwind", [.i32(buffer)])
         state.mode = .unwinding
         state.reason = reason
     }
@@ -146,21 +144,20 @@ extension GuestInstance {
     /// or, in a module Ferry made movable, pages the host adds to the end of its memory at the
     /// first capture. The guest's allocator never handed those pages out (it grows memory
     /// itself and takes what `memory.grow` returns), and their place travels with the globals.
-    private static func unwindBuffer(_ instance: Instance, _ state: SuspendState) throws -> (UInt32, UInt32) {
-        if let reserved = instance.exports[function: "ferry_asyncify_buffer"] {
-            let buffer = UInt32(try reserved.invoke([])[0].i32)
-            let size = UInt32(try Self.export(instance, "ferry_asyncify_buffer_size").invoke([])[0].i32)
+    private static func unwindBuffer(_ exports: any GuestExports, _ state: SuspendState) throws -> (UInt32, UInt32) {
+        if exports.hasFunction("ferry_asyncify_buffer") {
+            let buffer = try exports.call("ferry_asyncify_buffer", [])[0].i32
+            let size = try exports.call("ferry_asyncify_buffer_size", [])[0].i32
             return (buffer, size)
         }
-        guard let address = instance.exports[global: SafepointRewriter.unwindBufferExport],
-            let length = instance.exports[global: SafepointRewriter.unwindSizeExport],
-            let memory = instance.exports[memory: "memory"], let store = state.store
+        guard let address = exports.global(SafepointRewriter.unwindBufferExport),
+            exports.global(SafepointRewriter.unwindSizeExport) != nil, let memory = exports.memory
         else {
             throw GuestSnapshotError.notCheckpointable(
                 "it has no Asyncify buffer (build it with FERRY_CHECKPOINT_BUFFER, or let Ferry make it movable)"
             )
         }
-        if address.value.i32 == 0 {
+        if address.i32 == 0 {
             let pages = (state.unwindBytes + 65535) / 65536
             let start = UInt32(memory.byteCount)
             guard memory.byteCount + pages * 65536 <= state.maxMemoryBytes else {
@@ -168,41 +165,46 @@ extension GuestInstance {
                     "saving its stack needs \(pages * 64) KiB more memory than its limit of \(GuestStop.size(state.maxMemoryBytes)) allows"
                 )
             }
-            try Self.grow(memory, pages: pages, store: store)
-            try address.assign(.i32(start))
-            try length.assign(.i32(UInt32(pages * 65536)))
+            try Self.grow(exports, pages: pages)
+            try exports.setGlobal(SafepointRewriter.unwindBufferExport, .i32(start))
+            try exports.setGlobal(SafepointRewriter.unwindSizeExport, .i32(UInt32(pages * 65536)))
         }
-        return (address.value.i32, length.value.i32)
+        return (
+            exports.global(SafepointRewriter.unwindBufferExport)?.i32 ?? 0,
+            exports.global(SafepointRewriter.unwindSizeExport)?.i32 ?? 0
+        )
     }
 
     /// In the host call a rewind was aiming for: ends the rewind and says so.
-    static func finishRewind(_ instance: Instance, _ state: SuspendState) throws -> Bool {
+    static func finishRewind(_ exports: any GuestExports, _ state: SuspendState) throws -> Bool {
         guard state.mode == .rewinding else { return false }
-        try Self.export(instance, "asyncify_stop_rewind").invoke([])
+        try exports.call("asyncify_stop_rewind", [])
         state.mode = .normal
         if state.sliceEnd != nil { state.sliceEnd = ContinuousClock.now + state.sliceLength }
         return true
     }
 
     func capture(export: String, arguments: [Value], withMemory: Bool = true) throws -> GuestSnapshot {
-        guard let memory = self.instance.exports[memory: "memory"] else {
+        guard let memory = self.exports.memory else {
             throw GuestSnapshotError.notCheckpointable("it exports no memory named 'memory'")
         }
         var globals: [String: Value] = [:]
-        for (name, value) in self.instance.exports {
-            switch value {
-            case .global(let global):
+        for entry in self.module.info.exports {
+            switch entry.kind {
+            case "global":
                 // Only mutable globals change; assigning the value a global has fails for constants.
-                if (try? global.assign(global.value)) != nil { globals[name] = global.value }
-            case .table:
+                guard let value = self.exports.global(entry.name) else { continue }
+                if (try? self.exports.setGlobal(entry.name, value)) != nil { globals[entry.name] = value }
+            case "table":
                 throw GuestSnapshotError.notCheckpointable(
-                    "it exports table '\(name)', which a snapshot does not carry"
+                    "it exports table '\(entry.name)', which a snapshot does not carry"
                 )
             default:
                 break
             }
         }
-        let bytes = withMemory ? memory.withUnsafeBufferPointer(offset: 0, count: memory.byteCount) { [UInt8]($0) } : []
+        let bytes =
+            withMemory ? memory.withUnsafeMutableBufferPointer(offset: 0, count: memory.byteCount) { [UInt8]($0) } : []
         return GuestSnapshot(
             moduleDigest: self.module.digest,
             export: export,
@@ -222,33 +224,28 @@ extension GuestInstance {
                 target.copyBytes(from: snapshot.memory)
             }
         }
-        for (name, value) in snapshot.globals where !kept.contains(name) {
-            guard let global = self.instance.exports[global: name] else {
-                throw GuestSnapshotError.malformed("global '\(name)' is not exported by this module")
-            }
-            try global.assign(value)
-        }
+        for (name, value) in snapshot.globals where !kept.contains(name) { try self.exports.setGlobal(name, value) }
         self.suspension.buffer = snapshot.asyncifyBuffer
     }
 
     /// Grows the guest's memory to `bytes` (a snapshot's), which must be whole pages and no less
     /// than it has.
     @discardableResult
-    func sizeMemory(to bytes: Int) throws -> WasmKit.Memory {
-        guard let memory = self.instance.exports[memory: "memory"] else {
+    func sizeMemory(to bytes: Int) throws -> any HostMemory {
+        guard let memory = self.exports.memory else {
             throw GuestSnapshotError.notCheckpointable("it exports no memory named 'memory'")
         }
         guard bytes % 65536 == 0, bytes >= memory.byteCount else {
             throw GuestSnapshotError.malformed("memory of \(bytes) bytes does not fit this module")
         }
         let missingPages = (bytes - memory.byteCount) / 65536
-        if missingPages > 0 { try Self.grow(memory, pages: missingPages, store: self.store) }
+        if missingPages > 0 { try Self.grow(self.exports, pages: missingPages) }
         return memory
     }
 
     /// Lends the guest's linear memory to write, in place.
     func withMutableMemory<Result>(_ body: (UnsafeMutableRawBufferPointer) throws -> Result) throws -> Result {
-        guard let memory = self.instance.exports[memory: "memory"], memory.byteCount > 0 else {
+        guard let memory = self.exports.memory, memory.byteCount > 0 else {
             return try body(UnsafeMutableRawBufferPointer(start: nil, count: 0))
         }
         return try memory.withUnsafeMutableBufferPointer(offset: 0, count: memory.byteCount) { try body($0) }
@@ -256,49 +253,21 @@ extension GuestInstance {
 
     /// Lends the guest's linear memory, in place.
     func withMemory<Result>(_ body: (UnsafeRawBufferPointer) throws -> Result) throws -> Result {
-        guard let memory = self.instance.exports[memory: "memory"] else {
+        guard let memory = self.exports.memory else {
             throw GuestSnapshotError.notCheckpointable("it exports no memory named 'memory'")
         }
         guard memory.byteCount > 0 else { return try body(UnsafeRawBufferPointer(start: nil, count: 0)) }
-        return try memory.withUnsafeBufferPointer(offset: 0, count: memory.byteCount) { try body($0) }
-    }
-
-    /// WasmKit has no host-side memory.grow: a two-line module that imports the guest's memory
-    /// grows it from the inside (under the same memory limit).
-    static func grow(_ memory: WasmKit.Memory, pages: Int, store: Store) throws {
-        let grower = try parseWasm(bytes: Self.growerModule)
-        var imports = Imports()
-        imports.define(module: "guest", name: "memory", memory)
-        let instance = try grower.instantiate(store: store, imports: imports)
-        let previous = try Self.export(instance, "grow").invoke([.i32(UInt32(pages))])[0].i32
-        guard previous != UInt32.max else {
-            throw GuestSnapshotError.notCheckpointable(
-                "its memory cannot grow by \(pages) pages (the module's maximum)"
-            )
+        return try memory.withUnsafeMutableBufferPointer(offset: 0, count: memory.byteCount) {
+            try body(UnsafeRawBufferPointer($0))
         }
     }
 
-    /// `(module (import "guest" "memory" (memory 0)) (func (export "grow") (param i32) (result i32) local.get 0 memory.grow))`
-    static let growerModule: [UInt8] = [
-        0x00, 0x61, 0x73, 0x6D, 0x01, 0x00, 0x00, 0x00,  // magic, version
-        0x01, 0x06, 0x01, 0x60, 0x01, 0x7F, 0x01, 0x7F,  // type: (i32) -> i32
-        0x02, 0x11, 0x01, 0x05, 0x67, 0x75, 0x65, 0x73, 0x74, 0x06, 0x6D, 0x65, 0x6D, 0x6F, 0x72, 0x79, 0x02, 0x00,
-        0x00,  // import guest.memory
-        0x03, 0x02, 0x01, 0x00,  // function 0 has type 0
-        0x07, 0x08, 0x01, 0x04, 0x67, 0x72, 0x6F, 0x77, 0x00, 0x00,  // export "grow"
-        0x0A, 0x08, 0x01, 0x06, 0x00, 0x20, 0x00, 0x40, 0x00, 0x0B,  // local.get 0; memory.grow 0; end
-    ]
-
-    func export(_ name: String) throws -> Function {
-        try Self.export(self.instance, name)
-    }
-
-    static func export(_ instance: Instance, _ name: String) throws -> Function {
-        guard let function = instance.exports[function: name] else {
+    /// Grows the guest's memory by `pages` from the host (under the same memory limit).
+    static func grow(_ exports: any GuestExports, pages: Int) throws {
+        guard try exports.growMemory(byPages: pages) else {
             throw GuestSnapshotError.notCheckpointable(
-                "it does not export \(name) (build it with Asyncify; see Guests/build.sh)"
+                "its memory cannot grow by \(pages) pages (the module's maximum, or its limit)"
             )
         }
-        return function
     }
 }

@@ -1,28 +1,6 @@
 import Foundation
+import NIOConcurrencyHelpers
 import WasmKit
-
-/// A guest instantiated by one of the engines: what running one asks of it, on either.
-public protocol RunningGuest: AnyObject {
-    var module: GuestModule { get }
-    var limits: GuestLimits { get }
-    /// Calls the exported function `name`.
-    @discardableResult func invoke(_ name: String, _ arguments: [Value]) throws -> [Value]
-    /// Runs a WASI command's `_start`; returns its exit code.
-    func runCommand() throws -> UInt32
-    /// Copies `count` bytes of the guest's memory from `offset`.
-    func readMemory(offset: Int, count: Int) throws -> [UInt8]
-    /// The size of the guest's linear memory, in bytes (0 without one).
-    var memoryBytes: Int { get }
-    /// Fuel left, when metered.
-    var remainingFuel: UInt64? { get }
-}
-
-extension RunningGuest {
-    /// Calls the exported function `name`, which takes no arguments.
-    @discardableResult public func invoke(_ name: String) throws -> [Value] { try self.invoke(name, []) }
-}
-
-extension GuestInstance: RunningGuest {}
 
 /// Which engine runs a guest's code.
 ///
@@ -34,6 +12,15 @@ extension GuestInstance: RunningGuest {}
 public enum GuestEngine: String, CaseIterable, Sendable, CustomStringConvertible {
     case wasmkit
     case wasmtime
+
+    /// The engine guests run on when none is named: `FERRY_ENGINE`'s, else WasmKit; a command that
+    /// takes `--engine` sets it for its process.
+    public static var current: GuestEngine {
+        get { Self.chosen.withLockedValue { $0 } }
+        set { Self.chosen.withLockedValue { $0 = newValue } }
+    }
+
+    private static let chosen = NIOLockedValueBox((try? GuestEngine.fromEnvironment()) ?? .wasmkit)
 
     /// The engine named by `FERRY_ENGINE`, or WasmKit.
     public static func fromEnvironment() throws -> GuestEngine {
@@ -63,18 +50,6 @@ public enum GuestEngine: String, CaseIterable, Sendable, CustomStringConvertible
             WasmtimeLibrary.shared.map { library in
                 "Wasmtime \(library.version ?? "\(WasmtimeLibrary.majorVersion).x") (Cranelift), \(library.path)"
             }
-        }
-    }
-
-    /// Instantiates `module` on this engine; its start function, if any, runs now.
-    public func instantiate(
-        _ module: GuestModule,
-        limits: GuestLimits = GuestLimits(),
-        environment: GuestEnvironment = GuestEnvironment()
-    ) throws -> any RunningGuest {
-        switch self {
-        case .wasmkit: try GuestInstance(module: module, limits: limits, environment: environment)
-        case .wasmtime: try WasmtimeGuest(module: module, limits: limits, environment: environment)
         }
     }
 }

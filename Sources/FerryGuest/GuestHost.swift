@@ -162,22 +162,25 @@ struct HostFunction {
 
 /// The guest behind a host call, as its engine shows it.
 enum HostCall {
-    /// WasmKit's instance (nil when the host function was called directly, not by a guest).
-    case wasmKit(Instance?)
+    /// WasmKit's instance (nil when the host function was called directly, not by a guest), and
+    /// its store (to grow memory from the host).
+    case wasmKit(Instance?, Store?)
     /// Wasmtime's caller: its exports are reached through it during the call only.
     case wasmtime(WasmtimeCaller)
 
-    /// The instance through which Asyncify suspends the guest: WasmKit's only, for now.
-    var instance: Instance? {
-        guard case .wasmKit(let instance) = self else { return nil }
-        return instance
+    /// The calling instance's exports, through which Asyncify suspends the guest.
+    var exports: (any GuestExports)? {
+        switch self {
+        case .wasmKit(let instance, let store): instance.map { WasmKitExports(instance: $0, store: store) }
+        case .wasmtime(let caller): caller.exports
+        }
     }
 
     /// The guest's exported memory named `memory`, or nil when it has none.
     var memory: (any HostMemory)? {
         switch self {
-        case .wasmKit(let instance): instance?.exports[memory: "memory"]
-        case .wasmtime(let caller): caller.memory
+        case .wasmKit(let instance, _): instance?.exports[memory: "memory"]
+        case .wasmtime(let caller): caller.exports?.wasmtimeMemory
         }
     }
 }
@@ -274,39 +277,39 @@ enum FerryHostAPI {
         }
         define("checkpoint", [], []) { call, _ in try GuestInstance.checkpoint(call, suspension) }
         define("yield", [], []) { call, _ in
-            guard let instance = call.instance else {
+            guard let exports = call.exports else {
                 try checkDeadline()
                 return []
             }
-            if try GuestInstance.finishRewind(instance, suspension) { return [] }
+            if try GuestInstance.finishRewind(exports, suspension) { return [] }
             try checkDeadline()
             if suspension.interrupt.take() {
-                Self.unwindForCapture(instance, suspension)
+                Self.unwindForCapture(exports, suspension)
             } else if let end = suspension.sliceEnd, ContinuousClock.now >= end {
-                try GuestInstance.startUnwind(instance, suspension, reason: .endOfSlice)
+                try GuestInstance.startUnwind(exports, suspension, reason: .endOfSlice)
             }
             return []
         }
         define("safepoint", [], []) { call, _ in
-            guard let instance = call.instance else {
+            guard let exports = call.exports else {
                 try checkDeadline()
                 return []
             }
             // Cleared before looking at what was asked, so a request made meanwhile raises it again.
             suspension.flag?.clear()
-            if try GuestInstance.finishRewind(instance, suspension) { return [] }
+            if try GuestInstance.finishRewind(exports, suspension) { return [] }
             try checkDeadline()
             if suspension.interrupt.take() {
-                Self.unwindForCapture(instance, suspension)
+                Self.unwindForCapture(exports, suspension)
             } else if let end = suspension.sliceEnd, ContinuousClock.now >= end {
-                try GuestInstance.startUnwind(instance, suspension, reason: .endOfSlice)
+                try GuestInstance.startUnwind(exports, suspension, reason: .endOfSlice)
             }
             return []
         }
         for (name, strong) in [("go", true), ("go_weak", false)] {
             define(name, [.i32, .i32], [.i32]) { call, arguments in
-                guard let instance = call.instance else { return [.i32(UInt32(bitPattern: -1))] }
-                if try GuestInstance.finishRewind(instance, suspension) {
+                guard let exports = call.exports else { return [.i32(UInt32(bitPattern: -1))] }
+                if try GuestInstance.finishRewind(exports, suspension) {
                     return [.i32(UInt32(bitPattern: suspension.resumeValue))]
                 }
                 try checkDeadline()
@@ -316,7 +319,7 @@ enum FerryHostAPI {
                     return [.i32(UInt32(bitPattern: -1))]
                 }
                 try GuestInstance.startUnwind(
-                    instance,
+                    exports,
                     suspension,
                     reason: .move(node: String(decoding: node, as: UTF8.self), strong: strong)
                 )
@@ -478,13 +481,13 @@ enum FerryHostAPI {
             return try Self.receive(call, arguments, from: environment.mailbox) ?? [.i32(UInt32(bitPattern: -1))]
         }
         define("receive_wait", [.i32, .i32], [.i32]) { call, arguments in
-            if let instance = call.instance { _ = try GuestInstance.finishRewind(instance, suspension) }
+            if let exports = call.exports { _ = try GuestInstance.finishRewind(exports, suspension) }
             while true {
                 try checkDeadline()
                 if let answer = try Self.receive(call, arguments, from: environment.mailbox) { return answer }
-                if let instance = call.instance, suspension.sliceEnd != nil {
+                if let exports = call.exports, suspension.sliceEnd != nil {
                     // Parked: the scheduler runs others and rewinds to here when a message comes.
-                    try GuestInstance.startUnwind(instance, suspension, reason: .waitingForMessage)
+                    try GuestInstance.startUnwind(exports, suspension, reason: .waitingForMessage)
                     return [.i32(0)]
                 }
                 // Not scheduled: this thread is the guest's own, and it waits (a little at a
@@ -497,9 +500,9 @@ enum FerryHostAPI {
 
     /// Unwinds for a capture someone asked for; when the guest cannot be unwound (no room for
     /// the buffer), says why to the asker and lets the guest carry on.
-    static func unwindForCapture(_ instance: Instance, _ suspension: SuspendState) {
+    static func unwindForCapture(_ exports: any GuestExports, _ suspension: SuspendState) {
         do {
-            try GuestInstance.startUnwind(instance, suspension, reason: .capture)
+            try GuestInstance.startUnwind(exports, suspension, reason: .capture)
         } catch {
             suspension.interrupt.refuse("\(error)")
         }

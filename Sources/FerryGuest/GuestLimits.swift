@@ -71,8 +71,6 @@ public enum GuestError: Error, Equatable, Sendable, CustomStringConvertible {
     case cannotMakeMovable(name: String, reason: String)
     /// The engine asked for cannot run here (``GuestEngine``).
     case engineUnavailable(engine: String, reason: String)
-    /// The engine runs the guest but not this feature of Ferry yet.
-    case engineCannot(engine: String, feature: String)
 
     public var description: String {
         switch self {
@@ -88,8 +86,6 @@ public enum GuestError: Error, Equatable, Sendable, CustomStringConvertible {
         case .cannotMakeMovable(let name, let reason):
             "module \(name) cannot be made movable (it can still run, and move weakly): \(reason)"
         case .engineUnavailable(let engine, let reason): "the \(engine) engine is not available: \(reason)"
-        case .engineCannot(let engine, let feature):
-            "the \(engine) engine cannot \(feature) yet; run this guest on the wasmkit engine (--engine wasmkit)"
         }
     }
 }

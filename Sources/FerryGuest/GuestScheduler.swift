@@ -44,6 +44,8 @@ public final class GuestScheduler: @unchecked Sendable {
 
     public let kernelThreads: Int
     public let timeSlice: Duration
+    /// The engine its guests run on.
+    public let engine: GuestEngine
     private let condition = NSCondition()
     /// The run queue from `nextRunnable` on; a slot is emptied when its task is taken, so that a
     /// task that ended is not kept alive by the queue it left.
@@ -57,11 +59,12 @@ public final class GuestScheduler: @unchecked Sendable {
     private var running = 0
     private var counts = Counts()
 
-    /// Starts `kernelThreads` threads that run guests `timeSlice` at a time.
-    public init(kernelThreads: Int = 2, timeSlice: Duration = .milliseconds(2)) {
+    /// Starts `kernelThreads` threads that run guests on `engine`, `timeSlice` at a time.
+    public init(kernelThreads: Int = 2, timeSlice: Duration = .milliseconds(2), engine: GuestEngine = .current) {
         precondition(kernelThreads > 0, "a scheduler needs at least one kernel thread")
         self.kernelThreads = kernelThreads
         self.timeSlice = timeSlice
+        self.engine = engine
         for index in 0..<kernelThreads {
             let thread = Thread { [self] in self.runLoop() }
             thread.name = "ferry-guest-\(index)"
@@ -115,6 +118,7 @@ public final class GuestScheduler: @unchecked Sendable {
             arguments: arguments,
             limits: limits,
             environment: environment,
+            engine: self.engine,
             resultBytes: resultBytes,
             onHold: onHold
         )

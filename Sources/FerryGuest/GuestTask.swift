@@ -19,6 +19,8 @@ public final class GuestTask: @unchecked Sendable {
     public let export: String
     public let arguments: [Value]
     public let limits: GuestLimits
+    /// The engine it runs on.
+    public let engine: GuestEngine
     public let environment: GuestEnvironment
     /// How many bytes of memory, at the address the call returns, to keep as its result
     /// (``resultMemory``); 0 keeps none.
@@ -72,6 +74,7 @@ public final class GuestTask: @unchecked Sendable {
         arguments: [Value],
         limits: GuestLimits,
         environment: GuestEnvironment,
+        engine: GuestEngine,
         instance: GuestInstance? = nil,
         started: Bool = false,
         resultBytes: Int = 0,
@@ -84,6 +87,7 @@ public final class GuestTask: @unchecked Sendable {
         self.arguments = arguments
         self.limits = limits
         self.environment = environment
+        self.engine = engine
         self.started = started
         self.setInstance(instance)
     }
@@ -133,7 +137,14 @@ public final class GuestTask: @unchecked Sendable {
             }
         }
         do {
-            let instance = try self.instance ?? GuestInstance(module: module, limits: limits, environment: environment)
+            let instance =
+                try self.instance
+                ?? GuestInstance(
+                    module: self.module,
+                    limits: self.limits,
+                    environment: self.environment,
+                    engine: self.engine
+                )
             if self.instance == nil { self.setInstance(instance) }
             switch try instance.runSlice(self.export, self.arguments, for: slice, resuming: self.started) {
             case .finished(let values):
@@ -209,8 +220,8 @@ extension GuestInstance {
     /// Whether the guest can be suspended at the end of a slice: built with `FERRY_SCHEDULABLE`
     /// (`Guests/ferry.h`), or made movable by Ferry (it has a safe point at every loop and call).
     var isSchedulable: Bool {
-        guard self.instance.exports[function: "asyncify_start_unwind"] != nil else { return false }
-        return self.instance.exports[function: "ferry_schedulable"] != nil || self.module.isMovable
+        guard self.exports.hasFunction("asyncify_start_unwind") else { return false }
+        return self.exports.hasFunction("ferry_schedulable") || self.module.isMovable
     }
 
     /// Calls `name` for at most `slice` (to the next yield after it), or goes on with a call that
@@ -222,11 +233,11 @@ extension GuestInstance {
         defer { self.suspension.sliceEnd = nil }
         if resuming {
             self.suspension.mode = .rewinding
-            try self.export("asyncify_start_rewind").invoke([.i32(self.suspension.buffer)])
+            try self.exports.call("asyncify_start_rewind", [.i32(self.suspension.buffer)])
         }
         let results = try self.invoke(name, arguments)
         guard self.suspension.mode == .unwinding else { return .finished(results) }
-        try self.export("asyncify_stop_unwind").invoke([])
+        try self.exports.call("asyncify_stop_unwind", [])
         self.suspension.mode = .normal
         switch self.suspension.reason {
         case .waitingForMessage: return .waitingForMessage

@@ -111,16 +111,21 @@ enum Guests {
     }
 
     @Test(arguments: TestEngines.available) func aSpinningGuestRunsOutOfFuel(engine: GuestEngine) throws {
-        let instance = try engine.instantiate(try Guests.load("spin"), limits: GuestLimits(fuel: 10_000_000))
+        let instance = try GuestInstance(
+            module: try Guests.load("spin"),
+            limits: GuestLimits(fuel: 10_000_000),
+            engine: engine
+        )
         let stop = self.stop { try instance.invoke("spin") }
         #expect(stop == .outOfFuel(budget: 10_000_000))
         #expect(stop?.description == "out of fuel after 10000000 units")
     }
 
     @Test(arguments: TestEngines.available) func aMemoryBombStopsAtTheLimit(engine: GuestEngine) throws {
-        let instance = try engine.instantiate(
-            try Guests.load("membomb"),
-            limits: GuestLimits(maxMemoryBytes: 16 << 20)
+        let instance = try GuestInstance(
+            module: try Guests.load("membomb"),
+            limits: GuestLimits(maxMemoryBytes: 16 << 20),
+            engine: engine
         )
         switch engine {
         case .wasmkit:
@@ -135,17 +140,19 @@ enum Guests {
             #expect(instance.memoryBytes <= 16 << 20)
         }
         // Under the limit it gets what it asked for.
-        let modest = try engine.instantiate(
-            try Guests.load("membomb"),
-            limits: GuestLimits(maxMemoryBytes: 16 << 20)
+        let modest = try GuestInstance(
+            module: try Guests.load("membomb"),
+            limits: GuestLimits(maxMemoryBytes: 16 << 20),
+            engine: engine
         )
         #expect(try modest.invoke("bomb", [.i32(10)]) == [.i32(10)])
     }
 
     @Test(arguments: TestEngines.available) func deepRecursionExhaustsTheCallStack(engine: GuestEngine) throws {
-        let instance = try engine.instantiate(
-            try Guests.load("recursion"),
-            limits: GuestLimits(stackBytes: 64 << 10)
+        let instance = try GuestInstance(
+            module: try Guests.load("recursion"),
+            limits: GuestLimits(stackBytes: 64 << 10),
+            engine: engine
         )
         #expect(try instance.invoke("recurse", [.i32(100)]) == [.i32(100)])
         let stop = self.stop { try instance.invoke("recurse", [.i32(10_000_000)]) }
@@ -154,18 +161,20 @@ enum Guests {
     }
 
     @Test(arguments: TestEngines.available) func aDeadlineStopsAGuestThatNeverCallsTheHost(engine: GuestEngine) throws {
-        let instance = try engine.instantiate(
-            try Guests.load("spin"),
-            limits: GuestLimits(deadline: .milliseconds(200))
+        let instance = try GuestInstance(
+            module: try Guests.load("spin"),
+            limits: GuestLimits(deadline: .milliseconds(200)),
+            engine: engine
         )
         let started = ContinuousClock.now
         let stop = self.stop { try instance.invoke("spin") }
         #expect(stop == .deadline(.milliseconds(200)))
         #expect(ContinuousClock.now - started >= .milliseconds(200))
         // And one that yields is stopped at its next host call.
-        let yielding = try engine.instantiate(
-            try Guests.load("spin"),
-            limits: GuestLimits(deadline: .milliseconds(100))
+        let yielding = try GuestInstance(
+            module: try Guests.load("spin"),
+            limits: GuestLimits(deadline: .milliseconds(100)),
+            engine: engine
         )
         #expect(self.stop { try yielding.invoke("spin_yielding") } == .deadline(.milliseconds(100)))
     }
@@ -175,7 +184,11 @@ enum Guests {
         let counter = try Guests.load("counter")
         try await withThrowingTaskGroup(of: Int32.self) { group in
             group.addTask {
-                let instance = try engine.instantiate(spin, limits: GuestLimits(deadline: .seconds(1)))
+                let instance = try GuestInstance(
+                    module: spin,
+                    limits: GuestLimits(deadline: .seconds(1)),
+                    engine: engine
+                )
                 do {
                     try instance.invoke("spin")
                 } catch let stop as GuestStop {
@@ -185,7 +198,7 @@ enum Guests {
             }
             for _ in 0..<4 {
                 group.addTask {
-                    let instance = try engine.instantiate(counter)
+                    let instance = try GuestInstance(module: counter, engine: engine)
                     var last: [Value] = []
                     for _ in 0..<1000 { last = try instance.invoke("increment", [.i32(1)]) }
                     return Int32(bitPattern: last[0].i32)
@@ -199,7 +212,7 @@ enum Guests {
 
     @Test(arguments: TestEngines.available) func wrongCallsAreRefusedWithWhatTheExportTakes(engine: GuestEngine) throws
     {
-        let instance = try engine.instantiate(try Guests.load("counter"))
+        let instance = try GuestInstance(module: try Guests.load("counter"), engine: engine)
         #expect(throws: GuestError.self) { try instance.invoke("decrement", [.i32(1)]) }
         do {
             try instance.invoke("increment", [.i64(1)])
@@ -218,9 +231,10 @@ enum Guests {
         let mailbox = GuestMailbox()
         mailbox.post(Array("hello".utf8))
         mailbox.post(Array("ferry".utf8))
-        let instance = try engine.instantiate(
-            try Guests.load("messages"),
-            environment: GuestEnvironment(mailbox: mailbox, log: { line in lines.withLockedValue { $0.append(line) } })
+        let instance = try GuestInstance(
+            module: try Guests.load("messages"),
+            environment: GuestEnvironment(mailbox: mailbox, log: { line in lines.withLockedValue { $0.append(line) } }),
+            engine: engine
         )
         #expect(try instance.invoke("serve") == [.i32(2)])
         #expect(mailbox.takeSent().map { String(decoding: $0, as: UTF8.self) } == ["HELLO", "FERRY"])
@@ -245,7 +259,7 @@ enum Guests {
             )
         )
         do {
-            try engine.instantiate(module).invoke("lie")
+            try GuestInstance(module: module, engine: engine).invoke("lie")
             Issue.record("the host read out of bounds")
         } catch let stop as GuestStop {
             #expect(stop.description.hasPrefix("bad host call: log:"))
@@ -256,12 +270,13 @@ enum Guests {
         engine: GuestEngine
     ) throws {
         let pipe = Pipe()
-        let instance = try engine.instantiate(
-            try Guests.load("hello"),
+        let instance = try GuestInstance(
+            module: try Guests.load("hello"),
             environment: GuestEnvironment(
                 arguments: ["one", "two"],
                 standardOutput: pipe.fileHandleForWriting.fileDescriptor
-            )
+            ),
+            engine: engine
         )
         #expect(try instance.runCommand() == 0)
         try pipe.fileHandleForWriting.close()

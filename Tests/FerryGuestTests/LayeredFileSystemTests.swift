@@ -54,14 +54,15 @@ import Testing
     func files(on engine: GuestEngine, _ commands: [String], in directory: GuestDirectory) throws -> Run {
         let output = Pipe()
         let errors = Pipe()
-        let instance = try engine.instantiate(
-            try Guests.load("files"),
+        let instance = try GuestInstance(
+            module: try Guests.load("files"),
             environment: GuestEnvironment(
                 arguments: commands,
                 standardOutput: output.fileHandleForWriting.fileDescriptor,
                 standardError: errors.fileHandleForWriting.fileDescriptor,
                 directories: [directory]
-            )
+            ),
+            engine: engine
         )
         let code = try instance.runCommand()
         try output.fileHandleForWriting.close()

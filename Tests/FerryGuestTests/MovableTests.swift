@@ -33,7 +33,9 @@ import WasmKit
         }
     }
 
-    @Test func aPlainModuleMadeMovableComputesWhatItComputedBefore() throws {
+    @Test(arguments: TestEngines.available) func aPlainModuleMadeMovableComputesWhatItComputedBefore(
+        engine: GuestEngine
+    ) throws {
         let plain = try Guests.load("sha256.plain")
         #expect(!plain.canBeCaptured)
         let movable = try plain.movable()
@@ -41,8 +43,8 @@ import WasmKit
         #expect(movable.sourceDigest == plain.digest && movable.digest != plain.digest)
         #expect(try plain.movable().digest == movable.digest)
         let arguments: [Value] = [.i32(64 << 10), .i32(0)]
-        let before = try GuestInstance(module: plain)
-        let after = try GuestInstance(module: movable)
+        let before = try GuestInstance(module: plain, engine: engine)
+        let after = try GuestInstance(module: movable, engine: engine)
         let expected = try before.readMemory(
             offset: Int(try before.invoke("sha256_generated", arguments)[0].i32),
             count: 32

@@ -5,11 +5,13 @@ import WasmKit
 
 /// Guests as user-level threads over a few kernel threads.
 @Suite struct SchedulerTests {
-    @Test func aThousandGuestsOnTwoKernelThreadsFinishWhileOneIsBlockedInAHostCall() async throws {
+    @Test(arguments: TestEngines.available) func aThousandGuestsOnTwoKernelThreadsFinishWhileOneIsBlockedInAHostCall(
+        engine: GuestEngine
+    ) async throws {
         let worker = try Guests.load("worker")
         let arguments: [Value] = [.i32(3), .i32(100)]
-        let expected = try GuestInstance(module: worker).invoke("work", arguments)
-        let scheduler = GuestScheduler(kernelThreads: 2, timeSlice: .microseconds(100))
+        let expected = try GuestInstance(module: worker, engine: engine).invoke("work", arguments)
+        let scheduler = GuestScheduler(kernelThreads: 2, timeSlice: .microseconds(100), engine: engine)
         defer { scheduler.shutdown() }
 
         let blocked = scheduler.spawn(worker, export: "wait_message")
@@ -26,8 +28,10 @@ import WasmKit
         #expect(try await blocked.value() == [.i32(3007)], "woken by the message, it resumes inside the host call")
     }
 
-    @Test func aRunawayGuestIsStoppedWhileTheOthersFinish() async throws {
-        let scheduler = GuestScheduler(kernelThreads: 2)
+    @Test(arguments: TestEngines.available) func aRunawayGuestIsStoppedWhileTheOthersFinish(
+        engine: GuestEngine
+    ) async throws {
+        let scheduler = GuestScheduler(kernelThreads: 2, engine: engine)
         defer { scheduler.shutdown() }
         let runaway = scheduler.spawn(
             try Guests.load("spin"),
@@ -36,14 +40,16 @@ import WasmKit
         )
         let worker = try Guests.load("worker")
         let arguments: [Value] = [.i32(2), .i32(50)]
-        let expected = try GuestInstance(module: worker).invoke("work", arguments)
+        let expected = try GuestInstance(module: worker, engine: engine).invoke("work", arguments)
         let others = (0..<20).map { _ in scheduler.spawn(worker, export: "work", arguments: arguments) }
         for task in others { #expect(try await task.value() == expected, "each of the others finished its work") }
         await #expect(throws: GuestStop.outOfFuel(budget: 2_000_000)) { try await runaway.value() }
     }
 
-    @Test func shuttingDownFailsTheGuestsStillWaiting() async throws {
-        let scheduler = GuestScheduler(kernelThreads: 1)
+    @Test(arguments: TestEngines.available) func shuttingDownFailsTheGuestsStillWaiting(
+        engine: GuestEngine
+    ) async throws {
+        let scheduler = GuestScheduler(kernelThreads: 1, engine: engine)
         let mailbox = GuestMailbox()
         let waiting = scheduler.spawn(
             try Guests.load("worker"),

@@ -5,7 +5,7 @@ import WasmKit
 
 /// `ferry-bench guest --guests DIR [--engine wasmkit|wasmtime] [--mib N] [--repeats N] [--instantiations N] [--only instantiate]`:
 /// FerryGuest's costs on one engine, one `key=value` per line, for Benchmarks/guest.sh to set
-/// beside its anchors. Checkpoints and the switch are measured on WasmKit only (where they run).
+/// beside its anchors.
 ///
 /// - `instantiate_us`: a fresh instance of an already validated module (median);
 /// - `*_mib_per_s`: SHA-256 over generated data in the same guest built plain and with
@@ -33,14 +33,15 @@ enum GuestBenchmark {
             }
             return true
         }
+        GuestEngine.current = engine  // for the checkpoints and the scheduler below
         let plain = try GuestModule(path: "\(folder)/sha256.plain.wasm")
         let asyncify = try GuestModule(path: "\(folder)/sha256.wasm")
 
-        _ = try engine.instantiate(plain)  // compiled once, as a node's cache would hold it
+        _ = try GuestInstance(module: plain, engine: engine)  // compiled once, as a node's cache would hold it
         var samples: [Duration] = []
         for _ in 0..<instantiations {
             let start = ContinuousClock.now
-            _ = try engine.instantiate(plain)
+            _ = try GuestInstance(module: plain, engine: engine)
             samples.append(ContinuousClock.now - start)
         }
         print("instantiate_us=\(format(median(samples).inSeconds * 1e6))")
@@ -55,7 +56,7 @@ enum GuestBenchmark {
         for (name, module, limits) in rows {
             var best = 0.0
             for _ in 0..<repeats {
-                let instance = try engine.instantiate(module, limits: limits)
+                let instance = try GuestInstance(module: module, limits: limits, engine: engine)
                 let start = ContinuousClock.now
                 let address = try instance.invoke("sha256_generated", [.i32(UInt32(mib << 20)), .i32(0)])[0].i32
                 best = max(best, Double(mib) / (ContinuousClock.now - start).inSeconds)
@@ -65,7 +66,6 @@ enum GuestBenchmark {
         }
         guard digests.count == 1, let digest = digests.first else { throw Failure("the builds disagree: \(digests)") }
         print("digest=\(digest)")
-        guard engine == .wasmkit else { return }
 
         for size in [1, 16, 64] {
             var checkpoints: [Duration] = []

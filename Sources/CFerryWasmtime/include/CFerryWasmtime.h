@@ -158,6 +158,7 @@ typedef wasm_trap_t *(*wasmtime_func_callback_t)(
     X(uint8_t, wasm_valtype_kind, (const wasm_valtype_t *)) \
     X(uint8_t *, wasmtime_memory_data, (const wasmtime_context_t *, const wasmtime_memory_t *)) \
     X(size_t, wasmtime_memory_data_size, (const wasmtime_context_t *, const wasmtime_memory_t *)) \
+    X(wasmtime_error_t *, wasmtime_memory_grow, (wasmtime_context_t *, const wasmtime_memory_t *, uint64_t, uint64_t *)) \
     X(void, wasmtime_global_get, (wasmtime_context_t *, const wasmtime_global_t *, wasmtime_val_t *)) \
     X(wasmtime_error_t *, wasmtime_global_set, (wasmtime_context_t *, const wasmtime_global_t *, const wasmtime_val_t *)) \
     X(bool, wasmtime_caller_export_get, (wasmtime_caller_t *, const char *, size_t, wasmtime_extern_t *)) \

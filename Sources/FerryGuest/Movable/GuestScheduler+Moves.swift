@@ -56,8 +56,14 @@ extension GuestScheduler {
         let limits: GuestLimits
         let environment: GuestEnvironment
 
-        init(module: GuestModule, memoryBytes: Int, limits: GuestLimits, environment: GuestEnvironment) throws {
-            self.instance = try GuestInstance(module: module, limits: limits, environment: environment)
+        init(
+            module: GuestModule,
+            memoryBytes: Int,
+            limits: GuestLimits,
+            environment: GuestEnvironment,
+            engine: GuestEngine
+        ) throws {
+            self.instance = try GuestInstance(module: module, limits: limits, environment: environment, engine: engine)
             self.module = module
             self.limits = limits
             self.environment = environment
@@ -89,7 +95,13 @@ extension GuestScheduler {
         limits: GuestLimits = GuestLimits(),
         environment: GuestEnvironment = GuestEnvironment()
     ) throws -> Arrival {
-        try Arrival(module: module, memoryBytes: memoryBytes, limits: limits, environment: environment)
+        try Arrival(
+            module: module,
+            memoryBytes: memoryBytes,
+            limits: limits,
+            environment: environment,
+            engine: self.engine
+        )
     }
 
     /// Runs a guest captured elsewhere (``GuestTask/capture(epoch:withMemory:)``) in `module` —
@@ -113,7 +125,8 @@ extension GuestScheduler {
             module: module,
             memoryBytes: snapshot.memory.count,
             limits: limits,
-            environment: environment
+            environment: environment,
+            engine: self.engine
         )
         try arrival.withMemory { $0.copyBytes(from: snapshot.memory) }
         return try self.adopt(
@@ -152,6 +165,7 @@ extension GuestScheduler {
                 arguments: snapshot.arguments,
                 limits: arrival.limits,
                 environment: arrival.environment,
+                engine: self.engine,
                 instance: instance,
                 started: true,
                 resultBytes: resultBytes,
@@ -166,6 +180,7 @@ extension GuestScheduler {
                 arguments: arrive ? [] : snapshot.arguments,
                 limits: arrival.limits,
                 environment: arrival.environment,
+                engine: self.engine,
                 instance: instance,
                 started: false,
                 resultBytes: resultBytes,
