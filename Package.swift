@@ -235,6 +235,7 @@ let package = Package(
         .target(
             name: "FerryNode",
             dependencies: [
+                "FerryPosix",
                 "FerryContainer",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 "FerryMigration",
@@ -474,6 +475,7 @@ let package = Package(
             dependencies: [
                 "FerryClient",
                 "FerryCommands",
+                "FerryGuest",
                 "FerryMigration",
                 "FerryObjects",
                 "FerryWire",

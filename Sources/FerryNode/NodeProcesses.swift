@@ -1,5 +1,6 @@
 import FerryEndpoints
 import FerryMigration
+import FerryPosix
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
@@ -22,7 +23,7 @@ public final class NodeProcesses: Service, Sendable {
     public let publicKeyFile: String
     private let executable: String
     private let arguments: [String: [String]]
-    private let running = NIOLockedValueBox<[String: Process]>([:])
+    private let running = NIOLockedValueBox<[String: ChildProcess]>([:])
     private let stopping = NIOLockedValueBox(false)
     private let logger: Logger
 
@@ -32,7 +33,7 @@ public final class NodeProcesses: Service, Sendable {
         publicKeyFile: String,
         executable: String,
         arguments: [String: [String]],
-        running: [String: Process],
+        running: [String: ChildProcess],
         logger: Logger
     ) {
         self.nodes = nodes
@@ -59,7 +60,7 @@ public final class NodeProcesses: Service, Sendable {
         let executable = Self.ferryExecutable()
         var nodes: [Node] = []
         var arguments: [String: [String]] = [:]
-        var running: [String: Process] = [:]
+        var running: [String: ChildProcess] = [:]
         for index in 1...count {
             let name = "node-\(index)"
             let data = "\(dataDirectory)/nodes/\(name)"
@@ -90,18 +91,22 @@ public final class NodeProcesses: Service, Sendable {
         try? await gracefulShutdown()
         self.stopping.withLockedValue { $0 = true }
         let processes = self.running.withLockedValue { Array($0.values) }
-        for process in processes where process.isRunning { process.terminate() }
-        for process in processes { process.waitUntilExit() }
+        for process in processes { process.signal(SIGTERM) }
+        for process in processes { process.wait() }
     }
 
     /// Starts a node and reads its first line, `listening on HOST:PORT`.
-    private static func launch(_ executable: String, _ arguments: [String]) throws -> (Process, ServiceEndpoint) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
+    private static func launch(_ executable: String, _ arguments: [String]) throws -> (ChildProcess, ServiceEndpoint) {
         let output = Pipe()
-        process.standardOutput = output
-        try process.run()
+        let process: ChildProcess
+        do {
+            defer { try? output.fileHandleForWriting.close() }
+            process = try ChildProcess(
+                executable,
+                arguments,
+                standardOutput: output.fileHandleForWriting.fileDescriptor
+            )
+        }
         var line = Data()
         while !line.contains(10) {
             let chunk = output.fileHandleForReading.availableData
@@ -110,7 +115,7 @@ public final class NodeProcesses: Service, Sendable {
         }
         let first = String(decoding: line.prefix { $0 != 10 }, as: UTF8.self)
         guard first.hasPrefix("listening on "), let endpoint = ServiceEndpoint(String(first.dropFirst(13))) else {
-            process.terminate()
+            process.signal(SIGTERM)
             throw NodeProcessError(
                 "'ferry \(arguments.prefix(3).joined(separator: " "))' did not start (it said '\(first)')"
             )
@@ -121,11 +126,12 @@ public final class NodeProcesses: Service, Sendable {
     }
 
     /// Restarts a node that exits while the cluster is up.
-    private func supervise(_ name: String, _ process: Process) {
-        process.terminationHandler = { [weak self] ended in
+    private func supervise(_ name: String, _ process: ChildProcess) {
+        Thread.detachNewThread { [weak self] in
+            let ended = process.wait()
             guard let self, !self.stopping.withLockedValue({ $0 }) else { return }
             self.logger.warning(
-                "node \(name) exited (status \(ended.terminationStatus)); starting it again on its data directory"
+                "node \(name) exited (status \(ended.code)); starting it again on its data directory"
             )
             Thread.sleep(forTimeInterval: 0.5)
             do {

@@ -1,3 +1,4 @@
+import FerryGuest
 import FerryTestSupport
 import Foundation
 import Testing
@@ -65,6 +66,22 @@ import Glibc
         #expect(Set(phases.keys) == ["hold", "prepare", "connect", "offer", "code", "memory", "state", "commit"])
         let listed = try cluster.listings(of: "sha")
         #expect(listed.count == 1 && listed[0].node == "n2" && listed[0].epoch == 2 && listed[0].moves == 1)
+        Self.openGate("sha", in: cluster)
+        let waited = try cluster.run("wait", ["sha"])
+        #expect(waited.output == Self.digest + "\n", "\(waited.error)")
+    }
+
+    /// A node on WasmKit and one on Wasmtime, separate processes: a running process moves from
+    /// one to the other, its stack and memory as they were, and ends as an uninterrupted run does.
+    @Test(.enabled(if: (try? GuestEngine.wasmtime.availability.get()) != nil, "the Wasmtime library is not installed"))
+    func aRunningProcessMovesStronglyBetweenNodesOnDifferentEngines() throws {
+        let cluster = try TestCluster()
+        try cluster.start("n1", extra: ["--engine", "wasmkit"])
+        try cluster.start("n2", extra: ["--engine", "wasmtime"])
+        try Self.spawnGated(cluster, "sha", on: "n1")
+        let moved = try cluster.run("migrate", ["sha", "--to", "n2"])
+        try #require(moved.status == 0, "\(moved.error)\n\(cluster.log("n2"))")
+        #expect(cluster.log("n2").contains("guests run on the wasmtime engine"))
         Self.openGate("sha", in: cluster)
         let waited = try cluster.run("wait", ["sha"])
         #expect(waited.output == Self.digest + "\n", "\(waited.error)")
