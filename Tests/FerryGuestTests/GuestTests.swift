@@ -1,10 +1,16 @@
 import FerryGuest
+import FerryTestSupport
 import Foundation
 import NIOConcurrencyHelpers
 import Testing
 import WasmKit
 
 /// The example guests under `Guests/`, built by `Guests/build.sh` and committed.
+/// The suites that run guests: one test at a time, each on a thread of its own. A guest runs
+/// synchronously and for up to seconds; several at once, on the cooperative pool's two threads
+/// (or beside it), starved the in-process servers of other suites until their leases ran out.
+@Suite(.serialized, .onThreadsOfTheirOwn) enum GuestRuns {}
+
 /// The engines the guest suites run on: WasmKit always; Wasmtime where its library is installed
 /// (`.ci/run` installs it).
 enum TestEngines {
@@ -97,190 +103,202 @@ enum Guests {
     }
 }
 
-@Suite struct GuestLimitTests {
-    func stop(_ body: () throws -> Void) -> GuestStop? {
-        do {
-            try body()
-            return nil
-        } catch let stop as GuestStop {
-            return stop
-        } catch {
-            Issue.record("unexpected \(error)")
-            return nil
-        }
-    }
-
-    @Test(arguments: TestEngines.available) func aSpinningGuestRunsOutOfFuel(engine: GuestEngine) throws {
-        let instance = try GuestInstance(
-            module: try Guests.load("spin"),
-            limits: GuestLimits(fuel: 10_000_000),
-            engine: engine
-        )
-        let stop = self.stop { try instance.invoke("spin") }
-        #expect(stop == .outOfFuel(budget: 10_000_000))
-        #expect(stop?.description == "out of fuel after 10000000 units")
-    }
-
-    @Test(arguments: TestEngines.available) func aMemoryBombStopsAtTheLimit(engine: GuestEngine) throws {
-        let instance = try GuestInstance(
-            module: try Guests.load("membomb"),
-            limits: GuestLimits(maxMemoryBytes: 16 << 20),
-            engine: engine
-        )
-        switch engine {
-        case .wasmkit:
-            // WasmKit stops the guest at the memory.grow that would pass the limit.
-            let stop = self.stop { try instance.invoke("bomb", [.i32(1000)]) }
-            #expect(stop == .memoryLimit(limitBytes: 16 << 20, requestedBytes: (16 << 20) + 65536))
-            #expect(stop?.description.hasPrefix("memory limit 16 MiB") == true)
-        case .wasmtime:
-            // Wasmtime's limiter refuses the grow: the guest gets -1 and stops asking.
-            let grown = Int32(bitPattern: try instance.invoke("bomb", [.i32(1000)])[0].i32)
-            #expect(grown < 1000)
-            #expect(instance.memoryBytes <= 16 << 20)
-        }
-        // Under the limit it gets what it asked for.
-        let modest = try GuestInstance(
-            module: try Guests.load("membomb"),
-            limits: GuestLimits(maxMemoryBytes: 16 << 20),
-            engine: engine
-        )
-        #expect(try modest.invoke("bomb", [.i32(10)]) == [.i32(10)])
-    }
-
-    @Test(arguments: TestEngines.available) func deepRecursionExhaustsTheCallStack(engine: GuestEngine) throws {
-        let instance = try GuestInstance(
-            module: try Guests.load("recursion"),
-            limits: GuestLimits(stackBytes: 64 << 10),
-            engine: engine
-        )
-        #expect(try instance.invoke("recurse", [.i32(100)]) == [.i32(100)])
-        let stop = self.stop { try instance.invoke("recurse", [.i32(10_000_000)]) }
-        #expect(stop == .callStackExhausted(stackBytes: 64 << 10))
-        #expect(try instance.invoke("recurse", [.i32(10)]) == [.i32(10)], "the instance is usable after the stop")
-    }
-
-    @Test(arguments: TestEngines.available) func aDeadlineStopsAGuestThatNeverCallsTheHost(engine: GuestEngine) throws {
-        let instance = try GuestInstance(
-            module: try Guests.load("spin"),
-            limits: GuestLimits(deadline: .milliseconds(200)),
-            engine: engine
-        )
-        let started = ContinuousClock.now
-        let stop = self.stop { try instance.invoke("spin") }
-        #expect(stop == .deadline(.milliseconds(200)))
-        #expect(ContinuousClock.now - started >= .milliseconds(200))
-        // And one that yields is stopped at its next host call.
-        let yielding = try GuestInstance(
-            module: try Guests.load("spin"),
-            limits: GuestLimits(deadline: .milliseconds(100)),
-            engine: engine
-        )
-        #expect(self.stop { try yielding.invoke("spin_yielding") } == .deadline(.milliseconds(100)))
-    }
-
-    @Test(arguments: TestEngines.available) func oneRunawayGuestDoesNotStopTheOthers(engine: GuestEngine) async throws {
-        let spin = try Guests.load("spin")
-        let counter = try Guests.load("counter")
-        try await withThrowingTaskGroup(of: Int32.self) { group in
-            group.addTask {
-                let instance = try GuestInstance(
-                    module: spin,
-                    limits: GuestLimits(deadline: .seconds(1)),
-                    engine: engine
-                )
-                do {
-                    try instance.invoke("spin")
-                } catch let stop as GuestStop {
-                    #expect(stop == .deadline(.seconds(1)))
-                }
-                return -1
+extension GuestRuns {
+    @Suite struct GuestLimitTests {
+        func stop(_ body: () throws -> Void) -> GuestStop? {
+            do {
+                try body()
+                return nil
+            } catch let stop as GuestStop {
+                return stop
+            } catch {
+                Issue.record("unexpected \(error)")
+                return nil
             }
-            for _ in 0..<4 {
+        }
+
+        @Test(arguments: TestEngines.available) func aSpinningGuestRunsOutOfFuel(engine: GuestEngine) throws {
+            let instance = try GuestInstance(
+                module: try Guests.load("spin"),
+                limits: GuestLimits(fuel: 10_000_000),
+                engine: engine
+            )
+            let stop = self.stop { try instance.invoke("spin") }
+            #expect(stop == .outOfFuel(budget: 10_000_000))
+            #expect(stop?.description == "out of fuel after 10000000 units")
+        }
+
+        @Test(arguments: TestEngines.available) func aMemoryBombStopsAtTheLimit(engine: GuestEngine) throws {
+            let instance = try GuestInstance(
+                module: try Guests.load("membomb"),
+                limits: GuestLimits(maxMemoryBytes: 16 << 20),
+                engine: engine
+            )
+            switch engine {
+            case .wasmkit:
+                // WasmKit stops the guest at the memory.grow that would pass the limit.
+                let stop = self.stop { try instance.invoke("bomb", [.i32(1000)]) }
+                #expect(stop == .memoryLimit(limitBytes: 16 << 20, requestedBytes: (16 << 20) + 65536))
+                #expect(stop?.description.hasPrefix("memory limit 16 MiB") == true)
+            case .wasmtime:
+                // Wasmtime's limiter refuses the grow: the guest gets -1 and stops asking.
+                let grown = Int32(bitPattern: try instance.invoke("bomb", [.i32(1000)])[0].i32)
+                #expect(grown < 1000)
+                #expect(instance.memoryBytes <= 16 << 20)
+            }
+            // Under the limit it gets what it asked for.
+            let modest = try GuestInstance(
+                module: try Guests.load("membomb"),
+                limits: GuestLimits(maxMemoryBytes: 16 << 20),
+                engine: engine
+            )
+            #expect(try modest.invoke("bomb", [.i32(10)]) == [.i32(10)])
+        }
+
+        @Test(arguments: TestEngines.available) func deepRecursionExhaustsTheCallStack(engine: GuestEngine) throws {
+            let instance = try GuestInstance(
+                module: try Guests.load("recursion"),
+                limits: GuestLimits(stackBytes: 64 << 10),
+                engine: engine
+            )
+            #expect(try instance.invoke("recurse", [.i32(100)]) == [.i32(100)])
+            let stop = self.stop { try instance.invoke("recurse", [.i32(10_000_000)]) }
+            #expect(stop == .callStackExhausted(stackBytes: 64 << 10))
+            #expect(try instance.invoke("recurse", [.i32(10)]) == [.i32(10)], "the instance is usable after the stop")
+        }
+
+        @Test(arguments: TestEngines.available) func aDeadlineStopsAGuestThatNeverCallsTheHost(
+            engine: GuestEngine
+        ) throws {
+            let instance = try GuestInstance(
+                module: try Guests.load("spin"),
+                limits: GuestLimits(deadline: .milliseconds(200)),
+                engine: engine
+            )
+            let started = ContinuousClock.now
+            let stop = self.stop { try instance.invoke("spin") }
+            #expect(stop == .deadline(.milliseconds(200)))
+            #expect(ContinuousClock.now - started >= .milliseconds(200))
+            // And one that yields is stopped at its next host call.
+            let yielding = try GuestInstance(
+                module: try Guests.load("spin"),
+                limits: GuestLimits(deadline: .milliseconds(100)),
+                engine: engine
+            )
+            #expect(self.stop { try yielding.invoke("spin_yielding") } == .deadline(.milliseconds(100)))
+        }
+
+        @Test(arguments: TestEngines.available) func oneRunawayGuestDoesNotStopTheOthers(
+            engine: GuestEngine
+        ) async throws {
+            let spin = try Guests.load("spin")
+            let counter = try Guests.load("counter")
+            try await withThrowingTaskGroup(of: Int32.self) { group in
                 group.addTask {
-                    let instance = try GuestInstance(module: counter, engine: engine)
-                    var last: [Value] = []
-                    for _ in 0..<1000 { last = try instance.invoke("increment", [.i32(1)]) }
-                    return Int32(bitPattern: last[0].i32)
+                    let instance = try GuestInstance(
+                        module: spin,
+                        limits: GuestLimits(deadline: .seconds(1)),
+                        engine: engine
+                    )
+                    do {
+                        try instance.invoke("spin")
+                    } catch let stop as GuestStop {
+                        #expect(stop == .deadline(.seconds(1)))
+                    }
+                    return -1
                 }
+                for _ in 0..<4 {
+                    group.addTask {
+                        let instance = try GuestInstance(module: counter, engine: engine)
+                        var last: [Value] = []
+                        for _ in 0..<1000 { last = try instance.invoke("increment", [.i32(1)]) }
+                        return Int32(bitPattern: last[0].i32)
+                    }
+                }
+                var finished: [Int32] = []
+                for try await result in group { finished.append(result) }
+                #expect(finished.filter { $0 == 1000 }.count == 4)
             }
-            var finished: [Int32] = []
-            for try await result in group { finished.append(result) }
-            #expect(finished.filter { $0 == 1000 }.count == 4)
         }
-    }
 
-    @Test(arguments: TestEngines.available) func wrongCallsAreRefusedWithWhatTheExportTakes(engine: GuestEngine) throws
-    {
-        let instance = try GuestInstance(module: try Guests.load("counter"), engine: engine)
-        #expect(throws: GuestError.self) { try instance.invoke("decrement", [.i32(1)]) }
-        do {
-            try instance.invoke("increment", [.i64(1)])
-            Issue.record("accepted an i64 for an i32")
-        } catch let error as GuestError {
-            #expect("\(error)".contains("it takes (i32)"))
+        @Test(arguments: TestEngines.available) func wrongCallsAreRefusedWithWhatTheExportTakes(
+            engine: GuestEngine
+        ) throws {
+            let instance = try GuestInstance(module: try Guests.load("counter"), engine: engine)
+            #expect(throws: GuestError.self) { try instance.invoke("decrement", [.i32(1)]) }
+            do {
+                try instance.invoke("increment", [.i64(1)])
+                Issue.record("accepted an i64 for an i32")
+            } catch let error as GuestError {
+                #expect("\(error)".contains("it takes (i32)"))
+            }
         }
     }
 }
 
-@Suite struct GuestHostTests {
-    @Test(arguments: TestEngines.available) func guestsLogExchangeMessagesAndReadClockAndRandomness(
-        engine: GuestEngine
-    ) throws {
-        let lines = NIOLockedValueBox<[String]>([])
-        let mailbox = GuestMailbox()
-        mailbox.post(Array("hello".utf8))
-        mailbox.post(Array("ferry".utf8))
-        let instance = try GuestInstance(
-            module: try Guests.load("messages"),
-            environment: GuestEnvironment(mailbox: mailbox, log: { line in lines.withLockedValue { $0.append(line) } }),
-            engine: engine
-        )
-        #expect(try instance.invoke("serve") == [.i32(2)])
-        #expect(mailbox.takeSent().map { String(decoding: $0, as: UTF8.self) } == ["HELLO", "FERRY"])
-        #expect(lines.withLockedValue { $0 } == ["messages guest: serving"])
-        let rolls = Set(try (0..<50).map { _ in try instance.invoke("roll")[0].i32 })
-        #expect(rolls.count > 10 && rolls.allSatisfy { $0 < 256 })
-        #expect(Int64(bitPattern: try instance.invoke("uptime_ms")[0].i64) >= 0)
-    }
-
-    @Test(arguments: TestEngines.available) func aHostCallWithABadPointerStopsTheGuestNotTheHost(
-        engine: GuestEngine
-    ) throws {
-        // log(ptr = 0xFFFF_0000, len = 1000) points past the one-page memory.
-        let module = try GuestModule(
-            bytes: Array(
-                """
-                (module
-                  (import "ferry" "log" (func $log (param i32 i32)))
-                  (memory (export "memory") 1)
-                  (func (export "lie") (call $log (i32.const -65536) (i32.const 1000))))
-                """.utf8
+extension GuestRuns {
+    @Suite struct GuestHostTests {
+        @Test(arguments: TestEngines.available) func guestsLogExchangeMessagesAndReadClockAndRandomness(
+            engine: GuestEngine
+        ) throws {
+            let lines = NIOLockedValueBox<[String]>([])
+            let mailbox = GuestMailbox()
+            mailbox.post(Array("hello".utf8))
+            mailbox.post(Array("ferry".utf8))
+            let instance = try GuestInstance(
+                module: try Guests.load("messages"),
+                environment: GuestEnvironment(
+                    mailbox: mailbox,
+                    log: { line in lines.withLockedValue { $0.append(line) } }
+                ),
+                engine: engine
             )
-        )
-        do {
-            try GuestInstance(module: module, engine: engine).invoke("lie")
-            Issue.record("the host read out of bounds")
-        } catch let stop as GuestStop {
-            #expect(stop.description.hasPrefix("bad host call: log:"))
+            #expect(try instance.invoke("serve") == [.i32(2)])
+            #expect(mailbox.takeSent().map { String(decoding: $0, as: UTF8.self) } == ["HELLO", "FERRY"])
+            #expect(lines.withLockedValue { $0 } == ["messages guest: serving"])
+            let rolls = Set(try (0..<50).map { _ in try instance.invoke("roll")[0].i32 })
+            #expect(rolls.count > 10 && rolls.allSatisfy { $0 < 256 })
+            #expect(Int64(bitPattern: try instance.invoke("uptime_ms")[0].i64) >= 0)
         }
-    }
 
-    @Test(arguments: TestEngines.available) func aWASICommandGetsItsArgumentsAndStandardOutput(
-        engine: GuestEngine
-    ) throws {
-        let pipe = Pipe()
-        let instance = try GuestInstance(
-            module: try Guests.load("hello"),
-            environment: GuestEnvironment(
-                arguments: ["one", "two"],
-                standardOutput: pipe.fileHandleForWriting.fileDescriptor
-            ),
-            engine: engine
-        )
-        #expect(try instance.runCommand() == 0)
-        try pipe.fileHandleForWriting.close()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(output == "hello from a guest: one two\n")
+        @Test(arguments: TestEngines.available) func aHostCallWithABadPointerStopsTheGuestNotTheHost(
+            engine: GuestEngine
+        ) throws {
+            // log(ptr = 0xFFFF_0000, len = 1000) points past the one-page memory.
+            let module = try GuestModule(
+                bytes: Array(
+                    """
+                    (module
+                      (import "ferry" "log" (func $log (param i32 i32)))
+                      (memory (export "memory") 1)
+                      (func (export "lie") (call $log (i32.const -65536) (i32.const 1000))))
+                    """.utf8
+                )
+            )
+            do {
+                try GuestInstance(module: module, engine: engine).invoke("lie")
+                Issue.record("the host read out of bounds")
+            } catch let stop as GuestStop {
+                #expect(stop.description.hasPrefix("bad host call: log:"))
+            }
+        }
+
+        @Test(arguments: TestEngines.available) func aWASICommandGetsItsArgumentsAndStandardOutput(
+            engine: GuestEngine
+        ) throws {
+            let pipe = Pipe()
+            let instance = try GuestInstance(
+                module: try Guests.load("hello"),
+                environment: GuestEnvironment(
+                    arguments: ["one", "two"],
+                    standardOutput: pipe.fileHandleForWriting.fileDescriptor
+                ),
+                engine: engine
+            )
+            #expect(try instance.runCommand() == 0)
+            try pipe.fileHandleForWriting.close()
+            let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            #expect(output == "hello from a guest: one two\n")
+        }
     }
 }

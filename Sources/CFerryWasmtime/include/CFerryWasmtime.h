@@ -123,6 +123,7 @@ typedef wasm_trap_t *(*wasmtime_func_callback_t)(
     X(void, wasmtime_config_consume_fuel_set, (wasm_config_t *, bool)) \
     X(void, wasmtime_config_epoch_interruption_set, (wasm_config_t *, bool)) \
     X(void, wasmtime_config_max_wasm_stack_set, (wasm_config_t *, size_t)) \
+    X(void, wasmtime_config_parallel_compilation_set, (wasm_config_t *, bool)) \
     X(void, wasmtime_engine_increment_epoch, (wasm_engine_t *)) \
     X(wasmtime_error_t *, wasmtime_module_new, (wasm_engine_t *, const uint8_t *, size_t, wasmtime_module_t **)) \
     X(void, wasmtime_module_delete, (wasmtime_module_t *)) \

@@ -46,6 +46,9 @@ final class WasmtimeRuntime: @unchecked Sendable {
             api.wasmtime_config_consume_fuel_set(config, key.fuel)
             api.wasmtime_config_epoch_interruption_set(config, key.epochs)
             api.wasmtime_config_max_wasm_stack_set(config, key.stackBytes)
+            // One thread compiles: a module arriving at a node must not take every core from the
+            // guests already running there (or from the node's CPU quota).
+            api.wasmtime_config_parallel_compilation_set(config, false)
             let engine = api.wasm_engine_new_with_config(config)!
             engines[key] = engine
             if key.epochs { self.tickEpochs(of: engine) }

@@ -3,15 +3,17 @@ import Testing
 
 /// Runs each test of a suite on a thread of its own instead of the cooperative pool.
 ///
-/// The tests that drive `ferry` processes block: they wait for commands to end and read pipes.
-/// On a two-core machine the pool has two threads, and two such tests blocking for minutes
-/// starve every other suite of the parallel run until its leases and deadlines run out.
+/// The tests that drive `ferry` processes block: they wait for commands to end and read pipes;
+/// the guest tests run guests synchronously, on each engine at once. On a two-core machine the
+/// pool has two threads, and two such tests blocking for seconds or minutes starve every other
+/// suite of the parallel run (its in-process servers and clients) until its leases and deadlines
+/// run out.
 /// Recording issues still works: the test runs in its own task, with its task-locals, only
 /// elsewhere.
-struct OwnThreadTrait: SuiteTrait, TestTrait, TestScoping {
-    var isRecursive: Bool { true }
+public struct OwnThreadTrait: SuiteTrait, TestTrait, TestScoping {
+    public var isRecursive: Bool { true }
 
-    func provideScope(
+    public func provideScope(
         for test: Test,
         testCase: Test.Case?,
         performing function: @Sendable () async throws -> Void
@@ -25,7 +27,7 @@ struct OwnThreadTrait: SuiteTrait, TestTrait, TestScoping {
 
 extension Trait where Self == OwnThreadTrait {
     /// Each test on a thread of its own (see ``OwnThreadTrait``).
-    static var onThreadsOfTheirOwn: Self { OwnThreadTrait() }
+    public static var onThreadsOfTheirOwn: Self { OwnThreadTrait() }
 }
 
 /// A task executor with one thread, which runs the jobs given to it in turn.
