@@ -276,7 +276,8 @@ enum FerryHostAPI {
             return []
         }
         define("checkpoint", [], []) { call, _ in try GuestInstance.checkpoint(call, suspension) }
-        define("yield", [], []) { call, _ in
+        /// `yield` and `safepoint`: where the host may end the guest's slice, or take it for a capture.
+        func suspensionPoint(_ call: HostCall) throws -> [Value] {
             guard let exports = call.exports else {
                 try checkDeadline()
                 return []
@@ -290,21 +291,11 @@ enum FerryHostAPI {
             }
             return []
         }
+        define("yield", [], []) { call, _ in try suspensionPoint(call) }
         define("safepoint", [], []) { call, _ in
-            guard let exports = call.exports else {
-                try checkDeadline()
-                return []
-            }
             // Cleared before looking at what was asked, so a request made meanwhile raises it again.
             suspension.flag?.clear()
-            if try GuestInstance.finishRewind(exports, suspension) { return [] }
-            try checkDeadline()
-            if suspension.interrupt.take() {
-                Self.unwindForCapture(exports, suspension)
-            } else if let end = suspension.sliceEnd, ContinuousClock.now >= end {
-                try GuestInstance.startUnwind(exports, suspension, reason: .endOfSlice)
-            }
-            return []
+            return try suspensionPoint(call)
         }
         for (name, strong) in [("go", true), ("go_weak", false)] {
             define(name, [.i32, .i32], [.i32]) { call, arguments in
