@@ -294,7 +294,13 @@ enum FerryHostAPI {
         define("yield", [], []) { call, _ in try suspensionPoint(call) }
         define("safepoint", [], []) { call, _ in
             // Cleared before looking at what was asked, so a request made meanwhile raises it again.
-            suspension.flag?.clear()
+            // Where no other thread can raise it (Wasmtime), it is cleared through the exports: a
+            // flag restored raised would otherwise bring the guest here at every loop and call.
+            if let flag = suspension.flag {
+                flag.clear()
+            } else {
+                try? call.exports?.setGlobal(SafepointRewriter.flagExport, .i32(0))
+            }
             return try suspensionPoint(call)
         }
         for (name, strong) in [("go", true), ("go_weak", false)] {
