@@ -430,6 +430,7 @@ let package = Package(
         .testTarget(
             name: "FerryGuestTests",
             dependencies: [
+                "FerryPosix",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 "FerryGuest",
                 .product(name: "WasmKit", package: "WasmKit"),
@@ -473,6 +474,7 @@ let package = Package(
         .testTarget(
             name: "FerryCommandsTests",
             dependencies: [
+                "FerryPosix",
                 "FerryClient",
                 "FerryCommands",
                 "FerryGuest",

@@ -9,8 +9,6 @@ protocol GuestBackend: AnyObject {
     func invoke(_ name: String, _ arguments: [Value]) throws -> [Value]
     /// The instance's exports.
     var exports: any GuestExports { get }
-    /// The parameter and result types of the exported function `name`, or nil.
-    func signature(of name: String) -> (parameters: [ValueType], results: [ValueType])?
     /// Fuel left, when metered.
     var remainingFuel: UInt64? { get }
     /// A movable module's safe-point flag, when other threads can raise it on this engine.

@@ -87,17 +87,13 @@ public final class GuestInstance {
     ///   export or the arguments do not fit its signature.
     @discardableResult
     public func invoke(_ name: String, _ arguments: [Value] = []) throws -> [Value] {
-        guard let signature = self.backend.signature(of: name) else {
-            throw GuestError.noSuchExport(
-                name: name,
-                available: self.module.info.exports.filter { $0.kind == "function" }.map(\.name)
-            )
-        }
-        guard signature.parameters == arguments.map(Self.type(of:)) else {
+        // The signature is the module's: read once at load, the same on either engine.
+        let parameters = try self.module.parameters(of: name)
+        guard parameters == arguments.map(Self.type(of:)) else {
             throw GuestError.badArguments(
                 export: name,
                 reason:
-                    "it takes (\(signature.parameters.map { "\($0)" }.joined(separator: ", "))), got \(arguments.count) argument(s)"
+                    "it takes (\(parameters.map { "\($0)" }.joined(separator: ", "))), got \(arguments.count) argument(s)"
             )
         }
         return try self.backend.invoke(name, arguments)

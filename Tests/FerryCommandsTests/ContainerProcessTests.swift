@@ -1,3 +1,4 @@
+import FerryPosix
 import FerryTestSupport
 import Foundation
 import Testing
@@ -25,7 +26,7 @@ struct ContainerProcessTests {
         let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent()
         let directory = NSTemporaryDirectory() + "ferry-rootfs-\(getpid())"
-        _ = try? RunningProgram.run([repository.appendingPathComponent("Examples/rootfs.sh").path, directory])
+        _ = try? ChildProcess.run([repository.appendingPathComponent("Examples/rootfs.sh").path, directory])
         return directory
     }()
 
@@ -253,7 +254,7 @@ struct ContainerProcessTests {
     @Test(.disabled(if: !FileManager.default.isExecutableFile(atPath: "/usr/bin/crun"), "crun is not installed"))
     func anOCIBundleForCrunRunsTheSameUnderFerry() throws {
         let bundle = self.temporary.path + "/oci"
-        _ = try RunningProgram.run([
+        _ = try ChildProcess.run([
             "/bin/sh", "-c",
             """
             mkdir -p \(bundle) && cd \(bundle) && ln -s \(Self.rootfs) rootfs && crun spec && \
@@ -263,7 +264,7 @@ struct ContainerProcessTests {
             """,
         ])
         // crun refuses hybrid cgroups (v1 beside a v2 mount with a controller): hide the v2 mount.
-        let (crunStatus, crunOutput) = try RunningProgram.run(
+        let (crunStatus, crunOutput) = try ChildProcess.run(
             [
                 "/usr/bin/unshare", "-m", "sh", "-c",
                 "umount /sys/fs/cgroup/unified 2>/dev/null; crun run --bundle \(bundle) ferry-test-\(getpid())",

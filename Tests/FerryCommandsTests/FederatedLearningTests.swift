@@ -1,3 +1,4 @@
+import FerryPosix
 import FerryTestSupport
 import Foundation
 import Testing
@@ -66,9 +67,9 @@ import Testing
         let output = Pipe()
         let discarded = open("/dev/null", O_WRONLY | O_CLOEXEC)
         defer { close(discarded) }
-        let learn = try RunningProgram(
+        let learn = try ChildProcess(
+            try FerryProcess.executable().path,
             [
-                try FerryProcess.executable().path,
                 "learn", "--endpoints", cluster.daemon.endpoint, "--nodes", "n1,n2,n3", "--rounds", "4", "--key",
                 cluster.key, "--json", "--data",
                 Self.examples.appendingPathComponent("Examples/digits/digits.bin").path,

@@ -1,5 +1,6 @@
 import FerryEndpoints
 import FerryKV
+import FerryPosix
 import FerryServer
 import FerryTestSupport
 import Foundation
@@ -384,7 +385,7 @@ extension FerryProcessTests {
         let data = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ ($0 >> 11)) }
         let file = URL(fileURLWithPath: temporary.path + "/data.bin")
         try Data(data).write(to: file)
-        let expected = String(try RunningProgram.run(["/usr/bin/sha256sum", file.path]).output.prefix(64))
+        let expected = String(try ChildProcess.run(["/usr/bin/sha256sum", file.path]).output.prefix(64))
         #expect(digest == expected)
 
         // A damaged snapshot is refused, and nothing runs.

@@ -1,4 +1,5 @@
 import FerryGuest
+import FerryPosix
 import FerryTestSupport
 import Foundation
 import Testing
@@ -27,7 +28,7 @@ extension GuestRuns {
             defer { withExtendedLifetime(temporary) {} }  // removed at the end of the test
             let file = URL(fileURLWithPath: temporary.path + "/bytes")
             try Data(bytes).write(to: file)
-            return String(try RunningProgram.run(["/usr/bin/sha256sum", file.path]).output.prefix(64))
+            return String(try ChildProcess.run(["/usr/bin/sha256sum", file.path]).output.prefix(64))
         }
 
         @Test(arguments: TestEngines.available)

@@ -8,7 +8,7 @@ import Glibc
 /// The built `ferry` executable run as a user would: the one way tests start Ferry's own
 /// processes, read their lines (a server's first is `listening on HOST:PORT`), and stop them.
 public final class FerryProcess {
-    public let process: RunningProgram
+    public let process: ChildProcess
     private let output = Pipe()
     private var pending = Data()
 
@@ -44,7 +44,7 @@ public final class FerryProcess {
         under wrapper: [String] = []
     ) throws {
         let ferry = try Self.executable()
-        let command = wrapper.isEmpty ? [ferry.path] + arguments : wrapper + [ferry.path] + arguments
+        let command = wrapper + [ferry.path] + arguments
         let errorDescriptor: Int32
         switch errors {
         case .discarded: errorDescriptor = open("/dev/null", O_WRONLY | O_CLOEXEC)
@@ -52,8 +52,9 @@ public final class FerryProcess {
         case .file(let path): errorDescriptor = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
         }
         defer { close(errorDescriptor) }
-        self.process = try RunningProgram(
-            command,
+        self.process = try ChildProcess(
+            command[0],
+            Array(command.dropFirst()),
             environment: environment.isEmpty ? nil : ProcessInfo.processInfo.environment.merging(environment) { $1 },
             standardOutput: self.output.fileHandleForWriting.fileDescriptor,
             standardError: errorDescriptor
@@ -93,60 +94,40 @@ public final class FerryProcess {
 
     /// Sends `signal` and waits for the process to end; its exit status.
     public func stop(_ signal: Int32) -> Int32 {
-        self.process.child.signal(signal)
+        self.process.signal(signal)
         self.process.waitUntilExit()
         return self.process.terminationStatus
     }
 
     deinit {
         if self.process.isRunning {
-            self.process.child.signal(SIGKILL)
+            self.process.signal(SIGKILL)
             self.process.waitUntilExit()
         }
     }
 }
 
-/// A program a test started, asked what tests ask of Foundation's `Process` (whose `run()` the
-/// tests cannot use: see ``ChildProcess``).
-public final class RunningProgram: @unchecked Sendable {
-    // Sendable: ChildProcess is.
-    public let child: ChildProcess
-
+/// What tests ask of a program they started, in the words of Foundation's `Process` (whose
+/// `run()` they cannot use: see ``ChildProcess``).
+extension ChildProcess {
     public enum TerminationReason: Sendable { case exit, uncaughtSignal }
 
-    /// Starts `command` (a path, then its arguments).
-    public init(
-        _ command: [String],
-        environment: [String: String]? = nil,
-        standardInput: Int32? = nil,
-        standardOutput: Int32? = nil,
-        standardError: Int32? = nil
-    ) throws {
-        self.child = try ChildProcess(
-            command[0],
-            Array(command.dropFirst()),
-            environment: environment,
-            standardInput: standardInput,
-            standardOutput: standardOutput,
-            standardError: standardError
-        )
-    }
-
-    /// Runs `command` to its end: its exit status and standard output (with its standard error
-    /// when `mergingErrors`; discarded otherwise).
+    /// Runs `command` (a path, then its arguments) to its end: its exit status and standard output
+    /// (with its standard error when `mergingErrors`; discarded otherwise).
     public static func run(_ command: [String], mergingErrors: Bool = false) throws -> (status: Int32, output: String) {
         let output = Pipe()
         let errors =
             mergingErrors ? dup(output.fileHandleForWriting.fileDescriptor) : open("/dev/null", O_WRONLY | O_CLOEXEC)
-        let program: RunningProgram
+        let program: ChildProcess
         do {
             // Our copies of the write ends go before reading: the output ends when the child's do.
             defer {
                 close(errors)
                 try? output.fileHandleForWriting.close()
             }
-            program = try RunningProgram(
-                command,
+            program = try ChildProcess(
+                command[0],
+                Array(command.dropFirst()),
                 standardOutput: output.fileHandleForWriting.fileDescriptor,
                 standardError: errors
             )
@@ -155,21 +136,20 @@ public final class RunningProgram: @unchecked Sendable {
         return (program.terminationStatus, text)
     }
 
-    public var processIdentifier: Int32 { self.child.pid }
-    public var isRunning: Bool { self.child.isRunning }
-    public func waitUntilExit() { self.child.wait() }
-    public func terminate() { self.child.signal(SIGTERM) }
+    public var processIdentifier: Int32 { self.pid }
+    public func waitUntilExit() { self.wait() }
+    public func terminate() { self.signal(SIGTERM) }
 
     /// Its exit code, or the signal that ended it (as Foundation's `Process` says).
     public var terminationStatus: Int32 {
-        switch self.child.wait() {
+        switch self.wait() {
         case .exited(let code): code
         case .signalled(let signal): signal
         }
     }
 
     public var terminationReason: TerminationReason {
-        if case .signalled = self.child.wait() { return .uncaughtSignal }
+        if case .signalled = self.wait() { return .uncaughtSignal }
         return .exit
     }
 }

@@ -65,10 +65,6 @@ final class WasmKitBackend: GuestBackend {
 
     var exports: any GuestExports { WasmKitExports(instance: self.instance, store: self.store) }
 
-    func signature(of name: String) -> (parameters: [ValueType], results: [ValueType])? {
-        self.instance.exports[function: name].map { ($0.type.parameters, $0.type.results) }
-    }
-
     var remainingFuel: UInt64? { self.limits.fuel == nil ? nil : self.store.fuel?.remaining }
 
     var safepointFlag: SafepointFlag? {

@@ -42,9 +42,10 @@ final class WasmtimeBackend: GuestBackend {
             stackBytes: self.stackBytes
         )
         let compiled = try runtime.compiled(module, for: key)
-        self.store = api.wasmtime_store_new(runtime.engine(for: key), nil, nil)!
+        let engine = runtime.engine(for: key)
+        self.store = api.wasmtime_store_new(engine, nil, nil)!
         self.context = api.wasmtime_store_context(self.store)!
-        self.linker = api.wasmtime_linker_new(runtime.engine(for: key))!
+        self.linker = api.wasmtime_linker_new(engine)!
         self.calls = WasmtimeCalls(library: library, limits: limits, stackBytes: self.stackBytes)
         api.wasmtime_store_limiter(self.store, Int64(limits.maxMemoryBytes), 10_000_000, -1, -1, -1)
         if let fuel = limits.fuel, let error = api.wasmtime_context_set_fuel(self.context, fuel) {
@@ -73,28 +74,6 @@ final class WasmtimeBackend: GuestBackend {
 
     func invoke(_ name: String, _ arguments: [Value]) throws -> [Value] {
         try self.exports.call(name, arguments)
-    }
-
-    func signature(of name: String) -> (parameters: [ValueType], results: [ValueType])? {
-        var found = wasmtime_extern_t()
-        let present = name.withCString { pointer in
-            self.library.api.wasmtime_instance_export_get(
-                self.context,
-                &self.instance,
-                pointer,
-                strlen(pointer),
-                &found
-            )
-        }
-        guard present, Int(found.kind) == WASMTIME_EXTERN_FUNC else { return nil }
-        let api = self.library.api
-        let type = api.wasmtime_func_type(self.context, &found.of.func)
-        defer { api.wasm_functype_delete(type) }
-        func types(_ vector: UnsafePointer<wasm_valtype_vec_t>?) -> [ValueType] {
-            guard let vector = vector?.pointee, let data = vector.data else { return [] }
-            return (0..<vector.size).map { ValueType(wasmtimeKind: api.wasm_valtype_kind(data[$0])) }
-        }
-        return (types(api.wasm_functype_params(type)), types(api.wasm_functype_results(type)))
     }
 
     var remainingFuel: UInt64? {

@@ -1,6 +1,5 @@
 import CFerryWasmtime
 import Foundation
-import NIOConcurrencyHelpers
 
 /// Wasmtime's C library, opened at run time: nothing in the build or in `swift test` needs it.
 ///
@@ -25,9 +24,7 @@ public struct WasmtimeLibrary: @unchecked Sendable {
         "pip install 'wasmtime==\(majorVersion).*' (Ferry finds it in Python's site-packages), or set FERRY_WASMTIME_LIBRARY to the path of a libwasmtime.so of Wasmtime \(majorVersion)"
 
     /// The library, opened on first use; or why it cannot be used.
-    public static var shared: Result<WasmtimeLibrary, GuestError> { Self.loaded.withLockedValue { $0 } }
-
-    private static let loaded = NIOLockedValueBox<Result<WasmtimeLibrary, GuestError>>(Self.open())
+    public static let shared: Result<WasmtimeLibrary, GuestError> = Self.open()
 
     private static func open() -> Result<WasmtimeLibrary, GuestError> {
         for path in Self.candidates() {

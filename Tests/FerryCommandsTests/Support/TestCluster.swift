@@ -1,3 +1,4 @@
+import FerryPosix
 import FerryTestSupport
 import Foundation
 import Testing
@@ -13,7 +14,7 @@ final class TestCluster: @unchecked Sendable {
     final class Member {
         let name: String
         private let running: FerryProcess
-        var process: RunningProgram { self.running.process }
+        var process: ChildProcess { self.running.process }
         let endpoint: String
 
         /// - Parameter hiding: a directory this member sees empty: it runs in a mount namespace of
@@ -135,8 +136,9 @@ final class TestCluster: @unchecked Sendable {
         let errorPath = "\(self.directory)/command-\(UUID().uuidString).err"
         let errorDescriptor = open(errorPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         defer { try? FileManager.default.removeItem(atPath: errorPath) }
-        let process = try RunningProgram(
-            [try FerryProcess.executable().path] + arguments,
+        let process = try ChildProcess(
+            try FerryProcess.executable().path,
+            arguments,
             standardOutput: output.fileHandleForWriting.fileDescriptor,
             standardError: errorDescriptor
         )
