@@ -9,7 +9,7 @@
 # writes accuracy per round for both as an SVG chart, federated.svg, beside this script.
 #
 # Usage: Benchmarks/federated.sh   (SPLITS=iid,dirichlet:0.5,dirichlet:0.1,classes:2 SEEDS=1,2,3,4,5
-#                                   ROUNDS=20 EPOCHS=1 LR=0.5 BATCH=32)
+#                                   ROUNDS=20 EPOCHS=1 LR=0.5 BATCH=32 FERRY_ENGINE=wasmkit|wasmtime)
 set -euo pipefail
 
 source "$(dirname "$0")/lib.sh"
@@ -19,6 +19,7 @@ ROUNDS=${ROUNDS:-20}
 EPOCHS=${EPOCHS:-1}
 LR=${LR:-0.5}
 BATCH=${BATCH:-32}
+ENGINE=${FERRY_ENGINE:-wasmkit}
 
 python3 -c 'import flwr, numpy' 2>/dev/null || { echo "installing: flwr numpy (PyPI)" >&2; pip install -q flwr numpy >&2; }
 [ -n "${NO_BUILD:-}" ] || build_release ferry ferry-bench
@@ -32,7 +33,7 @@ PIDS+=($!)
 DAEMON=$(listening_address "$WORK/endpointd.out")
 "$FERRY" keys generate --out "$WORK/keys" >/dev/null
 for node in n1 n2 n3; do
-    "$FERRY" node --name "$node" --endpoints "$DAEMON" --trust "$WORK/keys/ferry.pub" \
+    "$FERRY" node --name "$node" --endpoints "$DAEMON" --trust "$WORK/keys/ferry.pub" --engine "$ENGINE" \
         >"$WORK/$node.out" 2>"$WORK/$node.err" &
     PIDS+=($!)
     listening_address "$WORK/$node.out" >/dev/null
@@ -55,7 +56,7 @@ for split in ${SPLITS//,/ }; do
     done
 done
 
-python3 - "$WORK" "$SPLITS" "$SEEDS" "$ROUNDS" "$EPOCHS" "$LR" "$BATCH" "$(dirname "$0")/federated.svg" <<'PY'
+python3 - "$WORK" "$SPLITS" "$SEEDS" "$ROUNDS" "$EPOCHS" "$LR" "$BATCH" "$(dirname "$0")/federated.svg" "$ENGINE" <<'PY'
 import json, statistics, sys
 
 work, splits, seeds, rounds, epochs, lr, batch, svg_path = sys.argv[1:9]
@@ -92,7 +93,7 @@ for split in splits:
 
 print(f"Federated learning, 3 nodes on loopback: softmax regression on the digits data set, FedAvg, {rounds} rounds of")
 print(f"{epochs} local epoch(s), lr {lr}, batch {batch}; accuracy on the held-out fifth, mean ± std over seeds {','.join(seeds)}.")
-print("Ferry: the model is a wasm guest sent to the nodes (WasmKit). Flower: the same model in numpy, gRPC clients.")
+print("Ferry: the model is a wasm guest sent to the nodes ("+{"wasmkit": "WasmKit", "wasmtime": "Wasmtime"}.get(sys.argv[9], sys.argv[9])+"). Flower: the same model in numpy, gRPC clients.")
 print()
 header = (f"{'split':>13} {'Ferry':>15} {'Flower':>15} {'diff pts':>8} {'central':>8} {'Ferry/central':>13} "
           f"{'Ferry ms/rd':>11} {'Flower ms/rd':>12} {'time ratio':>10} {'Ferry B/rd':>10} {'Flower B/rd':>11}")

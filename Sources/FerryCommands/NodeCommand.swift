@@ -68,6 +68,20 @@ struct NodeCommand: AsyncParsableCommand {
     )
     var balance: Balancer.Mode = .off
 
+    @Option(
+        help: "Serve the control API, the dashboard and /metrics on this port (0 picks a free one).",
+        transform: parsePort
+    )
+    var httpPort: Int?
+
+    @Option(
+        help: ArgumentHelp(
+            "The control API's token, made there if missing (default: DATA-DIR/control-token, else ~/.ferry/control-token).",
+            valueName: "PATH"
+        )
+    )
+    var httpTokenFile: String?
+
     func validate() throws {
         guard (1...64).contains(self.threads) else {
             throw ValidationError("--threads takes 1 to 64, got \(self.threads)")
@@ -87,6 +101,7 @@ struct NodeCommand: AsyncParsableCommand {
 
     func run() async throws {
         let shutdown = await ShutdownSignals()
+        NodeMetrics.bootstrap()
         let logger = Logger(label: "ferry.node.\(self.name)")
         let engine = try self.engineOption.choose()
         logger.info("guests run on the \(engine) engine")
@@ -110,6 +125,22 @@ struct NodeCommand: AsyncParsableCommand {
             allowUnsigned: self.allowUnsigned,
             allowContainers: self.allowContainers
         )
+        var console: ConsoleServer?
+        if let httpPort = self.httpPort {
+            let tokenFile =
+                self.httpTokenFile ?? ((self.dataDir ?? Node.defaultDataDirectory) + "/" + ConsoleToken.fileName)
+            do {
+                console = try await ConsoleServer.start(
+                    host: self.host,
+                    port: httpPort,
+                    reader: ClusterReader(daemon: self.endpoints),
+                    token: try ConsoleToken.loadOrCreate(at: tokenFile),
+                    logger: logger
+                )
+            } catch let error as ConsoleError {
+                throw CommandFailure("node \(self.name) cannot start: \(error.message)")
+            }
+        }
         let node: NodeServer
         do {
             node = try await NodeServer.start(
@@ -124,7 +155,8 @@ struct NodeCommand: AsyncParsableCommand {
                     evacuateTo: self.evacuateTo,
                     localValues: values,
                     cpuBudget: self.cpus,
-                    balance: self.balance
+                    balance: self.balance,
+                    http: console?.address
                 ),
                 logger: logger
             )
@@ -134,8 +166,9 @@ struct NodeCommand: AsyncParsableCommand {
         printLine("listening on \(node.endpoint)")
         printLine("migration on \(node.migration.endpoint)")
         printLine("node \(self.name) registered at \(self.endpoints)")
+        if let console { printLine("dashboard http://\(console.address)/") }
         if let quota { printLine("cpu quota \(quota.cpus) CPUs (cgroup \(quota.path))") }
-        try await shutdown.run([node], logger: logger)
+        try await shutdown.run([node] + (console.map { [$0] } ?? []), logger: logger)
         printLine("node \(self.name) stopped")
     }
 }

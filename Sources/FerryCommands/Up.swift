@@ -3,6 +3,7 @@ import FerryEndpoints
 import FerryMigration
 import FerryNode
 import FerryServer
+import Foundation
 import Logging
 import ServiceLifecycle
 
@@ -44,6 +45,9 @@ struct Up: AsyncParsableCommand {
     @Option(help: "The CDN redirector's DNS port (UDP and TCP); 0 picks a free one.", transform: parsePort)
     var dnsPort = 8053
 
+    @Option(help: "The dashboard's, control API's and /metrics' port; 0 picks a free one.", transform: parsePort)
+    var dashboardPort = 8083
+
     @Option(help: "Where the node keeps permanent state (default ~/.ferry).")
     var dataDir: String?
 
@@ -62,7 +66,9 @@ struct Up: AsyncParsableCommand {
 
     func run() async throws {
         let shutdown = await ShutdownSignals()
+        NodeMetrics.bootstrap()
         let logger = Logger(label: "ferry.node")
+        let dataDirectory = self.dataDir ?? Node.defaultDataDirectory
         let node = try await Node.start(
             .init(
                 host: self.host,
@@ -72,7 +78,7 @@ struct Up: AsyncParsableCommand {
                 model: self.model,
                 endpointsPort: self.endpointsPort,
                 kvPort: self.kvPort,
-                dataDirectory: self.dataDir ?? Node.defaultDataDirectory,
+                dataDirectory: dataDirectory,
                 handoffSocket: self.handoffSocket,
                 objectsPort: self.objectsPort
             ),
@@ -80,6 +86,33 @@ struct Up: AsyncParsableCommand {
         )
         var services = node.services
         var summary = node.summary
+        let tokenFile = dataDirectory + "/" + ConsoleToken.fileName
+        let kv = node.kvServer
+        let console: ConsoleServer
+        do {
+            console = try await ConsoleServer.start(
+                host: self.host,
+                port: self.dashboardPort,
+                reader: ClusterReader(
+                    daemon: ServiceEndpoint(host: node.endpointDaemon.host, port: node.endpointDaemon.port),
+                    switchControl: node.switchControl
+                ),
+                token: try ConsoleToken.loadOrCreate(at: tokenFile),
+                kv: { try KVView(reading: kv) },
+                logger: logger
+            )
+        } catch let error as ConsoleError {
+            throw CommandFailure("ferry up cannot start: \(error.message)")
+        }
+        services.append(console)
+        summary.insert(
+            contentsOf: [
+                "dashboard http://\(console.address)/",
+                "token     \(tokenFile)  (the API's actions: -H \"Authorization: Bearer $(cat \(tokenFile))\")",
+            ],
+            at: 2
+        )
+        summary.insert(contentsOf: Self.consoleLines(console, tokenFile: tokenFile), at: summary.count - 1)
         let cdn = try await CDNDemo.start(
             root: node.fileServer.configuration.root,
             host: self.host,
@@ -96,8 +129,9 @@ struct Up: AsyncParsableCommand {
                 count: self.nodes,
                 host: self.host,
                 daemon: ServiceEndpoint(host: node.endpointDaemon.host, port: node.endpointDaemon.port),
-                dataDirectory: self.dataDir ?? Node.defaultDataDirectory,
+                dataDirectory: dataDirectory,
                 balance: self.balance,
+                tokenFile: tokenFile,
                 logger: logger
             )
             services.append(processes)
@@ -109,6 +143,17 @@ struct Up: AsyncParsableCommand {
         for line in summary { printLine(line) }
         try await shutdown.run(services, logger: logger)
         printLine("node stopped")
+    }
+
+    /// How to try the control API.
+    static func consoleLines(_ console: ConsoleServer, tokenFile: String) -> [String] {
+        [
+            "the control API (the dashboard's; reads are open on loopback):",
+            "  curl -s http://\(console.address)/api/v1/cluster",
+            "  curl -s http://\(console.address)/api/v1/switch",
+            "  curl -s -X POST -H \"Authorization: Bearer $(cat \(tokenFile))\" http://\(console.address)/api/v1/switch/backends/ADDRESS/drain",
+            "  curl -s http://\(console.address)/metrics",
+        ]
     }
 
     /// What `ferry up` says of its node processes.
@@ -134,7 +179,7 @@ struct Up: AsyncParsableCommand {
             "  swift run ferry ps --endpoints \(daemon)",
             "live migration of a server process, called while it moves:",
             "  swift run ferry sign Guests/echo.wasm --key \(processes.keyFile) --out /tmp/echo.wasm",
-            "  swift run ferry spawn --endpoints \(daemon) --node \(first) /tmp/echo.wasm --name echo 64",
+            "  swift run ferry spawn --endpoints \(daemon) --node \(first) /tmp/echo.wasm --name echo 32",
             "  swift run ferry send --endpoints \(daemon) echo hello",
             "  swift run ferry migrate --endpoints \(daemon) echo --to \(second) --mode post-copy --json   # or pre-copy, hybrid",
             "  swift run ferry send --endpoints \(daemon) echo 'hello again'",

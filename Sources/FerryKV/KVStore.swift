@@ -97,6 +97,11 @@ public final class KVStore: Sendable {
         return KVValue(value: [UInt8](value), version: UInt64(version))
     }
 
+    /// How many keys the store holds.
+    public func count() throws -> Int {
+        try self.pool.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM kv") ?? 0 }
+    }
+
     /// Keys starting with `prefix`, in key order, at most `limit`, and no more than fits in one frame.
     public func list(prefix: String, limit: Int) async throws -> KVEntries {
         try await self.pool.read { db in try Self.list(prefix: prefix, limit: limit, db) }

@@ -177,7 +177,7 @@ public struct Node: Sendable {
         let endpoints = "\(daemon.host):\(daemon.port)"
         let kvAddress = "\(kv.host):\(kv.port)"
         var registered: [(String, [ServiceEndpoint], [String: String])] = [
-            ("web", [front.address], ["protocol": "http", "tier": "front"]),
+            ("web", [front.address], ["protocol": "http", "tier": "front", "control": switchControl]),
             ("app", appEndpoints, ["protocol": "http", "tier": "application"]),
             ("files", [files], ["protocol": "http"]),
             ("kv", [ServiceEndpoint(host: kv.host, port: kv.port)], ["protocol": "ferrywire", "tier": "data"]),

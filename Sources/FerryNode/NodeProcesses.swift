@@ -53,6 +53,7 @@ public final class NodeProcesses: Service, Sendable {
         daemon: ServiceEndpoint,
         dataDirectory: String,
         balance: Balancer.Mode = .both,
+        tokenFile: String? = nil,
         logger: Logger
     ) throws -> NodeProcesses {
         let keys = (Self.clusterKeyFile(dataDirectory: dataDirectory) as NSString).deletingLastPathComponent
@@ -65,10 +66,12 @@ public final class NodeProcesses: Service, Sendable {
             let name = "node-\(index)"
             let data = "\(dataDirectory)/nodes/\(name)"
             try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
-            let nodeArguments = [
-                "node", "--name", name, "--host", host, "--port", "0", "--endpoints", "\(daemon)", "--data-dir", data,
-                "--trust", publicKeyFile, "--local", "temperature=\(10 + 7 * index)", "--balance", balance.rawValue,
-            ]
+            let nodeArguments =
+                [
+                    "node", "--name", name, "--host", host, "--port", "0", "--endpoints", "\(daemon)", "--data-dir",
+                    data,
+                    "--trust", publicKeyFile, "--local", "temperature=\(10 + 7 * index)", "--balance", balance.rawValue,
+                ] + (tokenFile.map { ["--http-port", "0", "--http-token-file", $0] } ?? [])
             let (process, endpoint) = try Self.launch(executable, nodeArguments)
             nodes.append(Node(name: name, endpoint: endpoint, dataDirectory: data))
             arguments[name] = nodeArguments

@@ -28,6 +28,8 @@ public final class NodeServer: Service, Sendable {
         public var cpuBudget: Double?
         /// Which load-driven moves the node starts.
         public var balance: Balancer.Mode
+        /// Where the node serves its control API and dashboard, published in its registration.
+        public var http: ServiceEndpoint?
 
         public init(
             name: String,
@@ -41,8 +43,10 @@ public final class NodeServer: Service, Sendable {
             localValues: [String: String] = [:],
             ttl: Duration = .seconds(10),
             cpuBudget: Double? = nil,
-            balance: Balancer.Mode = .off
+            balance: Balancer.Mode = .off,
+            http: ServiceEndpoint? = nil
         ) {
+            self.http = http
             self.cpuBudget = cpuBudget
             self.balance = balance
             self.name = name
@@ -171,7 +175,10 @@ public final class NodeServer: Service, Sendable {
     private var registrationName: String { "node:\(self.configuration.name)" }
 
     private func metadata() -> [String: String] {
-        self.host.load().metadata.merging(["migration": "\(self.migration.endpoint)"]) { $1 }
+        var metadata = self.host.load().metadata
+        metadata["migration"] = "\(self.migration.endpoint)"
+        if let http = self.configuration.http { metadata["http"] = "\(http)" }
+        return metadata
     }
 
     /// Claims `node:NAME`. A registration left by this node's previous run (killed: its port

@@ -65,7 +65,7 @@ import FoundationNetworking
         let data = URL(fileURLWithPath: temporary.path)
         let node = try Running([
             "up", "--port", "0", "--control-port", "0", "--endpoints-port", "0", "--kv-port", "0", "--objects-port",
-            "0", "--redirector-port", "0", "--dns-port",
+            "0", "--redirector-port", "0", "--dashboard-port", "0", "--dns-port",
             "0", "--data-dir", data.path,
         ])
         let first = try #require(node.nextLine())
@@ -123,7 +123,7 @@ import FoundationNetworking
         let data = URL(fileURLWithPath: temporary.path)
         let node = try Running([
             "up", "--port", "0", "--control-port", "0", "--endpoints-port", "0", "--kv-port", "0", "--objects-port",
-            "0", "--redirector-port", "0", "--dns-port",
+            "0", "--redirector-port", "0", "--dashboard-port", "0", "--dns-port",
             "0",
             "--data-dir", data.path,
         ])

@@ -305,7 +305,7 @@ import Glibc
         let up = try FerryProcessTests.Running(
             [
                 "up", "--port", "0", "--control-port", "0", "--endpoints-port", "0", "--kv-port", "0", "--objects-port",
-                "0", "--redirector-port", "0", "--dns-port",
+                "0", "--redirector-port", "0", "--dashboard-port", "0", "--dns-port",
                 "0", "--data-dir", data, "--nodes", "2",
             ]
         )
