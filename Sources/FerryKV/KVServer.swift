@@ -1,5 +1,6 @@
 import FerryWire
 import Logging
+import Metrics
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
@@ -60,19 +61,27 @@ final class KVHandler: ChannelInboundHandler, Sendable {
         self.logger = logger
     }
 
+    /// Latency histograms at `/metrics`, one per kind of request.
+    private static let getTimer = Timer(label: "ferry_kv_request_duration_seconds", dimensions: [("op", "get")])
+    private static let listTimer = Timer(label: "ferry_kv_request_duration_seconds", dimensions: [("op", "list")])
+    private static let writeTimer = Timer(label: "ferry_kv_request_duration_seconds", dimensions: [("op", "write")])
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = Self.unwrapInboundIn(data)
         let requestID = frame.header.requestID
+        let started = NIODeadline.now()
         do {
             switch frame.header.kind {
             case .kvGet:
                 // Point reads run inline: a WAL snapshot read never waits for the writer.
                 let value = try self.store.getNow(try frame.decode(as: KVGet.self).key)
                 self.answer(Frame(value, flags: .response, requestID: requestID), context: context)
+                Self.getTimer.recordNanoseconds((NIODeadline.now() - started).nanoseconds)
             case .kvList:
                 let list = try frame.decode(as: KVList.self)
                 let entries = try self.store.listNow(prefix: list.prefix, limit: Int(list.limit))
                 self.answer(Frame(entries, flags: .response, requestID: requestID), context: context)
+                Self.listTimer.recordNanoseconds((NIODeadline.now() - started).nanoseconds)
             case .kvWrite:
                 // Writes wait for the group commit's fsync on the writer thread; the answer goes
                 // back through the connection's event loop.
@@ -84,6 +93,7 @@ final class KVHandler: ChannelInboundHandler, Sendable {
                     case .failure(let error): answer = Frame(answering: error, requestID: requestID)
                     }
                     channel.writeAndFlush(answer, promise: nil)
+                    Self.writeTimer.recordNanoseconds((NIODeadline.now() - started).nanoseconds)
                 }
             case .ping:
                 self.answer(

@@ -1,6 +1,7 @@
 import FerryEndpoints
 import FerryWire
 import Logging
+import Metrics
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
@@ -335,6 +336,9 @@ final class ObjectCallHandler: ChannelInboundHandler, Sendable {
 
     init(server: ObjectServer) { self.server = server }
 
+    /// The latency histogram of object calls at `/metrics`.
+    private static let callTimer = Timer(label: "ferry_object_call_duration_seconds")
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let server = self.server
         guard !server.isStopped else {
@@ -348,7 +352,11 @@ final class ObjectCallHandler: ChannelInboundHandler, Sendable {
             switch frame.header.kind {
             case .objectCall:
                 let call = try frame.decode(as: ObjectCall.self)
-                Task { channel.writeAndFlush(await server.answer(call, requestID: requestID), promise: nil) }
+                let started = NIODeadline.now()
+                Task {
+                    channel.writeAndFlush(await server.answer(call, requestID: requestID), promise: nil)
+                    Self.callTimer.recordNanoseconds((NIODeadline.now() - started).nanoseconds)
+                }
             case .objectRelocate:
                 let request = try frame.decode(as: ObjectRelocate.self)
                 Task {

@@ -135,9 +135,27 @@ import FoundationNetworking
         defer { up.stop() }
         let front = try #require(up.summary.first?.dropFirst("listening on ".count))
         _ = try await self.request("GET", "http://\(front)/")
+        // A kv write and an object call, each at its service's own address, so their latency
+        // histograms have a sample.
+        let kv = try #require(up.summary.first { $0.hasPrefix("kv ") }?.split(separator: " ").dropFirst().first)
+        let objects = try #require(
+            up.summary.first { $0.hasPrefix("objects ") }?.split(separator: " ").dropFirst().first
+        )
+        for command in [
+            ["kv", "--addr", String(kv), "put", "greeting", "hello"],
+            ["call", "--node", String(objects), "counter", "increment", "[1]"],
+        ] {
+            let client = try FerryProcess(command)
+            while client.nextLine() != nil {}
+            client.process.waitUntilExit()
+            #expect(client.process.terminationStatus == 0, "ferry \(command.joined(separator: " "))")
+        }
         let (status, metrics) = try await self.request("GET", "\(up.dashboard)/metrics")
         #expect(status == 200)
         #expect(metrics.contains("# TYPE ferry_http_requests_served_total counter"))
+        #expect(metrics.contains("ferry_kv_request_duration_seconds_count{op=\"write\"} 1"))
+        #expect(metrics.contains("ferry_object_call_duration_seconds_count 1"))
+        #expect(metrics.contains("# HELP ferry_object_call_duration_seconds "))
         guard
             let promtool = ["/usr/bin/promtool", "/usr/local/bin/promtool"].first(
                 where: FileManager.default.isExecutableFile
