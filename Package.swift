@@ -188,7 +188,9 @@ let package = Package(
             dependencies: [
                 "FerryEndpoints",
                 "FerryWire",
+                "FerryHTTP",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -476,6 +478,16 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 "FerryTestSupport",
+            ]
+        ),
+        .testTarget(
+            name: "FerryClientTests",
+            dependencies: [
+                "FerryClient",
+                "FerryServer",
+                "FerryTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
         .testTarget(

@@ -59,39 +59,10 @@ PIDS+=($!)
 
 # The origin stands far away: a delay relay in front of it holds every chunk, each way, for half
 # of ORIGIN_RTT (user space: this kernel has no netem). Edges and far clients reach it through the
-# relay; the relay delays data, not the TCP handshake.
+# relay (Benchmarks/delay-relay.py); the relay delays data, not the TCP handshake.
 ORIGIN_RTT=${ORIGIN_RTT:-100}
-cat >"$WORK/relay.py" <<'RELAY'
-import asyncio, sys
-listen_port, target_host, target_port, delay = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
-async def pump(reader, writer):
-    queue = asyncio.Queue()
-    async def sender():
-        while (item := await queue.get()) is not None:
-            due, data = item
-            await asyncio.sleep(max(0, due - asyncio.get_running_loop().time()))
-            writer.write(data)
-            await writer.drain()
-        writer.close()
-    task = asyncio.create_task(sender())
-    while data := await reader.read(65536):
-        queue.put_nowait((asyncio.get_running_loop().time() + delay, data))
-    queue.put_nowait(None)
-    await task
-async def relay(client_reader, client_writer):
-    try:
-        upstream_reader, upstream_writer = await asyncio.open_connection(target_host, target_port)
-        await asyncio.gather(pump(client_reader, upstream_writer), pump(upstream_reader, client_writer))
-    except (ConnectionError, OSError):
-        client_writer.close()
-async def main():
-    server = await asyncio.start_server(relay, "127.0.0.1", listen_port, backlog=1024)
-    async with server:
-        await server.serve_forever()
-asyncio.run(main())
-RELAY
 RELAY_PORT=$(free_port)
-python3 "$WORK/relay.py" "$RELAY_PORT" 127.0.0.1 "$ORIGIN_PORT" "$(python3 -c "print($ORIGIN_RTT / 2000)")" \
+python3 "$ROOT/Benchmarks/delay-relay.py" "$RELAY_PORT" 127.0.0.1 "$ORIGIN_PORT" "$ORIGIN_RTT" \
     >"$WORK/relay.log" 2>&1 &
 PIDS+=($!)
 FAR_ORIGIN="127.0.0.1:$RELAY_PORT"

@@ -52,6 +52,34 @@ import FoundationNetworking
         }
     }
 
+    @Test func fetchTakesAPageAndWhatItNamesAndSaysWhenItCannot() throws {
+        let temporary = try TemporaryDirectory()
+        let root = URL(fileURLWithPath: temporary.path)
+        try "<img src=a.png><script src=b.js></script>".write(
+            to: root.appendingPathComponent("index.html"),
+            atomically: true,
+            encoding: .utf8
+        )
+        try Data(repeating: 1, count: 3000).write(to: root.appendingPathComponent("a.png"))
+        try "var b;".write(to: root.appendingPathComponent("b.js"), atomically: true, encoding: .utf8)
+        let server = try Running(["serve", "files", "--root", root.path, "--port", "0"])
+        defer { _ = server.stop(SIGTERM) }
+        let address = String(try #require(server.nextLine()).dropFirst("listening on ".count))
+
+        let fetch = try Running(["fetch", "http://\(address)/", "--parallel", "2", "--json"])
+        var lines: [String] = []
+        while let line = fetch.nextLine() { lines.append(line) }
+        fetch.process.waitUntilExit()
+        #expect(fetch.process.terminationStatus == 0)
+        let summary = try JSONDecoder().decode([String: Double].self, from: Data(try #require(lines.last).utf8))
+        #expect(summary["resources"] == 3 && summary["failed"] == 0 && summary["bytes"] == 3047)
+
+        let refused = try Running(["fetch", "http://127.0.0.1:9/"], errors: .merged)
+        #expect(refused.nextLine() == "Error: cannot connect to 127.0.0.1:9: connection refused")
+        refused.process.waitUntilExit()
+        #expect(refused.process.terminationStatus != 0)
+    }
+
     @Test func serveFilesRefusesAMissingRootWithAClearError() throws {
         let server = try Running(["serve", "files", "--root", "/nonexistent/ferry"])
         #expect(server.nextLine() == nil)
