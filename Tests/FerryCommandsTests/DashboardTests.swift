@@ -155,6 +155,9 @@ import FoundationNetworking
         #expect(metrics.contains("# TYPE ferry_http_requests_served_total counter"))
         #expect(metrics.contains("ferry_kv_request_duration_seconds_count{op=\"write\"} 1"))
         #expect(metrics.contains("ferry_object_call_duration_seconds_count 1"))
+        // The GET went through the front switch to the file server: both timed it.
+        #expect(metrics.contains("ferry_switch_request_duration_seconds_count 1"))
+        #expect(metrics.contains("ferry_http_request_duration_seconds_count{model=\"event-driven\"} 1"))
         #expect(metrics.contains("# HELP ferry_object_call_duration_seconds "))
         guard
             let promtool = ["/usr/bin/promtool", "/usr/local/bin/promtool"].first(

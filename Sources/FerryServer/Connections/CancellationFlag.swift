@@ -11,6 +11,9 @@ public final class CancellationFlag: Sendable {
 
     private let state = Mutex(State())
 
+    /// When the request began: its latency is measured from here.
+    public let started = ContinuousClock.now
+
     public init() {}
 
     public var isCancelled: Bool { self.state.withLock { $0.cancelled } }

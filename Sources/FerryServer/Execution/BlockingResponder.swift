@@ -85,7 +85,7 @@ struct BlockingResponder {
             return false
         }
         if flag.isCancelled { self.metrics.cancelled() }
-        self.metrics.served(status: head.status.code)
+        self.metrics.served(status: head.status.code, flag: flag)
         return framing.keepAlive
     }
 }

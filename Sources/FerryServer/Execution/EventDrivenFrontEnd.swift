@@ -155,7 +155,13 @@ final class EventDrivenHTTPHandler: ChannelInboundHandler {
         guard framing.sendsBody, case .file(let file, let offset, let length) = response.body else {
             if framing.sendsBody, case .bytes(var bytes) = response.body { out.writeBuffer(&bytes) }
             context.writeAndFlush(Self.wrapOutboundOut(out), promise: nil)
-            self.finish(context: context, requestID: requestID, status: head.status.code, keepAlive: framing.keepAlive)
+            self.finish(
+                context: context,
+                requestID: requestID,
+                flag: flag,
+                status: head.status.code,
+                keepAlive: framing.keepAlive
+            )
             return
         }
         context.write(Self.wrapOutboundOut(out), promise: nil)
@@ -198,6 +204,7 @@ final class EventDrivenHTTPHandler: ChannelInboundHandler {
                 self.finish(
                     context: context,
                     requestID: transfer.requestID,
+                    flag: transfer.flag,
                     status: 200,
                     keepAlive: transfer.framing.keepAlive
                 )
@@ -272,12 +279,24 @@ final class EventDrivenHTTPHandler: ChannelInboundHandler {
             return
         }
         context.writeAndFlush(Self.wrapOutboundOut(ResponseFraming.lastChunk(complete: false)), promise: nil)
-        self.finish(context: context, requestID: transfer.requestID, status: 200, keepAlive: transfer.framing.keepAlive)
+        self.finish(
+            context: context,
+            requestID: transfer.requestID,
+            flag: transfer.flag,
+            status: 200,
+            keepAlive: transfer.framing.keepAlive
+        )
     }
 
-    private func finish(context: ChannelHandlerContext, requestID: UInt64, status: Int, keepAlive: Bool) {
+    private func finish(
+        context: ChannelHandlerContext,
+        requestID: UInt64,
+        flag: CancellationFlag,
+        status: Int,
+        keepAlive: Bool
+    ) {
         self.responder.registry.end(connection: self.connectionID, requestID: requestID)
-        self.responder.metrics.served(status: status)
+        self.responder.metrics.served(status: status, flag: flag)
         guard keepAlive else {
             self.closed = true
             let bound = NIOLoopBound(context, eventLoop: context.eventLoop)

@@ -10,6 +10,7 @@ public final class ServerMetrics: Sendable {
     private let urgentCounter: Counter
     private let queueDepthGauge: Gauge
     private let busyWorkersGauge: Gauge
+    private let durationTimer: Timer
 
     private let servedCount = Atomic<Int>(0)
     private let rejectedCount = Atomic<Int>(0)
@@ -41,11 +42,19 @@ public final class ServerMetrics: Sendable {
         self.urgentCounter = Counter(label: "ferry_http_urgent_data_total", dimensions: dimensions, factory: factory)
         self.queueDepthGauge = Gauge(label: "ferry_http_queue_depth", dimensions: dimensions, factory: factory)
         self.busyWorkersGauge = Gauge(label: "ferry_http_busy_workers", dimensions: dimensions, factory: factory)
+        self.durationTimer = Timer(
+            label: "ferry_http_request_duration_seconds",
+            dimensions: dimensions,
+            factory: factory
+        )
     }
 
-    func served(status: Int) {
+    /// A request answered; its latency runs from when `flag` was made (its start).
+    func served(status: Int, flag: CancellationFlag) {
         self.servedCount.add(1, ordering: .relaxed)
         self.servedCounter.increment()
+        let elapsed = (ContinuousClock.now - flag.started).components
+        self.durationTimer.recordNanoseconds(elapsed.seconds * 1_000_000_000 + elapsed.attoseconds / 1_000_000_000)
     }
 
     func rejected() {

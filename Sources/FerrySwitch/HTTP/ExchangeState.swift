@@ -48,6 +48,9 @@ struct ExchangeState {
     /// The writing side is shut and the switch waits for the client to close.
     private(set) var lingering = false
 
+    /// When the request in progress was read (the clock's nanoseconds): its latency's start.
+    private(set) var requestStartedAt: UInt64 = 0
+
     init(timeouts: Timeouts, now: UInt64) {
         self.timeouts = timeouts
         self.deadline = now + timeouts.client
@@ -57,6 +60,7 @@ struct ExchangeState {
 
     /// A request head was read: it goes to a backend, which has `timeouts.backend` to answer.
     mutating func requestStarted(repeatable: Bool, keepAlive: Bool, now: UInt64) {
+        self.requestStartedAt = now
         self.phase = .forwarding
         self.repeatable = repeatable
         self.clientKeepAlive = keepAlive

@@ -1,4 +1,5 @@
 import FerryHTTP
+import Metrics
 import NIOCore
 
 #if canImport(Glibc)
@@ -105,8 +106,13 @@ extension HTTPLoop {
     /// reused) and the client's next request may start.
     private func finishResponse(_ exchange: HTTPExchange, _ upstream: Upstream) {
         self.dropUpstream(exchange, reusable: upstream.keepAlive && exchange.requestBody.isComplete)
-        exchange.state.responseFinished(clientEnded: exchange.clientEnded, now: self.clock())
+        let now = self.clock()
+        Self.requestTimer.recordNanoseconds(Int64(clamping: now &- exchange.state.requestStartedAt))
+        exchange.state.responseFinished(clientEnded: exchange.clientEnded, now: now)
     }
+
+    /// The latency histogram at `/metrics`: from a request's head read to its answer's end.
+    static let requestTimer = Timer(label: "ferry_switch_request_duration_seconds")
 
     /// The backend closed its side.
     func upstreamEnded(_ exchange: HTTPExchange, _ upstream: Upstream) {
