@@ -101,6 +101,8 @@ public final class Balancer: Sendable {
         public var failures = 0
         /// Draining: it takes nothing new, and what it has open finishes.
         public var draining = false
+        /// Its answers' latency, a moving average (each answer weighs a tenth), in milliseconds.
+        public var latencyMilliseconds = 0.0
         /// When it came back into rotation, while its slow start lasts.
         var returnedAt: ContinuousClock.Instant?
         /// Slow start's credit: each pick that falls to a returning backend adds its share (5% at
@@ -266,6 +268,16 @@ public final class Balancer: Sendable {
     /// A connection through `backend` closed (or its connect failed).
     public func release(_ backend: Int) {
         self.state.withLockedValue { $0.backends[backend].active -= 1 }
+    }
+
+    /// `backend` answered a request in `nanoseconds` (the l7 switch's requests).
+    public func answered(_ backend: Int, nanoseconds: UInt64) {
+        let milliseconds = Double(nanoseconds) / 1e6
+        self.state.withLockedValue { state in
+            let average = state.backends[backend].latencyMilliseconds
+            state.backends[backend].latencyMilliseconds =
+                average == 0 ? milliseconds : average * 0.9 + milliseconds * 0.1
+        }
     }
 
     /// A connect to `backend` failed: it leaves rotation until a health check finds it again.

@@ -15,6 +15,7 @@ public enum SwitchControl {
                     "address": backend.spec.address.description, "group": backend.spec.group ?? "",
                     "weight": backend.spec.weight, "up": backend.up, "draining": backend.draining,
                     "active": backend.active, "total": backend.total, "failures": backend.failures,
+                    "latency_ms": (backend.latencyMilliseconds * 1000).rounded() / 1000,
                 ]
             }
             let data = try? JSONSerialization.data(withJSONObject: ["backends": backends], options: [.sortedKeys])

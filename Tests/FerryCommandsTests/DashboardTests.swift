@@ -84,8 +84,12 @@ import FoundationNetworking
         #expect(nodeStatus == 200)
         #expect(try JSONDecoder().decode(ClusterView.self, from: Data(nodeBody.utf8)).nodes.map(\.name) == ["node-1"])
 
+        let frontDoor = try #require(up.summary.first?.dropFirst("listening on ".count))
+        #expect(try await self.request("GET", "http://\(frontDoor)/hello.txt").0 == 200)
         let (_, switchBody) = try await self.request("GET", "\(api)/switch")
         let front = try JSONDecoder().decode(SwitchView.self, from: Data(switchBody.utf8))
+        let files = try #require(front.backends.first { $0.group == "default" })
+        #expect(files.total == 1 && files.latencyMilliseconds > 0, "the answer's latency: \(files)")
         let app = try #require(front.backends.first { $0.group == "app" })
         #expect(front.backends.filter { $0.group == "app" }.count == 3 && app.state == "up")
 

@@ -121,6 +121,12 @@ public actor ClusterReader {
                 var active: Int
                 var total: Int
                 var failures: Int
+                var latencyMilliseconds: Double?
+
+                enum CodingKeys: String, CodingKey {
+                    case address, group, weight, up, draining, active, total, failures
+                    case latencyMilliseconds = "latency_ms"
+                }
             }
             var backends: [Backend]
         }
@@ -144,7 +150,8 @@ public actor ClusterReader {
                 open: backend.active,
                 total: backend.total,
                 failures: backend.failures,
-                rate: (rate * 10).rounded() / 10
+                rate: (rate * 10).rounded() / 10,
+                latencyMilliseconds: backend.latencyMilliseconds ?? 0
             )
         }
         return SwitchView(control: control, backends: backends)

@@ -64,6 +64,13 @@ public struct BackendView: Codable, Sendable, Equatable {
     public var failures: Int
     /// Requests per second since the previous reading.
     public var rate: Double
+    /// Its answers' latency (l7), a moving average.
+    public var latencyMilliseconds: Double
+
+    enum CodingKeys: String, CodingKey {
+        case address, group, weight, state, open, total, failures, rate
+        case latencyMilliseconds = "latency_ms"
+    }
 }
 
 /// `GET /api/v1/kv`: the key-value service of this process.

@@ -129,9 +129,9 @@ enum DashboardPage {
           nodes = s.cluster.nodes.map(n => n.name);
           const backends = s.switch ? s.switch.backends : [];
           show("switch", s.switch ? table(
-            ["backend", "group", "weight", "state", "open", "total", "failures", "req/s", ""],
+            ["backend", "group", "weight", "state", "open", "total", "failures", "req/s", "latency ms", ""],
             backends.map(b => [td(b.address), td(b.group), num(b.weight), state(b.state), num(b.open), num(b.total),
-              num(b.failures), num(b.rate.toFixed(1)),
+              num(b.failures), num(b.rate.toFixed(1)), num(b.latency_ms.toFixed(2)),
               "<td>" + (b.state === "draining"
                 ? '<button data-action="ready" class="ready" data-backend="' + esc(b.address) + '">ready</button>'
                 : '<button data-action="drain" class="drain" data-backend="' + esc(b.address) + '">drain</button>') + "</td>"]),

@@ -107,7 +107,9 @@ extension HTTPLoop {
     private func finishResponse(_ exchange: HTTPExchange, _ upstream: Upstream) {
         self.dropUpstream(exchange, reusable: upstream.keepAlive && exchange.requestBody.isComplete)
         let now = self.clock()
-        Self.requestTimer.recordNanoseconds(Int64(clamping: now &- exchange.state.requestStartedAt))
+        let elapsed = now &- exchange.state.requestStartedAt
+        Self.requestTimer.recordNanoseconds(Int64(clamping: elapsed))
+        self.balancer.answered(upstream.backend, nanoseconds: elapsed)
         exchange.state.responseFinished(clientEnded: exchange.clientEnded, now: now)
     }
 
