@@ -114,7 +114,9 @@ public final class Balancer: Sendable {
 
     private struct State {
         var backends: [BackendState]
-        var next = 0
+        /// Round robin's place, one per set of backends picked among (a route's group): one place
+        /// for all would let requests of two groups taken in turn land on the same backend of each.
+        var next: [Set<Int>: Int] = [:]
         /// LARD's assignment of content to backends.
         var assigned: [String: Int] = [:]
     }
@@ -183,6 +185,11 @@ public final class Balancer: Sendable {
             let now = self.slowStart != nil && state.backends.contains { $0.returnedAt != nil } ? self.clock() : nil
             /// Backends in slow start passed over for this pick.
             var skipped = Set<Int>()
+            if state.next.count > 64, state.next[excluding] == nil { state.next.removeAll(keepingCapacity: true) }
+            var next: Int {
+                get { state.next[excluding] ?? 0 }
+                set { state.next[excluding] = newValue }
+            }
             func eligible(_ index: Int) -> Bool {
                 let backend = state.backends[index]
                 return backend.up && !backend.draining && backend.active < limit && !excluding.contains(index)
@@ -192,7 +199,7 @@ public final class Balancer: Sendable {
             func leastLoaded() -> Int? {
                 var best: Int?
                 for step in 0..<count {
-                    let index = (state.next + step) % count
+                    let index = (next + step) % count
                     if eligible(index), best == nil || state.backends[index].active < state.backends[best!].active {
                         best = index
                     }
@@ -203,12 +210,12 @@ public final class Balancer: Sendable {
                 var chosen: Int?
                 switch self.policy {
                 case .roundRobin:
-                    let start = state.next
+                    let start = next
                     chosen = (0..<count).map { (start + $0) % count }.first(where: eligible)
-                    if let chosen { state.next = (chosen + 1) % count }
+                    if let chosen { next = (chosen + 1) % count }
                 case .leastConnections:
                     chosen = leastLoaded()
-                    if let chosen { state.next = (chosen + 1) % count }
+                    if let chosen { next = (chosen + 1) % count }
                 case .weighted:
                     let candidates = (0..<count).filter(eligible)
                     let total = candidates.reduce(0) { $0 + state.backends[$1].spec.weight }
@@ -236,12 +243,12 @@ public final class Balancer: Sendable {
                             state.assigned.removeAll(keepingCapacity: true)
                         }
                         state.assigned[content!] = least
-                        state.next = (least + 1) % count
+                        next = (least + 1) % count
                         chosen = least
                     }
                 case .locality:
                     chosen = leastLoaded()
-                    if let chosen { state.next = (chosen + 1) % count }
+                    if let chosen { next = (chosen + 1) % count }
                 }
                 guard let chosen else { return nil }
                 // A backend in slow start takes only its earned part of the picks that fall to it.

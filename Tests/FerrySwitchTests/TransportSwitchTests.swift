@@ -168,6 +168,21 @@ final class EchoBackend: Sendable {
         #expect(counts == [300, 100])
     }
 
+    /// `ferry up`'s front: the files backend and three app nodes, requests of the two routes in
+    /// turn. One round-robin place for both sent every app request to the same node.
+    @Test func roundRobinGoesRoundEachGroupWhenRequestsOfTwoGroupsAlternate() {
+        let balancer = Balancer(backends: Self.backends([1, 1, 1, 1]), policy: .roundRobin)
+        var app: [Int] = []
+        for _ in 0..<6 {
+            let picked = balancer.pick(client: [], excluding: [0])!
+            app.append(picked)
+            balancer.release(picked)
+            #expect(balancer.pick(client: [], excluding: [1, 2, 3]) == 0)
+            balancer.release(0)
+        }
+        #expect(app == [1, 2, 3, 1, 2, 3])
+    }
+
     @Test func leastConnectionsPicksTheIdlestBackend() {
         let balancer = Balancer(backends: Self.backends([1, 1, 1]), policy: .leastConnections)
         let first = balancer.pick(client: [])!
