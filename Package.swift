@@ -201,7 +201,9 @@ let package = Package(
             name: "FerryExamples",
             dependencies: [
                 "FerryClient",
+                "FerryGuest",
                 "FerryObjects",
+                .product(name: "Logging", package: "swift-log"),
                 "FerryWire",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]

@@ -1,5 +1,8 @@
 import ArgumentParser
+import FerryEndpoints
+import FerryExamples
 import FerryKV
+import FerryObjects
 import FerryServer
 import Logging
 import ServiceLifecycle
@@ -9,8 +12,59 @@ struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve",
         abstract: "Run a server in the foreground.",
-        subcommands: [Files.self, KV.self]
+        subcommands: [Files.self, KV.self, Objects.self]
     )
+
+    /// `ferry serve objects`: the example counters as persistent objects, on their own.
+    struct Objects: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "objects",
+            abstract: "Serve the example counters (counter, wasm-counter) as persistent objects over FerryWire.",
+            discussion: """
+                Prints 'listening on HOST:PORT' as its first line; call it with 'ferry call --node \
+                HOST:PORT counter/NAME increment 1'. With write-through persistence (the default) a call \
+                is answered only once its change is on disk, so it survives kill -9 and power loss.
+                """
+        )
+
+        @Option(help: "The SQLite file of the object store; created when missing.")
+        var db: String
+
+        @Option(help: "The address to listen on.")
+        var host = "127.0.0.1"
+
+        @Option(help: "The port to listen on; 0 picks a free port.", transform: parsePort)
+        var port = 0
+
+        @Option(
+            help: "The endpoint daemon to register at, HOST:PORT (none: called by address only).",
+            transform: parseAddress
+        )
+        var endpoints: ServiceEndpoint?
+
+        @Option(help: "When state is saved: write-through (every call) or on-deactivate (lossy on a crash).")
+        var persistence: ObjectPolicy.Persistence = .writeThrough
+
+        func run() async throws {
+            let shutdown = await ShutdownSignals()
+            let logger = Logger(label: "ferry.objects")
+            let server = try await ObjectServer.bind(
+                adapters: [
+                    CounterAdapter.make(
+                        store: try ObjectStore(path: self.db),
+                        persistence: self.persistence,
+                        logger: logger
+                    )
+                ],
+                host: self.host,
+                port: self.port,
+                daemon: self.endpoints,
+                logger: logger
+            )
+            printLine("listening on \(server.node)")
+            try await shutdown.run([server], logger: logger)
+        }
+    }
 
     /// `ferry serve kv`: the stateful key-value service.
     struct KV: AsyncParsableCommand {
@@ -162,3 +216,5 @@ func printTable(_ header: [String], _ rows: [[String]]) {
         printLine(cells.joined(separator: "  "))
     }
 }
+
+extension ObjectPolicy.Persistence: ExpressibleByArgument {}

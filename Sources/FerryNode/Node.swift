@@ -135,22 +135,7 @@ public struct Node: Sendable {
         }
         let objectsPath = configuration.dataDirectory + "/objects.sqlite"
         let objects = try await ObjectServer.bind(
-            adapters: [
-                try ObjectAdapter(
-                    name: "counters",
-                    policy: ObjectPolicy(activation: .persistent, threading: .perObject, idleTimeout: .seconds(60)),
-                    types: [
-                        Counter.type(),
-                        try GuestServant.type(
-                            name: "wasm-counter",
-                            module: try GuestModule(bytes: CounterGuest.wasm, name: "counter_object.wasm"),
-                            interface: CounterInterface.definition
-                        ),
-                    ],
-                    store: try ObjectStore(path: objectsPath),
-                    logger: logger
-                )
-            ],
+            adapters: [CounterAdapter.make(store: try ObjectStore(path: objectsPath), logger: logger)],
             host: configuration.host,
             port: configuration.objectsPort,
             daemon: ServiceEndpoint(host: daemon.host, port: daemon.port),

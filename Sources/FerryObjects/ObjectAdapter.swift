@@ -151,29 +151,77 @@ public final class ObjectAdapter: Sendable {
         }
         let gate = self.adapterGate ?? activation.gate
         if let gate { await gate.enter() }
-        defer { gate?.leave() }
-        if let deadline, ContinuousClock.now > deadline {
-            throw ErrorMessage(
-                code: .deadlineExceeded,
-                message: "the call \(id).\(method) waited past its deadline for its turn and was not run"
-            )
-        }
+        let answer: ObjectValue
+        let save: SaveTicket?
         do {
-            if self.servesState, method == Self.stateMethod {
-                return (.bytes(try await activation.servant.state()), activation.epoch)
+            defer { gate?.leave() }
+            if let deadline, ContinuousClock.now > deadline {
+                throw ErrorMessage(
+                    code: .deadlineExceeded,
+                    message: "the call \(id).\(method) waited past its deadline for its turn and was not run"
+                )
             }
-            return (try await activation.servant.invoke(method, arguments: arguments), activation.epoch)
-        } catch let error as ErrorMessage {
-            throw InvocationFailure(error: error)
+            if self.servesState, method == Self.stateMethod {
+                return (
+                    .bytes(try await self.invoke("\(id).\(method)") { try await activation.servant.state() }),
+                    activation.epoch
+                )
+            }
+            answer = try await self.invoke("\(id).\(method)") {
+                try await activation.servant.invoke(method, arguments: arguments)
+            }
+            // The state is read and queued while the call still holds its turn, so saves are
+            // stored in the order the calls ran; the wait for the fsync is outside it.
+            save = try await self.queueSave(activation)
         } catch let error as SegmentFailure {
             // The servant's process is gone: drop the activation, so the next call starts a new one.
             await self.drop(activation, reason: "\(error)")
             throw InvocationFailure(error: ErrorMessage(code: .segmentFailed, message: "\(error)"))
-        } catch {
-            throw InvocationFailure(
-                error: ErrorMessage(code: .internalError, message: "\(id).\(method) failed: \(error)")
-            )
         }
+        if let save {
+            do {
+                try await save.wait()
+            } catch {
+                throw InvocationFailure(
+                    error: ErrorMessage(
+                        code: (error as? ErrorMessage)?.code ?? .unavailable,
+                        message: "\(id).\(method) ran, but its change was not saved: \(error)"
+                    )
+                )
+            }
+        }
+        return (answer, activation.epoch)
+    }
+
+    /// Runs a servant's method; its failure becomes an ``InvocationFailure`` (it ran), except a
+    /// segment's death, which the caller handles.
+    private func invoke<T>(_ call: String, _ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as ErrorMessage {
+            throw InvocationFailure(error: error)
+        } catch let error as SegmentFailure {
+            throw error
+        } catch let error as InvocationFailure {
+            throw error
+        } catch {
+            throw InvocationFailure(error: ErrorMessage(code: .internalError, message: "\(call) failed: \(error)"))
+        }
+    }
+
+    /// With write-through persistence, reads the object's state after a call and queues it for
+    /// the store's next group commit.
+    private func queueSave(_ activation: Activation) async throws -> SaveTicket? {
+        guard self.policy.writesThrough, let store = self.store else { return nil }
+        // Calls that run at once take turns here, so their states are queued in the order read.
+        if let order = activation.saveOrder { await order.enter() }
+        defer { activation.saveOrder?.leave() }
+        let state = try await self.invoke("saving '\(activation.id)'") { try await activation.servant.state() }
+        let ticket = SaveTicket()
+        store.enqueueSave(activation.id, type: activation.type, state: state, epoch: activation.epoch) {
+            ticket.finish($0)
+        }
+        return ticket
     }
 
     /// Waits until `id` is active here and counts one call in.
@@ -258,6 +306,8 @@ public final class ObjectAdapter: Sendable {
             let servant = try await self.makeServant(type, id: id, state: state)
             let activation = Activation(id: id, type: typeName, servant: servant, epoch: epoch, lease: lease ?? 0)
             activation.gate = self.policy.threading == .perObject ? InvocationGate() : nil
+            activation.saveOrder =
+                self.policy.writesThrough && self.policy.threading == .perInvocation ? InvocationGate() : nil
             self.slots.withLockedValue { $0.byID[id] = .active(activation) }
             // A claim lost while this activation was being made found no active object to drop:
             // look once it is in place (a loss from now on finds it).
@@ -515,6 +565,9 @@ final class Activation: @unchecked Sendable {
     /// The claim's lease at the endpoint daemon; 0 when there is none.
     let lease: UInt64
     var gate: InvocationGate?
+    /// With write-through persistence and calls that run at once: the turn to read and queue
+    /// the state.
+    var saveOrder: InvocationGate?
     var inFlight = 0
     var calls: UInt64 = 0
     var lastUse = ContinuousClock.now
@@ -526,5 +579,34 @@ final class Activation: @unchecked Sendable {
         self.servant = servant
         self.epoch = epoch
         self.lease = lease
+    }
+}
+
+/// A save queued for a group commit, awaited once the call has left its turn.
+final class SaveTicket: Sendable {
+    private struct State {
+        var result: Result<Void, any Error>?
+        var waiter: CheckedContinuation<Void, any Error>?
+    }
+
+    private let state = NIOLockedValueBox(State())
+
+    func finish(_ result: Result<Void, any Error>) {
+        let waiter = self.state.withLockedValue { state in
+            state.result = result
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume(with: result)
+    }
+
+    func wait() async throws {
+        try await withCheckedThrowingContinuation { continuation in
+            let result = self.state.withLockedValue { state in
+                if state.result == nil { state.waiter = continuation }
+                return state.result
+            }
+            if let result { continuation.resume(with: result) }
+        }
     }
 }

@@ -58,9 +58,20 @@ public struct ObjectPolicy: Sendable, Hashable, CustomStringConvertible {
         case segment
     }
 
+    /// When a persistent object's state is saved.
+    public enum Persistence: String, Sendable, CaseIterable {
+        /// After every call, before it is answered (group-committed): no acknowledged change is
+        /// lost to a crash.
+        case writeThrough = "write-through"
+        /// Only when the object is deactivated: cheaper, but a crash loses every change since
+        /// its activation, though each call was answered.
+        case onDeactivate = "on-deactivate"
+    }
+
     public var activation: Activation
     public var threading: Threading
     public var isolation: Isolation
+    public var persistence: Persistence
     /// An object without calls for this long is deactivated.
     public var idleTimeout: Duration
     /// The most objects active at once; past it, the least recently used idle one goes.
@@ -71,8 +82,10 @@ public struct ObjectPolicy: Sendable, Hashable, CustomStringConvertible {
         threading: Threading = .perObject,
         isolation: Isolation = .shared,
         idleTimeout: Duration = .seconds(300),
-        maxActive: Int = 100_000
+        maxActive: Int = 100_000,
+        persistence: Persistence = .writeThrough
     ) {
+        self.persistence = persistence
         self.activation = activation
         self.threading = threading
         self.isolation = isolation
@@ -80,5 +93,11 @@ public struct ObjectPolicy: Sendable, Hashable, CustomStringConvertible {
         self.maxActive = maxActive
     }
 
-    public var description: String { "\(self.activation) \(self.threading) \(self.isolation)" }
+    public var description: String {
+        let saves = self.activation == .persistent && self.persistence == .onDeactivate ? " on-deactivate" : ""
+        return "\(self.activation) \(self.threading) \(self.isolation)\(saves)"
+    }
+
+    /// Whether each call's changes are saved before it is answered.
+    var writesThrough: Bool { self.activation == .persistent && self.persistence == .writeThrough }
 }

@@ -1,18 +1,41 @@
 import FerryWire
 import Foundation
 import GRDB
+import NIOConcurrencyHelpers
 
 /// Where persistent objects keep their state while deactivated: SQLite, through GRDB.
 ///
 /// Every save carries the epoch of the activation that made it, and a save older than the one
 /// stored is refused: an activation that lost its lease (and whose object is active elsewhere
 /// now) cannot overwrite newer state. Nodes on one host share the store by opening one file.
+///
+/// Saves are group-committed, as the kv service's writes are: every save waiting when the writer
+/// is free goes in one transaction and one fsync, and each returns once it is durable.
 public final class ObjectStore: Sendable {
+    private struct Waiting: Sendable {
+        let id: String
+        let type: String
+        let state: [UInt8]
+        let epoch: UInt64
+        let completion: @Sendable (Result<Void, any Error>) -> Void
+    }
+
+    private struct WriterState: Sendable {
+        var waiting: [Waiting] = []
+        var draining = false
+    }
+
     private let pool: DatabasePool
+    private let path: String
+    private let writer = NIOLockedValueBox(WriterState())
+    private let writerQueue = DispatchQueue(label: "ferry.objects.writer")
 
     public init(path: String) throws {
+        self.path = path
         do {
-            self.pool = try DatabasePool(path: path)
+            var configuration = Configuration()
+            configuration.busyMode = .timeout(5)
+            self.pool = try DatabasePool(path: path, configuration: configuration)
             var migrator = DatabaseMigrator()
             migrator.registerMigration("objects-v1") { db in
                 try db.execute(
@@ -37,6 +60,9 @@ public final class ObjectStore: Sendable {
                 )
             }
             try migrator.migrate(self.pool)
+            // GRDB's WAL default syncs the log only at checkpoints; a saved state must survive a
+            // power cut once its call is answered, so every commit is synced (as the kv store's).
+            try self.pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
         } catch {
             throw ErrorMessage(
                 code: .unavailable,
@@ -72,27 +98,77 @@ public final class ObjectStore: Sendable {
         }
     }
 
-    /// Saves `state` as made by the activation of `epoch`.
+    /// Saves `state` as made by the activation of `epoch`, and returns once it is durable.
     ///
     /// - Throws: ``ErrorMessage/Code/staleEpoch`` when a later activation saved already.
     public func save(_ id: String, type: String, state: [UInt8], epoch: UInt64) async throws {
-        let saved = try await self.pool.write { db in
-            try db.execute(
-                sql: """
-                    INSERT INTO objects (id, type, epoch, state) VALUES (?, ?, ?, ?)
-                    ON CONFLICT(id) DO UPDATE SET type = excluded.type, epoch = excluded.epoch, state = excluded.state
-                    WHERE objects.epoch <= excluded.epoch
-                    """,
-                arguments: [id, type, Int64(bitPattern: epoch), Data(state)]
-            )
-            return db.changesCount > 0
+        try await withCheckedThrowingContinuation { continuation in
+            self.enqueueSave(id, type: type, state: state, epoch: epoch) { continuation.resume(with: $0) }
         }
-        guard saved else {
-            throw ErrorMessage(
-                code: .staleEpoch,
-                message:
-                    "the state of '\(id)' from epoch \(epoch) was not saved: a later activation saved already (it lost its lease and is active elsewhere)"
-            )
+    }
+
+    /// Queues a save for the next group commit; `completion` runs on the writer thread once it is
+    /// durable, or with the error that kept it from being stored. Saves of one object are stored
+    /// in the order they were queued.
+    public func enqueueSave(
+        _ id: String,
+        type: String,
+        state: [UInt8],
+        epoch: UInt64,
+        completion: @escaping @Sendable (Result<Void, any Error>) -> Void
+    ) {
+        let startDraining = self.writer.withLockedValue { writer in
+            writer.waiting.append(Waiting(id: id, type: type, state: state, epoch: epoch, completion: completion))
+            defer { writer.draining = true }
+            return !writer.draining
+        }
+        if startDraining { self.writerQueue.async { self.drain() } }
+    }
+
+    /// Commits batches until nobody waits.
+    private func drain() {
+        while true {
+            let batch = self.writer.withLockedValue { writer in
+                if writer.waiting.isEmpty { writer.draining = false }
+                defer { writer.waiting = [] }
+                return writer.waiting
+            }
+            if batch.isEmpty { return }
+            do {
+                let stored = try self.pool.write { db in
+                    try batch.map { save in
+                        try db.cachedStatement(
+                            sql: """
+                                INSERT INTO objects (id, type, epoch, state) VALUES (?, ?, ?, ?)
+                                ON CONFLICT(id) DO UPDATE SET type = excluded.type, epoch = excluded.epoch, state = excluded.state
+                                WHERE objects.epoch <= excluded.epoch
+                                """
+                        ).execute(arguments: [save.id, save.type, Int64(bitPattern: save.epoch), Data(save.state)])
+                        return db.changesCount > 0
+                    }
+                }
+                for (save, stored) in zip(batch, stored) {
+                    guard stored else {
+                        save.completion(
+                            .failure(
+                                ErrorMessage(
+                                    code: .staleEpoch,
+                                    message:
+                                        "the state of '\(save.id)' from epoch \(save.epoch) was not saved: a later activation saved already (it lost its lease and is active elsewhere)"
+                                )
+                            )
+                        )
+                        continue
+                    }
+                    save.completion(.success(()))
+                }
+            } catch {
+                let failure = ErrorMessage(
+                    code: .unavailable,
+                    message: "the object state was not saved: \(error) (store \(self.path))"
+                )
+                for save in batch { save.completion(.failure(failure)) }
+            }
         }
     }
 

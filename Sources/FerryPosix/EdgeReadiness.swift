@@ -7,6 +7,9 @@ import CFerryLinux
 public struct EdgeReadiness {
     public var readable = true
     public var writable = true
+    /// The peer closed its side (or the socket failed): reads go on to the end, since no new
+    /// edge will come for it.
+    public var peerClosed = false
 
     public init() {}
 
@@ -16,5 +19,6 @@ public struct EdgeReadiness {
             self.readable = true
         }
         if events & (EPOLLOUT.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 { self.writable = true }
+        if events & (EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 { self.peerClosed = true }
     }
 }

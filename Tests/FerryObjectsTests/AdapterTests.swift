@@ -152,6 +152,40 @@ func temporaryPath(_ name: String) -> String {
         )
     }
 
+    /// Write-through (the default) saves each call's change before answering it; on-deactivate
+    /// only when the object goes, so a crash before that loses the change.
+    @Test(arguments: ObjectPolicy.Persistence.allCases, ObjectPolicy.Threading.allCases)
+    func aWriteThroughObjectsChangeIsStoredWhenItsCallIsAnswered(
+        persistence: ObjectPolicy.Persistence,
+        threading: ObjectPolicy.Threading
+    ) async throws {
+        let store = try ObjectStore(path: temporaryPath("write-through"))
+        let adapter = try ObjectAdapter(
+            name: "counters",
+            policy: ObjectPolicy(activation: .persistent, threading: threading, persistence: persistence),
+            types: [Counter.type()],
+            store: store
+        )
+        // Concurrent calls: each answered only once a state holding its change is stored, and
+        // the last state stored holds them all (saves are stored in the order the states were read).
+        try await withThrowingTaskGroup(of: Void.self) { calls in
+            for _ in 0..<20 {
+                calls.addTask {
+                    _ = try await adapter.call("counter/c", method: "increment", arguments: .list([.int(1)]))
+                    guard persistence == .writeThrough, let stored = try await store.load("counter/c") else { return }
+                    #expect(try await Counter(state: stored.state).get() >= 1)
+                }
+            }
+            try await calls.waitForAll()
+        }
+        let stored = try await store.load("counter/c")
+        if persistence == .writeThrough {
+            #expect(try await Counter(state: try #require(stored).state).get() == 20)
+        } else {
+            #expect(stored == nil, "nothing is saved before the object is deactivated")
+        }
+    }
+
     @Test func pastTheActiveLimitTheLeastRecentlyUsedObjectIsDeactivated() async throws {
         let store = try ObjectStore(path: temporaryPath("limit"))
         let adapter = try ObjectAdapter(

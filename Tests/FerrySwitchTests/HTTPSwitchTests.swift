@@ -169,6 +169,39 @@ import Testing
         try await healthy.stop()
     }
 
+    /// A backend that dies mid-answer: a small answer was held back whole, so nothing of it went
+    /// out and the GET goes to the other backend; a large one was streaming, so the client's
+    /// connection closes (half an answer cannot be taken back).
+    @Test func aSmallAnswerBrokenOffIsRetriedElsewhereAndALargeOneClosesTheConnection() async throws {
+        let large = 200 * 1024
+        let dying = try await ScriptedBackend { request in
+            let length = request.hasPrefix("GET /large") ? large : 1000
+            return .replyThenHangUp(
+                "HTTP/1.1 200 OK\r\nContent-Length: \(length)\r\n\r\n" + String(repeating: "d", count: 600)
+            )
+        }
+        let healthy = try await ScriptedBackend { request in
+            let body = request.hasPrefix("GET /large") ? String(repeating: "h", count: large) : "whole"
+            return .reply("HTTP/1.1 200 OK\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
+        }
+        let http = try self.makeSwitch([self.local(dying.port), self.local(healthy.port)])
+        defer { http.stop() }
+        for _ in 0..<4 {
+            let client = try TestClient(port: http.address.port)
+            #expect(client.fetch("/small")?.text == "whole", "a broken-off small answer is retried")
+            client.close()
+        }
+        var closed = 0
+        for _ in 0..<4 {
+            let client = try TestClient(port: http.address.port)
+            if client.fetch("/large")?.body.count != large { closed += 1 }
+            client.close()
+        }
+        #expect(closed > 0, "a large answer broken off mid-way is not retried")
+        try await dying.stop()
+        try await healthy.stop()
+    }
+
     /// HTTP/1.0 needs no Host; passed on as HTTP/1.1, which does, it gets an empty one, as RFC
     /// 9112 asks, and is served as the backend and HAProxy would serve it.
     @Test func anHTTP10RequestWithoutHostIsPassedOnWithAnEmptyHost() async throws {

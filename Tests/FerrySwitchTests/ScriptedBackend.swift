@@ -8,6 +8,8 @@ import NIOPosix
 final class ScriptedBackend: Sendable {
     enum Action: Sendable {
         case reply(String)
+        /// Writes the start of an answer, then closes: a backend that dies mid-answer.
+        case replyThenHangUp(String)
         case hangUp
         case silence
     }
@@ -54,6 +56,11 @@ final class ScriptedBackend: Sendable {
                 switch self.script(request) {
                 case .reply(let text):
                     context.writeAndFlush(Self.wrapOutboundOut(ByteBuffer(string: text)), promise: nil)
+                case .replyThenHangUp(let text):
+                    context.writeAndFlush(Self.wrapOutboundOut(ByteBuffer(string: text))).whenComplete { _ in
+                        context.close(promise: nil)
+                    }
+                    return
                 case .hangUp:
                     context.close(promise: nil)
                     return

@@ -16,8 +16,11 @@ final class Upstream {
     @exclusivity(unchecked) var input = ByteBuffer()
     @exclusivity(unchecked) var output = ByteBuffer()
     @exclusivity(unchecked) var parser: HTTPResponseParser
-    /// The answer's status, once its head has come.
+    /// The answer's status, once its head has gone on to the client.
     @exclusivity(unchecked) var status: Int?
+    /// A small answer's head, held back with its body until the whole of it has come, so that a
+    /// backend that breaks it off leaves nothing sent and the request can go to another.
+    @exclusivity(unchecked) var held: ResponseStart?
     @exclusivity(unchecked) var body = BodyFraming(.complete)
     @exclusivity(unchecked) var keepAlive = true
     @exclusivity(unchecked) var ready = EdgeReadiness()

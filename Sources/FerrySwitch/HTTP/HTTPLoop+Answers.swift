@@ -14,23 +14,39 @@ extension HTTPLoop {
         guard upstream.input.readableBytes > 0 else { return false }
         if upstream.status == nil {
             let head: ResponseStart
-            do {
-                guard let raw = try upstream.parser.nextHead(&upstream.input) else { return false }
-                let parsed = try raw.withUnsafeReadableBytes { raw throws(HTTPRequestParser.Error) in
-                    try ResponseStart(raw, parser: upstream.parser.fieldRules)
+            if let held = upstream.held {
+                head = held
+            } else {
+                do {
+                    guard let raw = try upstream.parser.nextHead(&upstream.input) else { return false }
+                    let parsed = try raw.withUnsafeReadableBytes { raw throws(HTTPRequestParser.Error) in
+                        try ResponseStart(raw, parser: upstream.parser.fieldRules)
+                    }
+                    head = parsed
+                } catch {
+                    self.logger.warning(
+                        "switch: backend \(self.balancer.backends[upstream.backend].spec.address) answered \(exchange.method) \(exchange.content) with something that is not HTTP: \(error)"
+                    )
+                    self.failUpstream(
+                        exchange,
+                        status: 502,
+                        reason: "Bad Gateway",
+                        "the backend's answer was not valid HTTP"
+                    )
+                    return true
                 }
-                head = parsed
-            } catch {
-                self.logger.warning(
-                    "switch: backend \(self.balancer.backends[upstream.backend].spec.address) answered \(exchange.method) \(exchange.content) with something that is not HTTP: \(error)"
-                )
-                self.failUpstream(
-                    exchange,
-                    status: 502,
-                    reason: "Bad Gateway",
-                    "the backend's answer was not valid HTTP"
-                )
-                return true
+            }
+            // A small answer to a request that may be repeated waits here until it is whole.
+            if exchange.state.repeatable, head.status >= 200,
+                case .length(let length) = head.bodyFraming(method: exchange.method).kind,
+                length <= Self.holdBackLimit
+            {
+                guard upstream.input.readableBytes >= Int(length) else {
+                    let parsedNow = upstream.held == nil
+                    upstream.held = head
+                    return parsedNow
+                }
+                upstream.held = nil
             }
             self.startResponse(exchange, upstream, head)
             guard exchange.upstream === upstream else { return true }
@@ -59,6 +75,10 @@ extension HTTPLoop {
         if upstream.body.isComplete { self.finishResponse(exchange, upstream) }
         return true
     }
+
+    /// The largest answer body held back until whole (HAProxy's `tune.bufsize` is 16 KiB; an
+    /// answer this small costs the client at most a few round trips of the backend's).
+    static let holdBackLimit: UInt64 = 64 * 1024
 
     /// Queues the answer's head for the client, with what this hop adds.
     private func startResponse(_ exchange: HTTPExchange, _ upstream: Upstream, _ start: ResponseStart) {
@@ -126,7 +146,8 @@ extension HTTPLoop {
             self.finishResponse(exchange, upstream)
             return
         }
-        if upstream.status != nil, upstream.input.readableBytes > 0 {
+        if upstream.status != nil || upstream.held != nil, upstream.input.readableBytes > 0 {
+            // What came before the close may finish the answer (a held one too).
             _ = self.advanceResponse(exchange, upstream)
             if exchange.upstream !== upstream { return }
         }

@@ -21,7 +21,9 @@ extension HTTPLoop {
         }
         if count > 0 {
             buffer.moveWriterIndex(forwardBy: count)
-            if count < Self.readSize { ready.readable = false }
+            // A short read drained the socket, unless the peer's close came with the data: that
+            // edge is spent, and only another read finds the end.
+            if count < Self.readSize, !ready.peerClosed { ready.readable = false }
             return .data
         }
         if count == 0 { return .end }
