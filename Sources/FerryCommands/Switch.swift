@@ -241,20 +241,7 @@ struct SwitchStats: AsyncParsableCommand {
             printLine(answer)
             return
         }
-        struct Stats: Decodable {
-            struct Backend: Decodable {
-                var address: String
-                var group: String
-                var weight: Int
-                var up: Bool
-                var draining: Bool
-                var active: Int
-                var total: Int
-                var failures: Int
-            }
-            var backends: [Backend]
-        }
-        let stats = try JSONDecoder().decode(Stats.self, from: Data(answer.utf8))
+        let stats = try JSONDecoder().decode(SwitchControl.Stats.self, from: Data(answer.utf8))
         let rows = stats.backends.map { backend in
             [
                 backend.address, backend.group.isEmpty ? "-" : backend.group, String(backend.weight),

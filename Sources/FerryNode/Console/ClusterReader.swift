@@ -1,6 +1,7 @@
 import FerryEndpoints
 import FerryMigration
 import FerryServer
+import FerrySwitch
 import FerryWire
 import Foundation
 
@@ -111,26 +112,7 @@ public actor ClusterReader {
     public func switchView() async throws -> SwitchView {
         let control = try await self.findSwitchControl()
         let answer = try await self.askSwitch("stats", at: control)
-        struct Stats: Decodable {
-            struct Backend: Decodable {
-                var address: String
-                var group: String
-                var weight: Int
-                var up: Bool
-                var draining: Bool
-                var active: Int
-                var total: Int
-                var failures: Int
-                var latencyMilliseconds: Double?
-
-                enum CodingKeys: String, CodingKey {
-                    case address, group, weight, up, draining, active, total, failures
-                    case latencyMilliseconds = "latency_ms"
-                }
-            }
-            var backends: [Backend]
-        }
-        guard let stats = try? JSONDecoder().decode(Stats.self, from: Data(answer.utf8)) else {
+        guard let stats = try? JSONDecoder().decode(SwitchControl.Stats.self, from: Data(answer.utf8)) else {
             throw ConsoleError.unavailable("the switch at \(control) answered stats with something else: \(answer)")
         }
         let now = ContinuousClock.now
