@@ -1,3 +1,4 @@
+import FerryWire
 import Foundation
 import NIOCore
 import NIOPosix
@@ -68,7 +69,7 @@ final class Connection: Sendable {
             handler.waiting = promise
             channel.writeAndFlush(request, promise: nil)
         }
-        let deadline = loop.scheduleTask(in: .nanoseconds(Int64(Self.milliseconds(timeout) * 1_000_000))) {
+        let deadline = loop.scheduleTask(in: .nanoseconds(Int64(timeout.wholeNanoseconds))) {
             promise.fail(Failure.timedOut(timeout))
             channel.close(promise: nil)
         }
@@ -78,10 +79,6 @@ final class Connection: Sendable {
 
     func close() async {
         try? await self.channel.close()
-    }
-
-    private static func milliseconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15
     }
 }
 

@@ -1,3 +1,4 @@
+import FerryWire
 import Foundation
 import NIOCore
 import NIOPosix
@@ -77,7 +78,7 @@ public struct PageFetcher: Sendable {
         guard page.scheme == "http", page.host != nil else { throw Failure.notHTTP(page.absoluteString) }
         let clock = ContinuousClock()
         let started = clock.now
-        let since: @Sendable () -> Double = { Self.milliseconds(clock.now - started) }
+        let since: @Sendable () -> Double = { (clock.now - started).inSeconds * 1000 }
         let queue = FetchQueue()
         let records = RecordList()
 
@@ -216,10 +217,6 @@ public struct PageFetcher: Sendable {
             components?.fragment = nil
             return components?.url
         }
-    }
-
-    static func milliseconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15
     }
 }
 

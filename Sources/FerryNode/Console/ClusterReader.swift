@@ -119,8 +119,7 @@ public actor ClusterReader {
         let backends = stats.backends.map { backend -> BackendView in
             var rate = 0.0
             if let last = self.lastTotals[backend.address] {
-                let seconds =
-                    Double((now - last.at).components.attoseconds) / 1e18 + Double((now - last.at).components.seconds)
+                let seconds = (now - last.at).inSeconds
                 if seconds > 0 { rate = Double(max(0, backend.total - last.total)) / seconds }
             }
             self.lastTotals[backend.address] = (backend.total, now)
