@@ -56,7 +56,10 @@ let package = Package(
             name: "FerryHTTP",
             dependencies: [
                 "CFerryLinux",
+                "FerryPosix",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
@@ -279,6 +282,7 @@ let package = Package(
                 .product(name: "WasmKit", package: "WasmKit"),
                 "FerryNode",
                 "FerryObjects",
+                "FerryHTTP",
                 "FerryServer",
                 "FerrySwitch",
                 "FerryWire",
@@ -390,6 +394,7 @@ let package = Package(
             name: "FerryHTTPTests",
             dependencies: [
                 "FerryHTTP",
+                "FerryPosix",
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
@@ -429,6 +434,7 @@ let package = Package(
             name: "FerrySwitchTests",
             dependencies: [
                 "FerrySwitch",
+                "FerryHTTP",
                 "FerryEndpoints",
                 "FerryServer",
                 .product(name: "Logging", package: "swift-log"),

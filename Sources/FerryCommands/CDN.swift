@@ -69,6 +69,9 @@ struct EdgeServe: AsyncParsableCommand {
     )
     var control: String?
 
+    @OptionGroup(title: "Slow and idle clients (the cap defaults to 1024 connections per address)")
+    var clients: ClientLimitOptions
+
     func validate() throws {
         guard OriginAddress(self.origin) != nil else {
             throw ValidationError("--origin takes http://HOST:PORT, got '\(self.origin)'")
@@ -89,6 +92,8 @@ struct EdgeServe: AsyncParsableCommand {
         configuration.cacheDirectory = self.cacheDir
         configuration.originTimeout = .milliseconds(Int64(self.originTimeout * 1000))
         configuration.endpoints = self.endpoints
+        configuration.clientTimeouts = try self.clients.timeouts()
+        configuration.maxConnectionsPerSource = self.clients.maxConnectionsPerSource ?? 1024
         let edge = try await EdgeServer.bind(configuration, logger: logger)
         printLine("listening on \(edge.address)")
         var control: ControlSocket?

@@ -1,6 +1,7 @@
 import ArgumentParser
 import FerryEndpoints
 import FerryExamples
+import FerryHTTP
 import FerryKV
 import FerryObjects
 import FerryServer
@@ -114,7 +115,7 @@ struct Serve: AsyncParsableCommand {
         @Option(help: "The address to listen on.")
         var host = "127.0.0.1"
 
-        @Option(help: "The port to listen on; 0 picks a free port.")
+        @Option(help: "The port to listen on; 0 picks a free port.", transform: parsePort)
         var port = 0
 
         @Option(help: "iterative, thread-per-request, dispatcher or event-driven.")
@@ -150,6 +151,11 @@ struct Serve: AsyncParsableCommand {
         )
         var cacheControl: String?
 
+        @OptionGroup(
+            title: "Slow and idle clients (the cap is off by default: behind a switch, all come from its address)"
+        )
+        var clients: ClientLimitOptions
+
         func validate() throws {
             if let value = self.cacheControl, value.isEmpty || value.contains(where: { $0 == "\r" || $0 == "\n" }) {
                 throw ValidationError("--cache-control takes a header value such as 'max-age=60', got '\(value)'")
@@ -175,7 +181,9 @@ struct Serve: AsyncParsableCommand {
                     controlPort: self.controlPort,
                     sessionTTL: self.sessions.map { .seconds($0) },
                     handoffSocket: self.handoffSocket,
-                    cacheControl: self.cacheControl
+                    cacheControl: self.cacheControl,
+                    timeouts: try self.clients.timeouts(),
+                    maxConnectionsPerSource: self.clients.maxConnectionsPerSource ?? 0
                 ),
                 logger: logger
             )

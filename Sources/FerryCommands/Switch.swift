@@ -101,11 +101,14 @@ struct SwitchServe: AsyncParsableCommand {
     @Option(help: ArgumentHelp("l7: keep each client on one backend with this cookie.", valueName: "NAME"))
     var stickyCookie: String?
 
-    @Option(help: "l7: seconds a client may take to send a request head, or stay idle between requests.")
-    var clientTimeout = 10.0
+    @Option(help: "l7: sets --header-timeout and --idle-timeout both, in seconds (the older flag).")
+    var clientTimeout: Double?
 
     @Option(help: "l7: seconds a backend may take to start its answer, or stay silent within it.")
     var backendTimeout = 30.0
+
+    @OptionGroup(title: "l7: slow and idle clients (the cap defaults to 1024 connections per address)")
+    var clients: ClientLimitOptions
 
     @Option(
         help: ArgumentHelp(
@@ -181,16 +184,21 @@ struct SwitchServe: AsyncParsableCommand {
         }
         configuration.healthCheck = check
         for (name, value) in [
-            ("--health-interval", self.healthInterval), ("--client-timeout", self.clientTimeout),
+            ("--health-interval", self.healthInterval), ("--client-timeout", self.clientTimeout ?? 1),
             ("--backend-timeout", self.backendTimeout), ("--slow-start", self.slowStart ?? 1),
         ] where value <= 0 {
             throw ValidationError("\(name) must be a positive number of seconds, got \(value)")
         }
         configuration.healthInterval = .milliseconds(Int64(self.healthInterval * 1000))
         configuration.slowStart = self.slowStart.map { .milliseconds(Int64($0 * 1000)) }
-        configuration.clientTimeout = .milliseconds(Int64(self.clientTimeout * 1000))
+        configuration.clientTimeouts = try self.clients.timeouts()
+        if let seconds = self.clientTimeout {
+            configuration.clientTimeouts.header = .milliseconds(Int64(seconds * 1000))
+            configuration.clientTimeouts.idle = configuration.clientTimeouts.header
+        }
         configuration.backendTimeout = .milliseconds(Int64(self.backendTimeout * 1000))
         configuration.maxConnections = self.maxConnections
+        configuration.maxConnectionsPerSource = self.clients.maxConnectionsPerSource ?? 1024
         configuration.stickyCookie = self.stickyCookie
         configuration.threads = self.threads
         configuration.control = self.control

@@ -60,6 +60,12 @@ struct Up: AsyncParsableCommand {
     @Option(help: "Load-driven moves between the nodes: off, sender, receiver or both.")
     var balance: Balancer.Mode = .both
 
+    @OptionGroup(
+        title:
+            "Slow and idle clients (the cap, 1024 per address by default, is at the switch: the tiers behind it see its address)"
+    )
+    var clients: ClientLimitOptions
+
     func validate() throws {
         guard (0...16).contains(self.nodes) else { throw ValidationError("--nodes takes 0 to 16, got \(self.nodes)") }
     }
@@ -69,21 +75,21 @@ struct Up: AsyncParsableCommand {
         NodeMetrics.bootstrap()
         let logger = Logger(label: "ferry.node")
         let dataDirectory = self.dataDir ?? Node.defaultDataDirectory
-        let node = try await Node.start(
-            .init(
-                host: self.host,
-                httpPort: self.port,
-                controlPort: self.controlPort,
-                root: self.root,
-                model: self.model,
-                endpointsPort: self.endpointsPort,
-                kvPort: self.kvPort,
-                dataDirectory: dataDirectory,
-                handoffSocket: self.handoffSocket,
-                objectsPort: self.objectsPort
-            ),
-            logger: logger
+        var configuration = Node.Configuration(
+            host: self.host,
+            httpPort: self.port,
+            controlPort: self.controlPort,
+            root: self.root,
+            model: self.model,
+            endpointsPort: self.endpointsPort,
+            kvPort: self.kvPort,
+            dataDirectory: dataDirectory,
+            handoffSocket: self.handoffSocket,
+            objectsPort: self.objectsPort
         )
+        configuration.clientTimeouts = try self.clients.timeouts()
+        configuration.maxConnectionsPerSource = self.clients.maxConnectionsPerSource ?? 1024
+        let node = try await Node.start(configuration, logger: logger)
         var services = node.services
         var summary = node.summary
         let tokenFile = dataDirectory + "/" + ConsoleToken.fileName

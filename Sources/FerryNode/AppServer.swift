@@ -1,4 +1,6 @@
+import FerryHTTP
 import FerryKV
+import FerryPosix
 import FerryServer
 import Foundation
 import Logging
@@ -40,6 +42,7 @@ public final class AppServer: Service, Sendable {
         port: Int,
         kvHost: String,
         kvPort: Int,
+        timeouts: ClientTimeouts = ClientTimeouts(),
         logger: Logger
     ) async throws -> AppServer {
         let kv = try await KVClient.connect(host: kvHost, port: kvPort)
@@ -47,6 +50,12 @@ public final class AppServer: Service, Sendable {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.pipeline.configureHTTPServerPipeline().flatMapThrowing {
+                    // No cap per source: every connection comes from the switch in front.
+                    try channel.pipeline.syncOperations.addClientLimits(
+                        timeouts,
+                        sources: SourceLimit(maximum: 0),
+                        logger: logger
+                    )
                     try channel.pipeline.syncOperations.addHandler(AppHandler(name: name, kv: kv, logger: logger))
                 }
             }

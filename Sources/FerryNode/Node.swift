@@ -1,6 +1,7 @@
 import FerryEndpoints
 import FerryExamples
 import FerryGuest
+import FerryHTTP
 import FerryKV
 import FerryObjects
 import FerryServer
@@ -43,6 +44,11 @@ public struct Node: Sendable {
         public var appNodes: Int
         /// The object server's port; 0 picks a free one.
         public var objectsPort: Int
+        /// How long HTTP clients may keep the switch, the file server and the app nodes waiting.
+        public var clientTimeouts = ClientTimeouts()
+        /// Connections one client address may hold open at the switch (the front door; the tiers
+        /// behind it see every connection come from it); 0 for no cap.
+        public var maxConnectionsPerSource = 1024
 
         public init(
             host: String = "127.0.0.1",
@@ -116,7 +122,8 @@ public struct Node: Sendable {
                 model: configuration.model,
                 controlPort: configuration.controlPort,
                 sessionTTL: .seconds(600),
-                handoffSocket: configuration.handoffSocket
+                handoffSocket: configuration.handoffSocket,
+                timeouts: configuration.clientTimeouts
             ),
             logger: logger
         )
@@ -129,6 +136,7 @@ public struct Node: Sendable {
                     port: 0,
                     kvHost: kv.host,
                     kvPort: kv.port,
+                    timeouts: configuration.clientTimeouts,
                     logger: logger
                 )
             )
@@ -149,7 +157,11 @@ public struct Node: Sendable {
             backends: [BackendSpec(endpoint: files)] + appEndpoints.map { BackendSpec(endpoint: $0, group: "app") },
             policy: .roundRobin,
             healthCheckInterval: .seconds(2),
-            options: .init(routes: [HTTPRoute(pathPrefix: "/app/", group: "app")]),
+            options: .init(
+                routes: [HTTPRoute(pathPrefix: "/app/", group: "app")],
+                client: configuration.clientTimeouts,
+                maxConnectionsPerSource: configuration.maxConnectionsPerSource
+            ),
             logger: logger
         )
         let switchControl = configuration.dataDirectory + "/switch.sock"

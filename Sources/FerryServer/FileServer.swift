@@ -1,3 +1,4 @@
+import FerryHTTP
 import FerryPosix
 import Logging
 import Metrics
@@ -35,6 +36,12 @@ public final class FileServer: Service, Sendable {
         public var handoffSocket: String?
         /// The Cache-Control of file answers (`max-age=60`), for caches in front; none when nil.
         public var cacheControl: String?
+        /// How long a client may take over a request head, or stay idle between requests (the
+        /// file server takes no request bodies, so `body` does not apply).
+        public var timeouts: ClientTimeouts
+        /// Connections one client address may hold open; 0 for no cap (the default, as nginx's:
+        /// behind a switch every connection comes from the switch's address).
+        public var maxConnectionsPerSource: Int
 
         public init(
             root: String,
@@ -46,7 +53,9 @@ public final class FileServer: Service, Sendable {
             controlPort: Int? = nil,
             sessionTTL: Duration? = nil,
             handoffSocket: String? = nil,
-            cacheControl: String? = nil
+            cacheControl: String? = nil,
+            timeouts: ClientTimeouts = ClientTimeouts(),
+            maxConnectionsPerSource: Int = 0
         ) {
             self.root = root
             self.host = host
@@ -58,6 +67,8 @@ public final class FileServer: Service, Sendable {
             self.sessionTTL = sessionTTL
             self.handoffSocket = handoffSocket
             self.cacheControl = cacheControl
+            self.timeouts = timeouts
+            self.maxConnectionsPerSource = maxConnectionsPerSource
         }
     }
 
@@ -126,7 +137,7 @@ public final class FileServer: Service, Sendable {
             cacheControl: configuration.cacheControl
         )
         let listener = try TCPListener(host: configuration.host, port: configuration.port)
-        let registry = ConnectionRegistry()
+        let registry = ConnectionRegistry(maxPerSource: configuration.maxConnectionsPerSource)
         let metrics = ServerMetrics(model: configuration.model, factory: metricsFactory)
         let responder = BlockingResponder(files: files, registry: registry, metrics: metrics, logger: logger)
         let watcher = try UrgentDataWatcher(registry: registry, metrics: metrics, logger: logger)
@@ -135,7 +146,13 @@ public final class FileServer: Service, Sendable {
         switch configuration.model {
         case .iterative:
             frontEnd = .blocking(
-                try BlockingFrontEnd(listener: listener, executor: .inline, responder: responder, watcher: watcher)
+                try BlockingFrontEnd(
+                    listener: listener,
+                    executor: .inline,
+                    responder: responder,
+                    watcher: watcher,
+                    timeouts: configuration.timeouts
+                )
             )
         case .threadPerRequest:
             frontEnd = .blocking(
@@ -143,17 +160,30 @@ public final class FileServer: Service, Sendable {
                     listener: listener,
                     executor: .threadPerRequest,
                     responder: responder,
-                    watcher: watcher
+                    watcher: watcher,
+                    timeouts: configuration.timeouts
                 )
             )
         case .dispatcher:
             let pool = try WorkerPool(workers: workers, capacity: max(1, configuration.queueCapacity), metrics: metrics)
             frontEnd = .blocking(
-                try BlockingFrontEnd(listener: listener, executor: .pool(pool), responder: responder, watcher: watcher)
+                try BlockingFrontEnd(
+                    listener: listener,
+                    executor: .pool(pool),
+                    responder: responder,
+                    watcher: watcher,
+                    timeouts: configuration.timeouts
+                )
             )
         case .eventDriven:
             frontEnd = .eventDriven(
-                try EventDrivenFrontEnd(listener: listener, loops: workers, responder: responder, watcher: watcher)
+                try EventDrivenFrontEnd(
+                    listener: listener,
+                    loops: workers,
+                    responder: responder,
+                    watcher: watcher,
+                    timeouts: configuration.timeouts
+                )
             )
         }
         var control: ControlEndpoint?

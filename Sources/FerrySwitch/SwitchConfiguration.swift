@@ -1,5 +1,6 @@
 import FerryConfiguration
 import FerryEndpoints
+import FerryHTTP
 import Foundation
 
 /// Everything a switch runs with, from `ferry switch` flags or a YAML file (`--config`); a
@@ -22,7 +23,11 @@ import Foundation
 /// slow_start: 10                 # seconds; none when left out
 /// max_connections: 1000          # per backend
 /// sticky_cookie: ferry           # l7
-/// client_timeout: 10             # l7, seconds
+/// header_timeout: 10             # l7, seconds from a request head's first byte to its end
+/// body_timeout: 30               # l7, seconds a request body may pause
+/// idle_timeout: 60               # l7, seconds between requests
+/// client_timeout: 10             # l7, sets header_timeout and idle_timeout both (older files)
+/// max_connections_per_source: 1024  # l7, per client address; 0 for no cap
 /// backend_timeout: 30            # l7, seconds
 /// threads: 2
 /// control: /tmp/switch.sock
@@ -81,7 +86,8 @@ public struct SwitchConfiguration: Sendable, Equatable, ConfigurationFileContent
     public var slowStart: Duration?
     public var maxConnections: Int?
     public var stickyCookie: String?
-    public var clientTimeout: Duration = .seconds(10)
+    public var clientTimeouts = ClientTimeouts()
+    public var maxConnectionsPerSource = 1024
     public var backendTimeout: Duration = .seconds(30)
     public var threads = 2
     public var control: String?
@@ -93,8 +99,9 @@ public struct SwitchConfiguration: Sendable, Equatable, ConfigurationFileContent
         .init(
             routes: self.routes,
             stickyCookie: self.stickyCookie,
-            clientTimeout: self.clientTimeout,
-            backendTimeout: self.backendTimeout
+            client: self.clientTimeouts,
+            backendTimeout: self.backendTimeout,
+            maxConnectionsPerSource: self.maxConnectionsPerSource
         )
     }
 
@@ -164,10 +171,20 @@ public struct SwitchConfiguration: Sendable, Equatable, ConfigurationFileContent
                 configuration.maxConnections = try value.integer(in: 1...Int.max)
             case "sticky_cookie":
                 configuration.stickyCookie = try value.string()
+            case "header_timeout":
+                configuration.clientTimeouts.header = try value.seconds()
+            case "body_timeout":
+                configuration.clientTimeouts.body = try value.seconds()
+            case "idle_timeout":
+                configuration.clientTimeouts.idle = try value.seconds()
             case "client_timeout":
-                configuration.clientTimeout = try value.seconds()
+                let seconds = try value.seconds()
+                configuration.clientTimeouts.header = seconds
+                configuration.clientTimeouts.idle = seconds
             case "backend_timeout":
                 configuration.backendTimeout = try value.seconds()
+            case "max_connections_per_source":
+                configuration.maxConnectionsPerSource = try value.integer(in: 0...Int.max)
             case "threads":
                 configuration.threads = try value.integer(in: 1...Int.max)
             case "control":

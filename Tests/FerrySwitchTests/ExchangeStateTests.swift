@@ -5,12 +5,17 @@ import Testing
 /// The l7 switch's rules for one client connection, without sockets: time is passed in.
 @Suite struct ExchangeStateTests {
     static let second: UInt64 = 1_000_000_000
-    static let timeouts = ExchangeState.Timeouts(client: 10 * second, backend: 30 * second)
+    static let timeouts = ExchangeState.Timeouts(
+        header: 10 * second,
+        body: 20 * second,
+        idle: 60 * second,
+        backend: 30 * second
+    )
 
     /// A connection that has sent a GET (`repeatable`) at time 0.
     static func forwarding(repeatable: Bool = true) -> ExchangeState {
         var state = ExchangeState(timeouts: Self.timeouts, now: 0)
-        state.requestStarted(repeatable: repeatable, keepAlive: true, now: 0)
+        state.requestStarted(repeatable: repeatable, keepAlive: true, bodyFollows: false, now: 0)
         return state
     }
 
@@ -102,7 +107,7 @@ import Testing
         kept.responseStarted(untilClose: false, requestComplete: true, retiring: false, now: 1)
         kept.responseFinished(clientEnded: false, now: 2 * Self.second)
         #expect(kept.phase == .awaitingRequest)
-        #expect(kept.deadline == 12 * Self.second, "the client has its own timeout for the next request")
+        #expect(kept.deadline == 62 * Self.second, "the client has its idle timeout for the next request")
 
         for (untilClose, requestComplete, retiring, clientEnded) in [
             (true, true, false, false), (false, false, false, false), (false, true, true, false),
@@ -125,5 +130,42 @@ import Testing
         #expect(idle.expired(now: 1, retiring: true, hasRequestBytes: false) == .close)
         #expect(idle.expired(now: 1, retiring: true, hasRequestBytes: true) == nil)
         #expect(Self.forwarding().expired(now: 1, retiring: true, hasRequestBytes: false) == nil)
+    }
+
+    @Test func aHeadSentAByteAtATimeAfterAnIdleWaitIsBoundedFromItsFirstByte() {
+        var state = Self.forwarding()
+        state.responseFinished(clientEnded: false, now: 0)
+        #expect(state.expired(now: 59 * Self.second, retiring: false, hasRequestBytes: false) == nil, "idle: 60 s")
+        state.clientBytesArrived(now: 50 * Self.second)
+        for tick in 51...59 { state.clientBytesArrived(now: UInt64(tick) * Self.second) }  // more bytes move nothing
+        #expect(
+            state.expired(now: 60 * Self.second + 1, retiring: false, hasRequestBytes: true)
+                == .refuse(status: 408, reason: "Request Timeout", message: "the request head did not arrive in time")
+        )
+    }
+
+    @Test func aStalledRequestBodyGets408AndOneThatKeepsComingDoesNot() {
+        var state = ExchangeState(timeouts: Self.timeouts, now: 0)
+        state.requestStarted(repeatable: false, keepAlive: true, bodyFollows: true, now: 0)
+        state.clientBytesArrived(now: 15 * Self.second)
+        #expect(state.expired(now: 34 * Self.second, retiring: false, hasRequestBytes: false) == nil)
+        #expect(
+            state.expired(now: 35 * Self.second + 1, retiring: false, hasRequestBytes: false)
+                == .refuse(status: 408, reason: "Request Timeout", message: "the request body stalled for 20 s")
+        )
+        state.requestBodyEnded(now: 34 * Self.second)
+        #expect(
+            state.expired(now: 63 * Self.second, retiring: false, hasRequestBytes: false) == nil,
+            "the backend's 30 s start when the body ends"
+        )
+        #expect(
+            state.expired(now: 64 * Self.second + 1, retiring: false, hasRequestBytes: false)?.isRefusal(504) == true
+        )
+    }
+}
+
+extension ExchangeState.Action {
+    func isRefusal(_ status: Int) -> Bool {
+        if case .refuse(status, _, _) = self { true } else { false }
     }
 }

@@ -1,4 +1,5 @@
 import FerryEndpoints
+import FerryHTTP
 import FerryServer
 import FerrySwitch
 import FerryTestSupport
@@ -274,7 +275,10 @@ import Testing
         let silent = try await ScriptedBackend { _ in .silence }
         let http = try self.makeSwitch(
             [self.local(silent.port)],
-            options: .init(clientTimeout: .milliseconds(300), backendTimeout: .milliseconds(300))
+            options: .init(
+                client: ClientTimeouts(header: .milliseconds(300), idle: .milliseconds(300)),
+                backendTimeout: .milliseconds(300)
+            )
         )
         defer { http.stop() }
         let mute = try TestClient(port: http.address.port)

@@ -1,5 +1,6 @@
 import FerryConfiguration
 import FerryEndpoints
+import FerryHTTP
 import FerrySwitch
 import FerryTestSupport
 import Foundation
@@ -128,6 +129,12 @@ import Testing
         #expect(configuration.discover == [SwitchConfiguration.Discovery(service: "app", group: "app")])
         #expect(configuration.routes == [HTTPRoute(pathPrefix: "/app/", group: "app")])
         #expect(configuration.slowStart == .seconds(10))
+        #expect(
+            configuration.clientTimeouts == ClientTimeouts(header: .seconds(10), body: .seconds(30), idle: .seconds(60))
+        )
+        #expect(configuration.maxConnectionsPerSource == 1024)
+        let older = try SwitchConfiguration.parse("backends: [127.0.0.1:1]\nclient_timeout: 4\n", file: "s.yaml")
+        #expect(older.clientTimeouts.header == .seconds(4) && older.clientTimeouts.idle == .seconds(4))
 
         let bad: [(String, String)] = [
             ("mode: l9\nbackends: [127.0.0.1:1]\n", "mode"),

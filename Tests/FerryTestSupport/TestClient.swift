@@ -35,9 +35,12 @@ public final class TestClient: @unchecked Sendable {
 
     /// - Parameter udp: a connected datagram socket instead of TCP.
     /// - Parameter host: an IPv4 address (the whole of 127.0.0.0/8 is loopback).
+    /// - Parameter source: the IPv4 address to connect from (another loopback address makes
+    ///   another client, as a server's per-source cap counts them); the kernel's choice when nil.
     public init(
         port: Int,
         host: String = "127.0.0.1",
+        source: String? = nil,
         receiveBuffer: Int32? = nil,
         timeout: Int = 10,
         udp: Bool = false
@@ -48,6 +51,20 @@ public final class TestClient: @unchecked Sendable {
         }
         var receiveTimeout = timeval(tv_sec: timeout, tv_usec: 0)
         setsockopt(self.descriptor, SOL_SOCKET, SO_RCVTIMEO, &receiveTimeout, socklen_t(MemoryLayout<timeval>.size))
+        if let source {
+            var local = sockaddr_in()
+            local.sin_family = sa_family_t(AF_INET)
+            local.sin_addr.s_addr = inet_addr(source)
+            let bound = withUnsafePointer(to: &local) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(self.descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
+            }
+            guard bound == 0 else {
+                let reason = String(cString: strerror(errno))
+                throw TestFailure("bind to \(source): \(reason)")
+            }
+        }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)

@@ -1,4 +1,6 @@
 import FerryEndpoints
+import FerryHTTP
+import FerryPosix
 import Foundation
 import Logging
 import NIOCore
@@ -27,6 +29,10 @@ public final class EdgeServer: Service, Sendable {
         public var originTimeout: Duration = .seconds(10)
         /// The endpoint daemon to publish the edge's load and hit ratio at, every second.
         public var endpoints: ServiceEndpoint?
+        /// How long a client may keep the edge waiting.
+        public var clientTimeouts = ClientTimeouts()
+        /// Connections one client address may hold open; 0 for no cap.
+        public var maxConnectionsPerSource = 1024
 
         public init(origin: OriginAddress) {
             self.origin = origin
@@ -61,6 +67,7 @@ public final class EdgeServer: Service, Sendable {
             logger.info("edge: \(cache.count) objects (\(cache.bytes) bytes) loaded from \(directory)")
         }
         let core = EdgeCore(configuration: configuration, cache: cache, logger: logger)
+        let sources = SourceLimit(maximum: configuration.maxConnectionsPerSource)
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(.backlog, value: 1024)
@@ -69,6 +76,7 @@ public final class EdgeServer: Service, Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     let pipeline = channel.pipeline.syncOperations
                     try pipeline.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes)))
+                    try pipeline.addClientLimits(configuration.clientTimeouts, sources: sources, logger: logger)
                     try pipeline.addHandler(EdgeConnection(core: core))
                 }
             }

@@ -38,6 +38,7 @@ public enum NodeMetrics {
         "ferry_http_requests_rejected_total": "HTTP requests refused because every worker was busy and the queue full.",
         "ferry_http_requests_cancelled_total": "HTTP requests cancelled while they were served.",
         "ferry_http_urgent_data_total": "TCP urgent (out-of-band) bytes received.",
+        "ferry_http_connections_timed_out_total": "Client connections closed because a header or idle timeout ran out.",
         "ferry_http_queue_depth": "HTTP requests waiting for a worker.",
         "ferry_http_busy_workers": "Workers serving a request now.",
         "ferry_http_request_duration_seconds": "Time to answer an HTTP request at the file server.",

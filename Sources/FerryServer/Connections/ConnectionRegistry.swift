@@ -1,3 +1,6 @@
+import FerryHTTP
+import FerryPosix
+import Logging
 import Synchronization
 
 /// Every open client connection of one server, and the request each has in progress — the table
@@ -8,6 +11,8 @@ import Synchronization
 public final class ConnectionRegistry: Sendable {
     private struct Entry {
         var descriptor: Int32
+        /// The client's address, counted against ``sources`` while the connection is open.
+        var source: [UInt8]
         var lastRequestID: UInt64 = 0
         var current: (id: UInt64, flag: CancellationFlag)?
     }
@@ -19,15 +24,24 @@ public final class ConnectionRegistry: Sendable {
     }
 
     private let state = Mutex(State())
+    /// The cap on connections per client address.
+    public let sources: SourceLimit
 
-    public init() {}
+    /// - Parameter maxPerSource: connections one client address may hold open; 0 for no cap.
+    public init(maxPerSource: Int = 0) {
+        self.sources = SourceLimit(maximum: maxPerSource)
+    }
 
-    /// Registers a new connection on socket `descriptor` and returns its id.
-    public func open(descriptor: Int32) -> UInt64 {
-        self.state.withLock { state in
+    /// Registers a new connection on socket `descriptor` and returns its id; `nil` when its
+    /// client's address is at the cap, in which case the connection was answered 503 and closed.
+    public func open(descriptor: Int32, logger: Logger) -> UInt64? {
+        // Only a cap needs the address: without one, no getpeername(2) per connection.
+        let source = self.sources.maximum > 0 ? PeerAddress.peer(of: descriptor) : nil
+        guard self.sources.admit(client: descriptor, from: source, logger: logger) else { return nil }
+        return self.state.withLock { state in
             let id = state.nextConnectionID
             state.nextConnectionID += 1
-            state.entries[id] = Entry(descriptor: descriptor)
+            state.entries[id] = Entry(descriptor: descriptor, source: source?.bytes ?? [])
             state.byDescriptor[descriptor] = id
             return id
         }
@@ -35,14 +49,16 @@ public final class ConnectionRegistry: Sendable {
 
     /// Forgets a connection; a request still in progress on it is cancelled.
     public func close(connection: UInt64) {
-        let flag = self.state.withLock { state -> CancellationFlag? in
+        let removed = self.state.withLock { state -> Entry? in
             guard let entry = state.entries.removeValue(forKey: connection) else { return nil }
             if state.byDescriptor[entry.descriptor] == connection {
                 state.byDescriptor[entry.descriptor] = nil
             }
-            return entry.current?.flag
+            return entry
         }
-        flag?.cancel()
+        guard let removed else { return }
+        self.sources.release(removed.source)
+        removed.current?.flag.cancel()
     }
 
     /// Starts the next request on `connection`.

@@ -16,10 +16,13 @@ final class BlockingConnection: @unchecked Sendable {
     let id: UInt64
     var buffer = ByteBuffer()
     var parser = HTTPRequestParser()
+    /// When the client's head or idle wait runs out; looked at while the connection is idle.
+    var deadline: ClientDeadline
 
-    init(descriptor: Int32, id: UInt64) {
+    init(descriptor: Int32, id: UInt64, deadline: ClientDeadline) {
         self.descriptor = descriptor
         self.id = id
+        self.deadline = deadline
     }
 }
 
@@ -47,15 +50,26 @@ final class BlockingFrontEnd: @unchecked Sendable {
     /// Connections accepted elsewhere and handed to this server (TCP handoff), not yet taken in.
     private let adopted = Mutex<[Int32]>([])
     private let running = Atomic<Int>(0)
+    private let timeouts: ClientTimeouts
+    /// How often idle connections' deadlines are looked at, in milliseconds.
+    private static let sweepInterval: Int32 = 250
 
     // Owned by the front-end thread.
     private var idle: [Int32: BlockingConnection] = [:]
     /// Connections with bytes buffered that may hold a whole request.
     private var ready: [BlockingConnection] = []
+    private var nextSweep: UInt64 = 0
 
-    init(listener: TCPListener, executor: Executor, responder: BlockingResponder, watcher: UrgentDataWatcher) throws {
+    init(
+        listener: TCPListener,
+        executor: Executor,
+        responder: BlockingResponder,
+        watcher: UrgentDataWatcher,
+        timeouts: ClientTimeouts
+    ) throws {
         self.listener = listener
         self.executor = executor
+        self.timeouts = timeouts
         self.responder = responder
         self.watcher = watcher
         self.loop = try WakeableLoop(name: "ferry-dispatch")
@@ -74,6 +88,7 @@ final class BlockingFrontEnd: @unchecked Sendable {
                 },
                 afterEvents: { [self] in
                     while let connection = self.ready.popLast() { self.dispatch(connection) }
+                    self.closeExpired()
                 },
                 onStop: { [self] error in
                     if let error { self.responder.logger.error("dispatcher stopped: \(error)") }
@@ -81,7 +96,8 @@ final class BlockingFrontEnd: @unchecked Sendable {
                     for descriptor in self.adopted.withLock({ $0.drain() }) { close(descriptor) }
                     self.idle = [:]
                 }
-            )
+            ),
+            tick: Self.sweepInterval
         )
     }
 
@@ -134,9 +150,13 @@ final class BlockingFrontEnd: @unchecked Sendable {
 
     /// Starts waiting for a new connection's first request.
     private func takeIn(_ descriptor: Int32) {
+        guard let id = self.responder.registry.open(descriptor: descriptor, logger: self.responder.logger) else {
+            return
+        }
         let connection = BlockingConnection(
             descriptor: descriptor,
-            id: self.responder.registry.open(descriptor: descriptor)
+            id: id,
+            deadline: ClientDeadline(timeouts: self.timeouts, now: MonotonicClock.nanoseconds())
         )
         self.watcher.watch(descriptor)
         self.enterIdle(connection)
@@ -150,6 +170,7 @@ final class BlockingFrontEnd: @unchecked Sendable {
         }
         if count > 0 {
             connection.buffer.moveWriterIndex(forwardBy: count)
+            connection.deadline.requestBytesArrived(now: MonotonicClock.nanoseconds())
             return true
         }
         return count < 0 && (errno == EAGAIN || errno == EINTR)
@@ -168,6 +189,7 @@ final class BlockingFrontEnd: @unchecked Sendable {
             return
         }
         connection.buffer.discardReadBytes()
+        connection.deadline.headRead(bodyFollows: false, now: MonotonicClock.nanoseconds())
         self.leaveIdle(connection)
         switch self.executor {
         case .inline:
@@ -241,8 +263,32 @@ final class BlockingFrontEnd: @unchecked Sendable {
             self.closeConnection(connection)
             return
         }
+        let now = MonotonicClock.nanoseconds()
+        connection.deadline.answered(now: now)
         self.enterIdle(connection)
-        if connection.buffer.readableBytes > 0 { self.ready.append(connection) }
+        if connection.buffer.readableBytes > 0 {
+            connection.deadline.requestBytesArrived(now: now)
+            self.ready.append(connection)
+        }
+    }
+
+    /// Closes idle connections whose client ran out of time: one that began a head gets 408
+    /// first (as HAProxy answers; nginx closes without a word), one that said nothing is closed.
+    private func closeExpired() {
+        let now = MonotonicClock.nanoseconds()
+        guard now >= self.nextSweep else { return }
+        self.nextSweep = now + UInt64(Self.sweepInterval) * 1_000_000
+        for connection in Array(self.idle.values) {
+            guard let wait = connection.deadline.expired(now: now) else { continue }
+            self.leaveIdle(connection)
+            let reason = connection.deadline.reason(wait)
+            self.responder.logger.debug("connection \(connection.id): \(reason); closing it")
+            self.responder.metrics.timedOut()
+            if wait == .head, connection.buffer.readableBytes > 0 {
+                self.refuse(connection, .text(.requestTimeout, reason), request: nil)
+            }
+            self.closeConnection(connection)
+        }
     }
 
     private func closeConnection(_ connection: BlockingConnection) {

@@ -20,9 +20,17 @@ final class EventDrivenFrontEnd: Sendable {
     private let responder: BlockingResponder
     private let watcher: UrgentDataWatcher
     private let loop: WakeableLoop
+    private let timeouts: ClientTimeouts
 
-    init(listener: TCPListener, loops: Int, responder: BlockingResponder, watcher: UrgentDataWatcher) throws {
+    init(
+        listener: TCPListener,
+        loops: Int,
+        responder: BlockingResponder,
+        watcher: UrgentDataWatcher,
+        timeouts: ClientTimeouts
+    ) throws {
         self.listener = listener
+        self.timeouts = timeouts
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: loops)
         self.responder = responder
         self.watcher = watcher
@@ -50,14 +58,16 @@ final class EventDrivenFrontEnd: Sendable {
             close(descriptor)
             return
         }
-        let connectionID = self.responder.registry.open(descriptor: descriptor)
+        guard let connectionID = self.responder.registry.open(descriptor: descriptor, logger: self.responder.logger)
+        else { return }
         self.watcher.watch(descriptor)
         let responder = self.responder
+        let timeouts = self.timeouts
         ClientBootstrap(group: self.group)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
-                        EventDrivenHTTPHandler(connectionID: connectionID, responder: responder)
+                        EventDrivenHTTPHandler(connectionID: connectionID, responder: responder, timeouts: timeouts)
                     )
                 }
             }
@@ -95,16 +105,64 @@ final class EventDrivenHTTPHandler: ChannelInboundHandler {
     /// Chunks sent per turn of the event loop before other work gets its go.
     private static let chunksPerTurn = 16
     private var closed = false
+    /// The client's header and idle timeouts, and whether a timer is set to look at them.
+    private var deadline: ClientDeadline
+    private var timer: Scheduled<Void>?
+    private var timerAt: UInt64 = 0
 
-    init(connectionID: UInt64, responder: BlockingResponder) {
+    init(connectionID: UInt64, responder: BlockingResponder, timeouts: ClientTimeouts) {
         self.connectionID = connectionID
         self.responder = responder
+        self.deadline = ClientDeadline(timeouts: timeouts, now: MonotonicClock.nanoseconds())
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.setTimer(context: context)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var bytes = Self.unwrapInboundIn(data)
         self.buffer.writeBuffer(&bytes)
+        self.deadline.requestBytesArrived(now: MonotonicClock.nanoseconds())
         self.serveNext(context: context)
+    }
+
+    /// Sets one timer for the current deadline; nothing while the server is answering. A later
+    /// deadline leaves the timer set (when it fires it sets the next); an earlier one (an idle
+    /// wait shorter than the head's) moves it.
+    private func setTimer(context: ChannelHandlerContext) {
+        guard !self.closed, self.deadline.wait != .none else { return }
+        if let timer = self.timer {
+            guard self.deadline.deadline < self.timerAt else { return }
+            timer.cancel()
+        }
+        self.timerAt = self.deadline.deadline
+        let now = MonotonicClock.nanoseconds()
+        let delay = self.deadline.deadline > now ? self.deadline.deadline - now : 0
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        self.timer = context.eventLoop.scheduleTask(in: .nanoseconds(Int64(delay) + 1_000_000)) {
+            let (handler, context) = bound.value
+            handler.timer = nil
+            handler.closeIfExpired(context: context)
+        }
+    }
+
+    /// Closes the connection if its client ran out of time: 408 first when it began a head.
+    private func closeIfExpired(context: ChannelHandlerContext) {
+        guard !self.closed else { return }
+        guard let wait = self.deadline.expired(now: MonotonicClock.nanoseconds()) else {
+            self.setTimer(context: context)
+            return
+        }
+        let reason = self.deadline.reason(wait)
+        self.responder.logger.debug("connection \(self.connectionID): \(reason); closing it")
+        self.responder.metrics.timedOut()
+        if wait == .head, self.buffer.readableBytes > 0, self.transfer == nil {
+            self.respond(context: context, .text(.requestTimeout, reason), request: nil)
+        } else {
+            self.closed = true
+            context.close(promise: nil)
+        }
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -114,6 +172,8 @@ final class EventDrivenHTTPHandler: ChannelInboundHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         self.closed = true
+        self.timer?.cancel()
+        self.timer = nil
         self.transfer = nil
         self.responder.registry.close(connection: self.connectionID)
         context.fireChannelInactive()
@@ -136,6 +196,7 @@ final class EventDrivenHTTPHandler: ChannelInboundHandler {
             return
         }
         self.buffer.discardReadBytes()
+        self.deadline.headRead(bodyFollows: false, now: MonotonicClock.nanoseconds())
         self.respond(context: context, self.responder.files.respond(to: request), request: request)
     }
 
@@ -306,6 +367,10 @@ final class EventDrivenHTTPHandler: ChannelInboundHandler {
             }
             return
         }
+        let now = MonotonicClock.nanoseconds()
+        self.deadline.answered(now: now)
+        if self.buffer.readableBytes > 0 { self.deadline.requestBytesArrived(now: now) }
+        self.setTimer(context: context)
         self.serveNext(context: context)
     }
 }

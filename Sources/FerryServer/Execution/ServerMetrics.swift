@@ -8,6 +8,7 @@ public final class ServerMetrics: Sendable {
     private let rejectedCounter: Counter
     private let cancelledCounter: Counter
     private let urgentCounter: Counter
+    private let timedOutCounter: Counter
     private let queueDepthGauge: Gauge
     private let busyWorkersGauge: Gauge
     private let durationTimer: Timer
@@ -16,6 +17,7 @@ public final class ServerMetrics: Sendable {
     private let rejectedCount = Atomic<Int>(0)
     private let cancelledCount = Atomic<Int>(0)
     private let urgentCount = Atomic<Int>(0)
+    private let timedOutCount = Atomic<Int>(0)
     private let queueDepthCount = Atomic<Int>(0)
     private let busyWorkersCount = Atomic<Int>(0)
 
@@ -40,6 +42,11 @@ public final class ServerMetrics: Sendable {
             factory: factory
         )
         self.urgentCounter = Counter(label: "ferry_http_urgent_data_total", dimensions: dimensions, factory: factory)
+        self.timedOutCounter = Counter(
+            label: "ferry_http_connections_timed_out_total",
+            dimensions: dimensions,
+            factory: factory
+        )
         self.queueDepthGauge = Gauge(label: "ferry_http_queue_depth", dimensions: dimensions, factory: factory)
         self.busyWorkersGauge = Gauge(label: "ferry_http_busy_workers", dimensions: dimensions, factory: factory)
         self.durationTimer = Timer(
@@ -73,6 +80,12 @@ public final class ServerMetrics: Sendable {
         self.urgentCounter.increment()
     }
 
+    /// A client connection was closed because its header or idle timeout ran out.
+    func timedOut() {
+        self.timedOutCount.add(1, ordering: .relaxed)
+        self.timedOutCounter.increment()
+    }
+
     func queueDepth(changedBy delta: Int) {
         let depth = self.queueDepthCount.add(delta, ordering: .relaxed).newValue
         self.queueDepthGauge.record(depth)
@@ -90,6 +103,7 @@ public final class ServerMetrics: Sendable {
             ("requests_rejected", Int64(self.rejectedCount.load(ordering: .relaxed))),
             ("requests_cancelled", Int64(self.cancelledCount.load(ordering: .relaxed))),
             ("urgent_data", Int64(self.urgentCount.load(ordering: .relaxed))),
+            ("connections_timed_out", Int64(self.timedOutCount.load(ordering: .relaxed))),
             ("queue_depth", Int64(self.queueDepthCount.load(ordering: .relaxed))),
             ("busy_workers", Int64(self.busyWorkersCount.load(ordering: .relaxed))),
         ]

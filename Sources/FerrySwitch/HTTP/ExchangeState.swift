@@ -26,9 +26,14 @@ struct ExchangeState {
         case shutdownWriting
     }
 
+    /// In the clock's nanoseconds.
     struct Timeouts: Equatable {
-        /// How long a client may take to send a request head, and stay idle between requests.
-        var client: UInt64
+        /// How long a client may take to send a request head, from its first byte (or the accept).
+        var header: UInt64
+        /// How long a request body may pause between two reads.
+        var body: UInt64
+        /// How long a client may stay idle between requests.
+        var idle: UInt64
         /// How long a backend may take to start answering, and stay silent while it answers.
         var backend: UInt64
     }
@@ -47,26 +52,51 @@ struct ExchangeState {
     private(set) var tried: Set<Int> = []
     /// The writing side is shut and the switch waits for the client to close.
     private(set) var lingering = false
+    /// Between requests with no byte of the next one yet: the idle timeout runs, not the head's.
+    private(set) var idle = false
+    /// When the request body's pause gives up; `nil` when no body is arriving.
+    private(set) var bodyDeadline: UInt64?
 
     /// When the request in progress was read (the clock's nanoseconds): its latency's start.
     private(set) var requestStartedAt: UInt64 = 0
 
     init(timeouts: Timeouts, now: UInt64) {
         self.timeouts = timeouts
-        self.deadline = now + timeouts.client
+        self.deadline = now + timeouts.header
+    }
+
+    /// Bytes came from the client: the first of a head after an idle wait starts the head's
+    /// timeout (a head sent a byte at a time is bounded from its first byte, not its last); a
+    /// body's restart its pause.
+    mutating func clientBytesArrived(now: UInt64) {
+        if self.phase == .awaitingRequest, self.idle {
+            self.idle = false
+            self.deadline = now + self.timeouts.header
+        } else if self.bodyDeadline != nil {
+            self.bodyDeadline = now + self.timeouts.body
+        }
     }
 
     // MARK: Requests
 
-    /// A request head was read: it goes to a backend, which has `timeouts.backend` to answer.
-    mutating func requestStarted(repeatable: Bool, keepAlive: Bool, now: UInt64) {
+    /// A request head was read: it goes to a backend, which has `timeouts.backend` to answer;
+    /// the client has `timeouts.body` between reads of a body still to come.
+    mutating func requestStarted(repeatable: Bool, keepAlive: Bool, bodyFollows: Bool, now: UInt64) {
         self.requestStartedAt = now
+        self.bodyDeadline = bodyFollows ? now + self.timeouts.body : nil
         self.phase = .forwarding
         self.repeatable = repeatable
         self.clientKeepAlive = keepAlive
         self.responseStarted = false
         self.tried = []
         self.deadline = now + self.timeouts.backend
+    }
+
+    /// The request's body was read to its end: the backend's wait for an answer starts now (a
+    /// slow upload is the client's doing, not the backend's).
+    mutating func requestBodyEnded(now: UInt64) {
+        self.bodyDeadline = nil
+        if !self.responseStarted { self.deadline = now + self.timeouts.backend }
     }
 
     /// The backends the request may not go to: those its route excludes and those it tried.
@@ -104,7 +134,9 @@ struct ExchangeState {
     /// The answer is complete: the next request may start, unless the connection ends here.
     mutating func responseFinished(clientEnded: Bool, now: UInt64) {
         self.phase = self.clientKeepAlive && !clientEnded ? .awaitingRequest : .closing
-        self.deadline = now + self.timeouts.client
+        self.idle = self.phase == .awaitingRequest
+        self.bodyDeadline = nil
+        self.deadline = now + (self.idle ? self.timeouts.idle : self.timeouts.header)
     }
 
     // MARK: Failures
@@ -131,7 +163,8 @@ struct ExchangeState {
     /// The switch answered with an error of its own: the connection closes once it is written.
     mutating func refused(now: UInt64) {
         self.phase = .closing
-        self.deadline = now + self.timeouts.client
+        self.bodyDeadline = nil
+        self.deadline = now + self.timeouts.header
     }
 
     /// The last answer is written: shut the writing side once, then wait for the client.
@@ -144,12 +177,22 @@ struct ExchangeState {
     // MARK: Time
 
     /// What to do at `now`: nothing before the deadline; after it, a connection that said nothing
-    /// of a new request closes, one that began a head gets 408, a backend that did not answer
-    /// gives 504, and a lingering close ends. A retiring switch closes connections between
-    /// requests at once.
+    /// of a new request closes, one that began a head gets 408, a body that stalled gets 408, a
+    /// backend that did not answer gives 504, and a lingering close ends. A retiring switch
+    /// closes connections between requests at once.
     func expired(now: UInt64, retiring: Bool, hasRequestBytes: Bool) -> Action? {
         if retiring, self.phase == .awaitingRequest, !hasRequestBytes { return .close }
-        guard now > self.deadline else { return nil }
+        if let body = self.bodyDeadline, now > body {
+            let seconds = Double(self.timeouts.body) / 1e9
+            return self.backendUnusable(
+                status: 408,
+                reason: "Request Timeout",
+                message:
+                    "the request body stalled for \(seconds == seconds.rounded() ? "\(Int(seconds))" : "\(seconds)") s"
+            )
+        }
+        // While a body arrives, its pause is the only clock: the backend may wait for all of it.
+        guard now > self.deadline, self.bodyDeadline == nil || self.phase != .forwarding else { return nil }
         switch self.phase {
         case .awaitingRequest:
             return hasRequestBytes

@@ -64,6 +64,7 @@ extension HTTPLoop {
                 var slice = exchange.input.readSlice(length: taken)!
                 upstream.output.writeBuffer(&slice)
                 exchange.input.discardReadBytes()
+                if exchange.requestBody.isComplete { exchange.state.requestBodyEnded(now: self.clock()) }
             } catch {
                 self.refuse(exchange, status: 400, reason: "Bad Request", error.description)
             }
@@ -88,6 +89,7 @@ extension HTTPLoop {
         exchange.state.requestStarted(
             repeatable: exchange.requestBody.isComplete && RequestStart.repeatableMethods.contains(request.method),
             keepAlive: request.fields.keepAlive(minorVersion: request.minorVersion),
+            bodyFollows: !exchange.requestBody.isComplete,
             now: self.clock()
         )
         self.connectUpstream(exchange, sticky: request.sticky)

@@ -1,4 +1,5 @@
 import CFerryLinux
+import FerryHTTP
 import FerryPosix
 import Logging
 import NIOCore
@@ -23,6 +24,8 @@ final class HTTPLoop: SwitchLoop, @unchecked Sendable {
     let balancer: Balancer
     let addresses: [SocketAddress]
     let plan: RoutingPlan
+    /// The cap on connections per client address, shared by the switch's threads.
+    let sources: SourceLimit
     let logger: Logger
     /// Monotonic nanoseconds; passed in so that tests of the rules need no waiting.
     let clock: @Sendable () -> UInt64
@@ -45,6 +48,7 @@ final class HTTPLoop: SwitchLoop, @unchecked Sendable {
         balancer: Balancer,
         addresses: [SocketAddress],
         plan: RoutingPlan,
+        sources: SourceLimit,
         logger: Logger,
         clock: @escaping @Sendable () -> UInt64 = MonotonicClock.nanoseconds
     ) {
@@ -52,11 +56,14 @@ final class HTTPLoop: SwitchLoop, @unchecked Sendable {
         self.balancer = balancer
         self.addresses = addresses
         self.plan = plan
+        self.sources = sources
         self.logger = logger
         self.clock = clock
         self.idle = Array(repeating: [], count: addresses.count)
         self.timeouts = ExchangeState.Timeouts(
-            client: plan.options.clientTimeout.wholeNanoseconds,
+            header: plan.options.client.header.wholeNanoseconds,
+            body: plan.options.client.body.wholeNanoseconds,
+            idle: plan.options.client.idle.wholeNanoseconds,
             backend: plan.options.backendTimeout.wholeNanoseconds
         )
     }
@@ -88,9 +95,11 @@ final class HTTPLoop: SwitchLoop, @unchecked Sendable {
             on: self.thread.listener,
             failed: { self.logger.warning("switch: \($0)") }
         ) {
+            let source = PeerAddress.peer(of: client)
+            guard self.sources.admit(client: client, from: source, logger: self.logger) else { continue }
             let exchange = HTTPExchange(
                 client: client,
-                clientAddress: PeerAddress.peer(of: client)?.bytes ?? [],
+                clientAddress: source?.bytes ?? [],
                 maxHeadLength: self.plan.options.maxHeadLength,
                 state: ExchangeState(timeouts: self.timeouts, now: self.clock())
             )
@@ -100,6 +109,7 @@ final class HTTPLoop: SwitchLoop, @unchecked Sendable {
                     EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLRDHUP.rawValue | EPOLLET.rawValue
                 )
             } catch {
+                self.sources.release(exchange.clientAddress)
                 Glibc.close(client)
                 continue
             }
@@ -145,7 +155,12 @@ final class HTTPLoop: SwitchLoop, @unchecked Sendable {
             )
             guard let action else { continue }
             if exchange.state.phase == .forwarding {
-                self.logger.warning("switch: backend took too long to answer \(exchange.method) \(exchange.content)")
+                let what: String
+                switch action {
+                case .refuse(_, _, let message): what = message
+                default: what = "the answer stalled after it began"
+                }
+                self.logger.warning("switch: \(exchange.method) \(exchange.content): \(what)")
             }
             self.apply(action, to: exchange)
             if exchange.isOpen { self.drive(exchange) }
@@ -223,7 +238,9 @@ final class HTTPLoop: SwitchLoop, @unchecked Sendable {
                 || (exchange.state.phase == .forwarding && !exchange.requestBody.isComplete)
             if wantsRequestBytes, !exchange.clientEnded, exchange.input.readableBytes < Self.outputLimit {
                 switch self.read(exchange.client, &exchange.clientReady, into: &exchange.input) {
-                case .data: progress = true
+                case .data:
+                    exchange.state.clientBytesArrived(now: self.clock())
+                    progress = true
                 case .end:
                     exchange.clientEnded = true
                     progress = true
@@ -272,6 +289,7 @@ final class HTTPLoop: SwitchLoop, @unchecked Sendable {
         self.dropUpstream(exchange, reusable: false)
         self.clients[exchange.client] = nil
         self.owners[exchange.client] = nil
+        self.sources.release(exchange.clientAddress)
         Glibc.close(exchange.client)
     }
 }

@@ -28,28 +28,32 @@ public final class HTTPSwitch: Sendable {
         public var routes: [HTTPRoute]
         /// The cookie that keeps a client on one backend; no stickiness when nil.
         public var stickyCookie: String?
-        /// How long a client may take to send a request head, and stay idle between requests.
-        public var clientTimeout: Duration
+        /// How long a client may take over a request head or body, and stay idle between requests.
+        public var client: ClientTimeouts
         /// How long a backend may take to start answering, and stay silent while it answers.
         public var backendTimeout: Duration
         /// Idle keep-alive connections kept per backend and switch thread.
         public var idlePerBackend: Int
         public var maxHeadLength: Int
+        /// Connections one client address may hold open; 0 for no cap.
+        public var maxConnectionsPerSource: Int
 
         public init(
             routes: [HTTPRoute] = [],
             stickyCookie: String? = nil,
-            clientTimeout: Duration = .seconds(10),
+            client: ClientTimeouts = ClientTimeouts(),
             backendTimeout: Duration = .seconds(30),
             idlePerBackend: Int = 64,
-            maxHeadLength: Int = 16 * 1024
+            maxHeadLength: Int = 16 * 1024,
+            maxConnectionsPerSource: Int = 1024
         ) {
             self.routes = routes
             self.stickyCookie = stickyCookie
-            self.clientTimeout = clientTimeout
+            self.client = client
             self.backendTimeout = backendTimeout
             self.idlePerBackend = idlePerBackend
             self.maxHeadLength = maxHeadLength
+            self.maxConnectionsPerSource = maxConnectionsPerSource
         }
     }
 
@@ -88,12 +92,14 @@ public final class HTTPSwitch: Sendable {
         self.balancer = backends.balancer
         self.listener = listener
         self.address = listener.address
+        let sources = SourceLimit(maximum: options.maxConnectionsPerSource)
         self.loops = try (0..<max(1, threads)).map { index in
             try HTTPLoop(
                 thread: SwitchThread(name: "ferry-switch-\(index)", listener: listener.fd),
                 balancer: backends.balancer,
                 addresses: backends.addresses,
                 plan: plan,
+                sources: sources,
                 logger: logger
             )
         }

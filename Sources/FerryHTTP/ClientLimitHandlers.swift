@@ -1,0 +1,181 @@
+import FerryPosix
+import Logging
+import NIOCore
+import NIOHTTP1
+
+extension ChannelPipeline.SynchronousOperations {
+    /// Puts a NIO HTTP/1 server's client under `timeouts` and `sources`' cap. Call after the
+    /// request decoder is added and before the handler that answers: a part in front of the
+    /// decoder sees the raw bytes (a head's first byte, every write), one behind it sees the
+    /// decoded requests.
+    public func addClientLimits(_ timeouts: ClientTimeouts, sources: SourceLimit, logger: Logger) throws {
+        let decoded = ClientTimeoutHandler(timeouts: timeouts, logger: logger)
+        try self.addHandler(ClientBytesHandler(timeouts: decoded, sources: sources, logger: logger), position: .first)
+        try self.addHandler(decoded)
+    }
+}
+
+/// Behind the decoder: sees where each request's head and body end.
+final class ClientTimeoutHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+
+    fileprivate var deadline: ClientDeadline
+    /// Bytes of a head came since the last request ended: an expiry answers 408, not silence.
+    fileprivate var headBegun = false
+    private var timer: Scheduled<Void>?
+    private var timerAt: UInt64 = 0
+    private var raw: ChannelHandlerContext?
+    private let logger: Logger
+
+    init(timeouts: ClientTimeouts, logger: Logger) {
+        self.deadline = ClientDeadline(timeouts: timeouts, now: MonotonicClock.nanoseconds())
+        self.logger = logger
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let now = MonotonicClock.nanoseconds()
+        switch Self.unwrapInboundIn(data) {
+        case .head(let head):
+            let length = head.headers.first(name: "content-length").flatMap { Int($0) } ?? 0
+            let bodyFollows = length > 0 || head.headers.contains(name: "transfer-encoding")
+            self.deadline.headRead(bodyFollows: bodyFollows, now: now)
+        case .body:
+            break  // the bytes side saw them come
+        case .end:
+            self.headBegun = false
+            self.deadline.answered(now: now)
+        }
+        self.setTimer()
+        context.fireChannelRead(data)
+    }
+
+    /// From the bytes side, with its context: where a 408 is written without the encoder.
+    fileprivate func start(raw context: ChannelHandlerContext) {
+        self.raw = context
+        self.setTimer()
+    }
+
+    fileprivate func bytesArrived() {
+        if self.deadline.wait == .idle || self.deadline.wait == .head { self.headBegun = true }
+        self.deadline.requestBytesArrived(now: MonotonicClock.nanoseconds())
+        self.setTimer()
+    }
+
+    /// The connection closed: no timer keeps this handler.
+    fileprivate func stop() {
+        self.timer?.cancel()
+        self.timer = nil
+        self.raw = nil
+    }
+
+    fileprivate func wrote() {
+        self.deadline.serverWrote(now: MonotonicClock.nanoseconds())
+        self.setTimer()
+    }
+
+    /// One timer for the current deadline. A later deadline leaves the timer set (when it fires
+    /// it sets the next); an earlier one (a body's or idle wait shorter than the head's) moves it.
+    private func setTimer() {
+        guard let context = self.raw, self.deadline.wait != .none else { return }
+        if let timer = self.timer {
+            guard self.deadline.deadline < self.timerAt else { return }
+            timer.cancel()
+        }
+        self.timerAt = self.deadline.deadline
+        let now = MonotonicClock.nanoseconds()
+        let delay = self.deadline.deadline > now ? self.deadline.deadline - now : 0
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        self.timer = context.eventLoop.scheduleTask(in: .nanoseconds(Int64(delay) + 1_000_000)) {
+            bound.value.timer = nil
+            bound.value.closeIfExpired()
+        }
+    }
+
+    private func closeIfExpired() {
+        guard let context = self.raw, context.channel.isActive else { return }
+        guard let wait = self.deadline.expired(now: MonotonicClock.nanoseconds()) else {
+            self.setTimer()
+            return
+        }
+        let reason = self.deadline.reason(wait)
+        self.logger.debug("client \(context.channel.remoteAddress?.description ?? "?"): \(reason); closing")
+        if wait != .idle, self.headBegun || wait == .body {
+            let text = "408 Request Timeout: \(reason)\n"
+            let answer =
+                "HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain\r\nContent-Length: \(text.utf8.count)\r\nConnection: close\r\n\r\n\(text)"
+            context.writeAndFlush(NIOAny(context.channel.allocator.buffer(string: answer))).whenComplete { _ in
+                context.close(promise: nil)
+            }
+        } else {
+            context.close(promise: nil)
+        }
+    }
+}
+
+/// In front of the decoder: the cap per source at the connection's start, and every byte in and
+/// out for the timeouts.
+final class ClientBytesHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    typealias OutboundIn = IOData
+    typealias OutboundOut = IOData
+
+    private let timeouts: ClientTimeoutHandler
+    private let sources: SourceLimit
+    private let logger: Logger
+    private var source: PeerAddress?
+    private var admitted = false
+
+    init(timeouts: ClientTimeoutHandler, sources: SourceLimit, logger: Logger) {
+        self.timeouts = timeouts
+        self.sources = sources
+        self.logger = logger
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        if self.sources.maximum > 0 {
+            self.source = context.channel.remoteAddress.flatMap(PeerAddress.init)
+            guard self.sources.admit(self.source, logger: self.logger) else {
+                let answer = context.channel.allocator.buffer(string: SourceLimit.refusalAnswer)
+                context.writeAndFlush(NIOAny(IOData.byteBuffer(answer))).whenComplete { _ in
+                    context.close(promise: nil)
+                }
+                return
+            }
+            self.admitted = true
+        }
+        self.timeouts.start(raw: context)
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if self.admitted { self.sources.release(self.source?.bytes ?? []) }
+        self.admitted = false
+        self.timeouts.stop()
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        self.timeouts.bytesArrived()
+        context.fireChannelRead(data)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        self.timeouts.wrote()
+        context.write(data, promise: promise)
+    }
+}
+
+extension PeerAddress {
+    /// The IP address of a NIO socket address; `nil` for a Unix socket's.
+    init?(_ address: SocketAddress) {
+        switch address {
+        case .v4(let ip):
+            self.init(bytes: withUnsafeBytes(of: ip.address.sin_addr) { Array($0) }, port: address.port ?? 0)
+        case .v6(let ip):
+            self.init(bytes: withUnsafeBytes(of: ip.address.sin6_addr) { Array($0) }, port: address.port ?? 0)
+        case .unixDomainSocket: return nil
+        }
+    }
+}
