@@ -1,6 +1,9 @@
 # Shared by the benchmark scripts (source it): Ferry's release build, a work folder that is
 # removed on exit, background processes that are stopped on exit, and free ports.
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# Plain TCP between the Ferry processes a script starts, whatever credentials ~/.ferry holds: a
+# script that measures TLS (tls.sh) names its cluster's credentials itself.
+export FERRY_CREDENTIALS=${FERRY_CREDENTIALS-}
 PIDS=()
 
 # apt_install PACKAGE... : installs Debian packages, saying so on stderr.

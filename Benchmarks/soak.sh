@@ -48,6 +48,8 @@ echo "peak $PEAK req/s; pacing 32 connections at $DELAY ms apart for ${DURATION}
 
 WRK_DELAY_MS=$DELAY wrk -t2 -c32 -d"${DURATION}s" --latency -s "$WORK/mix.lua" "http://$FRONT" >"$WORK/wrk.out" 2>&1 &
 LOADS=($!)
+# The cluster's clients hold its credentials, which ferry up made in its data directory.
+export FERRY_CREDENTIALS="$WORK/data/tls"
 "$BENCH" kv --target ferry --addr "$KV" --op put --clients 2 --seconds "$DURATION" >"$WORK/kv.out" 2>&1 &
 LOADS+=($!)
 python3 - "$FERRY" "$OBJECTS" "$DURATION" >"$WORK/objects.out" 2>&1 <<'PY' &

@@ -14,7 +14,7 @@ public struct FerryCommand: AsyncParsableCommand {
             SendCommand.self,
             MigrateCommand.self, EvalCommand.self, KeysCommand.self, SignCommand.self, VerifyCommand.self,
             DataCommand.self, LearnCommand.self, EdgeCommand.self, RedirectorCommand.self, ContainerCommand.self,
-            FetchCommand.self,
+            FetchCommand.self, CACommand.self,
         ]
     )
 

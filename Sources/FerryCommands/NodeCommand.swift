@@ -34,6 +34,14 @@ struct NodeCommand: AsyncParsableCommand {
     @Option(help: "Where the node keeps code and its processes' layers across restarts.")
     var dataDir: String?
 
+    @Option(
+        help: ArgumentHelp(
+            "The cluster's credentials (ca.pem, cert.pem, key.pem); default DATA_DIR/tls, FERRY_DATA_DIR's, or ~/.ferry's.",
+            valueName: "DIR"
+        )
+    )
+    var credentials: String?
+
     @Option(help: ArgumentHelp("Run modules signed by this public key (repeat for more).", valueName: "PUBKEYFILE"))
     var trust: [String] = []
 
@@ -170,5 +178,11 @@ struct NodeCommand: AsyncParsableCommand {
         if let quota { printLine("cpu quota \(quota.cpus) CPUs (cgroup \(quota.path))") }
         try await shutdown.run([node] + (console.map { [$0] } ?? []), logger: logger)
         printLine("node \(self.name) stopped")
+    }
+}
+
+extension NodeCommand: ClusterCredentialsCommand {
+    var credentialsDirectory: String? {
+        self.credentials ?? self.dataDir.map { ClusterCredentials.directory(inDataDirectory: $0) }
     }
 }

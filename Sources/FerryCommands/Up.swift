@@ -3,6 +3,7 @@ import FerryEndpoints
 import FerryMigration
 import FerryNode
 import FerryServer
+import FerryWire
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -166,7 +167,10 @@ struct Up: AsyncParsableCommand {
     static func nodeLines(_ processes: NodeProcesses) -> [String] {
         processes.nodes.map {
             "node      \($0.name) \($0.endpoint)  (a 'ferry node' process; data \($0.dataDirectory))"
-        } + ["signing   \(processes.keyFile)  (every node trusts \(processes.publicKeyFile))"]
+        } + [
+            "signing   \(processes.keyFile)  (every node trusts \(processes.publicKeyFile))",
+            "tls       \(WireSecurity.credentials?.directory ?? "none")  (every FerryWire connection: TLS 1.3, both ends certified by the cluster's authority)",
+        ]
     }
 
     /// How to try processes that move.
@@ -192,5 +196,17 @@ struct Up: AsyncParsableCommand {
             "federated learning: the model goes to each node's data, only weights come back:",
             "  swift run ferry learn --endpoints \(daemon) --nodes \(first),\(second),\(third) --split dirichlet:0.5 --rounds 5 --key \(processes.keyFile)",
         ]
+    }
+}
+
+extension Up: ClusterCredentialsCommand {
+    var credentialsDirectory: String? {
+        ClusterCredentials.directory(inDataDirectory: self.dataDir ?? Node.defaultDataDirectory)
+    }
+
+    /// The first `ferry up` on a data directory makes the cluster's authority there.
+    func makeCredentialsIfMissing(in directory: String) throws {
+        guard try ClusterCredentials.load(from: directory) == nil else { return }
+        try ClusterAuthority.create(in: directory, memberName: DataDirectory.hostName)
     }
 }

@@ -6,6 +6,7 @@ import FerryKV
 import FerryObjects
 import FerryServer
 import FerrySwitch
+import FerryWire
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -94,9 +95,7 @@ public struct Node: Sendable {
     public let switchControl: String
 
     /// `~/.ferry`: the node's permanent state survives restarts.
-    public static var defaultDataDirectory: String {
-        FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".ferry").path
-    }
+    public static var defaultDataDirectory: String { WireSecurity.defaultDataDirectory }
 
     /// Binds every part of the node.
     public static func start(_ configuration: Configuration, logger: Logger) async throws -> Node {

@@ -1,6 +1,7 @@
 import FerryEndpoints
 import FerryMigration
 import FerryPosix
+import FerryWire
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
@@ -71,6 +72,7 @@ public final class NodeProcesses: Service, Sendable {
                     "node", "--name", name, "--host", host, "--port", "0", "--endpoints", "\(daemon)", "--data-dir",
                     data,
                     "--trust", publicKeyFile, "--local", "temperature=\(10 + 7 * index)", "--balance", balance.rawValue,
+                    "--credentials", ClusterCredentials.directory(inDataDirectory: dataDirectory),
                 ] + (tokenFile.map { ["--http-port", "0", "--http-token-file", $0] } ?? [])
             let (process, endpoint) = try Self.launch(executable, nodeArguments)
             nodes.append(Node(name: name, endpoint: endpoint, dataDirectory: data))

@@ -49,6 +49,7 @@ final class SegmentServant: ObjectServant, Sendable {
             process = try ChildProcess(
                 launcher.executable,
                 launcher.arguments,
+                environment: WireSecurity.childEnvironment,
                 standardOutput: output.fileHandleForWriting.fileDescriptor
             )
         } catch {

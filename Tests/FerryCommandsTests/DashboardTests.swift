@@ -149,7 +149,7 @@ import FoundationNetworking
             ["kv", "--addr", String(kv), "put", "greeting", "hello"],
             ["call", "--node", String(objects), "counter", "increment", "[1]"],
         ] {
-            let client = try FerryProcess(command)
+            let client = try FerryProcess(command, environment: ["FERRY_DATA_DIR": up.temporary.path])
             while client.nextLine() != nil {}
             client.process.waitUntilExit()
             #expect(client.process.terminationStatus == 0, "ferry \(command.joined(separator: " "))")

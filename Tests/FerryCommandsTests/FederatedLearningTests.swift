@@ -75,6 +75,7 @@ import Testing
                 Self.examples.appendingPathComponent("Examples/digits/digits.bin").path,
                 "--model", TestCluster.guest("softmax"),
             ],
+            environment: FerryProcess.environment,
             standardOutput: output.fileHandleForWriting.fileDescriptor,
             standardError: discarded
         )

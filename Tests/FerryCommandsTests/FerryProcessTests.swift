@@ -130,7 +130,10 @@ import FoundationNetworking
         let controlAddress = try #require(
             summary.first { $0.hasPrefix("control") }?.split(separator: " ").dropFirst().first { !$0.isEmpty }
         )
-        let stats = try Running(["control", "--addr", String(controlAddress), "stats", "--json"])
+        let stats = try Running(
+            ["control", "--addr", String(controlAddress), "stats", "--json"],
+            environment: ["FERRY_DATA_DIR": data.path]
+        )
         let json = try #require(stats.nextLine())
         #expect(json.contains("\"requests_served\": 1"))
 
@@ -139,8 +142,8 @@ import FoundationNetworking
     }
 
     /// Runs a client command to completion; returns its exit status and standard output.
-    private func command(_ arguments: [String]) throws -> (Int32, String) {
-        let running = try Running(arguments)
+    private func command(_ arguments: [String], environment: [String: String] = [:]) throws -> (Int32, String) {
+        let running = try Running(arguments, environment: environment)
         var lines: [String] = []
         while let line = running.nextLine() { lines.append(line) }
         running.process.waitUntilExit()
@@ -164,37 +167,45 @@ import FoundationNetworking
         while let line = node.nextLine(), line != "Ctrl-C stops the node." {}
 
         // The node's services register in the background: watch until kv is there.
-        let watch = try Running(["endpoints", "--addr", endpoints, "watch", "kv", "--json"])
+        // Its commands find the cluster's credentials through FERRY_DATA_DIR (or --data-dir).
+        let member = ["FERRY_DATA_DIR": data.path]
+        let watch = try Running(["endpoints", "--addr", endpoints, "watch", "kv", "--json"], environment: member)
         while let line = watch.nextLine(), !line.contains("\"port\"") {}
         _ = watch.stop(SIGTERM)
 
-        let (lookupStatus, lookup) = try self.command(["endpoints", "--addr", endpoints, "lookup", "kv", "--json"])
+        let (lookupStatus, lookup) = try self.command(
+            ["endpoints", "--addr", endpoints, "lookup", "kv", "--json"],
+            environment: member
+        )
         #expect(lookupStatus == 0)
         #expect(lookup.contains("\"name\":\"kv\""))
-        #expect(try self.command(["endpoints", "--addr", endpoints, "lookup", "nobody"]).0 != 0)
+        #expect(try self.command(["endpoints", "--addr", endpoints, "lookup", "nobody"], environment: member).0 != 0)
 
         // ferry kv finds the service by name; put exits 0 once the write is acknowledged.
         let kv = ["kv", "--endpoints", endpoints]
-        #expect(try self.command(kv + ["put", "greeting", "hello"]).0 == 0)
-        #expect(try self.command(kv + ["get", "greeting"]) == (0, "hello"))
-        #expect(try self.command(kv + ["get", "missing"]).0 == 1)
-        #expect(try self.command(kv + ["cas", "greeting", "nope", "x"]).0 == 1)
-        #expect(try self.command(kv + ["cas", "greeting", "hello", "hi"]).0 == 0)
-        #expect(try self.command(kv + ["ls", "greet", "--json"]) == (0, "{\"greeting\":\"hi\"}"))
-        #expect(try self.command(kv + ["del", "greeting"]).0 == 0)
-        #expect(try self.command(kv + ["del", "greeting"]).0 == 1)
+        #expect(try self.command(kv + ["put", "greeting", "hello"], environment: member).0 == 0)
+        #expect(try self.command(kv + ["get", "greeting"], environment: member) == (0, "hello"))
+        #expect(try self.command(kv + ["get", "missing"], environment: member).0 == 1)
+        #expect(try self.command(kv + ["cas", "greeting", "nope", "x"], environment: member).0 == 1)
+        #expect(try self.command(kv + ["cas", "greeting", "hello", "hi"], environment: member).0 == 0)
+        #expect(try self.command(kv + ["ls", "greet", "--json"], environment: member) == (0, "{\"greeting\":\"hi\"}"))
+        #expect(try self.command(kv + ["del", "greeting"], environment: member).0 == 0)
+        #expect(try self.command(kv + ["del", "greeting"], environment: member).0 == 1)
 
         // ferry call binds the node's objects by name and prints results as JSON.
-        let objects = try Running(["endpoints", "--addr", endpoints, "watch", "objects:wasm-counter", "--json"])
+        let objects = try Running(
+            ["endpoints", "--addr", endpoints, "watch", "objects:wasm-counter", "--json"],
+            environment: member
+        )
         while let line = objects.nextLine(), !line.contains("\"port\"") {}
         _ = objects.stop(SIGTERM)
         let call = ["call", "--addr", endpoints]
-        #expect(try self.command(call + ["counter", "increment", #"{"by": 2}"#]) == (0, "2"))
-        #expect(try self.command(call + ["counter", "increment", "[3]"]) == (0, "5"))
-        #expect(try self.command(call + ["wasm-counter", "increment", #"{"by": 2}"#]) == (0, "2"))
-        #expect(try self.command(call + ["counter", "increment", #"{"by": "x"}"#]).0 != 0)
-        #expect(try self.command(call + ["counter", "reset"]).0 != 0)
-        let (listed, table) = try self.command(["objects", "ls", "--addr", endpoints])
+        #expect(try self.command(call + ["counter", "increment", #"{"by": 2}"#], environment: member) == (0, "2"))
+        #expect(try self.command(call + ["counter", "increment", "[3]"], environment: member) == (0, "5"))
+        #expect(try self.command(call + ["wasm-counter", "increment", #"{"by": 2}"#], environment: member) == (0, "2"))
+        #expect(try self.command(call + ["counter", "increment", #"{"by": "x"}"#], environment: member).0 != 0)
+        #expect(try self.command(call + ["counter", "reset"], environment: member).0 != 0)
+        let (listed, table) = try self.command(["objects", "ls", "--addr", endpoints], environment: member)
         #expect(listed == 0)
         #expect(table.contains("counter ") && table.contains("persistent perObject shared") && table.contains("active"))
 

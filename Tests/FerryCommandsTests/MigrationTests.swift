@@ -317,15 +317,25 @@ import Glibc
         let nodes = Self.children(of: up.process.processIdentifier).filter { $0.hasPrefix("node\0--name\0node-") }
         #expect(nodes.count == 2, "the nodes are processes of their own: \(nodes)")
 
+        #expect(
+            lines.contains(
+                "tls       \(data)/tls  (every FerryWire connection: TLS 1.3, both ends certified by the cluster's authority)"
+            )
+        )
         let cluster = try TestCluster()
         let signed = cluster.directory + "/agent.wasm"
         try cluster.ferry(["sign", TestCluster.guest("agent"), "--key", "\(data)/cluster/ferry.key", "--out", signed])
-        let spawn = try cluster.ferry([
-            "spawn", "--endpoints", String(daemon), "--node", "node-1", signed, "--name", "tour", "node-2",
-        ])
+        // The cluster's commands find its credentials in its data directory; without them, refused.
+        let member = ["FERRY_DATA_DIR": data]
+        let outsider = try cluster.ferry(["ps", "--endpoints", String(daemon)])
+        #expect(outsider.status != 0 && outsider.error.contains("refuses processes without them"), "\(outsider.error)")
+        let spawn = try cluster.ferry(
+            ["spawn", "--endpoints", String(daemon), "--node", "node-1", signed, "--name", "tour", "node-2"],
+            environment: member
+        )
         #expect(spawn.status == 0, "\(spawn.error)")
-        #expect(try cluster.ferry(["wait", "--endpoints", String(daemon), "tour"]).status == 0)
-        let logs = try cluster.ferry(["logs", "--endpoints", String(daemon), "tour"]).output
+        #expect(try cluster.ferry(["wait", "--endpoints", String(daemon), "tour"], environment: member).status == 0)
+        let logs = try cluster.ferry(["logs", "--endpoints", String(daemon), "tour"], environment: member).output
         #expect(logs == "at node-2: 24\nhome at node-1: visited 1 nodes, total 24\n", "\(logs)")
         #expect(up.stop(SIGINT) == 0, "Ctrl-C stops the cluster, its nodes with it")
     }

@@ -24,6 +24,16 @@ public final class FerryProcess {
         return found
     }
 
+    /// The environment every `ferry` a test starts runs in: the test's own, with FERRY_DATA_DIR
+    /// naming an empty directory, so that no process takes the cluster credentials a `ferry up`
+    /// left in `~/.ferry` (the test's own FerryWire clients have none). A test that runs a
+    /// cluster with credentials names that cluster's data directory to its commands instead.
+    public static let environment: [String: String] = {
+        let directory = NSTemporaryDirectory() + "ferry-tests-without-credentials"
+        try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        return ProcessInfo.processInfo.environment.merging(["FERRY_DATA_DIR": directory]) { $1 }
+    }()
+
     /// Where its standard error goes.
     public enum Errors {
         case discarded
@@ -55,7 +65,7 @@ public final class FerryProcess {
         self.process = try ChildProcess(
             command[0],
             Array(command.dropFirst()),
-            environment: environment.isEmpty ? nil : ProcessInfo.processInfo.environment.merging(environment) { $1 },
+            environment: Self.environment.merging(environment) { $1 },
             standardOutput: self.output.fileHandleForWriting.fileDescriptor,
             standardError: errorDescriptor
         )

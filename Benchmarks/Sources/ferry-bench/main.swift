@@ -14,6 +14,10 @@
 //
 // Each client has its own connection and one request outstanding. Prints one line:
 //   ops=<count> seconds=<s> ops_per_s=<r> p50_us=<µs> p99_us=<µs> errors=<n>
+//
+// FerryWire connections use the cluster credentials `ferry` would (FERRY_CREDENTIALS, else
+// FERRY_DATA_DIR's, else ~/.ferry's); Benchmarks/lib.sh sets FERRY_CREDENTIALS empty (plain TCP)
+// unless a script measures TLS.
 import FerryEndpoints
 import FerryKV
 import FerryServer
@@ -21,6 +25,13 @@ import FerryWire
 import Foundation
 import NIOCore
 import NIOPosix
+
+do {
+    try WireSecurity.bootstrap(explicit: nil)
+} catch {
+    FileHandle.standardError.write(Data("ferry-bench: \(error)\n".utf8))
+    exit(2)
+}
 
 struct Options {
     var command = "kv"

@@ -42,9 +42,11 @@ final class Connection: Sendable {
                     }
                 }
                 .connect(host: host, port: port)
+                // Found on the event loop as the connect completes: a task resumed later may find
+                // the connection already closed by the server's header timeout, its handler gone.
+                .flatMap { channel in channel.pipeline.handler(type: AnswerHandler.self).map { (channel, $0) } }
                 .get()
-            let handler = try await channel.pipeline.handler(type: AnswerHandler.self).get()
-            return Connection(origin: origin, channel: channel, handler: handler)
+            return Connection(origin: origin, channel: channel.0, handler: channel.1)
         } catch {
             let text = "\(error)"
             let reason =

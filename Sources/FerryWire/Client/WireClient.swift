@@ -2,6 +2,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 /// One FerryWire connection to a peer, shared by many concurrent requests.
 ///
@@ -26,6 +27,7 @@ public final class WireClient: Sendable {
         host: String,
         port: Int,
         maxPayloadLength: Int = FrameDecoder.defaultMaxPayloadLength,
+        credentials: ClusterCredentials? = WireSecurity.credentials,
         logger: Logger = Logger(label: "ferry.wire-client")
     ) async throws -> WireClient {
         let peer = "\(host):\(port)"
@@ -37,12 +39,14 @@ public final class WireClient: Sendable {
                 .connectTimeout(.seconds(5))
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        if let credentials { try channel.pipeline.syncOperations.addClientTLS(credentials) }
                         try channel.pipeline.syncOperations.addFrameCodec(
                             maxPayloadLength: maxPayloadLength,
-                            logger: logger
+                            logger: logger,
+                            acceptsPeers: false
                         )
                         try channel.pipeline.syncOperations.addHandler(
-                            WireClientHandler(peer: peer, pending: pending)
+                            WireClientHandler(peer: peer, pending: pending, secured: credentials != nil)
                         )
                     }
                 }
@@ -182,18 +186,24 @@ struct PendingCall: Sendable {
 }
 
 /// Hands each answer to the request with its id.
-final class WireClientHandler: ChannelInboundHandler, Sendable {
+final class WireClientHandler: ChannelInboundHandler {
     typealias InboundIn = Frame
 
     private let peer: String
     private let pending: NIOLockedValueBox<Pending>
+    /// The connection has TLS: a close before any answer is not for want of credentials.
+    private let secured: Bool
+    /// An answer came on this connection.
+    private var answered = false
 
-    init(peer: String, pending: NIOLockedValueBox<Pending>) {
+    init(peer: String, pending: NIOLockedValueBox<Pending>, secured: Bool) {
         self.peer = peer
         self.pending = pending
+        self.secured = secured
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        self.answered = true
         let frame = Self.unwrapInboundIn(data)
         let id = frame.header.requestID
         let continuesStream = frame.header.flags.contains(.more) && !frame.header.flags.contains(.error)
@@ -218,12 +228,26 @@ final class WireClientHandler: ChannelInboundHandler, Sendable {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        self.failAll(WireClientError.connectionClosed(peer: self.peer, reason: "the peer closed it"))
+        let reason =
+            self.answered || self.secured
+            ? "the peer closed it"
+            : "the peer closed it before any answer; a cluster with credentials closes connections from processes without them (--data-dir or FERRY_DATA_DIR names the cluster's data directory)"
+        self.failAll(WireClientError.connectionClosed(peer: self.peer, reason: reason))
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        self.failAll(WireClientError.connectionClosed(peer: self.peer, reason: "\(error)"))
+        let reason: String
+        if error is NIOSSLError {
+            reason =
+                "the TLS handshake failed: \(HandshakeFailure.reason(error)) (this process's credentials and the peer's are not of one cluster)"
+        } else if !self.secured, !self.answered {
+            reason =
+                "\(error); a cluster with credentials refuses processes without them (--data-dir or FERRY_DATA_DIR names the cluster's data directory)"
+        } else {
+            reason = "\(error)"
+        }
+        self.failAll(WireClientError.connectionClosed(peer: self.peer, reason: reason))
         context.fireErrorCaught(error)
     }
 

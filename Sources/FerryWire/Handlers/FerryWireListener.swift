@@ -2,21 +2,28 @@ import Logging
 import NIOCore
 import NIOPosix
 
-/// Binds a FerryWire server's listening socket: every accepted connection gets the frame codec,
-/// then the handler `makeHandler` returns for it (which may throw to refuse the connection).
+/// Binds a FerryWire server's listening socket: every accepted connection gets TLS (when there
+/// are `credentials`: then a peer without a certificate from the cluster's authority is refused
+/// at the handshake), the frame codec, then the handler `makeHandler` returns for it (which may
+/// throw to refuse the connection).
 public func bindFerryWireServer(
     host: String,
     port: Int,
     maxPayloadLength: Int,
+    credentials: ClusterCredentials? = WireSecurity.credentials,
     logger: Logger,
     makeHandler: @escaping @Sendable () throws -> any ChannelHandler
 ) async throws -> any Channel {
-    try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+    if credentials == nil {
+        logger.debug("FerryWire on \(host):\(port) takes peers without credentials (none were found)")
+    }
+    return try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
         .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
         .serverChannelOption(.backlog, value: 1024)
         .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
         .childChannelInitializer { channel in
             channel.eventLoop.makeCompletedFuture {
+                if let credentials { try channel.pipeline.syncOperations.addServerTLS(credentials) }
                 try channel.pipeline.syncOperations.addFrameCodec(maxPayloadLength: maxPayloadLength, logger: logger)
                 try channel.pipeline.syncOperations.addHandler(try makeHandler())
             }

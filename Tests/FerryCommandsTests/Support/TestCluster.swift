@@ -130,7 +130,7 @@ final class TestCluster: @unchecked Sendable {
 
     /// Runs `ferry ARGUMENTS` to the end (at most `timeout` seconds).
     @discardableResult
-    func ferry(_ arguments: [String], timeout: Double = 120) throws -> Result {
+    func ferry(_ arguments: [String], timeout: Double = 120, environment: [String: String] = [:]) throws -> Result {
         let output = Pipe()
         // Standard error to a file: read after the end, it can never fill and block the command.
         let errorPath = "\(self.directory)/command-\(UUID().uuidString).err"
@@ -139,6 +139,7 @@ final class TestCluster: @unchecked Sendable {
         let process = try ChildProcess(
             try FerryProcess.executable().path,
             arguments,
+            environment: FerryProcess.environment.merging(environment) { $1 },
             standardOutput: output.fileHandleForWriting.fileDescriptor,
             standardError: errorDescriptor
         )

@@ -1,0 +1,93 @@
+import ArgumentParser
+import FerryWire
+import Foundation
+
+/// `ferry ca init|issue`: the cluster's certificate authority. Every FerryWire connection between
+/// Ferry processes is TLS 1.3 with a certificate from it at both ends.
+struct CACommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ca",
+        abstract: "Make the cluster's certificate authority, and certificates for its members.",
+        discussion: """
+            Credentials live in DATA/tls (ca.pem, cert.pem, key.pem; ca-key.pem where the authority \
+            was made). 'ferry up' runs 'ca init' on first start. Other commands find them with \
+            --data-dir, else FERRY_DATA_DIR, else ~/.ferry.
+            """,
+        subcommands: [Init.self, Issue.self]
+    )
+
+    struct Init: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Make a cluster authority in DATA/tls, and a certificate for this machine."
+        )
+
+        @Option(help: "The data directory (default: FERRY_DATA_DIR, else ~/.ferry).")
+        var dataDir: String?
+
+        func run() throws {
+            let directory = ClusterCredentials.directory(inDataDirectory: DataDirectory.resolve(self.dataDir))
+            try ClusterAuthority.create(in: directory, memberName: DataDirectory.hostName)
+            printLine("cluster authority \(directory)/\(ClusterAuthority.certificateFile)")
+            printLine("this machine      \(directory)/\(ClusterCredentials.certificateFile)")
+        }
+    }
+
+    struct Issue: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Sign a certificate for another member; copy OUT to its data directory as tls/."
+        )
+
+        @Argument(help: "The member's name, e.g. host-2.")
+        var name: String
+
+        @Option(help: "The data directory holding the authority (default: FERRY_DATA_DIR, else ~/.ferry).")
+        var dataDir: String?
+
+        @Option(help: ArgumentHelp("Where to write ca.pem, cert.pem and key.pem.", valueName: "DIR"))
+        var out: String
+
+        func run() throws {
+            let directory = ClusterCredentials.directory(inDataDirectory: DataDirectory.resolve(self.dataDir))
+            try ClusterAuthority.load(from: directory).issue(self.name, into: self.out)
+            printLine(
+                "issued \(self.name): \(self.out)/\(ClusterCredentials.certificateFile) (copy \(self.out) to its data directory as tls/)"
+            )
+        }
+    }
+}
+
+/// Where a command's cluster data lives when it does not say: FERRY_DATA_DIR, else ~/.ferry.
+enum DataDirectory {
+    static func resolve(_ flag: String?) -> String {
+        flag ?? ProcessEnvironment.value("FERRY_DATA_DIR") ?? WireSecurity.defaultDataDirectory
+    }
+
+    static var hostName: String {
+        ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "ferry"
+    }
+}
+
+/// A command that says where its cluster's credentials are (its data directory's, or given).
+protocol ClusterCredentialsCommand {
+    var credentialsDirectory: String? { get }
+}
+
+extension FerryCommand {
+    /// Runs the command named on the command line with this process's FerryWire credentials set:
+    /// those its flags name, else FERRY_DATA_DIR's, else ~/.ferry's; none where none are found.
+    public static func main() async {
+        do {
+            var command = try Self.parseAsRoot()
+            let explicit = (command as? any ClusterCredentialsCommand)?.credentialsDirectory
+            if let up = command as? Up, let explicit { try up.makeCredentialsIfMissing(in: explicit) }
+            try WireSecurity.bootstrap(explicit: explicit)
+            if var asynchronous = command as? any AsyncParsableCommand {
+                try await asynchronous.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            Self.exit(withError: error)
+        }
+    }
+}

@@ -1,0 +1,101 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOSSL
+
+/// A member's credentials: its certificate and key and the cluster authority's certificate,
+/// made into the TLS contexts every FerryWire connection between Ferry processes uses. TLS 1.3
+/// only, both ends present a certificate, and a peer is taken when its chain leads to this
+/// cluster's authority (no host name is checked: membership is the signature, at any address).
+public struct ClusterCredentials: Sendable {
+    public static let certificateFile = "cert.pem"
+    public static let keyFile = "key.pem"
+    /// Where a data directory keeps its credentials.
+    public static func directory(inDataDirectory data: String) -> String { data + "/tls" }
+
+    public let directory: String
+    let server: NIOSSLContext
+    let client: NIOSSLContext
+
+    /// The credentials in `directory`, or `nil` when it has none (no `cert.pem`).
+    /// - Throws: when they are there but incomplete or unreadable; the error names the file.
+    public static func load(from directory: String) throws -> ClusterCredentials? {
+        let certificatePath = directory + "/" + Self.certificateFile
+        guard FileManager.default.fileExists(atPath: certificatePath) else { return nil }
+        func read<T>(_ file: String, _ parse: (String) throws -> T) throws -> T {
+            let path = directory + "/" + file
+            guard FileManager.default.fileExists(atPath: path) else {
+                throw ClusterCredentialsError("\(path) is missing: a member needs ca.pem, cert.pem and key.pem")
+            }
+            do {
+                return try parse(path)
+            } catch {
+                throw ClusterCredentialsError("cannot read \(path): \(error)")
+            }
+        }
+        let chain = try read(Self.certificateFile) { try NIOSSLCertificate.fromPEMFile($0) }
+        let key = try read(Self.keyFile) { try NIOSSLPrivateKey(file: $0, format: .pem) }
+        let authority = try read(ClusterAuthority.certificateFile) { try NIOSSLCertificate.fromPEMFile($0) }
+
+        var server = TLSConfiguration.makeServerConfiguration(
+            certificateChain: chain.map { .certificate($0) },
+            privateKey: .privateKey(key)
+        )
+        var client = TLSConfiguration.makeClientConfiguration()
+        client.certificateChain = chain.map { .certificate($0) }
+        client.privateKey = .privateKey(key)
+        Self.memberOnly(&server, authority: authority)
+        Self.memberOnly(&client, authority: authority)
+        return ClusterCredentials(
+            directory: directory,
+            server: try NIOSSLContext(configuration: server),
+            client: try NIOSSLContext(configuration: client)
+        )
+    }
+}
+
+extension ClusterCredentials {
+    /// TLS 1.3, a certificate required of the peer, and only this cluster's authority trusted.
+    fileprivate static func memberOnly(_ configuration: inout TLSConfiguration, authority: [NIOSSLCertificate]) {
+        configuration.minimumTLSVersion = .tlsv13
+        configuration.trustRoots = .certificates(authority)
+        configuration.certificateVerification = .noHostnameVerification
+    }
+}
+
+public struct ClusterCredentialsError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+extension ChannelPipeline.SynchronousOperations {
+    /// Puts TLS in front of a FerryWire connection accepted by a server.
+    func addServerTLS(_ credentials: ClusterCredentials) throws {
+        try self.addHandler(NIOSSLServerHandler(context: credentials.server), position: .first)
+    }
+
+    /// Puts TLS in front of a FerryWire connection a client opened.
+    func addClientTLS(_ credentials: ClusterCredentials) throws {
+        try self.addHandler(
+            try NIOSSLClientHandler(context: credentials.client, serverHostname: nil),
+            position: .first
+        )
+    }
+}
+
+/// What a failed TLS handshake means for a cluster member, in a few words instead of BoringSSL's.
+enum HandshakeFailure {
+    static func reason(_ error: any Error) -> String {
+        let text = "\(error)"
+        let known: [(String, String)] = [
+            ("WRONG_VERSION_NUMBER", "it spoke without TLS (a process without the cluster's credentials)"),
+            ("HTTP_REQUEST", "it spoke HTTP, not FerryWire over TLS"),
+            ("UNKNOWN_CA", "its certificate is not from this cluster's authority"),
+            ("CERTIFICATE_VERIFY_FAILED", "the certificate is not from this cluster's authority"),
+            ("PEER_DID_NOT_RETURN_A_CERTIFICATE", "it presented no certificate"),
+            ("CERTIFICATE_REQUIRED", "it presented no certificate"),
+            ("CERTIFICATE_EXPIRED", "the certificate has expired"),
+        ]
+        return known.first { text.contains($0.0) }?.1 ?? text
+    }
+}
