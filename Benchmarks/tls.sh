@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# What authenticated peers cost: the kv service (puts and gets) and object calls, each measured
+# over plain TCP and over TLS 1.3 with the cluster's certificates at both ends, in the same run,
+# with the same load generator (ferry-bench). Prints ops/s and p99 for both and the ratio
+# TLS/plain (goal: at least 0.85, i.e. at most 15% fewer calls), and writes tls.svg beside this
+# script.
+#
+# Usage: Benchmarks/tls.sh        (SECONDS_PER_RUN=5)
+set -euo pipefail
+
+source "$(dirname "$0")/lib.sh"
+RUN=${SECONDS_PER_RUN:-5}
+
+require python3
+build_release ferry ferry-bench
+FERRY="$ROOT/.build/release/ferry"
+BENCH="$ROOT/.build/release/ferry-bench"
+make_workdir tls
+
+"$FERRY" ca init --data-dir "$WORK/cluster" >/dev/null
+CREDENTIALS="$WORK/cluster/tls"
+
+# start_servers SECURITY: a kv service and an object server whose FerryWire is plain ("") or TLS.
+start_servers() {
+    FERRY_CREDENTIALS=$1 "$FERRY" serve kv --db "$WORK/kv-$2.sqlite" --port 0 >"$WORK/kv-$2.out" 2>"$WORK/kv-$2.err" &
+    PIDS+=($!)
+    FERRY_CREDENTIALS=$1 "$BENCH" objects serve >"$WORK/objects-$2.out" 2>"$WORK/objects-$2.err" &
+    PIDS+=($!)
+}
+start_servers "" plain
+start_servers "$CREDENTIALS" tls
+KV_PLAIN=$(listening_address "$WORK/kv-plain.out")
+KV_TLS=$(listening_address "$WORK/kv-tls.out")
+OBJECTS_PLAIN=$(listening_address "$WORK/objects-plain.out")
+OBJECTS_TLS=$(listening_address "$WORK/objects-tls.out")
+
+# measure SECURITY WORKLOAD CLIENTS: "ops p99_us" with the client's credentials.
+measure() {
+    local credentials=$1 address line
+    [ "$credentials" = "" ] && address_suffix=PLAIN || address_suffix=TLS
+    case $2 in
+    put | get)
+        address=KV_$address_suffix
+        line=$(FERRY_CREDENTIALS=$credentials "$BENCH" kv --target ferry --addr "${!address}" --op "$2" \
+            --clients "$3" --seconds "$RUN")
+        echo "$line" >>"$WORK/raw.log"
+        sed -E 's/.*ops_per_s=([0-9]+) p50_us=([0-9]+) p99_us=([0-9]+).*/\1 \3/' <<<"$line"
+        ;;
+    call)
+        address=OBJECTS_$address_suffix
+        line=$(FERRY_CREDENTIALS=$credentials "$BENCH" objects load --addr "${!address}" --concurrency "$3" \
+            --seconds "$RUN" --warmup 1)
+        echo "$line" >>"$WORK/raw.log"
+        echo "$(sed -n 's/.*calls_per_second=\([0-9.]*\).*/\1/p' <<<"$line") $(sed -n 's/.*p99_us=\([0-9.]*\).*/\1/p' <<<"$line")"
+        ;;
+    esac
+}
+
+printf '%-14s | %11s %8s | %11s %8s | %9s\n' workload "plain ops/s" p99_us "tls ops/s" p99_us "tls/plain"
+printf -- '-------------- | ----------- -------- | ----------- -------- | ---------\n'
+: >"$WORK/rows"
+for row in "put 1" "put 16" "get 1" "get 16" "call 1" "call 16" "call 64"; do
+    read -r workload clients <<<"$row"
+    echo "$workload, $clients clients..." >&2
+    read -r p_ops p_p99 < <(measure "" "$workload" "$clients")
+    read -r t_ops t_p99 < <(measure "$CREDENTIALS" "$workload" "$clients")
+    ratio=$(python3 -c "print(f'{$t_ops / max($p_ops, 1):.2f}')")
+    label="kv $workload x$clients"
+    [ "$workload" = call ] && label="object call x$clients"
+    printf '%-14s | %11.0f %8s | %11.0f %8s | %8sx\n' "$label" "$p_ops" "$p_p99" "$t_ops" "$t_p99" "$ratio"
+    echo "$label|$p_ops|$t_ops" >>"$WORK/rows"
+done
+echo
+echo "TLS 1.3 (swift-nio-ssl, BoringSSL), ECDSA P-256 certificates from 'ferry ca init' at both ends; one connection per client, ${RUN}s per run."
+echo "kv: SQLite WAL, synchronous=FULL, group commit (puts wait for the fsync). Objects: counter.increment, one connection shared by the callers."
+
+python3 - "$WORK/rows" "$(dirname "$0")/tls.svg" <<'PY'
+import sys
+rows = [line.strip().split("|") for line in open(sys.argv[1]) if line.strip()]
+width, bar, gap, left, top = 760, 14, 18, 150, 40
+height = top + len(rows) * (2 * bar + gap) + 40
+peak = max(max(float(p), float(t)) for _, p, t in rows)
+scale = (width - left - 120) / peak
+parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',
+         '<rect width="100%" height="100%" fill="white"/>',
+         '<text x="10" y="20" font-size="14">What TLS costs: operations per second, plain TCP against TLS 1.3 with certificates at both ends</text>']
+y = top
+for label, plain, tls in rows:
+    plain, tls = float(plain), float(tls)
+    parts.append(f'<text x="10" y="{y + bar + 4}">{label}</text>')
+    parts.append(f'<rect x="{left}" y="{y}" width="{plain * scale:.1f}" height="{bar}" fill="#9aa5b1"/>')
+    parts.append(f'<text x="{left + plain * scale + 4:.1f}" y="{y + bar - 3}">{plain:.0f} plain</text>')
+    parts.append(f'<rect x="{left}" y="{y + bar}" width="{tls * scale:.1f}" height="{bar}" fill="#2b6cb0"/>')
+    parts.append(f'<text x="{left + tls * scale + 4:.1f}" y="{y + 2 * bar - 3}">{tls:.0f} tls ({tls / max(plain, 1):.2f}x)</text>')
+    y += 2 * bar + gap
+parts.append("</svg>")
+open(sys.argv[2], "w").write("\n".join(parts))
+PY
+echo "chart: $(dirname "$0")/tls.svg"
