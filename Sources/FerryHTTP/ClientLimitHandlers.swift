@@ -23,8 +23,7 @@ final class ClientTimeoutHandler: ChannelInboundHandler, RemovableChannelHandler
     fileprivate var deadline: ClientDeadline
     /// Bytes of a head came since the last request ended: an expiry answers 408, not silence.
     fileprivate var headBegun = false
-    private var timer: Scheduled<Void>?
-    private var timerAt: UInt64 = 0
+    private var timer = DeadlineTimer()
     private var raw: ChannelHandlerContext?
     private let logger: Logger
 
@@ -64,8 +63,7 @@ final class ClientTimeoutHandler: ChannelInboundHandler, RemovableChannelHandler
 
     /// The connection closed: no timer keeps this handler.
     fileprivate func stop() {
-        self.timer?.cancel()
-        self.timer = nil
+        self.timer.cancel()
         self.raw = nil
     }
 
@@ -74,20 +72,11 @@ final class ClientTimeoutHandler: ChannelInboundHandler, RemovableChannelHandler
         self.setTimer()
     }
 
-    /// One timer for the current deadline. A later deadline leaves the timer set (when it fires
-    /// it sets the next); an earlier one (a body's or idle wait shorter than the head's) moves it.
     private func setTimer() {
-        guard let context = self.raw, self.deadline.wait != .none else { return }
-        if let timer = self.timer {
-            guard self.deadline.deadline < self.timerAt else { return }
-            timer.cancel()
-        }
-        self.timerAt = self.deadline.deadline
-        let now = MonotonicClock.nanoseconds()
-        let delay = self.deadline.deadline > now ? self.deadline.deadline - now : 0
+        guard let context = self.raw else { return }
         let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        self.timer = context.eventLoop.scheduleTask(in: .nanoseconds(Int64(delay) + 1_000_000)) {
-            bound.value.timer = nil
+        self.timer.set(for: self.deadline, on: context.eventLoop) {
+            bound.value.timer.fired()
             bound.value.closeIfExpired()
         }
     }

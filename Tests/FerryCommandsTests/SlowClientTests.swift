@@ -142,6 +142,26 @@ extension FerryProcessTests {
         #expect(without408.isEmpty, "each slow connection is answered 408 before it closes; \(without408.prefix(3))")
     }
 
+    /// On a keep-alive connection the idle wait (60 s by default) ends with the next head's first
+    /// byte: from there the head has the header timeout (2 s here), not what is left of the idle.
+    @Test(arguments: slowClientTargets)
+    func aHeadThatFollowsAnAnswerHasTheHeaderTimeoutNotTheIdleOne(_ target: SlowClientTarget) throws {
+        let temporary = try TemporaryDirectory()
+        defer { withExtendedLifetime(temporary) {} }  // removed at the end of the test
+        let (processes, port) = try self.startSlowClientTarget(target, root: temporary.path)
+        defer { for process in processes { _ = process.stop(SIGTERM) } }
+
+        let client = try TestClient(port: port, timeout: 30)
+        try client.get("/name.txt")
+        #expect(try client.readResponse().status == 200)
+        let started = Date()
+        try client.send("GET /name.txt HTTP/1.1\r\nHo")
+        let answer = try client.readResponse()
+        let waited = Date().timeIntervalSince(started)
+        #expect(answer.status == 408)
+        #expect(waited < 20, "closed after \(waited) s: the idle timeout (60 s) ran instead of the header's (2 s)")
+    }
+
     /// Past its cap an address's new connections are answered 503 and closed at once, while other
     /// addresses are served; a connection closed makes room for another.
     @Test(arguments: slowClientTargets)

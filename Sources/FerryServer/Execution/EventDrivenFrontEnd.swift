@@ -107,8 +107,7 @@ final class EventDrivenHTTPHandler: ChannelInboundHandler {
     private var closed = false
     /// The client's header and idle timeouts, and whether a timer is set to look at them.
     private var deadline: ClientDeadline
-    private var timer: Scheduled<Void>?
-    private var timerAt: UInt64 = 0
+    private var timer = DeadlineTimer()
 
     init(connectionID: UInt64, responder: BlockingResponder, timeouts: ClientTimeouts) {
         self.connectionID = connectionID
@@ -124,25 +123,16 @@ final class EventDrivenHTTPHandler: ChannelInboundHandler {
         var bytes = Self.unwrapInboundIn(data)
         self.buffer.writeBuffer(&bytes)
         self.deadline.requestBytesArrived(now: MonotonicClock.nanoseconds())
+        self.setTimer(context: context)  // a head's wait may end before the idle wait it follows
         self.serveNext(context: context)
     }
 
-    /// Sets one timer for the current deadline; nothing while the server is answering. A later
-    /// deadline leaves the timer set (when it fires it sets the next); an earlier one (an idle
-    /// wait shorter than the head's) moves it.
     private func setTimer(context: ChannelHandlerContext) {
-        guard !self.closed, self.deadline.wait != .none else { return }
-        if let timer = self.timer {
-            guard self.deadline.deadline < self.timerAt else { return }
-            timer.cancel()
-        }
-        self.timerAt = self.deadline.deadline
-        let now = MonotonicClock.nanoseconds()
-        let delay = self.deadline.deadline > now ? self.deadline.deadline - now : 0
+        guard !self.closed else { return }
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        self.timer = context.eventLoop.scheduleTask(in: .nanoseconds(Int64(delay) + 1_000_000)) {
+        self.timer.set(for: self.deadline, on: context.eventLoop) {
             let (handler, context) = bound.value
-            handler.timer = nil
+            handler.timer.fired()
             handler.closeIfExpired(context: context)
         }
     }
@@ -172,8 +162,7 @@ final class EventDrivenHTTPHandler: ChannelInboundHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         self.closed = true
-        self.timer?.cancel()
-        self.timer = nil
+        self.timer.cancel()
         self.transfer = nil
         self.responder.registry.close(connection: self.connectionID)
         context.fireChannelInactive()
