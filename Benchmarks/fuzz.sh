@@ -6,13 +6,15 @@
 # folder (crash-*), to be fixed and kept as a regression test.
 #   fuzz-http   HTTP/1.1 request heads (pipelined, split across reads), response heads and
 #               chunked bodies: the file server's and the l7 switch's parsers (FerryHTTP)
+#   fuzz-wire   FerryWire frame headers, every message's payload (endpoints, kv, objects, control)
+#               and object values, as a server reads them from a peer (FerryWire)
 #
-# Usage: Benchmarks/fuzz.sh      (RUNS=1000000 MAX_LEN=4096 ONLY=fuzz-http)
+# Usage: Benchmarks/fuzz.sh      (RUNS=1000000 MAX_LEN=4096 ONLY=fuzz-http,fuzz-wire)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 RUNS=${RUNS:-1000000}
 MAX_LEN=${MAX_LEN:-4096}
-ONLY=${ONLY:-fuzz-http}
+ONLY=${ONLY:-fuzz-http,fuzz-wire}
 PACKAGE="$ROOT/Benchmarks/fuzz"
 FLAGS=(-c release -Xswiftc -sanitize=fuzzer,address --package-path "$PACKAGE")
 

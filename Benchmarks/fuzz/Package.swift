@@ -14,6 +14,18 @@ let package = Package(
             dependencies: [.product(name: "FerryHTTP", package: "main")],
             swiftSettings: [.unsafeFlags(["-parse-as-library"])],
             linkerSettings: [.unsafeFlags(["-use-ld=lld"])]
-        )
+        ),
+        // FerryWire: frame headers, every message's payload and object values, as a server reads
+        // them from any peer (before TLS, from anyone who can reach a port; after, from members).
+        .executableTarget(
+            name: "fuzz-wire",
+            dependencies: [
+                .product(name: "FerryWire", package: "main"),
+                .product(name: "FerryEndpoints", package: "main"),
+                .product(name: "FerryKV", package: "main"),
+            ],
+            swiftSettings: [.unsafeFlags(["-parse-as-library"])],
+            linkerSettings: [.unsafeFlags(["-use-ld=lld"])]
+        ),
     ]
 )
