@@ -498,10 +498,12 @@ let package = Package(
             name: "FerryClientTests",
             dependencies: [
                 "FerryClient",
+                "FerryHTTP",
                 "FerryServer",
                 "FerryTestSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
         .testTarget(

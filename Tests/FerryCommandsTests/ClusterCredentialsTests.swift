@@ -80,11 +80,16 @@ import Testing
         let member = try #require(try ClusterCredentials.load(from: up.temporary.path + "/tls"))
         // The object server's lease at the daemon, as anyone who can read a registration sees it.
         let daemon = try #require(up.summary.first { $0.hasPrefix("endpoints on ") }).dropFirst("endpoints on ".count)
-        let lookup = try FerryProcess(
-            ["endpoints", "--addr", String(daemon), "lookup", "objects:counter"],
-            environment: ["FERRY_DATA_DIR": up.temporary.path]
-        )
-        let listing = try #require(lookup.nextLine())
+        // The object server registers in the background: look until it is there.
+        var listing = ""
+        _ = try waitUntil(within: .seconds(30)) {
+            let lookup = try FerryProcess(
+                ["endpoints", "--addr", String(daemon), "lookup", "objects:counter"],
+                environment: ["FERRY_DATA_DIR": up.temporary.path]
+            )
+            listing = lookup.nextLine() ?? ""
+            return listing.contains("lease=")
+        }
         let lease = try #require(
             listing.firstMatch(of: #/lease=(\d+)/#).flatMap { UInt64($0.1) },
             "\(listing)"

@@ -68,8 +68,18 @@ final class Connection: Sendable {
         let handler = self.handler
         let channel = self.channel
         loop.execute {
+            // A connection the server closed while it waited (its header or idle timeout) is
+            // reported as such at once, not after the whole timeout: the caller opens another.
+            guard channel.isActive else {
+                promise.fail(Failure.closedBeforeAnswer)
+                return
+            }
             handler.waiting = promise
-            channel.writeAndFlush(request, promise: nil)
+            channel.writeAndFlush(request).whenFailure { _ in
+                guard let waiting = handler.waiting, waiting.futureResult === promise.futureResult else { return }
+                handler.waiting = nil
+                waiting.fail(Failure.closedBeforeAnswer)
+            }
         }
         let deadline = loop.scheduleTask(in: .nanoseconds(Int64(timeout.wholeNanoseconds))) {
             promise.fail(Failure.timedOut(timeout))
