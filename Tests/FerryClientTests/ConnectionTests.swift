@@ -26,7 +26,10 @@ import Testing
                 group: MultiThreadedEventLoopGroup.singleton
             )
             let timedOut = { server.metrics.snapshot.first { $0.name == "connections_timed_out" }?.value ?? 0 }
-            #expect(await eventually(within: .seconds(60)) { timedOut() == 1 }, "the server closes it at its header timeout")
+            #expect(
+                await eventually(within: .seconds(60)) { timedOut() == 1 },
+                "the server closes it at its header timeout"
+            )
             let url = try #require(URL(string: "http://127.0.0.1:\(server.port)/a.txt"))
             await #expect {
                 _ = try await connection.get(url, timeout: .seconds(60))
