@@ -47,6 +47,7 @@ let package = Package(
         .target(
             name: "FerryWire",
             dependencies: [
+                "FerryPosix",
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Crypto", package: "swift-crypto"),

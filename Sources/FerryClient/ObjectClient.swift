@@ -1,4 +1,5 @@
 import FerryEndpoints
+import FerryPosix
 import FerryWire
 import Logging
 import NIOConcurrencyHelpers

@@ -25,8 +25,10 @@ struct CACommand: ParsableCommand {
         var dataDir: String?
 
         func run() throws {
-            let directory = ClusterCredentials.directory(inDataDirectory: DataDirectory.resolve(self.dataDir))
-            try ClusterAuthority.create(in: directory, memberName: DataDirectory.hostName)
+            let directory = ClusterCredentials.directory(
+                inDataDirectory: WireSecurity.dataDirectory(explicit: self.dataDir)
+            )
+            try ClusterAuthority.create(in: directory)
             printLine("cluster authority \(directory)/\(ClusterAuthority.certificateFile)")
             printLine("this machine      \(directory)/\(ClusterCredentials.certificateFile)")
         }
@@ -43,27 +45,25 @@ struct CACommand: ParsableCommand {
         @Option(help: "The data directory holding the authority (default: FERRY_DATA_DIR, else ~/.ferry).")
         var dataDir: String?
 
-        @Option(help: ArgumentHelp("Where to write ca.pem, cert.pem and key.pem.", valueName: "DIR"))
-        var out: String
+        @Option(
+            help: ArgumentHelp(
+                "Where to write ca.pem, cert.pem and key.pem (default: DATA/members/NAME).",
+                valueName: "DIR"
+            )
+        )
+        var out: String?
 
         func run() throws {
-            let directory = ClusterCredentials.directory(inDataDirectory: DataDirectory.resolve(self.dataDir))
-            try ClusterAuthority.load(from: directory).issue(self.name, into: self.out)
+            let data = WireSecurity.dataDirectory(explicit: self.dataDir)
+            let out = self.out ?? "\(data)/members/\(self.name)"
+            try ClusterAuthority.load(from: ClusterCredentials.directory(inDataDirectory: data)).issue(
+                self.name,
+                into: out
+            )
             printLine(
-                "issued \(self.name): \(self.out)/\(ClusterCredentials.certificateFile) (copy \(self.out) to its data directory as tls/)"
+                "issued \(self.name): \(out)/\(ClusterCredentials.certificateFile) (copy \(out) to its data directory as tls/)"
             )
         }
-    }
-}
-
-/// Where a command's cluster data lives when it does not say: FERRY_DATA_DIR, else ~/.ferry.
-enum DataDirectory {
-    static func resolve(_ flag: String?) -> String {
-        flag ?? ProcessEnvironment.value("FERRY_DATA_DIR") ?? WireSecurity.defaultDataDirectory
-    }
-
-    static var hostName: String {
-        ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "ferry"
     }
 }
 

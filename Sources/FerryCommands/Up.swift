@@ -206,7 +206,10 @@ extension Up: ClusterCredentialsCommand {
 
     /// The first `ferry up` on a data directory makes the cluster's authority there.
     func makeCredentialsIfMissing(in directory: String) throws {
-        guard try ClusterCredentials.load(from: directory) == nil else { return }
-        try ClusterAuthority.create(in: directory, memberName: DataDirectory.hostName)
+        // Only whether they are there: loading them is the bootstrap's, once.
+        guard !FileManager.default.fileExists(atPath: directory + "/" + ClusterCredentials.certificateFile) else {
+            return
+        }
+        try ClusterAuthority.create(in: directory)
     }
 }

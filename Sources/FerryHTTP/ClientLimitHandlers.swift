@@ -21,8 +21,6 @@ final class ClientTimeoutHandler: ChannelInboundHandler, RemovableChannelHandler
     typealias InboundOut = HTTPServerRequestPart
 
     fileprivate var deadline: ClientDeadline
-    /// Bytes of a head came since the last request ended: an expiry answers 408, not silence.
-    fileprivate var headBegun = false
     private var timer = DeadlineTimer()
     private var raw: ChannelHandlerContext?
     private let logger: Logger
@@ -42,7 +40,6 @@ final class ClientTimeoutHandler: ChannelInboundHandler, RemovableChannelHandler
         case .body:
             break  // the bytes side saw them come
         case .end:
-            self.headBegun = false
             self.deadline.answered(now: now)
         }
         self.setTimer()
@@ -56,7 +53,6 @@ final class ClientTimeoutHandler: ChannelInboundHandler, RemovableChannelHandler
     }
 
     fileprivate func bytesArrived() {
-        if self.deadline.wait == .idle || self.deadline.wait == .head { self.headBegun = true }
         self.deadline.requestBytesArrived(now: MonotonicClock.nanoseconds())
         self.setTimer()
     }
@@ -74,10 +70,12 @@ final class ClientTimeoutHandler: ChannelInboundHandler, RemovableChannelHandler
 
     private func setTimer() {
         guard let context = self.raw else { return }
-        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
         self.timer.set(for: self.deadline, on: context.eventLoop) {
-            bound.value.timer.fired()
-            bound.value.closeIfExpired()
+            let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+            return {
+                bound.value.timer.fired()
+                bound.value.closeIfExpired()
+            }
         }
     }
 
@@ -89,11 +87,9 @@ final class ClientTimeoutHandler: ChannelInboundHandler, RemovableChannelHandler
         }
         let reason = self.deadline.reason(wait)
         self.logger.debug("client \(context.channel.remoteAddress?.description ?? "?"): \(reason); closing")
-        if wait != .idle, self.headBegun || wait == .body {
-            let text = "408 Request Timeout: \(reason)\n"
-            let answer =
-                "HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain\r\nContent-Length: \(text.utf8.count)\r\nConnection: close\r\n\r\n\(text)"
-            context.writeAndFlush(NIOAny(context.channel.allocator.buffer(string: answer))).whenComplete { _ in
+        if self.deadline.answers408(wait) {
+            let answer = IOData.byteBuffer(HTTPStatus.requestTimeout.closingAnswer(reason))
+            context.writeAndFlush(NIOAny(answer)).whenComplete { _ in
                 context.close(promise: nil)
             }
         } else {
@@ -126,8 +122,7 @@ final class ClientBytesHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if self.sources.maximum > 0 {
             self.source = context.channel.remoteAddress.flatMap(PeerAddress.init)
             guard self.sources.admit(self.source, logger: self.logger) else {
-                let answer = context.channel.allocator.buffer(string: SourceLimit.refusalAnswer)
-                context.writeAndFlush(NIOAny(IOData.byteBuffer(answer))).whenComplete { _ in
+                context.writeAndFlush(NIOAny(IOData.byteBuffer(SourceLimit.refusalAnswer))).whenComplete { _ in
                     context.close(promise: nil)
                 }
                 return

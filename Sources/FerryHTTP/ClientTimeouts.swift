@@ -1,3 +1,5 @@
+import FerryPosix
+
 /// How long a client of an HTTP server may keep it waiting — what nginx calls
 /// `client_header_timeout`, `client_body_timeout` and `keepalive_timeout`, and HAProxy
 /// `timeout http-request` and `timeout http-keep-alive`. A client that sends a head one byte at a
@@ -52,16 +54,19 @@ public struct ClientDeadline: Sendable, Equatable {
     public private(set) var wait: Wait
     /// When the wait gives up, in monotonic nanoseconds.
     public private(set) var deadline: UInt64
+    /// Bytes of a request came since the last answer (or the accept).
+    public private(set) var requestBegun = false
 
     /// A new connection: its first head is due within `header` of the accept.
     public init(timeouts: ClientTimeouts, now: UInt64) {
         self.timeouts = timeouts
         self.wait = .head
-        self.deadline = now + Self.nanoseconds(timeouts.header)
+        self.deadline = now + timeouts.header.wholeNanoseconds
     }
 
     /// Bytes of a request came: the first of a head starts its `header` wait; a body's reset `body`.
     public mutating func requestBytesArrived(now: UInt64) {
+        self.requestBegun = true
         switch self.wait {
         case .idle: self.start(.head, now: now)
         case .body: self.start(.body, now: now)
@@ -81,6 +86,7 @@ public struct ClientDeadline: Sendable, Equatable {
 
     /// The answer is written: the connection waits for the next request.
     public mutating func answered(now: UInt64) {
+        self.requestBegun = false
         self.start(.idle, now: now)
     }
 
@@ -94,6 +100,12 @@ public struct ClientDeadline: Sendable, Equatable {
     /// The wait that ran out by `now`, if one did.
     public func expired(now: UInt64) -> Wait? {
         self.wait != .none && now > self.deadline ? self.wait : nil
+    }
+
+    /// Whether running out of `wait` is answered 408 before the close: the client began a request
+    /// (as HAProxy answers; nginx closes without a word). One that said nothing is just closed.
+    public func answers408(_ wait: Wait) -> Bool {
+        wait != .idle && self.requestBegun
     }
 
     /// A message for the client or the log about `wait` running out.
@@ -113,15 +125,11 @@ public struct ClientDeadline: Sendable, Equatable {
             case .body: self.timeouts.body
             case .idle, .none: self.timeouts.idle
             }
-        self.deadline = now + Self.nanoseconds(timeout)
-    }
-
-    private static func nanoseconds(_ duration: Duration) -> UInt64 {
-        UInt64(max(0, duration / .nanoseconds(1)))
+        self.deadline = now + timeout.wholeNanoseconds
     }
 
     private static func text(_ duration: Duration) -> String {
-        let seconds = duration / .seconds(1)
+        let seconds = duration.inSeconds
         return seconds == seconds.rounded() ? "\(Int(seconds)) s" : "\(seconds) s"
     }
 }

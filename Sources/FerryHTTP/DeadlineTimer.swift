@@ -10,9 +10,9 @@ public struct DeadlineTimer {
 
     public init() {}
 
-    /// Sets the timer for `deadline` on `loop`, unless one is set for no later; `fire` runs then.
-    public mutating func set(for deadline: ClientDeadline, on loop: any EventLoop, fire: @escaping @Sendable () -> Void)
-    {
+    /// Sets the timer for `deadline` on `loop`, unless one is set for no later; the closure
+    /// `fire` makes runs then. It is made only when a timer is set: this is called on every read.
+    public mutating func set(for deadline: ClientDeadline, on loop: any EventLoop, fire: () -> @Sendable () -> Void) {
         guard deadline.wait != .none else { return }
         if let timer {
             guard deadline.deadline < self.firesAt else { return }
@@ -21,7 +21,7 @@ public struct DeadlineTimer {
         self.firesAt = deadline.deadline
         let now = MonotonicClock.nanoseconds()
         let delay = deadline.deadline > now ? deadline.deadline - now : 0
-        self.timer = loop.scheduleTask(in: .nanoseconds(Int64(delay) + 1_000_000)) { fire() }
+        self.timer = loop.scheduleTask(in: .nanoseconds(Int64(delay) + 1_000_000), fire())
     }
 
     /// The timer fired: the next ``set(for:on:fire:)`` schedules anew.

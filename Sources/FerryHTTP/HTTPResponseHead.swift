@@ -23,6 +23,29 @@ public struct HTTPResponseHead: Sendable, Equatable {
     }
 }
 
+extension HTTPStatus {
+    /// The body of a short plain-text answer, the kind every error of Ferry's gets.
+    public func plainText(_ message: String) -> String {
+        "\(self.code) \(self.reason): \(message)\n"
+    }
+
+    /// A whole plain-text answer after which the connection closes: for a server that refuses or
+    /// gives up on a client outside the flow of its requests (408, a cap's 503).
+    public func closingAnswer(_ message: String) -> ByteBuffer {
+        let body = self.plainText(message)
+        var answer = ByteBuffer()
+        HTTPResponseHead(
+            status: self,
+            headers: [
+                ("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", "\(body.utf8.count)"),
+                ("Connection", "close"),
+            ]
+        ).write(to: &answer)
+        answer.writeString(body)
+        return answer
+    }
+}
+
 /// An HTTP status code and its reason phrase.
 public struct HTTPStatus: Sendable, Hashable {
     public var code: Int

@@ -1,5 +1,6 @@
 import FerryPosix
 import Logging
+import NIOCore
 
 #if canImport(Glibc)
 import Glibc
@@ -7,8 +8,9 @@ import Glibc
 
 extension SourceLimit {
     /// What a connection past its source's cap is told before it is closed.
-    public static let refusalAnswer =
-        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 55\r\nConnection: close\r\n\r\n503 too many connections from your address; close some\n"
+    public static var refusalAnswer: ByteBuffer {
+        HTTPStatus.serviceUnavailable.closingAnswer("too many connections from your address; close some")
+    }
 
     /// Counts a new HTTP client connection from `source` against its cap; `false` when the
     /// source is at the cap, and then the caller answers ``refusalAnswer`` and closes. The first
@@ -27,8 +29,9 @@ extension SourceLimit {
     /// (the socket's buffer takes so small an answer) and closed here.
     public func admit(client descriptor: Int32, from source: PeerAddress?, logger: Logger) -> Bool {
         guard !self.admit(source, logger: logger) else { return true }
-        let answer = Array(Self.refusalAnswer.utf8)
-        _ = send(descriptor, answer, answer.count, Int32(MSG_DONTWAIT) | Int32(MSG_NOSIGNAL))
+        _ = Self.refusalAnswer.withUnsafeReadableBytes {
+            send(descriptor, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT) | Int32(MSG_NOSIGNAL))
+        }
         close(descriptor)
         return false
     }

@@ -46,16 +46,13 @@ public final class AppServer: Service, Sendable {
         logger: Logger
     ) async throws -> AppServer {
         let kv = try await KVClient.connect(host: kvHost, port: kvPort)
+        // No cap per source: every connection comes from the switch in front.
+        let noCap = SourceLimit(maximum: 0)
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.pipeline.configureHTTPServerPipeline().flatMapThrowing {
-                    // No cap per source: every connection comes from the switch in front.
-                    try channel.pipeline.syncOperations.addClientLimits(
-                        timeouts,
-                        sources: SourceLimit(maximum: 0),
-                        logger: logger
-                    )
+                    try channel.pipeline.syncOperations.addClientLimits(timeouts, sources: noCap, logger: logger)
                     try channel.pipeline.syncOperations.addHandler(AppHandler(name: name, kv: kv, logger: logger))
                 }
             }

@@ -2,7 +2,6 @@ import CFerryLinux
 import FerryConfiguration
 import FerryEndpoints
 import FerryPosix
-import FerryWire
 import Foundation
 import Logging
 import NIOConcurrencyHelpers

@@ -1,6 +1,5 @@
 import CFerryLinux
 import FerryPosix
-import FerryWire
 import Foundation
 import Logging
 import NIOConcurrencyHelpers

@@ -1,3 +1,4 @@
+import FerryHTTP
 import Testing
 
 @testable import FerrySwitch
@@ -6,9 +7,7 @@ import Testing
 @Suite struct ExchangeStateTests {
     static let second: UInt64 = 1_000_000_000
     static let timeouts = ExchangeState.Timeouts(
-        header: 10 * second,
-        body: 20 * second,
-        idle: 60 * second,
+        client: ClientTimeouts(header: .seconds(10), body: .seconds(20), idle: .seconds(60)),
         backend: 30 * second
     )
 

@@ -51,33 +51,29 @@ public final class TestClient: @unchecked Sendable {
         }
         var receiveTimeout = timeval(tv_sec: timeout, tv_usec: 0)
         setsockopt(self.descriptor, SOL_SOCKET, SO_RCVTIMEO, &receiveTimeout, socklen_t(MemoryLayout<timeval>.size))
-        if let source {
-            var local = sockaddr_in()
-            local.sin_family = sa_family_t(AF_INET)
-            local.sin_addr.s_addr = inet_addr(source)
-            let bound = withUnsafePointer(to: &local) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    bind(self.descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-                }
-            }
-            guard bound == 0 else {
-                let reason = String(cString: strerror(errno))
-                throw TestFailure("bind to \(source): \(reason)")
-            }
+        if let source, Self.withAddress(source, port: 0, { bind(self.descriptor, $0, $1) }) != 0 {
+            let reason = String(cString: strerror(errno))
+            throw TestFailure("bind to \(source): \(reason)")
         }
+        guard Self.withAddress(host, port: port, { connect(self.descriptor, $0, $1) }) == 0 else {
+            // Thrown with every property set: deinit closes the socket.
+            let reason = String(cString: strerror(errno))
+            throw TestFailure("connect to \(host):\(port): \(reason)")
+        }
+    }
+
+    /// Calls `body` with the IPv4 socket address of `host:port`, as bind(2) and connect(2) take it.
+    private static func withAddress(
+        _ host: String,
+        port: Int,
+        _ body: (UnsafePointer<sockaddr>, socklen_t) -> Int32
+    ) -> Int32 {
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)
         address.sin_addr.s_addr = inet_addr(host)
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(self.descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        guard result == 0 else {
-            // Thrown with every property set: deinit closes the socket.
-            let reason = String(cString: strerror(errno))
-            throw TestFailure("connect to \(host):\(port): \(reason)")
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
     }
 

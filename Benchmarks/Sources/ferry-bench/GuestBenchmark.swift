@@ -1,5 +1,5 @@
 import FerryGuest
-import FerryWire
+import FerryPosix
 import Foundation
 import WasmKit
 

@@ -12,6 +12,7 @@ import FerryClient
 import FerryEndpoints
 import FerryExamples
 import FerryObjects
+import FerryPosix
 import FerryWire
 import Foundation
 import Logging

@@ -20,6 +20,7 @@
 // unless a script measures TLS.
 import FerryEndpoints
 import FerryKV
+import FerryPosix
 import FerryServer
 import FerryWire
 import Foundation

@@ -1,3 +1,4 @@
+import FerryPosix
 import Logging
 import NIOCore
 import NIOHTTP1

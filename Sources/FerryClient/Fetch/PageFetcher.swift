@@ -1,4 +1,4 @@
-import FerryWire
+import FerryPosix
 import Foundation
 import NIOCore
 import NIOPosix

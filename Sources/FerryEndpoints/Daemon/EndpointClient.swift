@@ -1,3 +1,4 @@
+import FerryPosix
 import FerryWire
 import Logging
 import NIOCore

@@ -1,3 +1,4 @@
+import FerryPosix
 import Foundation
 import NIOConcurrencyHelpers
 import WasmKit

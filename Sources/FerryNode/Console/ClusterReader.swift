@@ -1,5 +1,6 @@
 import FerryEndpoints
 import FerryMigration
+import FerryPosix
 import FerryServer
 import FerrySwitch
 import FerryWire

@@ -278,13 +278,15 @@ final class BlockingFrontEnd: @unchecked Sendable {
         let now = MonotonicClock.nanoseconds()
         guard now >= self.nextSweep else { return }
         self.nextSweep = now + UInt64(Self.sweepInterval) * 1_000_000
-        for connection in Array(self.idle.values) {
+        // Collected first (closing changes `idle`), and only those that ran out: no copy of the
+        // whole idle set each sweep.
+        for connection in self.idle.values.filter({ $0.deadline.expired(now: now) != nil }) {
             guard let wait = connection.deadline.expired(now: now) else { continue }
             self.leaveIdle(connection)
             let reason = connection.deadline.reason(wait)
             self.responder.logger.debug("connection \(connection.id): \(reason); closing it")
             self.responder.metrics.timedOut()
-            if wait == .head, connection.buffer.readableBytes > 0 {
+            if connection.deadline.answers408(wait) {
                 self.refuse(connection, .text(.requestTimeout, reason), request: nil)
             }
             self.closeConnection(connection)

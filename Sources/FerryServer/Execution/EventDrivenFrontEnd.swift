@@ -129,11 +129,13 @@ final class EventDrivenHTTPHandler: ChannelInboundHandler {
 
     private func setTimer(context: ChannelHandlerContext) {
         guard !self.closed else { return }
-        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         self.timer.set(for: self.deadline, on: context.eventLoop) {
-            let (handler, context) = bound.value
-            handler.timer.fired()
-            handler.closeIfExpired(context: context)
+            let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            return {
+                let (handler, context) = bound.value
+                handler.timer.fired()
+                handler.closeIfExpired(context: context)
+            }
         }
     }
 
@@ -147,7 +149,7 @@ final class EventDrivenHTTPHandler: ChannelInboundHandler {
         let reason = self.deadline.reason(wait)
         self.responder.logger.debug("connection \(self.connectionID): \(reason); closing it")
         self.responder.metrics.timedOut()
-        if wait == .head, self.buffer.readableBytes > 0, self.transfer == nil {
+        if self.deadline.answers408(wait), self.transfer == nil {
             self.respond(context: context, .text(.requestTimeout, reason), request: nil)
         } else {
             self.closed = true

@@ -238,7 +238,7 @@ public struct FileResponse: Sendable {
     public static func text(_ status: HTTPStatus, _ message: String) -> FileResponse {
         FileResponse(
             head: .init(status: status, headers: [("Content-Type", "text/plain; charset=utf-8")]),
-            body: .bytes(ByteBuffer(string: "\(status.code) \(status.reason): \(message)\n"))
+            body: .bytes(ByteBuffer(string: status.plainText(message)))
         )
     }
 }

@@ -1,4 +1,4 @@
-import FerryWire
+import FerryPosix
 import NIOConcurrencyHelpers
 import NIOCore
 

@@ -1,3 +1,6 @@
+import FerryHTTP
+import FerryPosix
+
 /// Where one client connection of the l7 switch stands, and what to do next: its phase, the
 /// deadline of the wait it is in, the backends its request has tried, whether the request may be
 /// sent again and whether its answer has begun. A value that takes events and returns actions,
@@ -26,22 +29,22 @@ struct ExchangeState {
         case shutdownWriting
     }
 
-    /// In the clock's nanoseconds.
     struct Timeouts: Equatable {
-        /// How long a client may take to send a request head, from its first byte (or the accept).
-        var header: UInt64
-        /// How long a request body may pause between two reads.
-        var body: UInt64
-        /// How long a client may stay idle between requests.
-        var idle: UInt64
-        /// How long a backend may take to start answering, and stay silent while it answers.
+        /// How long a client may take over a head or a body, and stay idle between requests.
+        var client: ClientTimeouts
+        /// How long a backend may take to start answering, and stay silent while it answers, in
+        /// the clock's nanoseconds.
         var backend: UInt64
     }
 
     let timeouts: Timeouts
     private(set) var phase = Phase.awaitingRequest
+    /// The client's side: its head, body and idle waits (the rule every Ferry HTTP server keeps).
+    private(set) var client: ClientDeadline
+    /// The backend's wait while forwarding, the lingering close's while closing.
+    private var ownDeadline: UInt64 = 0
     /// When the current wait gives up, in the clock's nanoseconds.
-    private(set) var deadline: UInt64
+    var deadline: UInt64 { self.phase == .awaitingRequest ? self.client.deadline : self.ownDeadline }
     /// The request may be sent again: an idempotent method without a body.
     private(set) var repeatable = false
     /// Part of the answer is on its way to the client: nothing else may be sent instead.
@@ -52,29 +55,20 @@ struct ExchangeState {
     private(set) var tried: Set<Int> = []
     /// The writing side is shut and the switch waits for the client to close.
     private(set) var lingering = false
-    /// Between requests with no byte of the next one yet: the idle timeout runs, not the head's.
-    private(set) var idle = false
-    /// When the request body's pause gives up; `nil` when no body is arriving.
-    private(set) var bodyDeadline: UInt64?
 
     /// When the request in progress was read (the clock's nanoseconds): its latency's start.
     private(set) var requestStartedAt: UInt64 = 0
 
     init(timeouts: Timeouts, now: UInt64) {
         self.timeouts = timeouts
-        self.deadline = now + timeouts.header
+        self.client = ClientDeadline(timeouts: timeouts.client, now: now)
     }
 
     /// Bytes came from the client: the first of a head after an idle wait starts the head's
     /// timeout (a head sent a byte at a time is bounded from its first byte, not its last); a
     /// body's restart its pause.
     mutating func clientBytesArrived(now: UInt64) {
-        if self.phase == .awaitingRequest, self.idle {
-            self.idle = false
-            self.deadline = now + self.timeouts.header
-        } else if self.bodyDeadline != nil {
-            self.bodyDeadline = now + self.timeouts.body
-        }
+        self.client.requestBytesArrived(now: now)
     }
 
     // MARK: Requests
@@ -83,20 +77,20 @@ struct ExchangeState {
     /// the client has `timeouts.body` between reads of a body still to come.
     mutating func requestStarted(repeatable: Bool, keepAlive: Bool, bodyFollows: Bool, now: UInt64) {
         self.requestStartedAt = now
-        self.bodyDeadline = bodyFollows ? now + self.timeouts.body : nil
+        self.client.headRead(bodyFollows: bodyFollows, now: now)
         self.phase = .forwarding
         self.repeatable = repeatable
         self.clientKeepAlive = keepAlive
         self.responseStarted = false
         self.tried = []
-        self.deadline = now + self.timeouts.backend
+        self.ownDeadline = now + self.timeouts.backend
     }
 
     /// The request's body was read to its end: the backend's wait for an answer starts now (a
     /// slow upload is the client's doing, not the backend's).
     mutating func requestBodyEnded(now: UInt64) {
-        self.bodyDeadline = nil
-        if !self.responseStarted { self.deadline = now + self.timeouts.backend }
+        self.client.requestRead()
+        if !self.responseStarted { self.ownDeadline = now + self.timeouts.backend }
     }
 
     /// The backends the request may not go to: those its route excludes and those it tried.
@@ -123,20 +117,18 @@ struct ExchangeState {
     mutating func responseStarted(untilClose: Bool, requestComplete: Bool, retiring: Bool, now: UInt64) {
         if untilClose || !requestComplete || retiring { self.clientKeepAlive = false }
         self.responseStarted = true
-        self.deadline = now + self.timeouts.backend
+        self.ownDeadline = now + self.timeouts.backend
     }
 
     /// Bytes of the answer came: the backend is not silent.
     mutating func responseProgressed(now: UInt64) {
-        self.deadline = now + self.timeouts.backend
+        self.ownDeadline = now + self.timeouts.backend
     }
 
     /// The answer is complete: the next request may start, unless the connection ends here.
     mutating func responseFinished(clientEnded: Bool, now: UInt64) {
         self.phase = self.clientKeepAlive && !clientEnded ? .awaitingRequest : .closing
-        self.idle = self.phase == .awaitingRequest
-        self.bodyDeadline = nil
-        self.deadline = now + (self.idle ? self.timeouts.idle : self.timeouts.header)
+        if self.phase == .awaitingRequest { self.client.answered(now: now) } else { self.linger(now: now) }
     }
 
     // MARK: Failures
@@ -163,8 +155,12 @@ struct ExchangeState {
     /// The switch answered with an error of its own: the connection closes once it is written.
     mutating func refused(now: UInt64) {
         self.phase = .closing
-        self.bodyDeadline = nil
-        self.deadline = now + self.timeouts.header
+        self.linger(now: now)
+    }
+
+    /// A closing connection waits for its client to close for as long as a head may take.
+    private mutating func linger(now: UInt64) {
+        self.ownDeadline = now + self.timeouts.client.header.wholeNanoseconds
     }
 
     /// The last answer is written: shut the writing side once, then wait for the client.
@@ -181,31 +177,27 @@ struct ExchangeState {
     /// backend that did not answer gives 504, and a lingering close ends. A retiring switch
     /// closes connections between requests at once.
     func expired(now: UInt64, retiring: Bool, hasRequestBytes: Bool) -> Action? {
-        if retiring, self.phase == .awaitingRequest, !hasRequestBytes { return .close }
-        if let body = self.bodyDeadline, now > body {
-            let seconds = Double(self.timeouts.body) / 1e9
-            return self.backendUnusable(
-                status: 408,
-                reason: "Request Timeout",
-                message:
-                    "the request body stalled for \(seconds == seconds.rounded() ? "\(Int(seconds))" : "\(seconds)") s"
-            )
-        }
-        // While a body arrives, its pause is the only clock: the backend may wait for all of it.
-        guard now > self.deadline, self.bodyDeadline == nil || self.phase != .forwarding else { return nil }
         switch self.phase {
         case .awaitingRequest:
+            if retiring, !hasRequestBytes { return .close }
+            guard self.client.expired(now: now) != nil else { return nil }
             return hasRequestBytes
                 ? .refuse(status: 408, reason: "Request Timeout", message: "the request head did not arrive in time")
                 : .close
         case .forwarding:
+            // While a body arrives, its pause is the only clock: the backend may wait for all of it.
+            if self.client.wait == .body {
+                guard let wait = self.client.expired(now: now) else { return nil }
+                return self.backendUnusable(status: 408, reason: "Request Timeout", message: self.client.reason(wait))
+            }
+            guard now > self.ownDeadline else { return nil }
             return self.backendUnusable(
                 status: 504,
                 reason: "Gateway Timeout",
                 message: "the backend did not answer in time"
             )
         case .closing:
-            return .close
+            return now > self.ownDeadline ? .close : nil
         }
     }
 }

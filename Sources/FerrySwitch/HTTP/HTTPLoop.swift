@@ -61,9 +61,7 @@ final class HTTPLoop: SwitchLoop, @unchecked Sendable {
         self.clock = clock
         self.idle = Array(repeating: [], count: addresses.count)
         self.timeouts = ExchangeState.Timeouts(
-            header: plan.options.client.header.wholeNanoseconds,
-            body: plan.options.client.body.wholeNanoseconds,
-            idle: plan.options.client.idle.wholeNanoseconds,
+            client: plan.options.client,
             backend: plan.options.backendTimeout.wholeNanoseconds
         )
     }

@@ -22,10 +22,10 @@ public struct ClusterAuthority: Sendable {
     let key: Certificate.PrivateKey
 
     /// Makes a new authority in `directory` (created when missing), and a certificate for this
-    /// machine signed by it. Refuses to replace an authority already there: its members would be
-    /// cut off.
+    /// machine (`memberName`, by default its host name) signed by it. Refuses to replace an
+    /// authority already there: its members would be cut off.
     @discardableResult
-    public static func create(in directory: String, memberName: String) throws -> ClusterAuthority {
+    public static func create(in directory: String, memberName: String = Self.thisMachine) throws -> ClusterAuthority {
         let manager = FileManager.default
         guard !manager.fileExists(atPath: directory + "/" + Self.keyFile),
             !manager.fileExists(atPath: directory + "/" + Self.certificateFile)
@@ -40,27 +40,28 @@ public struct ClusterAuthority: Sendable {
             OrganizationName("Ferry")
             CommonName("Ferry cluster authority \(UUID().uuidString.prefix(8).lowercased())")
         }
-        let now = Date()
-        let certificate = try Certificate(
-            version: .v3,
-            serialNumber: Certificate.SerialNumber(),
-            publicKey: key.publicKey,
-            notValidBefore: now.addingTimeInterval(-300),
-            notValidAfter: now.addingTimeInterval(10 * 365 * 86_400),
-            issuer: name,
-            subject: name,
-            signatureAlgorithm: .ecdsaWithSHA256,
-            extensions: try Certificate.Extensions {
-                Critical(BasicConstraints.isCertificateAuthority(maxPathLength: 0))
-                Critical(KeyUsage(keyCertSign: true, cRLSign: true))
-            },
-            issuerPrivateKey: key
+        let authority = ClusterAuthority(
+            certificate: try Self.sign(
+                name,
+                key: key,
+                issuer: name,
+                issuerKey: key,
+                years: 10,
+                extensions: try Certificate.Extensions {
+                    Critical(BasicConstraints.isCertificateAuthority(maxPathLength: 0))
+                    Critical(KeyUsage(keyCertSign: true, cRLSign: true))
+                }
+            ),
+            key: key
         )
-        let authority = ClusterAuthority(certificate: certificate, key: key)
-        try Self.write(try key.serializeAsPEM().pemString, to: directory + "/" + Self.keyFile, secret: true)
-        try Self.write(try certificate.serializeAsPEM().pemString, to: directory + "/" + Self.certificateFile)
+        try Self.write(authority.certificate, key: key, into: directory, Self.certificateFile, Self.keyFile)
         try authority.issue(memberName, into: directory)
         return authority
+    }
+
+    /// This machine's host name, without its domain: the name `create` issues its certificate to.
+    public static var thisMachine: String {
+        ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "ferry"
     }
 
     /// The authority kept in `directory`.
@@ -88,37 +89,67 @@ public struct ClusterAuthority: Sendable {
         }
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let key = Certificate.PrivateKey(P256.Signing.PrivateKey())
-        let now = Date()
-        let certificate = try Certificate(
-            version: .v3,
-            serialNumber: Certificate.SerialNumber(),
-            publicKey: key.publicKey,
-            notValidBefore: now.addingTimeInterval(-300),
-            notValidAfter: now.addingTimeInterval(5 * 365 * 86_400),
-            issuer: self.certificate.subject,
-            subject: try DistinguishedName {
+        let certificate = try Self.sign(
+            try DistinguishedName {
                 OrganizationName("Ferry")
                 CommonName(name)
             },
-            signatureAlgorithm: .ecdsaWithSHA256,
+            key: key,
+            issuer: self.certificate.subject,
+            issuerKey: self.key,
+            years: 5,
             extensions: try Certificate.Extensions {
                 Critical(BasicConstraints.notCertificateAuthority)
                 Critical(KeyUsage(digitalSignature: true))
                 try ExtendedKeyUsage([.serverAuth, .clientAuth])
                 SubjectAlternativeNames([.dnsName(name), .dnsName("localhost")])
-            },
-            issuerPrivateKey: self.key
+            }
         )
         try Self.write(
-            try key.serializeAsPEM().pemString,
-            to: directory + "/" + ClusterCredentials.keyFile,
-            secret: true
-        )
-        try Self.write(
-            try certificate.serializeAsPEM().pemString,
-            to: directory + "/" + ClusterCredentials.certificateFile
+            certificate,
+            key: key,
+            into: directory,
+            ClusterCredentials.certificateFile,
+            ClusterCredentials.keyFile
         )
         try Self.write(try self.certificate.serializeAsPEM().pemString, to: directory + "/" + Self.certificateFile)
+    }
+
+    /// A certificate for `subject`'s `key`, signed by `issuerKey`, valid from five minutes ago
+    /// (clocks differ a little) for `years`.
+    private static func sign(
+        _ subject: DistinguishedName,
+        key: Certificate.PrivateKey,
+        issuer: DistinguishedName,
+        issuerKey: Certificate.PrivateKey,
+        years: Double,
+        extensions: Certificate.Extensions
+    ) throws -> Certificate {
+        let now = Date()
+        return try Certificate(
+            version: .v3,
+            serialNumber: Certificate.SerialNumber(),
+            publicKey: key.publicKey,
+            notValidBefore: now.addingTimeInterval(-300),
+            notValidAfter: now.addingTimeInterval(years * 365 * 86_400),
+            issuer: issuer,
+            subject: subject,
+            signatureAlgorithm: .ecdsaWithSHA256,
+            extensions: extensions,
+            issuerPrivateKey: issuerKey
+        )
+    }
+
+    /// Writes a certificate and its key (0600) as PEM files in `directory`.
+    private static func write(
+        _ certificate: Certificate,
+        key: Certificate.PrivateKey,
+        into directory: String,
+        _ certificateFile: String,
+        _ keyFile: String
+    ) throws {
+        try Self.write(try key.serializeAsPEM().pemString, to: directory + "/" + keyFile, secret: true)
+        try Self.write(try certificate.serializeAsPEM().pemString, to: directory + "/" + certificateFile)
     }
 
     /// Writes `text` whole (a temporary file renamed over), 0600 when it holds a key.

@@ -33,12 +33,19 @@ public enum WireSecurity {
     /// `FERRY_DATA_DIR`'s `tls/`, else `~/.ferry/tls`.
     public static func directory(explicit: String?) -> String? {
         if let explicit { return explicit }
-        let environment = ProcessInfo.processInfo.environment
-        if let inherited = environment[Self.environmentVariable] { return inherited.isEmpty ? nil : inherited }
-        return ClusterCredentials.directory(inDataDirectory: environment["FERRY_DATA_DIR"] ?? Self.defaultDataDirectory)
+        if let inherited = ProcessInfo.processInfo.environment[Self.environmentVariable] {
+            return inherited.isEmpty ? nil : inherited
+        }
+        return ClusterCredentials.directory(inDataDirectory: Self.dataDirectory(explicit: nil))
     }
 
-    /// `~/.ferry`: where `ferry up` keeps its state unless told otherwise.
+    /// A command's data directory: `explicit` (its `--data-dir`), else `FERRY_DATA_DIR`, else
+    /// `~/.ferry`, where `ferry up` keeps its state unless told otherwise.
+    public static func dataDirectory(explicit: String?) -> String {
+        explicit ?? ProcessInfo.processInfo.environment["FERRY_DATA_DIR"] ?? Self.defaultDataDirectory
+    }
+
+    /// `~/.ferry`.
     public static var defaultDataDirectory: String {
         FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".ferry").path
     }
