@@ -429,6 +429,7 @@ let package = Package(
             name: "FerryEndpointsTests",
             dependencies: [
                 "FerryEndpoints",
+                "FerryTestSupport",
                 "FerryWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

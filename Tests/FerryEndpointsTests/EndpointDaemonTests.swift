@@ -1,4 +1,5 @@
 import FerryEndpoints
+import FerryTestSupport
 import FerryWire
 import Logging
 import NIOCore
@@ -201,14 +202,12 @@ import Testing
     }
 
     @Test func aCallToAStoppedDaemonFailsWithTheAddress() async throws {
-        let daemon = try await Self.daemon()
-        let port = daemon.port
-        await daemon.close()
+        let closed = try ClosedPort()
         do {
-            _ = try await EndpointClient.connect(host: "127.0.0.1", port: port)
+            _ = try await EndpointClient.connect(host: "127.0.0.1", port: closed.port)
             Issue.record("connected to a closed port")
         } catch let error as WireClientError {
-            #expect("\(error)".contains("127.0.0.1:\(port)"))
+            #expect("\(error)".contains("127.0.0.1:\(closed.port)"))
         }
     }
 }
