@@ -71,6 +71,34 @@ import Glibc
         #expect(waited.output == Self.digest + "\n", "\(waited.error)")
     }
 
+    /// In a cluster with an authority, a process moves between members over TLS 1.3 with their
+    /// certificates; the migration port refuses a peer without one at the handshake, before it
+    /// reads a byte of what the peer offers, and says so in one log line.
+    @Test func membersMoveProcessesOverTLSAndTheMigrationPortRefusesAnyoneElse() throws {
+        let cluster = try TestCluster(secured: true)
+        try cluster.start("n1")
+        try cluster.start("n2")
+        try Self.spawnGated(cluster, "sha", on: "n1")
+        let moved = try cluster.run("migrate", ["sha", "--to", "n2"])
+        try #require(moved.status == 0, "\(moved.error)\n\(cluster.log("n1"))\n\(cluster.log("n2"))")
+        #expect(try cluster.listings(of: "sha").map(\.node) == ["n2"])
+
+        // An outsider speaks the migration protocol in plain TCP: an offer frame after the greeting.
+        let migration = try #require(cluster.node("n2").migrationEndpoint)
+        let port = try #require(migration.split(separator: ":").last.flatMap { Int($0) })
+        let outsider = try TestClient(port: port)
+        outsider.send(Array("FMIG\u{01}".utf8) + [1, 0, 0, 0, 0, 0, 0, 0, 2] + Array("{}".utf8))
+        let answer = outsider.receive(64)
+        #expect(answer.isEmpty || answer.first == 0x15, "nothing but a TLS alert comes back: \(answer)")
+        let refused = waitUntil(within: .seconds(10)) { cluster.log("n2").contains("refused migration peer") }
+        #expect(refused != nil, "n2 logs the refusal: \(cluster.log("n2"))")
+        #expect(cluster.log("n2").contains("it spoke without TLS"), "\(cluster.log("n2"))")
+
+        Self.openGate("sha", in: cluster)
+        let waited = try cluster.run("wait", ["sha"])
+        #expect(waited.output == Self.digest + "\n", "\(waited.error)")
+    }
+
     /// A node on WasmKit and one on Wasmtime, separate processes: a running process moves from
     /// one to the other, its stack and memory as they were, and ends as an uninterrupted run does.
     @Test(.enabled(if: (try? GuestEngine.wasmtime.availability.get()) != nil, "the Wasmtime library is not installed"))

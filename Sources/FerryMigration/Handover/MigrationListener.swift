@@ -1,6 +1,7 @@
 import CFerryLinux
 import FerryEndpoints
 import FerryPosix
+import FerryWire
 import Logging
 import NIOConcurrencyHelpers
 
@@ -54,14 +55,34 @@ public final class MigrationListener: Sendable {
                 return
             }
             let peer = PeerAddress(address)?.description ?? "?"
-            let socket = MigrationSocket(fd: client, peer: peer, timeout: Handover.timeout)
             do {
-                try KernelThread.detach(name: "ferry-arrival") { host.arrive(socket) }
+                try KernelThread.detach(name: "ferry-arrival") { Self.arrive(client, from: peer, at: host) }
             } catch {
                 host.logger.error("cannot take a process from \(peer): \(error)")
                 Glibc.close(client)
             }
         }
+    }
+
+    /// One connection, on its own thread: after the TLS handshake when this node has the
+    /// cluster's credentials, which refuses a peer that is not a member in one log line.
+    private static func arrive(_ client: Int32, from peer: String, at host: ProcessHost) {
+        let socket: MigrationSocket
+        do {
+            socket = try MigrationSocket(
+                fd: client,
+                peer: peer,
+                timeout: Handover.timeout,
+                credentials: WireSecurity.credentials,
+                isServer: true
+            )
+        } catch {
+            host.logger.warning(
+                "refused migration peer \(peer): \(error); a member needs a certificate from this cluster's authority ('ferry ca issue NAME')"
+            )
+            return
+        }
+        host.arrive(socket)
     }
 
     /// Stops listening; arrivals in progress finish.

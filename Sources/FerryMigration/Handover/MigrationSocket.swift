@@ -1,5 +1,6 @@
 import CFerryLinux
 import FerryEndpoints
+import FerryWire
 import Foundation
 import NIOCore
 
@@ -7,13 +8,15 @@ import NIOCore
 import Glibc
 #endif
 
-/// One blocking TCP connection of the migration port. A move's bulk — memory, megabytes to
-/// gigabytes — goes from the guest's memory to the socket and from the socket into a buffer the
-/// target restores from, with no frame copies between; the few small messages around it are
-/// frames: a type byte, a length (8 bytes, big-endian) and the payload.
+/// One connection of the migration port, used blocking by the move's thread. A move's bulk —
+/// memory, megabytes to gigabytes — goes from the guest's memory to the connection and from the
+/// connection into a buffer the target restores from; the few small messages around it are
+/// frames: a type byte, a length (8 bytes, big-endian) and the payload. The bytes travel through
+/// TLS with the cluster's certificates when this process has them, else straight through the
+/// socket (``MigrationTransport``).
 final class MigrationSocket: @unchecked Sendable {
     // Sendable: used by one thread at a time (the move's); `close` may come from another.
-    let fd: Int32
+    private let transport: any MigrationTransport
     /// Who is at the other end, for errors and logs.
     let peer: String
     private(set) var bytesSent = 0
@@ -50,17 +53,27 @@ final class MigrationSocket: @unchecked Sendable {
 
     /// The migration port's greeting: a peer that does not start with it is not a Ferry node.
     static let magic = Array("FMIG\u{01}".utf8)
+    /// The first byte of a TLS alert record: what a plain connection reads from a TLS peer that
+    /// refused it.
+    static let tlsAlert: UInt8 = 0x15
     /// The largest frame other than memory: offers, state (without memory), resources and code.
     static let maxFrameBytes = 256 << 20
 
-    init(fd: Int32, peer: String, timeout: Duration) {
-        self.fd = fd
+    /// A connection over `fd` (which this now owns): through TLS when `credentials` are given,
+    /// after a handshake in which each side proves it is a member of the cluster.
+    init(fd: Int32, peer: String, timeout: Duration, credentials: ClusterCredentials?, isServer: Bool) throws {
         self.peer = peer
-        var time = timeval(tv_sec: Int(timeout.components.seconds), tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &time, socklen_t(MemoryLayout<timeval>.size))
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &time, socklen_t(MemoryLayout<timeval>.size))
-        var one: Int32 = 1
-        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        if let credentials {
+            self.transport = try TLSMigrationTransport(
+                fd: fd,
+                isServer: isServer,
+                credentials: credentials,
+                peer: peer,
+                timeout: timeout
+            )
+        } else {
+            self.transport = PlainMigrationTransport(fd: fd, peer: peer, timeout: timeout)
+        }
     }
 
     /// Connects to a node's migration port; fails at once (in one line) when nothing listens.
@@ -71,7 +84,13 @@ final class MigrationSocket: @unchecked Sendable {
         } catch {
             throw MigrationError.transport("cannot reach the migration port \(endpoint): \(error)")
         }
-        let socket = MigrationSocket(fd: fd, peer: "\(endpoint)", timeout: timeout)
+        let socket = try MigrationSocket(
+            fd: fd,
+            peer: "\(endpoint)",
+            timeout: timeout,
+            credentials: WireSecurity.credentials,
+            isServer: false
+        )
         try socket.send(Self.magic)
         return socket
     }
@@ -93,10 +112,7 @@ final class MigrationSocket: @unchecked Sendable {
         return fd
     }
 
-    func close() {
-        shutdown(self.fd, Int32(SHUT_RDWR))
-        Glibc.close(self.fd)
-    }
+    func close() { self.transport.close() }
 
     // MARK: Frames
 
@@ -168,16 +184,19 @@ final class MigrationSocket: @unchecked Sendable {
     }
 
     /// Whether a frame has come (some of it is there to read now).
-    var hasInput: Bool {
-        var descriptor = pollfd(fd: self.fd, events: Int16(POLLIN), revents: 0)
-        return poll(&descriptor, 1, 0) > 0
-    }
+    var hasInput: Bool { self.transport.hasInput }
 
     /// The next frame's type and length; its payload is read next.
     func receiveHeader() throws -> (FrameType, Int) {
         var header = [UInt8](repeating: 0, count: 9)
         try header.withUnsafeMutableBytes { try self.receive(into: $0) }
         guard let type = FrameType(rawValue: header[0]) else {
+            if header[0] == Self.tlsAlert, self.transport is PlainMigrationTransport {
+                throw MigrationError.transport(
+                    "\(self.peer) speaks TLS and this process has no cluster credentials: "
+                        + "give it the cluster's (--data-dir, FERRY_DATA_DIR or ~/.ferry; 'ferry ca issue NAME')"
+                )
+            }
             throw MigrationError.protocolViolation("frame of unknown type \(header[0]) from \(self.peer)")
         }
         let length = header[1...].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
@@ -223,18 +242,8 @@ final class MigrationSocket: @unchecked Sendable {
     }
 
     func send(_ bytes: UnsafeRawBufferPointer) throws {
-        var offset = 0
-        while offset < bytes.count {
-            let sent = Glibc.send(self.fd, bytes.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL))
-            if sent < 0, errno == EINTR { continue }
-            guard sent > 0 else {
-                throw MigrationError.transport(
-                    "sending to \(self.peer) failed: \(sent < 0 ? String(cString: strerror(errno)) : "closed")"
-                )
-            }
-            offset += sent
-            self.bytesSent += sent
-        }
+        try self.transport.send(bytes)
+        self.bytesSent += bytes.count
     }
 
     /// Fills `buffer` from the socket, and returns the CRC-32C of what came, computed a piece at
@@ -252,22 +261,10 @@ final class MigrationSocket: @unchecked Sendable {
         return crc
     }
 
-    /// Fills `buffer` from the socket.
+    /// Fills `buffer` from the connection.
     func receive(into buffer: UnsafeMutableRawBufferPointer) throws {
-        var offset = 0
-        while offset < buffer.count {
-            let got = recv(self.fd, buffer.baseAddress! + offset, buffer.count - offset, 0)
-            if got < 0, errno == EINTR { continue }
-            guard got > 0 else {
-                throw MigrationError.transport(
-                    got == 0
-                        ? "\(self.peer) closed the connection"
-                        : "receiving from \(self.peer) failed: \(String(cString: strerror(errno)))"
-                )
-            }
-            offset += got
-            self.bytesReceived += got
-        }
+        try self.transport.receive(into: buffer)
+        self.bytesReceived += buffer.count
     }
 }
 

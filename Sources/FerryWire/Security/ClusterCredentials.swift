@@ -69,13 +69,13 @@ public struct ClusterCredentialsError: Error, CustomStringConvertible {
 }
 
 extension ChannelPipeline.SynchronousOperations {
-    /// Puts TLS in front of a FerryWire connection accepted by a server.
-    func addServerTLS(_ credentials: ClusterCredentials) throws {
+    /// Puts TLS in front of a connection accepted by a server (FerryWire's, the migration port's).
+    public func addServerTLS(_ credentials: ClusterCredentials) throws {
         try self.addHandler(NIOSSLServerHandler(context: credentials.server), position: .first)
     }
 
-    /// Puts TLS in front of a FerryWire connection a client opened.
-    func addClientTLS(_ credentials: ClusterCredentials) throws {
+    /// Puts TLS in front of a connection a client opened.
+    public func addClientTLS(_ credentials: ClusterCredentials) throws {
         try self.addHandler(
             try NIOSSLClientHandler(context: credentials.client, serverHostname: nil),
             position: .first
@@ -84,8 +84,8 @@ extension ChannelPipeline.SynchronousOperations {
 }
 
 /// What a failed TLS handshake means for a cluster member, in a few words instead of BoringSSL's.
-enum HandshakeFailure {
-    static func reason(_ error: any Error) -> String {
+public enum HandshakeFailure {
+    public static func reason(_ error: any Error) -> String {
         let text = "\(error)"
         let known: [(String, String)] = [
             ("WRONG_VERSION_NUMBER", "it spoke without TLS (a process without the cluster's credentials)"),

@@ -16,6 +16,8 @@ final class TestCluster: @unchecked Sendable {
         private let running: FerryProcess
         var process: ChildProcess { self.running.process }
         let endpoint: String
+        /// A node's migration port (host:port).
+        let migrationEndpoint: String?
 
         /// - Parameter hiding: a directory this member sees empty: it runs in a mount namespace of
         ///   its own with a tmpfs there, as another machine would not have the directory.
@@ -40,6 +42,9 @@ final class TestCluster: @unchecked Sendable {
                 throw TestCluster.Failure("\(name) did not start: '\(first)' (see \(log))")
             }
             self.endpoint = String(first.dropFirst("listening on ".count))
+            // A node says its migration port next.
+            let second = arguments.first == "node" ? self.running.nextLine() ?? "" : ""
+            self.migrationEndpoint = second.hasPrefix("migration on ") ? String(second.dropFirst(13)) : nil
             self.running.drainOutput()
         }
 
@@ -75,14 +80,23 @@ final class TestCluster: @unchecked Sendable {
     let key: String
     let publicKey: String
     private(set) var nodes: [String: Member] = [:]
+    /// The cluster's credentials, when it is secured: every process and command uses them.
+    let credentials: String?
 
-    init() throws {
+    /// - Parameter secured: whether the cluster has an authority (`ferry ca init`) whose
+    ///   certificate every daemon, node and command presents, as `ferry up` makes one.
+    init(secured: Bool = false) throws {
         let temporary = try TemporaryDirectory()
         self.temporary = temporary
+        self.credentials = secured ? temporary.path + "/tls" : nil
+        if secured {
+            let made = try Self.run(["ca", "init", "--data-dir", temporary.path], in: temporary.path, environment: [:])
+            guard made.status == 0 else { throw Failure("ferry ca init failed: \(made.error)") }
+        }
         self.daemon = try Member(
             "endpointd",
             ["endpointd", "--port", "0"],
-            environment: [:],
+            environment: self.credentials.map { ["FERRY_CREDENTIALS": $0] } ?? [:],
             log: temporary.path + "/endpointd.log"
         )
         self.key = temporary.path + "/keys/ferry.key"
@@ -110,6 +124,7 @@ final class TestCluster: @unchecked Sendable {
             "\(self.directory)/\(name)",
         ]
         arguments += trust ? ["--trust", self.publicKey] : ["--allow-unsigned"]
+        if let credentials { arguments += ["--credentials", credentials] }
         let node = try Member(
             name,
             arguments + extra,
@@ -131,9 +146,24 @@ final class TestCluster: @unchecked Sendable {
     /// Runs `ferry ARGUMENTS` to the end (at most `timeout` seconds).
     @discardableResult
     func ferry(_ arguments: [String], timeout: Double = 120, environment: [String: String] = [:]) throws -> Result {
+        let credentials = self.credentials.map { ["FERRY_CREDENTIALS": $0] } ?? [:]
+        return try Self.run(
+            arguments,
+            in: self.directory,
+            timeout: timeout,
+            environment: credentials.merging(environment) { $1 }
+        )
+    }
+
+    private static func run(
+        _ arguments: [String],
+        in directory: String,
+        timeout: Double = 120,
+        environment: [String: String]
+    ) throws -> Result {
         let output = Pipe()
         // Standard error to a file: read after the end, it can never fill and block the command.
-        let errorPath = "\(self.directory)/command-\(UUID().uuidString).err"
+        let errorPath = "\(directory)/command-\(UUID().uuidString).err"
         let errorDescriptor = open(errorPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         defer { try? FileManager.default.removeItem(atPath: errorPath) }
         let process = try ChildProcess(
