@@ -118,6 +118,8 @@ public final class ObjectClient: Sendable {
                 binding = try await self.bind(name, avoiding: failedNodes)
             } catch let error as ErrorMessage where error.code == .notFound {
                 throw error
+            } catch let error as WireClientError where error.isRefusal {
+                throw error
             } catch {
                 lastError = error
                 continue
@@ -143,6 +145,8 @@ public final class ObjectClient: Sendable {
             do {
                 let connection = try await self.connection(binding.host, binding.port)
                 frame = try await connection.call(request, timeout: .nanoseconds(Int64(remaining.wholeNanoseconds)))
+            } catch let error as WireClientError where error.isRefusal {
+                throw error
             } catch let error as WireClientError {
                 lastError = error
                 self.forget(name, node: binding.node)

@@ -49,7 +49,7 @@ struct Up: AsyncParsableCommand {
     @Option(help: "The dashboard's, control API's and /metrics' port; 0 picks a free one.", transform: parsePort)
     var dashboardPort = 8083
 
-    @Option(help: "Where the node keeps permanent state (default ~/.ferry).")
+    @Option(help: "Where the cluster keeps permanent state (default: FERRY_DATA_DIR, else ~/.ferry).")
     var dataDir: String?
 
     @Option(help: ArgumentHelp("Also take connections handed over by a switch on this Unix socket.", valueName: "PATH"))

@@ -94,8 +94,9 @@ public struct Node: Sendable {
     /// The switch's control socket (`ferry switch stats|drain|ready --control PATH`).
     public let switchControl: String
 
-    /// `~/.ferry`: the node's permanent state survives restarts.
-    public static var defaultDataDirectory: String { WireSecurity.defaultDataDirectory }
+    /// `FERRY_DATA_DIR`, else `~/.ferry`: the node's permanent state survives restarts, and the
+    /// commands of the same environment find its credentials there.
+    public static var defaultDataDirectory: String { WireSecurity.dataDirectory(explicit: nil) }
 
     /// Binds every part of the node.
     public static func start(_ configuration: Configuration, logger: Logger) async throws -> Node {

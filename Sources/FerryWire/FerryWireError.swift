@@ -8,6 +8,9 @@ public enum FerryWireError: Error, Hashable, Sendable, CustomStringConvertible {
     case truncatedFrame(have: Int, need: Int)
     case unexpectedKind(expected: MessageKind, got: MessageKind)
     case malformedPayload(kind: MessageKind, reason: String)
+    /// A TLS record where a frame should start: one end has the cluster's credentials and the
+    /// other has none.
+    case speaksTLS
 
     public var description: String {
         switch self {
@@ -25,6 +28,8 @@ public enum FerryWireError: Error, Hashable, Sendable, CustomStringConvertible {
             "expected a \(expected) message, got \(got)"
         case .malformedPayload(let kind, let reason):
             "malformed \(kind) payload: \(reason)"
+        case .speaksTLS:
+            "the peer speaks TLS: one end has the cluster's credentials and the other has none"
         }
     }
 }

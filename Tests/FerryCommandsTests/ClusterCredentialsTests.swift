@@ -63,12 +63,32 @@ import Testing
 
             let anonymous = await Self.answersPing(port: port, credentials: nil)
             #expect((try? anonymous.get()) == nil, "\(name) refuses a peer without credentials")
-            #expect("\(anonymous)".contains("refuses processes without them"), "\(name): \(anonymous)")
+            #expect("\(anonymous)".contains("has no cluster credentials"), "\(name): \(anonymous)")
 
             let foreign = await Self.answersPing(port: port, credentials: intruder)
             #expect((try? foreign.get()) == nil, "\(name) refuses another cluster's certificate")
             #expect("\(foreign)".contains("TLS handshake failed"), "\(name): \(foreign)")
         }
+    }
+
+    /// A command without the cluster's credentials is told so by the first refusal, in one line,
+    /// rather than retrying until its deadline: no retry can give it a certificate.
+    @Test func aCallWithoutCredentialsIsRefusedAtOnceNotAfterItsDeadline() throws {
+        let up = try DashboardTests.Up()
+        defer { _ = up.process.stop(SIGTERM) }
+        let daemon = try #require(up.summary.first { $0.hasPrefix("endpoints on ") }).dropFirst("endpoints on ".count)
+        let call = try FerryProcess(
+            ["call", "--addr", String(daemon), "--timeout", "30", "counter", "increment", "[1]"],
+            errors: .merged
+        )
+        var lines: [String] = []
+        while let line = call.nextLine() { lines.append(line) }
+        call.process.waitUntilExit()
+        #expect(call.process.terminationStatus != 0)
+        #expect(lines.count == 1, "one line: \(lines)")
+        #expect(lines.first?.contains("refused this process") == true, "\(lines)")
+        #expect(lines.first?.contains("has no cluster credentials") == true, "\(lines)")
+        #expect(lines.first?.contains("deadline") == false, "not retried until its deadline: \(lines)")
     }
 
     /// An object's adoption names the lease its holder had: knowing the number is not enough to

@@ -147,6 +147,9 @@ public enum WireClientError: Error, Hashable, Sendable, CustomStringConvertible 
     case cannotConnect(peer: String, reason: String)
     case connectionClosed(peer: String, reason: String)
     case timedOut(peer: String, kind: MessageKind, after: TimeAmount)
+    /// The peer will not take this process: a TLS handshake failed, or it speaks TLS and this
+    /// process has no credentials. Trying again cannot help.
+    case refused(peer: String, reason: String)
 
     public var description: String {
         switch self {
@@ -156,7 +159,14 @@ public enum WireClientError: Error, Hashable, Sendable, CustomStringConvertible 
             "the connection to \(peer) ended before it answered: \(reason)"
         case .timedOut(let peer, let kind, let after):
             "\(peer) did not answer a \(kind) request within \(Double(after.nanoseconds) / 1e9) s"
+        case .refused(let peer, let reason):
+            "\(peer) refused this process: \(reason)"
         }
+    }
+
+    /// Whether the peer refused this process, which trying again cannot change.
+    public var isRefusal: Bool {
+        if case .refused = self { true } else { false }
     }
 }
 
@@ -237,18 +247,35 @@ final class WireClientHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        let reason: String
-        if error is NIOSSLError {
-            reason =
-                "the TLS handshake failed: \(HandshakeFailure.reason(error)) (this process's credentials and the peer's are not of one cluster)"
-        } else if !self.secured, !self.answered {
-            reason =
-                "\(error); a cluster with credentials refuses processes without them (--data-dir or FERRY_DATA_DIR names the cluster's data directory)"
-        } else {
-            reason = "\(error)"
-        }
-        self.failAll(WireClientError.connectionClosed(peer: self.peer, reason: reason))
+        self.failAll(self.failure(error))
         context.fireErrorCaught(error)
+    }
+
+    /// What `error` means to the calls waiting: a refusal (which no retry can help) when TLS
+    /// says this process is not of the peer's cluster, else a closed connection.
+    private func failure(_ error: any Error) -> WireClientError {
+        if error is NIOSSLError {
+            return .refused(
+                peer: self.peer,
+                reason:
+                    "the TLS handshake failed: \(HandshakeFailure.reason(error)) (this process's credentials and the peer's are not of one cluster)"
+            )
+        }
+        if error as? FerryWireError == .speaksTLS {
+            return .refused(
+                peer: self.peer,
+                reason:
+                    "it takes only members of its cluster (it speaks TLS), and this process has no cluster credentials; run it where 'ferry up' made them, or name the cluster's data directory (--data-dir or FERRY_DATA_DIR)"
+            )
+        }
+        if !self.secured, !self.answered {
+            return .connectionClosed(
+                peer: self.peer,
+                reason:
+                    "\(error); a cluster with credentials refuses processes without them (--data-dir or FERRY_DATA_DIR names the cluster's data directory)"
+            )
+        }
+        return .connectionClosed(peer: self.peer, reason: "\(error)")
     }
 
     private func failAll(_ error: any Error) {

@@ -19,6 +19,7 @@ public struct FrameDecoder: ByteToMessageDecoder {
     /// Decodes one frame from `buffer` if it holds one.
     public mutating func decode(buffer: inout ByteBuffer) throws -> Frame? {
         if self.pending == nil {
+            try Self.refuseTLS(buffer)
             self.pending = try FrameHeader.read(from: &buffer, maxPayloadLength: self.maxPayloadLength)
         }
         guard let header = self.pending,
@@ -26,6 +27,16 @@ public struct FrameDecoder: ByteToMessageDecoder {
         else { return nil }
         self.pending = nil
         return Frame(header: header, payload: payload)
+    }
+
+    /// A TLS record (an alert, 0x15, or a handshake, 0x16, of version 3.x) where a frame should
+    /// start, which is never the first byte of a frame's magic: said at once, since a TLS alert is
+    /// shorter than a frame header and would otherwise read as a frame cut short.
+    private static func refuseTLS(_ buffer: ByteBuffer) throws {
+        guard let first = buffer.getInteger(at: buffer.readerIndex, as: UInt8.self), first == 0x15 || first == 0x16,
+            buffer.getInteger(at: buffer.readerIndex + 1, as: UInt8.self) == 0x03
+        else { return }
+        throw FerryWireError.speaksTLS
     }
 
     public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
