@@ -4,9 +4,12 @@
 # guest of 1, 16, 64 and 256 MiB of pseudo-random memory moved strongly between them, each time
 # beside the same number of bytes sent through one loopback TCP connection; weak against strong;
 # the code cache; a mobile agent's hop; and what making a plain module movable costs.
-# Prints the table and writes it as an SVG chart, migration.svg, beside this script.
+# Prints the table and writes it as an SVG chart, migration.svg (migration-tls.svg), beside this script.
 #
-# Usage: Benchmarks/migration.sh      (SIZES=1,16,64,256 REPEATS=3 HOPS=20)
+# With TLS=1 the cluster has an authority (`ferry ca init`) and every connection, the migration
+# port's among them, is TLS 1.3 with its certificates: run it both ways to see what TLS costs a move.
+#
+# Usage: Benchmarks/migration.sh      (SIZES=1,16,64,256 REPEATS=3 HOPS=20 TLS=0)
 set -euo pipefail
 
 source "$(dirname "$0")/lib.sh"
@@ -20,13 +23,20 @@ FERRY="$ROOT/.build/release/ferry"
 BENCH="$ROOT/.build/release/ferry-bench"
 make_workdir migration-bench
 
+if [ "${TLS:-0}" = 1 ]; then
+    "$FERRY" ca init --data-dir "$WORK/cluster" >/dev/null
+    export FERRY_CREDENTIALS="$WORK/cluster/tls"
+    echo "every connection over TLS 1.3 with the certificates in $FERRY_CREDENTIALS" >&2
+fi
 start_two_nodes
 
 echo "moving..." >&2
 "$BENCH" migration --endpoints "$DAEMON" --guests "$ROOT/Guests" --key "$WORK/keys/ferry.key" \
     --sizes "$SIZES" --repeats "$REPEATS" --hops "$HOPS" >"$WORK/bench.out"
 
-python3 - "$WORK/bench.out" "$SIZES" "$(dirname "$0")/migration.svg" <<'EOF'
+CHART="$(dirname "$0")/migration.svg"
+[ "${TLS:-0}" != 1 ] || CHART="$(dirname "$0")/migration-tls.svg"
+python3 - "$WORK/bench.out" "$SIZES" "$CHART" <<'EOF'
 import sys
 
 values = {}
