@@ -1,4 +1,5 @@
 import FerryHTTP
+import FuzzDriver
 import NIOCore
 
 /// One input, read three ways: as pipelined request heads (each parsed in full), as a backend's
@@ -39,17 +40,8 @@ func fuzzHTTP(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     return 0
 }
 
-@_silgen_name("LLVMFuzzerRunDriver")
-func runFuzzer(
-    _ argc: UnsafeMutablePointer<CInt>,
-    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-    _ body: @convention(c) (UnsafePointer<UInt8>, Int) -> CInt
-) -> CInt
-
 /// The executable's entry (SwiftPM names it after the module): libFuzzer's driver.
 @_cdecl("fuzz_http_main")
 func fuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
-    var count = argc
-    var arguments = argv
-    return runFuzzer(&count, &arguments) { data, size in fuzzHTTP(data, size) }
+    runFuzzer(argc, argv) { data, size in fuzzHTTP(data, size) }
 }

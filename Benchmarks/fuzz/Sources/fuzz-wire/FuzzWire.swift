@@ -1,6 +1,7 @@
 import FerryEndpoints
 import FerryKV
 import FerryWire
+import FuzzDriver
 import NIOCore
 
 /// Every FerryWire message a peer can send: the first byte of an input picks one, the rest is
@@ -36,17 +37,8 @@ func fuzzWire(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     return 0
 }
 
-@_silgen_name("LLVMFuzzerRunDriver")
-func runFuzzer(
-    _ argc: UnsafeMutablePointer<CInt>,
-    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-    _ body: @convention(c) (UnsafePointer<UInt8>, Int) -> CInt
-) -> CInt
-
 /// The executable's entry (SwiftPM names it after the module): libFuzzer's driver.
 @_cdecl("fuzz_wire_main")
 func fuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
-    var count = argc
-    var arguments = argv
-    return runFuzzer(&count, &arguments) { data, size in fuzzWire(data, size) }
+    runFuzzer(argc, argv) { data, size in fuzzWire(data, size) }
 }
