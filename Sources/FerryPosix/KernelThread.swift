@@ -25,6 +25,11 @@ public struct KernelThread: Sendable {
         pthread_join(self.thread, nil)
     }
 
+    /// Lets the thread free its stack when it ends, for a thread nobody will join.
+    public func detach() {
+        pthread_detach(self.thread)
+    }
+
     private final class Body: Sendable {
         let run: @Sendable () -> Void
         init(_ run: @escaping @Sendable () -> Void) { self.run = run }

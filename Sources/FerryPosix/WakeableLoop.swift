@@ -18,7 +18,8 @@ public final class WakeableLoop: Sendable {
     private let stopping = Atomic<Bool>(false)
     /// Set by ``retire(whenIdle:)``: the owner's test of whether nothing is left to serve.
     private let retiring = Mutex<(@Sendable () -> Bool)?>(nil)
-    private let thread = Mutex<KernelThread?>(nil)
+    /// The loop's thread, until ``stop()`` joins it or the loop, ended by retiring, lets it go.
+    private let thread = Mutex<(handle: KernelThread?, ended: Bool)>((nil, false))
 
     /// What a loop does; each runs on the loop's thread only.
     public struct Policy: Sendable {
@@ -89,9 +90,23 @@ public final class WakeableLoop: Sendable {
             policy.onStart()
             started.signal()
             policy.onStop(self.run(policy, tick: tick))
+            self.letGo()
         }
-        self.thread.withLock { $0 = thread }
+        self.thread.withLock { state in
+            // A loop that ended before its handle was kept: nobody will join it.
+            if state.ended { thread.detach() } else { state.handle = thread }
+        }
         started.wait()
+    }
+
+    /// At the end of the loop's thread: a loop that retired and ended by itself is joined by
+    /// nobody (unless ``stop()`` has taken the handle to join it), so its thread frees itself.
+    private func letGo() {
+        self.thread.withLock { state in
+            state.ended = true
+            state.handle?.detach()
+            state.handle = nil
+        }
     }
 
     /// Wakes the loop: its `onWake` runs next.
@@ -119,9 +134,9 @@ public final class WakeableLoop: Sendable {
     }
 
     private func join() {
-        self.thread.withLock { thread in
-            defer { thread = nil }
-            return thread
+        self.thread.withLock { state in
+            defer { state.handle = nil }
+            return state.handle
         }?.join()
     }
 
