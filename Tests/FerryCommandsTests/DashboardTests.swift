@@ -71,9 +71,17 @@ import FoundationNetworking
         defer { up.stop() }
         let api = "\(up.dashboard)/api/v1"
 
-        let (status, body) = try await self.request("GET", "\(api)/cluster")
-        #expect(status == 200)
-        let cluster = try JSONDecoder().decode(ClusterView.self, from: Data(body.utf8))
+        // The kv service registers at the daemon in the background: read until it is listed.
+        var cluster: ClusterView
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(15)
+        repeat {
+            let (status, body) = try await self.request("GET", "\(api)/cluster")
+            #expect(status == 200)
+            cluster = try JSONDecoder().decode(ClusterView.self, from: Data(body.utf8))
+            if cluster.services.contains(where: { $0.name == "kv" }) { break }
+            try await Task.sleep(for: .milliseconds(50))
+        } while clock.now < deadline
         let node = try #require(cluster.nodes.first { $0.name == "node-1" })
         #expect(node.healthy && node.cpus > 0)
         #expect(cluster.services.contains { $0.name == "kv" })

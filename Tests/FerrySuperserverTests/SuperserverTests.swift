@@ -295,7 +295,9 @@ import Glibc
         try newcomer.send("new\n")
         #expect(newcomer.text(atLeast: 4) == "new\n", "the kept socket takes new clients")
         newcomer.close()
-        #expect((try? TestClient(port: catPort, timeout: 5)) == nil, "the removed service's port is closed")
+        // The loop closes a removed service's socket on its next wake: wait until it has.
+        let closed = waitUntil(within: .seconds(10)) { (try? TestClient(port: catPort, timeout: 5)) == nil }
+        #expect(closed != nil, "the removed service's port is closed")
         let daytime = try TestClient(port: try Self.port(superserver, "daytime"), timeout: 5)
         #expect(daytime.text(atLeast: 1000)?.hasSuffix("\r\n") == true)
         daytime.close()
