@@ -11,7 +11,7 @@ struct CACommand: ParsableCommand {
         discussion: """
             Credentials live in DATA/tls (ca.pem, cert.pem, key.pem; ca-key.pem where the authority \
             was made). 'ferry up' runs 'ca init' on first start. Other commands find them with \
-            --data-dir, else FERRY_DATA_DIR, else ~/.ferry.
+            FERRY_DATA_DIR, else ~/.ferry.
             """,
         subcommands: [Init.self, Issue.self]
     )
