@@ -53,9 +53,6 @@ final class MigrationSocket: @unchecked Sendable {
 
     /// The migration port's greeting: a peer that does not start with it is not a Ferry node.
     static let magic = Array("FMIG\u{01}".utf8)
-    /// The first byte of a TLS alert record: what a plain connection reads from a TLS peer that
-    /// refused it.
-    static let tlsAlert: UInt8 = 0x15
     /// The largest frame other than memory: offers, state (without memory), resources and code.
     static let maxFrameBytes = 256 << 20
 
@@ -191,7 +188,7 @@ final class MigrationSocket: @unchecked Sendable {
         var header = [UInt8](repeating: 0, count: 9)
         try header.withUnsafeMutableBytes { try self.receive(into: $0) }
         guard let type = FrameType(rawValue: header[0]) else {
-            if header[0] == Self.tlsAlert, self.transport is PlainMigrationTransport {
+            if TLSRecord.begins(header[0], header[1]), self.transport is PlainMigrationTransport {
                 throw MigrationError.transport(
                     "\(self.peer) speaks TLS and this process has no cluster credentials: "
                         + "give it the cluster's (--data-dir, FERRY_DATA_DIR or ~/.ferry; 'ferry ca issue NAME')"

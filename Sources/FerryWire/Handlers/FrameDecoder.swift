@@ -33,8 +33,9 @@ public struct FrameDecoder: ByteToMessageDecoder {
     /// start, which is never the first byte of a frame's magic: said at once, since a TLS alert is
     /// shorter than a frame header and would otherwise read as a frame cut short.
     private static func refuseTLS(_ buffer: ByteBuffer) throws {
-        guard let first = buffer.getInteger(at: buffer.readerIndex, as: UInt8.self), first == 0x15 || first == 0x16,
-            buffer.getInteger(at: buffer.readerIndex + 1, as: UInt8.self) == 0x03
+        guard let first = buffer.getInteger(at: buffer.readerIndex, as: UInt8.self),
+            let second = buffer.getInteger(at: buffer.readerIndex + 1, as: UInt8.self),
+            TLSRecord.begins(first, second)
         else { return }
         throw FerryWireError.speaksTLS
     }
