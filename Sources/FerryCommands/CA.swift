@@ -10,8 +10,8 @@ struct CACommand: ParsableCommand {
         abstract: "Make the cluster's certificate authority, and certificates for its members.",
         discussion: """
             Credentials live in DATA/tls (ca.pem, cert.pem, key.pem; ca-key.pem where the authority \
-            was made). 'ferry up' runs 'ca init' on first start. Other commands find them with \
-            FERRY_DATA_DIR, else ~/.ferry.
+            was made). 'ferry up' runs 'ca init' on first start. Other commands find them in their \
+            --data-dir, else FERRY_DATA_DIR, else ~/.ferry.
             """,
         subcommands: [Init.self, Issue.self]
     )
@@ -63,31 +63,6 @@ struct CACommand: ParsableCommand {
             printLine(
                 "issued \(self.name): \(out)/\(ClusterCredentials.certificateFile) (copy \(out) to its data directory as tls/)"
             )
-        }
-    }
-}
-
-/// A command that says where its cluster's credentials are (its data directory's, or given).
-protocol ClusterCredentialsCommand {
-    var credentialsDirectory: String? { get }
-}
-
-extension FerryCommand {
-    /// Runs the command named on the command line with this process's FerryWire credentials set:
-    /// those its flags name, else FERRY_DATA_DIR's, else ~/.ferry's; none where none are found.
-    public static func main() async {
-        do {
-            var command = try Self.parseAsRoot()
-            let explicit = (command as? any ClusterCredentialsCommand)?.credentialsDirectory
-            if let up = command as? Up, let explicit { try up.makeCredentialsIfMissing(in: explicit) }
-            try WireSecurity.bootstrap(explicit: explicit)
-            if var asynchronous = command as? any AsyncParsableCommand {
-                try await asynchronous.run()
-            } else {
-                try command.run()
-            }
-        } catch {
-            Self.exit(withError: error)
         }
     }
 }

@@ -83,6 +83,8 @@ struct DaemonOption: ParsableArguments {
     @Option(name: .customLong("endpoints"), help: "The endpoint daemon, HOST:PORT.", transform: parseAddress)
     var daemon = ServiceEndpoint(host: "127.0.0.1", port: EndpointDaemon.defaultPort)
 
+    @OptionGroup var data: DataDirectoryOption
+
     var lookup: ClusterLookup { ClusterLookup(daemon: self.daemon) }
 }
 

@@ -39,6 +39,8 @@ struct EndpointsCommand: AsyncParsableCommand {
     @Option(help: "The endpoint daemon, HOST:PORT.", transform: parseAddress)
     var addr = ServiceEndpoint(host: "127.0.0.1", port: EndpointDaemon.defaultPort)
 
+    @OptionGroup var data: DataDirectoryOption
+
     func client() async throws -> EndpointClient {
         try await EndpointClient.connect(host: self.addr.host, port: self.addr.port)
     }

@@ -25,6 +25,8 @@ struct KVCommand: AsyncParsableCommand {
     @Option(help: "The service's name at the endpoint daemon.")
     var service = "kv"
 
+    @OptionGroup var data: DataDirectoryOption
+
     /// Runs `body` with a connection to the service, found directly or by name.
     func withClient<Result>(_ body: (KVClient) async throws -> Result) async throws -> Result {
         let address: ServiceEndpoint

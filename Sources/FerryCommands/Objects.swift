@@ -27,6 +27,8 @@ struct CallCommand: AsyncParsableCommand {
     @Option(help: "Call the object at this object node, HOST:PORT, without the daemon.", transform: parseAddress)
     var node: ServiceEndpoint?
 
+    @OptionGroup var data: DataDirectoryOption
+
     @Argument(help: "The object's name, e.g. counter or counter/7.")
     var name: String
 
@@ -82,6 +84,8 @@ struct ObjectsCommand: AsyncParsableCommand {
 
         @Flag(help: "Print JSON.")
         var json = false
+
+        @OptionGroup var data: DataDirectoryOption
 
         func run() async throws {
             let nodes: [ServiceEndpoint] = try await using(
@@ -142,6 +146,8 @@ struct ObjectsCommand: AsyncParsableCommand {
 
         @Option(help: "The node to move it to, HOST:PORT.", transform: parseAddress)
         var to: ServiceEndpoint
+
+        @OptionGroup var data: DataDirectoryOption
 
         @Argument(help: "The object's name.")
         var name: String

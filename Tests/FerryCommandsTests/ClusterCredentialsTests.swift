@@ -104,8 +104,7 @@ import Testing
         var listing = ""
         _ = try waitUntil(within: .seconds(30)) {
             let lookup = try FerryProcess(
-                ["endpoints", "--addr", String(daemon), "lookup", "objects:counter"],
-                environment: ["FERRY_DATA_DIR": up.temporary.path]
+                ["endpoints", "--addr", String(daemon), "--data-dir", up.temporary.path, "lookup", "objects:counter"]
             )
             listing = lookup.nextLine() ?? ""
             return listing.contains("lease=")

@@ -88,6 +88,26 @@ import Testing
         #expect(up.controlPort == 8081)
         #expect(up.model == .eventDriven)
     }
+
+    /// Every client command takes `--data-dir` and finds the cluster's credentials in its `tls/`;
+    /// where a command has subcommands that share it, it may come before the subcommand too.
+    @Test(arguments: [
+        ["call", "counter", "increment"], ["objects", "ls"], ["objects", "relocate", "counter", "--to", "h:1"],
+        ["kv", "get", "k"], ["kv", "put", "k", "v"], ["kv", "del", "k"], ["kv", "cas", "k", "a", "b"], ["kv", "ls"],
+        ["endpoints", "register", "web", "h:1"], ["endpoints", "lookup", "web"], ["endpoints", "ls"],
+        ["endpoints", "watch", "web"], ["spawn", "--node", "n1", "m.wasm"], ["ps"], ["wait", "p"], ["kill", "p"],
+        ["logs", "p"], ["migrate", "p", "--to", "n2"], ["eval", "--node", "n1", "m.wasm", "--invoke", "f"],
+        ["send", "p", "hi"], ["data", "load", "--node", "n1", "f.bin"], ["learn", "--nodes", "n1"],
+    ])
+    func everyClientCommandTakesADataDirectory(arguments: [String]) throws {
+        let shared = ["kv", "endpoints"].contains(arguments[0])
+        let before = [arguments[0], "--data-dir", "/srv/c"] + arguments.dropFirst()
+        for placed in [arguments + ["--data-dir", "/srv/c"]] + (shared ? [before] : []) {
+            let command = try FerryCommand.parseAsRoot(placed)
+            let credentials = try #require(command as? any ClusterCredentialsCommand, "\(placed)")
+            #expect(credentials.credentialsDirectory == "/srv/c/tls", "\(placed)")
+        }
+    }
 }
 
 @Suite struct SwitchControlTests {

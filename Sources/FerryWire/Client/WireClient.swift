@@ -241,7 +241,7 @@ final class WireClientHandler: ChannelInboundHandler {
         let reason =
             self.answered || self.secured
             ? "the peer closed it"
-            : "the peer closed it before any answer; a cluster with credentials closes connections from processes without them (FERRY_DATA_DIR names the cluster's data directory)"
+            : "the peer closed it before any answer; a cluster with credentials closes connections from processes without them (a command's --data-dir, or FERRY_DATA_DIR, names the cluster's data directory)"
         self.failAll(WireClientError.connectionClosed(peer: self.peer, reason: reason))
         context.fireChannelInactive()
     }
@@ -265,14 +265,14 @@ final class WireClientHandler: ChannelInboundHandler {
             return .refused(
                 peer: self.peer,
                 reason:
-                    "it takes only members of its cluster (it speaks TLS), and this process has no cluster credentials; run it where 'ferry up' made them, or name the cluster's data directory in FERRY_DATA_DIR"
+                    "it takes only members of its cluster (it speaks TLS), and this process has no cluster credentials; run it where 'ferry up' made them, or name the cluster's data directory with --data-dir or FERRY_DATA_DIR"
             )
         }
         if !self.secured, !self.answered {
             return .connectionClosed(
                 peer: self.peer,
                 reason:
-                    "\(error); a cluster with credentials refuses processes without them (FERRY_DATA_DIR names the cluster's data directory)"
+                    "\(error); a cluster with credentials refuses processes without them (a command's --data-dir, or FERRY_DATA_DIR, names the cluster's data directory)"
             )
         }
         return .connectionClosed(peer: self.peer, reason: "\(error)")
