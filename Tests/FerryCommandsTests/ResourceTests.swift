@@ -30,6 +30,7 @@ import Glibc
                 while accepting.withLockedValue({ $0 }) {
                     let client = accept(fd, nil, nil)
                     guard client >= 0 else { return }
+                    _ = fcntl(client, F_SETFD, FD_CLOEXEC)
                     let number = index
                     index += 1
                     if once {
@@ -62,7 +63,9 @@ import Glibc
 
         /// A TCP socket bound to 127.0.0.1:`port` with SO_REUSEADDR (0 for any port), and its port.
         private static func bindLoopback(port: Int) -> (fd: Int32, port: Int) {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            // Close-on-exec: a `ferry` another test starts meanwhile must not inherit the listener
+            // and keep it listening after it is closed here.
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
             var reuse: Int32 = 1
             setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuse, socklen_t(MemoryLayout<Int32>.size))
             var address = sockaddr_in()

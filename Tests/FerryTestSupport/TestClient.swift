@@ -45,7 +45,11 @@ public final class TestClient: @unchecked Sendable {
         timeout: Int = 10,
         udp: Bool = false
     ) throws {
-        self.descriptor = socket(AF_INET, Int32((udp ? SOCK_DGRAM : SOCK_STREAM).rawValue), 0)
+        self.descriptor = socket(
+            AF_INET,
+            Int32((udp ? SOCK_DGRAM : SOCK_STREAM).rawValue) | Int32(SOCK_CLOEXEC.rawValue),
+            0
+        )
         if var size = receiveBuffer {
             setsockopt(self.descriptor, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
         }
