@@ -21,6 +21,7 @@ let package = Package(
         .library(name: "FerryNode", targets: ["FerryNode"]),
         .library(name: "FerryCDN", targets: ["FerryCDN"]),
         .library(name: "FerryContainer", targets: ["FerryContainer"]),
+        .library(name: "FerryConfiguration", targets: ["FerryConfiguration"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -43,7 +44,12 @@ let package = Package(
         .target(name: "CFerryWasmtime", linkerSettings: [.linkedLibrary("dl")]),
         // The Linux runtime below NIO: kernel threads, the wakeable epoll loop, binding and
         // accepting, peer addresses, errno errors, the monotonic clock.
-        .target(name: "FerryPosix", dependencies: ["CFerryLinux"]),
+        // Locks from NIOConcurrencyHelpers (pthread mutexes), not Synchronization.Mutex: on Linux
+        // the latter is a futex ThreadSanitizer cannot see, so it reports every access as a race.
+        .target(
+            name: "FerryPosix",
+            dependencies: ["CFerryLinux", .product(name: "NIOConcurrencyHelpers", package: "swift-nio")]
+        ),
         .target(
             name: "FerryWire",
             dependencies: [

@@ -1,4 +1,4 @@
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// A cap on the connections one source address may hold open at once (nginx's `limit_conn` per
 /// `$binary_remote_addr`, HAProxy's `sc_conn_cur` with a stick table): one client cannot take all
@@ -13,7 +13,7 @@ public final class SourceLimit: Sendable {
 
     /// Connections per source; 0 means no cap.
     public let maximum: Int
-    private let open = Mutex<[[UInt8]: (count: Int, refusing: Bool)]>([:])
+    private let open = NIOLockedValueBox<[[UInt8]: (count: Int, refusing: Bool)]>([:])
 
     public init(maximum: Int) {
         self.maximum = maximum
@@ -22,7 +22,7 @@ public final class SourceLimit: Sendable {
     /// Counts a new connection from `source` (an address's bytes), unless the source is at the cap.
     public func admit(_ source: [UInt8]) -> Admission {
         guard self.maximum > 0 else { return .admitted }
-        return self.open.withLock { open in
+        return self.open.withLockedValue { open in
             var entry = open[source] ?? (0, false)
             defer { open[source] = entry }
             guard entry.count < self.maximum else {
@@ -37,7 +37,7 @@ public final class SourceLimit: Sendable {
     /// A connection ``admit(_:)`` admitted from `source` closed.
     public func release(_ source: [UInt8]) {
         guard self.maximum > 0 else { return }
-        self.open.withLock { open in
+        self.open.withLockedValue { open in
             guard let entry = open[source] else { return }
             open[source] = entry.count > 1 ? (entry.count - 1, false) : nil
         }
@@ -45,6 +45,6 @@ public final class SourceLimit: Sendable {
 
     /// Connections open from `source`.
     public func count(of source: [UInt8]) -> Int {
-        self.open.withLock { $0[source]?.count ?? 0 }
+        self.open.withLockedValue { $0[source]?.count ?? 0 }
     }
 }

@@ -2,6 +2,8 @@ import CFerryLinux
 import Dispatch
 import Synchronization
 
+import struct NIOConcurrencyHelpers.NIOLockedValueBox
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -17,9 +19,9 @@ public final class WakeableLoop: Sendable {
     private let wakeFD: Int32
     private let stopping = Atomic<Bool>(false)
     /// Set by ``retire(whenIdle:)``: the owner's test of whether nothing is left to serve.
-    private let retiring = Mutex<(@Sendable () -> Bool)?>(nil)
+    private let retiring = NIOLockedValueBox<(@Sendable () -> Bool)?>(nil)
     /// The loop's thread, until ``stop()`` joins it or the loop, ended by retiring, lets it go.
-    private let thread = Mutex<(handle: KernelThread?, ended: Bool)>((nil, false))
+    private let thread = NIOLockedValueBox<(handle: KernelThread?, ended: Bool)>((nil, false))
 
     /// What a loop does; each runs on the loop's thread only.
     public struct Policy: Sendable {
@@ -92,7 +94,7 @@ public final class WakeableLoop: Sendable {
             policy.onStop(self.run(policy, tick: tick))
             self.letGo()
         }
-        self.thread.withLock { state in
+        self.thread.withLockedValue { state in
             // A loop that ended before its handle was kept: nobody will join it.
             if state.ended { thread.detach() } else { state.handle = thread }
         }
@@ -102,7 +104,7 @@ public final class WakeableLoop: Sendable {
     /// At the end of the loop's thread: a loop that retired and ended by itself is joined by
     /// nobody (unless ``stop()`` has taken the handle to join it), so its thread frees itself.
     private func letGo() {
-        self.thread.withLock { state in
+        self.thread.withLockedValue { state in
             state.ended = true
             state.handle?.detach()
             state.handle = nil
@@ -118,7 +120,7 @@ public final class WakeableLoop: Sendable {
     /// Ends the loop once `isIdle` says nothing is left (checked after every wait), rather than
     /// at once: a switch reloading retires its old loops so that no open connection is dropped.
     public func retire(whenIdle isIdle: @escaping @Sendable () -> Bool) {
-        self.retiring.withLock { $0 = isIdle }
+        self.retiring.withLockedValue { $0 = isIdle }
         self.wake()
     }
 
@@ -134,7 +136,7 @@ public final class WakeableLoop: Sendable {
     }
 
     private func join() {
-        self.thread.withLock { state in
+        self.thread.withLockedValue { state in
             defer { state.handle = nil }
             return state.handle
         }?.join()
@@ -158,7 +160,7 @@ public final class WakeableLoop: Sendable {
                 }
             }
             policy.afterEvents()
-            if let isIdle = self.retiring.withLock({ $0 }), isIdle() { break }
+            if let isIdle = self.retiring.withLockedValue({ $0 }), isIdle() { break }
         }
         return nil
     }

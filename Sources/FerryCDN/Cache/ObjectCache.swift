@@ -1,4 +1,4 @@
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// The edge's in-memory object store: primary key (the request target) → up to `maxVariantsPerKey`
 /// variants told apart by their `VaryKey`, within a byte budget.
@@ -9,7 +9,7 @@ import Synchronization
 /// scan leave quickly while popular ones stay, which gives web workloads a better hit ratio than LRU;
 /// for a simple "A, B, C, touch A, insert D" it evicts B, as LRU would.
 ///
-/// Thread-safe: each shard is a `Mutex` around its own SIEVE queue and a `1/shards` share of the
+/// Thread-safe: each shard is a lock around its own SIEVE queue and a `1/shards` share of the
 /// budget. One shard (the default) keeps eviction exact; a few more cut contention when many event
 /// loops hit the cache at once. All variants of a key live in the same shard.
 public final class ObjectCache: Sendable {
@@ -42,7 +42,7 @@ public final class ObjectCache: Sendable {
         _ key: String,
         requestHeaders: some Sequence<(name: String, value: String)>
     ) -> CachedObject? {
-        self.shard(for: key).state.withLock { $0.lookup(key, requestHeaders: requestHeaders) }
+        self.shard(for: key).state.withLockedValue { $0.lookup(key, requestHeaders: requestHeaders) }
     }
 
     /// Stores `object` under `key`, replacing the variant with the same `VaryKey` and evicting others
@@ -53,7 +53,7 @@ public final class ObjectCache: Sendable {
         let cost = Self.cost(key: key, object: object)
         let maxVariants = self.maxVariantsPerKey
         let maxObject = self.maxObjectBytes
-        return self.shard(for: key).state.withLock { state in
+        return self.shard(for: key).state.withLockedValue { state in
             guard cost <= maxObject, !object.varyKey.isWildcard else {
                 if let slot = state.slot(key, object.varyKey) { state.remove(slot) }
                 return false
@@ -69,7 +69,7 @@ public final class ObjectCache: Sendable {
         let cost = Self.cost(key: key, object: object)
         let maxVariants = self.maxVariantsPerKey
         let maxObject = self.maxObjectBytes
-        return self.shard(for: key).state.withLock { state in
+        return self.shard(for: key).state.withLockedValue { state in
             guard let slot = state.slot(key, object.varyKey) else { return false }
             guard cost <= maxObject else {
                 state.remove(slot)
@@ -82,7 +82,7 @@ public final class ObjectCache: Sendable {
     /// Removes the one variant of `key` with `varyKey`; returns whether there was one.
     @discardableResult
     public func remove(_ key: String, varyKey: VaryKey) -> Bool {
-        self.shard(for: key).state.withLock { state in
+        self.shard(for: key).state.withLockedValue { state in
             guard let slot = state.slot(key, varyKey) else { return false }
             state.remove(slot)
             return true
@@ -92,7 +92,7 @@ public final class ObjectCache: Sendable {
     /// Removes every variant of `key`; returns how many there were.
     @discardableResult
     public func purge(_ key: String) -> Int {
-        self.shard(for: key).state.withLock { $0.purge(key) }
+        self.shard(for: key).state.withLockedValue { $0.purge(key) }
     }
 
     /// Removes every variant of every key starting with `prefix` (bytewise); returns how many.
@@ -100,7 +100,7 @@ public final class ObjectCache: Sendable {
     public func purge(prefix: String) -> Int {
         var removed = 0
         for shard in self.shards {
-            removed += shard.state.withLock { state in
+            removed += shard.state.withLockedValue { state in
                 let keys = state.index.keys.filter { $0.utf8.starts(with: prefix.utf8) }
                 return keys.reduce(0) { $0 + state.purge($1) }
             }
@@ -116,7 +116,7 @@ public final class ObjectCache: Sendable {
     public var evictions: Int { self.sum { $0.evictions } }
 
     private func sum(_ value: (SieveQueue) -> Int) -> Int {
-        self.shards.reduce(0) { total, shard in total + shard.state.withLock { value($0) } }
+        self.shards.reduce(0) { total, shard in total + shard.state.withLockedValue { value($0) } }
     }
 
     private func shard(for key: String) -> Shard {
@@ -125,8 +125,8 @@ public final class ObjectCache: Sendable {
     }
 
     private final class Shard: Sendable {
-        let state: Mutex<SieveQueue>
-        init(budget: Int) { self.state = Mutex(SieveQueue(budget: budget)) }
+        let state: NIOLockedValueBox<SieveQueue>
+        init(budget: Int) { self.state = NIOLockedValueBox(SieveQueue(budget: budget)) }
     }
 }
 

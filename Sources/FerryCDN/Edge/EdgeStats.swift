@@ -1,5 +1,7 @@
 import Synchronization
 
+import struct NIOConcurrencyHelpers.NIOLockedValueBox
+
 /// The edge's counters, bumped from every event loop; the load (requests per second over the
 /// last second) is what the edge reports to the redirector and the endpoint daemon.
 final class EdgeStats: Sendable {
@@ -11,7 +13,7 @@ final class EdgeStats: Sendable {
     let originRequests = Atomic<Int>(0)
     let originFailures = Atomic<Int>(0)
     let connections = Atomic<Int>(0)
-    private let sampled = Mutex(Sample(at: EdgeClock.now(), requests: 0, rate: 0))
+    private let sampled = NIOLockedValueBox(Sample(at: EdgeClock.now(), requests: 0, rate: 0))
 
     private struct Sample {
         var at: Double
@@ -27,7 +29,7 @@ final class EdgeStats: Sendable {
     func sampleLoad() {
         let now = EdgeClock.now()
         let requests = self.requests.load(ordering: .relaxed)
-        self.sampled.withLock { sample in
+        self.sampled.withLockedValue { sample in
             let elapsed = now - sample.at
             guard elapsed > 0.05 else { return }
             sample.rate = Double(requests - sample.requests) / elapsed
@@ -36,7 +38,7 @@ final class EdgeStats: Sendable {
     }
 
     /// Requests per second, as last sampled.
-    var load: Double { self.sampled.withLock { $0.rate } }
+    var load: Double { self.sampled.withLockedValue { $0.rate } }
 
     /// The share of cacheable requests answered from the cache (stale answers count as hits).
     var hitRatio: Double {

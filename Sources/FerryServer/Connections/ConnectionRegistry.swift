@@ -1,7 +1,7 @@
 import FerryHTTP
 import FerryPosix
 import Logging
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// Every open client connection of one server, and the request each has in progress — the table
 /// that out-of-band cancels (control endpoint or TCP urgent data) look requests up in.
@@ -23,7 +23,7 @@ public final class ConnectionRegistry: Sendable {
         var byDescriptor: [Int32: UInt64] = [:]
     }
 
-    private let state = Mutex(State())
+    private let state = NIOLockedValueBox(State())
     /// The cap on connections per client address.
     public let sources: SourceLimit
 
@@ -38,7 +38,7 @@ public final class ConnectionRegistry: Sendable {
         // Only a cap needs the address: without one, no getpeername(2) per connection.
         let source = self.sources.maximum > 0 ? PeerAddress.peer(of: descriptor) : nil
         guard self.sources.admit(client: descriptor, from: source, logger: logger) else { return nil }
-        return self.state.withLock { state in
+        return self.state.withLockedValue { state in
             let id = state.nextConnectionID
             state.nextConnectionID += 1
             state.entries[id] = Entry(descriptor: descriptor, source: source?.bytes ?? [])
@@ -49,7 +49,7 @@ public final class ConnectionRegistry: Sendable {
 
     /// Forgets a connection; a request still in progress on it is cancelled.
     public func close(connection: UInt64) {
-        let removed = self.state.withLock { state -> Entry? in
+        let removed = self.state.withLockedValue { state -> Entry? in
             guard let entry = state.entries.removeValue(forKey: connection) else { return nil }
             if state.byDescriptor[entry.descriptor] == connection {
                 state.byDescriptor[entry.descriptor] = nil
@@ -65,7 +65,7 @@ public final class ConnectionRegistry: Sendable {
     /// - Returns: the request's id and the flag that cancels it.
     public func begin(connection: UInt64) -> (requestID: UInt64, flag: CancellationFlag) {
         let flag = CancellationFlag()
-        let id = self.state.withLock { state -> UInt64 in
+        let id = self.state.withLockedValue { state -> UInt64 in
             guard var entry = state.entries[connection] else { return 0 }
             entry.lastRequestID += 1
             entry.current = (entry.lastRequestID, flag)
@@ -77,7 +77,7 @@ public final class ConnectionRegistry: Sendable {
 
     /// Marks request `requestID` of `connection` finished.
     public func end(connection: UInt64, requestID: UInt64) {
-        self.state.withLock { state in
+        self.state.withLockedValue { state in
             if state.entries[connection]?.current?.id == requestID {
                 state.entries[connection]?.current = nil
             }
@@ -87,7 +87,7 @@ public final class ConnectionRegistry: Sendable {
     /// Cancels request `requestID` of `connection` if it is in progress.
     /// - Returns: whether a running request was cancelled.
     public func cancel(connection: UInt64, requestID: UInt64) -> Bool {
-        let flag = self.state.withLock { state in
+        let flag = self.state.withLockedValue { state in
             state.entries[connection]?.current.flatMap { $0.id == requestID ? $0.flag : nil }
         }
         return flag?.cancel() ?? false
@@ -96,7 +96,7 @@ public final class ConnectionRegistry: Sendable {
     /// Cancels whatever request is in progress on the connection using socket `descriptor`.
     /// - Returns: the connection and request ids cancelled, if any.
     public func cancelCurrent(descriptor: Int32) -> (connection: UInt64, requestID: UInt64)? {
-        let found = self.state.withLock { state -> (UInt64, UInt64, CancellationFlag)? in
+        let found = self.state.withLockedValue { state -> (UInt64, UInt64, CancellationFlag)? in
             guard let connection = state.byDescriptor[descriptor],
                 let current = state.entries[connection]?.current
             else { return nil }
@@ -107,8 +107,8 @@ public final class ConnectionRegistry: Sendable {
     }
 
     /// The sockets of every open connection.
-    public var descriptors: [Int32] { self.state.withLock { Array($0.byDescriptor.keys) } }
+    public var descriptors: [Int32] { self.state.withLockedValue { Array($0.byDescriptor.keys) } }
 
     /// The number of open connections.
-    public var count: Int { self.state.withLock { $0.entries.count } }
+    public var count: Int { self.state.withLockedValue { $0.entries.count } }
 }

@@ -5,6 +5,8 @@ import Logging
 import NIOCore
 import Synchronization
 
+import struct NIOConcurrencyHelpers.NIOLockedValueBox
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -46,9 +48,9 @@ final class BlockingFrontEnd: @unchecked Sendable {
     private let responder: BlockingResponder
     private let watcher: UrgentDataWatcher
     private let loop: WakeableLoop
-    private let returned = Mutex<[(BlockingConnection, keepAlive: Bool)]>([])
+    private let returned = NIOLockedValueBox<[(BlockingConnection, keepAlive: Bool)]>([])
     /// Connections accepted elsewhere and handed to this server (TCP handoff), not yet taken in.
-    private let adopted = Mutex<[Int32]>([])
+    private let adopted = NIOLockedValueBox<[Int32]>([])
     private let running = Atomic<Int>(0)
     private let timeouts: ClientTimeouts
     /// How often idle connections' deadlines are looked at, in milliseconds.
@@ -81,10 +83,10 @@ final class BlockingFrontEnd: @unchecked Sendable {
             WakeableLoop.Policy(
                 onReady: { [self] fd, _ in self.ready(fd) },
                 onWake: { [self] in
-                    for (connection, keepAlive) in self.returned.withLock({ $0.drain() }) {
+                    for (connection, keepAlive) in self.returned.withLockedValue({ $0.drain() }) {
                         self.takeBack(connection, keepAlive: keepAlive)
                     }
-                    for descriptor in self.adopted.withLock({ $0.drain() }) { self.takeIn(descriptor) }
+                    for descriptor in self.adopted.withLockedValue({ $0.drain() }) { self.takeIn(descriptor) }
                 },
                 afterEvents: { [self] in
                     while let connection = self.ready.popLast() { self.dispatch(connection) }
@@ -93,7 +95,7 @@ final class BlockingFrontEnd: @unchecked Sendable {
                 onStop: { [self] error in
                     if let error { self.responder.logger.error("dispatcher stopped: \(error)") }
                     for connection in self.idle.values { self.closeConnection(connection) }
-                    for descriptor in self.adopted.withLock({ $0.drain() }) { close(descriptor) }
+                    for descriptor in self.adopted.withLockedValue({ $0.drain() }) { close(descriptor) }
                     self.idle = [:]
                 }
             ),
@@ -106,12 +108,12 @@ final class BlockingFrontEnd: @unchecked Sendable {
         self.loop.stop()
         if case .pool(let pool) = self.executor { pool.shutdown() }
         while self.running.load(ordering: .sequentiallyConsistent) > 0 { usleep(1000) }
-        for (connection, _) in self.returned.withLock({ $0 }) { self.closeConnection(connection) }
+        for (connection, _) in self.returned.withLockedValue({ $0 }) { self.closeConnection(connection) }
     }
 
     /// Serves a connection accepted elsewhere (a switch's TCP handoff); callable from any thread.
     func adopt(_ descriptor: Int32) {
-        self.adopted.withLock { $0.append(descriptor) }
+        self.adopted.withLockedValue { $0.append(descriptor) }
         self.loop.wake()
     }
 
@@ -253,7 +255,7 @@ final class BlockingFrontEnd: @unchecked Sendable {
 
     /// Gives a connection back to the front end after its request, from a worker thread.
     private func finish(_ connection: BlockingConnection, keepAlive: Bool) {
-        self.returned.withLock { $0.append((connection, keepAlive)) }
+        self.returned.withLockedValue { $0.append((connection, keepAlive)) }
         self.loop.wake()
     }
 

@@ -1,7 +1,7 @@
 import Dispatch
 import FerryPosix
+import NIOConcurrencyHelpers
 import NIOCore
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -18,25 +18,25 @@ final class WorkerPool: Sendable {
         var stopping = false
     }
 
-    private let queue: Mutex<Queue>
+    private let queue: NIOLockedValueBox<Queue>
     private let available = DispatchSemaphore(value: 0)
-    private let threads = Mutex<[KernelThread]>([])
+    private let threads = NIOLockedValueBox<[KernelThread]>([])
     private let metrics: ServerMetrics
 
     init(workers: Int, capacity: Int, metrics: ServerMetrics) throws(PosixError) {
         self.capacity = capacity
         self.metrics = metrics
-        self.queue = Mutex(Queue(jobs: CircularBuffer(initialCapacity: capacity)))
+        self.queue = NIOLockedValueBox(Queue(jobs: CircularBuffer(initialCapacity: capacity)))
         var started: [KernelThread] = []
         for index in 0..<workers {
             started.append(try KernelThread.start(name: "ferry-worker-\(index)") { [self] in self.work() })
         }
-        self.threads.withLock { $0 = started }
+        self.threads.withLockedValue { $0 = started }
     }
 
     /// Queues `job`. Returns `false` when the queue is full or the pool is stopping.
     func submit(_ job: @escaping Job) -> Bool {
-        let accepted = self.queue.withLock { state in
+        let accepted = self.queue.withLockedValue { state in
             guard !state.stopping, state.jobs.count < self.capacity else { return false }
             state.jobs.append(job)
             return true
@@ -49,11 +49,11 @@ final class WorkerPool: Sendable {
 
     /// Lets queued jobs finish, then stops the workers.
     func shutdown() {
-        let threads = self.threads.withLock { threads in
+        let threads = self.threads.withLockedValue { threads in
             defer { threads = [] }
             return threads
         }
-        self.queue.withLock { $0.stopping = true }
+        self.queue.withLockedValue { $0.stopping = true }
         for _ in threads { self.available.signal() }
         for thread in threads { thread.join() }
     }
@@ -61,7 +61,7 @@ final class WorkerPool: Sendable {
     private func work() {
         while true {
             self.available.wait()
-            let job = self.queue.withLock { state -> Job? in
+            let job = self.queue.withLockedValue { state -> Job? in
                 state.jobs.isEmpty ? nil : state.jobs.removeFirst()
             }
             guard let job else { return }

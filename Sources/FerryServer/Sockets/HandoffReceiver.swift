@@ -3,6 +3,8 @@ import FerryPosix
 import Logging
 import Synchronization
 
+import struct NIOConcurrencyHelpers.NIOLockedValueBox
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -21,7 +23,7 @@ public final class HandoffReceiver: Sendable {
     private let logger: Logger
     private let stopping = Atomic<Bool>(false)
     /// The switches' channels, closed at stop so their threads end.
-    private let channels = Mutex<Set<Int32>>([])
+    private let channels = NIOLockedValueBox<Set<Int32>>([])
 
     /// Listens at `path` (a stale socket there is replaced; any other file is refused).
     /// - Throws: ``PosixError`` naming the path when it cannot listen there.
@@ -59,7 +61,7 @@ public final class HandoffReceiver: Sendable {
     public func stop() {
         guard !self.stopping.exchange(true, ordering: .sequentiallyConsistent) else { return }
         self.loop.stop()
-        for channel in self.channels.withLock({ $0 }) { shutdown(channel, Int32(SHUT_RDWR)) }
+        for channel in self.channels.withLockedValue({ $0 }) { shutdown(channel, Int32(SHUT_RDWR)) }
         unlink(self.path)
     }
 
@@ -67,19 +69,19 @@ public final class HandoffReceiver: Sendable {
         var peer = sockaddr_storage()
         let channel = ferry_accept_blocking(self.listener, &peer)
         guard channel >= 0 else { return }
-        self.channels.withLock { _ = $0.insert(channel) }
+        self.channels.withLockedValue { _ = $0.insert(channel) }
         do {
             try KernelThread.detach(name: "ferry-handoff-in") { [self] in self.receive(on: channel) }
         } catch {
             self.logger.warning("cannot take handoffs from another switch: \(error)")
-            self.channels.withLock { _ = $0.remove(channel) }
+            self.channels.withLockedValue { _ = $0.remove(channel) }
             close(channel)
         }
     }
 
     private func receive(on channel: Int32) {
         defer {
-            self.channels.withLock { _ = $0.remove(channel) }
+            self.channels.withLockedValue { _ = $0.remove(channel) }
             close(channel)
         }
         while true {

@@ -1,19 +1,19 @@
 import Foundation
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// The credentials this process's FerryWire servers and clients use unless told otherwise: set
 /// once at start-up by the `ferry` command (from `--data-dir`, `FERRY_DATA_DIR` or `~/.ferry`),
 /// as logging and metrics are bootstrapped. Without credentials connections are plain TCP, as in
 /// unit tests of the layers above.
 public enum WireSecurity {
-    private static let current = Mutex<ClusterCredentials?>(nil)
+    private static let current = NIOLockedValueBox<ClusterCredentials?>(nil)
 
     public static func bootstrap(_ credentials: ClusterCredentials?) {
-        Self.current.withLock { $0 = credentials }
+        Self.current.withLockedValue { $0 = credentials }
     }
 
     public static var credentials: ClusterCredentials? {
-        Self.current.withLock { $0 }
+        Self.current.withLockedValue { $0 }
     }
 
     /// Names the credentials directory a `ferry` process started by another uses (empty: none),
