@@ -18,7 +18,7 @@ let package = Package(
         // WIT interfaces, as `ferry stubs` and object servers read them.
         harness("fuzz-wit", ["FerryObjects", "FerryWire"]),
         // The YAML configurations of the switch, the superserver and the redirector.
-        harness("fuzz-config", ["FerrySwitch", "FerrySuperserver", "FerryCDN"]),
+        harness("fuzz-config", ["FerryConfiguration", "FerrySwitch", "FerrySuperserver", "FerryCDN"]),
         // Guest snapshots and signed modules' signature sections, as a node takes them from a peer.
         harness("fuzz-snapshot", ["FerryGuest", "FerryMigration"]),
         // DNS packets, parsed, written back and answered by the redirector.

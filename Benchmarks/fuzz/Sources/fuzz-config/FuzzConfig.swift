@@ -1,4 +1,5 @@
 import FerryCDN
+import FerryConfiguration
 import FerrySuperserver
 import FerrySwitch
 import FuzzDriver
@@ -8,9 +9,11 @@ import FuzzDriver
 /// are configuration errors naming the file, line and field.
 func fuzzConfig(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let text = UnsafeRawBufferPointer(start: data, count: size).text
-    _ = try? SwitchConfiguration.parse(text, file: "fuzz.yaml")
-    _ = try? SuperserverConfiguration.parse(text, file: "fuzz.yaml")
-    _ = try? RedirectorConfiguration.parse(text, file: "fuzz.yaml")
+    // YAML is parsed once (Yams is most of the time), then read as each configuration.
+    guard let file = try? ConfigurationFile.parse(text, file: "fuzz.yaml") else { return 0 }
+    _ = try? SwitchConfiguration.read(file)
+    _ = try? SuperserverConfiguration.read(file)
+    _ = try? RedirectorConfiguration.read(file)
     return 0
 }
 
