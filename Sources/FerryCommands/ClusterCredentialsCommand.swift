@@ -51,6 +51,13 @@ extension ObjectsCommand.Relocate: ClusterCredentialsCommand {
     var credentialsDirectory: String? { self.data.credentialsDirectory }
 }
 
+extension ControlCommand.Cancel: ClusterCredentialsCommand {
+    var credentialsDirectory: String? { self.control.data.credentialsDirectory }
+}
+extension ControlCommand.Stats: ClusterCredentialsCommand {
+    var credentialsDirectory: String? { self.control.data.credentialsDirectory }
+}
+
 extension KVCommand.Get: ClusterCredentialsCommand {
     var credentialsDirectory: String? { self.kv.data.credentialsDirectory }
 }

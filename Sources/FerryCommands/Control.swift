@@ -14,6 +14,8 @@ struct ControlCommand: AsyncParsableCommand {
     @Option(help: "The control endpoint, HOST:PORT (ferry up puts it on 127.0.0.1:8081).", transform: parseAddress)
     var addr = ServiceEndpoint(host: "127.0.0.1", port: 8081)
 
+    @OptionGroup var data: DataDirectoryOption
+
     func client() -> ControlClient {
         ControlClient(host: self.addr.host, port: self.addr.port)
     }

@@ -147,9 +147,17 @@ struct Up: AsyncParsableCommand {
             summary.insert(contentsOf: Self.nodeLines(processes), at: objects)
             summary.insert(contentsOf: Self.tryLines(processes, daemon: daemon), at: summary.count - 1)
         }
-        for line in summary { printLine(line) }
+        for line in self.dataDir.map({ Self.naming($0, in: summary) }) ?? summary { printLine(line) }
         try await shutdown.run(services, logger: logger)
         printLine("node stopped")
+    }
+
+    /// The summary with `--data-dir DIR` after each client command it suggests: without it they
+    /// would look for the cluster's credentials in FERRY_DATA_DIR or ~/.ferry, not where these are.
+    static func naming(_ dataDir: String, in lines: [String]) -> [String] {
+        let command =
+            #/swift run ferry (?:objects ls|control|endpoints|kv|call|spawn|wait|logs|migrate|ps|send|learn)(?= )/#
+        return lines.map { line in line.replacing(command) { "\($0.output) --data-dir \(dataDir)" } }
     }
 
     /// How to try the control API.

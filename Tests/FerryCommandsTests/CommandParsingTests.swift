@@ -82,6 +82,29 @@ import Testing
         #expect(daemon.port == 0)
     }
 
+    /// `ferry up --data-dir DIR` suggests client commands that find its credentials there.
+    @Test func upSuggestsClientCommandsWithItsDataDirectory() {
+        let lines = Up.naming(
+            "/srv/c",
+            in: [
+                "  swift run ferry kv --endpoints h:1 get greeting",
+                "  swift run ferry wait --endpoints h:1 tour && swift run ferry logs --endpoints h:1 tour",
+                "  swift run ferry objects ls --addr h:1",
+                "  swift run ferry switch stats --control /srv/c/switch.sock",
+                "kv        h:2  (FerryWire, durable)",
+            ]
+        )
+        #expect(
+            lines == [
+                "  swift run ferry kv --data-dir /srv/c --endpoints h:1 get greeting",
+                "  swift run ferry wait --data-dir /srv/c --endpoints h:1 tour && swift run ferry logs --data-dir /srv/c --endpoints h:1 tour",
+                "  swift run ferry objects ls --data-dir /srv/c --addr h:1",
+                "  swift run ferry switch stats --control /srv/c/switch.sock",
+                "kv        h:2  (FerryWire, durable)",
+            ]
+        )
+    }
+
     @Test func upDefaultsToTheDocumentedPorts() throws {
         let up = try #require(try FerryCommand.parseAsRoot(["up"]) as? Up)
         #expect(up.port == 8080)
@@ -98,9 +121,10 @@ import Testing
         ["endpoints", "watch", "web"], ["spawn", "--node", "n1", "m.wasm"], ["ps"], ["wait", "p"], ["kill", "p"],
         ["logs", "p"], ["migrate", "p", "--to", "n2"], ["eval", "--node", "n1", "m.wasm", "--invoke", "f"],
         ["send", "p", "hi"], ["data", "load", "--node", "n1", "f.bin"], ["learn", "--nodes", "n1"],
+        ["control", "stats"], ["control", "cancel", "1", "2"],
     ])
     func everyClientCommandTakesADataDirectory(arguments: [String]) throws {
-        let shared = ["kv", "endpoints"].contains(arguments[0])
+        let shared = ["kv", "endpoints", "control"].contains(arguments[0])
         let before = [arguments[0], "--data-dir", "/srv/c"] + arguments.dropFirst()
         for placed in [arguments + ["--data-dir", "/srv/c"]] + (shared ? [before] : []) {
             let command = try FerryCommand.parseAsRoot(placed)
