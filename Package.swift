@@ -94,6 +94,7 @@ let package = Package(
             name: "FerryConfiguration",
             dependencies: [
                 "FerryEndpoints",
+                "FerryPosix",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Yams", package: "Yams"),

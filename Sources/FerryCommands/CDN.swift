@@ -51,7 +51,10 @@ struct EdgeServe: AsyncParsableCommand {
     @Option(help: "The edge's name, as the redirector's configuration names it.")
     var name = "edge"
 
-    @Option(help: "Seconds the origin may stay silent before the client gets 504 (or a stale copy).")
+    @Option(
+        help: "Seconds the origin may stay silent before the client gets 504 (or a stale copy).",
+        transform: parseSeconds
+    )
     var originTimeout = 10.0
 
     @Option(

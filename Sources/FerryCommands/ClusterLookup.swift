@@ -1,6 +1,7 @@
 import ArgumentParser
 import FerryEndpoints
 import FerryMigration
+import FerryPosix
 import FerryWire
 import Foundation
 
@@ -86,6 +87,17 @@ struct DaemonOption: ParsableArguments {
     @OptionGroup var data: DataDirectoryOption
 
     var lookup: ClusterLookup { ClusterLookup(daemon: self.daemon) }
+}
+
+/// A flag's number of seconds: above 0 and at most a year; anything else is an error, not a trap
+/// when it becomes a duration.
+func parseSeconds(_ text: String) throws -> Double {
+    guard let value = Double(text), Duration(positiveSeconds: value) != nil else {
+        throw ValidationError(
+            "a number of seconds above 0 and at most \(Int(Duration.longestSeconds)) (a year), got '\(text)'"
+        )
+    }
+    return value
 }
 
 /// A listening port: 0 (any free one) to 65535; anything else is an error, not a random port.

@@ -65,7 +65,7 @@ struct EndpointsCommand: AsyncParsableCommand {
         @Argument(help: "Where it is served, HOST:PORT (one or more).")
         var endpoint: [ServiceEndpoint]
 
-        @Option(help: "The lease's length in seconds.")
+        @Option(help: "The lease's length in seconds.", transform: parseSeconds)
         var ttl: Double = 30
 
         @Option(name: .customLong("meta"), help: "Metadata as KEY=VALUE (repeatable).")
@@ -78,7 +78,6 @@ struct EndpointsCommand: AsyncParsableCommand {
         var json = false
 
         func validate() throws {
-            guard self.ttl > 0 else { throw ValidationError("--ttl must be positive, got \(self.ttl)") }
             _ = try self.parsedMetadata()
         }
 

@@ -254,7 +254,7 @@ struct GuestCommand: AsyncParsableCommand {
         @Option(help: "Linear memory limit, e.g. 16MiB, 64KiB or bytes.", transform: parseSize)
         var maxMemory: Int = 64 << 20
 
-        @Option(help: "Wall-clock limit in seconds.")
+        @Option(help: "Wall-clock limit in seconds.", transform: parseSeconds)
         var deadline: Double?
 
         func validate() throws {

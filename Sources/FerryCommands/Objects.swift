@@ -41,7 +41,7 @@ struct CallCommand: AsyncParsableCommand {
     @Flag(help: "The method may run more than once: retry it anywhere until the deadline.")
     var idempotent = false
 
-    @Option(help: "Seconds the call may take, retries included.")
+    @Option(help: "Seconds the call may take, retries included.", transform: parseSeconds)
     var timeout: Double = 10
 
     func run() async throws {

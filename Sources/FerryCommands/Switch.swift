@@ -72,7 +72,7 @@ struct SwitchServe: AsyncParsableCommand {
     @Option(help: "At most this many open connections per backend.")
     var maxConnections: Int?
 
-    @Option(help: "Seconds between health checks of every backend.")
+    @Option(help: "Seconds between health checks of every backend.", transform: parseSeconds)
     var healthInterval = 2.0
 
     @Option(
@@ -83,7 +83,10 @@ struct SwitchServe: AsyncParsableCommand {
     )
     var healthCheck = "tcp"
 
-    @Option(help: "Seconds a backend that comes back takes to reach its full share of work (none when left out).")
+    @Option(
+        help: "Seconds a backend that comes back takes to reach its full share of work (none when left out).",
+        transform: parseSeconds
+    )
     var slowStart: Double?
 
     @Option(help: "Relay threads (each an epoll loop).")
@@ -101,10 +104,16 @@ struct SwitchServe: AsyncParsableCommand {
     @Option(help: ArgumentHelp("l7: keep each client on one backend with this cookie.", valueName: "NAME"))
     var stickyCookie: String?
 
-    @Option(help: "l7: sets --header-timeout and --idle-timeout both, in seconds (the older flag).")
+    @Option(
+        help: "l7: sets --header-timeout and --idle-timeout both, in seconds (the older flag).",
+        transform: parseSeconds
+    )
     var clientTimeout: Double?
 
-    @Option(help: "l7: seconds a backend may take to start its answer, or stay silent within it.")
+    @Option(
+        help: "l7: seconds a backend may take to start its answer, or stay silent within it.",
+        transform: parseSeconds
+    )
     var backendTimeout = 30.0
 
     @OptionGroup(title: "l7: slow and idle clients (the cap defaults to 1024 connections per address)")
@@ -183,12 +192,6 @@ struct SwitchServe: AsyncParsableCommand {
             throw ValidationError("--health-check takes tcp or http:/PATH, got '\(self.healthCheck)'")
         }
         configuration.healthCheck = check
-        for (name, value) in [
-            ("--health-interval", self.healthInterval), ("--client-timeout", self.clientTimeout ?? 1),
-            ("--backend-timeout", self.backendTimeout), ("--slow-start", self.slowStart ?? 1),
-        ] where value <= 0 {
-            throw ValidationError("\(name) must be a positive number of seconds, got \(value)")
-        }
         configuration.healthInterval = .milliseconds(Int64(self.healthInterval * 1000))
         configuration.slowStart = self.slowStart.map { .milliseconds(Int64($0 * 1000)) }
         configuration.clientTimeouts = try self.clients.timeouts()

@@ -1,4 +1,5 @@
 import FerryEndpoints
+import FerryPosix
 import Yams
 
 /// One value of a configuration file, with the typed readers every Ferry configuration uses;
@@ -72,12 +73,16 @@ public struct ConfigurationValue {
         return value
     }
 
-    /// A positive number of seconds, fractions allowed.
+    /// A positive number of seconds, fractions allowed, at most a year.
     public func seconds() throws(ConfigurationError) -> Duration {
-        guard let number = self.node.float ?? self.node.int.map(Double.init), number > 0 else {
-            throw self.refused("must be a positive number of seconds")
+        guard let number = self.node.float ?? self.node.int.map(Double.init),
+            let duration = Duration(positiveSeconds: number)
+        else {
+            throw self.refused(
+                "must be a number of seconds above 0 and at most \(Int(Duration.longestSeconds)) (a year)"
+            )
         }
-        return .milliseconds(Int64(number * 1000))
+        return duration
     }
 
     /// One of an enumeration's raw values.

@@ -21,12 +21,12 @@ public struct ClientTimeouts: Sendable, Equatable {
 
     /// A flag's value in seconds as a timeout, or the reason it cannot be one.
     public static func seconds(_ value: Double, flag: String) throws(ClientTimeoutsError) -> Duration {
-        guard value.isFinite, value > 0, value <= 86_400 else {
+        guard let timeout = Duration(positiveSeconds: value, atMost: 86_400) else {
             throw ClientTimeoutsError(
                 message: "\(flag) takes a number of seconds above 0 and at most 86400, got \(value)"
             )
         }
-        return .milliseconds(Int64((value * 1000).rounded(.up)))
+        return timeout
     }
 }
 

@@ -143,6 +143,10 @@ import Testing
             ("backends: [127.0.0.1:1]\nspeed: 11\n", "unknown setting"),
             ("mode: l4\n", "needs backends"),
             ("mode: handoff\nbackends: [127.0.0.1:1]\n", "unix:PATH"),
+            // Found by fuzz-config: a number of seconds past Int64's milliseconds trapped.
+            ("backends: [127.0.0.1:1]\nhealth_interval: 1e300\n", "at most 31536000 (a year)"),
+            ("backends: [127.0.0.1:1]\nhealth_interval: .inf\n", "above 0"),
+            ("backends: [127.0.0.1:1]\nhealth_interval: 0\n", "above 0"),
         ]
         for (text, expected) in bad {
             #expect(throws: ConfigurationError.self) { try SwitchConfiguration.parse(text, file: "s.yaml") }
