@@ -82,26 +82,42 @@ import Testing
         let cluster = try TestCluster()
         try cluster.start("n1")
         try cluster.start("n2")
+        // A writer starved of CPU by a loaded machine (CI runs suites side by side) can fall behind
+        // the copy, and then pre-copy converges with nothing to throttle: that attempt shows
+        // nothing either way and is made again, up to three times. A move that ends unconverged
+        // and unthrottled fails at once.
         for (name, converge) in [("fast", true), ("free", false)] {
-            let spawned = try cluster.run(
-                "spawn",
-                ["--node", "n1", try cluster.signed("writer"), "--name", name, "--max-memory", "33554432", "16", "0"]
-            )
-            try #require(spawned.status == 0, "\(spawned.error)")
-            try Self.waitUntilRunning(name, for: .milliseconds(200), in: cluster)
-            let moved = try cluster.run(
-                "migrate",
-                [name, "--to", "n2", "--mode", "pre-copy", "--max-downtime", "0.01", "--max-rounds", "6", "--json"]
-                    + (converge ? [] : ["--no-auto-converge"])
-            )
-            try #require(moved.status == 0, "\(moved.error)")
-            let report = try Self.report(moved)
-            if converge {
-                #expect((report["throttled"] as? Int ?? 0) >= 20, "\(moved.output)")
-            } else {
-                #expect(report["throttled"] as? Int == 0, "\(moved.output)")
+            for attempt in 1...3 {
+                let process = "\(name)-\(attempt)"
+                let spawned = try cluster.run(
+                    "spawn",
+                    [
+                        "--node", "n1", try cluster.signed("writer"), "--name", process, "--max-memory", "33554432",
+                        "16", "0",
+                    ]
+                )
+                try #require(spawned.status == 0, "\(spawned.error)")
+                try Self.waitUntilRunning(process, for: .milliseconds(200), in: cluster)
+                let moved = try cluster.run(
+                    "migrate",
+                    [
+                        process, "--to", "n2", "--mode", "pre-copy", "--max-downtime", "0.01", "--max-rounds", "6",
+                        "--json",
+                    ]
+                        + (converge ? [] : ["--no-auto-converge"])
+                )
+                try #require(moved.status == 0, "\(moved.error)")
+                let report = try Self.report(moved)
+                #expect(try cluster.run("kill", [process]).status == 0)
+                let throttled = report["throttled"] as? Int ?? 0
+                if converge {
+                    if throttled == 0, report["converged"] as? Bool == true, attempt < 3 { continue }
+                    #expect(throttled >= 20, "\(moved.output)")
+                } else {
+                    #expect(throttled == 0, "\(moved.output)")
+                }
+                break
             }
-            #expect(try cluster.run("kill", [name]).status == 0)
         }
     }
 
