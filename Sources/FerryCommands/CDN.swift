@@ -55,7 +55,7 @@ struct EdgeServe: AsyncParsableCommand {
         help: "Seconds the origin may stay silent before the client gets 504 (or a stale copy).",
         transform: parseSeconds
     )
-    var originTimeout = 10.0
+    var originTimeout: Duration = .seconds(10)
 
     @Option(
         name: .customLong("endpoints"),
@@ -80,7 +80,6 @@ struct EdgeServe: AsyncParsableCommand {
             throw ValidationError("--origin takes http://HOST:PORT, got '\(self.origin)'")
         }
         guard self.cacheSize >= 1 << 20 else { throw ValidationError("--cache-size must be at least 1MiB") }
-        guard self.originTimeout > 0 else { throw ValidationError("--origin-timeout must be a positive number") }
     }
 
     func run() async throws {
@@ -93,7 +92,7 @@ struct EdgeServe: AsyncParsableCommand {
         configuration.region = self.region
         configuration.cacheBytes = self.cacheSize
         configuration.cacheDirectory = self.cacheDir
-        configuration.originTimeout = .milliseconds(Int64(self.originTimeout * 1000))
+        configuration.originTimeout = self.originTimeout
         configuration.endpoints = self.endpoints
         configuration.clientTimeouts = try self.clients.timeouts()
         configuration.maxConnectionsPerSource = self.clients.maxConnectionsPerSource ?? 1024

@@ -89,15 +89,15 @@ struct DaemonOption: ParsableArguments {
     var lookup: ClusterLookup { ClusterLookup(daemon: self.daemon) }
 }
 
-/// A flag's number of seconds: above 0 and at most a year; anything else is an error, not a trap
-/// when it becomes a duration.
-func parseSeconds(_ text: String) throws -> Double {
-    guard let value = Double(text), Duration(positiveSeconds: value) != nil else {
+/// A flag's number of seconds as a duration: above 0 and at most a year; anything else is an
+/// error, not a trap.
+func parseSeconds(_ text: String) throws -> Duration {
+    guard let value = Double(text), let duration = Duration(positiveSeconds: value) else {
         throw ValidationError(
             "a number of seconds above 0 and at most \(Int(Duration.longestSeconds)) (a year), got '\(text)'"
         )
     }
-    return value
+    return duration
 }
 
 /// A listening port: 0 (any free one) to 65535; anything else is an error, not a random port.

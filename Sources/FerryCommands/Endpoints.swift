@@ -66,7 +66,7 @@ struct EndpointsCommand: AsyncParsableCommand {
         var endpoint: [ServiceEndpoint]
 
         @Option(help: "The lease's length in seconds.", transform: parseSeconds)
-        var ttl: Double = 30
+        var ttl: Duration = .seconds(30)
 
         @Option(name: .customLong("meta"), help: "Metadata as KEY=VALUE (repeatable).")
         var metadata: [String] = []
@@ -93,12 +93,11 @@ struct EndpointsCommand: AsyncParsableCommand {
         }
 
         func run() async throws {
-            let ttl = Duration.milliseconds(Int64(self.ttl * 1000))
             let metadata = try self.parsedMetadata()
             let address = self.endpoints.addr
             if self.once {
                 let lease = try await self.endpoints.withClient {
-                    try await $0.register(self.name, endpoints: self.endpoint, metadata: metadata, ttl: ttl)
+                    try await $0.register(self.name, endpoints: self.endpoint, metadata: metadata, ttl: self.ttl)
                 }
                 printLine(
                     self.json
@@ -113,7 +112,7 @@ struct EndpointsCommand: AsyncParsableCommand {
                 name: self.name,
                 endpoints: self.endpoint,
                 metadata: metadata,
-                ttl: ttl,
+                ttl: self.ttl,
                 daemonHost: address.host,
                 daemonPort: address.port,
                 logger: logger

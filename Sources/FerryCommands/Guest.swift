@@ -255,10 +255,9 @@ struct GuestCommand: AsyncParsableCommand {
         var maxMemory: Int = 64 << 20
 
         @Option(help: "Wall-clock limit in seconds.", transform: parseSeconds)
-        var deadline: Double?
+        var deadline: Duration?
 
         func validate() throws {
-            if let deadline, deadline <= 0 { throw ValidationError("--deadline must be positive, got \(deadline)") }
             if self.maxMemory < 65536 { throw ValidationError("--max-memory must be at least one 64 KiB page") }
         }
 
@@ -266,7 +265,7 @@ struct GuestCommand: AsyncParsableCommand {
             GuestLimits(
                 fuel: self.fuel,
                 maxMemoryBytes: self.maxMemory,
-                deadline: self.deadline.map { .milliseconds(Int64($0 * 1000)) }
+                deadline: self.deadline
             )
         }
     }

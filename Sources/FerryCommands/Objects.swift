@@ -42,7 +42,7 @@ struct CallCommand: AsyncParsableCommand {
     var idempotent = false
 
     @Option(help: "Seconds the call may take, retries included.", transform: parseSeconds)
-    var timeout: Double = 10
+    var timeout: Duration = .seconds(10)
 
     func run() async throws {
         let arguments: ObjectValue
@@ -53,7 +53,7 @@ struct CallCommand: AsyncParsableCommand {
             throw ValidationError("ARGS must be JSON, like '{\"by\": 2}' or '[2]'; got '\(self.arguments ?? "")'")
         }
         let client = self.node.map { ObjectClient(node: $0) } ?? ObjectClient(daemon: self.addr)
-        let reference = client.reference(self.name, deadline: .milliseconds(Int64(self.timeout * 1000)))
+        let reference = client.reference(self.name, deadline: self.timeout)
         do {
             let result = try await reference.invoke(self.method, arguments: arguments, idempotent: self.idempotent)
             await client.close()

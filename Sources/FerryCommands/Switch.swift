@@ -73,7 +73,7 @@ struct SwitchServe: AsyncParsableCommand {
     var maxConnections: Int?
 
     @Option(help: "Seconds between health checks of every backend.", transform: parseSeconds)
-    var healthInterval = 2.0
+    var healthInterval: Duration = .seconds(2)
 
     @Option(
         help: ArgumentHelp(
@@ -87,7 +87,7 @@ struct SwitchServe: AsyncParsableCommand {
         help: "Seconds a backend that comes back takes to reach its full share of work (none when left out).",
         transform: parseSeconds
     )
-    var slowStart: Double?
+    var slowStart: Duration?
 
     @Option(help: "Relay threads (each an epoll loop).")
     var threads = 2
@@ -108,13 +108,13 @@ struct SwitchServe: AsyncParsableCommand {
         help: "l7: sets --header-timeout and --idle-timeout both, in seconds (the older flag).",
         transform: parseSeconds
     )
-    var clientTimeout: Double?
+    var clientTimeout: Duration?
 
     @Option(
         help: "l7: seconds a backend may take to start its answer, or stay silent within it.",
         transform: parseSeconds
     )
-    var backendTimeout = 30.0
+    var backendTimeout: Duration = .seconds(30)
 
     @OptionGroup(title: "l7: slow and idle clients (the cap defaults to 1024 connections per address)")
     var clients: ClientLimitOptions
@@ -192,14 +192,14 @@ struct SwitchServe: AsyncParsableCommand {
             throw ValidationError("--health-check takes tcp or http:/PATH, got '\(self.healthCheck)'")
         }
         configuration.healthCheck = check
-        configuration.healthInterval = .milliseconds(Int64(self.healthInterval * 1000))
-        configuration.slowStart = self.slowStart.map { .milliseconds(Int64($0 * 1000)) }
+        configuration.healthInterval = self.healthInterval
+        configuration.slowStart = self.slowStart
         configuration.clientTimeouts = try self.clients.timeouts()
-        if let seconds = self.clientTimeout {
-            configuration.clientTimeouts.header = .milliseconds(Int64(seconds * 1000))
+        if let clientTimeout = self.clientTimeout {
+            configuration.clientTimeouts.header = clientTimeout
             configuration.clientTimeouts.idle = configuration.clientTimeouts.header
         }
-        configuration.backendTimeout = .milliseconds(Int64(self.backendTimeout * 1000))
+        configuration.backendTimeout = self.backendTimeout
         configuration.maxConnections = self.maxConnections
         configuration.maxConnectionsPerSource = self.clients.maxConnectionsPerSource ?? 1024
         configuration.stickyCookie = self.stickyCookie

@@ -147,6 +147,7 @@ struct Up: AsyncParsableCommand {
             summary.insert(contentsOf: Self.nodeLines(processes), at: objects)
             summary.insert(contentsOf: Self.tryLines(processes, daemon: daemon), at: summary.count - 1)
         }
+        summary.insert(Self.securityLine, at: summary.firstIndex(of: "") ?? summary.count)
         for line in self.dataDir.map({ Self.naming($0, in: summary) }) ?? summary { printLine(line) }
         try await shutdown.run(services, logger: logger)
         printLine("node stopped")
@@ -158,6 +159,15 @@ struct Up: AsyncParsableCommand {
         let command =
             #/swift run ferry (?:objects ls|control|endpoints|kv|call|spawn|wait|logs|migrate|ps|send|learn)(?= )/#
         return lines.map { line in line.replacing(command) { "\($0.output) --data-dir \(dataDir)" } }
+    }
+
+    /// How FerryWire connections are secured, with or without node processes.
+    static var securityLine: String {
+        guard let directory = WireSecurity.credentials?.directory else {
+            return "tls       none  (FerryWire connections are plain: no credentials were found)"
+        }
+        return
+            "tls       \(directory)  (every FerryWire connection: TLS 1.3, both ends certified by the cluster's authority)"
     }
 
     /// How to try the control API.
@@ -176,8 +186,7 @@ struct Up: AsyncParsableCommand {
         processes.nodes.map {
             "node      \($0.name) \($0.endpoint)  (a 'ferry node' process; data \($0.dataDirectory))"
         } + [
-            "signing   \(processes.keyFile)  (every node trusts \(processes.publicKeyFile))",
-            "tls       \(WireSecurity.credentials?.directory ?? "none")  (every FerryWire connection: TLS 1.3, both ends certified by the cluster's authority)",
+            "signing   \(processes.keyFile)  (every node trusts \(processes.publicKeyFile))"
         ]
     }
 

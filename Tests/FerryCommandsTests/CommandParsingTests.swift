@@ -162,7 +162,7 @@ import Testing
             "--backend", "api=127.0.0.1:2", "--health-check", "http:/healthz", "--slow-start", "5",
         ])
         let serve = try #require(command as? SwitchServe)
-        #expect(serve.mode == "l7" && serve.healthCheck == "http:/healthz" && serve.slowStart == 5)
+        #expect(serve.mode == "l7" && serve.healthCheck == "http:/healthz" && serve.slowStart == .seconds(5))
         #expect(throws: (any Error).self) {
             try FerryCommand.parseAsRoot(["switch", "--backend", "127.0.0.1:1", "--health-check", "udp"])
         }

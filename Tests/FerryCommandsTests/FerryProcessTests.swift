@@ -158,13 +158,19 @@ import FoundationNetworking
             "up", "--port", "0", "--control-port", "0", "--endpoints-port", "0", "--kv-port", "0", "--objects-port",
             "0", "--redirector-port", "0", "--dashboard-port", "0", "--dns-port",
             "0",
-            "--data-dir", data.path,
+            "--data-dir", data.path, "--nodes", "0",
         ])
         _ = try #require(node.nextLine())
         let endpointsLine = try #require(node.nextLine())
         #expect(endpointsLine.hasPrefix("endpoints on 127.0.0.1:"))
         let endpoints = String(endpointsLine.dropFirst("endpoints on ".count))
-        while let line = node.nextLine(), line != "Ctrl-C stops the node." {}
+        var summary: [String] = []
+        while let line = node.nextLine(), line != "Ctrl-C stops the node." { summary.append(line) }
+        #expect(
+            summary.contains { $0.hasPrefix("tls       \(data.path)/tls  ") },
+            "without node processes it still says how FerryWire is secured"
+        )
+        #expect(!summary.contains { $0.hasPrefix("node ") })
 
         // The node's services register in the background: watch until kv is there.
         // Its commands find the cluster's credentials through FERRY_DATA_DIR (or --data-dir).

@@ -40,6 +40,7 @@ public final class WireClient: Sendable {
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         if let credentials { try channel.pipeline.syncOperations.addClientTLS(credentials) }
+                        try channel.pipeline.syncOperations.addWriteCoalescer()
                         try channel.pipeline.syncOperations.addFrameCodec(
                             maxPayloadLength: maxPayloadLength,
                             logger: logger,

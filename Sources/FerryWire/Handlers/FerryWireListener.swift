@@ -24,6 +24,7 @@ public func bindFerryWireServer(
         .childChannelInitializer { channel in
             channel.eventLoop.makeCompletedFuture {
                 if let credentials { try channel.pipeline.syncOperations.addServerTLS(credentials) }
+                try channel.pipeline.syncOperations.addWriteCoalescer()
                 try channel.pipeline.syncOperations.addFrameCodec(maxPayloadLength: maxPayloadLength, logger: logger)
                 try channel.pipeline.syncOperations.addHandler(try makeHandler())
             }
