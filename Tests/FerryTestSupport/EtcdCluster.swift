@@ -1,0 +1,108 @@
+import FerryPosix
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A throw-away etcd cluster of real `etcd` processes (Debian's `etcd-server`) on loopback
+/// ports, each member with its data in a temporary directory: what the registry's tests on etcd
+/// run against. Short election timings, so that a lost leader is replaced in a fraction of a
+/// second and leases of one second are allowed; no fsync, as nothing here outlives the test.
+public final class EtcdCluster: @unchecked Sendable {
+    // @unchecked Sendable: `members` is only touched under `lock`.
+    /// The etcd binary, or nil when it is not installed (the tests then skip, saying so).
+    public static let binary: String? = ["/usr/bin/etcd", "/usr/local/bin/etcd"].first {
+        FileManager.default.isExecutableFile(atPath: $0)
+    }
+    public static let missing = "etcd is not installed (Debian: apt-get install etcd-server)"
+
+    /// Each member's client port on 127.0.0.1.
+    public let clientPorts: [Int]
+    private let directory: TemporaryDirectory
+    private let lock = NSLock()
+    private var members: [ChildProcess?]
+
+    /// Starts `count` members and returns once every one says it is healthy.
+    public init(members count: Int = 3) throws {
+        guard let binary = Self.binary else { throw TestFailure(Self.missing) }
+        self.directory = try TemporaryDirectory()
+        // Free ports: bound and let go just before etcd binds them.
+        let ports = try (0..<(2 * count)).map { _ in try ClosedPort().port }
+        self.clientPorts = Array(ports.prefix(count))
+        let peerPorts = Array(ports.suffix(count))
+        let initial = (0..<count).map { "m\($0)=http://127.0.0.1:\(peerPorts[$0])" }.joined(separator: ",")
+        let token = "ferry-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        self.members = []
+        for member in 0..<count {
+            let log = open(self.directory.path + "/m\(member).log", O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
+            defer { Glibc.close(log) }
+            let process = try ChildProcess(
+                binary,
+                [
+                    "--name", "m\(member)", "--data-dir", self.directory.path + "/m\(member)",
+                    "--listen-client-urls", "http://127.0.0.1:\(self.clientPorts[member])",
+                    "--advertise-client-urls", "http://127.0.0.1:\(self.clientPorts[member])",
+                    "--listen-peer-urls", "http://127.0.0.1:\(peerPorts[member])",
+                    "--initial-advertise-peer-urls", "http://127.0.0.1:\(peerPorts[member])",
+                    "--initial-cluster", initial, "--initial-cluster-state", "new",
+                    "--initial-cluster-token", token,
+                    "--heartbeat-interval", "25", "--election-timeout", "250", "--unsafe-no-fsync",
+                    "--logger", "zap", "--log-level", "error",
+                ],
+                standardOutput: log,
+                standardError: log
+            )
+            self.members.append(process)
+        }
+        do {
+            for member in 0..<count { try self.waitUntilHealthy(member: member) }
+        } catch {
+            self.close()
+            throw error
+        }
+    }
+
+    deinit { self.close() }
+
+    /// `etcd://` with every member.
+    public var url: String { "etcd://" + self.clientPorts.map { "127.0.0.1:\($0)" }.joined(separator: ",") }
+
+    /// Kills member `index` with SIGKILL and waits for its end.
+    public func kill(member index: Int) {
+        let process = self.lock.withLock { () -> ChildProcess? in
+            defer { self.members[index] = nil }
+            return self.members[index]
+        }
+        process?.signal(SIGKILL)
+        _ = process?.wait()
+    }
+
+    /// Stops every member.
+    public func close() {
+        let processes = self.lock.withLock { () -> [ChildProcess] in
+            defer { self.members = self.members.map { _ in nil } }
+            return self.members.compactMap { $0 }
+        }
+        for process in processes { process.signal(SIGTERM) }
+        for process in processes { _ = process.wait() }
+    }
+
+    /// Asks `GET /health` until the member answers `"health":"true"` (it does once the cluster
+    /// has a leader: after a kill, once the others have elected one), for at most 20 seconds;
+    /// then fails with the member's log.
+    public func waitUntilHealthy(member: Int) throws {
+        let deadline = MonotonicClock.nanoseconds() + 20_000_000_000
+        while MonotonicClock.nanoseconds() < deadline {
+            if let client = try? TestClient(port: self.clientPorts[member], timeout: 2),
+                let answer = client.fetch("/health"), answer.text.contains("\"true\"")
+            {
+                return
+            }
+            // The member is not listening or has no leader yet: ask again shortly.
+            usleep(50_000)
+        }
+        let log = (try? String(contentsOfFile: self.directory.path + "/m\(member).log", encoding: .utf8)) ?? ""
+        throw TestFailure("etcd member m\(member) was not healthy within 20 s; its log: \(log.suffix(2000))")
+    }
+}
