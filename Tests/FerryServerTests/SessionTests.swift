@@ -26,6 +26,20 @@ import Testing
         #expect(fresh.isNew && fresh.id != first.id && fresh.value == 1, "an expired id is never revived")
     }
 
+    @Test func anIdThatNoSessionCouldHaveStartsANewOne() {
+        let store = SessionStore<Int>(ttl: .seconds(10))
+        let session = store.update(nil, creating: 0) { $0 += 1 }
+        #expect(session.id.count == 32 && session.id.allSatisfy(\.isHexDigit) && session.id == session.id.lowercased())
+        for foreign in [
+            "", "nonsense", String(repeating: "z", count: 32), session.id.uppercased(), "+" + session.id.dropFirst(),
+        ] {
+            #expect(store.value(of: foreign) == nil, "'\(foreign)' names no session")
+            let other = store.update(foreign, creating: 0) { $0 += 1 }
+            #expect(other.isNew && other.id != session.id && other.value == 1)
+        }
+        #expect(store.value(of: session.id) == 1, "the real session is untouched")
+    }
+
     @Test func aFullStoreDropsExpiredThenNearestToExpiring() {
         let clock = Clock()
         let store = SessionStore<Int>(ttl: .seconds(10), capacity: 10, clock: { clock.now.withLockedValue { $0 } })

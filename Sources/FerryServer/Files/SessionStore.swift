@@ -15,9 +15,44 @@ public final class SessionStore<Value: Sendable>: Sendable {
         var expiresAt: UInt64
     }
 
+    /// A session id as its 128 bits: a key of 16 bytes in place, where its 32-character text
+    /// would be a string allocated per session (a table of 100,000 cookieless clients is most of
+    /// a file server's memory).
+    private struct Key: Hashable {
+        var high: UInt64
+        var low: UInt64
+
+        static func random() -> Key {
+            var generator = SystemRandomNumberGenerator()
+            return Key(high: generator.next(), low: generator.next())
+        }
+
+        /// The key of a cookie's id: 32 lowercase hex digits; anything else names no session.
+        init?(_ text: String) {
+            let utf8 = text.utf8
+            let isDigit: (UInt8) -> Bool = { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
+            guard utf8.count == 32, utf8.allSatisfy(isDigit), let high = UInt64(text.prefix(16), radix: 16),
+                let low = UInt64(text.suffix(16), radix: 16)
+            else { return nil }
+            self.init(high: high, low: low)
+        }
+
+        init(high: UInt64, low: UInt64) {
+            self.high = high
+            self.low = low
+        }
+
+        var text: String { Self.hex(self.high) + Self.hex(self.low) }
+
+        private static func hex(_ word: UInt64) -> String {
+            let digits = String(word, radix: 16)
+            return String(repeating: "0", count: 16 - digits.count) + digits
+        }
+    }
+
     public let ttl: Duration
     public let capacity: Int
-    private let entries = NIOLockedValueBox<[String: Entry]>([:])
+    private let entries = NIOLockedValueBox<[Key: Entry]>([:])
     private let clock: @Sendable () -> UInt64
 
     /// - Parameter clock: monotonic nanoseconds; tests pass their own.
@@ -42,27 +77,29 @@ public final class SessionStore<Value: Sendable>: Sendable {
         let now = self.clock()
         let expiresAt = now + self.ttl.wholeNanoseconds
         return self.entries.withLockedValue { entries in
-            if let id, var entry = entries[id], entry.expiresAt > now {
+            let key = id.flatMap(Key.init)
+            if let id, let key, var entry = entries[key], entry.expiresAt > now {
                 update(&entry.value)
                 entry.expiresAt = expiresAt
-                entries[id] = entry
+                entries[key] = entry
                 return (id, entry.value, false)
             }
-            if let id { entries[id] = nil }
+            if let key { entries[key] = nil }
             if entries.count >= self.capacity { Self.makeRoom(in: &entries, now: now, capacity: self.capacity) }
             var value = initial()
             update(&value)
-            let newID = Self.newID()
-            entries[newID] = Entry(value: value, expiresAt: expiresAt)
-            return (newID, value, true)
+            let newKey = Key.random()
+            entries[newKey] = Entry(value: value, expiresAt: expiresAt)
+            return (newKey.text, value, true)
         }
     }
 
     /// The live value of session `id`, without renewing it.
     public func value(of id: String) -> Value? {
         let now = self.clock()
+        guard let key = Key(id) else { return nil }
         return self.entries.withLockedValue { entries in
-            guard let entry = entries[id], entry.expiresAt > now else { return nil }
+            guard let entry = entries[key], entry.expiresAt > now else { return nil }
             return entry.value
         }
     }
@@ -75,20 +112,11 @@ public final class SessionStore<Value: Sendable>: Sendable {
         self.entries.withLockedValue { $0 = [:] }
     }
 
-    private static func makeRoom(in entries: inout [String: Entry], now: UInt64, capacity: Int) {
+    private static func makeRoom(in entries: inout [Key: Entry], now: UInt64, capacity: Int) {
         entries = entries.filter { $0.value.expiresAt > now }
         guard entries.count >= capacity else { return }
         // Still full of live sessions: drop the tenth closest to expiring.
         let victims = entries.sorted { $0.value.expiresAt < $1.value.expiresAt }.prefix(max(capacity / 10, 1))
         for victim in victims { entries[victim.key] = nil }
-    }
-
-    /// 128 random bits, hex: not guessable, so a client cannot take another's session.
-    private static func newID() -> String {
-        var generator = SystemRandomNumberGenerator()
-        return (0..<2).map { _ in
-            let word = String(generator.next() as UInt64, radix: 16)
-            return String(repeating: "0", count: 16 - word.count) + word
-        }.joined()
     }
 }
