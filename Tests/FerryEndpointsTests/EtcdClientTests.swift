@@ -6,7 +6,7 @@ import Testing
 /// exclusive creates whose revisions only grow, and a member killed under it.
 ///
 /// Each test starts its own cluster (about a second) and stops it at its end.
-@Suite(.enabled(if: EtcdCluster.binary != nil, "\(EtcdCluster.missing)"))
+@Suite(.serialized, .enabled(if: EtcdCluster.binary != nil, "\(EtcdCluster.missing)"))
 struct EtcdClientTests {
     private func client(of cluster: EtcdCluster) throws -> EtcdClient {
         try #require(EtcdClient(url: cluster.url))
@@ -18,9 +18,9 @@ struct EtcdClientTests {
         let cluster = try EtcdCluster()
         defer { cluster.close() }
         let etcd = try self.client(of: cluster)
-        let first = try await etcd.grantLease(ttlSeconds: 5)
-        let second = try await etcd.grantLease(ttlSeconds: 5)
-        #expect(first.ttlSeconds >= 5 && first.id != second.id)
+        let first = try await etcd.grantLease(ttlSeconds: 60)
+        let second = try await etcd.grantLease(ttlSeconds: 60)
+        #expect(first.ttlSeconds >= 60 && first.id != second.id)
 
         let claimed = try #require(try await etcd.create(self.key("a"), Array("one".utf8), lease: first.id))
         #expect(try await etcd.create(self.key("a"), Array("two".utf8), lease: second.id) == nil, "held")
@@ -43,8 +43,8 @@ struct EtcdClientTests {
         let cluster = try EtcdCluster()
         defer { cluster.close() }
         let etcd = try self.client(of: cluster)
-        let lease = try await etcd.grantLease(ttlSeconds: 3)
-        #expect(try await etcd.keepAlive(lease.id) >= 3)
+        let lease = try await etcd.grantLease(ttlSeconds: 60)
+        #expect(try await etcd.keepAlive(lease.id) >= 60)
         try await etcd.put(self.key("kept/1"), Array("x".utf8), lease: lease.id)
         try await etcd.put(self.key("kept/2"), Array("y".utf8), lease: lease.id)
         #expect(try await etcd.range(prefix: self.key("kept/")).values.count == 2)
@@ -79,14 +79,14 @@ struct EtcdClientTests {
         let cluster = try EtcdCluster()
         defer { cluster.close() }
         let etcd = try self.client(of: cluster)
-        let lease = try await etcd.grantLease(ttlSeconds: 10)
+        let lease = try await etcd.grantLease(ttlSeconds: 60)
         let claimed = try #require(try await etcd.create(self.key("d"), [1], lease: lease.id))
         cluster.kill(member: 0)
         try cluster.waitUntilHealthy(member: 1)  // a leader again, if it was the one killed
         // The dead member is first in the client's list: calls go on to the others.
         #expect(try await etcd.keepAlive(lease.id) >= 1, "the lease outlives the member")
         #expect(try await etcd.range(self.key("d")).values.first?.createRevision == claimed)
-        let other = try await etcd.grantLease(ttlSeconds: 10)
+        let other = try await etcd.grantLease(ttlSeconds: 60)
         #expect(try await etcd.create(self.key("d"), [2], lease: other.id) == nil, "still held")
         let after = try #require(try await etcd.create(self.key("e"), [3], lease: other.id))
         #expect(after > claimed, "revisions keep growing with a member down")

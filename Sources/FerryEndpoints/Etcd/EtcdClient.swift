@@ -111,6 +111,100 @@ public struct EtcdClient: Sendable {
         return holder.createRevision
     }
 
+    /// Deletes the keys `deleting` and writes `value` at `key` under `lease`, all at once and only
+    /// if no key from `start` up to `end` was written since `revision` (a read's): a
+    /// compare-and-set over a range. Returns the revision of the commit, or nil when a key there
+    /// changed and the caller must read again.
+    public func replace(
+        unchangedSince revision: Int64,
+        from start: [UInt8],
+        end: [UInt8],
+        deleting: [[UInt8]],
+        put key: [UInt8],
+        _ value: [UInt8],
+        lease: Int64
+    ) async throws -> Int64? {
+        let compare: [String: Any] = [
+            "target": "MOD", "key": Self.base64(start), "range_end": Self.base64(end), "result": "LESS",
+            "mod_revision": String(revision + 1),
+        ]
+        let success: [[String: Any]] =
+            deleting.map { ["request_delete_range": ["key": Self.base64($0)]] } + [
+                ["request_put": ["key": Self.base64(key), "value": Self.base64(value), "lease": String(lease)]]
+            ]
+        let answer = try await self.call("/v3/kv/txn", ["compare": [compare], "success": success])
+        return answer["succeeded"] as? Bool == true ? Self.revision(of: answer) : nil
+    }
+
+    /// The revision of each change to the keys from `key` up to `end` after `revision`, as etcd
+    /// reports them, from the first member that takes the watch. It ends with an error when that
+    /// member goes or loses its leader (the caller reads again and watches anew).
+    public func watch(_ key: [UInt8], end: [UInt8], after revision: Int64) -> AsyncThrowingStream<Int64, any Error> {
+        let request: [String: Any] = [
+            "create_request": [
+                "key": Self.base64(key), "range_end": Self.base64(end), "start_revision": String(revision + 1),
+            ]
+        ]
+        let members = self.members
+        let timeout = self.timeout
+        let body = (try? JSONSerialization.data(withJSONObject: request)) ?? Data()
+        return AsyncThrowingStream { continuation in
+            let task = Task {
+                var failures: [String] = []
+                for member in members {
+                    let channel: NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>
+                    do {
+                        channel = try await Self.connect(to: member, timeout: timeout)
+                    } catch {
+                        failures.append("\(member): \(error)")
+                        continue
+                    }
+                    do {
+                        try await channel.executeThenClose { inbound, outbound in
+                            try await Self.send(body, to: "/v3/watch", at: member, on: outbound, streaming: true)
+                            var pending = ByteBuffer()
+                            for try await part in inbound {
+                                guard case .body(var bytes) = part else { continue }
+                                pending.writeBuffer(&bytes)
+                                while let newline = pending.readableBytesView.firstIndex(of: UInt8(ascii: "\n")) {
+                                    let line = pending.readSlice(length: newline - pending.readerIndex + 1)!
+                                    guard
+                                        let answer = try? JSONSerialization.jsonObject(
+                                            with: Data(line.readableBytesView)
+                                        )
+                                            as? [String: Any]
+                                    else { continue }
+                                    if let error = answer["error"] as? [String: Any] {
+                                        throw EtcdError(
+                                            code: Self.int(error["grpc_code"]),
+                                            "etcd at \(member) ended the watch: \(error["message"] as? String ?? "\(error)")"
+                                        )
+                                    }
+                                    let result = answer["result"] as? [String: Any] ?? [:]
+                                    if result["canceled"] as? Bool == true {
+                                        throw EtcdError(code: -1, "etcd at \(member) canceled the watch: \(result)")
+                                    }
+                                    if result["events"] != nil { continuation.yield(Self.revision(of: result)) }
+                                }
+                            }
+                        }
+                        continuation.finish(throwing: EtcdError(code: -1, "etcd at \(member) closed the watch"))
+                    } catch {
+                        continuation.finish(throwing: error)
+                    }
+                    return
+                }
+                continuation.finish(
+                    throwing: EtcdError(
+                        code: EtcdError.unavailable,
+                        "no etcd member took the watch: \(failures.joined(separator: "; "))"
+                    )
+                )
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
+    }
+
     // MARK: The gateway
 
     /// One call, tried on each member in turn until one answers it.
@@ -149,30 +243,14 @@ public struct EtcdClient: Sendable {
         at member: ServiceEndpoint,
         timeout: Duration
     ) async throws -> [String: Any] {
-        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .connectTimeout(TimeAmount(timeout))
-            .connect(host: member.host, port: member.port) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                    return try NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>(
-                        wrappingChannelSynchronously: channel
-                    )
-                }
-            }
+        let channel = try await Self.connect(to: member, timeout: timeout)
         // The whole exchange within `timeout`: closing the connection ends a read that waits.
         let deadline = channel.channel.eventLoop.scheduleTask(in: TimeAmount(timeout)) {
             channel.channel.close(promise: nil)
         }
         defer { deadline.cancel() }
         let text = try await channel.executeThenClose { inbound, outbound in
-            var head = HTTPRequestHead(version: .http1_1, method: .POST, uri: path)
-            head.headers.add(name: "Host", value: "\(member.host):\(member.port)")
-            head.headers.add(name: "Content-Type", value: "application/json")
-            head.headers.add(name: "Content-Length", value: String(body.count))
-            head.headers.add(name: "Connection", value: "close")
-            try await outbound.write(.head(head))
-            try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: body))))
-            try await outbound.write(.end(nil))
+            try await Self.send(body, to: path, at: member, on: outbound, streaming: false)
             var collected = ByteBuffer()
             reading: for try await part in inbound {
                 switch part {
@@ -194,6 +272,45 @@ public struct EtcdClient: Sendable {
             return ["error": error["message"] as? String ?? "\(error)", "code": error["grpc_code"] ?? -1]
         }
         return answer
+    }
+
+    private static func connect(
+        to member: ServiceEndpoint,
+        timeout: Duration
+    ) async throws -> NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart> {
+        try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connectTimeout(TimeAmount(timeout))
+            .connect(host: member.host, port: member.port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                    return try NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>(
+                        wrappingChannelSynchronously: channel
+                    )
+                }
+            }
+    }
+
+    /// A JSON POST. A stream (a watch) asks to be ended when the member loses its leader, rather
+    /// than going quiet.
+    private static func send(
+        _ body: Data,
+        to path: String,
+        at member: ServiceEndpoint,
+        on outbound: NIOAsyncChannelOutboundWriter<HTTPClientRequestPart>,
+        streaming: Bool
+    ) async throws {
+        var head = HTTPRequestHead(version: .http1_1, method: .POST, uri: path)
+        head.headers.add(name: "Host", value: "\(member.host):\(member.port)")
+        head.headers.add(name: "Content-Type", value: "application/json")
+        head.headers.add(name: "Content-Length", value: String(body.count))
+        if streaming {
+            head.headers.add(name: "Grpc-Metadata-Hasleader", value: "true")
+        } else {
+            head.headers.add(name: "Connection", value: "close")
+        }
+        try await outbound.write(.head(head))
+        try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: body))))
+        try await outbound.write(.end(nil))
     }
 
     // MARK: JSON
