@@ -32,22 +32,39 @@ struct EndpointDaemonCommand: AsyncParsableCommand {
 struct EndpointsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "endpoints",
-        abstract: "Register, look up, list and watch services at an endpoint daemon.",
+        abstract: "Register, look up, list and watch services at an endpoint daemon (or on etcd, with --registry).",
         subcommands: [Register.self, Lookup.self, List.self, Watch.self]
     )
 
     @Option(help: "The endpoint daemon, HOST:PORT.", transform: parseAddress)
     var addr = ServiceEndpoint(host: "127.0.0.1", port: EndpointDaemon.defaultPort)
 
+    @Option(
+        help: "The registry on an etcd cluster, etcd://HOST:PORT[,HOST:PORT...], instead of the daemon at --addr.",
+        transform: parseEtcdRegistry
+    )
+    var registry: RegistryAddress?
+
     @OptionGroup var data: DataDirectoryOption
 
-    func client() async throws -> EndpointClient {
-        try await EndpointClient.connect(host: self.addr.host, port: self.addr.port)
+    /// Where names are: etcd when --registry names it, else the daemon at --addr.
+    var address: RegistryAddress { self.registry ?? .daemon(self.addr) }
+
+    func client() async throws -> any Registry {
+        try await self.address.connect(logger: Logger(label: "ferry.endpoints"))
     }
 
-    /// Runs `body` with a connection to the daemon and closes it after.
-    func withClient<Result>(_ body: (EndpointClient) async throws -> Result) async throws -> Result {
-        try await using(try await self.client(), body)
+    /// Runs `body` with a connection to the registry and closes it after.
+    func withClient<Result>(_ body: (any Registry) async throws -> Result) async throws -> Result {
+        let client = try await self.client()
+        do {
+            let result = try await body(client)
+            await client.close()
+            return result
+        } catch {
+            await client.close()
+            throw error
+        }
     }
 
     struct Register: AsyncParsableCommand {
@@ -94,7 +111,7 @@ struct EndpointsCommand: AsyncParsableCommand {
 
         func run() async throws {
             let metadata = try self.parsedMetadata()
-            let address = self.endpoints.addr
+            let address = self.endpoints.address
             if self.once {
                 let lease = try await self.endpoints.withClient {
                     try await $0.register(self.name, endpoints: self.endpoint, metadata: metadata, ttl: self.ttl)
@@ -113,8 +130,7 @@ struct EndpointsCommand: AsyncParsableCommand {
                 endpoints: self.endpoint,
                 metadata: metadata,
                 ttl: self.ttl,
-                daemonHost: address.host,
-                daemonPort: address.port,
+                registry: address,
                 logger: logger
             )
             printLine(
@@ -187,7 +203,7 @@ struct EndpointsCommand: AsyncParsableCommand {
                     printLine("-- revision \(change.revision): \(change.entries.count) entries")
                 }
             }
-            throw ValidationError("the endpoint daemon at \(self.endpoints.addr) closed the watch")
+            throw ValidationError("\(self.endpoints.address) closed the watch")
         }
     }
 }
@@ -213,6 +229,14 @@ func jsonLine(_ value: some Encodable) throws -> String {
 
 extension ServiceEndpoint: ExpressibleByArgument {
     public init?(argument: String) { self.init(argument) }
+}
+
+/// Parses `--registry`: an etcd cluster's members (the daemon is named by `--addr`).
+func parseEtcdRegistry(_ text: String) throws -> RegistryAddress {
+    guard text.hasPrefix("etcd://"), let registry = RegistryAddress(text) else {
+        throw ValidationError("--registry takes etcd://HOST:PORT[,HOST:PORT...], got '\(text)'")
+    }
+    return registry
 }
 
 /// Parses an `--addr` option with an error that says what it takes.

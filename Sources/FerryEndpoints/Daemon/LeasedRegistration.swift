@@ -3,9 +3,10 @@ import Logging
 import NIOConcurrencyHelpers
 import ServiceLifecycle
 
-/// Keeps one service registered at an endpoint daemon for as long as it runs: registers, renews
-/// every third of the ttl, registers again when the daemon no longer holds the lease (it restarted,
-/// or the lease ran out while the service could not reach it), and deregisters on shutdown.
+/// Keeps one service registered at a registry (an endpoint daemon or etcd) for as long as it
+/// runs: registers, renews every third of the ttl, registers again when the registry no longer
+/// holds the lease (a daemon restarted, or the lease ran out while the service could not reach
+/// it), and deregisters on shutdown.
 ///
 /// Because renewals come every `ttl / 3`, a restarted daemon has the registration back within one
 /// renewal interval of coming up.
@@ -14,8 +15,7 @@ public final class LeasedRegistration: Service, Sendable {
     public let endpoints: [ServiceEndpoint]
     public let metadata: [String: String]
     public let ttl: Duration
-    private let daemonHost: String
-    private let daemonPort: Int
+    private let registry: RegistryAddress
     private let logger: Logger
     private let current = NIOLockedValueBox<EndpointLease?>(nil)
     private let rounds = NIOLockedValueBox(0)
@@ -29,7 +29,8 @@ public final class LeasedRegistration: Service, Sendable {
     /// How many renewal rounds (one every ``renewalInterval``) have started.
     public var renewalRounds: Int { self.rounds.withLockedValue { $0 } }
 
-    public init(
+    /// At the endpoint daemon at `daemonHost:daemonPort`.
+    public convenience init(
         name: String,
         endpoints: [ServiceEndpoint],
         metadata: [String: String] = [:],
@@ -38,39 +39,52 @@ public final class LeasedRegistration: Service, Sendable {
         daemonPort: Int = EndpointDaemon.defaultPort,
         logger: Logger = Logger(label: "ferry.endpoints")
     ) {
+        self.init(
+            name: name,
+            endpoints: endpoints,
+            metadata: metadata,
+            ttl: ttl,
+            registry: .daemon(ServiceEndpoint(host: daemonHost, port: daemonPort)),
+            logger: logger
+        )
+    }
+
+    public init(
+        name: String,
+        endpoints: [ServiceEndpoint],
+        metadata: [String: String] = [:],
+        ttl: Duration = .seconds(15),
+        registry: RegistryAddress,
+        logger: Logger = Logger(label: "ferry.endpoints")
+    ) {
         self.name = name
         self.endpoints = endpoints
         self.metadata = metadata
         self.ttl = ttl
-        self.daemonHost = daemonHost
-        self.daemonPort = daemonPort
+        self.registry = registry
         self.logger = logger
     }
 
     public func run() async throws {
-        var client: EndpointClient?
+        var client: (any Registry)?
         var failing = false
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             self.rounds.withLockedValue { $0 += 1 }
             do {
                 if client?.isActive != true {
                     await client?.close()
-                    client = try await EndpointClient.connect(
-                        host: self.daemonHost,
-                        port: self.daemonPort,
-                        logger: self.logger
-                    )
+                    client = try await self.registry.connect(logger: self.logger)
                 }
                 try await self.keepLease(client!)
                 if failing {
-                    self.logger.info("'\(self.name)' is registered at \(self.daemonHost):\(self.daemonPort) again")
+                    self.logger.info("'\(self.name)' is registered at \(self.registry) again")
                     failing = false
                 }
             } catch {
                 // Warn once per outage, not at every retry.
                 self.logger.log(
                     level: failing ? .debug : .warning,
-                    "cannot keep '\(self.name)' registered at the endpoint daemon \(self.daemonHost):\(self.daemonPort): \(error); retrying in \(self.renewalInterval)"
+                    "cannot keep '\(self.name)' registered at \(self.registry): \(error); retrying in \(self.renewalInterval)"
                 )
                 failing = true
                 await client?.close()
@@ -89,14 +103,14 @@ public final class LeasedRegistration: Service, Sendable {
         await client?.close()
     }
 
-    private func keepLease(_ client: EndpointClient) async throws {
+    private func keepLease(_ client: any Registry) async throws {
         if let lease = self.lease {
             do {
-                let renewed = try await client.renew(lease)
+                let renewed = try await client.renew(lease, timeout: self.ttl)
                 self.current.withLockedValue { $0 = renewed }
                 return
             } catch let error as ErrorMessage where error.code == .notHeld {
-                self.logger.info("the endpoint daemon no longer holds the lease on '\(self.name)'; registering again")
+                self.logger.info("\(self.registry) no longer holds the lease on '\(self.name)'; registering again")
                 self.current.withLockedValue { $0 = nil }
             }
         }

@@ -156,7 +156,7 @@ public struct EtcdClient: Sendable {
                     do {
                         channel = try await Self.connect(to: member, timeout: timeout)
                     } catch {
-                        failures.append("\(member): \(error)")
+                        failures.append("\(member): \(Self.reason(error))")
                         continue
                     }
                     do {
@@ -216,7 +216,7 @@ public struct EtcdClient: Sendable {
             do {
                 answer = try await Self.post(body, to: path, at: member, timeout: self.timeout)
             } catch {
-                failures.append("\(member): \(error)")
+                failures.append("\(member): \(Self.reason(error))")
                 continue
             }
             if let message = answer["error"] as? String {
@@ -311,6 +311,15 @@ public struct EtcdClient: Sendable {
         try await outbound.write(.head(head))
         try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: body))))
         try await outbound.write(.end(nil))
+    }
+
+    /// Why a member could not be reached, in a few words rather than NIO's dump.
+    private static func reason(_ error: any Error) -> String {
+        let text = "\(error)"
+        if text.contains("Connection refused") { return "connection refused (nothing listens there)" }
+        if case ChannelError.connectTimeout = error { return "no answer to the connection" }
+        if case ChannelError.ioOnClosedChannel = error { return "no answer in time" }
+        return text
     }
 
     // MARK: JSON

@@ -144,6 +144,9 @@ public struct EtcdRegistry: Registry {
         }
     }
 
+    /// Each call opens its own connection to a member: there is nothing to lose.
+    public var isActive: Bool { true }
+
     public func close() async {}
 
     // MARK: Keys

@@ -20,6 +20,8 @@ public protocol Registry: Sendable {
     func list(prefix: String) async throws -> [EndpointEntry]
     /// The entries of `name` now, then again after every change.
     func watch(_ name: String) -> AsyncThrowingStream<EndpointEntries, any Error>
+    /// Whether calls can still go through this value (a daemon's connection may have closed).
+    var isActive: Bool { get }
     func close() async
 }
 
