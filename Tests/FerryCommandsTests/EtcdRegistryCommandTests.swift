@@ -10,31 +10,37 @@ struct EtcdRegistryCommandTests {
     }
 
     @Test func servicesRegisterOnEtcdAndAreFoundThereWhileTheirLeaseIsRenewed() throws {
-        let cluster = try EtcdCluster()
-        defer { cluster.close() }
-        let endpoints = ["endpoints", "--registry", cluster.url]
+        // The test process's cluster: the names here are this test's alone.
+        let endpoints = ["endpoints", "--registry", try EtcdCluster.shared().url]
 
-        let once = try self.ferry(endpoints + ["register", "kv", "127.0.0.1:7400", "--meta", "role=primary", "--once"])
-        #expect(once.status == 0 && once.output.hasPrefix("registered kv, lease "), "\(once.output)")
+        let once = try self.ferry(
+            endpoints + ["register", "cli-kv", "127.0.0.1:7400", "--meta", "role=primary", "--once"]
+        )
+        #expect(once.status == 0 && once.output.hasPrefix("registered cli-kv, lease "), "\(once.output)")
 
         // A registration held until Ctrl-C: renewed, then given up.
-        let held = try FerryProcess(endpoints + ["register", "web", "127.0.0.1:8080", "--ttl", "2"], errors: .merged)
+        let held = try FerryProcess(
+            endpoints + ["register", "cli-web", "127.0.0.1:8080", "--ttl", "2"],
+            errors: .merged
+        )
         let first = try #require(held.nextLine())
-        #expect(first.hasPrefix("registering web at etcd://127.0.0.1:"), "\(first)")
+        #expect(first.hasPrefix("registering cli-web at etcd://127.0.0.1:"), "\(first)")
         held.drainOutput()
         // It registers after printing that line: look until it is there (a few tries at most).
-        var found = try self.ferry(endpoints + ["lookup", "web", "--json"])
-        for _ in 0..<100 where found.status != 0 { found = try self.ferry(endpoints + ["lookup", "web", "--json"]) }
+        var found = try self.ferry(endpoints + ["lookup", "cli-web", "--json"])
+        for _ in 0..<100 where found.status != 0 {
+            found = try self.ferry(endpoints + ["lookup", "cli-web", "--json"])
+        }
         #expect(found.output.contains("\"port\":8080"))
 
-        let listed = try self.ferry(endpoints + ["ls"])
+        let listed = try self.ferry(endpoints + ["ls", "cli-"])
         #expect(listed.status == 0)
-        #expect(listed.output.contains("kv 127.0.0.1:7400") && listed.output.contains("role=primary"))
-        #expect(listed.output.contains("web 127.0.0.1:8080"))
+        #expect(listed.output.contains("cli-kv 127.0.0.1:7400") && listed.output.contains("role=primary"))
+        #expect(listed.output.contains("cli-web 127.0.0.1:8080"))
 
         #expect(held.stop(SIGINT) == 0)
-        let gone = try self.ferry(endpoints + ["lookup", "web"])
-        #expect(gone.status != 0 && gone.output.contains("no service is registered as 'web'"), "\(gone.output)")
+        let gone = try self.ferry(endpoints + ["lookup", "cli-web"])
+        #expect(gone.status != 0 && gone.output.contains("no service is registered as 'cli-web'"), "\(gone.output)")
     }
 
     @Test func aRegistryFlagThatIsNotEtcdIsRefusedAndADeadClusterSaysSoInOneLine() throws {

@@ -5,19 +5,20 @@ import Testing
 /// The etcd client the registry stands on, against a real three-member etcd cluster: leases,
 /// exclusive creates whose revisions only grow, and a member killed under it.
 ///
-/// Each test starts its own cluster (about a second) and stops it at its end.
+/// They share the test process's cluster, each with keys of its own; the one that kills a member
+/// starts a cluster of its own.
 @Suite(.serialized, .enabled(if: EtcdCluster.binary != nil, "\(EtcdCluster.missing)"))
 struct EtcdClientTests {
     private func client(of cluster: EtcdCluster) throws -> EtcdClient {
         try #require(EtcdClient(url: cluster.url))
     }
 
-    private func key(_ text: String) -> [UInt8] { Array("/ferry-test/\(text)".utf8) }
+    /// A key no other test uses: under a prefix of this test's own.
+    private let prefix = "/ferry-test/\(UInt64.random(in: 0...UInt64.max))/"
+    private func key(_ text: String) -> [UInt8] { Array((self.prefix + text).utf8) }
 
     @Test func aKeyIsCreatedOnceAndItsRevisionsOnlyGrow() async throws {
-        let cluster = try EtcdCluster()
-        defer { cluster.close() }
-        let etcd = try self.client(of: cluster)
+        let etcd = try self.client(of: try EtcdCluster.shared())
         let first = try await etcd.grantLease(ttlSeconds: 60)
         let second = try await etcd.grantLease(ttlSeconds: 60)
         #expect(first.ttlSeconds >= 60 && first.id != second.id)
@@ -40,9 +41,7 @@ struct EtcdClientTests {
     }
 
     @Test func aLeaseLivesWhileKeptAliveAndRevokedIsGone() async throws {
-        let cluster = try EtcdCluster()
-        defer { cluster.close() }
-        let etcd = try self.client(of: cluster)
+        let etcd = try self.client(of: try EtcdCluster.shared())
         let lease = try await etcd.grantLease(ttlSeconds: 60)
         #expect(try await etcd.keepAlive(lease.id) >= 60)
         try await etcd.put(self.key("kept/1"), Array("x".utf8), lease: lease.id)
@@ -55,9 +54,7 @@ struct EtcdClientTests {
     }
 
     @Test func aRefusedRequestSaysWhatEtcdSaid() async throws {
-        let cluster = try EtcdCluster()
-        defer { cluster.close() }
-        let etcd = try self.client(of: cluster)
+        let etcd = try self.client(of: try EtcdCluster.shared())
         await #expect {
             try await etcd.put(self.key("b"), [1], lease: 12_345)
         } throws: { error in

@@ -120,10 +120,11 @@ enum RegistryBehaviour {
 
 @Suite(.serialized, .enabled(if: EtcdCluster.binary != nil, "\(EtcdCluster.missing)"))
 struct EtcdRegistryTests {
+    /// The test process's cluster, each test under a root of its own.
     private func withRegistry(_ body: (any Registry) async throws -> Void) async throws {
-        let cluster = try EtcdCluster()
-        defer { cluster.close() }
-        try await body(EtcdRegistry(try #require(EtcdClient(url: cluster.url))))
+        let cluster = try EtcdCluster.shared()
+        let root = "/ferry-test/\(UInt64.random(in: 0...UInt64.max))/"
+        try await body(EtcdRegistry(try #require(EtcdClient(url: cluster.url)), root: root))
     }
 
     @Test func registersLooksUpListsAndDeregisters() async throws {

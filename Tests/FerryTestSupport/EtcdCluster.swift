@@ -7,8 +7,7 @@ import Glibc
 
 /// A throw-away etcd cluster of real `etcd` processes (Debian's `etcd-server`) on loopback
 /// ports, each member with its data in a temporary directory: what the registry's tests on etcd
-/// run against. Short election timings, so that a lost leader is replaced in a fraction of a
-/// second and leases of one second are allowed; no fsync, as nothing here outlives the test.
+/// run against. Short election timings, so that a lost leader is replaced within a second; no fsync, as nothing here outlives the test.
 public final class EtcdCluster: @unchecked Sendable {
     // @unchecked Sendable: `members` is only touched under `lock`.
     /// The etcd binary, or nil when it is not installed (the tests then skip, saying so).
@@ -47,7 +46,7 @@ public final class EtcdCluster: @unchecked Sendable {
                     "--initial-advertise-peer-urls", "http://127.0.0.1:\(peerPorts[member])",
                     "--initial-cluster", initial, "--initial-cluster-state", "new",
                     "--initial-cluster-token", token,
-                    "--heartbeat-interval", "25", "--election-timeout", "250", "--unsafe-no-fsync",
+                    "--heartbeat-interval", "50", "--election-timeout", "500", "--unsafe-no-fsync",
                     "--logger", "zap", "--log-level", "error",
                 ],
                 standardOutput: log,
@@ -64,6 +63,23 @@ public final class EtcdCluster: @unchecked Sendable {
     }
 
     deinit { self.close() }
+
+    /// One cluster for the whole test process, started at its first use and stopped when the
+    /// process exits: a cluster per test made a parallel run start a dozen etcd processes at
+    /// once and starved the other suites. Tests on it keep to names or keys of their own. A test
+    /// that kills a member starts its own cluster instead.
+    public static func shared() throws -> EtcdCluster {
+        try Self.sharedLock.withLock {
+            if let cluster = Self.sharedCluster { return cluster }
+            let cluster = try EtcdCluster()
+            Self.sharedCluster = cluster
+            atexit { EtcdCluster.sharedLock.withLock { EtcdCluster.sharedCluster?.close() } }
+            return cluster
+        }
+    }
+
+    private static let sharedLock = NSLock()
+    nonisolated(unsafe) private static var sharedCluster: EtcdCluster?
 
     /// `etcd://` with every member.
     public var url: String { "etcd://" + self.clientPorts.map { "127.0.0.1:\($0)" }.joined(separator: ",") }

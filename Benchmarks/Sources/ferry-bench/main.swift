@@ -3,7 +3,8 @@
 //
 //   ferry-bench kv --target ferry|redis --addr HOST:PORT --op put|get --clients N --seconds S
 //                  [--value-size BYTES] [--keys N]
-//   ferry-bench endpoints --addr HOST:PORT --name NAME --clients N --seconds S   (lookups)
+//   ferry-bench endpoints --addr HOST:PORT|etcd://HOST:PORT,... --name NAME --op lookup|register
+//                  --clients N --seconds S   (the registry: the endpoint daemon or etcd)
 //   ferry-bench guest [--guests DIR] [--mib N] [--repeats N]   (FerryGuest costs; see GuestBenchmark)
 //   ferry-bench cache-backend [--port 0] [--capacity N] [--miss-ms MS]   (a caching HTTP backend; see CacheBackend)
 //   ferry-bench objects serve|load|policies|activation   (object calls; see ObjectsBenchmark)
@@ -24,6 +25,7 @@ import FerryPosix
 import FerryServer
 import FerryWire
 import Foundation
+import Logging
 import NIOCore
 import NIOPosix
 
@@ -45,6 +47,8 @@ struct Options {
     var seconds = 5.0
     var valueSize = 100
     var keys = 10_000
+    /// For `endpoints`: the daemon at --addr, or etcd when --addr is `etcd://...`.
+    var registry: RegistryAddress?
 
     init(_ arguments: [String]) throws {
         var rest = arguments.dropFirst()
@@ -57,6 +61,11 @@ struct Options {
             guard let value = rest.popFirst() else { throw Failure("\(flag) needs a value") }
             switch flag {
             case "--target": self.target = value
+            case "--addr" where value.hasPrefix("etcd://"):
+                guard let registry = RegistryAddress(value) else {
+                    throw Failure("--addr: \(RegistryAddress.expected)")
+                }
+                self.registry = registry
             case "--addr":
                 guard let colon = value.lastIndex(of: ":"), let port = Int(value[value.index(after: colon)...]) else {
                     throw Failure("--addr must be HOST:PORT, got \(value)")
@@ -72,8 +81,14 @@ struct Options {
             default: throw Failure("unknown option \(flag)")
             }
         }
-        guard ["ferry", "redis"].contains(self.target), ["put", "get"].contains(self.op) else {
-            throw Failure("--target takes ferry or redis, --op put or get")
+        if self.command == "endpoints" {
+            if self.registry == nil { self.registry = .daemon(ServiceEndpoint(host: self.host, port: self.port)) }
+            if self.op == "put" { self.op = "lookup" }  // the default op is kv's
+            guard ["lookup", "register"].contains(self.op) else { throw Failure("endpoints: --op lookup or register") }
+        } else {
+            guard ["ferry", "redis"].contains(self.target), ["put", "get"].contains(self.op) else {
+                throw Failure("--target takes ferry or redis, --op put or get")
+            }
         }
     }
 }
@@ -90,12 +105,22 @@ protocol KVConnection {
     func close() async
 }
 
-/// Endpoint lookups through the same loop: every operation looks one name up.
-struct LookupConnection: KVConnection {
-    let client: EndpointClient
+/// The registry through the same loop: every operation looks one name up (`get`), or registers
+/// this client's own name again (`put`: on the daemon it replaces the last registration, on etcd
+/// it grants a lease, reads the name, commits, and revokes the lease it replaced).
+struct RegistryConnection: KVConnection {
+    let client: any Registry
     let name: String
+    let endpoint: ServiceEndpoint
 
-    func put(_ key: String, _ value: [UInt8]) async throws { _ = try await self.client.lookup(self.name) }
+    func put(_ key: String, _ value: [UInt8]) async throws {
+        _ = try await self.client.register(
+            "\(self.name)-\(self.endpoint.port)",
+            endpoints: [self.endpoint],
+            metadata: [:],
+            ttl: .seconds(60)
+        )
+    }
     func get(_ key: String) async throws { _ = try await self.client.lookup(self.name) }
     func close() async { await self.client.close() }
 }
@@ -237,9 +262,10 @@ let results = try await withThrowingTaskGroup(of: ClientResult.self) { group in
         group.addTask {
             let connection: any KVConnection
             if options.command == "endpoints" {
-                connection = LookupConnection(
-                    client: try await EndpointClient.connect(host: options.host, port: options.port),
-                    name: options.name
+                connection = RegistryConnection(
+                    client: try await options.registry!.connect(logger: Logger(label: "ferry-bench")),
+                    name: options.name,
+                    endpoint: ServiceEndpoint(host: "127.0.0.1", port: 10_000 + client)
                 )
             } else if options.target == "ferry" {
                 connection = try await KVClient.connect(host: options.host, port: options.port)
@@ -253,7 +279,7 @@ let results = try await withThrowingTaskGroup(of: ClientResult.self) { group in
                 index += options.clients
                 let start = ContinuousClock.now
                 do {
-                    if options.op == "put" {
+                    if options.op == "put" || options.op == "register" {
                         try await connection.put(key, value)
                     } else {
                         try await connection.get(key)

@@ -128,9 +128,8 @@ public struct EtcdRegistry: Registry {
                     continuation.yield(
                         EndpointEntries(revision: UInt64(revision), entries: values.compactMap(self.entry))
                     )
-                    for try await changed in self.etcd.watch(start, end: end, after: revision) {
+                    for try await _ in self.etcd.watch(start, end: end, after: revision) {
                         (revision, values) = try await self.etcd.range(start, end: end)
-                        _ = changed
                         continuation.yield(
                             EndpointEntries(revision: UInt64(revision), entries: values.compactMap(self.entry))
                         )
