@@ -16,7 +16,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 RUN=${SECONDS_PER_RUN:-5}
 
-require python3 etcd:etcd-server
+require python3 curl etcd:etcd-server
 build_release ferry ferry-bench
 FERRY="$ROOT/.build/release/ferry"
 BENCH="$ROOT/.build/release/ferry-bench"
