@@ -16,12 +16,22 @@ func using<Client: ClosableClient, Result>(
     _ client: Client,
     _ body: (Client) async throws -> Result
 ) async throws -> Result {
+    try await using(client, closing: { await $0.close() }, body)
+}
+
+/// The same for a client closed by `close` (an existential such as `any Registry`, which
+/// cannot conform to ``ClosableClient``).
+func using<Client, Result>(
+    _ client: Client,
+    closing close: (Client) async -> Void,
+    _ body: (Client) async throws -> Result
+) async throws -> Result {
     do {
         let result = try await body(client)
-        await client.close()
+        await close(client)
         return result
     } catch {
-        await client.close()
+        await close(client)
         throw error
     }
 }

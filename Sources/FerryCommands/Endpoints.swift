@@ -56,15 +56,7 @@ struct EndpointsCommand: AsyncParsableCommand {
 
     /// Runs `body` with a connection to the registry and closes it after.
     func withClient<Result>(_ body: (any Registry) async throws -> Result) async throws -> Result {
-        let client = try await self.client()
-        do {
-            let result = try await body(client)
-            await client.close()
-            return result
-        } catch {
-            await client.close()
-            throw error
-        }
+        try await using(try await self.client(), closing: { await $0.close() }, body)
     }
 
     struct Register: AsyncParsableCommand {
