@@ -37,6 +37,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         .target(name: "CFerryLinux"),
@@ -184,6 +185,20 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
+        // State on PostgreSQL: the kv service's and the object store's second backend.
+        .target(
+            name: "FerryPostgres",
+            dependencies: [
+                "FerryKV",
+                "FerryObjects",
+                "FerryWire",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .target(
             name: "FerryObjects",
             dependencies: [
@@ -314,6 +329,7 @@ let package = Package(
                 "FerryCDN",
                 "FerryContainer",
                 "FerryPosix",
+                "FerryPostgres",
             ]
         ),
         // The Swift runtime and Foundation linked in: no shared libraries to find and relocate
@@ -419,6 +435,7 @@ let package = Package(
             name: "FerryKVTests",
             dependencies: [
                 "FerryKV",
+                "FerryPostgres",
                 "FerryWire",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -476,9 +493,11 @@ let package = Package(
         .testTarget(
             name: "FerryObjectsTests",
             dependencies: [
+                "FerryPostgres",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 "FerryClient",
                 "FerryEndpoints",
+                "FerryTestSupport",
                 "FerryGuest",
                 "FerryObjects",
                 "FerryWire",

@@ -11,7 +11,7 @@ import NIOCore
 /// and gives every call an id so that a retry is never run twice.
 public final class ObjectClient: Sendable {
     /// Where names are looked up; nil when the client talks to one node directly.
-    public let daemon: ServiceEndpoint?
+    public let registry: RegistryAddress?
     private let endpoints: SharedEndpointClient?
     private let directNode: ServiceEndpoint?
     private let clientID = UInt64.random(in: 1...UInt64.max)
@@ -25,16 +25,21 @@ public final class ObjectClient: Sendable {
     }
 
     /// A client that binds names at the endpoint daemon at `daemon`.
-    public init(daemon: ServiceEndpoint, logger: Logger = Logger(label: "ferry.client")) {
-        self.daemon = daemon
-        self.endpoints = SharedEndpointClient(daemon: daemon, logger: logger)
+    public convenience init(daemon: ServiceEndpoint, logger: Logger = Logger(label: "ferry.client")) {
+        self.init(registry: .daemon(daemon), logger: logger)
+    }
+
+    /// A client that binds names at `registry` (an endpoint daemon, or etcd).
+    public init(registry: RegistryAddress, logger: Logger = Logger(label: "ferry.client")) {
+        self.registry = registry
+        self.endpoints = SharedEndpointClient(registry: registry, logger: logger)
         self.directNode = nil
         self.logger = logger
     }
 
     /// A client that calls the objects of one node, without a daemon.
     public init(node: ServiceEndpoint, logger: Logger = Logger(label: "ferry.client")) {
-        self.daemon = nil
+        self.registry = nil
         self.endpoints = nil
         self.directNode = node
         self.logger = logger
@@ -222,18 +227,18 @@ public final class ObjectClient: Sendable {
         if let node = self.directNode {
             return ObjectBinding(object: name, host: node.host, port: node.port, epoch: 0)
         }
-        let daemon = try await self.endpoints!.client()
-        if let entry = try await Self.lookup(daemon, ObjectNames.claim(name)).first,
+        let registry = try await self.endpoints!.client()
+        if let entry = try await Self.lookup(registry, ObjectNames.claim(name)).first,
             let endpoint = entry.endpoints.first,
             !failed.contains(endpoint.description)
         {
-            // Epoch 0: the daemon knows the claim, not the activation; the first answer tells the epoch.
+            // Epoch 0: the registry knows the claim, not the activation; the first answer tells the epoch.
             let binding = ObjectBinding(object: name, host: endpoint.host, port: endpoint.port, epoch: 0)
             self.state.withLockedValue { $0.bindings[name] = binding }
             return binding
         }
         let type = ObjectNames.type(of: name)
-        let hosts = try await Self.lookup(daemon, ObjectNames.hosts(type)).flatMap(\.endpoints).filter {
+        let hosts = try await Self.lookup(registry, ObjectNames.hosts(type)).flatMap(\.endpoints).filter {
             !failed.contains($0.description)
         }
         guard !hosts.isEmpty else {
@@ -243,7 +248,7 @@ public final class ObjectClient: Sendable {
             throw ErrorMessage(
                 code: .notFound,
                 message:
-                    "no object named '\(name)': no node registered at the endpoint daemon \(self.daemon!) hosts type '\(type)'"
+                    "no object named '\(name)': no node registered at \(self.registry!) hosts type '\(type)'"
             )
         }
         // The same node for the same name, so that a transient object stays in one place.
@@ -251,9 +256,9 @@ public final class ObjectClient: Sendable {
         return ObjectBinding(object: name, host: chosen.host, port: chosen.port, epoch: 0)
     }
 
-    private static func lookup(_ daemon: EndpointClient, _ name: String) async throws -> [EndpointEntry] {
+    private static func lookup(_ registry: any Registry, _ name: String) async throws -> [EndpointEntry] {
         do {
-            return try await daemon.lookup(name)
+            return try await registry.lookup(name)
         } catch let error as ErrorMessage where error.code == .notFound {
             return []
         }

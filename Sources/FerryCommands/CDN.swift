@@ -64,6 +64,8 @@ struct EdgeServe: AsyncParsableCommand {
     )
     var endpoints: ServiceEndpoint?
 
+    @OptionGroup var etcd: RegistryOption
+
     @Option(
         help: ArgumentHelp(
             "A Unix socket that takes control requests (ferry edge purge|stats --control PATH).",
@@ -93,7 +95,7 @@ struct EdgeServe: AsyncParsableCommand {
         configuration.cacheBytes = self.cacheSize
         configuration.cacheDirectory = self.cacheDir
         configuration.originTimeout = self.originTimeout
-        configuration.endpoints = self.endpoints
+        configuration.endpoints = self.etcd.registry ?? self.endpoints.map(RegistryAddress.daemon)
         configuration.clientTimeouts = try self.clients.timeouts()
         configuration.maxConnectionsPerSource = self.clients.maxConnectionsPerSource ?? 1024
         let edge = try await EdgeServer.bind(configuration, logger: logger)

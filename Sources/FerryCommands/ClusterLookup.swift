@@ -4,18 +4,19 @@ import FerryMigration
 import FerryPosix
 import FerryWire
 import Foundation
+import Logging
 
-/// What the process commands find at the endpoint daemon: nodes by name, processes by the claim
-/// of the node that holds them.
+/// What the process commands find at the registry (the endpoint daemon, or etcd): nodes by name,
+/// processes by the claim of the node that holds them.
 struct ClusterLookup {
-    let daemon: ServiceEndpoint
+    let registry: RegistryAddress
 
-    func client() async throws -> EndpointClient {
+    func client() async throws -> any Registry {
         do {
-            return try await EndpointClient.connect(host: self.daemon.host, port: self.daemon.port)
+            return try await self.registry.connect(logger: Logger(label: "ferry.cluster"))
         } catch {
             throw CommandFailure(
-                "cannot reach the endpoint daemon at \(self.daemon): \(NodeClient.Unreachable.short("\(error)")); is 'ferry up' (or 'ferry endpointd') running?"
+                "cannot reach \(self.registry): \(NodeClient.Unreachable.short("\(error)")); is 'ferry up' (or 'ferry endpointd') running?"
             )
         }
     }
@@ -32,7 +33,7 @@ struct ClusterLookup {
         } catch let error as ErrorMessage where error.code == .notFound {
             let known = ((try? await client.list(prefix: "node:")) ?? []).map { String($0.name.dropFirst(5)) }
             throw CommandFailure(
-                "no node named '\(name)' is registered at \(self.daemon)"
+                "no node named '\(name)' is registered at \(self.registry)"
                     + (known.isEmpty ? "" : "; the nodes are: \(known.joined(separator: ", "))")
             )
         }
@@ -57,7 +58,7 @@ struct ClusterLookup {
             }
             return endpoint
         } catch let error as ErrorMessage where error.code == .notFound {
-            throw CommandFailure("no process named '\(name)' in the cluster at \(self.daemon); 'ferry ps' lists them")
+            throw CommandFailure("no process named '\(name)' in the cluster at \(self.registry); 'ferry ps' lists them")
         }
     }
 
@@ -79,14 +80,19 @@ extension NodeClient.Unreachable {
     }
 }
 
-/// `--endpoints HOST:PORT`: where the endpoint daemon is (`ferry up` puts it on 7411).
+/// `--endpoints HOST:PORT`: where the endpoint daemon is (`ferry up` puts it on 7411); or
+/// `--registry etcd://...`.
 struct DaemonOption: ParsableArguments {
     @Option(name: .customLong("endpoints"), help: "The endpoint daemon, HOST:PORT.", transform: parseAddress)
     var daemon = ServiceEndpoint(host: "127.0.0.1", port: EndpointDaemon.defaultPort)
 
+    @OptionGroup var etcd: RegistryOption
+
     @OptionGroup var data: DataDirectoryOption
 
-    var lookup: ClusterLookup { ClusterLookup(daemon: self.daemon) }
+    var registry: RegistryAddress { self.etcd.address(or: self.daemon) }
+
+    var lookup: ClusterLookup { ClusterLookup(registry: self.registry) }
 }
 
 /// A flag's number of seconds as a duration: above 0 and at most a year; anything else is an

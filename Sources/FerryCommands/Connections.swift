@@ -2,6 +2,7 @@ import ArgumentParser
 import FerryEndpoints
 import FerryKV
 import FerryServer
+import Logging
 
 /// A client connection a command opens for one job.
 protocol ClosableClient {
@@ -34,6 +35,19 @@ func using<Client, Result>(
         await close(client)
         throw error
     }
+}
+
+/// Runs `body` with a connection to `registry` and closes it after, whether `body` returned or
+/// threw.
+func withRegistry<Result>(
+    _ registry: RegistryAddress,
+    _ body: (any Registry) async throws -> Result
+) async throws -> Result {
+    try await using(
+        try await registry.connect(logger: Logger(label: "ferry.registry")),
+        closing: { await $0.close() },
+        body
+    )
 }
 
 /// One request to a running part's control socket (its `--control PATH`), which `command` (as the

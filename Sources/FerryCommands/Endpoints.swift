@@ -39,24 +39,16 @@ struct EndpointsCommand: AsyncParsableCommand {
     @Option(help: "The endpoint daemon, HOST:PORT.", transform: parseAddress)
     var addr = ServiceEndpoint(host: "127.0.0.1", port: EndpointDaemon.defaultPort)
 
-    @Option(
-        help: "The registry on an etcd cluster, etcd://HOST:PORT[,HOST:PORT...], instead of the daemon at --addr.",
-        transform: parseEtcdRegistry
-    )
-    var registry: RegistryAddress?
+    @OptionGroup var etcd: RegistryOption
 
     @OptionGroup var data: DataDirectoryOption
 
     /// Where names are: etcd when --registry names it, else the daemon at --addr.
-    var address: RegistryAddress { self.registry ?? .daemon(self.addr) }
-
-    func client() async throws -> any Registry {
-        try await self.address.connect(logger: Logger(label: "ferry.endpoints"))
-    }
+    var address: RegistryAddress { self.etcd.address(or: self.addr) }
 
     /// Runs `body` with a connection to the registry and closes it after.
     func withClient<Result>(_ body: (any Registry) async throws -> Result) async throws -> Result {
-        try await using(try await self.client(), closing: { await $0.close() }, body)
+        try await withRegistry(self.address, body)
     }
 
     struct Register: AsyncParsableCommand {
@@ -186,7 +178,7 @@ struct EndpointsCommand: AsyncParsableCommand {
         var json = false
 
         func run() async throws {
-            let client = try await self.endpoints.client()
+            let client = try await self.endpoints.address.connect(logger: Logger(label: "ferry.endpoints"))
             for try await change in client.watch(self.name) {
                 if self.json {
                     printLine(try jsonLine(change))
@@ -221,14 +213,6 @@ func jsonLine(_ value: some Encodable) throws -> String {
 
 extension ServiceEndpoint: ExpressibleByArgument {
     public init?(argument: String) { self.init(argument) }
-}
-
-/// Parses `--registry`: an etcd cluster's members (the daemon is named by `--addr`).
-func parseEtcdRegistry(_ text: String) throws -> RegistryAddress {
-    guard text.hasPrefix("etcd://"), let registry = RegistryAddress(text) else {
-        throw ValidationError("--registry takes etcd://HOST:PORT[,HOST:PORT...], got '\(text)'")
-    }
-    return registry
 }
 
 /// Parses an `--addr` option with an error that says what it takes.

@@ -22,6 +22,8 @@ struct KVCommand: AsyncParsableCommand {
     @Option(help: "The endpoint daemon that names the service when --addr is left out.", transform: parseAddress)
     var endpoints = ServiceEndpoint(host: "127.0.0.1", port: EndpointDaemon.defaultPort)
 
+    @OptionGroup var etcd: RegistryOption
+
     @Option(help: "The service's name at the endpoint daemon.")
     var service = "kv"
 
@@ -33,8 +35,9 @@ struct KVCommand: AsyncParsableCommand {
         if let addr = self.addr {
             address = addr
         } else {
-            let directory = try await EndpointClient.connect(host: self.endpoints.host, port: self.endpoints.port)
-            let entries = try await using(directory) { try await $0.lookup(self.service) }
+            let entries = try await withRegistry(self.etcd.address(or: self.endpoints)) {
+                try await $0.lookup(self.service)
+            }
             address = entries[0].endpoints[0]
         }
         return try await using(try await KVClient.connect(host: address.host, port: address.port), body)

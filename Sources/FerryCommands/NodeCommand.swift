@@ -14,7 +14,8 @@ struct NodeCommand: AsyncParsableCommand {
         abstract: "Run a node: it hosts processes, takes them from other nodes and sends them on.",
         discussion: """
             Prints 'listening on HOST:PORT' (its FerryWire port) first, then where it takes moving \
-            processes. It registers as node:NAME at the endpoint daemon with its load. SIGTERM or \
+            processes. It registers as node:NAME at the endpoint daemon (or on etcd, with \
+            --registry) with its load. SIGTERM or \
             SIGINT stops it: its processes stop, or move first to --evacuate-to.
             """
     )
@@ -29,7 +30,9 @@ struct NodeCommand: AsyncParsableCommand {
     var port = 0
 
     @Option(help: "The endpoint daemon, HOST:PORT.", transform: parseAddress)
-    var endpoints: ServiceEndpoint
+    var endpoints = ServiceEndpoint(host: "127.0.0.1", port: EndpointDaemon.defaultPort)
+
+    @OptionGroup var etcd: RegistryOption
 
     @Option(help: "Where the node keeps code and its processes' layers across restarts.")
     var dataDir: String?
@@ -141,7 +144,7 @@ struct NodeCommand: AsyncParsableCommand {
                 console = try await ConsoleServer.start(
                     host: self.host,
                     port: httpPort,
-                    reader: ClusterReader(daemon: self.endpoints),
+                    reader: ClusterReader(registry: self.etcd.address(or: self.endpoints)),
                     token: try ConsoleToken.loadOrCreate(at: tokenFile),
                     logger: logger
                 )
@@ -156,7 +159,7 @@ struct NodeCommand: AsyncParsableCommand {
                     name: self.name,
                     host: self.host,
                     port: self.port,
-                    daemon: self.endpoints,
+                    registry: self.etcd.address(or: self.endpoints),
                     dataDirectory: self.dataDir,
                     trust: trust,
                     threads: self.threads,
@@ -173,7 +176,7 @@ struct NodeCommand: AsyncParsableCommand {
         }
         printLine("listening on \(node.endpoint)")
         printLine("migration on \(node.migration.endpoint)")
-        printLine("node \(self.name) registered at \(self.endpoints)")
+        printLine("node \(self.name) registered at \(self.etcd.address(or: self.endpoints))")
         if let console { printLine("dashboard http://\(console.address)/") }
         if let quota { printLine("cpu quota \(quota.cpus) CPUs (cgroup \(quota.path))") }
         try await shutdown.run([node] + (console.map { [$0] } ?? []), logger: logger)

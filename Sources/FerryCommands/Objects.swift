@@ -16,13 +16,15 @@ struct CallCommand: AsyncParsableCommand {
         abstract: "Call a method of an object by name and print the result as JSON.",
         discussion: """
             ARGS is JSON: an object passes arguments by name ('{"by": 2}'), an array by position \
-            ('[2]'). The name is bound at the endpoint daemon (--addr), or the object is called at \
-            one node directly (--node).
+            ('[2]'). The name is bound at the endpoint daemon (--addr) or on etcd (--registry), or \
+            the object is called at one node directly (--node).
             """
     )
 
     @Option(help: "The endpoint daemon, HOST:PORT.", transform: parseAddress)
     var addr = ServiceEndpoint(host: "127.0.0.1", port: EndpointDaemon.defaultPort)
+
+    @OptionGroup var etcd: RegistryOption
 
     @Option(help: "Call the object at this object node, HOST:PORT, without the daemon.", transform: parseAddress)
     var node: ServiceEndpoint?
@@ -52,7 +54,8 @@ struct CallCommand: AsyncParsableCommand {
         } catch {
             throw ValidationError("ARGS must be JSON, like '{\"by\": 2}' or '[2]'; got '\(self.arguments ?? "")'")
         }
-        let client = self.node.map { ObjectClient(node: $0) } ?? ObjectClient(daemon: self.addr)
+        let client =
+            self.node.map { ObjectClient(node: $0) } ?? ObjectClient(registry: self.etcd.address(or: self.addr))
         let reference = client.reference(self.name, deadline: self.timeout)
         do {
             let result = try await reference.invoke(self.method, arguments: arguments, idempotent: self.idempotent)
@@ -82,17 +85,18 @@ struct ObjectsCommand: AsyncParsableCommand {
         @Option(help: "The endpoint daemon, HOST:PORT.", transform: parseAddress)
         var addr = ServiceEndpoint(host: "127.0.0.1", port: EndpointDaemon.defaultPort)
 
+        @OptionGroup var etcd: RegistryOption
+
         @Flag(help: "Print JSON.")
         var json = false
 
         @OptionGroup var data: DataDirectoryOption
 
         func run() async throws {
-            let nodes: [ServiceEndpoint] = try await using(
-                try await EndpointClient.connect(host: self.addr.host, port: self.addr.port)
-            ) { daemon in
+            let registry = self.etcd.address(or: self.addr)
+            let nodes: [ServiceEndpoint] = try await withRegistry(registry) { registry in
                 do {
-                    return try await daemon.lookup(ObjectNames.nodes).flatMap(\.endpoints)
+                    return try await registry.lookup(ObjectNames.nodes).flatMap(\.endpoints)
                 } catch let error as ErrorMessage where error.code == .notFound {
                     return []
                 }
@@ -114,7 +118,7 @@ struct ObjectsCommand: AsyncParsableCommand {
                 return
             }
             guard !rows.isEmpty else {
-                printLine(nodes.isEmpty ? "no object nodes are registered at \(self.addr)" : "no objects")
+                printLine(nodes.isEmpty ? "no object nodes are registered at \(registry)" : "no objects")
                 return
             }
             let table =
@@ -141,6 +145,8 @@ struct ObjectsCommand: AsyncParsableCommand {
         @Option(help: "The endpoint daemon, HOST:PORT.", transform: parseAddress)
         var addr = ServiceEndpoint(host: "127.0.0.1", port: EndpointDaemon.defaultPort)
 
+        @OptionGroup var etcd: RegistryOption
+
         @Option(help: "The node the object is active on, HOST:PORT (looked up when left out).", transform: parseAddress)
         var from: ServiceEndpoint?
 
@@ -155,7 +161,7 @@ struct ObjectsCommand: AsyncParsableCommand {
         func run() async throws {
             var source = self.from
             if source == nil {
-                source = try await using(try await EndpointClient.connect(host: self.addr.host, port: self.addr.port)) {
+                source = try await withRegistry(self.etcd.address(or: self.addr)) {
                     try await $0.lookup(ObjectNames.claim(self.name)).first?.endpoints.first
                 }
             }

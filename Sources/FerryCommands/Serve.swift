@@ -28,8 +28,7 @@ struct Serve: AsyncParsableCommand {
                 """
         )
 
-        @Option(help: "The SQLite file of the object store; created when missing.")
-        var db: String
+        @OptionGroup var storage: StoreOption
 
         @Option(help: "The address to listen on.")
         var host = "127.0.0.1"
@@ -43,6 +42,8 @@ struct Serve: AsyncParsableCommand {
         )
         var endpoints: ServiceEndpoint?
 
+        @OptionGroup var etcd: RegistryOption
+
         @Option(help: "When state is saved: write-through (every call) or on-deactivate (lossy on a crash).")
         var persistence: ObjectPolicy.Persistence = .writeThrough
 
@@ -52,14 +53,14 @@ struct Serve: AsyncParsableCommand {
             let server = try await ObjectServer.bind(
                 adapters: [
                     CounterAdapter.make(
-                        store: try ObjectStore(path: self.db),
+                        store: try await self.storage.objectStore(logger: logger),
                         persistence: self.persistence,
                         logger: logger
                     )
                 ],
                 host: self.host,
                 port: self.port,
-                daemon: self.endpoints,
+                registry: self.etcd.registry ?? self.endpoints.map(RegistryAddress.daemon),
                 logger: logger
             )
             printLine("listening on \(server.node)")
@@ -71,26 +72,31 @@ struct Serve: AsyncParsableCommand {
     struct KV: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "kv",
-            abstract: "Serve a durable key-value store (SQLite, WAL) over FerryWire.",
+            abstract: "Serve a durable key-value store (SQLite, WAL; or PostgreSQL) over FerryWire.",
             discussion: """
                 Prints 'listening on HOST:PORT' as its first line. A write is acknowledged only once \
-                it is on disk, so it survives kill -9 and power loss.
+                it is on disk (with --store, once PostgreSQL has committed it), so it survives kill -9 \
+                and power loss.
                 """
         )
 
-        @Option(help: "The SQLite file; created when missing.")
-        var db: String
+        @OptionGroup var storage: StoreOption
 
         @Option(help: "The address to listen on.")
         var host = "127.0.0.1"
 
-        @Option(help: "The port to listen on; 0 picks a free port.")
+        @Option(help: "The port to listen on; 0 picks a free port.", transform: parsePort)
         var port = 0
 
         func run() async throws {
             let shutdown = await ShutdownSignals()
             let logger = Logger(label: "ferry.kv")
-            let server = try await KVServer.bind(path: self.db, host: self.host, port: self.port, logger: logger)
+            let server = try await KVServer.bind(
+                store: try await self.storage.kvStore(logger: logger),
+                host: self.host,
+                port: self.port,
+                logger: logger
+            )
             printLine("listening on \(server.host):\(server.port)")
             try await shutdown.run([server], logger: logger)
         }

@@ -63,6 +63,8 @@ struct SwitchServe: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The endpoint daemon, for --discover.", valueName: "HOST:PORT"))
     var endpoints = ServiceEndpoint(host: "127.0.0.1", port: EndpointDaemon.defaultPort)
 
+    @OptionGroup var etcd: RegistryOption
+
     @Option(
         help:
             "roundrobin, leastconn, weighted, source (a consistent hash of the client's address) or lard (l7: by content)."
@@ -139,7 +141,8 @@ struct SwitchServe: AsyncParsableCommand {
         if self.config != nil {
             guard self.mode == "l4", self.listen == "127.0.0.1:8000", self.backends.isEmpty, self.discoveries.isEmpty,
                 self.routes.isEmpty,
-                self.balance == "roundrobin", self.healthCheck == "tcp", self.stickyCookie == nil
+                self.balance == "roundrobin", self.healthCheck == "tcp", self.stickyCookie == nil,
+                self.etcd.registry == nil
             else {
                 throw ValidationError("with --config, give the settings in the file, not as flags")
             }
@@ -173,7 +176,7 @@ struct SwitchServe: AsyncParsableCommand {
             }
             return discovery
         }
-        configuration.endpoints = self.endpoints
+        configuration.endpoints = self.etcd.address(or: self.endpoints)
         guard let balance = BalancePolicy(rawValue: self.balance) else {
             throw ValidationError(
                 "--balance \(self.balance) is unknown; use one of \(BalancePolicy.allCases.map(\.rawValue).joined(separator: ", "))"

@@ -101,7 +101,7 @@ struct Up: AsyncParsableCommand {
                 host: self.host,
                 port: self.dashboardPort,
                 reader: ClusterReader(
-                    daemon: ServiceEndpoint(host: node.endpointDaemon.host, port: node.endpointDaemon.port),
+                    registry: .daemon(ServiceEndpoint(host: node.endpointDaemon.host, port: node.endpointDaemon.port)),
                     switchControl: node.switchControl
                 ),
                 token: try ConsoleToken.loadOrCreate(at: tokenFile),

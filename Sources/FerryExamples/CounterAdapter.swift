@@ -6,7 +6,7 @@ import Logging
 /// `wasm-counter` (a wasm guest), persistent, one call at a time per object.
 public enum CounterAdapter {
     public static func make(
-        store: ObjectStore,
+        store: any ObjectStorage,
         persistence: ObjectPolicy.Persistence = .writeThrough,
         logger: Logger
     ) throws -> ObjectAdapter {

@@ -10,7 +10,7 @@ public enum KVLimits {
     public static let maxPayloadLength = 2 * 1024 * 1024
 
     /// Refuses an empty or oversized key, or an oversized value, with a sentence that names it.
-    static func validate(key: String, value: [UInt8]? = nil) throws {
+    public static func validate(key: String, value: [UInt8]? = nil) throws {
         guard !key.isEmpty else { throw ErrorMessage(code: .malformed, message: "the key is empty") }
         guard key.utf8.count <= Self.maxKeyBytes else {
             throw ErrorMessage(

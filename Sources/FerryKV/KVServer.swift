@@ -5,28 +5,38 @@ import NIOCore
 import NIOPosix
 import ServiceLifecycle
 
-/// The stateful key-value service: a ``KVStore`` behind a FerryWire port. Each request runs as
-/// its own task, so a slow fsync holds up only the writes waiting for it, never reads.
+/// The stateful key-value service: a ``KVStorage`` (a SQLite file, or PostgreSQL) behind a
+/// FerryWire port. Each request runs as its own task, so a slow fsync holds up only the writes
+/// waiting for it, never reads.
 public final class KVServer: Service, Sendable {
-    public let store: KVStore
+    public let store: any KVStorage
     private let channel: any Channel
 
     public var host: String { self.channel.localAddress?.ipAddress ?? "?" }
     public var port: Int { self.channel.localAddress?.port ?? 0 }
 
-    private init(store: KVStore, channel: any Channel) {
+    private init(store: any KVStorage, channel: any Channel) {
         self.store = store
         self.channel = channel
     }
 
-    /// Opens the store at `path` and binds the service's port.
+    /// Opens the SQLite store at `path` and binds the service's port.
     public static func bind(
         path: String,
         host: String = "127.0.0.1",
         port: Int = 0,
         logger: Logger = Logger(label: "ferry.kv")
     ) async throws -> KVServer {
-        let store = try KVStore(path: path)
+        try await Self.bind(store: try KVStore(path: path), host: host, port: port, logger: logger)
+    }
+
+    /// Binds the service's port in front of `store`.
+    public static func bind(
+        store: any KVStorage,
+        host: String = "127.0.0.1",
+        port: Int = 0,
+        logger: Logger = Logger(label: "ferry.kv")
+    ) async throws -> KVServer {
         let channel = try await bindFerryWireServer(
             host: host,
             port: port,
@@ -53,11 +63,14 @@ final class KVHandler: ChannelInboundHandler, Sendable {
     typealias InboundIn = Frame
     typealias OutboundOut = Frame
 
-    private let store: KVStore
+    private let store: any KVStorage
+    /// The store when it is a local SQLite file, whose reads run inline.
+    private let local: KVStore?
     private let logger: Logger
 
-    init(store: KVStore, logger: Logger) {
+    init(store: any KVStorage, logger: Logger) {
         self.store = store
+        self.local = store as? KVStore
         self.logger = logger
     }
 
@@ -73,13 +86,25 @@ final class KVHandler: ChannelInboundHandler, Sendable {
         do {
             switch frame.header.kind {
             case .kvGet:
-                // Point reads run inline: a WAL snapshot read never waits for the writer.
-                let value = try self.store.getNow(try frame.decode(as: KVGet.self).key)
-                self.answer(Frame(value, flags: .response, requestID: requestID), context: context)
+                let key = try frame.decode(as: KVGet.self).key
+                guard let local = self.local else {
+                    let store = self.store
+                    return Self.answerLater(requestID, started, Self.getTimer, context.channel) {
+                        try await store.get(key)
+                    }
+                }
+                // Point reads of a local file run inline: a WAL snapshot read never waits for the writer.
+                self.answer(Frame(try local.getNow(key), flags: .response, requestID: requestID), context: context)
                 Self.getTimer.recordNanoseconds((NIODeadline.now() - started).nanoseconds)
             case .kvList:
                 let list = try frame.decode(as: KVList.self)
-                let entries = try self.store.listNow(prefix: list.prefix, limit: Int(list.limit))
+                guard let local = self.local else {
+                    let store = self.store
+                    return Self.answerLater(requestID, started, Self.listTimer, context.channel) {
+                        try await store.list(prefix: list.prefix, limit: Int(list.limit))
+                    }
+                }
+                let entries = try local.listNow(prefix: list.prefix, limit: Int(list.limit))
                 self.answer(Frame(entries, flags: .response, requestID: requestID), context: context)
                 Self.listTimer.recordNanoseconds((NIODeadline.now() - started).nanoseconds)
             case .kvWrite:
@@ -109,6 +134,26 @@ final class KVHandler: ChannelInboundHandler, Sendable {
             }
         } catch {
             self.answer(Frame(answering: error, requestID: requestID), context: context)
+        }
+    }
+
+    /// Answers a read the store answers elsewhere (a database server) from a task of its own.
+    private static func answerLater<Answer: WireMessage>(
+        _ requestID: UInt64,
+        _ started: NIODeadline,
+        _ timer: Timer,
+        _ channel: any Channel,
+        _ read: @escaping @Sendable () async throws -> Answer
+    ) {
+        Task {
+            let answer: Frame
+            do {
+                answer = Frame(try await read(), flags: .response, requestID: requestID)
+            } catch {
+                answer = Frame(answering: error, requestID: requestID)
+            }
+            channel.writeAndFlush(answer, promise: nil)
+            timer.recordNanoseconds((NIODeadline.now() - started).nanoseconds)
         }
     }
 

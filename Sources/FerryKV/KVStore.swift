@@ -13,7 +13,7 @@ import NIOConcurrencyHelpers
 /// Writes are group-committed: one writer thread takes every write waiting when it is free and
 /// commits them in one transaction — one fsync for the batch — so many clients together pay for
 /// far fewer fsyncs than writes. Reads run concurrently on WAL snapshots.
-public final class KVStore: Sendable {
+public final class KVStore: KVStorage {
     private struct Waiting: Sendable {
         let write: KVWrite
         let completion: @Sendable (Result<KVWritten, any Error>) -> Void
@@ -136,21 +136,11 @@ public final class KVStore: Sendable {
         return KVEntries(entries: entries, truncated: truncated)
     }
 
-    /// Applies `write` and returns once it is durable.
-    public func write(_ write: KVWrite) async throws -> KVWritten {
-        try await withCheckedThrowingContinuation { continuation in
-            self.enqueue(write) { continuation.resume(with: $0) }
-        }
-    }
-
     /// Queues `write` for the next group commit; `completion` runs on the writer thread once the
     /// write is durable, or with the error that kept it from being stored.
     public func enqueue(_ write: KVWrite, completion: @escaping @Sendable (Result<KVWritten, any Error>) -> Void) {
         do {
-            switch write.operation {
-            case .put(let value), .compareAndSet(_, let value): try KVLimits.validate(key: write.key, value: value)
-            case .delete: try KVLimits.validate(key: write.key)
-            }
+            try Self.validate(write)
         } catch {
             completion(.failure(error))
             return

@@ -43,7 +43,7 @@ public struct CDNDemo: Sendable {
             configuration.name = name
             configuration.region = region
             configuration.cacheBytes = 64 << 20
-            configuration.endpoints = daemon
+            configuration.endpoints = .daemon(daemon)
             edges.append(try await EdgeServer.bind(configuration, logger: logger))
         }
         var configuration = RedirectorConfiguration(

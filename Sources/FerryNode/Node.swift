@@ -146,7 +146,7 @@ public struct Node: Sendable {
             adapters: [CounterAdapter.make(store: try ObjectStore(path: objectsPath), logger: logger)],
             host: configuration.host,
             port: configuration.objectsPort,
-            daemon: ServiceEndpoint(host: daemon.host, port: daemon.port),
+            registry: .daemon(ServiceEndpoint(host: daemon.host, port: daemon.port)),
             leaseTTL: configuration.registrationTTL,
             logger: logger
         )

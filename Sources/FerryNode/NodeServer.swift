@@ -15,7 +15,8 @@ public final class NodeServer: Service, Sendable {
         public var name: String
         public var host: String
         public var port: Int
-        public var daemon: ServiceEndpoint
+        /// Where the node and its processes are named: an endpoint daemon, or etcd.
+        public var registry: RegistryAddress
         public var dataDirectory: String?
         public var trust: CodeStore.Trust
         public var threads: Int
@@ -35,7 +36,7 @@ public final class NodeServer: Service, Sendable {
             name: String,
             host: String = "127.0.0.1",
             port: Int = 0,
-            daemon: ServiceEndpoint,
+            registry: RegistryAddress,
             dataDirectory: String? = nil,
             trust: CodeStore.Trust = CodeStore.Trust(),
             threads: Int = 2,
@@ -52,7 +53,7 @@ public final class NodeServer: Service, Sendable {
             self.name = name
             self.host = host
             self.port = port
-            self.daemon = daemon
+            self.registry = registry
             self.dataDirectory = dataDirectory
             self.trust = trust
             self.threads = threads
@@ -105,7 +106,7 @@ public final class NodeServer: Service, Sendable {
             configuration: ProcessHost.Configuration(
                 node: configuration.name,
                 endpoint: endpoint,
-                daemon: configuration.daemon,
+                registry: configuration.registry,
                 dataDirectory: configuration.dataDirectory,
                 trust: configuration.trust,
                 threads: configuration.threads,
@@ -240,7 +241,7 @@ public final class NodeServer: Service, Sendable {
                 publishedAt = .now
             } catch {
                 self.logger.warning(
-                    "cannot register node '\(self.configuration.name)' at the endpoint daemon: \(error)"
+                    "cannot register node '\(self.configuration.name)' at \(self.configuration.registry): \(error)"
                 )
             }
         }

@@ -11,7 +11,7 @@ public final class ObjectAdapter: Sendable {
     public let name: String
     public let policy: ObjectPolicy
     public let types: [String: ObjectType]
-    let store: ObjectStore?
+    let store: (any ObjectStorage)?
     /// Whether callers may read an object's state with ``stateMethod``: a segment process's
     /// adapter, which its node reads state through.
     let servesState: Bool
@@ -54,7 +54,7 @@ public final class ObjectAdapter: Sendable {
         name: String,
         policy: ObjectPolicy,
         types: [ObjectType],
-        store: ObjectStore? = nil,
+        store: (any ObjectStorage)? = nil,
         servesState: Bool = false,
         logger: Logger = Logger(label: "ferry.objects")
     ) throws {
@@ -84,7 +84,7 @@ public final class ObjectAdapter: Sendable {
         self.directoryBox.withLockedValue { box in
             if let directory = box { return directory }
             let local = ObjectDirectory(
-                daemon: nil,
+                registry: nil,
                 node: ServiceEndpoint(host: "127.0.0.1", port: 0),
                 logger: self.logger
             )

@@ -10,15 +10,15 @@ import NIOConcurrencyHelpers
 /// that is not scheduled at all can still be late, which the store's epoch fence covers. Without a
 /// daemon (tests, one node alone), claims are local.
 public final class ObjectDirectory: Sendable {
-    let daemon: ServiceEndpoint?
+    let registry: RegistryAddress?
     let node: ServiceEndpoint
     let ttl: Duration
     private let claims: ExclusiveClaims?
     private let epochs = NIOLockedValueBox(UInt64(Date().timeIntervalSince1970 * 1000) << 12)
 
-    public init(daemon: ServiceEndpoint?, node: ServiceEndpoint, ttl: Duration = .seconds(5), logger: Logger) {
-        self.daemon = daemon
-        self.claims = daemon.map { ExclusiveClaims(daemon: $0, holder: node, ttl: ttl, logger: logger) }
+    public init(registry: RegistryAddress?, node: ServiceEndpoint, ttl: Duration = .seconds(5), logger: Logger) {
+        self.registry = registry
+        self.claims = registry.map { ExclusiveClaims(registry: $0, holder: node, ttl: ttl, logger: logger) }
         self.node = node
         self.ttl = ttl
     }
@@ -80,7 +80,7 @@ public final class ObjectDirectory: Sendable {
         await self.claims?.keepClaims()
     }
 
-    /// Closes the daemon connection. Claims still held are not given up: they run out.
+    /// Closes the registry connection. Claims still held are not given up: they run out.
     func close() async {
         await self.claims?.close()
     }

@@ -50,14 +50,14 @@ public final class ObjectServer: Service, Sendable {
     /// Binds the server's port.
     ///
     /// - Parameters:
-    ///   - daemon: the endpoint daemon to name objects at; nil for a node alone (no cluster-wide
-    ///     single activation, no binding by name).
+    ///   - registry: where objects are named (an endpoint daemon, or etcd); nil for a node alone
+    ///     (no cluster-wide single activation, no binding by name).
     ///   - leaseTTL: how long a claim on a persistent object outlives a node that stopped renewing.
     public static func bind(
         adapters: [ObjectAdapter],
         host: String = "127.0.0.1",
         port: Int = 0,
-        daemon: ServiceEndpoint? = nil,
+        registry: RegistryAddress? = nil,
         leaseTTL: Duration = .seconds(5),
         logger: Logger = Logger(label: "ferry.objects")
     ) async throws -> ObjectServer {
@@ -89,7 +89,7 @@ public final class ObjectServer: Service, Sendable {
         }
         let bound = channel.localAddress?.port ?? port
         let directory = ObjectDirectory(
-            daemon: daemon,
+            registry: registry,
             node: ServiceEndpoint(host: host, port: bound),
             ttl: leaseTTL,
             logger: logger
@@ -119,7 +119,7 @@ public final class ObjectServer: Service, Sendable {
             for adapter in self.adapters {
                 group.addTask { await adapter.sweepIdle() }
             }
-            if let daemon = self.directory.daemon {
+            if let registry = self.directory.registry {
                 var names = [ObjectNames.nodes]
                 names += self.byType.keys.sorted().map { ObjectNames.hosts($0) }
                 for name in names {
@@ -127,8 +127,7 @@ public final class ObjectServer: Service, Sendable {
                         name: name,
                         endpoints: [self.node],
                         ttl: self.directory.ttl,
-                        daemonHost: daemon.host,
-                        daemonPort: daemon.port,
+                        registry: registry,
                         logger: self.logger
                     )
                     group.addTask { try? await registration.run() }

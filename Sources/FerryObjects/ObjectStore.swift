@@ -11,7 +11,7 @@ import NIOConcurrencyHelpers
 ///
 /// Saves are group-committed, as the kv service's writes are: every save waiting when the writer
 /// is free goes in one transaction and one fsync, and each returns once it is durable.
-public final class ObjectStore: Sendable {
+public final class ObjectStore: ObjectStorage {
     private struct Waiting: Sendable {
         let id: String
         let type: String
@@ -98,15 +98,6 @@ public final class ObjectStore: Sendable {
         }
     }
 
-    /// Saves `state` as made by the activation of `epoch`, and returns once it is durable.
-    ///
-    /// - Throws: ``ErrorMessage/Code/staleEpoch`` when a later activation saved already.
-    public func save(_ id: String, type: String, state: [UInt8], epoch: UInt64) async throws {
-        try await withCheckedThrowingContinuation { continuation in
-            self.enqueueSave(id, type: type, state: state, epoch: epoch) { continuation.resume(with: $0) }
-        }
-    }
-
     /// Queues a save for the next group commit; `completion` runs on the writer thread once it is
     /// durable, or with the error that kept it from being stored. Saves of one object are stored
     /// in the order they were queued.
@@ -149,15 +140,7 @@ public final class ObjectStore: Sendable {
                 }
                 for (save, stored) in zip(batch, stored) {
                     guard stored else {
-                        save.completion(
-                            .failure(
-                                ErrorMessage(
-                                    code: .staleEpoch,
-                                    message:
-                                        "the state of '\(save.id)' from epoch \(save.epoch) was not saved: a later activation saved already (it lost its lease and is active elsewhere)"
-                                )
-                            )
-                        )
+                        save.completion(.failure(Self.stale(save.id, epoch: save.epoch)))
                         continue
                     }
                     save.completion(.success(()))

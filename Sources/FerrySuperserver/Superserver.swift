@@ -486,8 +486,7 @@ public final class Superserver: Service, Sendable {
                     metadata: [
                         "protocol": service.transport.rawValue, "mode": service.mode.rawValue, "via": "superserver",
                     ],
-                    daemonHost: daemon.host,
-                    daemonPort: daemon.port,
+                    registry: daemon,
                     logger: self.logger
                 )
             }

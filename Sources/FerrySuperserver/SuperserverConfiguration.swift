@@ -5,7 +5,7 @@ import Foundation
 /// What the superserver runs: one entry per endpoint, read from a YAML file.
 ///
 /// ```yaml
-/// endpoints: 127.0.0.1:7411        # the endpoint daemon to register at; "off" registers nowhere
+/// endpoints: 127.0.0.1:7411        # the endpoint daemon (or etcd://HOST:PORT,...) to register at; "off": nowhere
 /// services:
 ///   - name: echo
 ///     listen: 127.0.0.1:7007
@@ -90,22 +90,24 @@ public struct SuperserverConfiguration: Equatable, Sendable, ConfigurationFileCo
         static let fields: Set<String> = ["rootfs", "memory", "pids", "cpus", "net"]
     }
 
-    /// The endpoint daemon to register services at; nil registers nowhere.
-    public var endpoints: ServiceEndpoint?
+    /// Where services are registered (an endpoint daemon, or etcd); nil registers nowhere.
+    public var endpoints: RegistryAddress?
     public var services: [Service]
 
-    public init(endpoints: ServiceEndpoint?, services: [Service]) {
+    public init(endpoints: RegistryAddress?, services: [Service]) {
         self.endpoints = endpoints
         self.services = services
     }
 
     public static func read(_ file: ConfigurationFile) throws(ConfigurationError) -> SuperserverConfiguration {
-        var endpoints: ServiceEndpoint? = ServiceEndpoint(host: "127.0.0.1", port: EndpointDaemon.defaultPort)
+        var endpoints: RegistryAddress? = .daemon(ServiceEndpoint(host: "127.0.0.1", port: EndpointDaemon.defaultPort))
         var services: [Service] = []
         for (key, value) in file.settings {
             switch key.field ?? "" {
             case "endpoints":
-                endpoints = value.text == "off" ? nil : try value.parsed("HOST:PORT or off") { ServiceEndpoint($0) }
+                endpoints =
+                    value.text == "off"
+                    ? nil : try value.parsed(RegistryAddress.expected + ", or off") { RegistryAddress($0) }
             case "services":
                 for item in try value.list() { services.append(try Self.service(item)) }
             default:

@@ -15,7 +15,7 @@ import Foundation
 ///   - api=127.0.0.1:8082@2
 /// discover:                      # [GROUP=]NAME[@WEIGHT]: a service at the endpoint daemon, followed
 ///   - app=app
-/// endpoints: 127.0.0.1:7411      # the endpoint daemon, for discover
+/// endpoints: 127.0.0.1:7411      # the endpoint daemon (or etcd://HOST:PORT,...), for discover
 /// routes:                        # l7, first match wins
 ///   - path=/api/ group=api
 /// health_check: http:/healthz    # tcp or http:/PATH
@@ -79,7 +79,8 @@ public struct SwitchConfiguration: Sendable, Equatable, ConfigurationFileContent
     public var balance = BalancePolicy.roundRobin
     public var backends: [BackendSpec] = []
     public var discover: [Discovery] = []
-    public var endpoints = ServiceEndpoint(host: "127.0.0.1", port: EndpointDaemon.defaultPort)
+    /// Where discovered services are named: an endpoint daemon, or etcd.
+    public var endpoints = RegistryAddress.daemon(ServiceEndpoint(host: "127.0.0.1", port: EndpointDaemon.defaultPort))
     public var routes: [HTTPRoute] = []
     public var healthCheck = HealthCheck.tcp
     public var healthInterval: Duration = .seconds(2)
@@ -153,7 +154,7 @@ public struct SwitchConfiguration: Sendable, Equatable, ConfigurationFileContent
                     return discovery
                 }
             case "endpoints":
-                configuration.endpoints = try value.address()
+                configuration.endpoints = try value.parsed(RegistryAddress.expected) { RegistryAddress($0) }
             case "routes":
                 configuration.routes = try value.strings().map { (text) throws(ConfigurationError) in
                     guard let route = HTTPRoute(text) else {

@@ -55,26 +55,21 @@ public final class SwitchRunner: Service, Sendable {
         let listener = try SwitchListener(configuration.listen)
         var discovered: [String: [ServiceEndpoint]] = [:]
         if !configuration.discover.isEmpty {
-            let directory: EndpointClient
             do {
-                directory = try await EndpointClient.connect(
-                    host: configuration.endpoints.host,
-                    port: configuration.endpoints.port,
-                    logger: logger
-                )
+                let directory = try await configuration.endpoints.connect(logger: logger)
+                defer { Task { await directory.close() } }
+                for discovery in configuration.discover {
+                    // A service not registered yet has no backends until it is.
+                    let entries = try await directory.list(prefix: discovery.service).filter {
+                        $0.name == discovery.service
+                    }
+                    discovered[discovery.service] = entries.flatMap(\.endpoints)
+                }
             } catch {
                 throw SwitchError.system(
-                    "cannot reach the endpoint daemon at \(configuration.endpoints) to discover backends (\(error)); is 'ferry up' or 'ferry endpointd' running?"
+                    "cannot reach \(configuration.endpoints) to discover backends (\(error)); is 'ferry up' or 'ferry endpointd' running?"
                 )
             }
-            for discovery in configuration.discover {
-                // A service not registered yet has no backends until it is.
-                let entries = try await directory.list(prefix: discovery.service).filter {
-                    $0.name == discovery.service
-                }
-                discovered[discovery.service] = entries.flatMap(\.endpoints)
-            }
-            await directory.close()
         }
         let first = try Self.make(configuration, discovered: discovered, listener: listener, logger: logger)
         var hangups: HangupReload?
@@ -145,14 +140,14 @@ public final class SwitchRunner: Service, Sendable {
         let endpoints = self.configuration.endpoints
         while !Task.isCancelled {
             do {
-                let directory = try await EndpointClient.connect(host: endpoints.host, port: endpoints.port)
+                let directory = try await endpoints.connect(logger: self.logger)
                 for try await change in directory.watch(service) {
                     self.discovered(service, change.entries.flatMap(\.endpoints))
                 }
                 await directory.close()
             } catch {
                 if Task.isCancelled { return }
-                self.logger.warning("switch: lost the endpoint daemon at \(endpoints) (\(error)); retrying in a second")
+                self.logger.warning("switch: lost \(endpoints) (\(error)); retrying in a second")
             }
             try? await Task.sleep(for: .seconds(1))
         }

@@ -288,7 +288,7 @@ import Testing
         var configuration = EdgeServer.Configuration(origin: OriginAddress(host: "127.0.0.1", port: origin.port))
         configuration.name = "e7"
         configuration.region = "east"
-        configuration.endpoints = ServiceEndpoint(host: "127.0.0.1", port: daemon.port)
+        configuration.endpoints = .daemon(ServiceEndpoint(host: "127.0.0.1", port: daemon.port))
         let edge = try await EdgeServer.bind(configuration, logger: TestLog.logger("edge"))
         let running = Task { try await edge.run() }
         origin.set("/p", .answer(status: 200, headers: [("Cache-Control", "max-age=600")], body: Self.body))

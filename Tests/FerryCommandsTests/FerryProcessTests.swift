@@ -256,13 +256,14 @@ import FoundationNetworking
     /// of kill -9 of `ferry serve objects` while eight clients increment eight counters; each
     /// counter then holds every acknowledged increment, and at most the unanswered ones besides
     /// (a call the kill cut off after its save but before its answer): none lost, none twice.
-    @Test func noAcknowledgedIncrementIsLostWhenTheObjectServerIsKilled() async throws {
+    @Test(arguments: StateStore.available)
+    func noAcknowledgedIncrementIsLostWhenTheObjectServerIsKilled(_ store: StateStore) async throws {
         let temporary = try TemporaryDirectory()
         defer { withExtendedLifetime(temporary) {} }  // removed at the end of the test
-        let db = temporary.path + "/objects.sqlite"
+        let storage = try store.flags(file: temporary.path + "/objects.sqlite")
         let tally = Tally()
         for round in 0..<20 {
-            let server = try Running(["serve", "objects", "--db", db, "--port", "0"])
+            let server = try Running(["serve", "objects", "--port", "0"] + storage)
             let first = try #require(server.nextLine())
             let address = try #require(listeningAddress(first))
             let client = ObjectClient(node: address)
@@ -288,7 +289,7 @@ import FoundationNetworking
             await client.close()
         }
 
-        let server = try Running(["serve", "objects", "--db", db, "--port", "0"])
+        let server = try Running(["serve", "objects", "--port", "0"] + storage)
         let first = try #require(server.nextLine())
         let address = try #require(listeningAddress(first))
         let client = ObjectClient(node: address)
@@ -358,16 +359,16 @@ import FoundationNetworking
         #expect(unsynced == 0, "\(unsynced) of \(answers) answers left before the log was synced")
     }
 
-    @Test func everyAcknowledgedWriteSurvivesKillNineAtRandomMoments() async throws {
+    @Test(arguments: StateStore.available)
+    func everyAcknowledgedWriteSurvivesKillNineAtRandomMoments(_ store: StateStore) async throws {
         let temporary = try TemporaryDirectory()
         defer { withExtendedLifetime(temporary) {} }  // removed at the end of the test
-        let data = URL(fileURLWithPath: temporary.path)
-        let db = data.appendingPathComponent("kv.sqlite").path
+        let storage = try store.flags(file: temporary.path + "/kv.sqlite")
         let ledger = Ledger()
         var acknowledgedBefore = 0
 
         for round in 0..<20 {
-            let server = try Running(["serve", "kv", "--db", db, "--port", "0"])
+            let server = try Running(["serve", "kv", "--port", "0"] + storage)
             let first = try #require(server.nextLine())
             let address = try #require(listeningAddress(first))
             let client = try await KVClient.connect(host: address.host, port: address.port)
@@ -396,7 +397,7 @@ import FoundationNetworking
             acknowledgedBefore = await ledger.acknowledged.count
         }
 
-        let server = try Running(["serve", "kv", "--db", db, "--port", "0"])
+        let server = try Running(["serve", "kv", "--port", "0"] + storage)
         let line = try #require(server.nextLine())
         let address = try #require(listeningAddress(line))
         let client = try await KVClient.connect(host: address.host, port: address.port)
@@ -549,6 +550,22 @@ extension FerryProcessTests {
         // The guest is gone, and so is its socket: the request fails with a reason.
         let (gone, _) = try self.command(["guest", "checkpoint", "--control", socket, "--out", first])
         #expect(gone == 1)
+    }
+}
+
+/// Where a server under test keeps its state: a SQLite file (`--db`), or a database of the
+/// test's own on a real PostgreSQL server (`--store`) where PostgreSQL is installed.
+enum StateStore: String, CaseIterable, CustomTestStringConvertible {
+    case sqlite, postgres
+    var testDescription: String { self.rawValue }
+    static var available: [StateStore] { PostgresServer.binaries == nil ? [.sqlite] : [.sqlite, .postgres] }
+
+    /// The flags that name a new store: `--db file`, or `--store` and a new database's URL.
+    func flags(file: String) throws -> [String] {
+        switch self {
+        case .sqlite: ["--db", file]
+        case .postgres: ["--store", try PostgresServer.shared().database()]
+        }
     }
 }
 

@@ -1,4 +1,5 @@
 import FerryKV
+import FerryPostgres
 import FerryTestSupport
 import FerryWire
 import Logging
@@ -6,7 +7,8 @@ import NIOCore
 import NIOPosix
 import Testing
 
-/// The key-value service over real sockets, on a real SQLite file.
+/// The key-value service over real sockets, on a real SQLite file and, where PostgreSQL is
+/// installed, on a real PostgreSQL server: one suite, two backends.
 @Suite struct KVServiceTests {
     static let logger: Logger = {
         var logger = Logger(label: "test.kv")
@@ -14,12 +16,42 @@ import Testing
         return logger
     }()
 
+    enum Backend: String, CaseIterable, CustomTestStringConvertible {
+        case sqlite, postgres
+        var testDescription: String { self.rawValue }
+        /// The backends this machine can run: PostgreSQL only where it is installed.
+        static var available: [Backend] { PostgresServer.binaries == nil ? [.sqlite] : [.sqlite, .postgres] }
+    }
+
+    /// A new, empty store: a file in a directory of its own, or a database of its own.
+    struct Store {
+        let address: String
+        let directory: TemporaryDirectory?
+
+        init(_ backend: Backend) throws {
+            switch backend {
+            case .sqlite:
+                let directory = try TemporaryDirectory()
+                self.directory = directory
+                self.address = directory.path + "/kv.sqlite"
+            case .postgres:
+                self.directory = nil
+                self.address = try PostgresServer.shared().database()
+            }
+        }
+
+        func open() async throws -> any KVStorage {
+            PostgresDatabase.isURL(self.address)
+                ? try await PostgresKVStore.open(url: self.address, logger: KVServiceTests.logger)
+                : try KVStore(path: self.address)
+        }
+    }
+
     func withService(
-        _ directory: TemporaryDirectory? = nil,
+        _ store: Store,
         _ body: (KVClient, KVServer) async throws -> Void
     ) async throws {
-        let directory = try directory ?? TemporaryDirectory()
-        let server = try await KVServer.bind(path: directory.path + "/kv.sqlite", logger: Self.logger)
+        let server = try await KVServer.bind(store: try await store.open(), logger: Self.logger)
         let client = try await KVClient.connect(host: "127.0.0.1", port: server.port)
         do {
             try await body(client, server)
@@ -32,8 +64,12 @@ import Testing
         await server.close()
     }
 
-    @Test func putGetDeleteAndVersions() async throws {
-        try await self.withService { kv, _ async throws in
+    func withService(_ backend: Backend, _ body: (KVClient, KVServer) async throws -> Void) async throws {
+        try await self.withService(try Store(backend), body)
+    }
+
+    @Test(arguments: Backend.available) func putGetDeleteAndVersions(_ backend: Backend) async throws {
+        try await self.withService(backend) { kv, _ async throws in
             #expect(try await kv.get("greeting") == nil)
             #expect(try await kv.put("greeting", Array("hello".utf8)).version == 1)
             #expect(try await kv.put("greeting", Array("hi".utf8)).version == 2)
@@ -44,8 +80,10 @@ import Testing
         }
     }
 
-    @Test func compareAndSetAppliesOnlyOverTheExpectedValue() async throws {
-        try await self.withService { kv, _ async throws in
+    @Test(arguments: Backend.available) func compareAndSetAppliesOnlyOverTheExpectedValue(
+        _ backend: Backend
+    ) async throws {
+        try await self.withService(backend) { kv, _ async throws in
             #expect(try await kv.compareAndSet("lock", expected: nil, value: [1]).applied, "absent → created")
             #expect(try await kv.compareAndSet("lock", expected: nil, value: [2]).applied == false)
             #expect(try await kv.compareAndSet("lock", expected: [9], value: [2]).applied == false)
@@ -55,8 +93,8 @@ import Testing
         }
     }
 
-    @Test func concurrentCompareAndSetsLetExactlyOneWin() async throws {
-        try await self.withService { kv, _ async throws in
+    @Test(arguments: Backend.available) func concurrentCompareAndSetsLetExactlyOneWin(_ backend: Backend) async throws {
+        try await self.withService(backend) { kv, _ async throws in
             try await kv.put("counter", [0])
             // 16 clients race to move 0 → their own id; the group commit batches them into one
             // transaction, which must still apply them one after the other.
@@ -70,8 +108,10 @@ import Testing
         }
     }
 
-    @Test func listReturnsKeysByPrefixInOrderWithinTheLimit() async throws {
-        try await self.withService { kv, _ async throws in
+    @Test(arguments: Backend.available) func listReturnsKeysByPrefixInOrderWithinTheLimit(
+        _ backend: Backend
+    ) async throws {
+        try await self.withService(backend) { kv, _ async throws in
             for key in ["user/2", "user/1", "users", "team/1", "user/3"] { try await kv.put(key, Array(key.utf8)) }
             let users = try await kv.list(prefix: "user/")
             #expect(users.entries.map(\.key) == ["user/1", "user/2", "user/3"])
@@ -82,19 +122,21 @@ import Testing
         }
     }
 
-    @Test func acknowledgedWritesSurviveAReopen() async throws {
-        let directory = try TemporaryDirectory()
-        try await self.withService(directory) { kv, _ async throws in
+    @Test(arguments: Backend.available) func acknowledgedWritesSurviveAReopen(_ backend: Backend) async throws {
+        let store = try Store(backend)
+        try await self.withService(store) { kv, _ async throws in
             for index in 0..<100 { try await kv.put("key\(index)", Array("value\(index)".utf8)) }
         }
-        try await self.withService(directory) { kv, _ async throws in
+        try await self.withService(store) { kv, _ async throws in
             #expect(try await kv.list(prefix: "key", limit: 1000).entries.count == 100)
             #expect(try await kv.get("key42") == Array("value42".utf8))
         }
     }
 
-    @Test func oversizedKeysAndValuesAreRefusedAndTheConnectionCarriesOn() async throws {
-        try await self.withService { kv, _ async throws in
+    @Test(arguments: Backend.available) func oversizedKeysAndValuesAreRefusedAndTheConnectionCarriesOn(
+        _ backend: Backend
+    ) async throws {
+        try await self.withService(backend) { kv, _ async throws in
             let longKey = String(repeating: "k", count: KVLimits.maxKeyBytes + 1)
             for attempt in [
                 { _ = try await kv.put(longKey, [1]) },
@@ -135,8 +177,10 @@ import Testing
         }
     }
 
-    @Test func truncatedAndUnknownFramesGetErrorsAndGarbageClosesOnlyItsConnection() async throws {
-        try await self.withService { kv, server async throws in
+    @Test(arguments: Backend.available) func truncatedAndUnknownFramesGetErrorsAndGarbageClosesOnlyItsConnection(
+        _ backend: Backend
+    ) async throws {
+        try await self.withService(backend) { kv, server async throws in
             let wire = try await WireClient.connect(host: "127.0.0.1", port: server.port)
             #expect(try await wire.call(UnknownMessage()).decode(as: ErrorMessage.self).code == .unknownKind)
             let truncated = try await wire.call(TruncatedPut()).decode(as: ErrorMessage.self)

@@ -1,6 +1,8 @@
 import FerryExamples
 import FerryGuest
 import FerryObjects
+import FerryPostgres
+import FerryTestSupport
 import FerryWire
 import Foundation
 import Logging
@@ -47,6 +49,26 @@ func temporaryPath(_ name: String) -> String {
     FileManager.default.temporaryDirectory.appendingPathComponent("ferry-\(name)-\(UUID().uuidString).sqlite").path
 }
 
+/// Where a test's persistent objects are kept: a SQLite file, or (where PostgreSQL is installed)
+/// a database of the test's own on a real PostgreSQL server.
+enum StoreBackend: String, CaseIterable, CustomTestStringConvertible {
+    case sqlite, postgres
+    var testDescription: String { self.rawValue }
+    static var available: [StoreBackend] { PostgresServer.binaries == nil ? [.sqlite] : [.sqlite, .postgres] }
+
+    /// A new, empty store.
+    func open(_ name: String) async throws -> any ObjectStorage {
+        switch self {
+        case .sqlite: try ObjectStore(path: temporaryPath(name))
+        case .postgres:
+            try await PostgresObjectStore.open(
+                url: try PostgresServer.shared().database(),
+                logger: Logger(label: "test")
+            )
+        }
+    }
+}
+
 @Suite struct AdapterTests {
     /// Runs `calls` (object id each) at once and returns the peak of invocations running together.
     func peak(_ threading: ObjectPolicy.Threading, objects: [String]) async throws -> Int {
@@ -80,8 +102,9 @@ func temporaryPath(_ name: String) -> String {
         #expect(try await self.peak(.single, objects: ["probe/1", "probe/2"]) == 1)
     }
 
-    @Test func persistentObjectsKeepTheirStateAcrossDeactivation() async throws {
-        let store = try ObjectStore(path: temporaryPath("store"))
+    @Test(arguments: StoreBackend.available)
+    func persistentObjectsKeepTheirStateAcrossDeactivation(_ backend: StoreBackend) async throws {
+        let store = try await backend.open("store")
         let adapter = try ObjectAdapter(
             name: "counters",
             policy: ObjectPolicy(activation: .persistent),
@@ -202,8 +225,9 @@ func temporaryPath(_ name: String) -> String {
         #expect(try await adapter.call("counter/1", method: "get", arguments: .list([])).0 == .int(1))
     }
 
-    @Test func aSaveFromAnOlderEpochCannotOverwriteANewerOne() async throws {
-        let store = try ObjectStore(path: temporaryPath("fence"))
+    @Test(arguments: StoreBackend.available)
+    func aSaveFromAnOlderEpochCannotOverwriteANewerOne(_ backend: StoreBackend) async throws {
+        let store = try await backend.open("fence")
         try await store.save("counter", type: "counter", state: [2], epoch: 20)
         await #expect {
             try await store.save("counter", type: "counter", state: [1], epoch: 10)

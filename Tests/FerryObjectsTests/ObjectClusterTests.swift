@@ -2,26 +2,47 @@ import FerryClient
 import FerryEndpoints
 import FerryExamples
 import FerryObjects
+import FerryTestSupport
 import FerryWire
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import Testing
 
-/// Several object nodes and an endpoint daemon in one process, on loopback: naming, single
-/// activation, moves, failures and replicas as clients see them.
+/// Several object nodes and a registry in one process, on loopback: naming, single activation,
+/// moves, failures and replicas as clients see them. Each test runs on the embedded endpoint
+/// daemon and, where etcd is installed, on a real three-member etcd cluster.
 @Suite struct ObjectClusterTests {
+    enum Backend: String, CustomTestStringConvertible, CaseIterable {
+        case daemon, etcd
+        var testDescription: String { self.rawValue }
+        /// The backends this machine can run: etcd only where it is installed.
+        static var available: [Backend] { EtcdCluster.binary == nil ? [.daemon] : [.daemon, .etcd] }
+    }
+
     final class Cluster: Sendable {
-        let daemon: EndpointDaemon
+        /// The daemon, on the daemon backend.
+        let daemon: EndpointDaemon?
+        let registry: RegistryAddress
         let store: String
         private let running = NIOLockedValueBox([ObjectIdentifier: Task<Void, any Error>]())
 
-        init() async throws {
-            self.daemon = try await EndpointDaemon.bind(port: 0, logger: Logger(label: "test"))
+        init(_ backend: Backend = .daemon) async throws {
+            switch backend {
+            case .daemon:
+                let daemon = try await EndpointDaemon.bind(port: 0, logger: Logger(label: "test"))
+                self.daemon = daemon
+                self.registry = .daemon(ServiceEndpoint(host: "127.0.0.1", port: daemon.port))
+            case .etcd:
+                // The test process's etcd cluster, under keys of this test's own.
+                let etcd = try #require(EtcdClient(url: try EtcdCluster.shared().url))
+                self.daemon = nil
+                self.registry = .etcd(EtcdRegistry(etcd, root: "/ferry-test/\(UInt64.random(in: 0...UInt64.max))/"))
+            }
             self.store = temporaryPath("cluster")
         }
 
-        var address: ServiceEndpoint { ServiceEndpoint(host: "127.0.0.1", port: self.daemon.port) }
+        func client() -> ObjectClient { ObjectClient(registry: self.registry) }
 
         /// Starts a node hosting `counter` (persistent, in the cluster's shared store) or
         /// `scratch` (transient), and waits until its types are named at the daemon.
@@ -43,13 +64,13 @@ import Testing
                 )
             let server = try await ObjectServer.bind(
                 adapters: [adapter],
-                daemon: self.address,
+                registry: self.registry,
                 leaseTTL: ttl,
                 logger: Logger(label: "test")
             )
             let task = Task { try await server.run() }
             self.running.withLockedValue { $0[ObjectIdentifier(server)] = task }
-            let watcher = try await EndpointClient.connect(port: self.daemon.port)
+            let watcher = try await self.registry.connect(logger: Logger(label: "test"))
             let type = persistent ? "objects:counter" : "objects:scratch"
             for try await entries in watcher.watch(type)
             where entries.entries.contains(where: { $0.endpoints.contains(server.node) }) {
@@ -79,7 +100,7 @@ import Testing
                 task.cancel()
                 _ = await task.result
             }
-            await self.daemon.close()
+            await self.daemon?.close()
         }
     }
 
@@ -87,8 +108,10 @@ import Testing
         await server.list().first { $0.object == id && $0.state == "active" }
     }
 
-    @Test func twoNodesActivatingOneObjectAtOnceMakeOneActivation() async throws {
-        let cluster = try await Cluster()
+    @Test(arguments: Backend.available) func twoNodesActivatingOneObjectAtOnceMakeOneActivation(
+        _ backend: Backend
+    ) async throws {
+        let cluster = try await Cluster(backend)
         let a = try await cluster.node()
         let b = try await cluster.node()
         let viaA = ObjectClient(node: a.node)
@@ -108,8 +131,10 @@ import Testing
         await cluster.shutdown()
     }
 
-    @Test func whenTheNodeHoldingAnObjectDiesAnotherTakesItOnceTheLeaseRunsOut() async throws {
-        let cluster = try await Cluster()
+    @Test(arguments: Backend.available) func whenTheNodeHoldingAnObjectDiesAnotherTakesItOnceTheLeaseRunsOut(
+        _ backend: Backend
+    ) async throws {
+        let cluster = try await Cluster(backend)
         // Long enough that a run starved by the suites beside it (at the start of a parallel run,
         // with the slow-client tests' 2,000 connections) still renews the claim in time.
         let ttl = Duration.seconds(6)
@@ -122,7 +147,7 @@ import Testing
         await direct.close()
 
         await cluster.kill(a)
-        let client = ObjectClient(daemon: cluster.address)
+        let client = cluster.client()
         let value = try await CounterStub(client.reference("counter/d", deadline: .seconds(60))).increment(by: 1)
         #expect(value == 1, "the dead node never saved; the new activation starts from the store")
         let onB = try #require(await Self.active("counter/d", on: b), "B has it now")
@@ -141,7 +166,7 @@ import Testing
         #expect(try await CounterStub(client.reference("counter/p", deadline: .seconds(90))).get() == 0)
         let claimed = ContinuousClock.now
         // Cut off from the daemon: no renewal can succeed from now on.
-        await cluster.daemon.close()
+        await try #require(cluster.daemon).close()
         // It checks every quarter ttl and gives up after half a ttl without a renewal: before the
         // lease runs out, unless the process itself is starved (a parallel test run can starve it
         // for seconds, so only giving up is asserted here; the store's epoch fence covers a late one).
@@ -153,11 +178,13 @@ import Testing
         await cluster.shutdown()
     }
 
-    @Test func anObjectMovedWhileCalledLosesNoCallAndRunsNoneTwice() async throws {
-        let cluster = try await Cluster()
+    @Test(arguments: Backend.available) func anObjectMovedWhileCalledLosesNoCallAndRunsNoneTwice(
+        _ backend: Backend
+    ) async throws {
+        let cluster = try await Cluster(backend)
         let a = try await cluster.node()
         let b = try await cluster.node()
-        let client = ObjectClient(daemon: cluster.address)
+        let client = cluster.client()
         let counter = CounterStub(client.reference("counter/m", deadline: .seconds(90)))
         #expect(try await counter.increment(by: 1) == 1)
         let holder = try #require(client.binding(of: "counter/m"))
@@ -200,8 +227,8 @@ import Testing
         await cluster.shutdown()
     }
 
-    @Test func aMovedTransientObjectLeavesNoCopyBehind() async throws {
-        let cluster = try await Cluster()
+    @Test(arguments: Backend.available) func aMovedTransientObjectLeavesNoCopyBehind(_ backend: Backend) async throws {
+        let cluster = try await Cluster(backend)
         let a = try await cluster.node(persistent: false)
         let b = try await cluster.node(persistent: false)
         let viaA = ObjectClient(node: a.node)
@@ -223,11 +250,11 @@ import Testing
         await cluster.shutdown()
     }
 
-    @Test func aTransientObjectFailsOverToAnotherNode() async throws {
-        let cluster = try await Cluster()
+    @Test(arguments: Backend.available) func aTransientObjectFailsOverToAnotherNode(_ backend: Backend) async throws {
+        let cluster = try await Cluster(backend)
         let a = try await cluster.node(persistent: false)
         let b = try await cluster.node(persistent: false)
-        let client = ObjectClient(daemon: cluster.address)
+        let client = cluster.client()
         let scratch = CounterStub(client.reference("scratch/x", deadline: .seconds(90)))
         #expect(try await scratch.increment(by: 3) == 3)
         let first = try #require(client.binding(of: "scratch/x"))
@@ -236,7 +263,7 @@ import Testing
         #expect(try await scratch.get() == 0, "an idempotent call goes on to the other node, where it starts afresh")
         #expect(client.binding(of: "scratch/x")?.port == other.port)
 
-        let fresh = ObjectClient(daemon: cluster.address)
+        let fresh = cluster.client()
         #expect(try await CounterStub(fresh.reference("scratch/x", deadline: .seconds(90))).increment(by: 1) == 1)
         await fresh.close()
         await client.close()
@@ -267,10 +294,10 @@ import Testing
         await cluster.shutdown()
     }
 
-    @Test func theCounterExampleWorksFromTheDaemonByName() async throws {
-        let cluster = try await Cluster()
+    @Test(arguments: Backend.available) func theCounterExampleWorksByName(_ backend: Backend) async throws {
+        let cluster = try await Cluster(backend)
         _ = try await cluster.node()
-        let client = ObjectClient(daemon: cluster.address)
+        let client = cluster.client()
         #expect(try await CounterStub(client.reference("counter", deadline: .seconds(90))).increment(by: 2) == 2)
         await #expect {
             try await client.reference("nothing", deadline: .seconds(1)).invoke("get", [], idempotent: true)

@@ -32,7 +32,7 @@ import Glibc
         #expect(configuration.services.map(\.name) == ["echo", "daytime", "cat"])
         let cat = try #require(configuration.services.last)
         #expect(cat.mode == .nowait && cat.program == "/bin/cat" && cat.maxInstances == 16)
-        #expect(configuration.endpoints == ServiceEndpoint(host: "127.0.0.1", port: 7411))
+        #expect(configuration.endpoints == .daemon(ServiceEndpoint(host: "127.0.0.1", port: 7411)))
     }
 
     @Test(

@@ -90,7 +90,7 @@ import Testing
         )
         var configuration = self.configuration(.l4, [])
         configuration.discover = [SwitchConfiguration.Discovery("echo")!]
-        configuration.endpoints = ServiceEndpoint(host: "127.0.0.1", port: daemon.port)
+        configuration.endpoints = .daemon(ServiceEndpoint(host: "127.0.0.1", port: daemon.port))
         let runner = try await SwitchRunner.start(configuration, logger: self.logger)
         let following = Task { try await runner.run() }
         let client = try TestClient(port: runner.address.port)

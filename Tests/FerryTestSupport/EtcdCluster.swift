@@ -21,6 +21,7 @@ public final class EtcdCluster: @unchecked Sendable {
     private let directory: TemporaryDirectory
     private let lock = NSLock()
     private var members: [ChildProcess?]
+    private let arguments: [[String]]
 
     /// Starts `count` members and returns once every one says it is healthy.
     public init(members count: Int = 3) throws {
@@ -28,31 +29,28 @@ public final class EtcdCluster: @unchecked Sendable {
         self.directory = try TemporaryDirectory()
         // Free ports: bound and let go just before etcd binds them.
         let ports = try (0..<(2 * count)).map { _ in try ClosedPort().port }
-        self.clientPorts = Array(ports.prefix(count))
+        let clientPorts = Array(ports.prefix(count))
+        let path = self.directory.path
+        self.clientPorts = clientPorts
         let peerPorts = Array(ports.suffix(count))
         let initial = (0..<count).map { "m\($0)=http://127.0.0.1:\(peerPorts[$0])" }.joined(separator: ",")
         let token = "ferry-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        self.arguments = (0..<count).map { member in
+            [
+                "--name", "m\(member)", "--data-dir", path + "/m\(member)",
+                "--listen-client-urls", "http://127.0.0.1:\(clientPorts[member])",
+                "--advertise-client-urls", "http://127.0.0.1:\(clientPorts[member])",
+                "--listen-peer-urls", "http://127.0.0.1:\(peerPorts[member])",
+                "--initial-advertise-peer-urls", "http://127.0.0.1:\(peerPorts[member])",
+                "--initial-cluster", initial, "--initial-cluster-state", "new",
+                "--initial-cluster-token", token,
+                "--heartbeat-interval", "50", "--election-timeout", "500", "--unsafe-no-fsync",
+                "--logger", "zap", "--log-level", "error",
+            ]
+        }
         self.members = []
         for member in 0..<count {
-            let log = open(self.directory.path + "/m\(member).log", O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
-            defer { Glibc.close(log) }
-            let process = try ChildProcess(
-                binary,
-                [
-                    "--name", "m\(member)", "--data-dir", self.directory.path + "/m\(member)",
-                    "--listen-client-urls", "http://127.0.0.1:\(self.clientPorts[member])",
-                    "--advertise-client-urls", "http://127.0.0.1:\(self.clientPorts[member])",
-                    "--listen-peer-urls", "http://127.0.0.1:\(peerPorts[member])",
-                    "--initial-advertise-peer-urls", "http://127.0.0.1:\(peerPorts[member])",
-                    "--initial-cluster", initial, "--initial-cluster-state", "new",
-                    "--initial-cluster-token", token,
-                    "--heartbeat-interval", "50", "--election-timeout", "500", "--unsafe-no-fsync",
-                    "--logger", "zap", "--log-level", "error",
-                ],
-                standardOutput: log,
-                standardError: log
-            )
-            self.members.append(process)
+            self.members.append(try self.launch(binary, member: member))
         }
         do {
             for member in 0..<count { try self.waitUntilHealthy(member: member) }
@@ -92,6 +90,44 @@ public final class EtcdCluster: @unchecked Sendable {
         }
         process?.signal(SIGKILL)
         _ = process?.wait()
+    }
+
+    /// Starts member `index` again on its data (after ``kill(member:)``) and waits until it is
+    /// healthy.
+    public func restart(member index: Int) throws {
+        guard let binary = Self.binary else { throw TestFailure(Self.missing) }
+        let process = try self.launch(binary, member: index)
+        self.lock.withLock { self.members[index] = process }
+        try self.waitUntilHealthy(member: index)
+    }
+
+    /// The member that leads now, as its members that are up see it.
+    public func leader() throws -> Int {
+        var ids: [Int: String] = [:]
+        var leader: String?
+        for member in self.clientPorts.indices {
+            guard let client = try? TestClient(port: self.clientPorts[member], timeout: 2) else { continue }
+            defer { client.close() }
+            try client.send(
+                "POST /v3/maintenance/status HTTP/1.1\r\nHost: etcd\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
+            )
+            guard let answer = try? client.readResponse(),
+                let json = try? JSONSerialization.jsonObject(with: Data(answer.body)) as? [String: Any],
+                let header = json["header"] as? [String: Any], let id = header["member_id"] as? String
+            else { continue }
+            ids[member] = id
+            leader = leader ?? (json["leader"] as? String)
+        }
+        guard let leader, let index = ids.first(where: { $0.value == leader })?.key else {
+            throw TestFailure("no etcd member says which member leads")
+        }
+        return index
+    }
+
+    private func launch(_ binary: String, member: Int) throws -> ChildProcess {
+        let log = open(self.directory.path + "/m\(member).log", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        defer { Glibc.close(log) }
+        return try ChildProcess(binary, self.arguments[member], standardOutput: log, standardError: log)
     }
 
     /// Stops every member.

@@ -165,7 +165,7 @@ enum ObjectsBenchmark {
         )
         let server = try await ObjectServer.bind(
             adapters: [adapter],
-            daemon: ServiceEndpoint(host: "127.0.0.1", port: daemon.port),
+            registry: .daemon(ServiceEndpoint(host: "127.0.0.1", port: daemon.port)),
             logger: logger
         )
         let client = ObjectClient(node: server.node)

@@ -28,7 +28,7 @@ public final class EdgeServer: Service, Sendable {
         /// How long the origin may stay silent before the client gets a 504 (or a stale copy).
         public var originTimeout: Duration = .seconds(10)
         /// The endpoint daemon to publish the edge's load and hit ratio at, every second.
-        public var endpoints: ServiceEndpoint?
+        public var endpoints: RegistryAddress?
         /// How long a client may keep the edge waiting.
         public var clientTimeouts = ClientTimeouts()
         /// Connections one client address may hold open; 0 for no cap.
@@ -110,15 +110,15 @@ public final class EdgeServer: Service, Sendable {
         }
     }
 
-    /// Publishes the edge under `cdn-edge` at the endpoint daemon every second, its load and hit
-    /// ratio in the metadata; registering again with the same address replaces the entry.
-    private func publishLoad(at daemon: ServiceEndpoint) async {
-        var client: EndpointClient?
+    /// Publishes the edge under `cdn-edge` at the registry every second, its load and hit ratio
+    /// in the metadata; registering again with the same address replaces the entry.
+    private func publishLoad(at registry: RegistryAddress) async {
+        var client: (any Registry)?
         var failing = false
         while !Task.isCancelled {
             do {
                 if client?.isActive != true {
-                    client = try await EndpointClient.connect(host: daemon.host, port: daemon.port, logger: self.logger)
+                    client = try await registry.connect(logger: self.logger)
                 }
                 _ = try await client!.register(
                     "cdn-edge",
@@ -129,7 +129,7 @@ public final class EdgeServer: Service, Sendable {
                 failing = false
             } catch {
                 if !failing {
-                    self.logger.warning("edge: cannot publish its load at the endpoint daemon \(daemon): \(error)")
+                    self.logger.warning("edge: cannot publish its load at \(registry): \(error)")
                 }
                 failing = true
                 await client?.close()

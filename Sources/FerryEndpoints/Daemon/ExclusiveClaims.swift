@@ -2,17 +2,17 @@ import FerryWire
 import Logging
 import NIOConcurrencyHelpers
 
-/// Names a process holds exclusively at an endpoint daemon: the guarantee that a persistent
+/// Names a process holds exclusively at a registry (an endpoint daemon, or etcd): the guarantee that a persistent
 /// object is active, or a Ferry process runs, on at most one node of the cluster at a time.
 ///
 /// A holder claims a name with an exclusive, leased registration. While the lease is held no other
 /// holder can claim the name (except by taking the lease over, in one step, when the holder hands
 /// it on); a holder that dies stops renewing, the lease runs out, and another may claim it. A
 /// holder that finds its lease gone, or that has not renewed it for half its ttl (it cannot reach
-/// the daemon), is told through ``onLost(_:)`` and must give up what the name stood for. That
+/// the registry), is told through ``onLost(_:)`` and must give up what the name stood for. That
 /// check runs on its own clock, so a renewal that hangs cannot hold it up.
 public final class ExclusiveClaims: Sendable {
-    public let daemon: ServiceEndpoint
+    public let registry: RegistryAddress
     /// Where the holder is reached: the endpoint every claim registers.
     public let holder: ServiceEndpoint
     public let ttl: Duration
@@ -37,9 +37,9 @@ public final class ExclusiveClaims: Sendable {
         var ttl: Duration { .milliseconds(Int64(self.lease.ttlMilliseconds)) }
     }
 
-    public init(daemon: ServiceEndpoint, holder: ServiceEndpoint, ttl: Duration = .seconds(5), logger: Logger) {
-        self.daemon = daemon
-        self.endpoints = SharedEndpointClient(daemon: daemon, logger: logger)
+    public init(registry: RegistryAddress, holder: ServiceEndpoint, ttl: Duration = .seconds(5), logger: Logger) {
+        self.registry = registry
+        self.endpoints = SharedEndpointClient(registry: registry, logger: logger)
         self.holder = holder
         self.ttl = ttl
         self.logger = logger
@@ -148,13 +148,14 @@ public final class ExclusiveClaims: Sendable {
                     try await group.waitForAll()
                 }
             } catch {
-                self.logger.warning("cannot renew claims at the endpoint daemon \(self.daemon): \(error); retrying")
+                if Task.isCancelled { return }
+                self.logger.warning("cannot renew claims at \(self.registry): \(error); retrying")
                 self.endpoints.reset()
             }
         }
     }
 
-    private func renew(_ lease: EndpointLease, _ client: EndpointClient) async throws {
+    private func renew(_ lease: EndpointLease, _ client: any Registry) async throws {
         let sent = ContinuousClock.now
         do {
             let renewed = try await client.renew(lease, timeout: self.ttl / 4)
@@ -180,12 +181,12 @@ public final class ExclusiveClaims: Sendable {
         onLost(name, lease.leaseID)
     }
 
-    /// The shared connection to the daemon.
-    public func client() async throws -> EndpointClient {
+    /// The shared connection to the registry.
+    public func client() async throws -> any Registry {
         try await self.endpoints.client()
     }
 
-    /// Closes the daemon connection. Claims still held are not given up: they run out.
+    /// Closes the registry connection. Claims still held are not given up: they run out.
     public func close() async {
         await self.endpoints.close()
     }

@@ -1,24 +1,24 @@
 import Logging
 import NIOConcurrencyHelpers
 
-/// One connection to an endpoint daemon, opened on first use and again after it drops, shared by
-/// every caller: concurrent first uses wait for the same connect.
+/// One connection to a registry (an endpoint daemon, or etcd), opened on first use and again after
+/// it drops, shared by every caller: concurrent first uses wait for the same connect.
 public final class SharedEndpointClient: Sendable {
-    public let daemon: ServiceEndpoint
+    public let registry: RegistryAddress
     private let logger: Logger
-    private let current = NIOLockedValueBox<Task<EndpointClient, any Error>?>(nil)
+    private let current = NIOLockedValueBox<Task<any Registry, any Error>?>(nil)
 
-    public init(daemon: ServiceEndpoint, logger: Logger) {
-        self.daemon = daemon
+    public init(registry: RegistryAddress, logger: Logger) {
+        self.registry = registry
         self.logger = logger
     }
 
     /// The open connection, connecting when there is none.
-    public func client() async throws -> EndpointClient {
-        let task: Task<EndpointClient, any Error> = self.current.withLockedValue { current in
+    public func client() async throws -> any Registry {
+        let task: Task<any Registry, any Error> = self.current.withLockedValue { current in
             if let task = current { return task }
-            let task = Task { [daemon, logger] in
-                try await EndpointClient.connect(host: daemon.host, port: daemon.port, logger: logger)
+            let task = Task { [registry, logger] in
+                try await registry.connect(logger: logger)
             }
             current = task
             return task
@@ -43,7 +43,7 @@ public final class SharedEndpointClient: Sendable {
         if let task { Task { await (try? await task.value)?.close() } }
     }
 
-    private func reset(_ task: Task<EndpointClient, any Error>) {
+    private func reset(_ task: Task<any Registry, any Error>) {
         self.current.withLockedValue { current in
             if current == task { current = nil }
         }

@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -9,18 +10,30 @@ import NIOPosix
 /// alive, revoke), reads of a key or a range, puts under a lease, deletes, and a create that
 /// happens only when the key is absent (a transaction), whose revision is a claim's epoch.
 ///
-/// A call goes to the first member that answers: a member that refuses the connection, times
-/// out or has no leader is skipped for the next. An error etcd gives for the request itself
+/// A call goes to the first member that answers, starting with the one that answered last: a
+/// member that refuses the connection, times out or has no leader is skipped for the next, and
+/// calls after it start where one answered. An error etcd gives for the request itself
 /// (a lease that does not exist) is thrown as it is. See Docs/etcd-registry-design.md.
 public struct EtcdClient: Sendable {
     public let members: [ServiceEndpoint]
     /// How long one member may take to answer before the next is tried.
     public let timeout: Duration
+    /// The member that answered last, shared by every copy of this client.
+    private let answering = NIOLockedValueBox(0)
 
     public init(members: [ServiceEndpoint], timeout: Duration = .seconds(3)) {
         precondition(!members.isEmpty, "an etcd client needs at least one member")
         self.members = members
         self.timeout = timeout
+    }
+
+    /// The members in the order to try them: the one that answered last first.
+    private var membersToTry: [(index: Int, member: ServiceEndpoint)] {
+        let first = self.answering.withLockedValue { $0 }
+        return (0..<self.members.count).map { offset in
+            let index = (first + offset) % self.members.count
+            return (index, self.members[index])
+        }
     }
 
     /// The members of `etcd://HOST:PORT[,HOST:PORT...]`, or nil when `url` is not that.
@@ -211,11 +224,12 @@ public struct EtcdClient: Sendable {
     private func call(_ path: String, _ request: [String: Any]) async throws -> [String: Any] {
         let body = try JSONSerialization.data(withJSONObject: request)
         var failures: [String] = []
-        for member in self.members {
+        for (index, member) in self.membersToTry {
             let answer: [String: Any]
             do {
                 answer = try await Self.post(body, to: path, at: member, timeout: self.timeout)
             } catch {
+                try Task.checkCancellation()
                 failures.append("\(member): \(Self.reason(error))")
                 continue
             }
@@ -228,6 +242,7 @@ public struct EtcdClient: Sendable {
                 }
                 throw EtcdError(code: code, "etcd at \(member) refused \(path): \(message)")
             }
+            self.answering.withLockedValue { $0 = index }
             return answer
         }
         throw EtcdError(

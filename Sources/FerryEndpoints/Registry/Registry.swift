@@ -26,3 +26,14 @@ public protocol Registry: Sendable {
 }
 
 extension EndpointClient: Registry {}
+
+extension Registry {
+    /// Every registration.
+    public func list() async throws -> [EndpointEntry] {
+        try await self.list(prefix: "")
+    }
+
+    public func renew(_ lease: EndpointLease) async throws -> EndpointLease {
+        try await self.renew(lease, timeout: .seconds(30))
+    }
+}

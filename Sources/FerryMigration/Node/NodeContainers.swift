@@ -212,8 +212,7 @@ public final class NodeContainers: Sendable {
             endpoints: publishers.map { ServiceEndpoint(host: self.claims.holder.host, port: $0.hostPort) },
             metadata: ["node": self.node, "process": name],
             ttl: self.claims.ttl,
-            daemonHost: self.claims.daemon.host,
-            daemonPort: self.claims.daemon.port,
+            registry: self.claims.registry,
             logger: self.logger
         )
         let keeping = Task { _ = try? await registration.run() }

@@ -234,7 +234,7 @@ extension ProcessHost {
     func migrationEndpoint(of node: String) async throws -> ServiceEndpoint {
         guard let entry = try await self.claims.holder(of: "node:\(node)") else {
             throw ProcessError(
-                "no node named '\(node)' is registered at the endpoint daemon \(self.configuration.daemon)"
+                "no node named '\(node)' is registered at \(self.configuration.registry)"
             )
         }
         guard let text = entry.metadata["migration"], let endpoint = ServiceEndpoint(text) else {

@@ -14,8 +14,8 @@ public final class ProcessHost: Sendable {
         public var node: String
         /// Where the node takes requests (FerryWire): the endpoint its claims register.
         public var endpoint: ServiceEndpoint
-        /// The endpoint daemon.
-        public var daemon: ServiceEndpoint
+        /// Where names are claimed: an endpoint daemon, or etcd.
+        public var registry: RegistryAddress
         /// Where the node keeps code, journals and processes' layers; nil: a temporary directory,
         /// and nothing survives a restart.
         public var dataDirectory: String?
@@ -32,7 +32,7 @@ public final class ProcessHost: Sendable {
         public init(
             node: String,
             endpoint: ServiceEndpoint,
-            daemon: ServiceEndpoint,
+            registry: RegistryAddress,
             dataDirectory: String? = nil,
             trust: CodeStore.Trust = CodeStore.Trust(),
             threads: Int = 2,
@@ -43,7 +43,7 @@ public final class ProcessHost: Sendable {
             self.cpuBudget = cpuBudget
             self.node = node
             self.endpoint = endpoint
-            self.daemon = daemon
+            self.registry = registry
             self.dataDirectory = dataDirectory
             self.trust = trust
             self.threads = threads
@@ -101,7 +101,7 @@ public final class ProcessHost: Sendable {
         self.dataSets = try NodeDataSets(directory: work + "/datasets")
         self.scheduler = GuestScheduler(kernelThreads: configuration.threads)
         self.claims = ExclusiveClaims(
-            daemon: configuration.daemon,
+            registry: configuration.registry,
             holder: configuration.endpoint,
             ttl: configuration.claimTTL,
             logger: logger

@@ -5,6 +5,7 @@ import FerryServer
 import FerrySwitch
 import FerryWire
 import Foundation
+import Logging
 
 /// Reads the cluster for the control API: the nodes and services from the endpoint daemon, each
 /// node's processes and objects from the node itself, the switch from its control socket; and
@@ -12,14 +13,14 @@ import Foundation
 /// `ferry switch drain`). It keeps only what a rate needs (the switch's previous totals) and the
 /// moves it started, so a dashboard can show their progress.
 public actor ClusterReader {
-    public let daemon: ServiceEndpoint
+    public let registry: RegistryAddress
     /// The switch's control socket when this process knows it; else the `web` registration's.
     private let switchControl: String?
     private var lastTotals: [String: (total: Int, at: ContinuousClock.Instant)] = [:]
     private var moves: [String: MoveView] = [:]
 
-    public init(daemon: ServiceEndpoint, switchControl: String? = nil) {
-        self.daemon = daemon
+    public init(registry: RegistryAddress, switchControl: String? = nil) {
+        self.registry = registry
         self.switchControl = switchControl
     }
 
@@ -53,7 +54,7 @@ public actor ClusterReader {
                 )
             }
         }
-        return ClusterView(daemon: "\(self.daemon)", nodes: nodes, services: services)
+        return ClusterView(daemon: self.registry.text, nodes: nodes, services: services)
     }
 
     /// Every node's processes, asked of all nodes at once; a node that does not answer within
@@ -149,7 +150,7 @@ public actor ClusterReader {
         do {
             cluster = try await self.cluster()
         } catch {
-            cluster = ClusterView(daemon: "\(self.daemon)", nodes: [], services: [])
+            cluster = ClusterView(daemon: self.registry.text, nodes: [], services: [])
             errors.append("\(error)")
         }
         var processes: [ProcessSummary] = []
@@ -247,12 +248,12 @@ public actor ClusterReader {
 
     // MARK: Helpers
 
-    private func withDaemon<T: Sendable>(_ body: (EndpointClient) async throws -> T) async throws -> T {
-        let client: EndpointClient
+    private func withDaemon<T: Sendable>(_ body: (any Registry) async throws -> T) async throws -> T {
+        let client: any Registry
         do {
-            client = try await EndpointClient.connect(host: self.daemon.host, port: self.daemon.port)
+            client = try await self.registry.connect(logger: Logger(label: "ferry.console"))
         } catch {
-            throw ConsoleError.unavailable("cannot reach the endpoint daemon at \(self.daemon): \(error)")
+            throw ConsoleError.unavailable("cannot reach \(self.registry): \(error)")
         }
         defer { Task { await client.close() } }
         return try await body(client)
@@ -284,7 +285,7 @@ public actor ClusterReader {
         do {
             web = try await self.withDaemon { try await $0.lookup("web") }
         } catch let error as ErrorMessage where error.code == .notFound {
-            throw ConsoleError.notFound("no switch is registered at \(self.daemon) (as 'web')")
+            throw ConsoleError.notFound("no switch is registered at \(self.registry) (as 'web')")
         }
         guard let control = web.first?.metadata["control"] else {
             throw ConsoleError.notFound("the switch registered as 'web' names no control socket")

@@ -86,11 +86,15 @@ public struct KVView: Codable, Sendable, Equatable {
     }
 
     /// Read now off the kv service of this process.
+    /// `ferry up`'s service, whose store is a SQLite file.
     public init(reading server: KVServer) throws {
+        guard let store = server.store as? KVStore else {
+            throw ConsoleError.unavailable("the key-value service's store is not a local file")
+        }
         self.address = "\(server.host):\(server.port)"
-        self.path = server.store.path
-        self.keys = try server.store.count()
-        self.fileBytes = (try? FileManager.default.attributesOfItem(atPath: server.store.path)[.size] as? Int) ?? 0
+        self.path = store.path
+        self.keys = try store.count()
+        self.fileBytes = (try? FileManager.default.attributesOfItem(atPath: store.path)[.size] as? Int) ?? 0
     }
 }
 
