@@ -231,6 +231,7 @@ public final class ObjectAdapter: Sendable {
                 case entered(Activation)
                 case wait(Task<Void, any Error>)
                 case waitLeaving(Task<Void, Never>)
+                case movedAway(ObjectBinding)
             }
             let next: Next = try self.slots.withLockedValue { slots in
                 switch slots.byID[id] {
@@ -242,7 +243,10 @@ public final class ObjectAdapter: Sendable {
                 case .leaving(let task):
                     return .waitLeaving(task)
                 case .moved(let binding):
-                    throw ObjectElsewhere(binding: binding)
+                    guard self.policy.activation == .persistent, self.directory.registry != nil else {
+                        throw ObjectElsewhere(binding: binding)
+                    }
+                    return .movedAway(binding)
                 case nil:
                     guard !slots.closing else {
                         throw ErrorMessage(
@@ -260,6 +264,15 @@ public final class ObjectAdapter: Sendable {
             case .entered(let activation): return activation
             case .wait(let task): try await task.value
             case .waitLeaving(let task): await task.value
+            case .movedAway(let binding):
+                // The claim, not this note, says where the object is: the node it moved to may
+                // have died since, and then no node holds it and it may be activated here.
+                if let holder = try await self.directory.holder(of: id) {
+                    throw ObjectElsewhere(binding: holder.node == binding.node ? binding : holder)
+                }
+                self.slots.withLockedValue { slots in
+                    if case .moved(let note) = slots.byID[id], note == binding { slots.byID[id] = nil }
+                }
             }
         }
     }

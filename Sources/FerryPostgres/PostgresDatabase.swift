@@ -96,9 +96,15 @@ public final class PostgresDatabase: Sendable {
         let connection = try await PostgresConnection.connect(configuration: self.probe, id: 0, logger: self.logger)
         try await connection.close()
         try await self.client.withTransaction(logger: self.logger) { connection in
+            // Servers starting together would race to create the same tables (PostgreSQL's
+            // IF NOT EXISTS does not guard against that): one migrates at a time.
+            try await connection.query("SELECT pg_advisory_xact_lock(\(Self.migrationLock))", logger: self.logger)
             for statement in statements { try await connection.query(statement, logger: self.logger) }
         }
     }
+
+    /// The advisory lock that makes migrations take turns ("ferry" in ASCII).
+    static let migrationLock: Int64 = 0x6665_7272_79
 
     public func close() {
         self.running.cancel()
@@ -107,6 +113,10 @@ public final class PostgresDatabase: Sendable {
     /// What a driver's error says, in one line (postgres-nio hides the server's message from
     /// `description` unless asked).
     static func reason(_ error: any Error) -> String {
+        if let failed = error as? PostgresTransactionError {
+            let cause = failed.closureError ?? failed.beginError ?? failed.commitError ?? failed.rollbackError
+            return cause.map(Self.reason) ?? "the transaction failed"
+        }
         guard let error = error as? PSQLError else { return "\(error)" }
         if let message = error.serverInfo?[.message] { return message }
         let underlying = error.underlying.map { "\($0)" } ?? ""
