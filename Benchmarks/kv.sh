@@ -2,6 +2,9 @@
 # Ferry's durable key-value service against Redis with appendonly yes / appendfsync always, in one
 # run, driven by the same closed-loop load generator (ferry-bench: each client has its own
 # connection and one request outstanding). Both acknowledge a put only after it is fsynced.
+# Ferry runs twice: on its SQLite file (--db) and on PostgreSQL (--store; a throw-away cluster
+# made here, at PostgreSQL's defaults: fsync on, synchronous_commit on), when PostgreSQL is
+# installed.
 #
 # Usage: Benchmarks/kv.sh      (SECONDS_PER_RUN=5 VALUE_SIZE=100 KEYS=10000)
 set -euo pipefail
@@ -22,6 +25,29 @@ make_workdir kv-bench
 PIDS+=($!)
 FERRY_ADDR=$(listening_address "$WORK/ferry.out")
 
+PG_ADDR=
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
+if [ -n "$PGBIN" ] && [ -x "$PGBIN/initdb" ]; then
+    # Run as root, PostgreSQL runs as its own user (it refuses root).
+    AS_PG=()
+    if [ "$(id -u)" -eq 0 ]; then
+        AS_PG=(setpriv --reuid=postgres --regid=postgres --init-groups --)
+        chmod 755 "$WORK" && mkdir -p "$WORK/pg" && chown postgres:postgres "$WORK/pg"
+    fi
+    PG_PORT=$(free_port)
+    "${AS_PG[@]}" "$PGBIN/initdb" -D "$WORK/pg/data" -U ferry --auth=trust -E UTF8 >"$WORK/initdb.log" 2>&1
+    "${AS_PG[@]}" "$PGBIN/postgres" -D "$WORK/pg/data" -p "$PG_PORT" -k "$WORK/pg" \
+        -c listen_addresses=127.0.0.1 >"$WORK/postgres.log" 2>&1 &
+    PIDS+=($!)
+    for _ in $(seq 200); do "$PGBIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" && break; sleep 0.05; done
+    "$FERRY" serve kv --store "postgres://ferry@127.0.0.1:$PG_PORT/postgres?sslmode=disable" --port 0 \
+        >"$WORK/ferry-pg.out" 2>"$WORK/ferry-pg.err" &
+    PIDS+=($!)
+    PG_ADDR=$(listening_address "$WORK/ferry-pg.out")
+else
+    echo "PostgreSQL is not installed (Debian: postgresql): no PostgreSQL column" >&2
+fi
+
 REDIS_PORT=$(free_port)
 mkdir -p "$WORK/redis"
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$WORK/redis" --appendonly yes --appendfsync always \
@@ -40,19 +66,28 @@ measure() {
 }
 
 echo "device of the data: $(df --output=source "$WORK" | tail -1)" >&2
-printf '%-5s %7s | %12s %8s %8s | %12s %8s %8s | %9s\n' op clients "ferry ops/s" p50_us p99_us "redis ops/s" p50_us p99_us "ferry/redis"
-printf -- '----- ------- | ------------ -------- -------- | ------------ -------- -------- | ---------\n'
+printf '%-5s %7s | %12s %8s %8s | %12s %8s %8s | %12s %8s %8s | %9s %9s\n' op clients "ferry ops/s" p50_us p99_us \
+    "ferry-pg" p50_us p99_us "redis ops/s" p50_us p99_us "ferry/rd" "pg/rd"
+printf -- '----- ------- | ------------ -------- -------- | ------------ -------- -------- | ------------ -------- -------- | --------- ---------\n'
 for op in put get; do
     for clients in 1 16; do
         echo "$op, $clients clients..." >&2
         read -r f_ops f_p50 f_p99 f_err < <(measure ferry "$FERRY_ADDR" "$op" "$clients")
+        p_ops=- p_p50=- p_p99=- p_err=0 p_ratio=-
+        if [ -n "$PG_ADDR" ]; then
+            read -r p_ops p_p50 p_p99 p_err < <(measure ferry "$PG_ADDR" "$op" "$clients")
+        fi
         read -r r_ops r_p50 r_p99 r_err < <(measure redis "$REDIS_ADDR" "$op" "$clients")
         ratio=$(python3 -c "print(f'{$f_ops / max($r_ops, 1):.2f}x')")
-        printf '%-5s %7s | %12s %8s %8s | %12s %8s %8s | %9s\n' "$op" "$clients" "$f_ops" "$f_p50" "$f_p99" \
-            "$r_ops" "$r_p50" "$r_p99" "$ratio"
-        if [ "$f_err" != 0 ] || [ "$r_err" != 0 ]; then echo "  errors: ferry $f_err, redis $r_err" >&2; fi
+        [ -n "$PG_ADDR" ] && p_ratio=$(python3 -c "print(f'{$p_ops / max($r_ops, 1):.2f}x')")
+        printf '%-5s %7s | %12s %8s %8s | %12s %8s %8s | %12s %8s %8s | %9s %9s\n' "$op" "$clients" \
+            "$f_ops" "$f_p50" "$f_p99" "$p_ops" "$p_p50" "$p_p99" "$r_ops" "$r_p50" "$r_p99" "$ratio" "$p_ratio"
+        if [ "$f_err" != 0 ] || [ "$p_err" != 0 ] || [ "$r_err" != 0 ]; then
+            echo "  errors: ferry $f_err, ferry-pg $p_err, redis $r_err" >&2
+        fi
     done
 done
 echo
+[ -n "$PG_ADDR" ] && echo "ferry-pg: the same service with --store on PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}') (postgres-nio; one transaction per group commit; fsync and synchronous_commit on)."
 echo "Ferry: SQLite (GRDB) WAL, synchronous=FULL, group commit; Redis $(redis-server --version | sed -E 's/.*v=([^ ]+).*/\1/'): appendonly yes, appendfsync always."
 echo "${VALUE_SIZE}-byte values over $KEYS keys, ${RUN}s per run; gets read the keys the puts wrote."
