@@ -71,6 +71,26 @@ import Glibc
         #expect(waited.output == Self.digest + "\n", "\(waited.error)")
     }
 
+    /// The same move with the nodes named, claimed and found on a three-member etcd cluster
+    /// (`ferry node --registry etcd://...`) instead of the endpoint daemon.
+    @Test(.enabled(if: EtcdCluster.binary != nil, "\(EtcdCluster.missing)"))
+    func aProcessMovesBetweenNodesThatFindEachOtherOnEtcd() throws {
+        let etcd = try EtcdCluster()
+        defer { etcd.close() }
+        let cluster = try TestCluster(registry: etcd.url)
+        try cluster.start("n1")
+        try cluster.start("n2")
+        try Self.spawnGated(cluster, "sha", on: "n1")
+        #expect(try cluster.listings(of: "sha").map(\.node) == ["n1"])
+        let moved = try cluster.run("migrate", ["sha", "--to", "n2"])
+        try #require(moved.status == 0, "\(moved.error)\n\(cluster.log("n1"))\n\(cluster.log("n2"))")
+        let listed = try cluster.listings(of: "sha")
+        #expect(listed.count == 1 && listed[0].node == "n2" && listed[0].epoch == 2 && listed[0].moves == 1)
+        Self.openGate("sha", in: cluster)
+        let waited = try cluster.run("wait", ["sha"])
+        #expect(waited.output == Self.digest + "\n", "\(waited.error)")
+    }
+
     /// In a cluster with an authority, a process moves between members over TLS 1.3 with their
     /// certificates; the migration port refuses a peer without one at the handshake, before it
     /// reads a byte of what the peer offers, and says so in one log line.

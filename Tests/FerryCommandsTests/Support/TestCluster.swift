@@ -82,10 +82,16 @@ final class TestCluster: @unchecked Sendable {
     private(set) var nodes: [String: Member] = [:]
     /// The cluster's credentials, when it is secured: every process and command uses them.
     let credentials: String?
+    /// How nodes and commands find the cluster: the daemon (`--endpoints`), or etcd
+    /// (`--registry etcd://...`) when the cluster was made on one.
+    let registryFlags: [String]
 
-    /// - Parameter secured: whether the cluster has an authority (`ferry ca init`) whose
-    ///   certificate every daemon, node and command presents, as `ferry up` makes one.
-    init(secured: Bool = false) throws {
+    /// - Parameters:
+    ///   - secured: whether the cluster has an authority (`ferry ca init`) whose certificate
+    ///     every daemon, node and command presents, as `ferry up` makes one.
+    ///   - registry: an etcd cluster's `etcd://` URL that nodes and commands use instead of the
+    ///     daemon.
+    init(secured: Bool = false, registry: String? = nil) throws {
         let temporary = try TemporaryDirectory()
         self.temporary = temporary
         self.credentials = secured ? temporary.path + "/tls" : nil
@@ -99,6 +105,7 @@ final class TestCluster: @unchecked Sendable {
             environment: self.credentials.map { ["FERRY_CREDENTIALS": $0] } ?? [:],
             log: temporary.path + "/endpointd.log"
         )
+        self.registryFlags = registry.map { ["--registry", $0] } ?? ["--endpoints", self.daemon.endpoint]
         self.key = temporary.path + "/keys/ferry.key"
         self.publicKey = temporary.path + "/keys/ferry.pub"
         let keys = try self.ferry(["keys", "generate", "--out", self.directory + "/keys"])
@@ -119,10 +126,10 @@ final class TestCluster: @unchecked Sendable {
         hiding: String? = nil,
         extra: [String] = []
     ) throws -> Member {
-        var arguments = [
-            "node", "--name", name, "--port", "0", "--endpoints", self.daemon.endpoint, "--data-dir",
-            "\(self.directory)/\(name)",
-        ]
+        var arguments =
+            [
+                "node", "--name", name, "--port", "0", "--data-dir", "\(self.directory)/\(name)",
+            ] + self.registryFlags
         arguments += trust ? ["--trust", self.publicKey] : ["--allow-unsigned"]
         if let credentials { arguments += ["--credentials", credentials] }
         let node = try Member(
@@ -187,10 +194,10 @@ final class TestCluster: @unchecked Sendable {
         )
     }
 
-    /// Runs a process command against this cluster's daemon.
+    /// Runs a process command against this cluster's registry.
     @discardableResult
     func run(_ command: String, _ arguments: [String], timeout: Double = 120) throws -> Result {
-        try self.ferry([command, "--endpoints", self.daemon.endpoint] + arguments, timeout: timeout)
+        try self.ferry([command] + self.registryFlags + arguments, timeout: timeout)
     }
 
     /// Signs an example guest with the cluster's key; the signed module's path.
