@@ -1,6 +1,6 @@
+import FerryWire
 import Foundation
 import Logging
-import NIOConcurrencyHelpers
 import NIOSSL
 import PostgresNIO
 
@@ -90,9 +90,33 @@ public final class PostgresDatabase: Sendable {
         return (configuration, probe, name)
     }
 
+    /// Connects to the database at `url` and makes `tables` when they are missing; `store` names
+    /// what opens it, for the error that says it could not.
+    static func open(
+        url: String,
+        logger: Logger,
+        store: String,
+        tables: [PostgresQuery]
+    ) async throws
+        -> PostgresDatabase
+    {
+        let database = try PostgresDatabase(url: url, logger: logger)
+        do {
+            try await database.migrate(tables)
+        } catch {
+            database.close()
+            throw ErrorMessage(
+                code: .unavailable,
+                message:
+                    "cannot open the \(store) at \(database.name): \(Self.reason(error)); is the server up, and may this user create tables there?"
+            )
+        }
+        return database
+    }
+
     /// Runs `statements` once, as one transaction (a store's tables, made if missing), after
     /// checking that the server takes a connection.
-    func migrate(_ statements: [PostgresQuery]) async throws {
+    private func migrate(_ statements: [PostgresQuery]) async throws {
         let connection = try await PostgresConnection.connect(configuration: self.probe, id: 0, logger: self.logger)
         try await connection.close()
         try await self.client.withTransaction(logger: self.logger) { connection in
@@ -132,66 +156,5 @@ public struct PostgresURLError: Error, CustomStringConvertible {
     public var url: String
     public var description: String {
         "'\(url)' is not a PostgreSQL URL; give postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=disable|prefer|require]"
-    }
-}
-
-/// Writes gathered while the previous batch commits, committed together in one transaction:
-/// one round of the server's WAL flush for the batch, as the SQLite stores' group commit does.
-/// Batches commit one after another, so the writes of one key are stored in the order queued.
-final class GroupCommit<Write: Sendable, Written: Sendable>: Sendable {
-    typealias Completion = @Sendable (Result<Written, any Error>) -> Void
-    typealias Apply = @Sendable (Write, PostgresConnection) async throws -> Result<Written, any Error>
-
-    private let database: PostgresDatabase
-    private let apply: Apply
-    private let failure: @Sendable (String) -> any Error
-    private let state = NIOLockedValueBox((waiting: [(Write, Completion)](), draining: false))
-
-    /// - Parameters:
-    ///   - apply: one write, inside the batch's transaction; a refused write is a failed result,
-    ///     a thrown error fails the whole batch.
-    ///   - failure: the error each write of a batch that did not commit gets, from the reason.
-    init(
-        _ database: PostgresDatabase,
-        failure: @escaping @Sendable (String) -> any Error,
-        apply: @escaping Apply
-    ) {
-        self.database = database
-        self.apply = apply
-        self.failure = failure
-    }
-
-    func enqueue(_ write: Write, _ completion: @escaping Completion) {
-        let start = self.state.withLockedValue { state in
-            state.waiting.append((write, completion))
-            defer { state.draining = true }
-            return !state.draining
-        }
-        if start { Task { await self.drain() } }
-    }
-
-    private func drain() async {
-        while true {
-            let batch = self.state.withLockedValue { state in
-                if state.waiting.isEmpty { state.draining = false }
-                defer { state.waiting = [] }
-                return state.waiting
-            }
-            if batch.isEmpty { return }
-            do {
-                let apply = self.apply
-                let writes = batch.map(\.0)
-                let results = try await self.database.client.withTransaction(logger: self.database.logger) {
-                    connection in
-                    var results: [Result<Written, any Error>] = []
-                    for write in writes { results.append(try await apply(write, connection)) }
-                    return results
-                }
-                for ((_, completion), result) in zip(batch, results) { completion(result) }
-            } catch {
-                let failure = self.failure(PostgresDatabase.reason(error))
-                for (_, completion) in batch { completion(.failure(failure)) }
-            }
-        }
     }
 }

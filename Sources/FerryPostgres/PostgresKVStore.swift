@@ -15,23 +15,18 @@ public final class PostgresKVStore: KVStorage {
 
     /// Connects to the database at `url` and makes the table if it is missing.
     public static func open(url: String, logger: Logger) async throws -> PostgresKVStore {
-        let database = try PostgresDatabase(url: url, logger: logger)
-        do {
-            try await database.migrate([
+        let database = try await PostgresDatabase.open(
+            url: url,
+            logger: logger,
+            store: "key-value store",
+            tables: [
                 """
                 CREATE TABLE IF NOT EXISTS ferry_kv (
                     key TEXT PRIMARY KEY COLLATE "C", value BYTEA NOT NULL, version BIGINT NOT NULL
                 )
                 """
-            ])
-        } catch {
-            database.close()
-            throw ErrorMessage(
-                code: .unavailable,
-                message:
-                    "cannot open the key-value store at \(database.name): \(PostgresDatabase.reason(error)); is the server up, and may this user create tables there?"
-            )
-        }
+            ]
+        )
         return PostgresKVStore(database)
     }
 

@@ -22,24 +22,19 @@ public final class PostgresObjectStore: ObjectStorage {
 
     /// Connects to the database at `url` and makes the tables if they are missing.
     public static func open(url: String, logger: Logger) async throws -> PostgresObjectStore {
-        let database = try PostgresDatabase(url: url, logger: logger)
-        do {
-            try await database.migrate([
+        let database = try await PostgresDatabase.open(
+            url: url,
+            logger: logger,
+            store: "object store",
+            tables: [
                 """
                 CREATE TABLE IF NOT EXISTS ferry_objects (
                     id TEXT PRIMARY KEY, type TEXT NOT NULL, epoch BIGINT NOT NULL, state BYTEA NOT NULL
                 )
                 """,
                 "CREATE TABLE IF NOT EXISTS ferry_generations (id TEXT PRIMARY KEY, epoch BIGINT NOT NULL)",
-            ])
-        } catch {
-            database.close()
-            throw ErrorMessage(
-                code: .unavailable,
-                message:
-                    "cannot open the object store at \(database.name): \(PostgresDatabase.reason(error)); is the server up, and may this user create tables there?"
-            )
-        }
+            ]
+        )
         return PostgresObjectStore(database)
     }
 
