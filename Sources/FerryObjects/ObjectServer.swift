@@ -105,7 +105,7 @@ public final class ObjectServer: Service, Sendable {
         for adapter in adapters { adapter.attach(directory) }
         directory.onLost { [weak server] id, lease in
             guard let adapter = server?.adapter(for: id) else { return }
-            Task { await adapter.drop(id, lease: lease, reason: "its claim at the endpoint daemon was lost") }
+            Task { await adapter.drop(id, lease: lease, reason: "its claim at the registry was lost") }
         }
         return server
     }
