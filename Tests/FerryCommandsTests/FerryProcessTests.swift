@@ -284,6 +284,9 @@ import FoundationNetworking
                     }
                 }
             }
+            // Every writer may have failed before the threshold (a starved run, calls past their
+            // deadline): the server is killed all the same, or this would wait for it forever.
+            kill(pid, SIGKILL)
             server.process.waitUntilExit()
             #expect(server.process.terminationReason == .uncaughtSignal, "round \(round): killed by SIGKILL")
             await client.close()
@@ -391,6 +394,8 @@ import FoundationNetworking
                     }
                 }
             }
+            // Killed even when every writer failed before the threshold (see above).
+            kill(pid, SIGKILL)
             server.process.waitUntilExit()
             #expect(server.process.terminationReason == .uncaughtSignal, "round \(round): killed by SIGKILL")
             await client.close()
