@@ -256,8 +256,8 @@ import FoundationNetworking
     /// of kill -9 of `ferry serve objects` while eight clients increment eight counters; each
     /// counter then holds every acknowledged increment, and at most the unanswered ones besides
     /// (a call the kill cut off after its save but before its answer): none lost, none twice.
-    @Test(arguments: StateStore.available)
-    func noAcknowledgedIncrementIsLostWhenTheObjectServerIsKilled(_ store: StateStore) async throws {
+    @Test(arguments: StateBackend.available)
+    func noAcknowledgedIncrementIsLostWhenTheObjectServerIsKilled(_ store: StateBackend) async throws {
         let temporary = try TemporaryDirectory()
         defer { withExtendedLifetime(temporary) {} }  // removed at the end of the test
         let storage = try store.flags(file: temporary.path + "/objects.sqlite")
@@ -362,8 +362,8 @@ import FoundationNetworking
         #expect(unsynced == 0, "\(unsynced) of \(answers) answers left before the log was synced")
     }
 
-    @Test(arguments: StateStore.available)
-    func everyAcknowledgedWriteSurvivesKillNineAtRandomMoments(_ store: StateStore) async throws {
+    @Test(arguments: StateBackend.available)
+    func everyAcknowledgedWriteSurvivesKillNineAtRandomMoments(_ store: StateBackend) async throws {
         let temporary = try TemporaryDirectory()
         defer { withExtendedLifetime(temporary) {} }  // removed at the end of the test
         let storage = try store.flags(file: temporary.path + "/kv.sqlite")
@@ -558,13 +558,7 @@ extension FerryProcessTests {
     }
 }
 
-/// Where a server under test keeps its state: a SQLite file (`--db`), or a database of the
-/// test's own on a real PostgreSQL server (`--store`) where PostgreSQL is installed.
-enum StateStore: String, CaseIterable, CustomTestStringConvertible {
-    case sqlite, postgres
-    var testDescription: String { self.rawValue }
-    static var available: [StateStore] { PostgresServer.binaries == nil ? [.sqlite] : [.sqlite, .postgres] }
-
+extension StateBackend {
     /// The flags that name a new store: `--db file`, or `--store` and a new database's URL.
     func flags(file: String) throws -> [String] {
         switch self {

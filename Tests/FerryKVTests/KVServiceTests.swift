@@ -16,19 +16,12 @@ import Testing
         return logger
     }()
 
-    enum Backend: String, CaseIterable, CustomTestStringConvertible {
-        case sqlite, postgres
-        var testDescription: String { self.rawValue }
-        /// The backends this machine can run: PostgreSQL only where it is installed.
-        static var available: [Backend] { PostgresServer.binaries == nil ? [.sqlite] : [.sqlite, .postgres] }
-    }
-
     /// A new, empty store: a file in a directory of its own, or a database of its own.
     struct Store {
         let address: String
         let directory: TemporaryDirectory?
 
-        init(_ backend: Backend) throws {
+        init(_ backend: StateBackend) throws {
             switch backend {
             case .sqlite:
                 let directory = try TemporaryDirectory()
@@ -64,11 +57,11 @@ import Testing
         await server.close()
     }
 
-    func withService(_ backend: Backend, _ body: (KVClient, KVServer) async throws -> Void) async throws {
+    func withService(_ backend: StateBackend, _ body: (KVClient, KVServer) async throws -> Void) async throws {
         try await self.withService(try Store(backend), body)
     }
 
-    @Test(arguments: Backend.available) func putGetDeleteAndVersions(_ backend: Backend) async throws {
+    @Test(arguments: StateBackend.available) func putGetDeleteAndVersions(_ backend: StateBackend) async throws {
         try await self.withService(backend) { kv, _ async throws in
             #expect(try await kv.get("greeting") == nil)
             #expect(try await kv.put("greeting", Array("hello".utf8)).version == 1)
@@ -80,8 +73,8 @@ import Testing
         }
     }
 
-    @Test(arguments: Backend.available) func compareAndSetAppliesOnlyOverTheExpectedValue(
-        _ backend: Backend
+    @Test(arguments: StateBackend.available) func compareAndSetAppliesOnlyOverTheExpectedValue(
+        _ backend: StateBackend
     ) async throws {
         try await self.withService(backend) { kv, _ async throws in
             #expect(try await kv.compareAndSet("lock", expected: nil, value: [1]).applied, "absent → created")
@@ -93,7 +86,9 @@ import Testing
         }
     }
 
-    @Test(arguments: Backend.available) func concurrentCompareAndSetsLetExactlyOneWin(_ backend: Backend) async throws {
+    @Test(arguments: StateBackend.available) func concurrentCompareAndSetsLetExactlyOneWin(
+        _ backend: StateBackend
+    ) async throws {
         try await self.withService(backend) { kv, _ async throws in
             try await kv.put("counter", [0])
             // 16 clients race to move 0 → their own id; the group commit batches them into one
@@ -108,8 +103,8 @@ import Testing
         }
     }
 
-    @Test(arguments: Backend.available) func listReturnsKeysByPrefixInOrderWithinTheLimit(
-        _ backend: Backend
+    @Test(arguments: StateBackend.available) func listReturnsKeysByPrefixInOrderWithinTheLimit(
+        _ backend: StateBackend
     ) async throws {
         try await self.withService(backend) { kv, _ async throws in
             for key in ["user/2", "user/1", "users", "team/1", "user/3"] { try await kv.put(key, Array(key.utf8)) }
@@ -122,7 +117,8 @@ import Testing
         }
     }
 
-    @Test(arguments: Backend.available) func acknowledgedWritesSurviveAReopen(_ backend: Backend) async throws {
+    @Test(arguments: StateBackend.available) func acknowledgedWritesSurviveAReopen(_ backend: StateBackend) async throws
+    {
         let store = try Store(backend)
         try await self.withService(store) { kv, _ async throws in
             for index in 0..<100 { try await kv.put("key\(index)", Array("value\(index)".utf8)) }
@@ -133,8 +129,8 @@ import Testing
         }
     }
 
-    @Test(arguments: Backend.available) func oversizedKeysAndValuesAreRefusedAndTheConnectionCarriesOn(
-        _ backend: Backend
+    @Test(arguments: StateBackend.available) func oversizedKeysAndValuesAreRefusedAndTheConnectionCarriesOn(
+        _ backend: StateBackend
     ) async throws {
         try await self.withService(backend) { kv, _ async throws in
             let longKey = String(repeating: "k", count: KVLimits.maxKeyBytes + 1)
@@ -177,8 +173,8 @@ import Testing
         }
     }
 
-    @Test(arguments: Backend.available) func truncatedAndUnknownFramesGetErrorsAndGarbageClosesOnlyItsConnection(
-        _ backend: Backend
+    @Test(arguments: StateBackend.available) func truncatedAndUnknownFramesGetErrorsAndGarbageClosesOnlyItsConnection(
+        _ backend: StateBackend
     ) async throws {
         try await self.withService(backend) { kv, server async throws in
             let wire = try await WireClient.connect(host: "127.0.0.1", port: server.port)

@@ -49,13 +49,7 @@ func temporaryPath(_ name: String) -> String {
     FileManager.default.temporaryDirectory.appendingPathComponent("ferry-\(name)-\(UUID().uuidString).sqlite").path
 }
 
-/// Where a test's persistent objects are kept: a SQLite file, or (where PostgreSQL is installed)
-/// a database of the test's own on a real PostgreSQL server.
-enum StoreBackend: String, CaseIterable, CustomTestStringConvertible {
-    case sqlite, postgres
-    var testDescription: String { self.rawValue }
-    static var available: [StoreBackend] { PostgresServer.binaries == nil ? [.sqlite] : [.sqlite, .postgres] }
-
+extension StateBackend {
     /// A new, empty store.
     func open(_ name: String) async throws -> any ObjectStorage {
         switch self {
@@ -102,8 +96,8 @@ enum StoreBackend: String, CaseIterable, CustomTestStringConvertible {
         #expect(try await self.peak(.single, objects: ["probe/1", "probe/2"]) == 1)
     }
 
-    @Test(arguments: StoreBackend.available)
-    func persistentObjectsKeepTheirStateAcrossDeactivation(_ backend: StoreBackend) async throws {
+    @Test(arguments: StateBackend.available)
+    func persistentObjectsKeepTheirStateAcrossDeactivation(_ backend: StateBackend) async throws {
         let store = try await backend.open("store")
         let adapter = try ObjectAdapter(
             name: "counters",
@@ -225,8 +219,8 @@ enum StoreBackend: String, CaseIterable, CustomTestStringConvertible {
         #expect(try await adapter.call("counter/1", method: "get", arguments: .list([])).0 == .int(1))
     }
 
-    @Test(arguments: StoreBackend.available)
-    func aSaveFromAnOlderEpochCannotOverwriteANewerOne(_ backend: StoreBackend) async throws {
+    @Test(arguments: StateBackend.available)
+    func aSaveFromAnOlderEpochCannotOverwriteANewerOne(_ backend: StateBackend) async throws {
         let store = try await backend.open("fence")
         try await store.save("counter", type: "counter", state: [2], epoch: 20)
         await #expect {
