@@ -31,6 +31,13 @@ int ferry_open_beneath(int dirfd, const char *path, int flags) {
     return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
 }
 
+int ferry_open_beneath_without_links(int dirfd, const char *path, int flags) {
+    struct open_how how = {0};
+    how.flags = (unsigned long long)(flags | O_CLOEXEC);
+    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+    return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
+}
+
 int ferry_open_in_layer(int dirfd, const char *path, int flags, unsigned int mode) {
     struct open_how how = {0};
     how.flags = (unsigned long long)(flags | O_CLOEXEC | O_NOFOLLOW);

@@ -157,6 +157,16 @@ struct Serve: AsyncParsableCommand {
         )
         var cacheControl: String?
 
+        @Flag(
+            inversion: .prefixedNo,
+            help: """
+                Keep open files, and the bytes of files up to 64 KiB, between requests; inotify \
+                drops what changes (nginx's open_file_cache). Turn off for a root changed where \
+                inotify cannot see, such as NFS written by other machines.
+                """
+        )
+        var openFileCache = true
+
         @OptionGroup(
             title: "Slow and idle clients (the cap is off by default: behind a switch, all come from its address)"
         )
@@ -188,6 +198,7 @@ struct Serve: AsyncParsableCommand {
                     sessionTTL: self.sessions.map { .seconds($0) },
                     handoffSocket: self.handoffSocket,
                     cacheControl: self.cacheControl,
+                    openFileCache: self.openFileCache,
                     timeouts: try self.clients.timeouts(),
                     maxConnectionsPerSource: self.clients.maxConnectionsPerSource ?? 0
                 ),

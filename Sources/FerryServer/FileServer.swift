@@ -36,6 +36,9 @@ public final class FileServer: Service, Sendable {
         public var handoffSocket: String?
         /// The Cache-Control of file answers (`max-age=60`), for caches in front; none when nil.
         public var cacheControl: String?
+        /// Keep open files and small files' bytes between requests, watched by inotify (nginx's
+        /// `open_file_cache`). Off for a root that changes where inotify cannot see (NFS).
+        public var openFileCache: Bool
         /// How long a client may take over a request head, or stay idle between requests (the
         /// file server takes no request bodies, so `body` does not apply).
         public var timeouts: ClientTimeouts
@@ -54,6 +57,7 @@ public final class FileServer: Service, Sendable {
             sessionTTL: Duration? = nil,
             handoffSocket: String? = nil,
             cacheControl: String? = nil,
+            openFileCache: Bool = true,
             timeouts: ClientTimeouts = ClientTimeouts(),
             maxConnectionsPerSource: Int = 0
         ) {
@@ -67,6 +71,7 @@ public final class FileServer: Service, Sendable {
             self.sessionTTL = sessionTTL
             self.handoffSocket = handoffSocket
             self.cacheControl = cacheControl
+            self.openFileCache = openFileCache
             self.timeouts = timeouts
             self.maxConnectionsPerSource = maxConnectionsPerSource
         }
@@ -134,7 +139,8 @@ public final class FileServer: Service, Sendable {
         let files = try FileService(
             root: configuration.root,
             sessionTTL: configuration.sessionTTL,
-            cacheControl: configuration.cacheControl
+            cacheControl: configuration.cacheControl,
+            openFileCache: configuration.openFileCache
         )
         let listener = try TCPListener(host: configuration.host, port: configuration.port)
         let registry = ConnectionRegistry(maxPerSource: configuration.maxConnectionsPerSource)

@@ -24,6 +24,8 @@ int ferry_accept_nonblocking(int fd);
 /// absolute paths and symlinks that point outside all fail (openat2 with RESOLVE_BENEATH).
 /// Returns the descriptor, or -1 with errno set (EXDEV for an escape attempt).
 int ferry_open_beneath(int dirfd, const char *path, int flags);
+/// As ferry_open_beneath, but fails with ELOOP on any symbolic link on the way.
+int ferry_open_beneath_without_links(int dirfd, const char *path, int flags);
 
 /// Linux values Glibc shows Swift only under _GNU_SOURCE.
 static const int FERRY_O_PATH = 010000000;

@@ -5,6 +5,10 @@ import NIOCore
 /// Serves one request from start to end on the calling thread, blocking on the disk and on the
 /// client as it goes: the body of the iterative, thread-per-request and dispatcher models.
 struct BlockingResponder {
+    /// A body up to this size is copied behind the head, to leave in one write; a larger one
+    /// follows it in a second write rather than being copied.
+    static let copiedBody = 16 * 1024
+
     let files: FileService
     let registry: ConnectionRegistry
     let metrics: ServerMetrics
@@ -50,9 +54,12 @@ struct BlockingResponder {
         head.write(to: &headBytes)
         do {
             switch (framing.sendsBody, response.body) {
-            case (true, .bytes(var bytes)):
+            case (true, .bytes(var bytes)) where bytes.readableBytes <= Self.copiedBody:
                 headBytes.writeBuffer(&bytes)
                 try writer.write(headBytes)
+            case (true, .bytes(let bytes)):
+                try writer.write(headBytes, more: true)
+                try writer.write(bytes)
             case (true, .file(let file, let offset, let length)) where framing.chunked:
                 try writer.write(headBytes)
                 writer.stopsMidWrite = false
@@ -66,7 +73,7 @@ struct BlockingResponder {
                 }
                 try writer.write(ResponseFraming.lastChunk(complete: !flag.isCancelled))
             case (true, .file(let file, let offset, let length)):
-                try writer.write(headBytes)
+                try writer.write(headBytes, more: true)
                 try writer.writeFile(file, offset: offset, length: length)
             default:
                 try writer.write(headBytes)

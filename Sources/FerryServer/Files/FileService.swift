@@ -19,6 +19,8 @@ public final class FileService: Sendable {
     /// The served directory as given.
     public let root: String
     private let rootFD: Int32
+    /// Open files and what their answers are made of; nil where inotify is unavailable.
+    private let cache: OpenFileCache?
     /// Optional per-client soft state; nil serves without sessions.
     public let sessions: SessionStore<FileSession>?
     /// The Cache-Control every file answer carries, for caches in front (a CDN's edges); none when nil.
@@ -28,8 +30,14 @@ public final class FileService: Sendable {
     ///   - sessionTTL: keep a session per client (a `ferry-session` cookie) for this long after its
     ///     last request; nil keeps none.
     ///   - cacheControl: the Cache-Control of file answers, e.g. `max-age=60`, as nginx's `expires`.
+    ///   - openFileCache: keep open files and small files' bytes, watched by inotify (``OpenFileCache``).
     /// - Throws: ``Error`` when `root` is not a readable directory.
-    public init(root: String, sessionTTL: Duration? = nil, cacheControl: String? = nil) throws {
+    public init(
+        root: String,
+        sessionTTL: Duration? = nil,
+        cacheControl: String? = nil,
+        openFileCache: Bool = true
+    ) throws {
         self.sessions = sessionTTL.map { SessionStore(ttl: $0) }
         self.cacheControl = cacheControl
         let fd = Glibc.open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
@@ -41,6 +49,7 @@ public final class FileService: Sendable {
         }
         self.root = root
         self.rootFD = fd
+        self.cache = openFileCache ? OpenFileCache(rootFD: fd) : nil
     }
 
     deinit { close(self.rootFD) }
@@ -91,21 +100,33 @@ public final class FileService: Sendable {
         case .success(let resolved): path = resolved
         case .failure(let refusal): return .text(refusal.status, refusal.message)
         }
-        switch self.open(path) {
-        case .success(let opened): return self.respond(to: request, with: opened.file, path: opened.name)
+        let opened = self.cache.map { $0.file(at: path) { self.open(path) } } ?? self.open(path)
+        switch opened {
+        case .success(let file): return self.respond(to: request, with: file)
         case .failure(let refusal): return .text(refusal.status, refusal.message)
         }
     }
 
-    private func open(_ path: String) -> Result<(file: OpenFile, name: String), RequestPath.Refusal> {
+    /// Opens the file `path` names (a folder's `index.html` for a folder), without following a
+    /// symbolic link when it can, so that the cache may keep it.
+    private func open(_ path: String) -> Result<ServedFile, RequestPath.Refusal> {
         let display = "/" + (path == "." ? "" : path)
-        var fd = ferry_open_beneath(self.rootFD, path, O_RDONLY | O_NONBLOCK)
+        var cacheable = true
+        var fd = ferry_open_beneath_without_links(self.rootFD, path, O_RDONLY | O_NONBLOCK)
+        if fd < 0, errno == ELOOP {
+            cacheable = false
+            fd = ferry_open_beneath(self.rootFD, path, O_RDONLY | O_NONBLOCK)
+        }
         guard fd >= 0 else { return .failure(Self.refusal(errno: errno, display: display)) }
         var info = stat()
         fstat(fd, &info)
         let isIndex = info.st_mode & S_IFMT == S_IFDIR
         if isIndex {
-            let index = ferry_open_beneath(fd, "index.html", O_RDONLY | O_NONBLOCK)
+            var index = ferry_open_beneath_without_links(fd, "index.html", O_RDONLY | O_NONBLOCK)
+            if index < 0, errno == ELOOP {
+                cacheable = false
+                index = ferry_open_beneath(fd, "index.html", O_RDONLY | O_NONBLOCK)
+            }
             let error = errno
             close(fd)
             guard index >= 0 else {
@@ -126,7 +147,8 @@ public final class FileService: Sendable {
             close(fd)
             return .failure(.init(status: .forbidden, message: "\(display) is not a regular file"))
         }
-        return .success((OpenFile(descriptor: fd, info: info), isIndex ? "index.html" : path))
+        let name = isIndex ? (path == "." ? "index.html" : path + "/index.html") : path
+        return .success(ServedFile(open: OpenFile(descriptor: fd, info: info), name: name, cacheable: cacheable))
     }
 
     private static func refusal(errno error: Int32, display: String) -> RequestPath.Refusal {
@@ -145,38 +167,30 @@ public final class FileService: Sendable {
         }
     }
 
-    private func respond(to request: HTTPRequest, with file: OpenFile, path: String) -> FileResponse {
-        let size = Int(file.info.st_size)
-        let modified = Int(file.info.st_mtim.tv_sec)
-        let etag =
-            "\"\(String(UInt64(file.info.st_ino), radix: 16))-\(String(size, radix: 16))-"
-            + "\(String(modified &* 1_000_000_000 &+ Int(file.info.st_mtim.tv_nsec), radix: 16))\""
+    private func respond(to request: HTTPRequest, with file: ServedFile) -> FileResponse {
         var headers: HTTPHeaders = [
-            ("Last-Modified", HTTPDate.format(modified)),
-            ("ETag", etag),
+            ("Last-Modified", file.lastModified),
+            ("ETag", file.etag),
             ("Accept-Ranges", "bytes"),
         ]
         if let cacheControl = self.cacheControl { headers.add("Cache-Control", cacheControl) }
-        if Self.notModified(request, etag: etag, modified: modified) {
+        if Self.notModified(request, etag: file.etag, modified: file.modified) {
             return FileResponse(head: .init(status: .notModified, headers: headers), body: .none)
         }
-        headers.add("Content-Type", MIMEType.forPath(path))
-        switch ByteRange.parse(request.headers["range"], size: size) {
+        headers.add("Content-Type", file.contentType)
+        switch ByteRange.parse(request.headers["range"], size: file.size) {
         case .none:
-            return FileResponse(head: .init(status: .ok, headers: headers), body: .file(file, offset: 0, length: size))
+            return FileResponse(head: .init(status: .ok, headers: headers), body: file.body(0..<file.size))
         case .unsatisfiable:
             var response = FileResponse.text(
                 .rangeNotSatisfiable,
-                "range \(request.headers["range"] ?? "") is outside the file's \(size) bytes"
+                "range \(request.headers["range"] ?? "") is outside the file's \(file.size) bytes"
             )
-            response.head.headers.add("Content-Range", "bytes */\(size)")
+            response.head.headers.add("Content-Range", "bytes */\(file.size)")
             return response
         case .range(let range):
-            headers.add("Content-Range", "bytes \(range.lowerBound)-\(range.upperBound - 1)/\(size)")
-            return FileResponse(
-                head: .init(status: .partialContent, headers: headers),
-                body: .file(file, offset: range.lowerBound, length: range.count)
-            )
+            headers.add("Content-Range", "bytes \(range.lowerBound)-\(range.upperBound - 1)/\(file.size)")
+            return FileResponse(head: .init(status: .partialContent, headers: headers), body: file.body(range))
         }
     }
 

@@ -31,13 +31,15 @@ struct SocketWriter {
     /// A client that takes no bytes for this long is given up on.
     var stallTimeoutMilliseconds: Int32 = 60_000
 
-    /// Writes all of `buffer`.
+    /// Writes all of `buffer`; with `more`, tells the kernel more follows at once (MSG_MORE), so
+    /// that a head and the body sent after it can leave in one segment.
     /// - Throws: ``Stop``.
-    func write(_ buffer: ByteBuffer) throws {
+    func write(_ buffer: ByteBuffer, more: Bool = false) throws {
         var offset = 0
+        let flags = Int32(MSG_NOSIGNAL) | (more ? Int32(MSG_MORE) : 0)
         try buffer.withUnsafeReadableBytes { bytes in
             while offset < bytes.count {
-                let sent = send(self.descriptor, bytes.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL))
+                let sent = send(self.descriptor, bytes.baseAddress! + offset, bytes.count - offset, flags)
                 if sent >= 0 {
                     offset += sent
                 } else {
