@@ -4,6 +4,10 @@ import Foundation
 import GRDB
 import NIOConcurrencyHelpers
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Permanent state: keys and values in SQLite (through GRDB, WAL mode, `synchronous = FULL`).
 ///
 /// A write is reported done only after its transaction has committed and SQLite has fsynced the
@@ -12,7 +16,9 @@ import NIOConcurrencyHelpers
 ///
 /// Writes are group-committed: one writer thread takes every write waiting when it is free and
 /// commits them in one transaction — one fsync for the batch — so many clients together pay for
-/// far fewer fsyncs than writes. Reads run concurrently on WAL snapshots.
+/// far fewer fsyncs than writes. Gets are answered from memory (``KVMirror``), lists from WAL
+/// snapshots. Since the mirror must see every write, one store owns its file: a second one,
+/// in this process or another, is refused while the first is open.
 public final class KVStore: KVStorage {
     private struct Waiting: Sendable {
         let write: KVWrite
@@ -28,6 +34,9 @@ public final class KVStore: KVStorage {
     private let pool: DatabasePool
     private let writer = NIOLockedValueBox(WriterState())
     private let writerQueue = DispatchQueue(label: "ferry.kv.writer")
+    private let mirror = KVMirror()
+    /// Holds the file's flock, which makes this store its only writer.
+    private let owner: Int32
 
     /// Opens (or creates) the store at `path`.
     public init(path: String) throws {
@@ -57,8 +66,29 @@ public final class KVStore: KVStorage {
         } catch {
             throw KVStoreError.cannotOpen(path: path, reason: "\(error)")
         }
+        // SQLite's own locks are fcntl locks, which flock never meets.
+        self.owner = open(path, O_RDONLY | O_CLOEXEC)
+        guard self.owner >= 0, flock(self.owner, LOCK_EX | LOCK_NB) == 0 else {
+            let reason =
+                errno == EWOULDBLOCK
+                ? "another store has it open (a 'ferry serve kv' or a node's local space); a store keeps every key in memory, so one store owns a file"
+                : String(cString: strerror(errno))
+            if self.owner >= 0 { Glibc.close(self.owner) }
+            try? self.pool.close()
+            throw KVStoreError.cannotOpen(path: path, reason: reason)
+        }
         self.path = path
+        try self.pool.read { db in
+            let rows = try Row.fetchCursor(db, sql: "SELECT key, value, version FROM kv")
+            while let row = try rows.next(), self.mirror.isOn {
+                let value: Data = row[1]
+                let version: Int64 = row[2]
+                self.mirror.load(row[0], KVValue(value: [UInt8](value), version: UInt64(version)))
+            }
+        }
     }
+
+    deinit { Glibc.close(self.owner) }
 
     /// SQLite's `synchronous` setting on the connection that commits: 2 (FULL) means every commit
     /// is fsynced before it is acknowledged.
@@ -71,18 +101,22 @@ public final class KVStore: KVStorage {
     /// Closes the database; later calls fail with an error instead of touching the file.
     public func close() throws {
         try self.pool.close()
+        flock(self.owner, LOCK_UN)
     }
 
     /// The value of `key`, as of the last committed write.
     public func get(_ key: String) async throws -> KVValue {
         try KVLimits.validate(key: key)
+        if let value = self.mirror.get(key) { return value }
         return try await self.pool.read { db in try Self.get(key, db) }
     }
 
-    /// The value of `key`, read on the calling thread: a point read of a WAL snapshot that does
-    /// not wait for writers, cheaper inline on an event loop than two thread hops.
+    /// The value of `key`, on the calling thread: from memory, or (the mirror off) a point read
+    /// of a WAL snapshot that does not wait for writers, cheaper inline on an event loop than two
+    /// thread hops.
     public func getNow(_ key: String) throws -> KVValue {
         try KVLimits.validate(key: key)
+        if let value = self.mirror.get(key) { return value }
         // One SELECT is atomic on its own: no surrounding transaction needed.
         return try self.pool.unsafeRead { db in try Self.get(key, db) }
     }
@@ -166,8 +200,11 @@ public final class KVStore: KVStorage {
                 let results = try self.pool.write { db in
                     try batch.map { try Self.apply($0.write, db) }
                 }
+                // Before any acknowledgement: a get after one must see its write.
+                self.mirror.apply(Array(zip(batch.map(\.write), results)))
                 for (waiting, result) in zip(batch, results) { waiting.completion(.success(result)) }
             } catch {
+                self.mirror.turnOff()
                 let failure = ErrorMessage(
                     code: .unavailable,
                     message: "the write was not stored: \(error) (store \(self.path)); nothing of it is visible"

@@ -204,6 +204,50 @@ import Testing
         try store.close()
     }
 
+    /// Gets come from memory, which must hold exactly what the file does: a second store on the
+    /// same file would write past it, so it is refused until the first is closed.
+    @Test func oneStoreOwnsItsFile() async throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.path + "/kv.sqlite"
+        let first = try KVStore(path: path)
+        do {
+            _ = try KVStore(path: path)
+            Issue.record("a second store opened a file another store has open")
+        } catch {
+            #expect("\(error)".contains("another store has it open"))
+        }
+        _ = try await first.write(KVWrite(key: "k", operation: .put(value: [1])))
+        try first.close()
+        let second = try KVStore(path: path)
+        #expect(try second.getNow("k") == KVValue(value: [1], version: 1), "what the file holds is loaded at open")
+        try second.close()
+    }
+
+    /// Every kind of write shows in the next get, the way the file has it after a reopen.
+    @Test func getsFromMemoryAgreeWithTheFile() async throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.path + "/kv.sqlite"
+        let store = try KVStore(path: path)
+        _ = try await store.write(KVWrite(key: "a", operation: .put(value: [1])))
+        _ = try await store.write(KVWrite(key: "a", operation: .put(value: [2])))
+        _ = try await store.write(KVWrite(key: "b", operation: .put(value: [3])))
+        _ = try await store.write(KVWrite(key: "b", operation: .delete))
+        _ = try await store.write(KVWrite(key: "c", operation: .compareAndSet(expected: nil, value: [4])))
+        _ = try await store.write(KVWrite(key: "c", operation: .compareAndSet(expected: [9], value: [5])))
+        let keys = ["a", "b", "c", "never"]
+        let fromMemory = try keys.map { try store.getNow($0) }
+        #expect(
+            fromMemory == [
+                .init(value: [2], version: 2), .init(value: nil, version: 0), .init(value: [4], version: 1),
+                .init(value: nil, version: 0),
+            ]
+        )
+        try store.close()
+        let reopened = try KVStore(path: path)
+        #expect(try keys.map { try reopened.getNow($0) } == fromMemory)
+        try reopened.close()
+    }
+
     @Test func aStoreThatCannotOpenSaysWhere() async throws {
         do {
             _ = try KVStore(path: "/nonexistent-dir/ferry/kv.sqlite")
