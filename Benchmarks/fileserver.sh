@@ -7,6 +7,8 @@
 #   (b) hot: 1 KiB and 64 KiB files from the page cache, keep-alive, wrk -t2 -c64. Ratios are to
 #       nginx with as many worker processes as Ferry has threads serving (the core count).
 #
+# Writes fileserver.svg (the hot rows, each model beside nginx) next to this script.
+#
 # Usage: Benchmarks/fileserver.sh
 #   (DURATION=10 COLD_DURATION=3 COLD_FILES=80000 COLD_SIZE=16384 COLD_CONNECTIONS=32 COLD_WORKERS=16)
 set -euo pipefail
@@ -100,3 +102,10 @@ for server in "${SERVERS[@]}"; do
         "${HOT1[$server]}" "$(ratio "${HOT1[$server]}" "${HOT1[nginx]}")" \
         "${HOT64[$server]}" "$(ratio "${HOT64[$server]}" "${HOT64[nginx]}")"
 done
+
+{
+    printf 'file\tferry event-driven\tferry dispatcher\tferry thread-per-request\tferry iterative\tnginx\n'
+    printf 'hot 1 KiB\t%s\t%s\t%s\t%s\t%s\n' "${HOT1[event-driven]}" "${HOT1[dispatcher]}" "${HOT1[thread-per-request]}" "${HOT1[iterative]}" "${HOT1[nginx]}"
+    printf 'hot 64 KiB\t%s\t%s\t%s\t%s\t%s\n' "${HOT64[event-driven]}" "${HOT64[dispatcher]}" "${HOT64[thread-per-request]}" "${HOT64[iterative]}" "${HOT64[nginx]}"
+} | python3 "$(dirname "$0")/chart.py" --unit "requests/s, wrk -t2 -c64, keep-alive" \
+    --title "Ferry's file server, hot files from the page cache, beside nginx ($CORES workers)" "$(dirname "$0")/fileserver.svg"

@@ -78,6 +78,7 @@ for op in put get; do
             read -r p_ops p_p50 p_p99 p_err < <(measure ferry "$PG_ADDR" "$op" "$clients")
         fi
         read -r r_ops r_p50 r_p99 r_err < <(measure redis "$REDIS_ADDR" "$op" "$clients")
+        printf '%s x%s\t%s\t%s\t%s\n' "$op" "$clients" "$f_ops" "$p_ops" "$r_ops" >>"$WORK/rows"
         ratio=$(python3 -c "print(f'{$f_ops / max($r_ops, 1):.2f}x')")
         [ -n "$PG_ADDR" ] && p_ratio=$(python3 -c "print(f'{$p_ops / max($r_ops, 1):.2f}x')")
         printf '%-5s %7s | %12s %8s %8s | %12s %8s %8s | %12s %8s %8s | %9s %9s\n' "$op" "$clients" \
@@ -91,3 +92,7 @@ echo
 [ -n "$PG_ADDR" ] && echo "ferry-pg: the same service with --store on PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}') (postgres-nio; one transaction per group commit; fsync and synchronous_commit on)."
 echo "Ferry: SQLite (GRDB) WAL, synchronous=FULL, group commit; Redis $(redis-server --version | sed -E 's/.*v=([^ ]+).*/\1/'): appendonly yes, appendfsync always."
 echo "${VALUE_SIZE}-byte values over $KEYS keys, ${RUN}s per run; gets read the keys the puts wrote."
+
+{ printf 'op\tferry sqlite\tferry postgres\tredis\n'; cat "$WORK/rows"; } |
+    python3 "$(dirname "$0")/chart.py" --unit "operations/s, durable puts (acknowledged after the fsync)" \
+        --title "Ferry's kv service beside Redis (appendfsync always)" "$(dirname "$0")/kv.svg"

@@ -1,23 +1,30 @@
 #!/usr/bin/env bash
-# Object calls, side by side with gRPC (grpc-swift-2 unary calls over HTTP/2, the same 8-byte
-# payload both ways), then the threading policies as objects grow, then activation latency.
+# Object calls, side by side with two gRPC anchors doing the same unary call with the same 8-byte
+# payload both ways over HTTP/2: grpc-swift-2 (Benchmarks/grpc-anchor) and gRPC C++ with its
+# callback API (Benchmarks/grpc-cpp, Debian's libgrpc++). Then the threading policies as objects
+# grow, then activation latency. Goal: Ferry's calls/s at least 1.0x gRPC C++'s, and its p99
+# lower, at 1, 16 and 64 callers. Writes objects.svg (calls/s per row) beside this script.
 #
 #   Benchmarks/objects.sh            (DURATION=5 WARMUP=1 by default)
 #
-# Both servers and both load generators are release builds on this machine; each load
-# generator uses one connection, as an ordinary client does. The gRPC anchor is its own package
-# (Benchmarks/grpc-anchor), so that `swift test` never builds gRPC.
+# All three servers run side by side, release builds (the C++ one -O2) on this machine; their
+# load generators take turns, row by row; each uses one connection, as an ordinary client does.
+# The anchors are built apart from the Ferry package, so that `swift test` never builds gRPC.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 DURATION=${DURATION:-5}
 WARMUP=${WARMUP:-1}
-require python3
+require python3 pkg-config g++ make protoc:protobuf-compiler grpc_cpp_plugin:protobuf-compiler-grpc
+pkg-config --exists grpc++ || apt_install libgrpc++-dev
 
 build_release ferry-bench
 echo "building grpc-anchor (release; the first build takes a while)..." >&2
 (cd "$ROOT/Benchmarks/grpc-anchor" && swift build -c release >/dev/null)
+echo "building grpc-cpp..." >&2
+"$ROOT/Benchmarks/grpc-cpp/build.sh"
 BENCH="$ROOT/.build/release/ferry-bench"
 GRPC="$ROOT/Benchmarks/grpc-anchor/.build/release/grpc-anchor"
+GRPC_CPP="$ROOT/Benchmarks/grpc-cpp/build"
 make_workdir objects
 
 "$BENCH" objects serve >"$WORK/ferry.out" &
@@ -26,23 +33,35 @@ FERRY_ADDR=$(listening_address "$WORK/ferry.out")
 "$GRPC" serve --port 0 >"$WORK/grpc.out" &
 PIDS+=($!)
 GRPC_ADDR=$(listening_address "$WORK/grpc.out")
+"$GRPC_CPP/server" --port 0 >"$WORK/grpc-cpp.out" &
+PIDS+=($!)
+GRPC_CPP_ADDR=$(listening_address "$WORK/grpc-cpp.out")
 
 field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p" <<<"$2"; }
 
 echo
-echo "counter.increment(by: 1), one connection, ${DURATION}s per row after ${WARMUP}s warm-up"
-printf '%-8s | %-29s | %-29s | %s\n' "callers" "ferry: calls/s   p50   p99 µs" "grpc: calls/s   p50   p99 µs" "ferry/grpc"
-printf '%-8s | %-29s | %-29s | %s\n' "--------" "-----------------------------" "-----------------------------" "----------"
+echo "counter.increment(by: 1), one connection, ${DURATION}s per row after ${WARMUP}s warm-up; p50 and p99 in µs"
+row() { printf '%-7s | %28s | %28s | %28s | %11s | %9s\n' "$@"; }
+group() { printf '%12s %6s %8s' "$@"; }
+printf '%-7s | %-28s | %-28s | %-28s | %-11s | %-9s\n' "" ferry grpc-swift grpc-c++ ferry/swift ferry/c++
+row callers "$(group calls/s p50 p99)" "$(group calls/s p50 p99)" "$(group calls/s p50 p99)" calls/s calls/s
+row "" "" "" "" "" "" | tr ' ' -
+printf 'callers\tferry\tgrpc-swift\tgrpc-c++\n' >"$WORK/rows"
 for callers in 1 16 64; do
     ferry=$("$BENCH" objects load --addr "$FERRY_ADDR" --concurrency "$callers" --seconds "$DURATION" --warmup "$WARMUP")
-    grpc=$("$GRPC" load --port "${GRPC_ADDR##*:}" --concurrency "$callers" --duration "$DURATION" --warmup "$WARMUP")
-    fr=$(field calls_per_second "$ferry")
-    gr=$(field calls_per_second "$grpc")
-    printf '%-8s | %13.0f %7s %7s | %13.0f %7s %7s | %9.2fx\n' "$callers" \
-        "$fr" "$(field p50_us "$ferry")" "$(field p99_us "$ferry")" \
-        "$gr" "$(field p50_us "$grpc")" "$(field p99_us "$grpc")" \
-        "$(python3 -c "print($fr / $gr)")"
+    swift=$("$GRPC" load --port "${GRPC_ADDR##*:}" --concurrency "$callers" --duration "$DURATION" --warmup "$WARMUP")
+    cpp=$("$GRPC_CPP/client" --port "${GRPC_CPP_ADDR##*:}" --concurrency "$callers" --duration "$DURATION" --warmup "$WARMUP")
+    fr=$(printf %.0f "$(field calls_per_second "$ferry")")
+    sr=$(printf %.0f "$(field calls_per_second "$swift")")
+    cr=$(printf %.0f "$(field calls_per_second "$cpp")")
+    row "$callers" "$(group "$fr" "$(field p50_us "$ferry")" "$(field p99_us "$ferry")")" \
+        "$(group "$sr" "$(field p50_us "$swift")" "$(field p99_us "$swift")")" \
+        "$(group "$cr" "$(field p50_us "$cpp")" "$(field p99_us "$cpp")")" \
+        "$(ratio "$fr" "$sr")" "$(ratio "$fr" "$cr")"
+    printf '%s\t%s\t%s\t%s\n' "$callers" "$fr" "$sr" "$cr" >>"$WORK/rows"
 done
+python3 "$(dirname "$0")/chart.py" --title "Object calls: counter.increment(by: 1), one connection, by callers" \
+    --unit "calls/s" "$(dirname "$0")/objects.svg" <"$WORK/rows"
 
 echo
 "$BENCH" objects policies --seconds "${POLICY_SECONDS:-2}"

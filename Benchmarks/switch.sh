@@ -4,6 +4,8 @@
 # directly. TCP handoff needs a Ferry backend (the file server, taking handoffs): it is compared
 # with that backend served directly.
 #
+# Writes switch.svg (each switch beside its HAProxy mode and nginx's proxy_pass) next to this script.
+#
 # Usage: Benchmarks/switch.sh      (DURATION=8)
 set -euo pipefail
 
@@ -102,3 +104,12 @@ echo "ferry l4 / haproxy tcp: 1KiB $(ratio "${RATE[ferry-l4.1k]}" "${RATE[haprox
 echo "ferry l7 / haproxy http: 1KiB $(ratio "${RATE[ferry-l7.1k]}" "${RATE[haproxy-http.1k]}"), 64KiB $(ratio "${RATE[ferry-l7.64k]}" "${RATE[haproxy-http.64k]}") (goal: at least 1.0x)"
 echo "ferry handoff / ferry-files direct: 1KiB $(ratio "${RATE[ferry-handoff.1k]}" "${RATE[ferry-files.1k]}"), 64KiB $(ratio "${RATE[ferry-handoff.64k]}" "${RATE[ferry-files.64k]}") (goal: at least 0.95x)"
 echo "nginx $(nginx -v 2>&1 | sed 's/.*\///'), $(haproxy -v | head -1 | awk '{print "HAProxy " $3}'), $(nproc) cores, wrk on the same machine"
+
+{
+    printf 'switch\tferry l7\tferry l4\thaproxy http\thaproxy tcp\tnginx proxy_pass\n'
+    for size in 1k 64k; do
+        printf '%s\t%s\t%s\t%s\t%s\t%s\n' "${size/k/ KiB}" "${RATE[ferry-l7.$size]}" "${RATE[ferry-l4.$size]}" \
+            "${RATE[haproxy-http.$size]}" "${RATE[haproxy-tcp.$size]}" "${RATE[nginx-proxy_pass.$size]}"
+    done
+} | python3 "$(dirname "$0")/chart.py" --unit "requests/s through the proxy to nginx, wrk -t2 -c64" \
+    --title "Ferry's switch beside HAProxy (http-reuse always) and nginx proxy_pass" "$(dirname "$0")/switch.svg"
