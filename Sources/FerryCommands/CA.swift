@@ -18,6 +18,7 @@ struct CACommand: ParsableCommand {
 
     struct Init: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "init",
             abstract: "Make a cluster authority in DATA/tls, and a certificate for this machine."
         )
 
@@ -36,6 +37,7 @@ struct CACommand: ParsableCommand {
 
     struct Issue: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "issue",
             abstract: "Sign a certificate for another member; copy OUT to its data directory as tls/."
         )
 
