@@ -32,20 +32,6 @@ extension HTTPLoop {
         return .wouldBlock
     }
 
-    /// Reads a client's bytes through the loop's one read buffer and keeps only what came: a
-    /// request is a few hundred bytes, and 10,000 idle connections must not hold 64 KiB each.
-    func readClient(_ exchange: HTTPExchange) -> ReadResult {
-        self.scratch.clear()
-        let result = self.read(exchange.client, &exchange.clientReady, into: &self.scratch)
-        if result == .data { exchange.input.writeBuffer(&self.scratch) }
-        return result
-    }
-
-    /// Empties `buffer`, letting its storage go when it grew large.
-    func empty(_ buffer: inout ByteBuffer) {
-        if buffer.capacity > Self.keptCapacity { buffer = ByteBuffer() } else { buffer.clear() }
-    }
-
     /// Writes the client's output and then the body passed on from a backend, in one call.
     func flushClient(_ exchange: HTTPExchange) -> FlushResult {
         guard exchange.passing.readableBytes > 0 else {
@@ -76,7 +62,7 @@ extension HTTPLoop {
         }
         let fromHead = min(sent, headCount)
         exchange.output.moveReaderIndex(forwardBy: fromHead)
-        if exchange.output.readableBytes == 0 { self.empty(&exchange.output) }
+        if exchange.output.readableBytes == 0 { exchange.output.clear() }
         exchange.passing.moveReaderIndex(forwardBy: sent - fromHead)
         if exchange.passing.readableBytes == 0 {
             // The backend's buffer is its own again: the next read reuses it without a copy.
@@ -103,7 +89,7 @@ extension HTTPLoop {
         if sent > 0 {
             buffer.moveReaderIndex(forwardBy: sent)
             if buffer.readableBytes == 0 {
-                self.empty(&buffer)
+                buffer.clear()
             } else {
                 ready.writable = false
             }

@@ -42,11 +42,6 @@ final class HTTPLoop: SwitchLoop, @unchecked Sendable {
     /// Bytes a connection may have waiting to be written before its source stops being read.
     static let outputLimit = 256 << 10
     static let readSize = 64 << 10
-    /// A buffer left empty keeps its storage up to this size; a larger one is let go, so that an
-    /// idle keep-alive connection holds a few hundred bytes rather than its largest answer.
-    static let keptCapacity = 1 << 10
-    /// Every client read lands here first: a connection keeps only the bytes that came.
-    @exclusivity(unchecked) var scratch = ByteBuffer()
 
     init(
         thread: SwitchThread,
@@ -240,7 +235,7 @@ final class HTTPLoop: SwitchLoop, @unchecked Sendable {
                 exchange.state.phase == .awaitingRequest
                 || (exchange.state.phase == .forwarding && !exchange.requestBody.isComplete)
             if wantsRequestBytes, !exchange.clientEnded, exchange.input.readableBytes < Self.outputLimit {
-                switch self.readClient(exchange) {
+                switch self.read(exchange.client, &exchange.clientReady, into: &exchange.input) {
                 case .data:
                     exchange.state.clientBytesArrived(now: self.clock())
                     progress = true
@@ -275,8 +270,8 @@ final class HTTPLoop: SwitchLoop, @unchecked Sendable {
     private func linger(_ exchange: HTTPExchange) {
         if let action = exchange.state.answerWritten() { self.apply(action, to: exchange) }
         while true {
-            self.scratch.clear()
-            switch self.read(exchange.client, &exchange.clientReady, into: &self.scratch) {
+            exchange.input.clear()
+            switch self.read(exchange.client, &exchange.clientReady, into: &exchange.input) {
             case .data: continue
             case .wouldBlock: return
             case .end, .failed:
