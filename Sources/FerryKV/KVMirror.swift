@@ -29,13 +29,11 @@ final class KVMirror: Sendable {
         }
     }
 
-    /// Whether the mirror serves gets.
-    var isOn: Bool { self.contents.withLock { $0.on } }
-
-    /// Loads one entry of the file at open; past the limit the mirror turns off.
-    func load(_ key: String, _ value: KVValue) {
+    /// Loads one entry of the file at open; returns false once past the limit the mirror is off.
+    func load(_ key: String, _ value: KVValue) -> Bool {
         self.contents.withLock { contents in
             if contents.on { Self.set(key, value, in: &contents) }
+            return contents.on
         }
     }
 
@@ -59,21 +57,19 @@ final class KVMirror: Sendable {
 
     /// A commit failed: whether it reached the file is unknown, so the mirror can no longer vouch.
     func turnOff() {
-        self.contents.withLock { contents in
-            contents.on = false
-            contents.values = [:]
-            contents.bytes = 0
-        }
+        self.contents.withLock { Self.turnOff(&$0) }
+    }
+
+    private static func turnOff(_ contents: inout Contents) {
+        contents.on = false
+        contents.values = [:]
+        contents.bytes = 0
     }
 
     private static func set(_ key: String, _ value: KVValue, in contents: inout Contents) {
         if let old = contents.values.updateValue(value, forKey: key) { contents.bytes -= Self.size(key, old) }
         contents.bytes += Self.size(key, value)
-        if contents.bytes > Self.limit {
-            contents.on = false
-            contents.values = [:]
-            contents.bytes = 0
-        }
+        if contents.bytes > Self.limit { Self.turnOff(&contents) }
     }
 
     private static func size(_ key: String, _ value: KVValue) -> Int {

@@ -80,10 +80,10 @@ public final class KVStore: KVStorage {
         self.path = path
         try self.pool.read { db in
             let rows = try Row.fetchCursor(db, sql: "SELECT key, value, version FROM kv")
-            while let row = try rows.next(), self.mirror.isOn {
+            while let row = try rows.next() {
                 let value: Data = row[1]
                 let version: Int64 = row[2]
-                self.mirror.load(row[0], KVValue(value: [UInt8](value), version: UInt64(version)))
+                guard self.mirror.load(row[0], KVValue(value: [UInt8](value), version: UInt64(version))) else { break }
             }
         }
     }

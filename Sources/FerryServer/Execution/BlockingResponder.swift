@@ -5,10 +5,6 @@ import NIOCore
 /// Serves one request from start to end on the calling thread, blocking on the disk and on the
 /// client as it goes: the body of the iterative, thread-per-request and dispatcher models.
 struct BlockingResponder {
-    /// A body up to this size is copied behind the head, to leave in one write; a larger one
-    /// follows it in a second write rather than being copied.
-    static let copiedBody = 16 * 1024
-
     let files: FileService
     let registry: ConnectionRegistry
     let metrics: ServerMetrics
@@ -54,7 +50,7 @@ struct BlockingResponder {
         head.write(to: &headBytes)
         do {
             switch (framing.sendsBody, response.body) {
-            case (true, .bytes(var bytes)) where bytes.readableBytes <= Self.copiedBody:
+            case (true, .bytes(var bytes)) where bytes.readableBytes <= ResponseFraming.copiedBody:
                 headBytes.writeBuffer(&bytes)
                 try writer.write(headBytes)
             case (true, .bytes(let bytes)):

@@ -209,7 +209,7 @@ final class EventDrivenHTTPHandler: ChannelInboundHandler {
         head.write(to: &out)
         guard framing.sendsBody, case .file(let file, let offset, let length) = response.body else {
             if framing.sendsBody, case .bytes(var bytes) = response.body {
-                if bytes.readableBytes <= BlockingResponder.copiedBody {
+                if bytes.readableBytes <= ResponseFraming.copiedBody {
                     out.writeBuffer(&bytes)
                 } else {
                     context.write(Self.wrapOutboundOut(out), promise: nil)  // both leave in one writev

@@ -7,6 +7,9 @@ import NIOCore
 struct ResponseFraming {
     /// Chunk size of cancellable bodies: a cancel lands within one chunk.
     static let chunkSize = 64 * 1024
+    /// A body from memory up to this size is copied behind the head, to leave in one write; a
+    /// larger one follows it in a second write rather than being copied.
+    static let copiedBody = 16 * 1024
 
     /// The body goes chunked, ending in a `Ferry-Transfer` trailer.
     let chunked: Bool

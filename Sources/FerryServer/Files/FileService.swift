@@ -100,7 +100,7 @@ public final class FileService: Sendable {
         case .success(let resolved): path = resolved
         case .failure(let refusal): return .text(refusal.status, refusal.message)
         }
-        let opened = self.cache.map { $0.file(at: path) { self.open(path) } } ?? self.open(path)
+        let opened = self.cache.map { $0.file(at: path) { self.open(path, withBytes: $0) } } ?? self.open(path)
         switch opened {
         case .success(let file): return self.respond(to: request, with: file)
         case .failure(let refusal): return .text(refusal.status, refusal.message)
@@ -109,24 +109,16 @@ public final class FileService: Sendable {
 
     /// Opens the file `path` names (a folder's `index.html` for a folder), without following a
     /// symbolic link when it can, so that the cache may keep it.
-    private func open(_ path: String) -> Result<ServedFile, RequestPath.Refusal> {
+    private func open(_ path: String, withBytes: Bool = true) -> Result<ServedFile, RequestPath.Refusal> {
         let display = "/" + (path == "." ? "" : path)
         var cacheable = true
-        var fd = ferry_open_beneath_without_links(self.rootFD, path, O_RDONLY | O_NONBLOCK)
-        if fd < 0, errno == ELOOP {
-            cacheable = false
-            fd = ferry_open_beneath(self.rootFD, path, O_RDONLY | O_NONBLOCK)
-        }
+        var fd = Self.openBeneath(self.rootFD, path, cacheable: &cacheable)
         guard fd >= 0 else { return .failure(Self.refusal(errno: errno, display: display)) }
         var info = stat()
         fstat(fd, &info)
         let isIndex = info.st_mode & S_IFMT == S_IFDIR
         if isIndex {
-            var index = ferry_open_beneath_without_links(fd, "index.html", O_RDONLY | O_NONBLOCK)
-            if index < 0, errno == ELOOP {
-                cacheable = false
-                index = ferry_open_beneath(fd, "index.html", O_RDONLY | O_NONBLOCK)
-            }
+            let index = Self.openBeneath(fd, "index.html", cacheable: &cacheable)
             let error = errno
             close(fd)
             guard index >= 0 else {
@@ -148,7 +140,23 @@ public final class FileService: Sendable {
             return .failure(.init(status: .forbidden, message: "\(display) is not a regular file"))
         }
         let name = isIndex ? (path == "." ? "index.html" : path + "/index.html") : path
-        return .success(ServedFile(open: OpenFile(descriptor: fd, info: info), name: name, cacheable: cacheable))
+        return .success(
+            ServedFile(
+                open: OpenFile(descriptor: fd, info: info),
+                name: name,
+                cacheable: cacheable,
+                readingBytes: withBytes
+            )
+        )
+    }
+
+    /// Opens `path` under `directory` without following a symbolic link, else (one on the way)
+    /// following those that stay beneath it and clearing `cacheable`.
+    private static func openBeneath(_ directory: Int32, _ path: String, cacheable: inout Bool) -> Int32 {
+        let fd = ferry_open_beneath_without_links(directory, path, O_RDONLY | O_NONBLOCK)
+        guard fd < 0, errno == ELOOP else { return fd }
+        cacheable = false
+        return ferry_open_beneath(directory, path, O_RDONLY | O_NONBLOCK)
     }
 
     private static func refusal(errno error: Int32, display: String) -> RequestPath.Refusal {

@@ -51,21 +51,21 @@ final class OpenFileCache: Sendable {
     deinit { close(self.inotify) }
 
     /// The cached file for `path` if nothing changed it; otherwise what `open` gives, kept when
-    /// it can be watched.
+    /// it can be watched. `open`'s argument says whether to read a small file's bytes.
     ///
     /// A miss opens twice: the first open finds which file the path names, which is then watched,
     /// and the second reads it — so a change after that read is always noticed — and is kept only
     /// if no notice at all came in between.
     func file(
         at path: String,
-        open: () -> Result<ServedFile, RequestPath.Refusal>
+        open: (_ withBytes: Bool) -> Result<ServedFile, RequestPath.Refusal>
     ) -> Result<ServedFile, RequestPath.Refusal> {
         let cached = self.state.withLock { state -> ServedFile? in
             self.readNotices(&state)
             return state.entries[path]
         }
         if let cached { return .success(cached) }
-        let first = open()
+        let first = open(false)
         guard case .success(let found) = first, found.cacheable else { return first }
         let before = self.state.withLock { state -> UInt64? in
             guard self.watch(found.name, in: &state) else { return nil }
@@ -73,7 +73,7 @@ final class OpenFileCache: Sendable {
             return state.notices
         }
         guard let before else { return first }
-        let second = open()
+        let second = open(true)
         guard case .success(let file) = second, file.name == found.name else { return second }
         self.state.withLock { state in
             self.readNotices(&state)

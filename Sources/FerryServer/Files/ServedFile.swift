@@ -24,7 +24,8 @@ struct ServedFile: Sendable {
     /// Reached without a symbolic link, so ``OpenFileCache`` can watch every path it depends on.
     let cacheable: Bool
 
-    init(open: OpenFile, name: String, cacheable: Bool) {
+    /// - Parameter readingBytes: read a small file's bytes (not when this open only finds the file).
+    init(open: OpenFile, name: String, cacheable: Bool, readingBytes: Bool) {
         let info = open.info
         self.open = open
         self.name = name
@@ -36,7 +37,7 @@ struct ServedFile: Sendable {
             + "\(String(self.modified &* 1_000_000_000 &+ Int(info.st_mtim.tv_nsec), radix: 16))\""
         self.lastModified = HTTPDate.format(self.modified)
         self.contentType = MIMEType.forPath(name)
-        self.bytes = cacheable ? Self.readWhole(open.descriptor, size: self.size) : nil
+        self.bytes = cacheable && readingBytes ? Self.readWhole(open.descriptor, size: self.size) : nil
     }
 
     /// The file's bytes if it fits one chunk and the page cache has them all (RWF_NOWAIT: an
