@@ -19,6 +19,9 @@ public final class GuestMailbox: @unchecked Sendable {
         /// Who waits for the next message (``nextSent(timeout:)``), by the number of its wait.
         var waiter: (number: Int, continuation: CheckedContinuation<[UInt8]?, Never>)?
         var waits = 0
+        /// Answers owed to waits that timed out: the next messages the guest sends are theirs, and
+        /// are dropped rather than taken by the wait after (a late answer to another's call).
+        var abandoned = 0
     }
 
     private let outbox = NIOLockedValueBox(Outbox())
@@ -44,7 +47,8 @@ public final class GuestMailbox: @unchecked Sendable {
     }
 
     /// The next message the guest sends (the first not taken yet), or nil when none came within
-    /// `timeout`. One waiter at a time.
+    /// `timeout`; the message that comes after such a timeout is the late answer to that wait and
+    /// is dropped. One waiter at a time.
     public func nextSent(timeout: Duration) async -> [UInt8]? {
         await withCheckedContinuation { continuation in
             let (ready, number) = self.outbox.withLockedValue { outbox -> ([UInt8]?, Int) in
@@ -62,6 +66,7 @@ public final class GuestMailbox: @unchecked Sendable {
                 self.outbox.withLockedValue { outbox -> CheckedContinuation<[UInt8]?, Never>? in
                     guard let waiter = outbox.waiter, waiter.number == number else { return nil }
                     outbox.waiter = nil
+                    outbox.abandoned += 1
                     return waiter.continuation
                 }?.resume(returning: nil)
             }
@@ -98,6 +103,10 @@ public final class GuestMailbox: @unchecked Sendable {
 
     func sentByGuest(_ message: [UInt8]) {
         let waiter = self.outbox.withLockedValue { outbox -> CheckedContinuation<[UInt8]?, Never>? in
+            if outbox.abandoned > 0 {
+                outbox.abandoned -= 1
+                return nil
+            }
             guard let waiter = outbox.waiter else {
                 outbox.sent.append(message)
                 return nil

@@ -1,3 +1,4 @@
+import CFerryLinux
 import FerryPosix
 import Foundation
 import NIOConcurrencyHelpers
@@ -60,6 +61,9 @@ public final class GuestScheduler: @unchecked Sendable {
     private var running = 0
     private var counts = Counts()
 
+    /// The nice value of the threads that run guests (the node's own threads keep 0).
+    public static let guestNice: Int32 = 5
+
     /// Starts `kernelThreads` threads that run guests on `engine`, `timeSlice` at a time.
     public init(kernelThreads: Int = 2, timeSlice: Duration = .milliseconds(2), engine: GuestEngine = .current) {
         precondition(kernelThreads > 0, "a scheduler needs at least one kernel thread")
@@ -67,15 +71,25 @@ public final class GuestScheduler: @unchecked Sendable {
         self.timeSlice = timeSlice
         self.engine = engine
         for index in 0..<kernelThreads {
-            let thread = Thread { [self] in self.runLoop() }
-            thread.name = "ferry-guest-\(index)"
+            let thread = Thread { [self] in
+                // Foundation keeps `Thread.name` to itself on Linux; the kernel's name is what
+                // `top -H` and /proc show.
+                ferry_set_thread_name("ferry-guest-\(index)")
+                // Guests yield to the node itself: on a CPU the guests fill (a `--cpus` quota, a
+                // busy machine), the threads that renew the node's claims and answer its peers
+                // still run, so spinning guests cannot make the node lose them.
+                setpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(ferry_current_thread_id()), Self.guestNice)
+                self.runLoop()
+            }
             // Host calls re-enter the interpreter on this stack; give it room.
             thread.stackSize = 8 << 20
             self.running += 1
             thread.start()
         }
-        let ticker = Thread { [self] in self.tick() }
-        ticker.name = "ferry-guest-tick"
+        let ticker = Thread { [self] in
+            ferry_set_thread_name("ferry-guest-tick")
+            self.tick()
+        }
         self.running += 1
         ticker.start()
     }

@@ -21,6 +21,9 @@ final class ClientTimeoutHandler: ChannelInboundHandler, RemovableChannelHandler
     typealias InboundOut = HTTPServerRequestPart
 
     fileprivate var deadline: ClientDeadline
+    /// After a 408: the client's bytes are dropped until it closes or `linger` is over.
+    fileprivate var discarding = false
+    static let linger = TimeAmount.seconds(2)
     private var timer = DeadlineTimer()
     private var raw: ChannelHandlerContext?
     private let logger: Logger
@@ -88,9 +91,15 @@ final class ClientTimeoutHandler: ChannelInboundHandler, RemovableChannelHandler
         let reason = self.deadline.reason(wait)
         self.logger.debug("client \(context.channel.remoteAddress?.description ?? "?"): \(reason); closing")
         if self.deadline.answers408(wait) {
+            // A lingering close, as nginx's: the 408, then FIN, then what the client still sends is
+            // read and dropped for a while. Closed outright with its bytes unread, the socket
+            // would answer them with a reset, and a reset makes the client's kernel throw away
+            // the 408 it has not read yet.
+            self.discarding = true
             let answer = IOData.byteBuffer(HTTPStatus.requestTimeout.closingAnswer(reason))
             context.writeAndFlush(NIOAny(answer)).whenComplete { _ in
-                context.close(promise: nil)
+                context.close(mode: .output).whenFailure { _ in context.close(promise: nil) }
+                context.eventLoop.scheduleTask(in: Self.linger) { context.close(promise: nil) }
             }
         } else {
             context.close(promise: nil)
@@ -141,6 +150,7 @@ final class ClientBytesHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !self.timeouts.discarding else { return }
         self.timeouts.bytesArrived()
         context.fireChannelRead(data)
     }

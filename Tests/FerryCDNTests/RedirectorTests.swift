@@ -39,8 +39,14 @@ import Testing
                 dnsPort: 0,
                 logger: TestLog.logger("redirector")
             )
-            // The checks every interval; the first round ran in start.
+            // The checks every interval; the first round ran in start. On a loaded machine (the
+            // suites run side by side) that round can time out, and a later one finds the edge:
+            // the tests of the policy start once both edges are up.
             Task { try await redirector.run() }
+            let up = await eventually(within: .seconds(30)) {
+                redirector.core.snapshot.health.values.filter(\.up).count == 2
+            }
+            guard up else { throw TestFailure("the edges were not both up within 30 s") }
             return Bench(origin: origin, east: edges[0], west: edges[1], redirector: redirector)
         }
 
@@ -181,7 +187,8 @@ import Testing
         client.send([1, 2, 3])
         client.send(Self.query("www.cdn.test", id: 7))
         let after = try DNSMessage.parse(client.datagram())
-        #expect(after.header.id == 7 && Self.addresses(after) == ["127.0.0.2"])
+        // Which edge it names is the policy's matter (tested above); here, that it answers at all.
+        #expect(after.header.id == 7 && after.header.rcode == .noError && Self.addresses(after).count == 1)
         // A 64 KiB message over TCP.
         let big = try bench.askOverTCP(
             [0x00, 0x09, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0] + [UInt8](repeating: 63, count: 65_000)
@@ -243,6 +250,40 @@ import Testing
         #expect(lines.contains { $0.contains("e1") && $0.contains("down") })
         await redirector.close()
         await origin.stop()
+    }
+
+    @Test func anEdgeSilentOnceStaysAndSilentTwiceInARowIsOut() async throws {
+        // The edge is an origin the test drives; the checks are run by hand, not by run().
+        let edge = try await TestOrigin.start()
+        let status: [UInt8] = Array(#"{"load": 3, "hit_ratio": 0.5}"#.utf8)
+        edge.set(EdgeServer.statusPath, .answer(status: 200, headers: [], body: status))
+        let configuration = try RedirectorConfiguration.parse(
+            Bench.configuration(east: "127.0.0.1:\(edge.port)", west: "127.0.0.3:1", origin: edge.port, interval: "0.4")
+        )
+        let redirector = try await Redirector.start(
+            configuration,
+            host: "127.0.0.1",
+            port: 0,
+            dnsPort: 0,
+            logger: TestLog.logger("redirector")
+        )
+        let up = { redirector.core.snapshot.health["e1"]?.up == true }
+        #expect(up(), "the first check, in start, passed")
+        edge.set(EdgeServer.statusPath, .silent)
+        await redirector.core.checkEdges()
+        #expect(up(), "one late answer keeps the edge")
+        #expect(redirector.core.snapshot.health["e1"]?.load == 3, "with the figures it last reported")
+        await redirector.core.checkEdges()
+        #expect(!up(), "a second one in a row takes it out")
+        edge.set(EdgeServer.statusPath, .answer(status: 200, headers: [], body: status))
+        await redirector.core.checkEdges()
+        #expect(up())
+        // A refusal takes it out at once.
+        edge.set(EdgeServer.statusPath, .answer(status: 503, headers: [], body: []))
+        await redirector.core.checkEdges()
+        #expect(!up())
+        await redirector.close()
+        await edge.stop()
     }
 
     @Test func aBadConfigurationIsRefusedWithItsLine() {

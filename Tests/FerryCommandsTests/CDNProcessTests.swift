@@ -62,6 +62,14 @@ extension FerryProcessTests {
         #expect(edge.fetch("/page.txt")?.header("X-Cache") == "MISS")
         #expect(edge.fetch("/page.txt")?.header("X-Cache") == "HIT")
 
+        // The redirector holds a connection to each edge that is up (`held` in its status): the
+        // kill below is to be found by that connection, so wait until it is held.
+        let held = waitUntil(within: .seconds(10)) {
+            let body = (try? TestClient(port: front.port))?.fetch("/.ferry/status")?.body ?? []
+            let status = String(decoding: body, as: UTF8.self)
+            return status.contains(#""held":true"#) && !status.contains(#""held":false"#)
+        }
+        #expect(held != nil, "the redirector holds a connection to each edge")
         kill(edges[0].process.processIdentifier, SIGKILL)
         let movedOver = waitUntil(within: .seconds(10)) { location("/page.txt") == "http://\(addresses[1])/page.txt" }
         #expect(movedOver != nil, "the redirector stops sending clients to a killed edge")

@@ -25,8 +25,10 @@ struct EtcdFailureTests {
 
     static let counters = (1...6).map { "counter/etcd-\($0)" }
 
-    /// Waits until `condition` holds, for at most `limit`.
-    static func until(_ what: String, limit: Duration = .seconds(60), _ condition: () async -> Bool) async throws {
+    /// Waits until `condition` holds, for at most `limit`. Alone the whole test takes about 30 s;
+    /// beside the other suites on two cores a phase has taken just over 60 s, and what each
+    /// phase proves is that calls go on, not how fast.
+    static func until(_ what: String, limit: Duration = .seconds(150), _ condition: () async -> Bool) async throws {
         let start = ContinuousClock.now
         while !(await condition()) {
             try #require(ContinuousClock.now - start < limit, "\(what) within \(limit)")

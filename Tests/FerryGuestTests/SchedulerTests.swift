@@ -51,6 +51,33 @@ extension GuestRuns {
             await #expect(throws: GuestStop.outOfFuel(budget: 2_000_000)) { try await runaway.value() }
         }
 
+        @Test func guestThreadsRunBelowTheNodesOwnSoSpinningGuestsCannotStarveIt() async throws {
+            let scheduler = GuestScheduler(kernelThreads: 2)
+            defer { scheduler.shutdown() }
+            // Field 19 of /proc/self/task/TID/stat is the thread's nice value.
+            func niceOfGuestThreads() -> [Int] {
+                let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+                return tasks.compactMap { tid in
+                    let comm = try? String(contentsOfFile: "/proc/self/task/\(tid)/comm", encoding: .utf8)
+                    guard comm?.hasPrefix("ferry-guest-") == true, comm?.hasPrefix("ferry-guest-tick") == false,
+                        let stat = try? String(contentsOfFile: "/proc/self/task/\(tid)/stat", encoding: .utf8),
+                        let close = stat.lastIndex(of: ")")
+                    else { return nil }
+                    // Fields after the name, which may hold spaces: state is field 3, nice 19.
+                    let fields = stat[stat.index(after: close)...].split(separator: " ")
+                    return fields.count > 16 ? Int(fields[16]) : nil
+                }
+            }
+            let deadline = ContinuousClock.now + .seconds(30)
+            var nice = niceOfGuestThreads()
+            while nice.count < 2, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(10))
+                nice = niceOfGuestThreads()
+            }
+            #expect(nice.count >= 2 && nice.allSatisfy { $0 == Int(GuestScheduler.guestNice) && $0 > 0 }, "\(nice)")
+            #expect(getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0) == 0, "the process itself keeps 0")
+        }
+
         @Test(arguments: TestEngines.available) func shuttingDownFailsTheGuestsStillWaiting(
             engine: GuestEngine
         ) async throws {

@@ -11,14 +11,20 @@ struct EdgeHealth: Sendable, Equatable {
     var hitRatio = 0.0
     var lastProblem: String?
     var checks = 0
+    /// Checks in a row that got no answer within their time; see `EdgeChecker.silentChecksToFail`.
+    var silentChecks = 0
 }
 
 /// Active checks of every edge, each `interval`: `GET /.ferry/status` must answer 200 within
 /// half an interval, and its JSON carries the load and hit ratio the edge reports. An edge that
-/// fails one check is out of answers at once, so within one interval of failing.
+/// refuses, breaks off or answers wrongly is out of answers at once, so within one interval of
+/// failing; one that is only slow is out on its second silent check in a row, since one late
+/// answer is as often a busy machine as a dead edge (HAProxy's `fall` is 3 for all failures).
 struct EdgeChecker: Sendable {
     let interval: Duration
     let logger: Logger
+
+    static let silentChecksToFail = 2
 
     /// Checks each edge once, all at the same time.
     func check(_ edges: [RedirectorConfiguration.Edge]) async -> [String: EdgeHealth] {
@@ -63,6 +69,7 @@ struct EdgeChecker: Sendable {
             health.hitRatio = (figures?["hit_ratio"] as? NSNumber)?.doubleValue ?? 0
         } catch let failure as OriginFailure {
             health.lastProblem = failure.checkProblem
+            if case .timedOut = failure { health.silentChecks = 1 }
         } catch {
             health.lastProblem = "\(error)"
         }

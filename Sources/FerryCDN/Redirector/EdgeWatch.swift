@@ -61,6 +61,11 @@ final class EdgeWatch: Sendable {
             }
     }
 
+    /// Whether a connection to the edge named `name` is held now.
+    func holds(_ name: String) -> Bool {
+        self.watched.withLockedValue { $0[name] != nil }
+    }
+
     func close() {
         let channels = self.watched.withLockedValue { watched in
             defer { watched = [:] }

@@ -125,6 +125,16 @@ final class RedirectorCore: Sendable {
         for edge in snapshot.configuration.edges {
             let before = snapshot.health[edge.name] ?? EdgeHealth()
             found[edge.name, default: EdgeHealth()].checks = before.checks + 1
+            if found[edge.name]?.silentChecks == 1 {
+                let silent = before.silentChecks + 1
+                found[edge.name]?.silentChecks = silent
+                // A first late answer from an edge that was up keeps it up, with its last figures.
+                if before.up, silent < EdgeChecker.silentChecksToFail {
+                    found[edge.name]?.up = true
+                    found[edge.name]?.load = before.load
+                    found[edge.name]?.hitRatio = before.hitRatio
+                }
+            }
             let after = found[edge.name] ?? EdgeHealth()
             if after.up, !before.up {
                 self.logger.info("redirector: edge \(edge.name) \(edge.address) (\(edge.region)) is up")
@@ -189,6 +199,7 @@ final class RedirectorCore: Sendable {
             var entry: [String: Any] = [
                 "name": edge.name, "region": edge.region, "address": "\(edge.address)", "capacity": edge.capacity,
                 "up": health.up, "load": health.load, "hit_ratio": health.hitRatio, "checks": health.checks,
+                "held": self.watch.holds(edge.name),
             ]
             entry["problem"] = health.lastProblem
             return entry
