@@ -72,13 +72,14 @@ public final class GuestScheduler: @unchecked Sendable {
         self.engine = engine
         for index in 0..<kernelThreads {
             let thread = Thread { [self] in
-                // Foundation keeps `Thread.name` to itself on Linux; the kernel's name is what
-                // `top -H` and /proc show.
-                ferry_set_thread_name("ferry-guest-\(index)")
                 // Guests yield to the node itself: on a CPU the guests fill (a `--cpus` quota, a
                 // busy machine), the threads that renew the node's claims and answer its peers
                 // still run, so spinning guests cannot make the node lose them.
                 setpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(ferry_current_thread_id()), Self.guestNice)
+                // Foundation keeps `Thread.name` to itself on Linux; the kernel's name is what
+                // `top -H` and /proc show (named once its priority is set, so a thread so named
+                // has it).
+                ferry_set_thread_name("ferry-guest-\(index)")
                 self.runLoop()
             }
             // Host calls re-enter the interpreter on this stack; give it room.

@@ -529,8 +529,14 @@ extension FerryProcessTests {
         let (first, second) = (
             folder.appendingPathComponent("a.snap").path, folder.appendingPathComponent("b.snap").path
         )
-        let call = ["--invoke", "sha256_generated", String(64 << 10), "1", "--result-bytes", "32"]
-        let (_, expected) = try self.command(["guest", "run", sha256] + call)
+        // Enough work to outlast two checkpoint commands on a loaded machine (64 KiB did not once,
+        // beside the other suites); the digest to expect is sha256sum's of the same bytes.
+        let size = 256 << 10
+        let call = ["--invoke", "sha256_generated", String(size), "1", "--result-bytes", "32"]
+        let data = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ ($0 >> 11)) }
+        let file = URL(fileURLWithPath: temporary.path + "/data.bin")
+        try Data(data).write(to: file)
+        let expected = String(try ChildProcess.run(["/usr/bin/sha256sum", file.path]).output.prefix(64))
 
         let guest = try Running(["guest", "run", sha256] + call + ["--control", socket])
         #expect(guest.nextLine() == "control on \(socket)")

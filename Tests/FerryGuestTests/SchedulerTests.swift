@@ -70,11 +70,14 @@ extension GuestRuns {
             }
             let deadline = ContinuousClock.now + .seconds(30)
             var nice = niceOfGuestThreads()
-            while nice.count < 2, ContinuousClock.now < deadline {
+            // A thread that a guest thread starts (the Swift runtime's own, say) inherits its
+            // name and may set its own priority: count the scheduler's two, not all so named.
+            let guestNice = Int(GuestScheduler.guestNice)
+            while nice.filter({ $0 == guestNice }).count < 2, ContinuousClock.now < deadline {
                 try await Task.sleep(for: .milliseconds(10))
                 nice = niceOfGuestThreads()
             }
-            #expect(nice.count >= 2 && nice.allSatisfy { $0 == Int(GuestScheduler.guestNice) && $0 > 0 }, "\(nice)")
+            #expect(guestNice > 0 && nice.filter { $0 == guestNice }.count >= 2, "\(nice)")
             #expect(getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0) == 0, "the process itself keeps 0")
         }
 

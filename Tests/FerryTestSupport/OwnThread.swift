@@ -10,6 +10,12 @@ import Testing
 /// run out.
 /// Recording issues still works: the test runs in its own task, with its task-locals, only
 /// elsewhere.
+///
+/// These suites are also the ones that start clusters of `ferry` processes, so at most one more
+/// of their tests than there are cores runs at a time (``ProcessTestGate``): nine of them at once
+/// beside the in-process suites kept two cores at a load of 13 and CPU pressure over 90% for
+/// minutes, and leases of 10 s, 30 s call deadlines and health checks failed for no fault of
+/// the code under test.
 public struct OwnThreadTrait: SuiteTrait, TestTrait, TestScoping {
     public var isRecursive: Bool { true }
 
@@ -19,9 +25,41 @@ public struct OwnThreadTrait: SuiteTrait, TestTrait, TestScoping {
         performing function: @Sendable () async throws -> Void
     ) async throws {
         guard testCase != nil else { return try await function() }
+        await ProcessTestGate.shared.enter()
         let executor = ThreadExecutor(name: test.name)
-        defer { executor.stop() }
+        defer {
+            executor.stop()
+            Task { await ProcessTestGate.shared.leave() }
+        }
         try await withTaskExecutorPreference(executor) { try await function() }
+    }
+}
+
+/// A counting gate for the tests that drive processes: `width` run, the rest wait in turn.
+actor ProcessTestGate {
+    static let shared = ProcessTestGate(width: ProcessInfo.processInfo.activeProcessorCount + 1)
+
+    private var free: Int
+    private var waiting: [CheckedContinuation<Void, Never>] = []
+
+    init(width: Int) {
+        self.free = width
+    }
+
+    func enter() async {
+        if self.free > 0 {
+            self.free -= 1
+            return
+        }
+        await withCheckedContinuation { self.waiting.append($0) }
+    }
+
+    func leave() {
+        if self.waiting.isEmpty {
+            self.free += 1
+        } else {
+            self.waiting.removeFirst().resume()
+        }
     }
 }
 
