@@ -131,6 +131,10 @@ extension HTTPLoop {
         Self.requestTimer.recordNanoseconds(Int64(clamping: elapsed))
         self.balancer.answered(upstream.backend, nanoseconds: elapsed)
         exchange.state.responseFinished(clientEnded: exchange.clientEnded, now: now)
+        // No retry can come now: the head kept for one (a slice of the input's storage) goes,
+        // and an input with nothing waiting gives its storage back with it.
+        exchange.requestHead = ByteBuffer()
+        if exchange.input.readableBytes == 0 { exchange.input = ByteBuffer() }
     }
 
     /// The latency histogram at `/metrics`: from a request's head read to its answer's end.

@@ -42,6 +42,8 @@ final class HTTPLoop: SwitchLoop, @unchecked Sendable {
     /// Bytes a connection may have waiting to be written before its source stops being read.
     static let outputLimit = 256 << 10
     static let readSize = 64 << 10
+    /// Every client read lands here first: a connection keeps only the bytes that came.
+    @exclusivity(unchecked) var scratch = ByteBuffer()
 
     init(
         thread: SwitchThread,
@@ -235,7 +237,7 @@ final class HTTPLoop: SwitchLoop, @unchecked Sendable {
                 exchange.state.phase == .awaitingRequest
                 || (exchange.state.phase == .forwarding && !exchange.requestBody.isComplete)
             if wantsRequestBytes, !exchange.clientEnded, exchange.input.readableBytes < Self.outputLimit {
-                switch self.read(exchange.client, &exchange.clientReady, into: &exchange.input) {
+                switch self.readClient(exchange) {
                 case .data:
                     exchange.state.clientBytesArrived(now: self.clock())
                     progress = true
@@ -270,8 +272,8 @@ final class HTTPLoop: SwitchLoop, @unchecked Sendable {
     private func linger(_ exchange: HTTPExchange) {
         if let action = exchange.state.answerWritten() { self.apply(action, to: exchange) }
         while true {
-            exchange.input.clear()
-            switch self.read(exchange.client, &exchange.clientReady, into: &exchange.input) {
+            self.scratch.clear()
+            switch self.read(exchange.client, &exchange.clientReady, into: &self.scratch) {
             case .data: continue
             case .wouldBlock: return
             case .end, .failed:
