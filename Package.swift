@@ -340,9 +340,12 @@ let package = Package(
             linkerSettings: [
                 // Linked after our modules, which were built against the shared libraries: lld
                 // resolves archives in any order, and these are what static Foundation needs.
+                // RELR packs the binary's 162,000 relative relocations into 32 KiB the loader
+                // walks as a bitmap (`ferry --help` x20: 375 -> 335 ms); it stays position
+                // independent, as Debian builds its servers (-no-pie was 300 ms, without ASLR).
                 .unsafeFlags([
                     "-static-stdlib", "-use-ld=lld", "-l_FoundationICU", "-l_FoundationCollections",
-                    "-l_FoundationCShims", "-lCoreFoundation",
+                    "-l_FoundationCShims", "-lCoreFoundation", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs",
                 ])
             ]
         ),
