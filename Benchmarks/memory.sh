@@ -378,13 +378,18 @@ per_connection() {
     sleep 1
 }
 
-"$FERRY" serve files --root "$WORK/www" --port 0 --idle-timeout 600 --header-timeout 60 \
-    >"$WORK/files.out" 2>"$WORK/files.err" &
-FILES=$!
-PIDS+=($FILES)
-FILES_PORT=$(listening_address "$WORK/files.out" | sed 's/.*://')
-per_connection files "$FILES_PORT" "$FILES"
-stop_last
+# per_ferry_connection NAME FERRY_ARGS... : starts `ferry FERRY_ARGS`, measures it as NAME, stops it.
+per_ferry_connection() {
+    local name=$1
+    shift
+    "$FERRY" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+    local pid=$!
+    PIDS+=($pid)
+    per_connection "$name" "$(listening_address "$WORK/$name.out" | sed 's/.*://')" "$pid"
+    stop_last
+}
+
+per_ferry_connection files serve files --root "$WORK/www" --port 0 --idle-timeout 600 --header-timeout 60
 
 # nginx, as lib.sh's start_nginx but with room for every connection and long keep-alive.
 NGINX_PORT=$(free_port)
@@ -415,13 +420,8 @@ for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$NGINX_PORT/1k.b
 per_connection nginx "$NGINX_PORT" "$NGINX"
 
 # The switch and HAProxy, each in front of that nginx.
-"$FERRY" switch --mode l7 --listen 127.0.0.1:0 --backend "127.0.0.1:$NGINX_PORT" --idle-timeout 600 \
-    --header-timeout 60 --max-connections-per-source 0 >"$WORK/switch.out" 2>"$WORK/switch.err" &
-SWITCH=$!
-PIDS+=($SWITCH)
-SWITCH_PORT=$(listening_address "$WORK/switch.out" | sed 's/.*://')
-per_connection switch "$SWITCH_PORT" "$SWITCH"
-stop_last
+per_ferry_connection switch switch --mode l7 --listen 127.0.0.1:0 --backend "127.0.0.1:$NGINX_PORT" \
+    --idle-timeout 600 --header-timeout 60 --max-connections-per-source 0
 
 HAPROXY_PORT=$(free_port)
 cat >"$WORK/haproxy.cfg" <<CONF
