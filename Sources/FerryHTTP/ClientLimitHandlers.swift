@@ -82,8 +82,19 @@ final class ClientTimeoutHandler: ChannelInboundHandler, RemovableChannelHandler
         }
     }
 
+    /// A lingering close, as nginx's: what was written, then FIN, then what the client still sends
+    /// is read and dropped for a while. Closed outright with its bytes unread, the socket would
+    /// answer them with a reset, and a reset makes the client's kernel throw away the answer it
+    /// has not read yet (a 408, a 400).
+    fileprivate func closeLingering(_ context: ChannelHandlerContext) {
+        self.discarding = true
+        self.timer.cancel()
+        context.close(mode: .output).whenFailure { _ in context.close(promise: nil) }
+        context.eventLoop.scheduleTask(in: Self.linger) { context.close(promise: nil) }
+    }
+
     private func closeIfExpired() {
-        guard let context = self.raw, context.channel.isActive else { return }
+        guard let context = self.raw, context.channel.isActive, !self.discarding else { return }
         guard let wait = self.deadline.expired(now: MonotonicClock.nanoseconds()) else {
             self.setTimer()
             return
@@ -91,20 +102,20 @@ final class ClientTimeoutHandler: ChannelInboundHandler, RemovableChannelHandler
         let reason = self.deadline.reason(wait)
         self.logger.debug("client \(context.channel.remoteAddress?.description ?? "?"): \(reason); closing")
         if self.deadline.answers408(wait) {
-            // A lingering close, as nginx's: the 408, then FIN, then what the client still sends is
-            // read and dropped for a while. Closed outright with its bytes unread, the socket
-            // would answer them with a reset, and a reset makes the client's kernel throw away
-            // the 408 it has not read yet.
-            self.discarding = true
             let answer = IOData.byteBuffer(HTTPStatus.requestTimeout.closingAnswer(reason))
-            context.writeAndFlush(NIOAny(answer)).whenComplete { _ in
-                context.close(mode: .output).whenFailure { _ in context.close(promise: nil) }
-                context.eventLoop.scheduleTask(in: Self.linger) { context.close(promise: nil) }
-            }
+            let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            context.writeAndFlush(NIOAny(answer)).whenComplete { _ in bound.value.0.closeLingering(bound.value.1) }
         } else {
             context.close(promise: nil)
         }
     }
+}
+
+/// What a handler behind the client limits sends (`triggerUserOutboundEvent`) once its last answer
+/// is written, instead of closing: the connection closes lingering, so that the client reads the
+/// answer even when it had sent more than was read.
+public struct CloseLingering: Sendable {
+    public init() {}
 }
 
 /// In front of the decoder: the cap per source at the connection's start, and every byte in and
@@ -156,8 +167,18 @@ final class ClientBytesHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        guard !self.timeouts.discarding else {
+            promise?.fail(ChannelError.outputClosed)
+            return
+        }
         self.timeouts.wrote()
         context.write(data, promise: promise)
+    }
+
+    func triggerUserOutboundEvent(context: ChannelHandlerContext, event: Any, promise: EventLoopPromise<Void>?) {
+        guard event is CloseLingering else { return context.triggerUserOutboundEvent(event, promise: promise) }
+        if !self.timeouts.discarding { self.timeouts.closeLingering(context) }
+        promise?.succeed()
     }
 }
 

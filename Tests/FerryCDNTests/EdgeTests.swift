@@ -321,4 +321,21 @@ import Testing
         #expect(status.text.contains("\"hit_ratio\""))
         await bench.stop()
     }
+
+    /// A pipelining client is refused after a large answer it has not finished reading, with
+    /// more of its bytes unread: the edge closes lingering, so the client reads the whole answer
+    /// and then the 400. Closed outright, the socket would answer the unread bytes with a reset
+    /// and drop what it still had to send of both (about half of the 8 MiB answer, tried).
+    @Test func aRefusalAfterALargeAnswerReachesTheClientWithAllOfTheAnswer() async throws {
+        let bench = try await Bench.start()
+        let large = [UInt8](repeating: UInt8(ascii: "b"), count: 8 << 20)
+        bench.origin.set("/large", .answer(status: 200, headers: [], body: large))
+        let client = try TestClient(port: bench.edge.address.port)
+        let requests = "GET /large HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n"
+        client.send(Array(requests.utf8) + [UInt8](repeating: UInt8(ascii: "x"), count: 1 << 20))
+        #expect((try? client.readResponse())?.body.count == large.count)
+        #expect((try? client.readResponse())?.status == 400)
+        #expect((try? client.drainUntilClosed()) == 0, "then the edge closes")
+        await bench.stop()
+    }
 }

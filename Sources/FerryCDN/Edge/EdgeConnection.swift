@@ -1,3 +1,4 @@
+import FerryHTTP
 import NIOCore
 import NIOHTTP1
 
@@ -79,6 +80,8 @@ final class EdgeConnection: ChannelDuplexHandler {
         if error is HTTPParserError {
             return self.refuse(context, .badRequest, "the request is not HTTP/1.1: \(error)")
         }
+        // The decoder reports each read after its error too: a refusal is already on its way.
+        guard self.refusal == nil, !self.closing else { return }
         context.close(promise: nil)
     }
 
@@ -193,7 +196,11 @@ final class EdgeConnection: ChannelDuplexHandler {
         context.write(Self.wrapOutboundOut(rendered.head), promise: rendered.body == nil ? written : nil)
         if let body = rendered.body { context.write(Self.wrapOutboundOut(body), promise: written) }
         context.flush()
-        let channel = context.channel
-        written.futureResult.whenComplete { _ in channel.close(promise: nil) }
+        // Closed lingering (FerryHTTP's client limits, in front): a client that sent more than was
+        // read still gets the refusal rather than a reset.
+        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        written.futureResult.whenComplete { _ in
+            bound.value.triggerUserOutboundEvent(CloseLingering(), promise: nil)
+        }
     }
 }
