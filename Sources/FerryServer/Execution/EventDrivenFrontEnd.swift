@@ -64,6 +64,12 @@ final class EventDrivenFrontEnd: Sendable {
         let responder = self.responder
         let timeouts = self.timeouts
         ClientBootstrap(group: self.group)
+            // NIO keeps each channel's last read buffer for the next read: start it small (a
+            // request head is a few hundred bytes) so an idle connection holds little.
+            .channelOption(
+                .recvAllocator,
+                value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 64 << 10)
+            )
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
@@ -124,7 +130,8 @@ final class EventDrivenHTTPHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var bytes = Self.unwrapInboundIn(data)
-        self.buffer.writeBuffer(&bytes)
+        // Usually nothing waits: take the read's buffer as it is rather than copy it.
+        if self.buffer.readableBytes == 0 { self.buffer = bytes } else { self.buffer.writeBuffer(&bytes) }
         self.deadline.requestBytesArrived(now: MonotonicClock.nanoseconds())
         self.setTimer(context: context)  // a head's wait may end before the idle wait it follows
         self.serveNext(context: context)
@@ -189,7 +196,8 @@ final class EventDrivenHTTPHandler: ChannelInboundHandler {
             self.respond(context: context, .text(.badRequest, error.description), request: nil)
             return
         }
-        self.buffer.discardReadBytes()
+        // An idle connection keeps no buffer: 10,000 of them would hold one read's storage each.
+        if self.buffer.readableBytes == 0 { self.buffer = ByteBuffer() } else { self.buffer.discardReadBytes() }
         self.deadline.headRead(bodyFollows: false, now: MonotonicClock.nanoseconds())
         self.respond(context: context, self.responder.files.respond(to: request), request: request)
     }
