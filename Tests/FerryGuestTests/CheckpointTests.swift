@@ -8,8 +8,8 @@ import WasmKit
 extension GuestRuns {
     /// The execution segment: capture a running guest at a checkpoint and continue it elsewhere.
     @Suite struct CheckpointTests {
-        /// 8 MiB in CI's optimized pass; `swift test`'s debug build runs WasmKit's interpreter about
-        /// 150 times slower, so by default the same test hashes 256 KiB.
+        /// 8 MiB in CI's second pass (about 3 minutes); `swift test`'s debug build runs WasmKit's
+        /// interpreter about 150 times slower than an optimized one, so by default 256 KiB.
         static let size =
             ProcessInfo.processInfo.environment["FERRY_CHECKPOINT_TEST_BYTES"].flatMap(Int.init) ?? 256 << 10
 
