@@ -73,6 +73,37 @@ public final class GuestMailbox: @unchecked Sendable {
         }
     }
 
+    /// What of a mailbox moves with its process (a strong move): the messages the guest has not
+    /// taken, those it sent that nobody took, and how many answers it owes to calls that are no
+    /// longer waiting (those that timed out, and the one waiting now, which stays behind). The
+    /// guest answers those at the target, and there they must be dropped as they are here.
+    public struct Carried: Codable, Sendable, Equatable {
+        public var inbox: [[UInt8]]
+        public var unclaimed: [[UInt8]]
+        public var owed: Int
+    }
+
+    /// This mailbox as it stands, for a move; it is left as it is, in case the move fails.
+    public func carried() -> Carried {
+        self.condition.lock()
+        let inbox = self.inbox
+        self.condition.unlock()
+        return self.outbox.withLockedValue { outbox in
+            Carried(inbox: inbox, unclaimed: outbox.sent, owed: outbox.abandoned + (outbox.waiter == nil ? 0 : 1))
+        }
+    }
+
+    /// Takes on what a process's mailbox held at its source, before the guest runs here.
+    public func restore(_ carried: Carried) {
+        self.condition.lock()
+        self.inbox = carried.inbox + self.inbox
+        self.condition.unlock()
+        self.outbox.withLockedValue { outbox in
+            outbox.sent = carried.unclaimed + outbox.sent
+            outbox.abandoned += carried.owed
+        }
+    }
+
     var hasMessages: Bool {
         self.condition.lock()
         defer { self.condition.unlock() }

@@ -60,6 +60,8 @@ struct MoveState: Codable, Sendable {
     var log: [UInt8]
     /// Its writable layers, by value, by the index of their directory.
     var layers: [Int: PackedTree]
+    /// Its mailbox (a strong move): messages not taken yet, and answers owed to calls that gave up.
+    var mailbox: GuestMailbox.Carried?
 }
 
 /// The target committed: the process is its own now, at `epoch`.

@@ -101,11 +101,12 @@ extension ProcessHost {
             services: services,
             cameFrom: offer.source
         )
+        let environment = self.environment(for: process)
         let arrival = try self.scheduler.prepareArrival(
             module,
             memoryBytes: offer.memoryBytes,
             limits: spec.limits,
-            environment: self.environment(for: process)
+            environment: environment
         )
         // Found while its memory is fresh: the check (madvise over the 4 GiB reservation) costs
         // in proportion to what is populated, and the region never moves.
@@ -181,6 +182,7 @@ extension ProcessHost {
         HandoverPhase.reached(.stateSent, on: .target)
 
         process.log.reset(base: moveState.logBase, initial: moveState.log)
+        if offer.strong, let mailbox = moveState.mailbox { environment.mailbox.restore(mailbox) }
         for (index, tree) in moveState.layers {
             try tree.unpack(into: ProcessDirectories.upper(index, in: process.directory))
         }

@@ -280,7 +280,14 @@ extension ProcessHost {
                     progress: progress
                 )
             }
-            let state = MoveState(memoryChecksum: 0, memoryBytes: 0, logBase: 0, log: [], layers: layers)
+            let state = MoveState(
+                memoryChecksum: 0,
+                memoryBytes: 0,
+                logBase: 0,
+                log: [],
+                layers: layers,
+                mailbox: mode.isStrong ? task.environment.mailbox.carried() : nil
+            )
             let target = endpoint!
             let handingOver = ContinuousClock.now
             let pages = opened?.1
