@@ -120,7 +120,11 @@ samples = json.load(open(f"{work}/samples.json"))
 wrk = open(f"{work}/wrk.out").read()
 requests = int(re.search(r"(\d+) requests in", wrk)[1])
 rate = float(re.search(r"Requests/sec:\s+([\d.]+)", wrk)[1])
-socket_errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", wrk))
+kinds = dict((kind, int(n)) for kind, n in re.findall(r"(connect|read|write|timeout) (\d+)", wrk))
+socket_errors = sum(kinds.values())
+# wrk's kinds: connect/read/write are failed system calls (read: the server closed a connection
+# wrk was reading from); timeout is an answer that took over wrk's 2 s.
+error_kinds = ", ".join(f"{kind} {n}" for kind, n in kinds.items() if n) or "none"
 non2xx = int((re.search(r"Non-2xx or 3xx responses: (\d+)", wrk) or [0, 0])[1])
 kv = open(f"{work}/kv.out").read().strip().splitlines()[-1]
 objects = open(f"{work}/objects.out").read().strip()
@@ -137,7 +141,7 @@ print(f"{'growth':>10} {last['t'] - first['t']:>6} {(last['rss'] - first['rss'])
       f"{last['fds'] - first['fds']:>+6} {last['threads'] - first['threads']:>+8} {last['p99_ms'] - first['p99_ms']:>+8.2f}")
 print(f"(after {warmup:.0f} s of warm-up; every process of the cluster summed: ferry up and its nodes)")
 print()
-print(f"front: {requests} requests, {socket_errors} socket errors, {non2xx} not 2xx/3xx")
+print(f"front: {requests} requests, {socket_errors} socket errors ({error_kinds}), {non2xx} not 2xx/3xx")
 print(f"kv puts: {kv}")
 print(f"object calls: {calls}, {failed_calls} failed")
 print("goal: no growth beyond warm-up, no error")
