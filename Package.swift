@@ -411,6 +411,7 @@ let package = Package(
                 "FerryCDN",
                 "FerryConfiguration",
                 "FerryEndpoints",
+                "FerryHTTP",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

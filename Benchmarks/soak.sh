@@ -112,6 +112,10 @@ while time.time() - start < duration:
 json.dump(samples, open(out, "w"))
 PY
 for pid in "${LOADS[@]}"; do wait "$pid" || true; done
+# The cluster's side of any failure: what it logged at warning or above, most frequent first.
+echo "ferry up's warnings and errors (count, line without its time), most frequent first:" >&2
+{ grep -hE " (warning|error|critical) " "$WORK/up.err" || true; } | cut -d' ' -f2- | cut -c1-160 |
+    sort | uniq -c | sort -rn | head -8 >&2
 
 python3 - "$WORK" "$PEAK" "$DELAY" "$WARMUP" "$(dirname "$0")/soak.svg" <<'PY'
 import json, re, sys

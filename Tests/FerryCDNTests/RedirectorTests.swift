@@ -1,4 +1,5 @@
 import FerryConfiguration
+import FerryHTTP
 import FerryTestSupport
 import Foundation
 import Testing
@@ -292,6 +293,38 @@ import Testing
         #expect(!up())
         await redirector.close()
         await edge.stop()
+    }
+
+    /// An edge closes the redirector's held connection at its header timeout, as it closes any
+    /// client that sends nothing: the redirector connects again and the edge stays in the
+    /// answers; only a connection refused (no process listens) takes it out.
+    @Test func anEdgeThatClosesTheHeldConnectionAtItsTimeoutStaysUp() async throws {
+        let origin = try await TestOrigin.start()
+        var configuration = EdgeServer.Configuration(origin: OriginAddress(host: "127.0.0.1", port: origin.port))
+        configuration.host = "127.0.0.2"
+        configuration.clientTimeouts = ClientTimeouts(header: .milliseconds(200))
+        let edge = try await EdgeServer.bind(configuration, logger: TestLog.logger("edge"))
+        // Checks are run by hand: from the first that passes, only the held connection can take
+        // the edge out.
+        let redirector = try await Bench.redirector(
+            east: edge.address,
+            west: "127.0.0.3:1",
+            origin: origin.port,
+            interval: "60"
+        )
+        let up = { redirector.core.snapshot.health["e1"]?.up == true }
+        let checked = await eventually(within: .seconds(30)) {
+            if !up() { await redirector.core.checkEdges() }
+            return up()
+        }
+        #expect(checked)
+        let renewed = await eventually { redirector.core.watch.renewals(of: "e1") >= 3 }
+        #expect(renewed, "the edge closed the held connection three times, and it was made again each time")
+        #expect(up())
+        await edge.close()
+        #expect(await eventually { !up() }, "a closed edge is out without a check")
+        await redirector.close()
+        await origin.stop()
     }
 
     @Test func aBadConfigurationIsRefusedWithItsLine() {

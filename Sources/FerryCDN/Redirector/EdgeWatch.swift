@@ -7,8 +7,14 @@ import NIOPosix
 /// kernel closes the connection and the redirector takes the edge out of its answers at once,
 /// not at the next check (HAProxy's `observe layer4` reads failures off live traffic the same
 /// way). A host that vanishes without closing anything is still found by the checks.
+///
+/// A live edge closes the connection too, at its header timeout (it is a client that sends
+/// nothing): so an ended connection is made again at once, and only an edge that refuses it (no
+/// process listens) or does not answer within a second is lost.
 final class EdgeWatch: Sendable {
     private let watched = NIOLockedValueBox<[String: Channel]>([:])
+    /// How many times each edge's connection ended and was made again.
+    private let renewed = NIOLockedValueBox<[String: Int]>([:])
     /// Called with the edge's name when its connection ends.
     private let lost = NIOLockedValueBox<(@Sendable (String) -> Void)?>(nil)
 
@@ -27,12 +33,13 @@ final class EdgeWatch: Sendable {
         }
         for channel in dropped { channel.close(promise: nil) }
         for edge in up where self.watched.withLockedValue({ $0[edge.name] == nil }) {
-            self.connect(edge)
+            self.connect(edge, again: false)
         }
     }
 
-    private func connect(_ edge: RedirectorConfiguration.Edge) {
-        let lost = self.lost
+    /// `again`: the edge's connection just ended, and whether this one is made decides whether
+    /// the edge is lost.
+    private func connect(_ edge: RedirectorConfiguration.Edge, again: Bool) {
         let watched = self.watched
         ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connectTimeout(.seconds(1))
@@ -45,20 +52,30 @@ final class EdgeWatch: Sendable {
                                 watched[edge.name] = nil
                                 return true
                             }
-                            if ours { lost.withLockedValue { $0 }?(edge.name) }
+                            if ours { self.connect(edge, again: true) }
                         }
                     )
                 }
             }
             .connect(host: edge.address.host, port: edge.address.port)
-            .whenSuccess { channel in
+            .whenComplete { result in
+                guard case .success(let channel) = result else {
+                    if again { self.lost.withLockedValue { $0 }?(edge.name) }
+                    return
+                }
                 let kept = watched.withLockedValue { watched in
                     guard watched[edge.name] == nil else { return false }
                     watched[edge.name] = channel
                     return true
                 }
                 if !kept { channel.close(promise: nil) }
+                if kept, again { self.renewed.withLockedValue { $0[edge.name, default: 0] += 1 } }
             }
+    }
+
+    /// How many times the connection to the edge named `name` ended and was made again.
+    func renewals(of name: String) -> Int {
+        self.renewed.withLockedValue { $0[name] ?? 0 }
     }
 
     /// Whether a connection to the edge named `name` is held now.

@@ -85,14 +85,14 @@ final class RedirectorCore: Sendable {
             current = current.with(
                 health: current.health.updating(name) {
                     $0.up = false
-                    $0.lastProblem = "its connection closed: the edge's process is gone"
+                    $0.lastProblem = "its connection closed and a new one was refused: the edge's process is gone"
                 }
             )
             return current.configuration.edges.first { $0.name == name }
         }
         if let edge {
             self.logger.warning(
-                "redirector: edge \(edge.name) \(edge.address) (\(edge.region)) is down: its connection closed"
+                "redirector: edge \(edge.name) \(edge.address) (\(edge.region)) is down: its connection closed and a new one was refused"
             )
         }
     }
@@ -199,7 +199,7 @@ final class RedirectorCore: Sendable {
             var entry: [String: Any] = [
                 "name": edge.name, "region": edge.region, "address": "\(edge.address)", "capacity": edge.capacity,
                 "up": health.up, "load": health.load, "hit_ratio": health.hitRatio, "checks": health.checks,
-                "held": self.watch.holds(edge.name),
+                "held": self.watch.holds(edge.name), "renewed": self.watch.renewals(of: edge.name),
             ]
             entry["problem"] = health.lastProblem
             return entry
