@@ -15,6 +15,8 @@ final class EdgeWatch: Sendable {
     private let watched = NIOLockedValueBox<[String: Channel]>([:])
     /// How many times each edge's connection ended and was made again.
     private let renewed = NIOLockedValueBox<[String: Int]>([:])
+    /// Closed: a connection made after that is let go at once.
+    private let stopped = NIOLockedValueBox(false)
     /// Called with the edge's name when its connection ends.
     private let lost = NIOLockedValueBox<(@Sendable (String) -> Void)?>(nil)
 
@@ -64,7 +66,7 @@ final class EdgeWatch: Sendable {
                     return
                 }
                 let kept = watched.withLockedValue { watched in
-                    guard watched[edge.name] == nil else { return false }
+                    guard watched[edge.name] == nil, !self.stopped.withLockedValue({ $0 }) else { return false }
                     watched[edge.name] = channel
                     return true
                 }
@@ -84,6 +86,7 @@ final class EdgeWatch: Sendable {
     }
 
     func close() {
+        self.stopped.withLockedValue { $0 = true }
         let channels = self.watched.withLockedValue { watched in
             defer { watched = [:] }
             return Array(watched.values)
