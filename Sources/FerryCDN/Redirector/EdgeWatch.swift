@@ -12,11 +12,15 @@ import NIOPosix
 /// nothing): so an ended connection is made again at once, and only an edge that refuses it (no
 /// process listens) or does not answer within a second is lost.
 final class EdgeWatch: Sendable {
-    private let watched = NIOLockedValueBox<[String: Channel]>([:])
-    /// How many times each edge's connection ended and was made again.
-    private let renewed = NIOLockedValueBox<[String: Int]>([:])
-    /// Closed: a connection made after that is let go at once.
-    private let stopped = NIOLockedValueBox(false)
+    private struct State {
+        var channels: [String: Channel] = [:]
+        /// How many times each edge's connection ended and was made again.
+        var renewals: [String: Int] = [:]
+        /// Closed: a connection made after that is let go at once.
+        var stopped = false
+    }
+
+    private let state = NIOLockedValueBox(State())
     /// Called with the edge's name when its connection ends.
     private let lost = NIOLockedValueBox<(@Sendable (String) -> Void)?>(nil)
 
@@ -28,13 +32,13 @@ final class EdgeWatch: Sendable {
     /// Holds a connection to each edge in `up` that has none; lets go of the others.
     func follow(_ up: [RedirectorConfiguration.Edge]) {
         let names = Set(up.map(\.name))
-        let dropped = self.watched.withLockedValue { watched in
-            let dropped = watched.filter { !names.contains($0.key) }
-            for name in dropped.keys { watched[name] = nil }
+        let dropped = self.state.withLockedValue { state in
+            let dropped = state.channels.filter { !names.contains($0.key) }
+            for name in dropped.keys { state.channels[name] = nil }
             return Array(dropped.values)
         }
         for channel in dropped { channel.close(promise: nil) }
-        for edge in up where self.watched.withLockedValue({ $0[edge.name] == nil }) {
+        for edge in up where self.state.withLockedValue({ $0.channels[edge.name] == nil }) {
             self.connect(edge, again: false)
         }
     }
@@ -42,16 +46,16 @@ final class EdgeWatch: Sendable {
     /// `again`: the edge's connection just ended, and whether this one is made decides whether
     /// the edge is lost.
     private func connect(_ edge: RedirectorConfiguration.Edge, again: Bool) {
-        let watched = self.watched
+        let state = self.state
         ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connectTimeout(.seconds(1))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
                         ConnectionEnd {
-                            let ours = watched.withLockedValue { watched in
-                                guard watched[edge.name] === channel else { return false }
-                                watched[edge.name] = nil
+                            let ours = state.withLockedValue { state in
+                                guard state.channels[edge.name] === channel else { return false }
+                                state.channels[edge.name] = nil
                                 return true
                             }
                             if ours { self.connect(edge, again: true) }
@@ -65,31 +69,31 @@ final class EdgeWatch: Sendable {
                     if again { self.lost.withLockedValue { $0 }?(edge.name) }
                     return
                 }
-                let kept = watched.withLockedValue { watched in
-                    guard watched[edge.name] == nil, !self.stopped.withLockedValue({ $0 }) else { return false }
-                    watched[edge.name] = channel
+                let kept = state.withLockedValue { state in
+                    guard state.channels[edge.name] == nil, !state.stopped else { return false }
+                    state.channels[edge.name] = channel
+                    if again { state.renewals[edge.name, default: 0] += 1 }
                     return true
                 }
                 if !kept { channel.close(promise: nil) }
-                if kept, again { self.renewed.withLockedValue { $0[edge.name, default: 0] += 1 } }
             }
     }
 
     /// How many times the connection to the edge named `name` ended and was made again.
     func renewals(of name: String) -> Int {
-        self.renewed.withLockedValue { $0[name] ?? 0 }
+        self.state.withLockedValue { $0.renewals[name] ?? 0 }
     }
 
     /// Whether a connection to the edge named `name` is held now.
     func holds(_ name: String) -> Bool {
-        self.watched.withLockedValue { $0[name] != nil }
+        self.state.withLockedValue { $0.channels[name] != nil }
     }
 
     func close() {
-        self.stopped.withLockedValue { $0 = true }
-        let channels = self.watched.withLockedValue { watched in
-            defer { watched = [:] }
-            return Array(watched.values)
+        let channels = self.state.withLockedValue { state in
+            defer { state.channels = [:] }
+            state.stopped = true
+            return Array(state.channels.values)
         }
         for channel in channels { channel.close(promise: nil) }
     }

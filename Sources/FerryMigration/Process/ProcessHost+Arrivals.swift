@@ -182,7 +182,7 @@ extension ProcessHost {
         HandoverPhase.reached(.stateSent, on: .target)
 
         process.log.reset(base: moveState.logBase, initial: moveState.log)
-        if offer.strong, let mailbox = moveState.mailbox { environment.mailbox.restore(mailbox) }
+        if let mailbox = moveState.mailbox { environment.mailbox.restore(mailbox) }  // a strong move's
         for (index, tree) in moveState.layers {
             try tree.unpack(into: ProcessDirectories.upper(index, in: process.directory))
         }
