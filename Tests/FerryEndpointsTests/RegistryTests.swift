@@ -1,8 +1,10 @@
-import FerryEndpoints
 import FerryTestSupport
 import FerryWire
+import Foundation
 import Logging
 import Testing
+
+@testable import FerryEndpoints
 
 /// One suite, two backends: the rules every ``Registry`` keeps, run against the embedded
 /// endpoint daemon and against a real three-member etcd cluster.
@@ -141,5 +143,61 @@ struct EtcdRegistryTests {
     }
     @Test func aWatchSeesARegistrationComeAndGo() async throws {
         try await self.withRegistry(RegistryBehaviour.aWatchSeesARegistrationComeAndGo)
+    }
+}
+
+/// What a registration on etcd takes the place of, decided from the keys its name holds.
+@Suite struct EtcdRegistrationPlanTests {
+    private struct Stored: Codable {
+        var endpoints: [ServiceEndpoint]
+        var metadata: [String: String] = [:]
+        var ttlMilliseconds: UInt32 = 120_000
+    }
+
+    private func held(_ endpoints: [ServiceEndpoint], lease: Int64) throws -> EtcdKeyValue {
+        let value = try JSONEncoder().encode(Stored(endpoints: endpoints))
+        return EtcdKeyValue(
+            key: Array("web\0\(lease)".utf8),
+            value: Array(value),
+            createRevision: 5,
+            modRevision: 5,
+            lease: lease
+        )
+    }
+
+    private func displaced(
+        _ current: [EtcdKeyValue],
+        exclusive: Bool = false,
+        takeover: Int64? = nil
+    ) throws
+        -> [EtcdKeyValue]?
+    {
+        try EtcdRegistry.displaced(
+            from: current,
+            by: 42,
+            name: "web",
+            endpoints: RegistryBehaviour.web,
+            exclusive: exclusive,
+            takeover: takeover
+        )
+    }
+
+    @Test func anAttemptWhoseAnswerWasLostIsNotWrittenAgain() throws {
+        // A member timed out after committing and the transaction went to another, which found
+        // the range changed: the key under the registration's own lease is that commit.
+        let own = try self.held(RegistryBehaviour.web, lease: 42)
+        let earlier = try self.held(RegistryBehaviour.web, lease: 7)
+        #expect(try self.displaced([own]) == nil)
+        #expect(try self.displaced([own], exclusive: true) == nil)
+        #expect(try self.displaced([earlier]) == [earlier], "the same service registering again")
+    }
+
+    @Test func anExclusiveClaimDisplacesOnlyTheHolderItTakesOver() throws {
+        let holder = try self.held(RegistryBehaviour.other, lease: 7)
+        #expect(try self.displaced([holder]) == [], "a shared name keeps its other holders")
+        #expect(try self.displaced([holder], exclusive: true, takeover: 7) == [holder])
+        #expect { try self.displaced([holder], exclusive: true, takeover: 8) } throws: {
+            "\($0)".contains("is held by 127.0.0.1:8081")
+        }
     }
 }

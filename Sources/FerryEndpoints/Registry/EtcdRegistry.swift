@@ -49,24 +49,23 @@ public struct EtcdRegistry: Registry {
         let exclusive = metadata[EndpointTable.exclusiveKey] == "true"
         do {
             // Read, decide as the daemon does, and write only if nothing changed in between.
+            var displaced: [EtcdKeyValue] = []
             for _ in 0..<5 {
                 let (revision, current) = try await self.etcd.range(start, end: end)
-                var displaced: [EtcdKeyValue] = []
-                for held in current {
-                    guard let stored = try? JSONDecoder().decode(Stored.self, from: Data(held.value)) else { continue }
-                    if stored.endpoints == endpoints {
-                        displaced.append(held)  // the same service registering again
-                    } else if exclusive {
-                        guard held.lease == takeover else {
-                            throw ErrorMessage(
-                                code: .held,
-                                message:
-                                    "'\(name)' is held by \(stored.endpoints.map(\.description).joined(separator: ", ")) under lease \(held.lease)"
-                            )
-                        }
-                        displaced.append(held)
-                    }
+                guard
+                    let next = try Self.displaced(
+                        from: current,
+                        by: lease.id,
+                        name: name,
+                        endpoints: endpoints,
+                        exclusive: exclusive,
+                        takeover: takeover
+                    )
+                else {
+                    // The last attempt committed: what it displaced goes now.
+                    return try await self.registered(name, lease: lease.id, ttlMilliseconds, displacing: displaced)
                 }
+                displaced = next
                 let committed = try await self.etcd.replace(
                     unchangedSince: revision,
                     from: start,
@@ -77,9 +76,7 @@ public struct EtcdRegistry: Registry {
                     lease: lease.id
                 )
                 guard committed != nil else { continue }
-                // Those displaced learn it at their next renewal: their leases are gone.
-                for held in displaced where held.lease != 0 { try? await self.etcd.revoke(held.lease) }
-                return EndpointLease(name: name, leaseID: UInt64(lease.id), ttlMilliseconds: ttlMilliseconds)
+                return try await self.registered(name, lease: lease.id, ttlMilliseconds, displacing: displaced)
             }
             throw ErrorMessage(
                 code: .unavailable,
@@ -89,6 +86,51 @@ public struct EtcdRegistry: Registry {
             try? await self.etcd.revoke(lease.id)
             throw error
         }
+    }
+
+    /// The keys a registration of `endpoints` under `lease` takes the place of: an earlier
+    /// registration of the same endpoints, and under an exclusive claim the holder it takes over
+    /// (any other holder refuses it). Nil when a key under `lease` is there already: an earlier
+    /// attempt of this registration committed although its answer was lost (a member that timed
+    /// out after the commit, the same transaction then sent to another), and deleting and writing
+    /// that key in one transaction is one etcd refuses.
+    static func displaced(
+        from current: [EtcdKeyValue],
+        by lease: Int64,
+        name: String,
+        endpoints: [ServiceEndpoint],
+        exclusive: Bool,
+        takeover: Int64?
+    ) throws -> [EtcdKeyValue]? {
+        guard !current.contains(where: { $0.lease == lease }) else { return nil }
+        var displaced: [EtcdKeyValue] = []
+        for held in current {
+            guard let stored = try? JSONDecoder().decode(Stored.self, from: Data(held.value)) else { continue }
+            if stored.endpoints == endpoints {
+                displaced.append(held)  // the same service registering again
+            } else if exclusive {
+                guard held.lease == takeover else {
+                    throw ErrorMessage(
+                        code: .held,
+                        message:
+                            "'\(name)' is held by \(stored.endpoints.map(\.description).joined(separator: ", ")) under lease \(held.lease)"
+                    )
+                }
+                displaced.append(held)
+            }
+        }
+        return displaced
+    }
+
+    /// The registration made: those displaced learn it at their next renewal, their leases gone.
+    private func registered(
+        _ name: String,
+        lease: Int64,
+        _ ttlMilliseconds: UInt32,
+        displacing displaced: [EtcdKeyValue]
+    ) async throws -> EndpointLease {
+        for held in displaced where held.lease != 0 { try? await self.etcd.revoke(held.lease) }
+        return EndpointLease(name: name, leaseID: UInt64(lease), ttlMilliseconds: ttlMilliseconds)
     }
 
     public func renew(_ lease: EndpointLease, timeout: Duration = .seconds(30)) async throws -> EndpointLease {
