@@ -5,6 +5,8 @@
 //               answers each message (ferry_receive_wait) upper-cased (ferry_send), forever,
 //               keeping the count of calls it answered in its memory: a call answered twice, or
 //               lost in a move, shows in the count it says at `ferry send P count`.
+//               `wait MS` is answered after MS milliseconds (a call in progress that long; it logs
+//               "waiting" when it starts).
 #include "ferry.h"
 
 typedef unsigned long size;
@@ -57,6 +59,20 @@ FERRY_EXPORT("_start") void _start(void) {
             for (int i = 0; i < n; i++) message[i] = digits[n - 1 - i];
             length = n;
         } else {
+            if (length > 5 && message[0] == 'w' && message[1] == 'a' && message[2] == 'i' && message[3] == 't' &&
+                message[4] == ' ') {
+                long long wait = 0;
+                for (int i = 5; i < length && message[i] >= '0' && message[i] <= '9'; i++)
+                    wait = wait * 10 + (message[i] - '0');
+                FERRY_LOG("waiting");
+                // Time passed, counted in steps: a node's clock starts at the process's arrival.
+                long long last = ferry_clock_ms();
+                while (wait > 0) {
+                    long long now = ferry_clock_ms();
+                    if (now > last) wait -= now - last;
+                    last = now;
+                }
+            }
             for (int i = 0; i < length; i++) {
                 if (message[i] >= 'a' && message[i] <= 'z') message[i] -= 32;
             }

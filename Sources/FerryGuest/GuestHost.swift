@@ -14,14 +14,47 @@ public final class GuestMailbox: @unchecked Sendable {
     private var inbox: [[UInt8]] = []
     /// Called after each post: a ``GuestScheduler`` wakes the guest if it is parked waiting.
     private var onArrival: (@Sendable () -> Void)?
+
+    /// What a wait for the guest's answer came to.
+    public enum Answer: Sendable, Equatable {
+        case message([UInt8])
+        case timedOut
+        /// The process left this node while the call waited. With a ticket, its answer is kept
+        /// under it where the process went (a strong move carries the obligation); without, it
+        /// never comes (a weak move starts the program again).
+        case departed(ticket: UInt64?)
+        /// No answer is owed under that ticket here: it was taken, or given up.
+        case notOwed
+    }
+
+    /// Whom the guest's next answers are for, in order, before any call waiting now: the guest
+    /// answers calls in the order they came.
+    public enum Owed: Codable, Sendable, Equatable {
+        /// A call that gave up: its answer is dropped rather than given to the call after.
+        case dropped
+        /// A call that was waiting when the process moved: its answer is kept under this ticket
+        /// until the call, still waiting at the node it went in at, fetches it.
+        case kept(UInt64)
+    }
+
+    private struct Waiter {
+        var number: Int
+        /// Given when a move carries the mailbox, so that the answer can be kept for this call.
+        var ticket: UInt64?
+        var continuation: CheckedContinuation<Answer, Never>
+    }
+
     private struct Outbox {
         var sent: [[UInt8]] = []
         /// Who waits for the next message (``nextSent(timeout:)``), by the number of its wait.
-        var waiter: (number: Int, continuation: CheckedContinuation<[UInt8]?, Never>)?
+        var waiter: Waiter?
         var waits = 0
-        /// Answers owed to waits that timed out: the next messages the guest sends are theirs, and
-        /// are dropped rather than taken by the wait after (a late answer to another's call).
-        var abandoned = 0
+        var owed: [Owed] = []
+        /// Answers kept for calls waiting elsewhere, by ticket, and those calls' fetches waiting.
+        var kept: [UInt64: [UInt8]] = [:]
+        var fetches: [UInt64: CheckedContinuation<Answer, Never>] = [:]
+        /// The process left: waits and fetches here are told so.
+        var departed = false
     }
 
     private let outbox = NIOLockedValueBox(Outbox())
@@ -46,15 +79,16 @@ public final class GuestMailbox: @unchecked Sendable {
         }
     }
 
-    /// The next message the guest sends (the first not taken yet), or nil when none came within
-    /// `timeout`; the message that comes after such a timeout is the late answer to that wait and
-    /// is dropped. One waiter at a time.
-    public func nextSent(timeout: Duration) async -> [UInt8]? {
+    /// The next message the guest sends (the first not taken yet), or `timedOut` when none came
+    /// within `timeout`; the message that comes after such a timeout is the late answer to that
+    /// wait and is dropped. One waiter at a time.
+    public func nextSent(timeout: Duration) async -> Answer {
         await withCheckedContinuation { continuation in
-            let (ready, number) = self.outbox.withLockedValue { outbox -> ([UInt8]?, Int) in
-                if !outbox.sent.isEmpty { return (outbox.sent.removeFirst(), 0) }
+            let (ready, number) = self.outbox.withLockedValue { outbox -> (Answer?, Int) in
+                if !outbox.sent.isEmpty { return (.message(outbox.sent.removeFirst()), 0) }
+                if outbox.departed { return (.departed(ticket: nil), 0) }
                 outbox.waits += 1
-                outbox.waiter = (outbox.waits, continuation)
+                outbox.waiter = Waiter(number: outbox.waits, continuation: continuation)
                 return (nil, outbox.waits)
             }
             if let ready {
@@ -63,24 +97,53 @@ public final class GuestMailbox: @unchecked Sendable {
             }
             Task {
                 try? await Task.sleep(for: timeout)
-                self.outbox.withLockedValue { outbox -> CheckedContinuation<[UInt8]?, Never>? in
+                self.outbox.withLockedValue { outbox -> CheckedContinuation<Answer, Never>? in
                     guard let waiter = outbox.waiter, waiter.number == number else { return nil }
                     outbox.waiter = nil
-                    outbox.abandoned += 1
+                    outbox.owed.append(.dropped)
                     return waiter.continuation
-                }?.resume(returning: nil)
+                }?.resume(returning: .timedOut)
+            }
+        }
+    }
+
+    /// The answer kept under `ticket` for a call that waited at a node the process has left,
+    /// once the guest sends it (within `timeout`); `departed` when the process leaves here too
+    /// before it does (the caller asks where it went next).
+    public func keptAnswer(_ ticket: UInt64, timeout: Duration) async -> Answer {
+        await withCheckedContinuation { continuation in
+            let now = self.outbox.withLockedValue { outbox -> Answer? in
+                if let answer = outbox.kept.removeValue(forKey: ticket) { return .message(answer) }
+                if outbox.departed { return .departed(ticket: ticket) }
+                guard outbox.owed.contains(.kept(ticket)), outbox.fetches[ticket] == nil else { return .notOwed }
+                outbox.fetches[ticket] = continuation
+                return nil
+            }
+            if let now {
+                continuation.resume(returning: now)
+                return
+            }
+            Task {
+                try? await Task.sleep(for: timeout)
+                self.outbox.withLockedValue { outbox -> CheckedContinuation<Answer, Never>? in
+                    guard let fetch = outbox.fetches.removeValue(forKey: ticket) else { return nil }
+                    // Given up: the answer is dropped when it comes, as a timed-out call's is.
+                    if let index = outbox.owed.firstIndex(of: .kept(ticket)) { outbox.owed[index] = .dropped }
+                    return fetch
+                }?.resume(returning: .timedOut)
             }
         }
     }
 
     /// What of a mailbox moves with its process (a strong move): the messages the guest has not
-    /// taken, those it sent that nobody took, and how many answers it owes to calls that are no
-    /// longer waiting (those that timed out, and the one waiting now, which stays behind). The
-    /// guest answers those at the target, and there they must be dropped as they are here.
+    /// taken, those it sent that nobody took, whom its next answers are for (calls that gave up,
+    /// calls that waited at earlier nodes, and the call waiting here now, which stays behind and
+    /// fetches its answer from the target), and the answers kept for calls still to fetch them.
     public struct Carried: Codable, Sendable, Equatable {
         public var inbox: [[UInt8]]
         public var unclaimed: [[UInt8]]
-        public var owed: Int
+        public var owed: [Owed]
+        public var kept: [UInt64: [UInt8]]
     }
 
     /// This mailbox as it stands, for a move; it is left as it is, in case the move fails.
@@ -89,7 +152,14 @@ public final class GuestMailbox: @unchecked Sendable {
         let inbox = self.inbox
         self.condition.unlock()
         return self.outbox.withLockedValue { outbox in
-            Carried(inbox: inbox, unclaimed: outbox.sent, owed: outbox.abandoned + (outbox.waiter == nil ? 0 : 1))
+            var owed = outbox.owed
+            if var waiter = outbox.waiter {
+                let ticket = waiter.ticket ?? UInt64.random(in: 1...UInt64.max)
+                waiter.ticket = ticket
+                outbox.waiter = waiter
+                owed.append(.kept(ticket))
+            }
+            return Carried(inbox: inbox, unclaimed: outbox.sent, owed: owed, kept: outbox.kept)
         }
     }
 
@@ -100,8 +170,24 @@ public final class GuestMailbox: @unchecked Sendable {
         self.condition.unlock()
         self.outbox.withLockedValue { outbox in
             outbox.sent = carried.unclaimed + outbox.sent
-            outbox.abandoned += carried.owed
+            outbox.owed = carried.owed + outbox.owed
+            outbox.kept.merge(carried.kept) { here, _ in here }
         }
+    }
+
+    /// The process has left this node: the call waiting here learns where its answer will be
+    /// kept (the ticket ``carried()`` gave it), and fetches waiting here are sent on.
+    public func departed() {
+        let (waiter, fetches) = self.outbox.withLockedValue { outbox in
+            outbox.departed = true
+            defer {
+                outbox.waiter = nil
+                outbox.fetches = [:]
+            }
+            return (outbox.waiter, outbox.fetches)
+        }
+        waiter?.continuation.resume(returning: .departed(ticket: waiter?.ticket))
+        for (ticket, fetch) in fetches { fetch.resume(returning: .departed(ticket: ticket)) }
     }
 
     var hasMessages: Bool {
@@ -133,9 +219,11 @@ public final class GuestMailbox: @unchecked Sendable {
     }
 
     func sentByGuest(_ message: [UInt8]) {
-        let waiter = self.outbox.withLockedValue { outbox -> CheckedContinuation<[UInt8]?, Never>? in
-            if outbox.abandoned > 0 {
-                outbox.abandoned -= 1
+        let waiter = self.outbox.withLockedValue { outbox -> CheckedContinuation<Answer, Never>? in
+            if !outbox.owed.isEmpty {
+                guard case .kept(let ticket) = outbox.owed.removeFirst() else { return nil }
+                if let fetch = outbox.fetches.removeValue(forKey: ticket) { return fetch }
+                outbox.kept[ticket] = message
                 return nil
             }
             guard let waiter = outbox.waiter else {
@@ -145,7 +233,7 @@ public final class GuestMailbox: @unchecked Sendable {
             outbox.waiter = nil
             return waiter.continuation
         }
-        waiter?.resume(returning: message)
+        waiter?.resume(returning: .message(message))
     }
 }
 

@@ -61,6 +61,8 @@ enum NodeRequests {
             send(.resources(try host.resources(name)), false)
         case .call(let name, let message):
             send(try await host.call(name, message: [UInt8](message)), false)
+        case .keptAnswer(let name, let ticket):
+            send(try await host.keptAnswer(name, ticket: ticket), false)
         case .holds(let name):
             send(.holds(host.holds(name)), false)
         case .layer(let id):

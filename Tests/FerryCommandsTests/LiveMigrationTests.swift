@@ -164,6 +164,33 @@ import Testing
         #expect(try cluster.run("send", ["echo", "count"]).output == "\(made + 1)\n")
     }
 
+    /// A call still waiting when the move goes ahead without it (a move waits at most 10 s for
+    /// the call in progress) is answered all the same: the process keeps the call's answer at the
+    /// target, and the node the call went in at fetches it from there. It reaches the process once.
+    @Test func aCallThatOutlastsTheMovesWaitIsAnsweredFromWhereTheProcessWent() throws {
+        let cluster = try TestCluster()
+        try cluster.start("n1")
+        try cluster.start("n2")
+        let spawned = try cluster.run("spawn", ["--node", "n1", try cluster.signed("echo"), "--name", "echo"])
+        try #require(spawned.status == 0, "\(spawned.error)")
+        let answer = NIOLockedValueBox<TestCluster.Result?>(nil)
+        let call = Thread { answer.withLockedValue { $0 = try? cluster.run("send", ["echo", "wait 12000"]) } }
+        call.start()
+        var waiting = false
+        for _ in 0..<1000 where !waiting {
+            waiting = try cluster.run("logs", ["echo"]).output.contains("waiting")
+            if !waiting { usleep(20_000) }
+        }
+        try #require(waiting, "the call went in: \(cluster.log("n1"))")
+        let moved = try cluster.run("migrate", ["echo", "--to", "n2", "--json"])
+        #expect(moved.status == 0, "\(moved.error)\n\(cluster.log("n1"))")
+        while !call.isFinished { usleep(10_000) }
+        let result = answer.withLockedValue { $0 }
+        #expect(result?.output == "WAIT 12000\n", "\(result?.error ?? "no result")\n\(cluster.log("n1"))")
+        #expect(try cluster.run("send", ["echo", "count"]).output == "1\n", "the call reached it once")
+        #expect(try cluster.listings(of: "echo").map(\.node) == ["n2"])
+    }
+
     /// Waits until process `name` has run for `cpu` (it writes by then).
     static func waitUntilRunning(_ name: String, for cpu: Duration, in cluster: TestCluster) throws {
         for _ in 0..<600 {

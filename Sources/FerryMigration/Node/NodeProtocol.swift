@@ -35,6 +35,9 @@ public enum NodeRequest: Codable, Sendable, Equatable {
     /// Client–server: post `message` to the process's mailbox and answer the next message it
     /// sends (`answer`), or where it went (`moved`) when it left before the call went in.
     case call(String, message: Data)
+    /// The answer kept here under `ticket` for a call that was waiting at another node when the
+    /// process moved (`answer`), or where the process went from here (`moved`).
+    case keptAnswer(String, ticket: UInt64)
     /// Whether this node runs `name` now (asked when a move's outcome is in doubt).
     case holds(String)
     /// Stores `bytes` as the node's data set `name` (`ferry data load`), for its guests to read

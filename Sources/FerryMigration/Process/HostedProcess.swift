@@ -185,9 +185,12 @@ final class HostedProcess: Sendable {
         }
     }
 
-    /// The process went to `node`: those waiting are told where.
+    /// The process went to `node`: those waiting are told where, and a call waiting for its
+    /// answer where that answer will be kept.
     func movedAway(to node: String) {
+        let mailbox = self.task?.environment.mailbox
         self.settle(.movedAway(to: node), result: .moved(to: node))
+        mailbox?.departed()
     }
 
     /// An arrival committed: it runs here now, at `epoch`.

@@ -337,13 +337,16 @@ public final class ProcessHost: Sendable {
     static let callTimeout: Duration = .seconds(30)
 
     /// Client–server: posts `message` to the process and answers the next message it sends, or
-    /// where it went when it left before the call went in (the caller sends it there).
+    /// where it went when it left before the call went in (the caller sends it there). A call
+    /// that went in and was still waiting when the process moved is answered all the same: its
+    /// answer is kept where the process went, and fetched from there.
     public func call(_ name: String, message: [UInt8]) async throws -> NodeReply {
         guard message.count <= GuestMailbox.maxMessageBytes else {
             throw ProcessError(
                 "a message of \(message.count) bytes is over the \(GuestMailbox.maxMessageBytes) a process takes"
             )
         }
+        let deadline = ContinuousClock.now + Self.callTimeout
         let process = try self.process(name)
         guard await process.calls.enter() else {
             if case .movedAway(let node) = process.state { return .moved(to: node) }
@@ -354,10 +357,68 @@ public final class ProcessHost: Sendable {
             throw ProcessError("'\(name)' \(process.state.name) before it could take the call")
         }
         mailbox.post(message)
-        guard let answer = await mailbox.nextSent(timeout: Self.callTimeout) else {
-            throw ProcessError("'\(name)' did not answer within \(Self.callTimeout)")
+        switch await mailbox.nextSent(timeout: Self.callTimeout) {
+        case .message(let answer):
+            return .answer(Data(answer))
+        case .departed(let ticket?):
+            guard case .movedAway(let node) = process.state else { break }
+            return try await self.fetchKeptAnswer(name, ticket: ticket, from: node, until: deadline)
+        case .departed(nil):
+            guard case .movedAway(let node) = process.state else { break }
+            throw ProcessError(
+                "'\(name)' moved to \(node) by a weak move while the call waited: the call went in here, and the program started again there without it"
+            )
+        case .timedOut, .notOwed:
+            break
         }
-        return .answer(Data(answer))
+        throw ProcessError("'\(name)' did not answer within \(Self.callTimeout)")
+    }
+
+    /// A call that waited here when its process moved: fetches its answer from the node the
+    /// process went to, following it on if it moved again before answering.
+    private func fetchKeptAnswer(
+        _ name: String,
+        ticket: UInt64,
+        from node: String,
+        until deadline: ContinuousClock.Instant
+    ) async throws -> NodeReply {
+        var node = node
+        for _ in 0..<16 {  // hops, should it keep moving before it answers
+            guard let endpoint = try await self.claims.holder(of: "node:\(node)")?.endpoints.first else {
+                throw ProcessError(
+                    "'\(name)' moved to \(node) while the call waited, and no node of that name is registered to ask for its answer"
+                )
+            }
+            let client = try await NodeClient.connect(to: endpoint)
+            defer { Task { await client.close() } }
+            let left = deadline - .now
+            guard left > .zero else { break }
+            switch try await client.request(.keptAnswer(name, ticket: ticket), timeout: left + .seconds(1)) {
+            case .answer(let answer): return .answer(answer)
+            case .moved(let next): node = next
+            default: throw ProcessError("node \(node) gave no answer for '\(name)''s call that waited while it moved")
+            }
+        }
+        throw ProcessError("'\(name)' did not answer within \(Self.callTimeout) (it moved while the call waited)")
+    }
+
+    /// Answers ``NodeRequest/keptAnswer(_:ticket:)``: the answer this node keeps for a call that
+    /// waited at another node, once the process sends it.
+    public func keptAnswer(_ name: String, ticket: UInt64) async throws -> NodeReply {
+        let process = try self.process(name)
+        if case .movedAway(let node) = process.state { return .moved(to: node) }
+        guard let mailbox = process.task?.environment.mailbox else {
+            throw ProcessError("'\(name)' \(process.state.name) before it answered the call that waited while it moved")
+        }
+        switch await mailbox.keptAnswer(ticket, timeout: Self.callTimeout) {
+        case .message(let answer):
+            return .answer(Data(answer))
+        case .departed:
+            if case .movedAway(let node) = process.state { return .moved(to: node) }
+        case .timedOut, .notOwed:
+            break
+        }
+        throw ProcessError("'\(name)' holds no answer for that call: it was taken, given up, or never owed here")
     }
 
     /// Whether the process runs here (or is arriving and committing).
