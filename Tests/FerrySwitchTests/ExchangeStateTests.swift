@@ -58,6 +58,20 @@ import Testing
         )
     }
 
+    @Test func backendsPastTheSixtyFourthAreExcludedToo() {
+        var state = Self.forwarding()
+        for backend in [63, 64, 200] {
+            state.picked(backend)
+            #expect(state.backendFailed(backend, reused: false) == .retry)
+        }
+        #expect(state.excluded(outside: [1]) == [1, 63, 64, 200])
+        state.picked(0)
+        #expect(state.backendFailed(0, reused: true) == .retry)
+        #expect(state.excluded(outside: []) == [63, 64, 200], "a stale pooled connection's backend stays in")
+        state.requestStarted(repeatable: true, keepAlive: true, bodyFollows: false, now: 1)
+        #expect(state.excluded(outside: []).isEmpty, "each request starts with none tried")
+    }
+
     @Test func aStalePooledConnectionDoesNotCountAgainstItsBackend() {
         var state = Self.forwarding()
         state.picked(2)

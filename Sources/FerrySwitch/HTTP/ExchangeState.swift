@@ -52,7 +52,7 @@ struct ExchangeState {
     /// The connection stays open after this answer.
     private(set) var clientKeepAlive = true
     /// The backends this request went to.
-    private(set) var tried: Set<Int> = []
+    private(set) var tried = TriedBackends()
     /// The writing side is shut and the switch waits for the client to close.
     private(set) var lingering = false
 
@@ -82,7 +82,7 @@ struct ExchangeState {
         self.repeatable = repeatable
         self.clientKeepAlive = keepAlive
         self.responseStarted = false
-        self.tried = []
+        self.tried = TriedBackends()
         self.ownDeadline = now + self.timeouts.backend
     }
 
@@ -95,7 +95,7 @@ struct ExchangeState {
 
     /// The backends the request may not go to: those its route excludes and those it tried.
     func excluded(outside: Set<Int>) -> Set<Int> {
-        self.tried.isEmpty ? outside : outside.union(self.tried)
+        self.tried.isEmpty ? outside : outside.union(self.tried.all)
     }
 
     /// The request goes to `backend`.
@@ -199,5 +199,33 @@ struct ExchangeState {
         case .closing:
             return now > self.ownDeadline ? .close : nil
         }
+    }
+}
+
+/// The backends a request went to: nearly always one, so a bit for each of the first 64 (no
+/// allocation per request, nothing kept by an idle connection) and a set only beyond them.
+struct TriedBackends: Equatable {
+    private var first64: UInt64 = 0
+    private var beyond: Set<Int> = []
+
+    var isEmpty: Bool { self.first64 == 0 && self.beyond.isEmpty }
+
+    mutating func insert(_ backend: Int) {
+        if backend < 64 { self.first64 |= 1 << backend } else { self.beyond.insert(backend) }
+    }
+
+    mutating func remove(_ backend: Int) {
+        if backend < 64 { self.first64 &= ~(1 << backend) } else { self.beyond.remove(backend) }
+    }
+
+    /// As a set, for the balancer (only when a request is retried).
+    var all: Set<Int> {
+        var all = self.beyond
+        var bits = self.first64
+        while bits != 0 {
+            all.insert(bits.trailingZeroBitCount)
+            bits &= bits - 1
+        }
+        return all
     }
 }
