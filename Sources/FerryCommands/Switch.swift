@@ -118,6 +118,14 @@ struct SwitchServe: AsyncParsableCommand {
     )
     var backendTimeout: Duration = .seconds(30)
 
+    @Option(
+        help: ArgumentHelp(
+            "l7: hold back answers with bodies up to this many bytes until whole, so that one a dying backend breaks off is retried elsewhere (idempotent requests); larger ones stream. 0 streams all.",
+            valueName: "BYTES"
+        )
+    )
+    var holdBack = 64 * 1024
+
     @OptionGroup(title: "l7: slow and idle clients (the cap defaults to 1024 connections per address)")
     var clients: ClientLimitOptions
 
@@ -203,6 +211,10 @@ struct SwitchServe: AsyncParsableCommand {
             configuration.clientTimeouts.idle = configuration.clientTimeouts.header
         }
         configuration.backendTimeout = self.backendTimeout
+        guard (0...(1 << 30)).contains(self.holdBack) else {
+            throw ValidationError("--hold-back takes 0 to 1073741824 bytes, got \(self.holdBack)")
+        }
+        configuration.holdBack = self.holdBack
         configuration.maxConnections = self.maxConnections
         configuration.maxConnectionsPerSource = self.clients.maxConnectionsPerSource ?? 1024
         configuration.stickyCookie = self.stickyCookie

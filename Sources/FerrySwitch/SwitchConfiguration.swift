@@ -89,6 +89,8 @@ public struct SwitchConfiguration: Sendable, Equatable, ConfigurationFileContent
     public var stickyCookie: String?
     public var clientTimeouts = ClientTimeouts()
     public var maxConnectionsPerSource = 1024
+    /// l7: the largest answer body held back until whole (see ``HTTPSwitch/Options/holdBack``).
+    public var holdBack = 64 * 1024
     public var backendTimeout: Duration = .seconds(30)
     public var threads = 2
     public var control: String?
@@ -102,7 +104,8 @@ public struct SwitchConfiguration: Sendable, Equatable, ConfigurationFileContent
             stickyCookie: self.stickyCookie,
             client: self.clientTimeouts,
             backendTimeout: self.backendTimeout,
-            maxConnectionsPerSource: self.maxConnectionsPerSource
+            maxConnectionsPerSource: self.maxConnectionsPerSource,
+            holdBack: self.holdBack
         )
     }
 
@@ -186,6 +189,8 @@ public struct SwitchConfiguration: Sendable, Equatable, ConfigurationFileContent
                 configuration.backendTimeout = try value.seconds()
             case "max_connections_per_source":
                 configuration.maxConnectionsPerSource = try value.integer(in: 0...Int.max)
+            case "hold_back":
+                configuration.holdBack = try value.integer(in: 0...(1 << 30))
             case "threads":
                 configuration.threads = try value.integer(in: 1...Int.max)
             case "control":

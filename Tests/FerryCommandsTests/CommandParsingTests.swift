@@ -40,6 +40,7 @@ import Testing
         (["endpoints", "register", "web", "h:1", "--ttl", "0"], "above 0"),
         (["endpoints", "register", "web", "h:1", "--ttl", "1e300"], "at most 31536000"),
         (["switch", "--backend", "127.0.0.1:1", "--health-interval", "inf"], "above 0"),
+        (["switch", "--backend", "127.0.0.1:1", "--hold-back", "2000000000"], "--hold-back takes 0 to"),
         (["call", "counter", "increment", "--timeout", "nan"], "above 0"),
         (["migrate", "p", "--to", "n2", "--mode", "teleport"], "teleport"),
         (["migrate", "p", "--to", "n2", "--mode", "pre-copy", "--max-rounds", "0"], "--max-rounds 0 is not between"),

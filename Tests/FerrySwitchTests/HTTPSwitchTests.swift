@@ -203,6 +203,29 @@ import Testing
         try await healthy.stop()
     }
 
+    /// With `--hold-back 0` every answer streams as it comes: a small one broken off closes the
+    /// client's connection as a large one does, rather than being retried.
+    @Test func withNothingHeldBackASmallAnswerBrokenOffClosesTheConnection() async throws {
+        let dying = try await ScriptedBackend { _ in
+            .replyThenHangUp("HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + String(repeating: "d", count: 600))
+        }
+        let healthy = try await ScriptedBackend { _ in .reply("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nwhole") }
+        let http = try self.makeSwitch(
+            [self.local(dying.port), self.local(healthy.port)],
+            options: .init(holdBack: 0)
+        )
+        defer { http.stop() }
+        var cut = 0
+        for _ in 0..<4 {
+            let client = try TestClient(port: http.address.port)
+            if client.fetch("/small")?.text != "whole" { cut += 1 }
+            client.close()
+        }
+        #expect(cut > 0, "an answer that had begun is not retried")
+        try await dying.stop()
+        try await healthy.stop()
+    }
+
     /// HTTP/1.0 needs no Host; passed on as HTTP/1.1, which does, it gets an empty one, as RFC
     /// 9112 asks, and is served as the backend and HAProxy would serve it.
     @Test func anHTTP10RequestWithoutHostIsPassedOnWithAnEmptyHost() async throws {

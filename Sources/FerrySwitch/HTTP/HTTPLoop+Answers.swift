@@ -39,7 +39,7 @@ extension HTTPLoop {
             // A small answer to a request that may be repeated waits here until it is whole.
             if exchange.state.repeatable, head.status >= 200,
                 case .length(let length) = head.bodyFraming(method: exchange.method).kind,
-                length <= Self.holdBackLimit
+                length <= UInt64(self.plan.options.holdBack)
             {
                 guard upstream.input.readableBytes >= Int(length) else {
                     let parsedNow = upstream.held == nil
@@ -75,10 +75,6 @@ extension HTTPLoop {
         if upstream.body.isComplete { self.finishResponse(exchange, upstream) }
         return true
     }
-
-    /// The largest answer body held back until whole (HAProxy's `tune.bufsize` is 16 KiB; an
-    /// answer this small costs the client at most a few round trips of the backend's).
-    static let holdBackLimit: UInt64 = 64 * 1024
 
     /// Queues the answer's head for the client, with what this hop adds.
     private func startResponse(_ exchange: HTTPExchange, _ upstream: Upstream, _ start: ResponseStart) {

@@ -37,6 +37,11 @@ public final class HTTPSwitch: Sendable {
         public var maxHeadLength: Int
         /// Connections one client address may hold open; 0 for no cap.
         public var maxConnectionsPerSource: Int
+        /// The largest answer body held back until whole, so that a backend that breaks it off
+        /// leaves the client nothing and an idempotent request goes to another backend; larger
+        /// answers stream as they come. 0 streams every answer (a broken one then closes the
+        /// client's connection).
+        public var holdBack: Int
 
         public init(
             routes: [HTTPRoute] = [],
@@ -45,7 +50,8 @@ public final class HTTPSwitch: Sendable {
             backendTimeout: Duration = .seconds(30),
             idlePerBackend: Int = 64,
             maxHeadLength: Int = 16 * 1024,
-            maxConnectionsPerSource: Int = 1024
+            maxConnectionsPerSource: Int = 1024,
+            holdBack: Int = 64 * 1024
         ) {
             self.routes = routes
             self.stickyCookie = stickyCookie
@@ -54,6 +60,7 @@ public final class HTTPSwitch: Sendable {
             self.idlePerBackend = idlePerBackend
             self.maxHeadLength = maxHeadLength
             self.maxConnectionsPerSource = maxConnectionsPerSource
+            self.holdBack = holdBack
         }
     }
 
