@@ -107,7 +107,9 @@ extension FerryProcessTests {
         #expect(failures.isEmpty, "no request may fail: \(failures.prefix(5))")
         #expect(answered >= answeredAtKill + 600)
         let leftAfter = try #require(left, "the killed backend never left rotation")
-        #expect(leftAfter < .seconds(interval), "it left rotation within one health-check interval: \(leftAfter)")
+        // One interval until the next check, and the time of the poll that saw it (a `ferry switch
+        // stats` process each, slow on a loaded machine).
+        #expect(leftAfter < .seconds(interval * 1.5), "it left rotation at the next health check: \(leftAfter)")
         let rejoinedAfter = try #require(rejoined, "the restarted backend never rejoined")
         #expect(rejoinedAfter < .seconds(interval * 1.5), "it rejoined at the next check: \(rejoinedAfter)")
         #expect(front.stop(SIGTERM) == 0)
