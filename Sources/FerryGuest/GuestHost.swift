@@ -95,14 +95,11 @@ public final class GuestMailbox: @unchecked Sendable {
                 continuation.resume(returning: ready)
                 return
             }
-            Task {
-                try? await Task.sleep(for: timeout)
-                self.outbox.withLockedValue { outbox -> CheckedContinuation<Answer, Never>? in
-                    guard let waiter = outbox.waiter, waiter.number == number else { return nil }
-                    outbox.waiter = nil
-                    outbox.owed.append(.dropped)
-                    return waiter.continuation
-                }?.resume(returning: .timedOut)
+            self.timeOut(after: timeout) { outbox in
+                guard let waiter = outbox.waiter, waiter.number == number else { return nil }
+                outbox.waiter = nil
+                outbox.owed.append(.dropped)
+                return waiter.continuation
             }
         }
     }
@@ -123,15 +120,24 @@ public final class GuestMailbox: @unchecked Sendable {
                 continuation.resume(returning: now)
                 return
             }
-            Task {
-                try? await Task.sleep(for: timeout)
-                self.outbox.withLockedValue { outbox -> CheckedContinuation<Answer, Never>? in
-                    guard let fetch = outbox.fetches.removeValue(forKey: ticket) else { return nil }
-                    // Given up: the answer is dropped when it comes, as a timed-out call's is.
-                    if let index = outbox.owed.firstIndex(of: .kept(ticket)) { outbox.owed[index] = .dropped }
-                    return fetch
-                }?.resume(returning: .timedOut)
+            self.timeOut(after: timeout) { outbox in
+                guard let fetch = outbox.fetches.removeValue(forKey: ticket) else { return nil }
+                // Given up: the answer is dropped when it comes, as a timed-out call's is.
+                if let index = outbox.owed.firstIndex(of: .kept(ticket)) { outbox.owed[index] = .dropped }
+                return fetch
             }
+        }
+    }
+
+    /// After `timeout`, answers `timedOut` to the wait `giveUp` finds still waiting and takes
+    /// out of the outbox (none when it was answered meanwhile).
+    private func timeOut(
+        after timeout: Duration,
+        _ giveUp: @escaping @Sendable (inout Outbox) -> CheckedContinuation<Answer, Never>?
+    ) {
+        Task {
+            try? await Task.sleep(for: timeout)
+            self.outbox.withLockedValue(giveUp)?.resume(returning: .timedOut)
         }
     }
 
