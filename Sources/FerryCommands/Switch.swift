@@ -124,7 +124,7 @@ struct SwitchServe: AsyncParsableCommand {
             valueName: "BYTES"
         )
     )
-    var holdBack = 64 * 1024
+    var holdBack = HTTPSwitch.Options.defaultHoldBack
 
     @OptionGroup(title: "l7: slow and idle clients (the cap defaults to 1024 connections per address)")
     var clients: ClientLimitOptions
@@ -211,8 +211,11 @@ struct SwitchServe: AsyncParsableCommand {
             configuration.clientTimeouts.idle = configuration.clientTimeouts.header
         }
         configuration.backendTimeout = self.backendTimeout
-        guard (0...(1 << 30)).contains(self.holdBack) else {
-            throw ValidationError("--hold-back takes 0 to 1073741824 bytes, got \(self.holdBack)")
+        let range = HTTPSwitch.Options.holdBackRange
+        guard range.contains(self.holdBack) else {
+            throw ValidationError(
+                "--hold-back takes \(range.lowerBound) to \(range.upperBound) bytes, got \(self.holdBack)"
+            )
         }
         configuration.holdBack = self.holdBack
         configuration.maxConnections = self.maxConnections

@@ -90,7 +90,7 @@ public struct SwitchConfiguration: Sendable, Equatable, ConfigurationFileContent
     public var clientTimeouts = ClientTimeouts()
     public var maxConnectionsPerSource = 1024
     /// l7: the largest answer body held back until whole (see ``HTTPSwitch/Options/holdBack``).
-    public var holdBack = 64 * 1024
+    public var holdBack = HTTPSwitch.Options.defaultHoldBack
     public var backendTimeout: Duration = .seconds(30)
     public var threads = 2
     public var control: String?
@@ -190,7 +190,7 @@ public struct SwitchConfiguration: Sendable, Equatable, ConfigurationFileContent
             case "max_connections_per_source":
                 configuration.maxConnectionsPerSource = try value.integer(in: 0...Int.max)
             case "hold_back":
-                configuration.holdBack = try value.integer(in: 0...(1 << 30))
+                configuration.holdBack = try value.integer(in: HTTPSwitch.Options.holdBackRange)
             case "threads":
                 configuration.threads = try value.integer(in: 1...Int.max)
             case "control":

@@ -42,6 +42,9 @@ public final class HTTPSwitch: Sendable {
         /// answers stream as they come. 0 streams every answer (a broken one then closes the
         /// client's connection).
         public var holdBack: Int
+        public static let defaultHoldBack = 64 * 1024
+        /// What `--hold-back` and `hold_back:` take.
+        public static let holdBackRange = 0...(1 << 30)
 
         public init(
             routes: [HTTPRoute] = [],
@@ -51,7 +54,7 @@ public final class HTTPSwitch: Sendable {
             idlePerBackend: Int = 64,
             maxHeadLength: Int = 16 * 1024,
             maxConnectionsPerSource: Int = 1024,
-            holdBack: Int = 64 * 1024
+            holdBack: Int = Options.defaultHoldBack
         ) {
             self.routes = routes
             self.stickyCookie = stickyCookie
