@@ -29,7 +29,7 @@ public struct NodeClient: Sendable {
             )
             return NodeClient(wire: wire, endpoint: endpoint)
         } catch WireClientError.cannotConnect(_, let reason) {
-            throw Unreachable(endpoint: endpoint, reason: Self.shortReason(reason))
+            throw Unreachable(endpoint: endpoint, reason: reason)
         }
     }
 
@@ -69,13 +69,6 @@ public struct NodeClient: Sendable {
     }
 
     public func close() async { await self.wire.close() }
-
-    /// NIO's connect errors name the address and the errno at length: the part a person needs.
-    static func shortReason(_ reason: String) -> String {
-        if reason.contains("refused") || reason.contains("ECONNREFUSED") { return "connection refused" }
-        if reason.contains("timed out") || reason.contains("Timeout") { return "connection timed out" }
-        return reason
-    }
 }
 
 /// Limits of the node protocol.

@@ -54,7 +54,7 @@ public final class WireClient: Sendable {
                 .connect(host: host, port: port)
                 .get()
         } catch {
-            throw WireClientError.cannotConnect(peer: peer, reason: "\(error)")
+            throw WireClientError.cannotConnect(peer: peer, reason: WireClientError.connectReason("\(error)"))
         }
         return WireClient(peer: peer, channel: channel, pending: pending)
     }
@@ -151,6 +151,13 @@ public enum WireClientError: Error, Hashable, Sendable, CustomStringConvertible 
     /// The peer will not take this process: a TLS handshake failed, or it speaks TLS and this
     /// process has no credentials. Trying again cannot help.
     case refused(peer: String, reason: String)
+
+    /// NIO's connect errors name the address and the errno at length: the part a person needs.
+    static func connectReason(_ reason: String) -> String {
+        if reason.contains("refused") || reason.contains("ECONNREFUSED") { return "connection refused" }
+        if reason.contains("timed out") || reason.contains("Timeout") { return "connection timed out" }
+        return reason
+    }
 
     public var description: String {
         switch self {
