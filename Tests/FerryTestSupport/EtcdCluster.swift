@@ -27,8 +27,13 @@ public final class EtcdCluster: @unchecked Sendable {
     public init(members count: Int = 3) throws {
         guard let binary = Self.binary else { throw TestFailure(Self.missing) }
         self.directory = try TemporaryDirectory()
-        // Free ports: bound and let go just before etcd binds them.
-        let ports = try (0..<(2 * count)).map { _ in try ClosedPort().port }
+        // Free ports: bound and let go just before etcd binds them; distinct, since a port let go
+        // may be handed out again by the next bind.
+        var ports: [Int] = []
+        while ports.count < 2 * count {
+            let port = try ClosedPort().port
+            if !ports.contains(port) { ports.append(port) }
+        }
         let clientPorts = Array(ports.prefix(count))
         let path = self.directory.path
         self.clientPorts = clientPorts
