@@ -57,6 +57,41 @@ ssize_t ferry_pread_nowait(int fd, void *buf, size_t len, off_t offset) {
     return n;
 }
 
+#ifndef __NR_cachestat
+#define __NR_cachestat 451  /* the same on every architecture */
+#endif
+
+struct ferry_cachestat_range { uint64_t off, len; };
+struct ferry_cachestat { uint64_t nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted; };
+
+int ferry_range_cached(int fd, off_t offset, size_t len) {
+    static long page;
+    if (page == 0) page = sysconf(_SC_PAGESIZE);
+    if (len == 0) return 1;
+    struct ferry_cachestat_range range = {.off = (uint64_t)offset, .len = len};
+    struct ferry_cachestat stat = {0};
+    if (syscall(__NR_cachestat, fd, &range, &stat, 0) != 0) return -1;
+    uint64_t pages = ((uint64_t)offset + len - 1) / page - (uint64_t)offset / page + 1;
+    if (stat.nr_cache >= pages) return 1;
+    posix_fadvise(fd, offset, (off_t)len, POSIX_FADV_WILLNEED);
+    return 0;
+}
+
+ssize_t ferry_send_head_and_file(
+    int sock, const void *head, size_t head_len, int fd, off_t offset, size_t len, int *file_ended) {
+    *file_ended = 0;
+    ssize_t sent = 0;
+    if (head_len > 0) {
+        sent = send(sock, head, head_len, MSG_MORE | MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (sent < 0) return 0;
+        if ((size_t)sent < head_len) return sent;
+    }
+    off_t position = offset;
+    ssize_t body = sendfile(sock, fd, &position, len);
+    if (body == 0 && len > 0) *file_ended = 1;
+    return body < 0 ? sent : sent + body;
+}
+
 int ferry_recv_urgent(int fd, unsigned char *byte) {
     return (int)recv(fd, byte, 1, MSG_OOB | MSG_DONTWAIT);
 }

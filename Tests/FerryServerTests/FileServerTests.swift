@@ -95,6 +95,80 @@ import Glibc
         }
     }
 
+    /// Bodies past what is copied go by sendfile: straight from the page cache, or after readahead
+    /// when the pages were evicted, in windows past the first megabyte, and behind an answer still
+    /// going out. Every byte must arrive, in order, on one kept-alive connection.
+    @Test(arguments: ExecutionModel.allCases)
+    func servesLargerBodiesWholeFromTheCacheAndFromTheDisk(model: ExecutionModel) async throws {
+        let sizes = [40_000, 200_000, 3 << 20 + 123]
+        var contents: [Int: [UInt8]] = [:]
+        for size in sizes {
+            contents[size] = Self.numberedPages(size)
+            self.directory.write("large-\(size).bin", contents[size]!)
+        }
+        try await withFileServer(self.configuration(model)) { server in
+            let connection = try TestClient(port: server.port)
+            for size in sizes {
+                Self.evictFromPageCache(self.directory.path + "/large-\(size).bin")
+                try connection.get("/large-\(size).bin")
+                let cold = try connection.readResponse()
+                #expect(cold.status == 200)
+                #expect(cold.body == contents[size], "\(size) bytes read from the disk")
+                try connection.get("/large-\(size).bin")
+                #expect(try connection.readResponse().body == contents[size], "\(size) bytes from the page cache")
+            }
+
+            let big = contents[sizes[2]]!
+            try connection.get("/large-\(sizes[2]).bin", ["Range: bytes=1500000-2600000"])
+            let part = try connection.readResponse()
+            #expect(part.status == 206)
+            #expect(part.body == Array(big[1_500_000...2_600_000]))
+
+            try connection.send(
+                "GET /large-\(sizes[2]).bin HTTP/1.1\r\nHost: test\r\n\r\nGET /large-40000.bin HTTP/1.1\r\nHost: test\r\n\r\n"
+            )
+            #expect(try connection.readResponse().body == big)
+            #expect(try connection.readResponse().body == contents[40_000], "the second answer follows the first whole")
+        }
+    }
+
+    /// A file cut short while its answer is going out cannot give the length the head promised:
+    /// the connection is closed once what was sent has arrived, rather than left hanging.
+    @Test(arguments: ExecutionModel.allCases)
+    func aFileThatShrinksWhileItIsSentEndsTheConnection(model: ExecutionModel) async throws {
+        let size = 32 << 20  // more than the two sockets' buffers hold
+        self.directory.writeLarge("shrinking.bin", megabytes: size >> 20)
+        try await withFileServer(self.configuration(model)) { server in
+            let connection = try TestClient(port: server.port)
+            try connection.get("/shrinking.bin")
+            let head = try connection.readHead()
+            #expect(head.header("content-length") == String(size))
+            let first = try connection.read(upTo: 65536).count
+            truncate(self.directory.path + "/shrinking.bin", 1000)
+            let rest = try connection.drainUntilClosed()  // fails at the client's 10 s timeout if left hanging
+            #expect(first + rest < size)
+        }
+    }
+
+    /// A pattern whose every 4 KiB page begins with its number, so a page out of place shows.
+    private static func numberedPages(_ count: Int) -> [UInt8] {
+        var bytes = TemporaryDirectory.pattern(count)
+        for page in stride(from: 0, to: count - 4, by: 4096) {
+            withUnsafeBytes(of: UInt32(page / 4096).littleEndian) { number in
+                bytes.replaceSubrange(page..<page + 4, with: number)
+            }
+        }
+        return bytes
+    }
+
+    private static func evictFromPageCache(_ path: String) {
+        let descriptor = open(path, O_RDONLY)
+        guard descriptor >= 0 else { return }
+        fsync(descriptor)  // dirty pages are not dropped
+        posix_fadvise(descriptor, 0, 0, POSIX_FADV_DONTNEED)
+        close(descriptor)
+    }
+
     @Test(arguments: ExecutionModel.allCases)
     func refusesEveryTraversalAttempt(model: ExecutionModel) async throws {
         let attempts: [(String, Int)] = [

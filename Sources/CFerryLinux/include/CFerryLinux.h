@@ -78,6 +78,19 @@ int ferry_receive_descriptor(int channel);
 /// cache (preadv2 with RWF_NOWAIT), and starts readahead for it in that case.
 ssize_t ferry_pread_nowait(int fd, void *buf, size_t len, off_t offset);
 
+/// Whether every page of the file's bytes [offset, offset + len) is in the page cache (cachestat,
+/// Linux 6.5): 1 if so; 0 if not, and then readahead for them has been started; -1 with errno
+/// (ENOSYS on an older kernel) when it cannot tell.
+int ferry_range_cached(int fd, off_t offset, size_t len);
+
+/// Sends a response's head (when head_len > 0; with MSG_MORE, so it leaves with the body) and then
+/// up to `len` bytes of `fd` from `offset` by sendfile, on a non-blocking socket. sendfile has no
+/// MSG_NOSIGNAL: the process must ignore SIGPIPE, as the file server does. Returns the bytes sent,
+/// head first; 0 when none (an error then shows on the caller's next write). Sets *file_ended
+/// when sendfile found the file ended before `offset + len`.
+ssize_t ferry_send_head_and_file(
+    int sock, const void *head, size_t head_len, int fd, off_t offset, size_t len, int *file_ended);
+
 /// Receives one byte of TCP urgent data, without blocking. Returns 1, 0 or -1 with errno.
 int ferry_recv_urgent(int fd, unsigned char *byte);
 

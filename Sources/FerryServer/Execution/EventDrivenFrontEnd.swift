@@ -73,7 +73,12 @@ final class EventDrivenFrontEnd: Sendable {
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
-                        EventDrivenHTTPHandler(connectionID: connectionID, responder: responder, timeouts: timeouts)
+                        EventDrivenHTTPHandler(
+                            connectionID: connectionID,
+                            descriptor: descriptor,
+                            responder: responder,
+                            timeouts: timeouts
+                        )
                     )
                 }
             }
@@ -105,6 +110,7 @@ final class EventDrivenHTTPHandler: ChannelInboundHandler {
     }
 
     private let connectionID: UInt64
+    private let descriptor: Int32
     private let responder: BlockingResponder
     @exclusivity(unchecked) private var buffer = ByteBuffer()
     @exclusivity(unchecked) private var parser = HTTPRequestParser()
@@ -118,8 +124,9 @@ final class EventDrivenHTTPHandler: ChannelInboundHandler {
     @exclusivity(unchecked) private var deadline: ClientDeadline
     @exclusivity(unchecked) private var timer = DeadlineTimer()
 
-    init(connectionID: UInt64, responder: BlockingResponder, timeouts: ClientTimeouts) {
+    init(connectionID: UInt64, descriptor: Int32, responder: BlockingResponder, timeouts: ClientTimeouts) {
         self.connectionID = connectionID
+        self.descriptor = descriptor
         self.responder = responder
         self.deadline = ClientDeadline(timeouts: timeouts, now: MonotonicClock.nanoseconds())
     }
@@ -234,10 +241,19 @@ final class EventDrivenHTTPHandler: ChannelInboundHandler {
             )
             return
         }
-        context.write(Self.wrapOutboundOut(out), promise: nil)
+        // Head and body straight to the socket when they can go so; what it did not take goes below.
+        var sent = 0
+        if !framing.chunked,
+            case .sent(let count) = self.sendDirectly(context: context, head: out, file, offset, length)
+        {
+            sent = count
+        }
+        let headLength = out.readableBytes
+        out.moveReaderIndex(forwardBy: min(sent, headLength))
+        if out.readableBytes > 0 { context.write(Self.wrapOutboundOut(out), promise: nil) }
         self.transfer = Transfer(
             file: file,
-            position: offset,
+            position: offset + max(sent - headLength, 0),
             end: offset + length,
             framing: framing,
             requestID: requestID,
@@ -279,6 +295,27 @@ final class EventDrivenHTTPHandler: ChannelInboundHandler {
                     keepAlive: transfer.framing.keepAlive
                 )
                 return
+            }
+            if !transfer.framing.chunked {
+                switch self.sendDirectly(
+                    context: context,
+                    head: nil,
+                    transfer.file,
+                    transfer.position,
+                    transfer.end - transfer.position
+                ) {
+                case .sent(let count) where count > 0:
+                    transfer.position += count
+                    self.transfer = transfer
+                    continue
+                case .fileEnded:
+                    self.responder.logger.warning(
+                        "connection \(self.connectionID): the file ended before the length its answer gave; closing the connection"
+                    )
+                    context.close(promise: nil)
+                    return
+                default: break  // copied below: through NIO, which says when the client has room again
+                }
             }
             let length = min(ResponseFraming.chunkSize, transfer.end - transfer.position)
             var data = context.channel.allocator.buffer(capacity: length)
@@ -322,6 +359,59 @@ final class EventDrivenHTTPHandler: ChannelInboundHandler {
             let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
             context.eventLoop.execute { bound.value.0.pump(context: bound.value.1) }
         }
+    }
+
+    /// Whether this kernel tells which pages of a file are cached (cachestat, Linux 6.5): only then
+    /// can a body go by sendfile, which has no way to fail rather than wait for the disk.
+    private static let sendsFromPageCache: Bool = {
+        ferry_range_cached(-1, 0, 1) == 0 || errno != ENOSYS
+    }()
+
+    /// The most one sendfile call is given: past it the rest waits for the loop's next turn.
+    private static let sendfileWindow = 1 << 20
+
+    private enum DirectSend {
+        /// Not tried: NIO still holds bytes to send first, or the pages are not all cached.
+        case notTried
+        /// Bytes the socket took, head first (0 when it was full).
+        case sent(Int)
+        /// The file is shorter than the answer said (truncated while being served).
+        case fileEnded
+    }
+
+    /// Sends `head` (when given; held back with MSG_MORE so it leaves with the body) and the file's
+    /// bytes by sendfile straight to the socket: no copy through Ferry's memory, nginx's `sendfile
+    /// on; tcp_nopush on`. Only when NIO has nothing queued to go first, and only when the page
+    /// cache holds every page, so the loop never waits for the disk.
+    ///
+    /// NIO's own sendfile (a `FileRegion`) is not used: on a file that shrinks under it, it would
+    /// retry a sendfile that sends nothing forever, at full speed.
+    private func sendDirectly(
+        context: ChannelHandlerContext,
+        head: ByteBuffer?,
+        _ file: OpenFile,
+        _ offset: Int,
+        _ length: Int
+    ) -> DirectSend {
+        let window = min(length, Self.sendfileWindow)
+        guard Self.sendsFromPageCache,
+            (try? context.channel.syncOptions?.getOption(.bufferedWritableBytes)) == 0,
+            ferry_range_cached(file.descriptor, off_t(offset), window) == 1
+        else { return .notTried }
+        var ended: Int32 = 0
+        let sent = { (bytes: UnsafeRawBufferPointer) in
+            ferry_send_head_and_file(
+                self.descriptor,
+                bytes.baseAddress,
+                bytes.count,
+                file.descriptor,
+                off_t(offset),
+                window,
+                &ended
+            )
+        }
+        let count = head.map { $0.withUnsafeReadableBytes(sent) } ?? sent(UnsafeRawBufferPointer(start: nil, count: 0))
+        return ended != 0 && count == 0 ? .fileEnded : .sent(count)
     }
 
     /// The page cache does not have the next chunk: readahead is under way, so come back shortly.

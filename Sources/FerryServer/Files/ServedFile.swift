@@ -7,8 +7,9 @@ import Glibc
 #endif
 
 /// One regular file as its answers are made: the open descriptor, and what every answer derives
-/// from its stat, worked out once — ETag, Last-Modified, Content-Type — plus, for a file of at
-/// most one chunk that was in the page cache, its bytes, so that head and body leave in one write.
+/// from its stat, worked out once — ETag, Last-Modified, Content-Type — plus, for a small file
+/// that was in the page cache, its bytes, so that head and body leave in one write. A larger
+/// body goes by sendfile: copying it costs more than a second system call.
 struct ServedFile: Sendable {
     let open: OpenFile
     /// The file's path under the root (a folder's `index.html` for the folder).
@@ -40,10 +41,10 @@ struct ServedFile: Sendable {
         self.bytes = cacheable && readingBytes ? Self.readWhole(open.descriptor, size: self.size) : nil
     }
 
-    /// The file's bytes if it fits one chunk and the page cache has them all (RWF_NOWAIT: an
-    /// event loop must never wait for the disk here).
+    /// The file's bytes if it is small enough to copy and the page cache has them all (RWF_NOWAIT:
+    /// an event loop must never wait for the disk here).
     private static func readWhole(_ descriptor: Int32, size: Int) -> ByteBuffer? {
-        guard size <= ResponseFraming.chunkSize else { return nil }
+        guard size <= ResponseFraming.copiedBody else { return nil }
         var buffer = ByteBuffer()
         var read = 0
         buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: max(size, 1)) { bytes in
