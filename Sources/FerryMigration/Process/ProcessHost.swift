@@ -399,7 +399,11 @@ public final class ProcessHost: Sendable {
             default: throw ProcessError("node \(node) gave no answer for '\(name)''s call that waited while it moved")
             }
         }
-        throw ProcessError("'\(name)' did not answer within \(Self.callTimeout) (it moved while the call waited)")
+        throw Self.unansweredAcrossAMove(name)
+    }
+
+    private static func unansweredAcrossAMove(_ name: String) -> ProcessError {
+        ProcessError("'\(name)' did not answer within \(Self.callTimeout) (it moved while the call waited)")
     }
 
     /// Answers ``NodeRequest/keptAnswer(_:ticket:)``: the answer this node keeps for a call that
@@ -415,7 +419,9 @@ public final class ProcessHost: Sendable {
             return .answer(Data(answer))
         case .departed:
             if case .movedAway(let node) = process.state { return .moved(to: node) }
-        case .timedOut, .notOwed:
+        case .timedOut:
+            throw Self.unansweredAcrossAMove(name)
+        case .notOwed:
             break
         }
         throw ProcessError("'\(name)' holds no answer for that call: it was taken, given up, or never owed here")
