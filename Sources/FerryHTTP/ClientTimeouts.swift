@@ -48,6 +48,9 @@ public struct ClientDeadline: Sendable, Equatable {
         case body
         /// The server is answering: the client owes nothing.
         case none
+        /// The answer waits for the client to take data. Bounded by `idle`, as HAProxy's `timeout
+        /// client` counts from the last activity either way (nginx's `send_timeout`).
+        case send
     }
 
     public let timeouts: ClientTimeouts
@@ -70,7 +73,7 @@ public struct ClientDeadline: Sendable, Equatable {
         switch self.wait {
         case .idle: self.start(.head, now: now)
         case .body: self.start(.body, now: now)
-        case .head, .none: break
+        case .head, .none, .send: break
         }
     }
 
@@ -82,6 +85,16 @@ public struct ClientDeadline: Sendable, Equatable {
     /// The whole request is read: the server answers.
     public mutating func requestRead() {
         self.wait = .none
+    }
+
+    /// The answer cannot go on until the client takes what was written: its clock starts.
+    public mutating func sendStalled(now: UInt64) {
+        if self.wait == .none { self.start(.send, now: now) }
+    }
+
+    /// The client took data: the answer goes on, and the clock stops until it stalls again.
+    public mutating func sendResumed() {
+        if self.wait == .send { self.wait = .none }
     }
 
     /// The answer is written: the connection waits for the next request.
@@ -105,7 +118,7 @@ public struct ClientDeadline: Sendable, Equatable {
     /// Whether running out of `wait` is answered 408 before the close: the client began a request
     /// (as HAProxy answers; nginx closes without a word). One that said nothing is just closed.
     public func answers408(_ wait: Wait) -> Bool {
-        wait != .idle && self.requestBegun
+        (wait == .head || wait == .body) && self.requestBegun
     }
 
     /// A message for the client or the log about `wait` running out.
@@ -114,6 +127,7 @@ public struct ClientDeadline: Sendable, Equatable {
         case .head: "the request head did not arrive within \(Self.text(self.timeouts.header))"
         case .body: "the request body stalled for \(Self.text(self.timeouts.body))"
         case .idle, .none: "the connection was idle for \(Self.text(self.timeouts.idle))"
+        case .send: "the client took no data for \(Self.text(self.timeouts.idle))"
         }
     }
 
@@ -123,7 +137,7 @@ public struct ClientDeadline: Sendable, Equatable {
             switch wait {
             case .head: self.timeouts.header
             case .body: self.timeouts.body
-            case .idle, .none: self.timeouts.idle
+            case .idle, .none, .send: self.timeouts.idle
             }
         self.deadline = now + timeout.wholeNanoseconds
     }

@@ -145,7 +145,13 @@ public final class FileServer: Service, Sendable {
         let listener = try TCPListener(host: configuration.host, port: configuration.port)
         let registry = ConnectionRegistry(maxPerSource: configuration.maxConnectionsPerSource)
         let metrics = ServerMetrics(model: configuration.model, factory: metricsFactory)
-        let responder = BlockingResponder(files: files, registry: registry, metrics: metrics, logger: logger)
+        let responder = BlockingResponder(
+            files: files,
+            registry: registry,
+            metrics: metrics,
+            logger: logger,
+            sendTimeout: configuration.timeouts.idle
+        )
         let watcher = try UrgentDataWatcher(registry: registry, metrics: metrics, logger: logger)
         let workers = max(1, configuration.workers ?? System.coreCount)
         let frontEnd: FrontEnd

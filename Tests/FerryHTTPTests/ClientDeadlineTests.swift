@@ -40,6 +40,24 @@ import Testing
         #expect(deadline.expired(now: 1000 * self.second) == nil)
     }
 
+    @Test func anAnswerTheClientTakesNothingOfRunsOutAtTheIdleTimeoutWithoutA408() {
+        var deadline = ClientDeadline(timeouts: self.timeouts, now: 0)
+        deadline.requestBytesArrived(now: 0)
+        deadline.headRead(bodyFollows: false, now: 0)
+        deadline.sendStalled(now: 10 * self.second)
+        deadline.requestBytesArrived(now: 20 * self.second)  // a pipelined head waits its turn
+        #expect(deadline.expired(now: 69 * self.second) == nil)
+        deadline.sendResumed()
+        deadline.sendStalled(now: 60 * self.second)  // the client took some: the clock starts again
+        #expect(deadline.expired(now: 119 * self.second) == nil)
+        #expect(deadline.expired(now: 120 * self.second + 1) == .send)
+        #expect(!deadline.answers408(.send), "mid-answer there is no room for a 408")
+        #expect(deadline.reason(.send) == "the client took no data for 60 s")
+        deadline.answered(now: 130 * self.second)
+        deadline.sendStalled(now: 130 * self.second)
+        #expect(deadline.wait == .idle, "only an answer under way stalls")
+    }
+
     @Test func flagsTakePositiveSecondsAndRefuseTheRest() throws {
         #expect(try ClientTimeouts.seconds(2.5, flag: "--header-timeout") == .milliseconds(2500))
         for bad in [0, -1, .infinity, .nan, 100_000] {

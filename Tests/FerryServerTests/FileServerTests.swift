@@ -150,6 +150,24 @@ import Glibc
         }
     }
 
+    /// A client that stops reading mid-answer (a slow-read attack) is closed once it has taken no
+    /// data for the idle timeout, under every model, rather than holding its connection forever.
+    @Test(arguments: ExecutionModel.allCases)
+    func aClientThatTakesNoDataMidAnswerIsClosedAtTheIdleTimeout(model: ExecutionModel) async throws {
+        let size = 32 << 20  // more than the two sockets' buffers hold
+        self.directory.writeLarge("unread.bin", megabytes: size >> 20)
+        var configuration = self.configuration(model)
+        configuration.timeouts.idle = .seconds(1)
+        try await withFileServer(configuration) { server in
+            let connection = try TestClient(port: server.port)
+            try connection.get("/unread.bin")
+            #expect(try connection.readHead().status == 200)
+            try await server.waitFor("connections_timed_out", toBe: 1)
+            let received = try connection.drainUntilClosed()  // fails at the client's 10 s timeout if left open
+            #expect(received < size)
+        }
+    }
+
     /// A pattern whose every 4 KiB page begins with its number, so a page out of place shows.
     private static func numberedPages(_ count: Int) -> [UInt8] {
         var bytes = TemporaryDirectory.pattern(count)

@@ -1,4 +1,5 @@
 import FerryHTTP
+import FerryPosix
 import Logging
 import NIOCore
 
@@ -9,6 +10,8 @@ struct BlockingResponder {
     let registry: ConnectionRegistry
     let metrics: ServerMetrics
     let logger: Logger
+    /// How long an answer waits for a client that takes no data (the idle timeout, as in every model).
+    let sendTimeout: Duration
 
     /// Answers `request` on `connection`.
     /// - Returns: whether the connection can take another request.
@@ -46,6 +49,7 @@ struct BlockingResponder {
             keepAlive: request?.keepAlive ?? false
         )
         var writer = SocketWriter(descriptor: descriptor, flag: flag)
+        writer.stallTimeoutMilliseconds = Int32(clamping: self.sendTimeout.wholeMilliseconds)
         var headBytes = ByteBuffer()
         head.write(to: &headBytes)
         do {
@@ -81,6 +85,7 @@ struct BlockingResponder {
                     "request \(requestID) of connection \(connectionID) cancelled mid-body; closing the connection, since its framing cannot end early"
                 )
             } else {
+                if case .stalled = error { self.metrics.timedOut() }
                 self.logger.debug("connection \(connectionID): \(error)")
             }
             return false

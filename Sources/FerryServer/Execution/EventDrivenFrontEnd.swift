@@ -175,7 +175,10 @@ final class EventDrivenHTTPHandler: ChannelInboundHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable { self.pump(context: context) }
+        if context.channel.isWritable {
+            self.deadline.sendResumed()
+            self.pump(context: context)
+        }
         context.fireChannelWritabilityChanged()
     }
 
@@ -355,9 +358,14 @@ final class EventDrivenHTTPHandler: ChannelInboundHandler {
             self.transfer = transfer
         }
         context.flush()
-        if self.transfer != nil, !self.retryScheduled, context.channel.isWritable {
+        guard self.transfer != nil, !self.retryScheduled else { return }
+        if context.channel.isWritable {
             let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
             context.eventLoop.execute { bound.value.0.pump(context: bound.value.1) }
+        } else {
+            // The client must take some of what is queued before the answer goes on.
+            self.deadline.sendStalled(now: MonotonicClock.nanoseconds())
+            self.setTimer(context: context)
         }
     }
 

@@ -14,12 +14,15 @@ struct SocketWriter {
         case cancelled
         case failed(PosixError)
         case clientGone(String)
+        /// The client took no data for the stall timeout.
+        case stalled(seconds: Int32)
 
         var description: String {
             switch self {
             case .cancelled: "cancelled"
             case .failed(let error): error.description
             case .clientGone(let reason): reason
+            case .stalled(let seconds): "the client took no data for \(seconds) s"
             }
         }
     }
@@ -75,6 +78,6 @@ struct SocketWriter {
             }
             waited += 20
         }
-        throw Stop.clientGone("client took no data for \(self.stallTimeoutMilliseconds / 1000) s")
+        throw Stop.stalled(seconds: self.stallTimeoutMilliseconds / 1000)
     }
 }
