@@ -84,9 +84,9 @@ import Testing
         try cluster.start("n2")
         // A writer starved of CPU by a loaded machine (CI runs suites side by side) can fall behind
         // the copy, and then pre-copy converges with nothing to throttle: that attempt shows
-        // nothing either way and is made again, up to five times. A move that ends unconverged
+        // nothing either way and is made again, up to ten times. A move that ends unconverged
         // and unthrottled fails at once.
-        let attempts = 5
+        let attempts = 10
         for (name, converge) in [("fast", true), ("free", false)] {
             for attempt in 1...attempts {
                 let process = "\(name)-\(attempt)"
