@@ -69,11 +69,11 @@ extension FerryProcessTests {
         var processes: [Running] = []
         var backendPort = 0
         if target.needsBackend {
-            let backend = try Running(["serve", "files", "--root", root])
+            let backend = try Running(["serve", "files", "--root", root], errors: .file(root + "/backend.log"))
             backendPort = try #require(backend.nextLine().flatMap(listeningAddress)).port
             processes.append(backend)
         }
-        let server = try Running(target.command(root, backendPort))
+        let server = try Running(target.command(root, backendPort), errors: .file(root + "/server.log"))
         var port = 0
         while let line = server.nextLine() {
             if let address = listeningAddress(line) {
@@ -98,7 +98,9 @@ extension FerryProcessTests {
 
         let count = 2000
         let started = Date()
-        var slow = try (0..<count).map { _ in try TestClient(port: port, source: "127.0.0.2", timeout: 2) }
+        var slow = try (0..<count).map { _ in
+            try Self.connect(port: port, source: "127.0.0.2", timeout: 2, to: processes, logs: temporary.path)
+        }
         let trickle = Array("GET /name.txt HTTP/1.1\r\nHost: test\r\nX-Slow: ".utf8)
         var closedAfter: [Double] = []
         var answers: [String] = []
@@ -112,7 +114,7 @@ extension FerryProcessTests {
             sent += 1
             for client in slow { client.send([byte]) }
             for _ in 0..<(sent == 1 ? 3 : 1) {
-                let normal = try TestClient(port: port, timeout: 5)
+                let normal = try Self.connect(port: port, timeout: 5, to: processes, logs: temporary.path)
                 try normal.get("/name.txt")
                 let response = try normal.readResponse()
                 #expect(response.status == 200 && response.text == "ferry", "a normal client is answered under attack")
@@ -143,6 +145,27 @@ extension FerryProcessTests {
         #expect(early.isEmpty, "\(early.count) slow connections closed before the \(Self.headerTimeout) s timeout")
         let without408 = answers.filter { $0 != "HTTP/1.1 408" }
         #expect(without408.isEmpty, "each slow connection is answered 408 before it closes; \(without408.prefix(3))")
+    }
+
+    /// A client of a slow-client target; when it cannot connect, the error says whether the
+    /// target's processes still run and how their logs end (a refusal seen once under the full suite).
+    private static func connect(
+        port: Int,
+        source: String? = nil,
+        timeout: Int,
+        to processes: [Running],
+        logs folder: String
+    ) throws -> TestClient {
+        do {
+            return try TestClient(port: port, source: source, timeout: timeout)
+        } catch {
+            let running = processes.map { $0.process.isRunning ? "running" : "exited" }.joined(separator: ", ")
+            let logs = ["backend.log", "server.log"].compactMap { name -> String? in
+                guard let text = try? String(contentsOfFile: folder + "/" + name, encoding: .utf8) else { return nil }
+                return "\(name): \(text.split(separator: "\n").suffix(5).joined(separator: " | "))"
+            }
+            throw TestFailure("\(error) (processes: \(running); \(logs.joined(separator: "; ")))")
+        }
     }
 
     /// On a keep-alive connection the idle wait (60 s by default) ends with the next head's first
