@@ -72,9 +72,7 @@ int ferry_range_cached(int fd, off_t offset, size_t len) {
     struct ferry_cachestat stat = {0};
     if (syscall(__NR_cachestat, fd, &range, &stat, 0) != 0) return -1;
     uint64_t pages = ((uint64_t)offset + len - 1) / page - (uint64_t)offset / page + 1;
-    if (stat.nr_cache >= pages) return 1;
-    posix_fadvise(fd, offset, (off_t)len, POSIX_FADV_WILLNEED);
-    return 0;
+    return stat.nr_cache >= pages;
 }
 
 ssize_t ferry_send_head_and_file(

@@ -79,7 +79,7 @@ int ferry_receive_descriptor(int channel);
 ssize_t ferry_pread_nowait(int fd, void *buf, size_t len, off_t offset);
 
 /// Whether every page of the file's bytes [offset, offset + len) is in the page cache (cachestat,
-/// Linux 6.5): 1 if so; 0 if not, and then readahead for them has been started; -1 with errno
+/// Linux 6.5): 1 if so; 0 if not (ferry_pread_nowait then starts readahead); -1 with errno
 /// (ENOSYS on an older kernel) when it cannot tell.
 int ferry_range_cached(int fd, off_t offset, size_t len);
 

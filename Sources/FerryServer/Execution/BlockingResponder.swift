@@ -48,8 +48,11 @@ struct BlockingResponder {
             requestID: requestID,
             keepAlive: request?.keepAlive ?? false
         )
-        var writer = SocketWriter(descriptor: descriptor, flag: flag)
-        writer.stallTimeoutMilliseconds = Int32(clamping: self.sendTimeout.wholeMilliseconds)
+        var writer = SocketWriter(
+            descriptor: descriptor,
+            flag: flag,
+            stallTimeoutMilliseconds: Int32(clamping: self.sendTimeout.wholeMilliseconds)
+        )
         var headBytes = ByteBuffer()
         head.write(to: &headBytes)
         do {

@@ -312,10 +312,7 @@ final class EventDrivenHTTPHandler: ChannelInboundHandler {
                     self.transfer = transfer
                     continue
                 case .fileEnded:
-                    self.responder.logger.warning(
-                        "connection \(self.connectionID): the file ended before the length its answer gave; closing the connection"
-                    )
-                    context.close(promise: nil)
+                    self.fileEndedEarly(context: context)
                     return
                 default: break  // copied below: through NIO, which says when the client has room again
                 }
@@ -344,7 +341,7 @@ final class EventDrivenHTTPHandler: ChannelInboundHandler {
                 return
             }
             if read == 0 {
-                context.close(promise: nil)
+                self.fileEndedEarly(context: context)
                 return
             }
             if transfer.framing.chunked {
@@ -420,6 +417,14 @@ final class EventDrivenHTTPHandler: ChannelInboundHandler {
         }
         let count = head.map { $0.withUnsafeReadableBytes(sent) } ?? sent(UnsafeRawBufferPointer(start: nil, count: 0))
         return ended != 0 && count == 0 ? .fileEnded : .sent(count)
+    }
+
+    /// The file shrank while its answer was going out: the length the head gave cannot be met.
+    private func fileEndedEarly(context: ChannelHandlerContext) {
+        self.responder.logger.warning(
+            "connection \(self.connectionID): the file ended before the length its answer gave; closing the connection"
+        )
+        context.close(promise: nil)
     }
 
     /// The page cache does not have the next chunk: readahead is under way, so come back shortly.

@@ -32,7 +32,7 @@ struct SocketWriter {
     /// Whether a cancel stops a write in the middle; chunked bodies finish the chunk they are in.
     var stopsMidWrite = true
     /// A client that takes no bytes for this long is given up on.
-    var stallTimeoutMilliseconds: Int32 = 60_000
+    let stallTimeoutMilliseconds: Int32
 
     /// Writes all of `buffer`; with `more`, tells the kernel more follows at once (MSG_MORE), so
     /// that a head and the body sent after it can leave in one segment.
