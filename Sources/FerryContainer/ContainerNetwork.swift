@@ -43,10 +43,15 @@ public struct ContainerNetwork: Sendable {
         throw ContainerError("no free private subnet is left in 10.89.0.0/16 (\(self.leases) holds every one)")
     }
 
+    /// Its owner is gone, or it never named one: a process killed between the `mkdir` and the
+    /// owner's write, seen as such once the directory is a minute old.
     private static func isStale(_ path: String) -> Bool {
         guard let text = try? String(contentsOfFile: path + "/owner", encoding: .utf8),
             let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines))
-        else { return false }
+        else {
+            let made = (try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date
+            return made.map { Date().timeIntervalSince($0) > 60 } ?? false
+        }
         return kill(pid, 0) != 0 && errno == ESRCH
     }
 

@@ -40,6 +40,19 @@ public final class KVStore: KVStorage {
 
     /// Opens (or creates) the store at `path`.
     public init(path: String) throws {
+        // Taken before SQLite opens the file, so that a second store is refused with the reason
+        // rather than racing the first to make its table. SQLite's own locks are fcntl locks,
+        // which flock never meets.
+        let owner = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard owner >= 0, flock(owner, LOCK_EX | LOCK_NB) == 0 else {
+            let reason =
+                errno == EWOULDBLOCK
+                ? "another store has it open (a 'ferry serve kv' or a node's local space); a store keeps every key in memory, so one store owns a file"
+                : String(cString: strerror(errno))
+            if owner >= 0 { Glibc.close(owner) }
+            throw KVStoreError.cannotOpen(path: path, reason: reason)
+        }
+        self.owner = owner
         var configuration = Configuration()
         configuration.label = "ferry.kv"
         // Another process (or a store still closing) may hold the lock for a moment.
@@ -64,18 +77,8 @@ public final class KVStore: KVStorage {
             // Only the writer connection commits, so that is where it must hold.
             try self.pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
         } catch {
+            Glibc.close(owner)
             throw KVStoreError.cannotOpen(path: path, reason: "\(error)")
-        }
-        // SQLite's own locks are fcntl locks, which flock never meets.
-        self.owner = open(path, O_RDONLY | O_CLOEXEC)
-        guard self.owner >= 0, flock(self.owner, LOCK_EX | LOCK_NB) == 0 else {
-            let reason =
-                errno == EWOULDBLOCK
-                ? "another store has it open (a 'ferry serve kv' or a node's local space); a store keeps every key in memory, so one store owns a file"
-                : String(cString: strerror(errno))
-            if self.owner >= 0 { Glibc.close(self.owner) }
-            try? self.pool.close()
-            throw KVStoreError.cannotOpen(path: path, reason: reason)
         }
         self.path = path
         try self.pool.read { db in

@@ -1,3 +1,4 @@
+import FerryPosix
 import FerryWire
 import Foundation
 import GRDB
@@ -33,9 +34,6 @@ public final class ObjectStore: ObjectStorage {
     public init(path: String) throws {
         self.path = path
         do {
-            var configuration = Configuration()
-            configuration.busyMode = .timeout(5)
-            self.pool = try DatabasePool(path: path, configuration: configuration)
             var migrator = DatabaseMigrator()
             migrator.registerMigration("objects-v1") { db in
                 try db.execute(
@@ -59,7 +57,14 @@ public final class ObjectStore: ObjectStorage {
                         """
                 )
             }
-            try migrator.migrate(self.pool)
+            var configuration = Configuration()
+            configuration.busyMode = .timeout(5)
+            // Nodes sharing the file may start together: one makes its tables, the others find them.
+            self.pool = try withExclusiveFileLock(path) {
+                let pool = try DatabasePool(path: path, configuration: configuration)
+                try migrator.migrate(pool)
+                return pool
+            }
             // GRDB's WAL default syncs the log only at checkpoints; a saved state must survive a
             // power cut once its call is answered, so every commit is synced (as the kv store's).
             try self.pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }

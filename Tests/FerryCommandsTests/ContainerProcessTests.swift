@@ -50,6 +50,31 @@ struct ContainerProcessTests {
         try self.container(["run", "--rootfs", Self.rootfs] + flags + ["--", "sh", "-c", command])
     }
 
+    /// Starts a node that runs containers, ready once registered at the daemon; its log goes to
+    /// `NAME.log` in the test's directory, for ``nodeLogs(_:)``.
+    func startNode(
+        _ name: String,
+        _ flags: [String],
+        environment: [String: String] = [:]
+    ) throws -> FerryProcess {
+        let node = try FerryProcess(
+            ["node", "--name", name, "--allow-unsigned"] + flags,
+            errors: .file(self.temporary.path + "/\(name).log"),
+            environment: environment
+        )
+        while let line = node.nextLine(), !line.contains("registered") {}
+        node.drainOutput()
+        return node
+    }
+
+    /// How each node's log ends, for a failure's message.
+    func nodeLogs(_ names: [String]) -> String {
+        names.map { name in
+            let log = (try? String(contentsOfFile: self.temporary.path + "/\(name).log", encoding: .utf8)) ?? ""
+            return "\(name)'s log ends:\n" + log.split(separator: "\n").suffix(15).joined(separator: "\n")
+        }.joined(separator: "\n")
+    }
+
     /// Nothing of any container is left on the host.
     func expectNothingLeft(sourceLocation: SourceLocation = #_sourceLocation) {
         let records = (try? FileManager.default.contentsOfDirectory(atPath: self.state)) ?? []
@@ -67,7 +92,12 @@ struct ContainerProcessTests {
         }
         let links = (try? FileManager.default.contentsOfDirectory(atPath: "/sys/class/net")) ?? []
         #expect(!links.contains { $0.hasPrefix("fy") }, "veth left: \(links)", sourceLocation: sourceLocation)
-        let leases = (try? FileManager.default.contentsOfDirectory(atPath: "/run/ferry/net")) ?? []
+        // A lease whose owner is gone (a node killed by another test) is taken over by the next.
+        let leases = ((try? FileManager.default.contentsOfDirectory(atPath: "/run/ferry/net")) ?? []).filter { lease in
+            let owner = try? String(contentsOfFile: "/run/ferry/net/\(lease)/owner", encoding: .utf8)
+            guard let pid = Int32(owner?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") else { return true }
+            return kill(pid, 0) == 0
+        }
         #expect(leases.isEmpty, "subnet leases left: \(leases)", sourceLocation: sourceLocation)
     }
 
@@ -340,11 +370,7 @@ struct ContainerProcessTests {
         let endpoints = ["--endpoints", "\(address)"]
         var nodes: [FerryProcess] = []
         for (name, flags) in [("open", ["--allow-containers"]), ("open2", ["--allow-containers"]), ("closed", [])] {
-            let node = try FerryProcess(["node", "--name", name, "--allow-unsigned"] + flags + endpoints)
-            // Ready once registered at the daemon.
-            while let line = node.nextLine(), !line.contains("registered") {}
-            node.drainOutput()
-            nodes.append(node)
+            nodes.append(try self.startNode(name, flags + endpoints))
         }
         func ferry(_ arguments: [String]) throws -> (Int32, String) {
             let process = try FerryProcess([arguments[0]] + endpoints + arguments.dropFirst(), errors: .merged)
@@ -387,10 +413,7 @@ struct ContainerProcessTests {
         let endpoints = ["--endpoints", "\(address)"]
         var nodes: [FerryProcess] = []
         for name in ["n1", "n2"] {
-            let node = try FerryProcess(["node", "--name", name, "--allow-unsigned", "--allow-containers"] + endpoints)
-            while let line = node.nextLine(), !line.contains("registered") {}
-            node.drainOutput()
-            nodes.append(node)
+            nodes.append(try self.startNode(name, ["--allow-containers"] + endpoints))
         }
         let front = try FerryProcess(
             ["switch", "--mode", "l7", "--listen", "127.0.0.1:0", "--discover", "web", "--health-interval", "0.2"]
@@ -437,7 +460,8 @@ struct ContainerProcessTests {
         }
         #expect(both, "the switch reached \(seen), not both containers")
         // Moved, it is published and registered again on its new node.
-        #expect(try ferry(["migrate", "web1", "--to", "n2", "--mode", "weak"]).0 == 0)
+        let moved = try ferry(["migrate", "web1", "--to", "n2", "--mode", "weak"])
+        #expect(moved.0 == 0, "\(moved.1)\n\(self.nodeLogs(["n1", "n2"]))")
         #expect(try ferry(["kill", "web2"]).0 == 0)
         #expect(await eventually { $0 == (200, "web1\n") }, "the moved container is not behind the switch")
         // Gone, it leaves the switch's backends.
@@ -466,13 +490,11 @@ struct ContainerProcessTests {
         var nodes: [String: FerryProcess] = [:]
         for name in ["n1", "n2"] {
             let side = name == "n1" ? "source" : "target"
-            let node = try FerryProcess(
-                ["node", "--name", name, "--allow-unsigned", "--allow-containers"] + endpoints,
+            nodes[name] = try self.startNode(
+                name,
+                ["--allow-containers"] + endpoints,
                 environment: crashAt.hasPrefix(side) ? ["FERRY_CRASH_AT": crashAt] : [:]
             )
-            while let line = node.nextLine(), !line.contains("registered") {}
-            node.drainOutput()
-            nodes[name] = node
         }
         func ferry(_ arguments: [String]) throws -> (Int32, String) {
             try FerryProcess([arguments[0]] + endpoints + arguments.dropFirst(), errors: .merged).finish()
@@ -482,8 +504,9 @@ struct ContainerProcessTests {
         let spawned = try ferry([
             "spawn", "--container", "--rootfs", Self.rootfs, "--node", "n1", "--name", "mover", "--", "sleep", marker,
         ])
-        #expect(spawned.0 == 0, "\(spawned.1)")
-        _ = try ferry(["migrate", "mover", "--to", "n2", "--mode", "weak"])
+        #expect(spawned.0 == 0, "\(spawned.1)\n\(self.nodeLogs(["n1"]))")
+        // The move is cut by the crash: it may or may not report success.
+        let moved = try ferry(["migrate", "mover", "--to", "n2", "--mode", "weak"])
         /// The copies of the program on the host; with `running`, only those not frozen.
         func copies(running: Bool = false) -> Int {
             let processes = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
@@ -513,7 +536,11 @@ struct ContainerProcessTests {
         }
         #expect(
             settled != nil,
-            "running copies: \(copies(running: true)), ps: \((try? ferry(["ps", "--json"]).1) ?? "")"
+            """
+            running copies: \(copies(running: true)), ps: \((try? ferry(["ps", "--json"]).1) ?? "")
+            migrate: \(moved.1)
+            \(self.nodeLogs(["n1", "n2"]))
+            """
         )
         // A frozen copy left by a killed source ends when a node or container next starts here.
         _ = try self.run([], "true")

@@ -72,7 +72,10 @@ struct EtcdFailureTests {
             )
         }
         let addresses = try nodes.map { node in
-            let first = try #require(node.nextLine(), "the node prints where it listens")
+            let first = try #require(
+                node.nextLine(),
+                "the node prints where it listens; the log: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")"
+            )
             return try #require(listeningAddress(first), "\(first)")
         }
         let service = try FerryProcess(

@@ -203,6 +203,23 @@ extension StateBackend {
         }
     }
 
+    /// Nodes that share one object store may start at the same moment: each opens the new file,
+    /// none fails for finding its tables made by another (seen as "table objects already exists").
+    @Test func storesOpeningOneNewFileAtOnceAllOpenIt() throws {
+        for _ in 0..<10 {
+            let path = temporaryPath("together")
+            let failures = NIOLockedValueBox<[String]>([])
+            DispatchQueue.concurrentPerform(iterations: 4) { _ in
+                do {
+                    _ = try ObjectStore(path: path)
+                } catch {
+                    failures.withLockedValue { $0.append("\(error)") }
+                }
+            }
+            #expect(failures.withLockedValue { $0 }.isEmpty, "\(failures.withLockedValue { $0 })")
+        }
+    }
+
     @Test func pastTheActiveLimitTheLeastRecentlyUsedObjectIsDeactivated() async throws {
         let store = try ObjectStore(path: temporaryPath("limit"))
         let adapter = try ObjectAdapter(
