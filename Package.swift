@@ -80,6 +80,8 @@ let package = Package(
         .target(
             name: "FerryKV",
             dependencies: [
+                "CFerryLinux",
+                "FerryPosix",
                 "FerryWire",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),

@@ -90,7 +90,7 @@ for op in put get; do
 done
 echo
 [ -n "$PG_ADDR" ] && echo "ferry-pg: the same service with --store on PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}') (postgres-nio; one transaction per group commit; fsync and synchronous_commit on)."
-echo "Ferry: SQLite (GRDB) WAL, synchronous=FULL, group commit; Redis $(redis-server --version | sed -E 's/.*v=([^ ]+).*/\1/'): appendonly yes, appendfsync always."
+echo "Ferry: its own log (one fdatasync per group commit) in front of SQLite (GRDB) WAL, synchronous=FULL; Redis $(redis-server --version | sed -E 's/.*v=([^ ]+).*/\1/'): appendonly yes, appendfsync always."
 echo "${VALUE_SIZE}-byte values over $KEYS keys, ${RUN}s per run; gets read the keys the puts wrote."
 
 { printf 'op\tferry sqlite\tferry postgres\tredis\n'; cat "$WORK/rows"; } |

@@ -29,6 +29,14 @@ final class KVMirror: Sendable {
         }
     }
 
+    /// Whether it holds every key: off past its limit, or after a commit whose outcome is unknown.
+    var isOn: Bool { self.contents.withLock { $0.on } }
+
+    /// Whether `bytes` more (see ``size(_:_:)``) keep it within its limit.
+    func hasRoom(for bytes: Int) -> Bool {
+        self.contents.withLock { $0.on && $0.bytes + bytes <= Self.limit }
+    }
+
     /// Loads one entry of the file at open; returns false once past the limit the mirror is off.
     func load(_ key: String, _ value: KVValue) -> Bool {
         self.contents.withLock { contents in
@@ -73,6 +81,11 @@ final class KVMirror: Sendable {
     }
 
     private static func size(_ key: String, _ value: KVValue) -> Int {
-        key.utf8.count + (value.value?.count ?? 0) + Self.entryOverhead
+        Self.size(key, value.value ?? [])
+    }
+
+    /// What an entry counts toward the limit.
+    static func size(_ key: String, _ value: [UInt8]) -> Int {
+        key.utf8.count + value.count + Self.entryOverhead
     }
 }

@@ -8,17 +8,20 @@ import NIOConcurrencyHelpers
 import Glibc
 #endif
 
-/// Permanent state: keys and values in SQLite (through GRDB, WAL mode, `synchronous = FULL`).
+/// Permanent state: keys and values in SQLite (through GRDB, WAL mode, `synchronous = FULL`),
+/// behind a write-ahead log of Ferry's own (``KVLog``).
 ///
-/// A write is reported done only after its transaction has committed and SQLite has fsynced the
-/// write-ahead log, so a write that was acknowledged survives kill -9 and a power cut, and one
-/// that was not is either wholly there or wholly absent.
+/// A write is reported done only once it is durable — its record synced in the log — so a write
+/// that was acknowledged survives kill -9 and a power cut, and one that was not is either wholly
+/// there or wholly absent. The log's records go into the SQLite file behind the acknowledgements,
+/// many at a time, on a thread of their own; a store that opens replays what the file lacks.
 ///
-/// Writes are group-committed: one writer thread takes every write waiting when it is free and
-/// commits them in one transaction — one fsync for the batch — so many clients together pay for
-/// far fewer fsyncs than writes. Gets are answered from memory (``KVMirror``), lists from WAL
-/// snapshots. Since the mirror must see every write, one store owns its file: a second one,
-/// in this process or another, is refused while the first is open.
+/// Writes are group-committed: one writer thread takes every write waiting when it is free,
+/// works out what each does from the keys in memory (``KVMirror``), and appends them as one
+/// record with one `fdatasync`. Gets are answered from memory, lists from the SQLite file once
+/// every logged write is in it. Past the mirror's limit the log is emptied into the file and
+/// writes commit to SQLite directly. Since the mirror must see every write, one store owns its
+/// file: a second one, in this process or another, is refused while the first is open.
 public final class KVStore: KVStorage {
     private struct Waiting: Sendable {
         let write: KVWrite
@@ -35,11 +38,30 @@ public final class KVStore: KVStorage {
     private let writer = NIOLockedValueBox(WriterState())
     private let writerQueue = DispatchQueue(label: "ferry.kv.writer")
     private let mirror = KVMirror()
+    /// While the mirror holds every key: touched only on the writer queue (and at open and close).
+    private nonisolated(unsafe) var log: KVLog?
+    /// Logged and acknowledged, not yet in the SQLite file, in log order.
+    private struct Pending {
+        var effects: [KVEffect] = []
+        /// An apply is due.
+        var scheduled = false
+    }
+
+    private let pending = NIOLockedValueBox(Pending())
+    /// How long logged writes wait to go into the file together: one SQLite commit (and fsync)
+    /// per tenth of a second, not one per write, so that the log's fsync is the only one a write
+    /// waits behind.
+    static let applyDelay = DispatchTimeInterval.milliseconds(100)
+    /// Moves ``pending`` into the SQLite file, one batch at a time, in order.
+    private let applierQueue = DispatchQueue(label: "ferry.kv.applier")
     /// Holds the file's flock, which makes this store its only writer.
     private let owner: Int32
 
-    /// Opens (or creates) the store at `path`.
-    public init(path: String) throws {
+    /// The log's size: about 40,000 small writes between two emptyings.
+    public static let logCapacity = 4 << 20
+
+    /// Opens (or creates) the store at `path`, its log at `path-log`.
+    public init(path: String, logCapacity: Int = KVStore.logCapacity) throws {
         // Taken before SQLite opens the file, so that a second store is refused with the reason
         // rather than racing the first to make its table. SQLite's own locks are fcntl locks,
         // which flock never meets.
@@ -53,6 +75,7 @@ public final class KVStore: KVStorage {
             throw KVStoreError.cannotOpen(path: path, reason: reason)
         }
         self.owner = owner
+        self.path = path
         var configuration = Configuration()
         configuration.label = "ferry.kv"
         // Another process (or a store still closing) may hold the lock for a moment.
@@ -76,11 +99,16 @@ public final class KVStore: KVStorage {
             // checkpoints: a commit could be lost in a power cut. FULL syncs it at every commit.
             // Only the writer connection commits, so that is where it must hold.
             try self.pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
+            // What a store killed before this one acknowledged but had not yet put in the file.
+            let log = try KVLog(path: path + "-log", capacity: logCapacity)
+            let recovered = try log.recover()
+            if !recovered.isEmpty { try self.pool.write { db in try Self.apply(recovered, db) } }
+            try log.reset()
+            self.log = log
         } catch {
             Glibc.close(owner)
             throw KVStoreError.cannotOpen(path: path, reason: "\(error)")
         }
-        self.path = path
         try self.pool.read { db in
             let rows = try Row.fetchCursor(db, sql: "SELECT key, value, version FROM kv")
             while let row = try rows.next() {
@@ -89,6 +117,8 @@ public final class KVStore: KVStorage {
                 guard self.mirror.load(row[0], KVValue(value: [UInt8](value), version: UInt64(version))) else { break }
             }
         }
+        // The writer reads current versions from the mirror; without it, from the file.
+        if !self.mirror.isOn { self.log = nil }
     }
 
     deinit { Glibc.close(self.owner) }
@@ -101,8 +131,14 @@ public final class KVStore: KVStorage {
         }
     }
 
-    /// Closes the database; later calls fail with an error instead of touching the file.
+    /// Puts every logged write in the file and closes it; later calls fail with an error instead
+    /// of touching the file.
     public func close() throws {
+        try self.writerQueue.sync {
+            try self.settle()
+            try self.log?.reset()
+            self.log = nil
+        }
         try self.pool.close()
         flock(self.owner, LOCK_UN)
     }
@@ -136,17 +172,20 @@ public final class KVStore: KVStorage {
 
     /// How many keys the store holds.
     public func count() throws -> Int {
-        try self.pool.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM kv") ?? 0 }
+        try self.settle()
+        return try self.pool.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM kv") ?? 0 }
     }
 
     /// Keys starting with `prefix`, in key order, at most `limit`, and no more than fits in one frame.
     public func list(prefix: String, limit: Int) async throws -> KVEntries {
-        try await self.pool.read { db in try Self.list(prefix: prefix, limit: limit, db) }
+        try self.settle()
+        return try await self.pool.read { db in try Self.list(prefix: prefix, limit: limit, db) }
     }
 
     /// ``list(prefix:limit:)`` on the calling thread.
     public func listNow(prefix: String, limit: Int) throws -> KVEntries {
-        try self.pool.read { db in try Self.list(prefix: prefix, limit: limit, db) }
+        try self.settle()
+        return try self.pool.read { db in try Self.list(prefix: prefix, limit: limit, db) }
     }
 
     private static func list(prefix: String, limit: Int, _ db: Database) throws -> KVEntries {
@@ -199,22 +238,163 @@ public final class KVStore: KVStorage {
                 return state.waiting
             }
             if batch.isEmpty { return }
-            do {
-                let results = try self.pool.write { db in
-                    try batch.map { try Self.apply($0.write, db) }
-                }
-                // Before any acknowledgement: a get after one must see its write.
-                self.mirror.apply(Array(zip(batch.map(\.write), results)))
-                for (waiting, result) in zip(batch, results) { waiting.completion(.success(result)) }
-            } catch {
-                self.mirror.turnOff()
-                let failure = ErrorMessage(
-                    code: .unavailable,
-                    message: "the write was not stored: \(error) (store \(self.path)); nothing of it is visible"
-                )
-                for waiting in batch { waiting.completion(.failure(failure)) }
+            if let log = self.log, self.logged(batch, log) { continue }
+            self.commitDirectly(batch)
+        }
+    }
+
+    /// Commits `batch` through the log: false, with nothing done, when the mirror could pass its
+    /// limit with it (the log is then emptied into the file and given up).
+    private func logged(_ batch: [Waiting], _ log: KVLog) -> Bool {
+        var changed: [String: KVValue] = [:]
+        var effects: [KVEffect] = []
+        var results: [KVWritten] = []
+        var added = 0
+        for waiting in batch {
+            let write = waiting.write
+            guard let current = changed[write.key] ?? self.mirror.get(write.key) else { return self.giveUpLog() }
+            let (written, effect) = Self.effect(of: write, on: current)
+            results.append(written)
+            guard let effect else { continue }
+            effects.append(effect)
+            if case .set(let key, let value, let version) = effect {
+                changed[key] = KVValue(value: value, version: version)
+                added += KVMirror.size(key, value)
+            } else {
+                changed[write.key] = KVValue(value: nil, version: 0)
             }
         }
+        if !self.mirror.hasRoom(for: added) { return self.giveUpLog() }
+        do {
+            for group in Self.groups(effects, fitting: log.capacity) {
+                var record = log.record(group)
+                if !log.fits(record) {
+                    // Full: everything it holds goes into the file, then it starts again.
+                    try self.settle()
+                    try log.reset()
+                    record = log.record(group)
+                }
+                try log.append(record)
+            }
+        } catch {
+            for waiting in batch { waiting.completion(.failure(self.notStored(error))) }
+            return true
+        }
+        // Before any acknowledgement: a get or list after one must see its write.
+        let schedule = self.pending.withLockedValue { pending in
+            pending.effects += effects
+            defer { pending.scheduled = pending.scheduled || !effects.isEmpty }
+            return !pending.scheduled && !effects.isEmpty
+        }
+        self.mirror.apply(Array(zip(batch.map(\.write), results)))
+        for (waiting, result) in zip(batch, results) { waiting.completion(.success(result)) }
+        if schedule { self.applierQueue.asyncAfter(deadline: .now() + Self.applyDelay) { try? self.applyPending() } }
+        return true
+    }
+
+    /// `effects` in groups that each fit in `capacity` bytes as one record.
+    private static func groups(_ effects: [KVEffect], fitting capacity: Int) -> [[KVEffect]] {
+        var groups: [[KVEffect]] = []
+        var group: [KVEffect] = []
+        var size = KVLog.headerSize + 4
+        for effect in effects {
+            let added = KVLog.encodedSize(effect)
+            if !group.isEmpty && size + added > capacity {
+                groups.append(group)
+                group = []
+                size = KVLog.headerSize + 4
+            }
+            group.append(effect)
+            size += added
+        }
+        if !group.isEmpty { groups.append(group) }
+        return groups
+    }
+
+    /// The mirror would pass its limit: the log's records go into the file, the log is emptied and
+    /// no longer used, and writes commit to the file from here on. Returns false.
+    private func giveUpLog() -> Bool {
+        do {
+            try self.settle()
+            try self.log?.reset()
+        } catch {
+            // The log keeps what the file lacks; a store that opens it next replays it.
+        }
+        self.log = nil
+        return false
+    }
+
+    /// What `write` does to a key that holds `current`: its outcome, and its effect if it changes
+    /// the key.
+    private static func effect(of write: KVWrite, on current: KVValue) -> (KVWritten, KVEffect?) {
+        switch write.operation {
+        case .put(let value):
+            let version = current.version + 1
+            return (KVWritten(applied: true, version: version), .set(key: write.key, value: value, version: version))
+        case .delete:
+            guard current.value != nil else { return (KVWritten(applied: false, version: 0), nil) }
+            return (KVWritten(applied: true, version: 0), .delete(key: write.key))
+        case .compareAndSet(let expected, let value):
+            guard current.value == expected else { return (KVWritten(applied: false, version: current.version), nil) }
+            let version = current.version + 1
+            return (KVWritten(applied: true, version: version), .set(key: write.key, value: value, version: version))
+        }
+    }
+
+    /// Puts every logged write into the file, durably, before this returns.
+    private func settle() throws {
+        try self.applierQueue.sync { try self.applyPending() }
+    }
+
+    /// Commits what is pending to the file in one transaction; on failure it stays pending.
+    private func applyPending() throws {
+        let effects = self.pending.withLockedValue { pending in
+            defer { pending = Pending() }
+            return pending.effects
+        }
+        guard !effects.isEmpty else { return }
+        do {
+            try self.pool.write { db in try Self.apply(effects, db) }
+        } catch {
+            // Kept for the next try: a settle before the log's emptying, or the next write's.
+            self.pending.withLockedValue { $0.effects = effects + $0.effects }
+            throw error
+        }
+    }
+
+    /// Applies logged effects to the file, the last of each key only.
+    private static func apply(_ effects: [KVEffect], _ db: Database) throws {
+        var last: [String: KVEffect] = [:]
+        for effect in effects { last[effect.key] = effect }
+        for effect in last.values {
+            switch effect {
+            case .set(let key, let value, let version): _ = try Self.store(key, value, version: version, db)
+            case .delete(let key):
+                try db.cachedStatement(sql: "DELETE FROM kv WHERE key = ?").execute(arguments: [key])
+            }
+        }
+    }
+
+    /// Commits `batch` to the file in one transaction (the mirror off, or about to be).
+    private func commitDirectly(_ batch: [Waiting]) {
+        do {
+            let results = try self.pool.write { db in
+                try batch.map { try Self.apply($0.write, db) }
+            }
+            // Before any acknowledgement: a get after one must see its write.
+            self.mirror.apply(Array(zip(batch.map(\.write), results)))
+            for (waiting, result) in zip(batch, results) { waiting.completion(.success(result)) }
+        } catch {
+            self.mirror.turnOff()
+            for waiting in batch { waiting.completion(.failure(self.notStored(error))) }
+        }
+    }
+
+    private func notStored(_ error: any Error) -> ErrorMessage {
+        ErrorMessage(
+            code: .unavailable,
+            message: "the write was not stored: \(error) (store \(self.path)); nothing of it is visible"
+        )
     }
 
     private static func apply(_ write: KVWrite, _ db: Database) throws -> KVWritten {

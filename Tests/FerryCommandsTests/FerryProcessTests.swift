@@ -344,13 +344,14 @@ import FoundationNetworking
         server.process.waitUntilExit()
         #expect(server.process.terminationStatus == 0, "strace exits as the server did: cleanly")
 
-        // In the order the kernel saw them: a sync of the log, or an answer on a TCP socket. A
-        // sync's line may be split by another thread's call; it counts from its start.
+        // In the order the kernel saw them: a sync of the store's own log (what acknowledges a
+        // write; SQLite's file is synced behind it), or an answer on a TCP socket. A sync's line
+        // may be split by another thread's call; it counts from its start.
         var syncedSinceLastAnswer = false
         var answers = 0
         var unsynced = 0
         for line in try String(contentsOfFile: trace, encoding: .utf8).split(separator: "\n") {
-            if (line.contains("fdatasync(") || line.contains("fsync(")) && line.contains("kv.sqlite-wal") {
+            if (line.contains("fdatasync(") || line.contains("fsync(")) && line.contains("kv.sqlite-log") {
                 syncedSinceLastAnswer = true
             } else if line.contains("TCP:[") && !line.contains("resumed>") {
                 answers += 1

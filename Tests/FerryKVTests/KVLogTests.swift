@@ -1,0 +1,90 @@
+import FerryTestSupport
+import Foundation
+import Testing
+
+@testable import FerryKV
+
+/// The kv store's own write-ahead log: what it replays after a crash, and what it must not.
+@Suite struct KVLogTests {
+    let directory: TemporaryDirectory
+    var path: String { self.directory.path + "/kv.sqlite-log" }
+
+    init() throws { self.directory = try TemporaryDirectory() }
+
+    static func put(_ key: String, _ version: UInt64) -> KVEffect {
+        .set(key: key, value: Array("value of \(key)".utf8), version: version)
+    }
+
+    @Test func aLogIsMadeAtItsSizeAndReplaysItsRecordsInOrder() throws {
+        let log = try KVLog(path: self.path, capacity: 64 << 10)
+        #expect(try log.recover().isEmpty)
+        #expect((try FileManager.default.attributesOfItem(atPath: self.path)[.size] as? Int) == 64 << 10)
+        try log.append(log.record([Self.put("a", 1), Self.put("b", 1)]))
+        try log.append(log.record([.delete(key: "a"), Self.put("b", 2)]))
+        let reopened = try KVLog(path: self.path, capacity: 64 << 10)
+        #expect(try reopened.recover() == [Self.put("a", 1), Self.put("b", 1), .delete(key: "a"), Self.put("b", 2)])
+    }
+
+    /// A crash in the middle of a record's write: the records before it are whole and replayed,
+    /// the torn one is not.
+    @Test func aTornRecordEndsTheLog() throws {
+        let log = try KVLog(path: self.path, capacity: 64 << 10)
+        _ = try log.recover()
+        try log.append(log.record([Self.put("a", 1)]))
+        let end = log.offset
+        try log.append(log.record([Self.put("b", 1)]))
+        // One byte of the second record's payload changes, as a half-written sector would.
+        let handle = try FileHandle(forUpdating: URL(fileURLWithPath: self.path))
+        try handle.seek(toOffset: UInt64(end + KVLog.headerSize + 6))
+        try handle.write(contentsOf: [0xFF])
+        try handle.close()
+        #expect(try KVLog(path: self.path, capacity: 64 << 10).recover() == [Self.put("a", 1)])
+    }
+
+    /// After an emptying, what an older generation left further on is never replayed, even once
+    /// a newer, shorter generation has been written over its start, and across reopens.
+    @Test func anEmptiedLogNeverReplaysAnOlderGeneration() throws {
+        let log = try KVLog(path: self.path, capacity: 64 << 10)
+        _ = try log.recover()
+        for index in 0..<20 { try log.append(log.record([Self.put("old\(index)", 1)])) }
+        try log.reset()
+        let emptied = try KVLog(path: self.path, capacity: 64 << 10)
+        #expect(try emptied.recover().isEmpty)
+        try emptied.append(emptied.record([Self.put("new", 1)]))
+        #expect(try KVLog(path: self.path, capacity: 64 << 10).recover() == [Self.put("new", 1)])
+    }
+
+    /// A log much smaller than what is written fills and is emptied into the file again and
+    /// again; every write is there after a reopen, and gets agree.
+    @Test func aStoreWhoseLogFillsGoesOnAndLosesNothing() async throws {
+        let path = self.directory.path + "/kv.sqlite"
+        let store = try KVStore(path: path, logCapacity: 4096)
+        for index in 0..<300 {
+            _ = try await store.write(KVWrite(key: "key\(index % 50)", operation: .put(value: Array("\(index)".utf8))))
+        }
+        #expect(try store.count() == 50)
+        #expect(try store.getNow("key7") == KVValue(value: Array("257".utf8), version: 6))
+        try store.close()
+        let reopened = try KVStore(path: path, logCapacity: 4096)
+        #expect(try reopened.getNow("key7") == KVValue(value: Array("257".utf8), version: 6))
+        #expect(
+            try reopened.listNow(prefix: "key4", limit: 100).entries.map(\.key) == ["key4"]
+                + (40..<50).map { "key\($0)" }
+        )
+        try reopened.close()
+    }
+
+    /// Acknowledged writes that were only in the log when the store went away (no close, as
+    /// after kill -9) are in the file once it opens again: replayed before anything is read.
+    @Test func writesOnlyInTheLogAreReplayedAtOpen() async throws {
+        let path = self.directory.path + "/kv.sqlite"
+        let log = try KVLog(path: path + "-log", capacity: KVStore.logCapacity)
+        _ = try log.recover()
+        try log.append(log.record([Self.put("a", 3), Self.put("b", 1), .delete(key: "b")]))
+        let store = try KVStore(path: path)
+        #expect(try store.getNow("a") == KVValue(value: Array("value of a".utf8), version: 3))
+        #expect(try store.getNow("b") == KVValue(value: nil, version: 0))
+        #expect(try store.count() == 1)
+        try store.close()
+    }
+}
