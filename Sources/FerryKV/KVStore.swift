@@ -67,12 +67,11 @@ public final class KVStore: KVStorage {
         // which flock never meets.
         let owner = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard owner >= 0, flock(owner, LOCK_EX | LOCK_NB) == 0 else {
-            let reason =
+            let error: KVStoreError =
                 errno == EWOULDBLOCK
-                ? "another store has it open (a 'ferry serve kv' or a node's local space); a store keeps every key in memory, so one store owns a file"
-                : String(cString: strerror(errno))
+                ? .alreadyOpen(path: path) : .cannotOpen(path: path, reason: String(cString: strerror(errno)))
             if owner >= 0 { Glibc.close(owner) }
-            throw KVStoreError.cannotOpen(path: path, reason: reason)
+            throw error
         }
         self.owner = owner
         self.path = path
@@ -431,11 +430,15 @@ public final class KVStore: KVStorage {
 /// Why a store could not open.
 public enum KVStoreError: Error, CustomStringConvertible {
     case cannotOpen(path: String, reason: String)
+    /// Another store holds the file: one store keeps every key in memory, so one owns a file.
+    case alreadyOpen(path: String)
 
     public var description: String {
         switch self {
         case .cannotOpen(let path, let reason):
             "cannot open the key-value store at \(path): \(reason); check the path is a writable SQLite file or a new name in a writable directory"
+        case .alreadyOpen(let path):
+            "cannot open the key-value store at \(path): another store has it open (a 'ferry serve kv' or a node's local space); a store keeps every key in memory, so one store owns a file: stop that one, or give this one another file"
         }
     }
 }
