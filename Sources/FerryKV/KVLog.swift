@@ -40,18 +40,24 @@ final class KVLog {
     private(set) var offset = 0
 
     /// Opens the log at `path`, making it (`capacity` zeros, synced) when missing or smaller.
+    /// The largest record one write can make (a key and a value at their limits): a log holds at
+    /// least one.
+    static let minimumCapacity = headerSize + 4 + 1 + 4 + KVLimits.maxKeyBytes + 8 + 4 + KVLimits.maxValueBytes
+
+    /// A larger file than `capacity` keeps its size, so that nothing written further on is missed.
     init(path: String, capacity: Int) throws {
         self.path = path
-        self.capacity = capacity
-        self.descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        guard self.descriptor >= 0 else { throw PosixError.system("cannot open the kv log \(path)") }
+        let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else { throw PosixError.system("cannot open the kv log \(path)") }
         var status = stat()
-        guard fstat(self.descriptor, &status) == 0 else {
-            close(self.descriptor)
+        guard fstat(descriptor, &status) == 0 else {
+            close(descriptor)
             throw PosixError.system("cannot read the size of the kv log \(path)")
         }
+        self.descriptor = descriptor
+        self.capacity = max(capacity, Self.minimumCapacity, Int(status.st_size))
         self.generation = 0
-        if Int(status.st_size) < capacity {
+        if Int(status.st_size) < self.capacity {
             do {
                 try self.zeroFill(from: Int(status.st_size))
             } catch {
@@ -69,6 +75,18 @@ final class KVLog {
         var offset = 0
         var first: UInt64?
         var header = [UInt8](repeating: 0, count: Self.headerSize)
+        // The first header names the newest generation even when its record is torn (a header
+        // lies within one sector, which a disk writes whole): the next must be newer still, or an
+        // older generation's records further on could pass for the next one's.
+        try self.read(&header, at: 0)
+        let newest = Self.integer(UInt64.self, header, at: 8)
+        guard newest < 1 << 62 else {
+            throw PosixError(
+                "the kv log \(self.path) is damaged",
+                reason:
+                    "its first header names generation \(newest); move it away to open the store without it (writes it holds that are not yet in the SQLite file are then lost)"
+            )
+        }
         while offset + Self.headerSize <= self.capacity {
             try self.read(&header, at: offset)
             let length = Int(Self.integer(UInt32.self, header, at: 0))
@@ -86,7 +104,7 @@ final class KVLog {
             effects += decoded
             offset += Self.headerSize + length
         }
-        self.generation = (first ?? 0) + 1
+        self.generation = max(first ?? 0, newest) + 1
         return effects
     }
 
@@ -129,6 +147,9 @@ final class KVLog {
     /// Writes `record` after the last and syncs it: durable once this returns. On an error the
     /// next record takes its place.
     func append(_ record: [UInt8]) throws {
+        guard self.fits(record) else {
+            throw PosixError("cannot write the kv log \(self.path)", reason: "the record does not fit in what is left")
+        }
         try self.write(record, at: self.offset)
         guard fdatasync(self.descriptor) == 0 else { throw PosixError.system("cannot sync the kv log \(self.path)") }
         self.offset += record.count

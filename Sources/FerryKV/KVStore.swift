@@ -40,6 +40,10 @@ public final class KVStore: KVStorage {
     private let mirror = KVMirror()
     /// While the mirror holds every key: touched only on the writer queue (and at open and close).
     private nonisolated(unsafe) var log: KVLog?
+    /// Set when the log could not be written, synced or emptied: what reached it is unknown until
+    /// a store opens it again and replays it, so no further write is taken (PostgreSQL stops at a
+    /// failed fsync for the same reason). Writer queue only.
+    private nonisolated(unsafe) var broken: ErrorMessage?
     /// Logged and acknowledged, not yet in the SQLite file, in log order.
     private struct Pending {
         var effects: [KVEffect] = []
@@ -237,6 +241,10 @@ public final class KVStore: KVStorage {
                 return state.waiting
             }
             if batch.isEmpty { return }
+            if let broken = self.broken {
+                for waiting in batch { waiting.completion(.failure(broken)) }
+                continue
+            }
             if let log = self.log, self.logged(batch, log) { continue }
             self.commitDirectly(batch)
         }
@@ -251,7 +259,9 @@ public final class KVStore: KVStorage {
         var added = 0
         for waiting in batch {
             let write = waiting.write
-            guard let current = changed[write.key] ?? self.mirror.get(write.key) else { return self.giveUpLog() }
+            guard let current = changed[write.key] ?? self.mirror.get(write.key) else {
+                return self.giveUpLog(failing: batch)
+            }
             let (written, effect) = Self.effect(of: write, on: current)
             results.append(written)
             guard let effect else { continue }
@@ -263,7 +273,8 @@ public final class KVStore: KVStorage {
                 changed[write.key] = KVValue(value: nil, version: 0)
             }
         }
-        if !self.mirror.hasRoom(for: added) { return self.giveUpLog() }
+        if !self.mirror.hasRoom(for: added) { return self.giveUpLog(failing: batch) }
+        var schedule = false
         do {
             for group in Self.groups(effects, fitting: log.capacity) {
                 var record = log.record(group)
@@ -274,16 +285,19 @@ public final class KVStore: KVStorage {
                     record = log.record(group)
                 }
                 try log.append(record)
+                // Pending before the next group: emptying the log for it must take this one along.
+                // Before any acknowledgement: a list after one must see its write.
+                schedule =
+                    self.pending.withLockedValue { pending in
+                        pending.effects += group
+                        defer { pending.scheduled = true }
+                        return !pending.scheduled
+                    } || schedule
             }
         } catch {
-            for waiting in batch { waiting.completion(.failure(self.notStored(error))) }
+            self.broken = self.notStored(error, logBroken: true)
+            for waiting in batch { waiting.completion(.failure(self.broken!)) }
             return true
-        }
-        // Before any acknowledgement: a get or list after one must see its write.
-        let schedule = self.pending.withLockedValue { pending in
-            pending.effects += effects
-            defer { pending.scheduled = pending.scheduled || !effects.isEmpty }
-            return !pending.scheduled && !effects.isEmpty
         }
         self.mirror.apply(Array(zip(batch.map(\.write), results)))
         for (waiting, result) in zip(batch, results) { waiting.completion(.success(result)) }
@@ -311,13 +325,17 @@ public final class KVStore: KVStorage {
     }
 
     /// The mirror would pass its limit: the log's records go into the file, the log is emptied and
-    /// no longer used, and writes commit to the file from here on. Returns false.
-    private func giveUpLog() -> Bool {
+    /// no longer used, and writes commit to the file from here on (returns false: `batch` is
+    /// still to commit). If the file or the log fails meanwhile, the store is broken (returns
+    /// true: `batch` has failed): writes committed to a file that lacks logged ones would be wrong.
+    private func giveUpLog(failing batch: [Waiting]) -> Bool {
         do {
             try self.settle()
             try self.log?.reset()
         } catch {
-            // The log keeps what the file lacks; a store that opens it next replays it.
+            self.broken = self.notStored(error, logBroken: true)
+            for waiting in batch { waiting.completion(.failure(self.broken!)) }
+            return true
         }
         self.log = nil
         return false
@@ -389,10 +407,17 @@ public final class KVStore: KVStorage {
         }
     }
 
-    private func notStored(_ error: any Error) -> ErrorMessage {
-        ErrorMessage(
+    private func notStored(_ error: any Error, logBroken: Bool = false) -> ErrorMessage {
+        guard logBroken else {
+            return ErrorMessage(
+                code: .unavailable,
+                message: "the write was not stored: \(error) (store \(self.path)); nothing of it is visible"
+            )
+        }
+        return ErrorMessage(
             code: .unavailable,
-            message: "the write was not stored: \(error) (store \(self.path)); nothing of it is visible"
+            message:
+                "the write was not acknowledged: \(error) (store \(self.path)); the store takes no more writes until it is opened again, which replays what its log holds (restart the service)"
         )
     }
 
