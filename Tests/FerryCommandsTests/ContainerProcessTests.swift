@@ -67,11 +67,15 @@ struct ContainerProcessTests {
         return node
     }
 
-    /// How each node's log ends, for a failure's message.
+    /// How each node's log ends, for a failure's message: a crash's own lines (its reason, then
+    /// the top of its backtrace) before the last lines.
     func nodeLogs(_ names: [String]) -> String {
         names.map { name in
             let log = (try? String(contentsOfFile: self.temporary.path + "/\(name).log", encoding: .utf8)) ?? ""
-            return "\(name)'s log ends:\n" + log.split(separator: "\n").suffix(15).joined(separator: "\n")
+            let lines = log.split(separator: "\n")
+            let crash = lines.firstIndex { $0.contains("Fatal error") || $0.contains("Crash") || $0.contains("fatal") }
+            let reason = crash.map { lines[$0..<min($0 + 12, lines.count)].joined(separator: "\n") + "\n...\n" } ?? ""
+            return "\(name)'s log ends:\n" + reason + lines.suffix(15).joined(separator: "\n")
         }.joined(separator: "\n")
     }
 

@@ -31,18 +31,20 @@ public final class PostgresServer: @unchecked Sendable {
         guard let binaries = Self.binaries else { throw TestFailure(Self.missing) }
         self.directory = try TemporaryDirectory()
         self.port = try ClosedPort().port
-        let owner = getuid() == 0 ? getpwnam("postgres") : nil
+        // Copied at once: getpwnam's result lives in a buffer that any thread's next look-up of a
+        // user overwrites (a server once started as another user: "could not access directory").
+        let owner: passwd? = getuid() == 0 ? getpwnam("postgres")?.pointee : nil
         if getuid() == 0, owner == nil {
             throw TestFailure(
                 "running as root needs a 'postgres' user to run PostgreSQL as (Debian's package makes it)"
             )
         }
-        if let owner { chown(self.directory.path, owner.pointee.pw_uid, owner.pointee.pw_gid) }
+        if let owner { chown(self.directory.path, owner.pw_uid, owner.pw_gid) }
         let data = self.directory.path + "/data"
         try Self.run(
             binaries + "/initdb",
             ["-D", data, "-U", "ferry", "--auth=trust", "-E", "UTF8", "--no-sync"],
-            as: owner?.pointee,
+            as: owner,
             log: self.directory.path + "/initdb.log"
         )
         self.server = try Self.start(
@@ -51,7 +53,7 @@ public final class PostgresServer: @unchecked Sendable {
                 "-D", data, "-p", String(self.port), "-k", self.directory.path,
                 "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200",
             ],
-            as: owner?.pointee,
+            as: owner,
             log: self.directory.path + "/server.log"
         )
         try self.waitUntilReady(binaries)
