@@ -1,3 +1,4 @@
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
@@ -10,12 +11,14 @@ public final class PortPublisher: Sendable {
     public let localAddress: SocketAddress
     /// The container's address and port it relays to.
     public let target: SocketAddress
-    private let accepting: Task<Void, Never>
+    private let server: Channel
+    private let connections: Connections
 
-    private init(localAddress: SocketAddress, target: SocketAddress, accepting: Task<Void, Never>) {
+    private init(localAddress: SocketAddress, target: SocketAddress, server: Channel, connections: Connections) {
         self.localAddress = localAddress
         self.target = target
-        self.accepting = accepting
+        self.server = server
+        self.connections = connections
     }
 
     /// The host's port it listens on.
@@ -47,61 +50,100 @@ public final class PortPublisher: Sendable {
     }
 
     public static func start(hostPort: Int, target: SocketAddress) async throws -> PortPublisher {
+        let connections = Connections()
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.allowRemoteHalfClosure, value: true)
-            .bind(host: "0.0.0.0", port: hostPort) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+            // Nothing is read from a connection before its relay to the container is in place.
+            .childChannelOption(.autoRead, value: false)
+            .childChannelInitializer { inbound in
+                if connections.insert(inbound) {
+                    Self.relay(inbound, to: target)
+                } else {
+                    inbound.close(promise: nil)
                 }
+                return inbound.eventLoop.makeSucceededVoidFuture()
             }
-        guard let address = server.channel.localAddress else {
+            .bind(host: "0.0.0.0", port: hostPort)
+            .get()
+        guard let address = server.localAddress else {
+            try? await server.close()
             throw ContainerError("the published port has no address")
         }
-        let accepting = Task<Void, Never> {
-            try? await server.executeThenClose { connections in
-                try await withThrowingDiscardingTaskGroup { group in
-                    for try await connection in connections {
-                        group.addTask { await self.relay(connection, to: target) }
+        return PortPublisher(localAddress: address, target: target, server: server, connections: connections)
+    }
+
+    /// Stops listening and closes every connection it relays, both sides; returns once all are
+    /// closed.
+    public func close() async {
+        try? await self.server.close()
+        for connection in self.connections.closeAll() {
+            connection.close(promise: nil)
+            try? await connection.closeFuture.get()
+        }
+    }
+
+    /// Connects to the container from the connection's own event loop and joins the two. A
+    /// connection the container refuses (not listening yet, stopped for a move) ends alone.
+    private static func relay(_ inbound: Channel, to target: SocketAddress) {
+        ClientBootstrap(group: inbound.eventLoop)
+            .connectTimeout(.seconds(5))
+            .channelOption(.allowRemoteHalfClosure, value: true)
+            .connect(to: target)
+            .whenComplete { result in
+                switch result {
+                case .success(let outbound):
+                    // Each side's end ends the other, also when the client (or `close()`) ended
+                    // its side first. (Not `isActive`: a connection may still be registering.)
+                    inbound.closeFuture.whenComplete { _ in outbound.close(promise: nil) }
+                    outbound.closeFuture.whenComplete { _ in inbound.close(promise: nil) }
+                    let (toContainer, toClient) = GlueHandler.matchedPair()
+                    do {
+                        try inbound.pipeline.syncOperations.addHandler(toContainer)
+                        try outbound.pipeline.syncOperations.addHandler(toClient)
+                        try inbound.syncOptions?.setOption(.autoRead, value: true)
+                    } catch {
+                        inbound.close(promise: nil)
+                        outbound.close(promise: nil)
                     }
+                case .failure:
+                    inbound.close(promise: nil)
                 }
+            }
+    }
+}
+
+/// The connections a publisher relays, so that closing it closes them; once closed it takes no
+/// more.
+private final class Connections: Sendable {
+    private struct State {
+        var open: [ObjectIdentifier: Channel] = [:]
+        var closed = false
+    }
+
+    private let state = NIOLockedValueBox(State())
+
+    /// Tracks the connection until it closes; false once the publisher is closed.
+    func insert(_ channel: Channel) -> Bool {
+        let key = ObjectIdentifier(channel)
+        let taken = self.state.withLockedValue { state in
+            guard !state.closed else { return false }
+            state.open[key] = channel
+            return true
+        }
+        if taken {
+            channel.closeFuture.whenComplete { _ in
+                _ = self.state.withLockedValue { $0.open.removeValue(forKey: key) }
             }
         }
-        return PortPublisher(localAddress: address, target: target, accepting: accepting)
+        return taken
     }
 
-    public func close() async {
-        self.accepting.cancel()
-        await self.accepting.value
-    }
-
-    private static func relay(_ inbound: NIOAsyncChannel<ByteBuffer, ByteBuffer>, to target: SocketAddress) async {
-        do {
-            let outbound = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .channelOption(.allowRemoteHalfClosure, value: true)
-                .connect(to: target) { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
-                    }
-                }
-            try await inbound.executeThenClose { inboundIn, inboundOut in
-                try await outbound.executeThenClose { outboundIn, outboundOut in
-                    try await withThrowingTaskGroup(of: Void.self) { group in
-                        group.addTask {
-                            for try await bytes in inboundIn { try await outboundOut.write(bytes) }
-                            outboundOut.finish()
-                        }
-                        group.addTask {
-                            for try await bytes in outboundIn { try await inboundOut.write(bytes) }
-                            inboundOut.finish()
-                        }
-                        try await group.waitForAll()
-                    }
-                }
-            }
-        } catch {
-            // One connection failing (the container not listening yet, a peer reset) ends only it.
-            try? await inbound.channel.close()
+    /// Takes no more, and hands back those still open.
+    func closeAll() -> [Channel] {
+        self.state.withLockedValue { state in
+            state.closed = true
+            return Array(state.open.values)
         }
     }
 }
