@@ -9,9 +9,10 @@ import Synchronization
 /// with any linearizable store. Past ``limit`` bytes (or after a commit whose outcome is unknown)
 /// the mirror turns itself off and gets read the file again.
 final class KVMirror: Sendable {
-    /// Keys and values held at most, in bytes (with a per-entry overhead).
-    static let limit = 256 << 20
     private static let entryOverhead = 64
+
+    /// Keys and values held at most, in bytes (with a per-entry overhead).
+    let limit: Int
 
     private struct Contents: ~Copyable {
         var values: [String: KVValue] = [:]
@@ -20,6 +21,10 @@ final class KVMirror: Sendable {
     }
 
     private let contents = Mutex(Contents())
+
+    init(limit: Int) {
+        self.limit = limit
+    }
 
     /// The mirrored value of `key` (version 0 when absent), or nil when the mirror is off.
     func get(_ key: String) -> KVValue? {
@@ -34,13 +39,13 @@ final class KVMirror: Sendable {
 
     /// Whether `bytes` more (see ``size(_:_:)``) keep it within its limit.
     func hasRoom(for bytes: Int) -> Bool {
-        self.contents.withLock { $0.on && $0.bytes + bytes <= Self.limit }
+        self.contents.withLock { $0.on && $0.bytes + bytes <= self.limit }
     }
 
     /// Loads one entry of the file at open; returns false once past the limit the mirror is off.
     func load(_ key: String, _ value: KVValue) -> Bool {
         self.contents.withLock { contents in
-            if contents.on { Self.set(key, value, in: &contents) }
+            if contents.on { self.set(key, value, in: &contents) }
             return contents.on
         }
     }
@@ -52,7 +57,7 @@ final class KVMirror: Sendable {
             for (write, written) in committed where written.applied {
                 switch write.operation {
                 case .put(let value), .compareAndSet(_, let value):
-                    Self.set(write.key, KVValue(value: value, version: written.version), in: &contents)
+                    self.set(write.key, KVValue(value: value, version: written.version), in: &contents)
                 case .delete:
                     if let old = contents.values.removeValue(forKey: write.key) {
                         contents.bytes -= Self.size(write.key, old)
@@ -74,10 +79,10 @@ final class KVMirror: Sendable {
         contents.bytes = 0
     }
 
-    private static func set(_ key: String, _ value: KVValue, in contents: inout Contents) {
+    private func set(_ key: String, _ value: KVValue, in contents: inout Contents) {
         if let old = contents.values.updateValue(value, forKey: key) { contents.bytes -= Self.size(key, old) }
         contents.bytes += Self.size(key, value)
-        if contents.bytes > Self.limit { Self.turnOff(&contents) }
+        if contents.bytes > self.limit { Self.turnOff(&contents) }
     }
 
     private static func size(_ key: String, _ value: KVValue) -> Int {

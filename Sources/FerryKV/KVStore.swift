@@ -37,7 +37,7 @@ public final class KVStore: KVStorage {
     private let pool: DatabasePool
     private let writer = NIOLockedValueBox(WriterState())
     private let writerQueue = DispatchQueue(label: "ferry.kv.writer")
-    private let mirror = KVMirror()
+    private let mirror: KVMirror
     /// While the mirror holds every key: touched only on the writer queue (and at open and close).
     private nonisolated(unsafe) var log: KVLog?
     /// Set when the log could not be written, synced or emptied: what reached it is unknown until
@@ -61,11 +61,15 @@ public final class KVStore: KVStorage {
     /// Holds the file's flock, which makes this store its only writer.
     private let owner: Int32
 
+    /// Keys and values kept in memory at most, in bytes (with 64 bytes per entry).
+    public static let mirrorLimit = 256 << 20
+
     /// The log's size: about 40,000 small writes between two emptyings.
     public static let logCapacity = 4 << 20
 
-    /// Opens (or creates) the store at `path`, its log at `path-log`.
-    public init(path: String, logCapacity: Int = KVStore.logCapacity) throws {
+    /// Opens (or creates) the store at `path`, its log at `path-log`. Past `mirrorLimit` bytes of
+    /// keys and values, gets read the file and writes commit to it without the log.
+    public init(path: String, logCapacity: Int = KVStore.logCapacity, mirrorLimit: Int = KVStore.mirrorLimit) throws {
         // Taken before SQLite opens the file, so that a second store is refused with the reason
         // rather than racing the first to make its table. SQLite's own locks are fcntl locks,
         // which flock never meets.
@@ -79,6 +83,7 @@ public final class KVStore: KVStorage {
         }
         self.owner = owner
         self.path = path
+        self.mirror = KVMirror(limit: mirrorLimit)
         var configuration = Configuration()
         configuration.label = "ferry.kv"
         // Another process (or a store still closing) may hold the lock for a moment.
@@ -383,13 +388,7 @@ public final class KVStore: KVStorage {
     private static func apply(_ effects: [KVEffect], _ db: Database) throws {
         var last: [String: KVEffect] = [:]
         for effect in effects { last[effect.key] = effect }
-        for effect in last.values {
-            switch effect {
-            case .set(let key, let value, let version): _ = try Self.store(key, value, version: version, db)
-            case .delete(let key):
-                try db.cachedStatement(sql: "DELETE FROM kv WHERE key = ?").execute(arguments: [key])
-            }
-        }
+        for effect in last.values { try Self.apply(effect, db) }
     }
 
     /// Commits `batch` to the file in one transaction (the mirror off, or about to be).
@@ -421,34 +420,25 @@ public final class KVStore: KVStorage {
         )
     }
 
+    /// What `write` does to the file's key, as the log's path works it out from memory.
     private static func apply(_ write: KVWrite, _ db: Database) throws -> KVWritten {
-        let select = try db.cachedStatement(sql: "SELECT value, version FROM kv WHERE key = ?")
-        let current = try Row.fetchOne(select, arguments: [write.key])
-        let currentVersion = UInt64(current.map { $0[1] as Int64 } ?? 0)
-        switch write.operation {
-        case .put(let value):
-            return try Self.store(write.key, value, version: currentVersion + 1, db)
-        case .delete:
-            guard current != nil else { return KVWritten(applied: false, version: 0) }
-            try db.cachedStatement(sql: "DELETE FROM kv WHERE key = ?").execute(arguments: [write.key])
-            return KVWritten(applied: true, version: 0)
-        case .compareAndSet(let expected, let value):
-            let currentValue: Data? = current?[0]
-            guard currentValue.map({ [UInt8]($0) }) == expected else {
-                return KVWritten(applied: false, version: currentVersion)
-            }
-            return try Self.store(write.key, value, version: currentVersion + 1, db)
-        }
+        let (written, effect) = Self.effect(of: write, on: try Self.get(write.key, db))
+        if let effect { try Self.apply(effect, db) }
+        return written
     }
 
-    private static func store(_ key: String, _ value: [UInt8], version: UInt64, _ db: Database) throws -> KVWritten {
-        try db.cachedStatement(
-            sql: """
-                INSERT INTO kv (key, value, version) VALUES (?, ?, ?)
-                ON CONFLICT(key) DO UPDATE SET value = excluded.value, version = excluded.version
-                """
-        ).execute(arguments: [key, Data(value), Int64(version)])
-        return KVWritten(applied: true, version: version)
+    private static func apply(_ effect: KVEffect, _ db: Database) throws {
+        switch effect {
+        case .set(let key, let value, let version):
+            try db.cachedStatement(
+                sql: """
+                    INSERT INTO kv (key, value, version) VALUES (?, ?, ?)
+                    ON CONFLICT(key) DO UPDATE SET value = excluded.value, version = excluded.version
+                    """
+            ).execute(arguments: [key, Data(value), Int64(version)])
+        case .delete(let key):
+            try db.cachedStatement(sql: "DELETE FROM kv WHERE key = ?").execute(arguments: [key])
+        }
     }
 }
 

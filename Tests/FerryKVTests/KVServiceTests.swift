@@ -223,28 +223,41 @@ import Testing
         try second.close()
     }
 
-    /// Every kind of write shows in the next get, the way the file has it after a reopen.
-    @Test func getsFromMemoryAgreeWithTheFile() async throws {
+    /// Every kind of write has the same outcome and shows in the next get, the way the file has it
+    /// after a reopen: from memory through the log, and (past the memory limit) from the file.
+    @Test(arguments: [KVStore.mirrorLimit, 0]) func getsAgreeWithTheFile(mirrorLimit: Int) async throws {
         let directory = try TemporaryDirectory()
         let path = directory.path + "/kv.sqlite"
-        let store = try KVStore(path: path)
-        _ = try await store.write(KVWrite(key: "a", operation: .put(value: [1])))
-        _ = try await store.write(KVWrite(key: "a", operation: .put(value: [2])))
-        _ = try await store.write(KVWrite(key: "b", operation: .put(value: [3])))
-        _ = try await store.write(KVWrite(key: "b", operation: .delete))
-        _ = try await store.write(KVWrite(key: "c", operation: .compareAndSet(expected: nil, value: [4])))
-        _ = try await store.write(KVWrite(key: "c", operation: .compareAndSet(expected: [9], value: [5])))
+        let store = try KVStore(path: path, mirrorLimit: mirrorLimit)
+        let writes: [(KVWrite, KVWritten)] = [
+            (KVWrite(key: "a", operation: .put(value: [1])), KVWritten(applied: true, version: 1)),
+            (KVWrite(key: "a", operation: .put(value: [2])), KVWritten(applied: true, version: 2)),
+            (KVWrite(key: "b", operation: .put(value: [3])), KVWritten(applied: true, version: 1)),
+            (KVWrite(key: "b", operation: .delete), KVWritten(applied: true, version: 0)),
+            (KVWrite(key: "b", operation: .delete), KVWritten(applied: false, version: 0)),
+            (
+                KVWrite(key: "c", operation: .compareAndSet(expected: nil, value: [4])),
+                KVWritten(applied: true, version: 1)
+            ),
+            (
+                KVWrite(key: "c", operation: .compareAndSet(expected: [9], value: [5])),
+                KVWritten(applied: false, version: 1)
+            ),
+        ]
+        for (write, outcome) in writes {
+            #expect(try await store.write(write) == outcome, "\(write.key) \(write.operation)")
+        }
         let keys = ["a", "b", "c", "never"]
-        let fromMemory = try keys.map { try store.getNow($0) }
+        let read = try keys.map { try store.getNow($0) }
         #expect(
-            fromMemory == [
+            read == [
                 .init(value: [2], version: 2), .init(value: nil, version: 0), .init(value: [4], version: 1),
                 .init(value: nil, version: 0),
             ]
         )
         try store.close()
-        let reopened = try KVStore(path: path)
-        #expect(try keys.map { try reopened.getNow($0) } == fromMemory)
+        let reopened = try KVStore(path: path, mirrorLimit: mirrorLimit)
+        #expect(try keys.map { try reopened.getNow($0) } == read)
         try reopened.close()
     }
 
