@@ -426,6 +426,7 @@ let package = Package(
             dependencies: [
                 "FerryContainer",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 "FerryTestSupport",
             ]

@@ -54,15 +54,9 @@ public final class PortPublisher: Sendable {
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.allowRemoteHalfClosure, value: true)
-            // Nothing is read from a connection before its relay to the container is in place.
-            .childChannelOption(.autoRead, value: false)
             .childChannelInitializer { inbound in
-                if connections.insert(inbound) {
-                    Self.relay(inbound, to: target)
-                } else {
-                    inbound.close(promise: nil)
-                }
-                return inbound.eventLoop.makeSucceededVoidFuture()
+                guard connections.insert(inbound) else { return inbound.close() }
+                return inbound.eventLoop.makeCompletedFuture { try Self.relay(inbound, to: target) }
             }
             .bind(host: "0.0.0.0", port: hostPort)
             .get()
@@ -73,8 +67,8 @@ public final class PortPublisher: Sendable {
         return PortPublisher(localAddress: address, target: target, server: server, connections: connections)
     }
 
-    /// Stops listening and closes every connection it relays, both sides; returns once all are
-    /// closed.
+    /// Stops listening and closes every client's connection; returns once they are closed. Each
+    /// connection to the container closes once what the client sent before is written to it.
     public func close() async {
         try? await self.server.close()
         for connection in self.connections.closeAll() {
@@ -83,25 +77,30 @@ public final class PortPublisher: Sendable {
         }
     }
 
-    /// Connects to the container from the connection's own event loop and joins the two. A
-    /// connection the container refuses (not listening yet, stopped for a move) ends alone.
-    private static func relay(_ inbound: Channel, to target: SocketAddress) {
+    /// Joins the client's connection to one made to the container from the same event loop. The
+    /// client's half joins at once, so that nothing it sends meanwhile is lost; a connection the
+    /// container refuses (not listening yet, stopped for a move) ends alone.
+    private static func relay(_ inbound: Channel, to target: SocketAddress) throws {
+        let (toContainer, toClient) = GlueHandler.matchedPair()
+        try inbound.pipeline.syncOperations.addHandler(toContainer)
+        let toClientOnLoop = NIOLoopBound(toClient, eventLoop: inbound.eventLoop)
         ClientBootstrap(group: inbound.eventLoop)
             .connectTimeout(.seconds(5))
             .channelOption(.allowRemoteHalfClosure, value: true)
+            .channelInitializer { outbound in
+                // A client gone before the container answered takes the attempt with it; once
+                // joined, the handlers end one side with the other.
+                inbound.closeFuture.whenComplete { _ in
+                    if !toClientOnLoop.value.isJoined { outbound.close(promise: nil) }
+                }
+                return outbound.eventLoop.makeSucceededVoidFuture()
+            }
             .connect(to: target)
             .whenComplete { result in
                 switch result {
                 case .success(let outbound):
-                    // Each side's end ends the other, also when the client (or `close()`) ended
-                    // its side first. (Not `isActive`: a connection may still be registering.)
-                    inbound.closeFuture.whenComplete { _ in outbound.close(promise: nil) }
-                    outbound.closeFuture.whenComplete { _ in inbound.close(promise: nil) }
-                    let (toContainer, toClient) = GlueHandler.matchedPair()
                     do {
-                        try inbound.pipeline.syncOperations.addHandler(toContainer)
-                        try outbound.pipeline.syncOperations.addHandler(toClient)
-                        try inbound.syncOptions?.setOption(.autoRead, value: true)
+                        try outbound.pipeline.syncOperations.addHandler(toClientOnLoop.value)
                     } catch {
                         inbound.close(promise: nil)
                         outbound.close(promise: nil)

@@ -22,6 +22,23 @@ import Testing
         try await target.close()
     }
 
+    /// A client that sends its request and ends its side, then reads slowly: the container's
+    /// whole answer reaches it, though the container ended its side long before the client read
+    /// the last of it (a close there must wait for what is still to be written).
+    @Test func anAnswerLargerThanTheBuffersArrivesWholeAfterBothSidesEnded() async throws {
+        let size = 16 << 20
+        let target = try await EchoServer.start(answeringAtEnd: size)
+        let publisher = try await PortPublisher.start(hostPort: 0, target: target.address)
+        let client = try TestClient(port: publisher.hostPort, receiveBuffer: 4096)
+        try client.send("request")
+        client.finishSending()
+        let answer = Array(client.receive(size + 7 + 1))
+        #expect(answer.count == size + 7, "the answer was cut off")
+        #expect(client.isClosedByPeer)
+        await publisher.close()
+        try await target.close()
+    }
+
     @Test func aConnectionTheContainerRefusesEndsAloneAndThePortStaysOpen() async throws {
         let refusing = try ClosedPort()
         let publisher = try await PortPublisher.start(
@@ -75,15 +92,16 @@ private final class Counter: Sendable {
     var value: Int { self.count.load(ordering: .relaxed) }
 }
 
-/// A TCP echo server on loopback that ends its output when its input ends.
+/// A TCP echo server on loopback that ends its output when its input ends, after `answeringAtEnd`
+/// more bytes.
 private struct EchoServer {
     let channel: Channel
     var address: SocketAddress { self.channel.localAddress! }
 
-    static func start() async throws -> EchoServer {
+    static func start(answeringAtEnd: Int = 0) async throws -> EchoServer {
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .childChannelOption(.allowRemoteHalfClosure, value: true)
-            .childChannelInitializer { $0.pipeline.addHandler(Echo()) }
+            .childChannelInitializer { $0.pipeline.addHandler(Echo(answeringAtEnd: answeringAtEnd)) }
             .bind(host: "127.0.0.1", port: 0)
             .get()
         return EchoServer(channel: channel)
@@ -94,6 +112,9 @@ private struct EchoServer {
     private final class Echo: ChannelInboundHandler, Sendable {
         typealias InboundIn = ByteBuffer
         typealias OutboundOut = ByteBuffer
+        let answeringAtEnd: Int
+
+        init(answeringAtEnd: Int) { self.answeringAtEnd = answeringAtEnd }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             context.writeAndFlush(data, promise: nil)
@@ -101,7 +122,12 @@ private struct EchoServer {
 
         func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
             if let event = event as? ChannelEvent, case .inputClosed = event {
-                context.close(mode: .output, promise: nil)
+                // After what is still to be written: with the input ended, closing the output
+                // closes the channel, which would fail its pending writes.
+                let answer = context.channel.allocator.buffer(repeating: 0x61, count: self.answeringAtEnd)
+                context.writeAndFlush(NIOAny(answer)).assumeIsolated().whenComplete { _ in
+                    context.close(mode: .output, promise: nil)
+                }
             }
         }
     }
