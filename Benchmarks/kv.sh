@@ -6,13 +6,23 @@
 # made here, at PostgreSQL's defaults: fsync on, synchronous_commit on), when PostgreSQL is
 # installed.
 #
-# Usage: Benchmarks/kv.sh      (SECONDS_PER_RUN=5 VALUE_SIZE=100 KEYS=10000)
+# Usage: Benchmarks/kv.sh      (SECONDS_PER_RUN=5 VALUE_SIZE=100 KEYS=10000 PIN=0)
+#
+# PIN=1 gives the servers core 0 and the load generator core 1 (taskset): each server then has a
+# core to itself, as Redis's one thread has unpinned, and Ferry runs one event loop (NIO counts
+# the cores it may use).
 set -euo pipefail
 
 source "$(dirname "$0")/lib.sh"
 RUN=${SECONDS_PER_RUN:-5}
 VALUE_SIZE=${VALUE_SIZE:-100}
 KEYS=${KEYS:-10000}
+SERVER_CPU=()
+BENCH_CPU=()
+if [ "${PIN:-0}" = 1 ]; then
+    SERVER_CPU=(taskset -c 0)
+    BENCH_CPU=(taskset -c 1)
+fi
 
 require redis-server
 
@@ -21,7 +31,7 @@ FERRY="$ROOT/.build/release/ferry"
 BENCH="$ROOT/.build/release/ferry-bench"
 make_workdir kv-bench
 
-"$FERRY" serve kv --db "$WORK/kv.sqlite" --port 0 >"$WORK/ferry.out" 2>"$WORK/ferry.err" &
+"${SERVER_CPU[@]}" "$FERRY" serve kv --db "$WORK/kv.sqlite" --port 0 >"$WORK/ferry.out" 2>"$WORK/ferry.err" &
 PIDS+=($!)
 FERRY_ADDR=$(listening_address "$WORK/ferry.out")
 
@@ -40,7 +50,7 @@ if [ -n "$PGBIN" ] && [ -x "$PGBIN/initdb" ]; then
         -c listen_addresses=127.0.0.1 >"$WORK/postgres.log" 2>&1 &
     PIDS+=($!)
     for _ in $(seq 200); do "$PGBIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" && break; sleep 0.05; done
-    "$FERRY" serve kv --store "postgres://ferry@127.0.0.1:$PG_PORT/postgres?sslmode=disable" --port 0 \
+    "${SERVER_CPU[@]}" "$FERRY" serve kv --store "postgres://ferry@127.0.0.1:$PG_PORT/postgres?sslmode=disable" --port 0 \
         >"$WORK/ferry-pg.out" 2>"$WORK/ferry-pg.err" &
     PIDS+=($!)
     PG_ADDR=$(listening_address "$WORK/ferry-pg.out")
@@ -50,7 +60,7 @@ fi
 
 REDIS_PORT=$(free_port)
 mkdir -p "$WORK/redis"
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$WORK/redis" --appendonly yes --appendfsync always \
+"${SERVER_CPU[@]}" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$WORK/redis" --appendonly yes --appendfsync always \
     --save "" --daemonize no >"$WORK/redis.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
@@ -59,7 +69,7 @@ REDIS_ADDR="127.0.0.1:$REDIS_PORT"
 # measure TARGET ADDR OP CLIENTS -> "ops_per_s p50_us p99_us errors"
 measure() {
     local line
-    line=$("$BENCH" kv --target "$1" --addr "$2" --op "$3" --clients "$4" --seconds "$RUN" \
+    line=$("${BENCH_CPU[@]}" "$BENCH" kv --target "$1" --addr "$2" --op "$3" --clients "$4" --seconds "$RUN" \
         --value-size "$VALUE_SIZE" --keys "$KEYS")
     echo "$line" >>"$WORK/raw.log"
     sed -E 's/.*ops_per_s=([0-9]+) p50_us=([0-9]+) p99_us=([0-9]+) errors=([0-9]+).*/\1 \2 \3 \4/' <<<"$line"
