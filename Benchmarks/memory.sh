@@ -8,7 +8,9 @@
 #       answer and hold the connection; (RSS holding them - RSS before) / connections held (counted
 #       with ss at the moment of measuring). The file server beside nginx; `ferry switch --mode l7`
 #       beside HAProxy in http mode, both in front of the same nginx (only the switch's own RSS
-#       counts). Every server's idle timeouts are set to 600 s so that nothing is closed meanwhile;
+#       counts). Every server's idle timeouts are set to 600 s so that nothing is closed meanwhile.
+#       For scale, a bare SwiftNIO server (`ferry-bench bare-nio`: a channel and one stateless
+#       handler per connection) is measured the same way: the floor of a channel per connection;
 #   (c) per idle guest: GUESTS `Guests/echo.wasm` processes parked in ferry.receive_wait on one
 #       `ferry node` (spawned over FerryWire, after one warm-up `ferry spawn`): the node's RSS
 #       growth per guest beyond the guest's linear memory, both beyond what of it is resident
@@ -34,8 +36,9 @@ OBJECTS=${OBJECTS:-10000}
 SETTLE=${SETTLE:-2}
 
 require nginx haproxy ss:iproute2 wasm-opt:binaryen
-[ -n "${NO_BUILD:-}" ] || build_release ferry
+[ -n "${NO_BUILD:-}" ] || build_release ferry ferry-bench
 FERRY="$ROOT/.build/release/ferry"
+BENCH="$ROOT/.build/release/ferry-bench"
 make_workdir memory-bench
 PYTHON=$(ensure_wasmtime)
 
@@ -391,6 +394,11 @@ per_ferry_connection() {
 
 per_ferry_connection files serve files --root "$WORK/www" --port 0 --idle-timeout 600 --header-timeout 60
 
+"$BENCH" bare-nio --port 0 >"$WORK/bare-nio.out" 2>"$WORK/bare-nio.err" &
+PIDS+=($!)
+per_connection bare-nio "$(listening_address "$WORK/bare-nio.out" | sed 's/.*://')" "$!"
+stop_last
+
 # nginx, as lib.sh's start_nginx but with room for every connection and long keep-alive.
 NGINX_PORT=$(free_port)
 mkdir -p "$WORK/nginx"
@@ -499,6 +507,7 @@ printf '%-44s %14s %22s %18s %7s\n' "idle ferry up ($UP_PROCESSES processes)" "$
 printf '%-44s %14s %22s %18s %7s\n' "idle ferry node" "$(mib "$NODE_RSS") MiB" "-" "<= 40 MiB" "$(met "$NODE_RSS" $((40 << 20)))"
 printf '%-44s %14s %22s %18s %7s\n' "idle ferry node in ferry up (the largest)" "$(mib "$UP_NODE_MAX") MiB" "-" "<= 40 MiB" "$(met "$UP_NODE_MAX" $((40 << 20)))"
 printf '%-44s %14s %22s %18s %7s\n' "per idle connection, file server" "${PER[files]} B" "nginx ${PER[nginx]} B" "<= nginx" "$(met "${PER[files]}" "${PER[nginx]}")"
+printf '%-44s %14s %22s %18s %7s\n' "  bare SwiftNIO server, for scale" "${PER[bare-nio]} B" "-" "-" "-"
 printf '%-44s %14s %22s %18s %7s\n' "per idle connection, switch (l7)" "${PER[switch]} B" "HAProxy ${PER[haproxy]} B" "<= HAProxy" "$(met "${PER[switch]}" "${PER[haproxy]}")"
 printf '%-44s %14s %22s %18s %7s\n' "per idle guest, beyond resident linear memory" "$(kib "$PER_GUEST_BEYOND")" "wasmtime $(kib "$WT_BEYOND")" "<= 64 KiB" "$(met "$PER_GUEST_BEYOND" 65536)"
 printf '%-44s %14s %22s %18s %7s\n' "per idle guest, beyond linear memory's size" "$(kib "$PER_GUEST_BEYOND_SIZE")" "wasmtime $(kib "$WT_BEYOND_SIZE")" "<= 64 KiB" "$(met "$PER_GUEST_BEYOND_SIZE" 65536)"

@@ -7,6 +7,7 @@
 //                  --clients N --seconds S   (the registry: the endpoint daemon or etcd)
 //   ferry-bench guest [--guests DIR] [--mib N] [--repeats N]   (FerryGuest costs; see GuestBenchmark)
 //   ferry-bench cache-backend [--port 0] [--capacity N] [--miss-ms MS]   (a caching HTTP backend; see CacheBackend)
+//   ferry-bench bare-nio [--port 0] [--size BYTES]   (SwiftNIO's least per connection; see BareNIOServer)
 //   ferry-bench objects serve|load|policies|activation   (object calls; see ObjectsBenchmark)
 //   ferry-bench migration --endpoints HOST:PORT --key KEYFILE ...   (process moves; see MigrationBenchmark)
 //   ferry-bench pages --guests DIR ...                              (what tracking written pages costs)
@@ -226,12 +227,13 @@ if let command = CommandLine.arguments.dropFirst().first, ["pages", "federated-s
     }
 }
 
-if let command = CommandLine.arguments.dropFirst().first, ["guest", "cache-backend"].contains(command) {
+if let command = CommandLine.arguments.dropFirst().first, ["guest", "cache-backend", "bare-nio"].contains(command) {
     do {
-        if command == "guest" {
-            try GuestBenchmark.run(Array(CommandLine.arguments.dropFirst(2)))
-        } else {
-            try CacheBackend.run(Array(CommandLine.arguments.dropFirst(2)))
+        let arguments = Array(CommandLine.arguments.dropFirst(2))
+        switch command {
+        case "guest": try GuestBenchmark.run(arguments)
+        case "cache-backend": try CacheBackend.run(arguments)
+        default: try BareNIOServer.run(arguments)
         }
         exit(0)
     } catch {
