@@ -39,12 +39,12 @@ final class KVLog {
     private var generation: UInt64
     private(set) var offset = 0
 
-    /// Opens the log at `path`, making it (`capacity` zeros, synced) when missing or smaller.
     /// The largest record one write can make (a key and a value at their limits): a log holds at
     /// least one.
     static let minimumCapacity = headerSize + 4 + 1 + 4 + KVLimits.maxKeyBytes + 8 + 4 + KVLimits.maxValueBytes
 
-    /// A larger file than `capacity` keeps its size, so that nothing written further on is missed.
+    /// Opens the log at `path`, making it (`capacity` zeros, synced) when missing or smaller. A
+    /// larger file keeps its size, so that nothing written further on is missed.
     init(path: String, capacity: Int) throws {
         self.path = path
         let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)

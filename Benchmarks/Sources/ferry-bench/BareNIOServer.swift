@@ -31,14 +31,14 @@ enum BareNIOServer {
     static func run(_ arguments: [String]) throws {
         var port = 0
         var size = 1024
-        var rest = arguments[...]
-        while let flag = rest.popFirst() {
-            guard let value = rest.popFirst().flatMap(Int.init) else { throw Failure("\(flag) needs a number") }
+        try parseFlags(arguments) { flag, value in
+            guard let number = Int(value) else { throw Failure("\(flag) needs a number") }
             switch flag {
-            case "--port": port = value
-            case "--size": size = value
-            default: throw Failure("unknown option \(flag)")
+            case "--port": port = number
+            case "--size": size = number
+            default: return false
             }
+            return true
         }
         var response = ByteBuffer(
             string: "HTTP/1.1 200 OK\r\nContent-Length: \(size)\r\nContent-Type: application/octet-stream\r\n\r\n"

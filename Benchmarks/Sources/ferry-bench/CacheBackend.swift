@@ -89,16 +89,16 @@ enum CacheBackend {
         var capacity = 1000
         var missMilliseconds = 2
         var size = 1024
-        var rest = arguments[...]
-        while let flag = rest.popFirst() {
-            guard let value = rest.popFirst().flatMap(Int.init) else { throw Failure("\(flag) needs a number") }
+        try parseFlags(arguments) { flag, value in
+            guard let number = Int(value) else { throw Failure("\(flag) needs a number") }
             switch flag {
-            case "--port": port = value
-            case "--capacity": capacity = value
-            case "--miss-ms": missMilliseconds = value
-            case "--size": size = value
-            default: throw Failure("unknown option \(flag)")
+            case "--port": port = number
+            case "--capacity": capacity = number
+            case "--miss-ms": missMilliseconds = number
+            case "--size": size = number
+            default: return false
             }
+            return true
         }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let cache = Cache(capacity: capacity)
