@@ -2,7 +2,7 @@
 # Contacting a server, side by side in one run:
 #   (a) endpoint lookups per second at Ferry's endpoint daemon (ferry-bench, one connection per
 #       client), and lookups as separate processes — `ferry endpoints lookup` against
-#       rpcbind's `rpcinfo -p` — for scale;
+#       rpcbind's `rpcinfo -p`, and `ferry --help` — for scale;
 #   (b) superserver first-byte latency for a nowait service (a new /bin/echo per connection):
 #       Ferry's superserver against xinetd and openbsd-inetd running the same program, measured
 #       by one client (connect, then wait for the first byte).
@@ -62,10 +62,13 @@ read -r l16 l16p50 l16p99 < <(lookups 16)
 
 pgrep -x rpcbind >/dev/null || { rpcbind -w 2>/dev/null || rpcbind; }
 per_second() { python3 -c "print(f'{$1 / $2:.0f}')"; }
-echo "lookups as processes: ferry endpoints lookup vs rpcinfo -p, $PROCESSES each..." >&2
+echo "processes: ferry endpoints lookup and ferry --help vs rpcinfo -p, $PROCESSES each..." >&2
 start=$(date +%s.%N)
 for _ in $(seq "$PROCESSES"); do "$FERRY" endpoints --addr "$DAEMON" lookup bench >/dev/null; done
 ferry_proc=$(per_second "$PROCESSES" "$(echo "$(date +%s.%N) - $start" | bc)")
+start=$(date +%s.%N)
+for _ in $(seq "$PROCESSES"); do "$FERRY" --help >/dev/null; done
+help_proc=$(per_second "$PROCESSES" "$(echo "$(date +%s.%N) - $start" | bc)")
 start=$(date +%s.%N)
 for _ in $(seq "$PROCESSES"); do rpcinfo -p 127.0.0.1 >/dev/null; done
 rpc_proc=$(per_second "$PROCESSES" "$(echo "$(date +%s.%N) - $start" | bc)")
@@ -122,6 +125,7 @@ printf '%-44s %12s %8s %8s\n' "" "lookups/s" p50_us p99_us
 printf '%-44s %12s %8s %8s\n' "ferry endpoint daemon, 1 client" "$l1" "$l1p50" "$l1p99"
 printf '%-44s %12s %8s %8s\n' "ferry endpoint daemon, 16 clients" "$l16" "$l16p50" "$l16p99"
 printf '%-44s %12s %8s\n' "ferry endpoints lookup (a process each)" "$ferry_proc" "$(ratio "$ferry_proc" "$rpc_proc")"
+printf '%-44s %12s %8s\n' "ferry --help (a process each)" "$help_proc" "$(ratio "$help_proc" "$rpc_proc")"
 printf '%-44s %12s %8s\n' "rpcinfo -p at rpcbind (a process each)" "$rpc_proc" "1.00x"
 echo
 echo "(b) superserver first-byte latency, nowait /bin/echo, $CONNECTIONS sequential connections"
@@ -130,3 +134,10 @@ printf '%-22s %10s %10s %10s %14s\n' "ferry superserver" "$f_mean" "$f_p50" "$f_
 printf '%-22s %10s %10s %10s %14s\n' "xinetd 2.3.15" "$x_mean" "$x_p50" "$x_p99" "1.00x"
 printf '%-22s %10s %10s %10s %14s\n' "openbsd-inetd" "$o_mean" "$o_p50" "$o_p99" "$(ratio "$o_p50" "$x_p50")"
 echo "(latency: lower is better; below 1.00x is faster than xinetd)"
+
+{
+    printf 'process\tferry\trpcinfo -p\n'
+    printf 'ferry endpoints lookup\t%s\t%s\n' "$ferry_proc" "$rpc_proc"
+    printf 'ferry --help\t%s\t%s\n' "$help_proc" "$rpc_proc"
+} | python3 "$(dirname "$0")/chart.py" --unit "processes/s, each started, answered and ended in turn" \
+    --title "Starting ferry as a client, beside rpcinfo -p at rpcbind" "$(dirname "$0")/endpoints.svg"

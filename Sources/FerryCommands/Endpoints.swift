@@ -197,12 +197,7 @@ private func printEntries(_ entries: [EndpointEntry], json: Bool) {
         printLine((try? jsonLine(entries)) ?? "[]")
         return
     }
-    for entry in entries {
-        let endpoints = entry.endpoints.map(\.description).joined(separator: ",")
-        let metadata = entry.metadata.sorted { $0.key < $1.key }.map { " \($0.key)=\($0.value)" }.joined()
-        let remaining = String(format: "%.1f", Double(entry.remainingMilliseconds) / 1000)
-        printLine("\(entry.name) \(endpoints) lease=\(entry.leaseID) expires-in=\(remaining)s\(metadata)")
-    }
+    for entry in entries { printLine(entry.line) }
 }
 
 func jsonLine(_ value: some Encodable) throws -> String {

@@ -16,6 +16,19 @@ public struct Frame: Sendable, Equatable {
         self.payload = payload
     }
 
+    /// A frame as read: the header as it came, with its payload.
+    public init(header: FrameHeader, payload: ByteBuffer) {
+        self.header = header
+        self.payload = payload
+    }
+
+    /// Writes the frame's bytes: its header, then its payload.
+    public func write(to buffer: inout ByteBuffer) {
+        buffer.reserveCapacity(minimumWritableBytes: FrameHeader.size + self.payload.readableBytes)
+        self.header.write(to: &buffer)
+        buffer.writeImmutableBuffer(self.payload)
+    }
+
     /// Creates a frame carrying `message`.
     public init<Message: WireMessage>(_ message: Message, flags: FrameFlags = [], requestID: UInt64) {
         var payload = ByteBuffer()

@@ -63,6 +63,24 @@ public struct EndpointEntry: Hashable, Sendable, Codable {
     }
 }
 
+extension EndpointEntry {
+    /// The entry as `ferry endpoints lookup` and `ls` print it: `NAME HOST:PORT[,...] lease=ID
+    /// expires-in=S.Ss KEY=VALUE...`, the metadata sorted by key.
+    public var line: String {
+        // Plain loops: each generic helper (map, sorted by a closure, joined) would have the
+        // runtime look its type up by name at a command's start, scanning every conformance.
+        var line = self.name + " "
+        for (index, endpoint) in self.endpoints.enumerated() {
+            line += (index == 0 ? "" : ",") + endpoint.description
+        }
+        // Tenths of a second, rounded half up, in integers: `String(format:)` would wake Foundation.
+        let tenths = (UInt64(self.remainingMilliseconds) + 50) / 100
+        line += " lease=\(self.leaseID) expires-in=\(tenths / 10).\(tenths % 10)s"
+        for key in self.metadata.keys.sorted() { line += " \(key)=\(self.metadata[key]!)" }
+        return line
+    }
+}
+
 /// Limits a daemon's peers must keep to, so one client cannot make it hold or send without bound.
 public enum EndpointLimits {
     public static let maxNameBytes = 253

@@ -65,13 +65,6 @@ public struct FrameDecoder: ByteToMessageDecoder {
     }
 }
 
-extension Frame {
-    init(header: FrameHeader, payload: ByteBuffer) {
-        self.header = header
-        self.payload = payload
-    }
-}
-
 /// Turns ``Frame``s into bytes.
 public struct FrameEncoder: MessageToByteEncoder {
     public typealias OutboundIn = Frame
@@ -79,9 +72,6 @@ public struct FrameEncoder: MessageToByteEncoder {
     public init() {}
 
     public func encode(data frame: Frame, out: inout ByteBuffer) throws {
-        out.reserveCapacity(minimumWritableBytes: FrameHeader.size + frame.payload.readableBytes)
-        frame.header.write(to: &out)
-        var payload = frame.payload
-        out.writeBuffer(&payload)
+        frame.write(to: &out)
     }
 }

@@ -17,11 +17,15 @@ public struct ClusterCredentials: Sendable {
     let server: NIOSSLContext
     let client: NIOSSLContext
 
+    /// Whether `directory` holds credentials (a `cert.pem`), which ``load(from:)`` would load.
+    public static func exist(in directory: String) -> Bool {
+        access(directory + "/" + Self.certificateFile, F_OK) == 0
+    }
+
     /// The credentials in `directory`, or `nil` when it has none (no `cert.pem`).
     /// - Throws: when they are there but incomplete or unreadable; the error names the file.
     public static func load(from directory: String) throws -> ClusterCredentials? {
-        let certificatePath = directory + "/" + Self.certificateFile
-        guard FileManager.default.fileExists(atPath: certificatePath) else { return nil }
+        guard Self.exist(in: directory) else { return nil }
         func read<T>(_ file: String, _ parse: (String) throws -> T) throws -> T {
             let path = directory + "/" + file
             guard FileManager.default.fileExists(atPath: path) else {

@@ -1,0 +1,59 @@
+import FerryEndpoints
+import FerryWire
+import NIOCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `ferry endpoints [--addr HOST:PORT] lookup NAME` at a daemon that speaks plain TCP: one
+/// request on one blocking socket, printed as the command prints it. Anything else is left to the
+/// command parser, which does it again and speaks for itself: other flags, a host name rather than
+/// an address, cluster credentials (TLS), a name the daemon does not hold, a daemon that cannot be
+/// reached or is slow. A lookup changes nothing, so asking twice is safe.
+enum PlainLookup {
+    /// How long to wait to connect, and then for the answer, before leaving it to the command (whose
+    /// deadlines, 5 s to connect and 30 s to answer, are then the user's).
+    static let patience = timeval(tv_sec: 2, tv_usec: 0)
+
+    /// The lines to print, or nil to leave the command to the parser: always when `secured`.
+    static func answer(_ arguments: [String], secured: Bool) -> String? {
+        guard !secured, let (daemon, name) = Self.request(arguments),
+            let connection = BlockingConnection(to: daemon, patience: Self.patience)
+        else { return nil }
+        defer { connection.close() }
+        guard let entries = Self.lookUp(name, over: connection) else { return nil }
+        var lines = ""
+        for entry in entries { lines += entry.line + "\n" }
+        return lines
+    }
+
+    /// The daemon and the name, for the one form answered here.
+    static func request(_ arguments: [String]) -> (daemon: ServiceEndpoint, name: String)? {
+        var rest = arguments[...]
+        guard rest.popFirst() == "endpoints" else { return nil }
+        var daemon = ServiceEndpoint(host: "127.0.0.1", port: EndpointDaemon.defaultPort)
+        if let flag = rest.first, flag == "--addr" || flag.hasPrefix("--addr=") {
+            rest.removeFirst()
+            let text = flag == "--addr" ? rest.popFirst() : String(flag.dropFirst("--addr=".count))
+            guard let text, let parsed = ServiceEndpoint(text) else { return nil }
+            daemon = parsed
+        }
+        guard rest.count == 2, rest.first == "lookup", let name = rest.last, !name.hasPrefix("-") else { return nil }
+        return (daemon, name)
+    }
+
+    /// The daemon's entries for `name`; nil for an error answer or anything unexpected.
+    static func lookUp(_ name: String, over connection: BlockingConnection) -> [EndpointEntry]? {
+        let requestID: UInt64 = 1
+        let request = Frame(LookupRequest(name: name), requestID: requestID)
+        var bytes = ByteBuffer()
+        request.write(to: &bytes)
+        guard connection.send(bytes), var head = connection.receive(exactly: FrameHeader.size),
+            let header = try? FrameHeader.read(from: &head, maxPayloadLength: EndpointLimits.maxPayloadLength),
+            header.requestID == requestID, header.flags == .response,
+            let payload = connection.receive(exactly: Int(header.payloadLength))
+        else { return nil }
+        return try? Frame(header: header, payload: payload).decode(as: EndpointEntries.self).entries
+    }
+}

@@ -1,0 +1,41 @@
+import FerryWire
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The commands `ferry` answers before its argument parser and event loops start: the top-level
+/// help and a plain endpoint lookup. A client command is a process a script may start thousands
+/// of times, and the parser's reflection over the command tree (the runtime scanning 13,000
+/// protocol conformances) costs more than the whole answer. Each answer is exactly what the
+/// parser's command prints; anything else is left to the parser.
+public enum QuickAnswers {
+    /// The text to print for `arguments` (without the program's name), or nil to parse them.
+    ///
+    /// - Parameter credentials: where the command would find cluster credentials (a command here
+    ///   has no `--data-dir`); with them it would speak TLS, which is left to the parser.
+    public static func answer(
+        _ arguments: [String],
+        credentials: String? = WireSecurity.directory(explicit: nil)
+    ) -> String? {
+        TopLevelHelp.answer(arguments)
+            ?? PlainLookup.answer(arguments, secured: credentials.map { ClusterCredentials.exist(in: $0) } ?? false)
+    }
+
+    /// Writes all of `text` to standard output; false when it could not (a closed pipe).
+    public static func write(_ text: String) -> Bool {
+        var text = text
+        return text.withUTF8 { bytes in
+            var offset = 0
+            while offset < bytes.count {
+                let written = Glibc.write(STDOUT_FILENO, bytes.baseAddress! + offset, bytes.count - offset)
+                if written < 0 {
+                    if errno == EINTR { continue }
+                    return false
+                }
+                offset += written
+            }
+            return true
+        }
+    }
+}

@@ -1,0 +1,122 @@
+import FerryEndpoints
+import FerryTestSupport
+import Foundation
+import Testing
+
+@testable import FerryCommands
+
+/// What `ferry` answers before its parser starts must be what the parser's command prints, and
+/// everything it cannot answer so must reach the parser.
+@Suite struct QuickAnswerTests {
+    @Test func theHelpIsTheParsersByteForByte() {
+        let parser = FerryCommand.helpMessage(columns: 80) + "\n"
+        #expect(
+            TopLevelHelp.text == parser,
+            "Sources/FerryCommands/QuickAnswers/TopLevelHelp.swift holds an old help; the parser's is:\n\(parser)"
+        )
+    }
+
+    @Test func aPlainLookupIsAnsweredAsTheCommandPrintsIt() async throws {
+        try await withDaemon { daemon, address in
+            let client = try await EndpointClient.connect(host: "127.0.0.1", port: daemon.port)
+            defer { Task { await client.close() } }
+            _ = try await client.register(
+                "web",
+                endpoints: [.init(host: "127.0.0.1", port: 8080), .init(host: "::1", port: 8081)],
+                metadata: ["zone": "b", "weight": "2"],
+                ttl: .seconds(600)
+            )
+            let answer = try #require(
+                QuickAnswers.answer(["endpoints", "--addr", address, "lookup", "web"], credentials: nil)
+            )
+            let entry = try #require(try await client.lookup("web").first)
+            #expect(answer.hasPrefix("web 127.0.0.1:8080,[::1]:8081 lease=\(entry.leaseID) expires-in="))
+            #expect(answer.hasSuffix("s weight=2 zone=b\n"), "metadata sorted by key, one line per entry")
+            #expect(
+                QuickAnswers.answer(["endpoints", "--addr=\(address)", "lookup", "web"], credentials: nil)?.hasPrefix(
+                    "web "
+                ) == true
+            )
+
+            let credentials = try TemporaryDirectory()
+            try Data("-----BEGIN CERTIFICATE-----".utf8).write(to: URL(fileURLWithPath: credentials.path + "/cert.pem"))
+            #expect(
+                QuickAnswers.answer(["endpoints", "--addr", address, "lookup", "web"], credentials: credentials.path)
+                    == nil,
+                "with cluster credentials the command speaks TLS: left to the parser"
+            )
+        }
+    }
+
+    /// Each of these the parser does (and words its errors): a quick answer would differ from it.
+    @Test func everythingElseIsLeftToTheParser() async throws {
+        try await withDaemon { daemon, address in
+            let client = try await EndpointClient.connect(host: "127.0.0.1", port: daemon.port)
+            defer { Task { await client.close() } }
+            _ = try await client.register("web", endpoints: [.init(host: "127.0.0.1", port: 8080)], ttl: .seconds(600))
+            for arguments in [
+                ["endpoints", "--addr", address, "lookup", "nothing-here"],  // the parser says it is not there
+                ["endpoints", "--addr", address, "lookup", "web", "--json"],
+                ["endpoints", "lookup", "web", "--addr", address],
+                ["endpoints", "--addr", "localhost:\(daemon.port)", "lookup", "web"],  // a name to resolve
+                ["endpoints", "--addr", address, "lookup", "--help"],
+                ["endpoints", "--addr", address, "ls"],
+                ["endpoints", "--addr", "127.0.0.1:99999", "lookup", "web"],
+                ["kv", "get", "web"],
+                ["help", "endpoints"],
+            ] {
+                #expect(
+                    QuickAnswers.answer(arguments, credentials: nil) == nil,
+                    "ferry \(arguments.joined(separator: " "))"
+                )
+            }
+        }
+    }
+
+    @Test func aDaemonThatIsNotThereIsLeftToTheParserAtOnce() {
+        let started = ContinuousClock.now
+        // Nothing listens on port 1 (tcpmux) here: the connection is refused.
+        #expect(QuickAnswers.answer(["endpoints", "--addr", "127.0.0.1:1", "lookup", "web"], credentials: nil) == nil)
+        #expect(ContinuousClock.now - started < .seconds(1), "a refused connection is not waited on")
+    }
+
+    /// As processes: the parser's output for the same lookup, and the parser's own error where
+    /// credentials make the command speak TLS (which a plain daemon cannot answer).
+    @Test func asProcessesTheQuickAnswerAndTheParserAgree() async throws {
+        let daemon = try FerryProcess(["endpointd", "--port", "0"])
+        let address = String(try #require(daemon.nextLine()).dropFirst("listening on ".count))
+        defer { _ = daemon.stop(SIGTERM) }
+        let registered = try FerryProcess([
+            "endpoints", "--addr", address, "register", "--once", "--ttl", "600", "web", "127.0.0.1:1",
+        ])
+        #expect(registered.finish().status == 0)
+
+        let quick = try FerryProcess(["endpoints", "--addr", address, "lookup", "web"]).finish()
+        let parsed = try FerryProcess(["endpoints", "lookup", "web", "--addr", address]).finish()
+        #expect(quick.status == 0 && parsed.status == 0)
+        let withoutExpiry = { (line: String) in line.replacing(/expires-in=[0-9.]+s/, with: "expires-in=") }
+        #expect(withoutExpiry(quick.output) == withoutExpiry(parsed.output))
+        #expect(quick.output.hasPrefix("web 127.0.0.1:1 lease="))
+
+        let credentials = try TemporaryDirectory()
+        try Data("not a certificate".utf8).write(to: URL(fileURLWithPath: credentials.path + "/cert.pem"))
+        let secured = try FerryProcess(
+            ["endpoints", "--addr", address, "lookup", "web"],
+            environment: ["FERRY_CREDENTIALS": credentials.path]
+        ).finish()
+        #expect(secured.status != 0, "with credentials the command loads them (these are broken) and speaks TLS")
+    }
+
+    private func withDaemon(_ body: (EndpointDaemon, String) async throws -> Void) async throws {
+        let daemon = try await EndpointDaemon.bind(host: "127.0.0.1", port: 0, logger: TestLog.logger("endpointd"))
+        let running = Task { try await daemon.run() }
+        defer { running.cancel() }
+        do {
+            try await body(daemon, "127.0.0.1:\(daemon.port)")
+        } catch {
+            await daemon.close()
+            throw error
+        }
+        await daemon.close()
+    }
+}
