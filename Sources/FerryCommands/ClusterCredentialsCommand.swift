@@ -25,9 +25,11 @@ extension FerryCommand {
     public static func main() async {
         do {
             var command = try Self.parseAsRoot()
+            // `ferry` and `ferry help` print the help, as `--help` does, whatever the credentials.
+            let printsHelp = command is FerryCommand || type(of: command).configuration.commandName == "help"
             let explicit = (command as? any ClusterCredentialsCommand)?.credentialsDirectory
             if let up = command as? Up, let explicit { try up.makeCredentialsIfMissing(in: explicit) }
-            try WireSecurity.bootstrap(explicit: explicit)
+            if !printsHelp { try WireSecurity.bootstrap(explicit: explicit) }
             if var asynchronous = command as? any AsyncParsableCommand {
                 try await asynchronous.run()
             } else {

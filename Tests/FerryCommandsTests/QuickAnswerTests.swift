@@ -7,7 +7,7 @@ import Testing
 
 /// What `ferry` answers before its parser starts must be what the parser's command prints, and
 /// everything it cannot answer so must reach the parser.
-@Suite struct QuickAnswerTests {
+@Suite(.onThreadsOfTheirOwn) struct QuickAnswerTests {
     @Test func theHelpIsTheParsersByteForByte() {
         let parser = FerryCommand.helpMessage(columns: 80) + "\n"
         #expect(
@@ -73,11 +73,26 @@ import Testing
         }
     }
 
-    @Test func aDaemonThatIsNotThereIsLeftToTheParserAtOnce() {
+    @Test func aDaemonThatIsNotThereIsLeftToTheParserAtOnce() throws {
+        let closed = try ClosedPort()
         let started = ContinuousClock.now
-        // Nothing listens on port 1 (tcpmux) here: the connection is refused.
-        #expect(QuickAnswers.answer(["endpoints", "--addr", "127.0.0.1:1", "lookup", "web"], credentials: nil) == nil)
-        #expect(ContinuousClock.now - started < .seconds(1), "a refused connection is not waited on")
+        #expect(
+            QuickAnswers.answer(["endpoints", "--addr", "127.0.0.1:\(closed.port)", "lookup", "web"], credentials: nil)
+                == nil
+        )
+        #expect(ContinuousClock.now - started < PlainLookup.patience, "a refused connection is not waited on")
+    }
+
+    /// A peer that sends a byte now and then never makes the answer later than the patience.
+    @Test func aDaemonThatDripsIsLeftToTheParserWhenThePatienceIsOut() throws {
+        let peer = try DrippingPeer()
+        let started = ContinuousClock.now
+        #expect(
+            QuickAnswers.answer(["endpoints", "--addr", "127.0.0.1:\(peer.port)", "lookup", "web"], credentials: nil)
+                == nil
+        )
+        let waited = ContinuousClock.now - started
+        #expect(waited >= PlainLookup.patience && waited < PlainLookup.patience * 2, "waited \(waited)")
     }
 
     /// As processes: the parser's output for the same lookup, and the parser's own error where
@@ -119,4 +134,38 @@ import Testing
         }
         await daemon.close()
     }
+}
+
+/// Accepts one connection and sends it a byte every 300 ms (a frame header needs 20: six seconds).
+private final class DrippingPeer: @unchecked Sendable {
+    // Sendable: immutable after init; the thread owns the connection.
+    let port: Int
+    private let listener: Int32
+
+    init() throws {
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let listening = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { address in
+                bind(listener, address, length) == 0 && getsockname(listener, address, &length) == 0
+            }
+        }
+        guard listener >= 0, listening, listen(listener, 1) == 0 else {
+            throw TestFailure("a loopback listener: \(String(cString: strerror(errno)))")
+        }
+        self.listener = listener
+        self.port = Int(UInt16(bigEndian: address.sin_port))
+        Thread {
+            let connection = accept(listener, nil, nil)
+            guard connection >= 0 else { return }
+            defer { close(connection) }
+            var byte = UInt8(ascii: "F")
+            for _ in 0..<20 where send(connection, &byte, 1, Int32(MSG_NOSIGNAL)) == 1 { usleep(300_000) }
+        }.start()
+    }
+
+    deinit { close(self.listener) }
 }

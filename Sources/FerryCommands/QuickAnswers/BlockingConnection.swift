@@ -5,13 +5,14 @@ import NIOCore
 import Glibc
 #endif
 
-/// One TCP connection on a blocking socket, each call bounded by the same patience: what a
-/// process that asks one question and exits needs, without an event loop to start.
+/// One TCP connection on a blocking socket, every call within one deadline: what a process that
+/// asks one question and exits needs, without an event loop to start.
 struct BlockingConnection {
     private let descriptor: Int32
+    private let deadline: ContinuousClock.Instant
 
-    /// Connects to an IPv4 or IPv6 address (not a host name); nil when it cannot within `patience`.
-    init?(to endpoint: ServiceEndpoint, patience: timeval) {
+    /// Connects to an IPv4 or IPv6 address (not a host name); nil when it cannot by `deadline`.
+    init?(to endpoint: ServiceEndpoint, deadline: ContinuousClock.Instant) {
         var v4 = sockaddr_in()
         var v6 = sockaddr_in6()
         let family: Int32
@@ -26,12 +27,17 @@ struct BlockingConnection {
         } else {
             return nil
         }
+        // As NIO does when the command makes its socket: a reader that left the pipe does not
+        // kill the process, so the command's exit status stays the same on either path.
+        signal(SIGPIPE, SIG_IGN)
         let descriptor = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard descriptor >= 0 else { return nil }
-        var patience = patience
+        self.descriptor = descriptor
+        self.deadline = deadline
         // SO_SNDTIMEO bounds connect() too (Linux socket(7)).
-        for option in [SO_SNDTIMEO, SO_RCVTIMEO] {
-            setsockopt(descriptor, SOL_SOCKET, option, &patience, socklen_t(MemoryLayout<timeval>.size))
+        guard self.bound(SO_SNDTIMEO) else {
+            self.close()
+            return nil
         }
         let connected =
             family == AF_INET
@@ -46,17 +52,17 @@ struct BlockingConnection {
                 }
             }
         guard connected == 0 else {
-            Glibc.close(descriptor)
+            self.close()
             return nil
         }
-        self.descriptor = descriptor
     }
 
-    /// Sends every byte; false on an error or when the peer would not take them in time.
+    /// Sends every byte; false on an error or at the deadline.
     func send(_ bytes: ByteBuffer) -> Bool {
         bytes.withUnsafeReadableBytes { bytes in
             var offset = 0
             while offset < bytes.count {
+                guard self.bound(SO_SNDTIMEO) else { return false }
                 let sent = Glibc.send(
                     self.descriptor,
                     bytes.baseAddress! + offset,
@@ -73,11 +79,12 @@ struct BlockingConnection {
         }
     }
 
-    /// Exactly `count` bytes; nil at an error, the peer's end or the patience's.
+    /// Exactly `count` bytes; nil at an error, the peer's end or the deadline.
     func receive(exactly count: Int) -> ByteBuffer? {
         var bytes = [UInt8](repeating: 0, count: count)
         var filled = 0
         while filled < count {
+            guard self.bound(SO_RCVTIMEO) else { return nil }
             let received = bytes.withUnsafeMutableBytes {
                 Glibc.recv(self.descriptor, $0.baseAddress! + filled, count - filled, 0)
             }
@@ -89,4 +96,14 @@ struct BlockingConnection {
     }
 
     func close() { Glibc.close(self.descriptor) }
+
+    /// Sets `option` (a send or receive timeout) to the time left; false when none is.
+    private func bound(_ option: Int32) -> Bool {
+        let left = self.deadline - .now
+        guard left > .zero else { return false }
+        let (seconds, attoseconds) = left.components
+        // At least a microsecond: a zero timeout would mean none.
+        var timeout = timeval(tv_sec: Int(seconds), tv_usec: max(1, Int(attoseconds / 1_000_000_000_000)))
+        return setsockopt(self.descriptor, SOL_SOCKET, option, &timeout, socklen_t(MemoryLayout<timeval>.size)) == 0
+    }
 }

@@ -10,16 +10,16 @@ import Glibc
 /// request on one blocking socket, printed as the command prints it. Anything else is left to the
 /// command parser, which does it again and speaks for itself: other flags, a host name rather than
 /// an address, cluster credentials (TLS), a name the daemon does not hold, a daemon that cannot be
-/// reached or is slow. A lookup changes nothing, so asking twice is safe.
+/// reached or has not answered within 2 s. A lookup changes nothing, so asking twice is safe.
 enum PlainLookup {
-    /// How long to wait to connect, and then for the answer, before leaving it to the command (whose
-    /// deadlines, 5 s to connect and 30 s to answer, are then the user's).
-    static let patience = timeval(tv_sec: 2, tv_usec: 0)
+    /// How long to wait for the whole answer, connection included, before leaving it to the
+    /// command (whose deadlines, 5 s to connect and 30 s to answer, are then the user's).
+    static let patience = Duration.seconds(2)
 
     /// The lines to print, or nil to leave the command to the parser: always when `secured`.
     static func answer(_ arguments: [String], secured: Bool) -> String? {
         guard !secured, let (daemon, name) = Self.request(arguments),
-            let connection = BlockingConnection(to: daemon, patience: Self.patience)
+            let connection = BlockingConnection(to: daemon, deadline: .now + Self.patience)
         else { return nil }
         defer { connection.close() }
         guard let entries = Self.lookUp(name, over: connection) else { return nil }

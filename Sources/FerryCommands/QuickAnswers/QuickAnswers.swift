@@ -22,20 +22,20 @@ public enum QuickAnswers {
             ?? PlainLookup.answer(arguments, secured: credentials.map { ClusterCredentials.exist(in: $0) } ?? false)
     }
 
-    /// Writes all of `text` to standard output; false when it could not (a closed pipe).
-    public static func write(_ text: String) -> Bool {
+    /// Writes `text` to standard output as `print` does for the parser's commands: an output that
+    /// cannot take it (full, closed) does not change the exit status.
+    public static func write(_ text: String) {
         var text = text
-        return text.withUTF8 { bytes in
+        text.withUTF8 { bytes in
             var offset = 0
             while offset < bytes.count {
                 let written = Glibc.write(STDOUT_FILENO, bytes.baseAddress! + offset, bytes.count - offset)
                 if written < 0 {
                     if errno == EINTR { continue }
-                    return false
+                    return
                 }
                 offset += written
             }
-            return true
         }
     }
 }

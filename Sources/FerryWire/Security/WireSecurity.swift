@@ -47,7 +47,7 @@ public enum WireSecurity {
 
     /// `~/.ferry`.
     public static var defaultDataDirectory: String {
-        (environment("HOME") ?? FileManager.default.homeDirectoryForCurrentUser.path) + "/.ferry"
+        FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".ferry").path
     }
 
     /// Sets this process's credentials from ``directory(explicit:)``.
