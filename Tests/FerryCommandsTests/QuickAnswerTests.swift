@@ -76,10 +76,7 @@ import Testing
     @Test func aDaemonThatIsNotThereIsLeftToTheParserAtOnce() throws {
         let closed = try ClosedPort()
         let started = ContinuousClock.now
-        #expect(
-            QuickAnswers.answer(["endpoints", "--addr", "127.0.0.1:\(closed.port)", "lookup", "web"], credentials: nil)
-                == nil
-        )
+        #expect(self.lookUp(at: closed.port) == nil)
         #expect(ContinuousClock.now - started < PlainLookup.patience, "a refused connection is not waited on")
     }
 
@@ -87,10 +84,7 @@ import Testing
     @Test func aDaemonThatDripsIsLeftToTheParserWhenThePatienceIsOut() throws {
         let peer = try DrippingPeer()
         let started = ContinuousClock.now
-        #expect(
-            QuickAnswers.answer(["endpoints", "--addr", "127.0.0.1:\(peer.port)", "lookup", "web"], credentials: nil)
-                == nil
-        )
+        #expect(self.lookUp(at: peer.port) == nil)
         let waited = ContinuousClock.now - started
         #expect(waited >= PlainLookup.patience && waited < PlainLookup.patience * 2, "waited \(waited)")
     }
@@ -122,6 +116,11 @@ import Testing
         #expect(secured.status != 0, "with credentials the command loads them (these are broken) and speaks TLS")
     }
 
+    /// The quick answer to `ferry endpoints --addr 127.0.0.1:PORT lookup web`, without credentials.
+    private func lookUp(at port: Int) -> String? {
+        QuickAnswers.answer(["endpoints", "--addr", "127.0.0.1:\(port)", "lookup", "web"], credentials: nil)
+    }
+
     private func withDaemon(_ body: (EndpointDaemon, String) async throws -> Void) async throws {
         let daemon = try await EndpointDaemon.bind(host: "127.0.0.1", port: 0, logger: TestLog.logger("endpointd"))
         let running = Task { try await daemon.run() }
@@ -143,21 +142,13 @@ private final class DrippingPeer: @unchecked Sendable {
     private let listener: Int32
 
     init() throws {
-        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let listening = withUnsafeMutablePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { address in
-                bind(listener, address, length) == 0 && getsockname(listener, address, &length) == 0
-            }
-        }
-        guard listener >= 0, listening, listen(listener, 1) == 0 else {
-            throw TestFailure("a loopback listener: \(String(cString: strerror(errno)))")
+        let (listener, port) = try bindLoopbackSocket()
+        guard listen(listener, 1) == 0 else {
+            close(listener)
+            throw TestFailure("listening on a loopback port: \(String(cString: strerror(errno)))")
         }
         self.listener = listener
-        self.port = Int(UInt16(bigEndian: address.sin_port))
+        self.port = port
         Thread {
             let connection = accept(listener, nil, nil)
             guard connection >= 0 else { return }
