@@ -1,4 +1,5 @@
 import ArgumentParser
+import FerryPosix
 import Logging
 
 /// `ferry`: the command-line interface. Commands live in this library so tests can parse and
@@ -31,13 +32,3 @@ public struct FerryCommand: AsyncParsableCommand {
         }
     }
 }
-
-enum ProcessEnvironment {
-    static func value(_ name: String) -> String? {
-        getenv(name).map { String(cString: $0) }
-    }
-}
-
-#if canImport(Glibc)
-import Glibc
-#endif

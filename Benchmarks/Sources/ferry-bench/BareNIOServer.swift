@@ -29,17 +29,8 @@ enum BareNIOServer {
     }
 
     static func run(_ arguments: [String]) throws {
-        var port = 0
-        var size = 1024
-        try parseFlags(arguments) { flag, value in
-            guard let number = Int(value) else { throw Failure("\(flag) needs a number") }
-            switch flag {
-            case "--port": port = number
-            case "--size": size = number
-            default: return false
-            }
-            return true
-        }
+        let flags = try parseNumberFlags(arguments, defaults: ["--port": 0, "--size": 1024])
+        let (port, size) = (flags["--port"]!, flags["--size"]!)
         var response = ByteBuffer(
             string: "HTTP/1.1 200 OK\r\nContent-Length: \(size)\r\nContent-Type: application/octet-stream\r\n\r\n"
         )

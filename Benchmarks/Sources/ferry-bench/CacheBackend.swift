@@ -85,21 +85,12 @@ enum CacheBackend {
     }
 
     static func run(_ arguments: [String]) throws {
-        var port = 0
-        var capacity = 1000
-        var missMilliseconds = 2
-        var size = 1024
-        try parseFlags(arguments) { flag, value in
-            guard let number = Int(value) else { throw Failure("\(flag) needs a number") }
-            switch flag {
-            case "--port": port = number
-            case "--capacity": capacity = number
-            case "--miss-ms": missMilliseconds = number
-            case "--size": size = number
-            default: return false
-            }
-            return true
-        }
+        let flags = try parseNumberFlags(
+            arguments,
+            defaults: ["--port": 0, "--capacity": 1000, "--miss-ms": 2, "--size": 1024]
+        )
+        let (port, capacity, size) = (flags["--port"]!, flags["--capacity"]!, flags["--size"]!)
+        let missMilliseconds = flags["--miss-ms"]!
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let cache = Cache(capacity: capacity)
         let body = ByteBuffer(repeating: UInt8(ascii: "c"), count: size)

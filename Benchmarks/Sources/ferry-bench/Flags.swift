@@ -7,3 +7,15 @@ func parseFlags(_ arguments: [String], _ take: (_ flag: String, _ value: String)
         guard try take(flag, value) else { throw Failure("unknown option \(flag)") }
     }
 }
+
+/// Parses options that all take a number: `defaults` names each with its default; the numbers given.
+func parseNumberFlags(_ arguments: [String], defaults: [String: Int]) throws -> [String: Int] {
+    var numbers = defaults
+    try parseFlags(arguments) { flag, value in
+        guard numbers[flag] != nil else { return false }
+        guard let number = Int(value) else { throw Failure("\(flag) needs a number") }
+        numbers[flag] = number
+        return true
+    }
+    return numbers
+}

@@ -16,9 +16,10 @@ enum PlainLookup {
     /// command (whose deadlines, 5 s to connect and 30 s to answer, are then the user's).
     static let patience = Duration.seconds(2)
 
-    /// The lines to print, or nil to leave the command to the parser: always when `secured`.
-    static func answer(_ arguments: [String], secured: Bool) -> String? {
-        guard !secured, let (daemon, name) = Self.request(arguments),
+    /// The lines to print, or nil to leave the command to the parser: always when `secured`
+    /// (asked only of a command of this form).
+    static func answer(_ arguments: [String], secured: () -> Bool) -> String? {
+        guard let (daemon, name) = Self.request(arguments), !secured(),
             let connection = BlockingConnection(to: daemon, deadline: .now + Self.patience)
         else { return nil }
         defer { connection.close() }
@@ -32,7 +33,7 @@ enum PlainLookup {
     static func request(_ arguments: [String]) -> (daemon: ServiceEndpoint, name: String)? {
         var rest = arguments[...]
         guard rest.popFirst() == "endpoints" else { return nil }
-        var daemon = ServiceEndpoint(host: "127.0.0.1", port: EndpointDaemon.defaultPort)
+        var daemon = EndpointsCommand.defaultDaemon
         if let flag = rest.first, flag == "--addr" || flag.hasPrefix("--addr=") {
             rest.removeFirst()
             let text = flag == "--addr" ? rest.popFirst() : String(flag.dropFirst("--addr=".count))

@@ -13,13 +13,17 @@ public enum QuickAnswers {
     /// The text to print for `arguments` (without the program's name), or nil to parse them.
     ///
     /// - Parameter credentials: where the command would find cluster credentials (a command here
-    ///   has no `--data-dir`); with them it would speak TLS, which is left to the parser.
+    ///   has no `--data-dir`); with them it would speak TLS, which is left to the parser. Looked
+    ///   for only once the arguments are a lookup's: no other command pays for it twice.
     public static func answer(
         _ arguments: [String],
-        credentials: String? = WireSecurity.directory(explicit: nil)
+        credentials: @autoclosure () -> String? = WireSecurity.directory(explicit: nil)
     ) -> String? {
         TopLevelHelp.answer(arguments)
-            ?? PlainLookup.answer(arguments, secured: credentials.map { ClusterCredentials.exist(in: $0) } ?? false)
+            ?? PlainLookup.answer(
+                arguments,
+                secured: { credentials().map { ClusterCredentials.exist(in: $0) } ?? false }
+            )
     }
 
     /// Writes `text` to standard output as `print` does for the parser's commands: an output that

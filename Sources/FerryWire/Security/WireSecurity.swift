@@ -1,3 +1,4 @@
+import FerryPosix
 import Foundation
 import NIOConcurrencyHelpers
 
@@ -33,7 +34,7 @@ public enum WireSecurity {
     /// `FERRY_DATA_DIR`'s `tls/`, else `~/.ferry/tls`.
     public static func directory(explicit: String?) -> String? {
         if let explicit { return explicit }
-        if let inherited = environment(Self.environmentVariable) {
+        if let inherited = ProcessEnvironment.value(Self.environmentVariable) {
             return inherited.isEmpty ? nil : inherited
         }
         return ClusterCredentials.directory(inDataDirectory: Self.dataDirectory(explicit: nil))
@@ -42,7 +43,7 @@ public enum WireSecurity {
     /// A command's data directory: `explicit` (its `--data-dir`), else `FERRY_DATA_DIR`, else
     /// `~/.ferry`, where `ferry up` keeps its state unless told otherwise.
     public static func dataDirectory(explicit: String?) -> String {
-        explicit ?? environment("FERRY_DATA_DIR") ?? Self.defaultDataDirectory
+        explicit ?? ProcessEnvironment.value("FERRY_DATA_DIR") ?? Self.defaultDataDirectory
     }
 
     /// `~/.ferry`.
@@ -54,11 +55,4 @@ public enum WireSecurity {
     public static func bootstrap(explicit: String?) throws {
         Self.bootstrap(try Self.directory(explicit: explicit).flatMap { try ClusterCredentials.load(from: $0) })
     }
-}
-
-/// One variable of this process's environment. `getenv`, not `ProcessInfo`: these are read by every
-/// `ferry` command at its start, and ProcessInfo copies the whole environment into a dictionary
-/// first (a tenth of `ferry endpoints lookup`'s time, in `perf record`).
-private func environment(_ name: String) -> String? {
-    getenv(name).map { String(cString: $0) }
 }
