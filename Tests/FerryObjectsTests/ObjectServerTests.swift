@@ -38,7 +38,8 @@ final class Blocker: ObjectServant {
             method: method,
             epoch: epoch,
             callID: callID,
-            deadlineMilliseconds: 5000,
+            // Room for a parallel `swift test`, whose start starves the pool for seconds.
+            deadlineMilliseconds: 60_000,
             arguments: arguments
         )
         return try await wire.call(call).decode(as: ObjectResult.self)
