@@ -524,6 +524,7 @@ let package = Package(
                 .product(name: "WasmKit", package: "WasmKit"),
                 "FerryGuest",
                 "FerryMigration",
+                "FerryTestSupport",
             ]
         ),
         .testTarget(

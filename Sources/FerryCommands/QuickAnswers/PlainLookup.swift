@@ -1,4 +1,5 @@
 import FerryEndpoints
+import FerryPosix
 import FerryWire
 import NIOCore
 
@@ -19,8 +20,18 @@ enum PlainLookup {
     /// The lines to print, or nil to leave the command to the parser: always when `secured`
     /// (asked only of a command of this form).
     static func answer(_ arguments: [String], secured: () -> Bool) -> String? {
-        guard let (daemon, name) = Self.request(arguments), !secured(),
-            let connection = BlockingConnection(to: daemon, deadline: .now + Self.patience)
+        guard let (daemon, name) = Self.request(arguments), !secured() else { return nil }
+        // As NIO does when the command makes its socket: a reader that left the pipe does not
+        // kill the process, so the command's exit status stays the same on either path.
+        signal(SIGPIPE, SIG_IGN)
+        // An address, not a host name: the parser's command looks names up.
+        guard
+            let connection = try? BlockingSocket.connect(
+                host: daemon.host,
+                port: daemon.port,
+                patience: .until(.now + Self.patience),
+                numericHostOnly: true
+            )
         else { return nil }
         defer { connection.close() }
         guard let entries = Self.lookUp(name, over: connection) else { return nil }
@@ -45,16 +56,26 @@ enum PlainLookup {
     }
 
     /// The daemon's entries for `name`; nil for an error answer or anything unexpected.
-    static func lookUp(_ name: String, over connection: BlockingConnection) -> [EndpointEntry]? {
+    static func lookUp(_ name: String, over connection: BlockingSocket) -> [EndpointEntry]? {
         let requestID: UInt64 = 1
         let request = Frame(LookupRequest(name: name), requestID: requestID)
         var bytes = ByteBuffer()
         request.write(to: &bytes)
-        guard connection.send(bytes), var head = connection.receive(exactly: FrameHeader.size),
+        guard (try? bytes.withUnsafeReadableBytes { try connection.send($0) }) != nil,
+            var head = Self.receive(FrameHeader.size, over: connection),
             let header = try? FrameHeader.read(from: &head, maxPayloadLength: EndpointLimits.maxPayloadLength),
             header.requestID == requestID, header.flags == .response,
-            let payload = connection.receive(exactly: Int(header.payloadLength))
+            let payload = Self.receive(Int(header.payloadLength), over: connection)
         else { return nil }
         return try? Frame(header: header, payload: payload).decode(as: EndpointEntries.self).entries
+    }
+
+    private static func receive(_ count: Int, over connection: BlockingSocket) -> ByteBuffer? {
+        var bytes = ByteBuffer()
+        let received = try? bytes.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { buffer in
+            try connection.receive(into: UnsafeMutableRawBufferPointer(rebasing: buffer[..<count]))
+            return count
+        }
+        return received == nil ? nil : bytes
     }
 }

@@ -1,5 +1,6 @@
 import CFerryLinux
 import FerryEndpoints
+import FerryPosix
 import FerryWire
 import Foundation
 import NIOCore
@@ -75,14 +76,18 @@ final class MigrationSocket: @unchecked Sendable {
 
     /// Connects to a node's migration port; fails at once (in one line) when nothing listens.
     static func connect(to endpoint: ServiceEndpoint, timeout: Duration) throws -> MigrationSocket {
-        let fd: Int32
+        let connection: BlockingSocket
         do {
-            fd = try Self.connectPlain(to: endpoint, timeout: timeout)
+            connection = try BlockingSocket.connect(
+                host: endpoint.host,
+                port: endpoint.port,
+                patience: .eachCall(timeout)
+            )
         } catch {
-            throw MigrationError.transport("cannot reach the migration port \(endpoint): \(error)")
+            throw MigrationError.transport("cannot reach the migration port \(endpoint): \(error.reason)")
         }
         let socket = try MigrationSocket(
-            fd: fd,
+            fd: connection.fd,
             peer: "\(endpoint)",
             timeout: timeout,
             credentials: WireSecurity.credentials,
@@ -90,23 +95,6 @@ final class MigrationSocket: @unchecked Sendable {
         )
         try socket.send(Self.magic)
         return socket
-    }
-
-    /// A blocking TCP connection with `timeout` on each read and write: its descriptor.
-    static func connectPlain(to endpoint: ServiceEndpoint, timeout: Duration) throws -> Int32 {
-        let address = try SocketAddress.makeAddressResolvingHost(endpoint.host, port: endpoint.port)
-        let fd = socket(address.protocol.rawValue, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw MigrationError.transport(String(cString: strerror(errno))) }
-        var time = timeval(tv_sec: Int(timeout.components.seconds), tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &time, socklen_t(MemoryLayout<timeval>.size))
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &time, socklen_t(MemoryLayout<timeval>.size))
-        let connected = address.withSockAddr { pointer, size in Glibc.connect(fd, pointer, socklen_t(size)) }
-        guard connected == 0 else {
-            let reason = String(cString: strerror(errno))
-            Glibc.close(fd)
-            throw MigrationError.transport(reason)
-        }
-        return fd
     }
 
     func close() { self.transport.close() }

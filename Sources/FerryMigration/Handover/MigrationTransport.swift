@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import FerryPosix
 
 /// How a migration connection's bytes travel: straight through a blocking socket
 /// (``PlainMigrationTransport``), or through TLS when the node has the cluster's credentials
@@ -19,58 +17,22 @@ protocol MigrationTransport: AnyObject, Sendable {
 
 /// A blocking TCP socket: a move's memory goes from the guest's memory to the socket, and from
 /// the socket into the buffer the target restores from, with no copy between.
-final class PlainMigrationTransport: MigrationTransport, @unchecked Sendable {
-    // Sendable: the descriptor is immutable; `close` may come from another thread.
-    let fd: Int32
-    private let peer: String
+final class PlainMigrationTransport: MigrationTransport, Sendable {
+    let socket: BlockingSocket
 
     init(fd: Int32, peer: String, timeout: Duration) {
-        self.fd = fd
-        self.peer = peer
-        var time = timeval(tv_sec: Int(timeout.components.seconds), tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &time, socklen_t(MemoryLayout<timeval>.size))
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &time, socklen_t(MemoryLayout<timeval>.size))
-        var one: Int32 = 1
-        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        self.socket = BlockingSocket(adopting: fd, peer: peer, patience: .eachCall(timeout))
     }
 
     func send(_ bytes: UnsafeRawBufferPointer) throws {
-        var offset = 0
-        while offset < bytes.count {
-            let sent = Glibc.send(self.fd, bytes.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL))
-            if sent < 0, errno == EINTR { continue }
-            guard sent > 0 else {
-                throw MigrationError.transport(
-                    "sending to \(self.peer) failed: \(sent < 0 ? String(cString: strerror(errno)) : "closed")"
-                )
-            }
-            offset += sent
-        }
+        do { try self.socket.send(bytes) } catch { throw MigrationError.transport("\(error)") }
     }
 
     func receive(into buffer: UnsafeMutableRawBufferPointer) throws {
-        var offset = 0
-        while offset < buffer.count {
-            let got = recv(self.fd, buffer.baseAddress! + offset, buffer.count - offset, 0)
-            if got < 0, errno == EINTR { continue }
-            guard got > 0 else {
-                throw MigrationError.transport(
-                    got == 0
-                        ? "\(self.peer) closed the connection"
-                        : "receiving from \(self.peer) failed: \(String(cString: strerror(errno)))"
-                )
-            }
-            offset += got
-        }
+        do { try self.socket.receive(into: buffer) } catch { throw MigrationError.transport("\(error)") }
     }
 
-    var hasInput: Bool {
-        var descriptor = pollfd(fd: self.fd, events: Int16(POLLIN), revents: 0)
-        return poll(&descriptor, 1, 0) > 0
-    }
+    var hasInput: Bool { self.socket.hasInput }
 
-    func close() {
-        shutdown(self.fd, Int32(SHUT_RDWR))
-        Glibc.close(self.fd)
-    }
+    func close() { self.socket.close() }
 }

@@ -2,6 +2,7 @@ import CFerryLinux
 import FerryEndpoints
 import FerryGuest
 import FerryKV
+import FerryPosix
 import FerryServer
 import Foundation
 import NIOConcurrencyHelpers
@@ -143,8 +144,8 @@ final class ProcessServices: GuestNodeServices, @unchecked Sendable {
         guard let endpoint = ServiceEndpoint(address) else {
             throw GuestServiceUnavailable("'\(address)' is not HOST:PORT")
         }
-        let socket = try MigrationSocket.connectPlain(to: endpoint, timeout: .seconds(30))
-        return socket
+        return try BlockingSocket.connect(host: endpoint.host, port: endpoint.port, patience: .eachCall(.seconds(30)))
+            .fd
     }
 }
 
