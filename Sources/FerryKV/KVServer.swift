@@ -42,7 +42,7 @@ public final class KVServer: Service, Sendable {
             port: port,
             maxPayloadLength: KVLimits.maxPayloadLength,
             logger: logger
-        ) { KVHandler(store: store, logger: logger) }
+        ) { _ in KVHandler(store: store, logger: logger) }
         return KVServer(store: store, channel: channel)
     }
 

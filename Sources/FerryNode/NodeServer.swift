@@ -100,7 +100,7 @@ public final class NodeServer: Service, Sendable {
             port: configuration.port,
             maxPayloadLength: NodeLimits.maxPayloadLength,
             logger: logger
-        ) { NodeHandler(box: box, logger: logger) }
+        ) { _ in NodeHandler(box: box, logger: logger) }
         let endpoint = ServiceEndpoint(host: configuration.host, port: channel.localAddress?.port ?? configuration.port)
         let host = try ProcessHost(
             configuration: ProcessHost.Configuration(

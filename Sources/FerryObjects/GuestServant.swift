@@ -61,7 +61,11 @@ public final class GuestServant: ObjectServant, @unchecked Sendable {
         }
         let results: [Value]
         do {
-            results = try self.lock.withLock { try self.instance.invoke(method, wasmArguments) }
+            // The guest computes for as long as its limits let it: on the pool, not on the
+            // event loop of the connection the call came on.
+            results = try await withTaskExecutorPreference(globalConcurrentExecutor) {
+                try self.lock.withLock { try self.instance.invoke(method, wasmArguments) }
+            }
         } catch let stop as GuestStop {
             throw ErrorMessage(code: .internalError, message: "the guest was stopped in \(method): \(stop)")
         }
@@ -73,7 +77,9 @@ public final class GuestServant: ObjectServant, @unchecked Sendable {
     }
 
     public func state() async throws -> [UInt8] {
-        try self.lock.withLock { try self.instance.saveData() }
+        try await withTaskExecutorPreference(globalConcurrentExecutor) {
+            try self.lock.withLock { try self.instance.saveData() }
+        }
     }
 
     private static func wasmType(

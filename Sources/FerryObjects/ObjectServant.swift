@@ -3,6 +3,10 @@ import FerryWire
 /// An object as an adapter hosts it: something that runs methods by name. Generated protocols
 /// (`<Name>Object`, from WIT) implement ``invoke(_:arguments:)`` for Swift objects; a
 /// ``GuestServant`` implements it for a wasm guest. The adapter knows nothing else of it.
+///
+/// A call runs on the event loop of the connection it came on, as a handler does in gRPC C++'s
+/// callback API: a method must not block its thread, and one that computes for long runs that
+/// part under `withTaskExecutorPreference(globalConcurrentExecutor)`, as ``GuestServant`` does.
 public protocol ObjectServant: AnyObject, Sendable {
     /// Runs `method`; `arguments` is a list (positional) or a record (by name).
     func invoke(_ method: String, arguments: ObjectValue) async throws -> ObjectValue

@@ -80,12 +80,12 @@ public final class ObjectServer: Service, Sendable {
             port: port,
             maxPayloadLength: ObjectLimits.maxPayloadLength,
             logger: logger
-        ) {
+        ) { eventLoop in
             // A connection that arrives before the server is ready is closed.
             guard let server = handler.withLockedValue({ $0 }) else {
                 throw ErrorMessage(code: .unavailable, message: "the object server is starting")
             }
-            return ObjectCallHandler(server: server)
+            return ObjectCallHandler(server: server, eventLoop: eventLoop)
         }
         let bound = channel.localAddress?.port ?? port
         let directory = ObjectDirectory(
@@ -332,8 +332,13 @@ final class ObjectCallHandler: ChannelInboundHandler, Sendable {
     typealias OutboundOut = Frame
 
     private let server: ObjectServer
+    /// Where this connection's calls run: its event loop (``EventLoopTaskExecutor``).
+    private let executor: EventLoopTaskExecutor
 
-    init(server: ObjectServer) { self.server = server }
+    init(server: ObjectServer, eventLoop: any EventLoop) {
+        self.server = server
+        self.executor = EventLoopTaskExecutor(eventLoop)
+    }
 
     /// The latency histogram of object calls at `/metrics`.
     private static let callTimer = Timer(label: "ferry_object_call_duration_seconds")
@@ -352,7 +357,7 @@ final class ObjectCallHandler: ChannelInboundHandler, Sendable {
             case .objectCall:
                 let call = try frame.decode(as: ObjectCall.self)
                 let started = NIODeadline.now()
-                Task {
+                Task(executorPreference: self.executor) {
                     channel.writeAndFlush(await server.answer(call, requestID: requestID), promise: nil)
                     Self.callTimer.recordNanoseconds((NIODeadline.now() - started).nanoseconds)
                 }

@@ -47,7 +47,7 @@ public final class EndpointDaemon: Service, Sendable {
                 port: port,
                 maxPayloadLength: EndpointLimits.maxPayloadLength,
                 logger: logger
-            ) { EndpointHandler(directory: directory, logger: logger) }
+            ) { _ in EndpointHandler(directory: directory, logger: logger) }
         } catch {
             throw EndpointDaemonError.cannotBind(host: host, port: port, reason: "\(error)")
         }

@@ -29,7 +29,7 @@ final class ControlEndpoint: Sendable {
             port: port,
             maxPayloadLength: 64 * 1024,
             logger: logger
-        ) { ControlHandler(registry: registry, metrics: metrics, logger: logger) }
+        ) { _ in ControlHandler(registry: registry, metrics: metrics, logger: logger) }
         return ControlEndpoint(channel: channel)
     }
 

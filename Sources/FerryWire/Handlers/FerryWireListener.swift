@@ -4,15 +4,15 @@ import NIOPosix
 
 /// Binds a FerryWire server's listening socket: every accepted connection gets TLS (when there
 /// are `credentials`: then a peer without a certificate from the cluster's authority is refused
-/// at the handshake), the frame codec, then the handler `makeHandler` returns for it (which may
-/// throw to refuse the connection).
+/// at the handshake), the frame codec, then the handler `makeHandler` returns for it, given the
+/// connection's event loop (it may throw to refuse the connection).
 public func bindFerryWireServer(
     host: String,
     port: Int,
     maxPayloadLength: Int,
     credentials: ClusterCredentials? = WireSecurity.credentials,
     logger: Logger,
-    makeHandler: @escaping @Sendable () throws -> any ChannelHandler
+    makeHandler: @escaping @Sendable (_ eventLoop: any EventLoop) throws -> any ChannelHandler
 ) async throws -> any Channel {
     if credentials == nil {
         logger.debug("FerryWire on \(host):\(port) takes peers without credentials (none were found)")
@@ -26,7 +26,7 @@ public func bindFerryWireServer(
                 if let credentials { try channel.pipeline.syncOperations.addServerTLS(credentials) }
                 try channel.pipeline.syncOperations.addWriteCoalescer()
                 try channel.pipeline.syncOperations.addFrameCodec(maxPayloadLength: maxPayloadLength, logger: logger)
-                try channel.pipeline.syncOperations.addHandler(try makeHandler())
+                try channel.pipeline.syncOperations.addHandler(try makeHandler(channel.eventLoop))
             }
         }
         .bind(host: host, port: port)
