@@ -5,15 +5,19 @@
 # grow, then activation latency. Goal: Ferry's calls/s at least 1.0x gRPC C++'s, and its p99
 # lower, at 1, 16 and 64 callers. Writes objects.svg (calls/s per row) beside this script.
 #
-#   Benchmarks/objects.sh            (DURATION=5 WARMUP=1 by default)
+#   Benchmarks/objects.sh            (DURATION=5 WARMUP=1 ROUNDS=3 by default)
 #
 # All three servers run side by side, release builds (the C++ one -O2) on this machine; their
-# load generators take turns, row by row; each uses one connection, as an ordinary client does.
+# load generators take turns, row by row, ROUNDS times, and each figure is the median of the
+# rounds: on two shared cores one 5-second sample moves by half between runs. Each load generator
+# uses one connection, as an ordinary client does.
 # The anchors are built apart from the Ferry package, so that `swift test` never builds gRPC.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 DURATION=${DURATION:-5}
 WARMUP=${WARMUP:-1}
+ROUNDS=${ROUNDS:-3}
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "ROUNDS must be a whole number of rounds, at least 1; got '$ROUNDS'" >&2; exit 64; }
 require python3 pkg-config g++ make protoc:protobuf-compiler grpc_cpp_plugin:protobuf-compiler-grpc
 pkg-config --exists grpc++ || apt_install libgrpc++-dev
 
@@ -37,10 +41,16 @@ GRPC_ADDR=$(listening_address "$WORK/grpc.out")
 PIDS+=($!)
 GRPC_CPP_ADDR=$(listening_address "$WORK/grpc-cpp.out")
 
-field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p" <<<"$2"; }
+# The median of field $1 over the result lines that follow (the lower middle for an even count).
+median() {
+    local name=$1
+    shift
+    printf '%s\n' "$@" | sed -n "s/.*$name=\([0-9.]*\).*/\1/p" | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'
+}
 
 echo
-echo "counter.increment(by: 1), one connection, ${DURATION}s per row after ${WARMUP}s warm-up; p50 and p99 in µs"
+echo "counter.increment(by: 1), one connection; each figure the median of ${ROUNDS} rounds of ${DURATION}s"
+echo "(after ${WARMUP}s warm-up) in which the three take turns; p50 and p99 in µs"
 row() { printf '%-7s | %28s | %28s | %28s | %11s | %9s\n' "$@"; }
 group() { printf '%12s %6s %8s' "$@"; }
 printf '%-7s | %-28s | %-28s | %-28s | %-11s | %-9s\n' "" ferry grpc-swift grpc-c++ ferry/swift ferry/c++
@@ -48,15 +58,18 @@ row callers "$(group calls/s p50 p99)" "$(group calls/s p50 p99)" "$(group calls
 row "" "" "" "" "" "" | tr ' ' -
 printf 'callers\tferry\tgrpc-swift\tgrpc-c++\n' >"$WORK/rows"
 for callers in 1 16 64; do
-    ferry=$("$BENCH" objects load --addr "$FERRY_ADDR" --concurrency "$callers" --seconds "$DURATION" --warmup "$WARMUP")
-    swift=$("$GRPC" load --port "${GRPC_ADDR##*:}" --concurrency "$callers" --duration "$DURATION" --warmup "$WARMUP")
-    cpp=$("$GRPC_CPP/client" --port "${GRPC_CPP_ADDR##*:}" --concurrency "$callers" --duration "$DURATION" --warmup "$WARMUP")
-    fr=$(printf %.0f "$(field calls_per_second "$ferry")")
-    sr=$(printf %.0f "$(field calls_per_second "$swift")")
-    cr=$(printf %.0f "$(field calls_per_second "$cpp")")
-    row "$callers" "$(group "$fr" "$(field p50_us "$ferry")" "$(field p99_us "$ferry")")" \
-        "$(group "$sr" "$(field p50_us "$swift")" "$(field p99_us "$swift")")" \
-        "$(group "$cr" "$(field p50_us "$cpp")" "$(field p99_us "$cpp")")" \
+    ferry=() swift=() cpp=()
+    for _ in $(seq "$ROUNDS"); do
+        ferry+=("$("$BENCH" objects load --addr "$FERRY_ADDR" --concurrency "$callers" --seconds "$DURATION" --warmup "$WARMUP")")
+        swift+=("$("$GRPC" load --port "${GRPC_ADDR##*:}" --concurrency "$callers" --duration "$DURATION" --warmup "$WARMUP")")
+        cpp+=("$("$GRPC_CPP/client" --port "${GRPC_CPP_ADDR##*:}" --concurrency "$callers" --duration "$DURATION" --warmup "$WARMUP")")
+    done
+    fr=$(printf %.0f "$(median calls_per_second "${ferry[@]}")")
+    sr=$(printf %.0f "$(median calls_per_second "${swift[@]}")")
+    cr=$(printf %.0f "$(median calls_per_second "${cpp[@]}")")
+    row "$callers" "$(group "$fr" "$(median p50_us "${ferry[@]}")" "$(median p99_us "${ferry[@]}")")" \
+        "$(group "$sr" "$(median p50_us "${swift[@]}")" "$(median p99_us "${swift[@]}")")" \
+        "$(group "$cr" "$(median p50_us "${cpp[@]}")" "$(median p99_us "${cpp[@]}")")" \
         "$(ratio "$fr" "$sr")" "$(ratio "$fr" "$cr")"
     printf '%s\t%s\t%s\t%s\n' "$callers" "$fr" "$sr" "$cr" >>"$WORK/rows"
 done
