@@ -136,6 +136,7 @@ let package = Package(
         .target(
             name: "FerryEndpoints",
             dependencies: [
+                "FerryPosix",
                 "FerryWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -247,6 +248,7 @@ let package = Package(
         .target(
             name: "FerryCDN",
             dependencies: [
+                "FerryPosix",
                 "FerryConfiguration",
                 "FerryEndpoints",
                 "FerryHTTP",

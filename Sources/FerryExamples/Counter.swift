@@ -28,6 +28,9 @@ public final class Counter: CounterObject {
 
     /// The object type `counter`, optionally hosted in segment processes started by `launcher`.
     public static func type(name: String = "counter", segmentLauncher: SegmentLauncher? = nil) -> ObjectType {
-        ObjectType(name: name, segmentLauncher: segmentLauncher) { _, state in Counter(state: state) }
+        // A counter's methods only add: its calls run on the connection's event loop.
+        ObjectType(name: name, segmentLauncher: segmentLauncher, runsOnEventLoop: true) { _, state in
+            Counter(state: state)
+        }
     }
 }

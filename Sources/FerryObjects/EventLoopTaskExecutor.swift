@@ -1,10 +1,8 @@
 import NIOCore
 
-/// Runs a task's jobs on one event loop. A call's task started with it runs on the loop of the
-/// connection it came on, from the frame read to the answer written, as gRPC C++'s callback API
-/// runs a handler on the thread that polled its call: no hand-over to the cooperative pool and
-/// back, which at one caller was most of a call's time. What the task awaits on an executor of
-/// its own (an actor, a servant that hops off for long work) runs there.
+/// Runs a task's jobs on one event loop: a call to a type that runs on the event loop
+/// (``ObjectType/runsOnEventLoop``) runs on the loop of the connection it came on. What the task
+/// awaits on an executor of its own (an actor's) runs there.
 final class EventLoopTaskExecutor: TaskExecutor {
     let eventLoop: any EventLoop
 

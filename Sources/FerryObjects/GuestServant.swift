@@ -61,11 +61,7 @@ public final class GuestServant: ObjectServant, @unchecked Sendable {
         }
         let results: [Value]
         do {
-            // The guest computes for as long as its limits let it: on the pool, not on the
-            // event loop of the connection the call came on.
-            results = try await withTaskExecutorPreference(globalConcurrentExecutor) {
-                try self.lock.withLock { try self.instance.invoke(method, wasmArguments) }
-            }
+            results = try self.lock.withLock { try self.instance.invoke(method, wasmArguments) }
         } catch let stop as GuestStop {
             throw ErrorMessage(code: .internalError, message: "the guest was stopped in \(method): \(stop)")
         }
@@ -77,9 +73,7 @@ public final class GuestServant: ObjectServant, @unchecked Sendable {
     }
 
     public func state() async throws -> [UInt8] {
-        try await withTaskExecutorPreference(globalConcurrentExecutor) {
-            try self.lock.withLock { try self.instance.saveData() }
-        }
+        try self.lock.withLock { try self.instance.saveData() }
     }
 
     private static func wasmType(

@@ -3,10 +3,6 @@ import FerryWire
 /// An object as an adapter hosts it: something that runs methods by name. Generated protocols
 /// (`<Name>Object`, from WIT) implement ``invoke(_:arguments:)`` for Swift objects; a
 /// ``GuestServant`` implements it for a wasm guest. The adapter knows nothing else of it.
-///
-/// A call runs on the event loop of the connection it came on, as a handler does in gRPC C++'s
-/// callback API: a method must not block its thread, and one that computes for long runs that
-/// part under `withTaskExecutorPreference(globalConcurrentExecutor)`, as ``GuestServant`` does.
 public protocol ObjectServant: AnyObject, Sendable {
     /// Runs `method`; `arguments` is a list (positional) or a record (by name).
     func invoke(_ method: String, arguments: ObjectValue) async throws -> ObjectValue
@@ -25,14 +21,22 @@ public struct ObjectType: Sendable {
     public var make: @Sendable (_ id: String, _ state: [UInt8]?) async throws -> any ObjectServant
     /// How to host its objects in a process of their own, for adapters with `segment` isolation.
     public var segmentLauncher: SegmentLauncher?
+    /// Whether a call runs on the event loop of the connection it came on, from the frame read
+    /// to the answer written, as gRPC C++'s callback API runs a handler on the thread that polled
+    /// it: no hop to the cooperative pool and back, which at one caller is most of a small call's
+    /// time. Only for methods that neither block nor compute for long, since the loop serves
+    /// other connections and services too, and one connection's calls then share one thread.
+    public var runsOnEventLoop: Bool
 
     public init(
         name: String,
         segmentLauncher: SegmentLauncher? = nil,
+        runsOnEventLoop: Bool = false,
         make: @escaping @Sendable (_ id: String, _ state: [UInt8]?) async throws -> any ObjectServant
     ) {
         self.name = name
         self.segmentLauncher = segmentLauncher
+        self.runsOnEventLoop = runsOnEventLoop
         self.make = make
     }
 }

@@ -163,6 +163,11 @@ public final class ObjectServer: Service, Sendable {
 
     func adapter(for id: String) -> ObjectAdapter? { self.byType[String(ObjectNames.type(of: id))] }
 
+    /// Whether calls to `id` run on their connection's event loop (``ObjectType/runsOnEventLoop``).
+    func runsOnEventLoop(_ id: String) -> Bool {
+        self.adapter(for: id)?.types[String(ObjectNames.type(of: id))]?.runsOnEventLoop ?? false
+    }
+
     // MARK: Requests
 
     /// Answers one call, at most once per call id.
@@ -326,13 +331,14 @@ extension Frame {
 }
 
 /// One connection to an object server: each call runs as its own task, so a slow method holds
-/// up only itself.
+/// up only itself (on the pool; on the connection's event loop for the types that ask for it,
+/// whose methods are never slow).
 final class ObjectCallHandler: ChannelInboundHandler, Sendable {
     typealias InboundIn = Frame
     typealias OutboundOut = Frame
 
     private let server: ObjectServer
-    /// Where this connection's calls run: its event loop (``EventLoopTaskExecutor``).
+    /// Where calls to types that run on the event loop run: this connection's.
     private let executor: EventLoopTaskExecutor
 
     init(server: ObjectServer, eventLoop: any EventLoop) {
@@ -357,7 +363,7 @@ final class ObjectCallHandler: ChannelInboundHandler, Sendable {
             case .objectCall:
                 let call = try frame.decode(as: ObjectCall.self)
                 let started = NIODeadline.now()
-                Task(executorPreference: self.executor) {
+                Task(executorPreference: server.runsOnEventLoop(call.object) ? self.executor : nil) {
                     channel.writeAndFlush(await server.answer(call, requestID: requestID), promise: nil)
                     Self.callTimer.recordNanoseconds((NIODeadline.now() - started).nanoseconds)
                 }

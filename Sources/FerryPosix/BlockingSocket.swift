@@ -45,25 +45,30 @@ public struct BlockingSocket: Sendable {
         patience: Patience,
         numericHostOnly: Bool = false
     ) throws(PosixError) -> BlockingSocket {
-        let operation = "cannot connect to \(host.contains(":") ? "[\(host)]" : host):\(port)"
-        var hints = addrinfo()
-        hints.ai_family = AF_UNSPEC
-        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-        hints.ai_flags = AI_NUMERICSERV | (numericHostOnly ? AI_NUMERICHOST : 0)
-        var list: UnsafeMutablePointer<addrinfo>?
-        let status = getaddrinfo(host, String(port), &hints, &list)
-        guard status == 0, let info = list else {
-            throw PosixError(operation, reason: String(cString: gai_strerror(status)))
-        }
-        defer { freeaddrinfo(list) }
-        let fd = socket(info.pointee.ai_family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let peer = hostAndPort(host, port)
+        let operation = "cannot connect to \(peer)"
+        let address = try AddressLookup(
+            host: host,
+            port: port,
+            socketType: Int32(SOCK_STREAM.rawValue),
+            flags: numericHostOnly ? AI_NUMERICHOST : 0,
+            operation: operation
+        )
+        let fd = socket(address.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw PosixError.system(operation) }
-        let socket = BlockingSocket(adopting: fd, peer: "\(host):\(port)", patience: patience)
+        let socket = BlockingSocket(adopting: fd, peer: peer, patience: patience)
         // SO_SNDTIMEO bounds connect() too (Linux socket(7)); when it runs out, EINPROGRESS.
-        guard socket.arm(SO_SNDTIMEO), Glibc.connect(fd, info.pointee.ai_addr, info.pointee.ai_addrlen) == 0 else {
-            let error = errno
+        guard socket.arm(SO_SNDTIMEO) else {
             Glibc.close(fd)
-            throw PosixError(operation, reason: socket.reason(error, waiting: "no answer"))
+            throw PosixError(operation, reason: socket.ranOut("no answer"))
+        }
+        guard address.withSocketAddress({ Glibc.connect(fd, $0, $1) }) == 0 else {
+            let code = errno
+            Glibc.close(fd)
+            throw PosixError(
+                operation,
+                reason: code == EINPROGRESS ? socket.ranOut("no answer") : String(cString: strerror(code))
+            )
         }
         return socket
     }
@@ -71,12 +76,18 @@ public struct BlockingSocket: Sendable {
     /// Sends every byte of `bytes`.
     /// - Throws: ``PosixError`` naming the peer: an error, or the patience ran out.
     public func send(_ bytes: UnsafeRawBufferPointer) throws(PosixError) {
+        let operation = "sending to \(self.peer)"
         var offset = 0
         while offset < bytes.count {
-            guard self.arm(SO_SNDTIMEO) else { throw self.failure(sending: true, ETIMEDOUT) }
+            guard self.arm(SO_SNDTIMEO) else { throw PosixError(operation, reason: self.ranOut("it took nothing")) }
             let sent = Glibc.send(self.fd, bytes.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL))
-            if sent < 0, errno == EINTR { continue }
-            guard sent > 0 else { throw self.failure(sending: true, sent < 0 ? errno : EPIPE) }
+            if sent < 0 {
+                switch self.next(after: errno) {
+                case .again: continue
+                case .ranOut: throw PosixError(operation, reason: self.ranOut("it took nothing"))
+                case .failed(let reason): throw PosixError(operation, reason: reason)
+                }
+            }
             offset += sent
         }
     }
@@ -84,15 +95,19 @@ public struct BlockingSocket: Sendable {
     /// Fills the whole of `buffer`.
     /// - Throws: ``PosixError`` naming the peer: an error, its end, or the patience ran out.
     public func receive(into buffer: UnsafeMutableRawBufferPointer) throws(PosixError) {
+        let operation = "receiving from \(self.peer)"
         var offset = 0
         while offset < buffer.count {
-            guard self.arm(SO_RCVTIMEO) else { throw self.failure(sending: false, ETIMEDOUT) }
+            guard self.arm(SO_RCVTIMEO) else { throw PosixError(operation, reason: self.ranOut("nothing came")) }
             let got = recv(self.fd, buffer.baseAddress! + offset, buffer.count - offset, 0)
-            if got < 0, errno == EINTR { continue }
-            guard got > 0 else {
-                if got == 0 { throw PosixError("receiving from \(self.peer)", reason: "it closed the connection") }
-                throw self.failure(sending: false, errno)
+            if got < 0 {
+                switch self.next(after: errno) {
+                case .again: continue
+                case .ranOut: throw PosixError(operation, reason: self.ranOut("nothing came"))
+                case .failed(let reason): throw PosixError(operation, reason: reason)
+                }
             }
+            guard got > 0 else { throw PosixError(operation, reason: "it closed the connection") }
             offset += got
         }
     }
@@ -111,21 +126,28 @@ public struct BlockingSocket: Sendable {
 
     // MARK: Time
 
-    private func failure(sending: Bool, _ code: Int32) -> PosixError {
-        PosixError(
-            sending ? "sending to \(self.peer)" : "receiving from \(self.peer)",
-            reason: self.reason(code, waiting: sending ? "it took nothing" : "nothing came")
-        )
+    private enum Next {
+        case again
+        case ranOut
+        case failed(String)
     }
 
-    /// The system's words for `code`, or what did not happen in time for a timeout's.
-    private func reason(_ code: Int32, waiting: String) -> String {
-        guard code == EAGAIN || code == EWOULDBLOCK || code == EINPROGRESS || code == ETIMEDOUT else {
-            return String(cString: strerror(code))
-        }
+    /// What follows a call that failed with `code`: again after a signal, and under one deadline
+    /// after a timeout (the kernel may end one a little early; the next ``arm(_:)`` says whether
+    /// time is left); a call's own timeout is final. Anything else (the kernel's own ETIMEDOUT
+    /// of a dead peer among them) fails with the system's words.
+    private func next(after code: Int32) -> Next {
+        if code == EINTR { return .again }
+        guard code == EAGAIN || code == EWOULDBLOCK else { return .failed(String(cString: strerror(code))) }
+        if case .until = self.patience { return .again }
+        return .ranOut
+    }
+
+    /// What did not happen in time, in words.
+    private func ranOut(_ what: String) -> String {
         switch self.patience {
-        case .eachCall(let wait): return "\(waiting) for \(wait)"
-        case .until: return "\(waiting) before the deadline"
+        case .eachCall(let wait): "\(what) for \(wait)"
+        case .until: "\(what) before the deadline"
         }
     }
 
@@ -141,8 +163,9 @@ public struct BlockingSocket: Sendable {
     @discardableResult
     private static func set(_ option: Int32, to wait: Duration, on fd: Int32) -> Bool {
         let (seconds, attoseconds) = wait.components
-        // At least a microsecond: a zero timeout would mean none.
-        var timeout = timeval(tv_sec: Int(seconds), tv_usec: max(1, Int(attoseconds / 1_000_000_000_000)))
+        // Rounded up to a whole microsecond: a zero timeout would mean none.
+        var timeout = timeval(tv_sec: Int(seconds), tv_usec: Int((attoseconds + 999_999_999_999) / 1_000_000_000_000))
+        if timeout.tv_usec == 1_000_000 { (timeout.tv_sec, timeout.tv_usec) = (timeout.tv_sec + 1, 0) }
         return setsockopt(fd, SOL_SOCKET, option, &timeout, socklen_t(MemoryLayout<timeval>.size)) == 0
     }
 }

@@ -17,23 +17,22 @@ public enum BoundSocket {
         nonblocking: Bool = false,
         backlog: Int32 = 128
     ) throws(PosixError) -> (fd: Int32, address: PeerAddress) {
-        let operation = datagram ? "cannot bind \(host):\(port)" : "cannot listen on \(host):\(port)"
-        var hints = addrinfo()
-        hints.ai_family = AF_UNSPEC
-        hints.ai_socktype = Int32((datagram ? SOCK_DGRAM : SOCK_STREAM).rawValue)
-        hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV
-        var list: UnsafeMutablePointer<addrinfo>?
-        let status = getaddrinfo(host, String(port), &hints, &list)
-        guard status == 0, let info = list else {
-            throw PosixError(operation, reason: String(cString: gai_strerror(status)))
-        }
-        defer { freeaddrinfo(list) }
-        let type = hints.ai_socktype | Int32(SOCK_CLOEXEC.rawValue) | (nonblocking ? Int32(SOCK_NONBLOCK.rawValue) : 0)
-        let fd = socket(info.pointee.ai_family, type, 0)
+        let operation =
+            datagram ? "cannot bind \(hostAndPort(host, port))" : "cannot listen on \(hostAndPort(host, port))"
+        let socketType = Int32((datagram ? SOCK_DGRAM : SOCK_STREAM).rawValue)
+        let address = try AddressLookup(
+            host: host,
+            port: port,
+            socketType: socketType,
+            flags: AI_PASSIVE,
+            operation: operation
+        )
+        let type = socketType | Int32(SOCK_CLOEXEC.rawValue) | (nonblocking ? Int32(SOCK_NONBLOCK.rawValue) : 0)
+        let fd = socket(address.family, type, 0)
         guard fd >= 0 else { throw PosixError.system(operation) }
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        guard bind(fd, info.pointee.ai_addr, info.pointee.ai_addrlen) == 0, datagram || listen(fd, backlog) == 0 else {
+        guard address.withSocketAddress({ bind(fd, $0, $1) }) == 0, datagram || listen(fd, backlog) == 0 else {
             let error = PosixError.system(operation)
             close(fd)
             throw error

@@ -301,7 +301,7 @@ import Testing
         let client = cluster.client()
         #expect(try await CounterStub(client.reference("counter", deadline: .seconds(90))).increment(by: 2) == 2)
         await #expect {
-            try await client.reference("nothing", deadline: .seconds(1)).invoke("get", [], idempotent: true)
+            try await client.reference("nothing", deadline: .seconds(60)).invoke("get", [], idempotent: true)
         } throws: { error in
             (error as? ErrorMessage)?.code == .notFound && "\(error)".contains("hosts type 'nothing'")
         }

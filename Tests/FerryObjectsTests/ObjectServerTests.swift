@@ -42,7 +42,40 @@ final class Blocker: ObjectServant {
             deadlineMilliseconds: 60_000,
             arguments: arguments
         )
-        return try await wire.call(call).decode(as: ObjectResult.self)
+        return try await wire.call(call, timeout: .seconds(60)).decode(as: ObjectResult.self)
+    }
+
+    /// A servant that answers whether its call runs on an event loop's thread.
+    final class WhereAmI: ObjectServant {
+        func invoke(_ method: String, arguments: ObjectValue) async throws -> ObjectValue {
+            .bool(MultiThreadedEventLoopGroup.currentEventLoop != nil)
+        }
+    }
+
+    @Test func onlyTypesThatAskForItRunOnTheConnectionsEventLoop() async throws {
+        let server = try await Self.serve([
+            try ObjectAdapter(
+                name: "probes",
+                policy: ObjectPolicy(),
+                types: [
+                    ObjectType(name: "looped", runsOnEventLoop: true) { _, _ in WhereAmI() },
+                    ObjectType(name: "pooled") { _, _ in WhereAmI() },
+                ]
+            )
+        ])
+        let wire = try await WireClient.connect(host: server.host, port: server.port)
+        func onEventLoop(_ object: String) async throws -> ObjectValue? {
+            guard case .value(let value, _) = try await Self.call(wire, object, "where", .list([])).outcome else {
+                return nil
+            }
+            return value
+        }
+        for _ in 0..<3 {
+            #expect(try await onEventLoop("looped") == .bool(true))
+            #expect(try await onEventLoop("pooled") == .bool(false), "a type that may block never holds up the loop")
+        }
+        await wire.close()
+        await server.close()
     }
 
     @Test func aGeneratedStubCallsARemoteObjectLikeALocalOne() async throws {

@@ -1,3 +1,5 @@
+import FerryPosix
+
 /// One edge as the redirector knows it: where it is and how to reach it (configuration), and
 /// whether it is healthy and how busy (what the health checker and the edge report).
 public struct EdgeStatus: Sendable, Hashable {
@@ -13,7 +15,7 @@ public struct EdgeStatus: Sendable, Hashable {
 
         /// `host:port`, with an IPv6 literal in brackets as in a URL.
         public var description: String {
-            self.host.contains(":") ? "[\(self.host)]:\(self.port)" : "\(self.host):\(self.port)"
+            hostAndPort(self.host, self.port)
         }
     }
 

@@ -1,3 +1,4 @@
+import FerryPosix
 import FerryWire
 import NIOCore
 
@@ -24,7 +25,7 @@ public struct ServiceEndpoint: Hashable, Sendable, Codable, CustomStringConverti
     }
 
     public var description: String {
-        self.host.contains(":") ? "[\(self.host)]:\(self.port)" : "\(self.host):\(self.port)"
+        hostAndPort(self.host, self.port)
     }
 
     func encode(into payload: inout ByteBuffer) {

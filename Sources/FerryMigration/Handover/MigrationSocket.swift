@@ -93,7 +93,12 @@ final class MigrationSocket: @unchecked Sendable {
             credentials: WireSecurity.credentials,
             isServer: false
         )
-        try socket.send(Self.magic)
+        do {
+            try socket.send(Self.magic)
+        } catch {
+            socket.close()
+            throw error
+        }
         return socket
     }
 

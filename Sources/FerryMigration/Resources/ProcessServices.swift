@@ -144,8 +144,17 @@ final class ProcessServices: GuestNodeServices, @unchecked Sendable {
         guard let endpoint = ServiceEndpoint(address) else {
             throw GuestServiceUnavailable("'\(address)' is not HOST:PORT")
         }
-        return try BlockingSocket.connect(host: endpoint.host, port: endpoint.port, patience: .eachCall(.seconds(30)))
+        do {
+            return try BlockingSocket.connect(
+                host: endpoint.host,
+                port: endpoint.port,
+                patience: .eachCall(.seconds(30))
+            )
             .fd
+        } catch {
+            // Whoever reports it names the address already.
+            throw GuestServiceUnavailable(error.reason)
+        }
     }
 }
 

@@ -1,3 +1,4 @@
+import FerryPosix
 import Logging
 import NIOCore
 import NIOSSL
@@ -32,7 +33,7 @@ public final class FrameErrorHandler: ChannelInboundHandler {
     /// `HOST:PORT`, not NIO's `[IPv4]HOST/HOST:PORT`.
     private static func text(_ address: SocketAddress) -> String {
         guard let host = address.ipAddress, let port = address.port else { return "\(address)" }
-        return host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+        return hostAndPort(host, port)
     }
 
     public func errorCaught(context: ChannelHandlerContext, error: any Error) {

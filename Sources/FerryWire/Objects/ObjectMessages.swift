@@ -1,3 +1,4 @@
+import FerryPosix
 import NIOCore
 
 /// Limits object peers keep to.
@@ -30,7 +31,7 @@ public struct ObjectBinding: Hashable, Sendable, Codable, CustomStringConvertibl
         self.epoch = epoch
     }
 
-    public var node: String { self.host.contains(":") ? "[\(self.host)]:\(self.port)" : "\(self.host):\(self.port)" }
+    public var node: String { hostAndPort(self.host, self.port) }
     public var description: String { "\(self.object)@\(self.node) epoch \(self.epoch)" }
 
     func encode(into payload: inout ByteBuffer) {
