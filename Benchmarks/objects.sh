@@ -42,6 +42,7 @@ PIDS+=($!)
 GRPC_CPP_ADDR=$(listening_address "$WORK/grpc-cpp.out")
 
 # The median of field $1 over the result lines that follow (the lower middle for an even count).
+# Rate, p50 and p99 each take their own median, so they may come from different rounds.
 median() {
     local name=$1
     shift
