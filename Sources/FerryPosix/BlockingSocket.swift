@@ -95,11 +95,19 @@ public struct BlockingSocket: Sendable {
     /// Fills the whole of `buffer`.
     /// - Throws: ``PosixError`` naming the peer: an error, its end, or the patience ran out.
     public func receive(into buffer: UnsafeMutableRawBufferPointer) throws(PosixError) {
-        let operation = "receiving from \(self.peer)"
         var offset = 0
         while offset < buffer.count {
+            offset += try self.receiveSome(into: UnsafeMutableRawBufferPointer(rebasing: buffer[offset...]))
+        }
+    }
+
+    /// Waits for some bytes and receives what has come, at most `buffer.count`: how many.
+    /// - Throws: ``PosixError`` naming the peer: an error, its end, or the patience ran out.
+    public func receiveSome(into buffer: UnsafeMutableRawBufferPointer) throws(PosixError) -> Int {
+        let operation = "receiving from \(self.peer)"
+        while true {
             guard self.arm(SO_RCVTIMEO) else { throw PosixError(operation, reason: self.ranOut("nothing came")) }
-            let got = recv(self.fd, buffer.baseAddress! + offset, buffer.count - offset, 0)
+            let got = recv(self.fd, buffer.baseAddress!, buffer.count, 0)
             if got < 0 {
                 switch self.next(after: errno) {
                 case .again: continue
@@ -108,7 +116,7 @@ public struct BlockingSocket: Sendable {
                 }
             }
             guard got > 0 else { throw PosixError(operation, reason: "it closed the connection") }
-            offset += got
+            return got
         }
     }
 

@@ -472,7 +472,8 @@ private func richResponse() -> DNSMessage {
             previous = here <= 0x3FFF ? here : 12
         }
         _ = try? DNSMessage.parse(chain)
-        #expect(ContinuousClock.now - start < .seconds(2))
+        // Generous for a loaded debug build; a quadratic walk of the chain would take minutes.
+        #expect(ContinuousClock.now - start < .seconds(10))
         #expect((try? DNSMessage.parse(self.header((0, 0, 0, 0)) + garbage))?.questions.isEmpty == true)
     }
 

@@ -295,7 +295,7 @@ import Testing
         for _ in 0..<4 { _ = try TestClient(port: edge.address.port).fetch("/p") }
         let client = try await EndpointClient.connect(host: "127.0.0.1", port: daemon.port)
         // Published every second: wait for a figure that counts the three hits of four.
-        let published = await eventually {
+        let published = await eventually(within: .seconds(60)) {
             guard let entry = try? await client.lookup("cdn-edge").first else { return false }
             return entry.endpoints == [edge.address] && entry.metadata["name"] == "e7"
                 && entry.metadata["region"] == "east" && entry.metadata["hit_ratio"] == "0.750"

@@ -235,13 +235,13 @@ import Testing
         await bench.east.close()
         let clock = ContinuousClock()
         let start = clock.now
-        let movedOver = await eventually {
+        let movedOver = await eventually(within: .seconds(60)) {
             (try? Self.addresses(bench.ask(Self.query("www.cdn.test", subnet: (10, 1, 0, 0))))) == ["127.0.0.3"]
         }
         #expect(movedOver)
         // One interval is 0.2 s; allow the check's own timeout and a loaded machine (a parallel
         // run starved it to 3.5 s once): the bound only says it happens within checks, not a ttl.
-        #expect(clock.now - start < .seconds(10))
+        #expect(clock.now - start < .seconds(30))
         await bench.west.close()
         let origin = try await eventually {
             let client = try TestClient(port: bench.redirector.address.port)

@@ -1,5 +1,6 @@
 import FerryEndpoints
 import FerryTestSupport
+import FerryWire
 import Foundation
 import Testing
 
@@ -43,9 +44,44 @@ import Testing
             #expect(
                 QuickAnswers.answer(["endpoints", "--addr", address, "lookup", "web"], credentials: credentials.path)
                     == nil,
-                "with cluster credentials the command speaks TLS: left to the parser"
+                "credentials that do not load: left to the parser, which says why"
             )
         }
+    }
+
+    /// With the cluster's credentials the lookup speaks TLS, as the parser's command does, and
+    /// only to a member of the same cluster.
+    @Test func withClusterCredentialsTheLookupSpeaksTLSToMembersOnly() async throws {
+        let cluster = try TemporaryDirectory()
+        let credentials = cluster.path + "/tls"
+        try ClusterAuthority.create(in: credentials, memberName: "member")
+        let environment = ["FERRY_CREDENTIALS": credentials]
+        let daemon = try FerryProcess(["endpointd", "--port", "0"], environment: environment)
+        let address = String(try #require(daemon.nextLine()).dropFirst("listening on ".count))
+        defer { _ = daemon.stop(SIGTERM) }
+        let registered = try FerryProcess(
+            ["endpoints", "--addr", address, "register", "--once", "--ttl", "600", "web", "127.0.0.1:1"],
+            environment: environment
+        )
+        #expect(registered.finish().status == 0)
+
+        let lookup = ["endpoints", "--addr", address, "lookup", "web"]
+        let answer = try #require(QuickAnswers.answer(lookup, credentials: credentials))
+        #expect(answer.hasPrefix("web 127.0.0.1:1 lease="))
+        #expect(QuickAnswers.answer(lookup, credentials: nil) == nil, "without credentials: left to the parser")
+        let elsewhere = try TemporaryDirectory()
+        try ClusterAuthority.create(in: elsewhere.path + "/tls", memberName: "intruder")
+        #expect(
+            QuickAnswers.answer(lookup, credentials: elsewhere.path + "/tls") == nil,
+            "another cluster's member is refused at the handshake: left to the parser"
+        )
+
+        let quick = try FerryProcess(lookup, environment: environment).finish()
+        let parsed = try FerryProcess(["endpoints", "lookup", "web", "--addr", address], environment: environment)
+            .finish()
+        #expect(quick.status == 0 && parsed.status == 0)
+        let withoutExpiry = { (line: String) in line.replacing(/expires-in=[0-9.]+s/, with: "expires-in=") }
+        #expect(withoutExpiry(quick.output) == withoutExpiry(parsed.output))
     }
 
     /// Each of these the parser does (and words its errors): a quick answer would differ from it.
@@ -77,7 +113,7 @@ import Testing
         let closed = try ClosedPort()
         let started = ContinuousClock.now
         #expect(self.lookUp(at: closed.port) == nil)
-        #expect(ContinuousClock.now - started < PlainLookup.patience, "a refused connection is not waited on")
+        #expect(ContinuousClock.now - started < QuickLookup.patience, "a refused connection is not waited on")
     }
 
     /// A peer that sends a byte now and then never makes the answer later than the patience.
@@ -86,7 +122,7 @@ import Testing
         let started = ContinuousClock.now
         #expect(self.lookUp(at: peer.port) == nil)
         let waited = ContinuousClock.now - started
-        #expect(waited >= PlainLookup.patience && waited < PlainLookup.patience * 2, "waited \(waited)")
+        #expect(waited >= QuickLookup.patience && waited < QuickLookup.patience * 2, "waited \(waited)")
     }
 
     /// As processes: the parser's output for the same lookup, and the parser's own error where

@@ -93,12 +93,12 @@ extension FerryProcessTests {
         _ = waitUntil(within: .seconds(10)) { load.answered >= 200 }
         let victim = backends[1]
         #expect(victim.0.stop(SIGKILL) != 0)
-        let left = try waitUntil(within: .seconds(5)) { try self.backendsUp(control: control) == [true, false, true] }
+        let left = try waitUntil(within: .seconds(30)) { try self.backendsUp(control: control) == [true, false, true] }
         let answeredAtKill = load.answered
         _ = waitUntil(within: .seconds(10)) { load.answered >= answeredAtKill + 300 }
 
         backends[1] = try backend(port: victim.1)
-        let rejoined = try waitUntil(within: .seconds(5)) {
+        let rejoined = try waitUntil(within: .seconds(30)) {
             try self.backendsUp(control: control) == [true, true, true]
         }
         _ = waitUntil(within: .seconds(10)) { load.answered >= answeredAtKill + 600 }

@@ -105,7 +105,7 @@ import Testing
             ttl: .seconds(30)
         )
         let secondAddress = "127.0.0.1:\(second.port)"
-        let followed = await eventually(within: .seconds(5)) {
+        let followed = await eventually(within: .seconds(60)) {
             runner.balancer.backends.map(\.spec.address.description) == [secondAddress]
         }
         #expect(followed)

@@ -5,7 +5,7 @@ import Glibc
 #endif
 
 /// The commands `ferry` answers before its argument parser and event loops start: the top-level
-/// help and a plain endpoint lookup. A client command is a process a script may start thousands
+/// help and an endpoint lookup. A client command is a process a script may start thousands
 /// of times, and the parser's reflection over the command tree (the runtime scanning 13,000
 /// protocol conformances) costs more than the whole answer. Each answer is exactly what the
 /// parser's command prints; anything else is left to the parser.
@@ -13,17 +13,13 @@ public enum QuickAnswers {
     /// The text to print for `arguments` (without the program's name), or nil to parse them.
     ///
     /// - Parameter credentials: where the command would find cluster credentials (a command here
-    ///   has no `--data-dir`); with them it would speak TLS, which is left to the parser. Looked
-    ///   for only once the arguments are a lookup's: no other command pays for it twice.
+    ///   has no `--data-dir`); with them it speaks TLS. Looked for only once the arguments are a
+    ///   lookup's: no other command pays for it twice.
     public static func answer(
         _ arguments: [String],
         credentials: @autoclosure () -> String? = WireSecurity.directory(explicit: nil)
     ) -> String? {
-        TopLevelHelp.answer(arguments)
-            ?? PlainLookup.answer(
-                arguments,
-                secured: { credentials().map { ClusterCredentials.exist(in: $0) } ?? false }
-            )
+        TopLevelHelp.answer(arguments) ?? QuickLookup.answer(arguments, credentials: credentials)
     }
 
     /// Writes `text` to standard output as `print` does for the parser's commands: an output that

@@ -3,12 +3,8 @@ import FerryPosix
 /// How a migration connection's bytes travel: straight through a blocking socket
 /// (``PlainMigrationTransport``), or through TLS when the node has the cluster's credentials
 /// (``TLSMigrationTransport``). Each call blocks the move's thread for at most the hand-over's
-/// timeout.
-protocol MigrationTransport: AnyObject, Sendable {
-    /// Sends every byte of `bytes`, or throws ``MigrationError/transport(_:)``.
-    func send(_ bytes: UnsafeRawBufferPointer) throws
-    /// Fills the whole of `buffer`, or throws ``MigrationError/transport(_:)``.
-    func receive(into buffer: UnsafeMutableRawBufferPointer) throws
+/// timeout; its `send` and `receive` throw ``MigrationError/transport(_:)``.
+protocol MigrationTransport: BlockingStream, AnyObject, Sendable {
     /// Whether some input is there to read now.
     var hasInput: Bool { get }
     /// Ends the connection; a send or receive blocked on it returns with an error.
