@@ -2,6 +2,9 @@ import FerryEndpoints
 import FerryTestSupport
 import FerryWire
 import Foundation
+import NIOCore
+import NIOPosix
+import NIOSSL
 import Testing
 
 @testable import FerryCommands
@@ -82,6 +85,40 @@ import Testing
         #expect(quick.status == 0 && parsed.status == 0)
         let withoutExpiry = { (line: String) in line.replacing(/expires-in=[0-9.]+s/, with: "expires-in=") }
         #expect(withoutExpiry(quick.output) == withoutExpiry(parsed.output))
+    }
+
+    /// A server whose certificate is not from the cluster's authority is not believed, even one
+    /// that asks nothing of the client and answers with a well-formed entry.
+    @Test func aServerOfAnotherClusterIsNotBelieved() async throws {
+        let cluster = try TemporaryDirectory()
+        try ClusterAuthority.create(in: cluster.path + "/tls", memberName: "member")
+        let elsewhere = try TemporaryDirectory()
+        try ClusterAuthority.create(in: elsewhere.path + "/tls", memberName: "impostor")
+        var configuration = TLSConfiguration.makeServerConfiguration(
+            certificateChain: try NIOSSLCertificate.fromPEMFile(elsewhere.path + "/tls/cert.pem").map {
+                .certificate($0)
+            },
+            privateKey: .privateKey(try NIOSSLPrivateKey(file: elsewhere.path + "/tls/key.pem", format: .pem))
+        )
+        configuration.certificateVerification = .none
+        let context = try NIOSSLContext(configuration: configuration)
+        let impostor = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context))
+                    try channel.pipeline.syncOperations.addFrameCodec(logger: TestLog.logger("impostor"))
+                    try channel.pipeline.syncOperations.addHandler(AnswersEveryLookup())
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        defer { impostor.close(promise: nil) }
+        let lookup = ["endpoints", "--addr", "127.0.0.1:\(impostor.localAddress!.port!)", "lookup", "web"]
+        #expect(QuickAnswers.answer(lookup, credentials: cluster.path + "/tls") == nil)
+        #expect(
+            QuickAnswers.answer(lookup, credentials: elsewhere.path + "/tls")
+                == "web 127.0.0.1:1 lease=7 expires-in=60.0s\n",
+            "the impostor's own member believes it: what the first lookup refused was its certificate"
+        )
     }
 
     /// Each of these the parser does (and words its errors): a quick answer would differ from it.
@@ -195,4 +232,27 @@ private final class DrippingPeer: @unchecked Sendable {
     }
 
     deinit { close(self.listener) }
+}
+
+/// Answers every frame with one entry for `web`, as a daemon would.
+private final class AnswersEveryLookup: ChannelInboundHandler {
+    typealias InboundIn = Frame
+    typealias OutboundOut = Frame
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let request = Self.unwrapInboundIn(data)
+        let entry = EndpointEntry(
+            name: "web",
+            endpoints: [ServiceEndpoint(host: "127.0.0.1", port: 1)],
+            metadata: [:],
+            leaseID: 7,
+            remainingMilliseconds: 60_000
+        )
+        let answer = Frame(
+            EndpointEntries(revision: 1, entries: [entry]),
+            flags: .response,
+            requestID: request.header.requestID
+        )
+        context.writeAndFlush(Self.wrapOutboundOut(answer), promise: nil)
+    }
 }
