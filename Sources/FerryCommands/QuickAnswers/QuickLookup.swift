@@ -25,11 +25,13 @@ enum QuickLookup {
     ///   any; asked only of a command of this form.
     static func answer(_ arguments: [String], credentials: () -> String?) -> String? {
         guard let (daemon, name) = Self.request(arguments) else { return nil }
-        // As WireSecurity decides for the parser's command: TLS when there is a `cert.pem`.
-        var secured: ClusterCredentials?
-        if let directory = credentials(), ClusterCredentials.exist(in: directory) {
-            guard let loaded = try? ClusterCredentials.load(from: directory) else { return nil }
-            secured = loaded
+        // As WireSecurity decides for the parser's command: TLS when there is a `cert.pem` (`load`
+        // answers nil without one); credentials that do not load are the parser's to report.
+        let secured: ClusterCredentials?
+        do {
+            secured = try credentials().flatMap(ClusterCredentials.load(from:))
+        } catch {
+            return nil
         }
         // As NIO does when the command makes its socket: a reader that left the pipe does not
         // kill the process, so the command's exit status stays the same on either path.
