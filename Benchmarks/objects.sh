@@ -10,7 +10,10 @@
 # All three servers run side by side, release builds (the C++ one -O2) on this machine; their
 # load generators take turns, row by row, ROUNDS times, and each figure is the median of the
 # rounds: on two shared cores one 5-second sample moves by half between runs. Each load generator
-# uses one connection, as an ordinary client does.
+# uses one connection, as an ordinary client does. Ferry's callers run twice: as tasks that ask
+# nothing (on the cooperative pool: `ferry`), and on the connection's event loop (`ferry-loop`:
+# an answer resumes its caller on the thread that read it, as gRPC C++'s callback API starts a
+# caller's next call from the callback).
 # The anchors are built apart from the Ferry package, so that `swift test` never builds gRPC.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -51,28 +54,30 @@ median() {
 
 echo
 echo "counter.increment(by: 1), one connection; each figure the median of ${ROUNDS} rounds of ${DURATION}s"
-echo "(after ${WARMUP}s warm-up) in which the three take turns; p50 and p99 in µs"
-row() { printf '%-7s | %28s | %28s | %28s | %11s | %9s\n' "$@"; }
+echo "(after ${WARMUP}s warm-up) in which the four take turns; p50 and p99 in µs"
+row() { printf '%-7s | %28s | %28s | %28s | %28s | %9s | %9s\n' "$@"; }
 group() { printf '%12s %6s %8s' "$@"; }
-printf '%-7s | %-28s | %-28s | %-28s | %-11s | %-9s\n' "" ferry grpc-swift grpc-c++ ferry/swift ferry/c++
-row callers "$(group calls/s p50 p99)" "$(group calls/s p50 p99)" "$(group calls/s p50 p99)" calls/s calls/s
-row "" "" "" "" "" "" | tr ' ' -
-printf 'callers\tferry\tgrpc-swift\tgrpc-c++\n' >"$WORK/rows"
+printf '%-7s | %-28s | %-28s | %-28s | %-28s | %-9s | %-9s\n' "" ferry ferry-loop grpc-swift grpc-c++ ferry/c++ loop/c++
+row callers "$(group calls/s p50 p99)" "$(group calls/s p50 p99)" "$(group calls/s p50 p99)" "$(group calls/s p50 p99)" calls/s calls/s
+row "" "" "" "" "" "" "" | tr ' ' -
+printf 'callers\tferry\tferry-loop\tgrpc-swift\tgrpc-c++\n' >"$WORK/rows"
+# The medians of one column's result lines: "calls/s p50 p99".
+medians() { printf '%.0f %s %s' "$(median calls_per_second "$@")" "$(median p50_us "$@")" "$(median p99_us "$@")"; }
 for callers in 1 16 64; do
-    ferry=() swift=() cpp=()
+    ferry=() loop=() swift=() cpp=()
     for _ in $(seq "$ROUNDS"); do
-        ferry+=("$("$BENCH" objects load --addr "$FERRY_ADDR" --concurrency "$callers" --seconds "$DURATION" --warmup "$WARMUP")")
+        ferry+=("$("$BENCH" objects load --addr "$FERRY_ADDR" --concurrency "$callers" --seconds "$DURATION" --warmup "$WARMUP" --callers-on pool)")
+        loop+=("$("$BENCH" objects load --addr "$FERRY_ADDR" --concurrency "$callers" --seconds "$DURATION" --warmup "$WARMUP" --callers-on loop)")
         swift+=("$("$GRPC" load --port "${GRPC_ADDR##*:}" --concurrency "$callers" --duration "$DURATION" --warmup "$WARMUP")")
         cpp+=("$("$GRPC_CPP/client" --port "${GRPC_CPP_ADDR##*:}" --concurrency "$callers" --duration "$DURATION" --warmup "$WARMUP")")
     done
-    fr=$(printf %.0f "$(median calls_per_second "${ferry[@]}")")
-    sr=$(printf %.0f "$(median calls_per_second "${swift[@]}")")
-    cr=$(printf %.0f "$(median calls_per_second "${cpp[@]}")")
-    row "$callers" "$(group "$fr" "$(median p50_us "${ferry[@]}")" "$(median p99_us "${ferry[@]}")")" \
-        "$(group "$sr" "$(median p50_us "${swift[@]}")" "$(median p99_us "${swift[@]}")")" \
-        "$(group "$cr" "$(median p50_us "${cpp[@]}")" "$(median p99_us "${cpp[@]}")")" \
-        "$(ratio "$fr" "$sr")" "$(ratio "$fr" "$cr")"
-    printf '%s\t%s\t%s\t%s\n' "$callers" "$fr" "$sr" "$cr" >>"$WORK/rows"
+    read -r fr fp50 fp99 <<<"$(medians "${ferry[@]}")"
+    read -r lr lp50 lp99 <<<"$(medians "${loop[@]}")"
+    read -r sr sp50 sp99 <<<"$(medians "${swift[@]}")"
+    read -r cr cp50 cp99 <<<"$(medians "${cpp[@]}")"
+    row "$callers" "$(group "$fr" "$fp50" "$fp99")" "$(group "$lr" "$lp50" "$lp99")" "$(group "$sr" "$sp50" "$sp99")" \
+        "$(group "$cr" "$cp50" "$cp99")" "$(ratio "$fr" "$cr")" "$(ratio "$lr" "$cr")"
+    printf '%s\t%s\t%s\t%s\t%s\n' "$callers" "$fr" "$lr" "$sr" "$cr" >>"$WORK/rows"
 done
 python3 "$(dirname "$0")/chart.py" --title "Object calls: counter.increment(by: 1), one connection, by callers" \
     --unit "calls/s" "$(dirname "$0")/objects.svg" <"$WORK/rows"

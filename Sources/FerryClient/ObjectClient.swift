@@ -14,6 +14,8 @@ public final class ObjectClient: Sendable {
     public let registry: RegistryAddress?
     private let endpoints: SharedEndpointClient?
     private let directNode: ServiceEndpoint?
+    /// The loop every connection to a node runs on, when the client was given one.
+    public let eventLoop: (any EventLoop)?
     private let clientID = UInt64.random(in: 1...UInt64.max)
     private let state = NIOLockedValueBox(State())
     private let logger: Logger
@@ -25,23 +27,42 @@ public final class ObjectClient: Sendable {
     }
 
     /// A client that binds names at the endpoint daemon at `daemon`.
-    public convenience init(daemon: ServiceEndpoint, logger: Logger = Logger(label: "ferry.client")) {
-        self.init(registry: .daemon(daemon), logger: logger)
+    public convenience init(
+        daemon: ServiceEndpoint,
+        eventLoop: (any EventLoop)? = nil,
+        logger: Logger = Logger(label: "ferry.client")
+    ) {
+        self.init(registry: .daemon(daemon), eventLoop: eventLoop, logger: logger)
     }
 
     /// A client that binds names at `registry` (an endpoint daemon, or etcd).
-    public init(registry: RegistryAddress, logger: Logger = Logger(label: "ferry.client")) {
+    ///
+    /// - Parameter eventLoop: the loop all connections to nodes run on; any of the shared group's
+    ///   if nil. Callers that run on it (`withTaskExecutorPreference(EventLoopTaskExecutor(loop))`)
+    ///   send and receive without a thread hop, as gRPC's callback API does.
+    public init(
+        registry: RegistryAddress,
+        eventLoop: (any EventLoop)? = nil,
+        logger: Logger = Logger(label: "ferry.client")
+    ) {
         self.registry = registry
         self.endpoints = SharedEndpointClient(registry: registry, logger: logger)
         self.directNode = nil
+        self.eventLoop = eventLoop
         self.logger = logger
     }
 
-    /// A client that calls the objects of one node, without a daemon.
-    public init(node: ServiceEndpoint, logger: Logger = Logger(label: "ferry.client")) {
+    /// A client that calls the objects of one node, without a daemon; `eventLoop` as for
+    /// ``init(registry:eventLoop:logger:)``.
+    public init(
+        node: ServiceEndpoint,
+        eventLoop: (any EventLoop)? = nil,
+        logger: Logger = Logger(label: "ferry.client")
+    ) {
         self.registry = nil
         self.endpoints = nil
         self.directNode = node
+        self.eventLoop = eventLoop
         self.logger = logger
     }
 
@@ -284,6 +305,7 @@ public final class ObjectClient: Sendable {
                     host: host,
                     port: port,
                     maxPayloadLength: ObjectLimits.maxPayloadLength,
+                    eventLoop: self.eventLoop,
                     logger: self.logger
                 )
             }

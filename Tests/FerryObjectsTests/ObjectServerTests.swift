@@ -92,6 +92,32 @@ final class Blocker: ObjectServant {
         await server.close()
     }
 
+    @Test func callersOnTheClientsEventLoopAreAnsweredThere() async throws {
+        let server = try await Self.serve([
+            try ObjectAdapter(name: "counters", policy: ObjectPolicy(), types: [Counter.type()])
+        ])
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let client = ObjectClient(node: server.node, eventLoop: loop)
+        let counter = CounterStub(client.reference("counter", deadline: .seconds(90)))
+        // Callers that send on the connection's own loop (no trip to it) and resume there.
+        try await withTaskExecutorPreference(EventLoopTaskExecutor(loop)) {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<4 {
+                    group.addTask {
+                        for _ in 0..<5 {
+                            _ = try await counter.increment(by: 1)
+                            #expect(loop.inEventLoop, "a caller that prefers the loop resumes on it")
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+        }
+        #expect(try await counter.get() == 20, "every call ran once")
+        await client.close()
+        await server.close()
+    }
+
     @Test func badCallsGetClearErrorsAndTheConnectionAndNodeCarryOn() async throws {
         let server = try await Self.serve([
             try ObjectAdapter(name: "counters", policy: ObjectPolicy(), types: [Counter.type()])

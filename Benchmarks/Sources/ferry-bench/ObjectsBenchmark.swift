@@ -1,9 +1,12 @@
 // ferry-bench objects: the object server's side of Benchmarks/objects.sh.
 //
 //   ferry-bench objects serve [--threading perInvocation]     an object node hosting `counter`
-//   ferry-bench objects load --addr HOST:PORT --concurrency C --seconds S [--warmup S]
+//   ferry-bench objects load --addr HOST:PORT --concurrency C --seconds S [--warmup S] [--callers-on loop|pool]
 //       one client (one connection), C callers of counter.increment(by: 1) through the generated
-//       stub; prints calls_per_second=<r> p50_us=<µs> p99_us=<µs> calls=<n>, as grpc-anchor does
+//       stub; prints calls_per_second=<r> p50_us=<µs> p99_us=<µs> calls=<n>, as grpc-anchor does.
+//       The callers run on the connection's event loop (each call's answer resumes its caller on
+//       the thread that read it, as gRPC C++'s callback API starts the next call from the
+//       callback), or with `pool` on the cooperative pool, as a task that asks nothing does.
 //   ferry-bench objects policies [--callers 64] [--seconds 2] [--work-ms 1]
 //       calls/s of each threading policy as the number of objects grows from 1 to 10,000
 //   ferry-bench objects activation [--count 300]
@@ -17,6 +20,7 @@ import FerryWire
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
+import NIOPosix
 
 enum ObjectsBenchmark {
     static func run(_ arguments: [String]) async throws {
@@ -35,11 +39,16 @@ enum ObjectsBenchmark {
             guard let address = flags["--addr"].flatMap({ ServiceEndpoint($0) }) else {
                 throw Failure("load needs --addr HOST:PORT")
             }
+            let callersOn = flags["--callers-on"] ?? "loop"
+            guard callersOn == "loop" || callersOn == "pool" else {
+                throw Failure("--callers-on takes loop or pool; got '\(callersOn)'")
+            }
             try await self.load(
                 address,
                 concurrency: Int(flags["--concurrency"] ?? "1") ?? 1,
                 seconds: Double(flags["--seconds"] ?? "5") ?? 5,
-                warmup: Double(flags["--warmup"] ?? "1") ?? 1
+                warmup: Double(flags["--warmup"] ?? "1") ?? 1,
+                callersOnLoop: callersOn == "loop"
             )
         case "policies":
             try await self.policies(
@@ -67,13 +76,43 @@ enum ObjectsBenchmark {
         try await server.run()
     }
 
-    static func load(_ address: ServiceEndpoint, concurrency: Int, seconds: Double, warmup: Double) async throws {
-        let client = ObjectClient(node: address)
+    static func load(
+        _ address: ServiceEndpoint,
+        concurrency: Int,
+        seconds: Double,
+        warmup: Double,
+        callersOnLoop: Bool
+    ) async throws {
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let client = ObjectClient(node: address, eventLoop: loop)
         let counter = CounterStub(client.reference("counter"))
         _ = try await counter.increment(by: 1)
         let measureFrom = ContinuousClock.now + .milliseconds(Int64(warmup * 1000))
         let end = measureFrom + .milliseconds(Int64(seconds * 1000))
-        let latencies = try await withThrowingTaskGroup(of: [Duration].self) { group in
+        // Child tasks take their group's executor preference.
+        let latencies = try await withTaskExecutorPreference(callersOnLoop ? EventLoopTaskExecutor(loop) : nil) {
+            try await self.measure(counter, concurrency: concurrency, from: measureFrom, until: end)
+        }
+        // From the end of the warm-up until the last measured call finished, as grpc-anchor counts.
+        let elapsed = (ContinuousClock.now - measureFrom).inSeconds
+        await client.close()
+        let sorted = latencies.sorted()
+        func percentile(_ p: Double) -> Int64 {
+            sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))].wholeMicroseconds
+        }
+        print(
+            "calls_per_second=\(String(format: "%.1f", Double(sorted.count) / elapsed)) p50_us=\(percentile(0.5)) p99_us=\(percentile(0.99)) calls=\(sorted.count)"
+        )
+    }
+
+    /// The latencies of the calls `concurrency` callers start between `measureFrom` and `end`.
+    private static func measure(
+        _ counter: CounterStub,
+        concurrency: Int,
+        from measureFrom: ContinuousClock.Instant,
+        until end: ContinuousClock.Instant
+    ) async throws -> [Duration] {
+        try await withThrowingTaskGroup(of: [Duration].self) { group in
             for _ in 0..<concurrency {
                 group.addTask {
                     var latencies: [Duration] = []
@@ -89,16 +128,6 @@ enum ObjectsBenchmark {
             for try await latencies in group { all += latencies }
             return all
         }
-        // From the end of the warm-up until the last measured call finished, as grpc-anchor counts.
-        let elapsed = (ContinuousClock.now - measureFrom).inSeconds
-        await client.close()
-        let sorted = latencies.sorted()
-        func percentile(_ p: Double) -> Int64 {
-            sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))].wholeMicroseconds
-        }
-        print(
-            "calls_per_second=\(String(format: "%.1f", Double(sorted.count) / elapsed)) p50_us=\(percentile(0.5)) p99_us=\(percentile(0.99)) calls=\(sorted.count)"
-        )
     }
 
     /// A method that waits `work` without a thread, as one that waits on storage does.

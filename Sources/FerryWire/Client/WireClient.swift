@@ -23,18 +23,21 @@ public final class WireClient: Sendable {
     }
 
     /// Connects to a FerryWire peer.
+    ///
+    /// - Parameter eventLoop: the loop the connection runs on; any of the shared group's if nil.
     public static func connect(
         host: String,
         port: Int,
         maxPayloadLength: Int = FrameDecoder.defaultMaxPayloadLength,
         credentials: ClusterCredentials? = WireSecurity.credentials,
+        eventLoop: (any EventLoop)? = nil,
         logger: Logger = Logger(label: "ferry.wire-client")
     ) async throws -> WireClient {
         let peer = "\(host):\(port)"
         let pending = NIOLockedValueBox(Pending())
         let channel: any Channel
         do {
-            channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            channel = try await ClientBootstrap(group: eventLoop ?? MultiThreadedEventLoopGroup.singleton.next())
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .connectTimeout(.seconds(5))
                 .channelInitializer { channel in
@@ -69,10 +72,11 @@ public final class WireClient: Sendable {
         let frame = Frame(message, requestID: requestID)
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Frame, any Error>) in
-                // Timer, registration and write in one trip to the connection's event loop: a
-                // timer scheduled from another thread would wake the loop once more per call.
+                // Timer, registration and write in one trip to the connection's event loop (none
+                // for a caller already on it): a timer scheduled from another thread would wake
+                // the loop once more per call.
                 let loop = self.channel.eventLoop
-                loop.execute {
+                let send: @Sendable () -> Void = {
                     let timer = loop.scheduleTask(in: timeout) {
                         self.fail(
                             requestID,
@@ -95,6 +99,7 @@ public final class WireClient: Sendable {
                         }
                     }
                 }
+                if loop.inEventLoop { send() } else { loop.execute(send) }
             }
         } onCancel: {
             self.fail(requestID, CancellationError())
