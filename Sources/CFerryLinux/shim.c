@@ -14,6 +14,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/timerfd.h>
 #include <sys/uio.h>
 #include <string.h>
 #include <unistd.h>
@@ -44,6 +45,17 @@ int ferry_open_in_layer(int dirfd, const char *path, int flags, unsigned int mod
     how.mode = (flags & O_CREAT) ? mode : 0;
     how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
     return (int)syscall(SYS_openat2, dirfd, path[0] ? path : ".", &how, sizeof(how));
+}
+
+int ferry_timer_create(void) {
+    return timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+}
+
+int ferry_timer_arm(int timer, long nanoseconds) {
+    struct itimerspec spec = {0};
+    spec.it_value.tv_sec = nanoseconds / 1000000000L;
+    spec.it_value.tv_nsec = nanoseconds % 1000000000L;
+    return timerfd_settime(timer, 0, &spec, NULL);
 }
 
 ssize_t ferry_pread_nowait(int fd, void *buf, size_t len, off_t offset) {

@@ -16,4 +16,7 @@ public struct DescriptorTable<Owner> {
             self.slots[Int(fd)] = newValue
         }
     }
+
+    /// Every owner in the table, in descriptor order.
+    public var owners: [Owner] { self.slots.compactMap { $0 } }
 }

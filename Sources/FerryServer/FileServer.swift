@@ -243,7 +243,7 @@ public final class FileServer: Service, Sendable {
         self.handoff?.stop()
         switch self.frontEnd {
         case .blocking(let frontEnd): frontEnd.stop()
-        case .eventDriven(let frontEnd): await frontEnd.stop()
+        case .eventDriven(let frontEnd): frontEnd.stop()
         }
         await self.control?.close()
         self.watcher.stop()

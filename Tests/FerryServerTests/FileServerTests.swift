@@ -168,6 +168,34 @@ import Glibc
         }
     }
 
+    /// The event-driven model's finite-state machine: one loop, one client that stops reading
+    /// mid-answer, and the loop still answers everyone else at once — its stalled answer waits
+    /// for the socket's room without holding the thread.
+    @Test func oneEventLoopServesOthersWhileAClientTakesNoData() async throws {
+        self.directory.writeLarge("stalled.bin", megabytes: 32)  // more than the two sockets' buffers hold
+        var configuration = self.configuration(.eventDriven)
+        configuration.workers = 1
+        try await withFileServer(configuration) { server in
+            let stalled = try TestClient(port: server.port)
+            try stalled.get("/stalled.bin")
+            #expect(try stalled.readHead().status == 200)
+            for index in 0..<20 {
+                let other = try TestClient(port: server.port)
+                try other.get("/data.bin")
+                let answer = try other.readResponse()  // fails at the client's 10 s timeout if the loop is held
+                #expect(answer.body == self.content, "client \(index)")
+            }
+            try stalled.get("/data.bin")  // pipelined behind the stalled answer
+            var remaining = 32 << 20
+            while remaining > 0 {
+                let chunk = try stalled.read(upTo: min(remaining, 1 << 16))
+                try #require(!chunk.isEmpty, "the stalled answer ended \(remaining) bytes short")
+                remaining -= chunk.count
+            }
+            #expect(try stalled.readResponse().body == self.content, "the pipelined request, answered after it")
+        }
+    }
+
     /// A pattern whose every 4 KiB page begins with its number, so a page out of place shows.
     private static func numberedPages(_ count: Int) -> [UInt8] {
         var bytes = TemporaryDirectory.pattern(count)

@@ -74,6 +74,12 @@ int ferry_send_descriptor(int channel, int fd);
 /// the sender hung up, or -1 with errno.
 int ferry_receive_descriptor(int channel);
 
+/// A non-blocking, close-on-exec monotonic timerfd for an epoll loop, or -1 with errno.
+int ferry_timer_create(void);
+
+/// Arms `timer` to fire once, `nanoseconds` from now (0 disarms it). 0, or -1 with errno.
+int ferry_timer_arm(int timer, long nanoseconds);
+
 /// Reads like pread, but fails with EAGAIN instead of waiting when the data is not in the page
 /// cache (preadv2 with RWF_NOWAIT), and starts readahead for it in that case.
 ssize_t ferry_pread_nowait(int fd, void *buf, size_t len, off_t offset);
