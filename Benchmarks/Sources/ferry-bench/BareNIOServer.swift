@@ -1,11 +1,12 @@
 // ferry-bench bare-nio: the least a SwiftNIO server holds per connection, for memory.sh to set
-// beside the file server's figure: a socket channel with one stateless handler, nothing else.
+// beside the file server's figure (whose event-driven model ran on NIO channels before it had
+// epoll loops of its own): a socket channel with one stateless handler, nothing else.
 //
 //   ferry-bench bare-nio [--port 0] [--size 1024]
 //
 // Answers every read that ends a request head (`\r\n\r\n`) with a fixed HTTP/1.1 200 of `--size`
 // bytes, keep-alive; no parser, no timer, no per-connection state of its own; one event loop per
-// core and reads into buffers that start at 512 bytes, as the file server. Prints `listening on
+// core and reads into buffers that start at 512 bytes, as the file server's did. Prints `listening on
 // HOST:PORT` first.
 import Foundation
 import NIOCore
@@ -39,7 +40,7 @@ enum BareNIOServer {
         let channel = try ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(.backlog, value: 4096)
-            // The file server's read buffers (NIO's default starts at 2 KiB).
+            // The file server's read buffers when it ran on NIO (NIO's default starts at 2 KiB).
             .childChannelOption(
                 .recvAllocator,
                 value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 64 << 10)
