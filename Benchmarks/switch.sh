@@ -4,13 +4,19 @@
 # directly. TCP handoff needs a Ferry backend (the file server, taking handoffs): it is compared
 # with that backend served directly.
 #
+# Every configuration runs once per round, ROUNDS times, in turn (the order reversed every other
+# round), and each figure is the median of its rounds: on a shared machine a neighbour's burst
+# then lands on one round of every configuration rather than on the whole of one. Each round's
+# l7 and l4 ratios are printed too.
+#
 # Writes switch.svg (each switch beside its HAProxy mode and nginx's proxy_pass) next to this script.
 #
-# Usage: Benchmarks/switch.sh      (DURATION=8)
+# Usage: Benchmarks/switch.sh      (DURATION=5 ROUNDS=3)
 set -euo pipefail
 
 source "$(dirname "$0")/lib.sh"
-DURATION=${DURATION:-8}
+DURATION=${DURATION:-5}
+ROUNDS=${ROUNDS:-3}
 
 require nginx wrk haproxy
 
@@ -85,13 +91,30 @@ for name in "${ORDER[@]}"; do
     for _ in $(seq 100); do curl -sf -o /dev/null "http://${TARGETS[$name]}/1k.bin" && break; sleep 0.05; done
 done
 
-declare -A RATE
-for size in 1k 64k; do
-    for name in "${ORDER[@]}"; do
-        echo "$name, $size..." >&2
-        RATE[$name.$size]=$(wrk_rate -t2 -c64 -d"${DURATION}s" "http://${TARGETS[$name]}/$size.bin")
+declare -A SAMPLES RATE
+ROUND_RATIOS=()
+for round in $(seq "$ROUNDS"); do
+    turn=("${ORDER[@]}")
+    if ((round % 2 == 0)); then
+        turn=()
+        for ((i = ${#ORDER[@]} - 1; i >= 0; i--)); do turn+=("${ORDER[i]}"); done
+    fi
+    declare -A THIS=()
+    for size in 1k 64k; do
+        for name in "${turn[@]}"; do
+            echo "round $round of $ROUNDS: $name, $size..." >&2
+            THIS[$name.$size]=$(wrk_rate -t2 -c64 -d"${DURATION}s" "http://${TARGETS[$name]}/$size.bin")
+            SAMPLES[$name.$size]+="${THIS[$name.$size]} "
+        done
     done
+    ROUND_RATIOS+=("round $round: l7/http 1KiB $(ratio "${THIS[ferry-l7.1k]}" "${THIS[haproxy-http.1k]}"), 64KiB $(ratio "${THIS[ferry-l7.64k]}" "${THIS[haproxy-http.64k]}"); l4/tcp 1KiB $(ratio "${THIS[ferry-l4.1k]}" "${THIS[haproxy-tcp.1k]}"), 64KiB $(ratio "${THIS[ferry-l4.64k]}" "${THIS[haproxy-tcp.64k]}")")
 done
+for key in "${!SAMPLES[@]}"; do
+    # shellcheck disable=SC2086 # the samples are one word each
+    RATE[$key]=$(python3 -c 'import statistics, sys; print(f"{statistics.median(map(float, sys.argv[1:])):.2f}")' ${SAMPLES[$key]})
+done
+
+echo "wrk -t2 -c64, ${DURATION}s a run; each figure the median of $ROUNDS rounds taken in turn"
 
 printf '%-18s | %12s %9s | %12s %9s\n' "configuration" "1KiB req/s" "vs direct" "64KiB req/s" "vs direct"
 printf -- '------------------ | ------------ --------- | ------------ ---------\n'
@@ -103,6 +126,7 @@ echo
 echo "ferry l4 / haproxy tcp: 1KiB $(ratio "${RATE[ferry-l4.1k]}" "${RATE[haproxy-tcp.1k]}"), 64KiB $(ratio "${RATE[ferry-l4.64k]}" "${RATE[haproxy-tcp.64k]}") (goal: at least 1.0x)"
 echo "ferry l7 / haproxy http: 1KiB $(ratio "${RATE[ferry-l7.1k]}" "${RATE[haproxy-http.1k]}"), 64KiB $(ratio "${RATE[ferry-l7.64k]}" "${RATE[haproxy-http.64k]}") (goal: at least 1.0x)"
 echo "ferry handoff / ferry-files direct: 1KiB $(ratio "${RATE[ferry-handoff.1k]}" "${RATE[ferry-files.1k]}"), 64KiB $(ratio "${RATE[ferry-handoff.64k]}" "${RATE[ferry-files.64k]}") (goal: at least 0.95x)"
+printf '%s\n' "${ROUND_RATIOS[@]}"
 echo "nginx $(nginx -v 2>&1 | sed 's/.*\///'), $(haproxy -v | head -1 | awk '{print "HAProxy " $3}'), $(nproc) cores, wrk on the same machine"
 
 {

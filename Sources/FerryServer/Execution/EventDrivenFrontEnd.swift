@@ -41,7 +41,14 @@ final class EventDrivenFrontEnd: Sendable {
         for loop in self.loops { try loop.start() }
         try self.acceptor.start(
             WakeableLoop.Policy(onReady: { [self] _, _ in
-                while let descriptor = self.listener.accept() { self.adopt(descriptor) }
+                var failure: PosixError?
+                while let descriptor = self.listener.accept(failed: { failure = $0 }) { self.adopt(descriptor) }
+                if let failure {
+                    // Most likely out of descriptors: the listener stays readable, so pause rather
+                    // than spin (nginx, too, stops accepting for a while).
+                    self.responder.logger.warning("cannot accept connections: \(failure); trying again in 100 ms")
+                    usleep(100_000)
+                }
             })
         )
     }

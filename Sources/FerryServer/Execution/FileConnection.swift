@@ -30,10 +30,12 @@ final class FileConnection {
     @exclusivity(unchecked) var deadline: ClientDeadline
     /// The file's next pages are being read in by the kernel: the loop's timer retries it.
     @exclusivity(unchecked) var parked = false
-    /// Its transfer waits for its next turn, behind the loop's other events.
+    /// It waits for its next turn, behind the loop's other events.
     @exclusivity(unchecked) var queued = false
     /// The last answer is being written: the connection closes once the socket has taken it.
     @exclusivity(unchecked) var closing = false
+    /// The last answer is written and the write side shut: what the client still sends is dropped.
+    @exclusivity(unchecked) var lingering = false
     @exclusivity(unchecked) var isOpen = true
 
     init(fd: Int32, id: UInt64, deadline: ClientDeadline) {

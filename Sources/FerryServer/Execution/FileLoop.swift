@@ -29,13 +29,13 @@ final class FileLoop: @unchecked Sendable {
     /// What other threads hand the loop: connections to serve, and requests to cancel.
     private struct Inbox {
         var adopted: [(fd: Int32, id: UInt64)] = []
-        var cancelled: [(fd: Int32, id: UInt64)] = []
+        var cancelled: [(fd: Int32, id: UInt64, requestID: UInt64)] = []
     }
     private let inbox = NIOLockedValueBox(Inbox())
 
     @exclusivity(unchecked) private var connections = DescriptorTable<FileConnection>()
     @exclusivity(unchecked) private var parked: [FileConnection] = []
-    /// Transfers that used their turn with the client still keeping up: they go on after the
+    /// Connections that used their turn with the client still keeping up: they go on after the
     /// loop's other events.
     @exclusivity(unchecked) private var again: [FileConnection] = []
     @exclusivity(unchecked) private var nextSweep: UInt64 = 0
@@ -47,6 +47,8 @@ final class FileLoop: @unchecked Sendable {
     /// How often deadlines are looked at: they are whole seconds, or tenths in tests.
     private static let sweepInterval: UInt64 = 100_000_000
     static let readSize = 16 << 10
+    /// Requests answered per turn of a connection before the loop's other events get theirs.
+    private static let requestsPerTurn = 32
     /// How long a parked transfer waits before it tries the page cache again.
     private static let parkNanoseconds = 500_000
 
@@ -88,9 +90,10 @@ final class FileLoop: @unchecked Sendable {
         self.loop.wake()
     }
 
-    /// Cancels the answer in progress on connection `id` at socket `fd`. Callable from any thread.
-    private func cancel(_ fd: Int32, connectionID: UInt64) {
-        self.inbox.withLockedValue { $0.cancelled.append((fd, connectionID)) }
+    /// Cancels request `requestID` of connection `id` at socket `fd` if its answer is still going
+    /// out. Callable from any thread.
+    private func cancel(_ fd: Int32, connectionID: UInt64, requestID: UInt64) {
+        self.inbox.withLockedValue { $0.cancelled.append((fd, connectionID, requestID)) }
         self.loop.wake()
     }
 
@@ -102,8 +105,11 @@ final class FileLoop: @unchecked Sendable {
             return inbox
         }
         for (fd, id) in inbox.adopted { self.serve(fd, id) }
-        for (fd, id) in inbox.cancelled {
-            guard let connection = self.connections[fd], connection.id == id else { continue }
+        for (fd, id, requestID) in inbox.cancelled {
+            // The request may have ended, and the next begun, since the cancel was sent.
+            guard let connection = self.connections[fd], connection.id == id,
+                connection.transfer?.requestID == requestID
+            else { continue }
             self.cancelTransfer(connection)
         }
     }
@@ -166,6 +172,11 @@ final class FileLoop: @unchecked Sendable {
     private func expire(now: UInt64) {
         for connection in self.connections.owners {
             guard let wait = connection.deadline.expired(now: now), connection.isOpen else { continue }
+            // Its last answer went (or is going) out: the client had the idle time to take it and hang up.
+            if connection.closing {
+                self.close(connection)
+                continue
+            }
             let reason = connection.deadline.reason(wait)
             self.responder.logger.debug("connection \(connection.id): \(reason); closing it")
             self.responder.metrics.timedOut()
@@ -183,6 +194,7 @@ final class FileLoop: @unchecked Sendable {
     /// Makes every step the socket allows, until none can be made: with edge-triggered events, a
     /// step not taken now might not be signalled again.
     func drive(_ connection: FileConnection) {
+        var answered = 0
         while connection.isOpen, !connection.parked {
             if connection.output.readableBytes > 0 {
                 guard self.flush(connection) else { return }
@@ -192,10 +204,18 @@ final class FileLoop: @unchecked Sendable {
                 continue
             }
             if connection.closing {
-                self.close(connection)
+                self.linger(connection)
                 return
             }
-            if self.serveNext(connection) { continue }
+            // A client that keeps the socket full of pipelined requests gets a turn, not the loop.
+            guard answered < Self.requestsPerTurn else {
+                self.requeue(connection)
+                return
+            }
+            if self.serveNext(connection) {
+                answered += 1
+                continue
+            }
             switch self.read(connection) {
             case .data: continue
             case .end, .failed:
@@ -205,6 +225,27 @@ final class FileLoop: @unchecked Sendable {
                 return
             }
         }
+    }
+
+    /// After the last answer: stop writing, and read and drop what the client still sends until it
+    /// hangs up (or its idle time passes). Closing with unread bytes would reset the connection,
+    /// and a reset can destroy the answer before the client has read it (nginx's lingering close).
+    private func linger(_ connection: FileConnection) {
+        if !connection.lingering {
+            connection.lingering = true
+            shutdown(connection.fd, CInt(SHUT_WR))
+            connection.input = ByteBuffer()
+        }
+        for _ in 0..<Self.requestsPerTurn {
+            switch self.read(connection) {
+            case .data: connection.input.clear()
+            case .wouldBlock: return
+            case .end, .failed:
+                self.close(connection)
+                return
+            }
+        }
+        self.requeue(connection)
     }
 
     private enum ReadResult { case data, end, wouldBlock, failed }
@@ -295,6 +336,7 @@ final class FileLoop: @unchecked Sendable {
             send(connection.fd, bytes.baseAddress, bytes.count, CInt(MSG_NOSIGNAL))
         }
         // A failure shows again on the next write, which the driving loop makes at once.
+        if sent > 0 { connection.deadline.sendResumed() }
         bytes.moveReaderIndex(forwardBy: max(sent, 0))
         if bytes.readableBytes > 0 { connection.output.writeBuffer(&bytes) }
     }
@@ -330,7 +372,7 @@ final class FileLoop: @unchecked Sendable {
         }
         var position = offset
         // Head and body straight to the socket when they can go so; what it did not take goes below.
-        if !framing.chunked, connection.output.readableBytes == 0,
+        if !framing.chunked, length > 0, connection.output.readableBytes == 0,
             case .sent(let count) = self.sendDirectly(connection, head: self.outgoing, file, offset, length)
         {
             let headLength = self.outgoing.readableBytes
@@ -347,7 +389,7 @@ final class FileLoop: @unchecked Sendable {
             flag: flag
         )
         let (fd, id) = (connection.fd, connection.id)
-        flag.onCancel { [self] in self.cancel(fd, connectionID: id) }
+        flag.onCancel { [self] in self.cancel(fd, connectionID: id, requestID: requestID) }
     }
 
     /// The answer is written: the next request may start, or the connection closes.
@@ -360,16 +402,16 @@ final class FileLoop: @unchecked Sendable {
     ) {
         self.responder.registry.end(connection: connection.id, requestID: requestID)
         self.responder.metrics.served(status: status, flag: flag)
+        let now = MonotonicClock.nanoseconds()
+        connection.deadline.answered(now: now)
         guard keepAlive else {
             connection.closing = true
             return
         }
-        let now = MonotonicClock.nanoseconds()
-        connection.deadline.answered(now: now)
         if connection.input.readableBytes > 0 { connection.deadline.requestBytesArrived(now: now) }
     }
 
-    /// Puts a transfer whose turn ended behind the loop's other events.
+    /// Puts a connection whose turn ended behind the loop's other events.
     func requeue(_ connection: FileConnection) {
         guard !connection.queued else { return }
         connection.queued = true
