@@ -248,29 +248,17 @@ final class FileLoop: @unchecked Sendable {
         self.requeue(connection)
     }
 
-    private enum ReadResult { case data, end, wouldBlock, failed }
-
     /// Reads what the socket has into the loop's buffer and keeps only what came.
-    private func read(_ connection: FileConnection) -> ReadResult {
-        guard connection.ready.readable else { return .wouldBlock }
+    private func read(_ connection: FileConnection) -> EdgeReadResult {
         // A head larger than the parser takes is refused by it; more bytes are not needed to see that.
         guard connection.input.readableBytes <= connection.parser.maxHeadLength else { return .wouldBlock }
-        self.scratch.clear(minimumCapacity: Self.readSize)
-        let count = self.scratch.withUnsafeMutableWritableBytes { bytes in
-            Glibc.read(connection.fd, bytes.baseAddress, Self.readSize)
-        }
-        if count > 0 {
-            self.scratch.moveWriterIndex(forwardBy: count)
-            // A short read drained the socket, unless the peer's close came with the data.
-            if count < Self.readSize, !connection.ready.peerClosed { connection.ready.readable = false }
+        self.scratch.clear()
+        let result = connection.ready.read(connection.fd, into: &self.scratch, size: Self.readSize)
+        if result == .data {
             connection.input.writeBuffer(&self.scratch)
             connection.deadline.requestBytesArrived(now: MonotonicClock.nanoseconds())
-            return .data
         }
-        if count == 0 { return .end }
-        guard errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR else { return .failed }
-        connection.ready.readable = false
-        return .wouldBlock
+        return result
     }
 
     /// Starts answering the next buffered request. Returns whether there was one.

@@ -1,3 +1,4 @@
+import FerryHTTP
 import FerryPosix
 import NIOCore
 
@@ -8,35 +9,13 @@ import Glibc
 /// Reading and writing an exchange's sockets, edge-triggered.
 extension HTTPLoop {
 
-    enum ReadResult { case data, end, wouldBlock, failed }
     enum FlushResult { case moved, idle, failed }
-
-    /// Reads what the socket has, unless it is known to have nothing: a read that came back
-    /// short emptied it, and whatever arrives next brings a new edge.
-    func read(_ fd: CInt, _ ready: inout EdgeReadiness, into buffer: inout ByteBuffer) -> ReadResult {
-        guard ready.readable else { return .wouldBlock }
-        buffer.reserveCapacity(minimumWritableBytes: Self.readSize)
-        let count = buffer.withUnsafeMutableWritableBytes { bytes in
-            Glibc.read(fd, bytes.baseAddress, min(bytes.count, Self.readSize))
-        }
-        if count > 0 {
-            buffer.moveWriterIndex(forwardBy: count)
-            // A short read drained the socket, unless the peer's close came with the data: that
-            // edge is spent, and only another read finds the end.
-            if count < Self.readSize, !ready.peerClosed { ready.readable = false }
-            return .data
-        }
-        if count == 0 { return .end }
-        guard errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR else { return .failed }
-        ready.readable = false
-        return .wouldBlock
-    }
 
     /// Reads a client's bytes through the loop's one read buffer and keeps only what came: a
     /// request is a few hundred bytes, and 10,000 idle connections must not hold 64 KiB each.
-    func readClient(_ exchange: HTTPExchange) -> ReadResult {
+    func readClient(_ exchange: HTTPExchange) -> EdgeReadResult {
         self.scratch.clear()
-        let result = self.read(exchange.client, &exchange.clientReady, into: &self.scratch)
+        let result = exchange.clientReady.read(exchange.client, into: &self.scratch, size: Self.readSize)
         if result == .data { exchange.input.writeBuffer(&self.scratch) }
         return result
     }

@@ -216,7 +216,7 @@ final class HTTPLoop: SwitchLoop, @unchecked Sendable {
                 if upstream.status == nil || !upstream.body.isComplete,
                     exchange.output.readableBytes < Self.outputLimit, exchange.passing.readableBytes == 0
                 {
-                    switch self.read(upstream.fd, &upstream.ready, into: &upstream.input) {
+                    switch upstream.ready.read(upstream.fd, into: &upstream.input, size: Self.readSize) {
                     case .data:
                         progress = true
                         if upstream.status != nil { exchange.state.responseProgressed(now: self.clock()) }
@@ -273,7 +273,7 @@ final class HTTPLoop: SwitchLoop, @unchecked Sendable {
         if let action = exchange.state.answerWritten() { self.apply(action, to: exchange) }
         while true {
             self.scratch.clear()
-            switch self.read(exchange.client, &exchange.clientReady, into: &self.scratch) {
+            switch exchange.clientReady.read(exchange.client, into: &self.scratch, size: Self.readSize) {
             case .data: continue
             case .wouldBlock: return
             case .end, .failed:
