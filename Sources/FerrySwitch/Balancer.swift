@@ -1,5 +1,6 @@
 import FerryEndpoints
 import NIOConcurrencyHelpers
+import Synchronization
 
 /// How a switch chooses a backend for a new connection.
 public enum BalancePolicy: String, Sendable, CaseIterable {
@@ -88,7 +89,13 @@ public struct BackendSpec: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// The backends' state, and the choice of one for each connection; shared by the switch's threads.
+///
+/// Only the choice takes the lock. What every request also touches (a connection's release,
+/// its answer's latency) is counted in atomics, so that the l7 switch's threads, which pick,
+/// release and time a backend for each request, meet at the lock once a request, not three times
+/// (at three they queued on its futex about once in twenty requests).
 public final class Balancer: Sendable {
+    /// One backend as the switch sees it now (a snapshot: ``backends``).
     public struct BackendState: Sendable, Equatable {
         public var spec: BackendSpec
         /// In rotation: not marked down by a failed connect or health check.
@@ -103,6 +110,12 @@ public final class Balancer: Sendable {
         public var draining = false
         /// Its answers' latency, a moving average (each answer weighs a tenth), in milliseconds.
         public var latencyMilliseconds = 0.0
+    }
+
+    /// A backend's place in rotation, behind the lock.
+    private struct Rotation {
+        var up = true
+        var draining = false
         /// When it came back into rotation, while its slow start lasts.
         var returnedAt: ContinuousClock.Instant?
         /// Slow start's credit: each pick that falls to a returning backend adds its share (5% at
@@ -112,8 +125,17 @@ public final class Balancer: Sendable {
         var current = 0
     }
 
+    /// A backend's counters, outside the lock.
+    private final class Counters: Sendable {
+        let active = Atomic<Int>(0)
+        let total = Atomic<Int>(0)
+        let failures = Atomic<Int>(0)
+        /// The latency average's bits (a `Double`).
+        let latency = Atomic<UInt64>(0)
+    }
+
     private struct State {
-        var backends: [BackendState]
+        var rotation: [Rotation]
         /// Round robin's place, one per set of backends picked among (a route's group): one place
         /// for all would let requests of two groups taken in turn land on the same backend of each.
         var next: [Set<Int>: Int] = [:]
@@ -144,6 +166,8 @@ public final class Balancer: Sendable {
     /// How long a backend that comes back takes to reach its full share; none when nil.
     public let slowStart: Duration?
     private let clock: @Sendable () -> ContinuousClock.Instant
+    private let specs: [BackendSpec]
+    private let counters: [Counters]
     private let state: NIOLockedValueBox<State>
     /// The consistent-hash ring: points sorted by hash, each naming a backend.
     private let ring: [(point: UInt64, backend: Int)]
@@ -161,7 +185,9 @@ public final class Balancer: Sendable {
         self.slowStart = slowStart
         self.clock = clock
         self.maxConnections = maxConnections
-        self.state = NIOLockedValueBox(State(backends: backends.map { BackendState(spec: $0) }))
+        self.specs = backends
+        self.counters = backends.map { _ in Counters() }
+        self.state = NIOLockedValueBox(State(rotation: Array(repeating: Rotation(), count: backends.count)))
         var ring: [(UInt64, Int)] = []
         for (index, backend) in backends.enumerated() {
             // 100 points per unit of weight smooth out the share each backend gets.
@@ -173,16 +199,33 @@ public final class Balancer: Sendable {
     }
 
     /// A snapshot of every backend's state.
-    public var backends: [BackendState] { self.state.withLockedValue { $0.backends } }
+    public var backends: [BackendState] {
+        let rotation = self.state.withLockedValue { $0.rotation }
+        return self.specs.indices.map { index in
+            let counters = self.counters[index]
+            return BackendState(
+                spec: self.specs[index],
+                up: rotation[index].up,
+                active: counters.active.load(ordering: .relaxed),
+                total: counters.total.load(ordering: .relaxed),
+                failures: counters.failures.load(ordering: .relaxed),
+                draining: rotation[index].draining,
+                latencyMilliseconds: Double(bitPattern: counters.latency.load(ordering: .relaxed))
+            )
+        }
+    }
+
+    /// The spec of backend `index`, as it was given.
+    public func spec(_ index: Int) -> BackendSpec { self.specs[index] }
 
     /// Chooses a backend for a connection from `client` (its address bytes), or for a request
     /// for `content`, and counts it as open; nil when none is up and below its limit. Backends
     /// in `excluding` were tried already (or are outside the request's group).
     public func pick(client: [UInt8], content: String? = nil, excluding: Set<Int> = []) -> Int? {
         self.state.withLockedValue { state in
-            let count = state.backends.count
+            let count = state.rotation.count
             let limit = self.maxConnections ?? .max
-            let now = self.slowStart != nil && state.backends.contains { $0.returnedAt != nil } ? self.clock() : nil
+            let now = self.slowStart != nil && state.rotation.contains { $0.returnedAt != nil } ? self.clock() : nil
             /// Backends in slow start passed over for this pick.
             var skipped = Set<Int>()
             if state.next.count > 64, state.next[excluding] == nil { state.next.removeAll(keepingCapacity: true) }
@@ -190,18 +233,22 @@ public final class Balancer: Sendable {
                 get { state.next[excluding] ?? 0 }
                 set { state.next[excluding] = newValue }
             }
+            // Releases come without the lock: a backend's load may fall while this looks, never rise.
+            func load(_ index: Int) -> Int { self.counters[index].active.load(ordering: .relaxed) }
             func eligible(_ index: Int) -> Bool {
-                let backend = state.backends[index]
-                return backend.up && !backend.draining && backend.active < limit && !excluding.contains(index)
+                let backend = state.rotation[index]
+                return backend.up && !backend.draining && load(index) < limit && !excluding.contains(index)
                     && !skipped.contains(index)
             }
             /// The eligible backend with the fewest open, ties going round robin from `next`.
             func leastLoaded() -> Int? {
                 var best: Int?
+                var bestLoad = Int.max
                 for step in 0..<count {
                     let index = (next + step) % count
-                    if eligible(index), best == nil || state.backends[index].active < state.backends[best!].active {
+                    if eligible(index), load(index) < bestLoad {
                         best = index
+                        bestLoad = load(index)
                     }
                 }
                 return best
@@ -211,17 +258,20 @@ public final class Balancer: Sendable {
                 switch self.policy {
                 case .roundRobin:
                     let start = next
-                    chosen = (0..<count).map { (start + $0) % count }.first(where: eligible)
+                    for step in 0..<count where eligible((start + step) % count) {
+                        chosen = (start + step) % count
+                        break
+                    }
                     if let chosen { next = (chosen + 1) % count }
                 case .leastConnections:
                     chosen = leastLoaded()
                     if let chosen { next = (chosen + 1) % count }
                 case .weighted:
                     let candidates = (0..<count).filter(eligible)
-                    let total = candidates.reduce(0) { $0 + state.backends[$1].spec.weight }
-                    for index in candidates { state.backends[index].current += state.backends[index].spec.weight }
-                    chosen = candidates.max { state.backends[$0].current < state.backends[$1].current }
-                    if let chosen { state.backends[chosen].current -= total }
+                    let total = candidates.reduce(0) { $0 + self.specs[$1].weight }
+                    for index in candidates { state.rotation[index].current += self.specs[index].weight }
+                    chosen = candidates.max { state.rotation[$0].current < state.rotation[$1].current }
+                    if let chosen { state.rotation[chosen].current -= total }
                 case .source:
                     let point = Self.hash(client)
                     let start = self.ring.firstIndex { $0.point >= point } ?? 0
@@ -232,7 +282,6 @@ public final class Balancer: Sendable {
                     }
                 case .locality where content != nil:
                     guard let least = leastLoaded() else { break }
-                    func load(_ index: Int) -> Int { state.backends[index].active }
                     if let current = state.assigned[content!], eligible(current),
                         !(load(current) > self.locality.high && load(least) < self.locality.low),
                         load(current) < 2 * self.locality.high
@@ -252,21 +301,22 @@ public final class Balancer: Sendable {
                 }
                 guard let chosen else { return nil }
                 // A backend in slow start takes only its earned part of the picks that fall to it.
-                if let now, let returnedAt = state.backends[chosen].returnedAt {
+                if let now, let returnedAt = state.rotation[chosen].returnedAt {
                     let share = (now - returnedAt) / self.slowStart!
                     if share >= 1 {
-                        state.backends[chosen].returnedAt = nil
+                        state.rotation[chosen].returnedAt = nil
                     } else {
-                        state.backends[chosen].credit += max(share, 0.05)
-                        guard state.backends[chosen].credit >= 1 else {
+                        state.rotation[chosen].credit += max(share, 0.05)
+                        guard state.rotation[chosen].credit >= 1 else {
                             skipped.insert(chosen)
                             continue
                         }
-                        state.backends[chosen].credit -= 1
+                        state.rotation[chosen].credit -= 1
                     }
                 }
-                state.backends[chosen].active += 1
-                state.backends[chosen].total += 1
+                // Under the lock, so that two picks cannot both take a backend's last place.
+                self.counters[chosen].active.add(1, ordering: .relaxed)
+                self.counters[chosen].total.add(1, ordering: .relaxed)
                 return chosen
             }
         }
@@ -274,48 +324,52 @@ public final class Balancer: Sendable {
 
     /// A connection through `backend` closed (or its connect failed).
     public func release(_ backend: Int) {
-        self.state.withLockedValue { $0.backends[backend].active -= 1 }
+        self.counters[backend].active.subtract(1, ordering: .relaxed)
     }
 
     /// `backend` answered a request in `nanoseconds` (the l7 switch's requests).
     public func answered(_ backend: Int, nanoseconds: UInt64) {
         let milliseconds = Double(nanoseconds) / 1e6
-        self.state.withLockedValue { state in
-            let average = state.backends[backend].latencyMilliseconds
-            state.backends[backend].latencyMilliseconds =
-                average == 0 ? milliseconds : average * 0.9 + milliseconds * 0.1
+        let counters = self.counters[backend]
+        var old = counters.latency.load(ordering: .relaxed)
+        while true {
+            let average = Double(bitPattern: old)
+            let new = average == 0 ? milliseconds : average * 0.9 + milliseconds * 0.1
+            let (exchanged, found) = counters.latency.compareExchange(
+                expected: old,
+                desired: new.bitPattern,
+                ordering: .relaxed
+            )
+            if exchanged { return }
+            old = found
         }
     }
 
     /// A connect to `backend` failed: it leaves rotation until a health check finds it again.
     public func connectFailed(_ backend: Int) {
-        self.state.withLockedValue { state in
-            state.backends[backend].failures += 1
-            state.backends[backend].up = false
-        }
+        self.counters[backend].failures.add(1, ordering: .relaxed)
+        self.state.withLockedValue { $0.rotation[backend].up = false }
     }
 
     /// The backend given as `ADDRESS` (as `--backend` named it, without group or weight).
     public func index(of address: String) -> Int? {
-        self.state.withLockedValue { state in
-            state.backends.firstIndex { $0.spec.address.description == address }
-        }
+        self.specs.firstIndex { $0.address.description == address }
     }
 
     /// Starts (or ends) draining a backend.
     public func setDraining(_ backend: Int, _ draining: Bool) {
-        self.state.withLockedValue { $0.backends[backend].draining = draining }
+        self.state.withLockedValue { $0.rotation[backend].draining = draining }
     }
 
     /// A health check's verdict; returns whether it changed.
     @discardableResult
     public func mark(_ backend: Int, up: Bool) -> Bool {
         self.state.withLockedValue { state in
-            let changed = state.backends[backend].up != up
-            state.backends[backend].up = up
+            let changed = state.rotation[backend].up != up
+            state.rotation[backend].up = up
             if changed, up, self.slowStart != nil {
-                state.backends[backend].returnedAt = self.clock()
-                state.backends[backend].credit = 0
+                state.rotation[backend].returnedAt = self.clock()
+                state.rotation[backend].credit = 0
             }
             return changed
         }

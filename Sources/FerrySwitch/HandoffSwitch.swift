@@ -105,7 +105,7 @@ public final class HandoffSwitch: Sendable {
             } catch {
                 self.balancer.connectFailed(backend)
                 self.logger.warning(
-                    "switch: handoff to backend \(self.balancer.backends[backend].spec.address) failed (\(error.reason)); out of rotation until a health check passes"
+                    "switch: handoff to backend \(self.balancer.spec(backend).address) failed (\(error.reason)); out of rotation until a health check passes"
                 )
             }
         }

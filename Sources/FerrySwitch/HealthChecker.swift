@@ -82,9 +82,9 @@ final class HealthChecker: Sendable {
 
     func checkAll() {
         for (index, address) in self.addresses.enumerated() {
-            let healthy = Self.passes(self.check, address, host: self.balancer.backends[index].spec.address.description)
+            let healthy = Self.passes(self.check, address, host: self.balancer.spec(index).address.description)
             if self.balancer.mark(index, up: healthy) {
-                let endpoint = self.balancer.backends[index].spec.address
+                let endpoint = self.balancer.spec(index).address
                 if healthy {
                     self.logger.info("switch: backend \(endpoint) passed its health check; back in rotation")
                 } else {

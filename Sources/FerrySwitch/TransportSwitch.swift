@@ -174,7 +174,7 @@ final class RelayLoop: SwitchLoop, @unchecked Sendable {
         self.balancer.release(backend)
         self.balancer.connectFailed(backend)
         self.logger.warning(
-            "switch: connect to backend \(self.balancer.backends[backend].spec.address) failed (\(reason)); out of rotation until a health check passes"
+            "switch: connect to backend \(self.balancer.spec(backend).address) failed (\(reason)); out of rotation until a health check passes"
         )
     }
 

@@ -25,7 +25,7 @@ extension HTTPLoop {
                     head = parsed
                 } catch {
                     self.logger.warning(
-                        "switch: backend \(self.balancer.backends[upstream.backend].spec.address) answered \(exchange.method) \(exchange.content) with something that is not HTTP: \(error)"
+                        "switch: backend \(self.balancer.spec(upstream.backend).address) answered \(exchange.method) \(exchange.content) with something that is not HTTP: \(error)"
                     )
                     self.failUpstream(
                         exchange,
@@ -68,7 +68,7 @@ extension HTTPLoop {
                 upstream.input.discardReadBytes()
             }
         } catch {
-            self.logger.warning("switch: backend \(self.balancer.backends[upstream.backend].spec.address): \(error)")
+            self.logger.warning("switch: backend \(self.balancer.spec(upstream.backend).address): \(error)")
             self.close(exchange)
             return true
         }
@@ -158,7 +158,7 @@ extension HTTPLoop {
     /// answer was sent and it may be repeated; else the client gets 502 (or, mid-answer, a close).
     func upstreamFailed(_ exchange: HTTPExchange, reason: String) {
         guard let upstream = exchange.upstream else { return }
-        let address = self.balancer.backends[upstream.backend].spec.address
+        let address = self.balancer.spec(upstream.backend).address
         self.dropUpstream(exchange, reusable: false)
         let action = exchange.state.backendFailed(upstream.backend, reused: upstream.reused)
         switch action {
@@ -191,7 +191,7 @@ extension HTTPLoop {
     func backendUnreachable(_ backend: Int, reason: String) {
         self.balancer.connectFailed(backend)
         self.logger.warning(
-            "switch: connect to backend \(self.balancer.backends[backend].spec.address) failed (\(reason)); out of rotation until a health check passes"
+            "switch: connect to backend \(self.balancer.spec(backend).address) failed (\(reason)); out of rotation until a health check passes"
         )
     }
 
@@ -200,6 +200,14 @@ extension HTTPLoop {
         guard let upstream = exchange.upstream else { return }
         exchange.upstream = nil
         self.balancer.release(upstream.backend)
+        // Its storage may still be shared with the body being passed on, and is the spare's
+        // alone once that is written: it is cleared when taken (clearing it now would copy).
+        if upstream.input.readableBytes == 0, upstream.input.capacity >= Self.readSize,
+            self.spareInputs.count < Self.spareInputLimit
+        {
+            self.spareInputs.append(upstream.input)
+            upstream.input = ByteBuffer()
+        }
         if reusable, upstream.input.readableBytes == 0,
             self.idle[upstream.backend].count < self.plan.options.idlePerBackend
         {

@@ -144,8 +144,12 @@ extension HTTPLoop {
                 maxHeadLength: self.plan.options.maxHeadLength
             )
         }
-        var head = exchange.requestHead
-        upstream.output.writeBuffer(&head)
+        if var spare = self.spareInputs.popLast() {
+            spare.clear()
+            upstream.input = spare
+        }
+        // The head is sent from the storage it was parsed into: a body that follows copies it.
+        upstream.output = exchange.requestHead
         self.owners[upstream.fd] = .upstream(exchange)
         exchange.upstream = upstream
     }
