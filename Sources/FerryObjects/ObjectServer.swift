@@ -165,7 +165,8 @@ public final class ObjectServer: Service, Sendable {
 
     /// Whether calls to `id` run on their connection's event loop (``ObjectType/runsOnEventLoop``).
     func runsOnEventLoop(_ id: String) -> Bool {
-        self.adapter(for: id)?.types[String(ObjectNames.type(of: id))]?.runsOnEventLoop ?? false
+        let type = String(ObjectNames.type(of: id))
+        return self.byType[type]?.types[type]?.runsOnEventLoop ?? false
     }
 
     // MARK: Requests

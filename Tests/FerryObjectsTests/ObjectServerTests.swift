@@ -201,8 +201,12 @@ final class Blocker: ObjectServant {
         let wire = try await WireClient.connect(host: server.host, port: server.port)
         let holding = Task { try await Self.call(wire, "blocker", "block", .list([])) }
         // The counter's call waits for the one thread behind `block`, past its 30 ms deadline.
+        // The wait is counted from when the call is made: a task started at a busy moment (a
+        // parallel `swift test` starves the pool at first) may start after a fixed wait is over.
+        let (made, madeSignal) = AsyncStream<Void>.makeStream()
         let late = Task {
-            try await wire.call(
+            madeSignal.yield()
+            return try await wire.call(
                 ObjectCall(
                     object: "counter",
                     method: "increment",
@@ -212,7 +216,8 @@ final class Blocker: ObjectServant {
                 )
             ).decode(as: ObjectResult.self)
         }
-        try await Task.sleep(for: .milliseconds(100))
+        for await _ in made { break }
+        try await Task.sleep(for: .milliseconds(200))
         blocker.opened.continuation.finish()
         _ = try await holding.value
         await #expect {

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOSSL
 
@@ -14,7 +15,9 @@ public struct ClusterCredentials: Sendable {
     public static func directory(inDataDirectory data: String) -> String { data + "/tls" }
 
     public let directory: String
-    let server: NIOSSLContext
+    /// Made on the first connection accepted: a process that only connects (`ferry endpoints
+    /// lookup` in a TLS cluster) never pays for a second context.
+    let server: ServerContext
     let client: NIOSSLContext
 
     /// Whether `directory` holds credentials (a `cert.pem`), which ``load(from:)`` would load.
@@ -52,9 +55,27 @@ public struct ClusterCredentials: Sendable {
         Self.memberOnly(&client, authority: authority)
         return ClusterCredentials(
             directory: directory,
-            server: try NIOSSLContext(configuration: server),
+            server: ServerContext(server),
             client: try NIOSSLContext(configuration: client)
         )
+    }
+
+    /// The server side's TLS context, made once, when first needed, from a configuration whose
+    /// parts (certificate, key, authority) ``load(from:)`` has already read and parsed.
+    final class ServerContext: Sendable {
+        private let configuration: TLSConfiguration
+        private let made = NIOLockedValueBox<NIOSSLContext?>(nil)
+
+        init(_ configuration: TLSConfiguration) { self.configuration = configuration }
+
+        func context() throws -> NIOSSLContext {
+            try self.made.withLockedValue { made in
+                if let made { return made }
+                let context = try NIOSSLContext(configuration: self.configuration)
+                made = context
+                return context
+            }
+        }
     }
 }
 
@@ -75,7 +96,7 @@ public struct ClusterCredentialsError: Error, CustomStringConvertible {
 extension ChannelPipeline.SynchronousOperations {
     /// Puts TLS in front of a connection accepted by a server (FerryWire's, the migration port's).
     public func addServerTLS(_ credentials: ClusterCredentials) throws {
-        try self.addHandler(NIOSSLServerHandler(context: credentials.server), position: .first)
+        try self.addHandler(NIOSSLServerHandler(context: try credentials.server.context()), position: .first)
     }
 
     /// Puts TLS in front of a connection a client opened.
