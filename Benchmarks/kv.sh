@@ -6,6 +6,8 @@
 # made here, at PostgreSQL's defaults: fsync on, synchronous_commit on), when PostgreSQL is
 # installed.
 #
+# Each row also shows the CPU time a server spent per operation.
+#
 # Usage: Benchmarks/kv.sh      (SECONDS_PER_RUN=5 VALUE_SIZE=100 KEYS=10000 PIN=0)
 #
 # PIN=1 gives the servers core 0 and the load generator core 1 (taskset): each server then has a
@@ -33,6 +35,7 @@ make_workdir kv-bench
 
 "${SERVER_CPU[@]}" "$FERRY" serve kv --db "$WORK/kv.sqlite" --port 0 >"$WORK/ferry.out" 2>"$WORK/ferry.err" &
 PIDS+=($!)
+FERRY_PID=$!
 FERRY_ADDR=$(listening_address "$WORK/ferry.out")
 
 PG_ADDR=
@@ -53,6 +56,7 @@ if [ -n "$PGBIN" ] && [ -x "$PGBIN/initdb" ]; then
     "${SERVER_CPU[@]}" "$FERRY" serve kv --store "postgres://ferry@127.0.0.1:$PG_PORT/postgres?sslmode=disable" --port 0 \
         >"$WORK/ferry-pg.out" 2>"$WORK/ferry-pg.err" &
     PIDS+=($!)
+    FERRY_PG_PID=$!
     PG_ADDR=$(listening_address "$WORK/ferry-pg.out")
 else
     echo "PostgreSQL is not installed (Debian: postgresql): no PostgreSQL column" >&2
@@ -63,36 +67,42 @@ mkdir -p "$WORK/redis"
 "${SERVER_CPU[@]}" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$WORK/redis" --appendonly yes --appendfsync always \
     --save "" --daemonize no >"$WORK/redis.log" 2>&1 &
 PIDS+=($!)
+REDIS_PID=$!
 for _ in $(seq 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
 REDIS_ADDR="127.0.0.1:$REDIS_PORT"
 
-# measure TARGET ADDR OP CLIENTS -> "ops_per_s p50_us p99_us errors"
+# measure TARGET ADDR OP CLIENTS PID -> "ops_per_s p50_us p99_us errors cpu_us_per_op", the last
+# the user and system time the server (process PID) took per operation: a figure the machine's
+# neighbours move less than the rate
 measure() {
-    local line
+    local line before after ops
+    before=$(cpu_ticks "$5")
     line=$("${BENCH_CPU[@]}" "$BENCH" kv --target "$1" --addr "$2" --op "$3" --clients "$4" --seconds "$RUN" \
         --value-size "$VALUE_SIZE" --keys "$KEYS")
+    after=$(cpu_ticks "$5")
     echo "$line" >>"$WORK/raw.log"
-    sed -E 's/.*ops_per_s=([0-9]+) p50_us=([0-9]+) p99_us=([0-9]+) errors=([0-9]+).*/\1 \2 \3 \4/' <<<"$line"
+    ops=$(sed -E 's/.*ops_per_s=([0-9]+).*/\1/' <<<"$line")
+    echo "$(sed -E 's/.*ops_per_s=([0-9]+) p50_us=([0-9]+) p99_us=([0-9]+) errors=([0-9]+).*/\1 \2 \3 \4/' <<<"$line") $(cpu_per_request $((after - before)) "$ops" "$RUN")"
 }
 
 echo "device of the data: $(df --output=source "$WORK" | tail -1)" >&2
-printf '%-5s %7s | %12s %8s %8s | %12s %8s %8s | %12s %8s %8s | %9s %9s\n' op clients "ferry ops/s" p50_us p99_us \
-    "ferry-pg" p50_us p99_us "redis ops/s" p50_us p99_us "ferry/rd" "pg/rd"
-printf -- '----- ------- | ------------ -------- -------- | ------------ -------- -------- | ------------ -------- -------- | --------- ---------\n'
+printf '%-5s %7s | %12s %8s %8s %7s | %12s %8s %8s | %12s %8s %8s %7s | %9s %9s\n' op clients "ferry ops/s" p50_us p99_us \
+    "cpu_us" "ferry-pg" p50_us p99_us "redis ops/s" p50_us p99_us "cpu_us" "ferry/rd" "pg/rd"
+printf -- '----- ------- | ------------ -------- -------- ------- | ------------ -------- -------- | ------------ -------- -------- ------- | --------- ---------\n'
 for op in put get; do
     for clients in 1 16; do
         echo "$op, $clients clients..." >&2
-        read -r f_ops f_p50 f_p99 f_err < <(measure ferry "$FERRY_ADDR" "$op" "$clients")
+        read -r f_ops f_p50 f_p99 f_err f_cpu < <(measure ferry "$FERRY_ADDR" "$op" "$clients" "$FERRY_PID")
         p_ops=- p_p50=- p_p99=- p_err=0 p_ratio=-
         if [ -n "$PG_ADDR" ]; then
-            read -r p_ops p_p50 p_p99 p_err < <(measure ferry "$PG_ADDR" "$op" "$clients")
+            read -r p_ops p_p50 p_p99 p_err _ < <(measure ferry "$PG_ADDR" "$op" "$clients" "$FERRY_PG_PID")
         fi
-        read -r r_ops r_p50 r_p99 r_err < <(measure redis "$REDIS_ADDR" "$op" "$clients")
+        read -r r_ops r_p50 r_p99 r_err r_cpu < <(measure redis "$REDIS_ADDR" "$op" "$clients" "$REDIS_PID")
         printf '%s x%s\t%s\t%s\t%s\n' "$op" "$clients" "$f_ops" "$p_ops" "$r_ops" >>"$WORK/rows"
         ratio=$(python3 -c "print(f'{$f_ops / max($r_ops, 1):.2f}x')")
         [ -n "$PG_ADDR" ] && p_ratio=$(python3 -c "print(f'{$p_ops / max($r_ops, 1):.2f}x')")
-        printf '%-5s %7s | %12s %8s %8s | %12s %8s %8s | %12s %8s %8s | %9s %9s\n' "$op" "$clients" \
-            "$f_ops" "$f_p50" "$f_p99" "$p_ops" "$p_p50" "$p_p99" "$r_ops" "$r_p50" "$r_p99" "$ratio" "$p_ratio"
+        printf '%-5s %7s | %12s %8s %8s %7s | %12s %8s %8s | %12s %8s %8s %7s | %9s %9s\n' "$op" "$clients" \
+            "$f_ops" "$f_p50" "$f_p99" "$f_cpu" "$p_ops" "$p_p50" "$p_p99" "$r_ops" "$r_p50" "$r_p99" "$r_cpu" "$ratio" "$p_ratio"
         if [ "$f_err" != 0 ] || [ "$p_err" != 0 ] || [ "$r_err" != 0 ]; then
             echo "  errors: ferry $f_err, ferry-pg $p_err, redis $r_err" >&2
         fi
@@ -102,6 +112,7 @@ echo
 [ -n "$PG_ADDR" ] && echo "ferry-pg: the same service with --store on PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}') (postgres-nio; one transaction per group commit; fsync and synchronous_commit on)."
 echo "Ferry: its own log (one fdatasync per group commit) in front of SQLite (GRDB) WAL, synchronous=FULL; Redis $(redis-server --version | sed -E 's/.*v=([^ ]+).*/\1/'): appendonly yes, appendfsync always."
 echo "${VALUE_SIZE}-byte values over $KEYS keys, ${RUN}s per run; gets read the keys the puts wrote."
+echo "cpu_us: the server's user and system time per operation (the load generator's not counted)."
 
 { printf 'op\tferry sqlite\tferry postgres\tredis\n'; cat "$WORK/rows"; } |
     python3 "$(dirname "$0")/chart.py" --unit "operations/s, durable puts (acknowledged after the fsync)" \

@@ -102,6 +102,23 @@ stop_last() {
     unset 'PIDS[-1]'
 }
 
+# cpu_ticks PID... : user and system clock ticks (1/getconf CLK_TCK s) used so far by the
+# processes and their child processes (nginx's workers under its master), every thread counted.
+cpu_ticks() {
+    local total=0 pid ticks
+    for pid in "$@" $(for parent in "$@"; do pgrep -P "$parent" || true; done); do
+        # utime and stime, fields 14 and 15, counted after the name in parentheses
+        ticks=$(awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$pid/stat" 2>/dev/null || echo 0)
+        total=$((total + ticks))
+    done
+    echo "$total"
+}
+
+# cpu_per_request TICKS RATE SECONDS -> microseconds of CPU a request took
+cpu_per_request() {
+    python3 -c "import os, sys; t, r, s = map(float, sys.argv[1:]); print(f'{t / os.sysconf(\"SC_CLK_TCK\") / (r * s) * 1e6:.1f}' if r else '-')" "$1" "$2" "$3"
+}
+
 # wrk_rate ARGS... -> prints requests/s (non-2xx answers are reported, not counted as success)
 wrk_rate() {
     local out rate
