@@ -2,6 +2,7 @@ import FerryHTTP
 import FerryPosix
 import Logging
 import NIOConcurrencyHelpers
+import Synchronization
 
 /// Every open client connection of one server, and the request each has in progress — the table
 /// that out-of-band cancels (control endpoint or TCP urgent data) look requests up in.
@@ -17,19 +18,28 @@ public final class ConnectionRegistry: Sendable {
         var current: (id: UInt64, flag: CancellationFlag)?
     }
 
-    private struct State {
-        var nextConnectionID: UInt64 = 1
+    private struct Shard {
         var entries: [UInt64: Entry] = [:]
         var byDescriptor: [Int32: UInt64] = [:]
     }
 
-    private let state = NIOLockedValueBox(State())
+    /// The table in shards by connection id, each behind its own lock: every request begins and
+    /// ends here, and with one lock the event loops queued on its futex (0.2 futex calls a
+    /// request under `wrk -t2 -c64` on a 1 KiB file).
+    private let shards: [NIOLockedValueBox<Shard>]
+    private static let shardCount = 16
+    private let nextConnectionID = Atomic<UInt64>(1)
     /// The cap on connections per client address.
     public let sources: SourceLimit
 
     /// - Parameter maxPerSource: connections one client address may hold open; 0 for no cap.
     public init(maxPerSource: Int = 0) {
         self.sources = SourceLimit(maximum: maxPerSource)
+        self.shards = (0..<Self.shardCount).map { _ in NIOLockedValueBox(Shard()) }
+    }
+
+    private func shard(_ connection: UInt64) -> NIOLockedValueBox<Shard> {
+        self.shards[Int(connection % UInt64(Self.shardCount))]
     }
 
     /// Registers a new connection on socket `descriptor` and returns its id; `nil` when its
@@ -38,21 +48,20 @@ public final class ConnectionRegistry: Sendable {
         // Only a cap needs the address: without one, no getpeername(2) per connection.
         let source = self.sources.maximum > 0 ? PeerAddress.peer(of: descriptor) : nil
         guard self.sources.admit(client: descriptor, from: source, logger: logger) else { return nil }
-        return self.state.withLockedValue { state in
-            let id = state.nextConnectionID
-            state.nextConnectionID += 1
-            state.entries[id] = Entry(descriptor: descriptor, source: source?.bytes ?? [])
-            state.byDescriptor[descriptor] = id
-            return id
+        let id = self.nextConnectionID.add(1, ordering: .relaxed).oldValue
+        self.shard(id).withLockedValue { shard in
+            shard.entries[id] = Entry(descriptor: descriptor, source: source?.bytes ?? [])
+            shard.byDescriptor[descriptor] = id
         }
+        return id
     }
 
     /// Forgets a connection; a request still in progress on it is cancelled.
     public func close(connection: UInt64) {
-        let removed = self.state.withLockedValue { state -> Entry? in
-            guard let entry = state.entries.removeValue(forKey: connection) else { return nil }
-            if state.byDescriptor[entry.descriptor] == connection {
-                state.byDescriptor[entry.descriptor] = nil
+        let removed = self.shard(connection).withLockedValue { shard -> Entry? in
+            guard let entry = shard.entries.removeValue(forKey: connection) else { return nil }
+            if shard.byDescriptor[entry.descriptor] == connection {
+                shard.byDescriptor[entry.descriptor] = nil
             }
             return entry
         }
@@ -65,11 +74,11 @@ public final class ConnectionRegistry: Sendable {
     /// - Returns: the request's id and the flag that cancels it.
     public func begin(connection: UInt64) -> (requestID: UInt64, flag: CancellationFlag) {
         let flag = CancellationFlag()
-        let id = self.state.withLockedValue { state -> UInt64 in
-            guard var entry = state.entries[connection] else { return 0 }
+        let id = self.shard(connection).withLockedValue { shard -> UInt64 in
+            guard var entry = shard.entries[connection] else { return 0 }
             entry.lastRequestID += 1
             entry.current = (entry.lastRequestID, flag)
-            state.entries[connection] = entry
+            shard.entries[connection] = entry
             return entry.lastRequestID
         }
         return (id, flag)
@@ -77,9 +86,9 @@ public final class ConnectionRegistry: Sendable {
 
     /// Marks request `requestID` of `connection` finished.
     public func end(connection: UInt64, requestID: UInt64) {
-        self.state.withLockedValue { state in
-            if state.entries[connection]?.current?.id == requestID {
-                state.entries[connection]?.current = nil
+        self.shard(connection).withLockedValue { shard in
+            if shard.entries[connection]?.current?.id == requestID {
+                shard.entries[connection]?.current = nil
             }
         }
     }
@@ -87,8 +96,8 @@ public final class ConnectionRegistry: Sendable {
     /// Cancels request `requestID` of `connection` if it is in progress.
     /// - Returns: whether a running request was cancelled.
     public func cancel(connection: UInt64, requestID: UInt64) -> Bool {
-        let flag = self.state.withLockedValue { state in
-            state.entries[connection]?.current.flatMap { $0.id == requestID ? $0.flag : nil }
+        let flag = self.shard(connection).withLockedValue { shard in
+            shard.entries[connection]?.current.flatMap { $0.id == requestID ? $0.flag : nil }
         }
         return flag?.cancel() ?? false
     }
@@ -96,19 +105,23 @@ public final class ConnectionRegistry: Sendable {
     /// Cancels whatever request is in progress on the connection using socket `descriptor`.
     /// - Returns: the connection and request ids cancelled, if any.
     public func cancelCurrent(descriptor: Int32) -> (connection: UInt64, requestID: UInt64)? {
-        let found = self.state.withLockedValue { state -> (UInt64, UInt64, CancellationFlag)? in
-            guard let connection = state.byDescriptor[descriptor],
-                let current = state.entries[connection]?.current
-            else { return nil }
-            return (connection, current.id, current.flag)
+        for shard in self.shards {
+            let found = shard.withLockedValue { shard -> (UInt64, UInt64, CancellationFlag)?? in
+                guard let connection = shard.byDescriptor[descriptor] else { return nil }
+                guard let current = shard.entries[connection]?.current else { return .some(nil) }
+                return (connection, current.id, current.flag)
+            }
+            // The descriptor's connection is in one shard: found there, with or without a request.
+            guard let found else { continue }
+            guard let (connection, request, flag) = found, flag.cancel() else { return nil }
+            return (connection, request)
         }
-        guard let (connection, request, flag) = found, flag.cancel() else { return nil }
-        return (connection, request)
+        return nil
     }
 
     /// The sockets of every open connection.
-    public var descriptors: [Int32] { self.state.withLockedValue { Array($0.byDescriptor.keys) } }
+    public var descriptors: [Int32] { self.shards.flatMap { $0.withLockedValue { Array($0.byDescriptor.keys) } } }
 
     /// The number of open connections.
-    public var count: Int { self.state.withLockedValue { $0.entries.count } }
+    public var count: Int { self.shards.reduce(0) { $0 + $1.withLockedValue { $0.entries.count } } }
 }

@@ -25,6 +25,8 @@ final class FileLoop: @unchecked Sendable {
     private let timeouts: ClientTimeouts
     /// A timerfd for parked transfers.
     private let timer: Int32
+    /// This loop's open-file cache (``FileService/makeCache()``).
+    private let openFiles: OpenFileCache?
 
     /// What other threads hand the loop: connections to serve, and requests to cancel.
     private struct Inbox {
@@ -58,6 +60,7 @@ final class FileLoop: @unchecked Sendable {
         self.timeouts = timeouts
         self.timer = ferry_timer_create()
         guard self.timer >= 0 else { throw PosixError.system("timerfd_create") }
+        self.openFiles = responder.files.makeCache()
         try self.loop.watch(self.timer)
     }
 
@@ -279,7 +282,7 @@ final class FileLoop: @unchecked Sendable {
             connection.input.discardReadBytes()
         }
         connection.deadline.headRead(bodyFollows: false, now: MonotonicClock.nanoseconds())
-        self.respond(connection, self.responder.files.respond(to: request), request: request)
+        self.respond(connection, self.responder.files.respond(to: request, using: self.openFiles), request: request)
         return true
     }
 

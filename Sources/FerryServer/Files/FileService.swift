@@ -21,6 +21,7 @@ public final class FileService: Sendable {
     private let rootFD: Int32
     /// Open files and what their answers are made of; nil where inotify is unavailable.
     private let cache: OpenFileCache?
+    private let keepsOpenFiles: Bool
     /// Optional per-client soft state; nil serves without sessions.
     public let sessions: SessionStore<FileSession>?
     /// The Cache-Control every file answer carries, for caches in front (a CDN's edges); none when nil.
@@ -49,14 +50,28 @@ public final class FileService: Sendable {
         }
         self.root = root
         self.rootFD = fd
+        self.keepsOpenFiles = openFileCache
         self.cache = openFileCache ? OpenFileCache(rootFD: fd) : nil
+    }
+
+    /// An open-file cache of its own for one event loop, as each nginx worker keeps its own: a
+    /// cache shared by the loops serializes every request's look-up on one lock (whose hold
+    /// includes a read of the inotify queue). Nil when the server keeps none or inotify is
+    /// unavailable.
+    func makeCache() -> OpenFileCache? {
+        self.keepsOpenFiles ? OpenFileCache(rootFD: self.rootFD) : nil
     }
 
     deinit { close(self.rootFD) }
 
     /// Answers `request`. The returned file body, if any, owns an open descriptor.
     public func respond(to request: HTTPRequest) -> FileResponse {
-        var response = self.respondFromFiles(to: request)
+        self.respond(to: request, using: self.cache)
+    }
+
+    /// Answers `request` through `cache` (an event loop's own, ``makeCache()``).
+    func respond(to request: HTTPRequest, using cache: OpenFileCache?) -> FileResponse {
+        var response = self.respondFromFiles(to: request, using: cache)
         if let sessions = self.sessions { Self.attachSession(from: sessions, for: request, to: &response.head) }
         return response
     }
@@ -83,7 +98,7 @@ public final class FileService: Sendable {
         }
     }
 
-    private func respondFromFiles(to request: HTTPRequest) -> FileResponse {
+    private func respondFromFiles(to request: HTTPRequest, using cache: OpenFileCache?) -> FileResponse {
         guard request.method == "GET" || request.method == "HEAD" else {
             var response = FileResponse.text(
                 .methodNotAllowed,
@@ -100,7 +115,7 @@ public final class FileService: Sendable {
         case .success(let resolved): path = resolved
         case .failure(let refusal): return .text(refusal.status, refusal.message)
         }
-        let opened = self.cache.map { $0.file(at: path) { self.open(path, withBytes: $0) } } ?? self.open(path)
+        let opened = cache.map { $0.file(at: path) { self.open(path, withBytes: $0) } } ?? self.open(path)
         switch opened {
         case .success(let file): return self.respond(to: request, with: file)
         case .failure(let refusal): return .text(refusal.status, refusal.message)
