@@ -144,6 +144,7 @@ extension HTTPLoop {
                 maxHeadLength: self.plan.options.maxHeadLength
             )
         }
+        self.requestsSinceSweep += 1
         if var spare = self.spareInputs.popLast() {
             spare.clear()
             upstream.input = spare
