@@ -75,14 +75,14 @@ REDIS_ADDR="127.0.0.1:$REDIS_PORT"
 # the user and system time the server (process PID) took per operation: a figure the machine's
 # neighbours move less than the rate
 measure() {
-    local line before after ops
+    local line before after ops p50 p99 errors
     before=$(cpu_ticks "$5")
     line=$("${BENCH_CPU[@]}" "$BENCH" kv --target "$1" --addr "$2" --op "$3" --clients "$4" --seconds "$RUN" \
         --value-size "$VALUE_SIZE" --keys "$KEYS")
     after=$(cpu_ticks "$5")
     echo "$line" >>"$WORK/raw.log"
-    ops=$(sed -E 's/.*ops_per_s=([0-9]+).*/\1/' <<<"$line")
-    echo "$(sed -E 's/.*ops_per_s=([0-9]+) p50_us=([0-9]+) p99_us=([0-9]+) errors=([0-9]+).*/\1 \2 \3 \4/' <<<"$line") $(cpu_per_request $((after - before)) "$ops" "$RUN")"
+    read -r ops p50 p99 errors < <(sed -E 's/.*ops_per_s=([0-9]+) p50_us=([0-9]+) p99_us=([0-9]+) errors=([0-9]+).*/\1 \2 \3 \4/' <<<"$line")
+    echo "$ops $p50 $p99 $errors $(cpu_per_request $((after - before)) "$ops" "$RUN")"
 }
 
 echo "device of the data: $(df --output=source "$WORK" | tail -1)" >&2

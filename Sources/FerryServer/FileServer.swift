@@ -147,6 +147,7 @@ public final class FileServer: Service, Sendable {
         let metrics = ServerMetrics(model: configuration.model, factory: metricsFactory)
         let responder = BlockingResponder(
             files: files,
+            openFiles: configuration.model == .eventDriven ? nil : files.makeCache(),
             registry: registry,
             metrics: metrics,
             logger: logger,

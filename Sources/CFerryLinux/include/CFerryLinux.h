@@ -1,11 +1,11 @@
 #ifndef C_FERRY_LINUX_H
 #define C_FERRY_LINUX_H
 
+#include <malloc.h>  // malloc_trim: an idle l7 switch gives its buffers back
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <malloc.h>  // malloc_trim: an idle l7 switch gives its buffers back
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/sendfile.h>

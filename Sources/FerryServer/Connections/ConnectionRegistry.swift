@@ -105,16 +105,14 @@ public final class ConnectionRegistry: Sendable {
     /// Cancels whatever request is in progress on the connection using socket `descriptor`.
     /// - Returns: the connection and request ids cancelled, if any.
     public func cancelCurrent(descriptor: Int32) -> (connection: UInt64, requestID: UInt64)? {
+        // The descriptor's connection is in one shard: the first that knows it has the answer.
         for shard in self.shards {
-            let found = shard.withLockedValue { shard -> (UInt64, UInt64, CancellationFlag)?? in
-                guard let connection = shard.byDescriptor[descriptor] else { return nil }
-                guard let current = shard.entries[connection]?.current else { return .some(nil) }
-                return (connection, current.id, current.flag)
+            let found = shard.withLockedValue { shard in
+                shard.byDescriptor[descriptor].map { (connection: $0, current: shard.entries[$0]?.current) }
             }
-            // The descriptor's connection is in one shard: found there, with or without a request.
             guard let found else { continue }
-            guard let (connection, request, flag) = found, flag.cancel() else { return nil }
-            return (connection, request)
+            guard let current = found.current, current.flag.cancel() else { return nil }
+            return (found.connection, current.id)
         }
         return nil
     }

@@ -7,6 +7,8 @@ import NIOCore
 /// client as it goes: the body of the iterative, thread-per-request and dispatcher models.
 struct BlockingResponder {
     let files: FileService
+    /// The blocking models' open-file cache (an event loop has its own).
+    let openFiles: OpenFileCache?
     let registry: ConnectionRegistry
     let metrics: ServerMetrics
     let logger: Logger
@@ -18,7 +20,7 @@ struct BlockingResponder {
     func serve(_ request: HTTPRequest, on connection: BlockingConnection) -> Bool {
         let (requestID, flag) = self.registry.begin(connection: connection.id)
         defer { self.registry.end(connection: connection.id, requestID: requestID) }
-        let response = self.files.respond(to: request)
+        let response = self.files.respond(to: request, using: self.openFiles)
         return self.send(
             response,
             for: request,

@@ -19,8 +19,7 @@ public final class FileService: Sendable {
     /// The served directory as given.
     public let root: String
     private let rootFD: Int32
-    /// Open files and what their answers are made of; nil where inotify is unavailable.
-    private let cache: OpenFileCache?
+    /// Whether those who serve keep open files (``makeCache()``).
     private let keepsOpenFiles: Bool
     /// Optional per-client soft state; nil serves without sessions.
     public let sessions: SessionStore<FileSession>?
@@ -51,25 +50,25 @@ public final class FileService: Sendable {
         self.root = root
         self.rootFD = fd
         self.keepsOpenFiles = openFileCache
-        self.cache = openFileCache ? OpenFileCache(rootFD: fd) : nil
     }
 
-    /// An open-file cache of its own for one event loop, as each nginx worker keeps its own: a
-    /// cache shared by the loops serializes every request's look-up on one lock (whose hold
-    /// includes a read of the inotify queue). Nil when the server keeps none or inotify is
-    /// unavailable.
+    /// An open-file cache for one who serves: each event loop has its own, as each nginx worker
+    /// does (one shared by the loops serialized every look-up on its lock, whose hold includes a
+    /// read of the inotify queue), and the blocking models' threads share one. Nil when the
+    /// server keeps none or inotify is unavailable.
     func makeCache() -> OpenFileCache? {
         self.keepsOpenFiles ? OpenFileCache(rootFD: self.rootFD) : nil
     }
 
     deinit { close(self.rootFD) }
 
-    /// Answers `request`. The returned file body, if any, owns an open descriptor.
+    /// Answers `request`, opening its file afresh. The returned file body, if any, owns an open
+    /// descriptor.
     public func respond(to request: HTTPRequest) -> FileResponse {
-        self.respond(to: request, using: self.cache)
+        self.respond(to: request, using: nil)
     }
 
-    /// Answers `request` through `cache` (an event loop's own, ``makeCache()``).
+    /// Answers `request` through `cache` (``makeCache()``).
     func respond(to request: HTTPRequest, using cache: OpenFileCache?) -> FileResponse {
         var response = self.respondFromFiles(to: request, using: cache)
         if let sessions = self.sessions { Self.attachSession(from: sessions, for: request, to: &response.head) }
