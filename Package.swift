@@ -49,7 +49,11 @@ let package = Package(
         // the latter is a futex ThreadSanitizer cannot see, so it reports every access as a race.
         .target(
             name: "FerryPosix",
-            dependencies: ["CFerryLinux", .product(name: "NIOConcurrencyHelpers", package: "swift-nio")]
+            dependencies: [
+                "CFerryLinux",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
         ),
         .target(
             name: "FerryWire",

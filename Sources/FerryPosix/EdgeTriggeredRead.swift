@@ -1,4 +1,3 @@
-import FerryPosix
 import NIOCore
 
 #if canImport(Glibc)
@@ -11,7 +10,7 @@ public enum EdgeReadResult { case data, end, wouldBlock, failed }
 extension EdgeReadiness {
     /// Reads up to `size` bytes of socket `fd` onto the end of `buffer`, unless the socket is
     /// known to have nothing: a read that came back short emptied it, and whatever arrives next
-    /// brings a new edge. Shared by Ferry's epoll loops (the l7 switch, the file server).
+    /// brings a new edge. Shared by Ferry's epoll loops (the l7 switch, the file server, the kv service).
     public mutating func read(_ fd: CInt, into buffer: inout ByteBuffer, size: Int) -> EdgeReadResult {
         guard self.readable else { return .wouldBlock }
         buffer.reserveCapacity(minimumWritableBytes: size)

@@ -1,0 +1,309 @@
+import CFerryLinux
+import FerryPosix
+import FerryWire
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One thread of the key-value service's own front end: an epoll loop, one per core, that takes
+/// connections off the listening socket it shares with the other loops, reads all a socket has
+/// at once, answers every get in it from the store's memory on the spot, and sends the answers of
+/// a read in one write — Redis's event loop, with the group commit's fsync on a writer thread of
+/// its own. A write's answer comes back from the writer through the loop's inbox.
+///
+/// NIO's pipeline cost a get twice Redis's CPU (`Benchmarks/kv.sh`): a wake-up of its own per
+/// read, its handlers and the casts between them. Connections over TLS still take that path
+/// (``KVHandler``), since TLS is NIO's.
+final class KVLoop: @unchecked Sendable {
+    // Sendable: everything mutable is touched only by the loop's thread, after `start`, except
+    // the inbox, which is locked.
+    private let loop: WakeableLoop
+    private let listener: Int32
+    private let store: any KVStorage
+    private let local: KVStore?
+    private let logger: Logger
+
+    /// Answers that came back from the store's writer (or from a database server), to send.
+    private let inbox = NIOLockedValueBox<[(fd: Int32, id: UInt64, answer: Frame)]>([])
+
+    @exclusivity(unchecked) private var connections = DescriptorTable<KVConnection>()
+    /// Connections that used their turn with requests still waiting: they go on after the loop's
+    /// other events.
+    @exclusivity(unchecked) private var again: [KVConnection] = []
+    /// Every read lands here first; only the start of a request cut off at its end is copied.
+    @exclusivity(unchecked) private var scratch = ByteBuffer()
+    @exclusivity(unchecked) private var nextID: UInt64 = 0
+    /// Set when accepting failed (most likely out of descriptors): the listener is not watched
+    /// until then, rather than spinning on it.
+    @exclusivity(unchecked) private var acceptPausedUntil: UInt64?
+
+    static let readSize = 64 << 10
+    /// Reads of one connection per turn before the loop's other events get theirs.
+    private static let readsPerTurn = 16
+    /// Answers a client has not taken, past which its requests wait for it to read them.
+    private static let outputLimit = 1 << 20
+    private static let acceptPause: UInt64 = 100_000_000
+
+    init(index: Int, listener: Int32, store: any KVStorage, logger: Logger) throws(PosixError) {
+        self.loop = try WakeableLoop(name: "ferry-kv-\(index)")
+        self.listener = listener
+        self.store = store
+        self.local = store as? KVStore
+        self.logger = logger
+        try self.watchListener()
+    }
+
+    /// The loops share the listening socket; EPOLLEXCLUSIVE wakes one that waits, not all.
+    private func watchListener() throws(PosixError) {
+        try self.loop.watch(self.listener, events: EPOLLIN.rawValue | EPOLLEXCLUSIVE.rawValue)
+    }
+
+    func start() throws(PosixError) {
+        try self.loop.start(
+            WakeableLoop.Policy(
+                onReady: { [self] fd, events in self.handle(fd, events) },
+                onWake: { [self] in self.takeInbox() },
+                afterEvents: { [self] in self.afterEvents() },
+                onStop: { [self] _ in
+                    for connection in self.connections.owners { self.close(connection) }
+                }
+            ),
+            tick: 100
+        )
+    }
+
+    /// Closes every connection and ends the loop's thread. Requests in flight go unanswered.
+    func stop() { self.loop.stop() }
+
+    // MARK: Events
+
+    private func handle(_ fd: Int32, _ events: UInt32) {
+        if fd == self.listener {
+            self.accept()
+            return
+        }
+        guard let connection = self.connections[fd] else { return }
+        connection.ready.note(events)
+        self.drive(connection)
+    }
+
+    /// Takes the connections waiting, a few a wake: the listener is level-triggered, so what is
+    /// left wakes a loop again, and the loops share the burst of a crowd connecting at once.
+    private func accept() {
+        for _ in 0..<8 {
+            var failure: PosixError?
+            guard let fd = BoundSocket.accept(on: self.listener, failed: { failure = $0 }) else {
+                if let failure {
+                    self.logger.warning("cannot accept connections: \(failure); trying again in 100 ms")
+                    self.loop.unwatch(self.listener)
+                    self.acceptPausedUntil = MonotonicClock.nanoseconds() + Self.acceptPause
+                }
+                return
+            }
+            let connection = KVConnection(fd: fd, id: self.nextID)
+            self.nextID += 1
+            do {
+                try self.loop.watch(
+                    fd,
+                    events: EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLRDHUP.rawValue | EPOLLET.rawValue
+                )
+            } catch {
+                self.logger.warning("could not take a kv connection: \(error)")
+                Glibc.close(fd)
+                continue
+            }
+            self.connections[fd] = connection
+            self.drive(connection)
+        }
+    }
+
+    private func afterEvents() {
+        if !self.again.isEmpty {
+            let again = self.again
+            self.again = []
+            for connection in again {
+                connection.queued = false
+                self.drive(connection)
+            }
+        }
+        if let until = self.acceptPausedUntil, MonotonicClock.nanoseconds() >= until {
+            do {
+                try self.watchListener()
+                self.acceptPausedUntil = nil
+            } catch {
+                self.logger.warning("cannot watch the kv listener again: \(error); trying again in 100 ms")
+                self.acceptPausedUntil = MonotonicClock.nanoseconds() + Self.acceptPause
+            }
+        }
+    }
+
+    // MARK: Serving a connection
+
+    /// Reads and answers until the socket has nothing more, the client stops taking answers, or
+    /// the connection's turn is over; then sends every answer made in one write.
+    private func drive(_ connection: KVConnection) {
+        var reads = 0
+        while connection.isOpen {
+            if connection.output.readableBytes >= Self.outputLimit {
+                self.flush(connection)
+                // The client is not reading: its next requests wait until it takes some answers.
+                guard connection.isOpen, connection.output.readableBytes < Self.outputLimit else { return }
+            }
+            if connection.heldBack {
+                // Requests read before, left until the client took enough answers.
+                connection.heldBack = false
+                self.scratch.clear()
+                self.answerRequests(connection)
+                continue
+            }
+            guard reads < Self.readsPerTurn else {
+                if !connection.queued {
+                    connection.queued = true
+                    self.again.append(connection)
+                }
+                break
+            }
+            self.scratch.clear()
+            switch connection.ready.read(connection.fd, into: &self.scratch, size: Self.readSize) {
+            case .data:
+                reads += 1
+                self.answerRequests(connection)
+            case .wouldBlock:
+                self.flush(connection)
+                return
+            case .end, .failed:
+                self.flush(connection)
+                self.close(connection)
+                return
+            }
+        }
+        if connection.isOpen { self.flush(connection) }
+    }
+
+    /// Answers the whole requests in what was just read (after what was kept from before), until
+    /// the answers waiting reach the limit; keeps the rest, and the start of a request cut off.
+    private func answerRequests(_ connection: KVConnection) {
+        if connection.input.readableBytes > 0 {
+            connection.input.writeBuffer(&self.scratch)
+            self.answerRequests(connection, in: &connection.input)
+            // An idle connection keeps no buffer: 10,000 of them would hold a read's storage each.
+            if connection.input.readableBytes == 0 {
+                connection.input = ByteBuffer()
+            } else {
+                connection.input.discardReadBytes()
+            }
+        } else {
+            self.answerRequests(connection, in: &self.scratch)
+            if self.scratch.readableBytes > 0 { connection.input.writeBuffer(&self.scratch) }
+        }
+    }
+
+    private func answerRequests(_ connection: KVConnection, in buffer: inout ByteBuffer) {
+        while connection.isOpen {
+            guard connection.output.readableBytes < Self.outputLimit else {
+                connection.heldBack = buffer.readableBytes > 0
+                return
+            }
+            let frame: Frame
+            do {
+                guard let decoded = try connection.decoder.decode(buffer: &buffer) else { return }
+                frame = decoded
+            } catch {
+                // Not a frame this service reads: this connection only is closed.
+                let peer = PeerAddress.peer(of: connection.fd).map { "\($0)" } ?? "an unknown peer"
+                self.logger.warning("closing FerryWire connection from \(peer): \(error)")
+                self.close(connection)
+                return
+            }
+            self.answer(frame, on: connection)
+        }
+    }
+
+    private func answer(_ frame: Frame, on connection: KVConnection) {
+        let timer = KVReply.timer(for: frame.header.kind)
+        let started = timer == nil ? 0 : MonotonicClock.nanoseconds()
+        let requestID = frame.header.requestID
+        let (fd, id) = (connection.fd, connection.id)
+        switch KVReply.to(frame, store: self.store, local: self.local) {
+        case .now(let answer):
+            answer.write(to: &connection.output)
+            timer?.recordNanoseconds(Int64(MonotonicClock.nanoseconds() - started))
+        case .write(let write):
+            self.store.enqueue(write) { [self] result in
+                self.deliver(KVReply.written(result, requestID: requestID), to: fd, id: id)
+                timer?.recordNanoseconds(Int64(MonotonicClock.nanoseconds() - started))
+            }
+        case .later(let read):
+            Task { [self] in
+                self.deliver(await read(), to: fd, id: id)
+                timer?.recordNanoseconds(Int64(MonotonicClock.nanoseconds() - started))
+            }
+        }
+    }
+
+    /// Hands the loop an answer made on another thread. The loop is woken only when its inbox
+    /// was empty: a group commit's answers cost it one wake-up.
+    private func deliver(_ answer: Frame, to fd: Int32, id: UInt64) {
+        let wasEmpty = self.inbox.withLockedValue { inbox in
+            inbox.append((fd, id, answer))
+            return inbox.count == 1
+        }
+        if wasEmpty { self.loop.wake() }
+    }
+
+    private func takeInbox() {
+        let delivered = self.inbox.withLockedValue { inbox in
+            defer { inbox = [] }
+            return inbox
+        }
+        var answered: [KVConnection] = []
+        for (fd, id, answer) in delivered {
+            // The connection may have closed, and another taken its descriptor, meanwhile.
+            guard let connection = self.connections[fd], connection.id == id else { continue }
+            answer.write(to: &connection.output)
+            if !connection.answered {
+                connection.answered = true
+                answered.append(connection)
+            }
+        }
+        for connection in answered {
+            connection.answered = false
+            self.flush(connection)
+        }
+    }
+
+    /// Sends what the connection has waiting, as much as the socket takes; the rest goes when
+    /// it has room again (its next event drives the connection).
+    private func flush(_ connection: KVConnection) {
+        guard connection.isOpen, connection.output.readableBytes > 0 else { return }
+        let sent = connection.output.withUnsafeReadableBytes { bytes in
+            send(connection.fd, bytes.baseAddress, bytes.count, CInt(MSG_NOSIGNAL))
+        }
+        if sent < 0 {
+            guard errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR else {
+                self.close(connection)
+                return
+            }
+            connection.ready.writable = false
+            return
+        }
+        connection.output.moveReaderIndex(forwardBy: sent)
+        if connection.output.readableBytes == 0 {
+            connection.output.clear()
+        } else {
+            connection.ready.writable = false
+        }
+    }
+
+    private func close(_ connection: KVConnection) {
+        guard connection.isOpen else { return }
+        connection.isOpen = false
+        self.loop.unwatch(connection.fd)
+        self.connections[connection.fd] = nil
+        Glibc.close(connection.fd)
+    }
+}

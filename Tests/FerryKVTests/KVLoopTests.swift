@@ -1,0 +1,113 @@
+import FerryKV
+import FerryPosix
+import FerryTestSupport
+import FerryWire
+import NIOCore
+import Testing
+
+/// The service's own epoll loops as a client that pipelines sees them: requests sent in one
+/// write, or cut anywhere, are each answered once; a client that does not read its answers holds
+/// up only itself.
+@Suite struct KVLoopTests {
+    /// A raw connection that sends frames and reads answers, as a pipelining client does.
+    struct RawClient {
+        let socket: BlockingSocket
+        var received = ByteBuffer()
+        var decoder = FrameDecoder()
+
+        init(port: Int) throws {
+            self.socket = try BlockingSocket.connect(host: "127.0.0.1", port: port, patience: .eachCall(.seconds(30)))
+        }
+
+        func send(_ bytes: ByteBuffer) throws { try Self.send(bytes, on: self.socket) }
+
+        static func send(_ bytes: ByteBuffer, on socket: BlockingSocket) throws {
+            try bytes.withUnsafeReadableBytes { bytes throws(PosixError) in try socket.send(bytes) }
+        }
+
+        /// The next `count` answers, in the order they came.
+        mutating func answers(_ count: Int) throws -> [Frame] {
+            var frames: [Frame] = []
+            while frames.count < count {
+                if let frame = try self.decoder.decode(buffer: &self.received) {
+                    frames.append(frame)
+                    continue
+                }
+                self.received.discardReadBytes()
+                self.received.reserveCapacity(minimumWritableBytes: 64 << 10)
+                let socket = self.socket
+                let got = try self.received.withUnsafeMutableWritableBytes { bytes throws(PosixError) in
+                    try socket.receiveSome(into: bytes)
+                }
+                self.received.moveWriterIndex(forwardBy: got)
+            }
+            return frames
+        }
+    }
+
+    static func requests<Message: WireMessage>(_ messages: [Message], firstID: UInt64 = 1) -> ByteBuffer {
+        var buffer = ByteBuffer()
+        for (offset, message) in messages.enumerated() {
+            Frame(message, requestID: firstID + UInt64(offset)).write(to: &buffer)
+        }
+        return buffer
+    }
+
+    @Test func pipelinedRequestsAreEachAnsweredOnceAndRequestsCutAnywhereAreRead() async throws {
+        let directory = try TemporaryDirectory()
+        let server = try await KVServer.bind(path: directory.path + "/kv.sqlite")
+        defer { Task { await server.close() } }
+        var client = try RawClient(port: server.port)
+        defer { client.socket.close() }
+
+        // 500 puts in one write: each durable before its answer, answered once.
+        let puts = (0..<500).map { KVWrite(key: "key-\($0)", operation: .put(value: [UInt8($0 % 256)])) }
+        try client.send(Self.requests(puts))
+        let written = try client.answers(puts.count)
+        #expect(Set(written.map(\.header.requestID)) == Set(1...500))
+        #expect(try written.allSatisfy { try $0.decode(as: KVWritten.self) == KVWritten(applied: true, version: 1) })
+
+        // 500 gets in one write come back in order, with what the puts stored.
+        let gets = (0..<500).map { KVGet(key: "key-\($0)") }
+        try client.send(Self.requests(gets, firstID: 1000))
+        let values = try client.answers(gets.count)
+        #expect(values.map(\.header.requestID) == Array(1000..<1500))
+        #expect(try values.enumerated().allSatisfy { try $1.decode(as: KVValue.self).value == [UInt8($0 % 256)] })
+
+        // A get sent a byte at a time is read whole and answered.
+        let cut = Self.requests([KVGet(key: "key-7")], firstID: 2000)
+        for byte in cut.readableBytesView { try client.send(ByteBuffer(bytes: [byte])) }
+        let answer = try #require(try client.answers(1).first)
+        #expect(answer.header.requestID == 2000)
+        #expect(try answer.decode(as: KVValue.self).value == [7])
+    }
+
+    @Test func aClientThatDoesNotReadItsAnswersHoldsUpOnlyItself() async throws {
+        let directory = try TemporaryDirectory()
+        let server = try await KVServer.bind(path: directory.path + "/kv.sqlite")
+        defer { Task { await server.close() } }
+        let kv = try await KVClient.connect(host: "127.0.0.1", port: server.port)
+        try await kv.put("big", [UInt8](repeating: 1, count: 64 << 10))
+
+        // 40 MiB of answers asked for, none read yet: far past what the server holds for a client
+        // and what the sockets buffer, so the sender blocks until the answers are read.
+        var slow = try RawClient(port: server.port)
+        defer { slow.socket.close() }
+        let count = 640
+        let requests = Self.requests(Array(repeating: KVGet(key: "big"), count: count))
+        let socket = slow.socket
+        let sending = Task.detached { try RawClient.send(requests, on: socket) }
+
+        // Meanwhile other clients are served.
+        for round in 0..<20 {
+            try await kv.put("other", [UInt8(round)])
+            #expect(try await kv.get("other") == [UInt8(round)])
+        }
+
+        let answers = try slow.answers(count)
+        try await sending.value
+        #expect(answers.map(\.header.requestID) == Array(1...UInt64(count)))
+        #expect(try answers.allSatisfy { try $0.decode(as: KVValue.self).value?.count == 64 << 10 })
+        await kv.close()
+    }
+}
