@@ -88,6 +88,15 @@ struct Serve: AsyncParsableCommand {
         @Option(help: "The port to listen on; 0 picks a free port.", transform: parsePort)
         var port = 0
 
+        @Option(help: "Event loops serving plain connections (TLS ones are NIO's); default: one for every two cores.")
+        var loops: Int?
+
+        func validate() throws {
+            if let loops, !(1...256).contains(loops) {
+                throw ValidationError("--loops takes 1 to 256 event loops, got \(loops)")
+            }
+        }
+
         func run() async throws {
             let shutdown = await ShutdownSignals()
             let logger = Logger(label: "ferry.kv")
@@ -95,6 +104,7 @@ struct Serve: AsyncParsableCommand {
                 store: try await self.storage.kvStore(logger: logger),
                 host: self.host,
                 port: self.port,
+                loops: self.loops,
                 logger: logger
             )
             printLine("listening on \(server.host):\(server.port)")

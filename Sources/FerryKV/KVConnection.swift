@@ -4,23 +4,24 @@ import NIOCore
 
 /// One client of a ``KVLoop``: its socket, what it is known to allow, and the bytes that wait
 /// on either side — the start of a request not yet whole, answers the socket has not taken.
+/// Touched only by its loop's thread: no exclusivity checks at run time.
 final class KVConnection {
     let fd: Int32
     /// Told apart from a later connection that gets the same descriptor number, for answers
     /// that come back from the writer after this one closed.
     let id: UInt64
-    var ready = EdgeReadiness()
-    var decoder = FrameDecoder(maxPayloadLength: KVLimits.maxPayloadLength)
+    @exclusivity(unchecked) var ready = EdgeReadiness()
+    @exclusivity(unchecked) var decoder = FrameDecoder(maxPayloadLength: KVLimits.maxPayloadLength)
     /// A request cut off at the end of a read; empty (no storage) between whole requests.
-    var input = ByteBuffer()
-    var output = ByteBuffer()
+    @exclusivity(unchecked) var input = ByteBuffer()
+    @exclusivity(unchecked) var output = ByteBuffer()
     /// Whole requests wait in ``input``: answering them reached the limit of answers waiting.
-    var heldBack = false
-    var isOpen = true
+    @exclusivity(unchecked) var heldBack = false
+    @exclusivity(unchecked) var isOpen = true
     /// In the loop's list of connections to go on with after its other events.
-    var queued = false
+    @exclusivity(unchecked) var queued = false
     /// In the loop's list of connections with answers from the writer to send.
-    var answered = false
+    @exclusivity(unchecked) var answered = false
 
     init(fd: Int32, id: UInt64) {
         self.fd = fd

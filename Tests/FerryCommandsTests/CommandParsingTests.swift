@@ -32,6 +32,7 @@ import Testing
         (["serve", "files", "--root", "/srv", "--model", "fibers"], "fibers"),
         (["serve", "files", "--root", "/srv", "--workers", "0"], "--workers must be at least 1"),
         (["serve", "files"], "--root"),
+        (["serve", "kv", "--db", "/tmp/kv.sqlite", "--loops", "0"], "--loops takes 1 to 256"),
         (["control", "--addr", "nonsense", "stats"], "--addr must be HOST:PORT"),
         (["control", "--addr", "h:99999", "stats"], "--addr must be HOST:PORT"),
         (["endpoints", "--addr", "h", "ls"], "--addr must be HOST:PORT"),
