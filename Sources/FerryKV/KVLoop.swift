@@ -37,6 +37,10 @@ final class KVLoop: @unchecked Sendable {
     /// Every read lands here first; only the start of a request cut off at its end is copied.
     @exclusivity(unchecked) private var scratch = ByteBuffer()
     @exclusivity(unchecked) private var nextID: UInt64 = 0
+    /// Writes read in this turn of the loop, queued together once its events are handled: one
+    /// group commit for all, where handing each over as it is read would start a commit with the
+    /// first while the rest are still being read (4 writes a sync at 16 clients, against 16).
+    @exclusivity(unchecked) private var writesRead: [KVQueuedWrite] = []
     /// Set when accepting failed (most likely out of descriptors): the listener is not watched
     /// until then, rather than spinning on it.
     @exclusivity(unchecked) private var acceptPausedUntil: UInt64?
@@ -129,6 +133,10 @@ final class KVLoop: @unchecked Sendable {
                 connection.queued = false
                 self.drive(connection)
             }
+        }
+        if !self.writesRead.isEmpty {
+            self.store.enqueue(self.writesRead)
+            self.writesRead.removeAll(keepingCapacity: true)
         }
         if let until = self.acceptPausedUntil, MonotonicClock.nanoseconds() >= until {
             do {
@@ -233,10 +241,12 @@ final class KVLoop: @unchecked Sendable {
             answer.write(to: &connection.output)
             timer?.recordNanoseconds(Int64(MonotonicClock.nanoseconds() - started))
         case .write(let write):
-            self.store.enqueue(write) { [self] result in
-                self.deliver(KVReply.written(result, requestID: requestID), to: fd, id: id)
-                timer?.recordNanoseconds(Int64(MonotonicClock.nanoseconds() - started))
-            }
+            self.writesRead.append(
+                KVQueuedWrite(write) { [self] result in
+                    self.deliver(KVReply.written(result, requestID: requestID), to: fd, id: id)
+                    timer?.recordNanoseconds(Int64(MonotonicClock.nanoseconds() - started))
+                }
+            )
         case .later(let read):
             Task { [self] in
                 self.deliver(await read(), to: fd, id: id)

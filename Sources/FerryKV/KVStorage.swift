@@ -9,10 +9,28 @@ public protocol KVStorage: Sendable {
     /// Queues `write` for the next group commit; `completion` runs once the write is durable, or
     /// with the error that kept it from being stored.
     func enqueue(_ write: KVWrite, completion: @escaping @Sendable (Result<KVWritten, any Error>) -> Void)
+    /// Queues writes that were read together, so that they go into one group commit where the
+    /// store can: as Redis syncs once for all it read in one turn of its loop.
+    func enqueue(_ writes: [KVQueuedWrite])
     func close() throws
 }
 
+/// A write and what runs once it is durable, or with the error that kept it from being stored.
+public struct KVQueuedWrite: Sendable {
+    public let write: KVWrite
+    public let completion: @Sendable (Result<KVWritten, any Error>) -> Void
+
+    public init(_ write: KVWrite, completion: @escaping @Sendable (Result<KVWritten, any Error>) -> Void) {
+        self.write = write
+        self.completion = completion
+    }
+}
+
 extension KVStorage {
+    public func enqueue(_ writes: [KVQueuedWrite]) {
+        for queued in writes { self.enqueue(queued.write, completion: queued.completion) }
+    }
+
     /// Applies `write` and returns once it is durable.
     public func write(_ write: KVWrite) async throws -> KVWritten {
         try await withCheckedThrowingContinuation { continuation in

@@ -23,13 +23,8 @@ import Glibc
 /// writes commit to SQLite directly. Since the mirror must see every write, one store owns its
 /// file: a second one, in this process or another, is refused while the first is open.
 public final class KVStore: KVStorage {
-    private struct Waiting: Sendable {
-        let write: KVWrite
-        let completion: @Sendable (Result<KVWritten, any Error>) -> Void
-    }
-
     private struct WriterState: Sendable {
-        var waiting: [Waiting] = []
+        var waiting: [KVQueuedWrite] = []
         var draining = false
     }
 
@@ -223,14 +218,23 @@ public final class KVStore: KVStorage {
     /// Queues `write` for the next group commit; `completion` runs on the writer thread once the
     /// write is durable, or with the error that kept it from being stored.
     public func enqueue(_ write: KVWrite, completion: @escaping @Sendable (Result<KVWritten, any Error>) -> Void) {
-        do {
-            try Self.validate(write)
-        } catch {
-            completion(.failure(error))
-            return
+        self.enqueue([KVQueuedWrite(write, completion: completion)])
+    }
+
+    /// Queues writes read together: the writer takes them all into its next group commit.
+    public func enqueue(_ writes: [KVQueuedWrite]) {
+        let valid = writes.filter { queued in
+            do {
+                try Self.validate(queued.write)
+                return true
+            } catch {
+                queued.completion(.failure(error))
+                return false
+            }
         }
+        guard !valid.isEmpty else { return }
         let startDraining = self.writer.withLockedValue { state in
-            state.waiting.append(Waiting(write: write, completion: completion))
+            state.waiting += valid
             defer { state.draining = true }
             return !state.draining
         }
@@ -257,7 +261,7 @@ public final class KVStore: KVStorage {
 
     /// Commits `batch` through the log: false, with nothing done, when the mirror could pass its
     /// limit with it (the log is then emptied into the file and given up).
-    private func logged(_ batch: [Waiting], _ log: KVLog) -> Bool {
+    private func logged(_ batch: [KVQueuedWrite], _ log: KVLog) -> Bool {
         var changed: [String: KVValue] = [:]
         var effects: [KVEffect] = []
         var results: [KVWritten] = []
@@ -333,7 +337,7 @@ public final class KVStore: KVStorage {
     /// no longer used, and writes commit to the file from here on (returns false: `batch` is
     /// still to commit). If the file or the log fails meanwhile, the store is broken (returns
     /// true: `batch` has failed): writes committed to a file that lacks logged ones would be wrong.
-    private func giveUpLog(failing batch: [Waiting]) -> Bool {
+    private func giveUpLog(failing batch: [KVQueuedWrite]) -> Bool {
         do {
             try self.settle()
             try self.log?.reset()
@@ -392,7 +396,7 @@ public final class KVStore: KVStorage {
     }
 
     /// Commits `batch` to the file in one transaction (the mirror off, or about to be).
-    private func commitDirectly(_ batch: [Waiting]) {
+    private func commitDirectly(_ batch: [KVQueuedWrite]) {
         do {
             let results = try self.pool.write { db in
                 try batch.map { try Self.apply($0.write, db) }
