@@ -223,6 +223,14 @@ public final class KVStore: KVStorage {
 
     /// Queues writes read together: the writer takes them all into its next group commit.
     public func enqueue(_ writes: [KVQueuedWrite]) {
+        self.enqueue(writes, committingHere: false)
+    }
+
+    /// Queues writes read together; with `committingHere`, when no commit is under way the
+    /// calling thread makes it (and any that queue meanwhile) before it returns, as Redis's loop
+    /// syncs its log itself: no hand-over to a writer thread and back. For a thread that serves
+    /// only this store (``KVLoop``), never a shared event loop.
+    func enqueue(_ writes: [KVQueuedWrite], committingHere: Bool) {
         let valid = writes.filter { queued in
             do {
                 try Self.validate(queued.write)
@@ -238,7 +246,13 @@ public final class KVStore: KVStorage {
             defer { state.draining = true }
             return !state.draining
         }
-        if startDraining { self.writerQueue.async { self.drain() } }
+        guard startDraining else { return }
+        // A serial queue's `sync` runs the block on the calling thread when the queue is idle.
+        if committingHere {
+            self.writerQueue.sync { self.drain() }
+        } else {
+            self.writerQueue.async { self.drain() }
+        }
     }
 
     /// Commits batches until nobody waits.

@@ -329,7 +329,8 @@ import FoundationNetworking
         let server = try Running(
             ["serve", "kv", "--db", data.appendingPathComponent("kv.sqlite").path, "--port", "0"],
             under: [
-                "/usr/bin/strace", "-f", "-qq", "-yy", "-e", "trace=fsync,fdatasync,write,writev,sendmsg", "-o", trace,
+                "/usr/bin/strace", "-f", "-qq", "-yy", "-e", "trace=fsync,fdatasync,write,writev,sendmsg,sendto", "-o",
+                trace,
             ]
         )
         let address = try #require(server.nextLine().flatMap(listeningAddress))
