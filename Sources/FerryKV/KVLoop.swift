@@ -23,7 +23,8 @@ final class KVLoop: @unchecked Sendable {
     // Sendable: everything mutable is touched only by the loop's thread, after `start`, except
     // the inbox, which is locked.
     private let loop: WakeableLoop
-    private let listener: Int32
+    /// Held by every loop, so that its descriptor stays this socket's while any loop runs.
+    private let listener: TCPListener
     private let store: any KVStorage
     private let local: KVStore?
     private let logger: Logger
@@ -52,8 +53,9 @@ final class KVLoop: @unchecked Sendable {
     /// Answers a client has not taken, past which its requests wait for it to read them.
     private static let outputLimit = 1 << 20
     private static let acceptPause: UInt64 = 100_000_000
+    private static let keptOutputCapacity = 16 << 10
 
-    init(index: Int, listener: Int32, store: any KVStorage, logger: Logger) throws(PosixError) {
+    init(index: Int, listener: TCPListener, store: any KVStorage, logger: Logger) throws(PosixError) {
         self.loop = try WakeableLoop(name: "ferry-kv-\(index)")
         self.listener = listener
         self.store = store
@@ -64,7 +66,7 @@ final class KVLoop: @unchecked Sendable {
 
     /// The loops share the listening socket; EPOLLEXCLUSIVE wakes one that waits, not all.
     private func watchListener() throws(PosixError) {
-        try self.loop.watch(self.listener, events: EPOLLIN.rawValue | EPOLLEXCLUSIVE.rawValue)
+        try self.loop.watch(self.listener.fd, events: EPOLLIN.rawValue | EPOLLEXCLUSIVE.rawValue)
     }
 
     func start() throws(PosixError) {
@@ -87,7 +89,7 @@ final class KVLoop: @unchecked Sendable {
     // MARK: Events
 
     private func handle(_ fd: Int32, _ events: UInt32) {
-        if fd == self.listener {
+        if fd == self.listener.fd {
             self.accept()
             return
         }
@@ -101,10 +103,10 @@ final class KVLoop: @unchecked Sendable {
     private func accept() {
         for _ in 0..<8 {
             var failure: PosixError?
-            guard let fd = BoundSocket.accept(on: self.listener, failed: { failure = $0 }) else {
+            guard let fd = self.listener.accept(failed: { failure = $0 }) else {
                 if let failure {
                     self.logger.warning("cannot accept connections: \(failure); trying again in 100 ms")
-                    self.loop.unwatch(self.listener)
+                    self.loop.unwatch(self.listener.fd)
                     self.acceptPausedUntil = MonotonicClock.nanoseconds() + Self.acceptPause
                 }
                 return
@@ -146,6 +148,8 @@ final class KVLoop: @unchecked Sendable {
                 self.store.enqueue(writes)
             }
         }
+        // Their edge is spent: without a wake the loop would sleep until its tick.
+        if !self.again.isEmpty { self.loop.wake() }
         if let until = self.acceptPausedUntil, MonotonicClock.nanoseconds() >= until {
             do {
                 try self.watchListener()
@@ -312,7 +316,12 @@ final class KVLoop: @unchecked Sendable {
         }
         connection.output.moveReaderIndex(forwardBy: sent)
         if connection.output.readableBytes == 0 {
-            connection.output.clear()
+            // A burst's big buffer is not kept by an idle connection; a small one is reused.
+            if connection.output.capacity > Self.keptOutputCapacity {
+                connection.output = ByteBuffer()
+            } else {
+                connection.output.clear()
+            }
         } else {
             connection.ready.writable = false
         }

@@ -6,10 +6,11 @@ import NIOCore
 import ServiceLifecycle
 
 /// The stateful key-value service: a ``KVStorage`` (a SQLite file, or PostgreSQL) behind a
-/// FerryWire port. Plain connections are served by Ferry's own epoll loops (``KVLoop``), one per
-/// core; with cluster credentials, over TLS on NIO's pipeline (``KVHandler``). Gets of a local
-/// file are answered on the loop that read them; writes wait for the group commit's fsync on the
-/// store's writer thread, so a slow fsync holds up only the writes waiting for it, never reads.
+/// FerryWire port. Plain connections are served by Ferry's own epoll loops (``KVLoop``), as Redis
+/// serves its clients: gets of a local file are answered on the loop that read them, and a loop
+/// commits the writes it read itself, so its gets wait while it syncs the log, as Redis's do.
+/// With cluster credentials the service speaks TLS on NIO's pipeline (``KVHandler``), where writes
+/// wait for the store's writer thread and a slow fsync never holds up reads.
 public final class KVServer: Service, Sendable {
     public let store: any KVStorage
     public let host: String
@@ -17,7 +18,7 @@ public final class KVServer: Service, Sendable {
     private let frontEnd: NIOLockedValueBox<FrontEnd?>
 
     private enum FrontEnd: Sendable {
-        case loops([KVLoop], TCPListener)
+        case loops([KVLoop])
         case pipeline(any Channel)
     }
 
@@ -65,7 +66,7 @@ public final class KVServer: Service, Sendable {
         logger.debug("the kv service on \(hostAndPort(host, port)) takes peers without credentials (none were found)")
         let listener = try TCPListener(host: host, port: port)
         let loops = try (0..<max(1, loops ?? Self.defaultLoops)).map { index throws(PosixError) in
-            try KVLoop(index: index, listener: listener.fd, store: store, logger: logger)
+            try KVLoop(index: index, listener: listener, store: store, logger: logger)
         }
         for (started, loop) in loops.enumerated() {
             do {
@@ -77,7 +78,7 @@ public final class KVServer: Service, Sendable {
         }
         return KVServer(
             store: store,
-            frontEnd: .loops(loops, listener),
+            frontEnd: .loops(loops),
             host: listener.address.host,
             port: listener.address.port
         )
@@ -101,8 +102,8 @@ public final class KVServer: Service, Sendable {
             defer { frontEnd = nil }
             return frontEnd
         }) {
-        case .loops(let loops, _):
-            // The listener closes as the last reference to it goes, once the loops are stopped.
+        case .loops(let loops):
+            // The listener closes once the loops, which hold it, are stopped and let go.
             for loop in loops { loop.stop() }
         case .pipeline(let channel):
             try? await channel.close()

@@ -249,21 +249,31 @@ public final class KVStore: KVStorage {
         guard startDraining else { return }
         // A serial queue's `sync` runs the block on the calling thread when the queue is idle.
         if committingHere {
-            self.writerQueue.sync { self.drain() }
+            self.writerQueue.sync { self.drain(batches: 1) }
         } else {
             self.writerQueue.async { self.drain() }
         }
     }
 
-    /// Commits batches until nobody waits.
-    private func drain() {
+    /// Commits batches until nobody waits, or `limit` of them: a loop commits one, and what other
+    /// threads queued meanwhile goes on on the writer's own thread, so that a steady stream of
+    /// other loops' writes never keeps the loop from its sockets.
+    private func drain(batches limit: Int = .max) {
+        var committed = 0
         while true {
-            let batch = self.writer.withLockedValue { state in
-                if state.waiting.isEmpty { state.draining = false }
+            let (batch, handOff) = self.writer.withLockedValue { state -> ([KVQueuedWrite], Bool) in
+                if state.waiting.isEmpty {
+                    state.draining = false
+                    return ([], false)
+                }
+                // Still draining: the writer's thread takes over.
+                if committed == limit { return ([], true) }
                 defer { state.waiting = [] }
-                return state.waiting
+                return (state.waiting, false)
             }
+            if handOff { self.writerQueue.async { self.drain() } }
             if batch.isEmpty { return }
+            committed += 1
             if let broken = self.broken {
                 for waiting in batch { waiting.completion(.failure(broken)) }
                 continue

@@ -82,6 +82,22 @@ import Testing
         #expect(try answer.decode(as: KVValue.self).value == [7])
     }
 
+    @Test func aClosedServiceStopsListeningAndItsPortCanBeBoundAgain() async throws {
+        let directory = try TemporaryDirectory()
+        let server = try await KVServer.bind(path: directory.path + "/kv.sqlite")
+        let port = server.port
+        await server.close()
+        #expect(throws: PosixError.self, "nothing listens after close") {
+            try RawClient(port: port).socket.close()
+        }
+        let again = try await KVServer.bind(path: directory.path + "/kv.sqlite", port: port)
+        let kv = try await KVClient.connect(host: "127.0.0.1", port: again.port)
+        try await kv.put("after", [1])
+        #expect(try await kv.get("after") == [1])
+        await kv.close()
+        await again.close()
+    }
+
     @Test func aClientThatDoesNotReadItsAnswersHoldsUpOnlyItself() async throws {
         let directory = try TemporaryDirectory()
         let server = try await KVServer.bind(path: directory.path + "/kv.sqlite")
