@@ -20,8 +20,6 @@ final class KVConnection {
     @exclusivity(unchecked) var isOpen = true
     /// In the loop's list of connections to go on with after its other events.
     @exclusivity(unchecked) var queued = false
-    /// In the loop's list of connections with answers from the writer to send.
-    @exclusivity(unchecked) var answered = false
 
     init(fd: Int32, id: UInt64) {
         self.fd = fd

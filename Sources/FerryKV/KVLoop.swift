@@ -288,15 +288,10 @@ final class KVLoop: @unchecked Sendable {
             // The connection may have closed, and another taken its descriptor, meanwhile.
             guard let connection = self.connections[fd], connection.id == id else { continue }
             answer.write(to: &connection.output)
-            if !connection.answered {
-                connection.answered = true
-                answered.append(connection)
-            }
+            answered.append(connection)
         }
-        for connection in answered {
-            connection.answered = false
-            self.flush(connection)
-        }
+        // One send for all of a connection's answers: the first flush takes them, the rest find none.
+        for connection in answered { self.flush(connection) }
     }
 
     /// Sends what the connection has waiting, as much as the socket takes; the rest goes when
@@ -307,23 +302,17 @@ final class KVLoop: @unchecked Sendable {
             send(connection.fd, bytes.baseAddress, bytes.count, CInt(MSG_NOSIGNAL))
         }
         if sent < 0 {
-            guard errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR else {
-                self.close(connection)
-                return
-            }
-            connection.ready.writable = false
+            // A full socket keeps the rest until its next edge; any other failure ends the connection.
+            if errno != EAGAIN, errno != EWOULDBLOCK, errno != EINTR { self.close(connection) }
             return
         }
         connection.output.moveReaderIndex(forwardBy: sent)
-        if connection.output.readableBytes == 0 {
-            // A burst's big buffer is not kept by an idle connection; a small one is reused.
-            if connection.output.capacity > Self.keptOutputCapacity {
-                connection.output = ByteBuffer()
-            } else {
-                connection.output.clear()
-            }
+        guard connection.output.readableBytes == 0 else { return }
+        // A burst's big buffer is not kept by an idle connection; a small one is reused.
+        if connection.output.capacity > Self.keptOutputCapacity {
+            connection.output = ByteBuffer()
         } else {
-            connection.ready.writable = false
+            connection.output.clear()
         }
     }
 
