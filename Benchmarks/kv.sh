@@ -8,7 +8,12 @@
 #
 # Each row also shows the CPU time a server spent per operation.
 #
-# Usage: Benchmarks/kv.sh      (SECONDS_PER_RUN=5 VALUE_SIZE=100 KEYS=10000 PIN=0)
+# Each row is the median of ROUNDS runs per server, the servers taking turns in every round: on
+# this kind of machine two runs of one server differ by as much as a third from its neighbours'
+# load, more than the differences measured, and a server always run first or last would carry
+# its hour's trend.
+#
+# Usage: Benchmarks/kv.sh      (SECONDS_PER_RUN=4 ROUNDS=3 VALUE_SIZE=100 KEYS=10000 PIN=0)
 #
 # PIN=1 gives the servers core 0 and the load generator core 1 (taskset): each server then has a
 # core to itself, as Redis's one thread has unpinned, and Ferry runs one event loop (NIO counts
@@ -16,7 +21,8 @@
 set -euo pipefail
 
 source "$(dirname "$0")/lib.sh"
-RUN=${SECONDS_PER_RUN:-5}
+RUN=${SECONDS_PER_RUN:-4}
+ROUNDS=${ROUNDS:-3}
 VALUE_SIZE=${VALUE_SIZE:-100}
 KEYS=${KEYS:-10000}
 SERVER_CPU=()
@@ -89,15 +95,27 @@ echo "device of the data: $(df --output=source "$WORK" | tail -1)" >&2
 printf '%-5s %7s | %12s %8s %8s %7s | %12s %8s %8s | %12s %8s %8s %7s | %9s %9s\n' op clients "ferry ops/s" p50_us p99_us \
     "cpu_us" "ferry-pg" p50_us p99_us "redis ops/s" p50_us p99_us "cpu_us" "ferry/rd" "pg/rd"
 printf -- '----- ------- | ------------ -------- -------- ------- | ------------ -------- -------- | ------------ -------- -------- ------- | --------- ---------\n'
+# median ROWS...: the row (of "ops p50 p99 errors cpu") whose ops are the median, errors summed
+median() {
+    printf '%s\n' "$@" | sort -n -k1,1 | awk '{ rows[NR] = $0; errors += $4 } END {
+        split(rows[int((NR + 1) / 2)], f, " "); print f[1], f[2], f[3], errors, f[5] }'
+}
+
 for op in put get; do
     for clients in 1 16; do
-        echo "$op, $clients clients..." >&2
-        read -r f_ops f_p50 f_p99 f_err f_cpu < <(measure ferry "$FERRY_ADDR" "$op" "$clients" "$FERRY_PID")
+        echo "$op, $clients clients, $ROUNDS rounds..." >&2
+        f_rows=() p_rows=() r_rows=()
+        for _ in $(seq "$ROUNDS"); do
+            f_rows+=("$(measure ferry "$FERRY_ADDR" "$op" "$clients" "$FERRY_PID")")
+            [ -n "$PG_ADDR" ] && p_rows+=("$(measure ferry "$PG_ADDR" "$op" "$clients" "$FERRY_PG_PID")")
+            r_rows+=("$(measure redis "$REDIS_ADDR" "$op" "$clients" "$REDIS_PID")")
+        done
+        read -r f_ops f_p50 f_p99 f_err f_cpu < <(median "${f_rows[@]}")
         p_ops=- p_p50=- p_p99=- p_err=0 p_ratio=-
         if [ -n "$PG_ADDR" ]; then
-            read -r p_ops p_p50 p_p99 p_err _ < <(measure ferry "$PG_ADDR" "$op" "$clients" "$FERRY_PG_PID")
+            read -r p_ops p_p50 p_p99 p_err _ < <(median "${p_rows[@]}")
         fi
-        read -r r_ops r_p50 r_p99 r_err r_cpu < <(measure redis "$REDIS_ADDR" "$op" "$clients" "$REDIS_PID")
+        read -r r_ops r_p50 r_p99 r_err r_cpu < <(median "${r_rows[@]}")
         printf '%s x%s\t%s\t%s\t%s\n' "$op" "$clients" "$f_ops" "$p_ops" "$r_ops" >>"$WORK/rows"
         ratio=$(python3 -c "print(f'{$f_ops / max($r_ops, 1):.2f}x')")
         [ -n "$PG_ADDR" ] && p_ratio=$(python3 -c "print(f'{$p_ops / max($r_ops, 1):.2f}x')")
@@ -111,7 +129,7 @@ done
 echo
 [ -n "$PG_ADDR" ] && echo "ferry-pg: the same service with --store on PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}') (postgres-nio; one transaction per group commit; fsync and synchronous_commit on)."
 echo "Ferry: its own log (one fdatasync per group commit) in front of SQLite (GRDB) WAL, synchronous=FULL; Redis $(redis-server --version | sed -E 's/.*v=([^ ]+).*/\1/'): appendonly yes, appendfsync always."
-echo "${VALUE_SIZE}-byte values over $KEYS keys, ${RUN}s per run; gets read the keys the puts wrote."
+echo "${VALUE_SIZE}-byte values over $KEYS keys; each row the median of $ROUNDS runs of ${RUN}s per server, taking turns; gets read the keys the puts wrote."
 echo "cpu_us: the server's user and system time per operation (the load generator's not counted)."
 
 { printf 'op\tferry sqlite\tferry postgres\tredis\n'; cat "$WORK/rows"; } |

@@ -24,18 +24,18 @@ final class KVHandler: ChannelInboundHandler, Sendable {
         switch KVReply.to(frame, store: self.store, local: self.local) {
         case .now(let answer):
             // Flushed once per read burst, so a pipelining client costs one write syscall.
-            context.write(Self.wrapOutboundOut(answer), promise: nil)
+            context.write(Self.wrapOutboundOut(answer.frame), promise: nil)
             timer?.recordNanoseconds((NIODeadline.now() - started).nanoseconds)
         case .write(let write):
             // Writes wait for the group commit's fsync on the writer thread; the answer goes
             // back through the connection's event loop.
             self.store.enqueue(write) { result in
-                channel.writeAndFlush(KVReply.written(result, requestID: requestID), promise: nil)
+                channel.writeAndFlush(KVAnswer(result, requestID: requestID).frame, promise: nil)
                 timer?.recordNanoseconds((NIODeadline.now() - started).nanoseconds)
             }
         case .later(let read):
             Task {
-                channel.writeAndFlush(await read(), promise: nil)
+                channel.writeAndFlush(await read().frame, promise: nil)
                 timer?.recordNanoseconds((NIODeadline.now() - started).nanoseconds)
             }
         }

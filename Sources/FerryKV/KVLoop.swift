@@ -30,7 +30,7 @@ final class KVLoop: @unchecked Sendable {
     private let logger: Logger
 
     /// Answers that came back from the store's writer (or from a database server), to send.
-    private let inbox = NIOLockedValueBox<[(fd: Int32, id: UInt64, answer: Frame)]>([])
+    private let inbox = NIOLockedValueBox<[(fd: Int32, id: UInt64, answer: KVAnswer)]>([])
 
     @exclusivity(unchecked) private var connections = DescriptorTable<KVConnection>()
     /// Connections that used their turn with requests still waiting: they go on after the loop's
@@ -255,7 +255,7 @@ final class KVLoop: @unchecked Sendable {
         case .write(let write):
             self.writesRead.append(
                 KVQueuedWrite(write) { [self] result in
-                    self.deliver(KVReply.written(result, requestID: requestID), to: fd, id: id)
+                    self.deliver(KVAnswer(result, requestID: requestID), to: fd, id: id)
                     timer?.recordNanoseconds(Int64(MonotonicClock.nanoseconds() - started))
                 }
             )
@@ -270,7 +270,7 @@ final class KVLoop: @unchecked Sendable {
     /// Hands the loop a write's answer, from whichever thread made the commit (the loop's own, then
     /// taken at once after it). The loop is woken only when its inbox was empty: a group commit's
     /// answers cost it one wake-up.
-    private func deliver(_ answer: Frame, to fd: Int32, id: UInt64) {
+    private func deliver(_ answer: KVAnswer, to fd: Int32, id: UInt64) {
         let wasEmpty = self.inbox.withLockedValue { inbox in
             inbox.append((fd, id, answer))
             return inbox.count == 1

@@ -6,12 +6,12 @@ import NIOCore
 /// front ends: Ferry's own epoll loops (``KVLoop``) and NIO's pipeline (``KVHandler``, for TLS).
 enum KVReply {
     /// Answered on the calling thread: a get or list of a local file, a ping, a refusal.
-    case now(Frame)
+    case now(KVAnswer)
     /// Queued for the store's group commit; its answer comes from `enqueue`'s completion, once
     /// the write is durable.
     case write(KVWrite)
     /// A read of a database server, answered from a task of its own.
-    case later(@Sendable () async -> Frame)
+    case later(@Sendable () async -> KVAnswer)
 
     /// The reply to request `frame`; `local` is the store when it is a SQLite file of this process.
     static func to(_ frame: Frame, store: any KVStorage, local: KVStore?) -> KVReply {
@@ -23,18 +23,18 @@ enum KVReply {
                 // Point reads of a local file run inline: from memory, or a WAL snapshot read that
                 // never waits for the writer.
                 guard let local else { return Self.later(requestID) { try await store.get(key) } }
-                return .now(Frame(try local.getNow(key), flags: .response, requestID: requestID))
+                return .now(.value(try local.getNow(key), requestID: requestID))
             case .kvList:
                 let list = try frame.decode(as: KVList.self)
                 guard let local else {
                     return Self.later(requestID) { try await store.list(prefix: list.prefix, limit: Int(list.limit)) }
                 }
                 let entries = try local.listNow(prefix: list.prefix, limit: Int(list.limit))
-                return .now(Frame(entries, flags: .response, requestID: requestID))
+                return .now(.frame(Frame(entries, flags: .response, requestID: requestID)))
             case .kvWrite:
                 return .write(try frame.decode(as: KVWrite.self))
             case .ping:
-                return .now(Frame(kind: .pong, flags: .response, requestID: requestID, payload: frame.payload))
+                return .now(.frame(Frame(kind: .pong, flags: .response, requestID: requestID, payload: frame.payload)))
             default:
                 throw ErrorMessage(
                     code: .unknownKind,
@@ -43,7 +43,7 @@ enum KVReply {
                 )
             }
         } catch {
-            return .now(Frame(answering: error, requestID: requestID))
+            return .now(.frame(Frame(answering: error, requestID: requestID)))
         }
     }
 
@@ -53,18 +53,10 @@ enum KVReply {
     ) -> KVReply {
         .later {
             do {
-                return Frame(try await read(), flags: .response, requestID: requestID)
+                return .frame(Frame(try await read(), flags: .response, requestID: requestID))
             } catch {
-                return Frame(answering: error, requestID: requestID)
+                return .frame(Frame(answering: error, requestID: requestID))
             }
-        }
-    }
-
-    /// The answer to write request `requestID` once the store has done with it.
-    static func written(_ result: Result<KVWritten, any Error>, requestID: UInt64) -> Frame {
-        switch result {
-        case .success(let written): Frame(written, flags: .response, requestID: requestID)
-        case .failure(let error): Frame(answering: error, requestID: requestID)
         }
     }
 

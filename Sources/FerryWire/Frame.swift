@@ -29,6 +29,21 @@ public struct Frame: Sendable, Equatable {
         buffer.writeImmutableBuffer(self.payload)
     }
 
+    /// Writes the frame that would carry `message` straight into `buffer`: no payload buffer of
+    /// its own, and one copy fewer, for an answer made on a server's hot path.
+    public static func write<Message: WireMessage>(
+        _ message: Message,
+        flags: FrameFlags = [],
+        requestID: UInt64,
+        to buffer: inout ByteBuffer
+    ) {
+        let start = buffer.writerIndex
+        FrameHeader(kind: Message.kind, flags: flags, requestID: requestID, payloadLength: 0).write(to: &buffer)
+        message.encode(into: &buffer)
+        let length = UInt32(buffer.writerIndex - start - FrameHeader.size)
+        buffer.setInteger(length, at: start + FrameHeader.payloadLengthOffset)
+    }
+
     /// Creates a frame carrying `message`.
     public init<Message: WireMessage>(_ message: Message, flags: FrameFlags = [], requestID: UInt64) {
         var payload = ByteBuffer()

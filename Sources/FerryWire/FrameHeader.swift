@@ -14,6 +14,8 @@ public struct FrameHeader: Hashable, Sendable {
     public static let currentVersion: UInt8 = 1
     /// The encoded size of a header.
     public static let size = 20
+    /// Where the payload length starts, from the header's first byte.
+    public static let payloadLengthOffset = 16
 
     public var version: UInt8
     public var kind: MessageKind
@@ -56,7 +58,7 @@ public struct FrameHeader: Hashable, Sendable {
         let flags = buffer.getInteger(at: start + 6, as: UInt16.self)!
         guard flags & ~FrameFlags.all.rawValue == 0 else { throw FerryWireError.unknownFlags(flags) }
         let requestID = buffer.getInteger(at: start + 8, as: UInt64.self)!
-        let length = buffer.getInteger(at: start + 16, as: UInt32.self)!
+        let length = buffer.getInteger(at: start + Self.payloadLengthOffset, as: UInt32.self)!
         guard Int(length) <= maxPayloadLength else {
             throw FerryWireError.frameTooLarge(length: Int(length), limit: maxPayloadLength)
         }

@@ -51,6 +51,18 @@ import Testing
         #expect(try channel.finish().isClean)
     }
 
+    @Test func aMessageWrittenStraightIntoABufferIsTheFrameThatWouldCarryIt() throws {
+        let message = CancelRequest(connectionID: 7, requestID: 3)
+        var buffer = ByteBuffer(bytes: [1, 2, 3])  // after what the buffer already holds
+        Frame.write(message, flags: .response, requestID: 42, to: &buffer)
+        var expected = ByteBuffer(bytes: [1, 2, 3])
+        Frame(message, flags: .response, requestID: 42).write(to: &expected)
+        #expect(buffer == expected)
+        buffer.moveReaderIndex(forwardBy: 3)
+        let header = try #require(try FrameHeader.read(from: &buffer, maxPayloadLength: 1024))
+        #expect(Int(header.payloadLength) == buffer.readableBytes)
+    }
+
     @Test func decodesFramesSplitAtEveryByte() throws {
         let frames = [
             Frame(kind: .ping, requestID: 1, payload: ByteBuffer(string: "hello")),
