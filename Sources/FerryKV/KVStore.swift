@@ -61,10 +61,10 @@ public final class KVStore: KVStorage {
     /// Keys and values kept in memory at most, in bytes (with 64 bytes per entry).
     public static let mirrorLimit = 256 << 20
 
-    /// The log's size, etcd's WAL segment's: about 600,000 small writes between two emptyings,
-    /// half a minute of puts at full speed. A full log is emptied into the file by the thread
-    /// that filled it, which waits for the second's worth not yet applied: rare enough not to
-    /// set the tail of a put's latency.
+    /// The log's size, etcd's WAL segment's: about 500,000 puts of 100-byte values between two
+    /// emptyings, half a minute of puts at full speed. A full log is emptied into the file by the
+    /// thread that filled it, which waits for the second's worth not yet applied: rare enough
+    /// not to set the tail of a put's latency.
     public static let logCapacity = 64 << 20
 
     /// Opens (or creates) the store at `path`, its log at `path-log`. Past `mirrorLimit` bytes of
