@@ -130,4 +130,19 @@ import Testing
         #expect(try store.count() == 1)
         try store.close()
     }
+
+    /// A store left by a build whose log was smaller (4 MiB before 64) opens at today's size with
+    /// every write its log held: the file grows with zeros after the records, never over them.
+    @Test func aSmallerLogFromAnEarlierBuildIsReplayedAndGrown() async throws {
+        let path = self.directory.path + "/kv.sqlite"
+        let log = try KVLog(path: path + "-log", capacity: 4 << 20)
+        _ = try log.recover()
+        try log.append(log.record([Self.put("a", 1), Self.put("b", 1)]))
+        try log.append(log.record([Self.put("a", 2)]))
+        let store = try KVStore(path: path)
+        #expect(try store.getNow("a") == KVValue(value: Array("value of a".utf8), version: 2))
+        #expect(try store.getNow("b") == KVValue(value: Array("value of b".utf8), version: 1))
+        #expect((try FileManager.default.attributesOfItem(atPath: path + "-log")[.size] as? Int) == KVStore.logCapacity)
+        try store.close()
+    }
 }
