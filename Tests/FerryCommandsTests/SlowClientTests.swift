@@ -159,13 +159,25 @@ extension FerryProcessTests {
         do {
             return try TestClient(port: port, source: source, timeout: timeout)
         } catch {
-            let running = processes.map { $0.process.isRunning ? "running" : "exited" }.joined(separator: ", ")
-            let logs = ["backend.log", "server.log"].compactMap { name -> String? in
-                guard let text = try? String(contentsOfFile: folder + "/" + name, encoding: .utf8) else { return nil }
-                return "\(name): \(text.split(separator: "\n").suffix(5).joined(separator: " | "))"
-            }
-            throw TestFailure("\(error) (processes: \(running); \(logs.joined(separator: "; ")))")
+            throw Self.failure(of: "connecting", error, to: processes, logs: folder)
         }
+    }
+
+    /// What failed, whether the target's processes still run, and how their logs end.
+    private static func failure(
+        of step: String,
+        _ error: any Error,
+        to processes: [Running],
+        logs folder: String
+    )
+        -> TestFailure
+    {
+        let running = processes.map { $0.process.isRunning ? "running" : "exited" }.joined(separator: ", ")
+        let logs = ["backend.log", "server.log"].compactMap { name -> String? in
+            guard let text = try? String(contentsOfFile: folder + "/" + name, encoding: .utf8) else { return nil }
+            return "\(name): \(text.split(separator: "\n").suffix(5).joined(separator: " | "))"
+        }
+        return TestFailure("\(step): \(error) (processes: \(running); \(logs.joined(separator: "; ")))")
     }
 
     /// On a keep-alive connection the idle wait (60 s by default) ends with the next head's first
@@ -205,20 +217,30 @@ extension FerryProcessTests {
         let (processes, port) = try self.startSlowClientTarget(capped, root: temporary.path)
         defer { for process in processes { _ = process.stop(SIGTERM) } }
 
-        let held = try (0..<4).map { _ in try TestClient(port: port, source: "127.0.0.3") }
-        for client in held {  // each is served: all four are in
-            try client.get("/name.txt")
-            #expect(try client.readResponse().status == 200)
+        // Each step names itself when it fails, with how the target's logs end (a connection
+        // closed without an answer was seen once at the edge under the full suite).
+        let step = { (name: String, body: () throws -> Void) throws in
+            do { try body() } catch { throw Self.failure(of: name, error, to: processes, logs: temporary.path) }
         }
-        let fifth = try TestClient(port: port, source: "127.0.0.3")
-        let refusal = try fifth.readResponse()
-        #expect(refusal.status == 503)
-        #expect(refusal.text.contains("too many connections from your address"))
-        #expect(try fifth.drainUntilClosed() == 0, "the refused connection is closed")
-
-        let other = try TestClient(port: port, source: "127.0.0.4")
-        try other.get("/name.txt")
-        #expect(try other.readResponse().status == 200, "another address is not held back")
+        let held = try (0..<4).map { _ in try TestClient(port: port, source: "127.0.0.3") }
+        for (index, client) in held.enumerated() {  // each is served: all four are in
+            try step("held connection \(index + 1) of 4") {
+                try client.get("/name.txt")
+                #expect(try client.readResponse().status == 200)
+            }
+        }
+        try step("the fifth connection, past the cap") {
+            let fifth = try TestClient(port: port, source: "127.0.0.3")
+            let refusal = try fifth.readResponse()
+            #expect(refusal.status == 503)
+            #expect(refusal.text.contains("too many connections from your address"))
+            #expect(try fifth.drainUntilClosed() == 0, "the refused connection is closed")
+        }
+        try step("a connection from another address") {
+            let other = try TestClient(port: port, source: "127.0.0.4")
+            try other.get("/name.txt")
+            #expect(try other.readResponse().status == 200, "another address is not held back")
+        }
 
         held[0].close()
         let roomMade = waitUntil {
