@@ -211,7 +211,7 @@ extension HTTPLoop {
         if reusable, upstream.input.readableBytes == 0,
             self.idle[upstream.backend].count < self.plan.options.idlePerBackend
         {
-            self.idle[upstream.backend].append(upstream.fd)
+            self.idle[upstream.backend].append((upstream.fd, upstream.ready))
             self.owners[upstream.fd] = .idle(backend: upstream.backend)
         } else {
             self.owners[upstream.fd] = nil

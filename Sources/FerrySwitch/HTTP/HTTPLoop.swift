@@ -32,7 +32,10 @@ final class HTTPLoop: SwitchLoop, @unchecked Sendable {
     let timeouts: ExchangeState.Timeouts
     /// Who each descriptor belongs to.
     @exclusivity(unchecked) var owners = DescriptorTable<Owner>()
-    @exclusivity(unchecked) var idle: [[CInt]]
+    /// Pooled backend connections, with what each was last known to allow: one put back after a
+    /// short read has nothing to read (anything that arrives while it waits closes it), so the
+    /// next request on it is not followed by a read bound to find nothing.
+    @exclusivity(unchecked) var idle: [[(fd: CInt, ready: EdgeReadiness)]]
     @exclusivity(unchecked) var clients: [CInt: HTTPExchange] = [:]
     /// Retired by a reload: no keep-alive beyond the answer in progress.
     let retiring = Atomic(false)
@@ -87,7 +90,7 @@ final class HTTPLoop: SwitchLoop, @unchecked Sendable {
             onTick: { self.expire() },
             onStop: {
                 for exchange in Array(self.clients.values) { self.close(exchange) }
-                for pool in self.idle { for fd in pool { Glibc.close(fd) } }
+                for pool in self.idle { for connection in pool { Glibc.close(connection.fd) } }
             }
         )
     }
@@ -152,7 +155,7 @@ final class HTTPLoop: SwitchLoop, @unchecked Sendable {
             guard events & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 else {
                 return
             }
-            self.idle[backend].removeAll { $0 == fd }
+            self.idle[backend].removeAll { $0.fd == fd }
             self.owners[fd] = nil
             Glibc.close(fd)
         case nil:
