@@ -5,32 +5,30 @@ import NIOCore
 /// answer straight into the connection's buffer, encoded once, with no buffer of its own; NIO's
 /// pipeline (TLS) takes it as a frame.
 enum KVAnswer: Sendable {
-    case value(KVValue, requestID: UInt64)
-    case written(KVWritten, requestID: UInt64)
+    /// A get's value or a write's outcome, encoded where it is written.
+    case message(any WireMessage, requestID: UInt64)
     /// Any other answer: a list, a pong, a refusal.
     case frame(Frame)
 
     /// The answer to a write once the store has done with it.
     init(_ result: Result<KVWritten, any Error>, requestID: UInt64) {
         switch result {
-        case .success(let written): self = .written(written, requestID: requestID)
+        case .success(let written): self = .message(written, requestID: requestID)
         case .failure(let error): self = .frame(Frame(answering: error, requestID: requestID))
         }
     }
 
     func write(to buffer: inout ByteBuffer) {
         switch self {
-        case .value(let value, let requestID): Frame.write(value, flags: .response, requestID: requestID, to: &buffer)
-        case .written(let written, let requestID):
-            Frame.write(written, flags: .response, requestID: requestID, to: &buffer)
+        case .message(let message, let requestID):
+            Frame.write(message, flags: .response, requestID: requestID, to: &buffer)
         case .frame(let frame): frame.write(to: &buffer)
         }
     }
 
     var frame: Frame {
         switch self {
-        case .value(let value, let requestID): Frame(value, flags: .response, requestID: requestID)
-        case .written(let written, let requestID): Frame(written, flags: .response, requestID: requestID)
+        case .message(let message, let requestID): Frame(message, flags: .response, requestID: requestID)
         case .frame(let frame): frame
         }
     }

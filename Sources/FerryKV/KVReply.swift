@@ -23,7 +23,7 @@ enum KVReply {
                 // Point reads of a local file run inline: from memory, or a WAL snapshot read that
                 // never waits for the writer.
                 guard let local else { return Self.later(requestID) { try await store.get(key) } }
-                return .now(.value(try local.getNow(key), requestID: requestID))
+                return .now(.message(try local.getNow(key), requestID: requestID))
             case .kvList:
                 let list = try frame.decode(as: KVList.self)
                 guard let local else {

@@ -23,10 +23,12 @@ final class Upstream {
     @exclusivity(unchecked) var held: ResponseStart?
     @exclusivity(unchecked) var body = BodyFraming(.complete)
     @exclusivity(unchecked) var keepAlive = true
-    @exclusivity(unchecked) var ready = EdgeReadiness()
+    @exclusivity(unchecked) var ready: EdgeReadiness
 
-    init(fd: CInt, backend: Int, connected: Bool, maxHeadLength: Int) {
+    /// `ready`: what a pooled connection was last known to allow; a new one may do anything.
+    init(fd: CInt, backend: Int, connected: Bool, ready: EdgeReadiness = EdgeReadiness(), maxHeadLength: Int) {
         self.fd = fd
+        self.ready = ready
         self.backend = backend
         self.connected = connected
         self.reused = connected

@@ -122,9 +122,9 @@ extension HTTPLoop {
                 fd: pooled.fd,
                 backend: backend,
                 connected: true,
+                ready: pooled.ready,
                 maxHeadLength: self.plan.options.maxHeadLength
             )
-            upstream.ready = pooled.ready
         } else {
             let fd = self.addresses[backend].withSockAddr { ferry_connect_nonblocking($0, socklen_t($1)) }
             guard fd >= 0 else {
