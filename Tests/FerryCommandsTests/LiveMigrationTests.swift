@@ -83,9 +83,10 @@ import Testing
         try cluster.start("n1")
         try cluster.start("n2")
         // A writer starved of CPU by a loaded machine (CI runs suites side by side) can fall behind
-        // the copy, and then pre-copy converges with nothing to throttle: that attempt shows
-        // nothing either way and is made again, up to ten times. A move that ends unconverged
-        // and unthrottled fails at once.
+        // the copy: each round then leaves less than half of what it sent, so pre-copy either
+        // converges or runs out of rounds with nothing to throttle (seen in CI: seven rounds,
+        // unconverged, unthrottled). Such an attempt shows nothing either way and is made again,
+        // up to ten times; the last must have been throttled.
         let attempts = 10
         for (name, converge) in [("fast", true), ("free", false)] {
             for attempt in 1...attempts {
@@ -112,7 +113,7 @@ import Testing
                 #expect(try cluster.run("kill", [process]).status == 0)
                 let throttled = report["throttled"] as? Int ?? 0
                 if converge {
-                    if throttled == 0, report["converged"] as? Bool == true, attempt < attempts { continue }
+                    if throttled == 0, attempt < attempts { continue }
                     #expect(throttled >= 20, "\(moved.output)")
                 } else {
                     #expect(throttled == 0, "\(moved.output)")
