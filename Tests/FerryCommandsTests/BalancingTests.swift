@@ -15,29 +15,13 @@ import Testing
     }
 
     @Test func processesSpawnedOnOneNodeSpreadOverIdleNodesAndAPinnedOneStays() throws {
-        let cluster = try TestCluster()
-        // Where a CPU quota can be set, the six spinning guests take 0.9 CPUs in all, not every
-        // core the suites running beside this one need.
-        let quota = getuid() == 0 && Self.cgroupV1 ? ["--cpus", "0.3"] : []
-        for node in ["n1", "n2", "n3"] {
-            try cluster.start(node, extra: ["--balance", "both"] + quota)
-        }
-        let spin = try cluster.signed("spin")
-        let pinned = try cluster.run("spawn", ["--node", "n1", spin, "--name", "pinned", "--pin", "--invoke", "spin"])
-        try #require(pinned.status == 0, "\(pinned.error)")
-        for index in 1...5 {
-            let spawned = try cluster.run("spawn", ["--node", "n1", spin, "--name", "s\(index)", "--invoke", "spin"])
-            try #require(spawned.status == 0, "\(spawned.error)")
-        }
-        // Each node has the same budget (its two threads): six processes settle two on each.
-        let deadline = Date(timeIntervalSinceNow: 90)
-        var placement = try Self.placement(cluster)
+        // A node starved for half a claim's ttl (seen once with the whole suite starting beside
+        // this test, under the 0.3-CPU quota) gives up every process it holds, as it must so
+        // that none runs twice: that run says nothing about balancing, and is made once again.
+        var (cluster, placement) = try Self.spreadSixProcesses()
+        if Self.aNodeLostAClaim(cluster) { (cluster, placement) = try Self.spreadSixProcesses() }
         func perNode() -> [String: Int] {
             placement.values.reduce(into: [:]) { counts, listed in counts[listed[0].node, default: 0] += 1 }
-        }
-        while perNode() != ["n1": 2, "n2": 2, "n3": 2] || placement.count != 6, Date() < deadline {
-            usleep(200_000)
-            placement = try Self.placement(cluster)
         }
         #expect(perNode() == ["n1": 2, "n2": 2, "n3": 2], "\(placement)\n\(cluster.log("n1"))")
         #expect(placement.values.allSatisfy { $0.count == 1 }, "each process runs on one node: \(placement)")
@@ -58,6 +42,42 @@ import Testing
         #expect(refused.status != 0 && refused.error.contains("pinned"), "\(refused.error)")
         let listed = try cluster.run("ps", [])
         #expect(listed.output.contains("0 (pinned)"), "ferry ps shows the pin: \(listed.output)")
+    }
+
+    /// Three balancing nodes, a pinned process and five others spawned on n1, and where the six
+    /// are once they settle two on each node (or after 90 s).
+    static func spreadSixProcesses() throws -> (TestCluster, [String: [(node: String, moves: Int)]]) {
+        let cluster = try TestCluster()
+        // Where a CPU quota can be set, the six spinning guests take 0.9 CPUs in all, not every
+        // core the suites running beside this one need.
+        let quota = getuid() == 0 && Self.cgroupV1 ? ["--cpus", "0.3"] : []
+        for node in ["n1", "n2", "n3"] {
+            try cluster.start(node, extra: ["--balance", "both"] + quota)
+        }
+        let spin = try cluster.signed("spin")
+        let pinned = try cluster.run("spawn", ["--node", "n1", spin, "--name", "pinned", "--pin", "--invoke", "spin"])
+        try #require(pinned.status == 0, "\(pinned.error)")
+        for index in 1...5 {
+            let spawned = try cluster.run("spawn", ["--node", "n1", spin, "--name", "s\(index)", "--invoke", "spin"])
+            try #require(spawned.status == 0, "\(spawned.error)")
+        }
+        // Each node has the same budget (its two threads): six processes settle two on each.
+        let deadline = Date(timeIntervalSinceNow: 90)
+        var placement = try Self.placement(cluster)
+        func perNode() -> [String: Int] {
+            placement.values.reduce(into: [:]) { counts, listed in counts[listed[0].node, default: 0] += 1 }
+        }
+        while perNode() != ["n1": 2, "n2": 2, "n3": 2] || placement.count != 6, Date() < deadline,
+            !Self.aNodeLostAClaim(cluster)
+        {
+            usleep(200_000)
+            placement = try Self.placement(cluster)
+        }
+        return (cluster, placement)
+    }
+
+    static func aNodeLostAClaim(_ cluster: TestCluster) -> Bool {
+        ["n1", "n2", "n3"].contains { cluster.log($0).contains("lost its claim") }
     }
 
     static let cgroupV1 = FileManager.default.fileExists(atPath: "/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
