@@ -342,10 +342,33 @@ let package = Package(
                 "FerryPostgres",
             ]
         ),
-        // The Swift runtime and Foundation linked in: no shared libraries to find and relocate
-        // at every start of `ferry`, which each CLI call and container start pays.
+        // What `ferry` answers before anything else starts: the top-level help, an endpoint lookup.
+        .target(
+            name: "FerryQuickAnswers",
+            dependencies: [
+                "FerryEndpoints",
+                "FerryPosix",
+                "FerryWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+        // `ferry`: the quick answers, in a program linked statically (static PIE, so still at a
+        // random address), with no shared library to find and relocate; every other command goes
+        // on in `ferry-runtime` (execv). Depending on it makes `swift run ferry` build it too.
         .executableTarget(
             name: "ferry",
+            dependencies: ["FerryQuickAnswers", "ferry-runtime"],
+            linkerSettings: [
+                .unsafeFlags([
+                    "-static-executable", "-use-ld=lld", "-l_FoundationICU",
+                    "-l_FoundationCollections", "-l_FoundationCShims", "-lCoreFoundation",
+                ])
+            ]
+        ),
+        // Every command, parsed and run: the Swift runtime and Foundation linked in, so no shared
+        // libraries to find and relocate at each start, which each node and container start pays.
+        .executableTarget(
+            name: "ferry-runtime",
             dependencies: ["FerryCommands"],
             linkerSettings: [
                 // Linked after our modules, which were built against the shared libraries: lld
@@ -564,6 +587,7 @@ let package = Package(
                 "FerryPosix",
                 "FerryClient",
                 "FerryCommands",
+                "FerryQuickAnswers",
                 "FerryGuest",
                 "FerryMigration",
                 "FerryObjects",

@@ -36,11 +36,8 @@ struct EndpointsCommand: AsyncParsableCommand {
         subcommands: [Register.self, Lookup.self, List.self, Watch.self]
     )
 
-    /// The daemon a command talks to without `--addr`: this host's, on the well-known port.
-    static let defaultDaemon = ServiceEndpoint(host: "127.0.0.1", port: EndpointDaemon.defaultPort)
-
     @Option(help: "The endpoint daemon, HOST:PORT.", transform: parseAddress)
-    var addr = Self.defaultDaemon
+    var addr = EndpointDaemon.defaultAddress
 
     @OptionGroup var etcd: RegistryOption
 

@@ -1,4 +1,5 @@
 import FerryEndpoints
+import FerryPosix
 import FerryTestSupport
 import FerryWire
 import Foundation
@@ -8,6 +9,7 @@ import NIOSSL
 import Testing
 
 @testable import FerryCommands
+@testable import FerryQuickAnswers
 
 /// What `ferry` answers before its parser starts must be what the parser's command prints, and
 /// everything it cannot answer so must reach the parser.
@@ -16,7 +18,7 @@ import Testing
         let parser = FerryCommand.helpMessage(columns: 80) + "\n"
         #expect(
             TopLevelHelp.text == parser,
-            "Sources/FerryCommands/QuickAnswers/TopLevelHelp.swift holds an old help; the parser's is:\n\(parser)"
+            "Sources/FerryQuickAnswers/TopLevelHelp.swift holds an old help; the parser's is:\n\(parser)"
         )
     }
 
@@ -187,6 +189,26 @@ import Testing
             environment: ["FERRY_CREDENTIALS": credentials.path]
         ).finish()
         #expect(secured.status != 0, "with credentials the command loads them (these are broken) and speaks TLS")
+    }
+
+    /// `ferry` hands every command it does not answer to `ferry-runtime` beside it, as the same
+    /// process; copied somewhere alone it still prints the help, and says in one line what is
+    /// missing for anything else.
+    @Test func aFerryWithoutItsRuntimeAnswersTheHelpAndSaysWhatIsMissing() throws {
+        let alone = try TemporaryDirectory()
+        let copy = alone.path + "/ferry"
+        try FileManager.default.copyItem(atPath: try FerryProcess.executable().path, toPath: copy)
+        let help = try ChildProcess.run([copy, "--help"])
+        #expect(help.status == 0 && help.output == TopLevelHelp.text)
+        let other = try ChildProcess.run([copy, "kv", "get", "web"], mergingErrors: true)
+        #expect(other.status == 127)
+        #expect(
+            other.output == "ferry: cannot start \(alone.path)/ferry-runtime: No such file or directory. Every command "
+                + "but the help and lookups runs in ferry-runtime, built beside ferry (swift build); install the two "
+                + "together.\n"
+        )
+        let beside = try FerryProcess(["kv", "--help"]).finish()
+        #expect(beside.status == 0 && beside.output.hasPrefix("OVERVIEW: Get, put"), "beside it, the runtime answers")
     }
 
     /// The quick answer to `ferry endpoints --addr 127.0.0.1:PORT lookup web`, without credentials.

@@ -14,6 +14,8 @@ import ServiceLifecycle
 public final class EndpointDaemon: Service, Sendable {
     /// The well-known port: 7411 (unassigned by IANA).
     public static let defaultPort = 7411
+    /// The daemon a client talks to when not told another: this host's, on the well-known port.
+    public static let defaultAddress = ServiceEndpoint(host: "127.0.0.1", port: defaultPort)
     /// How often leases that ran out are swept away (and their watchers told).
     public static let sweepInterval = TimeAmount.milliseconds(50)
 

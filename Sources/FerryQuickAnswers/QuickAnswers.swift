@@ -22,14 +22,14 @@ public enum QuickAnswers {
         TopLevelHelp.answer(arguments) ?? QuickLookup.answer(arguments, credentials: credentials)
     }
 
-    /// Writes `text` to standard output as `print` does for the parser's commands: an output that
-    /// cannot take it (full, closed) does not change the exit status.
-    public static func write(_ text: String) {
+    /// Writes `text` to standard output (or `descriptor`) as `print` does for the parser's
+    /// commands: an output that cannot take it (full, closed) does not change the exit status.
+    public static func write(_ text: String, to descriptor: CInt = STDOUT_FILENO) {
         var text = text
         text.withUTF8 { bytes in
             var offset = 0
             while offset < bytes.count {
-                let written = Glibc.write(STDOUT_FILENO, bytes.baseAddress! + offset, bytes.count - offset)
+                let written = Glibc.write(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
                 if written < 0 {
                     if errno == EINTR { continue }
                     return

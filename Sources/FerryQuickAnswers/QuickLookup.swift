@@ -63,7 +63,7 @@ enum QuickLookup {
     static func request(_ arguments: [String]) -> (daemon: ServiceEndpoint, name: String)? {
         var rest = arguments[...]
         guard rest.popFirst() == "endpoints" else { return nil }
-        var daemon = EndpointsCommand.defaultDaemon
+        var daemon = EndpointDaemon.defaultAddress
         if let flag = rest.first, flag == "--addr" || flag.hasPrefix("--addr=") {
             rest.removeFirst()
             let text = flag == "--addr" ? rest.popFirst() : String(flag.dropFirst("--addr=".count))
