@@ -352,9 +352,11 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
-        // `ferry`: the quick answers, in a program linked statically (static PIE, so still at a
-        // random address), with no shared library to find and relocate; every other command goes
-        // on in `ferry-runtime` (execv). Depending on it makes `swift run ferry` build it too.
+        // `ferry`: the quick answers, in a program linked statically, with no shared library to
+        // find and nothing to relocate; every other command goes on in `ferry-runtime` (execv).
+        // Depending on it makes `swift run ferry` build it too (and link its modules here, pages
+        // the loader never touches). Position-dependent: glibc's static-PIE start asserts on the
+        // RUNPATH that SwiftPM gives every executable.
         .executableTarget(
             name: "ferry",
             dependencies: ["FerryQuickAnswers", "ferry-runtime"],

@@ -28,9 +28,12 @@ struct Ferry {
 
     /// `ferry-runtime` in the directory this program was started from (symbolic links resolved).
     static func runtimePath() -> String {
-        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-        let length = readlink("/proc/self/exe", &buffer, buffer.count - 1)
-        let path = length > 0 ? String(cString: buffer) : CommandLine.arguments[0]
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX))
+        let length = readlink("/proc/self/exe", &buffer, buffer.count)
+        let path =
+            length > 0
+            ? String(decoding: buffer[..<length].map(UInt8.init(bitPattern:)), as: UTF8.self)
+            : CommandLine.arguments[0]
         guard let slash = path.lastIndex(of: "/") else { return "ferry-runtime" }
         return path[...slash] + "ferry-runtime"
     }
