@@ -1,6 +1,10 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+// Foundation's static archives, linked after our modules (which were built against the shared
+// libraries): lld resolves archives in any order, and these are what static Foundation needs.
+let staticFoundation = ["-l_FoundationICU", "-l_FoundationCollections", "-l_FoundationCShims", "-lCoreFoundation"]
+
 let package = Package(
     name: "Ferry",
     platforms: [.macOS(.v15)],
@@ -361,10 +365,7 @@ let package = Package(
             name: "ferry",
             dependencies: ["FerryQuickAnswers", "ferry-runtime"],
             linkerSettings: [
-                .unsafeFlags([
-                    "-static-executable", "-use-ld=lld", "-l_FoundationICU",
-                    "-l_FoundationCollections", "-l_FoundationCShims", "-lCoreFoundation",
-                ])
+                .unsafeFlags(["-static-executable", "-use-ld=lld"] + staticFoundation)
             ]
         ),
         // Every command, parsed and run: the Swift runtime and Foundation linked in, so no shared
@@ -373,18 +374,16 @@ let package = Package(
             name: "ferry-runtime",
             dependencies: ["FerryCommands"],
             linkerSettings: [
-                // Linked after our modules, which were built against the shared libraries: lld
-                // resolves archives in any order, and these are what static Foundation needs.
                 // RELR packs the binary's 162,000 relative relocations into 32 KiB the loader
                 // walks as a bitmap (`ferry --help` x20: 375 -> 335 ms); it stays position
                 // independent, as Debian builds its servers (-no-pie was 300 ms, without ASLR).
                 // No dynamic symbol table of every public Swift symbol (60,795 of them; nothing
                 // looks ours up, and backtraces read the static one): x20 220-248 -> 183-236 ms.
-                .unsafeFlags([
-                    "-static-stdlib", "-use-ld=lld", "-l_FoundationICU", "-l_FoundationCollections",
-                    "-l_FoundationCShims", "-lCoreFoundation", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs",
-                    "-Xlinker", "--no-export-dynamic",
-                ])
+                .unsafeFlags(
+                    ["-static-stdlib", "-use-ld=lld"] + staticFoundation + [
+                        "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs", "-Xlinker", "--no-export-dynamic",
+                    ]
+                )
             ]
         ),
         // The load generator the benchmarks drive Ferry and its anchors with.

@@ -20,10 +20,7 @@ import Testing
         // that none runs twice: that run says nothing about balancing, and is made once again.
         var (cluster, placement) = try Self.spreadSixProcesses()
         if Self.aNodeLostAClaim(cluster) { (cluster, placement) = try Self.spreadSixProcesses() }
-        func perNode() -> [String: Int] {
-            placement.values.reduce(into: [:]) { counts, listed in counts[listed[0].node, default: 0] += 1 }
-        }
-        #expect(perNode() == ["n1": 2, "n2": 2, "n3": 2], "\(placement)\n\(cluster.log("n1"))")
+        #expect(Self.perNode(placement) == ["n1": 2, "n2": 2, "n3": 2], "\(placement)\n\(cluster.log("n1"))")
         #expect(placement.values.allSatisfy { $0.count == 1 }, "each process runs on one node: \(placement)")
         #expect(placement["pinned"]?.first?.node == "n1" && placement["pinned"]?.first?.moves == 0)
         // Every process but the pinned one was spawned on n1: one that moved and is on n1 again
@@ -64,16 +61,18 @@ import Testing
         // Each node has the same budget (its two threads): six processes settle two on each.
         let deadline = Date(timeIntervalSinceNow: 90)
         var placement = try Self.placement(cluster)
-        func perNode() -> [String: Int] {
-            placement.values.reduce(into: [:]) { counts, listed in counts[listed[0].node, default: 0] += 1 }
-        }
-        while perNode() != ["n1": 2, "n2": 2, "n3": 2] || placement.count != 6, Date() < deadline,
+        while Self.perNode(placement) != ["n1": 2, "n2": 2, "n3": 2] || placement.count != 6, Date() < deadline,
             !Self.aNodeLostAClaim(cluster)
         {
             usleep(200_000)
             placement = try Self.placement(cluster)
         }
         return (cluster, placement)
+    }
+
+    /// How many processes run on each node.
+    static func perNode(_ placement: [String: [(node: String, moves: Int)]]) -> [String: Int] {
+        placement.values.reduce(into: [:]) { counts, listed in counts[listed[0].node, default: 0] += 1 }
     }
 
     static func aNodeLostAClaim(_ cluster: TestCluster) -> Bool {
