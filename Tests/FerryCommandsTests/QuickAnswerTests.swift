@@ -195,9 +195,14 @@ import Testing
     /// process; copied somewhere alone it still prints the help, and says in one line what is
     /// missing for anything else.
     @Test func aFerryWithoutItsRuntimeAnswersTheHelpAndSaysWhatIsMissing() throws {
-        let alone = try TemporaryDirectory()
+        // A hard link beside the build, not a copy: a copy's open write descriptor, inherited by
+        // a child another test forks meanwhile, makes exec fail with "Text file busy".
+        let ferry = try FerryProcess.executable().resolvingSymlinksInPath()
+        let alone = ferry.deletingLastPathComponent().appendingPathComponent("alone-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: alone, withIntermediateDirectories: false)
+        defer { try? FileManager.default.removeItem(at: alone) }
         let copy = alone.path + "/ferry"
-        try FileManager.default.copyItem(atPath: try FerryProcess.executable().path, toPath: copy)
+        try FileManager.default.linkItem(atPath: ferry.path, toPath: copy)
         let help = try ChildProcess.run([copy, "--help"])
         #expect(help.status == 0 && help.output == TopLevelHelp.text)
         let other = try ChildProcess.run([copy, "kv", "get", "web"], mergingErrors: true)
