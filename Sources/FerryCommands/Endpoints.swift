@@ -197,7 +197,8 @@ private func printEntries(_ entries: [EndpointEntry], json: Bool) {
         printLine((try? jsonLine(entries)) ?? "[]")
         return
     }
-    for entry in entries { printLine(entry.line) }
+    print(EndpointEntry.lines(entries), terminator: "")
+    fflush(nil)
 }
 
 func jsonLine(_ value: some Encodable) throws -> String {

@@ -54,9 +54,7 @@ enum QuickLookup {
             stream = socket
         }
         guard let entries = Self.lookUp(name, over: stream) else { return nil }
-        var lines = ""
-        for entry in entries { lines += entry.line + "\n" }
-        return lines
+        return EndpointEntry.lines(entries)
     }
 
     /// The daemon and the name, for the one form answered here.
