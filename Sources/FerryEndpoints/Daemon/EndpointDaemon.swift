@@ -48,6 +48,10 @@ public final class EndpointDaemon: Service, Sendable {
                 host: host,
                 port: port,
                 maxPayloadLength: EndpointLimits.maxPayloadLength,
+                // One loop: a lookup is mostly one request on a new connection, and the hop from
+                // the accepting loop to another cost more than the answer (a connection's p50
+                // 257 -> 210 us, 3.5 -> 1.9 context switches; 16 clients 24.0k -> 22.2k lookups/s).
+                group: MultiThreadedEventLoopGroup.singleton.next(),
                 logger: logger
             ) { _ in EndpointHandler(directory: directory, logger: logger) }
         } catch {
