@@ -50,7 +50,8 @@ public final class EndpointDaemon: Service, Sendable {
                 maxPayloadLength: EndpointLimits.maxPayloadLength,
                 // One loop: a lookup is mostly one request on a new connection, and the hop from
                 // the accepting loop to another cost more than the answer (a connection's p50
-                // 257 -> 210 us, 3.5 -> 1.9 context switches; 16 clients 24.0k -> 22.2k lookups/s).
+                // 257 -> 210 us, 3.5 -> 1.9 context switches; 16 clients on kept connections
+                // 24.0k -> 24.5k and 25.3k lookups/s in `Benchmarks/endpoints.sh`).
                 group: MultiThreadedEventLoopGroup.singleton.next(),
                 logger: logger
             ) { _ in EndpointHandler(directory: directory, logger: logger) }
