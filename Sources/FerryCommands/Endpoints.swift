@@ -16,7 +16,7 @@ struct EndpointDaemonCommand: AsyncParsableCommand {
     @Option(help: "The address to listen on.")
     var host = "127.0.0.1"
 
-    @Option(help: "The port to listen on; 0 picks a free port.")
+    @Option(help: "The port to listen on; 0 picks a free port.", transform: parsePort)
     var port = EndpointDaemon.defaultPort
 
     func run() async throws {

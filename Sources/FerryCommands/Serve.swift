@@ -144,7 +144,8 @@ struct Serve: AsyncParsableCommand {
         var queue = 256
 
         @Option(
-            help: "Port of the FerryWire control endpoint for out-of-band cancels; 0 picks one. None when left out."
+            help: "Port of the FerryWire control endpoint for out-of-band cancels; 0 picks one. None when left out.",
+            transform: parsePort
         )
         var controlPort: Int?
 

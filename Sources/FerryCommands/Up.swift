@@ -19,10 +19,10 @@ struct Up: AsyncParsableCommand {
     @Option(help: "The address to listen on.")
     var host = "127.0.0.1"
 
-    @Option(help: "The file server's port; 0 picks a free one.")
+    @Option(help: "The file server's port; 0 picks a free one.", transform: parsePort)
     var port = 8080
 
-    @Option(help: "The control endpoint's port; 0 picks a free one.")
+    @Option(help: "The control endpoint's port; 0 picks a free one.", transform: parsePort)
     var controlPort = 8081
 
     @Option(help: "A directory to serve instead of the built-in demo site.")
@@ -31,13 +31,13 @@ struct Up: AsyncParsableCommand {
     @Option(help: "The file server's execution model.")
     var model: ExecutionModel = .eventDriven
 
-    @Option(help: "The endpoint daemon's port; 0 picks a free one.")
+    @Option(help: "The endpoint daemon's port; 0 picks a free one.", transform: parsePort)
     var endpointsPort = EndpointDaemon.defaultPort
 
-    @Option(help: "The key-value service's port; 0 picks a free one.")
+    @Option(help: "The key-value service's port; 0 picks a free one.", transform: parsePort)
     var kvPort = 7412
 
-    @Option(help: "The object server's port; 0 picks a free one.")
+    @Option(help: "The object server's port; 0 picks a free one.", transform: parsePort)
     var objectsPort = 7413
 
     @Option(help: "The CDN redirector's HTTP port; 0 picks a free one.", transform: parsePort)
