@@ -87,21 +87,37 @@ public struct ForwardedFields {
 
     /// Every value of the field `name` (lowercase), as strings: for the rules that look at one.
     public func values(_ name: String, in head: UnsafeRawBufferPointer) -> [String] {
-        self.fields.filter { Self.matches(UnsafeRawBufferPointer(rebasing: head[$0.name]), name) }.map {
+        self.fields.filter { Self.matches(UnsafeRawBufferPointer(rebasing: head[$0.name]), lowercased: name) }.map {
             Self.text(head, $0.value)
         }
     }
 
     /// Writes every field to pass on, line by line as it came, leaving out hop-by-hop fields and,
-    /// when asked, X-Forwarded-For (which the caller writes itself, extended).
-    public func writePassedOn(_ head: UnsafeRawBufferPointer, to out: inout ByteBuffer, exceptForwardedFor: Bool) {
+    /// when asked, X-Forwarded-For (which the caller writes itself, extended). Lines that lie
+    /// next to each other in the head go in one copy. At most `head.count` bytes.
+    public func writePassedOn(_ head: UnsafeRawBufferPointer, to out: inout HeadWriter, exceptForwardedFor: Bool) {
+        var run = 0..<0
         for field in self.fields {
             let name = UnsafeRawBufferPointer(rebasing: head[field.name])
-            if self.isHopByHop(name) { continue }
-            if exceptForwardedFor, name.count == 15, Self.matches(name, "x-forwarded-for") { continue }
-            out.writeBytes(UnsafeRawBufferPointer(rebasing: head[field.line]))
-            out.writeStaticString("\r\n")
+            if self.isHopByHop(name) || (exceptForwardedFor && Self.matches(name, "x-forwarded-for")) { continue }
+            // The line with its CRLF: the head's bytes, ending at the CRLF CRLF taken off it.
+            let line = field.line.lowerBound..<field.line.upperBound + 2
+            if line.lowerBound == run.upperBound {
+                run = run.lowerBound..<line.upperBound
+            } else {
+                Self.writeLines(head, run, to: &out)
+                run = line
+            }
         }
+        Self.writeLines(head, run, to: &out)
+    }
+
+    /// Writes lines of the head with their CRLFs; the last field's CRLF is not in `head` (it ends
+    /// at the head's final CRLF CRLF), so that one is written apart.
+    private static func writeLines(_ head: UnsafeRawBufferPointer, _ lines: Range<Int>, to out: inout HeadWriter) {
+        guard !lines.isEmpty else { return }
+        out.write(UnsafeRawBufferPointer(rebasing: head[lines.lowerBound..<min(lines.upperBound, head.count)]))
+        if lines.upperBound > head.count { out.write("\r\n") }
     }
 
     private func isHopByHop(_ name: UnsafeRawBufferPointer) -> Bool {
@@ -113,18 +129,21 @@ public struct ForwardedFields {
         default: break
         }
         guard !self.connection.isEmpty else { return false }
-        return self.connection.contains { $0.utf8.count == name.count && Self.matches(name, $0) }
+        return self.connection.contains { Self.matches(name, lowercased: $0) }
     }
 
     /// Whether the bytes of a field name are `lowercase`, in any case.
-    public static func matches(_ name: UnsafeRawBufferPointer, _ lowercase: String) -> Bool {
-        guard name.count == lowercase.utf8.count else { return false }
-        var index = 0
-        for byte in lowercase.utf8 {
-            if name[index] | 0x20 != byte { return false }
-            index += 1
-        }
+    public static func matches(_ name: UnsafeRawBufferPointer, _ lowercase: StaticString) -> Bool {
+        guard name.count == lowercase.utf8CodeUnitCount else { return false }
+        let expected = lowercase.utf8Start
+        for index in 0..<name.count where name[index] | 0x20 != expected[index] { return false }
         return true
+    }
+
+    /// `matches` for a name known only at run time (a rule's, or one the Connection header lists).
+    public static func matches(_ name: UnsafeRawBufferPointer, lowercased: String) -> Bool {
+        guard name.count == lowercased.utf8.count else { return false }
+        return zip(name, lowercased.utf8).allSatisfy { $0 | 0x20 == $1 }
     }
 
     public static func trimmed(_ text: Substring) -> Substring {

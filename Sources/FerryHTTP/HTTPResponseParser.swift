@@ -31,7 +31,7 @@ public struct HTTPResponseParser: Sendable {
     public static func statusLine(_ head: UnsafeRawBufferPointer) throws(HTTPRequestParser.Error) -> StatusLine {
         let lineEnd = try HTTPRequestParser.lineEnd(head, from: 0)
         let line = UnsafeRawBufferPointer(rebasing: head[..<lineEnd])
-        guard line.count >= 12, line.starts(with: "HTTP/1.".utf8), line[8] == 32,
+        guard line.count >= 12, HTTPRequestParser.startsWithHTTP1(line), line[8] == 32,
             line[7] == UInt8(ascii: "0") || line[7] == UInt8(ascii: "1"),
             line[9...11].allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }),
             line.count == 12 || line[12] == 32

@@ -104,7 +104,7 @@ int ferry_recv_urgent(int fd, unsigned char *byte);
 /// Sends `byte` as TCP urgent data (MSG_OOB).
 int ferry_send_urgent(int fd, unsigned char byte);
 
-/// The offset of the first CR LF CR LF in `bytes`, or -1 (memmem, which Glibc hides from Swift).
+/// The offset of the first CR LF CR LF in `bytes`, or -1.
 long ferry_find_crlfcrlf(const void *bytes, size_t count);
 
 /// Names the calling thread (at most 15 bytes show), so `top -H` and debuggers say what it is.

@@ -4,26 +4,23 @@ import NIOCore
 
 /// A connection to a backend, carrying one exchange's request at a time.
 ///
-/// The loop's classes are touched by one thread only, so their stored properties skip the
-/// runtime's exclusivity checks (`@exclusivity(unchecked)`), which otherwise cost more than the
-/// parsing on this path.
+/// The loop's classes are touched by one thread only: the module is built without the runtime's
+/// exclusivity checks (`exclusivityUnchecked` in Package.swift), which cost more than the parsing
+/// on this path.
 final class Upstream {
     let fd: CInt
     let backend: Int
-    @exclusivity(unchecked) var connected: Bool
+    var connected: Bool
     /// Taken from the idle pool: a failure before any answer may only mean it timed out there.
     let reused: Bool
-    @exclusivity(unchecked) var input = ByteBuffer()
-    @exclusivity(unchecked) var output = ByteBuffer()
-    @exclusivity(unchecked) var parser: HTTPResponseParser
+    var input = ByteBuffer()
+    var output = ByteBuffer()
+    var parser: HTTPResponseParser
     /// The answer's status, once its head has gone on to the client.
-    @exclusivity(unchecked) var status: Int?
-    /// A small answer's head, held back with its body until the whole of it has come, so that a
-    /// backend that breaks it off leaves nothing sent and the request can go to another.
-    @exclusivity(unchecked) var held: ResponseStart?
-    @exclusivity(unchecked) var body = BodyFraming(.complete)
-    @exclusivity(unchecked) var keepAlive = true
-    @exclusivity(unchecked) var ready: EdgeReadiness
+    var status: Int?
+    var body = BodyFraming(.complete)
+    var keepAlive = true
+    var ready: EdgeReadiness
 
     /// `ready`: what a pooled connection was last known to allow; a new one may do anything.
     init(fd: CInt, backend: Int, connected: Bool, ready: EdgeReadiness = EdgeReadiness(), maxHeadLength: Int) {
@@ -42,28 +39,28 @@ final class HTTPExchange {
     let clientAddress: [UInt8]
     /// The client's address as X-Forwarded-For gives it.
     let clientText: String
-    @exclusivity(unchecked) var state: ExchangeState
-    @exclusivity(unchecked) var input = ByteBuffer()
-    @exclusivity(unchecked) var output = ByteBuffer()
-    @exclusivity(unchecked) var parser: HTTPRequestParser
-    @exclusivity(unchecked) var clientEnded = false
-    @exclusivity(unchecked) var clientReady = EdgeReadiness()
+    var state: ExchangeState
+    var input = ByteBuffer()
+    var output = ByteBuffer()
+    var parser: HTTPRequestParser
+    var clientEnded = false
+    var clientReady = EdgeReadiness()
     /// Body bytes passed on straight from the backend connection's buffer (a slice sharing its
     /// storage), written after `output`.
-    @exclusivity(unchecked) var passing = ByteBuffer()
+    var passing = ByteBuffer()
     /// False once the connection is closed and the exchange forgotten.
-    @exclusivity(unchecked) var isOpen = true
+    var isOpen = true
 
     // The request in progress.
     /// The head as sent to the backend, kept to send again if the request is retried.
-    @exclusivity(unchecked) var requestHead = ByteBuffer()
-    @exclusivity(unchecked) var requestBody = BodyFraming(.complete)
-    @exclusivity(unchecked) var method = ""
-    @exclusivity(unchecked) var content = ""
-    @exclusivity(unchecked) var outside: Set<Int> = []
-    @exclusivity(unchecked) var minorVersion = 1
-    @exclusivity(unchecked) var setCookie: String?
-    @exclusivity(unchecked) var upstream: Upstream?
+    var requestHead = ByteBuffer()
+    var requestBody = BodyFraming(.complete)
+    var method = ""
+    var content = ""
+    var outside: Set<Int> = []
+    var minorVersion = 1
+    var setCookie: String?
+    var upstream: Upstream?
 
     var hasOutput: Bool { self.output.readableBytes > 0 || self.passing.readableBytes > 0 }
 

@@ -13,7 +13,13 @@ struct RequestStart {
     var sticky: Int?
     var head: ByteBuffer
 
-    static let repeatableMethods: Set<String> = ["GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"]
+    /// Whether a request with this method may be sent again after a backend failed it.
+    static func isRepeatable(_ method: String) -> Bool {
+        switch method {
+        case "GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE": true
+        default: false
+        }
+    }
 
     /// Reads a request head from its raw bytes: the request line and fields are checked, and the
     /// head for the backend is written (fields passed on as they came, hop-by-hop ones dropped,
@@ -36,24 +42,29 @@ struct RequestStart {
             : plan.outside(host: fields.host(in: raw), path: path[...]) { fields.values($0, in: raw) }
         self.sticky = plan.options.stickyCookie == nil ? nil : plan.stickyBackend(fields.values("cookie", in: raw))
 
+        // The request line keeps its length (the version becomes HTTP/1.1), the fields passed on
+        // take at most the rest of the head and its last CRLF, and X-Forwarded-For grows by the
+        // client's address: the rest is what the lines below add.
+        let capacity = raw.count + client.utf8.count + (fields.forwardedFor?.utf8.count ?? 0) + 96
         var head = ByteBuffer()
-        head.reserveCapacity(raw.count + 64)
-        head.writeBytes(UnsafeRawBufferPointer(rebasing: raw[line.method]))
-        head.writeStaticString(" ")
-        head.writeBytes(target)
-        head.writeStaticString(" HTTP/1.1\r\n")
-        fields.writePassedOn(raw, to: &head, exceptForwardedFor: true)
-        // Passed on as HTTP/1.1, an HTTP/1.0 request without Host gets the empty one RFC 9112
-        // (3.2) asks for a target without an authority; backends refuse 1.1 without any.
-        if !fields.hasHost { head.writeStaticString("Host: \r\n") }
-        if fields.acceptsTrailers { head.writeStaticString("TE: trailers\r\nConnection: TE\r\n") }
-        head.writeStaticString("X-Forwarded-For: ")
-        if let earlier = fields.forwardedFor {
-            head.writeString(earlier)
-            head.writeStaticString(", ")
+        head.writeHead(capacity: capacity) { head in
+            head.write(UnsafeRawBufferPointer(rebasing: raw[line.method]))
+            head.write(" ")
+            head.write(target)
+            head.write(" HTTP/1.1\r\n")
+            fields.writePassedOn(raw, to: &head, exceptForwardedFor: true)
+            // Passed on as HTTP/1.1, an HTTP/1.0 request without Host gets the empty one RFC 9112
+            // (3.2) asks for a target without an authority; backends refuse 1.1 without any.
+            if !fields.hasHost { head.write("Host: \r\n") }
+            if fields.acceptsTrailers { head.write("TE: trailers\r\nConnection: TE\r\n") }
+            head.write("X-Forwarded-For: ")
+            if let earlier = fields.forwardedFor {
+                head.write(earlier)
+                head.write(", ")
+            }
+            head.write(client)
+            head.write("\r\n\r\n")
         }
-        head.writeString(client)
-        head.writeStaticString("\r\n\r\n")
         self.method = HTTPRequestParser.text(raw, line.method)
         self.path = path
         self.minorVersion = line.minorVersion
@@ -92,16 +103,16 @@ struct RequestRefusal: Error {
     init(_ message: String) { self.message = message }
 }
 
-/// What the switch takes from an answer's head, with the head as the client gets it.
+/// What the switch takes from an answer's head. The head itself stays where it was read until
+/// ``writeHead(_:to:setCookie:close:keepAlive:)`` writes the client's version of it.
 struct ResponseStart {
     var status: Int
     var minorVersion: Int
     var fields: ForwardedFields
-    /// The status line and the fields passed on, without the end of the head: what the switch
-    /// adds for this hop follows.
-    var head: ByteBuffer
+    /// The reason phrase, as a range of the head's bytes.
+    var reason: Range<Int>
 
-    /// Reads an answer's head from its raw bytes and writes the head the client gets.
+    /// Reads an answer's head from its raw bytes.
     init(_ raw: UnsafeRawBufferPointer, parser: HTTPRequestParser) throws(HTTPRequestParser.Error) {
         let line = try HTTPResponseParser.statusLine(raw)
         let fields = try ForwardedFields(raw, from: line.fieldsStart, parser: parser)
@@ -110,18 +121,46 @@ struct ResponseStart {
         {
             throw .conflictingBodyLength
         }
-        var head = ByteBuffer()
-        head.reserveCapacity(raw.count + 64)
-        head.writeStaticString("HTTP/1.1 ")
-        head.writeBytes(UnsafeRawBufferPointer(rebasing: raw[9..<12]))  // the status code
-        head.writeStaticString(" ")
-        head.writeBytes(UnsafeRawBufferPointer(rebasing: raw[line.reason]))
-        head.writeStaticString("\r\n")
-        if line.status >= 200 { fields.writePassedOn(raw, to: &head, exceptForwardedFor: false) }
         self.status = line.status
         self.minorVersion = line.minorVersion
         self.fields = fields
-        self.head = head
+        self.reason = line.reason
+    }
+
+    /// Writes the head the client gets onto `out`, straight from the backend's (`raw`): the
+    /// status line as HTTP/1.1, the fields passed on (none for a 1xx), then what this hop adds —
+    /// a sticky cookie, and the Connection field the client's own request calls for.
+    func writeHead(
+        _ raw: UnsafeRawBufferPointer,
+        to out: inout ByteBuffer,
+        setCookie: (name: String, token: String)? = nil,
+        close: Bool = false,
+        keepAlive: Bool = false
+    ) {
+        // The status line keeps its length and the fields take at most the rest of the head and
+        // its last CRLF; the additions below fit in the 64 bytes and the cookie's share.
+        let cookie = setCookie.map { $0.name.utf8.count + $0.token.utf8.count + 40 } ?? 0
+        out.writeHead(capacity: raw.count + 64 + cookie) { head in
+            head.write("HTTP/1.1 ")
+            head.write(UnsafeRawBufferPointer(rebasing: raw[9..<12]))  // the status code
+            head.write(" ")
+            head.write(UnsafeRawBufferPointer(rebasing: raw[self.reason]))
+            head.write("\r\n")
+            if self.status >= 200 { self.fields.writePassedOn(raw, to: &head, exceptForwardedFor: false) }
+            if let setCookie {
+                head.write("Set-Cookie: ")
+                head.write(setCookie.name)
+                head.write("=")
+                head.write(setCookie.token)
+                head.write("; Path=/; HttpOnly\r\n")
+            }
+            if close {
+                head.write("Connection: close\r\n")
+            } else if keepAlive {
+                head.write("Connection: keep-alive\r\n")
+            }
+            head.write("\r\n")
+        }
     }
 
     /// Where the answer's body ends: nothing for HEAD, 204 and 304, else by its framing, or at

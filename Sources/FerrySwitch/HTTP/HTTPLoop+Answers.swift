@@ -13,43 +13,8 @@ extension HTTPLoop {
     func advanceResponse(_ exchange: HTTPExchange, _ upstream: Upstream) -> Bool {
         guard upstream.input.readableBytes > 0 else { return false }
         if upstream.status == nil {
-            let head: ResponseStart
-            if let held = upstream.held {
-                head = held
-            } else {
-                do {
-                    guard let raw = try upstream.parser.nextHead(&upstream.input) else { return false }
-                    let parsed = try raw.withUnsafeReadableBytes { raw throws(HTTPRequestParser.Error) in
-                        try ResponseStart(raw, parser: upstream.parser.fieldRules)
-                    }
-                    head = parsed
-                } catch {
-                    self.logger.warning(
-                        "switch: backend \(self.balancer.spec(upstream.backend).address) answered \(exchange.method) \(exchange.content) with something that is not HTTP: \(error)"
-                    )
-                    self.failUpstream(
-                        exchange,
-                        status: 502,
-                        reason: "Bad Gateway",
-                        "the backend's answer was not valid HTTP"
-                    )
-                    return true
-                }
-            }
-            // A small answer to a request that may be repeated waits here until it is whole.
-            if exchange.state.repeatable, head.status >= 200,
-                case .length(let length) = head.bodyFraming(method: exchange.method).kind,
-                length <= UInt64(self.plan.options.holdBack)
-            {
-                guard upstream.input.readableBytes >= Int(length) else {
-                    let parsedNow = upstream.held == nil
-                    upstream.held = head
-                    return parsedNow
-                }
-                upstream.held = nil
-            }
-            self.startResponse(exchange, upstream, head)
-            guard exchange.upstream === upstream else { return true }
+            guard self.passResponseHead(exchange, upstream) else { return false }
+            guard exchange.upstream === upstream, upstream.status != nil else { return true }
         }
         guard upstream.input.readableBytes > 0, !upstream.body.isComplete else {
             if upstream.body.isComplete, upstream.status != nil { self.finishResponse(exchange, upstream) }
@@ -76,24 +41,45 @@ extension HTTPLoop {
         return true
     }
 
-    /// Queues the answer's head for the client, with what this hop adds.
-    private func startResponse(_ exchange: HTTPExchange, _ upstream: Upstream, _ start: ResponseStart) {
+    /// Reads the answer's head from the backend's input and queues the client's version of it,
+    /// with what this hop adds. A small answer to a request that may be repeated stays unread in
+    /// the input until the whole of it has come, so that a backend that breaks it off leaves
+    /// nothing sent and the request can go to another. Returns whether it did anything.
+    private func passResponseHead(_ exchange: HTTPExchange, _ upstream: Upstream) -> Bool {
+        let headStart = upstream.input.readerIndex
+        let raw: ByteBuffer
+        let start: ResponseStart
+        do {
+            guard let head = try upstream.parser.nextHead(&upstream.input) else { return false }
+            raw = head
+            start = try raw.withUnsafeReadableBytes { raw throws(HTTPRequestParser.Error) in
+                try ResponseStart(raw, parser: upstream.parser.fieldRules)
+            }
+        } catch {
+            self.logger.warning(
+                "switch: backend \(self.balancer.spec(upstream.backend).address) answered \(exchange.method) \(exchange.content) with something that is not HTTP: \(error)"
+            )
+            self.failUpstream(exchange, status: 502, reason: "Bad Gateway", "the backend's answer was not valid HTTP")
+            return true
+        }
+        if exchange.state.repeatable, start.status >= 200,
+            case .length(let length) = start.bodyFraming(method: exchange.method).kind,
+            length <= UInt64(self.plan.options.holdBack), upstream.input.readableBytes < Int(length)
+        {
+            // Read again, whole, when more has come.
+            upstream.input.moveReaderIndex(to: headStart)
+            return false
+        }
         if start.status == 101 {
             // The switch passes no Upgrade on, so a switch of protocols is the backend's mistake.
-            return self.failUpstream(
-                exchange,
-                status: 502,
-                reason: "Bad Gateway",
-                "the backend switched protocols unasked"
-            )
+            self.failUpstream(exchange, status: 502, reason: "Bad Gateway", "the backend switched protocols unasked")
+            return true
         }
-        var head = start.head
+        exchange.settlePassing()
         if start.status < 200 {
             // 100 Continue and the like go straight on; the real answer follows.
-            exchange.settlePassing()
-            head.writeStaticString("\r\n")
-            exchange.output.writeBuffer(&head)
-            return
+            raw.withUnsafeReadableBytes { start.writeHead($0, to: &exchange.output) }
+            return true
         }
         upstream.body = start.bodyFraming(method: exchange.method)
         upstream.keepAlive =
@@ -105,17 +91,19 @@ extension HTTPLoop {
             now: self.clock()
         )
         upstream.status = start.status
-        if let token = exchange.setCookie, let name = self.plan.options.stickyCookie {
-            head.writeString("Set-Cookie: \(name)=\(token); Path=/; HttpOnly\r\n")
+        let cookie = exchange.setCookie.flatMap { token in
+            self.plan.options.stickyCookie.map { (name: $0, token: token) }
         }
-        if !exchange.state.clientKeepAlive {
-            head.writeStaticString("Connection: close\r\n")
-        } else if exchange.minorVersion == 0 {
-            head.writeStaticString("Connection: keep-alive\r\n")
+        raw.withUnsafeReadableBytes { raw in
+            start.writeHead(
+                raw,
+                to: &exchange.output,
+                setCookie: cookie,
+                close: !exchange.state.clientKeepAlive,
+                keepAlive: exchange.minorVersion == 0
+            )
         }
-        head.writeStaticString("\r\n")
-        exchange.settlePassing()
-        exchange.output.writeBuffer(&head)
+        return true
     }
 
     /// The answer is complete: the backend connection goes back to the pool (if it can be
@@ -146,8 +134,8 @@ extension HTTPLoop {
             self.finishResponse(exchange, upstream)
             return
         }
-        if upstream.status != nil || upstream.held != nil, upstream.input.readableBytes > 0 {
-            // What came before the close may finish the answer (a held one too).
+        if upstream.input.readableBytes > 0 {
+            // What came before the close may finish the answer (one held back too).
             _ = self.advanceResponse(exchange, upstream)
             if exchange.upstream !== upstream { return }
         }

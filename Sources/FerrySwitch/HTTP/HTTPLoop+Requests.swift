@@ -87,7 +87,7 @@ extension HTTPLoop {
         exchange.setCookie = nil
         exchange.requestHead = request.head
         exchange.state.requestStarted(
-            repeatable: exchange.requestBody.isComplete && RequestStart.repeatableMethods.contains(request.method),
+            repeatable: exchange.requestBody.isComplete && RequestStart.isRepeatable(request.method),
             keepAlive: request.fields.keepAlive(minorVersion: request.minorVersion),
             bodyFollows: !exchange.requestBody.isComplete,
             now: self.clock()

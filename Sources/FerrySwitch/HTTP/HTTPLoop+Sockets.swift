@@ -29,13 +29,15 @@ extension HTTPLoop {
         let headCount = exchange.output.readableBytes
         let sent = exchange.output.withUnsafeReadableBytes { head in
             exchange.passing.withUnsafeReadableBytes { body in
-                var parts = [
+                // Two iovecs side by side on the stack (a tuple's elements are laid out in order).
+                var parts = (
                     iovec(iov_base: UnsafeMutableRawPointer(mutating: head.baseAddress), iov_len: head.count),
-                    iovec(iov_base: UnsafeMutableRawPointer(mutating: body.baseAddress), iov_len: body.count),
-                ]
-                return parts.withUnsafeMutableBufferPointer { parts in
+                    iovec(iov_base: UnsafeMutableRawPointer(mutating: body.baseAddress), iov_len: body.count)
+                )
+                return withUnsafeMutableBytes(of: &parts) { parts in
+                    let first = parts.baseAddress!.assumingMemoryBound(to: iovec.self)
                     var message = msghdr()
-                    message.msg_iov = parts.baseAddress! + (head.count == 0 ? 1 : 0)
+                    message.msg_iov = first + (head.count == 0 ? 1 : 0)
                     message.msg_iovlen = head.count == 0 ? 1 : 2
                     return sendmsg(exchange.client, &message, CInt(MSG_NOSIGNAL))
                 }
@@ -68,18 +70,27 @@ extension HTTPLoop {
         return .moved
     }
 
-    /// Writes what is waiting, unless the socket is known to be full.
-    func flush(_ buffer: inout ByteBuffer, to fd: CInt, _ ready: inout EdgeReadiness) -> FlushResult {
+    /// Writes what is waiting, unless the socket is known to be full. Once all of it is out, the
+    /// buffer keeps its storage for what comes next, unless `keepingStorage` is false: a backend's
+    /// buffer is the request head kept for a retry, and clearing shared storage allocates anew.
+    func flush(
+        _ buffer: inout ByteBuffer,
+        to fd: CInt,
+        _ ready: inout EdgeReadiness,
+        keepingStorage: Bool = true
+    ) -> FlushResult {
         guard buffer.readableBytes > 0, ready.writable else { return .idle }
         let sent = buffer.withUnsafeReadableBytes { bytes in
             send(fd, bytes.baseAddress, bytes.count, CInt(MSG_NOSIGNAL))
         }
         if sent > 0 {
             buffer.moveReaderIndex(forwardBy: sent)
-            if buffer.readableBytes == 0 {
+            if buffer.readableBytes > 0 {
+                ready.writable = false
+            } else if keepingStorage {
                 buffer.clear()
             } else {
-                ready.writable = false
+                buffer = ByteBuffer()
             }
             return .moved
         }

@@ -31,33 +31,33 @@ final class HTTPLoop: SwitchLoop, @unchecked Sendable {
     let clock: @Sendable () -> UInt64
     let timeouts: ExchangeState.Timeouts
     /// Who each descriptor belongs to.
-    @exclusivity(unchecked) var owners = DescriptorTable<Owner>()
+    var owners = DescriptorTable<Owner>()
     /// Pooled backend connections, with what each was last known to allow: one put back after a
     /// short read has nothing to read (anything that arrives while it waits closes it), so the
     /// next request on it is not followed by a read bound to find nothing.
-    @exclusivity(unchecked) var idle: [[(fd: CInt, ready: EdgeReadiness)]]
-    @exclusivity(unchecked) var clients: [CInt: HTTPExchange] = [:]
+    var idle: [[(fd: CInt, ready: EdgeReadiness)]]
+    var clients: [CInt: HTTPExchange] = [:]
     /// Retired by a reload: no keep-alive beyond the answer in progress.
     let retiring = Atomic(false)
     /// When ``expire()`` next looks at the deadlines.
-    @exclusivity(unchecked) var nextSweep: UInt64 = 0
+    var nextSweep: UInt64 = 0
     static let sweepInterval: UInt64 = 100_000_000
     /// Bytes a connection may have waiting to be written before its source stops being read.
     static let outputLimit = 256 << 10
     static let readSize = 64 << 10
     /// Every client read lands here first: a connection keeps only the bytes that came.
-    @exclusivity(unchecked) var scratch = ByteBuffer()
+    var scratch = ByteBuffer()
     /// Backend read buffers given back by finished answers, for the next backend connection to
     /// read into (HAProxy's buffer pool). Allocated afresh for each answer, the buffer's pages
     /// were faulted in by the first read and handed back to the kernel by malloc's trimming,
     /// over and over: thousands of page faults a second at 20,000 requests a second.
-    @exclusivity(unchecked) var spareInputs: [ByteBuffer] = []
+    var spareInputs: [ByteBuffer] = []
     static let spareInputLimit = 16
     /// Requests sent to a backend since the last sweep. None means the loop is idle: it gives its
     /// spares back and has malloc return the free pages in the middle of its heap (HAProxy trims
     /// its pools and calls `malloc_trim` the same way). Buffers cycled through the spares stay
     /// resident otherwise: 10,000 idle connections cost about 100 bytes more each (`memory.sh`).
-    @exclusivity(unchecked) var requestsSinceSweep = 0
+    var requestsSinceSweep = 0
 
     init(
         thread: SwitchThread,
@@ -231,7 +231,7 @@ final class HTTPLoop: SwitchLoop, @unchecked Sendable {
                     guard self.finishConnect(exchange, upstream) else { continue }
                     progress = true
                 }
-                switch self.flush(&upstream.output, to: upstream.fd, &upstream.ready) {
+                switch self.flush(&upstream.output, to: upstream.fd, &upstream.ready, keepingStorage: false) {
                 case .moved: progress = true
                 case .failed:
                     self.upstreamFailed(exchange, reason: "write failed: \(String(cString: strerror(errno)))")
