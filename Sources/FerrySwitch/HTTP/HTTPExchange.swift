@@ -12,7 +12,7 @@ final class Upstream {
     let backend: Int
     var connected: Bool
     /// Taken from the idle pool: a failure before any answer may only mean it timed out there.
-    let reused: Bool
+    var reused: Bool
     var input = ByteBuffer()
     var output = ByteBuffer()
     var parser: HTTPResponseParser
@@ -30,6 +30,15 @@ final class Upstream {
         self.connected = connected
         self.reused = connected
         self.parser = HTTPResponseParser(maxHeadLength: maxHeadLength)
+    }
+
+    /// Taken from the idle pool for another request: the connection object is kept with its
+    /// socket, one allocation and release fewer a request.
+    func reuse() {
+        self.reused = true
+        self.status = nil
+        self.body = BodyFraming(.complete)
+        self.keepAlive = true
     }
 }
 

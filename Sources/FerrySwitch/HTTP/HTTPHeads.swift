@@ -59,10 +59,10 @@ struct RequestStart {
             if fields.acceptsTrailers { head.write("TE: trailers\r\nConnection: TE\r\n") }
             head.write("X-Forwarded-For: ")
             if let earlier = fields.forwardedFor {
-                head.write(earlier)
+                head.write(string: earlier)
                 head.write(", ")
             }
-            head.write(client)
+            head.write(string: client)
             head.write("\r\n\r\n")
         }
         self.method = HTTPRequestParser.text(raw, line.method)
@@ -149,9 +149,9 @@ struct ResponseStart {
             if self.status >= 200 { self.fields.writePassedOn(raw, to: &head, exceptForwardedFor: false) }
             if let setCookie {
                 head.write("Set-Cookie: ")
-                head.write(setCookie.name)
+                head.write(string: setCookie.name)
                 head.write("=")
-                head.write(setCookie.token)
+                head.write(string: setCookie.token)
                 head.write("; Path=/; HttpOnly\r\n")
             }
             if close {

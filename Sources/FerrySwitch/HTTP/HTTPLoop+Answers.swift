@@ -199,7 +199,11 @@ extension HTTPLoop {
         if reusable, upstream.input.readableBytes == 0,
             self.idle[upstream.backend].count < self.plan.options.idlePerBackend
         {
-            self.idle[upstream.backend].append((upstream.fd, upstream.ready))
+            // Pooled without buffers: the input's storage may still be shared with a body on its
+            // way to the client, and an idle connection holds no memory for its next answer.
+            upstream.input = ByteBuffer()
+            upstream.output = ByteBuffer()
+            self.idle[upstream.backend].append(upstream)
             self.owners[upstream.fd] = .idle(backend: upstream.backend)
         } else {
             self.owners[upstream.fd] = nil

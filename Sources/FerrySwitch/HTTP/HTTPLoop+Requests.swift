@@ -118,13 +118,8 @@ extension HTTPLoop {
         // Only a request that may be repeated rides a pooled connection, which its backend may
         // have closed a moment ago; others get a fresh one, as HAProxy's "http-reuse safe" does.
         if exchange.state.repeatable, let pooled = self.idle[backend].popLast() {
-            upstream = Upstream(
-                fd: pooled.fd,
-                backend: backend,
-                connected: true,
-                ready: pooled.ready,
-                maxHeadLength: self.plan.options.maxHeadLength
-            )
+            pooled.reuse()
+            upstream = pooled
         } else {
             let fd = self.addresses[backend].withSockAddr { ferry_connect_nonblocking($0, socklen_t($1)) }
             guard fd >= 0 else {

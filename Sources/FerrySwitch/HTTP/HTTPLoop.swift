@@ -32,10 +32,10 @@ final class HTTPLoop: SwitchLoop, @unchecked Sendable {
     let timeouts: ExchangeState.Timeouts
     /// Who each descriptor belongs to.
     var owners = DescriptorTable<Owner>()
-    /// Pooled backend connections, with what each was last known to allow: one put back after a
-    /// short read has nothing to read (anything that arrives while it waits closes it), so the
-    /// next request on it is not followed by a read bound to find nothing.
-    var idle: [[(fd: CInt, ready: EdgeReadiness)]]
+    /// Pooled backend connections, each with what it was last known to allow (`ready`): one put
+    /// back after a short read has nothing to read (anything that arrives while it waits closes
+    /// it), so the next request on it is not followed by a read bound to find nothing.
+    var idle: [[Upstream]]
     var clients: [CInt: HTTPExchange] = [:]
     /// Retired by a reload: no keep-alive beyond the answer in progress.
     let retiring = Atomic(false)
@@ -90,7 +90,7 @@ final class HTTPLoop: SwitchLoop, @unchecked Sendable {
             onTick: { self.expire() },
             onStop: {
                 for exchange in Array(self.clients.values) { self.close(exchange) }
-                for pool in self.idle { for connection in pool { Glibc.close(connection.fd) } }
+                for pool in self.idle { for upstream in pool { Glibc.close(upstream.fd) } }
             }
         )
     }
