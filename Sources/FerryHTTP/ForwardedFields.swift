@@ -41,8 +41,13 @@ public struct ForwardedFields {
             case 4 where Self.matches(name, "host"):
                 self.hostValue = self.hostValue ?? field.value
             case 10 where Self.matches(name, "connection"):
-                for token in UnsafeRawBufferPointer(rebasing: head[field.value]).split(separator: UInt8(ascii: ",")) {
-                    let token = UnsafeRawBufferPointer(rebasing: token).trimmed
+                // Token by token, in place: `split` would allocate an array for every answer.
+                var tokenStart = field.value.lowerBound
+                while tokenStart <= field.value.upperBound {
+                    var tokenEnd = tokenStart
+                    while tokenEnd < field.value.upperBound, head[tokenEnd] != UInt8(ascii: ",") { tokenEnd += 1 }
+                    let token = UnsafeRawBufferPointer(rebasing: head[tokenStart..<tokenEnd]).trimmed
+                    tokenStart = tokenEnd + 1
                     if Self.matches(token, "close") {
                         self.connectionClose = true
                     } else if Self.matches(token, "keep-alive") {
