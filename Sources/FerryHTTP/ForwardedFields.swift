@@ -13,7 +13,10 @@ public struct ForwardedFields {
     public var contentLengthIsNumber = true
     public var transferEncoding: [String] = []
     /// The Connection header's tokens other than close and keep-alive, lowercased: the names of
-    /// more hop-by-hop fields.
+    /// more hop-by-hop fields. Content-Length, Transfer-Encoding and Host are never among them:
+    /// the switch frames and routes the message by them, and a message that named them here and
+    /// lost them on the way would reach the next hop framed otherwise (its body read there as a
+    /// request of its own).
     public var connection: [String] = []
     public var connectionClose = false
     public var connectionKeepAlive = false
@@ -52,8 +55,8 @@ public struct ForwardedFields {
                         self.connectionClose = true
                     } else if Self.matches(token, "keep-alive") {
                         self.connectionKeepAlive = true
-                    } else if !token.isEmpty {
-                        self.connection.append(String(decoding: token.map { $0 | 0x20 }, as: UTF8.self))
+                    } else if !token.isEmpty, !Self.framesTheMessage(token) {
+                        self.connection.append(String(decoding: token.map(Self.lowercased), as: UTF8.self))
                     }
                 }
             case 14 where Self.matches(name, "content-length"):
@@ -141,14 +144,27 @@ public struct ForwardedFields {
     public static func matches(_ name: UnsafeRawBufferPointer, _ lowercase: StaticString) -> Bool {
         guard name.count == lowercase.utf8CodeUnitCount else { return false }
         let expected = lowercase.utf8Start
-        for index in 0..<name.count where name[index] | 0x20 != expected[index] { return false }
+        for index in 0..<name.count where Self.lowercased(name[index]) != expected[index] { return false }
         return true
     }
 
     /// `matches` for a name known only at run time (a rule's, or one the Connection header lists).
     public static func matches(_ name: UnsafeRawBufferPointer, lowercased: String) -> Bool {
         guard name.count == lowercased.utf8.count else { return false }
-        return zip(name, lowercased.utf8).allSatisfy { $0 | 0x20 == $1 }
+        return zip(name, lowercased.utf8).allSatisfy { Self.lowercased($0) == $1 }
+    }
+
+    /// A byte in lower case: only A to Z change (`| 0x20` alone would turn `_` and `^`, which
+    /// names may hold, into other bytes).
+    @inline(__always)
+    static func lowercased(_ byte: UInt8) -> UInt8 {
+        byte &- UInt8(ascii: "A") < 26 ? byte | 0x20 : byte
+    }
+
+    /// Whether a Connection token names a field the message's framing or routing rests on.
+    private static func framesTheMessage(_ token: UnsafeRawBufferPointer) -> Bool {
+        Self.matches(token, "content-length") || Self.matches(token, "transfer-encoding")
+            || Self.matches(token, "host")
     }
 
     public static func trimmed(_ text: Substring) -> Substring {

@@ -34,7 +34,9 @@ public struct HTTPResponseParser: Sendable {
         guard line.count >= 12, HTTPRequestParser.startsWithHTTP1(line), line[8] == 32,
             line[7] == UInt8(ascii: "0") || line[7] == UInt8(ascii: "1"),
             line[9...11].allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }),
-            line.count == 12 || line[12] == 32
+            line.count == 12 || line[12] == 32,
+            // The reason phrase is passed on to clients: no control bytes in it, as in a value.
+            line.dropFirst(12).allSatisfy(HTTPRequestParser.isValueByte)
         else { throw .malformedHeader(String(decoding: line.prefix(80), as: UTF8.self)) }
         let status = Int(line[9] - 48) * 100 + Int(line[10] - 48) * 10 + Int(line[11] - 48)
         return StatusLine(

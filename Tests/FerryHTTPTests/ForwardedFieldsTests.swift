@@ -52,6 +52,42 @@ import Testing
         #expect(try self.passedOn(head, exceptForwardedFor: true) == "Host: h\r\n")
     }
 
+    /// A message that names its own framing in Connection keeps it on the way: stripped, its body
+    /// would reach the backend unframed and be read there as a request of its own (smuggling).
+    @Test func connectionCannotStripTheFieldsTheMessageIsFramedAndRoutedBy() throws {
+        let head =
+            "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 33\r\n"
+            + "Connection: content-length, Transfer-Encoding, HOST, X-A\r\nX-A: 1"
+        let (_, fields) = try self.fields(head)
+        #expect(fields.connection == ["x-a"])
+        #expect(fields.contentLength == 33)
+        #expect(try self.passedOn(head) == "Host: h\r\nContent-Length: 33\r\n")
+    }
+
+    /// Case is folded for A to Z only: `_` and `^` are name bytes too, and `| 0x20` turns them
+    /// into DEL and `~`.
+    @Test func namesWithUnderscoresAndCaretsMatchOnlyThemselves() throws {
+        for (name, rule, expected) in [("X_Tenant", "x_tenant", true), ("x^a", "x~a", false), ("X-A", "x-a", true)] {
+            let matched = Array(name.utf8).withUnsafeBytes { ForwardedFields.matches($0, lowercased: rule) }
+            #expect(matched == expected, "\(name) against \(rule)")
+        }
+        let head = "GET / HTTP/1.1\r\nX_Tenant: blue\r\nConnection: X_Secret\r\nX_Secret: 1\r\nHost: h"
+        let (bytes, fields) = try self.fields(head)
+        #expect(bytes.withUnsafeBytes { fields.values("x_tenant", in: $0) } == ["blue"])
+        #expect(try self.passedOn(head) == "X_Tenant: blue\r\nHost: h\r\n")
+    }
+
+    /// The reason phrase goes on to clients as it came, so it is held to a value's bytes.
+    @Test func aReasonPhraseWithAControlByteIsRefused() throws {
+        func statusLine(_ text: String) throws -> HTTPResponseParser.StatusLine {
+            try Array(text.utf8).withUnsafeBytes { try HTTPResponseParser.statusLine($0) }
+        }
+        #expect(try statusLine("HTTP/1.1 200 OK, fine\r\nA: 1").status == 200)
+        #expect(try statusLine("HTTP/1.1 204").status == 204)
+        #expect(throws: HTTPRequestParser.Error.self) { try statusLine("HTTP/1.1 200 O\u{1b}[2JK\r\nA: 1") }
+        #expect(throws: HTTPRequestParser.Error.self) { try statusLine("HTTP/1.1 200 OK\u{0}") }
+    }
+
     /// The name check is a bitmap of RFC 9110's `tchar`: every byte value is checked against the
     /// grammar's own list.
     @Test func aFieldNameIsExactlyTheTokenBytes() {

@@ -137,8 +137,9 @@ struct ResponseStart {
         close: Bool = false,
         keepAlive: Bool = false
     ) {
-        // The status line keeps its length and the fields take at most the rest of the head and
-        // its last CRLF; the additions below fit in the 64 bytes and the cookie's share.
+        // The status line grows by at most 3 bytes (one without a reason gains its space and CRLF)
+        // and the fields take at most the rest of the head and its last CRLF; the additions below
+        // fit in the 64 bytes with those 3, and the cookie's share.
         let cookie = setCookie.map { $0.name.utf8.count + $0.token.utf8.count + 40 } ?? 0
         out.writeHead(capacity: raw.count + 64 + cookie) { head in
             head.write("HTTP/1.1 ")

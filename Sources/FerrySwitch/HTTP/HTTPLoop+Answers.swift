@@ -196,7 +196,9 @@ extension HTTPLoop {
             self.spareInputs.append(upstream.input)
             upstream.input = ByteBuffer()
         }
-        if reusable, upstream.input.readableBytes == 0,
+        // A backend may answer before the request's body is all sent (an early 413, say): the
+        // rest would be read as the start of the next request, so such a connection is closed.
+        if reusable, upstream.input.readableBytes == 0, upstream.output.readableBytes == 0,
             self.idle[upstream.backend].count < self.plan.options.idlePerBackend
         {
             // Pooled without buffers: the input's storage may still be shared with a body on its
