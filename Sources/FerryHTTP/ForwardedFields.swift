@@ -140,15 +140,18 @@ public struct ForwardedFields {
         return self.connection.contains { Self.matches(name, lowercased: $0) }
     }
 
-    /// Whether the bytes of a field name are `lowercase`, in any case.
+    /// Whether the bytes of a field name (or a Connection token) are `lowercase`, in any case.
+    /// `lowercase` holds letters, digits and `-` only, and for those `| 0x20` folds exactly: the
+    /// other bytes it would fold onto them are control bytes, which no name or value holds.
     public static func matches(_ name: UnsafeRawBufferPointer, _ lowercase: StaticString) -> Bool {
         guard name.count == lowercase.utf8CodeUnitCount else { return false }
         let expected = lowercase.utf8Start
-        for index in 0..<name.count where Self.lowercased(name[index]) != expected[index] { return false }
+        for index in 0..<name.count where name[index] | 0x20 != expected[index] { return false }
         return true
     }
 
-    /// `matches` for a name known only at run time (a rule's, or one the Connection header lists).
+    /// `matches` for a name known only at run time (a rule's, or one the Connection header lists),
+    /// which may hold any token byte.
     public static func matches(_ name: UnsafeRawBufferPointer, lowercased: String) -> Bool {
         guard name.count == lowercased.utf8.count else { return false }
         return zip(name, lowercased.utf8).allSatisfy { Self.lowercased($0) == $1 }
