@@ -56,7 +56,7 @@ public struct ForwardedFields {
                     } else if Self.matches(token, "keep-alive") {
                         self.connectionKeepAlive = true
                     } else if !token.isEmpty, !Self.framesTheMessage(token) {
-                        self.connection.append(String(decoding: token.map(Self.lowercased), as: UTF8.self))
+                        self.connection.append(String(decoding: token.map(\.asciiLowercased), as: UTF8.self))
                     }
                 }
             case 14 where Self.matches(name, "content-length"):
@@ -154,14 +154,7 @@ public struct ForwardedFields {
     /// which may hold any token byte.
     public static func matches(_ name: UnsafeRawBufferPointer, lowercased: String) -> Bool {
         guard name.count == lowercased.utf8.count else { return false }
-        return zip(name, lowercased.utf8).allSatisfy { Self.lowercased($0) == $1 }
-    }
-
-    /// A byte in lower case: only A to Z change (`| 0x20` alone would turn `_` and `^`, which
-    /// names may hold, into other bytes).
-    @inline(__always)
-    static func lowercased(_ byte: UInt8) -> UInt8 {
-        byte &- UInt8(ascii: "A") < 26 ? byte | 0x20 : byte
+        return zip(name, lowercased.utf8).allSatisfy { $0.asciiLowercased == $1 }
     }
 
     /// Whether a Connection token names a field the message's framing or routing rests on.

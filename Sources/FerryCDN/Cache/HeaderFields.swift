@@ -1,3 +1,5 @@
+import FerryHTTP
+
 /// Lookups over header fields given as `[(name:, value:)]`. Names compare ASCII case-insensitively
 /// byte by byte, so the per-request path neither allocates nor needs Foundation.
 enum HeaderFields {
@@ -6,7 +8,7 @@ enum HeaderFields {
     /// Whether `name` equals `lowercased` (which must already be lowercase ASCII), ignoring case.
     static func name(_ name: String, is lowercased: String) -> Bool {
         guard name.utf8.count == lowercased.utf8.count else { return false }
-        for (byte, expected) in zip(name.utf8, lowercased.utf8) where asciiLower(byte) != expected {
+        for (byte, expected) in zip(name.utf8, lowercased.utf8) where byte.asciiLowercased != expected {
             return false
         }
         return true
@@ -104,15 +106,11 @@ enum HeaderFields {
     /// ASCII-lowercases `text`; other bytes (there should be none in a field name) are kept.
     static func lowercased(_ text: String) -> String {
         guard text.utf8.contains(where: { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") }) else { return text }
-        return String(decoding: text.utf8.map(asciiLower), as: UTF8.self)
+        return String(decoding: text.utf8.map(\.asciiLowercased), as: UTF8.self)
     }
 
     static func isWhitespace(_ byte: UInt8) -> Bool {
         byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t")
-    }
-
-    static func asciiLower(_ byte: UInt8) -> UInt8 {
-        byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte | 0x20 : byte
     }
 
     /// A non-negative decimal integer (RFC 9111 §1.2.2 delta-seconds); values past 2^31 are

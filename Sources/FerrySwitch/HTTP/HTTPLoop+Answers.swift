@@ -62,8 +62,8 @@ extension HTTPLoop {
             self.failUpstream(exchange, status: 502, reason: "Bad Gateway", "the backend's answer was not valid HTTP")
             return true
         }
-        if exchange.state.repeatable, start.status >= 200,
-            case .length(let length) = start.bodyFraming(method: exchange.method).kind,
+        let body = start.bodyFraming(method: exchange.method)
+        if exchange.state.repeatable, start.status >= 200, case .length(let length) = body.kind,
             length <= UInt64(self.plan.options.holdBack), upstream.input.readableBytes < Int(length)
         {
             // Read again, whole, when more has come.
@@ -81,7 +81,7 @@ extension HTTPLoop {
             raw.withUnsafeReadableBytes { start.writeHead($0, to: &exchange.output) }
             return true
         }
-        upstream.body = start.bodyFraming(method: exchange.method)
+        upstream.body = body
         upstream.keepAlive =
             start.fields.keepAlive(minorVersion: start.minorVersion) && upstream.body.kind != .untilClose
         exchange.state.responseStarted(
