@@ -69,21 +69,22 @@ public struct HTTPHeaders: Sendable, Equatable, ExpressibleByArrayLiteral, Seque
 }
 
 extension String {
-    /// Compares header names (tokens): ASCII letters match in either case. Runs on every header
-    /// lookup of every request, so it compares the bytes in place where it can.
+    /// Compares header names (tokens): ASCII letters match in either case, every other byte only
+    /// itself. Runs on every header lookup of every request, so it compares the bytes in place
+    /// where it can.
     func caseInsensitiveEquals(_ other: String) -> Bool {
         guard self.utf8.count == other.utf8.count else { return false }
         let fast = self.utf8.withContiguousStorageIfAvailable { left in
             other.utf8.withContiguousStorageIfAvailable { right in
                 var index = 0
                 while index < left.count {
-                    if left[index] | 0x20 != right[index] | 0x20 { return false }
+                    if left[index].asciiLowercased != right[index].asciiLowercased { return false }
                     index += 1
                 }
                 return true
             }
         }
         if let fast, let result = fast { return result }
-        return zip(self.utf8, other.utf8).allSatisfy { $0 | 0x20 == $1 | 0x20 }
+        return zip(self.utf8, other.utf8).allSatisfy { $0.asciiLowercased == $1.asciiLowercased }
     }
 }

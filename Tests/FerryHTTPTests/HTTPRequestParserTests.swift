@@ -82,4 +82,12 @@ import Testing
         #expect(try self.parse("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\n")?.hasBody == true)
         #expect(try self.parse("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n")?.hasBody == false)
     }
+
+    @Test func headerLookupsFoldOnlyLettersSoUnderscoresAndCaretsMatchOnlyThemselves() {
+        let headers: HTTPHeaders = [("X^A", "caret"), ("X_Tenant", "underscore")]
+        #expect(headers["x^a"] == "caret")
+        #expect(headers["x~a"] == nil)
+        #expect(headers["x_tenant"] == "underscore")
+        #expect(headers["x\u{7F}tenant"] == nil)
+    }
 }
