@@ -2,8 +2,7 @@ import FerryWire
 import NIOCore
 
 /// The answer to one request to the key-value service. The loops write a get's or a write's
-/// answer straight into the connection's buffer, encoded once, with no buffer of its own; NIO's
-/// pipeline (TLS) takes it as a frame.
+/// answer straight into the connection's buffer, encoded once, with no buffer of its own.
 enum KVAnswer: Sendable {
     /// A get's value or a write's outcome, encoded where it is written.
     case message(any WireMessage, requestID: UInt64)
@@ -23,13 +22,6 @@ enum KVAnswer: Sendable {
         case .message(let message, let requestID):
             Frame.write(message, flags: .response, requestID: requestID, to: &buffer)
         case .frame(let frame): frame.write(to: &buffer)
-        }
-    }
-
-    var frame: Frame {
-        switch self {
-        case .message(let message, let requestID): Frame(message, flags: .response, requestID: requestID)
-        case .frame(let frame): frame
         }
     }
 }

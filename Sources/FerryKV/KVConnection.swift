@@ -14,15 +14,24 @@ final class KVConnection {
     @exclusivity(unchecked) var decoder = FrameDecoder(maxPayloadLength: KVLimits.maxPayloadLength)
     /// A request cut off at the end of a read; empty (no storage) between whole requests.
     @exclusivity(unchecked) var input = ByteBuffer()
+    /// Answers, in plaintext.
     @exclusivity(unchecked) var output = ByteBuffer()
+    /// The connection's TLS, when the service has cluster credentials.
+    let tls: TLSServerSession?
+    /// Over TLS: records not yet sent (answers sealed, the handshake's, an alert).
+    @exclusivity(unchecked) var records = ByteBuffer()
     /// Whole requests wait in ``input``: answering them reached the limit of answers waiting.
     @exclusivity(unchecked) var heldBack = false
     @exclusivity(unchecked) var isOpen = true
     /// In the loop's list of connections to go on with after its other events.
     @exclusivity(unchecked) var queued = false
 
-    init(fd: Int32, id: UInt64) {
+    init(fd: Int32, id: UInt64, tls: TLSServerSession?) {
         self.fd = fd
         self.id = id
+        self.tls = tls
     }
+
+    /// Answers the client has not taken yet, sealed or not.
+    var unsent: Int { self.output.readableBytes + self.records.readableBytes }
 }

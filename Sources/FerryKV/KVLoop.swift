@@ -17,8 +17,8 @@ import Glibc
 /// in `beforeSleep`); a write committed by another loop's commit comes back through the inbox.
 ///
 /// NIO's pipeline cost a get twice Redis's CPU (`Benchmarks/kv.sh`): a wake-up of its own per
-/// read, its handlers and the casts between them. Connections over TLS still take that path
-/// (``KVHandler``), since TLS is NIO's.
+/// read, its handlers and the casts between them. With cluster credentials every connection
+/// speaks TLS, decrypted and sealed here on the loop's thread (``TLSServerSession``).
 final class KVLoop: @unchecked Sendable {
     // Sendable: everything mutable is touched only by the loop's thread, after `start`, except
     // the inbox, which is locked.
@@ -27,6 +27,8 @@ final class KVLoop: @unchecked Sendable {
     private let listener: TCPListener
     private let store: any KVStorage
     private let local: KVStore?
+    /// Every connection speaks TLS when set.
+    private let credentials: ClusterCredentials?
     private let logger: Logger
 
     /// Answers that came back from the store's writer (or from a database server), to send.
@@ -38,6 +40,8 @@ final class KVLoop: @unchecked Sendable {
     @exclusivity(unchecked) private var again: [KVConnection] = []
     /// Every read lands here first; only the start of a request cut off at its end is copied.
     @exclusivity(unchecked) private var scratch = ByteBuffer()
+    /// Over TLS, what a read decrypts to, before it takes the place of ``scratch``.
+    @exclusivity(unchecked) private var plaintext = ByteBuffer()
     @exclusivity(unchecked) private var nextID: UInt64 = 0
     /// Writes read in this turn of the loop, committed together once its events are handled: one
     /// group commit for all, where handing each over as it is read would start a commit with the
@@ -55,11 +59,18 @@ final class KVLoop: @unchecked Sendable {
     private static let acceptPause: UInt64 = 100_000_000
     private static let keptOutputCapacity = 16 << 10
 
-    init(index: Int, listener: TCPListener, store: any KVStorage, logger: Logger) throws(PosixError) {
+    init(
+        index: Int,
+        listener: TCPListener,
+        store: any KVStorage,
+        credentials: ClusterCredentials?,
+        logger: Logger
+    ) throws(PosixError) {
         self.loop = try WakeableLoop(name: "ferry-kv-\(index)")
         self.listener = listener
         self.store = store
         self.local = store as? KVStore
+        self.credentials = credentials
         self.logger = logger
         try self.watchListener()
     }
@@ -111,7 +122,17 @@ final class KVLoop: @unchecked Sendable {
                 }
                 return
             }
-            let connection = KVConnection(fd: fd, id: self.nextID)
+            var tls: TLSServerSession?
+            if let credentials = self.credentials {
+                do {
+                    tls = try TLSServerSession(credentials: credentials)
+                } catch {
+                    self.logger.warning("could not take a kv connection: its TLS could not start: \(error)")
+                    Glibc.close(fd)
+                    continue
+                }
+            }
+            let connection = KVConnection(fd: fd, id: self.nextID, tls: tls)
             self.nextID += 1
             do {
                 try self.loop.watch(
@@ -168,10 +189,10 @@ final class KVLoop: @unchecked Sendable {
     private func drive(_ connection: KVConnection) {
         var reads = 0
         while connection.isOpen {
-            if connection.output.readableBytes >= Self.outputLimit {
+            if connection.unsent >= Self.outputLimit {
                 self.flush(connection)
                 // The client is not reading: its next requests wait until it takes some answers.
-                guard connection.isOpen, connection.output.readableBytes < Self.outputLimit else { return }
+                guard connection.isOpen, connection.unsent < Self.outputLimit else { return }
             }
             if connection.heldBack {
                 // Requests read before, left until the client took enough answers.
@@ -191,6 +212,9 @@ final class KVLoop: @unchecked Sendable {
             switch connection.ready.read(connection.fd, into: &self.scratch, size: Self.readSize) {
             case .data:
                 reads += 1
+                if let tls = connection.tls {
+                    guard self.decrypt(connection, tls) else { return }
+                }
                 self.answerRequests(connection)
             case .wouldBlock:
                 self.flush(connection)
@@ -202,6 +226,26 @@ final class KVLoop: @unchecked Sendable {
             }
         }
         if connection.isOpen { self.flush(connection) }
+    }
+
+    /// Puts what was just read, decrypted, in ``scratch`` in its place: false when the session
+    /// ended (the peer was refused, a record failed, or it said goodbye), the connection closed.
+    private func decrypt(_ connection: KVConnection, _ tls: TLSServerSession) -> Bool {
+        self.plaintext.clear()
+        do {
+            try tls.open(&self.scratch, into: &self.plaintext, records: &connection.records)
+        } catch {
+            self.logger.warning("\(HandshakeFailure.refusal(of: self.peer(of: connection), error))")
+            self.flush(connection)  // the alert that says why
+            self.close(connection)
+            return false
+        }
+        swap(&self.scratch, &self.plaintext)
+        guard tls.isClosed else { return true }
+        // The answer to the peer's close_notify.
+        self.flush(connection)
+        self.close(connection)
+        return false
     }
 
     /// Answers the whole requests in what was just read (after what was kept from before), until
@@ -224,7 +268,7 @@ final class KVLoop: @unchecked Sendable {
 
     private func answerRequests(_ connection: KVConnection, in buffer: inout ByteBuffer) {
         while connection.isOpen {
-            guard connection.output.readableBytes < Self.outputLimit else {
+            guard connection.unsent < Self.outputLimit else {
                 connection.heldBack = buffer.readableBytes > 0
                 return
             }
@@ -234,8 +278,7 @@ final class KVLoop: @unchecked Sendable {
                 frame = decoded
             } catch {
                 // Not a frame this service reads: this connection only is closed.
-                let peer = PeerAddress.peer(of: connection.fd).map { "\($0)" } ?? "an unknown peer"
-                self.logger.warning("closing FerryWire connection from \(peer): \(error)")
+                self.logger.warning("closing FerryWire connection from \(self.peer(of: connection)): \(error)")
                 self.close(connection)
                 return
             }
@@ -294,26 +337,52 @@ final class KVLoop: @unchecked Sendable {
         for connection in answered { self.flush(connection) }
     }
 
-    /// Sends what the connection has waiting, as much as the socket takes; the rest goes when
-    /// it has room again (its next event drives the connection).
+    /// Sends what the connection has waiting (sealed first, over TLS), as much as the socket
+    /// takes; the rest goes when it has room again (its next event drives the connection).
     private func flush(_ connection: KVConnection) {
-        guard connection.isOpen, connection.output.readableBytes > 0 else { return }
-        let sent = connection.output.withUnsafeReadableBytes { bytes in
-            send(connection.fd, bytes.baseAddress, bytes.count, CInt(MSG_NOSIGNAL))
+        guard connection.isOpen else { return }
+        guard let tls = connection.tls else {
+            self.send(&connection.output, on: connection)
+            return
+        }
+        if connection.output.readableBytes > 0 {
+            do {
+                try tls.seal(&connection.output, into: &connection.records)
+            } catch {
+                self.logger.debug("kv connection from \(self.peer(of: connection)) failed: \(error)")
+                self.close(connection)
+                return
+            }
+            Self.emptied(&connection.output)
+        }
+        self.send(&connection.records, on: connection)
+    }
+
+    private func send(_ buffer: inout ByteBuffer, on connection: KVConnection) {
+        guard buffer.readableBytes > 0 else { return }
+        let sent = buffer.withUnsafeReadableBytes { bytes in
+            Glibc.send(connection.fd, bytes.baseAddress, bytes.count, CInt(MSG_NOSIGNAL))
         }
         if sent < 0 {
             // A full socket keeps the rest until its next edge; any other failure ends the connection.
             if errno != EAGAIN, errno != EWOULDBLOCK, errno != EINTR { self.close(connection) }
             return
         }
-        connection.output.moveReaderIndex(forwardBy: sent)
-        guard connection.output.readableBytes == 0 else { return }
-        // A burst's big buffer is not kept by an idle connection; a small one is reused.
-        if connection.output.capacity > Self.keptOutputCapacity {
-            connection.output = ByteBuffer()
+        buffer.moveReaderIndex(forwardBy: sent)
+        if buffer.readableBytes == 0 { Self.emptied(&buffer) }
+    }
+
+    /// A burst's big buffer is not kept by an idle connection; a small one is reused.
+    private static func emptied(_ buffer: inout ByteBuffer) {
+        if buffer.capacity > Self.keptOutputCapacity {
+            buffer = ByteBuffer()
         } else {
-            connection.output.clear()
+            buffer.clear()
         }
+    }
+
+    private func peer(of connection: KVConnection) -> String {
+        PeerAddress.peer(of: connection.fd).map { "\($0)" } ?? "an unknown peer"
     }
 
     private func close(_ connection: KVConnection) {

@@ -2,8 +2,8 @@ import FerryWire
 import Metrics
 import NIOCore
 
-/// What one request to the key-value service needs, worked out the same way by both of its
-/// front ends: Ferry's own epoll loops (``KVLoop``) and NIO's pipeline (``KVHandler``, for TLS).
+/// What one request to the key-value service needs, as its loops (``KVLoop``) work it out: an
+/// answer at once, a place in the next group commit, or a read that waits for a database server.
 enum KVReply {
     /// Answered on the calling thread: a get or list of a local file, a ping, a refusal.
     case now(KVAnswer)

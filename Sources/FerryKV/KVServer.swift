@@ -6,25 +6,20 @@ import NIOCore
 import ServiceLifecycle
 
 /// The stateful key-value service: a ``KVStorage`` (a SQLite file, or PostgreSQL) behind a
-/// FerryWire port. Plain connections are served by Ferry's own epoll loops (``KVLoop``), as Redis
-/// serves its clients: gets of a local file are answered on the loop that read them, and a loop
-/// commits the writes it read itself, so its gets wait while it syncs the log, as Redis's do.
-/// With cluster credentials the service speaks TLS on NIO's pipeline (``KVHandler``), where writes
-/// wait for the store's writer thread and a slow fsync never holds up reads.
+/// FerryWire port, served by Ferry's own epoll loops (``KVLoop``) as Redis serves its clients:
+/// gets of a local file are answered on the loop that read them, and a loop commits the writes it
+/// read itself, so its gets wait while it syncs the log, as Redis's do. With cluster credentials
+/// every connection speaks TLS, on the same loops.
 public final class KVServer: Service, Sendable {
     public let store: any KVStorage
     public let host: String
     public let port: Int
-    private let frontEnd: NIOLockedValueBox<FrontEnd?>
+    /// Nil once closed.
+    private let loops: NIOLockedValueBox<[KVLoop]?>
 
-    private enum FrontEnd: Sendable {
-        case loops([KVLoop])
-        case pipeline(any Channel)
-    }
-
-    private init(store: any KVStorage, frontEnd: FrontEnd, host: String, port: Int) {
+    private init(store: any KVStorage, loops: [KVLoop], host: String, port: Int) {
         self.store = store
-        self.frontEnd = NIOLockedValueBox(frontEnd)
+        self.loops = NIOLockedValueBox(loops)
         self.host = host
         self.port = port
     }
@@ -39,34 +34,25 @@ public final class KVServer: Service, Sendable {
         try await Self.bind(store: try KVStore(path: path), host: host, port: port, logger: logger)
     }
 
-    /// Binds the service's port in front of `store`: over TLS when this process has cluster
-    /// credentials (``WireSecurity``), plain otherwise, on `loops` event loops (``defaultLoops``
-    /// when nil).
+    /// Binds the service's port in front of `store`: over TLS with `credentials` (by default
+    /// this process's, ``WireSecurity``), plain without, on `loops` event loops
+    /// (``defaultLoops`` when nil).
     public static func bind(
         store: any KVStorage,
         host: String = "127.0.0.1",
         port: Int = 0,
         loops: Int? = nil,
+        credentials: ClusterCredentials? = WireSecurity.credentials,
         logger: Logger = Logger(label: "ferry.kv")
     ) async throws -> KVServer {
-        guard WireSecurity.credentials == nil else {
-            let channel = try await bindFerryWireServer(
-                host: host,
-                port: port,
-                maxPayloadLength: KVLimits.maxPayloadLength,
-                logger: logger
-            ) { _ in KVHandler(store: store) }
-            return KVServer(
-                store: store,
-                frontEnd: .pipeline(channel),
-                host: channel.localAddress?.ipAddress ?? host,
-                port: channel.localAddress?.port ?? port
+        if credentials == nil {
+            logger.debug(
+                "the kv service on \(hostAndPort(host, port)) takes peers without credentials (none were found)"
             )
         }
-        logger.debug("the kv service on \(hostAndPort(host, port)) takes peers without credentials (none were found)")
         let listener = try TCPListener(host: host, port: port)
         let loops = try (0..<max(1, loops ?? Self.defaultLoops)).map { index throws(PosixError) in
-            try KVLoop(index: index, listener: listener, store: store, logger: logger)
+            try KVLoop(index: index, listener: listener, store: store, credentials: credentials, logger: logger)
         }
         for (started, loop) in loops.enumerated() {
             do {
@@ -76,12 +62,7 @@ public final class KVServer: Service, Sendable {
                 throw error
             }
         }
-        return KVServer(
-            store: store,
-            frontEnd: .loops(loops),
-            host: listener.address.host,
-            port: listener.address.port
-        )
+        return KVServer(store: store, loops: loops, host: listener.address.host, port: listener.address.port)
     }
 
     /// One event loop for every two cores. A get answered from memory costs a read, a look-up and
@@ -95,21 +76,14 @@ public final class KVServer: Service, Sendable {
         await self.close()
     }
 
-    /// Stops listening and closes the store; requests still in flight go unanswered, or (over
-    /// TLS) are answered with errors.
+    /// Stops listening and closes the store; requests still in flight go unanswered.
     public func close() async {
-        switch self.frontEnd.withLockedValue({ frontEnd in
-            defer { frontEnd = nil }
-            return frontEnd
-        }) {
-        case .loops(let loops):
-            // The listener closes once the loops, which hold it, are stopped and let go.
-            for loop in loops { loop.stop() }
-        case .pipeline(let channel):
-            try? await channel.close()
-        case nil:
-            break
+        let loops = self.loops.withLockedValue { loops in
+            defer { loops = nil }
+            return loops
         }
+        // The listener closes once the loops, which hold it, are stopped and let go.
+        for loop in loops ?? [] { loop.stop() }
         try? self.store.close()
     }
 }

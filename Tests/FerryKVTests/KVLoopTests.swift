@@ -82,6 +82,69 @@ import Testing
         #expect(try answer.decode(as: KVValue.self).value == [7])
     }
 
+    /// FerryWire's `ping`, which the service answers with `pong`.
+    struct Ping: WireMessage {
+        static let kind = MessageKind.ping
+        init() {}
+        init(from payload: inout ByteBuffer) {}
+        func encode(into payload: inout ByteBuffer) {}
+    }
+
+    /// With cluster credentials every connection speaks TLS on the loops: a member's concurrent
+    /// puts and a value of many records each way come back whole; a peer without a certificate,
+    /// and one with another cluster's, are refused, and the member is still served.
+    @Test func overTLSAMemberIsServedAndOtherPeersAreRefused() async throws {
+        let directory = try TemporaryDirectory()
+        try ClusterAuthority.create(in: directory.path + "/tls", memberName: "member")
+        let member = try #require(try ClusterCredentials.load(from: directory.path + "/tls"))
+        let elsewhere = try TemporaryDirectory()
+        try ClusterAuthority.create(in: elsewhere.path + "/tls", memberName: "intruder")
+        let intruder = try #require(try ClusterCredentials.load(from: elsewhere.path + "/tls"))
+        let server = try await KVServer.bind(
+            store: try KVStore(path: directory.path + "/kv.sqlite"),
+            credentials: member
+        )
+        defer { Task { await server.close() } }
+
+        let client = try await WireClient.connect(
+            host: "127.0.0.1",
+            port: server.port,
+            maxPayloadLength: KVLimits.maxPayloadLength,
+            credentials: member
+        )
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for index in 0..<64 {
+                group.addTask {
+                    let written = try await client.call(
+                        KVWrite(key: "key-\(index)", operation: .put(value: [UInt8(index)]))
+                    )
+                    #expect(try written.decode(as: KVWritten.self) == KVWritten(applied: true, version: 1))
+                }
+            }
+            try await group.waitForAll()
+        }
+        for index in [0, 31, 63] {
+            let value = try await client.call(KVGet(key: "key-\(index)")).decode(as: KVValue.self)
+            #expect(value.value == [UInt8(index)])
+        }
+        // 1 MiB is 64 TLS records and many reads each way.
+        let big = (0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        _ = try await client.call(KVWrite(key: "big", operation: .put(value: big)))
+        #expect(try await client.call(KVGet(key: "big")).decode(as: KVValue.self).value == big)
+
+        for (credentials, refusal) in [(nil, "has no cluster credentials"), (intruder, "TLS handshake failed")] {
+            let refused = await Result {
+                let peer = try await WireClient.connect(host: "127.0.0.1", port: server.port, credentials: credentials)
+                defer { Task { await peer.close() } }
+                return try await peer.call(Ping(), timeout: .seconds(10)).header.kind
+            }
+            #expect((try? refused.get()) == nil, "refused: \(refused)")
+            #expect("\(refused)".contains(refusal), "\(refused)")
+        }
+        #expect(try await client.call(Ping()).header.kind == .pong)
+        await client.close()
+    }
+
     @Test func aClosedServiceStopsListeningAndItsPortCanBeBoundAgain() async throws {
         let directory = try TemporaryDirectory()
         let server = try await KVServer.bind(path: directory.path + "/kv.sqlite")

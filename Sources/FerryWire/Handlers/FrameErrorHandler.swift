@@ -43,10 +43,7 @@ public final class FrameErrorHandler: ChannelInboundHandler {
         } else if error is FerryWireError || error is ByteToMessageDecoderError {
             self.logger.warning("closing FerryWire connection from \(self.peer): \(error)")
         } else if error is NIOSSLError {
-            // One line per refused peer: what it lacked, and what would admit it.
-            self.logger.warning(
-                "refused FerryWire peer \(self.peer): \(HandshakeFailure.reason(error)); a member needs a certificate from this cluster's authority ('ferry ca issue NAME')"
-            )
+            self.logger.warning("\(HandshakeFailure.refusal(of: self.peer, error))")
         } else {
             // A reset or a broken pipe: the peer went away, which is not worth a warning.
             self.logger.debug("FerryWire connection from \(self.peer) failed: \(error)")

@@ -123,4 +123,9 @@ public enum HandshakeFailure {
         ]
         return known.first { text.contains($0.0) }?.1 ?? text
     }
+
+    /// The one line a server logs for a peer it refused: what it lacked, and what would admit it.
+    public static func refusal(of peer: String, _ error: any Error) -> String {
+        "refused FerryWire peer \(peer): \(Self.reason(error)); a member needs a certificate from this cluster's authority ('ferry ca issue NAME')"
+    }
 }
