@@ -302,6 +302,7 @@ let package = Package(
         .target(
             name: "FerryNode",
             dependencies: [
+                "CFerryLinux",
                 "FerryPosix",
                 "FerryContainer",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

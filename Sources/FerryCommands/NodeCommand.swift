@@ -166,6 +166,7 @@ struct NodeCommand: AsyncParsableCommand {
                     evacuateTo: self.evacuateTo,
                     localValues: values,
                     cpuBudget: self.cpus,
+                    cpuQuota: quota,
                     balance: self.balance,
                     http: console?.address
                 ),
@@ -178,7 +179,7 @@ struct NodeCommand: AsyncParsableCommand {
         printLine("migration on \(node.migration.endpoint)")
         printLine("node \(self.name) registered at \(self.etcd.address(or: self.endpoints))")
         if let console { printLine("dashboard http://\(console.address)/") }
-        if let quota { printLine("cpu quota \(quota.cpus) CPUs (cgroup \(quota.path))") }
+        if let quota { printLine("cpu quota \(quota.cpus) CPUs for guests (cgroup \(quota.guestsPath))") }
         try await shutdown.run([node] + (console.map { [$0] } ?? []), logger: logger)
         printLine("node \(self.name) stopped")
     }

@@ -225,6 +225,10 @@ public final class ContainerCgroup: Sendable {
                 // Only the freezer hierarchy has the file; a frozen process dies once thawed.
                 try? self.write("THAWED", to: path + "/freezer.state")
             }
+            // Empty children first (a node's `guests`): a cgroup with children cannot go.
+            for child in (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? [] {
+                rmdir(path + "/" + child)
+            }
             rmdir(path)
         }
     }

@@ -64,8 +64,14 @@ public final class GuestScheduler: @unchecked Sendable {
     /// The nice value of the threads that run guests (the node's own threads keep 0).
     public static let guestNice: Int32 = 5
 
-    /// Starts `kernelThreads` threads that run guests on `engine`, `timeSlice` at a time.
-    public init(kernelThreads: Int = 2, timeSlice: Duration = .milliseconds(2), engine: GuestEngine = .current) {
+    /// Starts `kernelThreads` threads that run guests on `engine`, `timeSlice` at a time; each
+    /// calls `onThreadStart` first (a node's `--cpus` puts them under its quota there).
+    public init(
+        kernelThreads: Int = 2,
+        timeSlice: Duration = .milliseconds(2),
+        engine: GuestEngine = .current,
+        onThreadStart: @escaping @Sendable () -> Void = {}
+    ) {
         precondition(kernelThreads > 0, "a scheduler needs at least one kernel thread")
         self.kernelThreads = kernelThreads
         self.timeSlice = timeSlice
@@ -80,6 +86,7 @@ public final class GuestScheduler: @unchecked Sendable {
                 // `top -H` and /proc show (named once its priority is set, so a thread so named
                 // has it).
                 ferry_set_thread_name("ferry-guest-\(index)")
+                onThreadStart()
                 self.runLoop()
             }
             // Host calls re-enter the interpreter on this stack; give it room.

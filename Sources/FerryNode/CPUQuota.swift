@@ -1,12 +1,17 @@
+import CFerryLinux
 import FerryContainer
 import Foundation
 
-/// `ferry node --cpus N`: puts this process in a cgroup of its own whose CPU quota is N CPUs, so
-/// that nodes on one machine stand for machines of that size — work that moves to another node
-/// finishes sooner there, as it would on an idler machine. cgroup v2 (`cpu.max`) where the
-/// unified hierarchy has the cpu controller, else v1 (`cpu.cfs_quota_us`).
+/// `ferry node --cpus N`: puts this process in a cgroup of its own and the threads that run its
+/// guests in a child of it, `guests`, whose CPU quota is N CPUs, so that nodes on one machine
+/// stand for machines of that size — work that moves to another node finishes sooner there, as
+/// it would on an idler machine. The node's own threads (its claims' renewals, its answers to
+/// peers, moves) are outside the quota, as a machine's kernel is outside its programs' budget:
+/// guests that spin through the whole quota cannot make the node lose its claims. cgroup v2
+/// (`cpu.max`, the child threaded) where the unified hierarchy has the cpu controller, else v1
+/// (`cpu.cfs_quota_us`).
 public struct CPUQuota: Sendable {
-    /// The cgroup's directory.
+    /// The node's cgroup's directory.
     public let path: String
     /// The hierarchy it is in.
     let root: String
@@ -29,8 +34,13 @@ public struct CPUQuota: Sendable {
         return nil
     }
 
+    /// The guests' cgroup, under the quota.
+    public var guestsPath: String { self.path + "/guests" }
+    let version: Int
+
     /// Makes the node's cgroup `ferry/NODE.PID` (two clusters on one machine may both have a
-    /// node of that name), sets its quota and moves this process, all its threads, into it.
+    /// node of that name) and its child `guests` with the quota, and moves this process, all its
+    /// threads, into the node's; guest threads join `guests` with ``confineCallingThread()``.
     /// Cgroups left by nodes killed earlier, empty now, are removed first.
     ///
     /// - Throws: ``CPUQuotaError`` saying which step failed and why.
@@ -43,23 +53,36 @@ public struct CPUQuota: Sendable {
         let quota = Int((cpus * Double(Self.period)).rounded())
         let parent = root + "/ferry"
         let path = parent + "/\(node).\(getpid())"
+        let guests = path + "/guests"
         ContainerCgroup.removeStale(in: parent)
-        try self.makeDirectory(path)
+        try self.makeDirectory(guests)
         if version == 2 {
             try self.write("+cpu", to: root + "/cgroup.subtree_control")
             try self.write("+cpu", to: parent + "/cgroup.subtree_control")
-            try self.write("\(quota) \(Self.period)", to: path + "/cpu.max")
+            // Threads of one process in two cgroups: the child is threaded (its parent, holding
+            // the process, becomes a threaded domain), and the cpu controller works there.
+            try self.write("threaded", to: guests + "/cgroup.type")
+            try self.write("+cpu", to: path + "/cgroup.subtree_control")
+            try self.write("\(quota) \(Self.period)", to: guests + "/cpu.max")
         } else {
-            try self.write(String(Self.period), to: path + "/cpu.cfs_period_us")
-            try self.write(String(quota), to: path + "/cpu.cfs_quota_us")
+            try self.write(String(Self.period), to: guests + "/cpu.cfs_period_us")
+            try self.write(String(quota), to: guests + "/cpu.cfs_quota_us")
         }
         try self.write(String(getpid()), to: path + "/cgroup.procs")
-        return CPUQuota(path: path, root: root, cpus: cpus)
+        return CPUQuota(path: path, root: root, cpus: cpus, version: version)
     }
 
-    /// Leaves the cgroup and removes it (at a clean stop; one left by a crash is reused).
+    /// Moves the calling thread (one that runs guests) under the quota.
+    public func confineCallingThread() throws {
+        let file = self.version == 2 ? "/cgroup.threads" : "/tasks"
+        try Self.write(String(ferry_current_thread_id()), to: self.guestsPath + file)
+    }
+
+    /// Leaves the cgroups and removes them (at a clean stop; ones left by a crash are removed by
+    /// the next node to start with `--cpus`).
     public func release() {
         try? Self.write(String(getpid()), to: self.root + "/cgroup.procs")
+        rmdir(self.guestsPath)
         rmdir(self.path)
     }
 

@@ -27,6 +27,8 @@ public final class NodeServer: Service, Sendable {
         public var ttl: Duration
         /// The CPUs the node may use (its cgroup quota, set by `ferry node --cpus`).
         public var cpuBudget: Double?
+        /// The cgroup quota its guests' threads run under (`ferry node --cpus`).
+        public var cpuQuota: CPUQuota?
         /// Which load-driven moves the node starts.
         public var balance: Balancer.Mode
         /// Where the node serves its control API and dashboard, published in its registration.
@@ -44,11 +46,13 @@ public final class NodeServer: Service, Sendable {
             localValues: [String: String] = [:],
             ttl: Duration = .seconds(10),
             cpuBudget: Double? = nil,
+            cpuQuota: CPUQuota? = nil,
             balance: Balancer.Mode = .off,
             http: ServiceEndpoint? = nil
         ) {
             self.http = http
             self.cpuBudget = cpuBudget
+            self.cpuQuota = cpuQuota
             self.balance = balance
             self.name = name
             self.host = host
@@ -112,7 +116,14 @@ public final class NodeServer: Service, Sendable {
                 threads: configuration.threads,
                 claimTTL: configuration.ttl,
                 localValues: configuration.localValues,
-                cpuBudget: configuration.cpuBudget
+                cpuBudget: configuration.cpuBudget,
+                onGuestThreadStart: { [quota = configuration.cpuQuota, logger] in
+                    do {
+                        try quota?.confineCallingThread()
+                    } catch {
+                        logger.warning("a guest thread runs outside the node's CPU quota: \(error)")
+                    }
+                }
             ),
             logger: logger
         )

@@ -1,3 +1,4 @@
+import FerryTestSupport
 import Foundation
 import Testing
 
@@ -87,26 +88,72 @@ import Testing
             "--cpus writes a cgroup: needs root and cgroup v1's cpu controller"
         )
     )
-    func aNodeWithACPUQuotaRunsInACgroupOfItsOwnAndPublishesItsBudget() throws {
+    func aNodeWithACPUQuotaRunsItsGuestsUnderItAndPublishesItsBudget() throws {
         let cluster = try TestCluster()
         let name = "quota-\(UUID().uuidString.prefix(8))"
         let node = try cluster.start(name, extra: ["--cpus", "0.5"])
         let pid = node.process.processIdentifier
         let path = "/sys/fs/cgroup/cpu/ferry/\(name).\(pid)"
-        let quota = try String(contentsOfFile: path + "/cpu.cfs_quota_us", encoding: .utf8)
-        let period = try String(contentsOfFile: path + "/cpu.cfs_period_us", encoding: .utf8)
+        let quota = try String(contentsOfFile: path + "/guests/cpu.cfs_quota_us", encoding: .utf8)
+        let period = try String(contentsOfFile: path + "/guests/cpu.cfs_period_us", encoding: .utf8)
         #expect(quota.trimmingCharacters(in: .whitespacesAndNewlines) == "50000")
         #expect(period.trimmingCharacters(in: .whitespacesAndNewlines) == "100000")
-        let cgroups = try String(contentsOfFile: "/proc/\(pid)/cgroup", encoding: .utf8)
+        let unlimited = try String(contentsOfFile: path + "/cpu.cfs_quota_us", encoding: .utf8)
+        #expect(unlimited.trimmingCharacters(in: .whitespacesAndNewlines) == "-1", "the node's own threads: no quota")
+
+        // The threads that run guests are under the quota; the node's others (the one that
+        // renews its claims among them) are not, so spinning guests cannot starve them.
+        func cpuCgroup(_ task: String) throws -> String {
+            let lines = try String(contentsOfFile: "/proc/\(pid)/task/\(task)/cgroup", encoding: .utf8)
+            let line = try #require(lines.split(separator: "\n").first { $0.contains(":cpu:") || $0.contains(",cpu:") })
+            return String(line.split(separator: ":").last ?? "")
+        }
+        var named: [(name: String, cgroup: String)] = []
+        // Each guest thread joins its cgroup as it starts, which may be just after the node says
+        // it listens.
+        _ = try waitUntil {
+            named = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task").map { task in
+                (try String(contentsOfFile: "/proc/\(pid)/task/\(task)/comm", encoding: .utf8), try cpuCgroup(task))
+            }
+            return named.filter { $0.cgroup.hasSuffix("/guests") }.count == 2
+        }
+        // `ferry-guest-N`, not the ticker (`ferry-guest-tic`, as the kernel keeps 15 bytes).
+        let guests = named.filter { $0.name.hasPrefix("ferry-guest-") && $0.name.dropFirst(12).first?.isNumber == true }
+        #expect(guests.count == 2, "the node's two guest threads: \(named)")
+        #expect(guests.allSatisfy { $0.cgroup == "/ferry/\(name).\(pid)/guests" }, "\(named)")
         #expect(
-            cgroups.contains(":cpu:/ferry/\(name).\(pid)") || cgroups.contains(",cpu:/ferry/\(name).\(pid)"),
-            "\(cgroups)"
+            named.filter { $0.cgroup.hasSuffix("/guests") }.count == 2,
+            "no other thread is under the quota: \(named)"
         )
+        #expect(try cpuCgroup(String(pid)) == "/ferry/\(name).\(pid)", "\(named)")
+
         let registered = try cluster.ferry(["endpoints", "--addr", cluster.daemon.endpoint, "lookup", "node:\(name)"])
         #expect(registered.output.contains("cpus=0.50"), "the node publishes its budget: \(registered.output)")
         node.process.terminate()
         #expect(node.exited(within: 30))
-        #expect(!FileManager.default.fileExists(atPath: path), "a node that stops removes its cgroup")
+        #expect(!FileManager.default.fileExists(atPath: path), "a node that stops removes its cgroups")
+    }
+
+    @Test(
+        .enabled(
+            if: getuid() == 0 && Self.cgroupV1,
+            "--cpus writes a cgroup: needs root and cgroup v1's cpu controller"
+        )
+    )
+    func aKilledNodesCgroupsAreRemovedByTheNextNodeWithAQuota() throws {
+        let cluster = try TestCluster()
+        let name = "killed-\(UUID().uuidString.prefix(8))"
+        let killed = try cluster.start(name, extra: ["--cpus", "0.5"])
+        let path = "/sys/fs/cgroup/cpu/ferry/\(name).\(killed.process.processIdentifier)"
+        #expect(FileManager.default.fileExists(atPath: path + "/guests"))
+        kill(killed.process.processIdentifier, SIGKILL)
+        #expect(killed.exited(within: 30))
+        #expect(FileManager.default.fileExists(atPath: path), "kill -9 leaves the cgroups behind")
+
+        let next = try cluster.start("next-\(UUID().uuidString.prefix(8))", extra: ["--cpus", "0.5"])
+        #expect(!FileManager.default.fileExists(atPath: path), "the next node with --cpus removes them")
+        next.process.terminate()
+        #expect(next.exited(within: 30))
     }
 
     @Test func aCPUQuotaOutsideTheMachineIsRefusedBeforeTheNodeStarts() throws {

@@ -28,6 +28,8 @@ public final class ProcessHost: Sendable {
         public var localValues: [String: String]
         /// The CPUs the node may use (its `--cpus` quota); nil: its threads, at most the machine's.
         public var cpuBudget: Double?
+        /// Called first on each thread that runs guests (to put it under the node's quota).
+        public var onGuestThreadStart: @Sendable () -> Void
 
         public init(
             node: String,
@@ -38,9 +40,11 @@ public final class ProcessHost: Sendable {
             threads: Int = 2,
             claimTTL: Duration = .seconds(10),
             localValues: [String: String] = [:],
-            cpuBudget: Double? = nil
+            cpuBudget: Double? = nil,
+            onGuestThreadStart: @escaping @Sendable () -> Void = {}
         ) {
             self.cpuBudget = cpuBudget
+            self.onGuestThreadStart = onGuestThreadStart
             self.node = node
             self.endpoint = endpoint
             self.registry = registry
@@ -99,7 +103,10 @@ public final class ProcessHost: Sendable {
             initial: configuration.localValues
         )
         self.dataSets = try NodeDataSets(directory: work + "/datasets")
-        self.scheduler = GuestScheduler(kernelThreads: configuration.threads)
+        self.scheduler = GuestScheduler(
+            kernelThreads: configuration.threads,
+            onThreadStart: configuration.onGuestThreadStart
+        )
         self.claims = ExclusiveClaims(
             registry: configuration.registry,
             holder: configuration.endpoint,
