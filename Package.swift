@@ -434,9 +434,11 @@ let package = Package(
             name: "FerryWireTests",
             dependencies: [
                 .product(name: "Logging", package: "swift-log"),
+                "FerryTestSupport",
                 "FerryWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOTestUtils", package: "swift-nio"),
             ]
         ),

@@ -391,5 +391,6 @@ final class KVLoop: @unchecked Sendable {
         self.loop.unwatch(connection.fd)
         self.connections[connection.fd] = nil
         Glibc.close(connection.fd)
+        connection.tls?.end()
     }
 }

@@ -9,7 +9,7 @@ import NIOSSL
 /// or hop between threads. The loop reads and sends the socket's bytes; this turns them into
 /// plaintext and back. Used only on the thread that made it.
 public final class TLSServerSession {
-    private let channel = EmbeddedChannel()
+    let channel = EmbeddedChannel()
 
     /// - Throws: NIOSSL's error when the credentials' context cannot be made.
     public init(credentials: ClusterCredentials) throws {
@@ -48,6 +48,16 @@ public final class TLSServerSession {
         plaintext.moveReaderIndex(to: plaintext.writerIndex)
         self.channel.embeddedEventLoop.run()
         try self.channel.throwIfErrorCaught()
+    }
+
+    /// Tears the session down once its connection has closed. Until an `EmbeddedChannel` is
+    /// closed it and its pipeline hold each other (with the handler's TLS state, tens of KiB), so
+    /// a session only dropped would stay in memory. Closed at its core, not through the pipeline,
+    /// where the handler would hold the close for the peer's close_notify.
+    public func end() {
+        self.channel._channelCore.close0(error: ChannelError.eof, mode: .all, promise: nil)
+        // The pipeline lets go of its handlers in a task.
+        self.channel.embeddedEventLoop.run()
     }
 
     private func take(into records: inout ByteBuffer) {
