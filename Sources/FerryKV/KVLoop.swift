@@ -88,6 +88,8 @@ final class KVLoop: @unchecked Sendable {
                 afterEvents: { [self] in self.afterEvents() },
                 onStop: { [self] _ in
                     for connection in self.connections.owners { self.close(connection) }
+                    // None outlives the loop's thread: a TLS session is freed on its own thread.
+                    self.again = []
                 }
             ),
             tick: 100
@@ -142,6 +144,7 @@ final class KVLoop: @unchecked Sendable {
             } catch {
                 self.logger.warning("could not take a kv connection: \(error)")
                 Glibc.close(fd)
+                tls?.end()
                 continue
             }
             self.connections[fd] = connection
@@ -214,6 +217,14 @@ final class KVLoop: @unchecked Sendable {
                 reads += 1
                 if let tls = connection.tls {
                     guard self.decrypt(connection, tls) else { return }
+                    if tls.isClosed {
+                        // The peer said goodbye after its last requests: they are done, as a
+                        // plain connection's are before its end, though no answer can go back.
+                        self.answerRequests(connection)
+                        self.flush(connection)  // the answer to its close_notify
+                        self.close(connection)
+                        return
+                    }
                 }
                 self.answerRequests(connection)
             case .wouldBlock:
@@ -228,9 +239,11 @@ final class KVLoop: @unchecked Sendable {
         if connection.isOpen { self.flush(connection) }
     }
 
-    /// Puts what was just read, decrypted, in ``scratch`` in its place: false when the session
-    /// ended (the peer was refused, a record failed, or it said goodbye), the connection closed.
+    /// Puts what was just read, decrypted, in ``scratch`` in its place: false when the peer was
+    /// refused or a record failed, the connection closed.
     private func decrypt(_ connection: KVConnection, _ tls: TLSServerSession) -> Bool {
+        // Answers made before are sealed first: the read may close the session.
+        guard self.seal(connection, tls) else { return false }
         self.plaintext.clear()
         do {
             try tls.open(&self.scratch, into: &self.plaintext, records: &connection.records)
@@ -241,11 +254,7 @@ final class KVLoop: @unchecked Sendable {
             return false
         }
         swap(&self.scratch, &self.plaintext)
-        guard tls.isClosed else { return true }
-        // The answer to the peer's close_notify.
-        self.flush(connection)
-        self.close(connection)
-        return false
+        return true
     }
 
     /// Answers the whole requests in what was just read (after what was kept from before), until
@@ -345,17 +354,23 @@ final class KVLoop: @unchecked Sendable {
             self.send(&connection.output, on: connection)
             return
         }
-        if connection.output.readableBytes > 0 {
-            do {
-                try tls.seal(&connection.output, into: &connection.records)
-            } catch {
-                self.logger.debug("kv connection from \(self.peer(of: connection)) failed: \(error)")
-                self.close(connection)
-                return
-            }
-            Self.emptied(&connection.output)
-        }
+        guard self.seal(connection, tls) else { return }
         self.send(&connection.records, on: connection)
+    }
+
+    /// Seals the answers waiting into records: false when the session failed, the connection
+    /// closed.
+    private func seal(_ connection: KVConnection, _ tls: TLSServerSession) -> Bool {
+        guard connection.output.readableBytes > 0 else { return true }
+        do {
+            try tls.seal(&connection.output, into: &connection.records)
+        } catch {
+            self.logger.debug("kv connection from \(self.peer(of: connection)) failed: \(error)")
+            self.close(connection)
+            return false
+        }
+        Self.emptied(&connection.output)
+        return true
     }
 
     private func send(_ buffer: inout ByteBuffer, on connection: KVConnection) {

@@ -3,6 +3,8 @@ import FerryPosix
 import FerryTestSupport
 import FerryWire
 import NIOCore
+import NIOEmbedded
+import NIOTLS
 import Testing
 
 /// The service's own epoll loops as a client that pipelines sees them: requests sent in one
@@ -93,17 +95,23 @@ import Testing
     /// With cluster credentials every connection speaks TLS on the loops: a member's concurrent
     /// puts and a value of many records each way come back whole; a peer without a certificate,
     /// and one with another cluster's, are refused, and the member is still served.
+    /// A cluster's credentials, made in `directory`, for `member`.
+    static func credentials(in directory: TemporaryDirectory, for member: String) throws -> ClusterCredentials {
+        try ClusterAuthority.create(in: directory.path + "/tls", memberName: member)
+        return try #require(try ClusterCredentials.load(from: directory.path + "/tls"))
+    }
+
+    /// A service that speaks TLS with `credentials`, its file in `directory`.
+    static func tlsServer(in directory: TemporaryDirectory, _ credentials: ClusterCredentials) async throws -> KVServer
+    {
+        try await KVServer.bind(store: try KVStore(path: directory.path + "/kv.sqlite"), credentials: credentials)
+    }
+
     @Test func overTLSAMemberIsServedAndOtherPeersAreRefused() async throws {
         let directory = try TemporaryDirectory()
-        try ClusterAuthority.create(in: directory.path + "/tls", memberName: "member")
-        let member = try #require(try ClusterCredentials.load(from: directory.path + "/tls"))
-        let elsewhere = try TemporaryDirectory()
-        try ClusterAuthority.create(in: elsewhere.path + "/tls", memberName: "intruder")
-        let intruder = try #require(try ClusterCredentials.load(from: elsewhere.path + "/tls"))
-        let server = try await KVServer.bind(
-            store: try KVStore(path: directory.path + "/kv.sqlite"),
-            credentials: member
-        )
+        let member = try Self.credentials(in: directory, for: "member")
+        let intruder = try Self.credentials(in: try TemporaryDirectory(), for: "intruder")
+        let server = try await Self.tlsServer(in: directory, member)
         defer { Task { await server.close() } }
 
         let client = try await WireClient.connect(
@@ -143,6 +151,61 @@ import Testing
         }
         #expect(try await client.call(Ping()).header.kind == .pong)
         await client.close()
+    }
+
+    /// Notes the end of a client's handshake.
+    final class HandshakeDone: ChannelInboundHandler {
+        typealias InboundIn = ByteBuffer
+        var done = false
+        func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+            if case .handshakeCompleted? = event as? TLSUserEvent { self.done = true }
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    /// A member whose last put and close_notify arrive in one read has the put applied, as a
+    /// plain client's last put before it closes is.
+    @Test func overTLSAPutThatArrivesWithTheClosingAlertIsApplied() async throws {
+        let directory = try TemporaryDirectory()
+        let member = try Self.credentials(in: directory, for: "member")
+        let server = try await Self.tlsServer(in: directory, member)
+        defer { Task { await server.close() } }
+
+        // NIOSSL's client, its records carried over a plain socket by hand.
+        let socket = try BlockingSocket.connect(host: "127.0.0.1", port: server.port, patience: .eachCall(.seconds(30)))
+        defer { socket.close() }
+        let client = EmbeddedChannel()
+        let handshake = HandshakeDone()
+        try client.pipeline.syncOperations.addClientTLS(member)
+        try client.pipeline.syncOperations.addHandler(handshake)
+        try client.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        func sendRecords() throws {
+            var records = ByteBuffer()
+            while var record = try client.readOutbound(as: ByteBuffer.self) { records.writeBuffer(&record) }
+            if records.readableBytes > 0 { try RawClient.send(records, on: socket) }
+        }
+        var received = [UInt8](repeating: 0, count: 16 << 10)
+        while !handshake.done {
+            try sendRecords()
+            let count = try received.withUnsafeMutableBytes { bytes throws(PosixError) in
+                try socket.receiveSome(into: bytes)
+            }
+            try client.writeInbound(ByteBuffer(bytes: received[..<count]))
+        }
+        try sendRecords()
+
+        client.writeAndFlush(Self.requests([KVWrite(key: "last", operation: .put(value: [9]))]), promise: nil)
+        client.close(promise: nil)  // close_notify, after the put's record
+        try sendRecords()
+
+        let kv = try await WireClient.connect(host: "127.0.0.1", port: server.port, credentials: member)
+        var value: [UInt8]?
+        for _ in 0..<500 where value == nil {
+            value = try await kv.call(KVGet(key: "last")).decode(as: KVValue.self).value
+            if value == nil { try await Task.sleep(for: .milliseconds(20)) }  // its commit may follow this get
+        }
+        #expect(value == [9])
+        await kv.close()
     }
 
     @Test func aClosedServiceStopsListeningAndItsPortCanBeBoundAgain() async throws {

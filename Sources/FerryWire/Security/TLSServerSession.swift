@@ -13,9 +13,14 @@ public final class TLSServerSession {
 
     /// - Throws: NIOSSL's error when the credentials' context cannot be made.
     public init(credentials: ClusterCredentials) throws {
-        try self.channel.pipeline.syncOperations.addServerTLS(credentials)
-        // Active, as an accepted connection is: the handler then waits for the client's hello.
-        try self.channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        do {
+            try self.channel.pipeline.syncOperations.addServerTLS(credentials)
+            // Active, as an accepted connection is: the handler then waits for the client's hello.
+            try self.channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        } catch {
+            self.end()
+            throw error
+        }
     }
 
     /// The session has ended: the peer sent its close_notify (answered in the records sent since),
@@ -48,6 +53,8 @@ public final class TLSServerSession {
         plaintext.moveReaderIndex(to: plaintext.writerIndex)
         self.channel.embeddedEventLoop.run()
         try self.channel.throwIfErrorCaught()
+        // A record that could not be written closes the session without an error of its own.
+        guard self.channel.isActive else { throw ChannelError.ioOnClosedChannel }
     }
 
     /// Tears the session down once its connection has closed. Until an `EmbeddedChannel` is
