@@ -165,7 +165,6 @@ struct NodeCommand: AsyncParsableCommand {
                     threads: self.threads,
                     evacuateTo: self.evacuateTo,
                     localValues: values,
-                    cpuBudget: self.cpus,
                     cpuQuota: quota,
                     balance: self.balance,
                     http: console?.address

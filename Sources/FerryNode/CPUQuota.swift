@@ -35,7 +35,7 @@ public struct CPUQuota: Sendable {
     }
 
     /// The guests' cgroup, under the quota.
-    public var guestsPath: String { self.path + "/guests" }
+    public var guestsPath: String { Self.guests(of: self.path) }
     let version: Int
 
     /// Makes the node's cgroup `ferry/NODE.PID` (two clusters on one machine may both have a
@@ -53,7 +53,7 @@ public struct CPUQuota: Sendable {
         let quota = Int((cpus * Double(Self.period)).rounded())
         let parent = root + "/ferry"
         let path = parent + "/\(node).\(getpid())"
-        let guests = path + "/guests"
+        let guests = Self.guests(of: path)
         ContainerCgroup.removeStale(in: parent)
         try self.makeDirectory(guests)
         if version == 2 {
@@ -71,6 +71,8 @@ public struct CPUQuota: Sendable {
         try self.write(String(getpid()), to: path + "/cgroup.procs")
         return CPUQuota(path: path, root: root, cpus: cpus, version: version)
     }
+
+    private static func guests(of node: String) -> String { node + "/guests" }
 
     /// Moves the calling thread (one that runs guests) under the quota.
     public func confineCallingThread() throws {

@@ -25,7 +25,7 @@ public final class NodeServer: Service, Sendable {
         public var localValues: [String: String]
         /// The lease of the node's registration and of its processes' claims.
         public var ttl: Duration
-        /// The CPUs the node may use (its cgroup quota, set by `ferry node --cpus`).
+        /// The CPUs the node may use, when not its quota's (``cpuQuota``).
         public var cpuBudget: Double?
         /// The cgroup quota its guests' threads run under (`ferry node --cpus`).
         public var cpuQuota: CPUQuota?
@@ -116,7 +116,7 @@ public final class NodeServer: Service, Sendable {
                 threads: configuration.threads,
                 claimTTL: configuration.ttl,
                 localValues: configuration.localValues,
-                cpuBudget: configuration.cpuBudget,
+                cpuBudget: configuration.cpuBudget ?? configuration.cpuQuota?.cpus,
                 onGuestThreadStart: { [quota = configuration.cpuQuota, logger] in
                     do {
                         try quota?.confineCallingThread()

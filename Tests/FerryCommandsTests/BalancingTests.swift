@@ -81,13 +81,12 @@ import Testing
     }
 
     static let cgroupV1 = FileManager.default.fileExists(atPath: "/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
-
-    @Test(
-        .enabled(
-            if: getuid() == 0 && Self.cgroupV1,
-            "--cpus writes a cgroup: needs root and cgroup v1's cpu controller"
-        )
+    static let writesACgroup = ConditionTrait.enabled(
+        if: getuid() == 0 && Self.cgroupV1,
+        "--cpus writes a cgroup: needs root and cgroup v1's cpu controller"
     )
+
+    @Test(Self.writesACgroup)
     func aNodeWithACPUQuotaRunsItsGuestsUnderItAndPublishesItsBudget() throws {
         let cluster = try TestCluster()
         let name = "quota-\(UUID().uuidString.prefix(8))"
@@ -134,12 +133,7 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: path), "a node that stops removes its cgroups")
     }
 
-    @Test(
-        .enabled(
-            if: getuid() == 0 && Self.cgroupV1,
-            "--cpus writes a cgroup: needs root and cgroup v1's cpu controller"
-        )
-    )
+    @Test(Self.writesACgroup)
     func aKilledNodesCgroupsAreRemovedByTheNextNodeWithAQuota() throws {
         let cluster = try TestCluster()
         let name = "killed-\(UUID().uuidString.prefix(8))"
