@@ -80,7 +80,9 @@ final class KVLoop: @unchecked Sendable {
         try self.loop.watch(self.listener.fd, events: EPOLLIN.rawValue | EPOLLEXCLUSIVE.rawValue)
     }
 
-    func start() throws(PosixError) {
+    /// Starts the loop's thread, which polls for `idlePoll` nanoseconds before sleeping while
+    /// requests come closer together than that (``WakeableLoop``).
+    func start(idlePoll: UInt64) throws(PosixError) {
         try self.loop.start(
             WakeableLoop.Policy(
                 onReady: { [self] fd, events in self.handle(fd, events) },
@@ -92,7 +94,8 @@ final class KVLoop: @unchecked Sendable {
                     self.again = []
                 }
             ),
-            tick: 100
+            tick: 100,
+            idlePoll: idlePoll
         )
     }
 

@@ -102,8 +102,8 @@ import Testing
 
         // The threads that run guests are under the quota; the node's others (the one that
         // renews its claims among them) are not, so spinning guests cannot starve them.
-        func cpuCgroup(_ task: String) throws -> String {
-            let lines = try String(contentsOfFile: "/proc/\(pid)/task/\(task)/cgroup", encoding: .utf8)
+        func cpuCgroup(_ task: KernelTask) throws -> String {
+            let lines = try task.file("cgroup")
             let line = try #require(lines.split(separator: "\n").first { $0.contains(":cpu:") || $0.contains(",cpu:") })
             return String(line.split(separator: ":").last ?? "")
         }
@@ -111,9 +111,7 @@ import Testing
         // Each guest thread joins its cgroup as it starts, which may be just after the node says
         // it listens.
         _ = try waitUntil {
-            named = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task").map { task in
-                (try String(contentsOfFile: "/proc/\(pid)/task/\(task)/comm", encoding: .utf8), try cpuCgroup(task))
-            }
+            named = try KernelTask.all(of: pid).map { task in (task.name, try cpuCgroup(task)) }
             return named.filter { $0.cgroup.hasSuffix("/guests") }.count == 2
         }
         // `ferry-guest-N`, not the ticker (`ferry-guest-tic`, as the kernel keeps 15 bytes).
@@ -124,7 +122,7 @@ import Testing
             named.filter { $0.cgroup.hasSuffix("/guests") }.count == 2,
             "no other thread is under the quota: \(named)"
         )
-        #expect(try cpuCgroup(String(pid)) == "/ferry/\(name).\(pid)", "\(named)")
+        #expect(try cpuCgroup(.main(of: pid)) == "/ferry/\(name).\(pid)", "\(named)")
 
         let registered = try cluster.ferry(["endpoints", "--addr", cluster.daemon.endpoint, "lookup", "node:\(name)"])
         #expect(registered.output.contains("cpus=0.50"), "the node publishes its budget: \(registered.output)")

@@ -33,6 +33,8 @@ import Testing
         (["serve", "files", "--root", "/srv", "--workers", "0"], "--workers must be at least 1"),
         (["serve", "files"], "--root"),
         (["serve", "kv", "--db", "/tmp/kv.sqlite", "--loops", "0"], "--loops takes 1 to 256"),
+        (["serve", "kv", "--db", "/tmp/kv.sqlite", "--idle-poll-us=-1"], "--idle-poll-us takes 0 to 10000"),
+        (["serve", "kv", "--db", "/tmp/kv.sqlite", "--idle-poll-us", "99999"], "--idle-poll-us takes 0 to 10000"),
         (["control", "--addr", "nonsense", "stats"], "--addr must be HOST:PORT"),
         (["control", "--addr", "h:99999", "stats"], "--addr must be HOST:PORT"),
         (["endpointd", "--port", "99999"], "a port is a number from 0 to 65535"),

@@ -56,11 +56,9 @@ extension GuestRuns {
             defer { scheduler.shutdown() }
             // Field 19 of /proc/self/task/TID/stat is the thread's nice value.
             func niceOfGuestThreads() -> [Int] {
-                let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
-                return tasks.compactMap { tid in
-                    let comm = try? String(contentsOfFile: "/proc/self/task/\(tid)/comm", encoding: .utf8)
-                    guard comm?.hasPrefix("ferry-guest-") == true, comm?.hasPrefix("ferry-guest-tick") == false,
-                        let stat = try? String(contentsOfFile: "/proc/self/task/\(tid)/stat", encoding: .utf8),
+                ((try? KernelTask.all()) ?? []).compactMap { task in
+                    guard task.name.hasPrefix("ferry-guest-"), !task.name.hasPrefix("ferry-guest-tick"),
+                        let stat = try? task.file("stat"),
                         let close = stat.lastIndex(of: ")")
                     else { return nil }
                     // Fields after the name, which may hold spaces: state is field 3, nice 19.

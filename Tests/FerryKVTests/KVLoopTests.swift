@@ -208,6 +208,62 @@ import Testing
         await kv.close()
     }
 
+    /// With idle polling (`ferry serve kv --idle-poll-us`) a loop answering one client's requests
+    /// back to back polls for the next instead of sleeping between them, and once they stop it
+    /// sleeps: an idle service spends no CPU on it. Without, it sleeps after every answer.
+    @Test func withIdlePollingALoopWaitsForTheNextRequestAwakeAndSleepsOnceTheyStop() async throws {
+        let directory = try TemporaryDirectory()
+        // One loop; its thread is the one named ferry-kv-0 that was not there before (other
+        // suites' services have theirs), bound again in the rare case that one appeared meanwhile.
+        func service(idlePoll: Duration) async throws -> (KVServer, KernelTask) {
+            for attempt in 1...3 {
+                let before = Set(try KernelTask.all().filter { $0.name == "ferry-kv-0" }.map(\.tid))
+                let server = try await KVServer.bind(
+                    store: try KVStore(path: directory.path + "/kv-\(idlePoll)-\(attempt).sqlite"),
+                    loops: 1,
+                    idlePoll: idlePoll,
+                    credentials: nil
+                )
+                let new = try KernelTask.all().filter { $0.name == "ferry-kv-0" && !before.contains($0.tid) }
+                if new.count == 1 { return (server, new[0]) }
+                await server.close()
+            }
+            throw TestFailure("another suite's kv service started beside this one's three times")
+        }
+        // Sleeps of the loop's thread over 400 gets, each sent when the last is answered (alone
+        // here 173-195 of 200 without polling, 0 with; fewer without when other suites load the
+        // cores, as the next request may come before the loop is back in epoll_wait).
+        func sleeps(of loop: KernelTask, serving port: Int) throws -> Int {
+            var client = try RawClient(port: port)
+            defer { client.socket.close() }
+            try client.send(Self.requests([KVGet(key: "warm")]))
+            _ = try client.answers(1)
+            let before = try loop.sleeps()
+            for id in 1...400 {
+                try client.send(Self.requests([KVGet(key: "k")], firstID: UInt64(id)))
+                _ = try client.answers(1)
+            }
+            return try loop.sleeps() - before
+        }
+
+        let (sleeper, sleeperLoop) = try await service(idlePoll: .zero)
+        let slept = try sleeps(of: sleeperLoop, serving: sleeper.port)
+        await sleeper.close()
+        #expect(slept >= 160, "without idle polling the loop sleeps between requests: \(slept) sleeps in 400")
+
+        let (poller, pollerLoop) = try await service(idlePoll: .milliseconds(5))
+        defer { Task { await poller.close() } }
+        let polled = try sleeps(of: pollerLoop, serving: poller.port)
+        #expect(polled < 80, "a request within 5 ms of the last answer is waited for awake: \(polled) sleeps in 400")
+
+        // Quiet now: past its 5 ms the loop sleeps, and a third of a second costs it no CPU.
+        try await Task.sleep(for: .milliseconds(50))
+        let cpu = try pollerLoop.cpuNanoseconds()
+        try await Task.sleep(for: .milliseconds(300))
+        let spent = try pollerLoop.cpuNanoseconds() - cpu
+        #expect(spent < 30_000_000, "an idle loop does not poll: \(spent) ns of CPU in 300 ms")
+    }
+
     @Test func aClosedServiceStopsListeningAndItsPortCanBeBoundAgain() async throws {
         let directory = try TemporaryDirectory()
         let server = try await KVServer.bind(path: directory.path + "/kv.sqlite")
