@@ -56,7 +56,11 @@ public final class KVServer: Service, Sendable {
         let loops = try (0..<max(1, loops ?? Self.defaultLoops)).map { index throws(PosixError) in
             try KVLoop(index: index, listener: listener, store: store, credentials: credentials, logger: logger)
         }
-        let idlePollNanoseconds = UInt64(idlePoll / .nanoseconds(1))
+        let idlePollNanoseconds =
+            idlePoll <= .zero
+            ? 0
+            : UInt64(clamping: idlePoll.components.seconds) &* 1_000_000_000
+                &+ UInt64(idlePoll.components.attoseconds / 1_000_000_000)
         for (started, loop) in loops.enumerated() {
             do {
                 try loop.start(idlePoll: idlePollNanoseconds)
@@ -74,7 +78,7 @@ public final class KVServer: Service, Sendable {
     /// 15-18 us (16 clients, Redis 38-43k at 11-12 us; the README has the runs).
     public static var defaultLoops: Int { max(1, System.coreCount / 2) }
 
-    /// None: on this two-core machine 100 us of polling (30 us caught no request) bought one
+    /// None: on this two-core machine 100 us of polling (30 or 60 us caught no request) bought one
     /// client's gets 11-19% at twice the CPU a get, and with sixteen clients sharing the cores it
     /// took the CPU they needed (the same rate, p99 four times as long). Seastar too stops polling
     /// where cores are shared (`--overprovisioned`). For a machine with cores to spare.

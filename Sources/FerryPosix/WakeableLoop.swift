@@ -164,11 +164,13 @@ public final class WakeableLoop: Sendable {
                 if count > 0 {
                     polling = now &- lastEvents < idlePoll
                 } else if polling {
-                    // Nothing yet: poll again until the window closes, then sleep. A thread
-                    // waiting for this core runs first.
+                    // Nothing yet: poll again until the window closes (a thread waiting for this
+                    // core runs first), then go on as after a tick, and sleep.
                     polling = now &- lastEvents < idlePoll
-                    sched_yield()
-                    continue
+                    if polling {
+                        sched_yield()
+                        continue
+                    }
                 }
             }
             for event in events[0..<Int(count)] {

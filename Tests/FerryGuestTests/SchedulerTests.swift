@@ -57,7 +57,7 @@ extension GuestRuns {
             // Field 19 of /proc/self/task/TID/stat is the thread's nice value.
             func niceOfGuestThreads() -> [Int] {
                 ((try? KernelTask.all()) ?? []).compactMap { task in
-                    guard task.name.hasPrefix("ferry-guest-"), !task.name.hasPrefix("ferry-guest-tick"),
+                    guard task.name.hasPrefix("ferry-guest-"), !task.name.hasPrefix("ferry-guest-tic"),
                         let stat = try? task.file("stat"),
                         let close = stat.lastIndex(of: ")")
                     else { return nil }
