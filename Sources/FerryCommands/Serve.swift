@@ -4,6 +4,7 @@ import FerryExamples
 import FerryHTTP
 import FerryKV
 import FerryObjects
+import FerryPosix
 import FerryServer
 import Logging
 import ServiceLifecycle
@@ -99,7 +100,7 @@ struct Serve: AsyncParsableCommand {
                 spare (100 suits one client on the same host); 0, the default: never.
                 """
         )
-        var idlePollMicroseconds = Int(KVServer.defaultIdlePoll / .microseconds(1))
+        var idlePollMicroseconds = Int(KVServer.defaultIdlePoll.wholeMicroseconds)
 
         func validate() throws {
             if let loops, !(1...256).contains(loops) {

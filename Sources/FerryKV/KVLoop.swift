@@ -34,12 +34,11 @@ final class KVLoop: @unchecked Sendable {
 
     /// Answers that came back from the store's writer (or from a database server), to send.
     private let inbox = NIOLockedValueBox<[(fd: Int32, id: UInt64, answer: KVAnswer)]>([])
-    /// The loop's thread (`pthread_self`), once it has started.
-    private let thread = Atomic<UInt>(0)
-    /// Set on the loop's thread while it commits writes itself and takes its inbox right after:
-    /// answers delivered on its own thread meanwhile need no wake (an eventfd write, and a turn
-    /// of the loop to read it, for every commit: a third of one client's system calls a put).
-    @exclusivity(unchecked) private var takingInboxNext = false
+    /// Set while the loop commits writes itself: it takes its inbox once the commit returns, so an
+    /// answer delivered meanwhile, by any thread, is in it by then and needs no wake (an eventfd
+    /// write, and a turn of the loop to read it, for every commit: a third of one client's system
+    /// calls a put).
+    private let takingInboxNext = Atomic<Bool>(false)
 
     @exclusivity(unchecked) private var connections = DescriptorTable<KVConnection>()
     /// Connections that used their turn with requests still waiting: they go on after the loop's
@@ -87,12 +86,11 @@ final class KVLoop: @unchecked Sendable {
         try self.loop.watch(self.listener.fd, events: EPOLLIN.rawValue | EPOLLEXCLUSIVE.rawValue)
     }
 
-    /// Starts the loop's thread, which polls for `idlePoll` nanoseconds before sleeping while
-    /// requests come closer together than that (``WakeableLoop``).
-    func start(idlePoll: UInt64) throws(PosixError) {
+    /// Starts the loop's thread, which polls for `idlePoll` before sleeping while requests come
+    /// closer together than that (``WakeableLoop``).
+    func start(idlePoll: Duration) throws(PosixError) {
         try self.loop.start(
             WakeableLoop.Policy(
-                onStart: { [self] in self.thread.store(pthread_self(), ordering: .releasing) },
                 onReady: { [self] fd, events in self.handle(fd, events) },
                 onWake: { [self] in self.takeInbox() },
                 afterEvents: { [self] in self.afterEvents() },
@@ -177,9 +175,9 @@ final class KVLoop: @unchecked Sendable {
             self.writesRead.removeAll(keepingCapacity: true)
             if let local = self.local {
                 // Redis's shape: the loop syncs the log itself, then sends the answers.
-                self.takingInboxNext = true
+                self.takingInboxNext.store(true, ordering: .sequentiallyConsistent)
                 local.enqueue(writes, committingHere: true)
-                self.takingInboxNext = false
+                self.takingInboxNext.store(false, ordering: .sequentiallyConsistent)
                 self.takeInbox()
             } else {
                 self.store.enqueue(writes)
@@ -340,13 +338,9 @@ final class KVLoop: @unchecked Sendable {
             inbox.append((fd, id, answer))
             return inbox.count == 1
         }
-        if wasEmpty, !self.takesInboxNextOnThisThread { self.loop.wake() }
-    }
-
-    /// Whether the caller is the loop's thread about to take its inbox (checked in that order, so
-    /// that other threads never read ``takingInboxNext``).
-    private var takesInboxNextOnThisThread: Bool {
-        pthread_equal(pthread_self(), self.thread.load(ordering: .acquiring)) != 0 && self.takingInboxNext
+        // Appended before the flag is read: an answer that skips the wake is in the inbox before
+        // the loop clears the flag and takes it.
+        if wasEmpty, !self.takingInboxNext.load(ordering: .sequentiallyConsistent) { self.loop.wake() }
     }
 
     private func takeInbox() {

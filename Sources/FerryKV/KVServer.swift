@@ -56,14 +56,9 @@ public final class KVServer: Service, Sendable {
         let loops = try (0..<max(1, loops ?? Self.defaultLoops)).map { index throws(PosixError) in
             try KVLoop(index: index, listener: listener, store: store, credentials: credentials, logger: logger)
         }
-        let idlePollNanoseconds =
-            idlePoll <= .zero
-            ? 0
-            : UInt64(clamping: idlePoll.components.seconds) &* 1_000_000_000
-                &+ UInt64(idlePoll.components.attoseconds / 1_000_000_000)
         for (started, loop) in loops.enumerated() {
             do {
-                try loop.start(idlePoll: idlePollNanoseconds)
+                try loop.start(idlePoll: idlePoll)
             } catch {
                 for loop in loops[..<started] { loop.stop() }
                 throw error

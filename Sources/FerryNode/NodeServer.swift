@@ -25,9 +25,8 @@ public final class NodeServer: Service, Sendable {
         public var localValues: [String: String]
         /// The lease of the node's registration and of its processes' claims.
         public var ttl: Duration
-        /// The CPUs the node may use, when not its quota's (``cpuQuota``).
-        public var cpuBudget: Double?
-        /// The cgroup quota its guests' threads run under (`ferry node --cpus`).
+        /// The cgroup quota its guests' threads run under (`ferry node --cpus`), and the CPUs the
+        /// node publishes as its budget.
         public var cpuQuota: CPUQuota?
         /// Which load-driven moves the node starts.
         public var balance: Balancer.Mode
@@ -45,13 +44,11 @@ public final class NodeServer: Service, Sendable {
             evacuateTo: String? = nil,
             localValues: [String: String] = [:],
             ttl: Duration = .seconds(10),
-            cpuBudget: Double? = nil,
             cpuQuota: CPUQuota? = nil,
             balance: Balancer.Mode = .off,
             http: ServiceEndpoint? = nil
         ) {
             self.http = http
-            self.cpuBudget = cpuBudget
             self.cpuQuota = cpuQuota
             self.balance = balance
             self.name = name
@@ -116,7 +113,7 @@ public final class NodeServer: Service, Sendable {
                 threads: configuration.threads,
                 claimTTL: configuration.ttl,
                 localValues: configuration.localValues,
-                cpuBudget: configuration.cpuBudget ?? configuration.cpuQuota?.cpus,
+                cpuBudget: configuration.cpuQuota?.cpus,
                 onGuestThreadStart: { [quota = configuration.cpuQuota, logger] in
                     do {
                         try quota?.confineCallingThread()

@@ -85,14 +85,14 @@ public final class WakeableLoop: Sendable {
     }
 
     /// Runs `policy` on a new kernel thread, waking at least every `tick` milliseconds when
-    /// given; returns once `onStart` has run. With `idlePoll` (nanoseconds), a loop whose events
-    /// came closer together than that keeps polling that long before it sleeps (``run``).
-    public func start(_ policy: Policy, tick: Int32 = -1, idlePoll: UInt64 = 0) throws(PosixError) {
+    /// given; returns once `onStart` has run. With `idlePoll`, a loop whose events came closer
+    /// together than that keeps polling that long before it sleeps (``run``).
+    public func start(_ policy: Policy, tick: Int32 = -1, idlePoll: Duration = .zero) throws(PosixError) {
         let started = DispatchSemaphore(value: 0)
         let thread = try KernelThread.start(name: self.name) { [self] in
             policy.onStart()
             started.signal()
-            policy.onStop(self.run(policy, tick: tick, idlePoll: idlePoll))
+            policy.onStop(self.run(policy, tick: tick, idlePoll: idlePoll.wholeNanoseconds))
             self.letGo()
         }
         self.thread.withLockedValue { state in
@@ -159,18 +159,13 @@ public final class WakeableLoop: Sendable {
                 if errno == EINTR { continue }
                 return PosixError.system("\(self.name): epoll_wait")
             }
-            if idlePoll > 0 {
-                let now = MonotonicClock.nanoseconds()
-                if count > 0 {
-                    polling = now &- lastEvents < idlePoll
-                } else if polling {
-                    // Nothing yet: poll again until the window closes (a thread waiting for this
-                    // core runs first), then go on as after a tick, and sleep.
-                    polling = now &- lastEvents < idlePoll
-                    if polling {
-                        sched_yield()
-                        continue
-                    }
+            if idlePoll > 0, count > 0 || polling {
+                polling = MonotonicClock.nanoseconds() &- lastEvents < idlePoll
+                // Nothing yet: poll again until the window closes (a thread waiting for this core
+                // runs first), then go on as after a tick, and sleep.
+                if count == 0, polling {
+                    sched_yield()
+                    continue
                 }
             }
             for event in events[0..<Int(count)] {

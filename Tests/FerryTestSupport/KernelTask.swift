@@ -8,12 +8,6 @@ public struct KernelTask: Sendable, CustomStringConvertible {
     /// The thread's name (the kernel keeps 15 bytes of it).
     public let name: String
 
-    public init(pid: Int32, tid: String, name: String) {
-        self.pid = pid
-        self.tid = tid
-        self.name = name
-    }
-
     /// The process's first thread, whose id is the process's.
     public static func main(of pid: Int32) -> KernelTask { KernelTask(pid: pid, tid: String(pid), name: "") }
 
